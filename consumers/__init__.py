@@ -1,0 +1,1 @@
+"""Consumers: the posting service and the subscribers that feed it from RabbitMQ."""

@@ -1,0 +1,91 @@
+"""The dead-letter queue's consumer: every dead-lettered message ends as a FAILED posting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from consumers.posting import Clock, PostingService, posting_from, utc_now
+from consumers.reading import Unreadable, assigned_id
+from domain.load_errors import LoadErrorCode, load_error
+from domain.model import IN_FLIGHT
+from domain.ports import PostingStore
+from schemas.messages import PaymentPosted, PaymentRefunded
+from domain.posting import PAYPOST_ACTOR, UNKNOWN_PRACTICE, Attempt, AuditEntry, KeptMessage, PostingKey
+
+log = structlog.get_logger("paypost.dead_letters")
+
+
+@dataclass(frozen=True, slots=True)
+class Death:
+    """Why and where the broker dead-lettered a message (from its ``x-death`` header)."""
+
+    reason: str  # "rejected", "delivery_limit", "expired", "maxlen"
+    queue: str
+    count: int
+
+
+def death_of(headers: dict[str, Any]) -> Death:
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        first = deaths[0]
+        return Death(
+            reason=str(first.get("reason", "unknown")),
+            queue=str(first.get("queue", "")),
+            count=int(first.get("count", 1) or 1),
+        )
+    return Death(reason=str(headers.get("x-first-death-reason", "unknown")),
+                 queue=str(headers.get("x-first-death-queue", "")), count=1)
+
+
+class DeadLetterService:
+    """Keeps each dead-lettered message with its FAILED posting, once per dead-lettering."""
+
+    def __init__(self, postings: PostingStore, service: PostingService, clock: Clock = utc_now) -> None:
+        self._postings = postings
+        self._service = service
+        self._clock = clock
+
+    async def handle(self, message: KeptMessage, raw_headers: dict[str, Any]) -> PostingKey:
+        death = death_of(raw_headers)
+        now = self._clock()
+        marker = f"{message.message_id or assigned_id(message)}:{death.queue}:{death.reason}:{death.count}"
+        audit = AuditEntry(at=now, actor=PAYPOST_ACTOR, action="dead_lettered",
+                           reason=death.reason, detail=marker)
+        read = self._service.read_any(message)
+        if not isinstance(read, (PaymentPosted, PaymentRefunded)):
+            if not isinstance(read, Unreadable):
+                # A readable mapping, transfer or command that its consumer could not apply.
+                read = Unreadable(
+                    code=LoadErrorCode.INVALID_MESSAGE,
+                    detail=f"paypost could not apply this {message.routing_key} message "
+                    f"({death.reason} after {death.count} deliveries).",
+                    practice_id=getattr(read, "practice_id", UNKNOWN_PRACTICE),
+                    row_id=message.message_id or assigned_id(message),
+                )
+            outcome = await self._service.keep_unreadable(read, message)
+            key = outcome.key
+        else:
+            key = posting_from(read, now).key
+            existing = await self._postings.get(key)
+            if existing is None or existing.load_status in IN_FLIGHT:
+                # Dead-lettered with no outcome written (a consumer that kept crashing on it, or
+                # a delivery limit reached): it becomes FAILED so a person sees it.
+                if existing is None:
+                    received = AuditEntry(at=now, actor=PAYPOST_ACTOR, action="received",
+                                          detail=f"event {read.event_id} from the dead-letter queue")
+                    await self._postings.insert_received(posting_from(read, now), message, received)
+                error = load_error(
+                    LoadErrorCode.LEDGER_UNAVAILABLE,
+                    f"paypost could not finish loading it ({death.reason} after {death.count} "
+                    "deliveries).",
+                )
+                if await self._postings.record_failed(key, Attempt(now, 0.0, "failed", error), error, None):
+                    failed = await self._postings.get(key)
+                    if failed is not None:
+                        await self._service.outcomes.failed(failed)
+        if await self._postings.mark_dead_lettered(key, message, audit):
+            log.info("dead_letter_kept", posting=str(key), reason=death.reason, queue=death.queue)
+        return key

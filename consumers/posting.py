@@ -1,0 +1,236 @@
+"""The posting service: load one payment or refund into its practice's ledger, exactly once."""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+import structlog
+
+from domain.errors import LoadFailure
+from domain.load_errors import LoadErrorCode, load_error
+from domain.model import Delivery, LoadStatus, PostingKind, choose_patient, decide_delivery
+from domain.ports import LedgerFactory, MappingStore, PostingStore, PracticeDirectory
+from domain.posting import (
+    PAYPOST_ACTOR,
+    Attempt,
+    AuditEntry,
+    KeptMessage,
+    LedgerEntryRequest,
+    Posting,
+    PostingKey,
+)
+from consumers.reading import Unreadable, read_message
+from producers.events import OutcomePublisher
+from schemas.messages import PaymentPosted, PaymentRefunded, WireModel
+from schemas.topics import PAYMENT_POSTED, PAYMENT_REFUNDED
+
+INTAKE_MESSAGES = {PAYMENT_POSTED: PaymentPosted, PAYMENT_REFUNDED: PaymentRefunded}
+
+log = structlog.get_logger("paypost.posting")
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Disposition(enum.Enum):
+    """What the subscriber does with the delivery once the outcome is durable."""
+
+    ACK = "ack"
+    DEAD_LETTER = "dead_letter"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    disposition: Disposition
+    key: PostingKey
+    load_status: LoadStatus | None = None
+    error_code: LoadErrorCode | None = None
+
+
+def posting_from(message: PaymentPosted | PaymentRefunded, received_at: datetime) -> Posting:
+    """The new PENDING posting a payment or refund message stands for."""
+    if isinstance(message, PaymentPosted):
+        return Posting(
+            key=PostingKey(message.practice_id, message.payment_id),
+            kind=PostingKind.PAYMENT,
+            load_status=LoadStatus.PENDING,
+            event_id=message.event_id,
+            received_at=received_at,
+            patient_account_id=message.patient_account_id,
+            event_ehr_patient_id=message.ehr_patient_id,
+            amount=message.amount,
+            currency=message.currency,
+            method=message.method.value,
+            merchant_transfer_id=message.merchant_transfer_id,
+        )
+    return Posting(
+        key=PostingKey(message.practice_id, message.refund_id),
+        kind=PostingKind.REFUND,
+        load_status=LoadStatus.PENDING,
+        event_id=message.event_id,
+        received_at=received_at,
+        amount=message.amount,
+        currency=message.currency,
+        refunded_payment_id=message.payment_id,
+    )
+
+
+def unreadable_posting(unreadable: Unreadable, received_at: datetime) -> Posting:
+    return Posting(
+        key=PostingKey(unreadable.practice_id, unreadable.row_id),
+        kind=PostingKind.UNREADABLE,
+        load_status=LoadStatus.FAILED,
+        event_id=None,
+        received_at=received_at,
+        load_error=load_error(unreadable.code, unreadable.detail),
+    )
+
+
+class PostingService:
+    """Loads payments and refunds; every outcome is written before the message is settled."""
+
+    def __init__(
+        self,
+        postings: PostingStore,
+        practices: PracticeDirectory,
+        mappings: MappingStore,
+        ledgers: LedgerFactory,
+        outcomes: OutcomePublisher,
+        max_message_bytes: int,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._postings = postings
+        self._practices = practices
+        self._mappings = mappings
+        self._ledgers = ledgers
+        self._outcomes = outcomes
+        self._max_bytes = max_message_bytes
+        self._clock = clock
+
+    @property
+    def outcomes(self) -> OutcomePublisher:
+        return self._outcomes
+
+    def read(self, message: KeptMessage) -> PaymentPosted | PaymentRefunded | Unreadable:
+        """Read a delivery of the intake queue: a payment, a refund, or an unreadable message."""
+        return read_message(message, self._max_bytes, INTAKE_MESSAGES)  # type: ignore[return-value]
+
+    def read_any(self, message: KeptMessage) -> WireModel | Unreadable:
+        """Read any inbound message by its routing key (the dead-letter queue gets them all)."""
+        return read_message(message, self._max_bytes)
+
+    async def handle(self, message: KeptMessage) -> Outcome:
+        """Receive one delivery. Safe to call again for the same delivery: it never posts twice."""
+        read = self.read(message)
+        if isinstance(read, Unreadable):
+            return await self.keep_unreadable(read, message)
+        now = self._clock()
+        fresh = posting_from(read, now)
+        received = AuditEntry(
+            at=now, actor=PAYPOST_ACTOR, action="received",
+            detail=f"event {read.event_id} via {message.routing_key}",
+        )
+        if await self._postings.insert_received(fresh, message, received):
+            return await self._load(fresh)
+        existing = await self._postings.get(fresh.key)
+        if existing is None:  # deleted in between: nothing paypost does, but be safe
+            return Outcome(Disposition.ACK, fresh.key)
+        match decide_delivery(existing.load_status):
+            case Delivery.ALREADY_DONE:
+                log.info("duplicate_ignored", posting=str(fresh.key), load_status=existing.load_status.value)
+                return Outcome(Disposition.ACK, fresh.key, existing.load_status)
+            case Delivery.REPLAY_NEW_BODY:
+                correction = AuditEntry(
+                    at=now, actor=PAYPOST_ACTOR, action="retry",
+                    reason="republished by the payments platform while FAILED",
+                    detail=f"event {read.event_id}",
+                )
+                if not await self._postings.claim_for_replay(fresh, message, correction):
+                    return Outcome(Disposition.ACK, fresh.key)
+                await self._outcomes.retried(replace(fresh, load_status=LoadStatus.RETRYING), correction)
+                return await self._load(replace(fresh, load_status=LoadStatus.RETRYING, replays=existing.replays))
+            case Delivery.LOAD:
+                return await self._load(existing)
+
+    async def keep_unreadable(self, unreadable: Unreadable, message: KeptMessage) -> Outcome:
+        """Give an unreadable message a FAILED row of its own; it is then dead-lettered."""
+        now = self._clock()
+        posting = unreadable_posting(unreadable, now)
+        audit = AuditEntry(at=now, actor=PAYPOST_ACTOR, action="failed", detail=unreadable.detail)
+        key, created = await self._postings.insert_unreadable(posting, message, audit)
+        posting = replace(posting, key=key)
+        if not created:  # seen before (a redelivery, or back from the dead-letter queue)
+            return Outcome(Disposition.DEAD_LETTER, key, LoadStatus.FAILED, unreadable.code)
+        log.warning(
+            "message_unreadable", posting=str(key), error_code=unreadable.code.value,
+            routing_key=message.routing_key[:100],
+        )
+        await self._outcomes.failed(posting)
+        return Outcome(Disposition.DEAD_LETTER, key, LoadStatus.FAILED, unreadable.code)
+
+    async def _load(self, posting: Posting) -> Outcome:
+        started = time.perf_counter()
+        at = self._clock()
+        ehr_patient_id: str | None = None
+        try:
+            ehr_patient_id, request = await self._prepare(posting)
+            integration = await self._practices.integration(posting.key.practice_id)
+            if integration is None or not integration.enabled:
+                raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED)
+            receipt = await self._ledgers.for_integration(integration).post(request)
+        except LoadFailure as failure:
+            error = load_error(failure.code, failure.detail)
+            attempt = Attempt(at, _ms(started), "failed", error)
+            if not await self._postings.record_failed(posting.key, attempt, error, ehr_patient_id):
+                return Outcome(Disposition.ACK, posting.key)
+            log.info("posting_failed", posting=str(posting.key), error_code=failure.code.value)
+            await self._outcomes.failed(replace(posting, load_status=LoadStatus.FAILED, load_error=error,
+                                               ehr_patient_id=ehr_patient_id))
+            return Outcome(Disposition.DEAD_LETTER, posting.key, LoadStatus.FAILED, failure.code)
+        attempt = Attempt(at, _ms(started), "loaded")
+        if not await self._postings.record_loaded(posting.key, attempt, request.ehr_patient_id, receipt.entry_id):
+            return Outcome(Disposition.ACK, posting.key)
+        log.info("posting_loaded", posting=str(posting.key), duration_ms=attempt.duration_ms,
+                 already_posted=receipt.already_posted)
+        await self._outcomes.loaded(replace(posting, load_status=LoadStatus.LOADED,
+                                            ehr_patient_id=request.ehr_patient_id))
+        return Outcome(Disposition.ACK, posting.key, LoadStatus.LOADED)
+
+    async def _prepare(self, posting: Posting) -> tuple[str, LedgerEntryRequest]:
+        """Find the patient and build the ledger entry; raises LoadFailure when a person must act."""
+        practice_id = posting.key.practice_id
+        assert posting.amount is not None and posting.currency is not None
+        if posting.kind is PostingKind.REFUND:
+            assert posting.refunded_payment_id is not None
+            original = await self._postings.get(PostingKey(practice_id, posting.refunded_payment_id))
+            if original is None or original.load_status is not LoadStatus.LOADED or not original.ehr_patient_id:
+                state = "not received" if original is None else original.load_status.value
+                raise LoadFailure(
+                    LoadErrorCode.ORIGINAL_PAYMENT_NOT_LOADED,
+                    f"Payment {posting.refunded_payment_id} is {state}.",
+                )
+            return original.ehr_patient_id, LedgerEntryRequest(
+                practice_id=practice_id, ehr_patient_id=original.ehr_patient_id,
+                posting_id=posting.key.payment_id, payment_id=posting.refunded_payment_id,
+                refund_id=posting.key.payment_id, amount=-posting.amount, currency=posting.currency,
+                occurred_at=posting.received_at,
+            )
+        assert posting.patient_account_id is not None
+        held = await self._mappings.get(practice_id, posting.patient_account_id)
+        patient = choose_patient(held, posting.event_ehr_patient_id)
+        return patient.ehr_patient_id, LedgerEntryRequest(
+            practice_id=practice_id, ehr_patient_id=patient.ehr_patient_id,
+            posting_id=posting.key.payment_id, payment_id=posting.key.payment_id, refund_id=None,
+            amount=posting.amount, currency=posting.currency, occurred_at=posting.received_at,
+        )
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

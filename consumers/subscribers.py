@@ -1,0 +1,140 @@
+"""FastStream subscribers: thin entrypoints that read a delivery and hand it to one service."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import structlog
+from faststream import AckPolicy
+from faststream.rabbit import RabbitBroker, RabbitMessage
+
+from consumers.dead_letters import DeadLetterService
+from consumers.mappings import MappingService
+from consumers.posting import Disposition, PostingService
+from consumers.reading import Unreadable, assigned_id, read_message
+from domain.load_errors import LoadErrorCode
+from domain.posting import UNKNOWN_PRACTICE
+from infra import topology
+from infra.broker import kept_message
+from schemas.messages import PatientMappingUpdated, PaymentPosted, PaymentRefunded, TransferSettled
+from schemas.topics import PATIENT_MAPPING_UPDATED, TRANSFER_SETTLED
+
+log = structlog.get_logger("paypost.consumers")
+
+T = TypeVar("T")
+Retrying = Callable[[Callable[[], Awaitable[T]]], Awaitable[T]]
+TransferHandler = Callable[[TransferSettled], Awaitable[None]]
+
+
+async def _settle(msg: RabbitMessage, dead_letter: bool) -> None:
+    if dead_letter:
+        await msg.reject(requeue=False)
+    else:
+        await msg.ack()
+
+
+def register(
+    broker: RabbitBroker,
+    postings: PostingService,
+    dead_letters: DeadLetterService,
+    mappings: MappingService,
+    transfers: TransferHandler,
+    retrying: Retrying[Any],
+    max_message_bytes: int,
+    intake_consumers: int = 1,
+) -> None:
+    """Subscribe paypost's consumers. Each acks only after its outcome is durable.
+
+    ``retrying`` runs a handler again on transient errors (database down) with backoff; when it
+    gives up, the delivery is returned to its queue, never acked early nor dead-lettered.
+    """
+
+    async def on_intake(msg: RabbitMessage) -> None:
+        message = kept_message(msg.raw_message)
+        try:
+            outcome = await retrying(lambda: postings.handle(message))
+        except Exception:
+            log.exception("intake_gave_up", message_id=message.message_id)
+            await msg.nack(requeue=True)
+            return
+        await _settle(msg, outcome.disposition is Disposition.DEAD_LETTER)
+
+    for n in range(intake_consumers):
+        broker.subscriber(topology.intake, ack_policy=AckPolicy.MANUAL, title=f"intake-{n}")(on_intake)
+
+    @broker.subscriber(topology.unrouted_queue, ack_policy=AckPolicy.MANUAL)
+    async def on_unrouted(msg: RabbitMessage) -> None:
+        """What ``paypost.payments`` routed nowhere: kept as an unreadable row, never dropped."""
+        message = kept_message(msg.raw_message)
+        read = postings.read_any(message)
+        try:
+            if isinstance(read, (PaymentPosted, PaymentRefunded)):
+                # A payment whose binding is missing: say so loudly, and load it all the same.
+                log.error("binding_missing", routing_key=message.routing_key[:100], queue=topology.INTAKE_QUEUE)
+                outcome = await retrying(lambda: postings.handle(message))
+                await _settle(msg, outcome.disposition is Disposition.DEAD_LETTER)
+                return
+            if not isinstance(read, Unreadable):
+                log.error("binding_missing", routing_key=message.routing_key[:100])
+                read = Unreadable(
+                    code=LoadErrorCode.INVALID_MESSAGE,
+                    detail=f"The routing key {message.routing_key[:100]!r} reached no paypost queue.",
+                    practice_id=getattr(read, "practice_id", UNKNOWN_PRACTICE),
+                    row_id=message.message_id or assigned_id(message),
+                )
+            unreadable = read
+            await retrying(lambda: postings.keep_unreadable(unreadable, message))
+        except Exception:
+            log.exception("unrouted_gave_up", message_id=message.message_id)
+            await msg.nack(requeue=True)
+            return
+        await msg.reject(requeue=False)
+
+    @broker.subscriber(topology.mappings, ack_policy=AckPolicy.MANUAL)
+    async def on_mapping(msg: RabbitMessage) -> None:
+        message = kept_message(msg.raw_message)
+        read = read_message(message, max_message_bytes, {PATIENT_MAPPING_UPDATED: PatientMappingUpdated})
+        try:
+            if isinstance(read, Unreadable):
+                await retrying(lambda: postings.keep_unreadable(read, message))
+                await msg.reject(requeue=False)
+                return
+            assert isinstance(read, PatientMappingUpdated)
+            await retrying(lambda: mappings.update(
+                read.practice_id, read.patient_account_id, read.ehr_patient_id,
+                actor="paypost", source=f"event {read.event_id}",
+            ))
+        except Exception:
+            log.exception("mapping_gave_up", message_id=message.message_id)
+            await msg.nack(requeue=True)
+            return
+        await msg.ack()
+
+    @broker.subscriber(topology.transfers, ack_policy=AckPolicy.MANUAL)
+    async def on_transfer(msg: RabbitMessage) -> None:
+        message = kept_message(msg.raw_message)
+        read = read_message(message, max_message_bytes, {TRANSFER_SETTLED: TransferSettled})
+        try:
+            if isinstance(read, Unreadable):
+                await retrying(lambda: postings.keep_unreadable(read, message))
+                await msg.reject(requeue=False)
+                return
+            assert isinstance(read, TransferSettled)
+            await retrying(lambda: transfers(read))
+        except Exception:
+            log.exception("transfer_gave_up", message_id=message.message_id)
+            await msg.nack(requeue=True)
+            return
+        await msg.ack()
+
+    @broker.subscriber(topology.dead_letters, ack_policy=AckPolicy.MANUAL)
+    async def on_dead_letter(msg: RabbitMessage) -> None:
+        message = kept_message(msg.raw_message)
+        try:
+            await retrying(lambda: dead_letters.handle(message, dict(msg.raw_message.headers or {})))
+        except Exception:
+            log.exception("dead_letter_gave_up", message_id=message.message_id)
+            await msg.nack(requeue=True)
+            return
+        await msg.ack()

@@ -1,0 +1,37 @@
+"""Named errors of the posting domain."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from domain.load_errors import LoadErrorCode
+
+
+class PaypostError(Exception):
+    """Base of paypost's own errors."""
+
+
+class IllegalTransition(PaypostError):
+    """A load status change that the posting life cycle does not allow."""
+
+    def __init__(self, current: str, target: str) -> None:
+        super().__init__(f"a {current} posting cannot become {target}")
+        self.current = current
+        self.target = target
+
+
+class LoadFailure(PaypostError):
+    """A load failed for a reason only a person can fix: it becomes a FAILED posting."""
+
+    def __init__(self, code: LoadErrorCode, detail: str | None = None) -> None:
+        super().__init__(f"{code.value}: {detail}" if detail else code.value)
+        self.code = code
+        self.detail = detail
+
+
+class TransientFailure(PaypostError):
+    """A failure that may pass by itself (a ledger or database that does not answer).
+
+    It is retried with backoff and never turned into a FAILED posting straight away.
+    """

@@ -1,0 +1,97 @@
+"""Postings, their load statuses and the transitions between them."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from domain.errors import IllegalTransition, LoadFailure
+from domain.load_errors import LoadErrorCode
+
+
+class LoadStatus(enum.StrEnum):
+    """Where a posting stands, as the Load Status column shows it."""
+
+    PENDING = "PENDING"
+    LOADED = "LOADED"
+    FAILED = "FAILED"
+    RETRYING = "RETRYING"
+    CLEARED = "CLEARED"
+
+
+class PostingKind(enum.StrEnum):
+    """What a row of the Merchant Transfers report stands for."""
+
+    PAYMENT = "payment"
+    REFUND = "refund"
+    UNREADABLE = "unreadable"
+
+
+# Which status may follow which. PENDING and RETRYING are "in flight": the only
+# states from which a ledger entry may be made, so that a clear (allowed only from
+# FAILED) can never race a load into both LOADED and CLEARED.
+ALLOWED_TRANSITIONS: Mapping[LoadStatus, frozenset[LoadStatus]] = {
+    LoadStatus.PENDING: frozenset({LoadStatus.LOADED, LoadStatus.FAILED}),
+    LoadStatus.RETRYING: frozenset({LoadStatus.LOADED, LoadStatus.FAILED}),
+    LoadStatus.FAILED: frozenset({LoadStatus.RETRYING, LoadStatus.CLEARED}),
+    LoadStatus.LOADED: frozenset(),
+    LoadStatus.CLEARED: frozenset(),
+}
+
+IN_FLIGHT = frozenset({LoadStatus.PENDING, LoadStatus.RETRYING})
+FINAL = frozenset({LoadStatus.LOADED, LoadStatus.CLEARED})
+
+
+def can_transition(current: LoadStatus, target: LoadStatus) -> bool:
+    """Whether ``current`` may become ``target``."""
+    return target in ALLOWED_TRANSITIONS[current]
+
+
+def check_transition(current: LoadStatus, target: LoadStatus) -> None:
+    """Raise :class:`IllegalTransition` unless ``current`` may become ``target``."""
+    if not can_transition(current, target):
+        raise IllegalTransition(current.value, target.value)
+
+
+def sources_of(target: LoadStatus) -> frozenset[LoadStatus]:
+    """Every status from which ``target`` may be reached (for conditional writes)."""
+    return frozenset(s for s, targets in ALLOWED_TRANSITIONS.items() if target in targets)
+
+
+class Delivery(enum.Enum):
+    """What the posting consumer does with a payment message, given the posting it finds."""
+
+    LOAD = "load"  # in flight: try to load it now
+    REPLAY_NEW_BODY = "replay_new_body"  # FAILED and republished: an upstream correction
+    ALREADY_DONE = "already_done"  # LOADED or CLEARED: a republish never changes it
+
+
+def decide_delivery(existing: LoadStatus) -> Delivery:
+    """Decide what a delivery of a payment that paypost already holds means."""
+    if existing in FINAL:
+        return Delivery.ALREADY_DONE
+    if existing is LoadStatus.FAILED:
+        return Delivery.REPLAY_NEW_BODY
+    return Delivery.LOAD
+
+
+@dataclass(frozen=True, slots=True)
+class PatientChoice:
+    """The practice-management patient a posting goes to, and where that id came from."""
+
+    ehr_patient_id: str
+    source: str  # "mapping" or "event"
+
+
+def choose_patient(held_mapping: str | None, event_ehr_patient_id: str | None) -> PatientChoice:
+    """Pick the practice-management patient id for a payment.
+
+    A mapping that paypost holds is newer knowledge and wins over the id the event carries;
+    the event's id is used where paypost holds none.
+    """
+    if held_mapping:
+        return PatientChoice(held_mapping, "mapping")
+    if event_ehr_patient_id:
+        return PatientChoice(event_ehr_patient_id, "event")
+    raise LoadFailure(LoadErrorCode.PATIENT_NOT_MAPPED)

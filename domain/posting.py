@@ -1,0 +1,112 @@
+"""The records the posting life cycle works with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from domain.load_errors import LoadError
+from domain.model import LoadStatus, PostingKind
+
+UNKNOWN_PRACTICE = "_unknown"
+PAYPOST_ACTOR = "paypost"
+
+
+@dataclass(frozen=True, slots=True)
+class PostingKey:
+    """(practice_id, payment_id) identifies a payment, refund or unreadable message for ever."""
+
+    practice_id: str
+    payment_id: str
+
+    def __str__(self) -> str:
+        return f"{self.practice_id}/{self.payment_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeptMessage:
+    """A message exactly as it arrived, kept with its posting so a retry can replay it."""
+
+    body: bytes
+    routing_key: str
+    message_id: str | None
+    headers: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try at loading a posting into the ledger."""
+
+    at: datetime
+    duration_ms: float
+    outcome: str  # "loaded" or "failed"
+    load_error: LoadError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """Who did what to a posting, when and why. The trail is append-only."""
+
+    at: datetime
+    actor: str
+    action: str
+    reason: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """A row of the Merchant Transfers report, as the posting consumer needs it."""
+
+    key: PostingKey
+    kind: PostingKind
+    load_status: LoadStatus
+    event_id: str | None
+    received_at: datetime
+    patient_account_id: str | None = None
+    event_ehr_patient_id: str | None = None  # the id the event carried
+    ehr_patient_id: str | None = None  # the id the posting went (or goes) to
+    amount: Decimal | None = None
+    currency: str | None = None
+    method: str | None = None
+    merchant_transfer_id: str | None = None
+    refunded_payment_id: str | None = None
+    load_error: LoadError | None = None
+    replays: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Integration:
+    """A practice's ledger integration."""
+
+    practice_id: str
+    kind: str  # "builtin" or "http"
+    enabled: bool
+    settings: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntryRequest:
+    """What is posted to a ledger. ``posting_id`` is the payment's or refund's id: one entry each."""
+
+    practice_id: str
+    ehr_patient_id: str
+    posting_id: str
+    payment_id: str
+    refund_id: str | None
+    amount: Decimal  # negative for a refund
+    currency: str
+    occurred_at: datetime
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"paypost:{self.practice_id}:{self.posting_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerReceipt:
+    """The ledger's word that an entry exists (made now or found from before)."""
+
+    entry_id: str
+    already_posted: bool = False

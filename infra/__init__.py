@@ -1,0 +1,1 @@
+"""Adapters: the only code that talks to RabbitMQ, MongoDB, HTTP ledgers and local processes."""

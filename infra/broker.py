@@ -1,0 +1,90 @@
+"""The RabbitMQ connection: topology at start, confirmed and mandatory publishes."""
+
+from __future__ import annotations
+
+import aiormq
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+from faststream.rabbit import RabbitBroker
+from faststream.rabbit.schemas import Channel
+
+from domain.errors import PaypostError
+from domain.posting import KeptMessage
+from infra import topology
+from schemas.topics import CONTENT_TYPE, SCHEMA_VERSION, SCHEMA_VERSION_HEADER
+
+log = structlog.get_logger("paypost.broker")
+
+
+class Unroutable(PaypostError):
+    """The broker routed a message paypost sent to no queue (a missing binding or queue)."""
+
+
+def make_broker(url: str, prefetch: int) -> RabbitBroker:
+    """A broker whose default channel uses publisher confirms and the given prefetch."""
+    return RabbitBroker(
+        url,
+        default_channel=Channel(prefetch_count=prefetch, publisher_confirms=True),
+        logger=None,  # paypost logs outcomes itself, with ids and no patient detail
+        graceful_timeout=15.0,
+        fail_fast=True,
+    )
+
+
+async def declare_topology(broker: RabbitBroker) -> None:
+    """Declare every exchange, queue and binding paypost owns (idempotent)."""
+    for exchange in topology.EXCHANGES:
+        await broker.declare_exchange(exchange)
+    for queue, exchange, keys in topology.BINDINGS:
+        declared = await broker.declare_queue(queue)
+        for key in keys:
+            await declared.bind(exchange.name, routing_key=key)
+
+
+class Publisher:
+    """Publishes persistent JSON with confirms and ``mandatory``; nothing it sends is silently lost."""
+
+    def __init__(self, broker: RabbitBroker) -> None:
+        self._broker = broker
+        self.unheard_broadcasts = 0
+
+    async def __call__(
+        self, exchange: str, routing_key: str, body: bytes, *, message_id: str,
+        headers: dict[str, object] | None = None, broadcast: bool = False,
+    ) -> None:
+        result = await self._broker.publish(
+            body,
+            exchange=exchange or None,
+            routing_key=routing_key,
+            mandatory=True,
+            persist=True,
+            message_id=message_id,
+            content_type=CONTENT_TYPE,
+            headers={SCHEMA_VERSION_HEADER: SCHEMA_VERSION, **(headers or {})},  # type: ignore[dict-item]
+        )
+        if isinstance(result, aiormq.spec.Basic.Ack):
+            return
+        if broadcast:
+            # An event no dashboard listens to is not an error (contract 1.3); count it.
+            self.unheard_broadcasts += 1
+            return
+        log.error("publish_unroutable", exchange=exchange, routing_key=routing_key[:120])
+        raise Unroutable(f"nothing is bound to {exchange or '(default)'} with routing key {routing_key!r}")
+
+
+def kept_message(raw: AbstractIncomingMessage) -> KeptMessage:
+    """The delivery as paypost keeps it: exact body, original routing key, id and headers."""
+    headers = dict(raw.headers or {})
+    routing_key = headers.get(topology.ROUTING_KEY_HEADER) or raw.routing_key or ""
+    return KeptMessage(
+        body=raw.body,
+        routing_key=str(routing_key),
+        message_id=raw.message_id or None,
+        headers={k: _plain(v) for k, v in headers.items()},
+    )
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value

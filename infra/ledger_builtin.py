@@ -1,0 +1,79 @@
+"""The built-in ledger in MongoDB: one entry per (practice, payment or refund), by its _id."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from pymongo.errors import DuplicateKeyError
+
+from domain.errors import LoadFailure
+from domain.load_errors import LoadErrorCode
+from domain.posting import LedgerEntryRequest, LedgerReceipt
+from infra.directory import MongoPracticeDirectory
+from infra.mongo import Collections, Doc
+
+
+class BuiltinLedger:
+    """Posting twice makes one entry: the entry's _id is the posting's key, so MongoDB refuses a second."""
+
+    def __init__(self, collections: Collections, directory: MongoPracticeDirectory) -> None:
+        self._entries = collections.ledger_entries
+        self._directory = directory
+
+    async def post(self, request: LedgerEntryRequest) -> LedgerReceipt:
+        if not await self._directory.patient_registered(request.practice_id, request.ehr_patient_id):
+            raise LoadFailure(
+                LoadErrorCode.PATIENT_NOT_FOUND,
+                f"Patient {request.ehr_patient_id} is not registered in the practice's ledger.",
+            )
+        entry_id = str(uuid.uuid4())
+        try:
+            await self._entries.insert_one({
+                "_id": f"{request.practice_id}/{request.posting_id}",
+                "entry_id": entry_id,
+                "practice_id": request.practice_id,
+                "ehr_patient_id": request.ehr_patient_id,
+                "payment_id": request.payment_id,
+                "refund_id": request.refund_id,
+                "amount": request.amount,
+                "currency": request.currency,
+                "posted_at": datetime.now(UTC),
+            })
+        except DuplicateKeyError:
+            existing = await self._entries.find_one({"_id": f"{request.practice_id}/{request.posting_id}"})
+            assert existing is not None
+            return LedgerReceipt(entry_id=existing["entry_id"], already_posted=True)
+        return LedgerReceipt(entry_id=entry_id)
+
+    async def entries(self, practice_id: str, ehr_patient_id: str) -> list[Doc]:
+        cursor = self._entries.find(
+            {"practice_id": practice_id, "ehr_patient_id": ehr_patient_id}, {"_id": 0}
+        ).sort([("posted_at", 1), ("entry_id", 1)])
+        return await cursor.to_list(None)
+
+
+class LedgerFactoryImpl:
+    """Picks the ledger for a practice's integration."""
+
+    def __init__(self, builtin: BuiltinLedger, http_factory: object | None = None) -> None:
+        self._builtin = builtin
+        self._http_factory = http_factory
+
+    def for_integration(self, integration):  # type: ignore[no-untyped-def]
+        if integration.kind == "builtin":
+            return self._builtin
+        if integration.kind == "http" and self._http_factory is not None:
+            return self._http_factory.for_integration(integration)  # type: ignore[attr-defined]
+        return _Unsupported(integration.kind)
+
+
+class _Unsupported:
+    def __init__(self, kind: str) -> None:
+        self._kind = kind
+
+    async def post(self, request: LedgerEntryRequest) -> LedgerReceipt:
+        raise LoadFailure(
+            LoadErrorCode.INTEGRATION_NOT_CONFIGURED,
+            f"Ledger kind {self._kind!r} is not supported by this paypost.",
+        )

@@ -1,0 +1,115 @@
+"""The MongoDB connection, collections and indexes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from bson.codec_options import CodecOptions, TypeCodec, TypeRegistry
+from bson.decimal128 import Decimal128
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, NotPrimaryError, PyMongoError
+
+Doc = dict[str, Any]
+
+# Errors that mean "the database did not answer": worth retrying, never a FAILED posting.
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    AutoReconnect, ConnectionFailure, NetworkTimeout, NotPrimaryError,
+)
+
+
+class DecimalCodec(TypeCodec):
+    """Money is Decimal in Python and Decimal128 in MongoDB, never a float."""
+
+    python_type = Decimal
+    bson_type = Decimal128
+
+    def transform_python(self, value: Decimal) -> Decimal128:
+        return Decimal128(value)
+
+    def transform_bson(self, value: Decimal128) -> Decimal:
+        return value.to_decimal()
+
+
+CODECS: CodecOptions[Doc] = CodecOptions(tz_aware=True, type_registry=TypeRegistry([DecimalCodec()]))
+
+
+def connect(uri: str, **kwargs: Any) -> AsyncMongoClient[Doc]:
+    """A client; it connects lazily, so nothing is opened here."""
+    return AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000, **kwargs)
+
+
+@dataclass(frozen=True)
+class Collections:
+    """paypost's collections. The names are the project's own choice (not in the contract)."""
+
+    db: AsyncDatabase[Doc]
+
+    def _c(self, name: str) -> AsyncCollection[Doc]:
+        return self.db.get_collection(name, codec_options=CODECS)
+
+    @property
+    def postings(self) -> AsyncCollection[Doc]:
+        return self._c("postings")
+
+    @property
+    def ledger_entries(self) -> AsyncCollection[Doc]:
+        return self._c("ledger_entries")
+
+    @property
+    def ehr_patients(self) -> AsyncCollection[Doc]:
+        return self._c("ehr_patients")
+
+    @property
+    def practices(self) -> AsyncCollection[Doc]:
+        return self._c("practices")
+
+    @property
+    def mappings(self) -> AsyncCollection[Doc]:
+        return self._c("patient_mappings")
+
+    @property
+    def transfers(self) -> AsyncCollection[Doc]:
+        return self._c("transfers")
+
+    @property
+    def commands(self) -> AsyncCollection[Doc]:
+        return self._c("processed_commands")
+
+    @property
+    def operations(self) -> AsyncCollection[Doc]:
+        return self._c("operations")
+
+    @property
+    def alerts(self) -> AsyncCollection[Doc]:
+        return self._c("alerts")
+
+
+async def ensure_indexes(c: Collections) -> None:
+    """Create the indexes every query and every exactly-once rule relies on."""
+    newest = [("received_at", DESCENDING), ("_id", DESCENDING)]
+    await c.postings.create_indexes([
+        IndexModel([("received_at", DESCENDING), ("_id", DESCENDING)]),
+        IndexModel([("practice_id", ASCENDING), *newest]),
+        IndexModel([("practice_id", ASCENDING), ("load_status", ASCENDING), *newest]),
+        IndexModel([("practice_id", ASCENDING), ("load_error.code", ASCENDING), *newest]),
+        IndexModel([("practice_id", ASCENDING), ("merchant_transfer_id", ASCENDING), *newest]),
+        IndexModel([("practice_id", ASCENDING), ("patient_account_id", ASCENDING), ("load_status", ASCENDING)]),
+        IndexModel([("load_status", ASCENDING), *newest]),
+    ])
+    # One ledger entry per (practice, payment or refund): the _id is that pair, so a
+    # duplicate insert fails and nothing posts twice.
+    await c.ledger_entries.create_indexes([
+        IndexModel([("practice_id", ASCENDING), ("ehr_patient_id", ASCENDING), ("posted_at", ASCENDING)]),
+    ])
+
+
+def is_duplicate_key(error: PyMongoError) -> bool:
+    return getattr(error, "code", None) == 11000
+
+
+async def ping(client: AsyncMongoClient[Doc]) -> None:
+    await client.admin.command("ping")

@@ -1,0 +1,217 @@
+"""Postings in MongoDB: the Merchant Transfers report rows and their outcomes."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import asdict
+from pymongo.errors import DuplicateKeyError
+
+from domain.load_errors import LoadError, LoadErrorCode
+from domain.model import IN_FLIGHT, LoadStatus, PostingKind
+from domain.posting import Attempt, AuditEntry, KeptMessage, Posting, PostingKey
+from infra.mongo import Collections, Doc
+
+HISTORY_LIMIT = 200  # attempts kept per posting; the audit trail is never trimmed
+
+
+def doc_id(key: PostingKey) -> str:
+    return f"{key.practice_id}/{key.payment_id}"
+
+
+def error_doc(error: LoadError | None) -> Doc | None:
+    if error is None:
+        return None
+    return {"code": error.code.value, "message": error.message, "fix": error.fix}
+
+
+def error_from(doc: Doc | None) -> LoadError | None:
+    if not doc:
+        return None
+    return LoadError(code=LoadErrorCode(doc["code"]), message=doc["message"], fix=doc["fix"])
+
+
+def audit_doc(entry: AuditEntry) -> Doc:
+    return asdict(entry)
+
+
+def attempt_doc(attempt: Attempt) -> Doc:
+    return {"at": attempt.at, "duration_ms": attempt.duration_ms, "outcome": attempt.outcome,
+            "load_error": error_doc(attempt.load_error)}
+
+
+def message_doc(message: KeptMessage) -> Doc:
+    """Keep the exact bytes: text when they are UTF-8, else base64."""
+    try:
+        body: Doc = {"text": message.body.decode("utf-8")}
+    except UnicodeDecodeError:
+        body = {"base64": base64.b64encode(message.body).decode()}
+    headers = {k: v for k, v in message.headers.items() if isinstance(v, (str, int, float, bool)) or v is None}
+    return {**body, "routing_key": message.routing_key, "message_id": message.message_id, "headers": headers,
+            "size": len(message.body)}
+
+
+def message_from(doc: Doc) -> KeptMessage:
+    body = doc["text"].encode("utf-8") if "text" in doc else base64.b64decode(doc["base64"])
+    return KeptMessage(body=body, routing_key=doc["routing_key"], message_id=doc.get("message_id"),
+                       headers=dict(doc.get("headers") or {}))
+
+
+def posting_fields(posting: Posting) -> Doc:
+    """The fields a payment message determines (set on insert and on an upstream correction)."""
+    return {
+        "practice_id": posting.key.practice_id,
+        "payment_id": posting.key.payment_id,
+        "kind": posting.kind.value,
+        "patient_account_id": posting.patient_account_id,
+        "event_ehr_patient_id": posting.event_ehr_patient_id,
+        "amount": posting.amount,
+        "currency": posting.currency,
+        "method": posting.method,
+        "merchant_transfer_id": posting.merchant_transfer_id,
+        "refunded_payment_id": posting.refunded_payment_id,
+        "event_id": posting.event_id,
+    }
+
+
+def posting_from(doc: Doc) -> Posting:
+    return Posting(
+        key=PostingKey(doc["practice_id"], doc["payment_id"]),
+        kind=PostingKind(doc["kind"]),
+        load_status=LoadStatus(doc["load_status"]),
+        event_id=doc.get("event_id"),
+        received_at=doc["received_at"],
+        patient_account_id=doc.get("patient_account_id"),
+        event_ehr_patient_id=doc.get("event_ehr_patient_id"),
+        ehr_patient_id=doc.get("ehr_patient_id"),
+        amount=doc.get("amount"),
+        currency=doc.get("currency"),
+        method=doc.get("method"),
+        merchant_transfer_id=doc.get("merchant_transfer_id"),
+        refunded_payment_id=doc.get("refunded_payment_id"),
+        load_error=error_from(doc.get("load_error")),
+        replays=doc.get("replays", 0),
+    )
+
+
+class MongoPostingStore:
+    """The PostingStore port on MongoDB. Every status change is one conditional write."""
+
+    def __init__(self, collections: Collections) -> None:
+        self._c = collections.postings
+
+    async def insert_received(self, posting: Posting, message: KeptMessage, audit: AuditEntry) -> bool:
+        doc = {
+            "_id": doc_id(posting.key),
+            **posting_fields(posting),
+            "ehr_patient_id": None,
+            "load_status": LoadStatus.PENDING.value,
+            "load_error": None,
+            "attempts_count": 0,
+            "attempts": [],
+            "audit": [audit_doc(audit)],
+            "received_at": posting.received_at,
+            "updated_at": posting.received_at,
+            "message": message_doc(message),
+            "replays": 0,
+            "dead_letters": [],
+        }
+        try:
+            await self._c.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def get(self, key: PostingKey) -> Posting | None:
+        doc = await self._c.find_one({"_id": doc_id(key)}, {"message": 0, "audit": 0, "attempts": 0})
+        return posting_from(doc) if doc else None
+
+    async def get_doc(self, key: PostingKey) -> Doc | None:
+        return await self._c.find_one({"_id": doc_id(key)})
+
+    async def kept_message(self, key: PostingKey) -> KeptMessage | None:
+        doc = await self._c.find_one({"_id": doc_id(key)}, {"message": 1})
+        return message_from(doc["message"]) if doc and doc.get("message") else None
+
+    async def claim_for_replay(self, posting: Posting, message: KeptMessage, audit: AuditEntry) -> bool:
+        result = await self._c.update_one(
+            {"_id": doc_id(posting.key), "load_status": LoadStatus.FAILED.value},
+            {"$set": {**posting_fields(posting), "load_status": LoadStatus.RETRYING.value,
+                      "load_error": None, "message": message_doc(message), "updated_at": audit.at},
+             "$push": {"audit": audit_doc(audit)}},
+        )
+        return result.modified_count == 1
+
+    async def _finish(self, key: PostingKey, attempt: Attempt, fields: Doc, audit: AuditEntry) -> bool:
+        result = await self._c.update_one(
+            {"_id": doc_id(key), "load_status": {"$in": [s.value for s in IN_FLIGHT]}},
+            {"$set": {**fields, "updated_at": attempt.at},
+             "$inc": {"attempts_count": 1},
+             "$push": {"attempts": {"$each": [attempt_doc(attempt)], "$slice": -HISTORY_LIMIT},
+                       "audit": audit_doc(audit)}},
+        )
+        return result.modified_count == 1
+
+    async def record_loaded(self, key: PostingKey, attempt: Attempt, ehr_patient_id: str, entry_id: str) -> bool:
+        audit = AuditEntry(at=attempt.at, actor="paypost", action="loaded", detail=f"ledger entry {entry_id}")
+        return await self._finish(
+            key, attempt,
+            {"load_status": LoadStatus.LOADED.value, "load_error": None, "ehr_patient_id": ehr_patient_id,
+             "ledger_entry_id": entry_id},
+            audit,
+        )
+
+    async def record_failed(
+        self, key: PostingKey, attempt: Attempt, error: LoadError, ehr_patient_id: str | None
+    ) -> bool:
+        audit = AuditEntry(at=attempt.at, actor="paypost", action="failed", detail=error.code.value)
+        return await self._finish(
+            key, attempt,
+            {"load_status": LoadStatus.FAILED.value, "load_error": error_doc(error), "ehr_patient_id": ehr_patient_id},
+            audit,
+        )
+
+    async def insert_unreadable(
+        self, posting: Posting, message: KeptMessage, audit: AuditEntry
+    ) -> tuple[PostingKey, bool]:
+        key = posting.key
+        # The row's id is the message's id; if a payment already holds that id, the row takes
+        # another, so an unreadable message never changes the row of a payment it names.
+        candidates = (key, PostingKey(key.practice_id, f"{key.payment_id}~unreadable"),
+                      PostingKey(key.practice_id, f"{key.payment_id}~{uuid.uuid4().hex[:12]}"))
+        for candidate in candidates:
+            doc = {
+                "_id": doc_id(candidate),
+                **posting_fields(posting),
+                "payment_id": candidate.payment_id,
+                "ehr_patient_id": None,
+                "load_status": LoadStatus.FAILED.value,
+                "load_error": error_doc(posting.load_error),
+                "attempts_count": 1,
+                "attempts": [attempt_doc(Attempt(audit.at, 0.0, "failed", posting.load_error))],
+                "audit": [audit_doc(AuditEntry(audit.at, "paypost", "received",
+                                               detail=f"message via {message.routing_key[:100]}")),
+                          audit_doc(audit)],
+                "received_at": posting.received_at,
+                "updated_at": posting.received_at,
+                "message": message_doc(message),
+                "replays": 0,
+                "dead_letters": [],
+            }
+            try:
+                await self._c.insert_one(doc)
+                return candidate, True
+            except DuplicateKeyError:
+                existing = await self._c.find_one({"_id": doc_id(candidate)}, {"kind": 1})
+                if existing and existing.get("kind") == PostingKind.UNREADABLE.value:
+                    return candidate, False  # the same message again: its row exists
+        raise RuntimeError("unreachable: the last candidate id is unique")
+
+    async def mark_dead_lettered(self, key: PostingKey, message: KeptMessage, audit: AuditEntry) -> bool:
+        marker = audit.detail or ""
+        result = await self._c.update_one(
+            {"_id": doc_id(key), "dead_letters": {"$ne": marker}},
+            {"$push": {"audit": audit_doc(audit), "dead_letters": {"$each": [marker], "$slice": -HISTORY_LIMIT}},
+             "$set": {"dead_lettered_at": audit.at}},
+        )
+        return result.modified_count == 1

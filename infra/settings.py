@@ -1,0 +1,71 @@
+"""Configuration from the environment (contract section 4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    token: str
+    role: str  # "viewer" or "operator"
+    name: str
+
+
+class Settings(BaseSettings):
+    """Every setting paypost reads, each from a ``PAYPOST_`` variable."""
+
+    model_config = SettingsConfigDict(env_prefix="PAYPOST_", extra="ignore")
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    mongodb_uri: str = "mongodb://127.0.0.1:27017/"
+    mongodb_db: str = "paypost"
+    http: str = "127.0.0.1:8080"
+    api_tokens: str = ""
+    alert_escalate_after: float = 600.0
+
+    # Not in the contract; documented in the README.
+    prefetch: int = Field(default=200, ge=1, le=5000)
+    delivery_limit: int = Field(default=20, ge=1)
+    max_message_bytes: int = Field(default=256 * 1024, ge=1024)
+    ledger_attempts: int = Field(default=4, ge=1)
+    ledger_timeout: float = Field(default=5.0, gt=0)
+    replay_rate: float = Field(default=500.0, gt=0)  # replays per second in a bulk retry
+    log_level: str = "INFO"
+    log_format: str = "console"  # or "json"
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _tokens_parse(cls, value: str) -> str:
+        parse_tokens(value)
+        return value
+
+    @property
+    def tokens(self) -> dict[str, ApiToken]:
+        return parse_tokens(self.api_tokens)
+
+    @property
+    def http_host(self) -> str:
+        return self.http.rpartition(":")[0] or "127.0.0.1"
+
+    @property
+    def http_port(self) -> int:
+        return int(self.http.rpartition(":")[2])
+
+
+def parse_tokens(text: str) -> dict[str, ApiToken]:
+    """Read ``token:role[:name]`` triples, comma-separated; the name defaults to the role."""
+    tokens: dict[str, ApiToken] = {}
+    for raw in filter(None, (part.strip() for part in text.split(","))):
+        parts = raw.split(":")
+        if len(parts) not in (2, 3) or not parts[0]:
+            raise ValueError("PAYPOST_API_TOKENS entries are token:role[:name]")
+        role = parts[1]
+        if role not in ("viewer", "operator"):
+            raise ValueError(f"PAYPOST_API_TOKENS role must be viewer or operator, not {role!r}")
+        name = parts[2] if len(parts) == 3 and parts[2] else role
+        tokens[parts[0]] = ApiToken(token=parts[0], role=role, name=name)
+    return tokens

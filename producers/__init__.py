@@ -1,0 +1,1 @@
+"""What paypost publishes: outcome events, replays, commands, and demo payments."""

@@ -1,0 +1,79 @@
+"""Outcome events on ``paypost.events`` for dashboards (contract section 1.3)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+import structlog
+
+from domain.load_errors import LoadError
+from domain.posting import AuditEntry, Posting
+from schemas.messages import LoadErrorBody, PaypostEvent, PostingEvent
+from schemas.topics import EVENTS_EXCHANGE, cleared_key, failed_key, loaded_key, retried_key
+
+log = structlog.get_logger("paypost.events")
+
+
+class Publish(Protocol):
+    """Publishes one persistent JSON message with confirms; raises if the broker refuses it."""
+
+    async def __call__(
+        self, exchange: str, routing_key: str, body: bytes, *, message_id: str,
+        headers: dict[str, object] | None = None, broadcast: bool = False,
+    ) -> None: ...
+
+
+def error_body(error: LoadError | None) -> LoadErrorBody | None:
+    if error is None:
+        return None
+    return LoadErrorBody(code=error.code.value, message=error.message, fix=error.fix)
+
+
+class OutcomePublisher:
+    """Turns posting outcomes into events. Broadcasts: nobody listening is not an error."""
+
+    def __init__(self, publish: Publish, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._publish = publish
+        self._clock = clock
+
+    async def emit(self, routing_key: str, event: PaypostEvent) -> None:
+        await self._publish(
+            EVENTS_EXCHANGE, routing_key, event.model_dump_json().encode(),
+            message_id=event.event_id, broadcast=True,
+        )
+
+    def _event(self, event_type: str, posting: Posting, audit: AuditEntry | None = None) -> PostingEvent:
+        return PostingEvent(
+            event_id=str(uuid.uuid4()),
+            occurred_at=self._clock(),
+            practice_id=posting.key.practice_id,
+            event_type=event_type,  # type: ignore[arg-type]
+            payment_id=posting.key.payment_id,
+            kind=posting.kind.value,
+            load_status=posting.load_status.value,
+            load_error=error_body(posting.load_error),
+            patient_account_id=posting.patient_account_id,
+            merchant_transfer_id=posting.merchant_transfer_id,
+            amount=posting.amount,
+            currency=posting.currency,
+            actor=audit.actor if audit else None,
+            reason=audit.reason if audit else None,
+        )
+
+    async def loaded(self, posting: Posting) -> None:
+        await self.emit(loaded_key(posting.key.practice_id), self._event("posting.loaded", posting))
+
+    async def failed(self, posting: Posting) -> None:
+        code = posting.load_error.code.value if posting.load_error else "UNKNOWN"
+        await self.emit(failed_key(posting.key.practice_id, code), self._event("posting.failed", posting))
+
+    async def retried(self, posting: Posting, audit: AuditEntry) -> None:
+        await self.emit(retried_key(posting.key.practice_id), self._event("posting.retried", posting, audit))
+
+    async def cleared(self, posting: Posting, audit: AuditEntry) -> None:
+        await self.emit(cleared_key(posting.key.practice_id), self._event("posting.cleared", posting, audit))
+
+

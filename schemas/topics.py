@@ -1,0 +1,44 @@
+"""Exchange names, routing keys and headers that outsiders integrate with (contract section 1)."""
+
+from __future__ import annotations
+
+PAYMENTS_EXCHANGE = "paypost.payments"
+COMMANDS_EXCHANGE = "paypost.commands"
+EVENTS_EXCHANGE = "paypost.events"
+DEAD_LETTER_QUEUE = "paypost.postings.dead"
+
+PAYMENT_POSTED = "payment.posted"
+PAYMENT_REFUNDED = "payment.refunded"
+TRANSFER_SETTLED = "transfer.settled"
+PATIENT_MAPPING_UPDATED = "patient.mapping.updated"
+
+POSTING_RETRY = "posting.retry"
+POSTING_CLEAR = "posting.clear"
+
+SCHEMA_VERSION_HEADER = "schema_version"
+SCHEMA_VERSION = 1
+CONTENT_TYPE = "application/json"
+
+
+def loaded_key(practice_id: str) -> str:
+    return f"posting.loaded.{practice_id}"
+
+
+def failed_key(practice_id: str, error_code: str) -> str:
+    return f"posting.failed.{practice_id}.{error_code}"
+
+
+def retried_key(practice_id: str) -> str:
+    return f"posting.retried.{practice_id}"
+
+
+def cleared_key(practice_id: str) -> str:
+    return f"posting.cleared.{practice_id}"
+
+
+def alert_key(transition: str, practice_id: str, kind: str) -> str:
+    return f"alert.{transition}.{practice_id}.{kind}"
+
+
+def reconciled_key(practice_id: str) -> str:
+    return f"transfer.reconciled.{practice_id}"

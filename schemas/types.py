@@ -1,0 +1,44 @@
+"""Field types shared by the wire formats: ids, money, times."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, PlainSerializer, PlainValidator, StringConstraints, WithJsonSchema
+
+from domain.money import InvalidMoney, format_money, parse_money
+
+PRACTICE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+PracticeId = Annotated[str, StringConstraints(pattern=PRACTICE_ID_PATTERN)]
+"""A practice id; it appears in routing keys, so its alphabet is narrow."""
+
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+"""Any other id (payment, refund, event, patient account, transfer): 1 to 128 printable characters."""
+
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+"""An ISO 4217 currency code."""
+
+Timestamp = AwareDatetime
+"""RFC 3339 with an offset."""
+
+
+def _read_money(value: Any) -> Decimal:
+    if isinstance(value, Decimal):
+        return parse_money(format(value, "f"))
+    if not isinstance(value, str):
+        raise ValueError('money must be a decimal string such as "125.00", never a number')
+    try:
+        return parse_money(value)
+    except InvalidMoney as exc:
+        raise ValueError(str(exc)) from exc
+
+
+Money = Annotated[
+    Decimal,
+    PlainValidator(_read_money),
+    PlainSerializer(format_money, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^-?\d{1,13}(\.\d{1,2})?$", "examples": ["125.00"]}),
+]
+"""A decimal string with at most 2 places on the wire; a :class:`~decimal.Decimal` in Python."""
