@@ -1,0 +1,46 @@
+"""Bearer tokens with a role (viewer or operator) and a name the audit trail records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.errors import ApiError
+
+bearer = HTTPBearer(auto_error=False, description="A token from PAYPOST_API_TOKENS")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    role: str
+
+    @property
+    def can_change(self) -> bool:
+        return self.role == "operator"
+
+
+def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    tokens = request.app.state.paypost.settings.tokens
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ApiError(401, "unauthorized", "Send Authorization: Bearer <token>.")
+    token = tokens.get(credentials.credentials)
+    if token is None:
+        raise ApiError(401, "unauthorized", "The token is not one paypost knows.")
+    return Principal(name=token.name, role=token.role)
+
+
+def operator(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    if not principal.can_change:
+        raise ApiError(403, "forbidden", f"{principal.name} has the viewer role, which cannot change anything.")
+    return principal
+
+
+Viewer = Annotated[Principal, Depends(current_principal)]
+Operator = Annotated[Principal, Depends(operator)]

@@ -1,0 +1,198 @@
+"""The HTTP API, base path ``/api/v1`` (contract section 3)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api import errors, render
+from api.auth import Operator, Viewer
+from api.errors import ApiError
+from domain.load_errors import LoadErrorCode
+from domain.model import LoadStatus
+from infra.reports import BadCursor, PostingFilter, PostingReport
+from paypost import __version__
+from paypost.bootstrap import Paypost
+from schemas.api import (
+    EmptyBody,
+    ErrorOut,
+    LedgerOut,
+    MappingIn,
+    MappingOut,
+    PatientOut,
+    PostingDetail,
+    PostingPage,
+    PracticeIn,
+    PracticeOut,
+)
+from schemas.types import PRACTICE_ID_PATTERN
+
+PracticeId = Annotated[str, Path(pattern=PRACTICE_ID_PATTERN, description="A practice id")]
+AnyId = Annotated[str, Path(min_length=1, max_length=128)]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 422)
+}
+
+
+def _paypost(request: Request) -> Paypost:
+    return request.app.state.paypost  # type: ignore[no-any-return]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+router = APIRouter(prefix="/api/v1", responses=ERRORS)
+
+
+@router.put("/practices/{practice_id}", response_model=PracticeOut, tags=["practices"])
+async def put_practice(practice_id: PracticeId, body: PracticeIn, request: Request, who: Operator) -> dict[str, Any]:
+    """Set up a practice's ledger integration."""
+    ledger = body.ledger.model_dump(mode="json")
+    doc = await _paypost(request).directory.put_practice(practice_id, body.name, ledger, body.enabled, _now())
+    return {"practice_id": practice_id, "name": doc["name"], "ledger": doc["ledger"], "enabled": doc["enabled"]}
+
+
+@router.get("/practices/{practice_id}", response_model=PracticeOut, tags=["practices"])
+async def get_practice(practice_id: PracticeId, request: Request, who: Viewer) -> dict[str, Any]:
+    doc = await _paypost(request).directory.get_practice(practice_id)
+    if doc is None:
+        raise ApiError(404, "not_found", f"Practice {practice_id} is not set up.")
+    return {"practice_id": practice_id, "name": doc["name"], "ledger": doc["ledger"], "enabled": doc["enabled"]}
+
+
+@router.put("/practices/{practice_id}/ehr-patients/{ehr_patient_id}", response_model=PatientOut, tags=["ledger"])
+async def put_ehr_patient(
+    practice_id: PracticeId, ehr_patient_id: AnyId, request: Request, who: Operator,
+    body: Annotated[EmptyBody | None, Body()] = None,
+) -> dict[str, Any]:
+    """Register a patient in the built-in ledger (no patient names are needed or kept)."""
+    created = await _paypost(request).directory.register_patient(practice_id, ehr_patient_id, _now())
+    return {"practice_id": practice_id, "ehr_patient_id": ehr_patient_id, "created": created}
+
+
+@router.get("/practices/{practice_id}/ehr-patients/{ehr_patient_id}/ledger", response_model=LedgerOut,
+            tags=["ledger"])
+async def get_ledger(practice_id: PracticeId, ehr_patient_id: AnyId, request: Request, who: Viewer) -> dict[str, Any]:
+    """A patient's entries in the built-in ledger."""
+    app = _paypost(request)
+    if not await app.directory.patient_registered(practice_id, ehr_patient_id):
+        raise ApiError(404, "not_found", f"Patient {ehr_patient_id} is not registered for practice {practice_id}.")
+    entries = await app.builtin_ledger.entries(practice_id, ehr_patient_id)
+    return {"items": [render.ledger_entry(e) for e in entries]}
+
+
+@router.put("/practices/{practice_id}/patient-accounts/{patient_account_id}/mapping", response_model=MappingOut,
+            tags=["mappings"])
+async def put_mapping(
+    practice_id: PracticeId, patient_account_id: AnyId, body: MappingIn, request: Request, who: Operator
+) -> dict[str, Any]:
+    """Enter or correct a mapping; paypost then retries that patient's mapping failures by itself."""
+    retried = await _paypost(request).mapping_service.update(
+        practice_id, patient_account_id, body.ehr_patient_id, actor=who.name, source=f"api by {who.name}"
+    )
+    return {"practice_id": practice_id, "patient_account_id": patient_account_id,
+            "ehr_patient_id": body.ehr_patient_id, "retried": retried}
+
+
+@router.get("/postings", response_model=PostingPage, tags=["postings"])
+async def list_postings(
+    request: Request,
+    who: Viewer,
+    practice_id: Annotated[str | None, Query(pattern=PRACTICE_ID_PATTERN)] = None,
+    status: LoadStatus | None = None,
+    error_code: LoadErrorCode | None = None,
+    merchant_transfer_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    patient_account_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    received_from: datetime | None = None,
+    received_to: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+) -> dict[str, Any]:
+    """The Merchant Transfers report rows, newest first, paged."""
+    where = PostingFilter(
+        practice_id=practice_id, status=status.value if status else None,
+        error_code=error_code.value if error_code else None, merchant_transfer_id=merchant_transfer_id,
+        patient_account_id=patient_account_id, received_from=received_from, received_to=received_to,
+    )
+    try:
+        docs, next_cursor = await PostingReport(_paypost(request).collections).page(where, limit, cursor)
+    except BadCursor as exc:
+        raise ApiError(400, "invalid_cursor", str(exc)) from exc
+    return {"items": [render.row(d) for d in docs], "next_cursor": next_cursor}
+
+
+@router.get("/postings/{practice_id}/{payment_id:path}", response_model=PostingDetail, tags=["postings"])
+async def get_posting(practice_id: str, payment_id: str, request: Request, who: Viewer) -> dict[str, Any]:
+    """One posting with its attempts, Load Error history and audit trail."""
+    doc = await PostingReport(_paypost(request).collections).one(practice_id, payment_id)
+    if doc is None:
+        raise ApiError(404, "not_found", f"No posting {payment_id} for practice {practice_id}.")
+    return render.detail(doc)
+
+
+health = APIRouter()
+
+
+@health.get("/healthz", tags=["health"])
+async def healthz() -> dict[str, str]:
+    return {"status": "ok", "version": __version__}
+
+
+@health.get("/readyz", tags=["health"])
+async def readyz(request: Request) -> JSONResponse:
+    app = _paypost(request)
+    checks = {"database": False, "broker": False}
+    try:
+        await app.mongo.admin.command("ping")
+        checks["database"] = True
+    except Exception:  # noqa: BLE001 - readiness reports any failure as "not ready"
+        pass
+    try:
+        checks["broker"] = bool(await app.broker.ping(timeout=2.0))
+    except Exception:  # noqa: BLE001
+        pass
+    ready = all(checks.values())
+    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
+                        status_code=200 if ready else 503)
+
+
+@health.get("/metrics", tags=["health"])
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(
+    paypost: Paypost, *, manage_lifecycle: bool = True,
+    after_start: Callable[[], Awaitable[None]] | None = None,
+) -> FastAPI:
+    """The ASGI app. With ``manage_lifecycle`` it starts and stops paypost's consumers too."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            await paypost.start()
+        if after_start is not None:
+            await after_start()
+        try:
+            yield
+        finally:
+            # uvicorn re-raises SIGTERM after serve() returns: clean-up belongs here.
+            if manage_lifecycle:
+                await paypost.stop()
+
+    app = FastAPI(
+        title="paypost", version=__version__, lifespan=lifespan,
+        openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None,
+    )
+    app.state.paypost = paypost
+    errors.install(app)
+    app.include_router(router)
+    app.include_router(health)
+    return app

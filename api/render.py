@@ -1,0 +1,63 @@
+"""Stored documents as the contract's JSON shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from domain.money import format_money
+from infra.mongo import Doc
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def money(value: Decimal | None) -> str | None:
+    return format_money(value) if value is not None else None
+
+
+def row(doc: Doc) -> dict[str, Any]:
+    return {
+        "practice_id": doc["practice_id"],
+        "payment_id": doc["payment_id"],
+        "kind": doc["kind"],
+        "patient_account_id": doc.get("patient_account_id"),
+        "ehr_patient_id": doc.get("ehr_patient_id"),
+        "amount": money(doc.get("amount")),
+        "currency": doc.get("currency"),
+        "method": doc.get("method"),
+        "merchant_transfer_id": doc.get("merchant_transfer_id"),
+        "refunded_payment_id": doc.get("refunded_payment_id"),
+        "load_status": doc["load_status"],
+        "load_error": doc.get("load_error"),
+        "attempts_count": doc.get("attempts_count", 0),
+        "received_at": iso(doc["received_at"]),
+        "updated_at": iso(doc["updated_at"]),
+    }
+
+
+def detail(doc: Doc) -> dict[str, Any]:
+    attempts = [
+        {"at": iso(a["at"]), "duration_ms": a["duration_ms"], "outcome": a["outcome"], "load_error": a.get("load_error")}
+        for a in doc.get("attempts", [])
+    ]
+    audit = [
+        {"at": iso(a["at"]), "actor": a["actor"], "action": a["action"], "reason": a.get("reason"),
+         "detail": a.get("detail")}
+        for a in doc.get("audit", [])
+    ]
+    history = [a["load_error"] for a in attempts if a["load_error"]]
+    return {**row(doc), "attempts": attempts, "audit": audit, "load_error_history": history}
+
+
+def ledger_entry(doc: Doc) -> dict[str, Any]:
+    return {
+        "entry_id": doc["entry_id"],
+        "payment_id": doc["payment_id"],
+        "refund_id": doc.get("refund_id"),
+        "amount": format_money(doc["amount"]),
+        "currency": doc["currency"],
+        "posted_at": iso(doc["posted_at"]),
+    }

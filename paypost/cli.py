@@ -1,0 +1,214 @@
+"""The `paypost` command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infra.local_services import ServiceError, data_dir
+from infra.settings import Settings
+from paypost.logging import configure_logging
+
+T = TypeVar("T")
+app = typer.Typer(help="paypost: load every payment into the right patient ledger.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _run(fn: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(fn())  # type: ignore[arg-type]
+    except ServiceError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    except ConnectionError as exc:
+        err.print(f"[red]cannot reach a service: {exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def run(
+    demo: Annotated[bool, typer.Option(help="Publish the demo payments once paypost is up.")] = False,
+    local: Annotated[bool, typer.Option(help="Start a local mongod and RabbitMQ where none are configured.")] = True,
+) -> None:
+    """Run the consumers, the HTTP API and the console until SIGTERM or Ctrl-C."""
+    import uvicorn
+
+    from api.http import create_app
+    from paypost.bootstrap import Paypost
+    from paypost.services import ensure_local_services
+
+    directory = data_dir()
+    started = ensure_local_services(directory) if local else None
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    paypost = Paypost(settings)
+
+    async def publish_demo() -> None:
+        from producers.demo import run_demo
+
+        result = await run_demo(paypost.publish, paypost.directory)
+        err.print(f"demo: published {result.published} messages for practice {result.practice_id}: "
+                  f"{result.expect_loaded} should load, {result.expect_failed} should fail")
+
+    api = create_app(paypost, after_start=publish_demo if demo else None)
+    tokens = settings.tokens
+    if started and "PAYPOST_API_TOKENS" in started.env:
+        err.print(f"API tokens for this local run are in {directory / 'api-tokens'} (token:role:name).")
+    err.print(f"paypost on http://{settings.http} (console at /, API at /api/v1, "
+              f"{len(tokens)} API token(s) configured)")
+    try:
+        uvicorn.run(api, host=settings.http_host, port=settings.http_port, log_level="warning",
+                    loop="uvloop" if sys.platform != "win32" else "asyncio", lifespan="on")
+    finally:
+        if started:
+            started.stop()
+
+
+@app.command()
+def demo() -> None:
+    """Publish the demo: a practice, patients, and payments that load and that fail."""
+    from paypost.bootstrap import Paypost
+    from producers.demo import run_demo
+
+    async def go() -> None:
+        paypost = Paypost(_settings())
+        await paypost.start(consume=False)
+        try:
+            result = await run_demo(paypost.publish, paypost.directory)
+        finally:
+            await paypost.stop()
+        out.print(f"published {result.published} messages for practice [bold]{result.practice_id}[/bold]: "
+                  f"{result.expect_loaded} should load, {result.expect_failed} should fail")
+
+    _run(go)
+
+
+@app.command()
+def publish(
+    practice: Annotated[str, typer.Option(help="practice_id")],
+    payment: Annotated[str, typer.Option(help="payment_id")],
+    account: Annotated[str, typer.Option(help="patient_account_id")],
+    amount: Annotated[str, typer.Option(help='a decimal string such as "125.00"')],
+    ehr: Annotated[str | None, typer.Option(help="ehr_patient_id, if the platform has one")] = None,
+    method: Annotated[str, typer.Option()] = "card",
+    currency: Annotated[str, typer.Option()] = "USD",
+    transfer: Annotated[str | None, typer.Option(help="merchant_transfer_id")] = None,
+) -> None:
+    """Publish one payment.posted message, as an upstream system would."""
+    from pydantic import ValidationError
+
+    from consumers.reading import describe_validation
+    from paypost.bootstrap import Paypost
+    from producers.upstream import new_payment, publish_payment
+
+    try:
+        message = new_payment(practice, payment, account, amount, ehr_patient_id=ehr, method=method,
+                              currency=currency, merchant_transfer_id=transfer)
+    except ValidationError as exc:
+        err.print(f"[red]not a valid payment:[/red] {describe_validation(exc)}")
+        raise typer.Exit(2) from exc
+
+    async def go() -> None:
+        paypost = Paypost(_settings())
+        await paypost.start(consume=False)
+        try:
+            await publish_payment(paypost.publish, message)
+        finally:
+            await paypost.stop()
+        out.print(f"published payment {payment} (event {message.event_id})")
+
+    _run(go)
+
+
+def _table(rows: list[dict[str, Any]]) -> Table:
+    table = Table("practice", "payment", "kind", "account", "amount", "Load Status", "Load Error", "received")
+    for r in rows:
+        error = r["load_error"]["code"] if r.get("load_error") else ""
+        table.add_row(r["practice_id"], r["payment_id"], r["kind"], r.get("patient_account_id") or "",
+                      r.get("amount") or "", r["load_status"], error, (r.get("received_at") or "")[:19])
+    return table
+
+
+@app.command()
+def postings(
+    practice: Annotated[str | None, typer.Option(help="practice_id")] = None,
+    status: Annotated[str | None, typer.Option(help="PENDING, LOADED, FAILED, RETRYING or CLEARED")] = None,
+    error: Annotated[str | None, typer.Option(help="a Load Error code")] = None,
+    transfer: Annotated[str | None, typer.Option(help="merchant_transfer_id")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+) -> None:
+    """The Merchant Transfers report as a table, newest first."""
+    from api.render import row
+    from domain.load_errors import LoadErrorCode
+    from domain.model import LoadStatus
+    from infra.mongo import Collections, connect
+    from infra.reports import PostingFilter, PostingReport
+
+    if status is not None and status.upper() not in LoadStatus.__members__:
+        err.print(f"[red]unknown status {status!r}[/red]; use one of {', '.join(LoadStatus.__members__)}")
+        raise typer.Exit(2)
+    if error is not None and error.upper() not in LoadErrorCode.__members__:
+        err.print(f"[red]unknown Load Error {error!r}[/red]; use one of {', '.join(LoadErrorCode.__members__)}")
+        raise typer.Exit(2)
+
+    async def go() -> None:
+        settings = _settings()
+        client = connect(settings.mongodb_uri)
+        try:
+            docs, _ = await PostingReport(Collections(client[settings.mongodb_db])).page(
+                PostingFilter(practice_id=practice, status=status.upper() if status else None,
+                              error_code=error.upper() if error else None, merchant_transfer_id=transfer),
+                limit, None)
+        finally:
+            await client.close()
+        out.print(_table([row(d) for d in docs]))
+
+    _run(go)
+
+
+@app.command()
+def topology() -> None:
+    """Declare paypost's exchanges, queues and bindings, and exit."""
+    from paypost.bootstrap import Paypost
+
+    async def go() -> None:
+        paypost = Paypost(_settings())
+        await paypost.start(consume=False)
+        await paypost.stop()
+        out.print("topology declared")
+
+    _run(go)
+
+
+@app.command("export-schemas")
+def export_schemas(
+    directory: Annotated[Path, typer.Argument(help="where to write the JSON Schemas")] = Path("schemas/json"),
+) -> None:
+    """Write the JSON Schema of every message to a directory."""
+    from schemas.export import write_schemas
+
+    for path in write_schemas(directory):
+        out.print(f"wrote {path}")
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

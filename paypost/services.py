@@ -1,0 +1,65 @@
+"""Local services for `paypost run` and the tests, where none are configured."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from infra.local_services import ensure_rabbitmq, port_open, start_mongod, wait_primary
+
+log = structlog.get_logger("paypost.services")
+
+LOCAL_MONGO_PORT = 27017
+
+
+@dataclass
+class LocalServices:
+    """What `paypost run` started itself, and the environment it chose."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def ensure_local_services(data_dir: Path) -> LocalServices:
+    """Start a replica-set mongod and RabbitMQ unless PAYPOST_MONGODB_URI / PAYPOST_AMQP_URL say where they are."""
+    started = LocalServices()
+    if "PAYPOST_MONGODB_URI" not in os.environ:
+        uri = f"mongodb://127.0.0.1:{LOCAL_MONGO_PORT}/?replicaSet=rs0"
+        if port_open("127.0.0.1", LOCAL_MONGO_PORT):
+            wait_primary(LOCAL_MONGO_PORT, "rs0")
+            log.info("mongodb_found", uri=uri)
+        else:
+            started.processes.append(start_mongod(data_dir / "mongo", LOCAL_MONGO_PORT))
+            log.info("mongodb_started", uri=uri, dbpath=str(data_dir / "mongo"))
+        started.env["PAYPOST_MONGODB_URI"] = uri
+    if "PAYPOST_AMQP_URL" not in os.environ:
+        ensure_rabbitmq()
+    if not os.environ.get("PAYPOST_API_TOKENS"):
+        started.env["PAYPOST_API_TOKENS"] = local_tokens(data_dir)
+    os.environ.update(started.env)
+    return started
+
+
+def local_tokens(data_dir: Path) -> str:
+    """Tokens for a local run with none configured: made once, kept in the data directory."""
+    path = data_dir / "api-tokens"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = f"{secrets.token_urlsafe(18)}:operator:local-operator,{secrets.token_urlsafe(18)}:viewer:local-viewer"
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return value

@@ -1,0 +1,63 @@
+"""A demo: a practice, some patients, and a mix of payments that load and payments that fail."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from producers.events import Publish
+from producers.upstream import new_payment, new_refund, publish_payment, publish_refund
+
+DEMO_PRACTICE = "demo-clinic"
+
+
+class DemoDirectory(Protocol):
+    async def put_practice(self, practice_id: str, name: str, ledger: dict[str, object], enabled: bool,
+                           at: datetime) -> object: ...
+
+    async def register_patient(self, practice_id: str, ehr_patient_id: str, at: datetime) -> bool: ...
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    practice_id: str
+    published: int
+    expect_loaded: int
+    expect_failed: int
+
+
+async def run_demo(publish: Publish, directory: DemoDirectory, practice_id: str = DEMO_PRACTICE) -> DemoRun:
+    """Set up a practice with the built-in ledger and publish payments, some of which fail.
+
+    Loads: payments for registered patients, and one refund. Fails: a patient account with no
+    practice-management id (PATIENT_NOT_MAPPED), an id the ledger does not know
+    (PATIENT_NOT_FOUND), and a practice with no integration (INTEGRATION_NOT_CONFIGURED).
+    """
+    now = datetime.now(UTC)
+    await directory.put_practice(practice_id, "Demo Clinic", {"kind": "builtin"}, True, now)
+    for ehr in ("EHR-1001", "EHR-1002", "EHR-1003"):
+        await directory.register_patient(practice_id, ehr, now)
+    run = uuid.uuid4().hex[:6]
+    transfer = f"MT-{run}"
+    loaded = [
+        new_payment(practice_id, f"PAY-{run}-1", "ACCT-1", "125.00", ehr_patient_id="EHR-1001",
+                    merchant_transfer_id=transfer),
+        new_payment(practice_id, f"PAY-{run}-2", "ACCT-2", "40.00", ehr_patient_id="EHR-1002", method="hsa",
+                    merchant_transfer_id=transfer),
+        new_payment(practice_id, f"PAY-{run}-3", "ACCT-3", "60.50", ehr_patient_id="EHR-1003", method="ach",
+                    merchant_transfer_id=transfer),
+        new_payment(practice_id, f"PAY-{run}-4", "ACCT-1", "20.00", ehr_patient_id="EHR-1001", method="cash"),
+    ]
+    failing = [
+        new_payment(practice_id, f"PAY-{run}-5", "ACCT-9", "75.00", merchant_transfer_id=transfer),
+        new_payment(practice_id, f"PAY-{run}-6", "ACCT-9", "15.00"),
+        new_payment(practice_id, f"PAY-{run}-7", "ACCT-7", "33.00", ehr_patient_id="EHR-7777"),
+        new_payment("demo-no-ledger", f"PAY-{run}-8", "ACCT-1", "10.00", ehr_patient_id="EHR-1001"),
+    ]
+    for payment in loaded + failing:
+        await publish_payment(publish, payment)
+    # The refund follows its payment: published last, after the payments it refers to.
+    await publish_refund(publish, new_refund(practice_id, f"REF-{run}-1", f"PAY-{run}-1", "25.00"))
+    return DemoRun(practice_id, len(loaded) + len(failing) + 1, len(loaded) + 1, len(failing))

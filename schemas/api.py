@@ -1,0 +1,142 @@
+"""HTTP bodies of contract section 3."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+from schemas.types import Identifier
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BuiltinLedgerConfig(Body):
+    kind: Literal["builtin"]
+
+
+class HttpLedgerConfig(Body):
+    model_config = ConfigDict(extra="allow")
+    kind: Literal["http"]
+    base_url: HttpUrl
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+
+class PracticeIn(Body):
+    name: str = Field(min_length=1, max_length=200)
+    ledger: Annotated[BuiltinLedgerConfig | HttpLedgerConfig, Field(discriminator="kind")]
+    enabled: bool = True
+
+
+class EmptyBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class MappingIn(Body):
+    ehr_patient_id: Identifier
+
+
+class ClearIn(Body):
+    payment_id: Identifier
+    reason: str = Field(max_length=2000)
+    manual_reference: str | None = Field(default=None, max_length=200)
+
+
+class ChangesIn(Body):
+    practice_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    retry: list[Identifier] = Field(default_factory=list, max_length=50_000)
+    clear: list[ClearIn] = Field(default_factory=list, max_length=50_000)
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+class LoadErrorOut(BaseModel):
+    code: str
+    message: str
+    fix: str
+
+
+class PostingRow(BaseModel):
+    practice_id: str
+    payment_id: str
+    kind: Literal["payment", "refund", "unreadable"]
+    patient_account_id: str | None
+    ehr_patient_id: str | None
+    amount: str | None
+    currency: str | None
+    method: str | None
+    merchant_transfer_id: str | None
+    refunded_payment_id: str | None = None
+    load_status: str
+    load_error: LoadErrorOut | None
+    attempts_count: int
+    received_at: str
+    updated_at: str
+
+
+class AttemptOut(BaseModel):
+    at: str
+    duration_ms: float
+    outcome: str
+    load_error: LoadErrorOut | None
+
+
+class AuditOut(BaseModel):
+    at: str
+    actor: str
+    action: str
+    reason: str | None
+    detail: str | None
+
+
+class PostingDetail(PostingRow):
+    attempts: list[AttemptOut]
+    audit: list[AuditOut]
+    load_error_history: list[LoadErrorOut]
+
+
+class PostingPage(BaseModel):
+    items: list[PostingRow]
+    next_cursor: str | None
+
+
+class LedgerEntryOut(BaseModel):
+    entry_id: str
+    payment_id: str
+    refund_id: str | None
+    amount: str
+    currency: str
+    posted_at: str
+
+
+class LedgerOut(BaseModel):
+    items: list[LedgerEntryOut]
+
+
+class PracticeOut(BaseModel):
+    practice_id: str
+    name: str
+    ledger: dict[str, object]
+    enabled: bool
+
+
+class PatientOut(BaseModel):
+    practice_id: str
+    ehr_patient_id: str
+    created: bool
+
+
+class MappingOut(BaseModel):
+    practice_id: str
+    patient_account_id: str
+    ehr_patient_id: str
+    retried: int
