@@ -179,8 +179,9 @@ class PostingService:
         started = time.perf_counter()
         at = self._clock()
         ehr_patient_id: str | None = None
+        account = posting.patient_account_id
         try:
-            ehr_patient_id, request = await self._prepare(posting)
+            ehr_patient_id, account, request = await self._prepare(posting)
             integration = await self._practices.integration(posting.key.practice_id)
             if integration is None or not integration.enabled:
                 raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED)
@@ -188,22 +189,23 @@ class PostingService:
         except LoadFailure as failure:
             error = load_error(failure.code, failure.detail)
             attempt = Attempt(at, _ms(started), "failed", error)
-            if not await self._postings.record_failed(posting.key, attempt, error, ehr_patient_id):
+            if not await self._postings.record_failed(posting.key, attempt, error, ehr_patient_id, account):
                 return Outcome(Disposition.ACK, posting.key)
             log.info("posting_failed", posting=str(posting.key), error_code=failure.code.value)
             await self._outcomes.failed(replace(posting, load_status=LoadStatus.FAILED, load_error=error,
-                                               ehr_patient_id=ehr_patient_id))
+                                               ehr_patient_id=ehr_patient_id, patient_account_id=account))
             return Outcome(Disposition.DEAD_LETTER, posting.key, LoadStatus.FAILED, failure.code)
         attempt = Attempt(at, _ms(started), "loaded")
-        if not await self._postings.record_loaded(posting.key, attempt, request.ehr_patient_id, receipt.entry_id):
+        if not await self._postings.record_loaded(posting.key, attempt, request.ehr_patient_id, receipt.entry_id,
+                                                  account):
             return Outcome(Disposition.ACK, posting.key)
         log.info("posting_loaded", posting=str(posting.key), duration_ms=attempt.duration_ms,
                  already_posted=receipt.already_posted)
         await self._outcomes.loaded(replace(posting, load_status=LoadStatus.LOADED,
-                                            ehr_patient_id=request.ehr_patient_id))
+                                            ehr_patient_id=request.ehr_patient_id, patient_account_id=account))
         return Outcome(Disposition.ACK, posting.key, LoadStatus.LOADED)
 
-    async def _prepare(self, posting: Posting) -> tuple[str, LedgerEntryRequest]:
+    async def _prepare(self, posting: Posting) -> tuple[str, str | None, LedgerEntryRequest]:
         """Find the patient and build the ledger entry; raises LoadFailure when a person must act."""
         practice_id = posting.key.practice_id
         assert posting.amount is not None and posting.currency is not None
@@ -212,11 +214,13 @@ class PostingService:
             original = await self._postings.get(PostingKey(practice_id, posting.refunded_payment_id))
             if original is None or original.load_status is not LoadStatus.LOADED or not original.ehr_patient_id:
                 state = "not received" if original is None else original.load_status.value
+                if original is not None and original.patient_account_id and not posting.patient_account_id:
+                    posting = replace(posting, patient_account_id=original.patient_account_id)
                 raise LoadFailure(
                     LoadErrorCode.ORIGINAL_PAYMENT_NOT_LOADED,
                     f"Payment {posting.refunded_payment_id} is {state}.",
                 )
-            return original.ehr_patient_id, LedgerEntryRequest(
+            return original.ehr_patient_id, original.patient_account_id, LedgerEntryRequest(
                 practice_id=practice_id, ehr_patient_id=original.ehr_patient_id,
                 posting_id=posting.key.payment_id, payment_id=posting.refunded_payment_id,
                 refund_id=posting.key.payment_id, amount=-posting.amount, currency=posting.currency,
@@ -225,7 +229,7 @@ class PostingService:
         assert posting.patient_account_id is not None
         held = await self._mappings.get(practice_id, posting.patient_account_id)
         patient = choose_patient(held, posting.event_ehr_patient_id)
-        return patient.ehr_patient_id, LedgerEntryRequest(
+        return patient.ehr_patient_id, posting.patient_account_id, LedgerEntryRequest(
             practice_id=practice_id, ehr_patient_id=patient.ehr_patient_id,
             posting_id=posting.key.payment_id, payment_id=posting.key.payment_id, refund_id=None,
             amount=posting.amount, currency=posting.currency, occurred_at=posting.received_at,

@@ -27,6 +27,11 @@ Retrying = Callable[[Callable[[], Awaitable[T]]], Awaitable[T]]
 TransferHandler = Callable[[TransferSettled], Awaitable[None]]
 
 
+async def raw_body(msg: RabbitMessage) -> bytes:
+    """Hand the body over undecoded: paypost reads it itself, so a body that is not JSON is kept."""
+    return msg.body
+
+
 async def _settle(msg: RabbitMessage, dead_letter: bool) -> None:
     if dead_letter:
         await msg.reject(requeue=False)
@@ -61,9 +66,9 @@ def register(
         await _settle(msg, outcome.disposition is Disposition.DEAD_LETTER)
 
     for n in range(intake_consumers):
-        broker.subscriber(topology.intake, ack_policy=AckPolicy.MANUAL, title=f"intake-{n}")(on_intake)
+        broker.subscriber(topology.intake, ack_policy=AckPolicy.MANUAL, decoder=raw_body, title=f"intake-{n}")(on_intake)
 
-    @broker.subscriber(topology.unrouted_queue, ack_policy=AckPolicy.MANUAL)
+    @broker.subscriber(topology.unrouted_queue, ack_policy=AckPolicy.MANUAL, decoder=raw_body)
     async def on_unrouted(msg: RabbitMessage) -> None:
         """What ``paypost.payments`` routed nowhere: kept as an unreadable row, never dropped."""
         message = kept_message(msg.raw_message)
@@ -91,7 +96,7 @@ def register(
             return
         await msg.reject(requeue=False)
 
-    @broker.subscriber(topology.mappings, ack_policy=AckPolicy.MANUAL)
+    @broker.subscriber(topology.mappings, ack_policy=AckPolicy.MANUAL, decoder=raw_body)
     async def on_mapping(msg: RabbitMessage) -> None:
         message = kept_message(msg.raw_message)
         read = read_message(message, max_message_bytes, {PATIENT_MAPPING_UPDATED: PatientMappingUpdated})
@@ -111,7 +116,7 @@ def register(
             return
         await msg.ack()
 
-    @broker.subscriber(topology.transfers, ack_policy=AckPolicy.MANUAL)
+    @broker.subscriber(topology.transfers, ack_policy=AckPolicy.MANUAL, decoder=raw_body)
     async def on_transfer(msg: RabbitMessage) -> None:
         message = kept_message(msg.raw_message)
         read = read_message(message, max_message_bytes, {TRANSFER_SETTLED: TransferSettled})
@@ -128,7 +133,7 @@ def register(
             return
         await msg.ack()
 
-    @broker.subscriber(topology.dead_letters, ack_policy=AckPolicy.MANUAL)
+    @broker.subscriber(topology.dead_letters, ack_policy=AckPolicy.MANUAL, decoder=raw_body)
     async def on_dead_letter(msg: RabbitMessage) -> None:
         message = kept_message(msg.raw_message)
         try:

@@ -31,12 +31,14 @@ class PostingStore(Protocol):
         """FAILED → RETRYING with a republished body; False if the posting was not FAILED."""
 
     async def record_loaded(
-        self, key: PostingKey, attempt: Attempt, ehr_patient_id: str, entry_id: str
+        self, key: PostingKey, attempt: Attempt, ehr_patient_id: str, entry_id: str,
+        patient_account_id: str | None = None,
     ) -> bool:
         """In flight → LOADED; False if the posting was no longer in flight."""
 
     async def record_failed(
-        self, key: PostingKey, attempt: Attempt, error: LoadError, ehr_patient_id: str | None
+        self, key: PostingKey, attempt: Attempt, error: LoadError, ehr_patient_id: str | None,
+        patient_account_id: str | None = None,
     ) -> bool:
         """In flight → FAILED; False if the posting was no longer in flight."""
 

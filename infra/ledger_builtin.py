@@ -9,8 +9,10 @@ from pymongo.errors import DuplicateKeyError
 
 from domain.errors import LoadFailure
 from domain.load_errors import LoadErrorCode
-from domain.posting import LedgerEntryRequest, LedgerReceipt
+from domain.ports import Ledger
+from domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
 from infra.directory import MongoPracticeDirectory
+from infra.ledger_http import HttpLedgers
 from infra.mongo import Collections, Doc
 
 
@@ -53,19 +55,35 @@ class BuiltinLedger:
         return await cursor.to_list(None)
 
 
-class LedgerFactoryImpl:
-    """Picks the ledger for a practice's integration."""
+class Ledgers:
+    """Picks the ledger for a practice's integration: built-in or HTTP."""
 
-    def __init__(self, builtin: BuiltinLedger, http_factory: object | None = None) -> None:
+    def __init__(self, builtin: BuiltinLedger, http: HttpLedgers) -> None:
         self._builtin = builtin
-        self._http_factory = http_factory
+        self._http = http
 
-    def for_integration(self, integration):  # type: ignore[no-untyped-def]
+    def for_integration(self, integration: Integration) -> Ledger:
+        if integration.kind == "http":
+            return self._http.for_integration(integration)
         if integration.kind == "builtin":
-            return self._builtin
-        if integration.kind == "http" and self._http_factory is not None:
-            return self._http_factory.for_integration(integration)  # type: ignore[attr-defined]
+            return _CurrencyGuard(self._builtin, str(integration.settings.get("currency") or "USD"))
         return _Unsupported(integration.kind)
+
+
+class _CurrencyGuard:
+    """The built-in ledger keeps one currency per practice (``ledger.currency``, USD by default)."""
+
+    def __init__(self, ledger: BuiltinLedger, currency: str) -> None:
+        self._ledger = ledger
+        self._currency = currency
+
+    async def post(self, request: LedgerEntryRequest) -> LedgerReceipt:
+        if request.currency != self._currency:
+            raise LoadFailure(
+                LoadErrorCode.LEDGER_REJECTED,
+                f"The ledger keeps {self._currency}; this entry is in {request.currency}.",
+            )
+        return await self._ledger.post(request)
 
 
 class _Unsupported:

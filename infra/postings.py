@@ -94,6 +94,11 @@ def posting_from(doc: Doc) -> Posting:
     )
 
 
+def _account(patient_account_id: str | None) -> Doc:
+    # A refund learns its patient account from the payment it refunds.
+    return {"patient_account_id": patient_account_id} if patient_account_id else {}
+
+
 class MongoPostingStore:
     """The PostingStore port on MongoDB. Every status change is one conditional write."""
 
@@ -152,22 +157,25 @@ class MongoPostingStore:
         )
         return result.modified_count == 1
 
-    async def record_loaded(self, key: PostingKey, attempt: Attempt, ehr_patient_id: str, entry_id: str) -> bool:
+    async def record_loaded(self, key: PostingKey, attempt: Attempt, ehr_patient_id: str, entry_id: str,
+                            patient_account_id: str | None = None) -> bool:
         audit = AuditEntry(at=attempt.at, actor="paypost", action="loaded", detail=f"ledger entry {entry_id}")
         return await self._finish(
             key, attempt,
             {"load_status": LoadStatus.LOADED.value, "load_error": None, "ehr_patient_id": ehr_patient_id,
-             "ledger_entry_id": entry_id},
+             "ledger_entry_id": entry_id, **_account(patient_account_id)},
             audit,
         )
 
     async def record_failed(
-        self, key: PostingKey, attempt: Attempt, error: LoadError, ehr_patient_id: str | None
+        self, key: PostingKey, attempt: Attempt, error: LoadError, ehr_patient_id: str | None,
+        patient_account_id: str | None = None,
     ) -> bool:
         audit = AuditEntry(at=attempt.at, actor="paypost", action="failed", detail=error.code.value)
         return await self._finish(
             key, attempt,
-            {"load_status": LoadStatus.FAILED.value, "load_error": error_doc(error), "ehr_patient_id": ehr_patient_id},
+            {"load_status": LoadStatus.FAILED.value, "load_error": error_doc(error), "ehr_patient_id": ehr_patient_id,
+             **_account(patient_account_id)},
             audit,
         )
 

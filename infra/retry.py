@@ -33,7 +33,7 @@ def make_retrying(max_seconds: float = 60.0, initial: float = 0.05, max_wait: fl
     async def retrying(fn: Callable[[], Awaitable[T]]) -> T:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(TRANSIENT),
-            wait=wait_exponential_jitter(initial=initial, max=max_wait),
+            wait=wait_exponential_jitter(multiplier=initial, max=max_wait),
             stop=stop_after_delay(max_seconds),
             before_sleep=_log_retry,
             reraise=True,

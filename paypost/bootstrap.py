@@ -12,7 +12,8 @@ from consumers.posting import PostingService
 from consumers.subscribers import register
 from infra.broker import Publisher, declare_topology, make_broker
 from infra.directory import MongoMappingStore, MongoPracticeDirectory
-from infra.ledger_builtin import BuiltinLedger, LedgerFactoryImpl
+from infra.ledger_builtin import BuiltinLedger, Ledgers
+from infra.ledger_http import HttpLedgers
 from infra.mongo import Collections, Doc, connect, ensure_indexes
 from infra.postings import MongoPostingStore
 from infra.retry import make_retrying
@@ -35,7 +36,8 @@ class Paypost:
         self.mapping_store = MongoMappingStore(self.collections)
         self.transfers = MongoTransferStore(self.collections)
         self.builtin_ledger = BuiltinLedger(self.collections, self.directory)
-        self.ledgers = LedgerFactoryImpl(self.builtin_ledger)
+        self.http_ledgers = HttpLedgers(settings.ledger_attempts, settings.ledger_timeout)
+        self.ledgers = Ledgers(self.builtin_ledger, self.http_ledgers)
         self.broker: RabbitBroker = make_broker(settings.amqp_url, settings.prefetch)
         self.publish = Publisher(self.broker)
         self.outcomes = OutcomePublisher(self.publish)
@@ -67,5 +69,6 @@ class Paypost:
         """Stop consuming (in-flight messages finish or return to their queue), then disconnect."""
         await self.broker.stop()
         self.consuming = False
+        await self.http_ledgers.close()
         await self.mongo.close()
         log.info("paypost_stopped")

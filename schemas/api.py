@@ -15,6 +15,7 @@ class Body(BaseModel):
 
 class BuiltinLedgerConfig(Body):
     kind: Literal["builtin"]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
 
 
 class HttpLedgerConfig(Body):

@@ -1,0 +1,99 @@
+"""A reference HTTP ledger for demos and tests, speaking paypost's ledger protocol.
+
+It keeps entries in memory, one per ``Idempotency-Key``, and injects faults on demand through
+``PUT /_faults``: ``latency_ms``, ``error_rate`` (5xx), ``timeout_rate`` (sleeps past the client's
+timeout) and ``drop_after_commit_rate`` (commits the entry, then drops the response).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+
+class Faults(BaseModel):
+    latency_ms: float = Field(default=0, ge=0)
+    error_rate: float = Field(default=0, ge=0, le=1)
+    timeout_rate: float = Field(default=0, ge=0, le=1)
+    timeout_seconds: float = Field(default=30, ge=0)
+    drop_after_commit_rate: float = Field(default=0, ge=0, le=1)
+    reject_patients: list[str] = Field(default_factory=list)
+
+
+@dataclass
+class LedgerState:
+    patients: set[str] = field(default_factory=set)
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    posts: int = 0
+    faults: Faults = field(default_factory=Faults)
+    rng: random.Random = field(default_factory=lambda: random.Random(7))  # noqa: S311 - fault injection, not security
+
+
+class Dropped(Exception):
+    """The entry is committed; the response is dropped (the connection is cut)."""
+
+
+def create_reference_ledger(state: LedgerState | None = None) -> FastAPI:
+    app = FastAPI(title="paypost reference ledger")
+    app.state.ledger = ledger = state or LedgerState()
+
+    async def inject() -> JSONResponse | None:
+        f = ledger.faults
+        if f.latency_ms:
+            await asyncio.sleep(f.latency_ms / 1000)
+        if f.timeout_rate and ledger.rng.random() < f.timeout_rate:
+            await asyncio.sleep(f.timeout_seconds)
+        if f.error_rate and ledger.rng.random() < f.error_rate:
+            return JSONResponse({"error": {"message": "injected fault"}}, status_code=503)
+        return None
+
+    @app.put("/_faults")
+    async def set_faults(faults: Faults) -> Faults:
+        ledger.faults = faults
+        return faults
+
+    @app.put("/patients/{patient_id}")
+    async def put_patient(patient_id: str) -> dict[str, str]:
+        ledger.patients.add(patient_id)
+        return {"patient_id": patient_id}
+
+    @app.get("/entries/{key}")
+    async def get_entry(key: str) -> JSONResponse:
+        if (fault := await inject()) is not None:
+            return fault
+        entry = ledger.entries.get(key)
+        if entry is None:
+            return JSONResponse({"error": {"message": "no such entry"}}, status_code=404)
+        return JSONResponse(entry)
+
+    @app.get("/_entries")
+    async def all_entries() -> dict[str, Any]:
+        return {"items": list(ledger.entries.values()), "posts": ledger.posts}
+
+    @app.post("/entries")
+    async def post_entry(request: Request, idempotency_key: str = Header()) -> JSONResponse:
+        if (fault := await inject()) is not None:
+            return fault
+        body = await request.json()
+        patient = str(body.get("patient_id"))
+        if patient not in ledger.patients:
+            return JSONResponse({"error": {"message": "no such patient"}}, status_code=404)
+        if patient in ledger.faults.reject_patients:
+            return JSONResponse({"error": {"message": "account is closed for new entries"}}, status_code=422)
+        ledger.posts += 1
+        if idempotency_key in ledger.entries:
+            return JSONResponse(ledger.entries[idempotency_key], status_code=200)
+        entry = {"entry_id": str(uuid.uuid4()), "idempotency_key": idempotency_key, **body}
+        ledger.entries[idempotency_key] = entry
+        if ledger.faults.drop_after_commit_rate and ledger.rng.random() < ledger.faults.drop_after_commit_rate:
+            raise Dropped
+        return JSONResponse(entry, status_code=201)
+
+    return app

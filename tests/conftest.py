@@ -1,0 +1,150 @@
+"""Fixtures: the real RabbitMQ and MongoDB, one vhost and one database per test."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import aio_pika
+import httpx
+import orjson
+import pytest
+
+from api.http import create_app
+from infra.settings import Settings
+from paypost.bootstrap import Paypost
+from tests.support.services import Services, find_services
+
+OPERATOR = "op-token"
+VIEWER = "view-token"
+TOKENS = f"{OPERATOR}:operator:alice,{VIEWER}:viewer:victor,op2-token:operator:bob"
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    with find_services() as found:
+        yield found
+
+
+@pytest.fixture
+def amqp_url(services: Services) -> Iterator[str]:
+    with services.vhost() as url:
+        yield url
+
+
+@pytest.fixture
+def settings(services: Services, amqp_url: str) -> Settings:
+    return Settings(
+        amqp_url=amqp_url,
+        mongodb_uri=services.mongodb_uri,
+        mongodb_db=f"paypost_test_{uuid.uuid4().hex[:10]}",
+        api_tokens=TOKENS,
+        ledger_attempts=3,
+        ledger_timeout=1.0,
+        alert_escalate_after=600,
+    )
+
+
+@pytest.fixture
+async def paypost(settings: Settings) -> AsyncIterator[Paypost]:
+    app = Paypost(settings, retry_seconds=10)
+    await app.start()
+    try:
+        yield app
+    finally:
+        if app.consuming:
+            await app.stop()
+        await _drop(settings)
+
+
+async def _drop(settings: Settings) -> None:
+    from infra.mongo import connect
+
+    client = connect(settings.mongodb_uri)
+    await client.drop_database(settings.mongodb_db)
+    await client.close()
+
+
+@pytest.fixture
+async def api(paypost: Paypost) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(paypost, manage_lifecycle=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://paypost",
+                                 headers={"Authorization": f"Bearer {OPERATOR}"}) as client:
+        yield client
+
+
+class Upstream:
+    """An upstream system: any AMQP client following the contract (plain aio-pika here)."""
+
+    def __init__(self, channel: aio_pika.abc.AbstractChannel) -> None:
+        self.channel = channel
+
+    async def raw(self, routing_key: str, body: bytes, *, message_id: str | None = None,
+                  headers: dict[str, Any] | None = None, exchange: str = "paypost.payments") -> None:
+        ex = await self.channel.get_exchange(exchange, ensure=False)
+        await ex.publish(
+            aio_pika.Message(body, message_id=message_id, headers=headers, content_type="application/json",
+                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=routing_key,
+        )
+
+    async def send(self, routing_key: str, body: dict[str, Any], **kwargs: Any) -> None:
+        kwargs.setdefault("message_id", body.get("event_id") or body.get("command_id"))
+        await self.raw(routing_key, orjson.dumps(body), **kwargs)
+
+    async def payment(self, **fields: Any) -> dict[str, Any]:
+        body = payment_body(**fields)
+        await self.send("payment.posted", body)
+        return body
+
+    async def refund(self, **fields: Any) -> dict[str, Any]:
+        body = {"event_id": str(uuid.uuid4()), "practice_id": "clinic-a", "refund_id": f"ref-{uuid.uuid4().hex[:8]}",
+                "payment_id": "pay-1", "amount": "10.00", "currency": "USD",
+                "occurred_at": "2026-11-25T10:00:00+00:00", **fields}
+        await self.send("payment.refunded", body)
+        return body
+
+
+def payment_body(**fields: Any) -> dict[str, Any]:
+    body = {"event_id": str(uuid.uuid4()), "practice_id": "clinic-a", "payment_id": f"pay-{uuid.uuid4().hex[:8]}",
+            "patient_account_id": "acct-1", "ehr_patient_id": "EHR-1", "amount": "125.00", "currency": "USD",
+            "method": "card", "occurred_at": "2026-11-25T10:00:00+00:00", **fields}
+    return {k: v for k, v in body.items() if v is not None}
+
+
+@pytest.fixture
+async def upstream(amqp_url: str, paypost: Paypost) -> AsyncIterator[Upstream]:
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel(publisher_confirms=True)
+    try:
+        yield Upstream(channel)
+    finally:
+        await connection.close()
+
+
+async def wait_for(check: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with what it last returned."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+@pytest.fixture
+async def practice(api: httpx.AsyncClient) -> str:
+    """A practice with the built-in ledger and patients EHR-1 and EHR-2 registered."""
+    r = await api.put("/api/v1/practices/clinic-a", json={"name": "Clinic A", "ledger": {"kind": "builtin"},
+                                                           "enabled": True})
+    assert r.status_code == 200, r.text
+    for ehr in ("EHR-1", "EHR-2"):
+        r = await api.put(f"/api/v1/practices/clinic-a/ehr-patients/{ehr}", json={})
+        assert r.status_code == 200, r.text
+    return "clinic-a"

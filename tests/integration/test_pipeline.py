@@ -1,0 +1,332 @@
+"""The posting pipeline end to end on the real RabbitMQ and MongoDB."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import orjson
+import pytest
+
+from paypost.bootstrap import Paypost
+from tests.conftest import Upstream, payment_body, wait_for
+from tests.integration.helpers import get_posting, ledger, rows, wait_status
+
+pytestmark = pytest.mark.integration
+
+
+async def test_payment_loads_into_the_patients_ledger(api: httpx.AsyncClient, upstream: Upstream,
+                                                      practice: str) -> None:
+    body = await upstream.payment(amount="125.00", method="hsa", merchant_transfer_id="MT-1")
+
+    posting = await wait_status(api, practice, body["payment_id"], "LOADED")
+
+    assert posting["load_error"] is None
+    assert posting["kind"] == "payment"
+    assert posting["ehr_patient_id"] == "EHR-1"
+    assert posting["amount"] == "125.00"
+    assert posting["method"] == "hsa"
+    assert posting["merchant_transfer_id"] == "MT-1"
+    assert posting["attempts_count"] == 1
+    assert posting["attempts"][0]["outcome"] == "loaded"
+    assert [a["action"] for a in posting["audit"]] == ["received", "loaded"]
+    entries = await ledger(api, practice, "EHR-1")
+    assert [(e["payment_id"], e["refund_id"], e["amount"]) for e in entries] == [(body["payment_id"], None, "125.00")]
+
+
+async def test_outcome_is_recorded_within_a_second(api: httpx.AsyncClient, upstream: Upstream, practice: str) -> None:
+    body = await upstream.payment()
+    await wait_status(api, practice, body["payment_id"], "LOADED", timeout=1.0)
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"ehr_patient_id": None}, "PATIENT_NOT_MAPPED"),
+        ({"ehr_patient_id": "EHR-404"}, "PATIENT_NOT_FOUND"),
+        ({"practice_id": "clinic-none"}, "INTEGRATION_NOT_CONFIGURED"),
+        ({"currency": "EUR"}, "LEDGER_REJECTED"),
+    ],
+)
+async def test_failures_a_person_must_fix_are_failed_and_dead_lettered(
+    api: httpx.AsyncClient, upstream: Upstream, practice: str, fields: dict[str, object], code: str
+) -> None:
+    body = await upstream.payment(**fields)
+
+    posting = await wait_status(api, body["practice_id"], body["payment_id"], "FAILED")
+
+    assert posting["load_error"]["code"] == code
+    assert posting["load_error"]["message"] and posting["load_error"]["fix"]
+    assert posting["load_error_history"][0]["code"] == code
+    # The message went through paypost.postings.dead and is kept with its posting.
+    posting = await wait_for(lambda: _with_action(api, body["practice_id"], body["payment_id"], "dead_lettered"))
+    assert [a["action"] for a in posting["audit"]] == ["received", "failed", "dead_lettered"]
+
+
+async def _with_action(api: httpx.AsyncClient, practice: str, payment: str, action: str) -> dict[str, object] | None:
+    p = await get_posting(api, practice, payment)
+    return p if p and any(a["action"] == action for a in p["audit"]) else None  # type: ignore[union-attr]
+
+
+async def test_disabled_integration_is_not_configured(api: httpx.AsyncClient, upstream: Upstream,
+                                                      practice: str) -> None:
+    r = await api.put("/api/v1/practices/clinic-a", json={"name": "A", "ledger": {"kind": "builtin"},
+                                                          "enabled": False})
+    assert r.status_code == 200
+    body = await upstream.payment()
+    posting = await wait_status(api, practice, body["payment_id"], "FAILED")
+    assert posting["load_error"]["code"] == "INTEGRATION_NOT_CONFIGURED"
+
+
+async def test_refund_posts_negative_entry_against_its_payment(api: httpx.AsyncClient, upstream: Upstream,
+                                                               practice: str) -> None:
+    payment = await upstream.payment(amount="100.00", patient_account_id="acct-2", ehr_patient_id="EHR-2")
+    await wait_status(api, practice, payment["payment_id"], "LOADED")
+
+    refund = await upstream.refund(payment_id=payment["payment_id"], amount="30.50")
+
+    row = await wait_status(api, practice, refund["refund_id"], "LOADED")
+    assert row["kind"] == "refund"
+    assert row["amount"] == "30.50"
+    assert row["refunded_payment_id"] == payment["payment_id"]
+    assert row["patient_account_id"] == "acct-2"
+    assert row["method"] is None
+    entries = await ledger(api, practice, "EHR-2")
+    assert {(e["payment_id"], e["refund_id"], e["amount"]) for e in entries} == {
+        (payment["payment_id"], None, "100.00"),
+        (payment["payment_id"], refund["refund_id"], "-30.50"),
+    }
+
+
+async def test_refund_of_a_payment_not_loaded_fails(api: httpx.AsyncClient, upstream: Upstream,
+                                                    practice: str) -> None:
+    refund = await upstream.refund(payment_id="never-seen")
+    row = await wait_status(api, practice, refund["refund_id"], "FAILED")
+    assert row["load_error"]["code"] == "ORIGINAL_PAYMENT_NOT_LOADED"
+
+
+async def test_duplicates_with_the_same_or_a_new_event_id_post_once(
+    api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    body = payment_body(payment_id="pay-dup")
+    await upstream.send("payment.posted", body)
+    await upstream.send("payment.posted", body)  # same event_id
+    await upstream.send("payment.posted", {**body, "event_id": str(uuid.uuid4())})  # new event_id
+    await wait_status(api, practice, "pay-dup", "LOADED")
+    await upstream.send("payment.posted", {**body, "event_id": str(uuid.uuid4()), "amount": "1.00"})
+
+    marker = await upstream.payment(payment_id="pay-after")  # the queue is drained once this loads
+    await wait_status(api, practice, marker["payment_id"], "LOADED")
+
+    entries = [e for e in await ledger(api, practice, "EHR-1") if e["payment_id"] == "pay-dup"]
+    assert len(entries) == 1
+    assert entries[0]["amount"] == "125.00"  # a LOADED payment is never changed by a republish
+    posting = await get_posting(api, practice, "pay-dup")
+    assert posting is not None and posting["amount"] == "125.00"
+
+
+async def test_republish_while_failed_replays_the_corrected_body(api: httpx.AsyncClient, upstream: Upstream,
+                                                                  practice: str) -> None:
+    body = payment_body(payment_id="pay-fix", ehr_patient_id=None)
+    await upstream.send("payment.posted", {k: v for k, v in body.items()})
+    await wait_status(api, practice, "pay-fix", "FAILED")
+
+    await upstream.send("payment.posted", {**body, "event_id": str(uuid.uuid4()), "ehr_patient_id": "EHR-2"})
+
+    posting = await wait_status(api, practice, "pay-fix", "LOADED")
+    assert posting["ehr_patient_id"] == "EHR-2"
+    assert posting["attempts_count"] == 2
+    assert len(await ledger(api, practice, "EHR-2")) == 1
+
+
+async def test_held_mapping_wins_over_the_events_id(api: httpx.AsyncClient, upstream: Upstream,
+                                                   practice: str) -> None:
+    r = await api.put("/api/v1/practices/clinic-a/patient-accounts/acct-9/mapping", json={"ehr_patient_id": "EHR-2"})
+    assert r.status_code == 200, r.text
+
+    body = await upstream.payment(patient_account_id="acct-9", ehr_patient_id="EHR-1")
+
+    posting = await wait_status(api, practice, body["payment_id"], "LOADED")
+    assert posting["ehr_patient_id"] == "EHR-2"
+
+
+async def test_mapping_from_an_event(api: httpx.AsyncClient, upstream: Upstream, practice: str) -> None:
+    await upstream.send("patient.mapping.updated", {"event_id": "m-1", "practice_id": "clinic-a",
+                                                    "patient_account_id": "acct-5", "ehr_patient_id": "EHR-2"})
+
+    async def mapped() -> bool:
+        body = await upstream.payment(patient_account_id="acct-5", ehr_patient_id=None)
+        posting = await wait_status(api, practice, body["payment_id"], "LOADED", "FAILED")
+        return posting["load_status"] == "LOADED" and posting["ehr_patient_id"] == "EHR-2"
+
+    assert await wait_for(mapped, timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "code", "detail"),
+    [
+        (b"this is not json", None, "INVALID_MESSAGE", "not valid UTF-8 JSON"),
+        (b"\xff\xfe\x00garbage", None, "INVALID_MESSAGE", "not valid UTF-8 JSON"),
+        (b"[1, 2, 3]", None, "INVALID_MESSAGE", "not a JSON object"),
+        (orjson.dumps({**payment_body(), "amount": 12.5}), None, "INVALID_MESSAGE", "amount"),
+        (orjson.dumps({**payment_body(), "method": "bitcoin"}), None, "INVALID_MESSAGE", "method"),
+        (orjson.dumps({**payment_body(), "practice_id": "bad id!"}), None, "INVALID_MESSAGE", "practice_id"),
+        (orjson.dumps(payment_body()), {"schema_version": 2}, "UNSUPPORTED_SCHEMA_VERSION", "schema_version"),
+        (b'{"pad": "' + b"x" * 300_000 + b'"}', None, "INVALID_MESSAGE", "over the"),
+    ],
+)
+async def test_poison_messages_become_failed_unreadable_rows(
+    api: httpx.AsyncClient, upstream: Upstream, practice: str, body: bytes, headers: dict[str, int] | None,
+    code: str, detail: str,
+) -> None:
+    message_id = f"poison-{uuid.uuid4().hex[:8]}"
+    await upstream.raw("payment.posted", body, message_id=message_id, headers=headers)
+
+    async def row() -> dict[str, object] | None:
+        for practice_id in ("_unknown", "clinic-a"):
+            found = await get_posting(api, practice_id, message_id)
+            if found:
+                return found
+        return None
+
+    posting = await wait_for(row)
+    assert posting["kind"] == "unreadable"
+    assert posting["load_status"] == "FAILED"
+    assert posting["load_error"]["code"] == code  # type: ignore[index]
+    assert detail in posting["load_error"]["message"]  # type: ignore[index]
+    # Nothing is echoed from the body into the error (it may carry patient detail).
+    assert "bitcoin" not in posting["load_error"]["message"]  # type: ignore[index]
+    await wait_for(lambda: _with_action(api, str(posting["practice_id"]), message_id, "dead_lettered"))
+
+
+async def test_unreadable_row_never_changes_the_payment_it_names(api: httpx.AsyncClient, upstream: Upstream,
+                                                                  practice: str) -> None:
+    good = await upstream.payment(payment_id="pay-named")
+    await wait_status(api, practice, "pay-named", "LOADED")
+    bad = {**good, "event_id": str(uuid.uuid4()), "amount": 99}
+    await upstream.raw("payment.posted", orjson.dumps(bad), message_id="pay-named")
+
+    unreadable = await wait_for(lambda: get_posting(api, practice, "pay-named~unreadable"))
+    assert unreadable["kind"] == "unreadable"
+    posting = await get_posting(api, practice, "pay-named")
+    assert posting is not None and posting["load_status"] == "LOADED" and posting["amount"] == "125.00"
+
+
+async def test_unknown_routing_key_is_kept_as_an_unreadable_row(api: httpx.AsyncClient, upstream: Upstream,
+                                                                  practice: str) -> None:
+    await upstream.send("payment.voided", {"event_id": "ev-void", "practice_id": "clinic-a", "payment_id": "p"})
+
+    posting = await wait_for(lambda: get_posting(api, "clinic-a", "ev-void"))
+    assert posting["kind"] == "unreadable"
+    assert "payment.voided" in posting["load_error"]["message"]
+
+
+async def test_payments_published_while_paypost_is_stopped_wait_for_it(
+    api: httpx.AsyncClient, paypost: Paypost, upstream: Upstream, practice: str, settings: object
+) -> None:
+    await paypost.stop()
+    bodies = [await upstream.payment() for _ in range(20)]
+
+    restarted = Paypost(paypost.settings)
+    await restarted.start()
+    try:
+        api.app = None  # type: ignore[attr-defined]
+        from api.http import create_app
+
+        transport = httpx.ASGITransport(app=create_app(restarted, manage_lifecycle=False))
+        async with httpx.AsyncClient(transport=transport, base_url="http://paypost", headers=api.headers) as again:
+            for body in bodies:
+                await wait_status(again, practice, body["payment_id"], "LOADED")
+            assert len(await ledger(again, practice, "EHR-1")) == 20
+    finally:
+        await restarted.stop()
+
+
+async def test_consumer_restarted_mid_stream_loses_nothing_and_posts_nothing_twice(
+    api: httpx.AsyncClient, paypost: Paypost, upstream: Upstream, practice: str
+) -> None:
+    total = 600
+    for i in range(total):
+        await upstream.payment(payment_id=f"stream-{i:04d}", ehr_patient_id="EHR-1" if i % 10 else None)
+
+    await wait_for(lambda: paypost.collections.postings.count_documents({"load_status": {"$in": ["LOADED", "FAILED"]}}),
+                   timeout=20)
+    await paypost.stop()  # mid-stream: in-flight messages return to the queue
+    done_before = await _count_final(paypost.settings)
+
+    restarted = Paypost(paypost.settings)
+    await restarted.start()
+    try:
+        async def all_final() -> bool:
+            return await restarted.collections.postings.count_documents(
+                {"payment_id": {"$regex": "^stream-"}, "load_status": {"$in": ["LOADED", "FAILED"]}}) == total
+
+        await wait_for(all_final, timeout=60)
+        entries = await restarted.collections.ledger_entries.count_documents({})
+        failed = await restarted.collections.postings.count_documents({"load_status": "FAILED"})
+    finally:
+        await restarted.stop()
+    assert done_before < total or done_before == total
+    assert entries == total - total // 10  # every mapped payment posted exactly once
+    assert failed == total // 10  # PATIENT_NOT_MAPPED, none lost
+
+
+async def _count_final(settings: object) -> int:
+    from infra.mongo import Collections, connect
+
+    client = connect(settings.mongodb_uri)  # type: ignore[attr-defined]
+    try:
+        return await Collections(client[settings.mongodb_db]).postings.count_documents(  # type: ignore[attr-defined]
+            {"load_status": {"$in": ["LOADED", "FAILED"]}})
+    finally:
+        await client.close()
+
+
+async def test_dead_letter_queue_holds_messages_while_paypost_is_down(
+    amqp_url: str, paypost: Paypost, upstream: Upstream, api: httpx.AsyncClient, practice: str
+) -> None:
+    import aio_pika
+
+    await paypost.stop()
+    # Something dead-lettered while paypost's dead-letter consumer is down waits in the queue.
+    await upstream.raw("", b"not json", message_id="dl-1", exchange="paypost.dead-letter")
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel()
+    queue = await channel.declare_queue("paypost.postings.dead", passive=True)
+    assert queue.declaration_result.message_count == 1
+    await connection.close()
+
+    restarted = Paypost(paypost.settings)
+    await restarted.start()
+    try:
+        from infra.postings import doc_id
+        from domain.posting import PostingKey
+
+        doc = await wait_for(lambda: restarted.collections.postings.find_one(
+            {"_id": doc_id(PostingKey("_unknown", "dl-1"))}))
+        assert doc["load_status"] == "FAILED"
+        assert doc["load_error"]["code"] == "INVALID_MESSAGE"
+        assert doc["message"]["text"] == "not json"
+    finally:
+        await restarted.stop()
+
+
+async def test_concurrent_duplicates_on_two_consumers_post_once(
+    paypost: Paypost, upstream: Upstream, api: httpx.AsyncClient, practice: str
+) -> None:
+    second = Paypost(paypost.settings)
+    await second.start()
+    try:
+        bodies = [payment_body(payment_id=f"race-{i}") for i in range(50)]
+        for body in bodies:
+            for _ in range(3):
+                await upstream.send("payment.posted", {**body, "event_id": str(uuid.uuid4())})
+        for body in bodies:
+            await wait_status(api, practice, body["payment_id"], "LOADED")
+        await asyncio.sleep(0.5)
+    finally:
+        await second.stop()
+    entries = await ledger(api, practice, "EHR-1")
+    assert len(entries) == 50
+    assert len({e["payment_id"] for e in entries}) == 50

@@ -1,0 +1,83 @@
+"""Where the tests find RabbitMQ and MongoDB, in this order: explicit URLs from the environment
+(PAYPOST_TEST_AMQP_URL, PAYPOST_TEST_MONGODB_URI); else testcontainers when a Docker engine
+answers; else the local servers, started here when they are not running."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.local_services import ensure_rabbitmq, free_port, rabbitmqctl, start_mongod
+
+
+def docker_answers() -> bool:
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    try:
+        return subprocess.run([docker, "info"], capture_output=True, timeout=10, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@dataclass
+class Services:
+    mongodb_uri: str
+    amqp_url: str
+    local_rabbit: bool  # vhosts can be made with rabbitmqctl
+
+    @contextlib.contextmanager
+    def vhost(self) -> Iterator[str]:
+        """An AMQP URL of a vhost of its own, when the broker is local; else the shared one."""
+        if not self.local_rabbit:
+            yield self.amqp_url
+            return
+        name = f"paypost-test-{uuid.uuid4().hex[:10]}"
+        rabbitmqctl("add_vhost", name)
+        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        try:
+            yield f"{self.amqp_url.rstrip('/')}/{name}"
+        finally:
+            with contextlib.suppress(Exception):
+                rabbitmqctl("delete_vhost", name)
+
+
+@contextlib.contextmanager
+def find_services() -> Iterator[Services]:
+    with contextlib.ExitStack() as stack:
+        mongodb_uri = os.environ.get("PAYPOST_TEST_MONGODB_URI")
+        amqp_url = os.environ.get("PAYPOST_TEST_AMQP_URL")
+        local_rabbit = False
+        use_docker = (mongodb_uri is None or amqp_url is None) and docker_answers()
+        if mongodb_uri is None:
+            if use_docker:
+                from testcontainers.mongodb import MongoDbContainer
+
+                mongo = stack.enter_context(MongoDbContainer("mongo:6.0"))
+                mongodb_uri = mongo.get_connection_url()
+            else:
+                port = free_port()
+                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="paypost-mongo-")))
+                proc = start_mongod(tmp / "db", port)
+                stack.callback(proc.wait, 20)
+                stack.callback(proc.terminate)
+                mongodb_uri = f"mongodb://127.0.0.1:{port}/?replicaSet=rs0"
+        if amqp_url is None:
+            if use_docker:
+                from testcontainers.rabbitmq import RabbitMqContainer
+
+                rabbit = stack.enter_context(RabbitMqContainer("rabbitmq:3.10"))
+                params = rabbit.get_connection_params()
+                amqp_url = f"amqp://guest:guest@{params.host}:{params.port}/"
+            else:
+                ensure_rabbitmq()
+                amqp_url = "amqp://guest:guest@127.0.0.1:5672/"
+                local_rabbit = shutil.which("rabbitmqctl") is not None
+        yield Services(mongodb_uri=mongodb_uri, amqp_url=amqp_url, local_rabbit=local_rabbit)
