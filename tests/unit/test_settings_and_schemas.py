@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.settings import Settings, parse_tokens
+from schemas.export import schema_texts
+
+
+def test_tokens_parse_with_default_names() -> None:
+    tokens = parse_tokens("a:viewer, b:operator:alice")
+    assert tokens["a"].role == "viewer" and tokens["a"].name == "viewer"
+    assert tokens["b"].role == "operator" and tokens["b"].name == "alice"
+
+
+@pytest.mark.parametrize("bad", ["a", "a:admin", ":viewer", "a:viewer:x:y"])
+def test_bad_tokens_are_refused_with_a_reason(bad: str) -> None:
+    with pytest.raises(ValueError, match="PAYPOST_API_TOKENS"):
+        parse_tokens(bad)
+
+
+def test_defaults_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PAYPOST_AMQP_URL", "PAYPOST_MONGODB_URI", "PAYPOST_MONGODB_DB", "PAYPOST_HTTP",
+                 "PAYPOST_API_TOKENS", "PAYPOST_ALERT_ESCALATE_AFTER"):
+        monkeypatch.delenv(name, raising=False)
+    s = Settings()
+    assert s.amqp_url == "amqp://guest:guest@127.0.0.1:5672/"
+    assert s.mongodb_uri == "mongodb://127.0.0.1:27017/"
+    assert s.mongodb_db == "paypost"
+    assert (s.http_host, s.http_port) == ("127.0.0.1", 8080)
+    assert s.tokens == {}
+    assert s.alert_escalate_after == 600
+
+
+def test_committed_json_schemas_are_current() -> None:
+    folder = Path(__file__).resolve().parents[2] / "schemas" / "json"
+    for name, text in schema_texts().items():
+        assert (folder / name).read_text() == text, f"run `paypost export-schemas` ({name} is stale)"
+
+
+def test_money_is_a_string_in_every_schema() -> None:
+    import json
+
+    posted = json.loads(schema_texts()["payment.posted.json"])
+    assert posted["properties"]["amount"]["type"] == "string"
+    assert "amount" in posted["required"]
