@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -74,6 +75,8 @@ def run(
         err.print(f"API tokens for this local run are in {directory / 'api-tokens'} (token:role:name).")
     err.print(f"paypost on http://{settings.http} (console at /, API at /api/v1, "
               f"{len(tokens)} API token(s) configured)")
+    # uvicorn re-raises the SIGTERM it caught once it has shut down (lifespan included); exit 0 then.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(api, host=settings.http_host, port=settings.http_port, log_level="warning",
                     loop="uvloop" if sys.platform != "win32" else "asyncio", lifespan="on")
