@@ -19,7 +19,12 @@ from domain.model import LoadStatus
 from infra.reports import BadCursor, PostingFilter, PostingReport
 from paypost import __version__
 from paypost.bootstrap import Paypost
+from producers.commands import EmptySelection, MissingReason
+from schemas.messages import ClearItem
 from schemas.api import (
+    ChangesIn,
+    OperationAccepted,
+    OperationOut,
     EmptyBody,
     ErrorOut,
     LedgerOut,
@@ -135,6 +140,27 @@ async def get_posting(practice_id: str, payment_id: str, request: Request, who: 
     if doc is None:
         raise ApiError(404, "not_found", f"No posting {payment_id} for practice {practice_id}.")
     return render.detail(doc)
+
+
+@router.post("/postings/changes", status_code=202, response_model=OperationAccepted, tags=["postings"])
+async def save_changes(body: ChangesIn, request: Request, who: Operator) -> dict[str, str]:
+    """Save Changes: retry and clear a selection as one operation; follow it at /operations/{id}."""
+    clears = [ClearItem(payment_id=c.payment_id, reason=c.reason, manual_reference=c.manual_reference)
+              for c in body.clear]
+    try:
+        operation_id = await _paypost(request).save_changes(body.practice_id, body.retry, clears, who.name)
+    except (MissingReason, EmptySelection) as exc:
+        raise ApiError(422, "invalid_request", str(exc)) from exc
+    return {"operation_id": operation_id}
+
+
+@router.get("/operations/{operation_id}", response_model=OperationOut, tags=["postings"])
+async def get_operation(operation_id: AnyId, request: Request, who: Viewer) -> dict[str, Any]:
+    """Progress and per-item result of a Save Changes."""
+    op = await _paypost(request).operation_store.get(operation_id)
+    if op is None:
+        raise ApiError(404, "not_found", f"No operation {operation_id}.")
+    return {**op, "created_at": render.iso(op["created_at"])}
 
 
 health = APIRouter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -113,6 +113,8 @@ class PostingService:
         self._outcomes = outcomes
         self._max_bytes = max_message_bytes
         self._clock = clock
+        # Called once a posting has loaded (self-healing of the refunds it blocked).
+        self.on_loaded: Callable[[Posting], Awaitable[None]] | None = None
 
     @property
     def outcomes(self) -> OutcomePublisher:
@@ -201,8 +203,11 @@ class PostingService:
             return Outcome(Disposition.ACK, posting.key)
         log.info("posting_loaded", posting=str(posting.key), duration_ms=attempt.duration_ms,
                  already_posted=receipt.already_posted)
-        await self._outcomes.loaded(replace(posting, load_status=LoadStatus.LOADED,
-                                            ehr_patient_id=request.ehr_patient_id, patient_account_id=account))
+        loaded = replace(posting, load_status=LoadStatus.LOADED, ehr_patient_id=request.ehr_patient_id,
+                         patient_account_id=account)
+        await self._outcomes.loaded(loaded)
+        if self.on_loaded is not None:
+            await self.on_loaded(loaded)
         return Outcome(Disposition.ACK, posting.key, LoadStatus.LOADED)
 
     async def _prepare(self, posting: Posting) -> tuple[str, str | None, LedgerEntryRequest]:

@@ -9,6 +9,7 @@ import structlog
 from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker, RabbitMessage
 
+from consumers.commands import CommandService
 from consumers.dead_letters import DeadLetterService
 from consumers.mappings import MappingService
 from consumers.posting import Disposition, PostingService
@@ -17,8 +18,15 @@ from domain.load_errors import LoadErrorCode
 from domain.posting import UNKNOWN_PRACTICE
 from infra import topology
 from infra.broker import kept_message
-from schemas.messages import PatientMappingUpdated, PaymentPosted, PaymentRefunded, TransferSettled
-from schemas.topics import PATIENT_MAPPING_UPDATED, TRANSFER_SETTLED
+from schemas.messages import (
+    PatientMappingUpdated,
+    PaymentPosted,
+    PaymentRefunded,
+    PostingClear,
+    PostingRetry,
+    TransferSettled,
+)
+from schemas.topics import PATIENT_MAPPING_UPDATED, POSTING_CLEAR, POSTING_RETRY, TRANSFER_SETTLED
 
 log = structlog.get_logger("paypost.consumers")
 
@@ -45,6 +53,7 @@ def register(
     dead_letters: DeadLetterService,
     mappings: MappingService,
     transfers: TransferHandler,
+    commands: CommandService,
     retrying: Retrying[Any],
     max_message_bytes: int,
     intake_consumers: int = 1,
@@ -129,6 +138,23 @@ def register(
             await retrying(lambda: transfers(read))
         except Exception:
             log.exception("transfer_gave_up", message_id=message.message_id)
+            await msg.nack(requeue=True)
+            return
+        await msg.ack()
+
+    @broker.subscriber(topology.operator_commands, ack_policy=AckPolicy.MANUAL, decoder=raw_body)
+    async def on_command(msg: RabbitMessage) -> None:
+        message = kept_message(msg.raw_message)
+        read = read_message(message, max_message_bytes, {POSTING_RETRY: PostingRetry, POSTING_CLEAR: PostingClear})
+        try:
+            if isinstance(read, Unreadable):
+                await retrying(lambda: postings.keep_unreadable(read, message))
+                await msg.reject(requeue=False)
+                return
+            assert isinstance(read, (PostingRetry, PostingClear))
+            await retrying(lambda: commands.apply(read))
+        except Exception:
+            log.exception("command_gave_up", message_id=message.message_id)
             await msg.nack(requeue=True)
             return
         await msg.ack()

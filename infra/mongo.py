@@ -99,6 +99,8 @@ async def ensure_indexes(c: Collections) -> None:
         IndexModel([("practice_id", ASCENDING), ("merchant_transfer_id", ASCENDING), *newest]),
         IndexModel([("practice_id", ASCENDING), ("patient_account_id", ASCENDING), ("load_status", ASCENDING)]),
         IndexModel([("load_status", ASCENDING), *newest]),
+        IndexModel([("practice_id", ASCENDING), ("refunded_payment_id", ASCENDING)], sparse=True),
+        IndexModel([("retry_token", ASCENDING)], sparse=True),
     ])
     # One ledger entry per (practice, payment or refund): the _id is that pair, so a
     # duplicate insert fails and nothing posts twice.

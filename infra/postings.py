@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from dataclasses import asdict
+from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from domain.load_errors import LoadError, LoadErrorCode
@@ -144,8 +145,10 @@ class MongoPostingStore:
             {"$set": {**posting_fields(posting), "load_status": LoadStatus.RETRYING.value,
                       "load_error": None, "message": message_doc(message), "updated_at": audit.at},
              "$push": {"audit": audit_doc(audit)}},
+            projection={"audit": 0, "attempts": 0, "message": 0, "dead_letters": 0},
+            return_document=ReturnDocument.AFTER,
         )
-        return result.modified_count == 1
+        return posting_from(doc) if doc else None
 
     async def _finish(self, key: PostingKey, attempt: Attempt, fields: Doc, audit: AuditEntry) -> bool:
         result = await self._c.update_one(
@@ -223,3 +226,64 @@ class MongoPostingStore:
              "$set": {"dead_lettered_at": audit.at}},
         )
         return result.modified_count == 1
+
+
+class MongoPostingCommands:
+    """Operator and self-healing changes to postings: retry claims and clears, each a conditional write."""
+
+    def __init__(self, collections: Collections) -> None:
+        self._c = collections.postings
+
+    async def claim_for_retry(self, keys: list[PostingKey], token: str, audit: AuditEntry,
+                              max_replays: int) -> list[tuple[Posting, KeptMessage]]:
+        """FAILED → RETRYING for every key still FAILED and replayable; returns what was claimed.
+
+        One ``update_many`` marks the batch with ``token``; reading the token back gives exactly the
+        postings this call claimed, whatever raced it.
+        """
+        if not keys:
+            return []
+        await self._c.update_many(
+            {"_id": {"$in": [doc_id(k) for k in keys]}, "load_status": LoadStatus.FAILED.value,
+             "kind": {"$ne": PostingKind.UNREADABLE.value}, "replays": {"$lt": max_replays},
+             # A command delivered again never re-claims what it claimed the first time.
+             "retry_token": {"$ne": token}},
+            {"$set": {"load_status": LoadStatus.RETRYING.value, "retry_token": token, "updated_at": audit.at,
+                      "load_error": None},
+             "$inc": {"replays": 1},
+             "$push": {"audit": audit_doc(audit)}},
+        )
+        return await self.claimed(token)
+
+    async def claimed(self, token: str) -> list[tuple[Posting, KeptMessage]]:
+        # Only what is still RETRYING: a claim whose replay already loaded or failed is not replayed again.
+        docs = self._c.find({"retry_token": token, "load_status": LoadStatus.RETRYING.value},
+                            {"audit": 0, "attempts": 0, "dead_letters": 0})
+        return [(posting_from(d), message_from(d["message"])) async for d in docs]
+
+    async def failed_keys(self, query: Doc, limit: int | None = None) -> list[PostingKey]:
+        cursor = self._c.find({**query, "load_status": LoadStatus.FAILED.value}, {"practice_id": 1, "payment_id": 1})
+        if limit:
+            cursor = cursor.limit(limit)
+        return [PostingKey(d["practice_id"], d["payment_id"]) async for d in cursor]
+
+    async def states(self, keys: list[PostingKey]) -> dict[PostingKey, Doc]:
+        docs = self._c.find({"_id": {"$in": [doc_id(k) for k in keys]}},
+                            {"practice_id": 1, "payment_id": 1, "kind": 1, "load_status": 1, "retry_token": 1,
+                             "clear_command": 1, "replays": 1})
+        return {PostingKey(d["practice_id"], d["payment_id"]): d async for d in docs}
+
+    async def clear(self, key: PostingKey, command_id: str, audit: AuditEntry,
+                    manual_reference: str | None) -> Posting | None:
+        """FAILED → CLEARED; the cleared posting, or None if it was not FAILED."""
+        doc = await self._c.find_one_and_update(
+            {"_id": doc_id(key), "load_status": LoadStatus.FAILED.value},
+            {"$set": {"load_status": LoadStatus.CLEARED.value, "clear_command": command_id,
+                      "cleared": {"at": audit.at, "by": audit.actor, "reason": audit.reason,
+                                  "manual_reference": manual_reference},
+                      "updated_at": audit.at},
+             "$push": {"audit": audit_doc(audit)}},
+            projection={"audit": 0, "attempts": 0, "message": 0, "dead_letters": 0},
+            return_document=ReturnDocument.AFTER,
+        )
+        return posting_from(doc) if doc else None

@@ -13,6 +13,9 @@ from schemas.topics import (
     COMMANDS_EXCHANGE,
     DEAD_LETTER_QUEUE,
     EVENTS_EXCHANGE,
+    INTAKE_QUEUE,
+    REPLAYS_HEADER,
+    ROUTING_KEY_HEADER,
     PATIENT_MAPPING_UPDATED,
     PAYMENT_POSTED,
     PAYMENT_REFUNDED,
@@ -30,16 +33,11 @@ DELIVERY_LIMIT = 20
 DEAD_LETTER_EXCHANGE = "paypost.dead-letter"
 UNROUTED_EXCHANGE = "paypost.payments.unrouted"
 
-INTAKE_QUEUE = "paypost.postings"
 MAPPINGS_QUEUE = "paypost.mappings"
 TRANSFERS_QUEUE = "paypost.transfers"
 COMMANDS_QUEUE = "paypost.commands.postings"
 UNROUTED_QUEUE = "paypost.payments.unrouted"
 
-# Replays go straight to the intake queue through the default exchange; these headers carry
-# the original routing key and how many times the payment has been replayed.
-ROUTING_KEY_HEADER = "x-paypost-routing-key"
-REPLAYS_HEADER = "x-paypost-replays"
 
 payments = RabbitExchange(
     PAYMENTS_EXCHANGE, type=ExchangeType.TOPIC, durable=True,

@@ -6,7 +6,9 @@ import structlog
 from faststream.rabbit import RabbitBroker
 from pymongo import AsyncMongoClient
 
+from consumers.commands import CommandService
 from consumers.dead_letters import DeadLetterService
+from consumers.operations import Pacer, PostingOperations
 from consumers.mappings import MappingService
 from consumers.posting import PostingService
 from consumers.subscribers import register
@@ -15,11 +17,16 @@ from infra.directory import MongoMappingStore, MongoPracticeDirectory
 from infra.ledger_builtin import BuiltinLedger, Ledgers
 from infra.ledger_http import HttpLedgers
 from infra.mongo import Collections, Doc, connect, ensure_indexes
-from infra.postings import MongoPostingStore
+from infra.operations import MongoOperationStore
+from infra.postings import MongoPostingCommands, MongoPostingStore
 from infra.retry import make_retrying
 from infra.settings import Settings
 from infra.transfers import MongoTransferStore
+from domain.model import PostingKind
+from domain.posting import Posting
+from producers.commands import save_changes
 from producers.events import OutcomePublisher
+from schemas.messages import ClearItem
 
 log = structlog.get_logger("paypost")
 
@@ -46,18 +53,38 @@ class Paypost:
             settings.max_message_bytes,
         )
         self.dead_letter_service = DeadLetterService(self.postings, self.posting_service)
-        self.mapping_service = MappingService(self.mapping_store)
+        self.posting_commands = MongoPostingCommands(self.collections)
+        self.operation_store = MongoOperationStore(self.collections)
+        self.operations = PostingOperations(self.posting_commands, self.publish, self.outcomes,
+                                            Pacer(settings.replay_rate))
+        self.posting_service.on_loaded = self._after_load
+        self.command_service = CommandService(self.operations, self.operation_store)
+        self.mapping_service = MappingService(self.mapping_store, on_changed=self._after_mapping)
         self.retrying = make_retrying(max_seconds=retry_seconds)
         register(
             self.broker, self.posting_service, self.dead_letter_service, self.mapping_service,
-            self.transfers.settled, self.retrying, settings.max_message_bytes,
+            self.transfers.settled, self.command_service, self.retrying, settings.max_message_bytes,
             intake_consumers=intake_consumers,
         )
         self.consuming = False
 
+    async def _after_mapping(self, practice_id: str, patient_account_id: str, ehr_patient_id: str,
+                             actor: str) -> int:
+        # Self-healing: the office fixes the cause once; every payment it blocked loads by itself.
+        return await self.operations.heal_account(practice_id, patient_account_id, caused_by=actor)
+
+    async def _after_load(self, posting: Posting) -> None:
+        if posting.kind is PostingKind.PAYMENT:
+            await self.operations.heal_refunds(posting.key.practice_id, posting.key.payment_id)
+
+    async def save_changes(self, practice_id: str, retry: list[str], clear: list[ClearItem], operator: str) -> str:
+        """Save Changes: one operation for the whole selection (the API and the CLI call this)."""
+        return await save_changes(self.publish, self.operation_store, practice_id, retry, clear, operator)
+
     async def start(self, consume: bool = True) -> None:
         """Create indexes, declare the topology, then start consuming."""
         await ensure_indexes(self.collections)
+        await self.operation_store.ensure_indexes()
         await self.broker.connect()
         await declare_topology(self.broker)
         if consume:

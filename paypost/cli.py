@@ -188,6 +188,130 @@ def postings(
 
 
 @app.command()
+def failures(
+    practice: Annotated[str | None, typer.Option(help="practice_id")] = None,
+    error: Annotated[str | None, typer.Option(help="a Load Error code")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+) -> None:
+    """The FAILED rows, newest first: what the office has to look at."""
+    postings(practice=practice, status="FAILED", error=error, transfer=None, limit=limit)
+
+
+Ids = Annotated[list[str] | None, typer.Argument(help="payment or refund ids (or select with the filters)")]
+Practice = Annotated[str, typer.Option(help="practice_id")]
+ErrorFilter = Annotated[str | None, typer.Option("--error-code", help="every FAILED row with this Load Error")]
+TransferFilter = Annotated[str | None, typer.Option("--transfer", help="every FAILED row of this merchant transfer")]
+AccountFilter = Annotated[str | None, typer.Option("--account", help="every FAILED row of this patient account")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="show what would be done, and do nothing")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="do not ask before applying")]
+Operator = Annotated[str, typer.Option(help="who is acting, for the audit trail")]
+
+
+def _default_operator() -> str:
+    return f"cli:{os.environ.get('USER', 'operator')}"
+
+
+@app.command()
+def retry(
+    practice: Practice, ids: Ids = None, error_code: ErrorFilter = None, transfer: TransferFilter = None,
+    account: AccountFilter = None, dry_run: DryRun = False, yes: Yes = False,
+    operator: Operator = "",
+) -> None:
+    """Retry FAILED payments: by id, or every one matching the filters (previewed first)."""
+    _bulk("retry", practice, ids or [], error_code, transfer, account, dry_run, yes,
+          operator or _default_operator(), reason=None, reference=None)
+
+
+@app.command()
+def clear(
+    practice: Practice,
+    reason: Annotated[str, typer.Option(help="why: reviewed, posted by hand, ... (required)")],
+    ids: Ids = None, error_code: ErrorFilter = None, transfer: TransferFilter = None,
+    account: AccountFilter = None,
+    reference: Annotated[str | None, typer.Option(help="the manual ledger reference")] = None,
+    dry_run: DryRun = False, yes: Yes = False, operator: Operator = "",
+) -> None:
+    """Clear FAILED payments (reviewed, posted by hand): by id, or every one matching the filters."""
+    if not reason.strip():
+        err.print("[red]--reason must not be empty: a clear needs a reason[/red]")
+        raise typer.Exit(2)
+    _bulk("clear", practice, ids or [], error_code, transfer, account, dry_run, yes,
+          operator or _default_operator(), reason=reason, reference=reference)
+
+
+def _bulk(action: str, practice: str, ids: list[str], error_code: str | None, transfer: str | None,
+          account: str | None, dry_run: bool, yes: bool, operator: str, reason: str | None,
+          reference: str | None) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from api.render import row
+    from domain.load_errors import LoadErrorCode
+    from infra.reports import PostingFilter
+    from paypost.bootstrap import Paypost
+    from schemas.messages import ClearItem
+
+    if error_code is not None and error_code.upper() not in LoadErrorCode.__members__:
+        err.print(f"[red]unknown Load Error {error_code!r}[/red]; use one of {', '.join(LoadErrorCode.__members__)}")
+        raise typer.Exit(2)
+    if not ids and not (error_code or transfer or account):
+        err.print("[red]name payment ids, or select with --error-code, --transfer or --account[/red]")
+        raise typer.Exit(2)
+
+    async def go() -> None:
+        paypost = Paypost(_settings())
+        await paypost.start(consume=False)
+        try:
+            selected = list(ids)
+            if error_code or transfer or account:
+                where = PostingFilter(practice_id=practice, status="FAILED",
+                                      error_code=error_code.upper() if error_code else None,
+                                      merchant_transfer_id=transfer, patient_account_id=account)
+                keys = await paypost.posting_commands.failed_keys(where.query())
+                selected += [k.payment_id for k in keys]
+            selected = list(dict.fromkeys(selected))
+            if not selected:
+                out.print("nothing matches: no FAILED rows for that selection")
+                return
+            preview = [row(d) for d in await paypost.collections.postings.find(
+                {"practice_id": practice, "payment_id": {"$in": selected[:20]}},
+                {"message": 0, "audit": 0, "attempts": 0}).to_list(None)]
+            out.print(_table(preview))
+            out.print(f"{'Would' if dry_run else 'Will'} {action} [bold]{len(selected)}[/bold] posting(s) of "
+                      f"practice {practice}" + (f" (showing {len(preview)})" if len(selected) > len(preview) else ""))
+            if dry_run:
+                return
+            if not yes and not typer.confirm("Apply?"):
+                out.print("nothing applied")
+                return
+            clears = [ClearItem(payment_id=p, reason=reason or "", manual_reference=reference) for p in selected] \
+                if action == "clear" else []
+            operation_id = await paypost.save_changes(practice, selected if action == "retry" else [], clears,
+                                                      operator)
+            out.print(f"operation {operation_id}")
+            with Progress(TextColumn(f"{action}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=out) as progress:
+                task = progress.add_task(action, total=len(selected))
+                while True:
+                    op = await paypost.operation_store.get(operation_id)
+                    assert op is not None
+                    progress.update(task, completed=op["done"])
+                    if op["status"] == "completed":
+                        break
+                    await asyncio.sleep(0.5)
+            counts: dict[str, int] = {}
+            for item in op["items"]:
+                counts[item["result"]] = counts.get(item["result"], 0) + 1
+            out.print(", ".join(f"{n} {result}" for result, n in sorted(counts.items())))
+            for item in op["items"]:
+                if item["result"] in ("rejected", "unchanged"):
+                    out.print(f"  {item['payment_id']}: {item['result']}: {item['message']}")
+        finally:
+            await paypost.stop()
+
+    _run(go)
+
+
+@app.command()
 def topology() -> None:
     """Declare paypost's exchanges, queues and bindings, and exit."""
     from paypost.bootstrap import Paypost

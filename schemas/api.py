@@ -141,3 +141,25 @@ class MappingOut(BaseModel):
     patient_account_id: str
     ehr_patient_id: str
     retried: int
+
+
+class OperationAccepted(BaseModel):
+    operation_id: str
+
+
+class OperationItemOut(BaseModel):
+    payment_id: str
+    action: Literal["retry", "clear"]
+    result: Literal["retried", "cleared", "unchanged", "rejected"] | None
+    message: str | None
+
+
+class OperationOut(BaseModel):
+    operation_id: str
+    practice_id: str
+    actor: str
+    status: Literal["pending", "running", "completed"]
+    total: int
+    done: int
+    items: list[OperationItemOut]
+    created_at: str

@@ -15,6 +15,12 @@ PATIENT_MAPPING_UPDATED = "patient.mapping.updated"
 POSTING_RETRY = "posting.retry"
 POSTING_CLEAR = "posting.clear"
 
+# Replays go straight to the intake queue through the default exchange; these headers carry
+# the original routing key and how many times the posting has been replayed.
+INTAKE_QUEUE = "paypost.postings"
+ROUTING_KEY_HEADER = "x-paypost-routing-key"
+REPLAYS_HEADER = "x-paypost-replays"
+
 SCHEMA_VERSION_HEADER = "schema_version"
 SCHEMA_VERSION = 1
 CONTENT_TYPE = "application/json"

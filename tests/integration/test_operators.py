@@ -1,0 +1,265 @@
+"""Retry, Clear, Save Changes, the audit trail and self-healing, on the real RabbitMQ and MongoDB."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from paypost.bootstrap import Paypost
+from tests.conftest import VIEWER, Upstream, wait_for
+from tests.integration.helpers import get_posting, ledger, wait_status
+
+pytestmark = pytest.mark.integration
+
+
+async def failed_payment(api: httpx.AsyncClient, upstream: Upstream, practice: str, **fields: Any) -> str:
+    fields.setdefault("ehr_patient_id", None)
+    body = await upstream.payment(**fields)
+    await wait_status(api, practice, body["payment_id"], "FAILED")
+    return str(body["payment_id"])
+
+
+async def operation(api: httpx.AsyncClient, operation_id: str) -> dict[str, Any]:
+    async def completed() -> dict[str, Any] | None:
+        r = await api.get(f"/api/v1/operations/{operation_id}")
+        assert r.status_code == 200, r.text
+        return r.json() if r.json()["status"] == "completed" else None
+
+    return await wait_for(completed)  # type: ignore[no-any-return]
+
+
+async def test_entering_a_missing_mapping_loads_every_payment_it_blocked(
+    api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    blocked = [await failed_payment(api, upstream, practice, patient_account_id="acct-x") for _ in range(3)]
+    other = await failed_payment(api, upstream, practice, patient_account_id="acct-y")
+
+    r = await api.put("/api/v1/practices/clinic-a/patient-accounts/acct-x/mapping", json={"ehr_patient_id": "EHR-2"})
+    assert r.status_code == 200
+    assert r.json()["retried"] == 3
+
+    for payment_id in blocked:
+        posting = await wait_status(api, practice, payment_id, "LOADED")
+        assert posting["ehr_patient_id"] == "EHR-2"
+        auto = [a for a in posting["audit"] if a["action"] == "auto_retry"]
+        assert len(auto) == 1
+        assert auto[0]["actor"] == "paypost"
+        assert "acct-x" in auto[0]["reason"] and "alice" in auto[0]["reason"]
+    assert len(await ledger(api, practice, "EHR-2")) == 3
+    untouched = await get_posting(api, practice, other)
+    assert untouched is not None and untouched["load_status"] == "FAILED"
+
+
+async def test_correcting_a_wrong_mapping_retries_patient_not_found(
+    api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    await api.put("/api/v1/practices/clinic-a/patient-accounts/acct-w/mapping", json={"ehr_patient_id": "EHR-404"})
+    payment_id = await failed_payment(api, upstream, practice, patient_account_id="acct-w")
+    posting = await get_posting(api, practice, payment_id)
+    assert posting is not None and posting["load_error"]["code"] == "PATIENT_NOT_FOUND"
+
+    await upstream.send("patient.mapping.updated", {"event_id": str(uuid.uuid4()), "practice_id": "clinic-a",
+                                                    "patient_account_id": "acct-w", "ehr_patient_id": "EHR-1"})
+
+    posting = await wait_status(api, practice, payment_id, "LOADED")
+    assert any(a["action"] == "auto_retry" for a in posting["audit"])
+
+
+async def test_save_changes_applies_a_mixed_selection_and_reports_each_item(
+    api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    fixable = await failed_payment(api, upstream, practice, ehr_patient_id="EHR-3")  # PATIENT_NOT_FOUND
+    to_clear = await failed_payment(api, upstream, practice)
+    loaded = (await upstream.payment())["payment_id"]
+    await wait_status(api, practice, loaded, "LOADED")
+    await api.put("/api/v1/practices/clinic-a/ehr-patients/EHR-3", json={})  # the cause, fixed
+
+    r = await api.post("/api/v1/postings/changes", json={
+        "practice_id": practice, "retry": [fixable, loaded, "no-such-payment"],
+        "clear": [{"payment_id": to_clear, "reason": "posted by hand", "manual_reference": "CHK-77"}]})
+    assert r.status_code == 202, r.text
+
+    op = await operation(api, r.json()["operation_id"])
+    assert op["total"] == op["done"] == 4
+    results = {(i["action"], i["payment_id"]): (i["result"], i["message"]) for i in op["items"]}
+    assert results[("retry", fixable)][0] == "retried"
+    assert results[("retry", loaded)] == ("unchanged", "Already LOADED: nothing to retry.")
+    assert results[("retry", "no-such-payment")][0] == "rejected"
+    assert results[("clear", to_clear)][0] == "cleared"
+
+    await wait_status(api, practice, fixable, "LOADED")
+    cleared = await wait_status(api, practice, to_clear, "CLEARED")
+    [clear_audit] = [a for a in cleared["audit"] if a["action"] == "clear"]
+    assert clear_audit["actor"] == "alice"
+    assert clear_audit["reason"] == "posted by hand"
+    assert "CHK-77" in clear_audit["detail"]
+    failed_rows = (await api.get("/api/v1/postings", params={"status": "FAILED"})).json()["items"]
+    assert to_clear not in {row["payment_id"] for row in failed_rows}
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+async def test_clear_without_a_reason_is_refused_whole(api: httpx.AsyncClient, upstream: Upstream, practice: str,
+                                                       reason: str) -> None:
+    a = await failed_payment(api, upstream, practice)
+    b = await failed_payment(api, upstream, practice)
+    r = await api.post("/api/v1/postings/changes", json={
+        "practice_id": practice, "retry": [a], "clear": [{"payment_id": b, "reason": reason}]})
+    assert r.status_code == 422
+    assert "reason" in r.json()["error"]["message"]
+    await asyncio.sleep(0.5)
+    for payment_id in (a, b):
+        posting = await get_posting(api, practice, payment_id)
+        assert posting is not None and posting["load_status"] == "FAILED"
+        assert [x["action"] for x in posting["audit"]] == ["received", "failed", "dead_lettered"]
+
+
+async def test_missing_reason_field_is_422(api: httpx.AsyncClient, practice: str) -> None:
+    r = await api.post("/api/v1/postings/changes", json={"practice_id": practice, "clear": [{"payment_id": "x"}]})
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "invalid_request"
+
+
+async def test_viewer_cannot_save_changes(api: httpx.AsyncClient, upstream: Upstream, practice: str) -> None:
+    payment_id = await failed_payment(api, upstream, practice)
+    r = await api.post("/api/v1/postings/changes", json={"practice_id": practice, "retry": [payment_id]},
+                       headers={"Authorization": f"Bearer {VIEWER}"})
+    assert r.status_code == 403
+    r = await api.post("/api/v1/postings/changes", json={"practice_id": practice, "retry": [payment_id]},
+                       headers={"Authorization": ""})
+    assert r.status_code == 401
+    await asyncio.sleep(0.3)
+    posting = await get_posting(api, practice, payment_id)
+    assert posting is not None and posting["load_status"] == "FAILED"
+    assert all(a["action"] != "retry" for a in posting["audit"])
+
+
+async def test_concurrent_retries_and_a_mapping_fix_post_once(
+    api: httpx.AsyncClient, upstream: Upstream, practice: str, paypost: Paypost
+) -> None:
+    payment_ids = [await failed_payment(api, upstream, practice, patient_account_id="acct-c") for _ in range(5)]
+    await api.put("/api/v1/practices/clinic-a/ehr-patients/EHR-C", json={})
+    await paypost.mapping_store.put("clinic-a", "acct-c", "EHR-C", "test", paypost.operations._clock())
+
+    second = {"Authorization": "Bearer op2-token"}
+    results = await asyncio.gather(
+        api.post("/api/v1/postings/changes", json={"practice_id": practice, "retry": payment_ids}),
+        api.post("/api/v1/postings/changes", json={"practice_id": practice, "retry": payment_ids}, headers=second),
+        paypost.mapping_service.update("clinic-a", "acct-c", "EHR-C", actor="carol", source="api"),
+    )
+    ops = [await operation(api, r.json()["operation_id"]) for r in results[:2]]  # type: ignore[union-attr]
+    for payment_id in payment_ids:
+        await wait_status(api, practice, payment_id, "LOADED")
+    await asyncio.sleep(0.5)
+    entries = await ledger(api, practice, "EHR-C")
+    assert sorted(e["payment_id"] for e in entries) == sorted(payment_ids)
+    retried = [i for op in ops for i in op["items"] if i["result"] == "retried"]
+    assert len(retried) + int(results[2]) == 5  # type: ignore[call-overload]
+
+
+async def test_retry_racing_a_clear_ends_one_way_only(
+    api: httpx.AsyncClient, upstream: Upstream, practice: str, paypost: Paypost
+) -> None:
+    payment_ids = [await failed_payment(api, upstream, practice, ehr_patient_id="EHR-R") for _ in range(6)]
+    await api.put("/api/v1/practices/clinic-a/ehr-patients/EHR-R", json={})
+
+    await asyncio.gather(*[
+        api.post("/api/v1/postings/changes", json={"practice_id": practice, "retry": [p]}) for p in payment_ids
+    ], *[
+        api.post("/api/v1/postings/changes", json={"practice_id": practice,
+                                                   "clear": [{"payment_id": p, "reason": "race"}]},
+                 headers={"Authorization": "Bearer op2-token"}) for p in payment_ids
+    ])
+    finals = [await wait_status(api, practice, p, "LOADED", "CLEARED") for p in payment_ids]
+    await asyncio.sleep(0.5)
+    entries = {e["payment_id"] for e in await ledger(api, practice, "EHR-R")}
+    for posting in finals:
+        if posting["load_status"] == "LOADED":
+            assert posting["payment_id"] in entries
+        else:
+            assert posting["payment_id"] not in entries
+
+
+async def test_a_redelivered_command_changes_nothing_more(
+    api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    payment_id = await failed_payment(api, upstream, practice)  # stays FAILED: still no mapping
+    command = {"command_id": "cmd-1", "practice_id": practice, "payment_ids": [payment_id],
+               "operator": "dana", "requested_at": "2026-11-25T10:00:00+00:00"}
+    await upstream.send("posting.retry", command, exchange="paypost.commands")
+
+    async def failed_again() -> dict[str, Any] | None:
+        p = await get_posting(api, practice, payment_id)
+        return p if p and p["load_status"] == "FAILED" and p["attempts_count"] == 2 else None
+
+    first = await wait_for(failed_again)
+    await upstream.send("posting.retry", command, exchange="paypost.commands")
+    await upstream.send("posting.retry", command, exchange="paypost.commands")
+    marker = await upstream.payment()
+    await wait_status(api, practice, marker["payment_id"], "LOADED")
+    await asyncio.sleep(0.5)
+    again = await get_posting(api, practice, payment_id)
+    assert again is not None
+    assert again["attempts_count"] == first["attempts_count"] == 2
+    assert [a["action"] for a in again["audit"]].count("retry") == 1
+
+
+async def test_amqp_clear_rejects_items_without_reason_and_applies_the_rest(
+    api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    a = await failed_payment(api, upstream, practice)
+    b = await failed_payment(api, upstream, practice)
+    await upstream.send("posting.clear", {
+        "command_id": "cmd-clear", "practice_id": practice, "operator": "erin",
+        "requested_at": "2026-11-25T10:00:00+00:00",
+        "items": [{"payment_id": a, "reason": ""}, {"payment_id": b, "reason": "paid at the desk"}]},
+        exchange="paypost.commands")
+    await wait_status(api, practice, b, "CLEARED")
+    posting = await get_posting(api, practice, a)
+    assert posting is not None and posting["load_status"] == "FAILED"
+
+
+async def test_retrying_loaded_or_cleared_changes_nothing(api: httpx.AsyncClient, upstream: Upstream,
+                                                         practice: str) -> None:
+    loaded = (await upstream.payment())["payment_id"]
+    await wait_status(api, practice, loaded, "LOADED")
+    cleared = await failed_payment(api, upstream, practice)
+    op = await operation(api, (await api.post("/api/v1/postings/changes", json={
+        "practice_id": practice, "clear": [{"payment_id": cleared, "reason": "by hand"}]})).json()["operation_id"])
+    assert op["items"][0]["result"] == "cleared"
+
+    op = await operation(api, (await api.post("/api/v1/postings/changes", json={
+        "practice_id": practice, "retry": [loaded, cleared],
+        "clear": [{"payment_id": loaded, "reason": "x"}]})).json()["operation_id"])
+    assert [(i["action"], i["result"]) for i in op["items"]] == [
+        ("retry", "unchanged"), ("retry", "unchanged"), ("clear", "unchanged")]
+    assert len([e for e in await ledger(api, practice, "EHR-1") if e["payment_id"] == loaded]) == 1
+
+
+async def test_a_refund_that_arrived_first_loads_when_its_payment_does(
+    api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    refund = await upstream.refund(payment_id="pay-late", amount="5.00")
+    await wait_status(api, practice, refund["refund_id"], "FAILED")
+    await upstream.payment(payment_id="pay-late")
+    await wait_status(api, practice, "pay-late", "LOADED")
+    row = await wait_status(api, practice, refund["refund_id"], "LOADED")
+    assert any(a["action"] == "auto_retry" and "pay-late" in a["reason"] for a in row["audit"])
+    amounts = sorted(e["amount"] for e in await ledger(api, practice, "EHR-1"))
+    assert amounts == ["-5.00", "125.00"]
+
+
+async def test_posting_detail_carries_the_whole_story(api: httpx.AsyncClient, upstream: Upstream,
+                                                      practice: str) -> None:
+    payment_id = await failed_payment(api, upstream, practice, patient_account_id="acct-s")
+    await api.put("/api/v1/practices/clinic-a/patient-accounts/acct-s/mapping", json={"ehr_patient_id": "EHR-1"})
+    posting = await wait_status(api, practice, payment_id, "LOADED")
+    assert [a["action"] for a in posting["audit"]][:2] == ["received", "failed"]
+    assert {"auto_retry", "loaded"} <= {a["action"] for a in posting["audit"]}
+    assert [a["outcome"] for a in posting["attempts"]] == ["failed", "loaded"]
+    assert posting["load_error_history"][0]["code"] == "PATIENT_NOT_MAPPED"
+    for entry in posting["audit"]:
+        assert entry["at"] and entry["actor"] and entry["action"]
