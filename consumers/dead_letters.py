@@ -86,6 +86,8 @@ class DeadLetterService:
                     failed = await self._postings.get(key)
                     if failed is not None:
                         await self._service.outcomes.failed(failed)
+                        if self._service.reactions is not None:
+                            await self._service.reactions.failed(failed)
         if await self._postings.mark_dead_lettered(key, message, audit):
             log.info("dead_letter_kept", posting=str(key), reason=death.reason, queue=death.queue)
         return key

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from consumers.posting import Clock, utc_now
+from consumers.posting import Clock, Reactions, utc_now
 from domain.load_errors import MAPPING_FIXES, LoadErrorCode
 from domain.model import LoadStatus
 from domain.posting import PAYPOST_ACTOR, AuditEntry, KeptMessage, Posting, PostingKey
@@ -90,6 +90,7 @@ class PostingOperations:
         self._outcomes = outcomes
         self._pacer = pacer
         self._clock = clock
+        self.reactions: Reactions | None = None
 
     async def retry(self, practice_id: str, payment_ids: Sequence[str], *, actor: str, command_id: str,
                     action: str = "retry", reason: str | None = None) -> list[ItemResult]:
@@ -155,6 +156,8 @@ class PostingOperations:
         cleared = await self._store.clear(key, command_id, audit, request.manual_reference)
         if cleared is not None:
             await self._outcomes.cleared(cleared, audit)
+            if self.reactions is not None:
+                await self.reactions.finished(cleared)
             return item("cleared", "Cleared.")
         state = (await self._store.states([key])).get(key)
         if state is None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 from datetime import UTC, datetime
 
 import structlog
@@ -37,6 +38,14 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class Reactions(Protocol):
+    """What follows a durable outcome (alerts, self-healing, reconciliation)."""
+
+    async def failed(self, posting: Posting) -> None: ...
+
+    async def finished(self, posting: Posting) -> None: ...
 
 
 class Disposition(enum.Enum):
@@ -113,8 +122,8 @@ class PostingService:
         self._outcomes = outcomes
         self._max_bytes = max_message_bytes
         self._clock = clock
-        # Called once a posting has loaded (self-healing of the refunds it blocked).
-        self.on_loaded: Callable[[Posting], Awaitable[None]] | None = None
+        # Told of every durable outcome: alerts, self-healing, reconciliation.
+        self.reactions: Reactions | None = None
 
     @property
     def outcomes(self) -> OutcomePublisher:
@@ -175,6 +184,8 @@ class PostingService:
             routing_key=message.routing_key[:100],
         )
         await self._outcomes.failed(posting)
+        if self.reactions is not None:
+            await self.reactions.failed(posting)
         return Outcome(Disposition.DEAD_LETTER, key, LoadStatus.FAILED, unreadable.code)
 
     async def _load(self, posting: Posting) -> Outcome:
@@ -194,8 +205,11 @@ class PostingService:
             if not await self._postings.record_failed(posting.key, attempt, error, ehr_patient_id, account):
                 return Outcome(Disposition.ACK, posting.key)
             log.info("posting_failed", posting=str(posting.key), error_code=failure.code.value)
-            await self._outcomes.failed(replace(posting, load_status=LoadStatus.FAILED, load_error=error,
-                                               ehr_patient_id=ehr_patient_id, patient_account_id=account))
+            failed = replace(posting, load_status=LoadStatus.FAILED, load_error=error,
+                             ehr_patient_id=ehr_patient_id, patient_account_id=account)
+            await self._outcomes.failed(failed)
+            if self.reactions is not None:
+                await self.reactions.failed(failed)
             return Outcome(Disposition.DEAD_LETTER, posting.key, LoadStatus.FAILED, failure.code)
         attempt = Attempt(at, _ms(started), "loaded")
         if not await self._postings.record_loaded(posting.key, attempt, request.ehr_patient_id, receipt.entry_id,
@@ -206,8 +220,8 @@ class PostingService:
         loaded = replace(posting, load_status=LoadStatus.LOADED, ehr_patient_id=request.ehr_patient_id,
                          patient_account_id=account)
         await self._outcomes.loaded(loaded)
-        if self.on_loaded is not None:
-            await self.on_loaded(loaded)
+        if self.reactions is not None:
+            await self.reactions.finished(loaded)
         return Outcome(Disposition.ACK, posting.key, LoadStatus.LOADED)
 
     async def _prepare(self, posting: Posting) -> tuple[str, str | None, LedgerEntryRequest]:

@@ -145,10 +145,8 @@ class MongoPostingStore:
             {"$set": {**posting_fields(posting), "load_status": LoadStatus.RETRYING.value,
                       "load_error": None, "message": message_doc(message), "updated_at": audit.at},
              "$push": {"audit": audit_doc(audit)}},
-            projection={"audit": 0, "attempts": 0, "message": 0, "dead_letters": 0},
-            return_document=ReturnDocument.AFTER,
         )
-        return posting_from(doc) if doc else None
+        return result.modified_count == 1
 
     async def _finish(self, key: PostingKey, attempt: Attempt, fields: Doc, audit: AuditEntry) -> bool:
         result = await self._c.update_one(

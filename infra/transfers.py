@@ -1,21 +1,36 @@
-"""Settled merchant transfers, kept as published (reconciliation reads them)."""
+"""Settled merchant transfers and their reconciliation."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from infra.mongo import Collections
+from pymongo import ASCENDING, IndexModel
+
+from domain.model import LoadStatus
+from domain.reconciliation import Item, Reconciliation, expected_items, reconcile
+from infra.mongo import Collections, Doc
 from schemas.messages import TransferSettled
+
+
+def transfer_id(practice_id: str, merchant_transfer_id: str) -> str:
+    return f"{practice_id}/{merchant_transfer_id}"
 
 
 class MongoTransferStore:
     def __init__(self, collections: Collections) -> None:
         self._c = collections.transfers
+        self._postings = collections.postings
+
+    async def ensure_indexes(self) -> None:
+        await self._c.create_indexes([
+            IndexModel([("practice_id", ASCENDING), ("payment_ids", ASCENDING)]),
+            IndexModel([("practice_id", ASCENDING), ("refund_ids", ASCENDING)]),
+        ])
 
     async def settled(self, message: TransferSettled) -> None:
         """Keep a ``transfer.settled`` message; a later one for the same transfer replaces it."""
         await self._c.update_one(
-            {"_id": f"{message.practice_id}/{message.merchant_transfer_id}"},
+            {"_id": transfer_id(message.practice_id, message.merchant_transfer_id)},
             {"$set": {
                 "practice_id": message.practice_id,
                 "merchant_transfer_id": message.merchant_transfer_id,
@@ -28,6 +43,29 @@ class MongoTransferStore:
                 "settled_at": message.settled_at,
                 "event_id": message.event_id,
                 "updated_at": datetime.now(UTC),
-            }},
+            }, "$setOnInsert": {"reconciled_at": None}},
             upsert=True,
         )
+
+    async def get(self, practice_id: str, merchant_transfer_id: str) -> Doc | None:
+        return await self._c.find_one({"_id": transfer_id(practice_id, merchant_transfer_id)})
+
+    async def reconcile(self, transfer: Doc) -> Reconciliation:
+        wanted = expected_items(transfer["payment_ids"], transfer["refund_ids"])
+        ids = [f"{transfer['practice_id']}/{pid}" for pid, _ in wanted]
+        found = {d["payment_id"]: d async for d in self._postings.find(
+            {"_id": {"$in": ids}}, {"payment_id": 1, "load_status": 1, "amount": 1})}
+        items = [
+            Item(pid, is_refund, LoadStatus(found[pid]["load_status"]) if pid in found else None,
+                 found[pid].get("amount") if pid in found else None)
+            for pid, is_refund in wanted
+        ]
+        return reconcile(items, transfer["gross_amount"], transfer["fees_amount"], transfer["net_amount"])
+
+    async def unreconciled_with(self, practice_id: str, posting_id: str) -> list[Doc]:
+        return await self._c.find({"practice_id": practice_id, "reconciled_at": None,
+                                   "$or": [{"payment_ids": posting_id}, {"refund_ids": posting_id}]}).to_list(None)
+
+    async def mark_reconciled(self, doc: Doc, at: datetime) -> bool:
+        result = await self._c.update_one({"_id": doc["_id"], "reconciled_at": None}, {"$set": {"reconciled_at": at}})
+        return result.modified_count == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 from faststream.rabbit import RabbitBroker
 from pymongo import AsyncMongoClient
@@ -11,8 +13,10 @@ from consumers.dead_letters import DeadLetterService
 from consumers.operations import Pacer, PostingOperations
 from consumers.mappings import MappingService
 from consumers.posting import PostingService
+from consumers.reactions import PostingReactions
 from consumers.subscribers import register
 from infra.broker import Publisher, declare_topology, make_broker
+from infra.alerts import MongoAlertStore
 from infra.directory import MongoMappingStore, MongoPracticeDirectory
 from infra.ledger_builtin import BuiltinLedger, Ledgers
 from infra.ledger_http import HttpLedgers
@@ -22,8 +26,6 @@ from infra.postings import MongoPostingCommands, MongoPostingStore
 from infra.retry import make_retrying
 from infra.settings import Settings
 from infra.transfers import MongoTransferStore
-from domain.model import PostingKind
-from domain.posting import Posting
 from producers.commands import save_changes
 from producers.events import OutcomePublisher
 from schemas.messages import ClearItem
@@ -57,25 +59,28 @@ class Paypost:
         self.operation_store = MongoOperationStore(self.collections)
         self.operations = PostingOperations(self.posting_commands, self.publish, self.outcomes,
                                             Pacer(settings.replay_rate))
-        self.posting_service.on_loaded = self._after_load
+        self.alerts = MongoAlertStore(self.collections)
+        self.reactions = PostingReactions(self.alerts, self.transfers, self.outcomes,
+                                          settings.alert_escalate_after)
+        self.reactions.healer = self.operations
+        self.posting_service.reactions = self.reactions
+        self.operations.reactions = self.reactions
         self.command_service = CommandService(self.operations, self.operation_store)
         self.mapping_service = MappingService(self.mapping_store, on_changed=self._after_mapping)
         self.retrying = make_retrying(max_seconds=retry_seconds)
         register(
             self.broker, self.posting_service, self.dead_letter_service, self.mapping_service,
-            self.transfers.settled, self.command_service, self.retrying, settings.max_message_bytes,
+            self.reactions.transfer_settled, self.command_service, self.retrying, settings.max_message_bytes,
             intake_consumers=intake_consumers,
         )
         self.consuming = False
+        self._stop_background = asyncio.Event()
+        self._escalations: asyncio.Task[None] | None = None
 
     async def _after_mapping(self, practice_id: str, patient_account_id: str, ehr_patient_id: str,
                              actor: str) -> int:
         # Self-healing: the office fixes the cause once; every payment it blocked loads by itself.
         return await self.operations.heal_account(practice_id, patient_account_id, caused_by=actor)
-
-    async def _after_load(self, posting: Posting) -> None:
-        if posting.kind is PostingKind.PAYMENT:
-            await self.operations.heal_refunds(posting.key.practice_id, posting.key.payment_id)
 
     async def save_changes(self, practice_id: str, retry: list[str], clear: list[ClearItem], operator: str) -> str:
         """Save Changes: one operation for the whole selection (the API and the CLI call this)."""
@@ -85,15 +90,23 @@ class Paypost:
         """Create indexes, declare the topology, then start consuming."""
         await ensure_indexes(self.collections)
         await self.operation_store.ensure_indexes()
+        await self.alerts.ensure_indexes()
+        await self.transfers.ensure_indexes()
         await self.broker.connect()
         await declare_topology(self.broker)
         if consume:
             await self.broker.start()
             self.consuming = True
+            self._stop_background.clear()
+            self._escalations = asyncio.create_task(self.reactions.run_escalations(self._stop_background))
         log.info("paypost_started", consuming=consume, database=self.settings.mongodb_db)
 
     async def stop(self) -> None:
         """Stop consuming (in-flight messages finish or return to their queue), then disconnect."""
+        self._stop_background.set()
+        if self._escalations is not None:
+            await self._escalations
+            self._escalations = None
         await self.broker.stop()
         self.consuming = False
         await self.http_ledgers.close()

@@ -1,0 +1,98 @@
+"""Alerts in MongoDB: an office task per failed posting, a patient flag per account with open failures."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from infra.mongo import Collections, Doc
+
+OPEN_STATES = ["open", "escalated"]
+
+
+class MongoAlertStore:
+    def __init__(self, collections: Collections) -> None:
+        self._c = collections.alerts
+        self._postings = collections.postings
+
+    async def ensure_indexes(self) -> None:
+        await self._c.create_indexes([
+            # One open flag per patient account: concurrent failures open it once.
+            IndexModel([("kind", ASCENDING), ("practice_id", ASCENDING), ("patient_account_id", ASCENDING)],
+                       unique=True, partialFilterExpression={"open": True, "kind": "patient"}),
+            IndexModel([("open", ASCENDING), ("opened_at", ASCENDING)]),
+            IndexModel([("practice_id", ASCENDING), ("state", ASCENDING), ("opened_at", ASCENDING)]),
+        ])
+
+    async def open_task(self, practice_id: str, payment_id: str, account: str | None, at: datetime) -> Doc | None:
+        """Open the task of a failed posting; None if it is open already (a posting has one task, ever)."""
+        alert_id = f"task:{practice_id}:{payment_id}"
+        doc = {"_id": alert_id, "alert_id": alert_id, "kind": "task", "practice_id": practice_id,
+               "patient_account_id": account, "payment_id": payment_id, "state": "open", "open": True,
+               "opened_at": at, "resolved_at": None, "escalated_at": None}
+        try:
+            await self._c.insert_one(doc)
+        except DuplicateKeyError:
+            return None
+        return doc
+
+    async def open_flag(self, practice_id: str, account: str, payment_id: str, at: datetime) -> Doc | None:
+        """Open the patient's flag unless one is open; returns it only when this call opened it."""
+        alert_id = f"patient:{practice_id}:{account}:{uuid.uuid4().hex[:12]}"
+        try:
+            result = await self._c.update_one(
+                {"kind": "patient", "practice_id": practice_id, "patient_account_id": account, "open": True},
+                {"$setOnInsert": {"_id": alert_id, "alert_id": alert_id, "state": "open", "payment_id": payment_id,
+                                  "opened_at": at, "resolved_at": None, "escalated_at": None}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return None
+        if result.upserted_id is None:
+            return None
+        return await self._c.find_one({"_id": result.upserted_id})
+
+    async def resolve_task(self, practice_id: str, payment_id: str, at: datetime) -> Doc | None:
+        return await self._c.find_one_and_update(
+            {"_id": f"task:{practice_id}:{payment_id}", "open": True},
+            {"$set": {"state": "resolved", "open": False, "resolved_at": at}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def resolve_flag_if_clear(self, practice_id: str, account: str, at: datetime) -> Doc | None:
+        """Resolve the account's flag once none of its postings is FAILED any more."""
+        still_failing = await self._postings.count_documents(
+            {"practice_id": practice_id, "patient_account_id": account, "load_status": {"$in": ["FAILED", "RETRYING"]}},
+            limit=1)
+        if still_failing:
+            return None
+        return await self._c.find_one_and_update(
+            {"kind": "patient", "practice_id": practice_id, "patient_account_id": account, "open": True},
+            {"$set": {"state": "resolved", "open": False, "resolved_at": at}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def due_for_escalation(self, before: datetime, limit: int = 500) -> list[Doc]:
+        return await self._c.find({"open": True, "state": "open", "opened_at": {"$lte": before}}).limit(limit) \
+            .to_list(None)
+
+    async def escalate(self, alert_id: str, at: datetime) -> Doc | None:
+        return await self._c.find_one_and_update(
+            {"_id": alert_id, "state": "open"},
+            {"$set": {"state": "escalated", "escalated_at": at}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def list(self, practice_id: str | None, state: str | None, limit: int = 500) -> list[Doc]:
+        query: dict[str, Any] = {}
+        if practice_id:
+            query["practice_id"] = practice_id
+        if state == "open":
+            query["state"] = {"$in": OPEN_STATES}
+        elif state:
+            query["state"] = state
+        return await self._c.find(query).sort([("opened_at", -1), ("_id", -1)]).limit(limit).to_list(None)
