@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -22,6 +22,8 @@ from paypost.bootstrap import Paypost
 from producers.commands import EmptySelection, MissingReason
 from schemas.messages import ClearItem
 from schemas.api import (
+    AlertPage,
+    TransferOut,
     ChangesIn,
     OperationAccepted,
     OperationOut,
@@ -161,6 +163,30 @@ async def get_operation(operation_id: AnyId, request: Request, who: Viewer) -> d
     if op is None:
         raise ApiError(404, "not_found", f"No operation {operation_id}.")
     return {**op, "created_at": render.iso(op["created_at"])}
+
+
+@router.get("/transfers/{practice_id}/{merchant_transfer_id}", response_model=TransferOut, tags=["transfers"])
+async def get_transfer(practice_id: PracticeId, merchant_transfer_id: AnyId, request: Request,
+                       who: Viewer) -> dict[str, Any]:
+    """Reconciliation of a merchant transfer, current as of this call."""
+    transfers = _paypost(request).transfers
+    doc = await transfers.get(practice_id, merchant_transfer_id)
+    if doc is None:
+        raise ApiError(404, "not_found", f"Transfer {merchant_transfer_id} has not settled for practice "
+                                         f"{practice_id} (no transfer.settled received).")
+    return render.transfer(doc, await transfers.reconcile(doc))
+
+
+@router.get("/alerts", response_model=AlertPage, tags=["alerts"])
+async def list_alerts(
+    request: Request, who: Viewer,
+    practice_id: Annotated[str | None, Query(pattern=PRACTICE_ID_PATTERN)] = None,
+    state: Annotated[Literal["open", "escalated", "resolved"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 500,
+) -> dict[str, Any]:
+    """Office tasks and patient flags; ``state=open`` includes escalated ones."""
+    docs = await _paypost(request).alerts.list(practice_id, state, limit)
+    return {"items": [render.alert(d) for d in docs]}
 
 
 health = APIRouter()

@@ -61,3 +61,36 @@ def ledger_entry(doc: Doc) -> dict[str, Any]:
         "currency": doc["currency"],
         "posted_at": iso(doc["posted_at"]),
     }
+
+
+def bucket(count: int, amount: Decimal) -> dict[str, Any]:
+    return {"count": count, "amount": format_money(amount)}
+
+
+def transfer(doc: Doc, r: Any) -> dict[str, Any]:
+    return {
+        "practice_id": doc["practice_id"],
+        "merchant_transfer_id": doc["merchant_transfer_id"],
+        "currency": doc.get("currency"),
+        "expected": bucket(r.expected.count, r.expected.amount),
+        "loaded": bucket(r.loaded.count, r.loaded.amount),
+        "cleared": bucket(r.cleared.count, r.cleared.amount),
+        "failed": bucket(r.failed.count, r.failed.amount),
+        "pending": bucket(r.pending.count, r.pending.amount),
+        "fees_amount": format_money(r.fees_amount),
+        "net_amount": format_money(r.net_amount),
+        "variance": format_money(r.variance),
+        "balanced": r.balanced,
+        "not_received": r.missing,
+        "settled_at": iso(doc.get("settled_at")),
+        "reconciled_at": iso(doc.get("reconciled_at")),
+    }
+
+
+def alert(doc: Doc) -> dict[str, Any]:
+    return {
+        "alert_id": doc["alert_id"], "kind": doc["kind"], "practice_id": doc["practice_id"],
+        "patient_account_id": doc.get("patient_account_id"), "payment_id": doc.get("payment_id"),
+        "state": doc["state"], "opened_at": iso(doc["opened_at"]), "resolved_at": iso(doc.get("resolved_at")),
+        "escalated_at": iso(doc.get("escalated_at")),
+    }

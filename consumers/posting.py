@@ -157,6 +157,9 @@ class PostingService:
             case Delivery.ALREADY_DONE:
                 log.info("duplicate_ignored", posting=str(fresh.key), load_status=existing.load_status.value)
                 return Outcome(Disposition.ACK, fresh.key, existing.load_status)
+            case Delivery.REPLAY_NEW_BODY if existing.event_id == fresh.event_id:
+                # The same event delivered again (not an upstream correction): nothing new to try.
+                return Outcome(Disposition.ACK, fresh.key, existing.load_status)
             case Delivery.REPLAY_NEW_BODY:
                 correction = AuditEntry(
                     at=now, actor=PAYPOST_ACTOR, action="retry",

@@ -312,6 +312,43 @@ def _bulk(action: str, practice: str, ids: list[str], error_code: str | None, tr
 
 
 @app.command()
+def watch(
+    patterns: Annotated[list[str] | None, typer.Argument(help="routing-key patterns on paypost.events")] = None,
+    count: Annotated[int, typer.Option(help="stop after this many events (0: run until Ctrl-C)")] = 0,
+) -> None:
+    """A live feed of paypost's events, for example `paypost watch 'posting.failed.#'`."""
+    from infra.watch import watch_events
+
+    chosen = patterns or ["posting.failed.#"]
+
+    async def go() -> None:
+        seen = 0
+        async with watch_events(_settings().amqp_url, chosen) as events:
+            err.print(f"watching paypost.events for {', '.join(chosen)} (Ctrl-C to stop)")
+            while count == 0 or seen < count:
+                event = await events.get()
+                seen += 1
+                out.print(_describe_event(event.routing_key, event.body), highlight=False)
+
+    try:
+        _run(go)
+    except KeyboardInterrupt:
+        pass
+
+
+def _describe_event(routing_key: str, body: dict[str, Any]) -> str:
+    when = str(body.get("occurred_at", ""))[11:19]
+    parts = [when, routing_key]
+    for key in ("payment_id", "alert_id", "merchant_transfer_id", "load_status", "state", "actor"):
+        if body.get(key):
+            parts.append(f"{key}={body[key]}")
+    error = body.get("load_error")
+    if isinstance(error, dict):
+        parts.append(f"{error.get('code')}: {error.get('message')}")
+    return "  ".join(parts)
+
+
+@app.command()
 def topology() -> None:
     """Declare paypost's exchanges, queues and bindings, and exit."""
     from paypost.bootstrap import Paypost

@@ -163,3 +163,42 @@ class OperationOut(BaseModel):
     done: int
     items: list[OperationItemOut]
     created_at: str
+
+
+class BucketOut(BaseModel):
+    count: int
+    amount: str
+
+
+class TransferOut(BaseModel):
+    practice_id: str
+    merchant_transfer_id: str
+    currency: str | None
+    expected: BucketOut
+    loaded: BucketOut
+    cleared: BucketOut
+    failed: BucketOut
+    pending: BucketOut
+    fees_amount: str
+    net_amount: str
+    variance: str
+    balanced: bool
+    not_received: list[str]
+    settled_at: str | None
+    reconciled_at: str | None
+
+
+class AlertOut(BaseModel):
+    alert_id: str
+    kind: Literal["task", "patient"]
+    practice_id: str
+    patient_account_id: str | None
+    payment_id: str | None
+    state: Literal["open", "escalated", "resolved"]
+    opened_at: str
+    resolved_at: str | None
+    escalated_at: str | None
+
+
+class AlertPage(BaseModel):
+    items: list[AlertOut]

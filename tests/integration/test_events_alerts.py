@@ -1,0 +1,234 @@
+"""Outcome events for dashboards, alerts, and reconciliation of merchant transfers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from infra.settings import Settings
+from infra.watch import WatchedEvent, watch_events
+from tests.conftest import Upstream, wait_for
+from tests.integration.helpers import wait_status
+
+pytestmark = pytest.mark.integration
+
+
+async def drain(events: asyncio.Queue[WatchedEvent], settle: float = 0.7) -> list[WatchedEvent]:
+    """Everything received until nothing more arrives for ``settle`` seconds."""
+    got = []
+    while True:
+        try:
+            got.append(await asyncio.wait_for(events.get(), timeout=settle))
+        except TimeoutError:
+            return got
+
+
+@pytest.fixture
+async def dashboard(settings: Settings, paypost: object) -> AsyncIterator[asyncio.Queue[WatchedEvent]]:
+    async with watch_events(settings.amqp_url, ["#"]) as events:
+        yield events
+
+
+async def test_a_failure_dashboard_sees_each_failure_exactly_once(
+    settings: Settings, api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    async with watch_events(settings.amqp_url, ["posting.failed.#"]) as failures:
+        failing = []
+        for i, fields in enumerate([{"ehr_patient_id": None}, {"ehr_patient_id": "EHR-404"},
+                                    {"currency": "EUR"}, {"practice_id": "clinic-none"}] * 2):
+            body = await upstream.payment(payment_id=f"f-{i}", **fields)
+            failing.append(body)
+            await upstream.send("payment.posted", body)  # a duplicate delivery
+        for _ in range(3):
+            await upstream.payment()
+        await upstream.raw("payment.posted", b"junk", message_id="junk-1")
+        for body in failing:
+            await wait_status(api, body["practice_id"], body["payment_id"], "FAILED")
+        got = await drain(failures)
+
+    by_payment: dict[str, list[WatchedEvent]] = {}
+    for event in got:
+        by_payment.setdefault(event.body["payment_id"], []).append(event)
+    assert sorted(by_payment) == sorted([b["payment_id"] for b in failing] + ["junk-1"])
+    for payment_id, events in by_payment.items():
+        assert len(events) == 1, payment_id
+        [event] = events
+        code = event.body["load_error"]["code"]
+        assert event.routing_key == f"posting.failed.{event.body['practice_id']}.{code}"
+        assert event.body["load_status"] == "FAILED"
+        assert event.body["event_id"] and event.body["occurred_at"]
+
+
+async def test_events_for_every_outcome_on_their_routing_keys(
+    api: httpx.AsyncClient, upstream: Upstream, practice: str, dashboard: asyncio.Queue[WatchedEvent]
+) -> None:
+    loaded = await upstream.payment()
+    failed = await upstream.payment(ehr_patient_id=None, patient_account_id="acct-e")
+    cleared = await upstream.payment(ehr_patient_id=None, patient_account_id="acct-f")
+    await wait_status(api, practice, failed["payment_id"], "FAILED")
+    await wait_status(api, practice, cleared["payment_id"], "FAILED")
+    await api.post("/api/v1/postings/changes", json={"practice_id": practice,
+                   "clear": [{"payment_id": cleared["payment_id"], "reason": "desk"}]})
+    await api.put("/api/v1/practices/clinic-a/patient-accounts/acct-e/mapping", json={"ehr_patient_id": "EHR-1"})
+    await wait_status(api, practice, failed["payment_id"], "LOADED")
+    got = await drain(dashboard)
+
+    keys = [(e.routing_key, e.body.get("payment_id")) for e in got]
+    assert ("posting.loaded.clinic-a", loaded["payment_id"]) in keys
+    assert ("posting.failed.clinic-a.PATIENT_NOT_MAPPED", failed["payment_id"]) in keys
+    assert ("posting.retried.clinic-a", failed["payment_id"]) in keys
+    assert ("posting.loaded.clinic-a", failed["payment_id"]) in keys
+    assert ("posting.cleared.clinic-a", cleared["payment_id"]) in keys
+    assert ("alert.opened.clinic-a.task", failed["payment_id"]) in keys
+    assert ("alert.opened.clinic-a.patient", failed["payment_id"]) in keys
+    assert ("alert.resolved.clinic-a.task", failed["payment_id"]) in keys
+    assert ("alert.resolved.clinic-a.task", cleared["payment_id"]) in keys
+    for event in got:
+        assert {"event_id", "occurred_at", "practice_id"} <= set(event.body)
+        if event.routing_key.startswith("posting."):
+            assert {"payment_id", "load_status", "load_error"} <= set(event.body)
+
+
+async def test_alerts_open_escalate_and_resolve_by_themselves(
+    settings: Settings, api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    from paypost.bootstrap import Paypost
+
+    # A second paypost whose alerts escalate after half a second.
+    fast = Paypost(settings.model_copy(update={"alert_escalate_after": 0.5}))
+    await fast.start()
+    try:
+        async with watch_events(settings.amqp_url, ["alert.#"]) as alerts_feed:
+            a = await upstream.payment(ehr_patient_id=None, patient_account_id="acct-al")
+            b = await upstream.payment(ehr_patient_id=None, patient_account_id="acct-al")
+            for body in (a, b):
+                await wait_status(api, practice, body["payment_id"], "FAILED")
+
+            async def escalated() -> list[dict[str, Any]] | None:
+                items = (await api.get("/api/v1/alerts", params={"practice_id": practice, "state": "open"})).json()["items"]
+                return items if len(items) == 3 and all(i["state"] == "escalated" for i in items) else None
+
+            items = await wait_for(escalated, timeout=10)
+            assert sorted(i["kind"] for i in items) == ["patient", "task", "task"]
+            assert {i["payment_id"] for i in items if i["kind"] == "task"} == {a["payment_id"], b["payment_id"]}
+
+            await api.put("/api/v1/practices/clinic-a/patient-accounts/acct-al/mapping", json={"ehr_patient_id": "EHR-1"})
+            for body in (a, b):
+                await wait_status(api, practice, body["payment_id"], "LOADED")
+
+            async def all_resolved() -> bool:
+                r = await api.get("/api/v1/alerts", params={"practice_id": practice, "state": "open"})
+                return r.json()["items"] == []
+
+            await wait_for(all_resolved)
+            resolved = (await api.get("/api/v1/alerts", params={"state": "resolved"})).json()["items"]
+            assert len(resolved) == 3 and all(i["resolved_at"] for i in resolved)
+            got = await drain(alerts_feed)
+    finally:
+        await fast.stop()
+    kinds = sorted(e.routing_key for e in got)
+    assert kinds.count("alert.opened.clinic-a.task") == 2
+    assert kinds.count("alert.opened.clinic-a.patient") == 1
+    assert kinds.count("alert.escalated.clinic-a.task") == 2
+    assert kinds.count("alert.escalated.clinic-a.patient") == 1
+    assert kinds.count("alert.resolved.clinic-a.task") == 2
+    assert kinds.count("alert.resolved.clinic-a.patient") == 1
+
+
+def settled(transfer: str, payments: list[str], refunds: list[str], gross: str, fees: str = "3.00") -> dict[str, Any]:
+    from decimal import Decimal
+
+    return {"event_id": str(uuid.uuid4()), "practice_id": "clinic-a", "merchant_transfer_id": transfer,
+            "payment_ids": payments, "refund_ids": refunds, "gross_amount": gross, "fees_amount": fees,
+            "net_amount": str(Decimal(gross) - Decimal(fees)), "currency": "USD",
+            "settled_at": "2026-11-25T12:00:00+00:00"}
+
+
+async def transfer(api: httpx.AsyncClient, merchant_transfer_id: str) -> dict[str, Any] | None:
+    r = await api.get(f"/api/v1/transfers/clinic-a/{merchant_transfer_id}")
+    return r.json() if r.status_code == 200 else None
+
+
+async def test_transfer_turns_balanced_when_its_last_failure_is_fixed(
+    api: httpx.AsyncClient, upstream: Upstream, practice: str, dashboard: asyncio.Queue[WatchedEvent]
+) -> None:
+    p1 = await upstream.payment(amount="100.00", merchant_transfer_id="MT-9")
+    p2 = await upstream.payment(amount="50.00", merchant_transfer_id="MT-9", ehr_patient_id=None,
+                                patient_account_id="acct-t")
+    await wait_status(api, practice, p1["payment_id"], "LOADED")
+    refund = await upstream.refund(payment_id=p1["payment_id"], amount="20.00")
+    await wait_status(api, practice, refund["refund_id"], "LOADED")
+    await wait_status(api, practice, p2["payment_id"], "FAILED")
+    await upstream.send("transfer.settled", settled("MT-9", [p1["payment_id"], p2["payment_id"]],
+                                                    [refund["refund_id"]], "130.00"))
+
+    before = await wait_for(lambda: transfer(api, "MT-9"))
+    assert before["expected"] == {"count": 3, "amount": "130.00"}
+    assert before["loaded"] == {"count": 2, "amount": "80.00"}
+    assert before["failed"] == {"count": 1, "amount": "50.00"}
+    assert before["pending"]["count"] == 0
+    assert before["variance"] == "50.00" and before["balanced"] is False
+    assert before["fees_amount"] == "3.00"
+
+    await api.put("/api/v1/practices/clinic-a/patient-accounts/acct-t/mapping", json={"ehr_patient_id": "EHR-2"})
+    await wait_status(api, practice, p2["payment_id"], "LOADED")
+
+    after = await wait_for(lambda: _balanced(api, "MT-9"))
+    assert after["loaded"] == {"count": 3, "amount": "130.00"}
+    assert after["variance"] == "0.00"
+    events = [e for e in await drain(dashboard) if e.routing_key == "transfer.reconciled.clinic-a"]
+    assert len(events) == 1 and events[0].body["merchant_transfer_id"] == "MT-9"
+
+
+async def _balanced(api: httpx.AsyncClient, merchant_transfer_id: str) -> dict[str, Any] | None:
+    t = await transfer(api, merchant_transfer_id)
+    return t if t and t["balanced"] else None
+
+
+async def test_a_transfer_that_arrives_before_its_payments_reconciles(
+    api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    await upstream.send("transfer.settled", settled("MT-early", ["e-1", "e-2"], [], "75.00"))
+    early = await wait_for(lambda: transfer(api, "MT-early"))
+    assert early["pending"]["count"] == 2 and early["not_received"] == ["e-1", "e-2"]
+    assert early["balanced"] is False
+
+    await upstream.payment(payment_id="e-1", amount="25.00")
+    await upstream.payment(payment_id="e-2", amount="50.00", ehr_patient_id=None, patient_account_id="acct-e2")
+    await wait_status(api, practice, "e-2", "FAILED")
+    await api.post("/api/v1/postings/changes", json={"practice_id": practice,
+                   "clear": [{"payment_id": "e-2", "reason": "posted by hand"}]})
+    done = await wait_for(lambda: _balanced(api, "MT-early"))
+    assert done["loaded"] == {"count": 1, "amount": "25.00"}
+    assert done["cleared"] == {"count": 1, "amount": "50.00"}
+
+
+async def test_unsettled_transfer_is_404(api: httpx.AsyncClient) -> None:
+    r = await api.get("/api/v1/transfers/clinic-a/MT-none")
+    assert r.status_code == 404 and "not settled" in r.json()["error"]["message"]
+
+
+async def test_no_patient_detail_in_events_logs_or_errors(
+    api: httpx.AsyncClient, upstream: Upstream, practice: str, dashboard: asyncio.Queue[WatchedEvent],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    canary = "Zelda Canaryperson DOB 1961-07-04"
+    good = await upstream.payment(memo=canary)
+    bad = await upstream.payment(memo=canary, ehr_patient_id=None)
+    await upstream.raw("payment.posted", f'{{"memo": "{canary}", "amount": 5}}'.encode(), message_id="canary-bad")
+    await wait_status(api, practice, good["payment_id"], "LOADED")
+    await wait_status(api, practice, bad["payment_id"], "FAILED")
+    await wait_for(lambda: api.get("/api/v1/postings/_unknown/canary-bad"))
+    events = await drain(dashboard)
+    assert events
+    for event in events:
+        assert "Canaryperson" not in str(event.body) and "1961-07-04" not in str(event.body)
+    captured = capsys.readouterr()
+    assert "Canaryperson" not in captured.out + captured.err
+    rows = (await api.get("/api/v1/postings")).json()
+    assert "Canaryperson" not in str(rows)
