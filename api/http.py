@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import errors, render
+from api.asyncapi import asyncapi_text
 from api.auth import Operator, Viewer
 from api.errors import ApiError
 from domain.load_errors import LoadErrorCode
@@ -215,8 +216,18 @@ async def readyz(request: Request) -> JSONResponse:
                         status_code=200 if ready else 503)
 
 
+@health.get("/api/v1/asyncapi.json", tags=["health"])
+async def asyncapi() -> Response:
+    """The AsyncAPI document of paypost's exchanges, routing keys and messages."""
+    return Response(asyncapi_text(), media_type="application/json")
+
+
 @health.get("/metrics", tags=["health"])
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
+    try:
+        await _paypost(request).refresh_queue_metrics()
+    except Exception:  # noqa: BLE001 - a scrape still answers with what it has when the broker is away
+        pass
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

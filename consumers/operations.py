@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from consumers import metrics
 from consumers.posting import Clock, Reactions, utc_now
 from domain.load_errors import MAPPING_FIXES, LoadErrorCode
 from domain.model import LoadStatus
@@ -108,6 +109,7 @@ class PostingOperations:
             states = await self._store.states(chunk)
             results += [self._retry_result(key, states.get(key), command_id) for key in chunk]
         if claimed_count := sum(r.result == "retried" for r in results):
+            metrics.RETRIED.labels(action).inc(claimed_count)
             log.info("postings_retried", practice_id=practice_id, count=claimed_count, actor=actor, action=action)
         return results
 
@@ -156,6 +158,7 @@ class PostingOperations:
         cleared = await self._store.clear(key, command_id, audit, request.manual_reference)
         if cleared is not None:
             await self._outcomes.cleared(cleared, audit)
+            metrics.CLEARED.inc()
             if self.reactions is not None:
                 await self.reactions.finished(cleared)
             return item("cleared", "Cleared.")

@@ -24,6 +24,7 @@ from domain.posting import (
     Posting,
     PostingKey,
 )
+from consumers import metrics
 from consumers.reading import Unreadable, read_message
 from producers.events import OutcomePublisher
 from schemas.messages import PaymentPosted, PaymentRefunded, WireModel
@@ -144,6 +145,7 @@ class PostingService:
             return await self.keep_unreadable(read, message)
         now = self._clock()
         fresh = posting_from(read, now)
+        metrics.RECEIVED.labels(fresh.kind.value).inc()
         received = AuditEntry(
             at=now, actor=PAYPOST_ACTOR, action="received",
             detail=f"event {read.event_id} via {message.routing_key}",

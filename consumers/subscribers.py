@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import time
+
 import structlog
 from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker, RabbitMessage
 
+from consumers import metrics
 from consumers.commands import CommandService
 from consumers.dead_letters import DeadLetterService
 from consumers.mappings import MappingService
@@ -65,6 +68,7 @@ def register(
     """
 
     async def on_intake(msg: RabbitMessage) -> None:
+        started = time.perf_counter()
         message = kept_message(msg.raw_message)
         try:
             outcome = await retrying(lambda: postings.handle(message))
@@ -73,6 +77,7 @@ def register(
             await msg.nack(requeue=True)
             return
         await _settle(msg, outcome.disposition is Disposition.DEAD_LETTER)
+        metrics.observe(outcome.load_status, outcome.error_code, started)
 
     for n in range(intake_consumers):
         broker.subscriber(topology.intake, ack_policy=AckPolicy.MANUAL, decoder=raw_body, title=f"intake-{n}")(on_intake)

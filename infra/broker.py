@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aio_pika
 import aiormq
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
@@ -88,3 +89,34 @@ def _plain(value: object) -> object:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return value
+
+
+class QueueInspector:
+    """Reads queue depths with passive declares on a connection of its own (for metrics and readiness)."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+
+    async def depths(self, names: list[str]) -> dict[str, tuple[int, int]]:
+        """``{queue: (messages ready, consumers)}`` for each queue that exists."""
+        if self._connection is None or self._connection.is_closed:
+            self._connection = await aio_pika.connect_robust(self._url)
+        found = {}
+        for name in names:
+            channel = await self._connection.channel()
+            try:
+                queue = await channel.declare_queue(name, passive=True)
+                result = queue.declaration_result
+                found[name] = (result.message_count or 0, result.consumer_count or 0)
+            except aio_pika.exceptions.ChannelClosed:
+                pass
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+        return found
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None

@@ -8,6 +8,7 @@ import structlog
 from faststream.rabbit import RabbitBroker
 from pymongo import AsyncMongoClient
 
+from consumers import metrics
 from consumers.commands import CommandService
 from consumers.dead_letters import DeadLetterService
 from consumers.operations import Pacer, PostingOperations
@@ -15,7 +16,7 @@ from consumers.mappings import MappingService
 from consumers.posting import PostingService
 from consumers.reactions import PostingReactions
 from consumers.subscribers import register
-from infra.broker import Publisher, declare_topology, make_broker
+from infra.broker import Publisher, QueueInspector, declare_topology, make_broker
 from infra.alerts import MongoAlertStore
 from infra.directory import MongoMappingStore, MongoPracticeDirectory
 from infra.ledger_builtin import BuiltinLedger, Ledgers
@@ -25,6 +26,8 @@ from infra.operations import MongoOperationStore
 from infra.postings import MongoPostingCommands, MongoPostingStore
 from infra.retry import make_retrying
 from infra.settings import Settings
+from infra.topology import BINDINGS
+from schemas.topics import DEAD_LETTER_QUEUE, INTAKE_QUEUE
 from infra.transfers import MongoTransferStore
 from producers.commands import save_changes
 from producers.events import OutcomePublisher
@@ -49,6 +52,7 @@ class Paypost:
         self.ledgers = Ledgers(self.builtin_ledger, self.http_ledgers)
         self.broker: RabbitBroker = make_broker(settings.amqp_url, settings.prefetch)
         self.publish = Publisher(self.broker)
+        self.queues = QueueInspector(settings.amqp_url)
         self.outcomes = OutcomePublisher(self.publish)
         self.posting_service = PostingService(
             self.postings, self.directory, self.mapping_store, self.ledgers, self.outcomes,
@@ -86,6 +90,17 @@ class Paypost:
         """Save Changes: one operation for the whole selection (the API and the CLI call this)."""
         return await save_changes(self.publish, self.operation_store, practice_id, retry, clear, operator)
 
+    async def refresh_queue_metrics(self) -> dict[str, tuple[int, int]]:
+        """Queue depths and consumers into the Prometheus gauges (called on each scrape)."""
+        names = [q.name for q, _, _ in BINDINGS]
+        depths = await self.queues.depths(names)
+        for name, (messages, consumers) in depths.items():
+            metrics.QUEUE_MESSAGES.labels(name).set(messages)
+            metrics.QUEUE_CONSUMERS.labels(name).set(consumers)
+        metrics.DEAD_LETTER_DEPTH.set(depths.get(DEAD_LETTER_QUEUE, (0, 0))[0])
+        metrics.CONSUMER_LAG.set(depths.get(INTAKE_QUEUE, (0, 0))[0])
+        return depths
+
     async def start(self, consume: bool = True) -> None:
         """Create indexes, declare the topology, then start consuming."""
         await ensure_indexes(self.collections)
@@ -110,5 +125,6 @@ class Paypost:
         await self.broker.stop()
         self.consuming = False
         await self.http_ledgers.close()
+        await self.queues.close()
         await self.mongo.close()
         log.info("paypost_stopped")

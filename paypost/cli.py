@@ -362,6 +362,18 @@ def topology() -> None:
     _run(go)
 
 
+@app.command()
+def asyncapi(
+    path: Annotated[Path, typer.Argument(help="where to write the AsyncAPI document")] = Path("docs/asyncapi.json"),
+) -> None:
+    """Write the AsyncAPI document of every exchange, routing key and message."""
+    from api.asyncapi import asyncapi_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(asyncapi_text())
+    out.print(f"wrote {path}")
+
+
 @app.command("export-schemas")
 def export_schemas(
     directory: Annotated[Path, typer.Argument(help="where to write the JSON Schemas")] = Path("schemas/json"),

@@ -156,3 +156,25 @@ async def test_practice_and_patient_setup(api: httpx.AsyncClient) -> None:
     again = await api.put("/api/v1/practices/clinic-h/ehr-patients/E-1", json={})
     assert first.json()["created"] is True and again.json()["created"] is False
     assert (await api.get("/api/v1/practices/clinic-h/ehr-patients/E-1/ledger")).json() == {"items": []}
+
+
+async def test_metrics_count_outcomes_and_queue_depths(api: httpx.AsyncClient, upstream: Upstream,
+                                                       practice: str) -> None:
+    body = await upstream.payment(ehr_patient_id=None)
+    await wait_status(api, practice, body["payment_id"], "FAILED")
+    loaded = await upstream.payment()
+    await wait_status(api, practice, loaded["payment_id"], "LOADED")
+    text = (await api.get("/metrics")).text
+    assert 'paypost_payments_received_total{kind="payment"}' in text
+    assert 'paypost_postings_failed_total{error_code="PATIENT_NOT_MAPPED"}' in text
+    assert 'paypost_postings_loaded_total{kind="posting"}' in text
+    assert "paypost_posting_latency_seconds_bucket" in text
+    assert 'paypost_queue_messages{queue="paypost.postings"}' in text
+    assert "paypost_dead_letter_queue_depth 0.0" in text
+    assert "paypost_consumer_lag_messages" in text
+
+
+async def test_asyncapi_is_served(api: httpx.AsyncClient) -> None:
+    r = await api.get("/api/v1/asyncapi.json", headers={"Authorization": ""})
+    assert r.status_code == 200
+    assert r.json()["info"]["title"] == "paypost"

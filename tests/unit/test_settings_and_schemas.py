@@ -45,3 +45,25 @@ def test_money_is_a_string_in_every_schema() -> None:
     posted = json.loads(schema_texts()["payment.posted.json"])
     assert posted["properties"]["amount"]["type"] == "string"
     assert "amount" in posted["required"]
+
+
+def test_committed_asyncapi_document_is_current() -> None:
+    from api.asyncapi import asyncapi_text
+
+    committed = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
+    assert committed.read_text() == asyncapi_text(), "run `paypost asyncapi` (docs/asyncapi.json is stale)"
+
+
+def test_asyncapi_documents_every_routing_key_of_the_contract() -> None:
+    import json
+
+    from api.asyncapi import asyncapi_text
+
+    channels = json.loads(asyncapi_text())["channels"]
+    for key in ("payment.posted", "payment.refunded", "transfer.settled", "patient.mapping.updated",
+                "posting.retry", "posting.clear", "posting.loaded.{practice_id}",
+                "posting.failed.{practice_id}.{error_code}", "posting.retried.{practice_id}",
+                "posting.cleared.{practice_id}", "alert.opened.{practice_id}.{kind}",
+                "alert.resolved.{practice_id}.{kind}", "alert.escalated.{practice_id}.{kind}",
+                "transfer.reconciled.{practice_id}"):
+        assert any(name.endswith(":" + key) for name in channels), key
