@@ -89,3 +89,34 @@ def test_retry_reports_each_item_and_refuses_bad_input(running: dict[str, str]) 
     assert empty_reason.returncode == 2 and "needs a reason" in empty_reason.stderr
     for out in (no_selection, bad_code, empty_reason):
         assert "Traceback" not in out.stderr
+
+
+def test_watch_prints_a_live_feed_of_failures(running: dict[str, str]) -> None:
+    env = running
+    wait_output(env, ["failures", "--practice", "demo-clinic"], "PATIENT_NOT_FOUND")
+    watcher = subprocess.Popen([PAYPOST, "watch", "posting.failed.#", "--count", "1"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and watcher.poll() is None:
+            cli(env, "publish", "--practice", "demo-clinic", "--payment", f"W-{uuid.uuid4().hex[:6]}",
+                "--account", "ACCT-W", "--amount", "9.00")
+            try:
+                watcher.wait(timeout=1.5)
+            except subprocess.TimeoutExpired:
+                continue
+        out, errors = watcher.communicate(timeout=10)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 0, errors
+    assert "posting.failed.demo-clinic.PATIENT_NOT_MAPPED" in out
+    assert "PATIENT_NOT_MAPPED: This patient account has no practice-management patient id." in out
+
+
+def test_publish_refuses_bad_input_with_a_clear_error(running: dict[str, str]) -> None:
+    result = cli(running, "publish", "--practice", "demo clinic", "--payment", "P", "--account", "A",
+                 "--amount", "12.345")
+    assert result.returncode == 2
+    assert "practice_id" in result.stderr and "amount" in result.stderr
+    assert "Traceback" not in result.stderr
