@@ -23,6 +23,15 @@ class Principal:
         return self.role == "operator"
 
 
+def principal_for(request: Request, token_text: str | None) -> Principal:
+    if not token_text:
+        raise ApiError(401, "unauthorized", "Send Authorization: Bearer <token>.")
+    token = request.app.state.paypost.settings.tokens.get(token_text)
+    if token is None:
+        raise ApiError(401, "unauthorized", "The token is not one paypost knows.")
+    return Principal(name=token.name, role=token.role)
+
+
 def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],

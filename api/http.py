@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path as FilePath
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
+import orjson
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import errors, render
 from api.asyncapi import asyncapi_text
-from api.auth import Operator, Viewer
+from api.auth import Operator, Viewer, principal_for
 from api.errors import ApiError
 from domain.load_errors import LoadErrorCode
 from domain.model import LoadStatus
@@ -190,6 +193,35 @@ async def list_alerts(
     return {"items": [render.alert(d) for d in docs]}
 
 
+@router.get("/whoami", tags=["console"])
+async def whoami(who: Viewer) -> dict[str, str]:
+    """The name and role behind the token (the console shows the changes a role may make)."""
+    return {"name": who.name, "role": who.role}
+
+
+@router.get("/events/stream", tags=["console"])
+async def event_stream(
+    request: Request,
+    practice_id: Annotated[str | None, Query(pattern=PRACTICE_ID_PATTERN)] = None,
+    access_token: Annotated[str | None, Query(description="EventSource cannot send headers")] = None,
+) -> StreamingResponse:
+    """Server-sent events: every event of ``paypost.events`` for a practice, live."""
+    header = request.headers.get("authorization", "")
+    principal_for(request, header[7:] if header.lower().startswith("bearer ") else access_token)
+    hub = _paypost(request).event_hub
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield b": connected\n\n"
+        async for event in hub.subscribe():
+            if practice_id and event.body.get("practice_id") != practice_id:
+                continue
+            data = orjson.dumps({"routing_key": event.routing_key, **event.body})
+            yield b"event: paypost\ndata: " + data + b"\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
 health = APIRouter()
 
 
@@ -258,4 +290,11 @@ def create_app(
     errors.install(app)
     app.include_router(router)
     app.include_router(health)
+    console = FilePath(__file__).with_name("console")
+    app.mount("/console", StaticFiles(directory=console), name="console")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(console / "index.html")
+
     return app

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(default=256 * 1024, ge=1024)
     ledger_attempts: int = Field(default=4, ge=1)
     ledger_timeout: float = Field(default=5.0, gt=0)
-    replay_rate: float = Field(default=500.0, gt=0)  # replays per second in a bulk retry
+    replay_rate: float = Field(default=2000.0, gt=0)  # replays per second in a bulk retry
     log_level: str = "INFO"
     log_format: str = "console"  # or "json"
 

@@ -18,6 +18,7 @@ from consumers.reactions import PostingReactions
 from consumers.subscribers import register
 from infra.broker import Publisher, QueueInspector, declare_topology, make_broker
 from infra.alerts import MongoAlertStore
+from infra.event_hub import EventHub
 from infra.directory import MongoMappingStore, MongoPracticeDirectory
 from infra.ledger_builtin import BuiltinLedger, Ledgers
 from infra.ledger_http import HttpLedgers
@@ -53,6 +54,7 @@ class Paypost:
         self.broker: RabbitBroker = make_broker(settings.amqp_url, settings.prefetch)
         self.publish = Publisher(self.broker)
         self.queues = QueueInspector(settings.amqp_url)
+        self.event_hub = EventHub(settings.amqp_url)
         self.outcomes = OutcomePublisher(self.publish)
         self.posting_service = PostingService(
             self.postings, self.directory, self.mapping_store, self.ledgers, self.outcomes,
@@ -119,6 +121,7 @@ class Paypost:
     async def stop(self) -> None:
         """Stop consuming (in-flight messages finish or return to their queue), then disconnect."""
         self._stop_background.set()
+        await self.event_hub.close()
         if self._escalations is not None:
             await self._escalations
             self._escalations = None

@@ -1,0 +1,161 @@
+"""The console in a real browser: Debian's chromium driven by Playwright (no browser download)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from api.http import create_app
+from infra.local_services import free_port
+from paypost.bootstrap import Paypost
+from tests.conftest import OPERATOR, VIEWER, Upstream
+from tests.integration.helpers import get_posting, wait_status
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+CHROMIUM = os.environ.get("PAYPOST_CHROMIUM", "/usr/bin/chromium")
+if not shutil.which(CHROMIUM):
+    pytest.skip(f"no chromium at {CHROMIUM} (.ci/run installs Debian's)", allow_module_level=True)
+playwright_api = pytest.importorskip("playwright.async_api")
+
+
+@pytest.fixture
+async def live_server(paypost: Paypost) -> AsyncIterator[str]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(paypost, manage_lifecycle=False), host="127.0.0.1",
+                                           port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await paypost.event_hub.close()  # ends the live streams, so the server can stop
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def page(live_server: str) -> AsyncIterator[object]:
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"])
+        context = await browser.new_context(base_url=live_server, viewport={"width": 1500, "height": 900})
+        page = await context.new_page()
+        try:
+            yield page
+        finally:
+            await context.close()
+            await browser.close()
+
+
+async def sign_in(page: object, token: str, practice: str = "clinic-a") -> None:
+    await page.goto(f"/?practice={practice}")  # type: ignore[attr-defined]
+    await page.get_by_label("API token").fill(token)  # type: ignore[attr-defined]
+    await page.get_by_label("API token").press("Enter")  # type: ignore[attr-defined]
+    await page.locator("#app").wait_for(state="visible")  # type: ignore[attr-defined]
+
+
+def row(page: object, payment_id: str) -> object:
+    return page.locator(f'tr[data-payment-id="{payment_id}"]')  # type: ignore[attr-defined]
+
+
+async def test_a_failed_row_turns_loaded_live_once_its_mapping_is_entered(
+    page: object, api: httpx.AsyncClient, upstream: Upstream, practice: str, tmp_path: Path
+) -> None:
+    loaded = await upstream.payment(amount="60.00", merchant_transfer_id="MT-C")
+    failed = await upstream.payment(ehr_patient_id=None, patient_account_id="acct-live", amount="45.00",
+                                    merchant_transfer_id="MT-C")
+    await wait_status(api, practice, loaded["payment_id"], "LOADED")
+    await wait_status(api, practice, failed["payment_id"], "FAILED")
+
+    await sign_in(page, OPERATOR)
+    status = row(page, failed["payment_id"]).locator("td.status-FAILED")  # type: ignore[attr-defined]
+    await status.wait_for()
+    assert "PATIENT_NOT_MAPPED" in await row(page, failed["payment_id"]).inner_text()  # type: ignore[attr-defined]
+    await page.locator("#live.on").wait_for()  # type: ignore[attr-defined]
+    if os.environ.get("PAYPOST_SCREENSHOT"):
+        await page.screenshot(path=os.environ["PAYPOST_SCREENSHOT"], full_page=True)  # type: ignore[attr-defined]
+
+    await page.get_by_role("button", name="Enter mapping for acct-live").click()  # type: ignore[attr-defined]
+    await page.get_by_label("Practice-management patient id for acct-live").fill("EHR-2")  # type: ignore[attr-defined]
+    await page.get_by_role("button", name="Save mapping").click()  # type: ignore[attr-defined]
+
+    await row(page, failed["payment_id"]).locator("td.status-LOADED").wait_for(timeout=10_000)  # type: ignore[attr-defined]
+    await page.screenshot(path=str(tmp_path / "console.png"), full_page=True)  # type: ignore[attr-defined]
+    posting = await get_posting(api, practice, failed["payment_id"])
+    assert posting is not None and posting["load_status"] == "LOADED"
+
+
+async def test_ticking_clear_with_a_reason_and_saving_makes_a_row_cleared(
+    page: object, api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    failed = await upstream.payment(ehr_patient_id=None, patient_account_id="acct-clr")
+    await wait_status(api, practice, failed["payment_id"], "FAILED")
+    await sign_in(page, OPERATOR)
+    target = row(page, failed["payment_id"])
+    await target.locator("td.status-FAILED").wait_for()  # type: ignore[attr-defined]
+
+    save = page.get_by_role("button", name="Save Changes")  # type: ignore[attr-defined]
+    await page.get_by_label(f"Clear {failed['payment_id']}", exact=True).check()  # type: ignore[attr-defined]
+    assert await save.is_disabled()  # a Clear needs its reason first
+    await page.get_by_label(f"Reason to clear {failed['payment_id']}").fill("posted by hand, receipt 991")  # type: ignore[attr-defined]
+    assert await save.is_enabled()
+    await save.click()
+
+    await row(page, failed["payment_id"]).locator("td.status-CLEARED").wait_for(timeout=10_000)  # type: ignore[attr-defined]
+    await page.get_by_text("Saved: 1 cleared.").wait_for()  # type: ignore[attr-defined]
+    posting = await get_posting(api, practice, failed["payment_id"])
+    assert posting is not None and posting["load_status"] == "CLEARED"
+    assert any(a["action"] == "clear" and a["reason"] == "posted by hand, receipt 991" and a["actor"] == "alice"
+               for a in posting["audit"])
+
+
+async def test_a_viewer_token_can_change_nothing(
+    page: object, api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    failed = await upstream.payment(ehr_patient_id=None, patient_account_id="acct-view")
+    await wait_status(api, practice, failed["payment_id"], "FAILED")
+    await sign_in(page, VIEWER)
+    target = row(page, failed["payment_id"])
+    await target.locator("td.status-FAILED").wait_for()  # type: ignore[attr-defined]
+
+    assert await page.get_by_label(f"Retry {failed['payment_id']}").is_disabled()  # type: ignore[attr-defined]
+    assert await page.get_by_label(f"Clear {failed['payment_id']}", exact=True).is_disabled()  # type: ignore[attr-defined]
+    assert await page.get_by_role("button", name="Save Changes").is_disabled()  # type: ignore[attr-defined]
+    assert await page.get_by_role("button", name="Enter mapping for acct-view").count() == 0  # type: ignore[attr-defined]
+
+    # Even a hand-made request from the page is refused.
+    statuses = await page.evaluate(  # type: ignore[attr-defined]
+        """async ([token, practice, id]) => {
+            const h = {Authorization: `Bearer ${token}`, "Content-Type": "application/json"};
+            const a = await fetch("/api/v1/postings/changes", {method: "POST", headers: h,
+                body: JSON.stringify({practice_id: practice, retry: [id], clear: []})});
+            const b = await fetch(`/api/v1/practices/${practice}/patient-accounts/acct-view/mapping`,
+                {method: "PUT", headers: h, body: JSON.stringify({ehr_patient_id: "EHR-1"})});
+            return [a.status, b.status];
+        }""",
+        [VIEWER, practice, failed["payment_id"]],
+    )
+    assert statuses == [403, 403]
+    await asyncio.sleep(0.5)
+    posting = await get_posting(api, practice, failed["payment_id"])
+    assert posting is not None and posting["load_status"] == "FAILED"
+    assert [a["action"] for a in posting["audit"]] == ["received", "failed", "dead_lettered"]
+
+
+async def test_a_wrong_token_is_refused_at_sign_in(page: object) -> None:
+    await page.goto("/")  # type: ignore[attr-defined]
+    await page.get_by_label("API token").fill("not-a-token")  # type: ignore[attr-defined]
+    await page.keyboard.press("Enter")  # type: ignore[attr-defined]
+    await page.get_by_text("That token is not one paypost knows.").wait_for()  # type: ignore[attr-defined]
+    assert await page.locator("#app").is_hidden()  # type: ignore[attr-defined]
