@@ -349,6 +349,22 @@ def _describe_event(routing_key: str, body: dict[str, Any]) -> str:
 
 
 @app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="small sizes: finishes in under two minutes")] = False,
+) -> None:
+    """Measure throughput, latency, replay, the report at scale and memory, against raw RabbitMQ."""
+    import json
+    import time
+
+    from paypost.bench import render, run, summary
+
+    started = time.perf_counter()
+    results = asyncio.run(run(quick, lambda line: err.print(f"[dim]{line}[/dim]")))
+    print(render(results, quick, time.perf_counter() - started))
+    print(json.dumps(summary(results)))
+
+
+@app.command()
 def topology() -> None:
     """Declare paypost's exchanges, queues and bindings, and exit."""
     from paypost.bootstrap import Paypost
