@@ -13,7 +13,7 @@ import structlog
 
 from consumers import metrics
 from consumers.posting import Clock, Reactions, utc_now
-from domain.load_errors import MAPPING_FIXES, LoadErrorCode
+from domain.load_errors import MAPPING_FIXES
 from domain.model import LoadStatus
 from domain.posting import PAYPOST_ACTOR, AuditEntry, KeptMessage, Posting, PostingKey
 from producers.events import OutcomePublisher, Publish
@@ -31,6 +31,11 @@ class CommandStore(Protocol):
                               max_replays: int) -> list[tuple[Posting, KeptMessage]]: ...
 
     async def failed_keys(self, query: dict[str, Any], limit: int | None = None) -> list[PostingKey]: ...
+
+    async def refunds_waiting_on_loaded(self) -> dict[str, list[PostingKey]]: ...
+
+    async def failed_refunds_by_payment(self, practice_id: str,
+                                        payment_ids: list[str]) -> dict[str, list[PostingKey]]: ...
 
     async def states(self, keys: list[PostingKey]) -> dict[PostingKey, dict[str, Any]]: ...
 
@@ -160,7 +165,7 @@ class PostingOperations:
             await self._outcomes.cleared(cleared, audit)
             metrics.CLEARED.inc()
             if self.reactions is not None:
-                await self.reactions.finished(cleared)
+                await self.reactions.finished(cleared, had_failed=True)
             return item("cleared", "Cleared.")
         state = (await self._store.states([key])).get(key)
         if state is None:
@@ -181,13 +186,20 @@ class PostingOperations:
         return await self._heal(practice_id, keys, f"mapping of patient account {patient_account_id} "
                                                    f"updated by {caused_by}")
 
-    async def heal_refunds(self, practice_id: str, payment_id: str) -> int:
-        """Retry the refunds that failed because this payment had not loaded yet."""
-        keys = await self._store.failed_keys({
-            "practice_id": practice_id, "refunded_payment_id": payment_id,
-            "load_error.code": LoadErrorCode.ORIGINAL_PAYMENT_NOT_LOADED.value,
-        })
-        return await self._heal(practice_id, keys, f"payment {payment_id} loaded")
+    async def heal_refunds_of(self, practice_id: str, payment_ids: list[str]) -> int:
+        """Retry the refunds that failed because one of these payments had not loaded yet."""
+        healed = 0
+        for payment_id, keys in (await self._store.failed_refunds_by_payment(practice_id, payment_ids)).items():
+            healed += await self._heal(practice_id, keys, f"payment {payment_id} loaded")
+        return healed
+
+    async def heal_waiting_refunds(self) -> int:
+        """Retry every refund still waiting for a payment that has loaded since."""
+        waiting = await self._store.refunds_waiting_on_loaded()
+        healed = 0
+        for practice_id, keys in waiting.items():
+            healed += await self._heal(practice_id, keys, "the refunded payment loaded")
+        return healed
 
     async def _heal(self, practice_id: str, keys: list[PostingKey], reason: str) -> int:
         if not keys:

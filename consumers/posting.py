@@ -46,7 +46,7 @@ class Reactions(Protocol):
 
     async def failed(self, posting: Posting) -> None: ...
 
-    async def finished(self, posting: Posting) -> None: ...
+    async def finished(self, posting: Posting, had_failed: bool = True) -> None: ...
 
 
 class Disposition(enum.Enum):
@@ -226,7 +226,7 @@ class PostingService:
                          patient_account_id=account)
         await self._outcomes.loaded(loaded)
         if self.reactions is not None:
-            await self.reactions.finished(loaded)
+            await self.reactions.finished(loaded, had_failed=posting.load_status is LoadStatus.RETRYING)
         return Outcome(Disposition.ACK, posting.key, LoadStatus.LOADED)
 
     async def _prepare(self, posting: Posting) -> tuple[str, str | None, LedgerEntryRequest]:

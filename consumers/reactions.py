@@ -10,7 +10,6 @@ from typing import Any, Protocol
 import structlog
 
 from consumers.posting import Clock, utc_now
-from domain.model import PostingKind
 from domain.posting import Posting
 from domain.reconciliation import Reconciliation
 from producers.events import OutcomePublisher, error_body
@@ -33,12 +32,15 @@ class TransferStore(Protocol):
     async def settled(self, message: TransferSettled) -> None: ...
     async def get(self, practice_id: str, merchant_transfer_id: str) -> dict[str, Any] | None: ...
     async def reconcile(self, transfer: dict[str, Any]) -> Reconciliation: ...
-    async def unreconciled_with(self, practice_id: str, posting_id: str) -> list[dict[str, Any]]: ...
+    async def unreconciled_with_any(self, practice_id: str, posting_ids: list[str]) -> list[dict[str, Any]]: ...
+    async def unreconciled(self, limit: int) -> list[dict[str, Any]]: ...
     async def mark_reconciled(self, doc: dict[str, Any], at: Any) -> bool: ...
 
 
 class RefundHealer(Protocol):
-    async def heal_refunds(self, practice_id: str, payment_id: str) -> int: ...
+    async def heal_refunds_of(self, practice_id: str, payment_ids: list[str]) -> int: ...
+
+    async def heal_waiting_refunds(self) -> int: ...
 
 
 class PostingReactions:
@@ -52,6 +54,8 @@ class PostingReactions:
         self._escalate_after = escalate_after
         self._clock = clock
         self.healer: RefundHealer | None = None
+        self._finished: dict[str, set[str]] = {}
+        self._work = asyncio.Event()
 
     async def failed(self, posting: Posting) -> None:
         now = self._clock()
@@ -64,20 +68,36 @@ class PostingReactions:
             if flag:
                 await self._alert_event("opened", flag, posting)
 
-    async def finished(self, posting: Posting) -> None:
-        """The posting is LOADED or CLEARED: resolve its alerts, heal its refunds, reconcile its transfers."""
-        now = self._clock()
+    async def finished(self, posting: Posting, had_failed: bool = True) -> None:
+        """The posting is LOADED or CLEARED: resolve its alerts now; its refunds and transfers are
+        looked at by the next sweep, in one query for every posting finished since the last."""
         practice = posting.key.practice_id
-        task = await self._alerts.resolve_task(practice, posting.key.payment_id, now)
-        if task:
-            await self._alert_event("resolved", task, posting)
-            if posting.patient_account_id:
-                flag = await self._alerts.resolve_flag_if_clear(practice, posting.patient_account_id, now)
-                if flag:
-                    await self._alert_event("resolved", flag, posting)
-        if self.healer is not None and posting.kind is PostingKind.PAYMENT:
-            await self.healer.heal_refunds(practice, posting.key.payment_id)
-        for transfer in await self._transfers.unreconciled_with(practice, posting.key.payment_id):
+        if had_failed:  # only a posting that failed has alerts to resolve
+            now = self._clock()
+            task = await self._alerts.resolve_task(practice, posting.key.payment_id, now)
+            if task:
+                await self._alert_event("resolved", task, posting)
+                if posting.patient_account_id:
+                    flag = await self._alerts.resolve_flag_if_clear(practice, posting.patient_account_id, now)
+                    if flag:
+                        await self._alert_event("resolved", flag, posting)
+        self._finished.setdefault(practice, set()).add(posting.key.payment_id)
+        self._work.set()
+
+    async def sweep(self) -> None:
+        """Heal the refunds and reconcile the transfers of every posting finished since the last sweep."""
+        finished, self._finished = self._finished, {}
+        for practice, ids in finished.items():
+            if self.healer is not None:
+                await self.healer.heal_refunds_of(practice, sorted(ids))
+            for transfer in await self._transfers.unreconciled_with_any(practice, sorted(ids)):
+                await self._check_reconciled(transfer)
+
+    async def sweep_all(self) -> None:
+        """The slow sweep: catches what another process finished, or a crash left unswept."""
+        if self.healer is not None:
+            await self.healer.heal_waiting_refunds()
+        for transfer in await self._transfers.unreconciled(limit=500):
             await self._check_reconciled(transfer)
 
     async def transfer_settled(self, message: TransferSettled) -> None:
@@ -122,15 +142,26 @@ class PostingReactions:
             log.warning("alerts_escalated", count=escalated)
         return escalated
 
-    async def run_escalations(self, stop: asyncio.Event) -> None:
-        """Check for alerts to escalate until ``stop`` is set."""
-        interval = max(0.2, min(self._escalate_after / 4, 5.0))
+    async def run_background(self, stop: asyncio.Event, sweep_every: float = 0.2,
+                             full_sweep_every: float = 30.0) -> None:
+        """Sweeps, full sweeps and escalations, until ``stop`` is set."""
+        escalate_every = max(0.2, min(self._escalate_after / 4, 5.0))
+        loop = asyncio.get_running_loop()
+        next_escalation = next_full = loop.time()
         while not stop.is_set():
             try:
-                await self.escalate_due()
+                await self.sweep()
+                if loop.time() >= next_full:
+                    await self.sweep_all()
+                    next_full = loop.time() + full_sweep_every
+                if loop.time() >= next_escalation:
+                    await self.escalate_due()
+                    next_escalation = loop.time() + escalate_every
             except Exception:  # noqa: BLE001 - the loop must outlive a database hiccup
-                log.exception("escalation_check_failed")
+                log.exception("background_sweep_failed")
+            self._work.clear()
             try:
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+                await asyncio.wait_for(stop.wait(), timeout=sweep_every)
             except TimeoutError:
                 pass
+        await self.sweep()  # what finished before the stop

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -16,19 +18,33 @@ def _id(practice_id: str, other: str) -> str:
 
 
 class MongoPracticeDirectory:
-    """Practices and their ledger integrations."""
+    """Practices and their ledger integrations.
 
-    def __init__(self, collections: Collections) -> None:
+    Two small caches keep round trips off the posting path: a practice's integration for
+    ``integration_ttl`` seconds (a change made through this process applies at once; one made
+    through another paypost process within that time), and the patients known to be registered
+    (a registration is never withdrawn, so a positive answer never goes stale).
+    """
+
+    def __init__(self, collections: Collections, integration_ttl: float = 2.0) -> None:
         self._practices = collections.practices
         self._patients = collections.ehr_patients
+        self._ttl = integration_ttl
+        self._integrations: dict[str, tuple[float, Integration | None]] = {}
+        self._registered: OrderedDict[str, None] = OrderedDict()
 
     async def integration(self, practice_id: str) -> Integration | None:
+        cached = self._integrations.get(practice_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
         doc = await self._practices.find_one({"_id": practice_id})
-        if doc is None:
-            return None
-        ledger: dict[str, Any] = dict(doc.get("ledger") or {})
-        kind = str(ledger.pop("kind", "builtin"))
-        return Integration(practice_id=practice_id, kind=kind, enabled=bool(doc.get("enabled")), settings=ledger)
+        found = None
+        if doc is not None:
+            ledger: dict[str, Any] = dict(doc.get("ledger") or {})
+            kind = str(ledger.pop("kind", "builtin"))
+            found = Integration(practice_id=practice_id, kind=kind, enabled=bool(doc.get("enabled")), settings=ledger)
+        self._integrations[practice_id] = (time.monotonic() + self._ttl, found)
+        return found
 
     async def put_practice(self, practice_id: str, name: str, ledger: Doc, enabled: bool, at: datetime) -> Doc:
         doc = await self._practices.find_one_and_update(
@@ -38,6 +54,7 @@ class MongoPracticeDirectory:
             upsert=True, return_document=ReturnDocument.AFTER,
         )
         assert doc is not None
+        self._integrations.pop(practice_id, None)
         return doc
 
     async def get_practice(self, practice_id: str) -> Doc | None:
@@ -53,7 +70,15 @@ class MongoPracticeDirectory:
         return result.upserted_id is not None
 
     async def patient_registered(self, practice_id: str, ehr_patient_id: str) -> bool:
-        return await self._patients.count_documents({"_id": _id(practice_id, ehr_patient_id)}, limit=1) == 1
+        key = _id(practice_id, ehr_patient_id)
+        if key in self._registered:
+            return True
+        if await self._patients.count_documents({"_id": key}, limit=1) != 1:
+            return False
+        self._registered[key] = None
+        if len(self._registered) > 200_000:
+            self._registered.popitem(last=False)
+        return True
 
 
 class MongoMappingStore:

@@ -265,6 +265,32 @@ class MongoPostingCommands:
             cursor = cursor.limit(limit)
         return [PostingKey(d["practice_id"], d["payment_id"]) async for d in cursor]
 
+    async def failed_refunds_by_payment(self, practice_id: str, payment_ids: list[str]) -> dict[str, list[PostingKey]]:
+        """FAILED refunds (ORIGINAL_PAYMENT_NOT_LOADED) of these payments, by refunded payment."""
+        found: dict[str, list[PostingKey]] = {}
+        async for d in self._c.find({"practice_id": practice_id, "refunded_payment_id": {"$in": payment_ids},
+                                     "load_status": LoadStatus.FAILED.value,
+                                     "load_error.code": "ORIGINAL_PAYMENT_NOT_LOADED"},
+                                    {"payment_id": 1, "refunded_payment_id": 1}):
+            found.setdefault(d["refunded_payment_id"], []).append(PostingKey(practice_id, d["payment_id"]))
+        return found
+
+    async def refunds_waiting_on_loaded(self, limit: int = 1000) -> dict[str, list[PostingKey]]:
+        """FAILED refunds (ORIGINAL_PAYMENT_NOT_LOADED) whose payment has loaded since, by practice."""
+        refunds = await self._c.find(
+            {"load_status": LoadStatus.FAILED.value, "load_error.code": "ORIGINAL_PAYMENT_NOT_LOADED"},
+            {"practice_id": 1, "payment_id": 1, "refunded_payment_id": 1}).limit(limit).to_list(None)
+        if not refunds:
+            return {}
+        originals = {f"{r['practice_id']}/{r['refunded_payment_id']}" for r in refunds}
+        loaded = {d["_id"] async for d in self._c.find(
+            {"_id": {"$in": list(originals)}, "load_status": LoadStatus.LOADED.value}, {"_id": 1})}
+        waiting: dict[str, list[PostingKey]] = {}
+        for r in refunds:
+            if f"{r['practice_id']}/{r['refunded_payment_id']}" in loaded:
+                waiting.setdefault(r["practice_id"], []).append(PostingKey(r["practice_id"], r["payment_id"]))
+        return waiting
+
     async def states(self, keys: list[PostingKey]) -> dict[PostingKey, Doc]:
         docs = self._c.find({"_id": {"$in": [doc_id(k) for k in keys]}},
                             {"practice_id": 1, "payment_id": 1, "kind": 1, "load_status": 1, "retry_token": 1,

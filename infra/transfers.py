@@ -62,9 +62,13 @@ class MongoTransferStore:
         ]
         return reconcile(items, transfer["gross_amount"], transfer["fees_amount"], transfer["net_amount"])
 
-    async def unreconciled_with(self, practice_id: str, posting_id: str) -> list[Doc]:
+    async def unreconciled_with_any(self, practice_id: str, posting_ids: list[str]) -> list[Doc]:
         return await self._c.find({"practice_id": practice_id, "reconciled_at": None,
-                                   "$or": [{"payment_ids": posting_id}, {"refund_ids": posting_id}]}).to_list(None)
+                                   "$or": [{"payment_ids": {"$in": posting_ids}},
+                                           {"refund_ids": {"$in": posting_ids}}]}).to_list(None)
+
+    async def unreconciled(self, limit: int) -> list[Doc]:
+        return await self._c.find({"reconciled_at": None}).sort("updated_at", -1).limit(limit).to_list(None)
 
     async def mark_reconciled(self, doc: Doc, at: datetime) -> bool:
         result = await self._c.update_one({"_id": doc["_id"], "reconciled_at": None}, {"$set": {"reconciled_at": at}})

@@ -115,7 +115,7 @@ class Paypost:
             await self.broker.start()
             self.consuming = True
             self._stop_background.clear()
-            self._escalations = asyncio.create_task(self.reactions.run_escalations(self._stop_background))
+            self._escalations = asyncio.create_task(self.reactions.run_background(self._stop_background))
         log.info("paypost_started", consuming=consume, database=self.settings.mongodb_db)
 
     async def stop(self) -> None:
