@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import errors, render
 from api.asyncapi import asyncapi_text
+from infra.broker import Unroutable
 from api.auth import Operator, Viewer, principal_for
 from api.errors import ApiError
 from domain.load_errors import LoadErrorCode
@@ -157,6 +158,9 @@ async def save_changes(body: ChangesIn, request: Request, who: Operator) -> dict
         operation_id = await _paypost(request).save_changes(body.practice_id, body.retry, clears, who.name)
     except (MissingReason, EmptySelection) as exc:
         raise ApiError(422, "invalid_request", str(exc)) from exc
+    except Unroutable as exc:
+        raise ApiError(503, "commands_unroutable", f"Save Changes could not be sent in full: {exc}. paypost's topology is damaged; "
+                                                   "restart paypost to declare it again.") from exc
     return {"operation_id": operation_id}
 
 

@@ -13,6 +13,8 @@ RECEIVED = Counter("paypost_payments_received", "Payment and refund messages rec
 LOADED = Counter("paypost_postings_loaded", "Postings loaded into a ledger", ["kind"])
 FAILED = Counter("paypost_postings_failed", "Postings that failed to load, by Load Error", ["error_code"])
 RETRIED = Counter("paypost_postings_retried", "Postings sent back for loading", ["action"])
+UNROUTED = Counter("paypost_unrouted", "Messages paypost.payments routed to no queue (kept via its alternate exchange)",
+                   ["routing_key"])
 CLEARED = Counter("paypost_postings_cleared", "Postings cleared by an operator")
 LATENCY = Histogram(
     "paypost_posting_latency_seconds",

@@ -34,6 +34,8 @@ class CommandStore(Protocol):
 
     async def refunds_waiting_on_loaded(self) -> dict[str, list[PostingKey]]: ...
 
+    async def stale_retrying(self, older_than_seconds: float) -> list[tuple[Posting, KeptMessage]]: ...
+
     async def failed_refunds_by_payment(self, practice_id: str,
                                         payment_ids: list[str]) -> dict[str, list[PostingKey]]: ...
 
@@ -177,12 +179,28 @@ class PostingOperations:
             return item("unchanged", f"Already {status.value}: nothing to clear.")
         return item("rejected", f"It is {status.value}: wait for that load's outcome, then clear it if it fails.")
 
+    @staticmethod
+    def _mapping_failures(practice_id: str, patient_account_id: str) -> dict[str, Any]:
+        return {"practice_id": practice_id, "patient_account_id": patient_account_id,
+                "load_error.code": {"$in": [c.value for c in MAPPING_FIXES]}}
+
+    async def blocked_by_mapping(self, practice_id: str, patient_account_id: str) -> int:
+        """How many of the account's postings failed for want of a (correct) mapping."""
+        return len(await self._store.failed_keys(self._mapping_failures(practice_id, patient_account_id)))
+
+    async def replay_stale(self, older_than_seconds: float = 60.0) -> int:
+        """Replay again what has stayed RETRYING too long (a replay lost to a crash); never posts twice."""
+        stale = await self._store.stale_retrying(older_than_seconds)
+        for posting, message in stale:
+            await self._pacer.wait()
+            await replay(self._publish, message, posting.replays)
+        if stale:
+            log.warning("stale_retries_replayed", count=len(stale))
+        return len(stale)
+
     async def heal_account(self, practice_id: str, patient_account_id: str, caused_by: str) -> int:
         """Retry every mapping failure of a patient account, after its mapping was entered or corrected."""
-        keys = await self._store.failed_keys({
-            "practice_id": practice_id, "patient_account_id": patient_account_id,
-            "load_error.code": {"$in": [c.value for c in MAPPING_FIXES]},
-        })
+        keys = await self._store.failed_keys(self._mapping_failures(practice_id, patient_account_id))
         return await self._heal(practice_id, keys, f"mapping of patient account {patient_account_id} "
                                                    f"updated by {caused_by}")
 

@@ -42,6 +42,8 @@ class RefundHealer(Protocol):
 
     async def heal_waiting_refunds(self) -> int: ...
 
+    async def replay_stale(self) -> int: ...
+
 
 class PostingReactions:
     """Called by the posting service and the operations once an outcome is durable."""
@@ -97,6 +99,7 @@ class PostingReactions:
         """The slow sweep: catches what another process finished, or a crash left unswept."""
         if self.healer is not None:
             await self.healer.heal_waiting_refunds()
+            await self.healer.replay_stale()
         for transfer in await self._transfers.unreconciled(limit=500):
             await self._check_reconciled(transfer)
 

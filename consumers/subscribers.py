@@ -87,6 +87,8 @@ def register(
         """What ``paypost.payments`` routed nowhere: kept as an unreadable row, never dropped."""
         message = kept_message(msg.raw_message)
         read = postings.read_any(message)
+        known = message.routing_key if not isinstance(read, Unreadable) else "unknown"
+        metrics.UNROUTED.labels(known).inc()
         try:
             if isinstance(read, (PaymentPosted, PaymentRefunded)):
                 # A payment whose binding is missing: say so loudly, and load it all the same.

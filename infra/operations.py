@@ -20,6 +20,9 @@ class MongoOperationStore:
         await self._ops.insert_one({"_id": operation_id, "practice_id": practice_id, "actor": actor,
                                     "items": items, "total": len(items), "created_at": at})
 
+    async def discard(self, operation_id: str) -> None:
+        await self._ops.delete_one({"_id": operation_id})
+
     async def record(self, operation_id: str, results: list[Any], at: datetime) -> None:
         """Keep each item's result; writing the same result again changes nothing."""
         if not results:

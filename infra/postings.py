@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from datetime import UTC, datetime, timedelta
 from dataclasses import asdict
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -116,6 +117,7 @@ class MongoPostingStore:
             "attempts_count": 0,
             "attempts": [],
             "audit": [audit_doc(audit)],
+            "audit_dirty": True,
             "received_at": posting.received_at,
             "updated_at": posting.received_at,
             "message": message_doc(message),
@@ -143,7 +145,8 @@ class MongoPostingStore:
         result = await self._c.update_one(
             {"_id": doc_id(posting.key), "load_status": LoadStatus.FAILED.value},
             {"$set": {**posting_fields(posting), "load_status": LoadStatus.RETRYING.value,
-                      "load_error": None, "message": message_doc(message), "updated_at": audit.at},
+                      "load_error": None, "message": message_doc(message), "updated_at": audit.at,
+                      "audit_dirty": True},
              "$push": {"audit": audit_doc(audit)}},
         )
         return result.modified_count == 1
@@ -151,7 +154,7 @@ class MongoPostingStore:
     async def _finish(self, key: PostingKey, attempt: Attempt, fields: Doc, audit: AuditEntry) -> bool:
         result = await self._c.update_one(
             {"_id": doc_id(key), "load_status": {"$in": [s.value for s in IN_FLIGHT]}},
-            {"$set": {**fields, "updated_at": attempt.at},
+            {"$set": {**fields, "updated_at": datetime.now(UTC), "audit_dirty": True},
              "$inc": {"attempts_count": 1},
              "$push": {"attempts": {"$each": [attempt_doc(attempt)], "$slice": -HISTORY_LIMIT},
                        "audit": audit_doc(audit)}},
@@ -201,6 +204,7 @@ class MongoPostingStore:
                 "audit": [audit_doc(AuditEntry(audit.at, "paypost", "received",
                                                detail=f"message via {message.routing_key[:100]}")),
                           audit_doc(audit)],
+                "audit_dirty": True,
                 "received_at": posting.received_at,
                 "updated_at": posting.received_at,
                 "message": message_doc(message),
@@ -221,7 +225,7 @@ class MongoPostingStore:
         result = await self._c.update_one(
             {"_id": doc_id(key), "dead_letters": {"$ne": marker}},
             {"$push": {"audit": audit_doc(audit), "dead_letters": {"$each": [marker], "$slice": -HISTORY_LIMIT}},
-             "$set": {"dead_lettered_at": audit.at}},
+             "$set": {"dead_lettered_at": audit.at, "audit_dirty": True}},
         )
         return result.modified_count == 1
 
@@ -247,7 +251,7 @@ class MongoPostingCommands:
              # A command delivered again never re-claims what it claimed the first time.
              "retry_token": {"$ne": token}},
             {"$set": {"load_status": LoadStatus.RETRYING.value, "retry_token": token, "updated_at": audit.at,
-                      "load_error": None},
+                      "load_error": None, "audit_dirty": True},
              "$inc": {"replays": 1},
              "$push": {"audit": audit_doc(audit)}},
         )
@@ -291,6 +295,20 @@ class MongoPostingCommands:
                 waiting.setdefault(r["practice_id"], []).append(PostingKey(r["practice_id"], r["payment_id"]))
         return waiting
 
+    async def stale_retrying(self, older_than_seconds: float, limit: int = 1000) -> list[tuple[Posting, KeptMessage]]:
+        """RETRYING postings untouched for a while; each is touched so the next sweep leaves it be."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+        docs = await self._c.find({"load_status": LoadStatus.RETRYING.value, "updated_at": {"$lt": cutoff}},
+                                  {"audit": 0, "attempts": 0, "dead_letters": 0}).limit(limit).to_list(None)
+        found = []
+        for d in docs:
+            touched = await self._c.update_one(
+                {"_id": d["_id"], "load_status": LoadStatus.RETRYING.value, "updated_at": d["updated_at"]},
+                {"$set": {"updated_at": datetime.now(UTC)}})
+            if touched.modified_count:
+                found.append((posting_from(d), message_from(d["message"])))
+        return found
+
     async def states(self, keys: list[PostingKey]) -> dict[PostingKey, Doc]:
         docs = self._c.find({"_id": {"$in": [doc_id(k) for k in keys]}},
                             {"practice_id": 1, "payment_id": 1, "kind": 1, "load_status": 1, "retry_token": 1,
@@ -305,7 +323,7 @@ class MongoPostingCommands:
             {"$set": {"load_status": LoadStatus.CLEARED.value, "clear_command": command_id,
                       "cleared": {"at": audit.at, "by": audit.actor, "reason": audit.reason,
                                   "manual_reference": manual_reference},
-                      "updated_at": audit.at},
+                      "updated_at": audit.at, "audit_dirty": True},
              "$push": {"audit": audit_doc(audit)}},
             projection={"audit": 0, "attempts": 0, "message": 0, "dead_letters": 0},
             return_document=ReturnDocument.AFTER,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,15 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = "console"  # or "json"
 
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # A secret may come from a file: PAYPOST_AMQP_URL_FILE=/run/secrets/amqp-url, and so on.
+        return init_settings, env_settings, SecretFiles(settings_cls), dotenv_settings, file_secret_settings
+
     @field_validator("api_tokens")
     @classmethod
     def _tokens_parse(cls, value: str) -> str:
@@ -54,6 +67,30 @@ class Settings(BaseSettings):
     @property
     def http_port(self) -> int:
         return int(self.http.rpartition(":")[2])
+
+
+SECRET_FIELDS = ("amqp_url", "mongodb_uri", "api_tokens")
+
+
+class SecretFiles(PydanticBaseSettingsSource):
+    """Reads ``PAYPOST_<NAME>_FILE`` for the settings that carry credentials."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        path = os.environ.get(f"PAYPOST_{field_name.upper()}_FILE")
+        if field_name not in SECRET_FIELDS or not path:
+            return None, field_name, False
+        try:
+            return Path(path).read_text().strip(), field_name, False
+        except OSError as exc:
+            raise ValueError(f"PAYPOST_{field_name.upper()}_FILE: cannot read {path}: {exc.strerror}") from exc
+
+    def __call__(self) -> dict[str, Any]:
+        values = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[key] = value
+        return values
 
 
 def parse_tokens(text: str) -> dict[str, ApiToken]:

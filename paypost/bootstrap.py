@@ -18,6 +18,7 @@ from consumers.reactions import PostingReactions
 from consumers.subscribers import register
 from infra.broker import Publisher, QueueInspector, declare_topology, make_broker
 from infra.alerts import MongoAlertStore
+from infra.audit_seals import AuditSealer
 from infra.event_hub import EventHub
 from infra.directory import MongoMappingStore, MongoPracticeDirectory
 from infra.ledger_builtin import BuiltinLedger, Ledgers
@@ -66,6 +67,7 @@ class Paypost:
         self.operations = PostingOperations(self.posting_commands, self.publish, self.outcomes,
                                             Pacer(settings.replay_rate))
         self.alerts = MongoAlertStore(self.collections)
+        self.sealer = AuditSealer(self.collections)
         self.reactions = PostingReactions(self.alerts, self.transfers, self.outcomes,
                                           settings.alert_escalate_after)
         self.reactions.healer = self.operations
@@ -82,15 +84,45 @@ class Paypost:
         self.consuming = False
         self._stop_background = asyncio.Event()
         self._escalations: asyncio.Task[None] | None = None
+        self._sealing: asyncio.Task[None] | None = None
+        self._heals: set[asyncio.Task[int]] = set()
 
     async def _after_mapping(self, practice_id: str, patient_account_id: str, ehr_patient_id: str,
                              actor: str) -> int:
-        # Self-healing: the office fixes the cause once; every payment it blocked loads by itself.
-        return await self.operations.heal_account(practice_id, patient_account_id, caused_by=actor)
+        """Self-healing: the office fixes the cause once; every payment it blocked loads by itself.
+
+        Returns how many failures are being sent back; the replay itself runs in the background
+        (10,000 of them must not hold the office's request open). A replay cut short by a crash
+        is finished by the stale-retry sweep.
+        """
+        blocked = await self.operations.blocked_by_mapping(practice_id, patient_account_id)
+        if blocked:
+            task = asyncio.create_task(self.operations.heal_account(practice_id, patient_account_id, caused_by=actor))
+            self._heals.add(task)
+            task.add_done_callback(self._heal_done)
+        return blocked
+
+    def _heal_done(self, task: asyncio.Task[int]) -> None:
+        self._heals.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # What was claimed is replayed by the stale-retry sweep; say why it stopped.
+            log.error("self_heal_failed", error=repr(task.exception())[:300])
 
     async def save_changes(self, practice_id: str, retry: list[str], clear: list[ClearItem], operator: str) -> str:
         """Save Changes: one operation for the whole selection (the API and the CLI call this)."""
         return await save_changes(self.publish, self.operation_store, practice_id, retry, clear, operator)
+
+    async def _seal_periodically(self, every: float = 2.0) -> None:
+        while not self._stop_background.is_set():
+            try:
+                await self.sealer.seal()
+            except Exception:  # noqa: BLE001 - sealing resumes at the next round
+                log.exception("audit_seal_failed")
+            try:
+                await asyncio.wait_for(self._stop_background.wait(), timeout=every)
+            except TimeoutError:
+                pass
+        await self.sealer.seal()
 
     async def refresh_queue_metrics(self) -> dict[str, tuple[int, int]]:
         """Queue depths and consumers into the Prometheus gauges (called on each scrape)."""
@@ -109,6 +141,7 @@ class Paypost:
         await self.operation_store.ensure_indexes()
         await self.alerts.ensure_indexes()
         await self.transfers.ensure_indexes()
+        await self.sealer.ensure_indexes()
         await self.broker.connect()
         await declare_topology(self.broker)
         if consume:
@@ -116,15 +149,19 @@ class Paypost:
             self.consuming = True
             self._stop_background.clear()
             self._escalations = asyncio.create_task(self.reactions.run_background(self._stop_background))
+            self._sealing = asyncio.create_task(self._seal_periodically())
         log.info("paypost_started", consuming=consume, database=self.settings.mongodb_db)
 
     async def stop(self) -> None:
         """Stop consuming (in-flight messages finish or return to their queue), then disconnect."""
         self._stop_background.set()
         await self.event_hub.close()
-        if self._escalations is not None:
-            await self._escalations
-            self._escalations = None
+        if self._heals:
+            await asyncio.wait(self._heals, timeout=30)
+        for task in (self._escalations, self._sealing):
+            if task is not None:
+                await task
+        self._escalations = self._sealing = None
         await self.broker.stop()
         self.consuming = False
         await self.http_ledgers.close()

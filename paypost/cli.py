@@ -364,6 +364,34 @@ def bench(
     print(json.dumps(summary(results)))
 
 
+audit = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+app.add_typer(audit, name="audit")
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit trail's hash chain; exit 1 if any entry or seal was altered or removed."""
+    from infra.audit_seals import AuditSealer
+    from infra.mongo import Collections, connect
+
+    async def go() -> bool:
+        settings = _settings()
+        client = connect(settings.mongodb_uri)
+        try:
+            sealer = AuditSealer(Collections(client[settings.mongodb_db]))
+            await sealer.seal()
+            result = await sealer.verify()
+        finally:
+            await client.close()
+        out.print(f"{result.seals} seals, {result.entries} audit entries verified, {result.unsealed} not sealed yet")
+        for problem in result.problems:
+            out.print(f"[red]TAMPERED[/red] {problem}")
+        return result.ok
+
+    if not _run(go):
+        raise typer.Exit(1)
+
+
 @app.command()
 def topology() -> None:
     """Declare paypost's exchanges, queues and bindings, and exit."""

@@ -19,6 +19,8 @@ class OperationRecorder(Protocol):
     async def create(self, operation_id: str, practice_id: str, actor: str, items: list[dict[str, str]],
                      at: datetime) -> None: ...
 
+    async def discard(self, operation_id: str) -> None: ...
+
 
 class EmptySelection(ValueError):
     """A Save Changes that selects nothing."""
@@ -45,6 +47,17 @@ async def save_changes(publish: Publish, operations: OperationRecorder, practice
     items = [{"payment_id": p, "action": "retry"} for p in retry] + \
             [{"payment_id": c.payment_id, "action": "clear"} for c in clear]
     await operations.create(operation_id, practice_id, operator, items, now)
+    try:
+        await _publish_commands(publish, operation_id, practice_id, retry, clear, operator, now)
+    except Exception:
+        # An operation whose commands did not all go out must not look pending for ever.
+        await operations.discard(operation_id)
+        raise
+    return operation_id
+
+
+async def _publish_commands(publish: Publish, operation_id: str, practice_id: str, retry: list[str],
+                            clear: Sequence[ClearItem], operator: str, now: datetime) -> None:
     for start in range(0, len(retry), IDS_PER_COMMAND):
         command = PostingRetry(command_id=str(uuid.uuid4()), operation_id=operation_id, practice_id=practice_id,
                                payment_ids=retry[start:start + IDS_PER_COMMAND], operator=operator,
@@ -57,4 +70,3 @@ async def save_changes(publish: Publish, operations: OperationRecorder, practice
                                      operator=operator, requested_at=now)
         await publish(COMMANDS_EXCHANGE, POSTING_CLEAR, clear_command.model_dump_json().encode(),
                       message_id=clear_command.command_id)
-    return operation_id

@@ -19,7 +19,6 @@ class BuiltinLedgerConfig(Body):
 
 
 class HttpLedgerConfig(Body):
-    model_config = ConfigDict(extra="allow")
     kind: Literal["http"]
     base_url: HttpUrl
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)

@@ -178,3 +178,13 @@ async def test_asyncapi_is_served(api: httpx.AsyncClient) -> None:
     r = await api.get("/api/v1/asyncapi.json", headers={"Authorization": ""})
     assert r.status_code == 200
     assert r.json()["info"]["title"] == "paypost"
+
+
+async def test_text_that_no_database_can_store_is_a_422(api: httpx.AsyncClient) -> None:
+    r = await api.put("/api/v1/practices/clinic-u", content=b'{"name": "\\udaba", "ledger": {"kind": "builtin"}}',
+                      headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    assert "unicode" in r.json()["error"]["message"].lower()
+    r = await api.put("/api/v1/practices/clinic-u", json={"name": "x", "ledger": {"kind": "http",
+                      "base_url": "http://127.0.0.1:9", "extra": 1}})
+    assert r.status_code == 422

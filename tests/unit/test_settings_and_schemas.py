@@ -67,3 +67,21 @@ def test_asyncapi_documents_every_routing_key_of_the_contract() -> None:
                 "alert.resolved.{practice_id}.{kind}", "alert.escalated.{practice_id}.{kind}",
                 "transfer.reconciled.{practice_id}"):
         assert any(name.endswith(":" + key) for name in channels), key
+
+
+def test_credentials_can_come_from_secret_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "amqp").write_text("amqps://paypost:s3cret@broker.example:5671/prod\n")
+    (tmp_path / "tokens").write_text("t1:operator:ops\n")
+    monkeypatch.delenv("PAYPOST_AMQP_URL", raising=False)
+    monkeypatch.delenv("PAYPOST_API_TOKENS", raising=False)
+    monkeypatch.setenv("PAYPOST_AMQP_URL_FILE", str(tmp_path / "amqp"))
+    monkeypatch.setenv("PAYPOST_API_TOKENS_FILE", str(tmp_path / "tokens"))
+    s = Settings()
+    assert s.amqp_url == "amqps://paypost:s3cret@broker.example:5671/prod"
+    assert s.tokens["t1"].name == "ops"
+
+
+def test_an_unreadable_secret_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAYPOST_MONGODB_URI_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="PAYPOST_MONGODB_URI_FILE"):
+        Settings()

@@ -1,0 +1,106 @@
+"""Sealing the audit trail into a hash chain, and verifying it.
+
+Writes on the posting path only mark a posting ``audit_dirty``; a sealer, every few seconds, hashes
+the new entries and appends one seal to the chain (a unique ``seq`` keeps it linear when several
+paypost processes seal at once). ``paypost audit verify`` recomputes every sealed entry from the
+postings and every seal from the one before: an edited, removed or reordered entry, or an edited
+seal, is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.errors import DuplicateKeyError
+
+from domain.audit_chain import GENESIS, entry_hash, seal_hash
+from infra.mongo import Collections
+
+
+@dataclass
+class Verification:
+    seals: int = 0
+    entries: int = 0
+    unsealed: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class AuditSealer:
+    def __init__(self, collections: Collections) -> None:
+        self._postings = collections.postings
+        self._seals = collections.db.get_collection("audit_seals", codec_options=collections.postings.codec_options)
+
+    async def ensure_indexes(self) -> None:
+        await self._seals.create_index([("seq", ASCENDING)], unique=True)
+        await self._postings.create_indexes([IndexModel([("audit_dirty", ASCENDING)], sparse=True)])
+
+    async def seal(self, limit: int = 2000) -> int:
+        """Seal what was appended since the last seal; returns how many entries were sealed."""
+        docs = await self._postings.find({"audit_dirty": True}, {"audit": 1, "audit_sealed": 1}).limit(limit) \
+            .to_list(None)
+        if not docs:
+            return 0
+        covered = []
+        for doc in docs:
+            start = doc.get("audit_sealed", 0)
+            for index in range(start, len(doc["audit"])):
+                covered.append({"posting": doc["_id"], "index": index,
+                                "hash": entry_hash(doc["_id"], index, doc["audit"][index])})
+        if covered:
+            for _ in range(20):
+                last = await self._seals.find_one(sort=[("seq", DESCENDING)])
+                seq = (last["seq"] + 1) if last else 1
+                previous = last["hash"] if last else GENESIS
+                try:
+                    await self._seals.insert_one({
+                        "seq": seq, "previous": previous, "entries": covered, "at": datetime.now(UTC),
+                        "hash": seal_hash(previous, seq, (c["hash"] for c in covered)),
+                    })
+                    break
+                except DuplicateKeyError:
+                    continue  # another process sealed first: chain onto its seal
+        for doc in docs:
+            sealed = len(doc["audit"])
+            await self._postings.update_one({"_id": doc["_id"]}, {"$max": {"audit_sealed": sealed}})
+            await self._postings.update_one({"_id": doc["_id"], "audit": {"$size": sealed}},
+                                            {"$set": {"audit_dirty": False}})
+        return len(covered)
+
+    async def verify(self) -> Verification:
+        result = Verification()
+        previous, expected_seq = GENESIS, 1
+        sealed: dict[str, dict[int, str]] = {}
+        async for seal in self._seals.find({}).sort("seq", ASCENDING):
+            result.seals += 1
+            if seal["seq"] != expected_seq:
+                result.problems.append(f"seal {expected_seq} is missing (found {seal['seq']})")
+            if seal["previous"] != previous:
+                result.problems.append(f"seal {seal['seq']} does not follow seal {seal['seq'] - 1}")
+            if seal_hash(seal["previous"], seal["seq"], (c["hash"] for c in seal["entries"])) != seal["hash"]:
+                result.problems.append(f"seal {seal['seq']} was altered")
+            for c in seal["entries"]:
+                if c["index"] in sealed.setdefault(c["posting"], {}):
+                    result.problems.append(f"{c['posting']} entry {c['index']} is sealed twice")
+                sealed[c["posting"]][c["index"]] = c["hash"]
+            previous, expected_seq = seal["hash"], seal["seq"] + 1
+        async for doc in self._postings.find({}, {"audit": 1}):
+            hashes = sealed.pop(doc["_id"], {})
+            for index, entry in enumerate(doc.get("audit", [])):
+                want = hashes.get(index)
+                if want is None:
+                    result.unsealed += 1
+                elif entry_hash(doc["_id"], index, entry) != want:
+                    result.problems.append(f"{doc['_id']}: audit entry {index} was altered")
+                else:
+                    result.entries += 1
+            for index in sorted(i for i in hashes if i >= len(doc.get("audit", []))):
+                result.problems.append(f"{doc['_id']}: audit entry {index} was removed")
+        for posting in sealed:
+            result.problems.append(f"{posting}: the posting and its audit trail were removed")
+        return result

@@ -1,0 +1,294 @@
+"""The fault suite: whatever crashes and whatever is sent, every payment ends LOADED, FAILED or
+CLEARED, none is posted twice, and every message is accounted for. Run on the real services."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import signal
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aio_pika
+import httpx
+import orjson
+import pytest
+
+from infra.local_services import free_port, rabbitmqctl, start_mongod
+from infra.mongo import Collections, connect
+from infra.settings import Settings
+from paypost.bench import PaypostProcess
+from paypost.bootstrap import Paypost
+from tests.conftest import OPERATOR, payment_body, wait_for
+from tests.faults.conftest import Figures, account, scale
+from tests.support.services import Services
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+
+async def setup_practice(c: Collections, patients: int = 5) -> None:
+    from datetime import UTC, datetime
+
+    await c.practices.update_one({"_id": "clinic-a"}, {"$set": {"name": "A", "ledger": {"kind": "builtin"},
+                                                                "enabled": True}}, upsert=True)
+    for i in range(patients):
+        await c.ehr_patients.update_one({"_id": f"clinic-a/EHR-{i}"},
+                                        {"$setOnInsert": {"practice_id": "clinic-a", "ehr_patient_id": f"EHR-{i}",
+                                                          "registered_at": datetime.now(UTC)}}, upsert=True)
+
+
+class Flow:
+    """An upstream publisher that survives a broker restart: a payment counts as published only
+    once the broker confirmed it, and is published again when the connection drops first."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self.channel: aio_pika.abc.AbstractChannel | None = None
+
+    async def __aenter__(self) -> Flow:
+        self.connection = await aio_pika.connect_robust(self.url)
+        self.channel = await self.connection.channel(publisher_confirms=True)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.connection is not None
+        await self.connection.close()
+
+    async def publish(self, body: dict[str, object], routing_key: str = "payment.posted") -> None:
+        for attempt in range(200):
+            try:
+                assert self.channel is not None
+                exchange = await self.channel.get_exchange("paypost.payments", ensure=False)
+                await exchange.publish(aio_pika.Message(orjson.dumps(body), message_id=str(body["event_id"]),
+                                                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                                       routing_key=routing_key)
+                return
+            except Exception:  # noqa: BLE001 - the broker is restarting: try again
+                await asyncio.sleep(min(0.1 * (attempt + 1), 1.0))
+        raise RuntimeError("could not publish for 100 s")
+
+    async def paced(self, bodies: list[dict[str, object]], rate: float) -> None:
+        started = time.perf_counter()
+        for i, body in enumerate(bodies):
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.publish(body)
+
+
+async def until_final(c: Collections, ids: list[str], timeout: float) -> None:
+    async def done() -> bool:
+        return await c.postings.count_documents(
+            {"payment_id": {"$in": ids}, "load_status": {"$in": ["LOADED", "FAILED", "CLEARED"]}}) == len(ids)
+
+    await wait_for(done, timeout=timeout, interval=0.5)
+
+
+@pytest.fixture
+async def store(settings: Settings) -> Collections:
+    client = connect(settings.mongodb_uri)
+    c = Collections(client[settings.mongodb_db])
+    await setup_practice(c)
+    return c
+
+
+async def test_kill_9_the_consumer_every_2_seconds(settings: Settings, store: Collections,
+                                                   report: list[Figures]) -> None:
+    n = scale(10_000)
+    bodies = [payment_body(payment_id=f"k-{i}", ehr_patient_id=f"EHR-{i % 5}") for i in range(n)]
+    worker = PaypostProcess(settings.amqp_url, settings.mongodb_uri, settings.mongodb_db)
+    await worker.start()
+    kills = 0
+    try:
+        async with Flow(settings.amqp_url) as flow:
+            publishing = asyncio.create_task(flow.paced(bodies, rate=max(100.0, n / 20)))
+            while not publishing.done():
+                await asyncio.sleep(2)
+                assert worker.proc is not None
+                worker.proc.send_signal(signal.SIGKILL)
+                worker.proc.wait()
+                kills += 1
+                await worker.start()
+            await publishing
+        await until_final(store, [str(b["payment_id"]) for b in bodies], timeout=600)
+    finally:
+        worker.stop()
+    figures = await account(store, f"kill -9 every 2 s ({kills} kills)", [str(b["payment_id"]) for b in bodies])
+    report.append(figures)
+    assert kills >= 3
+    assert (figures.lost, figures.double_posts, figures.pending) == (0, 0, 0)
+    assert figures.loaded + figures.failed == n
+    assert figures.failed == 0  # a kill never turns a good payment into a failure
+
+
+@pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="needs the local broker's rabbitmqctl")
+async def test_broker_restart_mid_stream(services: Services, settings: Settings, store: Collections,
+                                         report: list[Figures]) -> None:
+    if not services.local_rabbit:
+        pytest.skip("restarts only a local broker")
+    n = scale(3_000)
+    bodies = [payment_body(payment_id=f"b-{i}", ehr_patient_id=f"EHR-{i % 5}") for i in range(n)]
+    app = Paypost(settings, retry_seconds=120)
+    await app.start()
+    try:
+        async with Flow(settings.amqp_url) as flow:
+            publishing = asyncio.create_task(flow.paced(bodies, rate=max(100.0, n / 15)))
+            await asyncio.sleep(4)
+            await asyncio.to_thread(rabbitmqctl, "stop_app")
+            await asyncio.sleep(2)
+            await asyncio.to_thread(rabbitmqctl, "start_app")
+            await publishing
+        await until_final(store, [str(b["payment_id"]) for b in bodies], timeout=300)
+    finally:
+        await app.stop()
+    figures = await account(store, "broker restarted mid-stream", [str(b["payment_id"]) for b in bodies])
+    report.append(figures)
+    assert (figures.lost, figures.double_posts, figures.pending, figures.failed) == (0, 0, 0, 0)
+
+
+async def test_mongodb_stopped_for_30_seconds_under_load(amqp_url: str, report: list[Figures]) -> None:
+    down = float(os.environ.get("PAYPOST_FAULT_MONGO_DOWN", "30"))
+    n = scale(3_000)
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="paypost-fault-mongo-") as folder:
+        proc = start_mongod(Path(folder) / "db", port)
+        uri = f"mongodb://127.0.0.1:{port}/?replicaSet=rs0"
+        settings = Settings(amqp_url=amqp_url, mongodb_uri=uri, mongodb_db="fault", api_tokens=f"{OPERATOR}:operator")
+        client = connect(uri)
+        c = Collections(client["fault"])
+        await setup_practice(c)
+        app = Paypost(settings, retry_seconds=down * 4)
+        await app.start()
+        bodies = [payment_body(payment_id=f"m-{i}", ehr_patient_id=f"EHR-{i % 5}") for i in range(n)]
+        try:
+            async with Flow(amqp_url) as flow:
+                publishing = asyncio.create_task(flow.paced(bodies, rate=max(100.0, n / 10)))
+                await asyncio.sleep(3)
+                proc.terminate()
+                proc.wait(timeout=30)
+                await asyncio.sleep(down)
+                proc = await asyncio.to_thread(start_mongod, Path(folder) / "db", port)
+                await publishing
+            await until_final(c, [str(b["payment_id"]) for b in bodies], timeout=300)
+            figures = await account(c, f"MongoDB stopped {down:.0f} s", [str(b["payment_id"]) for b in bodies])
+        finally:
+            await app.stop()
+            await client.close()
+            proc.terminate()
+            proc.wait(timeout=30)
+    report.append(figures)
+    assert (figures.lost, figures.double_posts, figures.pending, figures.failed) == (0, 0, 0, 0)
+
+
+async def test_each_message_delivered_2_to_5_times_to_two_consumers(
+    settings: Settings, store: Collections, report: list[Figures]
+) -> None:
+    n = scale(2_000)
+    rng = random.Random(11)
+    first, second = Paypost(settings), Paypost(settings)
+    await first.start()
+    await second.start()
+    bodies = [payment_body(payment_id=f"d-{i}", ehr_patient_id=f"EHR-{i % 5}") for i in range(n)]
+    copies = 0
+    try:
+        async with Flow(settings.amqp_url) as flow:
+            deliveries = []
+            for body in bodies:
+                for k in range(rng.randint(2, 5)):
+                    deliveries.append(body if k % 2 == 0 else {**body, "event_id": str(uuid.uuid4())})
+            rng.shuffle(deliveries)
+            copies = len(deliveries)
+            await asyncio.gather(*[flow.publish(d) for d in deliveries])
+        await until_final(store, [str(b["payment_id"]) for b in bodies], timeout=300)
+        await asyncio.sleep(1)
+    finally:
+        await first.stop()
+        await second.stop()
+    figures = await account(store, f"{copies} deliveries of {n} payments, two consumers",
+                            [str(b["payment_id"]) for b in bodies])
+    report.append(figures)
+    assert (figures.lost, figures.double_posts, figures.pending, figures.failed) == (0, 0, 0, 0)
+
+
+async def test_reference_ledger_drops_and_5xx(settings: Settings, store: Collections, report: list[Figures]) -> None:
+    import uvicorn
+
+    from infra.reference_ledger import Faults, LedgerState, create_reference_ledger
+
+    n = scale(1_000)
+    state = LedgerState(patients={f"EHR-{i}" for i in range(5)},
+                        faults=Faults(drop_after_commit_rate=0.1, error_rate=0.1))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_reference_ledger(state), host="127.0.0.1", port=port,
+                                           log_level="critical", lifespan="off"))
+    serving = asyncio.create_task(server.serve())
+    await store.practices.update_one({"_id": "clinic-a"}, {"$set": {
+        "ledger": {"kind": "http", "base_url": f"http://127.0.0.1:{port}", "timeout_seconds": 2}}})
+    app = Paypost(settings.model_copy(update={"ledger_attempts": 6}))
+    await app.start()
+    ids = [f"h-{i}" for i in range(n)]
+    try:
+        async with Flow(settings.amqp_url) as flow:
+            await asyncio.gather(*[flow.publish(payment_body(payment_id=pid, ehr_patient_id=f"EHR-{i % 5}"))
+                                   for i, pid in enumerate(ids)])
+        await until_final(store, ids, timeout=300)
+        # What failed after its attempts (LEDGER_UNAVAILABLE) is retried once by an operator.
+        failed = [d["payment_id"] async for d in store.postings.find({"load_status": "FAILED"}, {"payment_id": 1})]
+        if failed:
+            await app.operations.retry("clinic-a", failed, actor="fault-suite", command_id="retry-all")
+            await until_final(store, ids, timeout=120)
+    finally:
+        await app.stop()
+        server.should_exit = True
+        await serving
+    entries = [{"payment_id": e["payment_id"]} for e in state.entries.values()]
+    figures = await account(store, "ledger drops 10% after commit and fails 10% with 5xx", ids, ledger_entries=entries)
+    report.append(figures)
+    assert (figures.lost, figures.double_posts, figures.pending) == (0, 0, 0)
+    assert state.posts > len(entries)  # the faults really happened, and re-posts found their entries
+
+
+async def test_a_removed_binding_is_detected_and_nothing_is_lost(
+    settings: Settings, store: Collections, paypost: Paypost, report: list[Figures]
+) -> None:
+    connection = await aio_pika.connect(settings.amqp_url)
+    channel = await connection.channel()
+    queue = await channel.get_queue("paypost.postings", ensure=True)
+    await queue.unbind("paypost.payments", "payment.posted")
+    n = scale(200)
+    bodies = [payment_body(payment_id=f"u-{i}", ehr_patient_id="EHR-1") for i in range(n)]
+    try:
+        async with Flow(settings.amqp_url) as flow:
+            for body in bodies:
+                await flow.publish(body)
+        await until_final(store, [str(b["payment_id"]) for b in bodies], timeout=120)
+    finally:
+        await queue.bind("paypost.payments", "payment.posted")
+        await connection.close()
+    figures = await account(store, "payment.posted binding removed", [str(b["payment_id"]) for b in bodies])
+    report.append(figures)
+    assert (figures.lost, figures.double_posts, figures.pending, figures.failed) == (0, 0, 0, 0)
+    from consumers import metrics
+
+    assert metrics.UNROUTED.labels("payment.posted")._value.get() >= n  # noqa: SLF001 - reading the counter
+
+
+async def test_a_command_that_cannot_be_routed_is_reported_not_lost(
+    settings: Settings, paypost: Paypost, api: httpx.AsyncClient, store: Collections
+) -> None:
+    connection = await aio_pika.connect(settings.amqp_url)
+    channel = await connection.channel()
+    queue = await channel.get_queue("paypost.commands.postings", ensure=True)
+    await queue.unbind("paypost.commands", "posting.retry")
+    try:
+        r = await api.post("/api/v1/postings/changes", json={"practice_id": "clinic-a", "retry": ["x"]})
+    finally:
+        await queue.bind("paypost.commands", "posting.retry")
+        await connection.close()
+    assert r.status_code == 503
+    assert "posting.retry" in r.json()["error"]["message"]

@@ -1,0 +1,69 @@
+"""The audit trail is tamper-evident: sealed into a hash chain that `paypost audit verify` checks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from infra.audit_seals import AuditSealer
+from infra.settings import Settings
+from paypost.bootstrap import Paypost
+from tests.conftest import Upstream
+from tests.integration.helpers import wait_status
+
+pytestmark = pytest.mark.integration
+
+
+def verify(settings: Settings) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PAYPOST_MONGODB_URI": settings.mongodb_uri, "PAYPOST_MONGODB_DB": settings.mongodb_db}
+    return subprocess.run([str(Path(sys.executable).with_name("paypost")), "audit", "verify"], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+async def test_untouched_trail_verifies_and_an_edit_is_caught(
+    settings: Settings, paypost: Paypost, api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    failed = await upstream.payment(ehr_patient_id=None, patient_account_id="acct-h")
+    loaded = await upstream.payment()
+    await wait_status(api, practice, failed["payment_id"], "FAILED")
+    await wait_status(api, practice, loaded["payment_id"], "LOADED")
+    await api.post("/api/v1/postings/changes", json={"practice_id": practice,
+                   "clear": [{"payment_id": failed["payment_id"], "reason": "posted by hand"}]})
+    await wait_status(api, practice, failed["payment_id"], "CLEARED")
+    sealer = AuditSealer(paypost.collections)
+    assert await sealer.seal() >= 0
+
+    good = verify(settings)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "TAMPERED" not in good.stdout and "audit entries verified" in good.stdout
+
+    # Someone rewrites who cleared it and why.
+    await paypost.collections.postings.update_one(
+        {"_id": f"{practice}/{failed['payment_id']}", "audit.action": "clear"},
+        {"$set": {"audit.$.actor": "nobody", "audit.$.reason": "never happened"}})
+    # And someone deletes the received entry of another posting.
+    await paypost.collections.postings.update_one({"_id": f"{practice}/{loaded['payment_id']}"},
+                                                  {"$pop": {"audit": 1}})
+    bad = verify(settings)
+    assert bad.returncode == 1
+    assert f"{practice}/{failed['payment_id']}: audit entry" in bad.stdout and "altered" in bad.stdout
+    assert f"{practice}/{loaded['payment_id']}: audit entry" in bad.stdout and "removed" in bad.stdout
+
+
+async def test_an_altered_seal_breaks_the_chain(settings: Settings, paypost: Paypost, api: httpx.AsyncClient,
+                                                upstream: Upstream, practice: str) -> None:
+    for _ in range(2):
+        body = await upstream.payment()
+        await wait_status(api, practice, body["payment_id"], "LOADED")
+        await AuditSealer(paypost.collections).seal()
+    seals = paypost.collections.db.get_collection("audit_seals")
+    assert await seals.count_documents({}) >= 2
+    await seals.update_one({"seq": 1}, {"$set": {"entries": []}})
+    result = await AuditSealer(paypost.collections).verify()
+    assert not result.ok
+    assert any("seal 1 was altered" in p for p in result.problems)

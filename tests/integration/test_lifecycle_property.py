@@ -1,0 +1,166 @@
+"""A Hypothesis stateful test of the posting life cycle, on the real MongoDB.
+
+Random sequences of deliveries, duplicates, corrections, refunds, retries, clears and mapping
+fixes. Throughout: at most one ledger entry per payment or refund, never both CLEARED and posted,
+LOADED exactly when posted, and the ledger's sums equal what LOADED says.
+
+The broker is replaced here by direct calls (a replay goes straight to the posting service):
+the broker paths have their own tests; this one is about the states and the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from consumers.operations import ClearRequest, Pacer, PostingOperations
+from consumers.posting import PostingService
+from domain.posting import KeptMessage
+from infra.directory import MongoMappingStore, MongoPracticeDirectory
+from infra.ledger_builtin import BuiltinLedger, Ledgers
+from infra.ledger_http import HttpLedgers
+from infra.mongo import Collections, connect, ensure_indexes
+from infra.postings import MongoPostingCommands, MongoPostingStore
+from producers.events import OutcomePublisher
+from schemas.topics import ROUTING_KEY_HEADER
+from tests.support.services import Services
+
+pytestmark = pytest.mark.integration
+
+PAYMENTS = [f"pay-{i}" for i in range(4)]
+ACCOUNTS = ["acct-0", "acct-1"]
+AMOUNTS = st.sampled_from(["10.00", "25.50", "99.99", "1.00"])
+
+
+def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
+    class Lifecycle(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.loop = asyncio.new_event_loop()
+            self.client = connect(mongodb_uri)
+            self.c = Collections(self.client[f"prop_{uuid.uuid4().hex[:10]}"])
+            self.bodies: dict[str, dict[str, Any]] = {}
+            self.refunds: list[str] = []
+            self.run(self._build())
+
+        def run(self, coro: Any) -> Any:
+            return self.loop.run_until_complete(coro)
+
+        async def _build(self) -> None:
+            await ensure_indexes(self.c)
+            postings = MongoPostingStore(self.c)
+            directory = MongoPracticeDirectory(self.c)
+            self.mappings = MongoMappingStore(self.c)
+            self.http = HttpLedgers(1, 1.0)
+            ledgers = Ledgers(BuiltinLedger(self.c, directory), self.http)
+            outcomes = OutcomePublisher(self._publish)
+            self.service = PostingService(postings, directory, self.mappings, ledgers, outcomes, 64 * 1024)
+            self.ops = PostingOperations(MongoPostingCommands(self.c), self._publish, outcomes, Pacer(1e9))
+            now = datetime.now(UTC)
+            await directory.put_practice("clinic-p", "P", {"kind": "builtin"}, True, now)
+            for ehr in ("EHR-0", "EHR-1"):
+                await directory.register_patient("clinic-p", ehr, now)
+
+        async def _publish(self, exchange: str, routing_key: str, body: bytes, *, message_id: str,
+                           headers: dict[str, object] | None = None, broadcast: bool = False) -> None:
+            if exchange == "" and headers:  # a replay into the intake queue: deliver it now
+                await self.service.handle(KeptMessage(body, str(headers[ROUTING_KEY_HEADER]), message_id, headers))
+
+        async def _deliver(self, routing_key: str, body: dict[str, Any]) -> None:
+            await self.service.handle(KeptMessage(orjson.dumps(body), routing_key, body["event_id"], {}))
+
+        def teardown(self) -> None:
+            self.run(self.client.drop_database(self.c.db.name))
+            self.run(self.http.close())
+            self.run(self.client.close())
+            self.loop.close()
+
+        @initialize()
+        def start(self) -> None:
+            pass
+
+        @rule(i=st.integers(0, len(PAYMENTS) - 1), account=st.sampled_from(ACCOUNTS),
+              ehr=st.sampled_from([None, "EHR-0", "EHR-404"]), amount=AMOUNTS)
+        def deliver(self, i: int, account: str, ehr: str | None, amount: str) -> None:
+            body = {"event_id": str(uuid.uuid4()), "practice_id": "clinic-p", "payment_id": PAYMENTS[i],
+                    "patient_account_id": account, "amount": amount, "currency": "USD", "method": "card",
+                    "occurred_at": "2026-11-25T10:00:00+00:00"}
+            if ehr:
+                body["ehr_patient_id"] = ehr
+            self.bodies[PAYMENTS[i]] = body
+            self.run(self._deliver("payment.posted", body))
+
+        @rule(i=st.integers(0, len(PAYMENTS) - 1))
+        def duplicate(self, i: int) -> None:
+            if PAYMENTS[i] in self.bodies:
+                self.run(self._deliver("payment.posted", self.bodies[PAYMENTS[i]]))
+
+        @rule(i=st.integers(0, len(PAYMENTS) - 1), amount=AMOUNTS)
+        def refund(self, i: int, amount: str) -> None:
+            refund_id = f"ref-{len(self.refunds)}"
+            self.refunds.append(refund_id)
+            self.run(self._deliver("payment.refunded", {
+                "event_id": str(uuid.uuid4()), "practice_id": "clinic-p", "refund_id": refund_id,
+                "payment_id": PAYMENTS[i], "amount": amount, "currency": "USD",
+                "occurred_at": "2026-11-25T10:00:00+00:00"}))
+
+        @rule(ids=st.lists(st.sampled_from(PAYMENTS), min_size=1, max_size=3))
+        def retry(self, ids: list[str]) -> None:
+            self.run(self.ops.retry("clinic-p", ids + self.refunds[-1:], actor="prop", command_id=str(uuid.uuid4())))
+
+        @rule(i=st.integers(0, len(PAYMENTS) - 1), reason=st.sampled_from(["", "posted by hand"]))
+        def clear(self, i: int, reason: str) -> None:
+            self.run(self.ops.clear("clinic-p", [ClearRequest(PAYMENTS[i], reason)], actor="prop",
+                                    command_id=str(uuid.uuid4())))
+
+        @rule(account=st.sampled_from(ACCOUNTS), ehr=st.sampled_from(["EHR-0", "EHR-1", "EHR-404"]))
+        def fix_mapping(self, account: str, ehr: str) -> None:
+            async def go() -> None:
+                await self.mappings.put("clinic-p", account, ehr, "prop", datetime.now(UTC))
+                await self.ops.heal_account("clinic-p", account, caused_by="prop")
+
+            self.run(go())
+
+        @rule()
+        def refunds_heal(self) -> None:
+            self.run(self.ops.heal_waiting_refunds())
+
+        @invariant()
+        def ledger_agrees_with_postings(self) -> None:
+            async def check() -> None:
+                entries = await self.c.ledger_entries.find({}).to_list(None)
+                postings = {d["payment_id"]: d for d in await self.c.postings.find({}).to_list(None)}
+                posted: dict[str, int] = {}
+                for e in entries:
+                    key = e["refund_id"] or e["payment_id"]
+                    posted[key] = posted.get(key, 0) + 1
+                assert all(n == 1 for n in posted.values()), f"posted twice: {posted}"
+                for pid, doc in postings.items():
+                    status = doc["load_status"]
+                    assert not (status == "CLEARED" and pid in posted), f"{pid} is CLEARED and posted"
+                    assert (status == "LOADED") == (pid in posted), f"{pid} is {status}, posted={pid in posted}"
+                    assert status in ("LOADED", "FAILED", "CLEARED"), f"{pid} left {status}"
+                total_ledger = sum((e["amount"] for e in entries), Decimal("0"))
+                total_loaded = sum((d["amount"] if d["kind"] == "payment" else -d["amount"]
+                                    for d in postings.values() if d["load_status"] == "LOADED"), Decimal("0"))
+                assert total_ledger == total_loaded
+
+            self.run(check())
+
+    return Lifecycle
+
+
+def test_posting_lifecycle_invariants(services: Services) -> None:
+    machine = make_machine(services.mongodb_uri)
+    machine.TestCase.settings = settings(max_examples=30, stateful_step_count=20, deadline=None,
+                                         suppress_health_check=list(HealthCheck))
+    machine.TestCase().runTest()

@@ -1,0 +1,68 @@
+"""paypost works with only the broker permissions the README documents."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import uuid
+
+import aio_pika
+import httpx
+import pytest
+
+from api.http import create_app
+from infra.local_services import rabbitmqctl
+from infra.settings import Settings
+from paypost.bootstrap import Paypost
+from tests.conftest import OPERATOR, TOKENS, Upstream, payment_body
+from tests.integration.helpers import wait_status
+from tests.support.services import Services
+
+pytestmark = pytest.mark.integration
+
+# As documented in the README ("Broker permissions").
+CONFIGURE = r"^(paypost\..*|amq\.gen-.*)$"
+WRITE = r"^(paypost\..*|amq\.gen-.*|amq\.default)$"
+READ = r"^(paypost\..*|amq\.gen-.*)$"
+
+
+@pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="needs rabbitmqctl to make a user")
+async def test_paypost_runs_with_the_documented_permissions_alone(services: Services, amqp_url: str) -> None:
+    if not services.local_rabbit:
+        pytest.skip("makes a user on the local broker")
+    vhost = amqp_url.rsplit("/", 1)[1]
+    user, password = f"paypost-{uuid.uuid4().hex[:6]}", secrets.token_urlsafe(12)
+    rabbitmqctl("add_user", user, password)
+    try:
+        rabbitmqctl("set_permissions", "-p", vhost, user, CONFIGURE, WRITE, READ)
+        settings = Settings(amqp_url=f"amqp://{user}:{password}@127.0.0.1:5672/{vhost}",
+                            mongodb_uri=services.mongodb_uri, mongodb_db=f"perm_{uuid.uuid4().hex[:8]}",
+                            api_tokens=TOKENS)
+        app = Paypost(settings)
+        await app.start()
+        connection = await aio_pika.connect(amqp_url)  # the upstream publisher, with its own account
+        upstream = Upstream(await connection.channel(publisher_confirms=True))
+        try:
+            transport = httpx.ASGITransport(app=create_app(app, manage_lifecycle=False))
+            async with httpx.AsyncClient(transport=transport, base_url="http://paypost",
+                                         headers={"Authorization": f"Bearer {OPERATOR}"}) as api:
+                await api.put("/api/v1/practices/clinic-a", json={"name": "A", "ledger": {"kind": "builtin"}})
+                await api.put("/api/v1/practices/clinic-a/ehr-patients/EHR-1", json={})
+                failed = payment_body(ehr_patient_id=None, patient_account_id="acct-p")
+                await upstream.send("payment.posted", failed)
+                await wait_status(api, "clinic-a", failed["payment_id"], "FAILED")  # dead-lettering works
+                r = await api.put("/api/v1/practices/clinic-a/patient-accounts/acct-p/mapping",
+                                  json={"ehr_patient_id": "EHR-1"})
+                assert r.status_code == 200
+                await wait_status(api, "clinic-a", failed["payment_id"], "LOADED")  # replays work
+                r = await api.post("/api/v1/postings/changes",
+                                   json={"practice_id": "clinic-a", "retry": [failed["payment_id"]]})
+                assert r.status_code == 202  # commands publish
+                assert (await api.get("/metrics")).status_code == 200
+        finally:
+            await connection.close()
+            await app.stop()
+    finally:
+        with contextlib.suppress(Exception):
+            rabbitmqctl("delete_user", user)
