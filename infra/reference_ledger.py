@@ -32,6 +32,8 @@ class LedgerState:
     patients: set[str] = field(default_factory=set)
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
     posts: int = 0
+    dropped: int = 0  # responses dropped after the entry was committed
+    errors: int = 0  # injected 5xx
     faults: Faults = field(default_factory=Faults)
     rng: random.Random = field(default_factory=lambda: random.Random(7))  # noqa: S311 - fault injection, not security
 
@@ -51,6 +53,7 @@ def create_reference_ledger(state: LedgerState | None = None) -> FastAPI:
         if f.timeout_rate and ledger.rng.random() < f.timeout_rate:
             await asyncio.sleep(f.timeout_seconds)
         if f.error_rate and ledger.rng.random() < f.error_rate:
+            ledger.errors += 1
             return JSONResponse({"error": {"message": "injected fault"}}, status_code=503)
         return None
 
@@ -75,7 +78,8 @@ def create_reference_ledger(state: LedgerState | None = None) -> FastAPI:
 
     @app.get("/_entries")
     async def all_entries() -> dict[str, Any]:
-        return {"items": list(ledger.entries.values()), "posts": ledger.posts}
+        return {"items": list(ledger.entries.values()), "posts": ledger.posts, "dropped": ledger.dropped,
+                "errors": ledger.errors}
 
     @app.post("/entries")
     async def post_entry(request: Request, idempotency_key: str = Header()) -> JSONResponse:
@@ -93,6 +97,7 @@ def create_reference_ledger(state: LedgerState | None = None) -> FastAPI:
         entry = {"entry_id": str(uuid.uuid4()), "idempotency_key": idempotency_key, **body}
         ledger.entries[idempotency_key] = entry
         if ledger.faults.drop_after_commit_rate and ledger.rng.random() < ledger.faults.drop_after_commit_rate:
+            ledger.dropped += 1
             raise Dropped
         return JSONResponse(entry, status_code=201)
 
