@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from domain.audit_chain import GENESIS, entry_hash, seal_hash
@@ -65,11 +65,14 @@ class AuditSealer:
                     break
                 except DuplicateKeyError:
                     continue  # another process sealed first: chain onto its seal
+        writes: list[UpdateOne] = []
         for doc in docs:
             sealed = len(doc["audit"])
-            await self._postings.update_one({"_id": doc["_id"]}, {"$max": {"audit_sealed": sealed}})
-            await self._postings.update_one({"_id": doc["_id"], "audit": {"$size": sealed}},
-                                            {"$set": {"audit_dirty": False}})
+            writes.append(UpdateOne({"_id": doc["_id"]}, {"$max": {"audit_sealed": sealed}}))
+            # Still dirty if an entry was appended since it was read.
+            writes.append(UpdateOne({"_id": doc["_id"], "audit": {"$size": sealed}},
+                                    {"$set": {"audit_dirty": False}}))
+        await self._postings.bulk_write(writes, ordered=True)
         return len(covered)
 
     async def verify(self) -> Verification:

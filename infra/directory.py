@@ -10,6 +10,7 @@ from typing import Any
 from pymongo import ReturnDocument
 
 from domain.posting import Integration
+from infra.batching import finder
 from infra.mongo import Collections, Doc
 
 
@@ -86,9 +87,10 @@ class MongoMappingStore:
 
     def __init__(self, collections: Collections) -> None:
         self._c = collections.mappings
+        self._finds = finder(self._c, {"ehr_patient_id": 1})
 
     async def get(self, practice_id: str, patient_account_id: str) -> str | None:
-        doc = await self._c.find_one({"_id": _id(practice_id, patient_account_id)}, {"ehr_patient_id": 1})
+        doc = await self._finds.submit(_id(practice_id, patient_account_id))
         return doc["ehr_patient_id"] if doc else None
 
     async def put(

@@ -13,6 +13,7 @@ from domain.ports import Ledger
 from domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
 from infra.directory import MongoPracticeDirectory
 from infra.ledger_http import HttpLedgers
+from infra.batching import inserter
 from infra.mongo import Collections, Doc
 
 
@@ -22,6 +23,7 @@ class BuiltinLedger:
     def __init__(self, collections: Collections, directory: MongoPracticeDirectory) -> None:
         self._entries = collections.ledger_entries
         self._directory = directory
+        self._inserts = inserter(self._entries)
 
     async def post(self, request: LedgerEntryRequest) -> LedgerReceipt:
         if not await self._directory.patient_registered(request.practice_id, request.ehr_patient_id):
@@ -31,7 +33,7 @@ class BuiltinLedger:
             )
         entry_id = str(uuid.uuid4())
         try:
-            await self._entries.insert_one({
+            await self._inserts.submit({
                 "_id": f"{request.practice_id}/{request.posting_id}",
                 "entry_id": entry_id,
                 "practice_id": request.practice_id,

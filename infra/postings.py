@@ -12,6 +12,7 @@ from pymongo.errors import DuplicateKeyError
 from domain.load_errors import LoadError, LoadErrorCode
 from domain.model import IN_FLIGHT, LoadStatus, PostingKind
 from domain.posting import Attempt, AuditEntry, KeptMessage, Posting, PostingKey
+from infra.batching import conditional_updater, inserter
 from infra.mongo import Collections, Doc
 
 HISTORY_LIMIT = 200  # attempts kept per posting; the audit trail is never trimmed
@@ -106,6 +107,8 @@ class MongoPostingStore:
 
     def __init__(self, collections: Collections) -> None:
         self._c = collections.postings
+        self._inserts = inserter(self._c)
+        self._finishes = conditional_updater(self._c)
 
     async def insert_received(self, posting: Posting, message: KeptMessage, audit: AuditEntry) -> bool:
         doc = {
@@ -125,7 +128,7 @@ class MongoPostingStore:
             "dead_letters": [],
         }
         try:
-            await self._c.insert_one(doc)
+            await self._inserts.submit(doc)
         except DuplicateKeyError:
             return False
         return True
@@ -152,14 +155,13 @@ class MongoPostingStore:
         return result.modified_count == 1
 
     async def _finish(self, key: PostingKey, attempt: Attempt, fields: Doc, audit: AuditEntry) -> bool:
-        result = await self._c.update_one(
+        return await self._finishes.submit((
             {"_id": doc_id(key), "load_status": {"$in": [s.value for s in IN_FLIGHT]}},
             {"$set": {**fields, "updated_at": datetime.now(UTC), "audit_dirty": True},
              "$inc": {"attempts_count": 1},
              "$push": {"attempts": {"$each": [attempt_doc(attempt)], "$slice": -HISTORY_LIMIT},
                        "audit": audit_doc(audit)}},
-        )
-        return result.modified_count == 1
+        ))
 
     async def record_loaded(self, key: PostingKey, attempt: Attempt, ehr_patient_id: str, entry_id: str,
                             patient_account_id: str | None = None) -> bool:

@@ -1,0 +1,112 @@
+"""Coalescing concurrent database calls into one round trip.
+
+Hundreds of deliveries are in flight at once (the prefetch window). Each still reads as one call
+(`insert_one`, `find_one`, a conditional `update_one`), but while one batch is at the database,
+the calls made meanwhile wait together and go as the next batch: one `insert_many`, one `find`
+with `$in`, one `bulk_write`. Under light load a call goes at once, alone, so latency does not
+suffer; under heavy load the round trips per payment fall by the batch size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from pymongo import UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from infra.mongo import Doc
+
+R = TypeVar("R")
+S = TypeVar("S")
+
+Outcome = Any  # a result, or the exception that call should raise
+
+
+class Coalescer(Generic[R, S]):
+    """Runs ``run(requests)`` for the calls gathered while the previous batch was running."""
+
+    def __init__(self, run: Callable[[list[R]], Awaitable[Sequence[S | BaseException]]], max_batch: int = 500) -> None:
+        self._run = run
+        self._max = max_batch
+        self._waiting: list[tuple[R, asyncio.Future[S]]] = []
+        self._busy = False
+
+    async def submit(self, request: R) -> S:
+        future: asyncio.Future[S] = asyncio.get_running_loop().create_future()
+        self._waiting.append((request, future))
+        if not self._busy:
+            self._busy = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:self._max], self._waiting[self._max:]
+                try:
+                    outcomes = await self._run([request for request, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - every caller of the batch gets the error
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        finally:
+            self._busy = False
+
+
+def inserter(collection: AsyncCollection[Doc]) -> Coalescer[Doc, bool]:
+    """``insert_one`` in batches; each call gets True, or DuplicateKeyError for a taken _id."""
+
+    async def run(docs: list[Doc]) -> list[bool | BaseException]:
+        outcomes: list[bool | BaseException] = [True] * len(docs)
+        try:
+            await collection.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            for error in exc.details.get("writeErrors", []):
+                if error.get("code") == 11000:
+                    outcomes[error["index"]] = DuplicateKeyError(error.get("errmsg", "duplicate key"), 11000)
+                else:
+                    outcomes[error["index"]] = BulkWriteError({"writeErrors": [error]})
+        return outcomes
+
+    return Coalescer(run)
+
+
+def finder(collection: AsyncCollection[Doc], projection: Doc | None = None) -> Coalescer[Any, Doc | None]:
+    """``find_one({"_id": ...})`` in batches: one ``find`` with ``$in``."""
+
+    async def run(ids: list[Any]) -> list[Doc | None]:
+        found = {d["_id"]: d async for d in collection.find({"_id": {"$in": list(set(ids))}}, projection)}
+        return [found.get(i) for i in ids]
+
+    return Coalescer(run)
+
+
+def conditional_updater(collection: AsyncCollection[Doc]) -> Coalescer[tuple[Doc, Doc], bool]:
+    """Conditional ``update_one(filter, update)`` in one ``bulk_write``; each call learns whether
+    its own update matched (each carries a marker that is read back in one query)."""
+
+    async def run(ops: list[tuple[Doc, Doc]]) -> list[bool]:
+        token = uuid.uuid4().hex
+        markers = [f"{token}:{i}" for i in range(len(ops))]
+        writes = []
+        for (query, update), marker in zip(ops, markers, strict=True):
+            writes.append(UpdateOne(query, {**update, "$set": {**update.get("$set", {}), "_write": marker}}))
+        await collection.bulk_write(writes, ordered=False)
+        ids = list({q["_id"] for q, _ in ops})
+        written = {d["_write"] async for d in collection.find({"_id": {"$in": ids}, "_write": {"$in": markers}},
+                                                              {"_write": 1})}
+        return [m in written for m in markers]
+
+    return Coalescer(run)
