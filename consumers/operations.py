@@ -109,16 +109,21 @@ class PostingOperations:
             audit = AuditEntry(at=self._clock(), actor=actor, action=action, reason=reason,
                                detail=f"command {command_id}")
             claimed = await self._store.claim_for_retry(chunk, command_id, audit, MAX_REPLAYS)
-            for posting, message in claimed:
+            sending = []
+            for posting, message in claimed:  # paced, with the broker's confirms awaited together
                 await self._pacer.wait()
-                await replay(self._publish, message, posting.replays)
-                await self._outcomes.retried(posting, audit)
+                sending.append(asyncio.ensure_future(self._send_back(posting, message, audit)))
+            await asyncio.gather(*sending)
             states = await self._store.states(chunk)
             results += [self._retry_result(key, states.get(key), command_id) for key in chunk]
         if claimed_count := sum(r.result == "retried" for r in results):
             metrics.RETRIED.labels(action).inc(claimed_count)
             log.info("postings_retried", practice_id=practice_id, count=claimed_count, actor=actor, action=action)
         return results
+
+    async def _send_back(self, posting: Posting, message: KeptMessage, audit: AuditEntry) -> None:
+        await replay(self._publish, message, posting.replays)
+        await self._outcomes.retried(posting, audit)
 
     @staticmethod
     def _retry_result(key: PostingKey, state: dict[str, Any] | None, command_id: str) -> ItemResult:
