@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import time
-
 import structlog
 from faststream import AckPolicy
-from faststream.rabbit import RabbitBroker, RabbitMessage
+from faststream.rabbit import RabbitBroker, RabbitMessage, RabbitQueue
+from faststream.rabbit.schemas import Channel
 
 from consumers import metrics
 from consumers.commands import CommandService
@@ -28,6 +28,7 @@ from schemas.messages import (
     PostingClear,
     PostingRetry,
     TransferSettled,
+    WireModel,
 )
 from schemas.topics import PATIENT_MAPPING_UPDATED, POSTING_CLEAR, POSTING_RETRY, TRANSFER_SETTLED
 
@@ -60,6 +61,7 @@ def register(
     retrying: Retrying[Any],
     max_message_bytes: int,
     intake_consumers: int = 1,
+    replay_prefetch: int = 50,
 ) -> None:
     """Subscribe paypost's consumers. Each acks only after its outcome is durable.
 
@@ -81,6 +83,9 @@ def register(
 
     for n in range(intake_consumers):
         broker.subscriber(topology.intake, ack_policy=AckPolicy.MANUAL, decoder=raw_body, title=f"intake-{n}")(on_intake)
+    # Replays take the same path on a channel of their own with a small window.
+    broker.subscriber(topology.replays, ack_policy=AckPolicy.MANUAL, decoder=raw_body, title="replays",
+                      channel=Channel(prefetch_count=replay_prefetch))(on_intake)
 
     @broker.subscriber(topology.unrouted_queue, ack_policy=AckPolicy.MANUAL, decoder=raw_body)
     async def on_unrouted(msg: RabbitMessage) -> None:
@@ -112,59 +117,35 @@ def register(
             return
         await msg.reject(requeue=False)
 
-    @broker.subscriber(topology.mappings, ack_policy=AckPolicy.MANUAL, decoder=raw_body)
-    async def on_mapping(msg: RabbitMessage) -> None:
-        message = kept_message(msg.raw_message)
-        read = read_message(message, max_message_bytes, {PATIENT_MAPPING_UPDATED: PatientMappingUpdated})
-        try:
-            if isinstance(read, Unreadable):
-                await retrying(lambda: postings.keep_unreadable(read, message))
-                await msg.reject(requeue=False)
-                return
-            assert isinstance(read, PatientMappingUpdated)
-            await retrying(lambda: mappings.update(
-                read.practice_id, read.patient_account_id, read.ehr_patient_id,
-                actor="paypost", source=f"event {read.event_id}",
-            ))
-        except Exception:
-            log.exception("mapping_gave_up", message_id=message.message_id)
-            await msg.nack(requeue=True)
-            return
-        await msg.ack()
+    def applier(queue: RabbitQueue, models: dict[str, type[WireModel]],
+                apply: Callable[[Any], Awaitable[object]], name: str) -> None:
+        """A consumer that reads one kind of message and applies it; unreadable ones get their row."""
 
-    @broker.subscriber(topology.transfers, ack_policy=AckPolicy.MANUAL, decoder=raw_body)
-    async def on_transfer(msg: RabbitMessage) -> None:
-        message = kept_message(msg.raw_message)
-        read = read_message(message, max_message_bytes, {TRANSFER_SETTLED: TransferSettled})
-        try:
-            if isinstance(read, Unreadable):
-                await retrying(lambda: postings.keep_unreadable(read, message))
-                await msg.reject(requeue=False)
+        async def on_message(msg: RabbitMessage) -> None:
+            message = kept_message(msg.raw_message)
+            read = read_message(message, max_message_bytes, models)
+            try:
+                if isinstance(read, Unreadable):
+                    await retrying(lambda: postings.keep_unreadable(read, message))
+                    await msg.reject(requeue=False)
+                    return
+                await retrying(lambda: apply(read))
+            except Exception:
+                log.exception("apply_gave_up", consumer=name, message_id=message.message_id)
+                await msg.nack(requeue=True)
                 return
-            assert isinstance(read, TransferSettled)
-            await retrying(lambda: transfers(read))
-        except Exception:
-            log.exception("transfer_gave_up", message_id=message.message_id)
-            await msg.nack(requeue=True)
-            return
-        await msg.ack()
+            await msg.ack()
 
-    @broker.subscriber(topology.operator_commands, ack_policy=AckPolicy.MANUAL, decoder=raw_body)
-    async def on_command(msg: RabbitMessage) -> None:
-        message = kept_message(msg.raw_message)
-        read = read_message(message, max_message_bytes, {POSTING_RETRY: PostingRetry, POSTING_CLEAR: PostingClear})
-        try:
-            if isinstance(read, Unreadable):
-                await retrying(lambda: postings.keep_unreadable(read, message))
-                await msg.reject(requeue=False)
-                return
-            assert isinstance(read, (PostingRetry, PostingClear))
-            await retrying(lambda: commands.apply(read))
-        except Exception:
-            log.exception("command_gave_up", message_id=message.message_id)
-            await msg.nack(requeue=True)
-            return
-        await msg.ack()
+        broker.subscriber(queue, ack_policy=AckPolicy.MANUAL, decoder=raw_body, title=name)(on_message)
+
+    async def apply_mapping(read: PatientMappingUpdated) -> int:
+        return await mappings.update(read.practice_id, read.patient_account_id, read.ehr_patient_id,
+                                     actor="the payments platform", source=f"event {read.event_id}")
+
+    applier(topology.mappings, {PATIENT_MAPPING_UPDATED: PatientMappingUpdated}, apply_mapping, "mappings")
+    applier(topology.transfers, {TRANSFER_SETTLED: TransferSettled}, transfers, "transfers")
+    applier(topology.operator_commands, {POSTING_RETRY: PostingRetry, POSTING_CLEAR: PostingClear},
+            commands.apply, "commands")
 
     @broker.subscriber(topology.dead_letters, ack_policy=AckPolicy.MANUAL, decoder=raw_body)
     async def on_dead_letter(msg: RabbitMessage) -> None:

@@ -40,7 +40,7 @@ class AuditSealer:
         await self._seals.create_index([("seq", ASCENDING)], unique=True)
         await self._postings.create_indexes([IndexModel([("audit_dirty", ASCENDING)], sparse=True)])
 
-    async def seal(self, limit: int = 2000) -> int:
+    async def seal(self, limit: int = 500) -> int:
         """Seal what was appended since the last seal; returns how many entries were sealed."""
         docs = await self._postings.find({"audit_dirty": True}, {"audit": 1, "audit_sealed": 1}).limit(limit) \
             .to_list(None)

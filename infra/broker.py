@@ -40,6 +40,8 @@ async def declare_topology(broker: RabbitBroker) -> None:
         declared = await broker.declare_queue(queue)
         for key in keys:
             await declared.bind(exchange.name, routing_key=key)
+    for queue in topology.UNBOUND:
+        await broker.declare_queue(queue)
 
 
 class Publisher:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import UTC, datetime, timedelta
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
@@ -97,6 +97,28 @@ def posting_from(doc: Doc) -> Posting:
     )
 
 
+def new_doc(posting: Posting, message: KeptMessage, audit: list[AuditEntry], status: LoadStatus,
+            attempts: list[Attempt] | None = None) -> Doc:
+    """A posting as first written: received (PENDING), or FAILED at once for an unreadable message."""
+    attempts = attempts or []
+    return {
+        "_id": doc_id(posting.key),
+        **posting_fields(posting),
+        "ehr_patient_id": None,
+        "load_status": status.value,
+        "load_error": error_doc(posting.load_error),
+        "attempts_count": len(attempts),
+        "attempts": [attempt_doc(a) for a in attempts],
+        "audit": [audit_doc(a) for a in audit],
+        "audit_dirty": True,
+        "received_at": posting.received_at,
+        "updated_at": posting.received_at,
+        "message": message_doc(message),
+        "replays": 0,
+        "dead_letters": [],
+    }
+
+
 def _account(patient_account_id: str | None) -> Doc:
     # A refund learns its patient account from the payment it refunds.
     return {"patient_account_id": patient_account_id} if patient_account_id else {}
@@ -111,22 +133,7 @@ class MongoPostingStore:
         self._finishes = conditional_updater(self._c)
 
     async def insert_received(self, posting: Posting, message: KeptMessage, audit: AuditEntry) -> bool:
-        doc = {
-            "_id": doc_id(posting.key),
-            **posting_fields(posting),
-            "ehr_patient_id": None,
-            "load_status": LoadStatus.PENDING.value,
-            "load_error": None,
-            "attempts_count": 0,
-            "attempts": [],
-            "audit": [audit_doc(audit)],
-            "audit_dirty": True,
-            "received_at": posting.received_at,
-            "updated_at": posting.received_at,
-            "message": message_doc(message),
-            "replays": 0,
-            "dead_letters": [],
-        }
+        doc = new_doc(posting, message, [audit], LoadStatus.PENDING)
         try:
             await self._inserts.submit(doc)
         except DuplicateKeyError:
@@ -194,25 +201,9 @@ class MongoPostingStore:
         candidates = (key, PostingKey(key.practice_id, f"{key.payment_id}~unreadable"),
                       PostingKey(key.practice_id, f"{key.payment_id}~{uuid.uuid4().hex[:12]}"))
         for candidate in candidates:
-            doc = {
-                "_id": doc_id(candidate),
-                **posting_fields(posting),
-                "payment_id": candidate.payment_id,
-                "ehr_patient_id": None,
-                "load_status": LoadStatus.FAILED.value,
-                "load_error": error_doc(posting.load_error),
-                "attempts_count": 1,
-                "attempts": [attempt_doc(Attempt(audit.at, 0.0, "failed", posting.load_error))],
-                "audit": [audit_doc(AuditEntry(audit.at, "paypost", "received",
-                                               detail=f"message via {message.routing_key[:100]}")),
-                          audit_doc(audit)],
-                "audit_dirty": True,
-                "received_at": posting.received_at,
-                "updated_at": posting.received_at,
-                "message": message_doc(message),
-                "replays": 0,
-                "dead_letters": [],
-            }
+            received = AuditEntry(audit.at, "paypost", "received", detail=f"message via {message.routing_key[:100]}")
+            doc = new_doc(replace(posting, key=candidate), message, [received, audit], LoadStatus.FAILED,
+                          attempts=[Attempt(audit.at, 0.0, "failed", posting.load_error)])
             try:
                 await self._c.insert_one(doc)
                 return candidate, True

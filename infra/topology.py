@@ -14,6 +14,7 @@ from schemas.topics import (
     DEAD_LETTER_QUEUE,
     EVENTS_EXCHANGE,
     INTAKE_QUEUE,
+    REPLAY_QUEUE,
     REPLAYS_HEADER,
     ROUTING_KEY_HEADER,
     PATIENT_MAPPING_UPDATED,
@@ -64,6 +65,7 @@ def _quorum(name: str, dead_lettered: bool = True) -> RabbitQueue:
 
 
 intake = _quorum(INTAKE_QUEUE)
+replays = _quorum(REPLAY_QUEUE)
 mappings = _quorum(MAPPINGS_QUEUE)
 transfers = _quorum(TRANSFERS_QUEUE)
 operator_commands = _quorum(COMMANDS_QUEUE)
@@ -83,3 +85,6 @@ BINDINGS: tuple[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]], ...] = (
     (unrouted_queue, unrouted, ("",)),
     (dead_letters, dead_letter, ("",)),
 )
+
+# Queues reached only through the default exchange (by name).
+UNBOUND = (replays,)

@@ -28,7 +28,7 @@ from infra.operations import MongoOperationStore
 from infra.postings import MongoPostingCommands, MongoPostingStore
 from infra.retry import make_retrying
 from infra.settings import Settings
-from infra.topology import BINDINGS
+from infra.topology import BINDINGS, UNBOUND
 from schemas.topics import DEAD_LETTER_QUEUE, INTAKE_QUEUE
 from infra.transfers import MongoTransferStore
 from producers.commands import save_changes
@@ -126,7 +126,7 @@ class Paypost:
 
     async def refresh_queue_metrics(self) -> dict[str, tuple[int, int]]:
         """Queue depths and consumers into the Prometheus gauges (called on each scrape)."""
-        names = [q.name for q, _, _ in BINDINGS]
+        names = [q.name for q, _, _ in BINDINGS] + [q.name for q in UNBOUND]
         depths = await self.queues.depths(names)
         for name, (messages, consumers) in depths.items():
             metrics.QUEUE_MESSAGES.labels(name).set(messages)

@@ -15,9 +15,12 @@ PATIENT_MAPPING_UPDATED = "patient.mapping.updated"
 POSTING_RETRY = "posting.retry"
 POSTING_CLEAR = "posting.clear"
 
-# Replays go straight to the intake queue through the default exchange; these headers carry
+# Replays go straight to their queue through the default exchange; these headers carry
 # the original routing key and how many times the posting has been replayed.
 INTAKE_QUEUE = "paypost.postings"
+# Replays have a queue of their own, consumed with a small prefetch: a bulk retry of 50,000 never
+# stands in front of new payments.
+REPLAY_QUEUE = "paypost.replays"
 ROUTING_KEY_HEADER = "x-paypost-routing-key"
 REPLAYS_HEADER = "x-paypost-replays"
 

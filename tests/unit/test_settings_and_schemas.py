@@ -85,3 +85,14 @@ def test_an_unreadable_secret_file_is_named(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("PAYPOST_MONGODB_URI_FILE", str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="PAYPOST_MONGODB_URI_FILE"):
         Settings()
+
+
+def test_amqp_over_tls_keeps_its_certificate_options() -> None:
+    from faststream.rabbit.utils import build_url
+
+    url = build_url("amqps://paypost:secret@broker.internal/prod?cafile=/etc/paypost/ca.pem"
+                    "&certfile=/etc/paypost/client.pem&keyfile=/etc/paypost/client.key")
+    assert url.scheme == "amqps" and url.port == 5671
+    assert url.query["cafile"] == "/etc/paypost/ca.pem"
+    assert url.query["certfile"] == "/etc/paypost/client.pem"
+    assert url.query["keyfile"] == "/etc/paypost/client.key"
