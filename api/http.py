@@ -4,46 +4,49 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path as FilePath
 from datetime import UTC, datetime
+from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Response
 import orjson
+import structlog
+from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import errors, render
 from api.asyncapi import asyncapi_text
-from infra.broker import Unroutable
 from api.auth import Operator, Viewer, principal_for
 from api.errors import ApiError
 from domain.load_errors import LoadErrorCode
 from domain.model import LoadStatus
+from infra.broker import Unroutable
 from infra.reports import BadCursor, PostingFilter, PostingReport
 from paypost import __version__
 from paypost.bootstrap import Paypost
 from producers.commands import EmptySelection, MissingReason
-from schemas.messages import ClearItem
 from schemas.api import (
     AlertPage,
-    TransferOut,
     ChangesIn,
-    OperationAccepted,
-    OperationOut,
     EmptyBody,
     ErrorOut,
     LedgerOut,
     MappingIn,
     MappingOut,
+    OperationAccepted,
+    OperationOut,
     PatientOut,
     PostingDetail,
     PostingPage,
     PracticeIn,
     PracticeOut,
+    TransferOut,
 )
+from schemas.messages import ClearItem
 from schemas.types import PRACTICE_ID_PATTERN
+
+log = structlog.get_logger("paypost.api")
 
 PracticeId = Annotated[str, Path(pattern=PRACTICE_ID_PATTERN, description="A practice id")]
 AnyId = Annotated[str, Path(min_length=1, max_length=128)]
@@ -238,18 +241,21 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> JSONResponse:
     app = _paypost(request)
     checks = {"database": False, "broker": False}
+    problems: dict[str, str] = {}
     try:
         await app.mongo.admin.command("ping")
         checks["database"] = True
-    except Exception:  # noqa: BLE001 - readiness reports any failure as "not ready"
-        pass
+    except Exception as exc:  # noqa: BLE001 - readiness reports any failure as "not ready", naming it
+        problems["database"] = type(exc).__name__
     try:
         checks["broker"] = bool(await app.broker.ping(timeout=2.0))
-    except Exception:  # noqa: BLE001
-        pass
+    except Exception as exc:  # noqa: BLE001
+        problems["broker"] = type(exc).__name__
     ready = all(checks.values())
-    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
-                        status_code=200 if ready else 503)
+    body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "checks": checks}
+    if problems:
+        body["problems"] = problems
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 @health.get("/api/v1/asyncapi.json", tags=["health"])
@@ -262,8 +268,8 @@ async def asyncapi() -> Response:
 async def metrics(request: Request) -> Response:
     try:
         await _paypost(request).refresh_queue_metrics()
-    except Exception:  # noqa: BLE001 - a scrape still answers with what it has when the broker is away
-        pass
+    except Exception as exc:  # noqa: BLE001 - a scrape still answers with what it has when the broker is away
+        log.warning("queue_metrics_unavailable", error=type(exc).__name__)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -12,8 +12,8 @@ from consumers.reading import Unreadable, assigned_id
 from domain.load_errors import LoadErrorCode, load_error
 from domain.model import IN_FLIGHT
 from domain.ports import PostingStore
-from schemas.messages import PaymentPosted, PaymentRefunded
 from domain.posting import PAYPOST_ACTOR, UNKNOWN_PRACTICE, Attempt, AuditEntry, KeptMessage, PostingKey
+from schemas.messages import PaymentPosted, PaymentRefunded
 
 log = structlog.get_logger("paypost.dead_letters")
 

@@ -6,11 +6,13 @@ import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Protocol
 from datetime import UTC, datetime
+from typing import Protocol
 
 import structlog
 
+from consumers import metrics
+from consumers.reading import Unreadable, read_message
 from domain.errors import LoadFailure
 from domain.load_errors import LoadErrorCode, load_error
 from domain.model import Delivery, LoadStatus, PostingKind, choose_patient, decide_delivery
@@ -24,8 +26,6 @@ from domain.posting import (
     Posting,
     PostingKey,
 )
-from consumers import metrics
-from consumers.reading import Unreadable, read_message
 from producers.events import OutcomePublisher
 from schemas.messages import PaymentPosted, PaymentRefunded, WireModel
 from schemas.topics import PAYMENT_POSTED, PAYMENT_REFUNDED

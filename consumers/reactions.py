@@ -160,7 +160,7 @@ class PostingReactions:
                 if loop.time() >= next_escalation:
                     await self.escalate_due()
                     next_escalation = loop.time() + escalate_every
-            except Exception:  # noqa: BLE001 - the loop must outlive a database hiccup
+            except Exception:
                 log.exception("background_sweep_failed")
             self._work.clear()
             try:

@@ -71,11 +71,12 @@ def register(
 
     async def on_intake(msg: RabbitMessage) -> None:
         started = time.perf_counter()
-        message = kept_message(msg.raw_message)
         try:
+            message = kept_message(msg.raw_message)
             outcome = await retrying(lambda: postings.handle(message))
         except Exception:
-            log.exception("intake_gave_up", message_id=message.message_id)
+            # Never leave a delivery unsettled: it would hold a prefetch slot for ever.
+            log.exception("intake_gave_up", message_id=msg.raw_message.message_id)
             await msg.nack(requeue=True)
             return
         await _settle(msg, outcome.disposition is Disposition.DEAD_LETTER)
@@ -90,11 +91,11 @@ def register(
     @broker.subscriber(topology.unrouted_queue, ack_policy=AckPolicy.MANUAL, decoder=raw_body)
     async def on_unrouted(msg: RabbitMessage) -> None:
         """What ``paypost.payments`` routed nowhere: kept as an unreadable row, never dropped."""
-        message = kept_message(msg.raw_message)
-        read = postings.read_any(message)
-        known = message.routing_key if not isinstance(read, Unreadable) else "unknown"
-        metrics.UNROUTED.labels(known).inc()
         try:
+            message = kept_message(msg.raw_message)
+            read = postings.read_any(message)
+            known = message.routing_key if not isinstance(read, Unreadable) else "unknown"
+            metrics.UNROUTED.labels(known).inc()
             if isinstance(read, (PaymentPosted, PaymentRefunded)):
                 # A payment whose binding is missing: say so loudly, and load it all the same.
                 log.error("binding_missing", routing_key=message.routing_key[:100], queue=topology.INTAKE_QUEUE)
@@ -112,7 +113,7 @@ def register(
             unreadable = read
             await retrying(lambda: postings.keep_unreadable(unreadable, message))
         except Exception:
-            log.exception("unrouted_gave_up", message_id=message.message_id)
+            log.exception("unrouted_gave_up", message_id=msg.raw_message.message_id)
             await msg.nack(requeue=True)
             return
         await msg.reject(requeue=False)
@@ -122,16 +123,16 @@ def register(
         """A consumer that reads one kind of message and applies it; unreadable ones get their row."""
 
         async def on_message(msg: RabbitMessage) -> None:
-            message = kept_message(msg.raw_message)
-            read = read_message(message, max_message_bytes, models)
             try:
+                message = kept_message(msg.raw_message)
+                read = read_message(message, max_message_bytes, models)
                 if isinstance(read, Unreadable):
                     await retrying(lambda: postings.keep_unreadable(read, message))
                     await msg.reject(requeue=False)
                     return
                 await retrying(lambda: apply(read))
             except Exception:
-                log.exception("apply_gave_up", consumer=name, message_id=message.message_id)
+                log.exception("apply_gave_up", consumer=name, message_id=msg.raw_message.message_id)
                 await msg.nack(requeue=True)
                 return
             await msg.ack()
@@ -149,11 +150,11 @@ def register(
 
     @broker.subscriber(topology.dead_letters, ack_policy=AckPolicy.MANUAL, decoder=raw_body)
     async def on_dead_letter(msg: RabbitMessage) -> None:
-        message = kept_message(msg.raw_message)
         try:
+            message = kept_message(msg.raw_message)
             await retrying(lambda: dead_letters.handle(message, dict(msg.raw_message.headers or {})))
         except Exception:
-            log.exception("dead_letter_gave_up", message_id=message.message_id)
+            log.exception("dead_letter_gave_up", message_id=msg.raw_message.message_id)
             await msg.nack(requeue=True)
             return
         await msg.ack()

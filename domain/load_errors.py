@@ -31,8 +31,8 @@ class LoadError:
 _MESSAGES: dict[LoadErrorCode, tuple[str, str]] = {
     LoadErrorCode.PATIENT_NOT_MAPPED: (
         "This patient account has no practice-management patient id.",
-        "Enter the patient's practice-management id (the mapping); paypost then retries "
-        "this patient's failed payments by itself.",
+        ("Enter the patient's practice-management id (the mapping); paypost then retries "
+         "this patient's failed payments by itself."),
     ),
     LoadErrorCode.PATIENT_NOT_FOUND: (
         "The mapped practice-management patient id does not exist in the ledger.",

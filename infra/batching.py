@@ -34,13 +34,14 @@ class Coalescer(Generic[R, S]):
         self._max = max_batch
         self._waiting: list[tuple[R, asyncio.Future[S]]] = []
         self._busy = False
+        self._task: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference
 
     async def submit(self, request: R) -> S:
         future: asyncio.Future[S] = asyncio.get_running_loop().create_future()
         self._waiting.append((request, future))
         if not self._busy:
             self._busy = True
-            asyncio.get_running_loop().create_task(self._drain())
+            self._task = asyncio.get_running_loop().create_task(self._drain())
         return await future
 
     async def _drain(self) -> None:
@@ -49,10 +50,12 @@ class Coalescer(Generic[R, S]):
                 batch, self._waiting = self._waiting[:self._max], self._waiting[self._max:]
                 try:
                     outcomes = await self._run([request for request, _ in batch])
-                except Exception as exc:  # noqa: BLE001 - every caller of the batch gets the error
+                except BaseException as exc:  # every caller of the batch gets the error, even a cancel
                     for _, future in batch:
                         if not future.done():
-                            future.set_exception(exc)
+                            future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
+                    if not isinstance(exc, Exception):
+                        raise
                     continue
                 for (_, future), outcome in zip(batch, outcomes, strict=True):
                     if future.done():
@@ -62,6 +65,7 @@ class Coalescer(Generic[R, S]):
                     else:
                         future.set_result(outcome)
         finally:
+            # Calls still waiting (a cancel cut the drain short) go with the next call's drain.
             self._busy = False
 
 

@@ -12,7 +12,7 @@ from faststream.rabbit.schemas import Channel
 from domain.errors import PaypostError
 from domain.posting import KeptMessage
 from infra import topology
-from schemas.topics import CONTENT_TYPE, SCHEMA_VERSION, SCHEMA_VERSION_HEADER
+from schemas.topics import CONTENT_TYPE, ROUTING_KEY_HEADER, SCHEMA_VERSION, SCHEMA_VERSION_HEADER
 
 log = structlog.get_logger("paypost.broker")
 
@@ -78,7 +78,7 @@ class Publisher:
 def kept_message(raw: AbstractIncomingMessage) -> KeptMessage:
     """The delivery as paypost keeps it: exact body, original routing key, id and headers."""
     headers = dict(raw.headers or {})
-    routing_key = headers.get(topology.ROUTING_KEY_HEADER) or raw.routing_key or ""
+    routing_key = headers.get(ROUTING_KEY_HEADER) or raw.routing_key or ""
     return KeptMessage(
         body=raw.body,
         routing_key=str(routing_key),

@@ -11,9 +11,9 @@ from domain.errors import LoadFailure
 from domain.load_errors import LoadErrorCode
 from domain.ports import Ledger
 from domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
+from infra.batching import inserter
 from infra.directory import MongoPracticeDirectory
 from infra.ledger_http import HttpLedgers
-from infra.batching import inserter
 from infra.mongo import Collections, Doc
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import uuid
-from datetime import UTC, datetime, timedelta
 from dataclasses import asdict, replace
+from datetime import UTC, datetime, timedelta
+
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 

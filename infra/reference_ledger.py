@@ -35,7 +35,7 @@ class LedgerState:
     dropped: int = 0  # responses dropped after the entry was committed
     errors: int = 0  # injected 5xx
     faults: Faults = field(default_factory=Faults)
-    rng: random.Random = field(default_factory=lambda: random.Random(7))  # noqa: S311 - fault injection, not security
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
 
 
 class Dropped(Exception):

@@ -76,7 +76,7 @@ def percentile(values: list[float], q: float) -> float:
 def payment(payment_id: str, account: str, ehr: str | None) -> bytes:
     body: dict[str, Any] = {
         "event_id": str(uuid.uuid4()), "practice_id": PRACTICE, "payment_id": payment_id,
-        "patient_account_id": account, "amount": f"{random.randint(100, 99999) / 100:.2f}",  # noqa: S311
+        "patient_account_id": account, "amount": f"{random.randint(100, 99999) / 100:.2f}",
         "currency": "USD", "method": "card", "occurred_at": datetime.now(UTC).isoformat(),
         "merchant_transfer_id": "MT-bench",
     }
@@ -147,7 +147,8 @@ class PaypostProcess:
 
     async def start(self) -> None:
         paypost = str(Path(sys.executable).with_name("paypost"))
-        self.proc = subprocess.Popen([paypost, "run", "--no-local"], env=self.env, stdout=subprocess.DEVNULL,
+        # Popen only starts the process; waiting for it is async below.
+        self.proc = subprocess.Popen([paypost, "run", "--no-local"], env=self.env, stdout=subprocess.DEVNULL,  # noqa: ASYNC220
                                      stderr=subprocess.DEVNULL)
         async with httpx.AsyncClient() as client:
             for _ in range(300):
@@ -372,7 +373,7 @@ async def fill_postings(c: Collections, n: int) -> None:
 async def seed_transfer(http: httpx.AsyncClient, publisher: Publisher, c: Collections) -> None:
     ids = [f"p-{i}" for i in range(500)]
     docs = c.postings.find({"payment_id": {"$in": ids}, "practice_id": PRACTICE}, {"amount": 1})
-    gross = sum([d["amount"] async for d in docs], Decimal("0"))
+    gross = sum([d["amount"] async for d in docs], Decimal(0))
     body = {"event_id": str(uuid.uuid4()), "practice_id": PRACTICE, "merchant_transfer_id": "MT-bench-500",
             "payment_ids": ids, "refund_ids": [], "gross_amount": f"{gross:.2f}", "fees_amount": "10.00",
             "net_amount": f"{gross - 10:.2f}", "currency": "USD", "settled_at": datetime.now(UTC).isoformat()}

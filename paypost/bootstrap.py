@@ -11,16 +11,16 @@ from pymongo import AsyncMongoClient
 from consumers import metrics
 from consumers.commands import CommandService
 from consumers.dead_letters import DeadLetterService
-from consumers.operations import Pacer, PostingOperations
 from consumers.mappings import MappingService
+from consumers.operations import Pacer, PostingOperations
 from consumers.posting import PostingService
 from consumers.reactions import PostingReactions
 from consumers.subscribers import register
-from infra.broker import Publisher, QueueInspector, declare_topology, make_broker
 from infra.alerts import MongoAlertStore
 from infra.audit_seals import AuditSealer
-from infra.event_hub import EventHub
+from infra.broker import Publisher, QueueInspector, declare_topology, make_broker
 from infra.directory import MongoMappingStore, MongoPracticeDirectory
+from infra.event_hub import EventHub
 from infra.ledger_builtin import BuiltinLedger, Ledgers
 from infra.ledger_http import HttpLedgers
 from infra.mongo import Collections, Doc, connect, ensure_indexes
@@ -29,11 +29,11 @@ from infra.postings import MongoPostingCommands, MongoPostingStore
 from infra.retry import make_retrying
 from infra.settings import Settings
 from infra.topology import BINDINGS, UNBOUND
-from schemas.topics import DEAD_LETTER_QUEUE, INTAKE_QUEUE
 from infra.transfers import MongoTransferStore
 from producers.commands import save_changes
 from producers.events import OutcomePublisher
 from schemas.messages import ClearItem
+from schemas.topics import DEAD_LETTER_QUEUE, INTAKE_QUEUE
 
 log = structlog.get_logger("paypost")
 
@@ -116,7 +116,7 @@ class Paypost:
         while not self._stop_background.is_set():
             try:
                 await self.sealer.seal()
-            except Exception:  # noqa: BLE001 - sealing resumes at the next round
+            except Exception:
                 log.exception("audit_seal_failed")
             try:
                 await asyncio.wait_for(self._stop_background.wait(), timeout=every)

@@ -28,7 +28,8 @@ def _read_money(value: Any) -> Decimal:
     if isinstance(value, Decimal):
         return parse_money(format(value, "f"))
     if not isinstance(value, str):
-        raise ValueError('money must be a decimal string such as "125.00", never a number')
+        # pydantic turns a ValueError (not a TypeError) into a validation error naming the field
+        raise ValueError('money must be a decimal string such as "125.00", never a number')  # noqa: TRY004
     try:
         return parse_money(value)
     except InvalidMoney as exc:

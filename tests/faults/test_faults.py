@@ -12,6 +12,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Self
 
 import aio_pika
 import httpx
@@ -50,7 +51,7 @@ class Flow:
         self.connection: aio_pika.abc.AbstractRobustConnection | None = None
         self.channel: aio_pika.abc.AbstractChannel | None = None
 
-    async def __aenter__(self) -> Flow:
+    async def __aenter__(self) -> Self:
         self.connection = await aio_pika.connect_robust(self.url)
         self.channel = await self.connection.channel(publisher_confirms=True)
         return self
@@ -278,7 +279,7 @@ async def test_a_removed_binding_is_detected_and_nothing_is_lost(
     assert (figures.lost, figures.double_posts, figures.pending, figures.failed) == (0, 0, 0, 0)
     from consumers import metrics
 
-    assert metrics.UNROUTED.labels("payment.posted")._value.get() >= n  # noqa: SLF001 - reading the counter
+    assert metrics.UNROUTED.labels("payment.posted")._value.get() >= n
 
 
 async def test_a_command_that_cannot_be_routed_is_reported_not_lost(

@@ -149,9 +149,9 @@ def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
                     assert not (status == "CLEARED" and pid in posted), f"{pid} is CLEARED and posted"
                     assert (status == "LOADED") == (pid in posted), f"{pid} is {status}, posted={pid in posted}"
                     assert status in ("LOADED", "FAILED", "CLEARED"), f"{pid} left {status}"
-                total_ledger = sum((e["amount"] for e in entries), Decimal("0"))
+                total_ledger = sum((e["amount"] for e in entries), Decimal(0))
                 total_loaded = sum((d["amount"] if d["kind"] == "payment" else -d["amount"]
-                                    for d in postings.values() if d["load_status"] == "LOADED"), Decimal("0"))
+                                    for d in postings.values() if d["load_status"] == "LOADED"), Decimal(0))
                 assert total_ledger == total_loaded
 
             self.run(check())

@@ -11,7 +11,7 @@ import pytest
 
 from paypost.bootstrap import Paypost
 from tests.conftest import Upstream, payment_body, wait_for
-from tests.integration.helpers import get_posting, ledger, rows, wait_status
+from tests.integration.helpers import get_posting, ledger, wait_status
 
 pytestmark = pytest.mark.integration
 
@@ -300,8 +300,8 @@ async def test_dead_letter_queue_holds_messages_while_paypost_is_down(
     restarted = Paypost(paypost.settings)
     await restarted.start()
     try:
-        from infra.postings import doc_id
         from domain.posting import PostingKey
+        from infra.postings import doc_id
 
         doc = await wait_for(lambda: restarted.collections.postings.find_one(
             {"_id": doc_id(PostingKey("_unknown", "dl-1"))}))
@@ -330,3 +330,10 @@ async def test_concurrent_duplicates_on_two_consumers_post_once(
     entries = await ledger(api, practice, "EHR-1")
     assert len(entries) == 50
     assert len({e["payment_id"] for e in entries}) == 50
+
+
+async def test_every_paypost_queue_has_its_consumer(paypost: Paypost) -> None:
+    depths = await paypost.refresh_queue_metrics()
+    assert set(depths) == {"paypost.postings", "paypost.replays", "paypost.mappings", "paypost.transfers",
+                           "paypost.commands.postings", "paypost.payments.unrouted", "paypost.postings.dead"}
+    assert all(consumers >= 1 for _, consumers in depths.values()), depths

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import uuid
@@ -20,7 +21,8 @@ async def test_schemathesis_finds_no_server_error(services: Services, amqp_url: 
     await worker.start()
     try:
         schemathesis = str(Path(sys.executable).with_name("schemathesis"))
-        result = subprocess.run(
+        result = await asyncio.to_thread(
+            subprocess.run,
             [schemathesis, "run", f"{worker.base}/api/v1/openapi.json",
              "--checks", "not_a_server_error", "-H", f"Authorization: Bearer {TOKEN}",
              "--max-examples", "25", "--seed", "7", "--request-timeout", "10",

@@ -87,7 +87,7 @@ def test_money_refuses_other_shapes(text: str) -> None:
 
 def test_money_is_written_with_two_places() -> None:
     assert format_money(Decimal("12.5")) == "12.50"
-    assert format_money(Decimal("-3")) == "-3.00"
+    assert format_money(Decimal(-3)) == "-3.00"
 
 
 @pytest.mark.parametrize("code", list(LoadErrorCode))
