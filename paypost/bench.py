@@ -59,7 +59,7 @@ class Results:
     figures: dict[str, float] = field(default_factory=dict)
 
     def add(self, name: str, value: float, unit: str, key: str | None = None, note: str = "") -> None:
-        shown = f"{value:,.1f} {unit}" if value < 1000 else f"{value:,.0f} {unit}"
+        shown = f"{value:.2f} {unit}" if value < 10 else f"{value:,.1f} {unit}" if value < 1000 else f"{value:,.0f} {unit}"
         self.rows.append((name, shown, note))
         if key:
             self.figures[key] = round(value, 3)

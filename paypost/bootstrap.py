@@ -79,7 +79,7 @@ class Paypost:
         register(
             self.broker, self.posting_service, self.dead_letter_service, self.mapping_service,
             self.reactions.transfer_settled, self.command_service, self.retrying, settings.max_message_bytes,
-            intake_consumers=intake_consumers,
+            intake_consumers=intake_consumers, replay_prefetch=settings.replay_window,
         )
         self.consuming = False
         self._stop_background = asyncio.Event()
