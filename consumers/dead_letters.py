@@ -70,7 +70,11 @@ class DeadLetterService:
         else:
             key = posting_from(read, now).key
             existing = await self._postings.get(key)
-            if existing is None or existing.load_status in IN_FLIGHT:
+            # "rejected" means paypost itself wrote the outcome and then dead-lettered the message:
+            # the posting may have moved on since (a retry in flight) and must be left alone.
+            # Any other reason (delivery_limit) means no outcome was written.
+            no_outcome = death.reason != "rejected" and existing is not None and existing.load_status in IN_FLIGHT
+            if existing is None or no_outcome:
                 # Dead-lettered with no outcome written (a consumer that kept crashing on it, or
                 # a delivery limit reached): it becomes FAILED so a person sees it.
                 if existing is None:

@@ -263,3 +263,29 @@ async def test_posting_detail_carries_the_whole_story(api: httpx.AsyncClient, up
     assert posting["load_error_history"][0]["code"] == "PATIENT_NOT_MAPPED"
     for entry in posting["audit"]:
         assert entry["at"] and entry["actor"] and entry["action"]
+
+
+async def test_a_late_dead_letter_never_fails_a_retry_in_flight(
+    api: httpx.AsyncClient, upstream: Upstream, practice: str, paypost: Paypost
+) -> None:
+    """The dead-letter queue can lag (paypost was down, or busy): its copy of the first failure must
+    not turn the retry that the office started meanwhile into a failure."""
+    from domain.posting import KeptMessage, PostingKey
+
+    payment_id = await failed_payment(api, upstream, practice, patient_account_id="acct-late")
+    doc = await paypost.postings.get_doc(PostingKey(practice, payment_id))
+    assert doc is not None
+    kept = KeptMessage(doc["message"]["text"].encode(), "payment.posted", doc["message"]["message_id"], {})
+    await paypost.collections.postings.update_one({"_id": f"{practice}/{payment_id}"},
+                                                  {"$set": {"load_status": "RETRYING"}})
+    late = {"x-death": [{"reason": "rejected", "queue": "paypost.postings", "count": 7}]}
+    await paypost.dead_letter_service.handle(kept, late)
+    posting = await get_posting(api, practice, payment_id)
+    assert posting is not None and posting["load_status"] == "RETRYING"
+
+    # A delivery limit reached with no outcome written is different: that becomes FAILED.
+    limit = {"x-death": [{"reason": "delivery_limit", "queue": "paypost.postings", "count": 21}]}
+    await paypost.dead_letter_service.handle(kept, limit)
+    posting = await get_posting(api, practice, payment_id)
+    assert posting is not None and posting["load_status"] == "FAILED"
+    assert posting["load_error"]["code"] == "LEDGER_UNAVAILABLE"
