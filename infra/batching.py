@@ -23,8 +23,6 @@ from infra.mongo import Doc
 R = TypeVar("R")
 S = TypeVar("S")
 
-Outcome = Any  # a result, or the exception that call should raise
-
 
 class Coalescer(Generic[R, S]):
     """Runs ``run(requests)`` for the calls gathered while the previous batch was running."""

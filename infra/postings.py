@@ -148,10 +148,6 @@ class MongoPostingStore:
     async def get_doc(self, key: PostingKey) -> Doc | None:
         return await self._c.find_one({"_id": doc_id(key)})
 
-    async def kept_message(self, key: PostingKey) -> KeptMessage | None:
-        doc = await self._c.find_one({"_id": doc_id(key)}, {"message": 1})
-        return message_from(doc["message"]) if doc and doc.get("message") else None
-
     async def claim_for_replay(self, posting: Posting, message: KeptMessage, audit: AuditEntry) -> bool:
         result = await self._c.update_one(
             {"_id": doc_id(posting.key), "load_status": LoadStatus.FAILED.value},

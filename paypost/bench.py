@@ -14,7 +14,6 @@ import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -28,7 +27,7 @@ import aio_pika
 import httpx
 import orjson
 
-from infra.local_services import free_port, port_open, rabbitmqctl, start_mongod
+from infra.local_services import free_port, port_open, temporary_mongod, temporary_vhost
 from infra.mongo import Collections, connect
 
 TOKEN = "bench-operator"
@@ -115,21 +114,11 @@ async def services(log: Callable[[str], None]) -> AsyncIterator[tuple[str, str]]
     with contextlib.ExitStack() as stack:
         amqp = os.environ.get("PAYPOST_AMQP_URL")
         if amqp is None and port_open("127.0.0.1", 5672):
-            vhost = f"paypost-bench-{uuid.uuid4().hex[:8]}"
-            rabbitmqctl("add_vhost", vhost)
-            rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-            stack.callback(rabbitmqctl, "delete_vhost", vhost)
+            vhost = stack.enter_context(temporary_vhost("paypost-bench"))
             amqp = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
         elif amqp is None:
             raise SystemExit("no RabbitMQ: set PAYPOST_AMQP_URL")
-        mongo = os.environ.get("PAYPOST_MONGODB_URI")
-        if mongo is None:
-            port = free_port()
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="paypost-bench-")))
-            proc = start_mongod(folder / "db", port)
-            stack.callback(proc.wait, 30)
-            stack.callback(proc.terminate)
-            mongo = f"mongodb://127.0.0.1:{port}/?replicaSet=rs0"
+        mongo = os.environ.get("PAYPOST_MONGODB_URI") or stack.enter_context(temporary_mongod("paypost-bench-"))
         log(f"broker {amqp.rsplit('@', 1)[-1]}, database {mongo.split('?')[0]}")
         yield amqp, mongo
 

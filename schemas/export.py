@@ -6,25 +6,16 @@ import json
 from pathlib import Path
 
 from schemas.messages import (
+    INBOUND_MESSAGES,
     AlertEvent,
-    PatientMappingUpdated,
-    PaymentPosted,
-    PaymentRefunded,
-    PostingClear,
     PostingEvent,
-    PostingRetry,
     TransferReconciledEvent,
-    TransferSettled,
     WireModel,
 )
 
+# Every inbound message by its routing key, then paypost's events.
 SCHEMAS: dict[str, type[WireModel]] = {
-    "payment.posted": PaymentPosted,
-    "payment.refunded": PaymentRefunded,
-    "transfer.settled": TransferSettled,
-    "patient.mapping.updated": PatientMappingUpdated,
-    "posting.retry": PostingRetry,
-    "posting.clear": PostingClear,
+    **INBOUND_MESSAGES,
     "posting.event": PostingEvent,
     "alert.event": AlertEvent,
     "transfer.reconciled": TransferReconciledEvent,

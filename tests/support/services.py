@@ -8,13 +8,10 @@ import contextlib
 import os
 import shutil
 import subprocess
-import tempfile
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-from infra.local_services import ensure_rabbitmq, free_port, rabbitmqctl, start_mongod
+from infra.local_services import ensure_rabbitmq, temporary_mongod, temporary_vhost
 
 
 def docker_answers() -> bool:
@@ -39,14 +36,8 @@ class Services:
         if not self.local_rabbit:
             yield self.amqp_url
             return
-        name = f"paypost-test-{uuid.uuid4().hex[:10]}"
-        rabbitmqctl("add_vhost", name)
-        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-        try:
+        with temporary_vhost("paypost-test") as name:
             yield f"{self.amqp_url.rstrip('/')}/{name}"
-        finally:
-            with contextlib.suppress(Exception):
-                rabbitmqctl("delete_vhost", name)
 
 
 @contextlib.contextmanager
@@ -63,12 +54,7 @@ def find_services() -> Iterator[Services]:
                 mongo = stack.enter_context(MongoDbContainer("mongo:6.0"))
                 mongodb_uri = mongo.get_connection_url()
             else:
-                port = free_port()
-                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="paypost-mongo-")))
-                proc = start_mongod(tmp / "db", port)
-                stack.callback(proc.wait, 20)
-                stack.callback(proc.terminate)
-                mongodb_uri = f"mongodb://127.0.0.1:{port}/?replicaSet=rs0"
+                mongodb_uri = stack.enter_context(temporary_mongod("paypost-mongo-"))
         if amqp_url is None:
             if use_docker:
                 from testcontainers.rabbitmq import RabbitMqContainer
