@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import time
 from collections.abc import Callable
@@ -137,6 +138,20 @@ class PostingService:
     def read_any(self, message: KeptMessage) -> WireModel | Unreadable:
         """Read any inbound message by its routing key (the dead-letter queue gets them all)."""
         return read_message(message, self._max_bytes)
+
+    async def handle_batch(self, messages: list[KeptMessage]) -> list[Outcome]:
+        """Receive a batch of deliveries together; their database calls go in shared round trips.
+
+        Every message is handled to its end even when another fails; then the first error is
+        raised, and the whole batch may be handled again (each message is safe to handle twice).
+        """
+        results = await asyncio.gather(*(self.handle(m) for m in messages), return_exceptions=True)
+        outcomes = []
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            outcomes.append(result)
+        return outcomes
 
     async def handle(self, message: KeptMessage) -> Outcome:
         """Receive one delivery. Safe to call again for the same delivery: it never posts twice."""

@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 import structlog
 from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker, RabbitMessage, RabbitQueue
-from faststream.rabbit.schemas import Channel
 
 from consumers import metrics
 from consumers.commands import CommandService
@@ -18,9 +17,10 @@ from consumers.mappings import MappingService
 from consumers.posting import Disposition, PostingService
 from consumers.reading import Unreadable, assigned_id, read_message
 from domain.load_errors import LoadErrorCode
-from domain.posting import UNKNOWN_PRACTICE
+from domain.posting import UNKNOWN_PRACTICE, KeptMessage
 from infra import topology
 from infra.broker import kept_message
+from infra.intake import BatchConsumer, Settle
 from schemas.messages import (
     PatientMappingUpdated,
     PaymentPosted,
@@ -30,7 +30,14 @@ from schemas.messages import (
     TransferSettled,
     WireModel,
 )
-from schemas.topics import PATIENT_MAPPING_UPDATED, POSTING_CLEAR, POSTING_RETRY, TRANSFER_SETTLED
+from schemas.topics import (
+    INTAKE_QUEUE,
+    PATIENT_MAPPING_UPDATED,
+    POSTING_CLEAR,
+    POSTING_RETRY,
+    REPLAY_QUEUE,
+    TRANSFER_SETTLED,
+)
 
 log = structlog.get_logger("paypost.consumers")
 
@@ -51,6 +58,30 @@ async def _settle(msg: RabbitMessage, dead_letter: bool) -> None:
         await msg.ack()
 
 
+def intake_consumers(
+    postings: PostingService, retrying: Retrying[Any], *, prefetch: int, lanes: int, replay_window: int,
+) -> list[BatchConsumer]:
+    """The payment intake and the replay queue: the busy path, consumed in batches.
+
+    Replays take the same path on a channel of their own with a small window, so a replay of
+    thousands never stands in front of new payments for long.
+    """
+
+    async def on_batch(messages: list[KeptMessage]) -> list[Settle]:
+        started = time.perf_counter()
+        outcomes = await retrying(lambda: postings.handle_batch(messages))
+        settles = []
+        for outcome in outcomes:
+            metrics.observe(outcome.load_status, outcome.error_code, started)
+            settles.append(Settle.DEAD_LETTER if outcome.disposition is Disposition.DEAD_LETTER else Settle.ACK)
+        return settles
+
+    return [
+        BatchConsumer(INTAKE_QUEUE, on_batch, prefetch=prefetch, lanes=lanes, name="intake"),
+        BatchConsumer(REPLAY_QUEUE, on_batch, prefetch=replay_window, lanes=1, name="replays"),
+    ]
+
+
 def register(
     broker: RabbitBroker,
     postings: PostingService,
@@ -60,33 +91,12 @@ def register(
     commands: CommandService,
     retrying: Retrying[Any],
     max_message_bytes: int,
-    intake_consumers: int = 1,
-    replay_prefetch: int = 50,
 ) -> None:
-    """Subscribe paypost's consumers. Each acks only after its outcome is durable.
+    """Subscribe paypost's other consumers. Each acks only after its outcome is durable.
 
     ``retrying`` runs a handler again on transient errors (database down) with backoff; when it
     gives up, the delivery is returned to its queue, never acked early nor dead-lettered.
     """
-
-    async def on_intake(msg: RabbitMessage) -> None:
-        started = time.perf_counter()
-        try:
-            message = kept_message(msg.raw_message)
-            outcome = await retrying(lambda: postings.handle(message))
-        except Exception:
-            # Never leave a delivery unsettled: it would hold a prefetch slot for ever.
-            log.exception("intake_gave_up", message_id=msg.raw_message.message_id)
-            await msg.nack(requeue=True)
-            return
-        await _settle(msg, outcome.disposition is Disposition.DEAD_LETTER)
-        metrics.observe(outcome.load_status, outcome.error_code, started)
-
-    for n in range(intake_consumers):
-        broker.subscriber(topology.intake, ack_policy=AckPolicy.MANUAL, decoder=raw_body, title=f"intake-{n}")(on_intake)
-    # Replays take the same path on a channel of their own with a small window.
-    broker.subscriber(topology.replays, ack_policy=AckPolicy.MANUAL, decoder=raw_body, title="replays",
-                      channel=Channel(prefetch_count=replay_prefetch))(on_intake)
 
     @broker.subscriber(topology.unrouted_queue, ack_policy=AckPolicy.MANUAL, decoder=raw_body)
     async def on_unrouted(msg: RabbitMessage) -> None:

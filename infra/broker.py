@@ -1,6 +1,8 @@
-"""The RabbitMQ connection: topology at start, confirmed and mandatory publishes."""
+"""The RabbitMQ connections: topology at start, confirmed and mandatory publishes."""
 
 from __future__ import annotations
+
+import asyncio
 
 import aio_pika
 import aiormq
@@ -44,35 +46,71 @@ async def declare_topology(broker: RabbitBroker) -> None:
         await broker.declare_queue(queue)
 
 
-class Publisher:
-    """Publishes persistent JSON with confirms and ``mandatory``; nothing it sends is silently lost."""
+class Amqp:
+    """paypost's own aio-pika connection, for publishing and the batch consumers; it reconnects by itself."""
 
-    def __init__(self, broker: RabbitBroker) -> None:
-        self._broker = broker
-        self.unheard_broadcasts = 0
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+
+    async def open(self) -> aio_pika.abc.AbstractRobustConnection:
+        if self._connection is None or self._connection.is_closed:
+            self._connection = await aio_pika.connect_robust(self._url)
+        return self._connection
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+
+class Publisher:
+    """Publishes persistent JSON with confirms and ``mandatory``; nothing it sends is silently lost.
+
+    Broadcasts (outcome events for dashboards) go without ``mandatory``: an event nobody listens to
+    is not an error (contract 1.3), and the broker then need not send it back.
+    """
+
+    def __init__(self, amqp: Amqp) -> None:
+        self._amqp = amqp
+        self._channel: aio_pika.abc.AbstractChannel | None = None
+        self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
+        self._opening = asyncio.Lock()
+
+    async def _exchange(self, name: str) -> aio_pika.abc.AbstractExchange:
+        exchange = self._exchanges.get(name)
+        if exchange is not None and self._channel is not None and not self._channel.is_closed:
+            return exchange
+        async with self._opening:
+            if self._channel is None or self._channel.is_closed:
+                connection = await self._amqp.open()
+                self._channel = await connection.channel(publisher_confirms=True)
+                self._exchanges = {}
+            if name not in self._exchanges:
+                self._exchanges[name] = (self._channel.default_exchange if not name
+                                         else await self._channel.get_exchange(name, ensure=False))
+            return self._exchanges[name]
 
     async def __call__(
         self, exchange: str, routing_key: str, body: bytes, *, message_id: str,
         headers: dict[str, object] | None = None, broadcast: bool = False,
     ) -> None:
-        result = await self._broker.publish(
-            body,
-            exchange=exchange or None,
-            routing_key=routing_key,
-            mandatory=True,
-            persist=True,
-            message_id=message_id,
-            content_type=CONTENT_TYPE,
+        target = await self._exchange(exchange)
+        message = aio_pika.Message(
+            body, message_id=message_id, content_type=CONTENT_TYPE,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             headers={SCHEMA_VERSION_HEADER: SCHEMA_VERSION, **(headers or {})},  # type: ignore[dict-item]
         )
-        if isinstance(result, aiormq.spec.Basic.Ack):
-            return
-        if broadcast:
-            # An event no dashboard listens to is not an error (contract 1.3); count it.
-            self.unheard_broadcasts += 1
+        result = await target.publish(message, routing_key, mandatory=not broadcast)
+        if broadcast or isinstance(result, aiormq.spec.Basic.Ack):
             return
         log.error("publish_unroutable", exchange=exchange, routing_key=routing_key[:120])
         raise Unroutable(f"nothing is bound to {exchange or '(default)'} with routing key {routing_key!r}")
+
+    async def close(self) -> None:
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+        self._channel = None
 
 
 def kept_message(raw: AbstractIncomingMessage) -> KeptMessage:

@@ -15,10 +15,10 @@ from consumers.mappings import MappingService
 from consumers.operations import Pacer, PostingOperations
 from consumers.posting import PostingService
 from consumers.reactions import PostingReactions
-from consumers.subscribers import register
+from consumers.subscribers import intake_consumers, register
 from infra.alerts import MongoAlertStore
 from infra.audit_seals import AuditSealer
-from infra.broker import Publisher, QueueInspector, declare_topology, make_broker
+from infra.broker import Amqp, Publisher, QueueInspector, declare_topology, make_broker
 from infra.directory import MongoMappingStore, MongoPracticeDirectory
 from infra.event_hub import EventHub
 from infra.ledger_builtin import BuiltinLedger, Ledgers
@@ -41,7 +41,7 @@ log = structlog.get_logger("paypost")
 class Paypost:
     """Every adapter and service of one paypost process, wired once."""
 
-    def __init__(self, settings: Settings, *, intake_consumers: int = 2, retry_seconds: float = 60.0) -> None:
+    def __init__(self, settings: Settings, *, intake_lanes: int = 2, retry_seconds: float = 60.0) -> None:
         self.settings = settings
         self.mongo: AsyncMongoClient[Doc] = connect(settings.mongodb_uri)
         self.collections = Collections(self.mongo[settings.mongodb_db])
@@ -53,7 +53,8 @@ class Paypost:
         self.http_ledgers = HttpLedgers(settings.ledger_attempts, settings.ledger_timeout)
         self.ledgers = Ledgers(self.builtin_ledger, self.http_ledgers)
         self.broker: RabbitBroker = make_broker(settings.amqp_url, settings.prefetch)
-        self.publish = Publisher(self.broker)
+        self.amqp = Amqp(settings.amqp_url)
+        self.publish = Publisher(self.amqp)
         self.queues = QueueInspector(settings.amqp_url)
         self.event_hub = EventHub(settings.amqp_url)
         self.outcomes = OutcomePublisher(self.publish)
@@ -79,8 +80,9 @@ class Paypost:
         register(
             self.broker, self.posting_service, self.dead_letter_service, self.mapping_service,
             self.reactions.transfer_settled, self.command_service, self.retrying, settings.max_message_bytes,
-            intake_consumers=intake_consumers, replay_prefetch=settings.replay_window,
         )
+        self.intake = intake_consumers(self.posting_service, self.retrying, prefetch=settings.prefetch,
+                                       lanes=intake_lanes, replay_window=settings.replay_window)
         self.consuming = False
         self._stop_background = asyncio.Event()
         self._escalations: asyncio.Task[None] | None = None
@@ -146,6 +148,9 @@ class Paypost:
         await declare_topology(self.broker)
         if consume:
             await self.broker.start()
+            connection = await self.amqp.open()
+            for consumer in self.intake:
+                await consumer.start(connection)
             self.consuming = True
             self._stop_background.clear()
             self._escalations = asyncio.create_task(self.reactions.run_background(self._stop_background))
@@ -162,7 +167,11 @@ class Paypost:
             if task is not None:
                 await task
         self._escalations = self._sealing = None
+        for consumer in self.intake:
+            await consumer.stop()
         await self.broker.stop()
+        await self.publish.close()
+        await self.amqp.close()
         self.consuming = False
         await self.http_ledgers.close()
         await self.queues.close()

@@ -1,0 +1,135 @@
+"""Consuming a busy queue in batches, on aio-pika directly.
+
+A batch is whatever the broker has delivered while the previous batch was being handled (up to
+``max_batch``): under light load that is one message and it goes at once; under heavy load
+hundreds go together, their database work done in a few round trips. Each batch is settled once
+it is handled: dead-lettered messages rejected one by one, then every other delivery of the
+batch acknowledged with a single ``multiple=True`` ack. Batches on one channel are handled one
+after another, so that ack never covers a delivery that is still being handled; several channels
+keep the database and the broker busy while one batch waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+from collections.abc import Awaitable, Callable
+
+import aio_pika
+import aiormq
+import structlog
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+
+from domain.posting import KeptMessage
+from infra.broker import kept_message
+
+log = structlog.get_logger("paypost.intake")
+
+
+class Settle(enum.Enum):
+    ACK = "ack"
+    DEAD_LETTER = "dead_letter"  # reject without requeue: the queue's dead-letter exchange takes it
+
+
+BatchHandler = Callable[[list[KeptMessage]], Awaitable[list[Settle]]]
+
+
+class _Lane:
+    """One channel and the deliveries it holds that are not handled yet."""
+
+    def __init__(self, name: str, handle: BatchHandler, max_batch: int) -> None:
+        self.name = name
+        self._handle = handle
+        self._max = max_batch
+        self._waiting: list[AbstractIncomingMessage] = []
+        self._ready = asyncio.Event()
+        self._stopping = False
+        self.channel: aio_pika.abc.AbstractChannel | None = None
+        self.queue: aio_pika.abc.AbstractQueue | None = None
+        self.consumer_tag: str | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        if self._stopping:
+            return  # not handled: it goes back to the queue when the channel closes
+        self._waiting.append(message)
+        self._ready.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            if not self._waiting:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            batch, self._waiting = self._waiting[:self._max], self._waiting[self._max:]
+            await self._settle(batch)
+
+    async def _settle(self, batch: list[AbstractIncomingMessage]) -> None:
+        try:
+            settles = await self._handle([kept_message(m) for m in batch])
+        except Exception:
+            # The handler gave up (its own retries included): every delivery goes back to the
+            # queue, whose delivery limit ends a message that can never be handled.
+            log.exception("batch_gave_up", lane=self.name, size=len(batch))
+            await _quietly(batch[-1].nack(multiple=True, requeue=True), self.name)
+            return
+        last_ack: AbstractIncomingMessage | None = None
+        for message, settle in zip(batch, settles, strict=True):
+            if settle is Settle.DEAD_LETTER:
+                await _quietly(message.reject(requeue=False), self.name)
+            else:
+                last_ack = message
+        if last_ack is not None:
+            await _quietly(last_ack.ack(multiple=True), self.name)
+
+    def stop(self) -> None:
+        """Finish the batch in hand; what waits behind it is left unsettled."""
+        self._stopping = True
+        self._waiting = []
+        self._ready.set()
+
+
+async def _quietly(settling: Awaitable[None], lane: str) -> None:
+    """A channel that closed (the connection dropped) cannot settle: the broker redelivers instead."""
+    try:
+        await settling
+    except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, ConnectionError) as exc:
+        log.warning("settle_failed", lane=lane, error=repr(exc)[:200])
+
+
+class BatchConsumer:
+    """Consumes one queue on ``lanes`` channels with ``prefetch`` deliveries each, in batches."""
+
+    def __init__(self, queue: str, handle: BatchHandler, *, prefetch: int, lanes: int = 2,
+                 max_batch: int | None = None, name: str | None = None) -> None:
+        self.queue = queue
+        self._prefetch = prefetch
+        self._lanes = [_Lane(f"{name or queue}-{n}", handle, max_batch or prefetch) for n in range(lanes)]
+
+    async def start(self, connection: AbstractRobustConnection) -> None:
+        for lane in self._lanes:
+            lane.channel = await connection.channel()
+            await lane.channel.set_qos(prefetch_count=self._prefetch)
+            queue = await lane.channel.get_queue(self.queue, ensure=False)
+            lane.task = asyncio.create_task(lane.run(), name=lane.name)
+            lane.queue = queue
+            lane.consumer_tag = await queue.consume(lane.on_message)
+
+    async def stop(self, timeout: float = 15.0) -> None:
+        """Stop taking deliveries, finish and settle the batches in hand, then close the channels.
+
+        What was delivered but not handled goes back to the queue when its channel closes.
+        """
+        for lane in self._lanes:
+            if lane.queue is not None and lane.consumer_tag is not None:
+                with contextlib.suppress(Exception):
+                    await lane.queue.cancel(lane.consumer_tag)
+            lane.stop()
+        for lane in self._lanes:
+            if lane.task is not None:
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(lane.task, timeout)
+            if lane.channel is not None and not lane.channel.is_closed:
+                with contextlib.suppress(Exception):
+                    await lane.channel.close()
