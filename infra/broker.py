@@ -11,7 +11,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.schemas import Channel
 
-from domain.errors import PaypostError
+from domain.errors import PaypostError, TransientFailure
 from domain.posting import KeptMessage
 from infra import topology
 from schemas.topics import CONTENT_TYPE, ROUTING_KEY_HEADER, SCHEMA_VERSION, SCHEMA_VERSION_HEADER
@@ -95,7 +95,11 @@ class Publisher:
         self, exchange: str, routing_key: str, body: bytes, *, message_id: str,
         headers: dict[str, object] | None = None, broadcast: bool = False,
     ) -> None:
-        target = await self._exchange(exchange)
+        try:
+            target = await self._exchange(exchange)
+        except (RuntimeError, ConnectionError, aiormq.exceptions.AMQPError) as exc:
+            # The connection is down or reconnecting: a transient failure, retried with backoff.
+            raise TransientFailure(f"the broker is not reachable: {exc!r}"[:300]) from exc
         message = aio_pika.Message(
             body, message_id=message_id, content_type=CONTENT_TYPE,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,

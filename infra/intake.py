@@ -111,7 +111,8 @@ class BatchConsumer:
         for lane in self._lanes:
             lane.channel = await connection.channel()
             await lane.channel.set_qos(prefetch_count=self._prefetch)
-            queue = await lane.channel.get_queue(self.queue, ensure=False)
+            # Declared (passively) through the robust channel, so a reconnect consumes it again.
+            queue = await lane.channel.declare_queue(self.queue, passive=True)
             lane.task = asyncio.create_task(lane.run(), name=lane.name)
             lane.queue = queue
             lane.consumer_tag = await queue.consume(lane.on_message)
