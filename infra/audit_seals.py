@@ -16,7 +16,10 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from domain.audit_chain import GENESIS, entry_hash, seal_hash
+from domain.model import IN_FLIGHT
 from infra.mongo import Collections
+
+IN_FLIGHT_VALUES = tuple(status.value for status in IN_FLIGHT)
 
 
 @dataclass
@@ -42,8 +45,10 @@ class AuditSealer:
 
     async def seal(self, limit: int = 500) -> int:
         """Seal what was appended since the last seal; returns how many entries were sealed."""
-        docs = await self._postings.find({"audit_dirty": True}, {"audit": 1, "audit_sealed": 1}).limit(limit) \
-            .to_list(None)
+        # A posting in flight is sealed once it settles (milliseconds later, as a rule), so that
+        # its trail is read and written back once rather than twice.
+        docs = await self._postings.find({"audit_dirty": True, "load_status": {"$nin": list(IN_FLIGHT_VALUES)}},
+                                         {"audit": 1, "audit_sealed": 1}).limit(limit).to_list(None)
         if not docs:
             return 0
         covered = []
@@ -68,12 +73,22 @@ class AuditSealer:
         writes: list[UpdateOne] = []
         for doc in docs:
             sealed = len(doc["audit"])
-            writes.append(UpdateOne({"_id": doc["_id"]}, {"$max": {"audit_sealed": sealed}}))
-            # Still dirty if an entry was appended since it was read.
-            writes.append(UpdateOne({"_id": doc["_id"], "audit": {"$size": sealed}},
-                                    {"$set": {"audit_dirty": False}}))
-        await self._postings.bulk_write(writes, ordered=True)
+            # One write per posting: it stays dirty if an entry was appended since it was read.
+            writes.append(UpdateOne({"_id": doc["_id"]}, [{"$set": {
+                "audit_sealed": {"$max": [{"$ifNull": ["$audit_sealed", 0]}, sealed]},
+                "audit_dirty": {"$ne": [{"$size": "$audit"}, sealed]},
+            }}]))
+        await self._postings.bulk_write(writes, ordered=False)
         return len(covered)
+
+    async def seal_all(self, limit: int = 1000) -> int:
+        """Seal until nothing is left to seal (a busy minute leaves thousands); returns the entries sealed."""
+        total = 0
+        while True:
+            sealed = await self.seal(limit)
+            total += sealed
+            if sealed == 0:
+                return total
 
     async def verify(self) -> Verification:
         result = Verification()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from datetime import datetime
@@ -32,12 +33,22 @@ class MongoPracticeDirectory:
         self._patients = collections.ehr_patients
         self._ttl = integration_ttl
         self._integrations: dict[str, tuple[float, Integration | None]] = {}
+        self._reading: dict[str, asyncio.Future[Integration | None]] = {}
         self._registered: OrderedDict[str, None] = OrderedDict()
 
     async def integration(self, practice_id: str) -> Integration | None:
         cached = self._integrations.get(practice_id)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        # A whole batch asks at once when the entry expires: one read answers them all.
+        reading = self._reading.get(practice_id)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read_integration(practice_id))
+            self._reading[practice_id] = reading
+            reading.add_done_callback(lambda _: self._reading.pop(practice_id, None))
+        return await asyncio.shield(reading)
+
+    async def _read_integration(self, practice_id: str) -> Integration | None:
         doc = await self._practices.find_one({"_id": practice_id})
         found = None
         if doc is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from pymongo import ReturnDocument
@@ -13,7 +13,7 @@ from pymongo.errors import DuplicateKeyError
 from domain.load_errors import LoadError, LoadErrorCode
 from domain.model import IN_FLIGHT, LoadStatus, PostingKind
 from domain.posting import Attempt, AuditEntry, KeptMessage, Posting, PostingKey
-from infra.batching import conditional_updater, inserter
+from infra.batching import conditional_updater, finder, inserter
 from infra.mongo import Collections, Doc
 
 HISTORY_LIMIT = 200  # attempts kept per posting; the audit trail is never trimmed
@@ -36,7 +36,9 @@ def error_from(doc: Doc | None) -> LoadError | None:
 
 
 def audit_doc(entry: AuditEntry) -> Doc:
-    return asdict(entry)
+    # Field by field (dataclasses.asdict deep-copies, which costs more than the write itself).
+    return {"at": entry.at, "actor": entry.actor, "action": entry.action, "reason": entry.reason,
+            "detail": entry.detail}
 
 
 def attempt_doc(attempt: Attempt) -> Doc:
@@ -132,6 +134,7 @@ class MongoPostingStore:
         self._c = collections.postings
         self._inserts = inserter(self._c)
         self._finishes = conditional_updater(self._c)
+        self._gets = finder(self._c, {"message": 0, "audit": 0, "attempts": 0})
 
     async def insert_received(self, posting: Posting, message: KeptMessage, audit: AuditEntry) -> bool:
         doc = new_doc(posting, message, [audit], LoadStatus.PENDING)
@@ -142,7 +145,7 @@ class MongoPostingStore:
         return True
 
     async def get(self, key: PostingKey) -> Posting | None:
-        doc = await self._c.find_one({"_id": doc_id(key)}, {"message": 0, "audit": 0, "attempts": 0})
+        doc = await self._gets.submit(doc_id(key))
         return posting_from(doc) if doc else None
 
     async def get_doc(self, key: PostingKey) -> Doc | None:

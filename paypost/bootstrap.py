@@ -117,14 +117,14 @@ class Paypost:
     async def _seal_periodically(self, every: float = 2.0) -> None:
         while not self._stop_background.is_set():
             try:
-                await self.sealer.seal()
+                await self.sealer.seal_all()
             except Exception:
                 log.exception("audit_seal_failed")
             try:
                 await asyncio.wait_for(self._stop_background.wait(), timeout=every)
             except TimeoutError:
                 pass
-        await self.sealer.seal()
+        await self.sealer.seal_all()
 
     async def refresh_queue_metrics(self) -> dict[str, tuple[int, int]]:
         """Queue depths and consumers into the Prometheus gauges (called on each scrape)."""
