@@ -29,7 +29,7 @@ from domain.posting import (
 )
 from producers.events import OutcomePublisher
 from schemas.messages import PaymentPosted, PaymentRefunded, WireModel
-from schemas.topics import PAYMENT_POSTED, PAYMENT_REFUNDED
+from schemas.topics import PAYMENT_POSTED, PAYMENT_REFUNDED, REPLAYS_HEADER
 
 INTAKE_MESSAGES = {PAYMENT_POSTED: PaymentPosted, PAYMENT_REFUNDED: PaymentRefunded}
 
@@ -165,11 +165,15 @@ class PostingService:
             at=now, actor=PAYPOST_ACTOR, action="received",
             detail=f"event {read.event_id} via {message.routing_key}",
         )
-        if await self._postings.insert_received(fresh, message, received):
+        # A replay's row exists (paypost kept its message): look it up rather than try to insert.
+        replayed = REPLAYS_HEADER in message.headers
+        if not replayed and await self._postings.insert_received(fresh, message, received):
             return await self._load(fresh)
         existing = await self._postings.get(fresh.key)
-        if existing is None:  # deleted in between: nothing paypost does, but be safe
-            return Outcome(Disposition.ACK, fresh.key)
+        if existing is None:
+            if replayed and await self._postings.insert_received(fresh, message, received):
+                return await self._load(fresh)
+            return Outcome(Disposition.ACK, fresh.key)  # deleted in between: nothing paypost does
         match decide_delivery(existing.load_status):
             case Delivery.ALREADY_DONE:
                 log.info("duplicate_ignored", posting=str(fresh.key), load_status=existing.load_status.value)

@@ -9,11 +9,12 @@ seal, is reported.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from domain.audit_chain import GENESIS, entry_hash, seal_hash
 from domain.model import IN_FLIGHT
@@ -41,7 +42,13 @@ class AuditSealer:
 
     async def ensure_indexes(self) -> None:
         await self._seals.create_index([("seq", ASCENDING)], unique=True)
-        await self._postings.create_indexes([IndexModel([("audit_dirty", ASCENDING)], sparse=True)])
+        # Only dirty postings are in this index (a sealed one leaves it), by status, so the
+        # sealer skips those in flight without reading them.
+        await self._postings.create_indexes([IndexModel([("audit_dirty", ASCENDING), ("load_status", ASCENDING)],
+                                                        name="audit_dirty_by_status",
+                                                        partialFilterExpression={"audit_dirty": True})])
+        with contextlib.suppress(OperationFailure):
+            await self._postings.drop_index("audit_dirty_1")  # the index of earlier versions
 
     async def seal(self, limit: int = 500) -> int:
         """Seal what was appended since the last seal; returns how many entries were sealed."""

@@ -95,11 +95,15 @@ def finder(collection: AsyncCollection[Doc], projection: Doc | None = None) -> C
     return Coalescer(run)
 
 
-def conditional_updater(collection: AsyncCollection[Doc]) -> Coalescer[tuple[Doc, Doc], bool]:
+def conditional_updater(collection: AsyncCollection[Doc], returning: Doc | None = None
+                        ) -> Coalescer[tuple[Doc, Doc], Any]:
     """Conditional ``update_one(filter, update)`` in one ``bulk_write``; each call learns whether
-    its own update matched (each carries a marker that is read back in one query)."""
+    its own update matched (each carries a marker that is read back in one query).
 
-    async def run(ops: list[tuple[Doc, Doc]]) -> list[bool]:
+    With ``returning`` (a projection), each call gets the document its update changed, or None.
+    """
+
+    async def run(ops: list[tuple[Doc, Doc]]) -> list[Any]:
         token = uuid.uuid4().hex
         markers = [f"{token}:{i}" for i in range(len(ops))]
         writes = []
@@ -107,8 +111,14 @@ def conditional_updater(collection: AsyncCollection[Doc]) -> Coalescer[tuple[Doc
             writes.append(UpdateOne(query, {**update, "$set": {**update.get("$set", {}), "_write": marker}}))
         await collection.bulk_write(writes, ordered=False)
         ids = list({q["_id"] for q, _ in ops})
-        written = {d["_write"] async for d in collection.find({"_id": {"$in": ids}, "_write": {"$in": markers}},
-                                                              {"_write": 1})}
-        return [m in written for m in markers]
+        written = {d["_write"]: d async for d in collection.find(
+            {"_id": {"$in": ids}, "_write": {"$in": markers}},
+            # The whole document when returning is {}, the given fields when it names some.
+            {**returning, "_write": 1} if returning else None if returning is not None else {"_write": 1})}
+        if returning is None:
+            return [m in written for m in markers]
+        for doc in written.values():
+            del doc["_write"]
+        return [written.get(m) for m in markers]
 
     return Coalescer(run)

@@ -247,12 +247,17 @@ class MongoPostingCommands:
                       "load_error": None, "audit_dirty": True},
              "$inc": {"replays": 1},
              "$push": {"audit": audit_doc(audit)}},
+            # By _id: left to itself the planner may walk every FAILED posting of the status index.
+            hint=[("_id", 1)],
         )
-        return await self.claimed(token)
+        return await self.claimed(token, keys)
 
-    async def claimed(self, token: str) -> list[tuple[Posting, KeptMessage]]:
-        # Only what is still RETRYING: a claim whose replay already loaded or failed is not replayed again.
-        docs = self._c.find({"retry_token": token, "load_status": LoadStatus.RETRYING.value},
+    async def claimed(self, token: str, keys: list[PostingKey]) -> list[tuple[Posting, KeptMessage]]:
+        # Only these keys (a bulk retry claims chunk after chunk with one token, and the chunks
+        # before this one are replayed already), and only what is still RETRYING: a claim whose
+        # replay already loaded or failed is not replayed again.
+        docs = self._c.find({"_id": {"$in": [doc_id(k) for k in keys]}, "retry_token": token,
+                             "load_status": LoadStatus.RETRYING.value},
                             {"audit": 0, "attempts": 0, "dead_letters": 0})
         return [(posting_from(d), message_from(d["message"])) async for d in docs]
 

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     ledger_attempts: int = Field(default=4, ge=1)
     ledger_timeout: float = Field(default=5.0, gt=0)
     replay_rate: float = Field(default=2000.0, gt=0)  # replays per second in a bulk retry
-    replay_window: int = Field(default=50, ge=1, le=5000)  # replays in flight at once
+    replay_window: int = Field(default=200, ge=1, le=5000)  # replays in flight at once
     log_level: str = "INFO"
     log_format: str = "console"  # or "json"
 

@@ -67,3 +67,32 @@ async def test_an_altered_seal_breaks_the_chain(settings: Settings, paypost: Pay
     result = await AuditSealer(paypost.collections).verify()
     assert not result.ok
     assert any("seal 1 was altered" in p for p in result.problems)
+
+
+async def test_the_sealer_waits_for_a_posting_in_flight_and_seals_every_batch(
+    paypost: Paypost, api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    ids = []
+    for _ in range(5):
+        body = await upstream.payment()
+        await wait_status(api, practice, body["payment_id"], "LOADED")
+        ids.append(f"{practice}/{body['payment_id']}")
+    postings = paypost.collections.postings
+    # One of them is being loaded again: a new entry appended while it is RETRYING.
+    await postings.update_one({"_id": ids[0]}, {"$set": {"load_status": "RETRYING", "audit_dirty": True},
+                                                "$push": {"audit": {"actor": "carol", "action": "retry"}}})
+    sealer = AuditSealer(paypost.collections)
+    await sealer.seal_all(limit=2)  # several rounds of two
+    in_flight = await postings.find_one({"_id": ids[0]})
+    assert in_flight is not None and in_flight["audit_dirty"] is True
+    assert in_flight.get("audit_sealed", 0) < len(in_flight["audit"])
+    assert await postings.count_documents({"_id": {"$in": ids[1:]}, "audit_dirty": False}) == 4
+
+    await postings.update_one({"_id": ids[0]}, {"$set": {"load_status": "LOADED"}})
+    await sealer.seal_all(limit=2)
+    settled = await postings.find_one({"_id": ids[0]})
+    assert settled is not None and settled["audit_dirty"] is False
+    assert settled["audit_sealed"] == len(settled["audit"])
+    result = await sealer.verify()
+    assert result.ok, result.problems
+    assert result.unsealed == 0

@@ -6,11 +6,12 @@ import asyncio
 import uuid
 from typing import Any
 
+import aio_pika
 import httpx
 import pytest
 
 from paypost.bootstrap import Paypost
-from tests.conftest import VIEWER, Upstream, wait_for
+from tests.conftest import VIEWER, Upstream, payment_body, wait_for
 from tests.integration.helpers import get_posting, ledger, wait_status
 
 pytestmark = pytest.mark.integration
@@ -289,3 +290,36 @@ async def test_a_late_dead_letter_never_fails_a_retry_in_flight(
     posting = await get_posting(api, practice, payment_id)
     assert posting is not None and posting["load_status"] == "FAILED"
     assert posting["load_error"]["code"] == "LEDGER_UNAVAILABLE"
+
+
+async def test_a_self_heal_of_many_chunks_replays_each_payment_once(
+    amqp_url: str, api: httpx.AsyncClient, upstream: Upstream, practice: str, paypost: Paypost
+) -> None:
+    """More failures than one claim chunk (500): each is sent back once, not once per later chunk."""
+    n = 1_200
+    bodies = [payment_body(ehr_patient_id=None, patient_account_id="acct-many") for _ in range(n)]
+    await asyncio.gather(*[upstream.send("payment.posted", body) for body in bodies])
+    failed = {"practice_id": practice, "patient_account_id": "acct-many", "load_status": "FAILED"}
+    await wait_for(lambda: _count_is(paypost, failed, n), timeout=120)
+
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel()
+    retried = await channel.declare_queue(exclusive=True)
+    await retried.bind("paypost.events", routing_key=f"posting.retried.{practice}")
+    try:
+        r = await api.put(f"/api/v1/practices/{practice}/patient-accounts/acct-many/mapping",
+                          json={"ehr_patient_id": "EHR-1"})
+        assert r.json()["retried"] == n
+        loaded = {"practice_id": practice, "patient_account_id": "acct-many", "load_status": "LOADED"}
+        await wait_for(lambda: _count_is(paypost, loaded, n), timeout=120)
+        await asyncio.sleep(0.5)  # a second replay of a chunk, if there were one, would be on its way
+        events = (await channel.declare_queue(retried.name, passive=True)).declaration_result.message_count
+        assert events == n
+        replays = await paypost.collections.postings.distinct("replays", {"patient_account_id": "acct-many"})
+        assert replays == [1]
+    finally:
+        await connection.close()
+
+
+async def _count_is(paypost: Paypost, query: dict[str, Any], n: int) -> bool:
+    return await paypost.collections.postings.count_documents(query) == n

@@ -1,0 +1,117 @@
+"""The batch consumer on the real broker: what it settles, how, and what it leaves for redelivery."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+
+from domain.posting import KeptMessage
+from infra.intake import BatchConsumer, Settle
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def connection(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractRobustConnection]:
+    connection = await aio_pika.connect_robust(amqp_url)
+    channel = await connection.channel()
+    await channel.declare_exchange("test.dead", aio_pika.ExchangeType.FANOUT)
+    dead = await channel.declare_queue("test.dead")
+    await dead.bind("test.dead")
+    await channel.declare_queue("test.work", arguments={"x-dead-letter-exchange": "test.dead"})
+    yield connection
+    await connection.close()
+
+
+async def publish(connection: aio_pika.abc.AbstractRobustConnection, n: int) -> None:
+    channel = await connection.channel(publisher_confirms=True)
+    await asyncio.gather(*[channel.default_exchange.publish(aio_pika.Message(str(i).encode(), message_id=str(i)),
+                                                            routing_key="test.work") for i in range(n)])
+    await channel.close()
+
+
+async def depth(connection: aio_pika.abc.AbstractRobustConnection, name: str) -> int:
+    channel = await connection.channel()
+    queue = await channel.declare_queue(name, passive=True)
+    await channel.close()
+    return queue.declaration_result.message_count or 0
+
+
+async def test_a_batch_is_acked_once_and_its_rejects_are_dead_lettered(
+    connection: aio_pika.abc.AbstractRobustConnection,
+) -> None:
+    sizes: list[int] = []
+    seen: list[int] = []
+
+    async def handle(messages: list[KeptMessage]) -> list[Settle]:
+        sizes.append(len(messages))
+        await asyncio.sleep(0.02)  # a database round trip: deliveries pile up behind it
+        numbers = [int(m.body) for m in messages]
+        seen.extend(numbers)
+        return [Settle.DEAD_LETTER if n % 3 == 0 else Settle.ACK for n in numbers]
+
+    await publish(connection, 600)
+    consumer = BatchConsumer("test.work", handle, prefetch=200, lanes=2)
+    await consumer.start(connection)
+    await wait_for(lambda: _at_least(seen, 600), timeout=30)
+    await consumer.stop()
+
+    assert sorted(seen) == list(range(600))  # each handled once: nothing redelivered
+    assert max(sizes) > 1  # deliveries that arrived together were handled together
+    assert await depth(connection, "test.work") == 0  # all settled, none left unacked
+    assert await depth(connection, "test.dead") == 200  # every third rejected to the dead letters
+
+
+async def test_a_batch_whose_handler_gives_up_goes_back_to_the_queue(
+    connection: aio_pika.abc.AbstractRobustConnection,
+) -> None:
+    calls = 0
+    handled: set[int] = set()
+
+    async def handle(messages: list[KeptMessage]) -> list[Settle]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("the database gave up")
+        handled.update(int(m.body) for m in messages)
+        return [Settle.ACK] * len(messages)
+
+    await publish(connection, 50)
+    consumer = BatchConsumer("test.work", handle, prefetch=100, lanes=1)
+    await consumer.start(connection)
+    await wait_for(lambda: _at_least(handled, 50), timeout=30)
+    await consumer.stop()
+    assert handled == set(range(50))  # the failed batch was redelivered, nothing lost
+    assert calls >= 2
+    assert await depth(connection, "test.work") == 0
+    assert await depth(connection, "test.dead") == 0
+
+
+async def test_stop_settles_the_batch_in_hand_and_returns_the_rest(
+    connection: aio_pika.abc.AbstractRobustConnection,
+) -> None:
+    handled: list[int] = []
+    started = asyncio.Event()
+
+    async def handle(messages: list[KeptMessage]) -> list[Settle]:
+        started.set()
+        await asyncio.sleep(0.3)
+        handled.extend(int(m.body) for m in messages)
+        return [Settle.ACK] * len(messages)
+
+    await publish(connection, 300)
+    consumer = BatchConsumer("test.work", handle, prefetch=100, lanes=1, max_batch=20)
+    await consumer.start(connection)
+    await asyncio.wait_for(started.wait(), timeout=10)
+    await consumer.stop()
+    # The batch in hand finished and was acked; everything else is back in the queue.
+    assert 0 < len(handled) < 300
+    assert await depth(connection, "test.work") == 300 - len(handled)
+
+
+async def _at_least(items: list[int] | set[int], n: int) -> bool:
+    return len(items) >= n
