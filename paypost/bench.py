@@ -162,6 +162,48 @@ class PaypostProcess:
             self.proc.wait(timeout=60)
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (None where /proc does not tell)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def find_pid(*needles: str) -> int | None:
+    """The first local process whose command line holds every needle (the broker, mongod)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if all(n in cmdline for n in needles):
+            return int(entry.name)
+    return None
+
+
+class CpuMeter:
+    """CPU time each process of the pipeline spends per payment: where the machine's two cores go."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = {name: pid for name, pid in pids.items() if pid is not None}
+        self._start: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._start = {name: cpu for name, pid in self.pids.items() if (cpu := cpu_seconds(pid)) is not None}
+
+    def per_payment_us(self, payments: int) -> dict[str, float]:
+        spent = {}
+        for name, pid in self.pids.items():
+            now = cpu_seconds(pid)
+            if now is not None and name in self._start:
+                spent[name] = (now - self._start[name]) / payments * 1e6
+        return spent
+
+
 async def baseline(amqp: str, n: int) -> float:
     """Raw aio-pika: publish with confirms and consume-and-ack the same messages at once, no database."""
     connection = await aio_pika.connect(amqp)
@@ -247,6 +289,12 @@ async def run(quick: bool, log: Callable[[str], None]) -> Results:
             # 2. sustained throughput
             log(f"pipeline: {sizes.pipeline:,} payments to a durable LOADED outcome")
             bodies = [(f"p-{i}", payment(f"p-{i}", f"acct-{i % 500}", f"EHR-{i % 20}")) for i in range(sizes.pipeline)]
+            assert paypost.proc is not None
+            mongo_port = mongo.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[-1]
+            meter = CpuMeter({"paypost": paypost.proc.pid, "mongod": find_pid("mongod", f"--port {mongo_port}")
+                              or find_pid("mongod"), "RabbitMQ": find_pid("beam.smp", "rabbit"),
+                              "bench publisher": os.getpid()})
+            meter.start()
             started = time.perf_counter()
             await publisher.many(bodies)
             finished = await wait_count(c, {"practice_id": PRACTICE, "load_status": "LOADED"}, sizes.pipeline,
@@ -255,6 +303,14 @@ async def run(quick: bool, log: Callable[[str], None]) -> Results:
             results.add("pipeline: publish to LOADED", pipeline_pps, "payments/s", "pipeline_pps",
                         f"{sizes.pipeline:,} payments, built-in ledger")
             results.add("ratio pipeline / baseline", pipeline_pps / base, "", "ratio", "target >= 0.5")
+            spent = meter.per_payment_us(sizes.pipeline)
+            for name, us in spent.items():
+                results.add(f"  CPU per payment: {name}", us, "us", f"cpu_us_{name.split()[0].lower()}")
+            if spent:
+                total = sum(spent.values())
+                cores = os.cpu_count() or 1
+                results.add("  CPU per payment, all of them", total, "us", "cpu_us_total",
+                            f"{cores} cores carry at most {cores * 1e6 / total:,.0f} payments/s at this cost")
 
             # 3. latency at half that rate
             rate = pipeline_pps / 2
