@@ -9,6 +9,7 @@ seal, is reported.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -88,14 +89,19 @@ class AuditSealer:
         await self._postings.bulk_write(writes, ordered=False)
         return len(covered)
 
-    async def seal_all(self, limit: int = 1000) -> int:
-        """Seal until nothing is left to seal (a busy minute leaves thousands); returns the entries sealed."""
+    async def seal_all(self, limit: int = 200) -> int:
+        """Seal until nothing is left to seal (a busy minute leaves thousands); returns the entries sealed.
+
+        In rounds of ``limit`` postings: hashing is CPU work on the event loop that also carries the
+        payments, so each round is kept short and the loop gets its turn between rounds.
+        """
         total = 0
         while True:
             sealed = await self.seal(limit)
             total += sealed
             if sealed == 0:
                 return total
+            await asyncio.sleep(0)
 
     async def verify(self) -> Verification:
         result = Verification()

@@ -41,7 +41,7 @@ log = structlog.get_logger("paypost")
 class Paypost:
     """Every adapter and service of one paypost process, wired once."""
 
-    def __init__(self, settings: Settings, *, intake_lanes: int = 2, retry_seconds: float = 60.0) -> None:
+    def __init__(self, settings: Settings, *, retry_seconds: float = 60.0) -> None:
         self.settings = settings
         self.mongo: AsyncMongoClient[Doc] = connect(settings.mongodb_uri)
         self.collections = Collections(self.mongo[settings.mongodb_db])
@@ -82,7 +82,7 @@ class Paypost:
             self.reactions.transfer_settled, self.command_service, self.retrying, settings.max_message_bytes,
         )
         self.intake = intake_consumers(self.posting_service, self.retrying, prefetch=settings.prefetch,
-                                       lanes=intake_lanes, replay_window=settings.replay_window)
+                                       lanes=settings.intake_lanes, replay_window=settings.replay_window)
         self.consuming = False
         self._stop_background = asyncio.Event()
         self._escalations: asyncio.Task[None] | None = None
