@@ -109,7 +109,9 @@ def conditional_updater(collection: AsyncCollection[Doc], returning: Doc | None 
         writes = []
         for (query, update), marker in zip(ops, markers, strict=True):
             writes.append(UpdateOne(query, {**update, "$set": {**update.get("$set", {}), "_write": marker}}))
-        await collection.bulk_write(writes, ordered=False)
+        result = await collection.bulk_write(writes, ordered=False)
+        if returning is None and result.matched_count == len(ops):
+            return [True] * len(ops)  # every update matched: nothing to read back
         ids = list({q["_id"] for q, _ in ops})
         written = {d["_write"]: d async for d in collection.find(
             {"_id": {"$in": ids}, "_write": {"$in": markers}},
