@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,20 @@ from infra.mongo import Collections, Doc
 OPEN_STATES = ["open", "escalated"]
 
 
+async def _once_per_account(requests: Sequence[tuple[Any, ...]],
+                            act: Callable[..., Awaitable[Doc | None]]) -> list[Doc | None]:
+    """Act once per (practice, account) of a batch of requests, all accounts at once; the first
+    request of each account gets the answer, the rest None (the flag is one per account)."""
+    first: dict[tuple[str, str], int] = {}
+    for index, request in enumerate(requests):
+        first.setdefault((request[0], request[1]), index)
+    answers = await asyncio.gather(*(act(*requests[index]) for index in first.values()))
+    results: list[Doc | None] = [None] * len(requests)
+    for index, answer in zip(first.values(), answers, strict=True):
+        results[index] = answer
+    return results
+
+
 class MongoAlertStore:
     """Opening and resolving alerts happens for every failure and every load after one, so the
     calls made together (a batch of postings) share round trips: tasks are inserted and resolved
@@ -26,9 +41,11 @@ class MongoAlertStore:
         self._c = collections.alerts
         self._postings = collections.postings
         self._task_inserts = inserter(self._c)
-        self._resolves = conditional_updater(self._c, returning={})
-        self._flag_opens: Coalescer[tuple[str, str, str, datetime], Doc | None] = Coalescer(self._open_flags)
-        self._flag_resolves: Coalescer[tuple[str, str, datetime], Doc | None] = Coalescer(self._resolve_flags)
+        self._resolves = conditional_updater(self._c, returning=True)
+        self._flag_opens: Coalescer[tuple[str, str, str, datetime], Doc | None] = Coalescer(
+            lambda requests: _once_per_account(requests, self._open_flag))
+        self._flag_resolves: Coalescer[tuple[str, str, datetime], Doc | None] = Coalescer(
+            lambda requests: _once_per_account(requests, self._resolve_flag_if_clear))
 
     async def ensure_indexes(self) -> None:
         await self._c.create_indexes([
@@ -54,18 +71,6 @@ class MongoAlertStore:
     async def open_flag(self, practice_id: str, account: str, payment_id: str, at: datetime) -> Doc | None:
         """Open the patient's flag unless one is open; returns it only when this call opened it."""
         return await self._flag_opens.submit((practice_id, account, payment_id, at))
-
-    async def _open_flags(self, requests: list[tuple[str, str, str, datetime]]) -> list[Doc | None]:
-        # The first request for an account opens its flag (if none is open); the rest of the
-        # batch would find it open.
-        first: dict[tuple[str, str], int] = {}
-        for index, (practice_id, account, _, _) in enumerate(requests):
-            first.setdefault((practice_id, account), index)
-        results: list[Doc | None] = [None] * len(requests)
-        opened = await asyncio.gather(*(self._open_flag(*requests[index]) for index in first.values()))
-        for index, flag in zip(first.values(), opened, strict=True):
-            results[index] = flag
-        return results
 
     async def _open_flag(self, practice_id: str, account: str, payment_id: str, at: datetime) -> Doc | None:
         alert_id = f"patient:{practice_id}:{account}:{uuid.uuid4().hex[:12]}"
@@ -93,25 +98,12 @@ class MongoAlertStore:
         """Resolve the account's flag once none of its postings is FAILED any more."""
         return await self._flag_resolves.submit((practice_id, account, at))
 
-    async def _resolve_flags(self, requests: list[tuple[str, str, datetime]]) -> list[Doc | None]:
-        first: dict[tuple[str, str], int] = {}
-        for index, (practice_id, account, _) in enumerate(requests):
-            first.setdefault((practice_id, account), index)
-        keys = list(first)
-        # Whether each account of the batch still has a failure: an index lookup that stops at the first.
-        counts = await asyncio.gather(*(self._postings.count_documents(
-            {"practice_id": practice_id, "patient_account_id": account,
-             "load_status": {"$in": ["FAILED", "RETRYING"]}}, limit=1) for practice_id, account in keys))
-        failing = {key for key, count in zip(keys, counts, strict=True) if count}
-        results: list[Doc | None] = [None] * len(requests)
-        clear = [(key, index) for key, index in first.items() if key not in failing]
-        resolved = await asyncio.gather(*(self._resolve_flag(practice_id, account, requests[index][2])
-                                          for (practice_id, account), index in clear))
-        for (_, index), flag in zip(clear, resolved, strict=True):
-            results[index] = flag
-        return results
-
-    async def _resolve_flag(self, practice_id: str, account: str, at: datetime) -> Doc | None:
+    async def _resolve_flag_if_clear(self, practice_id: str, account: str, at: datetime) -> Doc | None:
+        still_failing = await self._postings.count_documents(
+            {"practice_id": practice_id, "patient_account_id": account, "load_status": {"$in": ["FAILED", "RETRYING"]}},
+            limit=1)
+        if still_failing:
+            return None
         return await self._c.find_one_and_update(
             {"kind": "patient", "practice_id": practice_id, "patient_account_id": account, "open": True},
             {"$set": {"state": "resolved", "open": False, "resolved_at": at}},

@@ -21,7 +21,7 @@ from domain.audit_chain import GENESIS, entry_hash, seal_hash
 from domain.model import IN_FLIGHT
 from infra.mongo import Collections
 
-IN_FLIGHT_VALUES = tuple(status.value for status in IN_FLIGHT)
+IN_FLIGHT_VALUES = [status.value for status in IN_FLIGHT]
 
 
 @dataclass
@@ -55,7 +55,7 @@ class AuditSealer:
         """Seal what was appended since the last seal; returns how many entries were sealed."""
         # A posting in flight is sealed once it settles (milliseconds later, as a rule), so that
         # its trail is read and written back once rather than twice.
-        docs = await self._postings.find({"audit_dirty": True, "load_status": {"$nin": list(IN_FLIGHT_VALUES)}},
+        docs = await self._postings.find({"audit_dirty": True, "load_status": {"$nin": IN_FLIGHT_VALUES}},
                                          {"audit": 1, "audit_sealed": 1}).limit(limit).to_list(None)
         if not docs:
             return 0

@@ -95,12 +95,12 @@ def finder(collection: AsyncCollection[Doc], projection: Doc | None = None) -> C
     return Coalescer(run)
 
 
-def conditional_updater(collection: AsyncCollection[Doc], returning: Doc | None = None
+def conditional_updater(collection: AsyncCollection[Doc], returning: bool = False
                         ) -> Coalescer[tuple[Doc, Doc], Any]:
     """Conditional ``update_one(filter, update)`` in one ``bulk_write``; each call learns whether
     its own update matched (each carries a marker that is read back in one query).
 
-    With ``returning`` (a projection), each call gets the document its update changed, or None.
+    With ``returning``, each call gets the document its update changed, or None.
     """
 
     async def run(ops: list[tuple[Doc, Doc]]) -> list[Any]:
@@ -110,14 +110,12 @@ def conditional_updater(collection: AsyncCollection[Doc], returning: Doc | None 
         for (query, update), marker in zip(ops, markers, strict=True):
             writes.append(UpdateOne(query, {**update, "$set": {**update.get("$set", {}), "_write": marker}}))
         result = await collection.bulk_write(writes, ordered=False)
-        if returning is None and result.matched_count == len(ops):
+        if not returning and result.matched_count == len(ops):
             return [True] * len(ops)  # every update matched: nothing to read back
         ids = list({q["_id"] for q, _ in ops})
         written = {d["_write"]: d async for d in collection.find(
-            {"_id": {"$in": ids}, "_write": {"$in": markers}},
-            # The whole document when returning is {}, the given fields when it names some.
-            {**returning, "_write": 1} if returning else None if returning is not None else {"_write": 1})}
-        if returning is None:
+            {"_id": {"$in": ids}, "_write": {"$in": markers}}, None if returning else {"_write": 1})}
+        if not returning:
             return [m in written for m in markers]
         for doc in written.values():
             del doc["_write"]

@@ -52,11 +52,13 @@ class Amqp:
     def __init__(self, url: str) -> None:
         self._url = url
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._opening = asyncio.Lock()
 
     async def open(self) -> aio_pika.abc.AbstractRobustConnection:
-        if self._connection is None or self._connection.is_closed:
-            self._connection = await aio_pika.connect_robust(self._url)
-        return self._connection
+        async with self._opening:  # the consumers and the publisher ask at once: one connection
+            if self._connection is None or self._connection.is_closed:
+                self._connection = await aio_pika.connect_robust(self._url)
+            return self._connection
 
     async def close(self) -> None:
         if self._connection is not None:

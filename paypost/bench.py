@@ -291,8 +291,8 @@ async def run(quick: bool, log: Callable[[str], None]) -> Results:
             bodies = [(f"p-{i}", payment(f"p-{i}", f"acct-{i % 500}", f"EHR-{i % 20}")) for i in range(sizes.pipeline)]
             assert paypost.proc is not None
             mongo_port = mongo.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[-1]
-            meter = CpuMeter({"paypost": paypost.proc.pid, "mongod": find_pid("mongod", f"--port {mongo_port}")
-                              or find_pid("mongod"), "RabbitMQ": find_pid("beam.smp", "rabbit"),
+            meter = CpuMeter({"paypost": paypost.proc.pid, "mongod": find_pid("mongod", f"--port {mongo_port}"),
+                              "RabbitMQ": find_pid("beam.smp", "rabbit"),
                               "bench publisher": os.getpid()})
             meter.start()
             started = time.perf_counter()

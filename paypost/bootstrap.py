@@ -159,6 +159,9 @@ class Paypost:
 
     async def stop(self) -> None:
         """Stop consuming (in-flight messages finish or return to their queue), then disconnect."""
+        # Payments first, so the last sweep and seal below cover the last batch they load.
+        for consumer in self.intake:
+            await consumer.stop()
         self._stop_background.set()
         await self.event_hub.close()
         if self._heals:
@@ -167,8 +170,6 @@ class Paypost:
             if task is not None:
                 await task
         self._escalations = self._sealing = None
-        for consumer in self.intake:
-            await consumer.stop()
         await self.broker.stop()
         await self.publish.close()
         await self.amqp.close()
