@@ -100,8 +100,11 @@ class Publisher:
         )
         try:
             channel = await self._underlay()
+            # wait=False: the frames join the connection's write queue and the channel's lock is
+            # not held until they are written, so publishes of a batch go out back to back; the
+            # confirm is still awaited (and fails if the channel closes first).
             result = await channel.basic_publish(body, exchange=exchange, routing_key=routing_key,
-                                                 properties=properties, mandatory=not broadcast)
+                                                 properties=properties, mandatory=not broadcast, wait=False)
         except (RuntimeError, ConnectionError, aiormq.exceptions.ConnectionClosed) as exc:
             # The connection is down or reconnecting: a transient failure, retried with backoff.
             raise TransientFailure(f"the broker is not reachable: {exc!r}"[:300]) from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic.fields import FieldInfo
@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     ledger_timeout: float = Field(default=5.0, gt=0)
     replay_rate: float = Field(default=2000.0, gt=0)  # replays per second in a bulk retry
     replay_window: int = Field(default=200, ge=1, le=5000)  # replays in flight at once
+    # "process": the audit sealer runs in a process of its own, beside the payments (the default);
+    # "inline": on the event loop of this process (one process fewer: tests, small installs).
+    audit_sealer: Literal["process", "inline"] = "process"
     log_level: str = "INFO"
     log_format: str = "console"  # or "json"
 

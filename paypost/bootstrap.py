@@ -18,6 +18,7 @@ from consumers.reactions import PostingReactions
 from consumers.subscribers import intake_consumers, register
 from infra.alerts import MongoAlertStore
 from infra.audit_seals import AuditSealer
+from infra.sealer_process import SealerProcess
 from infra.broker import Amqp, Publisher, QueueInspector, declare_topology, make_broker
 from infra.directory import MongoMappingStore, MongoPracticeDirectory
 from infra.event_hub import EventHub
@@ -69,6 +70,11 @@ class Paypost:
                                             Pacer(settings.replay_rate))
         self.alerts = MongoAlertStore(self.collections)
         self.sealer = AuditSealer(self.collections)
+        self.sealer_process = (
+            SealerProcess(settings.mongodb_uri, settings.mongodb_db, log_level=settings.log_level,
+                          log_format=settings.log_format)
+            if settings.audit_sealer == "process" else None
+        )
         self.reactions = PostingReactions(self.alerts, self.transfers, self.outcomes,
                                           settings.alert_escalate_after)
         self.reactions.healer = self.operations
@@ -115,16 +121,25 @@ class Paypost:
         return await save_changes(self.publish, self.operation_store, practice_id, retry, clear, operator)
 
     async def _seal_periodically(self, every: float = 2.0) -> None:
+        """Seal here (inline), or watch the sealer's process and start it again if it died."""
+        if self.sealer_process is not None:
+            self.sealer_process.start()
         while not self._stop_background.is_set():
             try:
-                await self.sealer.seal_all()
+                if self.sealer_process is not None:
+                    self.sealer_process.restart_if_dead()
+                else:
+                    await self.sealer.seal_all()
             except Exception:
                 log.exception("audit_seal_failed")
             try:
                 await asyncio.wait_for(self._stop_background.wait(), timeout=every)
             except TimeoutError:
                 pass
-        await self.sealer.seal_all()
+        if self.sealer_process is not None:
+            await self.sealer_process.stop()  # it seals what is left first
+        else:
+            await self.sealer.seal_all()
 
     async def refresh_queue_metrics(self) -> dict[str, tuple[int, int]]:
         """Queue depths and consumers into the Prometheus gauges (called on each scrape)."""

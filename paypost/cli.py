@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -75,6 +76,7 @@ def run(
         err.print(f"API tokens for this local run are in {directory / 'api-tokens'} (token:role:name).")
     err.print(f"paypost on http://{settings.http} (console at /, API at /api/v1, "
               f"{len(tokens)} API token(s) configured)")
+    tune_gc()
     # uvicorn re-raises the SIGTERM it caught once it has shut down (lifespan included); exit 0 then.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
@@ -83,6 +85,18 @@ def run(
     finally:
         if started:
             started.stop()
+
+
+def tune_gc(young: int = 20_000) -> None:
+    """Fewer garbage collections in a process that makes short-lived objects for every payment.
+
+    What start-up imported and built lives as long as the process: it is frozen, so no full
+    collection walks it again. A young collection runs every ``young`` allocations instead of 700;
+    each one then finds mostly objects of payments already settled.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(young, 20, 20)
 
 
 @app.command()

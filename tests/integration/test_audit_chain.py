@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from domain.model import LoadStatus, PostingKind
+from domain.posting import AuditEntry, KeptMessage, Posting, PostingKey
 from infra.audit_seals import AuditSealer
+from infra.mongo import Collections, connect
+from infra.postings import doc_id, new_doc
+from infra.sealer_process import SealerProcess
 from infra.settings import Settings
 from paypost.bootstrap import Paypost
 from tests.conftest import Upstream
@@ -96,3 +107,76 @@ async def test_the_sealer_waits_for_a_posting_in_flight_and_seals_every_batch(
     result = await sealer.verify()
     assert result.ok, result.problems
     assert result.unsealed == 0
+
+
+async def test_the_sealer_process_seals_comes_back_when_killed_and_seals_the_rest_at_stop(settings: Settings) -> None:
+    # No paypost here (its own sealer would seal too): postings are written as paypost writes them.
+    client = connect(settings.mongodb_uri)
+    collections = Collections(client[settings.mongodb_db])
+    await AuditSealer(collections).ensure_indexes()
+    postings = collections.postings
+    count = 0
+
+    async def loaded_posting() -> str:
+        nonlocal count
+        count += 1
+        now = datetime.now(UTC)
+        posting = Posting(key=PostingKey("clinic-s", f"pay-{count}"), kind=PostingKind.PAYMENT,
+                          load_status=LoadStatus.LOADED, event_id=f"e-{count}", received_at=now,
+                          patient_account_id="acct-1", amount=Decimal("10.00"), currency="USD", method="card")
+        entries = [AuditEntry(now, "paypost", "received"), AuditEntry(now, "paypost", "loaded")]
+        await postings.insert_one(new_doc(posting, KeptMessage(b"{}", "payment.posted", None, {}), entries,
+                                          LoadStatus.LOADED))
+        return doc_id(posting.key)
+
+    async def sealed(posting_id: str, timeout: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            doc = await postings.find_one({"_id": posting_id}, {"audit_dirty": 1})
+            if doc is not None and doc["audit_dirty"] is False:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.1)
+
+    process = SealerProcess(settings.mongodb_uri, settings.mongodb_db, every=0.2)
+    process.start()
+    try:
+        assert await sealed(await loaded_posting())
+        pid = process.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.to_thread(_wait_dead, process)
+        assert not process.alive
+        assert process.restart_if_dead()
+        assert process.pid != pid
+        assert await sealed(await loaded_posting())
+    finally:
+        await process.stop()
+    assert not process.alive
+    assert not process.restart_if_dead()  # asked to stop: not started again
+
+    # Stopping asks it to seal what is left. This one seals at start, then not for a minute.
+    slow = SealerProcess(settings.mongodb_uri, settings.mongodb_db, every=60)
+    slow.start()
+    try:
+        assert await sealed(await loaded_posting())  # its first round has run
+        last = await loaded_posting()
+        assert not await sealed(last, timeout=0.5)
+    finally:
+        await slow.stop()
+    try:
+        assert await sealed(last, timeout=0)
+        result = await AuditSealer(collections).verify()
+        assert result.ok, result.problems
+        assert (result.entries, result.unsealed) == (8, 0)
+    finally:
+        await client.drop_database(settings.mongodb_db)
+        await client.close()
+
+
+def _wait_dead(process: SealerProcess) -> None:
+    for _ in range(100):
+        if not process.alive:
+            return
+        time.sleep(0.05)
