@@ -78,7 +78,7 @@ def intake_consumers(
 
     return [
         BatchConsumer(INTAKE_QUEUE, on_batch, prefetch=prefetch, lanes=lanes, name="intake"),
-        BatchConsumer(REPLAY_QUEUE, on_batch, prefetch=replay_window, lanes=1, name="replays"),
+        BatchConsumer(REPLAY_QUEUE, on_batch, prefetch=replay_window, lanes=2, name="replays"),
     ]
 
 

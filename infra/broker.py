@@ -11,9 +11,16 @@ from aio_pika.abc import AbstractIncomingMessage
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.schemas import Channel
 
+from aiormq.abc import ChannelFrame
+from pamqp.body import ContentBody
+from pamqp.commands import Basic
+from pamqp.frame import marshal
+from pamqp.header import ContentHeader
+
 from domain.errors import PaypostError, TransientFailure
 from domain.posting import KeptMessage
 from infra import topology
+from infra.batching import Coalescer
 from schemas.topics import CONTENT_TYPE, ROUTING_KEY_HEADER, SCHEMA_VERSION, SCHEMA_VERSION_HEADER
 
 log = structlog.get_logger("paypost.broker")
@@ -66,6 +73,13 @@ class Amqp:
             self._connection = None
 
 
+# (exchange, routing key, body, properties) of one event.
+_Broadcast = tuple[str, str, bytes, aiormq.spec.Basic.Properties]
+# Events fit one body frame (the broker's frame_max is 128 KiB at least); a larger body, which
+# would need splitting into several frames, takes aiormq's own path.
+MAX_BATCHED_BODY = 64 * 1024
+
+
 class Publisher:
     """Publishes persistent JSON with confirms and ``mandatory``; nothing it sends is silently lost.
 
@@ -75,20 +89,28 @@ class Publisher:
 
     def __init__(self, amqp: Amqp) -> None:
         self._amqp = amqp
-        self._channel: aio_pika.abc.AbstractChannel | None = None
+        # Two channels: a broker confirms a channel's publishes in their order, and a message
+        # to a quorum queue is confirmed only once it is on disk; events (mostly unheard) would
+        # wait behind it on a shared channel.
+        self._channels: dict[bool, aio_pika.abc.AbstractChannel] = {}
         self._opening = asyncio.Lock()
+        # Events published meanwhile (a batch of payments' outcomes) go together in one write.
+        self._broadcasts: Coalescer[_Broadcast, None] = Coalescer(self._publish_broadcasts)
 
-    async def _underlay(self) -> aiormq.abc.AbstractChannel:
+    async def _underlay(self, broadcast: bool) -> aiormq.abc.AbstractChannel:
         """The open channel underneath (a new one if the last was closed), as aiormq's channel.
 
         Publishing on it directly skips building an aio-pika message for every event.
         """
-        if self._channel is None or self._channel.is_closed:
+        channel = self._channels.get(broadcast)
+        if channel is None or channel.is_closed:
             async with self._opening:
-                if self._channel is None or self._channel.is_closed:
+                channel = self._channels.get(broadcast)
+                if channel is None or channel.is_closed:
                     connection = await self._amqp.open()
-                    self._channel = await connection.channel(publisher_confirms=True, on_return_raises=False)
-        return await self._channel.get_underlay_channel()
+                    channel = await connection.channel(publisher_confirms=True, on_return_raises=False)
+                    self._channels[broadcast] = channel
+        return await channel.get_underlay_channel()
 
     async def __call__(
         self, exchange: str, routing_key: str, body: bytes, *, message_id: str,
@@ -98,14 +120,17 @@ class Publisher:
             content_type=CONTENT_TYPE, delivery_mode=2, message_id=message_id,
             headers={SCHEMA_VERSION_HEADER: SCHEMA_VERSION, **(headers or {})},
         )
+        if broadcast and len(body) <= MAX_BATCHED_BODY:
+            await self._broadcasts.submit((exchange, routing_key, body, properties))
+            return
         try:
-            channel = await self._underlay()
+            channel = await self._underlay(broadcast)
             # wait=False: the frames join the connection's write queue and the channel's lock is
             # not held until they are written, so publishes of a batch go out back to back; the
             # confirm is still awaited (and fails if the channel closes first).
             result = await channel.basic_publish(body, exchange=exchange, routing_key=routing_key,
                                                  properties=properties, mandatory=not broadcast, wait=False)
-        except (RuntimeError, ConnectionError, aiormq.exceptions.ConnectionClosed) as exc:
+        except (RuntimeError, ConnectionError, aiormq.exceptions.AMQPError) as exc:
             # The connection is down or reconnecting: a transient failure, retried with backoff.
             raise TransientFailure(f"the broker is not reachable: {exc!r}"[:300]) from exc
         if broadcast or isinstance(result, aiormq.spec.Basic.Ack):
@@ -113,10 +138,41 @@ class Publisher:
         log.error("publish_unroutable", exchange=exchange, routing_key=routing_key[:120])
         raise Unroutable(f"nothing is bound to {exchange or '(default)'} with routing key {routing_key!r}")
 
+    async def _publish_broadcasts(self, items: list[_Broadcast]) -> list[None | BaseException]:
+        """Publish many events in one write and await their confirms together.
+
+        aiormq's ``basic_publish`` costs ~65 µs of CPU per message (a lock, a timeout scope and a
+        write-queue entry each); this costs ~23. It uses the channel's own confirmation table and
+        write queue (aiormq 7.2, pinned), exactly as ``basic_publish`` does, for events only: they
+        are not ``mandatory``, so no Basic.Return has to be matched to a publish.
+        """
+        try:
+            channel = await self._underlay(True)
+            confirmations = []
+            async with channel.lock:
+                payload = bytearray()
+                for exchange, routing_key, body, properties in items:
+                    channel.delivery_tag += 1
+                    confirmation = channel.create_future()
+                    channel.confirmations[channel.delivery_tag] = confirmation
+                    confirmations.append(confirmation)
+                    payload += marshal(Basic.Publish(exchange=exchange, routing_key=routing_key), channel.number)
+                    payload += marshal(ContentHeader(body_size=len(body), properties=properties), channel.number)
+                    payload += marshal(ContentBody(body), channel.number)
+                await channel.write_queue.put(ChannelFrame(payload=bytes(payload), drain_future=None,
+                                                           should_close=False))
+        except (RuntimeError, ConnectionError, aiormq.exceptions.AMQPError) as exc:
+            failure = TransientFailure(f"the broker is not reachable: {exc!r}"[:300])
+            return [failure] * len(items)
+        outcomes = await asyncio.gather(*confirmations, return_exceptions=True)
+        return [TransientFailure(f"the broker did not confirm an event: {o!r}"[:300])
+                if isinstance(o, BaseException) else None for o in outcomes]
+
     async def close(self) -> None:
-        if self._channel is not None and not self._channel.is_closed:
-            await self._channel.close()
-        self._channel = None
+        for channel in self._channels.values():
+            if not channel.is_closed:
+                await channel.close()
+        self._channels = {}
 
 
 def kept_message(raw: AbstractIncomingMessage) -> KeptMessage:

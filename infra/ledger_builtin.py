@@ -14,7 +14,7 @@ from domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
 from infra.batching import inserter
 from infra.directory import MongoPracticeDirectory
 from infra.ledger_http import HttpLedgers
-from infra.mongo import Collections, Doc
+from infra.mongo import ACKNOWLEDGED, Collections, Doc
 
 
 class BuiltinLedger:
@@ -23,7 +23,9 @@ class BuiltinLedger:
     def __init__(self, collections: Collections, directory: MongoPracticeDirectory) -> None:
         self._entries = collections.ledger_entries
         self._directory = directory
-        self._inserts = inserter(self._entries)
+        # The posting's LOADED outcome follows each entry and waits for the journal for both
+        # (see ACKNOWLEDGED); an entry whose outcome was never written is found again on redelivery.
+        self._inserts = inserter(self._entries.with_options(write_concern=ACKNOWLEDGED))
 
     async def post(self, request: LedgerEntryRequest) -> LedgerReceipt:
         if not await self._directory.patient_registered(request.practice_id, request.ehr_patient_id):

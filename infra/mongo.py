@@ -8,7 +8,7 @@ from typing import Any
 
 from bson.codec_options import CodecOptions, TypeCodec, TypeRegistry
 from bson.decimal128 import Decimal128
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, NotPrimaryError
@@ -35,6 +35,15 @@ class DecimalCodec(TypeCodec):
 
 
 CODECS: CodecOptions[Doc] = CodecOptions(tz_aware=True, type_registry=TypeRegistry([DecimalCodec()]))
+
+
+# For a write that a later write on the same path makes durable: the PENDING row a posting starts
+# as, and the built-in ledger's entry, are each followed by the posting's outcome, written with the
+# default (majority, journaled) write concern. MongoDB's journal and oplog are one ordered log, so
+# once the outcome is durable everything written before it is too; if the process or the server
+# stops before that, the message was not acknowledged and is delivered again. Only the outcome
+# waits for the disk.
+ACKNOWLEDGED: WriteConcern = WriteConcern(w=1, j=False)
 
 
 def connect(uri: str, **kwargs: Any) -> AsyncMongoClient[Doc]:

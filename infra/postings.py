@@ -14,7 +14,7 @@ from domain.load_errors import LoadError, LoadErrorCode
 from domain.model import IN_FLIGHT, LoadStatus, PostingKind
 from domain.posting import Attempt, AuditEntry, KeptMessage, Posting, PostingKey
 from infra.batching import conditional_updater, finder, inserter
-from infra.mongo import Collections, Doc
+from infra.mongo import ACKNOWLEDGED, Collections, Doc
 
 HISTORY_LIMIT = 200  # attempts kept per posting; the audit trail is never trimmed
 
@@ -132,7 +132,8 @@ class MongoPostingStore:
 
     def __init__(self, collections: Collections) -> None:
         self._c = collections.postings
-        self._inserts = inserter(self._c)
+        # The PENDING row: its outcome, written next, is what waits for the journal (see ACKNOWLEDGED).
+        self._inserts = inserter(self._c.with_options(write_concern=ACKNOWLEDGED))
         self._finishes = conditional_updater(self._c)
         self._gets = finder(self._c, {"message": 0, "audit": 0, "attempts": 0})
 
