@@ -14,7 +14,7 @@ import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
+from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from domain.audit_chain import GENESIS, entry_hash, seal_hash
@@ -78,15 +78,21 @@ class AuditSealer:
                     break
                 except DuplicateKeyError:
                     continue  # another process sealed first: chain onto its seal
-        writes: list[UpdateOne] = []
+        # Marked sealed in one update per trail length (nearly all settled postings have the same
+        # few entries); a posting whose trail grew since it was read does not match and is
+        # marked only as far as this seal covers it, staying dirty for the next round.
+        by_length: dict[int, list[str]] = {}
         for doc in docs:
-            sealed = len(doc["audit"])
-            # One write per posting: it stays dirty if an entry was appended since it was read.
-            writes.append(UpdateOne({"_id": doc["_id"]}, [{"$set": {
-                "audit_sealed": {"$max": [{"$ifNull": ["$audit_sealed", 0]}, sealed]},
-                "audit_dirty": {"$ne": [{"$size": "$audit"}, sealed]},
-            }}]))
-        await self._postings.bulk_write(writes, ordered=False)
+            by_length.setdefault(len(doc["audit"]), []).append(doc["_id"])
+        for sealed, ids in by_length.items():
+            marked = await self._postings.update_many(
+                {"_id": {"$in": ids}, "audit": {"$size": sealed}},
+                {"$set": {"audit_sealed": sealed, "audit_dirty": False}})
+            if marked.matched_count < len(ids):
+                await self._postings.update_many(
+                    {"_id": {"$in": ids}, "audit": {"$not": {"$size": sealed}}},
+                    [{"$set": {"audit_sealed": {"$max": [{"$ifNull": ["$audit_sealed", 0]}, sealed]},
+                               "audit_dirty": True}}])
         return len(covered)
 
     async def seal_all(self, limit: int = 200) -> int:

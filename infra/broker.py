@@ -8,10 +8,9 @@ import aio_pika
 import aiormq
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
+from aiormq.abc import ChannelFrame
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.schemas import Channel
-
-from aiormq.abc import ChannelFrame
 from pamqp.body import ContentBody
 from pamqp.commands import Basic
 from pamqp.frame import marshal

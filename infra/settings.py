@@ -33,7 +33,7 @@ class Settings(BaseSettings):
 
     # Not in the contract; documented in the README.
     prefetch: int = Field(default=200, ge=1, le=5000)
-    intake_lanes: int = Field(default=2, ge=1, le=32)  # channels consuming paypost.postings
+    intake_lanes: int = Field(default=4, ge=1, le=32)  # channels consuming paypost.postings
     delivery_limit: int = Field(default=20, ge=1)
     max_message_bytes: int = Field(default=256 * 1024, ge=1024)
     ledger_attempts: int = Field(default=4, ge=1)

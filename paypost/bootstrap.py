@@ -18,7 +18,6 @@ from consumers.reactions import PostingReactions
 from consumers.subscribers import intake_consumers, register
 from infra.alerts import MongoAlertStore
 from infra.audit_seals import AuditSealer
-from infra.sealer_process import SealerProcess
 from infra.broker import Amqp, Publisher, QueueInspector, declare_topology, make_broker
 from infra.directory import MongoMappingStore, MongoPracticeDirectory
 from infra.event_hub import EventHub
@@ -28,6 +27,7 @@ from infra.mongo import Collections, Doc, connect, ensure_indexes
 from infra.operations import MongoOperationStore
 from infra.postings import MongoPostingCommands, MongoPostingStore
 from infra.retry import make_retrying
+from infra.sealer_process import SealerProcess
 from infra.settings import Settings
 from infra.topology import BINDINGS, UNBOUND
 from infra.transfers import MongoTransferStore

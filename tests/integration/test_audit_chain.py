@@ -8,13 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-
-from datetime import UTC, datetime
-from decimal import Decimal
 
 from domain.model import LoadStatus, PostingKind
 from domain.posting import AuditEntry, KeptMessage, Posting, PostingKey
@@ -109,25 +110,75 @@ async def test_the_sealer_waits_for_a_posting_in_flight_and_seals_every_batch(
     assert result.unsealed == 0
 
 
-async def test_the_sealer_process_seals_comes_back_when_killed_and_seals_the_rest_at_stop(settings: Settings) -> None:
+async def test_a_trail_that_grows_while_it_is_sealed_stays_dirty_and_is_sealed_once(
+    collections: Collections,
+) -> None:
     # No paypost here (its own sealer would seal too): postings are written as paypost writes them.
+    postings = collections.postings
+    ids = [await loaded_posting(collections, n) for n in range(3)]
+    sealer = AuditSealer(collections)
+
+    class GrowsOneTrail:
+        """The seals collection, but while the seal is written an entry is appended to ids[0]."""
+
+        def __init__(self, seals: Any) -> None:
+            self._seals = seals
+
+        async def find_one(self, *args: Any, **kwargs: Any) -> Any:
+            return await self._seals.find_one(*args, **kwargs)
+
+        async def insert_one(self, doc: Any) -> Any:
+            await postings.update_one({"_id": ids[0]}, {"$push": {"audit": {"actor": "carol", "action": "note"}},
+                                                        "$set": {"audit_dirty": True}})
+            return await self._seals.insert_one(doc)
+
+    sealer._seals = GrowsOneTrail(sealer._seals)  # type: ignore[assignment]
+    await sealer.seal(limit=10)
+    grown = await postings.find_one({"_id": ids[0]})
+    assert grown is not None and grown["audit_dirty"] is True
+    assert grown["audit_sealed"] == len(grown["audit"]) - 1  # sealed as far as it was read
+    assert await postings.count_documents({"_id": {"$in": ids[1:]}, "audit_dirty": False}) == 2
+
+    await AuditSealer(collections).seal_all()
+    result = await AuditSealer(collections).verify()
+    assert result.ok, result.problems  # the appended entry sealed once, nothing sealed twice
+    assert (result.entries, result.unsealed) == (7, 0)
+
+
+@pytest.fixture
+async def collections(settings: Settings) -> AsyncIterator[Collections]:
     client = connect(settings.mongodb_uri)
     collections = Collections(client[settings.mongodb_db])
     await AuditSealer(collections).ensure_indexes()
+    try:
+        yield collections
+    finally:
+        await client.drop_database(settings.mongodb_db)
+        await client.close()
+
+
+async def loaded_posting(collections: Collections, n: int) -> str:
+    """A LOADED posting with its two entries, not sealed yet, as paypost writes it."""
+    now = datetime.now(UTC)
+    posting = Posting(key=PostingKey("clinic-s", f"pay-{n}"), kind=PostingKind.PAYMENT,
+                      load_status=LoadStatus.LOADED, event_id=f"e-{n}", received_at=now,
+                      patient_account_id="acct-1", amount=Decimal("10.00"), currency="USD", method="card")
+    entries = [AuditEntry(now, "paypost", "received"), AuditEntry(now, "paypost", "loaded")]
+    await collections.postings.insert_one(new_doc(posting, KeptMessage(b"{}", "payment.posted", None, {}), entries,
+                                                  LoadStatus.LOADED))
+    return doc_id(posting.key)
+
+
+async def test_the_sealer_process_seals_comes_back_when_killed_and_seals_the_rest_at_stop(
+    settings: Settings, collections: Collections,
+) -> None:
     postings = collections.postings
     count = 0
 
-    async def loaded_posting() -> str:
+    async def loaded() -> str:
         nonlocal count
         count += 1
-        now = datetime.now(UTC)
-        posting = Posting(key=PostingKey("clinic-s", f"pay-{count}"), kind=PostingKind.PAYMENT,
-                          load_status=LoadStatus.LOADED, event_id=f"e-{count}", received_at=now,
-                          patient_account_id="acct-1", amount=Decimal("10.00"), currency="USD", method="card")
-        entries = [AuditEntry(now, "paypost", "received"), AuditEntry(now, "paypost", "loaded")]
-        await postings.insert_one(new_doc(posting, KeptMessage(b"{}", "payment.posted", None, {}), entries,
-                                          LoadStatus.LOADED))
-        return doc_id(posting.key)
+        return await loaded_posting(collections, count)
 
     async def sealed(posting_id: str, timeout: float = 20.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -142,7 +193,7 @@ async def test_the_sealer_process_seals_comes_back_when_killed_and_seals_the_res
     process = SealerProcess(settings.mongodb_uri, settings.mongodb_db, every=0.2)
     process.start()
     try:
-        assert await sealed(await loaded_posting())
+        assert await sealed(await loaded())
         pid = process.pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
@@ -150,7 +201,7 @@ async def test_the_sealer_process_seals_comes_back_when_killed_and_seals_the_res
         assert not process.alive
         assert process.restart_if_dead()
         assert process.pid != pid
-        assert await sealed(await loaded_posting())
+        assert await sealed(await loaded())
     finally:
         await process.stop()
     assert not process.alive
@@ -160,19 +211,15 @@ async def test_the_sealer_process_seals_comes_back_when_killed_and_seals_the_res
     slow = SealerProcess(settings.mongodb_uri, settings.mongodb_db, every=60)
     slow.start()
     try:
-        assert await sealed(await loaded_posting())  # its first round has run
-        last = await loaded_posting()
+        assert await sealed(await loaded())  # its first round has run
+        last = await loaded()
         assert not await sealed(last, timeout=0.5)
     finally:
         await slow.stop()
-    try:
-        assert await sealed(last, timeout=0)
-        result = await AuditSealer(collections).verify()
-        assert result.ok, result.problems
-        assert (result.entries, result.unsealed) == (8, 0)
-    finally:
-        await client.drop_database(settings.mongodb_db)
-        await client.close()
+    assert await sealed(last, timeout=0)
+    result = await AuditSealer(collections).verify()
+    assert result.ok, result.problems
+    assert (result.entries, result.unsealed) == (8, 0)
 
 
 def _wait_dead(process: SealerProcess) -> None:
