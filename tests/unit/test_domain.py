@@ -96,3 +96,27 @@ def test_every_load_error_has_words_for_the_office(code: LoadErrorCode) -> None:
     assert error.code is code
     assert error.message.endswith("Extra.")
     assert error.fix and error.message[0].isupper()
+
+
+async def test_the_pacer_keeps_its_rate_and_sleeps_once_per_slack_not_once_per_replay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from consumers import operations
+
+    clock = {"now": 100.0}
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock["now"] += seconds
+
+    monkeypatch.setattr(operations.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(operations.asyncio, "sleep", sleep)
+    pacer = operations.Pacer(rate=1000.0, slack=0.02)
+    for _ in range(1000):
+        await pacer.wait()
+    # 1,000 replays at 1,000/s take a second (less at most the slack it may run ahead) ...
+    assert 1.0 - 0.021 <= clock["now"] - 100.0 <= 1.0 + 1e-9
+    # ... with one sleep per 20 ms of schedule, not one per replay
+    assert 40 <= len(sleeps) <= 50
+    assert all(0.02 < s <= 0.022 for s in sleeps)
