@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import uuid
 
 import aio_pika
 import aiormq
@@ -72,11 +74,30 @@ class Amqp:
             self._connection = None
 
 
-# (exchange, routing key, body, properties) of one event.
-_Broadcast = tuple[str, str, bytes, aiormq.spec.Basic.Properties]
-# Events fit one body frame (the broker's frame_max is 128 KiB at least); a larger body, which
-# would need splitting into several frames, takes aiormq's own path.
+# (exchange, routing key, body, properties) of one publish.
+_Publish = tuple[str, str, bytes, aiormq.spec.Basic.Properties]
+# Batched publishes fit one body frame (the broker's frame_max is 128 KiB at least); a larger
+# body, which would need splitting into several frames, takes aiormq's own path.
 MAX_BATCHED_BODY = 64 * 1024
+
+
+def _unroutable(exchange: str, routing_key: str) -> Unroutable:
+    log.error("publish_unroutable", exchange=exchange, routing_key=routing_key[:120])
+    return Unroutable(f"nothing is bound to {exchange or '(default)'} with routing key {routing_key!r}")
+
+
+def _track_returns(channel: aiormq.Channel, delivery_tag: int, message_id: str | None,
+                   confirmation: asyncio.Future[object]) -> None:
+    """What ``basic_publish`` does for a mandatory publish: a Basic.Return names the message id."""
+    if not message_id:
+        return
+    channel.message_id_delivery_tag[message_id] = delivery_tag
+
+    def forget(_: asyncio.Future[object]) -> None:
+        if channel.message_id_delivery_tag.get(message_id) == delivery_tag:
+            channel.message_id_delivery_tag.pop(message_id)
+
+    confirmation.add_done_callback(forget)
 
 
 class Publisher:
@@ -93,8 +114,11 @@ class Publisher:
         # wait behind it on a shared channel.
         self._channels: dict[bool, aio_pika.abc.AbstractChannel] = {}
         self._opening = asyncio.Lock()
-        # Events published meanwhile (a batch of payments' outcomes) go together in one write.
-        self._broadcasts: Coalescer[_Broadcast, None] = Coalescer(self._publish_broadcasts)
+        # What is published meanwhile (a batch of payments' events, a chunk of replays) goes
+        # together in one write, events and mandatory publishes each on their own channel.
+        self._batches: dict[bool, Coalescer[_Publish, None]] = {
+            kind: Coalescer(functools.partial(self._publish_batch, kind)) for kind in (True, False)
+        }
 
     async def _underlay(self, broadcast: bool) -> aiormq.abc.AbstractChannel:
         """The open channel underneath (a new one if the last was closed), as aiormq's channel.
@@ -119,43 +143,48 @@ class Publisher:
             content_type=CONTENT_TYPE, delivery_mode=2, message_id=message_id,
             headers={SCHEMA_VERSION_HEADER: SCHEMA_VERSION, **(headers or {})},
         )
-        if broadcast and len(body) <= MAX_BATCHED_BODY:
-            await self._broadcasts.submit((exchange, routing_key, body, properties))
+        if len(body) <= MAX_BATCHED_BODY:
+            await self._batches[broadcast].submit((exchange, routing_key, body, properties))
             return
         try:
             channel = await self._underlay(broadcast)
-            # wait=False: the frames join the connection's write queue and the channel's lock is
-            # not held until they are written, so publishes of a batch go out back to back; the
-            # confirm is still awaited (and fails if the channel closes first).
+            # wait=False: the frames join the connection's write queue; the confirm is still
+            # awaited (and fails if the channel closes first).
             result = await channel.basic_publish(body, exchange=exchange, routing_key=routing_key,
                                                  properties=properties, mandatory=not broadcast, wait=False)
         except (RuntimeError, ConnectionError, aiormq.exceptions.AMQPError) as exc:
             # The connection is down or reconnecting: a transient failure, retried with backoff.
             raise TransientFailure(f"the broker is not reachable: {exc!r}"[:300]) from exc
-        if broadcast or isinstance(result, aiormq.spec.Basic.Ack):
-            return
-        log.error("publish_unroutable", exchange=exchange, routing_key=routing_key[:120])
-        raise Unroutable(f"nothing is bound to {exchange or '(default)'} with routing key {routing_key!r}")
+        if not broadcast and not isinstance(result, aiormq.spec.Basic.Ack):
+            raise _unroutable(exchange, routing_key)
 
-    async def _publish_broadcasts(self, items: list[_Broadcast]) -> list[None | BaseException]:
-        """Publish many events in one write and await their confirms together.
+    async def _publish_batch(self, broadcast: bool, items: list[_Publish]) -> list[None | BaseException]:
+        """Publish many messages in one write and await their confirms together.
 
-        aiormq's ``basic_publish`` costs ~65 µs of CPU per message (a lock, a timeout scope and a
-        write-queue entry each); this costs ~23. It uses the channel's own confirmation table and
-        write queue (aiormq 7.2, pinned), exactly as ``basic_publish`` does, for events only: they
-        are not ``mandatory``, so no Basic.Return has to be matched to a publish.
+        aiormq's ``basic_publish`` costs ~65 µs of CPU per message (a lock, a timeout scope, a
+        write-queue entry and a socket write each); this costs ~23. It fills the channel's own
+        confirmation table (and, for ``mandatory`` publishes, its message-id table, by which a
+        Basic.Return is matched to its publish) and write queue exactly as ``basic_publish``
+        does (aiormq 7.2, pinned). A returned message resolves its confirmation with the message
+        instead of an Ack: unroutable.
         """
+        mandatory = not broadcast
         try:
-            channel = await self._underlay(True)
+            channel = await self._underlay(broadcast)
             confirmations = []
             async with channel.lock:
                 payload = bytearray()
                 for exchange, routing_key, body, properties in items:
+                    if mandatory and not properties.message_id:
+                        properties.message_id = uuid.uuid4().hex  # as basic_publish does: returns name it
                     channel.delivery_tag += 1
                     confirmation = channel.create_future()
                     channel.confirmations[channel.delivery_tag] = confirmation
+                    if mandatory:
+                        _track_returns(channel, channel.delivery_tag, properties.message_id, confirmation)
                     confirmations.append(confirmation)
-                    payload += marshal(Basic.Publish(exchange=exchange, routing_key=routing_key), channel.number)
+                    payload += marshal(Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=mandatory),
+                                       channel.number)
                     payload += marshal(ContentHeader(body_size=len(body), properties=properties), channel.number)
                     payload += marshal(ContentBody(body), channel.number)
                 await channel.write_queue.put(ChannelFrame(payload=bytes(payload), drain_future=None,
@@ -164,8 +193,15 @@ class Publisher:
             failure = TransientFailure(f"the broker is not reachable: {exc!r}"[:300])
             return [failure] * len(items)
         outcomes = await asyncio.gather(*confirmations, return_exceptions=True)
-        return [TransientFailure(f"the broker did not confirm an event: {o!r}"[:300])
-                if isinstance(o, BaseException) else None for o in outcomes]
+        results: list[None | BaseException] = []
+        for (exchange, routing_key, _, _), outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                results.append(TransientFailure(f"the broker did not confirm a publish: {outcome!r}"[:300]))
+            elif mandatory and not isinstance(outcome, aiormq.spec.Basic.Ack):
+                results.append(_unroutable(exchange, routing_key))
+            else:
+                results.append(None)
+        return results
 
     async def close(self) -> None:
         for channel in self._channels.values():
