@@ -3,7 +3,7 @@
 
 const $ = (id) => document.getElementById(id);
 const state = { token: sessionStorage.getItem("paypost.token") || "", role: "", practice: "", cursors: [null],
-                page: 0, stream: null, rows: new Map() };
+                page: 0, stream: null, rows: new Map(), reads: new Map() };
 const MAPPING_ERRORS = new Set(["PATIENT_NOT_MAPPED", "PATIENT_NOT_FOUND"]);
 
 async function api(path, options = {}) {
@@ -231,12 +231,16 @@ async function onEvent(event) {
   if (key.startsWith("alert.")) loadAlerts();
   if (key.startsWith("transfer.") && $("transfer-id").value === event.merchant_transfer_id) showTransfer(event.merchant_transfer_id);
   if (!event.payment_id || !key.startsWith("posting.")) return;
-  const row = state.rows.get(event.payment_id);
-  if (row) {
+  if (state.rows.has(event.payment_id)) {
+    // Events of one posting come close together (retried, then loaded): their reads may answer
+    // out of order, so only the answer to the latest read is shown, in the row as it is then.
+    const seq = (state.reads.get(event.payment_id) || 0) + 1;
+    state.reads.set(event.payment_id, seq);
     try {
       const item = await api(`/postings/${encodeURIComponent(state.practice)}/${encodeURIComponent(event.payment_id)}`);
-      const fresh = rowFor(item);
-      row.replaceWith(fresh);
+      const row = state.rows.get(event.payment_id);
+      if (state.reads.get(event.payment_id) !== seq || !row) return;
+      row.replaceWith(rowFor(item));
       updateSave();
       if (!$("detail").hidden && $("detail").dataset.paymentId === event.payment_id) openDetail(event.payment_id);
     } catch (error) { /* the next event or a reload will show it */ }
