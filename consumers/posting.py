@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -15,7 +15,7 @@ import structlog
 from consumers import metrics
 from consumers.reading import Unreadable, read_message
 from domain.errors import LoadFailure
-from domain.load_errors import LoadErrorCode, load_error
+from domain.load_errors import MAPPING_FIXES, LoadErrorCode, load_error
 from domain.model import Delivery, LoadStatus, PostingKind, choose_patient, decide_delivery
 from domain.ports import LedgerFactory, MappingStore, PostingStore, PracticeDirectory
 from domain.posting import (
@@ -126,6 +126,9 @@ class PostingService:
         self._clock = clock
         # Told of every durable outcome: alerts, self-healing, reconciliation.
         self.reactions: Reactions | None = None
+        # Told when a patient account's mapping changed while one of its payments was failing
+        # for want of it (practice_id, patient_account_id): the self-healing runs again.
+        self.remapped: Callable[[str, str], Awaitable[object]] | None = None
 
     @property
     def outcomes(self) -> OutcomePublisher:
@@ -234,6 +237,8 @@ class PostingService:
             await self._outcomes.failed(failed)
             if self.reactions is not None:
                 await self.reactions.failed(failed)
+            if failure.code in MAPPING_FIXES and account:
+                await self._heal_if_remapped(posting.key, account, ehr_patient_id)
             return Outcome(Disposition.DEAD_LETTER, posting.key, LoadStatus.FAILED, failure.code)
         attempt = Attempt(at, _ms(started), "loaded")
         if not await self._postings.record_loaded(posting.key, attempt, request.ehr_patient_id, receipt.entry_id,
@@ -247,6 +252,14 @@ class PostingService:
         if self.reactions is not None:
             await self.reactions.finished(loaded, had_failed=posting.load_status is LoadStatus.RETRYING)
         return Outcome(Disposition.ACK, posting.key, LoadStatus.LOADED)
+
+    async def _heal_if_remapped(self, key: PostingKey, account: str, tried: str | None) -> None:
+        """A mapping entered between this payment's mapping read and its FAILED write: the office's
+        fix looked for FAILED payments before this one was, so it is looked at again here."""
+        held = await self._mappings.get(key.practice_id, account)
+        if held and held != tried and self.remapped is not None:
+            log.info("mapping_changed_while_failing", posting=str(key), patient_account_id=account)
+            await self.remapped(key.practice_id, account)
 
     async def _prepare(self, posting: Posting) -> tuple[str, str | None, LedgerEntryRequest]:
         """Find the patient and build the ledger entry; raises LoadFailure when a person must act."""

@@ -16,6 +16,7 @@ from consumers.operations import Pacer, PostingOperations
 from consumers.posting import PostingService
 from consumers.reactions import PostingReactions
 from consumers.subscribers import intake_consumers, register
+from domain.posting import PAYPOST_ACTOR
 from infra.alerts import MongoAlertStore
 from infra.audit_seals import AuditSealer
 from infra.broker import Amqp, Publisher, QueueInspector, declare_topology, make_broker
@@ -82,6 +83,8 @@ class Paypost:
         self.operations.reactions = self.reactions
         self.command_service = CommandService(self.operations, self.operation_store)
         self.mapping_service = MappingService(self.mapping_store, on_changed=self._after_mapping)
+        self.posting_service.remapped = lambda practice_id, account: self._after_mapping(
+            practice_id, account, "", PAYPOST_ACTOR)
         self.retrying = make_retrying(max_seconds=retry_seconds)
         register(
             self.broker, self.posting_service, self.dead_letter_service, self.mapping_service,

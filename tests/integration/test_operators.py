@@ -323,3 +323,28 @@ async def test_a_self_heal_of_many_chunks_replays_each_payment_once(
 
 async def _count_is(paypost: Paypost, query: dict[str, Any], n: int) -> bool:
     return await paypost.collections.postings.count_documents(query) == n
+
+
+async def test_a_mapping_entered_while_a_payment_is_failing_for_want_of_it_still_heals_it(
+    paypost: Paypost, api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    # The office enters the mapping right after the payment's mapping read and before its FAILED
+    # write: the self-healing that follows the mapping finds nothing FAILED yet.
+    store = paypost.mapping_store
+    read = store.get
+    answers: list[int] = []
+
+    async def read_then_the_office_enters_it(practice_id: str, account: str) -> str | None:
+        held = await read(practice_id, account)
+        if account == "acct-race" and not answers:
+            r = await api.put(f"/api/v1/practices/{practice}/patient-accounts/acct-race/mapping",
+                              json={"ehr_patient_id": "EHR-2"})
+            answers.append(r.json()["retried"])
+        return held
+
+    store.get = read_then_the_office_enters_it  # type: ignore[method-assign]
+    body = await upstream.payment(ehr_patient_id=None, patient_account_id="acct-race")
+    posting = await wait_status(api, practice, body["payment_id"], "LOADED", timeout=20)
+    assert answers == [0]  # the office's fix found nothing to retry: the race happened
+    assert posting["ehr_patient_id"] == "EHR-2"
+    assert [e["action"] for e in posting["audit"]][:3] == ["received", "failed", "auto_retry"]
