@@ -347,4 +347,6 @@ async def test_a_mapping_entered_while_a_payment_is_failing_for_want_of_it_still
     posting = await wait_status(api, practice, body["payment_id"], "LOADED", timeout=20)
     assert answers == [0]  # the office's fix found nothing to retry: the race happened
     assert posting["ehr_patient_id"] == "EHR-2"
-    assert [e["action"] for e in posting["audit"]][:3] == ["received", "failed", "auto_retry"]
+    actions = [e["action"] for e in posting["audit"]]  # dead_lettered may come anywhere after failed
+    assert actions.index("failed") < actions.index("auto_retry") < actions.index("loaded")
+    assert actions.count("auto_retry") == 1
