@@ -22,8 +22,10 @@ import structlog
 log = structlog.get_logger("paypost.sealer")
 
 
-def _seal_until_stopped(uri: str, db: str, every: float, stop: StopEvent, log_level: str, log_format: str) -> None:
-    """The child's main: seal every ``every`` seconds until ``stop`` is set, then once more."""
+def _seal_until_stopped(uri: str, db: str, every: float, stop: StopEvent, log_level: str, log_format: str,
+                        parent: int) -> None:
+    """The child's main: seal every ``every`` seconds until ``stop`` is set or ``parent`` is gone,
+    then once more."""
     from paypost.logging import configure_logging
 
     configure_logging(log_level, log_format)
@@ -34,10 +36,10 @@ def _seal_until_stopped(uri: str, db: str, every: float, stop: StopEvent, log_le
     # its last round still runs. SIGTERM (a service manager stopping the group) asks the same.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    asyncio.run(_seal_loop(uri, db, every, stop))
+    asyncio.run(_seal_loop(uri, db, every, stop, parent))
 
 
-async def _seal_loop(uri: str, db: str, every: float, stop: StopEvent) -> None:
+async def _seal_loop(uri: str, db: str, every: float, stop: StopEvent, parent: int) -> None:
     from infra.audit_seals import AuditSealer
     from infra.mongo import Collections, connect
 
@@ -56,7 +58,16 @@ async def _seal_loop(uri: str, db: str, every: float, stop: StopEvent) -> None:
             deadline = time.monotonic() + every
             while not stop.is_set() and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-        sealed = await sealer.seal_all(limit=500)  # stopping: no payments to make way for
+            if os.getppid() != parent:
+                # paypost was killed (kill -9 leaves no time to stop us): a new paypost starts a
+                # sealer of its own, so this one seals what is left and goes.
+                log.warning("audit_sealer_orphaned", parent=parent)
+                stop.set()
+        try:
+            sealed = await sealer.seal_all(limit=500)  # stopping: no payments to make way for
+        except Exception:
+            log.exception("audit_seal_failed")
+            sealed = 0
         log.info("audit_sealer_stopped", sealed_at_stop=sealed)
     finally:
         await client.close()
@@ -85,7 +96,7 @@ class SealerProcess:
     def start(self) -> None:
         self._stop.clear()
         self._process = self._context.Process(
-            target=_seal_until_stopped, args=(*self._args, self._stop, *self._logging),
+            target=_seal_until_stopped, args=(*self._args, self._stop, *self._logging, os.getpid()),
             name="paypost-sealer", daemon=True,
         )
         self._process.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -228,3 +229,47 @@ def _wait_dead(process: SealerProcess) -> None:
         if not process.alive:
             return
         time.sleep(0.05)
+
+
+async def test_a_sealer_whose_paypost_was_killed_exits_by_itself(settings: Settings, collections: Collections) -> None:
+    # kill -9 leaves paypost no time to stop its sealer; a new paypost starts its own.
+    parent = subprocess.Popen(  # noqa: ASYNC220  (started here, waited for below without blocking)
+        [sys.executable, "-c", (
+            "import sys, time\n"
+            "from infra.sealer_process import SealerProcess\n"
+            "p = SealerProcess(sys.argv[1], sys.argv[2], every=0.2)\n"
+            "p.start()\n"
+            "print(p.pid, flush=True)\n"
+            "time.sleep(60)\n"
+        ), settings.mongodb_uri, settings.mongodb_db],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+    )
+    assert parent.stdout is not None
+    child = int(await asyncio.to_thread(parent.stdout.readline))
+    assert await sealed_soon(collections, await loaded_posting(collections, 1))  # it works
+    parent.kill()
+    await asyncio.to_thread(parent.wait)
+    assert await asyncio.to_thread(_gone, child, 15.0), "the sealer outlived its paypost"
+
+
+async def sealed_soon(collections: Collections, posting_id: str, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        doc = await collections.postings.find_one({"_id": posting_id}, {"audit_dirty": 1})
+        if doc is not None and doc["audit_dirty"] is False:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # not our child: only reaps if it were
+        time.sleep(0.1)
+    return False
