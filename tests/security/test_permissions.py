@@ -32,7 +32,8 @@ async def test_paypost_runs_with_the_documented_permissions_alone(services: Serv
     if not services.local_rabbit:
         pytest.skip("makes a user on the local broker")
     vhost = amqp_url.rsplit("/", 1)[1]
-    user, password = f"paypost-{uuid.uuid4().hex[:6]}", secrets.token_urlsafe(12)
+    # token_hex: a token_urlsafe password may start with "-", which rabbitmqctl reads as an option
+    user, password = f"paypost-{uuid.uuid4().hex[:6]}", secrets.token_hex(12)
     rabbitmqctl("add_user", user, password)
     try:
         rabbitmqctl("set_permissions", "-p", vhost, user, CONFIGURE, WRITE, READ)
