@@ -173,7 +173,6 @@ async def loaded_posting(collections: Collections, n: int) -> str:
 async def test_the_sealer_process_seals_comes_back_when_killed_and_seals_the_rest_at_stop(
     settings: Settings, collections: Collections,
 ) -> None:
-    postings = collections.postings
     count = 0
 
     async def loaded() -> str:
@@ -182,14 +181,7 @@ async def test_the_sealer_process_seals_comes_back_when_killed_and_seals_the_res
         return await loaded_posting(collections, count)
 
     async def sealed(posting_id: str, timeout: float = 20.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while True:
-            doc = await postings.find_one({"_id": posting_id}, {"audit_dirty": 1})
-            if doc is not None and doc["audit_dirty"] is False:
-                return True
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.1)
+        return await sealed_soon(collections, posting_id, timeout)
 
     process = SealerProcess(settings.mongodb_uri, settings.mongodb_db, every=0.2)
     process.start()
@@ -253,13 +245,15 @@ async def test_a_sealer_whose_paypost_was_killed_exits_by_itself(settings: Setti
 
 
 async def sealed_soon(collections: Collections, posting_id: str, timeout: float = 20.0) -> bool:
+    """Whether the posting is marked sealed within ``timeout`` seconds (looked at once at least)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         doc = await collections.postings.find_one({"_id": posting_id}, {"audit_dirty": 1})
         if doc is not None and doc["audit_dirty"] is False:
             return True
+        if time.monotonic() > deadline:
+            return False
         await asyncio.sleep(0.1)
-    return False
 
 
 def _gone(pid: int, timeout: float) -> bool:
