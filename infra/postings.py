@@ -75,8 +75,9 @@ def posting_fields(posting: Posting) -> Doc:
         "currency": posting.currency,
         "method": posting.method,
         "merchant_transfer_id": posting.merchant_transfer_id,
-        "refunded_payment_id": posting.refunded_payment_id,
         "event_id": posting.event_id,
+        # Only a refund has the field, so only refunds are in the index on it.
+        **({"refunded_payment_id": posting.refunded_payment_id} if posting.refunded_payment_id else {}),
     }
 
 

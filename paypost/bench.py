@@ -457,7 +457,7 @@ async def fill_postings(c: Collections, n: int) -> None:
             "_id": f"{practice}/s-{i}", "practice_id": practice, "payment_id": f"s-{i}", "kind": "payment",
             "patient_account_id": f"acct-{i % 5000}", "event_ehr_patient_id": None, "ehr_patient_id": "EHR-1",
             "amount": Decimal("10.00"), "currency": "USD", "method": "card",
-            "merchant_transfer_id": f"MT-{i // 400}", "refunded_payment_id": None, "event_id": f"e-{i}",
+            "merchant_transfer_id": f"MT-{i // 400}", "event_id": f"e-{i}",
             "load_status": status, "load_error": error, "attempts_count": 1, "attempts": [], "audit": [],
             "received_at": now - timedelta(seconds=n - i), "updated_at": now, "replays": 0, "dead_letters": [],
         })

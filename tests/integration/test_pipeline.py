@@ -337,3 +337,47 @@ async def test_every_paypost_queue_has_its_consumer(paypost: Paypost) -> None:
     assert set(depths) == {"paypost.postings", "paypost.replays", "paypost.mappings", "paypost.transfers",
                            "paypost.commands.postings", "paypost.payments.unrouted", "paypost.postings.dead"}
     assert all(consumers >= 1 for _, consumers in depths.values()), depths
+
+
+async def test_only_failures_and_refunds_enter_their_partial_indexes(
+    api: httpx.AsyncClient, upstream: Upstream, practice: str, paypost: Paypost
+) -> None:
+    loaded = await upstream.payment()
+    unmapped = await upstream.payment(patient_account_id="acct-none", ehr_patient_id=None)
+    refund = await upstream.refund(payment_id="never-seen")
+    await wait_status(api, practice, loaded["payment_id"], "LOADED")
+    await wait_status(api, practice, unmapped["payment_id"], "FAILED")
+    await wait_status(api, practice, refund["refund_id"], "FAILED")
+
+    postings = paypost.collections.postings
+    keys = (await paypost.collections.db.command("validate", postings.name))["keysPerIndex"]
+    assert keys["_id_"] == 3
+    assert keys["by_error_code"] == 2  # the two failures, not the loaded payment
+    assert keys["refunds_by_payment"] == 1  # the refund
+
+    # The queries that filter on those fields still find their index.
+    async def index_used(query: dict[str, object]) -> str:
+        plan = (await postings.find(query).explain())["queryPlanner"]["winningPlan"]
+        return str(plan)
+
+    assert "by_error_code" in await index_used({"practice_id": practice, "load_error.code": "PATIENT_NOT_MAPPED"})
+    assert "refunds_by_payment" in await index_used({"practice_id": practice, "refunded_payment_id": {"$in": ["never-seen"]}})
+    found = await paypost.posting_commands.failed_refunds_by_payment(practice, ["never-seen"])
+    assert [k.payment_id for k in found["never-seen"]] == [refund["refund_id"]]
+
+
+async def test_indexes_of_earlier_versions_are_replaced(paypost: Paypost) -> None:
+    from infra.mongo import ensure_indexes
+
+    postings = paypost.collections.postings
+    await postings.drop_index("by_error_code")
+    await postings.drop_index("refunds_by_payment")
+    await postings.create_index([("practice_id", 1), ("load_error.code", 1), ("received_at", -1), ("_id", -1)])
+    await postings.create_index([("practice_id", 1), ("refunded_payment_id", 1)], sparse=True)
+
+    await ensure_indexes(paypost.collections)
+
+    names = set((await postings.index_information()).keys())
+    assert {"by_error_code", "refunds_by_payment"} <= names
+    assert "practice_id_1_load_error.code_1_received_at_-1__id_-1" not in names
+    assert "practice_id_1_refunded_payment_id_1" not in names
