@@ -65,6 +65,13 @@ class Outcome:
     error_code: LoadErrorCode | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class HeldMapping:
+    """A patient account's mapping as read: the practice-management id, or None (not mapped)."""
+
+    ehr_patient_id: str | None
+
+
 def posting_from(message: PaymentPosted | PaymentRefunded, received_at: datetime) -> Posting:
     """The new PENDING posting a payment or refund message stands for."""
     if isinstance(message, PaymentPosted):
@@ -170,8 +177,13 @@ class PostingService:
         )
         # A replay's row exists (paypost kept its message): look it up rather than try to insert.
         replayed = REPLAYS_HEADER in message.headers
-        if not replayed and await self._postings.insert_received(fresh, message, received):
-            return await self._load(fresh)
+        if not replayed:
+            # The patient's mapping is read while the PENDING row is written (one round trip
+            # fewer in series); a mapping entered after this read is caught by _heal_if_remapped.
+            inserted, held = await asyncio.gather(
+                self._postings.insert_received(fresh, message, received), self._mapping_for(fresh))
+            if inserted:
+                return await self._load(fresh, held)
         existing = await self._postings.get(fresh.key)
         if existing is None:
             if replayed and await self._postings.insert_received(fresh, message, received):
@@ -215,13 +227,19 @@ class PostingService:
             await self.reactions.failed(posting)
         return Outcome(Disposition.DEAD_LETTER, key, LoadStatus.FAILED, unreadable.code)
 
-    async def _load(self, posting: Posting) -> Outcome:
+    async def _mapping_for(self, posting: Posting) -> HeldMapping | None:
+        """The mapping a payment will be loaded with (None for a refund, which follows its payment)."""
+        if posting.kind is not PostingKind.PAYMENT or posting.patient_account_id is None:
+            return None
+        return HeldMapping(await self._mappings.get(posting.key.practice_id, posting.patient_account_id))
+
+    async def _load(self, posting: Posting, held: HeldMapping | None = None) -> Outcome:
         started = time.perf_counter()
         at = self._clock()
         ehr_patient_id: str | None = None
         account = posting.patient_account_id
         try:
-            ehr_patient_id, account, request = await self._prepare(posting)
+            ehr_patient_id, account, request = await self._prepare(posting, held)
             integration = await self._practices.integration(posting.key.practice_id)
             if integration is None or not integration.enabled:
                 raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED)
@@ -261,8 +279,11 @@ class PostingService:
             log.info("mapping_changed_while_failing", posting=str(key), patient_account_id=account)
             await self.remapped(key.practice_id, account)
 
-    async def _prepare(self, posting: Posting) -> tuple[str, str | None, LedgerEntryRequest]:
-        """Find the patient and build the ledger entry; raises LoadFailure when a person must act."""
+    async def _prepare(self, posting: Posting, held: HeldMapping | None = None
+                       ) -> tuple[str, str | None, LedgerEntryRequest]:
+        """Find the patient and build the ledger entry; raises LoadFailure when a person must act.
+
+        ``held`` is the payment's mapping when it was read already."""
         practice_id = posting.key.practice_id
         assert posting.amount is not None and posting.currency is not None
         if posting.kind is PostingKind.REFUND:
@@ -283,8 +304,9 @@ class PostingService:
                 occurred_at=posting.received_at,
             )
         assert posting.patient_account_id is not None
-        held = await self._mappings.get(practice_id, posting.patient_account_id)
-        patient = choose_patient(held, posting.event_ehr_patient_id)
+        if held is None:
+            held = HeldMapping(await self._mappings.get(practice_id, posting.patient_account_id))
+        patient = choose_patient(held.ehr_patient_id, posting.event_ehr_patient_id)
         return patient.ehr_patient_id, posting.patient_account_id, LedgerEntryRequest(
             practice_id=practice_id, ehr_patient_id=patient.ehr_patient_id,
             posting_id=posting.key.payment_id, payment_id=posting.key.payment_id, refund_id=None,
