@@ -120,17 +120,28 @@ class BatchConsumer:
     async def stop(self, timeout: float = 15.0) -> None:
         """Stop taking deliveries, finish and settle the batches in hand, then close the channels.
 
-        What was delivered but not handled goes back to the queue when its channel closes.
+        What was delivered but not handled goes back to the queue when its channel closes. Each
+        step waits a bounded time: a channel whose connection is down waits for it to come back.
         """
         for lane in self._lanes:
             if lane.queue is not None and lane.consumer_tag is not None:
                 with contextlib.suppress(Exception):
-                    await lane.queue.cancel(lane.consumer_tag)
+                    await asyncio.wait_for(lane.queue.cancel(lane.consumer_tag), 2)
             lane.stop()
+        running = [lane.task for lane in self._lanes if lane.task is not None]
+        if running:
+            await asyncio.wait(running, timeout=timeout)  # the lanes finish their batches together
         for lane in self._lanes:
-            if lane.task is not None:
-                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                    await asyncio.wait_for(lane.task, timeout)
+            if lane.task is not None and not lane.task.done():
+                lane.task.cancel()
+                log.warning("batch_unfinished_at_stop", lane=lane.name)
             if lane.channel is not None and not lane.channel.is_closed:
                 with contextlib.suppress(Exception):
-                    await lane.channel.close()
+                    await asyncio.wait_for(lane.channel.close(), 2)
+
+    def abort(self) -> None:
+        """Stop at once: the batches in hand are left unsettled (the broker delivers them again)."""
+        for lane in self._lanes:
+            lane.stop()
+            if lane.task is not None:
+                lane.task.cancel()

@@ -110,6 +110,15 @@ class SealerProcess:
         self.start()
         return True
 
+    async def kill(self) -> None:
+        """Stop it now, sealing nothing more (what is unsealed is sealed by the next sealer)."""
+        if self._process is None:
+            return
+        self._stop.set()
+        self._process.kill()
+        await asyncio.to_thread(self._process.join, 5)
+        self._process = None
+
     async def stop(self, timeout: float = 60.0) -> None:
         """Ask it to seal what is left and exit; kill it only if it does not within ``timeout``."""
         if self._process is None:

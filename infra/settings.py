@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     # "process": the audit sealer runs in a process of its own, beside the payments (the default);
     # "inline": on the event loop of this process (one process fewer: tests, small installs).
     audit_sealer: Literal["process", "inline"] = "process"
+    # Seconds a stop (SIGTERM, Ctrl-C) may take to finish the batches in hand, the last sweep and
+    # seal; past it (a broker or database that does not answer) paypost stops at once, and what
+    # it had not settled is delivered again at the next start.
+    stop_timeout: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
     log_format: str = "console"  # or "json"
 

@@ -176,7 +176,42 @@ class Paypost:
         log.info("paypost_started", consuming=consume, database=self.settings.mongodb_db)
 
     async def stop(self) -> None:
-        """Stop consuming (in-flight messages finish or return to their queue), then disconnect."""
+        """Stop consuming (in-flight messages finish or return to their queue), then disconnect.
+
+        Within ``stop_timeout``: a broker or database that does not answer must not keep an
+        operator's stop (or a deploy) waiting. Past it, paypost stops at once; nothing is lost,
+        as a delivery it had not settled is delivered again, and its posting's row is found.
+        """
+        try:
+            async with asyncio.timeout(self.settings.stop_timeout):
+                await self._stop_in_order()
+        except TimeoutError:
+            log.error("stop_timed_out", after_s=self.settings.stop_timeout,
+                      detail="the broker or the database did not answer: unsettled messages go back to "
+                             "their queue and are handled at the next start")
+            await self._stop_now()
+        self.consuming = False
+        log.info("paypost_stopped")
+
+    async def _stop_now(self) -> None:
+        for consumer in self.intake:
+            consumer.abort()
+        for task in (self._escalations, self._sealing, *self._heals):
+            if task is not None:
+                task.cancel()
+        self._escalations = self._sealing = None
+        if self.sealer_process is not None:
+            await self.sealer_process.kill()
+        closing = [self.broker.stop(), self.publish.close(), self.amqp.close(), self.event_hub.close(),
+                   self.http_ledgers.close(), self.queues.close(), self.mongo.close()]
+        done, pending = await asyncio.wait([asyncio.ensure_future(c) for c in closing], timeout=5)
+        for task in pending:
+            task.cancel()
+        for task in done:
+            if task.exception() is not None:
+                log.warning("close_failed", error=repr(task.exception())[:200])
+
+    async def _stop_in_order(self) -> None:
         # Payments first, so the last sweep and seal below cover the last batch they load.
         for consumer in self.intake:
             await consumer.stop()
@@ -191,8 +226,6 @@ class Paypost:
         await self.broker.stop()
         await self.publish.close()
         await self.amqp.close()
-        self.consuming = False
         await self.http_ledgers.close()
         await self.queues.close()
         await self.mongo.close()
-        log.info("paypost_stopped")

@@ -19,7 +19,7 @@ import httpx
 import orjson
 import pytest
 
-from infra.local_services import free_port, rabbitmqctl, start_mongod
+from infra.local_services import free_port, rabbitmqctl, start_mongod, temporary_vhost
 from infra.mongo import Collections, connect
 from infra.settings import Settings
 from paypost.bench import PaypostProcess
@@ -184,6 +184,46 @@ async def test_mongodb_stopped_for_30_seconds_under_load(amqp_url: str, report: 
             proc.wait(timeout=30)
     report.append(figures)
     assert (figures.lost, figures.double_posts, figures.pending, figures.failed) == (0, 0, 0, 0)
+
+
+@pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="needs the local broker's rabbitmqctl")
+async def test_a_stop_is_bounded_when_the_broker_and_the_database_are_gone(services: Services) -> None:
+    """An operator stopping paypost during an outage: it stops within its deadline (it used to
+    wait for the services to come back, forever), and leaves no sealer process behind."""
+    if not services.local_rabbit:
+        pytest.skip("removes a vhost of the local broker")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="paypost-fault-stop-") as folder, \
+            temporary_vhost("paypost-stop") as vhost:
+        proc = start_mongod(Path(folder) / "db", port)
+        amqp_url = f"{services.amqp_url.rstrip('/')}/{vhost}"
+        settings = Settings(amqp_url=amqp_url, mongodb_uri=f"mongodb://127.0.0.1:{port}/?replicaSet=rs0",
+                            mongodb_db="stop", api_tokens=f"{OPERATOR}:operator", stop_timeout=5,
+                            audit_sealer="process")
+        app = Paypost(settings, retry_seconds=120)
+        await app.start()
+        try:
+            async with Flow(amqp_url) as flow:
+                for i in range(100):  # batches in hand when the services go
+                    await flow.publish(payment_body(payment_id=f"s-{i}"))
+            assert app.sealer_process is not None
+            sealer = app.sealer_process.pid
+            assert sealer is not None
+            proc.terminate()
+            proc.wait(timeout=30)
+            rabbitmqctl("delete_vhost", vhost)
+            await asyncio.sleep(1)
+
+            started = time.monotonic()
+            await asyncio.wait_for(app.stop(), timeout=60)
+            took = time.monotonic() - started
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
+    assert took < 15, f"stop took {took:.1f} s with stop_timeout=5"
+    assert not app.consuming
+    assert not Path(f"/proc/{sealer}").exists() or "zombie" in Path(f"/proc/{sealer}/status").read_text()
 
 
 async def test_each_message_delivered_2_to_5_times_to_two_consumers(
