@@ -12,6 +12,7 @@ import structlog
 from consumers.posting import Clock, utc_now
 from domain.posting import Posting
 from domain.reconciliation import Reconciliation
+from infra.retry import log_failure
 from producers.events import OutcomePublisher, error_body
 from schemas.messages import AlertEvent, TransferReconciledEvent, TransferSettled
 from schemas.topics import alert_key, reconciled_key
@@ -160,8 +161,8 @@ class PostingReactions:
                 if loop.time() >= next_escalation:
                     await self.escalate_due()
                     next_escalation = loop.time() + escalate_every
-            except Exception:
-                log.exception("background_sweep_failed")
+            except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
+                log_failure(log, "background_sweep_failed", exc)
             self._work.clear()
             try:
                 await asyncio.wait_for(stop.wait(), timeout=sweep_every)

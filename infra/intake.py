@@ -23,6 +23,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from domain.posting import KeptMessage
 from infra.broker import kept_message
+from infra.retry import log_failure
 
 log = structlog.get_logger("paypost.intake")
 
@@ -68,10 +69,10 @@ class _Lane:
     async def _settle(self, batch: list[AbstractIncomingMessage]) -> None:
         try:
             settles = await self._handle([kept_message(m) for m in batch])
-        except Exception:
+        except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
             # The handler gave up (its own retries included): every delivery goes back to the
             # queue, whose delivery limit ends a message that can never be handled.
-            log.exception("batch_gave_up", lane=self.name, size=len(batch))
+            log_failure(log, "batch_gave_up", exc, lane=self.name, size=len(batch))
             await _quietly(batch[-1].nack(multiple=True, requeue=True), self.name)
             return
         last_ack: AbstractIncomingMessage | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
@@ -43,3 +43,13 @@ def make_retrying(max_seconds: float = 60.0, initial: float = 0.05, max_wait: fl
         raise AssertionError("unreachable")
 
     return retrying
+
+
+def log_failure(logger: Any, event: str, error: BaseException, **fields: Any) -> None:
+    """Log a failure of background work. A broker or database that did not answer is an outage,
+    said in one line each time (the work is tried again); anything else comes with its traceback."""
+    if isinstance(error, TRANSIENT):
+        first = str(error).splitlines()[0][:200] if str(error) else ""
+        logger.warning(event, error=f"{type(error).__name__}: {first}", service_unavailable=True, **fields)
+    else:
+        logger.error(event, exc_info=error, **fields)

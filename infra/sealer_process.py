@@ -42,6 +42,7 @@ def _seal_until_stopped(uri: str, db: str, every: float, stop: StopEvent, log_le
 async def _seal_loop(uri: str, db: str, every: float, stop: StopEvent, parent: int) -> None:
     from infra.audit_seals import AuditSealer
     from infra.mongo import Collections, connect
+    from infra.retry import log_failure
 
     client = connect(uri)
     sealer = AuditSealer(Collections(client[db]))
@@ -53,8 +54,8 @@ async def _seal_loop(uri: str, db: str, every: float, stop: StopEvent, parent: i
                 # the database, in bursts of a few milliseconds (one round of 500 held the
                 # payments' writes up for tens). That still seals 2,500 postings a second.
                 await sealer.seal_all(limit=100, pause=1.0)
-            except Exception:
-                log.exception("audit_seal_failed")
+            except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
+                log_failure(log, "audit_seal_failed", exc)
             deadline = time.monotonic() + every
             while not stop.is_set() and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
@@ -65,8 +66,8 @@ async def _seal_loop(uri: str, db: str, every: float, stop: StopEvent, parent: i
                 stop.set()
         try:
             sealed = await sealer.seal_all(limit=500)  # stopping: no payments to make way for
-        except Exception:
-            log.exception("audit_seal_failed")
+        except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
+            log_failure(log, "audit_seal_failed", exc)
             sealed = 0
         log.info("audit_sealer_stopped", sealed_at_stop=sealed)
     finally:

@@ -27,7 +27,7 @@ from infra.ledger_http import HttpLedgers
 from infra.mongo import Collections, Doc, connect, ensure_indexes
 from infra.operations import MongoOperationStore
 from infra.postings import MongoPostingCommands, MongoPostingStore
-from infra.retry import make_retrying
+from infra.retry import log_failure, make_retrying
 from infra.sealer_process import SealerProcess
 from infra.settings import Settings
 from infra.topology import BINDINGS, UNBOUND
@@ -133,8 +133,8 @@ class Paypost:
                     self.sealer_process.restart_if_dead()
                 else:
                     await self.sealer.seal_all()
-            except Exception:
-                log.exception("audit_seal_failed")
+            except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
+                log_failure(log, "audit_seal_failed", exc)
             try:
                 await asyncio.wait_for(self._stop_background.wait(), timeout=every)
             except TimeoutError:
