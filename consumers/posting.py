@@ -177,14 +177,17 @@ class PostingService:
         )
         # A replay's row exists (paypost kept its message): look it up rather than try to insert.
         replayed = REPLAYS_HEADER in message.headers
+        # The patient's mapping is read while the PENDING row is written, or while a replay's row
+        # is read (one round trip fewer in series); a mapping entered after this read is caught
+        # by _heal_if_remapped.
         if not replayed:
-            # The patient's mapping is read while the PENDING row is written (one round trip
-            # fewer in series); a mapping entered after this read is caught by _heal_if_remapped.
             inserted, held = await asyncio.gather(
                 self._postings.insert_received(fresh, message, received), self._mapping_for(fresh))
             if inserted:
                 return await self._load(fresh, held)
-        existing = await self._postings.get(fresh.key)
+            existing = await self._postings.get(fresh.key)
+        else:
+            existing, held = await asyncio.gather(self._postings.get(fresh.key), self._mapping_for(fresh))
         if existing is None:
             if replayed and await self._postings.insert_received(fresh, message, received):
                 return await self._load(fresh)
@@ -207,7 +210,8 @@ class PostingService:
                 await self._outcomes.retried(replace(fresh, load_status=LoadStatus.RETRYING), correction)
                 return await self._load(replace(fresh, load_status=LoadStatus.RETRYING, replays=existing.replays))
             case Delivery.LOAD:
-                return await self._load(existing)
+                same_account = existing.patient_account_id == fresh.patient_account_id
+                return await self._load(existing, held if same_account else None)
 
     async def keep_unreadable(self, unreadable: Unreadable, message: KeptMessage) -> Outcome:
         """Give an unreadable message a FAILED row of its own; it is then dead-lettered."""
