@@ -190,7 +190,7 @@ class PostingService:
             existing, held = await asyncio.gather(self._postings.get(fresh.key), self._mapping_for(fresh))
         if existing is None:
             if replayed and await self._postings.insert_received(fresh, message, received):
-                return await self._load(fresh)
+                return await self._load(fresh, held)
             return Outcome(Disposition.ACK, fresh.key)  # deleted in between: nothing paypost does
         match decide_delivery(existing.load_status):
             case Delivery.ALREADY_DONE:
@@ -308,8 +308,8 @@ class PostingService:
                 occurred_at=posting.received_at,
             )
         assert posting.patient_account_id is not None
-        if held is None:
-            held = HeldMapping(await self._mappings.get(practice_id, posting.patient_account_id))
+        held = held or await self._mapping_for(posting)
+        assert held is not None  # a payment with its account: _mapping_for read it
         patient = choose_patient(held.ehr_patient_id, posting.event_ehr_patient_id)
         return patient.ehr_patient_id, posting.patient_account_id, LedgerEntryRequest(
             practice_id=practice_id, ehr_patient_id=patient.ehr_patient_id,

@@ -128,7 +128,5 @@ class SealerProcess:
         await asyncio.to_thread(self._process.join, timeout)
         if self._process.is_alive():
             log.error("audit_sealer_killed", after_s=timeout)
-            self._process.kill()
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(self._process.join, 5)
+            await self.kill()
         self._process = None
