@@ -15,6 +15,8 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aio_pika
 import httpx
@@ -92,6 +94,59 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+# A durable write that waits this long waited on the disk, not on paypost (seen here: a 4 KiB
+# fdatasync takes 0.5 ms; a stall of the machine's disk, 100 ms to a second).
+DISK_STALL = 0.05
+
+
+class DiskProbe:
+    """How long this machine's disk makes a durable write wait, measured while latency is.
+
+    A thread appends 4 KiB to a file in ``folder`` and waits for ``fdatasync``, every ``every``
+    seconds, as mongod's journal does before each outcome paypost waits for is durable. When the
+    disk stalls, the probe's sync stalls at the same moment as the database's journaled writes:
+    every outcome waits, whatever paypost does.
+    """
+
+    def __init__(self, folder: str, every: float = 0.02) -> None:
+        self._every = every
+        self._path = Path(folder) / f"paypost-bench-disk-{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="disk-probe", daemon=True)
+        self.syncs: list[tuple[float, float]] = []  # (started, seconds), on time.perf_counter
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._path.unlink(missing_ok=True)
+
+    def _run(self) -> None:
+        block = b"x" * 4096
+        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            while not self._stop.wait(self._every):
+                os.write(fd, block)
+                started = time.perf_counter()
+                os.fdatasync(fd)
+                self.syncs.append((started, time.perf_counter() - started))
+        finally:
+            os.close(fd)
+
+    def stalls(self, longer_than: float = DISK_STALL) -> list[tuple[float, float]]:
+        """(from, to) of every sync that took longer than ``longer_than`` seconds."""
+        return [(started, started + took) for started, took in self.syncs if took > longer_than]
+
+
+def clear_of(spans: dict[str, tuple[float, float]], stalls: list[tuple[float, float]]) -> list[str]:
+    """The payments whose wait (publish to outcome) overlapped none of the disk's stalls."""
+    return [pid for pid, (sent, done) in spans.items()
+            if not any(sent < until and since < done for since, until in stalls)]
 
 
 def payment(payment_id: str, account: str, ehr: str | None) -> bytes:
@@ -306,13 +361,17 @@ async def wait_count(c: Collections, query: dict[str, Any], n: int, timeout: flo
     raise TimeoutError(f"only {await c.postings.count_documents(query)} of {n} reached {query}")
 
 
-async def latencies(c: Collections, sent: dict[str, float], wall_offset: float) -> list[float]:
-    """ms from publish to the durable LOADED write, per payment (same machine, same clock)."""
-    out = []
+async def spans(c: Collections, sent: dict[str, float], wall_offset: float) -> dict[str, tuple[float, float]]:
+    """(published, LOADED written) per payment, on the bench's clock (same machine, same clock)."""
+    out = {}
     async for doc in c.postings.find({"payment_id": {"$in": list(sent)}}, {"payment_id": 1, "updated_at": 1}):
-        done = doc["updated_at"].timestamp() - wall_offset
-        out.append((done - sent[doc["payment_id"]]) * 1000)
+        out[doc["payment_id"]] = (sent[doc["payment_id"]], doc["updated_at"].timestamp() - wall_offset)
     return out
+
+
+async def latencies(c: Collections, sent: dict[str, float], wall_offset: float) -> list[float]:
+    """ms from publish to the durable LOADED write, per payment."""
+    return [(done - published) * 1000 for published, done in (await spans(c, sent, wall_offset)).values()]
 
 
 async def run(quick: bool, log: Callable[[str], None]) -> Results:
@@ -372,14 +431,27 @@ async def run(quick: bool, log: Callable[[str], None]) -> Results:
             count = int(rate * sizes.latency_seconds)
             log(f"latency: {count:,} payments at {rate:,.0f}/s, what is due published every 5 ms")
             meter.start()
-            with no_gc_pauses():
+            with no_gc_pauses(), DiskProbe(tempfile.gettempdir()) as disk:
                 sent = await publisher.paced([(f"l-{i}", payment(f"l-{i}", f"acct-{i % 500}", "EHR-1"))
                                               for i in range(count)], rate)
                 await wait_count(c, {"_id": {"$regex": f"^{PRACTICE}/l-"}, "load_status": "LOADED"}, count)
-            lat = await latencies(c, sent, wall_offset)
+            waits = await spans(c, sent, wall_offset)
+            lat = [(done - published) * 1000 for published, done in waits.values()]
             results.add("latency p50", percentile(lat, 50), "ms", "p50_ms", f"at {rate:,.0f}/s offered")
             results.add("latency p95", percentile(lat, 95), "ms", "p95_ms")
             results.add("latency p99", percentile(lat, 99), "ms", "p99_ms", "target <= 100 ms")
+            # What the disk did meanwhile: every outcome waits for mongod's journal to reach it.
+            syncs = [took * 1000 for _, took in disk.syncs]
+            stalls = disk.stalls()
+            results.add("  disk: 4 KiB fdatasync p50", percentile(syncs, 50), "ms", "disk_sync_p50_ms",
+                        f"{len(syncs):,} syncs beside mongod's journal, one per 20 ms ({tempfile.gettempdir()})")
+            results.add("  disk: slowest fdatasync", max(syncs, default=float("nan")), "ms", "disk_sync_max_ms",
+                        f"{len(stalls)} over {DISK_STALL * 1000:.0f} ms, {sum(b - a for a, b in stalls):.2f} s in all")
+            clear = clear_of(waits, stalls)
+            clear_lat = [(waits[pid][1] - waits[pid][0]) * 1000 for pid in clear]
+            results.add("  latency p99 of payments clear of those", percentile(clear_lat, 99), "ms",
+                        "p99_clear_of_disk_stalls_ms",
+                        f"{len(waits) - len(clear):,} of {len(waits):,} were waiting while the disk stalled")
             # Fewer payments per batch and per broker frame at this rate: each costs more CPU than
             # in the burst above, and this is how busy the two cores were while latency was measured.
             spent = meter.per_payment_us(count)

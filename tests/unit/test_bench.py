@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
-from paypost.bench import Publisher
+from paypost.bench import DiskProbe, Publisher, clear_of
 
 
 class Recording(Publisher):
@@ -31,3 +32,32 @@ async def test_paced_publishes_each_once_never_before_it_is_due_and_in_groups() 
         assert sent[pid] <= dict(publisher.published)[pid]  # timed from before its publish call
     # What falls due within one tick goes out together: far fewer send times than messages.
     assert len(set(sent.values())) < len(bodies) / 2
+
+
+def test_a_payment_is_clear_of_a_disk_stall_only_when_its_wait_overlaps_none() -> None:
+    stalls = [(10.0, 10.5), (20.0, 20.2)]
+    spans = {
+        "before": (9.0, 9.9),       # done before the first stall began
+        "across": (9.9, 10.6),      # waiting through it
+        "inside": (10.1, 10.2),     # published and done within it
+        "ends-in": (9.95, 10.1),    # done while it lasted
+        "after": (10.5, 10.9),      # published as it ended: a backlog behind it still counts as clear
+        "second": (19.0, 21.0),
+        "between": (12.0, 13.0),
+    }
+
+    assert clear_of(spans, stalls) == ["before", "after", "between"]
+    assert clear_of(spans, []) == list(spans)
+
+
+def test_the_disk_probe_times_each_sync_and_reports_only_the_slow_ones(tmp_path: Path) -> None:
+    with DiskProbe(str(tmp_path), every=0.005) as probe:
+        time.sleep(0.2)
+    assert len(probe.syncs) >= 5
+    assert all(took >= 0 for _, took in probe.syncs)
+    assert list(tmp_path.iterdir()) == []  # its file is removed
+    starts = [started for started, _ in probe.syncs]
+    assert starts == sorted(starts)
+    # a stall is a sync longer than the threshold, reported as (from, to)
+    probe.syncs = [(1.0, 0.001), (2.0, 0.3), (3.0, 0.05)]
+    assert probe.stalls(longer_than=0.05) == [(2.0, 2.3)]
