@@ -177,7 +177,8 @@ class Publisher:
                 for pid, _ in batch:
                     on_sent(pid)
 
-    async def paced(self, bodies: list[tuple[str, bytes]], rate: float, tick: float = 0.005) -> dict[str, float]:
+    async def paced(self, bodies: list[tuple[str, bytes]], rate: float, tick: float = 0.005,
+                    routing_key: str = "payment.posted") -> dict[str, float]:
         """Publish at ``rate`` per second: every ``tick``, what is due by then goes out together (as
         from a busy upstream's several workers), each timed from its own publish call. A timer per
         message cost this process and the broker more CPU per payment (BENCHMARKS.md), taken from
@@ -191,7 +192,7 @@ class Publisher:
             due = min(len(bodies), int((now - started) * rate) + 1)
             for payment_id, body in bodies[done:due]:
                 sent[payment_id] = now
-                pending.append(asyncio.create_task(self.one(payment_id, body)))
+                pending.append(asyncio.create_task(self.one(payment_id, body, routing_key)))
             done = due
             await asyncio.sleep(tick)
         await asyncio.gather(*pending)
@@ -341,6 +342,36 @@ async def baseline(amqp: str, n: int) -> float:
         await connection.close()
 
 
+async def broker_latencies(amqp: str, rate: float, count: int) -> list[float]:
+    """ms from publish to delivery through a quorum queue like paypost's intake (durable: the broker
+    syncs each message to its log on disk first), at ``rate``, with no consumer work and no
+    database: the latency the broker alone gives on this machine."""
+    connection = await aio_pika.connect(amqp)
+    name = f"bench.latency.{uuid.uuid4().hex[:6]}"
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        queue = await channel.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"})
+        consumer_channel = await connection.channel()
+        await consumer_channel.set_qos(prefetch_count=200)
+        received: dict[str, float] = {}
+        done = asyncio.Event()
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            received[message.message_id or ""] = time.perf_counter()
+            await message.ack()
+            if len(received) == count:
+                done.set()
+
+        await (await consumer_channel.get_queue(name)).consume(on_message)
+        bodies = [(f"q-{i}", payment(f"q-{i}", "acct", "EHR-1")) for i in range(count)]
+        sent = await Publisher(channel, channel.default_exchange).paced(bodies, rate, routing_key=name)
+        await asyncio.wait_for(done.wait(), timeout=300)
+        await queue.delete(if_unused=False, if_empty=False)
+        return [(received[pid] - at) * 1000 for pid, at in sent.items()]
+    finally:
+        await connection.close()
+
+
 async def wait_count(c: Collections, query: dict[str, Any], n: int, timeout: float = 600,
                      tail: list[str] | None = None) -> float:
     """When ``n`` postings match ``query``. Counting is not free for the database being measured,
@@ -429,7 +460,9 @@ async def run(quick: bool, log: Callable[[str], None]) -> Results:
             # 3. latency at half that rate
             rate = pipeline_pps / 2
             count = int(rate * sizes.latency_seconds)
-            log(f"latency: {count:,} payments at {rate:,.0f}/s, what is due published every 5 ms")
+            log(f"latency: {count:,} messages at {rate:,.0f}/s through the broker alone, then {count:,} payments")
+            with no_gc_pauses(), DiskProbe(tempfile.gettempdir()) as broker_disk:
+                broker = await broker_latencies(amqp, rate, count)
             meter.start()
             with no_gc_pauses(), DiskProbe(tempfile.gettempdir()) as disk:
                 sent = await publisher.paced([(f"l-{i}", payment(f"l-{i}", f"acct-{i % 500}", "EHR-1"))
@@ -440,6 +473,11 @@ async def run(quick: bool, log: Callable[[str], None]) -> Results:
             results.add("latency p50", percentile(lat, 50), "ms", "p50_ms", f"at {rate:,.0f}/s offered")
             results.add("latency p95", percentile(lat, 95), "ms", "p95_ms")
             results.add("latency p99", percentile(lat, 99), "ms", "p99_ms", "target <= 100 ms")
+            results.add("  broker alone p50", percentile(broker, 50), "ms", "broker_p50_ms",
+                        "publish to delivery through a quorum queue, same rate, no database")
+            results.add("  broker alone p99", percentile(broker, 99), "ms", "broker_p99_ms",
+                        f"meanwhile the disk (below): slowest sync {max((t for _, t in broker_disk.syncs), default=0) * 1000:,.0f} ms, "
+                        f"{len(broker_disk.stalls())} over {DISK_STALL * 1000:.0f} ms")
             # What the disk did meanwhile: every outcome waits for mongod's journal to reach it.
             syncs = [took * 1000 for _, took in disk.syncs]
             stalls = disk.stalls()
@@ -481,20 +519,30 @@ async def run(quick: bool, log: Callable[[str], None]) -> Results:
                     i += 1
                     await asyncio.sleep(0.02)
 
-            with no_gc_pauses():
+            with no_gc_pauses(), DiskProbe(tempfile.gettempdir()) as replay_disk:
                 trickler = asyncio.create_task(trickle())
+                meter.start()
                 started = time.perf_counter()
                 r = await http.put(f"/api/v1/practices/{PRACTICE}/patient-accounts/acct-bulk/mapping",
                                    json={"ehr_patient_id": "EHR-3"})
                 r.raise_for_status()
                 finished = await wait_count(c, BULK | {"load_status": "LOADED"}, sizes.replay,
                                             tail=[pid for pid, _ in failing[-20:]])
+                spent = meter.per_payment_us(sizes.replay)
                 stop.set()
                 await trickler
                 await wait_count(c, {"_id": {"$regex": f"^{PRACTICE}/d-"}, "load_status": "LOADED"}, len(during))
             replay_s = finished - started
             results.add(f"replay: {sizes.replay:,} failures to LOADED", replay_s, "s", "replay_10k_s",
                         "one mapping fix; target <= 10 s for 10,000")
+            # What each replay cost (the new payments meanwhile included), and the disk meanwhile.
+            if spent:
+                total = sum(spent.values())
+                results.add("  CPU per replay, all", total, "us", "cpu_us_total_replay",
+                            f"{total * sizes.replay / replay_s / 1e6:.2f} of {os.cpu_count() or 1} cores busy "
+                            f"(paypost {spent.get('paypost', 0):.0f}, mongod {spent.get('mongod', 0):.0f}, "
+                            f"RabbitMQ {spent.get('RabbitMQ', 0):.0f}); disk: slowest sync "
+                            f"{max((t for at, t in replay_disk.syncs if at < finished), default=0) * 1000:,.0f} ms")
             during_lat = await latencies(c, during, wall_offset)
             results.add("new payments during replay p95", percentile(during_lat, 95), "ms", "during_replay_p95_ms",
                         f"{len(during)} payments at 50/s")
