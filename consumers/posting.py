@@ -66,6 +66,19 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Unannounced:
+    """A durable outcome whose events and reactions did not all go out (the broker went away)."""
+
+    outcome: Outcome
+    announce: Callable[[], Awaitable[None]]
+
+
+# Outcomes kept for their announcement at most: a delivery that never comes back to this process
+# (another took it) must not hold memory for ever. Without an outage there are none.
+MAX_UNANNOUNCED = 10_000
+
+
+@dataclass(frozen=True, slots=True)
 class HeldMapping:
     """A patient account's mapping as read: the practice-management id, or None (not mapped)."""
 
@@ -136,6 +149,9 @@ class PostingService:
         # Told when a patient account's mapping changed while one of its payments was failing
         # for want of it (practice_id, patient_account_id): the self-healing runs again.
         self.remapped: Callable[[str, str], Awaitable[object]] | None = None
+        # Durable outcomes whose announcement failed, by posting: announced when the delivery
+        # comes back (the batch handled again, or redelivered) instead of being taken for a duplicate.
+        self._unannounced: dict[PostingKey, Unannounced] = {}
 
     @property
     def outcomes(self) -> OutcomePublisher:
@@ -194,10 +210,14 @@ class PostingService:
             return Outcome(Disposition.ACK, fresh.key)  # deleted in between: nothing paypost does
         match decide_delivery(existing.load_status):
             case Delivery.ALREADY_DONE:
+                if (announced := await self._announce_pending(fresh.key)) is not None:
+                    return announced
                 log.info("duplicate_ignored", posting=str(fresh.key), load_status=existing.load_status.value)
                 return Outcome(Disposition.ACK, fresh.key, existing.load_status)
             case Delivery.REPLAY_NEW_BODY if existing.event_id == fresh.event_id:
                 # The same event delivered again (not an upstream correction): nothing new to try.
+                if (announced := await self._announce_pending(fresh.key)) is not None:
+                    return announced
                 return Outcome(Disposition.ACK, fresh.key, existing.load_status)
             case Delivery.REPLAY_NEW_BODY:
                 correction = AuditEntry(
@@ -221,15 +241,42 @@ class PostingService:
         key, created = await self._postings.insert_unreadable(posting, message, audit)
         posting = replace(posting, key=key)
         if not created:  # seen before (a redelivery, or back from the dead-letter queue)
-            return Outcome(Disposition.DEAD_LETTER, key, LoadStatus.FAILED, unreadable.code)
+            return (await self._announce_pending(key)
+                    or Outcome(Disposition.DEAD_LETTER, key, LoadStatus.FAILED, unreadable.code))
         log.warning(
             "message_unreadable", posting=str(key), error_code=unreadable.code.value,
             routing_key=message.routing_key[:100],
         )
-        await self._outcomes.failed(posting)
-        if self.reactions is not None:
-            await self.reactions.failed(posting)
-        return Outcome(Disposition.DEAD_LETTER, key, LoadStatus.FAILED, unreadable.code)
+
+        async def announce() -> None:
+            await self._outcomes.failed(posting)
+            if self.reactions is not None:
+                await self.reactions.failed(posting)
+
+        return await self._announced(Outcome(Disposition.DEAD_LETTER, key, LoadStatus.FAILED, unreadable.code),
+                                     announce)
+
+    async def _announced(self, outcome: Outcome, announce: Callable[[], Awaitable[None]]) -> Outcome:
+        """Send a durable outcome's events and reactions. If they fail (the broker went away), the
+        outcome is kept until its delivery comes back, which announces it again (at least once)."""
+        try:
+            await announce()
+        except BaseException:
+            if len(self._unannounced) >= MAX_UNANNOUNCED:
+                dropped = next(iter(self._unannounced))
+                del self._unannounced[dropped]
+                log.error("announcement_dropped", posting=str(dropped), kept=MAX_UNANNOUNCED)
+            self._unannounced[outcome.key] = Unannounced(outcome, announce)
+            raise
+        return outcome
+
+    async def _announce_pending(self, key: PostingKey) -> Outcome | None:
+        """Announce the outcome of ``key`` if its announcement failed before; None if none is owed."""
+        pending = self._unannounced.pop(key, None)
+        if pending is None:
+            return None
+        log.info("outcome_announced_late", posting=str(key))
+        return await self._announced(pending.outcome, pending.announce)
 
     async def _mapping_for(self, posting: Posting) -> HeldMapping | None:
         """The mapping a payment will be loaded with (None for a refund, which follows its payment)."""
@@ -256,12 +303,17 @@ class PostingService:
             log.info("posting_failed", posting=str(posting.key), error_code=failure.code.value)
             failed = replace(posting, load_status=LoadStatus.FAILED, load_error=error,
                              ehr_patient_id=ehr_patient_id, patient_account_id=account)
-            await self._outcomes.failed(failed)
-            if self.reactions is not None:
-                await self.reactions.failed(failed)
-            if failure.code in MAPPING_FIXES and account:
-                await self._heal_if_remapped(posting.key, account, ehr_patient_id)
-            return Outcome(Disposition.DEAD_LETTER, posting.key, LoadStatus.FAILED, failure.code)
+
+            async def announce_failed() -> None:
+                await self._outcomes.failed(failed)
+                if self.reactions is not None:
+                    await self.reactions.failed(failed)
+                if code in MAPPING_FIXES and account:
+                    await self._heal_if_remapped(posting.key, account, ehr_patient_id)
+
+            code = failure.code  # the closure outlives the except clause, and its name
+            return await self._announced(
+                Outcome(Disposition.DEAD_LETTER, posting.key, LoadStatus.FAILED, code), announce_failed)
         attempt = Attempt(at, _ms(started), "loaded")
         if not await self._postings.record_loaded(posting.key, attempt, request.ehr_patient_id, receipt.entry_id,
                                                   account):
@@ -270,10 +322,13 @@ class PostingService:
                  already_posted=receipt.already_posted)
         loaded = replace(posting, load_status=LoadStatus.LOADED, ehr_patient_id=request.ehr_patient_id,
                          patient_account_id=account)
-        await self._outcomes.loaded(loaded)
-        if self.reactions is not None:
-            await self.reactions.finished(loaded, had_failed=posting.load_status is LoadStatus.RETRYING)
-        return Outcome(Disposition.ACK, posting.key, LoadStatus.LOADED)
+
+        async def announce_loaded() -> None:
+            await self._outcomes.loaded(loaded)
+            if self.reactions is not None:
+                await self.reactions.finished(loaded, had_failed=posting.load_status is LoadStatus.RETRYING)
+
+        return await self._announced(Outcome(Disposition.ACK, posting.key, LoadStatus.LOADED), announce_loaded)
 
     async def _heal_if_remapped(self, key: PostingKey, account: str, tried: str | None) -> None:
         """A mapping entered between this payment's mapping read and its FAILED write: the office's

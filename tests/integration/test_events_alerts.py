@@ -232,3 +232,40 @@ async def test_no_patient_detail_in_events_logs_or_errors(
     assert "Canaryperson" not in captured.out + captured.err
     rows = (await api.get("/api/v1/postings")).json()
     assert "Canaryperson" not in str(rows)
+
+
+async def test_an_outcome_whose_events_could_not_be_sent_is_announced_when_its_delivery_comes_back(
+    paypost: Any, api: httpx.AsyncClient, upstream: Upstream, practice: str, dashboard: asyncio.Queue[WatchedEvent]
+) -> None:
+    """The broker goes away between a durable outcome and its event: the batch is handled again
+    (or redelivered) and finds the posting already FAILED or LOADED. Its event, the office task
+    and the patient flag must still follow, once."""
+    from domain.errors import TransientFailure
+
+    real = paypost.outcomes._publish
+    refused: list[str] = []
+
+    async def broker_blip(exchange: str, routing_key: str, body: bytes, **kwargs: Any) -> None:
+        if routing_key.startswith(("posting.failed.", "posting.loaded.")) and b'"blip-' in body:
+            key = routing_key.split(".")[1] + body.decode()[body.decode().index('"payment_id"'):][:40]
+            if key not in refused:
+                refused.append(key)
+                raise TransientFailure("the broker is not reachable: injected")
+        await real(exchange, routing_key, body, **kwargs)
+
+    paypost.outcomes._publish = broker_blip
+    failing = await upstream.payment(payment_id="blip-failed", ehr_patient_id=None, patient_account_id="acct-blip")
+    loading = await upstream.payment(payment_id="blip-loaded")
+    await wait_status(api, practice, failing["payment_id"], "FAILED")
+    await wait_status(api, practice, loading["payment_id"], "LOADED")
+    got = await drain(dashboard, settle=1.5)
+
+    assert len(refused) == 2  # each outcome's first event was refused
+    keys = [(e.routing_key, e.body.get("payment_id")) for e in got]
+    assert keys.count(("posting.failed.clinic-a.PATIENT_NOT_MAPPED", "blip-failed")) == 1
+    assert keys.count(("posting.loaded.clinic-a", "blip-loaded")) == 1
+    assert keys.count(("alert.opened.clinic-a.task", "blip-failed")) == 1
+    assert keys.count(("alert.opened.clinic-a.patient", "blip-failed")) == 1
+    alerts = (await api.get("/api/v1/alerts", params={"practice_id": practice, "state": "open"})).json()["items"]
+    assert sorted(a["kind"] for a in alerts if a.get("payment_id") == "blip-failed"
+                  or a.get("patient_account_id") == "acct-blip") == ["patient", "task"]
