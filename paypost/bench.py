@@ -366,6 +366,7 @@ async def broker_latencies(amqp: str, rate: float, count: int) -> list[float]:
         bodies = [(f"q-{i}", payment(f"q-{i}", "acct", "EHR-1")) for i in range(count)]
         sent = await Publisher(channel, channel.default_exchange).paced(bodies, rate, routing_key=name)
         await asyncio.wait_for(done.wait(), timeout=300)
+        await consumer_channel.close()  # before the queue goes, so that the broker cancels nothing
         await queue.delete(if_unused=False, if_empty=False)
         return [(received[pid] - at) * 1000 for pid, at in sent.items()]
     finally:
