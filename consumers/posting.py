@@ -303,6 +303,7 @@ class PostingService:
             log.info("posting_failed", posting=str(posting.key), error_code=failure.code.value)
             failed = replace(posting, load_status=LoadStatus.FAILED, load_error=error,
                              ehr_patient_id=ehr_patient_id, patient_account_id=account)
+            code = failure.code  # the closure below may outlive the except clause, and its name
 
             async def announce_failed() -> None:
                 await self._outcomes.failed(failed)
@@ -311,7 +312,6 @@ class PostingService:
                 if code in MAPPING_FIXES and account:
                     await self._heal_if_remapped(posting.key, account, ehr_patient_id)
 
-            code = failure.code  # the closure outlives the except clause, and its name
             return await self._announced(
                 Outcome(Disposition.DEAD_LETTER, posting.key, LoadStatus.FAILED, code), announce_failed)
         attempt = Attempt(at, _ms(started), "loaded")
