@@ -240,21 +240,20 @@ class PostingService:
         audit = AuditEntry(at=now, actor=PAYPOST_ACTOR, action="failed", detail=unreadable.detail)
         key, created = await self._postings.insert_unreadable(posting, message, audit)
         posting = replace(posting, key=key)
+        outcome = Outcome(Disposition.DEAD_LETTER, key, LoadStatus.FAILED, unreadable.code)
         if not created:  # seen before (a redelivery, or back from the dead-letter queue)
-            return (await self._announce_pending(key)
-                    or Outcome(Disposition.DEAD_LETTER, key, LoadStatus.FAILED, unreadable.code))
+            return await self._announce_pending(key) or outcome
         log.warning(
             "message_unreadable", posting=str(key), error_code=unreadable.code.value,
             routing_key=message.routing_key[:100],
         )
+        return await self._announced(outcome, lambda: self._tell_failed(posting))
 
-        async def announce() -> None:
-            await self._outcomes.failed(posting)
-            if self.reactions is not None:
-                await self.reactions.failed(posting)
-
-        return await self._announced(Outcome(Disposition.DEAD_LETTER, key, LoadStatus.FAILED, unreadable.code),
-                                     announce)
+    async def _tell_failed(self, posting: Posting) -> None:
+        """The failure's event for dashboards, then its office task and patient flag."""
+        await self._outcomes.failed(posting)
+        if self.reactions is not None:
+            await self.reactions.failed(posting)
 
     async def _announced(self, outcome: Outcome, announce: Callable[[], Awaitable[None]]) -> Outcome:
         """Send a durable outcome's events and reactions. If they fail (the broker went away), the
@@ -306,9 +305,7 @@ class PostingService:
             code = failure.code  # the closure below may outlive the except clause, and its name
 
             async def announce_failed() -> None:
-                await self._outcomes.failed(failed)
-                if self.reactions is not None:
-                    await self.reactions.failed(failed)
+                await self._tell_failed(failed)
                 if code in MAPPING_FIXES and account:
                     await self._heal_if_remapped(posting.key, account, ehr_patient_id)
 

@@ -142,6 +142,10 @@ class DiskProbe:
         """(from, to) of every sync that took longer than ``longer_than`` seconds."""
         return [(started, started + took) for started, took in self.syncs if took > longer_than]
 
+    def slowest_ms(self, before: float = float("inf")) -> float:
+        """The longest sync that started before ``before`` (perf_counter), in ms; 0 if none did."""
+        return max((took for started, took in self.syncs if started < before), default=0.0) * 1000
+
 
 def clear_of(spans: dict[str, tuple[float, float]], stalls: list[tuple[float, float]]) -> list[str]:
     """The payments whose wait (publish to outcome) overlapped none of the disk's stalls."""
@@ -373,6 +377,13 @@ async def broker_latencies(amqp: str, rate: float, count: int) -> list[float]:
         await connection.close()
 
 
+def cores_busy(spent: dict[str, float], per_second: float) -> str:
+    """How busy a phase kept the cores, from each process's CPU per payment and payments per second."""
+    return (f"{sum(spent.values()) * per_second / 1e6:.2f} of {os.cpu_count() or 1} cores busy "
+            f"(paypost {spent.get('paypost', 0):.0f}, mongod {spent.get('mongod', 0):.0f}, "
+            f"RabbitMQ {spent.get('RabbitMQ', 0):.0f})")
+
+
 async def wait_count(c: Collections, query: dict[str, Any], n: int, timeout: float = 600,
                      tail: list[str] | None = None) -> float:
     """When ``n`` postings match ``query``. Counting is not free for the database being measured,
@@ -470,36 +481,32 @@ async def run(quick: bool, log: Callable[[str], None]) -> Results:
                                               for i in range(count)], rate)
                 await wait_count(c, {"_id": {"$regex": f"^{PRACTICE}/l-"}, "load_status": "LOADED"}, count)
             waits = await spans(c, sent, wall_offset)
-            lat = [(done - published) * 1000 for published, done in waits.values()]
+            waited_ms = {pid: (done - published) * 1000 for pid, (published, done) in waits.items()}
+            lat = list(waited_ms.values())
             results.add("latency p50", percentile(lat, 50), "ms", "p50_ms", f"at {rate:,.0f}/s offered")
             results.add("latency p95", percentile(lat, 95), "ms", "p95_ms")
             results.add("latency p99", percentile(lat, 99), "ms", "p99_ms", "target <= 100 ms")
             results.add("  broker alone p50", percentile(broker, 50), "ms", "broker_p50_ms",
                         "publish to delivery through a quorum queue, same rate, no database")
             results.add("  broker alone p99", percentile(broker, 99), "ms", "broker_p99_ms",
-                        f"meanwhile the disk (below): slowest sync {max((t for _, t in broker_disk.syncs), default=0) * 1000:,.0f} ms, "
+                        f"meanwhile the disk (below): slowest sync {broker_disk.slowest_ms():,.0f} ms, "
                         f"{len(broker_disk.stalls())} over {DISK_STALL * 1000:.0f} ms")
             # What the disk did meanwhile: every outcome waits for mongod's journal to reach it.
             syncs = [took * 1000 for _, took in disk.syncs]
             stalls = disk.stalls()
             results.add("  disk: 4 KiB fdatasync p50", percentile(syncs, 50), "ms", "disk_sync_p50_ms",
                         f"{len(syncs):,} syncs beside mongod's journal, one per 20 ms ({tempfile.gettempdir()})")
-            results.add("  disk: slowest fdatasync", max(syncs, default=float("nan")), "ms", "disk_sync_max_ms",
+            results.add("  disk: slowest fdatasync", disk.slowest_ms(), "ms", "disk_sync_max_ms",
                         f"{len(stalls)} over {DISK_STALL * 1000:.0f} ms, {sum(b - a for a, b in stalls):.2f} s in all")
             clear = clear_of(waits, stalls)
-            clear_lat = [(waits[pid][1] - waits[pid][0]) * 1000 for pid in clear]
-            results.add("  latency p99 of payments clear of those", percentile(clear_lat, 99), "ms",
+            results.add("  latency p99 of payments clear of those", percentile([waited_ms[pid] for pid in clear], 99), "ms",
                         "p99_clear_of_disk_stalls_ms",
                         f"{len(waits) - len(clear):,} of {len(waits):,} were waiting while the disk stalled")
             # Fewer payments per batch and per broker frame at this rate: each costs more CPU than
             # in the burst above, and this is how busy the two cores were while latency was measured.
-            spent = meter.per_payment_us(count)
-            if spent:
-                total = sum(spent.values())
-                results.add("  CPU per payment at this rate, all", total, "us", "cpu_us_total_at_rate",
-                            f"{total * rate / 1e6:.2f} of {os.cpu_count() or 1} cores busy "
-                            f"(paypost {spent.get('paypost', 0):.0f}, mongod {spent.get('mongod', 0):.0f}, "
-                            f"RabbitMQ {spent.get('RabbitMQ', 0):.0f})")
+            if spent := meter.per_payment_us(count):
+                results.add("  CPU per payment at this rate, all", sum(spent.values()), "us", "cpu_us_total_at_rate",
+                            cores_busy(spent, rate))
 
             # 4. bulk retry after a mapping fix, with new payments flowing
             log(f"replay: {sizes.replay:,} PATIENT_NOT_MAPPED failures, then their mapping is entered")
@@ -538,12 +545,9 @@ async def run(quick: bool, log: Callable[[str], None]) -> Results:
                         "one mapping fix; target <= 10 s for 10,000")
             # What each replay cost (the new payments meanwhile included), and the disk meanwhile.
             if spent:
-                total = sum(spent.values())
-                results.add("  CPU per replay, all", total, "us", "cpu_us_total_replay",
-                            f"{total * sizes.replay / replay_s / 1e6:.2f} of {os.cpu_count() or 1} cores busy "
-                            f"(paypost {spent.get('paypost', 0):.0f}, mongod {spent.get('mongod', 0):.0f}, "
-                            f"RabbitMQ {spent.get('RabbitMQ', 0):.0f}); disk: slowest sync "
-                            f"{max((t for at, t in replay_disk.syncs if at < finished), default=0) * 1000:,.0f} ms")
+                results.add("  CPU per replay, all", sum(spent.values()), "us", "cpu_us_total_replay",
+                            f"{cores_busy(spent, sizes.replay / replay_s)}; disk: slowest sync "
+                            f"{replay_disk.slowest_ms(before=finished):,.0f} ms")
             during_lat = await latencies(c, during, wall_offset)
             results.add("new payments during replay p95", percentile(during_lat, 95), "ms", "during_replay_p95_ms",
                         f"{len(during)} payments at 50/s")

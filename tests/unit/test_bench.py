@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from paypost.bench import DiskProbe, Publisher, clear_of
+from paypost.bench import DiskProbe, Publisher, clear_of, cores_busy
 
 
 class Recording(Publisher):
@@ -61,3 +61,12 @@ def test_the_disk_probe_times_each_sync_and_reports_only_the_slow_ones(tmp_path:
     # a stall is a sync longer than the threshold, reported as (from, to)
     probe.syncs = [(1.0, 0.001), (2.0, 0.3), (3.0, 0.05)]
     assert probe.stalls(longer_than=0.05) == [(2.0, 2.3)]
+    assert probe.slowest_ms() == 300.0
+    assert probe.slowest_ms(before=2.0) == 1.0  # only the syncs that started before then
+
+
+def test_cores_busy_says_how_many_cores_a_phase_kept_busy_and_who_spent_them() -> None:
+    spent = {"paypost": 700.0, "mongod": 800.0, "RabbitMQ": 500.0, "bench publisher": 0.0}
+    note = cores_busy(spent, per_second=500)  # 2,000 us per payment at 500/s: one core
+    assert note.startswith("1.00 of ")
+    assert "(paypost 700, mongod 800, RabbitMQ 500)" in note
