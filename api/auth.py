@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -24,25 +25,23 @@ class Principal:
 
 
 def principal_for(request: Request, token_text: str | None) -> Principal:
+    """Who holds ``token_text`` (``app.state.tokens``, given to ``create_app``)."""
     if not token_text:
         raise ApiError(401, "unauthorized", "Send Authorization: Bearer <token>.")
-    token = request.app.state.paypost.settings.tokens.get(token_text)
-    if token is None:
+    tokens: Mapping[str, Principal] = request.app.state.tokens
+    principal = tokens.get(token_text)
+    if principal is None:
         raise ApiError(401, "unauthorized", "The token is not one paypost knows.")
-    return Principal(name=token.name, role=token.role)
+    return principal
 
 
 def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    tokens = request.app.state.paypost.settings.tokens
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ApiError(401, "unauthorized", "Send Authorization: Bearer <token>.")
-    token = tokens.get(credentials.credentials)
-    if token is None:
-        raise ApiError(401, "unauthorized", "The token is not one paypost knows.")
-    return Principal(name=token.name, role=token.role)
+    return principal_for(request, credentials.credentials)
 
 
 def operator(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:

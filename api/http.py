@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
@@ -17,15 +18,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import errors, render
 from api.asyncapi import asyncapi_text
-from api.auth import Operator, Viewer, principal_for
-from api.errors import ApiError
+from api.auth import Operator, Principal, Viewer, principal_for
+from api.errors import ApiError, error_response
+from domain.alerts import AlertState
+from domain.errors import BadCursor, Unroutable
 from domain.load_errors import LoadErrorCode
 from domain.model import LoadStatus
-from infra.broker import Unroutable
-from infra.reports import BadCursor, PostingFilter, PostingReport
-from paypost import __version__
-from paypost.bootstrap import Paypost
-from producers.commands import EmptySelection, MissingReason
+from domain.ports import PostingFilter
+from domain.posting import PostingKey
+from handlers.application import Application
+from handlers.changes import EmptySelection, MissingReason
+from handlers.practices import NotFound
 from schemas.api import (
     AlertPage,
     ChangesIn,
@@ -48,6 +51,11 @@ from schemas.types import PRACTICE_ID_PATTERN
 
 log = structlog.get_logger("paypost.api")
 
+try:
+    __version__ = version("paypost")
+except PackageNotFoundError:  # run from a checkout that was never installed
+    __version__ = "0+unknown"
+
 PracticeId = Annotated[str, Path(pattern=PRACTICE_ID_PATTERN, description="A practice id")]
 AnyId = Annotated[str, Path(min_length=1, max_length=128)]
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -55,12 +63,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _paypost(request: Request) -> Paypost:
-    return request.app.state.paypost  # type: ignore[no-any-return]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+def _app(request: Request) -> Application:
+    app: Application = request.app.state.application
+    return app
 
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
@@ -70,15 +75,13 @@ router = APIRouter(prefix="/api/v1", responses=ERRORS)
 async def put_practice(practice_id: PracticeId, body: PracticeIn, request: Request, who: Operator) -> dict[str, Any]:
     """Set up a practice's ledger integration."""
     ledger = body.ledger.model_dump(mode="json")
-    doc = await _paypost(request).directory.put_practice(practice_id, body.name, ledger, body.enabled, _now())
+    doc = await _app(request).practices.put(practice_id, body.name, ledger, body.enabled)
     return {"practice_id": practice_id, "name": doc["name"], "ledger": doc["ledger"], "enabled": doc["enabled"]}
 
 
 @router.get("/practices/{practice_id}", response_model=PracticeOut, tags=["practices"])
 async def get_practice(practice_id: PracticeId, request: Request, who: Viewer) -> dict[str, Any]:
-    doc = await _paypost(request).directory.get_practice(practice_id)
-    if doc is None:
-        raise ApiError(404, "not_found", f"Practice {practice_id} is not set up.")
+    doc = await _app(request).practices.get(practice_id)
     return {"practice_id": practice_id, "name": doc["name"], "ledger": doc["ledger"], "enabled": doc["enabled"]}
 
 
@@ -88,7 +91,7 @@ async def put_ehr_patient(
     body: Annotated[EmptyBody | None, Body()] = None,
 ) -> dict[str, Any]:
     """Register a patient in the built-in ledger (no patient names are needed or kept)."""
-    created = await _paypost(request).directory.register_patient(practice_id, ehr_patient_id, _now())
+    created = await _app(request).practices.register_patient(practice_id, ehr_patient_id)
     return {"practice_id": practice_id, "ehr_patient_id": ehr_patient_id, "created": created}
 
 
@@ -96,10 +99,7 @@ async def put_ehr_patient(
             tags=["ledger"])
 async def get_ledger(practice_id: PracticeId, ehr_patient_id: AnyId, request: Request, who: Viewer) -> dict[str, Any]:
     """A patient's entries in the built-in ledger."""
-    app = _paypost(request)
-    if not await app.directory.patient_registered(practice_id, ehr_patient_id):
-        raise ApiError(404, "not_found", f"Patient {ehr_patient_id} is not registered for practice {practice_id}.")
-    entries = await app.builtin_ledger.entries(practice_id, ehr_patient_id)
+    entries = await _app(request).practices.ledger(practice_id, ehr_patient_id)
     return {"items": [render.ledger_entry(e) for e in entries]}
 
 
@@ -109,7 +109,7 @@ async def put_mapping(
     practice_id: PracticeId, patient_account_id: AnyId, body: MappingIn, request: Request, who: Operator
 ) -> dict[str, Any]:
     """Enter or correct a mapping; paypost then retries that patient's mapping failures by itself."""
-    retried = await _paypost(request).mapping_service.update(
+    retried = await _app(request).mappings.update(
         practice_id, patient_account_id, body.ehr_patient_id, actor=who.name, source=f"api by {who.name}"
     )
     return {"practice_id": practice_id, "patient_account_id": patient_account_id,
@@ -132,24 +132,17 @@ async def list_postings(
 ) -> dict[str, Any]:
     """The Merchant Transfers report rows, newest first, paged."""
     where = PostingFilter(
-        practice_id=practice_id, status=status.value if status else None,
-        error_code=error_code.value if error_code else None, merchant_transfer_id=merchant_transfer_id,
+        practice_id=practice_id, status=status, error_code=error_code, merchant_transfer_id=merchant_transfer_id,
         patient_account_id=patient_account_id, received_from=received_from, received_to=received_to,
     )
-    try:
-        docs, next_cursor = await PostingReport(_paypost(request).collections).page(where, limit, cursor)
-    except BadCursor as exc:
-        raise ApiError(400, "invalid_cursor", str(exc)) from exc
+    docs, next_cursor = await _app(request).reports.page(where, limit, cursor)
     return {"items": [render.row(d) for d in docs], "next_cursor": next_cursor}
 
 
 @router.get("/postings/{practice_id}/{payment_id:path}", response_model=PostingDetail, tags=["postings"])
 async def get_posting(practice_id: str, payment_id: str, request: Request, who: Viewer) -> dict[str, Any]:
     """One posting with its attempts, Load Error history and audit trail."""
-    doc = await PostingReport(_paypost(request).collections).one(practice_id, payment_id)
-    if doc is None:
-        raise ApiError(404, "not_found", f"No posting {payment_id} for practice {practice_id}.")
-    return render.detail(doc)
+    return render.detail(await _app(request).reports.posting(PostingKey(practice_id, payment_id)))
 
 
 @router.post("/postings/changes", status_code=202, response_model=OperationAccepted, tags=["postings"])
@@ -158,9 +151,7 @@ async def save_changes(body: ChangesIn, request: Request, who: Operator) -> dict
     clears = [ClearItem(payment_id=c.payment_id, reason=c.reason, manual_reference=c.manual_reference)
               for c in body.clear]
     try:
-        operation_id = await _paypost(request).save_changes(body.practice_id, body.retry, clears, who.name)
-    except (MissingReason, EmptySelection) as exc:
-        raise ApiError(422, "invalid_request", str(exc)) from exc
+        operation_id = await _app(request).save_changes(body.practice_id, body.retry, clears, who.name)
     except Unroutable as exc:
         raise ApiError(503, "commands_unroutable", f"Save Changes could not be sent in full: {exc}. paypost's topology is damaged; "
                                                    "restart paypost to declare it again.") from exc
@@ -170,9 +161,7 @@ async def save_changes(body: ChangesIn, request: Request, who: Operator) -> dict
 @router.get("/operations/{operation_id}", response_model=OperationOut, tags=["postings"])
 async def get_operation(operation_id: AnyId, request: Request, who: Viewer) -> dict[str, Any]:
     """Progress and per-item result of a Save Changes."""
-    op = await _paypost(request).operation_store.get(operation_id)
-    if op is None:
-        raise ApiError(404, "not_found", f"No operation {operation_id}.")
+    op = await _app(request).reports.operation(operation_id)
     return {**op, "created_at": render.iso(op["created_at"])}
 
 
@@ -180,12 +169,8 @@ async def get_operation(operation_id: AnyId, request: Request, who: Viewer) -> d
 async def get_transfer(practice_id: PracticeId, merchant_transfer_id: AnyId, request: Request,
                        who: Viewer) -> dict[str, Any]:
     """Reconciliation of a merchant transfer, current as of this call."""
-    transfers = _paypost(request).transfers
-    doc = await transfers.get(practice_id, merchant_transfer_id)
-    if doc is None:
-        raise ApiError(404, "not_found", f"Transfer {merchant_transfer_id} has not settled for practice "
-                                         f"{practice_id} (no transfer.settled received).")
-    return render.transfer(doc, await transfers.reconcile(doc))
+    transfer, reconciliation = await _app(request).reports.transfer(practice_id, merchant_transfer_id)
+    return render.transfer(transfer, reconciliation)
 
 
 @router.get("/alerts", response_model=AlertPage, tags=["alerts"])
@@ -196,8 +181,8 @@ async def list_alerts(
     limit: Annotated[int, Query(ge=1, le=500)] = 500,
 ) -> dict[str, Any]:
     """Office tasks and patient flags; ``state=open`` includes escalated ones."""
-    docs = await _paypost(request).alerts.list(practice_id, state, limit)
-    return {"items": [render.alert(d) for d in docs]}
+    alerts = await _app(request).reports.alerts(practice_id, AlertState(state) if state else None, limit)
+    return {"items": [render.alert(a) for a in alerts]}
 
 
 @router.get("/whoami", tags=["console"])
@@ -215,11 +200,11 @@ async def event_stream(
     """Server-sent events: every event of ``paypost.events`` for a practice, live."""
     header = request.headers.get("authorization", "")
     principal_for(request, header[7:] if header.lower().startswith("bearer ") else access_token)
-    hub = _paypost(request).event_hub
+    feed = _app(request).feed
 
     async def stream() -> AsyncIterator[bytes]:
         yield b": connected\n\n"
-        async for event in hub.subscribe():
+        async for event in feed.subscribe():
             if practice_id and event.body.get("practice_id") != practice_id:
                 continue
             data = orjson.dumps({"routing_key": event.routing_key, **event.body})
@@ -239,18 +224,9 @@ async def healthz() -> dict[str, str]:
 
 @health.get("/readyz", tags=["health"])
 async def readyz(request: Request) -> JSONResponse:
-    app = _paypost(request)
-    checks = {"database": False, "broker": False}
-    problems: dict[str, str] = {}
-    try:
-        await app.mongo.admin.command("ping")
-        checks["database"] = True
-    except Exception as exc:  # noqa: BLE001 - readiness reports any failure as "not ready", naming it
-        problems["database"] = type(exc).__name__
-    try:
-        checks["broker"] = bool(await app.broker.ping(timeout=2.0))
-    except Exception as exc:  # noqa: BLE001
-        problems["broker"] = type(exc).__name__
+    found = await _app(request).readiness.problems()
+    checks = {service: problem is None for service, problem in found.items()}
+    problems = {service: problem for service, problem in found.items() if problem is not None}
     ready = all(checks.values())
     body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "checks": checks}
     if problems:
@@ -267,37 +243,41 @@ async def asyncapi() -> Response:
 @health.get("/metrics", tags=["health"])
 async def metrics(request: Request) -> Response:
     try:
-        await _paypost(request).refresh_queue_metrics()
+        await _app(request).refresh_metrics()
     except Exception as exc:  # noqa: BLE001 - a scrape still answers with what it has when the broker is away
         log.warning("queue_metrics_unavailable", error=type(exc).__name__)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 def create_app(
-    paypost: Paypost, *, manage_lifecycle: bool = True,
-    after_start: Callable[[], Awaitable[None]] | None = None,
+    application: Application, tokens: Mapping[str, Principal], *,
+    on_start: Callable[[], Awaitable[None]] | None = None,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> FastAPI:
-    """The ASGI app. With ``manage_lifecycle`` it starts and stops paypost's consumers too."""
+    """The ASGI app over ``application``'s handlers; ``tokens`` are the API keys and who holds them.
+
+    ``on_start`` and ``on_stop`` run in the app's lifespan (the composition root starts and stops
+    the consumers there: uvicorn re-raises SIGTERM after serve() returns, so clean-up belongs here).
+    """
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if manage_lifecycle:
-            await paypost.start()
-        if after_start is not None:
-            await after_start()
+        if on_start is not None:
+            await on_start()
         try:
             yield
         finally:
-            # uvicorn re-raises SIGTERM after serve() returns: clean-up belongs here.
-            if manage_lifecycle:
-                await paypost.stop()
+            if on_stop is not None:
+                await on_stop()
 
     app = FastAPI(
         title="paypost", version=__version__, lifespan=lifespan,
         openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None,
     )
-    app.state.paypost = paypost
+    app.state.application = application
+    app.state.tokens = tokens
     errors.install(app)
+    _install_handler_errors(app)
     app.include_router(router)
     app.include_router(health)
     console = FilePath(__file__).with_name("console")
@@ -308,3 +288,20 @@ def create_app(
         return FileResponse(console / "index.html")
 
     return app
+
+
+def _install_handler_errors(app: FastAPI) -> None:
+    """The handlers' named errors, as the API answers them."""
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return error_response(404, "not_found", str(exc))
+
+    @app.exception_handler(BadCursor)
+    async def _bad_cursor(_: Request, exc: BadCursor) -> JSONResponse:
+        return error_response(400, "invalid_cursor", str(exc))
+
+    @app.exception_handler(MissingReason)
+    @app.exception_handler(EmptySelection)
+    async def _refused(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(422, "invalid_request", str(exc))

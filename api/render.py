@@ -6,8 +6,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from domain.alerts import Alert
 from domain.money import format_money
-from infra.mongo import Doc
+from domain.ports import Record as Doc
+from domain.reconciliation import Reconciliation
+from domain.transfers import SettledTransfer
 
 
 def iso(value: datetime | None) -> str | None:
@@ -67,11 +70,11 @@ def bucket(count: int, amount: Decimal) -> dict[str, Any]:
     return {"count": count, "amount": format_money(amount)}
 
 
-def transfer(doc: Doc, r: Any) -> dict[str, Any]:
+def transfer(t: SettledTransfer, r: Reconciliation) -> dict[str, Any]:
     return {
-        "practice_id": doc["practice_id"],
-        "merchant_transfer_id": doc["merchant_transfer_id"],
-        "currency": doc.get("currency"),
+        "practice_id": t.practice_id,
+        "merchant_transfer_id": t.merchant_transfer_id,
+        "currency": t.currency,
         "expected": bucket(r.expected.count, r.expected.amount),
         "loaded": bucket(r.loaded.count, r.loaded.amount),
         "cleared": bucket(r.cleared.count, r.cleared.amount),
@@ -82,15 +85,15 @@ def transfer(doc: Doc, r: Any) -> dict[str, Any]:
         "variance": format_money(r.variance),
         "balanced": r.balanced,
         "not_received": r.missing,
-        "settled_at": iso(doc.get("settled_at")),
-        "reconciled_at": iso(doc.get("reconciled_at")),
+        "settled_at": iso(t.settled_at),
+        "reconciled_at": iso(t.reconciled_at),
     }
 
 
-def alert(doc: Doc) -> dict[str, Any]:
+def alert(a: Alert) -> dict[str, Any]:
     return {
-        "alert_id": doc["alert_id"], "kind": doc["kind"], "practice_id": doc["practice_id"],
-        "patient_account_id": doc.get("patient_account_id"), "payment_id": doc.get("payment_id"),
-        "state": doc["state"], "opened_at": iso(doc["opened_at"]), "resolved_at": iso(doc.get("resolved_at")),
-        "escalated_at": iso(doc.get("escalated_at")),
+        "alert_id": a.alert_id, "kind": a.kind.value, "practice_id": a.practice_id,
+        "patient_account_id": a.patient_account_id, "payment_id": a.payment_id,
+        "state": a.state.value, "opened_at": iso(a.opened_at), "resolved_at": iso(a.resolved_at),
+        "escalated_at": iso(a.escalated_at),
     }

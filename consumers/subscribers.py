@@ -10,17 +10,17 @@ import structlog
 from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker, RabbitMessage, RabbitQueue
 
-from consumers import metrics
-from consumers.commands import CommandService
-from consumers.dead_letters import DeadLetterService
-from consumers.mappings import MappingService
-from consumers.posting import Disposition, PostingService
-from consumers.reading import Unreadable, assigned_id, read_message
 from domain.load_errors import LoadErrorCode
 from domain.posting import UNKNOWN_PRACTICE, KeptMessage
+from handlers import metrics
+from handlers.commands import CommandService
+from handlers.dead_letters import DeadLetterService
+from handlers.mappings import MappingService
+from handlers.posting import Disposition, Outcome, PostingService
 from infra import topology
 from infra.broker import kept_message
 from infra.intake import BatchConsumer, Settle
+from infra.retry import TRANSIENT, log_failure
 from schemas.messages import (
     PatientMappingUpdated,
     PaymentPosted,
@@ -30,6 +30,7 @@ from schemas.messages import (
     TransferSettled,
     WireModel,
 )
+from schemas.reading import Unreadable, assigned_id, read_message
 from schemas.topics import (
     INTAKE_QUEUE,
     PATIENT_MAPPING_UPDATED,
@@ -68,18 +69,52 @@ def intake_consumers(
     """
 
     async def on_batch(messages: list[KeptMessage]) -> list[Settle]:
-        started = time.perf_counter()
-        outcomes = await retrying(lambda: postings.handle_batch(messages))
-        settles = []
-        for outcome in outcomes:
-            metrics.observe(outcome.load_status, outcome.error_code, started)
-            settles.append(Settle.DEAD_LETTER if outcome.disposition is Disposition.DEAD_LETTER else Settle.ACK)
-        return settles
+        return await settle_batch(postings, retrying, messages)
 
     return [
         BatchConsumer(INTAKE_QUEUE, on_batch, prefetch=prefetch, lanes=lanes, name="intake"),
         BatchConsumer(REPLAY_QUEUE, on_batch, prefetch=replay_window, lanes=2, name="replays"),
     ]
+
+
+def _settle_of(outcome: Outcome) -> Settle:
+    return Settle.DEAD_LETTER if outcome.disposition is Disposition.DEAD_LETTER else Settle.ACK
+
+
+async def settle_batch(postings: PostingService, retrying: Retrying[Any], messages: list[KeptMessage]) -> list[Settle]:
+    """Handle a batch and settle each delivery by its own outcome.
+
+    Deliveries that failed transiently (the database did not answer) are handled again, alone,
+    with backoff; past the retry budget they go back to the queue. A delivery that failed for a
+    reason nobody named (a bug it alone meets) goes back to the queue at once, by itself: its
+    delivery limit ends it as a FAILED row, and its batch-mates are not held back by it.
+    """
+    started = time.perf_counter()
+    settles: list[Settle] = [Settle.REQUEUE] * len(messages)
+    waiting = list(range(len(messages)))
+
+    async def attempt() -> None:
+        results = await postings.handle_batch([messages[i] for i in waiting])
+        transient: Exception | None = None
+        again = []
+        for index, result in zip(waiting, results, strict=True):
+            if isinstance(result, Outcome):
+                metrics.observe(result.load_status, result.error_code, started)
+                settles[index] = _settle_of(result)
+            elif isinstance(result, TRANSIENT):
+                again.append(index)
+                transient = transient or result
+            else:
+                log_failure(log, "delivery_gave_up", result, message_id=messages[index].message_id)
+        waiting[:] = again
+        if transient is not None:
+            raise transient
+
+    try:
+        await retrying(attempt)
+    except TRANSIENT as exc:
+        log_failure(log, "deliveries_gave_up", exc, count=len(waiting))  # they stay REQUEUE
+    return settles
 
 
 def register(
@@ -103,12 +138,12 @@ def register(
         """What ``paypost.payments`` routed nowhere: kept as an unreadable row, never dropped."""
         try:
             message = kept_message(msg.raw_message)
-            read = postings.read_any(message)
+            read = read_message(message, max_message_bytes)
             known = message.routing_key if not isinstance(read, Unreadable) else "unknown"
             metrics.UNROUTED.labels(known).inc()
             if isinstance(read, (PaymentPosted, PaymentRefunded)):
                 # A payment whose binding is missing: say so loudly, and load it all the same.
-                log.error("binding_missing", routing_key=message.routing_key[:100], queue=topology.INTAKE_QUEUE)
+                log.error("binding_missing", routing_key=message.routing_key[:100], queue=INTAKE_QUEUE)
                 outcome = await retrying(lambda: postings.handle(message))
                 await _settle(msg, outcome.disposition is Disposition.DEAD_LETTER)
                 return

@@ -35,3 +35,11 @@ class TransientFailure(PaypostError):
 
     It is retried with backoff and never turned into a FAILED posting straight away.
     """
+
+
+class BadCursor(PaypostError, ValueError):
+    """A report cursor that paypost did not hand out."""
+
+
+class Unroutable(PaypostError):
+    """The broker routed a message paypost sent to no queue (a missing binding or queue)."""

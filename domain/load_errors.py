@@ -64,14 +64,6 @@ _MESSAGES: dict[LoadErrorCode, tuple[str, str]] = {
     ),
 }
 
-# Fixing a mapping is the cause the office can fix once for every payment it blocked.
-MAPPING_FIXES = frozenset({LoadErrorCode.PATIENT_NOT_MAPPED, LoadErrorCode.PATIENT_NOT_FOUND})
-# Rows that stand for a message rather than a payment.
-UNREADABLE_CODES = frozenset(
-    {LoadErrorCode.INVALID_MESSAGE, LoadErrorCode.UNSUPPORTED_SCHEMA_VERSION}
-)
-
-
 def load_error(code: LoadErrorCode, detail: str | None = None) -> LoadError:
     """Build the Load Error for ``code``; ``detail`` (never patient detail) is appended."""
     message, fix = _MESSAGES[code]

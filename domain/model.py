@@ -39,10 +39,6 @@ ALLOWED_TRANSITIONS: Mapping[LoadStatus, frozenset[LoadStatus]] = {
     LoadStatus.CLEARED: frozenset(),
 }
 
-IN_FLIGHT = frozenset({LoadStatus.PENDING, LoadStatus.RETRYING})
-FINAL = frozenset({LoadStatus.LOADED, LoadStatus.CLEARED})
-
-
 def can_transition(current: LoadStatus, target: LoadStatus) -> bool:
     """Whether ``current`` may become ``target``."""
     return target in ALLOWED_TRANSITIONS[current]
@@ -55,8 +51,16 @@ def check_transition(current: LoadStatus, target: LoadStatus) -> None:
 
 
 def sources_of(target: LoadStatus) -> frozenset[LoadStatus]:
-    """Every status from which ``target`` may be reached (for conditional writes)."""
+    """Every status from which ``target`` may be reached: the condition of the write that makes it."""
     return frozenset(s for s, targets in ALLOWED_TRANSITIONS.items() if target in targets)
+
+
+# In flight: a ledger entry may be made (the only states an outcome may be written from).
+IN_FLIGHT = sources_of(LoadStatus.LOADED) & sources_of(LoadStatus.FAILED)
+# Nothing follows them: a republish or a retry never changes them.
+FINAL = frozenset(s for s, targets in ALLOWED_TRANSITIONS.items() if not targets)
+# A patient account with a posting in these is still failing: its patient flag stays open.
+STILL_FAILING = frozenset({LoadStatus.FAILED, LoadStatus.RETRYING})
 
 
 class Delivery(enum.Enum):

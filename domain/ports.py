@@ -1,10 +1,18 @@
-"""What the posting service needs from the outside world, as protocols."""
+"""What the handlers need from the outside world, as protocols taking and giving domain values.
+
+Only ``infra/`` implements them, and only ``infra/`` knows the query language behind them.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
 
-from domain.load_errors import LoadError
+from domain.alerts import Alert, AlertState
+from domain.load_errors import LoadError, LoadErrorCode
+from domain.model import LoadStatus
 from domain.posting import (
     Attempt,
     AuditEntry,
@@ -15,50 +23,101 @@ from domain.posting import (
     Posting,
     PostingKey,
 )
+from domain.reconciliation import Reconciliation
+from domain.rules import ItemResult, PostingState
+from domain.transfers import SettledTransfer
+
+# A stored record as the read side hands it out (a report row, an operation): plain data.
+Record = dict[str, Any]
 
 
 class PostingStore(Protocol):
-    """Where postings and their outcomes are kept."""
+    """Where postings and their outcomes are kept (the intake's side)."""
 
     async def insert_received(self, posting: Posting, message: KeptMessage, audit: AuditEntry) -> bool:
         """Insert a new PENDING posting; False if one with its key exists."""
 
     async def get(self, key: PostingKey) -> Posting | None: ...
 
-    async def claim_for_replay(
-        self, posting: Posting, message: KeptMessage, audit: AuditEntry
-    ) -> bool:
+    async def claim_for_replay(self, posting: Posting, message: KeptMessage, audit: AuditEntry) -> bool:
         """FAILED → RETRYING with a republished body; False if the posting was not FAILED."""
 
-    async def record_loaded(
-        self, key: PostingKey, attempt: Attempt, ehr_patient_id: str, entry_id: str,
-        patient_account_id: str | None = None,
-    ) -> bool:
+    async def record_loaded(self, key: PostingKey, attempt: Attempt, ehr_patient_id: str, entry_id: str,
+                            patient_account_id: str | None) -> bool:
         """In flight → LOADED; False if the posting was no longer in flight."""
 
-    async def record_failed(
-        self, key: PostingKey, attempt: Attempt, error: LoadError, ehr_patient_id: str | None,
-        patient_account_id: str | None = None,
-    ) -> bool:
+    async def record_failed(self, key: PostingKey, attempt: Attempt, error: LoadError, ehr_patient_id: str | None,
+                            patient_account_id: str | None) -> bool:
         """In flight → FAILED; False if the posting was no longer in flight."""
 
-    async def insert_unreadable(
-        self, posting: Posting, message: KeptMessage, audit: AuditEntry
-    ) -> tuple[PostingKey, bool]:
+    async def insert_unreadable(self, posting: Posting, message: KeptMessage,
+                                audit: AuditEntry) -> tuple[PostingKey, bool]:
         """Keep an unreadable message as a FAILED row of its own: its key, and whether it is new."""
 
-    async def mark_dead_lettered(
-        self, key: PostingKey, message: KeptMessage, audit: AuditEntry
-    ) -> bool:
-        """Keep a dead-lettered message with its posting, once per message."""
+    async def mark_dead_lettered(self, key: PostingKey, death: str, audit: AuditEntry) -> bool:
+        """Note in the posting's trail that its message was dead-lettered, once per ``death`` (the
+        message and the dead-lettering, as one marker); False if noted before."""
+
+
+@dataclass(frozen=True, slots=True)
+class FailedSelection:
+    """FAILED postings of a practice, narrowed by Load Error, patient account or merchant transfer."""
+
+    practice_id: str
+    error_codes: frozenset[LoadErrorCode] | None = None
+    patient_account_id: str | None = None
+    merchant_transfer_id: str | None = None
+
+
+class PostingCommands(Protocol):
+    """Operator and self-healing changes to postings; each item is one conditional write."""
+
+    async def claim_for_retry(self, keys: Sequence[PostingKey], token: str,
+                              audit: AuditEntry) -> list[tuple[Posting, KeptMessage]]:
+        """FAILED → RETRYING for every key still retryable (``domain.rules.may_retry``), marked with
+        ``token``; returns exactly what this call claimed, whatever raced it."""
+
+    async def failed_keys(self, selection: FailedSelection, limit: int | None = None) -> list[PostingKey]: ...
+
+    async def failed_refunds_by_payment(self, practice_id: str,
+                                        payment_ids: Sequence[str]) -> dict[str, list[PostingKey]]:
+        """Refunds waiting for one of these payments (``domain.rules.WAITS_FOR_PAYMENT``), by payment."""
+
+    async def refunds_waiting_on_loaded(self, limit: int = 1000) -> dict[str, list[PostingKey]]:
+        """Refunds still waiting for a payment that has loaded since, by practice."""
+
+    async def stale_retrying(self, older_than_seconds: float, limit: int = 1000) -> list[tuple[Posting, KeptMessage]]:
+        """RETRYING postings untouched for a while (a replay lost), each touched so the next sweep leaves it."""
+
+    async def states(self, keys: Sequence[PostingKey]) -> dict[PostingKey, PostingState]: ...
+
+    async def clear(self, key: PostingKey, command_id: str, audit: AuditEntry,
+                    manual_reference: str | None) -> Posting | None:
+        """FAILED → CLEARED; the cleared posting, or None if it was not FAILED."""
 
 
 class PracticeDirectory(Protocol):
+    """Practices, their ledger integrations, and the patients registered in the built-in ledger."""
+
     async def integration(self, practice_id: str) -> Integration | None: ...
+
+    async def put_practice(self, practice_id: str, name: str, ledger: Record, enabled: bool, at: datetime) -> Record: ...
+
+    async def get_practice(self, practice_id: str) -> Record | None: ...
+
+    async def register_patient(self, practice_id: str, ehr_patient_id: str, at: datetime) -> bool: ...
+
+    async def patient_registered(self, practice_id: str, ehr_patient_id: str) -> bool: ...
 
 
 class MappingStore(Protocol):
+    """(practice_id, patient_account_id) → the practice-management patient id."""
+
     async def get(self, practice_id: str, patient_account_id: str) -> str | None: ...
+
+    async def put(self, practice_id: str, patient_account_id: str, ehr_patient_id: str, source: str,
+                  at: datetime) -> str | None:
+        """Enter or correct a mapping; the id it held before (None if new)."""
 
 
 class Ledger(Protocol):
@@ -70,3 +129,115 @@ class Ledger(Protocol):
 
 class LedgerFactory(Protocol):
     def for_integration(self, integration: Integration) -> Ledger: ...
+
+
+class LedgerEntries(Protocol):
+    """The built-in ledger's entries of one patient, for the office to read."""
+
+    async def entries(self, practice_id: str, ehr_patient_id: str) -> list[Record]: ...
+
+
+class AlertStore(Protocol):
+    """Office tasks and patient flags (``domain.alerts``); each change happens once however many ask."""
+
+    async def open_task(self, posting: Posting, at: datetime) -> Alert | None:
+        """Open the posting's task; None if it has one already."""
+
+    async def open_flag(self, posting: Posting, at: datetime) -> Alert | None:
+        """Open the posting's patient account's flag; None unless this call opened it."""
+
+    async def resolve_task(self, key: PostingKey, at: datetime) -> Alert | None:
+        """Resolve the posting's task; None unless this call resolved it."""
+
+    async def resolve_flag_if_clear(self, practice_id: str, patient_account_id: str, at: datetime) -> Alert | None:
+        """Resolve the account's flag once none of its postings is still failing; None otherwise."""
+
+    async def due_for_escalation(self, before: datetime, limit: int = 500) -> list[Alert]: ...
+
+    async def escalate(self, alert_id: str, at: datetime) -> Alert | None: ...
+
+    async def list(self, practice_id: str | None, state: AlertState | None, limit: int = 500) -> list[Alert]:
+        """Newest first; ``AlertState.OPEN`` includes escalated alerts."""
+
+
+class TransferStore(Protocol):
+    """Settled merchant transfers and the state of the postings they carry."""
+
+    async def settled(self, transfer: SettledTransfer) -> None:
+        """Keep a settled transfer; a later settlement of the same transfer replaces it."""
+
+    async def get(self, practice_id: str, merchant_transfer_id: str) -> SettledTransfer | None: ...
+
+    async def reconcile(self, transfer: SettledTransfer) -> Reconciliation: ...
+
+    async def unreconciled_with_any(self, practice_id: str, posting_ids: Sequence[str]) -> list[SettledTransfer]: ...
+
+    async def unreconciled(self, limit: int) -> list[SettledTransfer]: ...
+
+    async def mark_reconciled(self, transfer: SettledTransfer, at: datetime) -> bool:
+        """True for the one call that marked it (a transfer is announced reconciled once)."""
+
+
+class OperationStore(Protocol):
+    """Save Changes operations: the selection, and each item's result as commands are applied."""
+
+    async def create(self, operation_id: str, practice_id: str, actor: str, items: list[dict[str, str]],
+                     at: datetime) -> None: ...
+
+    async def discard(self, operation_id: str) -> None: ...
+
+    async def record(self, operation_id: str, results: Sequence[ItemResult], at: datetime) -> None:
+        """Keep each item's result; writing the same result again changes nothing."""
+
+    async def get(self, operation_id: str) -> Record | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PostingFilter:
+    """The Merchant Transfers report's filters (each optional)."""
+
+    practice_id: str | None = None
+    status: LoadStatus | None = None
+    error_code: LoadErrorCode | None = None
+    merchant_transfer_id: str | None = None
+    patient_account_id: str | None = None
+    received_from: datetime | None = None
+    received_to: datetime | None = None
+
+
+class PostingReader(Protocol):
+    """The report's rows, newest first, paged by an opaque cursor."""
+
+    async def page(self, where: PostingFilter, limit: int, cursor: str | None) -> tuple[list[Record], str | None]:
+        """Raises ``domain.errors.BadCursor`` for a cursor paypost did not hand out."""
+
+    async def one(self, key: PostingKey) -> Record | None:
+        """One posting with its attempts and audit trail."""
+
+    async def rows(self, practice_id: str, payment_ids: Sequence[str]) -> list[Record]: ...
+
+
+class BroadcastEvent(Protocol):
+    """One event of ``paypost.events`` as a live feed hands it on."""
+
+    @property
+    def routing_key(self) -> str: ...
+
+    @property
+    def body(self) -> Record: ...
+
+
+class EventFeed(Protocol):
+    """The live feed of ``paypost.events`` (the console's)."""
+
+    def subscribe(self) -> AsyncIterator[BroadcastEvent]:
+        """Events from now on, until the feed closes."""
+        ...
+
+
+class Readiness(Protocol):
+    """Whether the broker and the database answer."""
+
+    async def problems(self) -> dict[str, str | None]:
+        """Each service by name, with None if it answers, else why not (an error's name)."""
+        ...

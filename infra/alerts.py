@@ -11,10 +11,24 @@ from typing import Any
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from domain.alerts import OPEN_STATES, Alert, AlertKind, AlertState, task_id
+from domain.model import STILL_FAILING
+from domain.posting import Posting, PostingKey
 from infra.batching import Coalescer, conditional_updater, inserter
 from infra.mongo import Collections, Doc
 
-OPEN_STATES = ["open", "escalated"]
+_OPEN = sorted(s.value for s in OPEN_STATES)
+
+
+def alert_from(doc: Doc) -> Alert:
+    return Alert(alert_id=doc["alert_id"], kind=AlertKind(doc["kind"]), practice_id=doc["practice_id"],
+                 patient_account_id=doc.get("patient_account_id"), payment_id=doc.get("payment_id"),
+                 state=AlertState(doc["state"]), opened_at=doc["opened_at"], resolved_at=doc.get("resolved_at"),
+                 escalated_at=doc.get("escalated_at"))
+
+
+def _alert(doc: Doc | None) -> Alert | None:
+    return alert_from(doc) if doc is not None else None
 
 
 async def _once_per_account(requests: Sequence[tuple[Any, ...]],
@@ -56,21 +70,24 @@ class MongoAlertStore:
             IndexModel([("practice_id", ASCENDING), ("state", ASCENDING), ("opened_at", ASCENDING)]),
         ])
 
-    async def open_task(self, practice_id: str, payment_id: str, account: str | None, at: datetime) -> Doc | None:
+    async def open_task(self, posting: Posting, at: datetime) -> Alert | None:
         """Open the task of a failed posting; None if it is open already (a posting has one task, ever)."""
-        alert_id = f"task:{practice_id}:{payment_id}"
-        doc = {"_id": alert_id, "alert_id": alert_id, "kind": "task", "practice_id": practice_id,
-               "patient_account_id": account, "payment_id": payment_id, "state": "open", "open": True,
+        alert_id = task_id(posting.key)
+        doc = {"_id": alert_id, "alert_id": alert_id, "kind": AlertKind.TASK.value,
+               "practice_id": posting.key.practice_id, "patient_account_id": posting.patient_account_id,
+               "payment_id": posting.key.payment_id, "state": AlertState.OPEN.value, "open": True,
                "opened_at": at, "resolved_at": None, "escalated_at": None}
         try:
             await self._task_inserts.submit(doc)
         except DuplicateKeyError:
             return None
-        return doc
+        return alert_from(doc)
 
-    async def open_flag(self, practice_id: str, account: str, payment_id: str, at: datetime) -> Doc | None:
+    async def open_flag(self, posting: Posting, at: datetime) -> Alert | None:
         """Open the patient's flag unless one is open; returns it only when this call opened it."""
-        return await self._flag_opens.submit((practice_id, account, payment_id, at))
+        assert posting.patient_account_id is not None  # domain.alerts.flag_opens
+        return _alert(await self._flag_opens.submit(
+            (posting.key.practice_id, posting.patient_account_id, posting.key.payment_id, at)))
 
     async def _open_flag(self, practice_id: str, account: str, payment_id: str, at: datetime) -> Doc | None:
         alert_id = f"patient:{practice_id}:{account}:{uuid.uuid4().hex[:12]}"
@@ -87,46 +104,48 @@ class MongoAlertStore:
             return None
         return await self._c.find_one({"_id": result.upserted_id})
 
-    async def resolve_task(self, practice_id: str, payment_id: str, at: datetime) -> Doc | None:
+    async def resolve_task(self, key: PostingKey, at: datetime) -> Alert | None:
         """Resolve the task of a posting; the task only for the call that resolved it, else None."""
-        return await self._resolves.submit((
-            {"_id": f"task:{practice_id}:{payment_id}", "open": True},
-            {"$set": {"state": "resolved", "open": False, "resolved_at": at}},
-        ))
+        return _alert(await self._resolves.submit((
+            {"_id": task_id(key), "open": True},
+            {"$set": {"state": AlertState.RESOLVED.value, "open": False, "resolved_at": at}},
+        )))
 
-    async def resolve_flag_if_clear(self, practice_id: str, account: str, at: datetime) -> Doc | None:
-        """Resolve the account's flag once none of its postings is FAILED any more."""
-        return await self._flag_resolves.submit((practice_id, account, at))
+    async def resolve_flag_if_clear(self, practice_id: str, patient_account_id: str, at: datetime) -> Alert | None:
+        """Resolve the account's flag once none of its postings is still failing."""
+        return _alert(await self._flag_resolves.submit((practice_id, patient_account_id, at)))
 
     async def _resolve_flag_if_clear(self, practice_id: str, account: str, at: datetime) -> Doc | None:
         still_failing = await self._postings.count_documents(
-            {"practice_id": practice_id, "patient_account_id": account, "load_status": {"$in": ["FAILED", "RETRYING"]}},
+            {"practice_id": practice_id, "patient_account_id": account,
+             "load_status": {"$in": sorted(s.value for s in STILL_FAILING)}},
             limit=1)
         if still_failing:
             return None
         return await self._c.find_one_and_update(
             {"kind": "patient", "practice_id": practice_id, "patient_account_id": account, "open": True},
-            {"$set": {"state": "resolved", "open": False, "resolved_at": at}},
+            {"$set": {"state": AlertState.RESOLVED.value, "open": False, "resolved_at": at}},
             return_document=ReturnDocument.AFTER,
         )
 
-    async def due_for_escalation(self, before: datetime, limit: int = 500) -> list[Doc]:
-        return await self._c.find({"open": True, "state": "open", "opened_at": {"$lte": before}}).limit(limit) \
-            .to_list(None)
+    async def due_for_escalation(self, before: datetime, limit: int = 500) -> list[Alert]:
+        docs = self._c.find({"open": True, "state": AlertState.OPEN.value, "opened_at": {"$lte": before}}).limit(limit)
+        return [alert_from(d) async for d in docs]
 
-    async def escalate(self, alert_id: str, at: datetime) -> Doc | None:
-        return await self._c.find_one_and_update(
-            {"_id": alert_id, "state": "open"},
-            {"$set": {"state": "escalated", "escalated_at": at}},
+    async def escalate(self, alert_id: str, at: datetime) -> Alert | None:
+        return _alert(await self._c.find_one_and_update(
+            {"_id": alert_id, "state": AlertState.OPEN.value},
+            {"$set": {"state": AlertState.ESCALATED.value, "escalated_at": at}},
             return_document=ReturnDocument.AFTER,
-        )
+        ))
 
-    async def list(self, practice_id: str | None, state: str | None, limit: int = 500) -> list[Doc]:
+    async def list(self, practice_id: str | None, state: AlertState | None, limit: int = 500) -> list[Alert]:
         query: dict[str, Any] = {}
         if practice_id:
             query["practice_id"] = practice_id
-        if state == "open":
-            query["state"] = {"$in": OPEN_STATES}
+        if state is AlertState.OPEN:
+            query["state"] = {"$in": _OPEN}
         elif state:
-            query["state"] = state
-        return await self._c.find(query).sort([("opened_at", -1), ("_id", -1)]).limit(limit).to_list(None)
+            query["state"] = state.value
+        docs = self._c.find(query).sort([("opened_at", -1), ("_id", -1)]).limit(limit)
+        return [alert_from(d) async for d in docs]

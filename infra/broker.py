@@ -18,17 +18,13 @@ from pamqp.commands import Basic
 from pamqp.frame import marshal
 from pamqp.header import ContentHeader
 
-from domain.errors import PaypostError, TransientFailure
+from domain.errors import TransientFailure, Unroutable
 from domain.posting import KeptMessage
 from infra import topology
 from infra.batching import Coalescer
 from schemas.topics import CONTENT_TYPE, ROUTING_KEY_HEADER, SCHEMA_VERSION, SCHEMA_VERSION_HEADER
 
 log = structlog.get_logger("paypost.broker")
-
-
-class Unroutable(PaypostError):
-    """The broker routed a message paypost sent to no queue (a missing binding or queue)."""
 
 
 def make_broker(url: str, prefetch: int) -> RabbitBroker:

@@ -3,7 +3,8 @@
 A batch is whatever the broker has delivered while the previous batch was being handled (up to
 ``max_batch``): under light load that is one message and it goes at once; under heavy load
 hundreds go together, their database work done in a few round trips. Each batch is settled once
-it is handled: dead-lettered messages rejected one by one, then every other delivery of the
+it is handled, each delivery by its own outcome: dead-lettered ones rejected one by one, those
+that could not be handled returned to the queue one by one, then every other delivery of the
 batch acknowledged with a single ``multiple=True`` ack. Batches on one channel are handled one
 after another, so that ack never covers a delivery that is still being handled; several channels
 keep the database and the broker busy while one batch waits.
@@ -31,6 +32,7 @@ log = structlog.get_logger("paypost.intake")
 class Settle(enum.Enum):
     ACK = "ack"
     DEAD_LETTER = "dead_letter"  # reject without requeue: the queue's dead-letter exchange takes it
+    REQUEUE = "requeue"  # not handled: back to the queue, whose delivery limit ends what never can be
 
 
 BatchHandler = Callable[[list[KeptMessage]], Awaitable[list[Settle]]]
@@ -79,6 +81,8 @@ class _Lane:
         for message, settle in zip(batch, settles, strict=True):
             if settle is Settle.DEAD_LETTER:
                 await _quietly(message.reject(requeue=False), self.name)
+            elif settle is Settle.REQUEUE:
+                await _quietly(message.nack(requeue=True), self.name)
             else:
                 last_ack = message
         if last_ack is not None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from pymongo import UpdateOne
 
+from domain.rules import ItemResult
 from infra.mongo import Collections, Doc
 
 
 class MongoOperationStore:
+    """The OperationStore port on MongoDB: an operation's items, and one result document per item."""
+
     def __init__(self, collections: Collections) -> None:
         self._ops = collections.operations
         self._results = collections.db.get_collection("operation_results", codec_options=collections.postings.codec_options)
@@ -23,7 +26,7 @@ class MongoOperationStore:
     async def discard(self, operation_id: str) -> None:
         await self._ops.delete_one({"_id": operation_id})
 
-    async def record(self, operation_id: str, results: list[Any], at: datetime) -> None:
+    async def record(self, operation_id: str, results: Sequence[ItemResult], at: datetime) -> None:
         """Keep each item's result; writing the same result again changes nothing."""
         if not results:
             return

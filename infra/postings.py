@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -11,12 +12,32 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from domain.load_errors import LoadError, LoadErrorCode
-from domain.model import IN_FLIGHT, LoadStatus, PostingKind
-from domain.posting import Attempt, AuditEntry, KeptMessage, Posting, PostingKey
+from domain.model import LoadStatus, PostingKind, sources_of
+from domain.ports import FailedSelection
+from domain.posting import PAYPOST_ACTOR, Attempt, AuditEntry, KeptMessage, Posting, PostingKey
+from domain.rules import MAX_REPLAYS, RETRYABLE_FROM, RETRYABLE_KINDS, WAITS_FOR_PAYMENT, PostingState
 from infra.batching import conditional_updater, finder, inserter
 from infra.mongo import ACKNOWLEDGED, Collections, Doc
 
 HISTORY_LIMIT = 200  # attempts kept per posting; the audit trail is never trimmed
+
+
+def becoming(target: LoadStatus) -> Doc:
+    """The condition of a write that makes a posting ``target``: it is in a status that may become it
+    (``domain.model.ALLOWED_TRANSITIONS``), so a write that lost a race changes nothing."""
+    return statuses(sources_of(target))
+
+
+def statuses(of: frozenset[LoadStatus]) -> Doc:
+    values = sorted(s.value for s in of)
+    return {"load_status": values[0] if len(values) == 1 else {"$in": values}}
+
+
+# Refunds waiting for their payment (``domain.rules.WAITS_FOR_PAYMENT``).
+WAITING_REFUNDS: Doc = {"load_status": LoadStatus.FAILED.value, "load_error.code": WAITS_FOR_PAYMENT.value}
+# The claim of a retry: what ``domain.rules.may_retry`` allows, as a filter.
+RETRYABLE: Doc = {**statuses(RETRYABLE_FROM), "kind": {"$in": sorted(k.value for k in RETRYABLE_KINDS)},
+                  "replays": {"$lt": MAX_REPLAYS}}
 
 
 def doc_id(key: PostingKey) -> str:
@@ -155,7 +176,7 @@ class MongoPostingStore:
 
     async def claim_for_replay(self, posting: Posting, message: KeptMessage, audit: AuditEntry) -> bool:
         result = await self._c.update_one(
-            {"_id": doc_id(posting.key), "load_status": LoadStatus.FAILED.value},
+            {"_id": doc_id(posting.key), **becoming(LoadStatus.RETRYING)},
             {"$set": {**posting_fields(posting), "load_status": LoadStatus.RETRYING.value,
                       "load_error": None, "message": message_doc(message), "updated_at": audit.at,
                       "audit_dirty": True},
@@ -164,17 +185,19 @@ class MongoPostingStore:
         return result.modified_count == 1
 
     async def _finish(self, key: PostingKey, attempt: Attempt, fields: Doc, audit: AuditEntry) -> bool:
-        return await self._finishes.submit((
-            {"_id": doc_id(key), "load_status": {"$in": [s.value for s in IN_FLIGHT]}},
+        outcome = LoadStatus(fields["load_status"])
+        written: bool = await self._finishes.submit((
+            {"_id": doc_id(key), **becoming(outcome)},
             {"$set": {**fields, "updated_at": datetime.now(UTC), "audit_dirty": True},
              "$inc": {"attempts_count": 1},
              "$push": {"attempts": {"$each": [attempt_doc(attempt)], "$slice": -HISTORY_LIMIT},
                        "audit": audit_doc(audit)}},
         ))
+        return written
 
     async def record_loaded(self, key: PostingKey, attempt: Attempt, ehr_patient_id: str, entry_id: str,
-                            patient_account_id: str | None = None) -> bool:
-        audit = AuditEntry(at=attempt.at, actor="paypost", action="loaded", detail=f"ledger entry {entry_id}")
+                            patient_account_id: str | None) -> bool:
+        audit = AuditEntry(at=attempt.at, actor=PAYPOST_ACTOR, action="loaded", detail=f"ledger entry {entry_id}")
         return await self._finish(
             key, attempt,
             {"load_status": LoadStatus.LOADED.value, "load_error": None, "ehr_patient_id": ehr_patient_id,
@@ -184,9 +207,9 @@ class MongoPostingStore:
 
     async def record_failed(
         self, key: PostingKey, attempt: Attempt, error: LoadError, ehr_patient_id: str | None,
-        patient_account_id: str | None = None,
+        patient_account_id: str | None,
     ) -> bool:
-        audit = AuditEntry(at=attempt.at, actor="paypost", action="failed", detail=error.code.value)
+        audit = AuditEntry(at=attempt.at, actor=PAYPOST_ACTOR, action="failed", detail=error.code.value)
         return await self._finish(
             key, attempt,
             {"load_status": LoadStatus.FAILED.value, "load_error": error_doc(error), "ehr_patient_id": ehr_patient_id,
@@ -203,7 +226,7 @@ class MongoPostingStore:
         candidates = (key, PostingKey(key.practice_id, f"{key.payment_id}~unreadable"),
                       PostingKey(key.practice_id, f"{key.payment_id}~{uuid.uuid4().hex[:12]}"))
         for candidate in candidates:
-            received = AuditEntry(audit.at, "paypost", "received", detail=f"message via {message.routing_key[:100]}")
+            received = AuditEntry(audit.at, PAYPOST_ACTOR, "received", detail=f"message via {message.routing_key[:100]}")
             doc = new_doc(replace(posting, key=candidate), message, [received, audit], LoadStatus.FAILED,
                           attempts=[Attempt(audit.at, 0.0, "failed", posting.load_error)])
             try:
@@ -215,11 +238,10 @@ class MongoPostingStore:
                     return candidate, False  # the same message again: its row exists
         raise RuntimeError("unreachable: the last candidate id is unique")
 
-    async def mark_dead_lettered(self, key: PostingKey, message: KeptMessage, audit: AuditEntry) -> bool:
-        marker = audit.detail or ""
+    async def mark_dead_lettered(self, key: PostingKey, death: str, audit: AuditEntry) -> bool:
         result = await self._c.update_one(
-            {"_id": doc_id(key), "dead_letters": {"$ne": marker}},
-            {"$push": {"audit": audit_doc(audit), "dead_letters": {"$each": [marker], "$slice": -HISTORY_LIMIT}},
+            {"_id": doc_id(key), "dead_letters": {"$ne": death}},
+            {"$push": {"audit": audit_doc(audit), "dead_letters": {"$each": [death], "$slice": -HISTORY_LIMIT}},
              "$set": {"dead_lettered_at": audit.at, "audit_dirty": True}},
         )
         return result.modified_count == 1
@@ -231,9 +253,9 @@ class MongoPostingCommands:
     def __init__(self, collections: Collections) -> None:
         self._c = collections.postings
 
-    async def claim_for_retry(self, keys: list[PostingKey], token: str, audit: AuditEntry,
-                              max_replays: int) -> list[tuple[Posting, KeptMessage]]:
-        """FAILED → RETRYING for every key still FAILED and replayable; returns what was claimed.
+    async def claim_for_retry(self, keys: Sequence[PostingKey], token: str,
+                              audit: AuditEntry) -> list[tuple[Posting, KeptMessage]]:
+        """FAILED → RETRYING for every key still retryable; returns what was claimed.
 
         One ``update_many`` marks the batch with ``token``; reading the token back gives exactly the
         postings this call claimed, whatever raced it.
@@ -241,8 +263,7 @@ class MongoPostingCommands:
         if not keys:
             return []
         await self._c.update_many(
-            {"_id": {"$in": [doc_id(k) for k in keys]}, "load_status": LoadStatus.FAILED.value,
-             "kind": {"$ne": PostingKind.UNREADABLE.value}, "replays": {"$lt": max_replays},
+            {"_id": {"$in": [doc_id(k) for k in keys]}, **RETRYABLE,
              # A command delivered again never re-claims what it claimed the first time.
              "retry_token": {"$ne": token}},
             {"$set": {"load_status": LoadStatus.RETRYING.value, "retry_token": token, "updated_at": audit.at,
@@ -254,7 +275,7 @@ class MongoPostingCommands:
         )
         return await self.claimed(token, keys)
 
-    async def claimed(self, token: str, keys: list[PostingKey]) -> list[tuple[Posting, KeptMessage]]:
+    async def claimed(self, token: str, keys: Sequence[PostingKey]) -> list[tuple[Posting, KeptMessage]]:
         # Only these keys (a bulk retry claims chunk after chunk with one token, and the chunks
         # before this one are replayed already), and only what is still RETRYING: a claim whose
         # replay already loaded or failed is not replayed again.
@@ -263,26 +284,33 @@ class MongoPostingCommands:
                             {"audit": 0, "attempts": 0, "dead_letters": 0})
         return [(posting_from(d), message_from(d["message"])) async for d in docs]
 
-    async def failed_keys(self, query: Doc, limit: int | None = None) -> list[PostingKey]:
-        cursor = self._c.find({**query, "load_status": LoadStatus.FAILED.value}, {"practice_id": 1, "payment_id": 1})
+    async def failed_keys(self, selection: FailedSelection, limit: int | None = None) -> list[PostingKey]:
+        query: Doc = {"practice_id": selection.practice_id, "load_status": LoadStatus.FAILED.value}
+        if selection.error_codes is not None:
+            query["load_error.code"] = {"$in": sorted(c.value for c in selection.error_codes)}
+        if selection.patient_account_id is not None:
+            query["patient_account_id"] = selection.patient_account_id
+        if selection.merchant_transfer_id is not None:
+            query["merchant_transfer_id"] = selection.merchant_transfer_id
+        cursor = self._c.find(query, {"practice_id": 1, "payment_id": 1})
         if limit:
             cursor = cursor.limit(limit)
         return [PostingKey(d["practice_id"], d["payment_id"]) async for d in cursor]
 
-    async def failed_refunds_by_payment(self, practice_id: str, payment_ids: list[str]) -> dict[str, list[PostingKey]]:
-        """FAILED refunds (ORIGINAL_PAYMENT_NOT_LOADED) of these payments, by refunded payment."""
+    async def failed_refunds_by_payment(self, practice_id: str,
+                                        payment_ids: Sequence[str]) -> dict[str, list[PostingKey]]:
+        """FAILED refunds waiting for these payments, by refunded payment."""
         found: dict[str, list[PostingKey]] = {}
-        async for d in self._c.find({"practice_id": practice_id, "refunded_payment_id": {"$in": payment_ids},
-                                     "load_status": LoadStatus.FAILED.value,
-                                     "load_error.code": "ORIGINAL_PAYMENT_NOT_LOADED"},
+        async for d in self._c.find({"practice_id": practice_id, "refunded_payment_id": {"$in": list(payment_ids)},
+                                     **WAITING_REFUNDS},
                                     {"payment_id": 1, "refunded_payment_id": 1}):
             found.setdefault(d["refunded_payment_id"], []).append(PostingKey(practice_id, d["payment_id"]))
         return found
 
     async def refunds_waiting_on_loaded(self, limit: int = 1000) -> dict[str, list[PostingKey]]:
-        """FAILED refunds (ORIGINAL_PAYMENT_NOT_LOADED) whose payment has loaded since, by practice."""
+        """FAILED refunds waiting for a payment that has loaded since, by practice."""
         refunds = await self._c.find(
-            {"load_status": LoadStatus.FAILED.value, "load_error.code": "ORIGINAL_PAYMENT_NOT_LOADED"},
+            WAITING_REFUNDS,
             {"practice_id": 1, "payment_id": 1, "refunded_payment_id": 1}).limit(limit).to_list(None)
         if not refunds:
             return {}
@@ -298,7 +326,7 @@ class MongoPostingCommands:
     async def stale_retrying(self, older_than_seconds: float, limit: int = 1000) -> list[tuple[Posting, KeptMessage]]:
         """RETRYING postings untouched for a while; each is touched so the next sweep leaves it be."""
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
-        docs = await self._c.find({"load_status": LoadStatus.RETRYING.value, "updated_at": {"$lt": cutoff}},
+        docs = await self._c.find({**statuses(frozenset({LoadStatus.RETRYING})), "updated_at": {"$lt": cutoff}},
                                   {"audit": 0, "attempts": 0, "dead_letters": 0}).limit(limit).to_list(None)
         found = []
         for d in docs:
@@ -309,17 +337,23 @@ class MongoPostingCommands:
                 found.append((posting_from(d), message_from(d["message"])))
         return found
 
-    async def states(self, keys: list[PostingKey]) -> dict[PostingKey, Doc]:
+    async def states(self, keys: Sequence[PostingKey]) -> dict[PostingKey, PostingState]:
         docs = self._c.find({"_id": {"$in": [doc_id(k) for k in keys]}},
                             {"practice_id": 1, "payment_id": 1, "kind": 1, "load_status": 1, "retry_token": 1,
                              "clear_command": 1, "replays": 1})
-        return {PostingKey(d["practice_id"], d["payment_id"]): d async for d in docs}
+        found = {}
+        async for d in docs:
+            key = PostingKey(d["practice_id"], d["payment_id"])
+            found[key] = PostingState(key, PostingKind(d["kind"]), LoadStatus(d["load_status"]),
+                                      replays=d.get("replays", 0), retry_token=d.get("retry_token"),
+                                      clear_command=d.get("clear_command"))
+        return found
 
     async def clear(self, key: PostingKey, command_id: str, audit: AuditEntry,
                     manual_reference: str | None) -> Posting | None:
         """FAILED → CLEARED; the cleared posting, or None if it was not FAILED."""
         doc = await self._c.find_one_and_update(
-            {"_id": doc_id(key), "load_status": LoadStatus.FAILED.value},
+            {"_id": doc_id(key), **becoming(LoadStatus.CLEARED)},
             {"$set": {"load_status": LoadStatus.CLEARED.value, "clear_command": command_id,
                       "cleared": {"at": audit.at, "by": audit.actor, "reason": audit.reason,
                                   "manual_reference": manual_reference},

@@ -3,52 +3,43 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import orjson
 from pymongo import DESCENDING
 
+from domain.errors import BadCursor
+from domain.ports import PostingFilter
+from domain.posting import PostingKey
 from infra.mongo import Collections, Doc
+from infra.postings import doc_id
 
 ROW_FIELDS = {"message": 0, "audit": 0, "attempts": 0, "dead_letters": 0}
 
 
-class BadCursor(ValueError):
-    """A cursor that paypost did not hand out."""
-
-
-@dataclass(frozen=True, slots=True)
-class PostingFilter:
-    practice_id: str | None = None
-    status: str | None = None
-    error_code: str | None = None
-    merchant_transfer_id: str | None = None
-    patient_account_id: str | None = None
-    received_from: datetime | None = None
-    received_to: datetime | None = None
-
-    def query(self) -> Doc:
-        q: Doc = {}
-        if self.practice_id is not None:
-            q["practice_id"] = self.practice_id
-        if self.status is not None:
-            q["load_status"] = self.status
-        if self.error_code is not None:
-            q["load_error.code"] = self.error_code
-        if self.merchant_transfer_id is not None:
-            q["merchant_transfer_id"] = self.merchant_transfer_id
-        if self.patient_account_id is not None:
-            q["patient_account_id"] = self.patient_account_id
-        if self.received_from is not None or self.received_to is not None:
-            span: Doc = {}
-            if self.received_from is not None:
-                span["$gte"] = self.received_from
-            if self.received_to is not None:
-                span["$lt"] = self.received_to
-            q["received_at"] = span
-        return q
+def query_of(where: PostingFilter) -> Doc:
+    """The report's filters as a MongoDB query (each is an equality or a range the indexes serve)."""
+    q: Doc = {}
+    if where.practice_id is not None:
+        q["practice_id"] = where.practice_id
+    if where.status is not None:
+        q["load_status"] = where.status.value
+    if where.error_code is not None:
+        q["load_error.code"] = where.error_code.value
+    if where.merchant_transfer_id is not None:
+        q["merchant_transfer_id"] = where.merchant_transfer_id
+    if where.patient_account_id is not None:
+        q["patient_account_id"] = where.patient_account_id
+    if where.received_from is not None or where.received_to is not None:
+        span: Doc = {}
+        if where.received_from is not None:
+            span["$gte"] = where.received_from
+        if where.received_to is not None:
+            span["$lt"] = where.received_to
+        q["received_at"] = span
+    return q
 
 
 def encode_cursor(doc: Doc) -> str:
@@ -66,11 +57,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 class PostingReport:
+    """The PostingReader port on MongoDB."""
+
     def __init__(self, collections: Collections) -> None:
         self._c = collections.postings
 
     async def page(self, where: PostingFilter, limit: int, cursor: str | None) -> tuple[list[Doc], str | None]:
-        query = where.query()
+        query = query_of(where)
         if cursor:
             at, key = decode_cursor(cursor)
             after: Any = {"$or": [{"received_at": {"$lt": at}}, {"received_at": at, "_id": {"$lt": key}}]}
@@ -81,5 +74,9 @@ class PostingReport:
         next_cursor = encode_cursor(docs[limit - 1]) if len(docs) > limit else None
         return docs[:limit], next_cursor
 
-    async def one(self, practice_id: str, payment_id: str) -> Doc | None:
-        return await self._c.find_one({"_id": f"{practice_id}/{payment_id}"}, {"message": 0, "dead_letters": 0})
+    async def one(self, key: PostingKey) -> Doc | None:
+        return await self._c.find_one({"_id": doc_id(key)}, {"message": 0, "dead_letters": 0})
+
+    async def rows(self, practice_id: str, payment_ids: Sequence[str]) -> list[Doc]:
+        return await self._c.find({"_id": {"$in": [doc_id(PostingKey(practice_id, p)) for p in payment_ids]}},
+                                  ROW_FIELDS).to_list(None)

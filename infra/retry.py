@@ -14,7 +14,7 @@ from infra.mongo import TRANSIENT_DB_ERRORS
 T = TypeVar("T")
 log = structlog.get_logger("paypost.retry")
 
-TRANSIENT = (TransientFailure, *TRANSIENT_DB_ERRORS)
+TRANSIENT: tuple[type[BaseException], ...] = (TransientFailure, *TRANSIENT_DB_ERRORS)
 
 
 def _log_retry(state: RetryCallState) -> None:

@@ -6,14 +6,26 @@ from datetime import UTC, datetime
 
 from pymongo import ASCENDING, IndexModel
 
+from collections.abc import Sequence
+
 from domain.model import LoadStatus
 from domain.reconciliation import Item, Reconciliation, expected_items, reconcile
+from domain.transfers import SettledTransfer
 from infra.mongo import Collections, Doc
-from schemas.messages import TransferSettled
 
 
 def transfer_id(practice_id: str, merchant_transfer_id: str) -> str:
     return f"{practice_id}/{merchant_transfer_id}"
+
+
+def transfer_from(doc: Doc) -> SettledTransfer:
+    return SettledTransfer(
+        practice_id=doc["practice_id"], merchant_transfer_id=doc["merchant_transfer_id"],
+        payment_ids=tuple(doc["payment_ids"]), refund_ids=tuple(doc["refund_ids"]),
+        gross_amount=doc["gross_amount"], fees_amount=doc["fees_amount"], net_amount=doc["net_amount"],
+        currency=doc["currency"], settled_at=doc["settled_at"], event_id=doc["event_id"],
+        reconciled_at=doc.get("reconciled_at"),
+    )
 
 
 class MongoTransferStore:
@@ -27,15 +39,15 @@ class MongoTransferStore:
             IndexModel([("practice_id", ASCENDING), ("refund_ids", ASCENDING)]),
         ])
 
-    async def settled(self, message: TransferSettled) -> None:
-        """Keep a ``transfer.settled`` message; a later one for the same transfer replaces it."""
+    async def settled(self, message: SettledTransfer) -> None:
+        """Keep a settled transfer; a later settlement of the same transfer replaces it."""
         await self._c.update_one(
             {"_id": transfer_id(message.practice_id, message.merchant_transfer_id)},
             {"$set": {
                 "practice_id": message.practice_id,
                 "merchant_transfer_id": message.merchant_transfer_id,
-                "payment_ids": message.payment_ids,
-                "refund_ids": message.refund_ids,
+                "payment_ids": list(message.payment_ids),
+                "refund_ids": list(message.refund_ids),
                 "gross_amount": message.gross_amount,
                 "fees_amount": message.fees_amount,
                 "net_amount": message.net_amount,
@@ -47,12 +59,13 @@ class MongoTransferStore:
             upsert=True,
         )
 
-    async def get(self, practice_id: str, merchant_transfer_id: str) -> Doc | None:
-        return await self._c.find_one({"_id": transfer_id(practice_id, merchant_transfer_id)})
+    async def get(self, practice_id: str, merchant_transfer_id: str) -> SettledTransfer | None:
+        doc = await self._c.find_one({"_id": transfer_id(practice_id, merchant_transfer_id)})
+        return transfer_from(doc) if doc else None
 
-    async def reconcile(self, transfer: Doc) -> Reconciliation:
-        wanted = expected_items(transfer["payment_ids"], transfer["refund_ids"])
-        ids = [f"{transfer['practice_id']}/{pid}" for pid, _ in wanted]
+    async def reconcile(self, transfer: SettledTransfer) -> Reconciliation:
+        wanted = expected_items(transfer.payment_ids, transfer.refund_ids)
+        ids = [f"{transfer.practice_id}/{pid}" for pid, _ in wanted]
         found = {d["payment_id"]: d async for d in self._postings.find(
             {"_id": {"$in": ids}}, {"payment_id": 1, "load_status": 1, "amount": 1})}
         items = [
@@ -60,16 +73,20 @@ class MongoTransferStore:
                  found[pid].get("amount") if pid in found else None)
             for pid, is_refund in wanted
         ]
-        return reconcile(items, transfer["gross_amount"], transfer["fees_amount"], transfer["net_amount"])
+        return reconcile(items, transfer.gross_amount, transfer.fees_amount, transfer.net_amount)
 
-    async def unreconciled_with_any(self, practice_id: str, posting_ids: list[str]) -> list[Doc]:
-        return await self._c.find({"practice_id": practice_id, "reconciled_at": None,
-                                   "$or": [{"payment_ids": {"$in": posting_ids}},
-                                           {"refund_ids": {"$in": posting_ids}}]}).to_list(None)
+    async def unreconciled_with_any(self, practice_id: str, posting_ids: Sequence[str]) -> list[SettledTransfer]:
+        ids = list(posting_ids)
+        docs = self._c.find({"practice_id": practice_id, "reconciled_at": None,
+                             "$or": [{"payment_ids": {"$in": ids}}, {"refund_ids": {"$in": ids}}]})
+        return [transfer_from(d) async for d in docs]
 
-    async def unreconciled(self, limit: int) -> list[Doc]:
-        return await self._c.find({"reconciled_at": None}).sort("updated_at", -1).limit(limit).to_list(None)
+    async def unreconciled(self, limit: int) -> list[SettledTransfer]:
+        docs = self._c.find({"reconciled_at": None}).sort("updated_at", -1).limit(limit)
+        return [transfer_from(d) async for d in docs]
 
-    async def mark_reconciled(self, doc: Doc, at: datetime) -> bool:
-        result = await self._c.update_one({"_id": doc["_id"], "reconciled_at": None}, {"$set": {"reconciled_at": at}})
+    async def mark_reconciled(self, transfer: SettledTransfer, at: datetime) -> bool:
+        result = await self._c.update_one(
+            {"_id": transfer_id(transfer.practice_id, transfer.merchant_transfer_id), "reconciled_at": None},
+            {"$set": {"reconciled_at": at}})
         return result.modified_count == 1

@@ -1,4 +1,8 @@
-"""The composition root: builds paypost from settings. Nothing connects at import time."""
+"""The composition root: builds paypost from settings. Nothing connects at import time.
+
+Every adapter (``infra/``) is made here and handed to the handlers (``handlers/``) that need it;
+what follows each domain event is subscribed to the message bus here, in one place.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,28 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import structlog
+from fastapi import FastAPI
 from faststream.rabbit import RabbitBroker
 from pymongo import AsyncMongoClient
 
-from consumers import metrics
-from consumers.commands import CommandService
-from consumers.dead_letters import DeadLetterService
-from consumers.mappings import MappingService
-from consumers.operations import Pacer, PostingOperations
-from consumers.posting import PostingService
-from consumers.reactions import PostingReactions
+from api.auth import Principal
+from api.http import create_app
 from consumers.subscribers import intake_consumers, register
-from domain.posting import PAYPOST_ACTOR
+from domain.events import PostingCleared, PostingFailed, PostingLoaded, PostingRetried
+from handlers import metrics
+from handlers.announcing import Announcer
+from handlers.application import Application
+from handlers.changes import SaveChanges
+from handlers.commands import CommandService
+from handlers.dead_letters import DeadLetterService
+from handlers.healing import Healing
+from handlers.mappings import MappingService
+from handlers.messagebus import MessageBus
+from handlers.operations import Pacer, PostingOperations
+from handlers.posting import PostingService
+from handlers.practices import Practices
+from handlers.reactions import PostingReactions
+from handlers.reports import Reports
 from infra.alerts import MongoAlertStore
 from infra.audit_seals import AuditSealer
 from infra.broker import Amqp, Publisher, QueueInspector, declare_topology, make_broker
@@ -28,30 +42,35 @@ from infra.ledger_http import HttpLedgers
 from infra.mongo import Collections, Doc, connect, ensure_indexes
 from infra.operations import MongoOperationStore
 from infra.postings import MongoPostingCommands, MongoPostingStore
+from infra.readiness import ServiceReadiness
+from infra.reports import PostingReport
 from infra.retry import log_failure, make_retrying
 from infra.sealer_process import SealerProcess
 from infra.settings import Settings
 from infra.topology import BINDINGS, UNBOUND
 from infra.transfers import MongoTransferStore
-from producers.commands import save_changes
+from paypost.background import run_sweeps
 from producers.events import OutcomePublisher
-from schemas.messages import ClearItem
 from schemas.topics import DEAD_LETTER_QUEUE, INTAKE_QUEUE
 
 log = structlog.get_logger("paypost")
 
 
 class Paypost:
-    """Every adapter and service of one paypost process, wired once."""
+    """Every adapter and handler of one paypost process, wired once."""
 
     def __init__(self, settings: Settings, *, retry_seconds: float = 60.0) -> None:
         self.settings = settings
+        # Adapters.
         self.mongo: AsyncMongoClient[Doc] = connect(settings.mongodb_uri)
         self.collections = Collections(self.mongo[settings.mongodb_db])
         self.postings = MongoPostingStore(self.collections)
+        self.posting_commands = MongoPostingCommands(self.collections)
         self.directory = MongoPracticeDirectory(self.collections)
         self.mapping_store = MongoMappingStore(self.collections)
         self.transfers = MongoTransferStore(self.collections)
+        self.alerts = MongoAlertStore(self.collections)
+        self.operation_store = MongoOperationStore(self.collections)
         self.builtin_ledger = BuiltinLedger(self.collections, self.directory)
         self.http_ledgers = HttpLedgers(settings.ledger_attempts, settings.ledger_timeout)
         self.ledgers = Ledgers(self.builtin_ledger, self.http_ledgers)
@@ -61,31 +80,37 @@ class Paypost:
         self.queues = QueueInspector(settings.amqp_url)
         self.event_hub = EventHub(settings.amqp_url)
         self.outcomes = OutcomePublisher(self.publish)
-        self.posting_service = PostingService(
-            self.postings, self.directory, self.mapping_store, self.ledgers, self.outcomes,
-            settings.max_message_bytes,
-        )
-        self.dead_letter_service = DeadLetterService(self.postings, self.posting_service)
-        self.posting_commands = MongoPostingCommands(self.collections)
-        self.operation_store = MongoOperationStore(self.collections)
-        self.operations = PostingOperations(self.posting_commands, self.publish, self.outcomes,
-                                            Pacer(settings.replay_rate))
-        self.alerts = MongoAlertStore(self.collections)
         self.sealer = AuditSealer(self.collections)
         self.sealer_process = (
             SealerProcess(settings.mongodb_uri, settings.mongodb_db, log_level=settings.log_level,
                           log_format=settings.log_format)
             if settings.audit_sealer == "process" else None
         )
-        self.reactions = PostingReactions(self.alerts, self.transfers, self.outcomes,
+        # Handlers.
+        self.bus = MessageBus()
+        self.posting_service = PostingService(
+            self.postings, self.directory, self.mapping_store, self.ledgers, Announcer(self.bus),
+            settings.max_message_bytes,
+        )
+        self.dead_letter_service = DeadLetterService(self.postings, self.posting_service, settings.max_message_bytes)
+        self.operations = PostingOperations(self.posting_commands, self.publish, self.bus, Pacer(settings.replay_rate))
+        self.reactions = PostingReactions(self.alerts, self.transfers, self.outcomes, self.operations,
                                           settings.alert_escalate_after)
-        self.reactions.healer = self.operations
-        self.posting_service.reactions = self.reactions
-        self.operations.reactions = self.reactions
+        self.healing = Healing(self.operations, self.mapping_store)
+        self.mapping_service = MappingService(self.mapping_store, self.healing)
         self.command_service = CommandService(self.operations, self.operation_store)
-        self.mapping_service = MappingService(self.mapping_store, on_changed=self._after_mapping)
-        self.posting_service.remapped = lambda practice_id, account: self._after_mapping(
-            practice_id, account, "", PAYPOST_ACTOR)
+        self._subscribe()
+        self.application = Application(
+            practices=Practices(self.directory, self.builtin_ledger),
+            mappings=self.mapping_service,
+            save_changes=SaveChanges(self.publish, self.operation_store),
+            reports=Reports(PostingReport(self.collections), self.posting_commands, self.operation_store,
+                            self.transfers, self.alerts),
+            feed=self.event_hub,
+            readiness=ServiceReadiness(self.mongo, self.broker),
+            refresh_metrics=self.refresh_queue_metrics,
+        )
+        # Entrypoints on the broker.
         self.retrying = make_retrying(max_seconds=retry_seconds)
         register(
             self.broker, self.posting_service, self.dead_letter_service, self.mapping_service,
@@ -97,32 +122,43 @@ class Paypost:
         self._stop_background = asyncio.Event()
         self._escalations: asyncio.Task[None] | None = None
         self._sealing: asyncio.Task[None] | None = None
-        self._heals: set[asyncio.Task[int]] = set()
 
-    async def _after_mapping(self, practice_id: str, patient_account_id: str, ehr_patient_id: str,
-                             actor: str) -> int:
-        """Self-healing: the office fixes the cause once; every payment it blocked loads by itself.
+    def _subscribe(self) -> None:
+        """What follows each domain event, in order: the event for dashboards first, then alerts,
+        then self-healing. Every handler is safe to run again for the same event."""
+        outcomes, reactions = self.outcomes, self.reactions
 
-        Returns how many failures are being sent back; the replay itself runs in the background
-        (10,000 of them must not hold the office's request open). A replay cut short by a crash
-        is finished by the stale-retry sweep.
-        """
-        blocked = await self.operations.blocked_by_mapping(practice_id, patient_account_id)
-        if blocked:
-            task = asyncio.create_task(self.operations.heal_account(practice_id, patient_account_id, caused_by=actor))
-            self._heals.add(task)
-            task.add_done_callback(self._heal_done)
-        return blocked
+        async def failed(event: PostingFailed) -> None:
+            await outcomes.failed(event.posting)
 
-    def _heal_done(self, task: asyncio.Task[int]) -> None:
-        self._heals.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            # What was claimed is replayed by the stale-retry sweep; say why it stopped.
-            log.error("self_heal_failed", error=repr(task.exception())[:300])
+        async def loaded(event: PostingLoaded) -> None:
+            await outcomes.loaded(event.posting)
 
-    async def save_changes(self, practice_id: str, retry: list[str], clear: list[ClearItem], operator: str) -> str:
-        """Save Changes: one operation for the whole selection (the API and the CLI call this)."""
-        return await save_changes(self.publish, self.operation_store, practice_id, retry, clear, operator)
+        async def retried(event: PostingRetried) -> None:
+            await outcomes.retried(event.posting, event.audit)
+
+        async def cleared(event: PostingCleared) -> None:
+            await outcomes.cleared(event.posting, event.audit)
+
+        self.bus.subscribe(PostingFailed, failed, reactions.failed, self.healing.failed)
+        self.bus.subscribe(PostingLoaded, loaded, reactions.loaded)
+        self.bus.subscribe(PostingRetried, retried)
+        self.bus.subscribe(PostingCleared, cleared, reactions.cleared)
+
+    def http_app(self, *, manage_lifecycle: bool = True,
+                 after_start: Callable[[], Awaitable[None]] | None = None) -> FastAPI:
+        """The HTTP API and console over this process's handlers; with ``manage_lifecycle`` the app's
+        lifespan starts and stops the consumers too."""
+        tokens = {t.token: Principal(name=t.name, role=t.role) for t in self.settings.tokens.values()}
+
+        async def on_start() -> None:
+            if manage_lifecycle:
+                await self.start()
+            if after_start is not None:
+                await after_start()
+
+        return create_app(self.application, tokens, on_start=on_start,
+                          on_stop=self.stop if manage_lifecycle else None)
 
     async def _seal_periodically(self, every: float = 2.0) -> None:
         """Seal here (inline), or watch the sealer's process and start it again if it died."""
@@ -172,7 +208,8 @@ class Paypost:
                 await consumer.start(connection)
             self.consuming = True
             self._stop_background.clear()
-            self._escalations = asyncio.create_task(self.reactions.run_background(self._stop_background))
+            self._escalations = asyncio.create_task(run_sweeps(
+                self.reactions, self._stop_background, escalate_after=self.settings.alert_escalate_after))
             self._sealing = asyncio.create_task(self._seal_periodically())
         log.info("paypost_started", consuming=consume, database=self.settings.mongodb_db)
 
@@ -197,19 +234,20 @@ class Paypost:
     async def _stop_now(self) -> None:
         for consumer in self.intake:
             consumer.abort()
-        for task in (self._escalations, self._sealing, *self._heals):
-            if task is not None:
-                task.cancel()
+        self.healing.cancel()
+        for background in (self._escalations, self._sealing):
+            if background is not None:
+                background.cancel()
         self._escalations = self._sealing = None
         if self.sealer_process is not None:
             await self.sealer_process.kill()
         closing = [self.event_hub.close(), *(close() for close in self._connections())]
         done, pending = await asyncio.wait([asyncio.ensure_future(c) for c in closing], timeout=5)
-        for task in pending:
-            task.cancel()
-        for task in done:
-            if task.exception() is not None:
-                log.warning("close_failed", error=repr(task.exception())[:200])
+        for closer in pending:
+            closer.cancel()
+        for closer in done:
+            if (error := closer.exception()) is not None:
+                log.warning("close_failed", error=repr(error)[:200])
 
     async def _stop_in_order(self) -> None:
         # Payments first, so the last sweep and seal below cover the last batch they load.
@@ -217,8 +255,7 @@ class Paypost:
             await consumer.stop()
         self._stop_background.set()
         await self.event_hub.close()
-        if self._heals:
-            await asyncio.wait(self._heals, timeout=30)
+        await self.healing.wait(timeout=30)
         for task in (self._escalations, self._sealing):
             if task is not None:
                 await task

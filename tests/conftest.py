@@ -13,7 +13,6 @@ import httpx
 import orjson
 import pytest
 
-from api.http import create_app
 from infra.settings import Settings
 from paypost.bootstrap import Paypost
 from tests.support.services import Services, find_services
@@ -71,7 +70,7 @@ async def _drop(settings: Settings) -> None:
 
 @pytest.fixture
 async def api(paypost: Paypost) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(paypost, manage_lifecycle=False)
+    app = paypost.http_app(manage_lifecycle=False)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://paypost",
                                  headers={"Authorization": f"Bearer {OPERATOR}"}) as client:

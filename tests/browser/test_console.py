@@ -12,7 +12,6 @@ import httpx
 import pytest
 import uvicorn
 
-from api.http import create_app
 from infra.local_services import free_port
 from paypost.bootstrap import Paypost
 from tests.conftest import OPERATOR, VIEWER, Upstream
@@ -29,7 +28,7 @@ playwright_api = pytest.importorskip("playwright.async_api")
 @pytest.fixture
 async def live_server(paypost: Paypost) -> AsyncIterator[str]:
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(paypost, manage_lifecycle=False), host="127.0.0.1",
+    server = uvicorn.Server(uvicorn.Config(paypost.http_app(manage_lifecycle=False), host="127.0.0.1",
                                            port=port, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve())
     while not server.started:

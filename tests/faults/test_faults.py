@@ -317,7 +317,7 @@ async def test_a_removed_binding_is_detected_and_nothing_is_lost(
     figures = await account(store, "payment.posted binding removed", [str(b["payment_id"]) for b in bodies])
     report.append(figures)
     assert (figures.lost, figures.double_posts, figures.pending, figures.failed) == (0, 0, 0, 0)
-    from consumers import metrics
+    from handlers import metrics
 
     assert metrics.UNROUTED.labels("payment.posted")._value.get() >= n
 

@@ -269,3 +269,37 @@ async def test_an_outcome_whose_events_could_not_be_sent_is_announced_when_its_d
     alerts = (await api.get("/api/v1/alerts", params={"practice_id": practice, "state": "open"})).json()["items"]
     assert sorted(a["kind"] for a in alerts if a.get("payment_id") == "blip-failed"
                   or a.get("patient_account_id") == "acct-blip") == ["patient", "task"]
+
+
+async def test_a_dead_lettered_failure_whose_events_could_not_be_sent_is_announced_when_handled_again(
+    paypost: Any, api: httpx.AsyncClient, upstream: Upstream, practice: str, dashboard: asyncio.Queue[WatchedEvent]
+) -> None:
+    """A payment its consumer never finished reaches the dead-letter queue and becomes FAILED there.
+    If the broker refuses that failure's event once, handling the message again must still send
+    the event, the office task and the patient flag, once each."""
+    from domain.errors import TransientFailure
+    from tests.conftest import payment_body
+
+    real = paypost.outcomes._publish
+    refused: list[str] = []
+
+    async def broker_blip(exchange: str, routing_key: str, body: bytes, **kwargs: Any) -> None:
+        if routing_key.startswith("posting.failed.") and b'"dl-blip"' in body and not refused:
+            refused.append(routing_key)
+            raise TransientFailure("the broker is not reachable: injected")
+        await real(exchange, routing_key, body, **kwargs)
+
+    paypost.outcomes._publish = broker_blip
+    body = payment_body(payment_id="dl-blip", patient_account_id="acct-dl")
+    death = {"x-death": [{"reason": "delivery_limit", "queue": "paypost.postings", "count": 21}]}
+    # As the broker dead-letters it: through the dead-letter exchange, with its own routing key.
+    await upstream.send("payment.posted", body, headers=death, exchange="paypost.dead-letter")
+    row = await wait_status(api, practice, "dl-blip", "FAILED")
+    assert row["load_error"]["code"] == "LEDGER_UNAVAILABLE"
+    got = await drain(dashboard, settle=1.5)
+
+    assert refused == ["posting.failed.clinic-a.LEDGER_UNAVAILABLE"]
+    keys = [(e.routing_key, e.body.get("payment_id")) for e in got]
+    assert keys.count(("posting.failed.clinic-a.LEDGER_UNAVAILABLE", "dl-blip")) == 1
+    assert keys.count(("alert.opened.clinic-a.task", "dl-blip")) == 1
+    assert keys.count(("alert.opened.clinic-a.patient", "dl-blip")) == 1

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aio_pika
+import orjson
 import pytest
 
 from domain.posting import KeptMessage
@@ -115,3 +117,39 @@ async def test_stop_settles_the_batch_in_hand_and_returns_the_rest(
 
 async def _at_least(items: list[int] | set[int], n: int) -> bool:
     return len(items) >= n
+
+
+async def test_a_poison_message_goes_back_alone_and_its_batch_mates_are_settled_once(
+    paypost: Any, upstream: Any, api: Any, practice: str
+) -> None:
+    """One delivery whose handling fails for a reason nobody named (a bug it alone meets) goes back
+    to the queue by itself, until its delivery limit ends it as a FAILED row; the payments that
+    shared its batch are settled by their own outcomes, once, and never dead-lettered."""
+    from collections import Counter
+
+    from tests.conftest import payment_body
+    from tests.integration.helpers import get_posting, wait_status
+
+    handled: Counter[str] = Counter()
+    real = paypost.posting_service.handle
+
+    async def handle(message: KeptMessage) -> Any:
+        payment_id = orjson.loads(message.body)["payment_id"]
+        handled[payment_id] += 1
+        if payment_id == "poison-1":
+            raise RuntimeError("a bug only this payment meets")
+        return await real(message)
+
+    paypost.posting_service.handle = handle
+    bodies = [payment_body(payment_id=f"mate-{i}") for i in range(40)]
+    bodies.insert(20, payment_body(payment_id="poison-1", patient_account_id="acct-poison"))
+    await asyncio.gather(*(upstream.send("payment.posted", b) for b in bodies))
+
+    poison = await wait_status(api, practice, "poison-1", "FAILED", timeout=60)
+    assert poison["load_error"]["code"] == "LEDGER_UNAVAILABLE"
+    assert handled["poison-1"] == 21  # the delivery limit (20) ended it, on its 21st delivery
+    for i in range(40):
+        posting = await get_posting(api, practice, f"mate-{i}")
+        assert posting is not None and posting["load_status"] == "LOADED"
+        assert "dead_lettered" not in [a["action"] for a in posting["audit"]]
+    assert {p: n for p, n in handled.items() if p != "poison-1" and n != 1} == {}

@@ -22,15 +22,16 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from consumers.operations import ClearRequest, Pacer, PostingOperations
-from consumers.posting import PostingService
 from domain.posting import KeptMessage
+from handlers.announcing import Announcer
+from handlers.messagebus import MessageBus
+from handlers.operations import ClearRequest, Pacer, PostingOperations
+from handlers.posting import PostingService
 from infra.directory import MongoMappingStore, MongoPracticeDirectory
 from infra.ledger_builtin import BuiltinLedger, Ledgers
 from infra.ledger_http import HttpLedgers
 from infra.mongo import Collections, connect, ensure_indexes
 from infra.postings import MongoPostingCommands, MongoPostingStore
-from producers.events import OutcomePublisher
 from schemas.topics import ROUTING_KEY_HEADER
 from tests.support.services import Services
 
@@ -62,9 +63,9 @@ def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
             self.mappings = MongoMappingStore(self.c)
             self.http = HttpLedgers(1, 1.0)
             ledgers = Ledgers(BuiltinLedger(self.c, directory), self.http)
-            outcomes = OutcomePublisher(self._publish)
-            self.service = PostingService(postings, directory, self.mappings, ledgers, outcomes, 64 * 1024)
-            self.ops = PostingOperations(MongoPostingCommands(self.c), self._publish, outcomes, Pacer(1e9))
+            bus = MessageBus()  # what follows an outcome (events, alerts) is not this test's
+            self.service = PostingService(postings, directory, self.mappings, ledgers, Announcer(bus), 64 * 1024)
+            self.ops = PostingOperations(MongoPostingCommands(self.c), self._publish, bus, Pacer(1e9))
             now = datetime.now(UTC)
             await directory.put_practice("clinic-p", "P", {"kind": "builtin"}, True, now)
             for ehr in ("EHR-0", "EHR-1"):
@@ -126,7 +127,7 @@ def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
         def fix_mapping(self, account: str, ehr: str) -> None:
             async def go() -> None:
                 await self.mappings.put("clinic-p", account, ehr, "prop", datetime.now(UTC))
-                await self.ops.heal_account("clinic-p", account, caused_by="prop")
+                await self.ops.heal_account("clinic-p", account, reason="mapping entered by prop")
 
             self.run(go())
 

@@ -350,3 +350,34 @@ async def test_a_mapping_entered_while_a_payment_is_failing_for_want_of_it_still
     actions = [e["action"] for e in posting["audit"]]  # dead_lettered may come anywhere after failed
     assert actions.index("failed") < actions.index("auto_retry") < actions.index("loaded")
     assert actions.count("auto_retry") == 1
+
+
+async def test_a_refund_of_a_failed_payment_keeps_its_patient_account_and_flag(
+    api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    """A refund that waits for a FAILED payment belongs to that payment's patient account: its row
+    says so, and the patient's flag stays open while the refund still fails."""
+    payment_id = await failed_payment(api, upstream, practice, patient_account_id="acct-rf")
+    refund = await upstream.refund(payment_id=payment_id, amount="5.00")
+    row = await wait_status(api, practice, refund["refund_id"], "FAILED")
+    assert row["load_error"]["code"] == "ORIGINAL_PAYMENT_NOT_LOADED"
+    assert row["patient_account_id"] == "acct-rf"
+
+    # The payment is cleared (posted by hand); the refund is tried again, and fails again: its
+    # payment was cleared, not loaded. The patient still has a failing posting: the flag stays.
+    r = await api.post("/api/v1/postings/changes", json={
+        "practice_id": practice, "retry": [], "clear": [{"payment_id": payment_id, "reason": "posted by hand"}]})
+    assert r.status_code == 202, r.text
+    await operation(api, r.json()["operation_id"])
+
+    async def failed_again() -> dict[str, Any] | None:
+        posting = await get_posting(api, practice, refund["refund_id"])
+        return posting if posting and posting["load_status"] == "FAILED" and posting["attempts_count"] == 2 else None
+
+    again = await wait_for(failed_again)
+    assert again["patient_account_id"] == "acct-rf"
+    alerts = (await api.get("/api/v1/alerts", params={"practice_id": practice, "state": "open"})).json()["items"]
+    flags = [a for a in alerts if a["kind"] == "patient" and a["patient_account_id"] == "acct-rf"]
+    assert len(flags) == 1
+    tasks = [a for a in alerts if a["kind"] == "task" and a["payment_id"] == refund["refund_id"]]
+    assert [t["patient_account_id"] for t in tasks] == ["acct-rf"]

@@ -232,9 +232,8 @@ async def test_payments_published_while_paypost_is_stopped_wait_for_it(
     await restarted.start()
     try:
         api.app = None  # type: ignore[attr-defined]
-        from api.http import create_app
 
-        transport = httpx.ASGITransport(app=create_app(restarted, manage_lifecycle=False))
+        transport = httpx.ASGITransport(app=restarted.http_app(manage_lifecycle=False))
         async with httpx.AsyncClient(transport=transport, base_url="http://paypost", headers=api.headers) as again:
             for body in bodies:
                 await wait_status(again, practice, body["payment_id"], "LOADED")

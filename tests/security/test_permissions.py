@@ -11,7 +11,6 @@ import aio_pika
 import httpx
 import pytest
 
-from api.http import create_app
 from infra.local_services import rabbitmqctl
 from infra.settings import Settings
 from paypost.bootstrap import Paypost
@@ -45,7 +44,7 @@ async def test_paypost_runs_with_the_documented_permissions_alone(services: Serv
         connection = await aio_pika.connect(amqp_url)  # the upstream publisher, with its own account
         upstream = Upstream(await connection.channel(publisher_confirms=True))
         try:
-            transport = httpx.ASGITransport(app=create_app(app, manage_lifecycle=False))
+            transport = httpx.ASGITransport(app=app.http_app(manage_lifecycle=False))
             async with httpx.AsyncClient(transport=transport, base_url="http://paypost",
                                          headers={"Authorization": f"Bearer {OPERATOR}"}) as api:
                 await api.put("/api/v1/practices/clinic-a", json={"name": "A", "ledger": {"kind": "builtin"}})

@@ -4,59 +4,68 @@ tests/integration/test_events_alerts.py)."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
 
 import pytest
 
-import consumers.posting as posting_module
-from consumers.posting import Disposition, Outcome, PostingService
 from domain.errors import TransientFailure
-from domain.model import LoadStatus
-from domain.posting import PostingKey
+from domain.events import PostingLoaded
+from domain.model import LoadStatus, PostingKind
+from domain.posting import Posting, PostingKey
+from handlers.announcing import Announcer
+from handlers.messagebus import MessageBus
 
 
-def service() -> PostingService:
-    unused: Any = None
-    return PostingService(unused, unused, unused, unused, unused, max_message_bytes=1024)
+def loaded(payment_id: str) -> PostingLoaded:
+    posting = Posting(PostingKey("clinic-a", payment_id), PostingKind.PAYMENT, LoadStatus.LOADED, "e-1",
+                      datetime.now(UTC))
+    return PostingLoaded(posting, had_failed=False)
 
 
-def outcome(payment_id: str) -> Outcome:
-    return Outcome(Disposition.ACK, PostingKey("clinic-a", payment_id), LoadStatus.LOADED)
+class Broker:
+    """A bus subscriber that stands for the broker: down until told otherwise."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.sent: list[str] = []
+
+    async def __call__(self, event: PostingLoaded) -> None:
+        if not self.up:
+            raise TransientFailure("the broker is not reachable")
+        self.sent.append(event.posting.key.payment_id)
+
+
+def announcer(broker: Broker, bound: int = 10_000) -> Announcer:
+    bus = MessageBus()
+    bus.subscribe(PostingLoaded, broker)
+    return Announcer(bus, bound)
 
 
 async def test_a_failed_announcement_is_kept_and_made_once_when_the_delivery_comes_back() -> None:
-    posting = service()
-    sent: list[str] = []
-    broker_up = False
-
-    async def announce() -> None:
-        if not broker_up:
-            raise TransientFailure("the broker is not reachable")
-        sent.append("p-1")
+    broker = Broker()
+    announcing = announcer(broker)
+    key = PostingKey("clinic-a", "p-1")
 
     with pytest.raises(TransientFailure):
-        await posting._announced(outcome("p-1"), announce)
-    assert sent == []
-    assert await posting._announce_pending(PostingKey("clinic-a", "p-2")) is None  # nothing owed
+        await announcing.announce(key, loaded("p-1"))
+    assert broker.sent == []
+    assert announcing.owes(key)
+    assert await announcing.settle_owed(PostingKey("clinic-a", "p-2")) is False  # nothing owed
 
     with pytest.raises(TransientFailure):  # still down: kept again
-        await posting._announce_pending(PostingKey("clinic-a", "p-1"))
-    broker_up = True
-    assert await posting._announce_pending(PostingKey("clinic-a", "p-1")) == outcome("p-1")
-    assert await posting._announce_pending(PostingKey("clinic-a", "p-1")) is None  # once
-    assert sent == ["p-1"]
+        await announcing.settle_owed(key)
+    assert announcing.owes(key)
+    broker.up = True
+    assert await announcing.settle_owed(key) is True
+    assert await announcing.settle_owed(key) is False  # once
+    assert broker.sent == ["p-1"]
 
 
-async def test_at_most_so_many_are_kept_the_oldest_dropped_first(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(posting_module, "MAX_UNANNOUNCED", 2)
-    posting = service()
-
-    async def refused() -> None:
-        raise TransientFailure("the broker is not reachable")
-
+async def test_at_most_so_many_are_kept_the_oldest_dropped_first() -> None:
+    announcing = announcer(Broker(), bound=2)
     for payment_id in ("p-1", "p-2", "p-3"):
         with pytest.raises(TransientFailure):
-            await posting._announced(outcome(payment_id), refused)
+            await announcing.announce(PostingKey("clinic-a", payment_id), loaded(payment_id))
 
-    kept = [pid for pid in ("p-1", "p-2", "p-3") if PostingKey("clinic-a", pid) in posting._unannounced]
+    kept = [pid for pid in ("p-1", "p-2", "p-3") if announcing.owes(PostingKey("clinic-a", pid))]
     assert kept == ["p-2", "p-3"]

@@ -101,7 +101,7 @@ def test_every_load_error_has_words_for_the_office(code: LoadErrorCode) -> None:
 async def test_the_pacer_keeps_its_rate_and_sleeps_once_per_slack_not_once_per_replay(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from consumers import operations
+    from handlers import operations
 
     clock = {"now": 100.0}
     sleeps: list[float] = []

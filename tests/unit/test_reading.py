@@ -7,7 +7,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from consumers.reading import Unreadable, assigned_id, read_message
+from schemas.reading import Unreadable, assigned_id, read_message
 from domain.load_errors import LoadErrorCode
 from domain.posting import KeptMessage
 from schemas.messages import PaymentPosted, PaymentRefunded

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Protocol
-
 import structlog
 
-from consumers.operations import ClearRequest, ItemResult, PostingOperations
-from consumers.posting import Clock, utc_now
+from domain.ports import OperationStore
+from domain.rules import ItemResult
+from handlers.clock import Clock, utc_now
+from handlers.operations import ClearRequest, PostingOperations
 from schemas.messages import PostingClear, PostingRetry
 
 log = structlog.get_logger("paypost.commands")
-
-
-class ResultRecorder(Protocol):
-    async def record(self, operation_id: str, results: Sequence[ItemResult], at: datetime) -> None: ...
 
 
 class CommandService:
     """Each item is a conditional write keyed by the command, so a redelivered command, even one
     that crashed half-way, changes nothing more than its first delivery did."""
 
-    def __init__(self, operations: PostingOperations, results: ResultRecorder, clock: Clock = utc_now) -> None:
+    def __init__(self, operations: PostingOperations, results: OperationStore, clock: Clock = utc_now) -> None:
         self._operations = operations
         self._results = results
         self._clock = clock

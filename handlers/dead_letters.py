@@ -7,13 +7,14 @@ from typing import Any
 
 import structlog
 
-from consumers.posting import Clock, PostingService, posting_from, utc_now
-from consumers.reading import Unreadable, assigned_id
-from domain.load_errors import LoadErrorCode, load_error
+from domain.load_errors import LoadErrorCode
 from domain.model import IN_FLIGHT
 from domain.ports import PostingStore
-from domain.posting import PAYPOST_ACTOR, UNKNOWN_PRACTICE, Attempt, AuditEntry, KeptMessage, PostingKey
+from domain.posting import PAYPOST_ACTOR, UNKNOWN_PRACTICE, AuditEntry, KeptMessage, PostingKey
+from handlers.clock import Clock, utc_now
+from handlers.posting import PostingService, posting_from
 from schemas.messages import PaymentPosted, PaymentRefunded
+from schemas.reading import Unreadable, assigned_id, read_message
 
 log = structlog.get_logger("paypost.dead_letters")
 
@@ -43,9 +44,11 @@ def death_of(headers: dict[str, Any]) -> Death:
 class DeadLetterService:
     """Keeps each dead-lettered message with its FAILED posting, once per dead-lettering."""
 
-    def __init__(self, postings: PostingStore, service: PostingService, clock: Clock = utc_now) -> None:
+    def __init__(self, postings: PostingStore, service: PostingService, max_message_bytes: int,
+                 clock: Clock = utc_now) -> None:
         self._postings = postings
         self._service = service
+        self._max_bytes = max_message_bytes
         self._clock = clock
 
     async def handle(self, message: KeptMessage, raw_headers: dict[str, Any]) -> PostingKey:
@@ -54,7 +57,8 @@ class DeadLetterService:
         marker = f"{message.message_id or assigned_id(message)}:{death.queue}:{death.reason}:{death.count}"
         audit = AuditEntry(at=now, actor=PAYPOST_ACTOR, action="dead_lettered",
                            reason=death.reason, detail=marker)
-        read = self._service.read_any(message)
+        # The dead-letter queue gets every kind of message: each is read by its routing key.
+        read = read_message(message, self._max_bytes)
         if not isinstance(read, (PaymentPosted, PaymentRefunded)):
             if not isinstance(read, Unreadable):
                 # A readable mapping, transfer or command that its consumer could not apply.
@@ -65,33 +69,25 @@ class DeadLetterService:
                     practice_id=getattr(read, "practice_id", UNKNOWN_PRACTICE),
                     row_id=message.message_id or assigned_id(message),
                 )
-            outcome = await self._service.keep_unreadable(read, message)
-            key = outcome.key
+            key = (await self._service.keep_unreadable(read, message)).key
         else:
-            key = posting_from(read, now).key
+            fresh = posting_from(read, now)
+            key = fresh.key
             existing = await self._postings.get(key)
+            if existing is None:
+                # Dead-lettered before paypost wrote anything (a consumer that kept crashing on it).
+                received = AuditEntry(at=now, actor=PAYPOST_ACTOR, action="received",
+                                      detail=f"event {read.event_id} from the dead-letter queue")
+                await self._postings.insert_received(fresh, message, received)
             # "rejected" means paypost itself wrote the outcome and then dead-lettered the message:
-            # the posting may have moved on since (a retry in flight) and must be left alone.
-            # Any other reason (delivery_limit) means no outcome was written.
-            no_outcome = death.reason != "rejected" and existing is not None and existing.load_status in IN_FLIGHT
-            if existing is None or no_outcome:
-                # Dead-lettered with no outcome written (a consumer that kept crashing on it, or
-                # a delivery limit reached): it becomes FAILED so a person sees it.
-                if existing is None:
-                    received = AuditEntry(at=now, actor=PAYPOST_ACTOR, action="received",
-                                          detail=f"event {read.event_id} from the dead-letter queue")
-                    await self._postings.insert_received(posting_from(read, now), message, received)
-                error = load_error(
-                    LoadErrorCode.LEDGER_UNAVAILABLE,
-                    f"paypost could not finish loading it ({death.reason} after {death.count} "
-                    "deliveries).",
-                )
-                if await self._postings.record_failed(key, Attempt(now, 0.0, "failed", error), error, None):
-                    failed = await self._postings.get(key)
-                    if failed is not None:
-                        await self._service.outcomes.failed(failed)
-                        if self._service.reactions is not None:
-                            await self._service.reactions.failed(failed)
-        if await self._postings.mark_dead_lettered(key, message, audit):
+            # the posting may have moved on since (a retry in flight) and must be left alone. Any
+            # other reason (delivery_limit) means no outcome was written: it becomes FAILED so a
+            # person sees it (or, handled again, what that failure could not announce is now).
+            if death.reason != "rejected" and (existing is None or existing.load_status in IN_FLIGHT
+                                               or self._service.owes(key)):
+                await self._service.fail_unfinished(
+                    existing or fresh,
+                    f"paypost could not finish loading it ({death.reason} after {death.count} deliveries).", now)
+        if await self._postings.mark_dead_lettered(key, marker, audit):
             log.info("dead_letter_kept", posting=str(key), reason=death.reason, queue=death.queue)
         return key

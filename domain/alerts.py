@@ -1,0 +1,56 @@
+"""Office tasks and patient flags: when they open, resolve and escalate.
+
+A FAILED posting opens its office task (one per posting, ever) and its patient account's flag
+(one open flag per account). A posting that loads or is cleared after failing resolves its task;
+the account's flag resolves once none of the account's postings is still failing
+(``domain.model.STILL_FAILING``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from domain.posting import Posting, PostingKey
+
+
+class AlertKind(enum.StrEnum):
+    TASK = "task"
+    PATIENT = "patient"
+
+
+class AlertState(enum.StrEnum):
+    OPEN = "open"
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+
+
+# ``state=open`` includes escalated alerts (contract section 3).
+OPEN_STATES = frozenset({AlertState.OPEN, AlertState.ESCALATED})
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An office task or a patient flag, as dashboards and the office see it."""
+
+    alert_id: str
+    kind: AlertKind
+    practice_id: str
+    patient_account_id: str | None
+    payment_id: str | None
+    state: AlertState
+    opened_at: datetime
+    resolved_at: datetime | None = None
+    escalated_at: datetime | None = None
+
+
+def task_id(key: PostingKey) -> str:
+    """A posting has one office task, ever: its id is the posting's."""
+    return f"task:{key.practice_id}:{key.payment_id}"
+
+
+def flag_opens(posting: Posting) -> bool:
+    """A failure flags its patient when the posting's patient account is known."""
+    return posting.patient_account_id is not None
+

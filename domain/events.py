@@ -1,0 +1,46 @@
+"""Domain events: what happened to a posting, once it is durable.
+
+The services publish them to the message bus (``handlers/messagebus.py``); what follows each one
+(the event for dashboards, alerts, self-healing, reconciliation) is subscribed to it by the
+composition root, in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from domain.posting import AuditEntry, Posting
+
+
+@dataclass(frozen=True, slots=True)
+class PostingLoaded:
+    """A payment or refund was loaded into its ledger."""
+
+    posting: Posting
+    had_failed: bool  # it was sent back after failing: its alerts resolve
+
+
+@dataclass(frozen=True, slots=True)
+class PostingFailed:
+    """A load failed (or a message could not be read) for a reason a person must act on."""
+
+    posting: Posting
+
+
+@dataclass(frozen=True, slots=True)
+class PostingRetried:
+    """A failed posting was sent back for loading: by an operator, an upstream correction, or paypost."""
+
+    posting: Posting
+    audit: AuditEntry
+
+
+@dataclass(frozen=True, slots=True)
+class PostingCleared:
+    """An operator marked a failed posting reviewed and posted by hand."""
+
+    posting: Posting
+    audit: AuditEntry
+
+
+Event = PostingLoaded | PostingFailed | PostingRetried | PostingCleared

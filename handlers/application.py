@@ -1,0 +1,27 @@
+"""What the entrypoints call: every handler an HTTP route or a CLI command needs, in one value.
+
+The composition root builds it; the HTTP API and the CLI hold only this (never a collection, a
+driver or the composition root itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from domain.ports import EventFeed, Readiness
+from handlers.changes import SaveChanges
+from handlers.mappings import MappingService
+from handlers.practices import Practices
+from handlers.reports import Reports
+
+
+@dataclass(frozen=True, slots=True)
+class Application:
+    practices: Practices
+    mappings: MappingService
+    save_changes: SaveChanges
+    reports: Reports
+    feed: EventFeed
+    readiness: Readiness
+    refresh_metrics: Callable[[], Awaitable[object]]  # queue depths into the gauges, per scrape

@@ -1,0 +1,302 @@
+"""The posting service: load one payment or refund into its practice's ledger, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import structlog
+
+from domain.errors import LoadFailure
+from domain.events import PostingFailed, PostingLoaded, PostingRetried
+from domain.load_errors import LoadErrorCode, load_error
+from domain.model import Delivery, LoadStatus, PostingKind, choose_patient, decide_delivery
+from domain.ports import LedgerFactory, MappingStore, PostingStore, PracticeDirectory
+from domain.posting import (
+    PAYPOST_ACTOR,
+    Attempt,
+    AuditEntry,
+    KeptMessage,
+    LedgerEntryRequest,
+    Posting,
+    PostingKey,
+)
+from domain.rules import refund_account, refund_patient
+from handlers import metrics
+from handlers.announcing import Announcer
+from handlers.clock import Clock, utc_now
+from schemas.messages import PaymentPosted, PaymentRefunded, WireModel
+from schemas.reading import Unreadable, read_message
+from schemas.topics import PAYMENT_POSTED, PAYMENT_REFUNDED, REPLAYS_HEADER
+
+INTAKE_MESSAGES: dict[str, type[WireModel]] = {PAYMENT_POSTED: PaymentPosted, PAYMENT_REFUNDED: PaymentRefunded}
+
+log = structlog.get_logger("paypost.posting")
+
+
+class Disposition(enum.Enum):
+    """What the consumer does with the delivery once the outcome is durable."""
+
+    ACK = "ack"
+    DEAD_LETTER = "dead_letter"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    disposition: Disposition
+    key: PostingKey
+    load_status: LoadStatus | None = None
+    error_code: LoadErrorCode | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeldMapping:
+    """A patient account's mapping as read: the practice-management id, or None (not mapped)."""
+
+    ehr_patient_id: str | None
+
+
+def posting_from(message: PaymentPosted | PaymentRefunded, received_at: datetime) -> Posting:
+    """The new PENDING posting a payment or refund message stands for."""
+    if isinstance(message, PaymentPosted):
+        return Posting(
+            key=PostingKey(message.practice_id, message.payment_id),
+            kind=PostingKind.PAYMENT,
+            load_status=LoadStatus.PENDING,
+            event_id=message.event_id,
+            received_at=received_at,
+            patient_account_id=message.patient_account_id,
+            event_ehr_patient_id=message.ehr_patient_id,
+            amount=message.amount,
+            currency=message.currency,
+            method=message.method.value,
+            merchant_transfer_id=message.merchant_transfer_id,
+        )
+    return Posting(
+        key=PostingKey(message.practice_id, message.refund_id),
+        kind=PostingKind.REFUND,
+        load_status=LoadStatus.PENDING,
+        event_id=message.event_id,
+        received_at=received_at,
+        amount=message.amount,
+        currency=message.currency,
+        refunded_payment_id=message.payment_id,
+    )
+
+
+def unreadable_posting(unreadable: Unreadable, received_at: datetime) -> Posting:
+    return Posting(
+        key=PostingKey(unreadable.practice_id, unreadable.row_id),
+        kind=PostingKind.UNREADABLE,
+        load_status=LoadStatus.FAILED,
+        event_id=None,
+        received_at=received_at,
+        load_error=load_error(unreadable.code, unreadable.detail),
+    )
+
+
+class PostingService:
+    """Loads payments and refunds; every outcome is written before the message is settled, and
+    announced (``handlers/announcing.py``) before it is."""
+
+    def __init__(
+        self,
+        postings: PostingStore,
+        practices: PracticeDirectory,
+        mappings: MappingStore,
+        ledgers: LedgerFactory,
+        announcer: Announcer,
+        max_message_bytes: int,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._postings = postings
+        self._practices = practices
+        self._mappings = mappings
+        self._ledgers = ledgers
+        self._announcer = announcer
+        self._max_bytes = max_message_bytes
+        self._clock = clock
+
+    def owes(self, key: PostingKey) -> bool:
+        """Whether the outcome of ``key`` is durable but not yet announced (the broker was away)."""
+        return self._announcer.owes(key)
+
+    def read(self, message: KeptMessage) -> PaymentPosted | PaymentRefunded | Unreadable:
+        """Read a delivery of the intake queue: a payment, a refund, or an unreadable message."""
+        read = read_message(message, self._max_bytes, INTAKE_MESSAGES)
+        assert isinstance(read, (PaymentPosted, PaymentRefunded, Unreadable))  # the models asked for
+        return read
+
+    async def handle_batch(self, messages: Sequence[KeptMessage]) -> list[Outcome | Exception]:
+        """Receive a batch of deliveries together; their database calls go in shared round trips.
+
+        Each message gets its own result: its outcome, or the error that stopped it (each is
+        safe to handle again), so one message's failure never holds up the others.
+        """
+        results = await asyncio.gather(*(self.handle(m) for m in messages), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result  # a cancel or an exit is not a message's failure
+        return results  # type: ignore[return-value]  # only Outcomes and Exceptions are left
+
+    async def handle(self, message: KeptMessage) -> Outcome:
+        """Receive one delivery. Safe to call again for the same delivery: it never posts twice."""
+        read = self.read(message)
+        if isinstance(read, Unreadable):
+            return await self.keep_unreadable(read, message)
+        now = self._clock()
+        fresh = posting_from(read, now)
+        metrics.RECEIVED.labels(fresh.kind.value).inc()
+        received = AuditEntry(
+            at=now, actor=PAYPOST_ACTOR, action="received",
+            detail=f"event {read.event_id} via {message.routing_key}",
+        )
+        # A replay's row exists (paypost kept its message): look it up rather than try to insert.
+        replayed = REPLAYS_HEADER in message.headers
+        # The patient's mapping is read while the PENDING row is written, or while a replay's row
+        # is read (one round trip fewer in series); a mapping entered after this read is caught
+        # by the self-healing's check of a mapping failure (handlers/healing.py).
+        if not replayed:
+            inserted, held = await asyncio.gather(
+                self._postings.insert_received(fresh, message, received), self._mapping_for(fresh))
+            if inserted:
+                return await self._load(fresh, held)
+            existing = await self._postings.get(fresh.key)
+        else:
+            existing, held = await asyncio.gather(self._postings.get(fresh.key), self._mapping_for(fresh))
+        if existing is None:
+            if replayed and await self._postings.insert_received(fresh, message, received):
+                return await self._load(fresh, held)
+            return Outcome(Disposition.ACK, fresh.key)  # deleted in between: nothing paypost does
+        match decide_delivery(existing.load_status):
+            case Delivery.ALREADY_DONE:
+                await self._announcer.settle_owed(fresh.key)
+                log.info("duplicate_ignored", posting=str(fresh.key), load_status=existing.load_status.value)
+                return Outcome(Disposition.ACK, fresh.key, existing.load_status)
+            case Delivery.REPLAY_NEW_BODY if existing.event_id == fresh.event_id:
+                # The same event delivered again (not an upstream correction): nothing new to try.
+                return await self._already_failed(existing)
+            case Delivery.REPLAY_NEW_BODY:
+                correction = AuditEntry(
+                    at=now, actor=PAYPOST_ACTOR, action="retry",
+                    reason="republished by the payments platform while FAILED",
+                    detail=f"event {read.event_id}",
+                )
+                if not await self._postings.claim_for_replay(fresh, message, correction):
+                    return Outcome(Disposition.ACK, fresh.key)
+                retrying = replace(fresh, load_status=LoadStatus.RETRYING, replays=existing.replays)
+                await self._announcer.announce(fresh.key, PostingRetried(retrying, correction))
+                return await self._load(retrying)
+            case Delivery.LOAD:
+                same_account = existing.patient_account_id == fresh.patient_account_id
+                return await self._load(existing, held if same_account else None)
+
+    async def _already_failed(self, existing: Posting) -> Outcome:
+        """The same event of a FAILED posting again. If its failure's announcement is owed, this
+        is the delivery that failed (handled again): announced now, it goes to the dead letters
+        as it would have; otherwise a duplicate, acknowledged (the posting keeps its message)."""
+        if await self._announcer.settle_owed(existing.key):
+            code = existing.load_error.code if existing.load_error else None
+            return Outcome(Disposition.DEAD_LETTER, existing.key, existing.load_status, code)
+        return Outcome(Disposition.ACK, existing.key, existing.load_status)
+
+    async def keep_unreadable(self, unreadable: Unreadable, message: KeptMessage) -> Outcome:
+        """Give an unreadable message a FAILED row of its own; it is then dead-lettered."""
+        now = self._clock()
+        posting = unreadable_posting(unreadable, now)
+        audit = AuditEntry(at=now, actor=PAYPOST_ACTOR, action="failed", detail=unreadable.detail)
+        key, created = await self._postings.insert_unreadable(posting, message, audit)
+        outcome = Outcome(Disposition.DEAD_LETTER, key, LoadStatus.FAILED, unreadable.code)
+        if not created:  # seen before (a redelivery, or back from the dead-letter queue)
+            await self._announcer.settle_owed(key)
+            return outcome
+        log.warning(
+            "message_unreadable", posting=str(key), error_code=unreadable.code.value,
+            routing_key=message.routing_key[:100],
+        )
+        await self._announcer.announce(key, PostingFailed(replace(posting, key=key)))
+        return outcome
+
+    async def fail_unfinished(self, posting: Posting, detail: str, at: datetime) -> bool:
+        """An in-flight posting that paypost could not finish loading (its message reached the
+        dead letters without an outcome) becomes FAILED, LEDGER_UNAVAILABLE, for a person to see.
+
+        False if it was not in flight any more (or, on a second call, already failed by the first;
+        what that first call could not announce is announced now)."""
+        error = load_error(LoadErrorCode.LEDGER_UNAVAILABLE, detail)
+        if not await self._postings.record_failed(posting.key, Attempt(at, 0.0, "failed", error), error, None,
+                                                  posting.patient_account_id):
+            await self._announcer.settle_owed(posting.key)
+            return False
+        failed = replace(posting, load_status=LoadStatus.FAILED, load_error=error)
+        await self._announcer.announce(posting.key, PostingFailed(failed))
+        return True
+
+    async def _mapping_for(self, posting: Posting) -> HeldMapping | None:
+        """The mapping a payment will be loaded with (None for a refund, which follows its payment)."""
+        if posting.kind is not PostingKind.PAYMENT or posting.patient_account_id is None:
+            return None
+        return HeldMapping(await self._mappings.get(posting.key.practice_id, posting.patient_account_id))
+
+    async def _load(self, posting: Posting, held: HeldMapping | None = None) -> Outcome:
+        started = time.perf_counter()
+        at = self._clock()
+        ehr_patient_id: str | None = None
+        account = posting.patient_account_id
+        try:
+            if posting.kind is PostingKind.REFUND:
+                assert posting.refunded_payment_id is not None
+                original = await self._postings.get(PostingKey(posting.key.practice_id, posting.refunded_payment_id))
+                # Known before the refund can load: its failure, too, belongs to the patient.
+                account = refund_account(original) or account
+                ehr_patient_id = refund_patient(posting, original)
+            else:
+                held = held or await self._mapping_for(posting)
+                ehr_patient_id = choose_patient(held.ehr_patient_id if held else None,
+                                                posting.event_ehr_patient_id).ehr_patient_id
+            integration = await self._practices.integration(posting.key.practice_id)
+            if integration is None or not integration.enabled:
+                raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED)
+            receipt = await self._ledgers.for_integration(integration).post(_entry(posting, ehr_patient_id))
+        except LoadFailure as failure:
+            error = load_error(failure.code, failure.detail)
+            attempt = Attempt(at, _ms(started), "failed", error)
+            if not await self._postings.record_failed(posting.key, attempt, error, ehr_patient_id, account):
+                return Outcome(Disposition.ACK, posting.key)
+            log.info("posting_failed", posting=str(posting.key), error_code=failure.code.value)
+            failed = replace(posting, load_status=LoadStatus.FAILED, load_error=error,
+                             ehr_patient_id=ehr_patient_id, patient_account_id=account)
+            await self._announcer.announce(posting.key, PostingFailed(failed))
+            return Outcome(Disposition.DEAD_LETTER, posting.key, LoadStatus.FAILED, failure.code)
+        attempt = Attempt(at, _ms(started), "loaded")
+        if not await self._postings.record_loaded(posting.key, attempt, ehr_patient_id, receipt.entry_id, account):
+            return Outcome(Disposition.ACK, posting.key)
+        log.info("posting_loaded", posting=str(posting.key), duration_ms=attempt.duration_ms,
+                 already_posted=receipt.already_posted)
+        loaded = replace(posting, load_status=LoadStatus.LOADED, ehr_patient_id=ehr_patient_id,
+                         patient_account_id=account)
+        await self._announcer.announce(
+            posting.key, PostingLoaded(loaded, had_failed=posting.load_status is LoadStatus.RETRYING))
+        return Outcome(Disposition.ACK, posting.key, LoadStatus.LOADED)
+
+
+def _entry(posting: Posting, ehr_patient_id: str) -> LedgerEntryRequest:
+    """The ledger entry of a payment, or of a refund (negative, against its payment)."""
+    assert posting.amount is not None and posting.currency is not None  # every payment and refund has them
+    refund = posting.kind is PostingKind.REFUND
+    payment_id = posting.refunded_payment_id if refund else posting.key.payment_id
+    assert payment_id is not None
+    return LedgerEntryRequest(
+        practice_id=posting.key.practice_id, ehr_patient_id=ehr_patient_id, posting_id=posting.key.payment_id,
+        payment_id=payment_id, refund_id=posting.key.payment_id if refund else None,
+        amount=-posting.amount if refund else posting.amount, currency=posting.currency,
+        occurred_at=posting.received_at,
+    )
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

@@ -1,0 +1,38 @@
+"""Practices: their ledger integration, and the patients of the built-in ledger."""
+
+from __future__ import annotations
+
+from domain.errors import PaypostError
+from domain.ports import LedgerEntries, PracticeDirectory, Record
+from handlers.clock import Clock, utc_now
+
+
+class NotFound(PaypostError):
+    """What was asked for does not exist (or, for a caller, is not there to see)."""
+
+
+class Practices:
+    def __init__(self, directory: PracticeDirectory, ledger: LedgerEntries, clock: Clock = utc_now) -> None:
+        self._directory = directory
+        self._ledger = ledger
+        self._clock = clock
+
+    async def put(self, practice_id: str, name: str, ledger: Record, enabled: bool) -> Record:
+        """Set up (or change) a practice's ledger integration."""
+        return await self._directory.put_practice(practice_id, name, ledger, enabled, self._clock())
+
+    async def get(self, practice_id: str) -> Record:
+        doc = await self._directory.get_practice(practice_id)
+        if doc is None:
+            raise NotFound(f"Practice {practice_id} is not set up.")
+        return doc
+
+    async def register_patient(self, practice_id: str, ehr_patient_id: str) -> bool:
+        """Register a patient in the built-in ledger (no patient names are needed or kept); True if new."""
+        return await self._directory.register_patient(practice_id, ehr_patient_id, self._clock())
+
+    async def ledger(self, practice_id: str, ehr_patient_id: str) -> list[Record]:
+        """A registered patient's entries in the built-in ledger."""
+        if not await self._directory.patient_registered(practice_id, ehr_patient_id):
+            raise NotFound(f"Patient {ehr_patient_id} is not registered for practice {practice_id}.")
+        return await self._ledger.entries(practice_id, ehr_patient_id)

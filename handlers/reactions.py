@@ -1,0 +1,135 @@
+"""What follows a posting's outcome: alerts open and resolve, refunds heal, transfers reconcile."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import structlog
+
+from domain.alerts import Alert, flag_opens
+from domain.events import PostingCleared, PostingFailed, PostingLoaded
+from domain.ports import AlertStore, TransferStore
+from domain.posting import Posting
+from domain.transfers import SettledTransfer
+from handlers.clock import Clock, utc_now
+from handlers.operations import PostingOperations
+from producers.events import OutcomePublisher, error_body
+from schemas.messages import AlertEvent, TransferReconciledEvent, TransferSettled
+from schemas.topics import alert_key, reconciled_key
+
+log = structlog.get_logger("paypost.reactions")
+
+
+def settled_transfer(message: TransferSettled) -> SettledTransfer:
+    return SettledTransfer(
+        practice_id=message.practice_id, merchant_transfer_id=message.merchant_transfer_id,
+        payment_ids=tuple(message.payment_ids), refund_ids=tuple(message.refund_ids),
+        gross_amount=message.gross_amount, fees_amount=message.fees_amount, net_amount=message.net_amount,
+        currency=message.currency, settled_at=message.settled_at, event_id=message.event_id,
+    )
+
+
+class PostingReactions:
+    """Subscribed to the outcomes of postings: opens and resolves their alerts at once, and heals
+    refunds and reconciles transfers in a sweep shortly after."""
+
+    def __init__(self, alerts: AlertStore, transfers: TransferStore, events: OutcomePublisher,
+                 healer: PostingOperations, escalate_after: float, clock: Clock = utc_now) -> None:
+        self._alerts = alerts
+        self._transfers = transfers
+        self._events = events
+        self._healer = healer
+        self._escalate_after = escalate_after
+        self._clock = clock
+        self._finished: dict[str, set[str]] = {}
+
+    async def failed(self, event: PostingFailed) -> None:
+        """Open the posting's office task and its patient's flag (each once, however often asked)."""
+        posting, now = event.posting, self._clock()
+        task = await self._alerts.open_task(posting, now)
+        if task:
+            await self._alert_event("opened", task, posting)
+        if flag_opens(posting):
+            flag = await self._alerts.open_flag(posting, now)
+            if flag:
+                await self._alert_event("opened", flag, posting)
+
+    async def loaded(self, event: PostingLoaded) -> None:
+        await self._finished_now(event.posting, had_failed=event.had_failed)
+
+    async def cleared(self, event: PostingCleared) -> None:
+        await self._finished_now(event.posting, had_failed=True)
+
+    async def _finished_now(self, posting: Posting, had_failed: bool) -> None:
+        """The posting is LOADED or CLEARED: resolve its alerts now; its refunds and transfers are
+        looked at by the next sweep, in one query for every posting finished since the last."""
+        practice = posting.key.practice_id
+        if had_failed:  # only a posting that failed has alerts to resolve
+            now = self._clock()
+            task = await self._alerts.resolve_task(posting.key, now)
+            if task:
+                await self._alert_event("resolved", task, posting)
+                if posting.patient_account_id:
+                    flag = await self._alerts.resolve_flag_if_clear(practice, posting.patient_account_id, now)
+                    if flag:
+                        await self._alert_event("resolved", flag, posting)
+        self._finished.setdefault(practice, set()).add(posting.key.payment_id)
+
+    async def sweep(self) -> None:
+        """Heal the refunds and reconcile the transfers of every posting finished since the last sweep."""
+        finished, self._finished = self._finished, {}
+        for practice, ids in finished.items():
+            await self._healer.heal_refunds_of(practice, sorted(ids))
+            for transfer in await self._transfers.unreconciled_with_any(practice, sorted(ids)):
+                await self._check_reconciled(transfer)
+
+    async def sweep_all(self) -> None:
+        """The slow sweep: catches what another process finished, or a crash left unswept."""
+        await self._healer.heal_waiting_refunds()
+        await self._healer.replay_stale()
+        for transfer in await self._transfers.unreconciled(limit=500):
+            await self._check_reconciled(transfer)
+
+    async def transfer_settled(self, message: TransferSettled) -> None:
+        settled = settled_transfer(message)
+        await self._transfers.settled(settled)
+        transfer = await self._transfers.get(settled.practice_id, settled.merchant_transfer_id)
+        if transfer is not None and transfer.reconciled_at is None:
+            await self._check_reconciled(transfer)
+
+    async def _check_reconciled(self, transfer: SettledTransfer) -> None:
+        result = await self._transfers.reconcile(transfer)
+        if not result.balanced or not await self._transfers.mark_reconciled(transfer, self._clock()):
+            return
+        log.info("transfer_reconciled", practice_id=transfer.practice_id,
+                 merchant_transfer_id=transfer.merchant_transfer_id, count=result.expected.count)
+        await self._events.emit(reconciled_key(transfer.practice_id), TransferReconciledEvent(
+            event_id=str(uuid.uuid4()), occurred_at=self._clock(), practice_id=transfer.practice_id,
+            event_type="transfer.reconciled", merchant_transfer_id=transfer.merchant_transfer_id,
+            expected_count=result.expected.count, expected_amount=result.expected.amount,
+            variance=result.variance,
+        ))
+
+    async def _alert_event(self, transition: str, alert: Alert, posting: Posting | None) -> None:
+        await self._events.emit(alert_key(transition, alert.practice_id, alert.kind.value), AlertEvent(
+            event_id=str(uuid.uuid4()), occurred_at=self._clock(), practice_id=alert.practice_id,
+            event_type=f"alert.{transition}",  # type: ignore[arg-type]  # one of the three Literal values
+            alert_id=alert.alert_id, kind=alert.kind.value, patient_account_id=alert.patient_account_id,
+            payment_id=alert.payment_id, state=alert.state.value,
+            load_status=posting.load_status.value if posting else None,
+            load_error=error_body(posting.load_error) if posting else None,
+        ))
+
+    async def escalate_due(self) -> int:
+        """Escalate every alert open longer than the escalation time; returns how many."""
+        now = self._clock()
+        escalated = 0
+        for alert in await self._alerts.due_for_escalation(now - timedelta(seconds=self._escalate_after)):
+            done = await self._alerts.escalate(alert.alert_id, now)
+            if done:
+                escalated += 1
+                await self._alert_event("escalated", done, None)
+        if escalated:
+            log.warning("alerts_escalated", count=escalated)
+        return escalated

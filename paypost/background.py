@@ -1,0 +1,37 @@
+"""The background duties of a paypost process: sweeps and escalations, on a schedule."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from handlers.reactions import PostingReactions
+from infra.retry import log_failure
+
+log = structlog.get_logger("paypost.background")
+
+
+async def run_sweeps(reactions: PostingReactions, stop: asyncio.Event, *, escalate_after: float,
+                     sweep_every: float = 0.2, full_sweep_every: float = 30.0) -> None:
+    """Sweeps (refunds waiting for what just loaded, transfers it may balance), full sweeps (what
+    another process or a crash left) and escalations, until ``stop`` is set."""
+    escalate_every = max(0.2, min(escalate_after / 4, 5.0))
+    loop = asyncio.get_running_loop()
+    next_escalation = next_full = loop.time()
+    while not stop.is_set():
+        try:
+            await reactions.sweep()
+            if loop.time() >= next_full:
+                await reactions.sweep_all()
+                next_full = loop.time() + full_sweep_every
+            if loop.time() >= next_escalation:
+                await reactions.escalate_due()
+                next_escalation = loop.time() + escalate_every
+        except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
+            log_failure(log, "background_sweep_failed", exc)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=sweep_every)
+        except TimeoutError:
+            pass
+    await reactions.sweep()  # what finished before the stop
