@@ -6,7 +6,7 @@ batch under one hold of the lock and queues one write for all of it. To do so it
 channel's own state exactly as ``basic_publish`` does in the pinned version: the delivery-tag
 counter, the confirmation table, the message-id table by which a Basic.Return finds its publish,
 and the connection's write queue. None of these is public: ``tests/unit/test_amqp_fast.py`` fails
-on any other aiormq version, and only ``infra/broker.py`` imports this module.
+on any other aiormq version, and only ``infra/broker.py`` (and that test) imports this module.
 """
 
 from __future__ import annotations

@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import json
 import os
+import platform
 import statistics
 import sys
 import time
@@ -115,8 +117,8 @@ def summary(runs: list[Run]) -> dict[str, dict[str, float]]:
         figures: dict[str, float] = {}
         for path in PUBLISHERS:
             mine = [r for r in runs if r.kind == kind and r.path == path]
-            figures[f"{path}_publishes_per_s"] = statistics.median(r.publishes_per_s for r in mine)
-            figures[f"{path}_cpu_us"] = statistics.median(r.cpu_us_per_publish for r in mine)
+            figures[f"{path}_publishes_per_s"] = round(statistics.median(r.publishes_per_s for r in mine))
+            figures[f"{path}_cpu_us"] = round(statistics.median(r.cpu_us_per_publish for r in mine), 1)
         figures["basic_rate_vs_framed"] = round(figures["basic_publishes_per_s"]
                                                 / figures["framed_publishes_per_s"], 3)
         found[kind] = figures
@@ -149,8 +151,11 @@ def main(argv: list[str] | None = None) -> None:
         import uvloop
 
         factory = uvloop.new_event_loop
+    print(f"aiormq {importlib.metadata.version('aiormq')}, Python {platform.python_version()}, {args.loop}; "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
     with broker() as url, asyncio.Runner(loop_factory=factory) as runner:
         runs = runner.run(measure(url, args))
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
     for kind, figures in summary(runs).items():
         print(f"{kind:<9}  median  framed {figures['framed_publishes_per_s']:>7,.0f}/s "
               f"{figures['framed_cpu_us']:>6.1f} µs   basic {figures['basic_publishes_per_s']:>7,.0f}/s "

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib.metadata
 import inspect
 import re
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiormq
@@ -48,3 +50,21 @@ def test_basic_publish_still_works_through_every_private_name_the_fast_path_fill
         assert f"self.{name}" in returns, f"a Basic.Return is not matched through {name}. {RECHECK}"
     fields = [f.name for f in dataclasses.fields(ChannelFrame)]
     assert fields == ["payload", "should_close", "drain_future"], f"ChannelFrame has {fields}. {RECHECK}"
+
+
+def imported(path: Path) -> Iterator[str]:
+    """Every module (and ``module.name``) the file imports."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
+def test_only_the_publisher_imports_the_fast_path() -> None:
+    root = Path(__file__).parents[2]
+    sources = [path for package in ("api", "consumers", "domain", "infra", "paypost", "producers", "schemas")
+               for path in (root / package).rglob("*.py")]
+    importers = {path.relative_to(root).as_posix() for path in sources if "infra.amqp_fast" in imported(path)}
+    assert importers == {"infra/broker.py"}
