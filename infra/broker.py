@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import uuid
+from typing import cast
 
 import aio_pika
 import aiormq
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
-from aiormq.abc import ChannelFrame
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.schemas import Channel
-from pamqp.body import ContentBody
-from pamqp.commands import Basic
-from pamqp.frame import marshal
-from pamqp.header import ContentHeader
+from pamqp.common import FieldTable
 
 from domain.errors import TransientFailure, Unroutable
 from domain.posting import KeptMessage
-from infra import topology
+from infra import amqp_fast, topology
 from infra.batching import Coalescer
 from schemas.topics import CONTENT_TYPE, ROUTING_KEY_HEADER, SCHEMA_VERSION, SCHEMA_VERSION_HEADER
 
@@ -70,56 +66,47 @@ class Amqp:
             self._connection = None
 
 
-# (exchange, routing key, body, properties) of one publish.
-_Publish = tuple[str, str, bytes, aiormq.spec.Basic.Properties]
-# Batched publishes fit one body frame (the broker's frame_max is 128 KiB at least); a larger
-# body, which would need splitting into several frames, takes aiormq's own path.
-MAX_BATCHED_BODY = 64 * 1024
-
-
 def _unroutable(exchange: str, routing_key: str) -> Unroutable:
     log.error("publish_unroutable", exchange=exchange, routing_key=routing_key[:120])
     return Unroutable(f"nothing is bound to {exchange or '(default)'} with routing key {routing_key!r}")
 
 
-def _track_returns(channel: aiormq.Channel, delivery_tag: int, message_id: str | None,
-                   confirmation: asyncio.Future[object]) -> None:
-    """What ``basic_publish`` does for a mandatory publish: a Basic.Return names the message id."""
-    if not message_id:
-        return
-    channel.message_id_delivery_tag[message_id] = delivery_tag
-
-    def forget(_: asyncio.Future[object]) -> None:
-        if channel.message_id_delivery_tag.get(message_id) == delivery_tag:
-            channel.message_id_delivery_tag.pop(message_id)
-
-    confirmation.add_done_callback(forget)
+def _unreachable(exc: BaseException) -> TransientFailure:
+    return TransientFailure(f"the broker is not reachable: {exc!r}"[:300])
 
 
-class Publisher:
-    """Publishes persistent JSON with confirms and ``mandatory``; nothing it sends is silently lost.
+def _unconfirmed(exc: BaseException) -> TransientFailure:
+    return TransientFailure(f"the broker did not confirm a publish: {exc!r}"[:300])
 
-    Broadcasts (outcome events for dashboards) go without ``mandatory``: an event nobody listens to
-    is not an error (contract 1.3), and the broker then need not send it back.
+
+# What a publish meets when the connection is down or reconnecting, or the channel closed.
+_UNREACHABLE = (RuntimeError, ConnectionError, aiormq.exceptions.AMQPError)
+
+
+def _properties(message_id: str, headers: dict[str, object] | None) -> aiormq.spec.Basic.Properties:
+    """Persistent JSON with its id and schema version; the port's headers are plain values."""
+    table = cast(FieldTable, {SCHEMA_VERSION_HEADER: SCHEMA_VERSION, **(headers or {})})
+    return aiormq.spec.Basic.Properties(content_type=CONTENT_TYPE, delivery_mode=2, message_id=message_id,
+                                        headers=table)
+
+
+class _ConfirmChannels:
+    """Two publisher-confirm channels, each reopened when found closed.
+
+    Two: a broker confirms a channel's publishes in their order, and a message to a quorum queue is
+    confirmed only once it is on disk; events (mostly unheard) would wait behind it on a shared
+    channel.
     """
 
     def __init__(self, amqp: Amqp) -> None:
         self._amqp = amqp
-        # Two channels: a broker confirms a channel's publishes in their order, and a message
-        # to a quorum queue is confirmed only once it is on disk; events (mostly unheard) would
-        # wait behind it on a shared channel.
         self._channels: dict[bool, aio_pika.abc.AbstractChannel] = {}
         self._opening = asyncio.Lock()
-        # What is published meanwhile (a batch of payments' events, a chunk of replays) goes
-        # together in one write, events and mandatory publishes each on their own channel.
-        self._batches: dict[bool, Coalescer[_Publish, None]] = {
-            kind: Coalescer(functools.partial(self._publish_batch, kind)) for kind in (True, False)
-        }
 
-    async def _underlay(self, broadcast: bool) -> aiormq.abc.AbstractChannel:
-        """The open channel underneath (a new one if the last was closed), as aiormq's channel.
+    async def underlay(self, broadcast: bool) -> aiormq.Channel:
+        """The open aiormq channel for broadcasts or for the rest (aio-pika's public accessor).
 
-        Publishing on it directly skips building an aio-pika message for every event.
+        Publishing on it directly skips building an aio-pika message for every publish.
         """
         channel = self._channels.get(broadcast)
         if channel is None or channel.is_closed:
@@ -127,72 +114,112 @@ class Publisher:
                 channel = self._channels.get(broadcast)
                 if channel is None or channel.is_closed:
                     connection = await self._amqp.open()
+                    # on_return_raises=False: a returned message resolves its publish, not raises
                     channel = await connection.channel(publisher_confirms=True, on_return_raises=False)
                     self._channels[broadcast] = channel
-        return await channel.get_underlay_channel()
+        underlay = await channel.get_underlay_channel()
+        if not isinstance(underlay, aiormq.Channel):  # aio-pika's channels are aiormq's own
+            raise TypeError(f"not an aiormq channel: {underlay!r}")
+        return underlay
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            if not channel.is_closed:
+                await channel.close()
+        self._channels = {}
+
+
+async def _publish_one(channels: _ConfirmChannels, exchange: str, routing_key: str, body: bytes,
+                       properties: aiormq.spec.Basic.Properties, broadcast: bool) -> None:
+    """One ``basic_publish``, its confirm awaited; its outcome in paypost's errors."""
+    try:
+        channel = await channels.underlay(broadcast)
+        result = await channel.basic_publish(body, exchange=exchange, routing_key=routing_key,
+                                             properties=properties, mandatory=not broadcast, wait=False)
+    except aiormq.exceptions.DeliveryError as exc:  # a Basic.Nack
+        raise _unconfirmed(exc) from exc
+    except _UNREACHABLE as exc:
+        # The connection is down or reconnecting: a transient failure, retried with backoff.
+        raise _unreachable(exc) from exc
+    except asyncio.CancelledError as exc:
+        # aiormq cancels the confirms still awaited on a channel closed without a reason;
+        # a cancel of this task itself goes on.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        raise _unconfirmed(exc) from exc
+    if not broadcast and not isinstance(result, aiormq.spec.Basic.Ack):
+        raise _unroutable(exchange, routing_key)
+
+
+class BasicPublisher:
+    """Publishes persistent JSON with confirms and ``mandatory``; nothing it sends is silently lost.
+
+    Broadcasts (outcome events for dashboards) go without ``mandatory``: an event nobody listens to
+    is not an error (contract 1.3), and the broker then need not send it back.
+
+    Every publish is aiormq's public ``basic_publish``: publishes made together are in flight
+    together, each awaiting its own confirm. ``wait=False`` lets the next publish queue its frames
+    while this one's are written, instead of holding the channel lock until the socket drains.
+    """
+
+    def __init__(self, amqp: Amqp) -> None:
+        self._channels = _ConfirmChannels(amqp)
 
     async def __call__(
         self, exchange: str, routing_key: str, body: bytes, *, message_id: str,
         headers: dict[str, object] | None = None, broadcast: bool = False,
     ) -> None:
-        properties = aiormq.spec.Basic.Properties(
-            content_type=CONTENT_TYPE, delivery_mode=2, message_id=message_id,
-            headers={SCHEMA_VERSION_HEADER: SCHEMA_VERSION, **(headers or {})},
-        )
-        if len(body) <= MAX_BATCHED_BODY:
-            await self._batches[broadcast].submit((exchange, routing_key, body, properties))
+        await _publish_one(self._channels, exchange, routing_key, body, _properties(message_id, headers), broadcast)
+
+    async def close(self) -> None:
+        await self._channels.close()
+
+
+class FramedPublisher:
+    """The same port as ``BasicPublisher``, the publishes made meanwhile written in one socket write.
+
+    It costs about 35 µs of CPU per publish against ``basic_publish``'s 79 to 96 and carries 2.2 to
+    2.6 times the rate (BENCHMARKS.md, "The publisher on public APIs"), on aiormq's private channel
+    state (infra/amqp_fast.py, pinned). A body over 64 KiB takes ``basic_publish``.
+    """
+
+    def __init__(self, amqp: Amqp) -> None:
+        self._channels = _ConfirmChannels(amqp)
+        # What is published meanwhile (a batch of payments' events, a chunk of replays) goes
+        # together in one write, events and mandatory publishes each on their own channel.
+        self._batches: dict[bool, Coalescer[amqp_fast.Publish, None]] = {
+            kind: Coalescer(functools.partial(self._publish_batch, kind)) for kind in (True, False)
+        }
+
+    async def __call__(
+        self, exchange: str, routing_key: str, body: bytes, *, message_id: str,
+        headers: dict[str, object] | None = None, broadcast: bool = False,
+    ) -> None:
+        properties = _properties(message_id, headers)
+        if len(body) > amqp_fast.MAX_BODY:
+            await _publish_one(self._channels, exchange, routing_key, body, properties, broadcast)
             return
-        try:
-            channel = await self._underlay(broadcast)
-            # wait=False: the frames join the connection's write queue; the confirm is still
-            # awaited (and fails if the channel closes first).
-            result = await channel.basic_publish(body, exchange=exchange, routing_key=routing_key,
-                                                 properties=properties, mandatory=not broadcast, wait=False)
-        except (RuntimeError, ConnectionError, aiormq.exceptions.AMQPError) as exc:
-            # The connection is down or reconnecting: a transient failure, retried with backoff.
-            raise TransientFailure(f"the broker is not reachable: {exc!r}"[:300]) from exc
-        if not broadcast and not isinstance(result, aiormq.spec.Basic.Ack):
-            raise _unroutable(exchange, routing_key)
+        await self._batches[broadcast].submit((exchange, routing_key, body, properties))
 
-    async def _publish_batch(self, broadcast: bool, items: list[_Publish]) -> list[None | BaseException]:
-        """Publish many messages in one write and await their confirms together.
-
-        aiormq's ``basic_publish`` costs ~65 µs of CPU per message (a lock, a timeout scope, a
-        write-queue entry and a socket write each); this costs ~23. It fills the channel's own
-        confirmation table (and, for ``mandatory`` publishes, its message-id table, by which a
-        Basic.Return is matched to its publish) and write queue exactly as ``basic_publish``
-        does (aiormq 7.2, pinned). A returned message resolves its confirmation with the message
-        instead of an Ack: unroutable.
-        """
+    async def _publish_batch(self, broadcast: bool, items: list[amqp_fast.Publish]) -> list[None | BaseException]:
+        """Publish many messages in one write and await their confirms together."""
         mandatory = not broadcast
         try:
-            channel = await self._underlay(broadcast)
-            confirmations = []
-            async with channel.lock:
-                payload = bytearray()
-                for exchange, routing_key, body, properties in items:
-                    if mandatory and not properties.message_id:
-                        properties.message_id = uuid.uuid4().hex  # as basic_publish does: returns name it
-                    channel.delivery_tag += 1
-                    confirmation = channel.create_future()
-                    channel.confirmations[channel.delivery_tag] = confirmation
-                    if mandatory:
-                        _track_returns(channel, channel.delivery_tag, properties.message_id, confirmation)
-                    confirmations.append(confirmation)
-                    payload += marshal(Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=mandatory),
-                                       channel.number)
-                    payload += marshal(ContentHeader(body_size=len(body), properties=properties), channel.number)
-                    payload += marshal(ContentBody(body), channel.number)
-                await channel.write_queue.put(ChannelFrame(payload=bytes(payload), drain_future=None,
-                                                           should_close=False))
-        except (RuntimeError, ConnectionError, aiormq.exceptions.AMQPError) as exc:
-            failure = TransientFailure(f"the broker is not reachable: {exc!r}"[:300])
-            return [failure] * len(items)
-        outcomes = await asyncio.gather(*confirmations, return_exceptions=True)
+            channel = await self._channels.underlay(broadcast)
+            sent = await amqp_fast.write_batch(channel, items, mandatory)
+        except _UNREACHABLE as exc:
+            return [_unreachable(exc)] * len(items)
+        confirms = iter(await asyncio.gather(*(s for s in sent if not isinstance(s, Exception)),
+                                             return_exceptions=True))
         results: list[None | BaseException] = []
-        for (exchange, routing_key, _, _), outcome in zip(items, outcomes, strict=True):
+        for (exchange, routing_key, _, _), one in zip(items, sent, strict=True):
+            if isinstance(one, Exception):
+                results.append(one)  # not sent: it could not be encoded (basic_publish raises the same)
+                continue
+            outcome = next(confirms)
             if isinstance(outcome, BaseException):
-                results.append(TransientFailure(f"the broker did not confirm a publish: {outcome!r}"[:300]))
+                results.append(_unconfirmed(outcome))
             elif mandatory and not isinstance(outcome, aiormq.spec.Basic.Ack):
                 results.append(_unroutable(exchange, routing_key))
             else:
@@ -200,10 +227,12 @@ class Publisher:
         return results
 
     async def close(self) -> None:
-        for channel in self._channels.values():
-            if not channel.is_closed:
-                await channel.close()
-        self._channels = {}
+        await self._channels.close()
+
+
+# The adapters of the Publish port, by name; the framed one is what paypost wires (its rate).
+PUBLISHERS: dict[str, type[BasicPublisher | FramedPublisher]] = {"framed": FramedPublisher, "basic": BasicPublisher}
+Publisher = FramedPublisher
 
 
 def kept_message(raw: AbstractIncomingMessage) -> KeptMessage:

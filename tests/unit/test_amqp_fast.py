@@ -1,0 +1,70 @@
+"""infra/amqp_fast.py writes on aiormq's private channel state: this fails on any other aiormq."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.metadata
+import inspect
+import re
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiormq
+from aiormq.abc import ChannelFrame
+
+from infra import amqp_fast
+
+RECHECK = (
+    f"infra/amqp_fast.py copies what aiormq {amqp_fast.AIORMQ_VERSION}'s Channel.basic_publish does to the channel's "
+    "private state. On an upgrade, read aiormq/channel.py again (basic_publish, _on_return_frame, "
+    "_confirm_delivery, _on_confirm_frame) and the writer in aiormq/connection.py; check that "
+    "write_batch still fills the same tables in the same way (the delivery-tag counter, "
+    "confirmations, message_id_delivery_tag, the write queue and ChannelFrame), run "
+    "tests/integration/test_publisher.py and `python -m paypost.publish_bench`; then set "
+    "AIORMQ_VERSION and the pin in pyproject.toml. Or drop the framed path for BasicPublisher."
+)
+
+
+def test_the_installed_aiormq_is_the_one_the_fast_path_copies() -> None:
+    installed = importlib.metadata.version("aiormq")  # aiormq has no __version__
+    assert installed == amqp_fast.AIORMQ_VERSION, f"aiormq {installed} is installed. {RECHECK}"
+
+
+def test_pyproject_pins_the_aiormq_the_fast_path_copies() -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert f"aiormq=={amqp_fast.AIORMQ_VERSION}" in pyproject["project"]["dependencies"], RECHECK
+
+
+def test_basic_publish_still_works_through_every_private_name_the_fast_path_fills() -> None:
+    channel = inspect.getsource(aiormq.Channel)
+    publish = inspect.getsource(aiormq.Channel.basic_publish)
+    returns = inspect.getsource(aiormq.Channel._on_return_frame)
+    assert isinstance(inspect.getattr_static(aiormq.Channel, "lock"), property), f"lock is not a property. {RECHECK}"
+    for name in amqp_fast.PRIVATE_STATE:
+        assert re.search(rf"\bself\.{name}\b", publish), f"basic_publish does not use {name}. {RECHECK}"
+        if name != "lock":
+            assert re.search(rf"\bself\.{name}\s*(:[^=]+)?=", channel), f"Channel does not set {name}. {RECHECK}"
+    for name in ("message_id_delivery_tag", "confirmations"):
+        assert f"self.{name}" in returns, f"a Basic.Return is not matched through {name}. {RECHECK}"
+    fields = [f.name for f in dataclasses.fields(ChannelFrame)]
+    assert fields == ["payload", "should_close", "drain_future"], f"ChannelFrame has {fields}. {RECHECK}"
+
+
+def imported(path: Path) -> Iterator[str]:
+    """Every module (and ``module.name``) the file imports."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
+def test_only_the_publisher_imports_the_fast_path() -> None:
+    root = Path(__file__).parents[2]
+    sources = [path for package in ("api", "consumers", "domain", "infra", "paypost", "producers", "schemas")
+               for path in (root / package).rglob("*.py")]
+    importers = {path.relative_to(root).as_posix() for path in sources if "infra.amqp_fast" in imported(path)}
+    assert importers == {"infra/broker.py"}
