@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from domain.money import format_money
+from domain.reconciliation import Bucket, Reconciliation
 from infra.mongo import Doc
 
 
@@ -40,7 +41,8 @@ def row(doc: Doc) -> dict[str, Any]:
 
 def detail(doc: Doc) -> dict[str, Any]:
     attempts = [
-        {"at": iso(a["at"]), "duration_ms": a["duration_ms"], "outcome": a["outcome"], "load_error": a.get("load_error")}
+        {"at": iso(a["at"]), "duration_ms": a["duration_ms"], "outcome": a["outcome"],
+         "load_error": a.get("load_error")}
         for a in doc.get("attempts", [])
     ]
     audit = [
@@ -63,20 +65,20 @@ def ledger_entry(doc: Doc) -> dict[str, Any]:
     }
 
 
-def bucket(count: int, amount: Decimal) -> dict[str, Any]:
-    return {"count": count, "amount": format_money(amount)}
+def bucket(b: Bucket) -> dict[str, Any]:
+    return {"count": b.count, "amount": format_money(b.amount)}
 
 
-def transfer(doc: Doc, r: Any) -> dict[str, Any]:
+def transfer(doc: Doc, r: Reconciliation) -> dict[str, Any]:
     return {
         "practice_id": doc["practice_id"],
         "merchant_transfer_id": doc["merchant_transfer_id"],
         "currency": doc.get("currency"),
-        "expected": bucket(r.expected.count, r.expected.amount),
-        "loaded": bucket(r.loaded.count, r.loaded.amount),
-        "cleared": bucket(r.cleared.count, r.cleared.amount),
-        "failed": bucket(r.failed.count, r.failed.amount),
-        "pending": bucket(r.pending.count, r.pending.amount),
+        "expected": bucket(r.expected),
+        "loaded": bucket(r.loaded),
+        "cleared": bucket(r.cleared),
+        "failed": bucket(r.failed),
+        "pending": bucket(r.pending),
         "fees_amount": format_money(r.fees_amount),
         "net_amount": format_money(r.net_amount),
         "variance": format_money(r.variance),
