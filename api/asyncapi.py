@@ -75,7 +75,9 @@ def bound(queue: RabbitQueue, routing_key: str) -> RabbitQueue:
 def documentation_broker() -> RabbitBroker:
     broker = RabbitBroker("amqp://127.0.0.1:5672/", description="paypost's messages (contract version 1)")
     for queue, exchange, key, model, description in INBOUND:
-        broker.subscriber(bound(queue, key), exchange, title=f"{queue.name}:{key}", description=description)(_documented(model))
+        subscriber = broker.subscriber(bound(queue, key), exchange, title=f"{queue.name}:{key}",
+                                       description=description)
+        subscriber(_documented(model))
     for key, model, description in OUTBOUND:
         broker.publisher(exchange=topology.events, routing_key=key, title=f"paypost.events:{key}",
                          description=description, schema=model)
