@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import orjson
 from pymongo import DESCENDING
@@ -73,7 +72,7 @@ class PostingReport:
         query = where.query()
         if cursor:
             at, key = decode_cursor(cursor)
-            after: Any = {"$or": [{"received_at": {"$lt": at}}, {"received_at": at, "_id": {"$lt": key}}]}
+            after: Doc = {"$or": [{"received_at": {"$lt": at}}, {"received_at": at, "_id": {"$lt": key}}]}
             query = {"$and": [query, after]} if query else after
         docs = await self._c.find(query, ROW_FIELDS).sort(
             [("received_at", DESCENDING), ("_id", DESCENDING)]

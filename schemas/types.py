@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import AwareDatetime, PlainSerializer, PlainValidator, StringConstraints, WithJsonSchema
 
@@ -27,7 +27,7 @@ Timestamp = AwareDatetime
 _NOT_A_STRING = 'money must be a decimal string such as "125.00", never a number'
 
 
-def _read_money(value: Any) -> Decimal:
+def _read_money(value: object) -> Decimal:
     if isinstance(value, Decimal):
         return parse_money(format(value, "f"))
     if not isinstance(value, str):
