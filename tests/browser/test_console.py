@@ -100,25 +100,32 @@ async def test_a_failed_row_turns_loaded_live_once_its_mapping_is_entered(
     assert posting is not None and posting["load_status"] == "LOADED"
 
 
+async def failed_row_shown(page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str, account: str,
+                           token: str) -> str:
+    """Publish a payment that fails (its account has no mapping), sign in with ``token`` and wait
+    for its FAILED row; returns its payment id."""
+    payment_id: str = (await upstream.payment(ehr_patient_id=None, patient_account_id=account))["payment_id"]
+    await wait_status(api, practice, payment_id, "FAILED")
+    await sign_in(page, token)
+    await row(page, payment_id).locator("td.status-FAILED").wait_for()
+    return payment_id
+
+
 async def test_ticking_clear_with_a_reason_and_saving_makes_a_row_cleared(
     page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str
 ) -> None:
-    failed = await upstream.payment(ehr_patient_id=None, patient_account_id="acct-clr")
-    await wait_status(api, practice, failed["payment_id"], "FAILED")
-    await sign_in(page, OPERATOR)
-    target = row(page, failed["payment_id"])
-    await target.locator("td.status-FAILED").wait_for()
+    payment_id = await failed_row_shown(page, api, upstream, practice, "acct-clr", OPERATOR)
 
     save = page.get_by_role("button", name="Save Changes")
-    await page.get_by_label(f"Clear {failed['payment_id']}", exact=True).check()
+    await page.get_by_label(f"Clear {payment_id}", exact=True).check()
     assert await save.is_disabled()  # a Clear needs its reason first
-    await page.get_by_label(f"Reason to clear {failed['payment_id']}").fill("posted by hand, receipt 991")
+    await page.get_by_label(f"Reason to clear {payment_id}").fill("posted by hand, receipt 991")
     assert await save.is_enabled()
     await save.click()
 
-    await row(page, failed["payment_id"]).locator("td.status-CLEARED").wait_for(timeout=10_000)
+    await row(page, payment_id).locator("td.status-CLEARED").wait_for(timeout=10_000)
     await page.get_by_text("Saved: 1 cleared.").wait_for()
-    posting = await get_posting(api, practice, failed["payment_id"])
+    posting = await get_posting(api, practice, payment_id)
     assert posting is not None and posting["load_status"] == "CLEARED"
     assert any(a["action"] == "clear" and a["reason"] == "posted by hand, receipt 991" and a["actor"] == "alice"
                for a in posting["audit"])
@@ -127,14 +134,10 @@ async def test_ticking_clear_with_a_reason_and_saving_makes_a_row_cleared(
 async def test_a_viewer_token_can_change_nothing(
     page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str
 ) -> None:
-    failed = await upstream.payment(ehr_patient_id=None, patient_account_id="acct-view")
-    await wait_status(api, practice, failed["payment_id"], "FAILED")
-    await sign_in(page, VIEWER)
-    target = row(page, failed["payment_id"])
-    await target.locator("td.status-FAILED").wait_for()
+    payment_id = await failed_row_shown(page, api, upstream, practice, "acct-view", VIEWER)
 
-    assert await page.get_by_label(f"Retry {failed['payment_id']}").is_disabled()
-    assert await page.get_by_label(f"Clear {failed['payment_id']}", exact=True).is_disabled()
+    assert await page.get_by_label(f"Retry {payment_id}").is_disabled()
+    assert await page.get_by_label(f"Clear {payment_id}", exact=True).is_disabled()
     assert await page.get_by_role("button", name="Save Changes").is_disabled()
     assert await page.get_by_role("button", name="Enter mapping for acct-view").count() == 0
 
@@ -148,11 +151,11 @@ async def test_a_viewer_token_can_change_nothing(
                 {method: "PUT", headers: h, body: JSON.stringify({ehr_patient_id: "EHR-1"})});
             return [a.status, b.status];
         }""",
-        [VIEWER, practice, failed["payment_id"]],
+        [VIEWER, practice, payment_id],
     )
     assert statuses == [403, 403]
     await asyncio.sleep(0.5)
-    posting = await get_posting(api, practice, failed["payment_id"])
+    posting = await get_posting(api, practice, payment_id)
     assert posting is not None and posting["load_status"] == "FAILED"
     assert [a["action"] for a in posting["audit"]] == ["received", "failed", "dead_lettered"]
 
