@@ -7,9 +7,10 @@ its message's JSON Schema.
 
 # No ``from __future__ import annotations`` here: FastStream reads the handlers' annotations.
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from faststream.rabbit import RabbitBroker, RabbitQueue
+from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.specification import AsyncAPI
 
 from infra import topology
@@ -35,7 +36,7 @@ from schemas.topics import (
     TRANSFER_SETTLED,
 )
 
-INBOUND: list[tuple[RabbitQueue, Any, str, type[WireModel], str]] = [
+INBOUND: list[tuple[RabbitQueue, RabbitExchange, str, type[WireModel], str]] = [
     (topology.intake, topology.payments, PAYMENT_POSTED, PaymentPosted, "A payment to load into the ledger."),
     (topology.intake, topology.payments, PAYMENT_REFUNDED, PaymentRefunded,
      "A refund, posted as a negative entry against its payment."),
@@ -59,19 +60,24 @@ OUTBOUND: list[tuple[str, type[WireModel], str]] = [
 ]
 
 
-def _documented(model: type[WireModel]) -> Any:
-    async def handler(body: model) -> None:  # type: ignore[valid-type]
+def _documented(model: type[WireModel]) -> Callable[[WireModel], Awaitable[None]]:
+    async def handler(body: model) -> None:  # type: ignore[valid-type]  # FastStream reads the model here
         """Declared for the document only; the running consumers read raw bytes (see consumers/)."""
 
     return handler
 
 
+def bound(queue: RabbitQueue, routing_key: str) -> RabbitQueue:
+    """The queue as one of its bindings subscribes to it: the same queue, with that routing key."""
+    return topology.quorum_queue(queue.name, routing_key=routing_key)
+
+
 def documentation_broker() -> RabbitBroker:
     broker = RabbitBroker("amqp://127.0.0.1:5672/", description="paypost's messages (contract version 1)")
     for queue, exchange, key, model, description in INBOUND:
-        bound = RabbitQueue(queue.name, queue_type=topology.QueueType.QUORUM, routing_key=key,
-                            arguments=dict(queue.arguments or {}))  # type: ignore[arg-type]
-        broker.subscriber(bound, exchange, title=f"{queue.name}:{key}", description=description)(_documented(model))
+        subscriber = broker.subscriber(bound(queue, key), exchange, title=f"{queue.name}:{key}",
+                                       description=description)
+        subscriber(_documented(model))
     for key, model, description in OUTBOUND:
         broker.publisher(exchange=topology.events, routing_key=key, title=f"paypost.events:{key}",
                          description=description, schema=model)

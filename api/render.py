@@ -9,7 +9,7 @@ from typing import Any
 from domain.alerts import Alert
 from domain.money import format_money
 from domain.ports import Record as Doc
-from domain.reconciliation import Reconciliation
+from domain.reconciliation import Bucket, Reconciliation
 from domain.transfers import SettledTransfer
 
 
@@ -43,7 +43,8 @@ def row(doc: Doc) -> dict[str, Any]:
 
 def detail(doc: Doc) -> dict[str, Any]:
     attempts = [
-        {"at": iso(a["at"]), "duration_ms": a["duration_ms"], "outcome": a["outcome"], "load_error": a.get("load_error")}
+        {"at": iso(a["at"]), "duration_ms": a["duration_ms"], "outcome": a["outcome"],
+         "load_error": a.get("load_error")}
         for a in doc.get("attempts", [])
     ]
     audit = [
@@ -66,8 +67,8 @@ def ledger_entry(doc: Doc) -> dict[str, Any]:
     }
 
 
-def bucket(count: int, amount: Decimal) -> dict[str, Any]:
-    return {"count": count, "amount": format_money(amount)}
+def bucket(b: Bucket) -> dict[str, Any]:
+    return {"count": b.count, "amount": format_money(b.amount)}
 
 
 def transfer(t: SettledTransfer, r: Reconciliation) -> dict[str, Any]:
@@ -75,11 +76,11 @@ def transfer(t: SettledTransfer, r: Reconciliation) -> dict[str, Any]:
         "practice_id": t.practice_id,
         "merchant_transfer_id": t.merchant_transfer_id,
         "currency": t.currency,
-        "expected": bucket(r.expected.count, r.expected.amount),
-        "loaded": bucket(r.loaded.count, r.loaded.amount),
-        "cleared": bucket(r.cleared.count, r.cleared.amount),
-        "failed": bucket(r.failed.count, r.failed.amount),
-        "pending": bucket(r.pending.count, r.pending.amount),
+        "expected": bucket(r.expected),
+        "loaded": bucket(r.loaded),
+        "cleared": bucket(r.cleared),
+        "failed": bucket(r.failed),
+        "pending": bucket(r.pending),
         "fees_amount": format_money(r.fees_amount),
         "net_amount": format_money(r.net_amount),
         "variance": format_money(r.variance),

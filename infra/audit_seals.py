@@ -60,12 +60,11 @@ class AuditSealer:
                                          {"audit": 1, "audit_sealed": 1}).limit(limit).to_list(None)
         if not docs:
             return 0
-        covered = []
-        for doc in docs:
-            start = doc.get("audit_sealed", 0)
-            for index in range(start, len(doc["audit"])):
-                covered.append({"posting": doc["_id"], "index": index,
-                                "hash": entry_hash(doc["_id"], index, doc["audit"][index])})
+        covered = [
+            {"posting": doc["_id"], "index": index, "hash": entry_hash(doc["_id"], index, doc["audit"][index])}
+            for doc in docs
+            for index in range(doc.get("audit_sealed", 0), len(doc["audit"]))
+        ]
         if covered:
             for _ in range(20):
                 last = await self._seals.find_one(sort=[("seq", DESCENDING)])
@@ -113,7 +112,15 @@ class AuditSealer:
             await asyncio.sleep((time.monotonic() - started) * pause)
 
     async def verify(self) -> Verification:
+        """Check the chain of seals, then every posting's trail against what the seals say of it."""
         result = Verification()
+        sealed = await self._verify_seals(result)
+        await self._verify_trails(sealed, result)
+        return result
+
+    async def _verify_seals(self, result: Verification) -> dict[str, dict[int, str]]:
+        """Each seal follows the one before and hashes what it covers; returns, by posting, the
+        hash of each sealed entry by its index."""
         previous, expected_seq = GENESIS, 1
         sealed: dict[str, dict[int, str]] = {}
         async for seal in self._seals.find({}).sort("seq", ASCENDING):
@@ -129,6 +136,10 @@ class AuditSealer:
                     result.problems.append(f"{c['posting']} entry {c['index']} is sealed twice")
                 sealed[c["posting"]][c["index"]] = c["hash"]
             previous, expected_seq = seal["hash"], seal["seq"] + 1
+        return sealed
+
+    async def _verify_trails(self, sealed: dict[str, dict[int, str]], result: Verification) -> None:
+        """Each sealed entry is still there, unedited; a posting sealed but gone is reported."""
         async for doc in self._postings.find({}, {"audit": 1}):
             hashes = sealed.pop(doc["_id"], {})
             for index, entry in enumerate(doc.get("audit", [])):
@@ -143,4 +154,3 @@ class AuditSealer:
                 result.problems.append(f"{doc['_id']}: audit entry {index} was removed")
         for posting in sealed:
             result.problems.append(f"{posting}: the posting and its audit trail were removed")
-        return result

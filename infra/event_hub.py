@@ -39,14 +39,18 @@ class EventHub:
                 log.warning("event_hub_reconnecting")
                 await asyncio.sleep(1.0)
 
-    async def subscribe(self, timeout: float = 5.0) -> AsyncIterator[WatchedEvent]:
-        """Events from now on, until the hub closes."""
+    async def subscribe(self, ready_within: float = 5.0) -> AsyncIterator[WatchedEvent]:
+        """Events from now on, until the hub closes.
+
+        Waits up to ``ready_within`` seconds for the hub's own subscription, then streams anyway
+        (what arrives once the broker answers).
+        """
         if self._closed:
             return
         if self._task is None:
             self._task = asyncio.create_task(self._run())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), timeout)
+            await asyncio.wait_for(self._ready.wait(), ready_within)
         queue: asyncio.Queue[WatchedEvent] = asyncio.Queue(maxsize=1000)
         self._subscribers.add(queue)
         try:

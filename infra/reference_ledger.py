@@ -11,9 +11,9 @@ import asyncio
 import random
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -35,70 +35,87 @@ class LedgerState:
     dropped: int = 0  # responses dropped after the entry was committed
     errors: int = 0  # injected 5xx
     faults: Faults = field(default_factory=Faults)
-    rng: random.Random = field(default_factory=lambda: random.Random(7))
+    rng: random.Random = field(default_factory=lambda: random.Random(7))  # noqa: S311 - seeded faults, no secret
 
 
 class Dropped(Exception):
     """The entry is committed; the response is dropped (the connection is cut)."""
 
 
+def _ledger(request: Request) -> LedgerState:
+    ledger: LedgerState = request.app.state.ledger
+    return ledger
+
+
+Ledger = Annotated[LedgerState, Depends(_ledger)]
+router = APIRouter()
+
+
+async def _inject(ledger: LedgerState) -> JSONResponse | None:
+    """Apply the faults set on the ledger: a delay, a timeout, or an error response to send instead."""
+    f = ledger.faults
+    if f.latency_ms:
+        await asyncio.sleep(f.latency_ms / 1000)
+    if f.timeout_rate and ledger.rng.random() < f.timeout_rate:
+        await asyncio.sleep(f.timeout_seconds)
+    if f.error_rate and ledger.rng.random() < f.error_rate:
+        ledger.errors += 1
+        return JSONResponse({"error": {"message": "injected fault"}}, status_code=503)
+    return None
+
+
+@router.put("/_faults")
+async def set_faults(faults: Faults, ledger: Ledger) -> Faults:
+    ledger.faults = faults
+    return faults
+
+
+@router.put("/patients/{patient_id}")
+async def put_patient(patient_id: str, ledger: Ledger) -> dict[str, str]:
+    ledger.patients.add(patient_id)
+    return {"patient_id": patient_id}
+
+
+@router.get("/entries/{key}")
+async def get_entry(key: str, ledger: Ledger) -> JSONResponse:
+    if (fault := await _inject(ledger)) is not None:
+        return fault
+    entry = ledger.entries.get(key)
+    if entry is None:
+        return JSONResponse({"error": {"message": "no such entry"}}, status_code=404)
+    return JSONResponse(entry)
+
+
+@router.get("/_entries")
+async def all_entries(ledger: Ledger) -> dict[str, Any]:
+    return {"items": list(ledger.entries.values()), "posts": ledger.posts, "dropped": ledger.dropped,
+            "errors": ledger.errors}
+
+
+@router.post("/entries")
+async def post_entry(request: Request, idempotency_key: Annotated[str, Header()], ledger: Ledger) -> JSONResponse:
+    if (fault := await _inject(ledger)) is not None:
+        return fault
+    body = await request.json()
+    patient = str(body.get("patient_id"))
+    if patient not in ledger.patients:
+        return JSONResponse({"error": {"message": "no such patient"}}, status_code=404)
+    if patient in ledger.faults.reject_patients:
+        return JSONResponse({"error": {"message": "account is closed for new entries"}}, status_code=422)
+    ledger.posts += 1
+    if idempotency_key in ledger.entries:
+        return JSONResponse(ledger.entries[idempotency_key], status_code=200)
+    entry = {"entry_id": str(uuid.uuid4()), "idempotency_key": idempotency_key, **body}
+    ledger.entries[idempotency_key] = entry
+    if ledger.faults.drop_after_commit_rate and ledger.rng.random() < ledger.faults.drop_after_commit_rate:
+        ledger.dropped += 1
+        raise Dropped
+    return JSONResponse(entry, status_code=201)
+
+
 def create_reference_ledger(state: LedgerState | None = None) -> FastAPI:
+    """The ledger as an app; ``state`` (a new one by default) is what its routes read and change."""
     app = FastAPI(title="paypost reference ledger")
-    app.state.ledger = ledger = state or LedgerState()
-
-    async def inject() -> JSONResponse | None:
-        f = ledger.faults
-        if f.latency_ms:
-            await asyncio.sleep(f.latency_ms / 1000)
-        if f.timeout_rate and ledger.rng.random() < f.timeout_rate:
-            await asyncio.sleep(f.timeout_seconds)
-        if f.error_rate and ledger.rng.random() < f.error_rate:
-            ledger.errors += 1
-            return JSONResponse({"error": {"message": "injected fault"}}, status_code=503)
-        return None
-
-    @app.put("/_faults")
-    async def set_faults(faults: Faults) -> Faults:
-        ledger.faults = faults
-        return faults
-
-    @app.put("/patients/{patient_id}")
-    async def put_patient(patient_id: str) -> dict[str, str]:
-        ledger.patients.add(patient_id)
-        return {"patient_id": patient_id}
-
-    @app.get("/entries/{key}")
-    async def get_entry(key: str) -> JSONResponse:
-        if (fault := await inject()) is not None:
-            return fault
-        entry = ledger.entries.get(key)
-        if entry is None:
-            return JSONResponse({"error": {"message": "no such entry"}}, status_code=404)
-        return JSONResponse(entry)
-
-    @app.get("/_entries")
-    async def all_entries() -> dict[str, Any]:
-        return {"items": list(ledger.entries.values()), "posts": ledger.posts, "dropped": ledger.dropped,
-                "errors": ledger.errors}
-
-    @app.post("/entries")
-    async def post_entry(request: Request, idempotency_key: str = Header()) -> JSONResponse:
-        if (fault := await inject()) is not None:
-            return fault
-        body = await request.json()
-        patient = str(body.get("patient_id"))
-        if patient not in ledger.patients:
-            return JSONResponse({"error": {"message": "no such patient"}}, status_code=404)
-        if patient in ledger.faults.reject_patients:
-            return JSONResponse({"error": {"message": "account is closed for new entries"}}, status_code=422)
-        ledger.posts += 1
-        if idempotency_key in ledger.entries:
-            return JSONResponse(ledger.entries[idempotency_key], status_code=200)
-        entry = {"entry_id": str(uuid.uuid4()), "idempotency_key": idempotency_key, **body}
-        ledger.entries[idempotency_key] = entry
-        if ledger.faults.drop_after_commit_rate and ledger.rng.random() < ledger.faults.drop_after_commit_rate:
-            ledger.dropped += 1
-            raise Dropped
-        return JSONResponse(entry, status_code=201)
-
+    app.state.ledger = state or LedgerState()
+    app.include_router(router)
     return app

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import orjson
 from pymongo import DESCENDING
@@ -66,7 +65,7 @@ class PostingReport:
         query = query_of(where)
         if cursor:
             at, key = decode_cursor(cursor)
-            after: Any = {"$or": [{"received_at": {"$lt": at}}, {"received_at": at, "_id": {"$lt": key}}]}
+            after: Doc = {"$or": [{"received_at": {"$lt": at}}, {"received_at": at, "_id": {"$lt": key}}]}
             query = {"$and": [query, after]} if query else after
         docs = await self._c.find(query, ROW_FIELDS).sort(
             [("received_at", DESCENDING), ("_id", DESCENDING)]

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import structlog
+from structlog.typing import FilteringBoundLogger
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from domain.errors import TransientFailure
@@ -45,7 +46,7 @@ def make_retrying(max_seconds: float = 60.0, initial: float = 0.05, max_wait: fl
     return retrying
 
 
-def log_failure(logger: Any, event: str, error: BaseException, **fields: Any) -> None:
+def log_failure(logger: FilteringBoundLogger, event: str, error: BaseException, **fields: Any) -> None:
     """Log a failure of background work. A broker or database that did not answer is an outage,
     said in one line each time (the work is tried again); anything else comes with its traceback."""
     if isinstance(error, TRANSIENT):

@@ -14,7 +14,6 @@ import contextlib
 import multiprocessing
 import os
 import signal
-import time
 from multiprocessing.synchronize import Event as StopEvent
 
 import structlog
@@ -56,9 +55,8 @@ async def _seal_loop(uri: str, db: str, every: float, stop: StopEvent, parent: i
                 await sealer.seal_all(limit=100, pause=1.0)
             except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
                 log_failure(log, "audit_seal_failed", exc)
-            deadline = time.monotonic() + every
-            while not stop.is_set() and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            # The parent's stop is a process-shared event, not an asyncio one: a thread waits on it.
+            await asyncio.to_thread(stop.wait, every)
             if os.getppid() != parent:
                 # paypost was killed (kill -9 leaves no time to stop us): a new paypost starts a
                 # sealer of its own, so this one seals what is left and goes.
@@ -120,13 +118,13 @@ class SealerProcess:
         await asyncio.to_thread(self._process.join, 5)
         self._process = None
 
-    async def stop(self, timeout: float = 60.0) -> None:
-        """Ask it to seal what is left and exit; kill it only if it does not within ``timeout``."""
+    async def stop(self, grace: float = 60.0) -> None:
+        """Ask it to seal what is left and exit; kill it only if it does not within ``grace`` seconds."""
         if self._process is None:
             return
         self._stop.set()
-        await asyncio.to_thread(self._process.join, timeout)
+        await asyncio.to_thread(self._process.join, grace)
         if self._process.is_alive():
-            log.error("audit_sealer_killed", after_s=timeout)
+            log.error("audit_sealer_killed", after_s=grace)
             await self.kill()
         self._process = None

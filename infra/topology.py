@@ -8,6 +8,7 @@ delivery limit, and at-least-once dead-lettering needs ``x-overflow: reject-publ
 from __future__ import annotations
 
 from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
+from faststream.rabbit.schemas.queue import QuorumQueueArgs
 
 from schemas.topics import (
     COMMANDS_EXCHANGE,
@@ -47,7 +48,7 @@ events = RabbitExchange(EVENTS_EXCHANGE, type=ExchangeType.TOPIC, durable=True)
 dead_letter = RabbitExchange(DEAD_LETTER_EXCHANGE, type=ExchangeType.FANOUT, durable=True)
 unrouted = RabbitExchange(UNROUTED_EXCHANGE, type=ExchangeType.FANOUT, durable=True)
 
-_DEAD_LETTERED = {
+_DEAD_LETTERED: QuorumQueueArgs = {
     "x-delivery-limit": DELIVERY_LIMIT,
     "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
     "x-dead-letter-strategy": "at-least-once",
@@ -55,22 +56,27 @@ _DEAD_LETTERED = {
 }
 
 
-def _quorum(name: str, dead_lettered: bool = True) -> RabbitQueue:
+def quorum_queue(name: str, *, dead_lettered: bool = True, routing_key: str = "") -> RabbitQueue:
+    """A durable quorum queue; a dead-lettered one gives a delivery up after ``DELIVERY_LIMIT``.
+
+    ``routing_key`` is the binding key a subscriber states (FastStream binds with the queue's name
+    when it is empty).
+    """
     return RabbitQueue(
-        name, queue_type=QueueType.QUORUM, durable=True,
-        arguments=dict(_DEAD_LETTERED) if dead_lettered else {},  # type: ignore[arg-type]
+        name, queue_type=QueueType.QUORUM, durable=True, routing_key=routing_key,
+        arguments=_DEAD_LETTERED if dead_lettered else None,  # copied into the queue's own arguments
     )
 
 
-intake = _quorum(INTAKE_QUEUE)
-replays = _quorum(REPLAY_QUEUE)
-mappings = _quorum(MAPPINGS_QUEUE)
-transfers = _quorum(TRANSFERS_QUEUE)
-operator_commands = _quorum(COMMANDS_QUEUE)
-unrouted_queue = _quorum(UNROUTED_QUEUE)
+intake = quorum_queue(INTAKE_QUEUE)
+replays = quorum_queue(REPLAY_QUEUE)
+mappings = quorum_queue(MAPPINGS_QUEUE)
+transfers = quorum_queue(TRANSFERS_QUEUE)
+operator_commands = quorum_queue(COMMANDS_QUEUE)
+unrouted_queue = quorum_queue(UNROUTED_QUEUE)
 # The end of the line: no delivery limit and no further dead-lettering. paypost consumes it
 # and keeps each message with its FAILED posting.
-dead_letters = _quorum(DEAD_LETTER_QUEUE, dead_lettered=False)
+dead_letters = quorum_queue(DEAD_LETTER_QUEUE, dead_lettered=False)
 
 EXCHANGES = (unrouted, dead_letter, payments, commands, events)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import AwareDatetime, PlainSerializer, PlainValidator, StringConstraints, WithJsonSchema
 
@@ -24,12 +24,14 @@ Timestamp = AwareDatetime
 """RFC 3339 with an offset."""
 
 
-def _read_money(value: Any) -> Decimal:
+_NOT_A_STRING = 'money must be a decimal string such as "125.00", never a number'
+
+
+def _read_money(value: object) -> Decimal:
     if isinstance(value, Decimal):
         return parse_money(format(value, "f"))
     if not isinstance(value, str):
-        # pydantic turns a ValueError (not a TypeError) into a validation error naming the field
-        raise ValueError('money must be a decimal string such as "125.00", never a number')  # noqa: TRY004
+        raise ValueError(_NOT_A_STRING)  # noqa: TRY004 - pydantic names the field for a ValueError; a TypeError escapes
     try:
         return parse_money(value)
     except InvalidMoney as exc:

@@ -7,6 +7,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -16,6 +17,9 @@ from infra.local_services import free_port
 from paypost.bootstrap import Paypost
 from tests.conftest import OPERATOR, VIEWER, Upstream
 from tests.integration.helpers import get_posting, wait_status
+
+if TYPE_CHECKING:
+    from playwright.async_api import Locator, Page
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -31,7 +35,7 @@ async def live_server(paypost: Paypost) -> AsyncIterator[str]:
     server = uvicorn.Server(uvicorn.Config(paypost.http_app(manage_lifecycle=False), host="127.0.0.1",
                                            port=port, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn says it started with a flag, not an event
         await asyncio.sleep(0.02)
     try:
         yield f"http://127.0.0.1:{port}"
@@ -42,7 +46,7 @@ async def live_server(paypost: Paypost) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def page(live_server: str) -> AsyncIterator[object]:
+async def page(live_server: str) -> AsyncIterator[Page]:
     async with playwright_api.async_playwright() as p:
         browser = await p.chromium.launch(
             executable_path=CHROMIUM, headless=True,
@@ -57,19 +61,19 @@ async def page(live_server: str) -> AsyncIterator[object]:
             await browser.close()
 
 
-async def sign_in(page: object, token: str, practice: str = "clinic-a") -> None:
-    await page.goto(f"/?practice={practice}")  # type: ignore[attr-defined]
-    await page.get_by_label("API token").fill(token)  # type: ignore[attr-defined]
-    await page.get_by_label("API token").press("Enter")  # type: ignore[attr-defined]
-    await page.locator("#app").wait_for(state="visible")  # type: ignore[attr-defined]
+async def sign_in(page: Page, token: str, practice: str = "clinic-a") -> None:
+    await page.goto(f"/?practice={practice}")
+    await page.get_by_label("API token").fill(token)
+    await page.get_by_label("API token").press("Enter")
+    await page.locator("#app").wait_for(state="visible")
 
 
-def row(page: object, payment_id: str) -> object:
-    return page.locator(f'tr[data-payment-id="{payment_id}"]')  # type: ignore[attr-defined]
+def row(page: Page, payment_id: str) -> Locator:
+    return page.locator(f'tr[data-payment-id="{payment_id}"]')
 
 
 async def test_a_failed_row_turns_loaded_live_once_its_mapping_is_entered(
-    page: object, api: httpx.AsyncClient, upstream: Upstream, practice: str, tmp_path: Path
+    page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str, tmp_path: Path
 ) -> None:
     loaded = await upstream.payment(amount="60.00", merchant_transfer_id="MT-C")
     failed = await upstream.payment(ehr_patient_id=None, patient_account_id="acct-live", amount="45.00",
@@ -78,63 +82,66 @@ async def test_a_failed_row_turns_loaded_live_once_its_mapping_is_entered(
     await wait_status(api, practice, failed["payment_id"], "FAILED")
 
     await sign_in(page, OPERATOR)
-    status = row(page, failed["payment_id"]).locator("td.status-FAILED")  # type: ignore[attr-defined]
+    status = row(page, failed["payment_id"]).locator("td.status-FAILED")
     await status.wait_for()
-    assert "PATIENT_NOT_MAPPED" in await row(page, failed["payment_id"]).inner_text()  # type: ignore[attr-defined]
-    await page.locator("#live.on").wait_for()  # type: ignore[attr-defined]
+    assert "PATIENT_NOT_MAPPED" in await row(page, failed["payment_id"]).inner_text()
+    await page.locator("#live.on").wait_for()
     if os.environ.get("PAYPOST_SCREENSHOT"):
-        await page.screenshot(path=os.environ["PAYPOST_SCREENSHOT"], full_page=True)  # type: ignore[attr-defined]
+        await page.screenshot(path=os.environ["PAYPOST_SCREENSHOT"], full_page=True)
 
-    await page.get_by_role("button", name="Enter mapping for acct-live").click()  # type: ignore[attr-defined]
-    await page.get_by_label("Practice-management patient id for acct-live").fill("EHR-2")  # type: ignore[attr-defined]
-    await page.get_by_role("button", name="Save mapping").click()  # type: ignore[attr-defined]
+    await page.get_by_role("button", name="Enter mapping for acct-live").click()
+    await page.get_by_label("Practice-management patient id for acct-live").fill("EHR-2")
+    await page.get_by_role("button", name="Save mapping").click()
 
-    await row(page, failed["payment_id"]).locator("td.status-LOADED").wait_for(timeout=10_000)  # type: ignore[attr-defined]
-    await page.screenshot(path=str(tmp_path / "console.png"), full_page=True)  # type: ignore[attr-defined]
+    await row(page, failed["payment_id"]).locator("td.status-LOADED").wait_for(timeout=10_000)
+    await page.screenshot(path=str(tmp_path / "console.png"), full_page=True)
     posting = await get_posting(api, practice, failed["payment_id"])
     assert posting is not None and posting["load_status"] == "LOADED"
 
 
-async def test_ticking_clear_with_a_reason_and_saving_makes_a_row_cleared(
-    page: object, api: httpx.AsyncClient, upstream: Upstream, practice: str
-) -> None:
-    failed = await upstream.payment(ehr_patient_id=None, patient_account_id="acct-clr")
-    await wait_status(api, practice, failed["payment_id"], "FAILED")
-    await sign_in(page, OPERATOR)
-    target = row(page, failed["payment_id"])
-    await target.locator("td.status-FAILED").wait_for()  # type: ignore[attr-defined]
+async def failed_row_shown(page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str, account: str,
+                           token: str) -> str:
+    """Publish a payment that fails (its account has no mapping), sign in with ``token`` and wait
+    for its FAILED row; returns its payment id."""
+    payment_id: str = (await upstream.payment(ehr_patient_id=None, patient_account_id=account))["payment_id"]
+    await wait_status(api, practice, payment_id, "FAILED")
+    await sign_in(page, token)
+    await row(page, payment_id).locator("td.status-FAILED").wait_for()
+    return payment_id
 
-    save = page.get_by_role("button", name="Save Changes")  # type: ignore[attr-defined]
-    await page.get_by_label(f"Clear {failed['payment_id']}", exact=True).check()  # type: ignore[attr-defined]
+
+async def test_ticking_clear_with_a_reason_and_saving_makes_a_row_cleared(
+    page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    payment_id = await failed_row_shown(page, api, upstream, practice, "acct-clr", OPERATOR)
+
+    save = page.get_by_role("button", name="Save Changes")
+    await page.get_by_label(f"Clear {payment_id}", exact=True).check()
     assert await save.is_disabled()  # a Clear needs its reason first
-    await page.get_by_label(f"Reason to clear {failed['payment_id']}").fill("posted by hand, receipt 991")  # type: ignore[attr-defined]
+    await page.get_by_label(f"Reason to clear {payment_id}").fill("posted by hand, receipt 991")
     assert await save.is_enabled()
     await save.click()
 
-    await row(page, failed["payment_id"]).locator("td.status-CLEARED").wait_for(timeout=10_000)  # type: ignore[attr-defined]
-    await page.get_by_text("Saved: 1 cleared.").wait_for()  # type: ignore[attr-defined]
-    posting = await get_posting(api, practice, failed["payment_id"])
+    await row(page, payment_id).locator("td.status-CLEARED").wait_for(timeout=10_000)
+    await page.get_by_text("Saved: 1 cleared.").wait_for()
+    posting = await get_posting(api, practice, payment_id)
     assert posting is not None and posting["load_status"] == "CLEARED"
     assert any(a["action"] == "clear" and a["reason"] == "posted by hand, receipt 991" and a["actor"] == "alice"
                for a in posting["audit"])
 
 
 async def test_a_viewer_token_can_change_nothing(
-    page: object, api: httpx.AsyncClient, upstream: Upstream, practice: str
+    page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str
 ) -> None:
-    failed = await upstream.payment(ehr_patient_id=None, patient_account_id="acct-view")
-    await wait_status(api, practice, failed["payment_id"], "FAILED")
-    await sign_in(page, VIEWER)
-    target = row(page, failed["payment_id"])
-    await target.locator("td.status-FAILED").wait_for()  # type: ignore[attr-defined]
+    payment_id = await failed_row_shown(page, api, upstream, practice, "acct-view", VIEWER)
 
-    assert await page.get_by_label(f"Retry {failed['payment_id']}").is_disabled()  # type: ignore[attr-defined]
-    assert await page.get_by_label(f"Clear {failed['payment_id']}", exact=True).is_disabled()  # type: ignore[attr-defined]
-    assert await page.get_by_role("button", name="Save Changes").is_disabled()  # type: ignore[attr-defined]
-    assert await page.get_by_role("button", name="Enter mapping for acct-view").count() == 0  # type: ignore[attr-defined]
+    assert await page.get_by_label(f"Retry {payment_id}").is_disabled()
+    assert await page.get_by_label(f"Clear {payment_id}", exact=True).is_disabled()
+    assert await page.get_by_role("button", name="Save Changes").is_disabled()
+    assert await page.get_by_role("button", name="Enter mapping for acct-view").count() == 0
 
     # Even a hand-made request from the page is refused.
-    statuses = await page.evaluate(  # type: ignore[attr-defined]
+    statuses = await page.evaluate(
         """async ([token, practice, id]) => {
             const h = {Authorization: `Bearer ${token}`, "Content-Type": "application/json"};
             const a = await fetch("/api/v1/postings/changes", {method: "POST", headers: h,
@@ -143,18 +150,18 @@ async def test_a_viewer_token_can_change_nothing(
                 {method: "PUT", headers: h, body: JSON.stringify({ehr_patient_id: "EHR-1"})});
             return [a.status, b.status];
         }""",
-        [VIEWER, practice, failed["payment_id"]],
+        [VIEWER, practice, payment_id],
     )
     assert statuses == [403, 403]
     await asyncio.sleep(0.5)
-    posting = await get_posting(api, practice, failed["payment_id"])
+    posting = await get_posting(api, practice, payment_id)
     assert posting is not None and posting["load_status"] == "FAILED"
     assert [a["action"] for a in posting["audit"]] == ["received", "failed", "dead_lettered"]
 
 
-async def test_a_wrong_token_is_refused_at_sign_in(page: object) -> None:
-    await page.goto("/")  # type: ignore[attr-defined]
-    await page.get_by_label("API token").fill("not-a-token")  # type: ignore[attr-defined]
-    await page.keyboard.press("Enter")  # type: ignore[attr-defined]
-    await page.get_by_text("That token is not one paypost knows.").wait_for()  # type: ignore[attr-defined]
-    assert await page.locator("#app").is_hidden()  # type: ignore[attr-defined]
+async def test_a_wrong_token_is_refused_at_sign_in(page: Page) -> None:
+    await page.goto("/")
+    await page.get_by_label("API token").fill("not-a-token")
+    await page.keyboard.press("Enter")
+    await page.get_by_text("That token is not one paypost knows.").wait_for()
+    assert await page.locator("#app").is_hidden()

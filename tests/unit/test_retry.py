@@ -50,6 +50,6 @@ async def test_retrying_tries_a_transient_failure_again_and_gives_up_on_anything
         raise ValueError("a bug")
 
     calls = 0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="a bug"):
         await retrying(broken)
     assert calls == 1

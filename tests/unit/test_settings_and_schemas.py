@@ -69,6 +69,15 @@ def test_asyncapi_documents_every_routing_key_of_the_contract() -> None:
         assert any(name.endswith(":" + key) for name in channels), key
 
 
+def test_each_documented_binding_is_on_the_queue_as_declared() -> None:
+    from api.asyncapi import INBOUND, bound
+
+    for queue, _, key, _, _ in INBOUND:
+        documented = bound(queue, key)
+        assert documented == queue, f"{queue.name}: {documented.arguments} != {queue.arguments}"
+        assert documented.routing_key == key
+
+
 def test_credentials_can_come_from_secret_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "amqp").write_text("amqps://paypost:s3cret@broker.example:5671/prod\n")
     (tmp_path / "tokens").write_text("t1:operator:ops\n")
