@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from paypost.bench import DiskProbe, Publisher, clear_of, cores_busy
+from paypost.bench.load import Publisher
+from paypost.bench.probes import DiskProbe, clear_of, cores_busy
 
 
 class Recording(Publisher):
