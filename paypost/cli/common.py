@@ -2,7 +2,7 @@
 errors turned into exit codes, and a paypost that publishes without consuming.
 
 Exit codes: 0 done; 1 a service could not be reached (or the audit trail was altered);
-2 bad input or configuration.
+2 bad input or configuration; 3 a retry or clear saved but still pending at its ``--timeout``.
 """
 
 from __future__ import annotations
