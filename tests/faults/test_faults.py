@@ -22,7 +22,7 @@ import pytest
 from infra.local_services import free_port, rabbitmqctl, start_mongod, temporary_vhost
 from infra.mongo import Collections, connect
 from infra.settings import Settings
-from paypost.bench import PaypostProcess
+from paypost.bench.load import PaypostProcess
 from paypost.bootstrap import Paypost
 from tests.conftest import OPERATOR, payment_body, wait_for
 from tests.faults.conftest import Figures, account, scale

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,10 +22,16 @@ PAYPOST = str(Path(sys.executable).with_name("paypost"))
 
 
 @pytest.fixture
-def running(services: Services, amqp_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = {**os.environ, "PAYPOST_AMQP_URL": amqp_url, "PAYPOST_MONGODB_URI": services.mongodb_uri,
-           "PAYPOST_MONGODB_DB": f"cli_{uuid.uuid4().hex[:8]}", "PAYPOST_HTTP": f"127.0.0.1:{free_port()}",
-           "PAYPOST_API_TOKENS": "t:operator:ops", "PAYPOST_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
+def cli_env(services: Services, amqp_url: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of a paypost of its own: a vhost and a database of this test."""
+    return {**os.environ, "PAYPOST_AMQP_URL": amqp_url, "PAYPOST_MONGODB_URI": services.mongodb_uri,
+            "PAYPOST_MONGODB_DB": f"cli_{uuid.uuid4().hex[:8]}", "PAYPOST_HTTP": f"127.0.0.1:{free_port()}",
+            "PAYPOST_API_TOKENS": "t:operator:ops", "PAYPOST_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
+
+
+@pytest.fixture
+def running(cli_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    env = cli_env
     proc = subprocess.Popen([PAYPOST, "run", "--demo", "--no-local"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
@@ -120,3 +127,22 @@ def test_publish_refuses_bad_input_with_a_clear_error(running: dict[str, str]) -
     assert result.returncode == 2
     assert "practice_id" in result.stderr and "amount" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("action", [["retry"], ["clear", "--reason", "posted by hand"]], ids=["retry", "clear"])
+def test_a_change_nothing_applies_stops_at_its_timeout_naming_what_is_pending(
+        cli_env: dict[str, str], action: list[str]) -> None:
+    # No paypost consumes the commands in this vhost: the operation is recorded and never completes.
+    ids = [f"PAY-{i}" for i in range(8)]
+    try:
+        result = subprocess.run([PAYPOST, *action, "--practice", "demo-clinic", *ids, "--yes", "--timeout", "2"],
+                                env=cli_env, capture_output=True, text=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"paypost {action[0]} was still waiting for its operation after {exc.timeout:.0f} s")
+    assert result.returncode == 3, result.stdout + result.stderr
+    found = re.search(r"operation ([0-9a-f-]{36})", result.stdout)
+    assert found, result.stdout
+    operation_id = found.group(1)
+    assert (f"operation {operation_id} did not complete within 2 s: 0 of 8 done; "
+            f"8 still pending: PAY-0, PAY-1, PAY-2, PAY-3, PAY-4 and 3 more") in result.stderr
+    assert f"GET /api/v1/operations/{operation_id}" in result.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from paypost.bench import TOKEN, PaypostProcess
+from paypost.bench.load import TOKEN, PaypostProcess
 from tests.support.services import Services
 
 pytestmark = pytest.mark.integration

@@ -1,0 +1,46 @@
+"""The bench's run: its sizes, and its phases in order on clean services."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from paypost.bench.load import services
+from paypost.bench.phases import baseline, latency, memory, replay, report, throughput
+from paypost.bench.rendering import Results
+from paypost.bench.rig import started_rig
+
+
+@dataclass
+class Sizes:
+    baseline: int
+    pipeline: int
+    latency_seconds: float
+    replay: int
+    report_rows: int
+    memory_backlog: int
+
+    @classmethod
+    def of(cls, quick: bool) -> Sizes:
+        if quick:
+            return cls(baseline=5_000, pipeline=5_000, latency_seconds=5, replay=1_000, report_rows=50_000,
+                       memory_backlog=10_000)
+        return cls(baseline=50_000, pipeline=50_000, latency_seconds=20, replay=10_000, report_rows=1_000_000,
+                   memory_backlog=100_000)
+
+
+async def run(quick: bool, log: Callable[[str], None]) -> Results:
+    """Every phase, at the quick or the full sizes; ``log`` hears what each is doing."""
+    sizes = Sizes.of(quick)
+    results = Results()
+    wall_offset = time.time() - time.perf_counter()
+    async with services(log) as (amqp, mongo):
+        base = await baseline.measure(amqp, sizes.baseline, results, log)
+        async with started_rig(amqp, mongo, results, log, wall_offset) as rig:
+            pipeline = await throughput.measure(rig, sizes.pipeline, base)
+            await latency.measure(rig, pipeline.meter, pipeline.payments_per_second, sizes.latency_seconds)
+            await replay.measure(rig, pipeline.meter, sizes.replay)
+            await report.measure(rig, sizes.report_rows)
+            await memory.measure(rig, sizes.memory_backlog)
+    return results

@@ -1,0 +1,36 @@
+"""The `paypost` command: one module per command or group of commands, gathered here."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from paypost.cli import bench, changes, maintenance, publish, report, run, watch
+
+app = typer.Typer(help="paypost: load every payment into the right patient ledger.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+# In this order in `paypost --help` (groups come last).
+app.command()(run.run)
+app.command()(publish.demo)
+app.command()(publish.publish)
+app.command()(report.postings)
+app.command()(report.failures)
+app.command()(changes.retry)
+app.command()(changes.clear)
+app.command()(watch.watch)
+app.command()(bench.bench)
+
+audit = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+app.add_typer(audit, name="audit")
+audit.command("verify")(maintenance.audit_verify)
+
+app.command()(maintenance.topology)
+app.command()(maintenance.asyncapi)
+app.command("export-schemas")(maintenance.export_schemas)
+
+
+def main() -> None:
+    """The `paypost` console script."""
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

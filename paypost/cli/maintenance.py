@@ -1,0 +1,57 @@
+"""Maintenance: `paypost topology`, `paypost audit verify`, `paypost asyncapi`, `paypost export-schemas`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from paypost.cli.common import load_settings, out, publishing_paypost, run_async
+
+
+def topology() -> None:
+    """Declare paypost's exchanges, queues and bindings, and exit."""
+
+    async def go() -> None:
+        async with publishing_paypost():
+            pass
+        out.print("topology declared")
+
+    run_async(go)
+
+
+def audit_verify() -> None:
+    """Recompute the audit trail's hash chain; exit 1 if any entry or seal was altered or removed."""
+    from paypost.cli.store_access import verify_audit_trail
+
+    async def go() -> bool:
+        result = await verify_audit_trail(load_settings())
+        out.print(f"{result.seals} seals, {result.entries} audit entries verified, {result.unsealed} not sealed yet")
+        for problem in result.problems:
+            out.print(f"[red]TAMPERED[/red] {problem}")
+        return result.ok
+
+    if not run_async(go):
+        raise typer.Exit(1)
+
+
+def asyncapi(
+    path: Annotated[Path, typer.Argument(help="where to write the AsyncAPI document")] = Path("docs/asyncapi.json"),
+) -> None:
+    """Write the AsyncAPI document of every exchange, routing key and message."""
+    from api.asyncapi import asyncapi_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(asyncapi_text())
+    out.print(f"wrote {path}")
+
+
+def export_schemas(
+    directory: Annotated[Path, typer.Argument(help="where to write the JSON Schemas")] = Path("schemas/json"),
+) -> None:
+    """Write the JSON Schema of every message to a directory."""
+    from schemas.export import write_schemas
+
+    for path in write_schemas(directory):
+        out.print(f"wrote {path}")
