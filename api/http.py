@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
@@ -17,7 +16,6 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import errors, render
-from api.asyncapi import asyncapi_text
 from api.auth import Operator, Principal, Viewer, principal_for
 from api.errors import ApiError, error_response
 from domain.alerts import AlertState
@@ -29,6 +27,7 @@ from domain.posting import PostingKey
 from handlers.application import Application
 from handlers.changes import EmptySelection, MissingReason
 from handlers.practices import NotFound
+from schemas import PAYPOST_VERSION
 from schemas.api import (
     AlertPage,
     ChangesIn,
@@ -51,10 +50,6 @@ from schemas.types import PRACTICE_ID_PATTERN
 
 log = structlog.get_logger("paypost.api")
 
-try:
-    __version__ = version("paypost")
-except PackageNotFoundError:  # run from a checkout that was never installed
-    __version__ = "0+unknown"
 
 PracticeId = Annotated[str, Path(pattern=PRACTICE_ID_PATTERN, description="A practice id")]
 AnyId = Annotated[str, Path(min_length=1, max_length=128)]
@@ -153,8 +148,8 @@ async def save_changes(body: ChangesIn, request: Request, who: Operator) -> dict
     try:
         operation_id = await _app(request).save_changes(body.practice_id, body.retry, clears, who.name)
     except Unroutable as exc:
-        raise ApiError(503, "commands_unroutable", f"Save Changes could not be sent in full: {exc}. paypost's topology is damaged; "
-                                                   "restart paypost to declare it again.") from exc
+        raise ApiError(503, "commands_unroutable", f"Save Changes could not be sent in full: {exc}. "
+                       "paypost's topology is damaged; restart paypost to declare it again.") from exc
     return {"operation_id": operation_id}
 
 
@@ -219,7 +214,7 @@ health = APIRouter()
 
 @health.get("/healthz", tags=["health"])
 async def healthz() -> dict[str, str]:
-    return {"status": "ok", "version": __version__}
+    return {"status": "ok", "version": PAYPOST_VERSION}
 
 
 @health.get("/readyz", tags=["health"])
@@ -235,9 +230,10 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @health.get("/api/v1/asyncapi.json", tags=["health"])
-async def asyncapi() -> Response:
+async def asyncapi(request: Request) -> Response:
     """The AsyncAPI document of paypost's exchanges, routing keys and messages."""
-    return Response(asyncapi_text(), media_type="application/json")
+    document: Callable[[], str] = request.app.state.asyncapi
+    return Response(document(), media_type="application/json")
 
 
 @health.get("/metrics", tags=["health"])
@@ -250,11 +246,12 @@ async def metrics(request: Request) -> Response:
 
 
 def create_app(
-    application: Application, tokens: Mapping[str, Principal], *,
+    application: Application, tokens: Mapping[str, Principal], asyncapi: Callable[[], str], *,
     on_start: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> FastAPI:
-    """The ASGI app over ``application``'s handlers; ``tokens`` are the API keys and who holds them.
+    """The ASGI app over ``application``'s handlers; ``tokens`` are the API keys and who holds them,
+    ``asyncapi`` writes the AsyncAPI document of the broker's side.
 
     ``on_start`` and ``on_stop`` run in the app's lifespan (the composition root starts and stops
     the consumers there: uvicorn re-raises SIGTERM after serve() returns, so clean-up belongs here).
@@ -271,11 +268,12 @@ def create_app(
                 await on_stop()
 
     app = FastAPI(
-        title="paypost", version=__version__, lifespan=lifespan,
+        title="paypost", version=PAYPOST_VERSION, lifespan=lifespan,
         openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None,
     )
     app.state.application = application
     app.state.tokens = tokens
+    app.state.asyncapi = asyncapi
     errors.install(app)
     _install_handler_errors(app)
     app.include_router(router)

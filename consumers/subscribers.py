@@ -117,6 +117,32 @@ async def settle_batch(postings: PostingService, retrying: Retrying[Any], messag
     return settles
 
 
+async def keep_unrouted(message: KeptMessage, postings: PostingService, retrying: Retrying[Any],
+                        max_message_bytes: int) -> bool:
+    """Handle a message ``paypost.payments`` routed to no queue; whether it goes to the dead letters.
+
+    A payment whose binding is missing is loaded all the same (and said loudly); anything else
+    becomes an unreadable row.
+    """
+    read = read_message(message, max_message_bytes)
+    metrics.UNROUTED.labels(message.routing_key if not isinstance(read, Unreadable) else "unknown").inc()
+    if isinstance(read, (PaymentPosted, PaymentRefunded)):
+        log.error("binding_missing", routing_key=message.routing_key[:100], queue=INTAKE_QUEUE)
+        outcome = await retrying(lambda: postings.handle(message))
+        return outcome.disposition is Disposition.DEAD_LETTER
+    if not isinstance(read, Unreadable):
+        log.error("binding_missing", routing_key=message.routing_key[:100])
+        read = Unreadable(
+            code=LoadErrorCode.INVALID_MESSAGE,
+            detail=f"The routing key {message.routing_key[:100]!r} reached no paypost queue.",
+            practice_id=getattr(read, "practice_id", UNKNOWN_PRACTICE),
+            row_id=message.message_id or assigned_id(message),
+        )
+    unreadable = read
+    await retrying(lambda: postings.keep_unreadable(unreadable, message))
+    return True
+
+
 def register(
     broker: RabbitBroker,
     postings: PostingService,
@@ -137,31 +163,12 @@ def register(
     async def on_unrouted(msg: RabbitMessage) -> None:
         """What ``paypost.payments`` routed nowhere: kept as an unreadable row, never dropped."""
         try:
-            message = kept_message(msg.raw_message)
-            read = read_message(message, max_message_bytes)
-            known = message.routing_key if not isinstance(read, Unreadable) else "unknown"
-            metrics.UNROUTED.labels(known).inc()
-            if isinstance(read, (PaymentPosted, PaymentRefunded)):
-                # A payment whose binding is missing: say so loudly, and load it all the same.
-                log.error("binding_missing", routing_key=message.routing_key[:100], queue=INTAKE_QUEUE)
-                outcome = await retrying(lambda: postings.handle(message))
-                await _settle(msg, outcome.disposition is Disposition.DEAD_LETTER)
-                return
-            if not isinstance(read, Unreadable):
-                log.error("binding_missing", routing_key=message.routing_key[:100])
-                read = Unreadable(
-                    code=LoadErrorCode.INVALID_MESSAGE,
-                    detail=f"The routing key {message.routing_key[:100]!r} reached no paypost queue.",
-                    practice_id=getattr(read, "practice_id", UNKNOWN_PRACTICE),
-                    row_id=message.message_id or assigned_id(message),
-                )
-            unreadable = read
-            await retrying(lambda: postings.keep_unreadable(unreadable, message))
+            dead_letter = await keep_unrouted(kept_message(msg.raw_message), postings, retrying, max_message_bytes)
         except Exception:
             log.exception("unrouted_gave_up", message_id=msg.raw_message.message_id)
             await msg.nack(requeue=True)
             return
-        await msg.reject(requeue=False)
+        await _settle(msg, dead_letter)
 
     def applier(queue: RabbitQueue, models: dict[str, type[WireModel]],
                 apply: Callable[[Any], Awaitable[object]], name: str) -> None:

@@ -87,7 +87,8 @@ def clear_result(key: PostingKey, state: PostingState | None, command_id: str) -
         return item("cleared", "Cleared.")  # this command cleared it on an earlier delivery
     if state.load_status in FINAL:
         return item("unchanged", f"Already {state.load_status.value}: nothing to clear.")
-    return item("rejected", f"It is {state.load_status.value}: wait for that load's outcome, then clear it if it fails.")
+    return item("rejected",
+                f"It is {state.load_status.value}: wait for that load's outcome, then clear it if it fails.")
 
 
 def refund_account(original: Posting | None) -> str | None:

@@ -59,10 +59,10 @@ class Healing:
             # What was claimed is replayed by the stale-retry sweep; say why it stopped.
             log.error("self_heal_failed", error=repr(error)[:300])
 
-    async def wait(self, timeout: float) -> None:
-        """Let the replays under way finish (at a stop), for at most ``timeout`` seconds."""
+    async def wait(self, grace: float) -> None:
+        """Let the replays under way finish (at a stop), for at most ``grace`` seconds."""
         if self._running:
-            await asyncio.wait(self._running, timeout=timeout)
+            await asyncio.wait(self._running, timeout=grace)
 
     def cancel(self) -> None:
         for task in self._running:

@@ -15,7 +15,7 @@ from domain.errors import LoadFailure
 from domain.events import PostingFailed, PostingLoaded, PostingRetried
 from domain.load_errors import LoadErrorCode, load_error
 from domain.model import Delivery, LoadStatus, PostingKind, choose_patient, decide_delivery
-from domain.ports import LedgerFactory, MappingStore, PostingStore, PracticeDirectory
+from domain.ports import Ledger, LedgerFactory, MappingStore, PostingStore, PracticeDirectory
 from domain.posting import (
     PAYPOST_ACTOR,
     Attempt,
@@ -172,6 +172,11 @@ class PostingService:
             if replayed and await self._postings.insert_received(fresh, message, received):
                 return await self._load(fresh, held)
             return Outcome(Disposition.ACK, fresh.key)  # deleted in between: nothing paypost does
+        return await self._known(existing, fresh, message, held)
+
+    async def _known(self, existing: Posting, fresh: Posting, message: KeptMessage,
+                     held: HeldMapping | None) -> Outcome:
+        """A delivery of a posting paypost holds already: what it means depends on where that stands."""
         match decide_delivery(existing.load_status):
             case Delivery.ALREADY_DONE:
                 await self._announcer.settle_owed(fresh.key)
@@ -182,9 +187,9 @@ class PostingService:
                 return await self._already_failed(existing)
             case Delivery.REPLAY_NEW_BODY:
                 correction = AuditEntry(
-                    at=now, actor=PAYPOST_ACTOR, action="retry",
+                    at=self._clock(), actor=PAYPOST_ACTOR, action="retry",
                     reason="republished by the payments platform while FAILED",
-                    detail=f"event {read.event_id}",
+                    detail=f"event {fresh.event_id}",
                 )
                 if not await self._postings.claim_for_replay(fresh, message, correction):
                     return Outcome(Disposition.ACK, fresh.key)
@@ -242,6 +247,13 @@ class PostingService:
             return None
         return HeldMapping(await self._mappings.get(posting.key.practice_id, posting.patient_account_id))
 
+    async def _ledger_for(self, practice_id: str) -> Ledger:
+        """The practice's ledger; ``LoadFailure(INTEGRATION_NOT_CONFIGURED)`` without an enabled one."""
+        integration = await self._practices.integration(practice_id)
+        if integration is None or not integration.enabled:
+            raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED)
+        return self._ledgers.for_integration(integration)
+
     async def _load(self, posting: Posting, held: HeldMapping | None = None) -> Outcome:
         started = time.perf_counter()
         at = self._clock()
@@ -258,10 +270,8 @@ class PostingService:
                 held = held or await self._mapping_for(posting)
                 ehr_patient_id = choose_patient(held.ehr_patient_id if held else None,
                                                 posting.event_ehr_patient_id).ehr_patient_id
-            integration = await self._practices.integration(posting.key.practice_id)
-            if integration is None or not integration.enabled:
-                raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED)
-            receipt = await self._ledgers.for_integration(integration).post(_entry(posting, ehr_patient_id))
+            ledger = await self._ledger_for(posting.key.practice_id)
+            receipt = await ledger.post(_entry(posting, ehr_patient_id))
         except LoadFailure as failure:
             error = load_error(failure.code, failure.detail)
             attempt = Attempt(at, _ms(started), "failed", error)

@@ -202,7 +202,7 @@ class FramedPublisher:
             return
         await self._batches[broadcast].submit((exchange, routing_key, body, properties))
 
-    async def _publish_batch(self, broadcast: bool, items: list[amqp_fast.Publish]) -> list[None | BaseException]:
+    async def _publish_batch(self, broadcast: bool, items: list[amqp_fast.Publish]) -> list[BaseException | None]:
         """Publish many messages in one write and await their confirms together."""
         mandatory = not broadcast
         try:
@@ -212,7 +212,7 @@ class FramedPublisher:
             return [_unreachable(exc)] * len(items)
         confirms = iter(await asyncio.gather(*(s for s in sent if not isinstance(s, Exception)),
                                              return_exceptions=True))
-        results: list[None | BaseException] = []
+        results: list[BaseException | None] = []
         for (exchange, routing_key, _, _), one in zip(items, sent, strict=True):
             if isinstance(one, Exception):
                 results.append(one)  # not sent: it could not be encoded (basic_publish raises the same)

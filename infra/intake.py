@@ -122,7 +122,7 @@ class BatchConsumer:
             lane.queue = queue
             lane.consumer_tag = await queue.consume(lane.on_message)
 
-    async def stop(self, timeout: float = 15.0) -> None:
+    async def stop(self, grace: float = 15.0) -> None:
         """Stop taking deliveries, finish and settle the batches in hand, then close the channels.
 
         What was delivered but not handled goes back to the queue when its channel closes. Each
@@ -135,7 +135,7 @@ class BatchConsumer:
             lane.stop()
         running = [lane.task for lane in self._lanes if lane.task is not None]
         if running:
-            await asyncio.wait(running, timeout=timeout)  # the lanes finish their batches together
+            await asyncio.wait(running, timeout=grace)  # the lanes finish their batches together
         for lane in self._lanes:
             if lane.task is not None and not lane.task.done():
                 lane.task.cancel()

@@ -16,7 +16,8 @@ class MongoOperationStore:
 
     def __init__(self, collections: Collections) -> None:
         self._ops = collections.operations
-        self._results = collections.db.get_collection("operation_results", codec_options=collections.postings.codec_options)
+        self._results = collections.db.get_collection("operation_results",
+                                                      codec_options=collections.postings.codec_options)
 
     async def create(self, operation_id: str, practice_id: str, actor: str, items: list[dict[str, str]],
                      at: datetime) -> None:

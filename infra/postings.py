@@ -226,7 +226,8 @@ class MongoPostingStore:
         candidates = (key, PostingKey(key.practice_id, f"{key.payment_id}~unreadable"),
                       PostingKey(key.practice_id, f"{key.payment_id}~{uuid.uuid4().hex[:12]}"))
         for candidate in candidates:
-            received = AuditEntry(audit.at, PAYPOST_ACTOR, "received", detail=f"message via {message.routing_key[:100]}")
+            received = AuditEntry(audit.at, PAYPOST_ACTOR, "received",
+                                  detail=f"message via {message.routing_key[:100]}")
             doc = new_doc(replace(posting, key=candidate), message, [received, audit], LoadStatus.FAILED,
                           attempts=[Attempt(audit.at, 0.0, "failed", posting.load_error)])
             try:

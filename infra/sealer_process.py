@@ -25,7 +25,7 @@ def _seal_until_stopped(uri: str, db: str, every: float, stop: StopEvent, log_le
                         parent: int) -> None:
     """The child's main: seal every ``every`` seconds until ``stop`` is set or ``parent`` is gone,
     then once more."""
-    from paypost.logging import configure_logging
+    from infra.logging import configure_logging
 
     configure_logging(log_level, log_format)
     # Background work: when the cores are busy, the payments' process goes first.

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from pymongo import ASCENDING, IndexModel
-
-from collections.abc import Sequence
 
 from domain.model import LoadStatus
 from domain.reconciliation import Item, Reconciliation, expected_items, reconcile

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import structlog
 
@@ -30,8 +31,6 @@ async def run_sweeps(reactions: PostingReactions, stop: asyncio.Event, *, escala
                 next_escalation = loop.time() + escalate_every
         except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
             log_failure(log, "background_sweep_failed", exc)
-        try:
+        with contextlib.suppress(TimeoutError):  # the pause ended without a stop
             await asyncio.wait_for(stop.wait(), timeout=sweep_every)
-        except TimeoutError:
-            pass
     await reactions.sweep()  # what finished before the stop

@@ -7,6 +7,7 @@ what follows each domain event is subscribed to the message bus here, in one pla
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -33,6 +34,7 @@ from handlers.practices import Practices
 from handlers.reactions import PostingReactions
 from handlers.reports import Reports
 from infra.alerts import MongoAlertStore
+from infra.asyncapi import asyncapi_text
 from infra.audit_seals import AuditSealer
 from infra.broker import Amqp, Publisher, QueueInspector, declare_topology, make_broker
 from infra.directory import MongoMappingStore, MongoPracticeDirectory
@@ -157,7 +159,7 @@ class Paypost:
             if after_start is not None:
                 await after_start()
 
-        return create_app(self.application, tokens, on_start=on_start,
+        return create_app(self.application, tokens, asyncapi_text, on_start=on_start,
                           on_stop=self.stop if manage_lifecycle else None)
 
     async def _seal_periodically(self, every: float = 2.0) -> None:
@@ -172,10 +174,8 @@ class Paypost:
                     await self.sealer.seal_all()
             except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
                 log_failure(log, "audit_seal_failed", exc)
-            try:
+            with contextlib.suppress(TimeoutError):  # the pause ended without a stop
                 await asyncio.wait_for(self._stop_background.wait(), timeout=every)
-            except TimeoutError:
-                pass
         if self.sealer_process is not None:
             await self.sealer_process.stop()  # it seals what is left first
         else:
@@ -255,7 +255,7 @@ class Paypost:
             await consumer.stop()
         self._stop_background.set()
         await self.event_hub.close()
-        await self.healing.wait(timeout=30)
+        await self.healing.wait(grace=30)
         for task in (self._escalations, self._sealing):
             if task is not None:
                 await task

@@ -11,12 +11,12 @@ from infra.mongo import Collections
 from paypost.bench.load import PRACTICE
 
 
-async def wait_count(c: Collections, query: dict[str, Any], n: int, timeout: float = 600,
+async def wait_count(c: Collections, query: dict[str, Any], n: int, within: float = 600,
                      tail: list[str] | None = None) -> float:
     """When ``n`` postings match ``query``. Counting is not free for the database being measured,
     so while the ``tail`` (the payment ids published last) has not reached the status, only those
     are looked up by _id; the count starts once they have."""
-    deadline = time.perf_counter() + timeout
+    deadline = time.perf_counter() + within
     if tail:
         ids = [f"{PRACTICE}/{pid}" for pid in tail]
         status = query.get("load_status")

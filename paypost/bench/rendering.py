@@ -12,7 +12,8 @@ class Results:
     figures: dict[str, float] = field(default_factory=dict)
 
     def add(self, name: str, value: float, unit: str, key: str | None = None, note: str = "") -> None:
-        shown = f"{value:.2f} {unit}" if value < 10 else f"{value:,.1f} {unit}" if value < 1000 else f"{value:,.0f} {unit}"
+        places = ".2f" if value < 10 else ",.1f" if value < 1000 else ",.0f"
+        shown = f"{value:{places}} {unit}"
         self.rows.append((name, shown, note))
         if key:
             self.figures[key] = round(value, 3)

@@ -14,8 +14,8 @@ from paypost.cli.common import err, out, publishing_paypost, run_async
 from paypost.cli.report import load_error_code, report_table
 
 if TYPE_CHECKING:
-    from infra.mongo import Doc
-    from paypost.bootstrap import Paypost
+    from domain.ports import Record
+    from handlers.application import Application
 
 Ids = Annotated[list[str] | None, typer.Argument(help="payment or refund ids (or select with the filters)")]
 Practice = Annotated[str, typer.Option(help="practice_id")]
@@ -80,7 +80,8 @@ def _bulk(action: str, practice: str, ids: list[str], error_code: str | None, tr
           account: str | None, dry_run: bool, yes: bool, operator: str, timeout: int, reason: str | None,
           reference: str | None) -> None:
     from api.render import row
-    from paypost.cli.store_access import failed_payment_ids, postings_by_id
+    from domain.load_errors import LoadErrorCode
+    from domain.ports import FailedSelection
     from schemas.messages import ClearItem
 
     error_code = load_error_code(error_code)
@@ -90,14 +91,17 @@ def _bulk(action: str, practice: str, ids: list[str], error_code: str | None, tr
 
     async def go() -> None:
         async with publishing_paypost() as paypost:
+            app = paypost.application
             selected = list(ids)
             if error_code or transfer or account:
-                selected += await failed_payment_ids(paypost, practice, error_code, transfer, account)
+                selection = FailedSelection(practice, frozenset({LoadErrorCode(error_code)}) if error_code else None,
+                                            patient_account_id=account, merchant_transfer_id=transfer)
+                selected += [k.payment_id for k in await app.reports.failed(selection)]
             selected = list(dict.fromkeys(selected))
             if not selected:
                 out.print("nothing matches: no FAILED rows for that selection")
                 return
-            preview = [row(d) for d in await postings_by_id(paypost, practice, selected[:PREVIEW_ROWS])]
+            preview = [row(d) for d in await app.reports.rows(practice, selected[:PREVIEW_ROWS])]
             out.print(report_table(preview))
             out.print(f"{'Would' if dry_run else 'Will'} {action} [bold]{len(selected)}[/bold] posting(s) of "
                       f"practice {practice}" + (f" (showing {len(preview)})" if len(selected) > len(preview) else ""))
@@ -108,10 +112,9 @@ def _bulk(action: str, practice: str, ids: list[str], error_code: str | None, tr
                 return
             clears = [ClearItem(payment_id=p, reason=reason or "", manual_reference=reference) for p in selected] \
                 if action == "clear" else []
-            operation_id = await paypost.save_changes(practice, selected if action == "retry" else [], clears,
-                                                      operator)
+            operation_id = await app.save_changes(practice, selected if action == "retry" else [], clears, operator)
             out.print(f"operation {operation_id}")
-            op = await _follow(paypost, operation_id, action, len(selected), timeout)
+            op = await _follow(app, operation_id, action, len(selected), timeout)
             _print_results(op)
             if op["status"] != "completed":
                 _print_pending(op, timeout)
@@ -120,18 +123,16 @@ def _bulk(action: str, practice: str, ids: list[str], error_code: str | None, tr
     run_async(go)
 
 
-async def _follow(paypost: Paypost, operation_id: str, action: str, total: int, timeout: int) -> Doc:
-    """The operation once it has completed, or as it stands when ``timeout`` seconds have passed."""
+async def _follow(app: Application, operation_id: str, action: str, total: int, within: int) -> Record:
+    """The operation once it has completed, or as it stands when ``within`` seconds have passed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from paypost.cli.store_access import operation_progress
-
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     with Progress(TextColumn(f"{action}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=out) as progress:
         task = progress.add_task(action, total=total)
         while True:
-            op = await operation_progress(paypost, operation_id)
+            op = await app.reports.operation(operation_id)
             progress.update(task, completed=op["done"])
             left = deadline - time.monotonic()
             if op["status"] == "completed" or left <= 0:
@@ -139,7 +140,7 @@ async def _follow(paypost: Paypost, operation_id: str, action: str, total: int, 
             await asyncio.sleep(min(POLL_SECONDS, left))
 
 
-def _print_results(op: Doc) -> None:
+def _print_results(op: Record) -> None:
     """How many items came to each result, then why each refused or unchanged item was."""
     counts: dict[str, int] = {}
     for item in op["items"]:
@@ -152,7 +153,7 @@ def _print_results(op: Doc) -> None:
             out.print(f"  {item['payment_id']}: {item['result']}: {item['message']}")
 
 
-def _print_pending(op: Doc, timeout: int) -> None:
+def _print_pending(op: Record, timeout: int) -> None:
     """What an operation not complete at the timeout still waits for, and where to follow it."""
     pending = [item["payment_id"] for item in op["items"] if item["result"] is None]
     more = f" and {len(pending) - PENDING_SHOWN} more" if len(pending) > PENDING_SHOWN else ""

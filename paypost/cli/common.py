@@ -19,6 +19,7 @@ from infra.local_services import ServiceError
 from infra.settings import Settings
 
 if TYPE_CHECKING:
+    from handlers.application import Application
     from paypost.bootstrap import Paypost
 
 T = TypeVar("T")
@@ -56,5 +57,17 @@ async def publishing_paypost() -> AsyncIterator[Paypost]:
     await paypost.start(consume=False)
     try:
         yield paypost
+    finally:
+        await paypost.stop()
+
+
+@contextlib.asynccontextmanager
+async def office() -> AsyncIterator[Application]:
+    """paypost's handlers for the office's reads: nothing is started (the broker is not needed)."""
+    from paypost.bootstrap import Paypost
+
+    paypost = Paypost(load_settings())
+    try:
+        yield paypost.application
     finally:
         await paypost.stop()

@@ -22,11 +22,21 @@ def topology() -> None:
 
 
 def audit_verify() -> None:
-    """Recompute the audit trail's hash chain; exit 1 if any entry or seal was altered or removed."""
-    from paypost.cli.store_access import verify_audit_trail
+    """Recompute the audit trail's hash chain; exit 1 if any entry or seal was altered or removed.
+
+    A maintenance command: it reads the database directly, as the platform's staff do."""
+    from infra.audit_seals import AuditSealer
+    from infra.mongo import Collections, connect
 
     async def go() -> bool:
-        result = await verify_audit_trail(load_settings())
+        settings = load_settings()
+        client = connect(settings.mongodb_uri)
+        try:
+            sealer = AuditSealer(Collections(client[settings.mongodb_db]))
+            await sealer.seal()
+            result = await sealer.verify()
+        finally:
+            await client.close()
         out.print(f"{result.seals} seals, {result.entries} audit entries verified, {result.unsealed} not sealed yet")
         for problem in result.problems:
             out.print(f"[red]TAMPERED[/red] {problem}")
@@ -40,7 +50,7 @@ def asyncapi(
     path: Annotated[Path, typer.Argument(help="where to write the AsyncAPI document")] = Path("docs/asyncapi.json"),
 ) -> None:
     """Write the AsyncAPI document of every exchange, routing key and message."""
-    from api.asyncapi import asyncapi_text
+    from infra.asyncapi import asyncapi_text
 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(asyncapi_text())

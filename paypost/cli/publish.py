@@ -35,8 +35,8 @@ def publish(
     """Publish one payment.posted message, as an upstream system would."""
     from pydantic import ValidationError
 
-    from consumers.reading import describe_validation
     from producers.upstream import new_payment, publish_payment
+    from schemas.reading import describe_validation
 
     try:
         message = new_payment(practice, payment, account, amount, ehr_patient_id=ehr, method=method,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from paypost.cli.common import err, load_settings, out, run_async
+from paypost.cli.common import err, office, out, run_async
 
 
 def report_table(rows: list[dict[str, Any]]) -> Table:
@@ -39,17 +39,22 @@ def postings(
 ) -> None:
     """The Merchant Transfers report as a table, newest first."""
     from api.render import row
+    from domain.load_errors import LoadErrorCode
     from domain.model import LoadStatus
-    from paypost.cli.store_access import report_page
+    from domain.ports import PostingFilter
 
     if status is not None and status.upper() not in LoadStatus.__members__:
         err.print(f"[red]unknown status {status!r}[/red]; use one of {', '.join(LoadStatus.__members__)}")
         raise typer.Exit(2)
     error_code = load_error_code(error)
 
+    where = PostingFilter(practice_id=practice, status=LoadStatus(status.upper()) if status else None,
+                          error_code=LoadErrorCode(error_code) if error_code else None,
+                          merchant_transfer_id=transfer)
+
     async def go() -> None:
-        docs = await report_page(load_settings(), practice, status.upper() if status else None, error_code,
-                                 transfer, limit)
+        async with office() as app:
+            docs, _ = await app.reports.page(where, limit, None)
         out.print(report_table([row(d) for d in docs]))
 
     run_async(go)

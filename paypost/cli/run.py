@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 
 from infra.local_services import data_dir
+from infra.logging import configure_logging
 from paypost.cli.common import err, load_settings
-from paypost.logging import configure_logging
 
 
 def run(
@@ -21,7 +21,6 @@ def run(
     """Run the consumers, the HTTP API and the console until SIGTERM or Ctrl-C."""
     import uvicorn
 
-    from api.http import create_app
     from paypost.bootstrap import Paypost
     from paypost.services import ensure_local_services
 
@@ -38,7 +37,7 @@ def run(
         err.print(f"demo: published {result.published} messages for practice {result.practice_id}: "
                   f"{result.expect_loaded} should load, {result.expect_failed} should fail")
 
-    api = create_app(paypost, after_start=publish_demo if demo else None)
+    api = paypost.http_app(after_start=publish_demo if demo else None)
     tokens = settings.tokens
     if started and "PAYPOST_API_TOKENS" in started.env:
         err.print(f"API tokens for this local run are in {directory / 'api-tokens'} (token:role:name).")

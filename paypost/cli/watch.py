@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 import typer
@@ -27,19 +28,16 @@ def watch(
                 seen += 1
                 out.print(describe_event(event.routing_key, event.body), highlight=False)
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a feed is left
         run_async(go)
-    except KeyboardInterrupt:
-        pass
 
 
 def describe_event(routing_key: str, body: dict[str, Any]) -> str:
     """One line per event: when, its routing key, and the ids and codes it carries."""
     when = str(body.get("occurred_at", ""))[11:19]
     parts = [when, routing_key]
-    for key in ("payment_id", "alert_id", "merchant_transfer_id", "load_status", "state", "actor"):
-        if body.get(key):
-            parts.append(f"{key}={body[key]}")
+    parts += [f"{key}={body[key]}" for key in ("payment_id", "alert_id", "merchant_transfer_id", "load_status",
+                                               "state", "actor") if body.get(key)]
     error = body.get("load_error")
     if isinstance(error, dict):
         parts.append(f"{error.get('code')}: {error.get('message')}")

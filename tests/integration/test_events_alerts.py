@@ -110,14 +110,16 @@ async def test_alerts_open_escalate_and_resolve_by_themselves(
                 await wait_status(api, practice, body["payment_id"], "FAILED")
 
             async def escalated() -> list[dict[str, Any]] | None:
-                items = (await api.get("/api/v1/alerts", params={"practice_id": practice, "state": "open"})).json()["items"]
+                r = await api.get("/api/v1/alerts", params={"practice_id": practice, "state": "open"})
+                items = r.json()["items"]
                 return items if len(items) == 3 and all(i["state"] == "escalated" for i in items) else None
 
             items = await wait_for(escalated, timeout=10)
             assert sorted(i["kind"] for i in items) == ["patient", "task", "task"]
             assert {i["payment_id"] for i in items if i["kind"] == "task"} == {a["payment_id"], b["payment_id"]}
 
-            await api.put("/api/v1/practices/clinic-a/patient-accounts/acct-al/mapping", json={"ehr_patient_id": "EHR-1"})
+            await api.put("/api/v1/practices/clinic-a/patient-accounts/acct-al/mapping",
+                          json={"ehr_patient_id": "EHR-1"})
             for body in (a, b):
                 await wait_status(api, practice, body["payment_id"], "LOADED")
 

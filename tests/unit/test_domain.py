@@ -110,9 +110,9 @@ async def test_the_pacer_keeps_its_rate_and_sleeps_once_per_slack_not_once_per_r
         sleeps.append(seconds)
         clock["now"] += seconds
 
-    # The pacer's clock and sleep, as consumers.operations reaches them (its modules' attributes).
-    monkeypatch.setattr("consumers.operations.time.monotonic", lambda: clock["now"])
-    monkeypatch.setattr("consumers.operations.asyncio.sleep", sleep)
+    # The pacer's clock and sleep, as handlers.operations reaches them (its modules' attributes).
+    monkeypatch.setattr("handlers.operations.time.monotonic", lambda: clock["now"])
+    monkeypatch.setattr("handlers.operations.asyncio.sleep", sleep)
     pacer = operations.Pacer(rate=1000.0, slack=0.02)
     for _ in range(1000):
         await pacer.wait()

@@ -48,7 +48,7 @@ def test_money_is_a_string_in_every_schema() -> None:
 
 
 def test_committed_asyncapi_document_is_current() -> None:
-    from api.asyncapi import asyncapi_text
+    from infra.asyncapi import asyncapi_text
 
     committed = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
     assert committed.read_text() == asyncapi_text(), "run `paypost asyncapi` (docs/asyncapi.json is stale)"
@@ -57,7 +57,7 @@ def test_committed_asyncapi_document_is_current() -> None:
 def test_asyncapi_documents_every_routing_key_of_the_contract() -> None:
     import json
 
-    from api.asyncapi import asyncapi_text
+    from infra.asyncapi import asyncapi_text
 
     channels = json.loads(asyncapi_text())["channels"]
     for key in ("payment.posted", "payment.refunded", "transfer.settled", "patient.mapping.updated",
@@ -70,7 +70,7 @@ def test_asyncapi_documents_every_routing_key_of_the_contract() -> None:
 
 
 def test_each_documented_binding_is_on_the_queue_as_declared() -> None:
-    from api.asyncapi import INBOUND, bound
+    from infra.asyncapi import INBOUND, bound
 
     for queue, _, key, _, _ in INBOUND:
         documented = bound(queue, key)

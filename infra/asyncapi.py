@@ -14,7 +14,7 @@ from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.specification import AsyncAPI
 
 from infra import topology
-from paypost import __version__
+from schemas import PAYPOST_VERSION
 from schemas.messages import (
     AlertEvent,
     PatientMappingUpdated,
@@ -85,7 +85,7 @@ def documentation_broker() -> RabbitBroker:
 
 
 def asyncapi_document() -> dict[str, Any]:
-    spec = AsyncAPI(documentation_broker(), title="paypost", version=__version__,
+    spec = AsyncAPI(documentation_broker(), title="paypost", version=PAYPOST_VERSION,
                     description="Payments in, ledger outcomes and alerts out. Contract version 1.",
                     schema_version="2.6.0")
     document: dict[str, Any] = spec.to_specification().to_jsonable()
