@@ -116,7 +116,8 @@ class HttpLedgers:
 
     def for_integration(self, integration: Integration) -> HttpLedger:
         base_url = str(integration.settings.get("base_url", ""))
-        timeout = float(integration.settings.get("timeout_seconds", self._timeout))  # type: ignore[arg-type]
+        setting = integration.settings.get("timeout_seconds", self._timeout)
+        timeout = float(setting) if isinstance(setting, (int, float, str)) else self._timeout
         return HttpLedger(self._client, base_url, timeout, self._attempts)
 
     async def close(self) -> None:

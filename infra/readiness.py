@@ -22,6 +22,6 @@ class ServiceReadiness:
             found["database"] = type(exc).__name__
         try:
             found["broker"] = None if await self._broker.ping(timeout=2.0) else "NoAnswer"
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - as for the database: any failure, named
             found["broker"] = type(exc).__name__
         return found

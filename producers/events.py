@@ -50,7 +50,7 @@ class OutcomePublisher:
             event_id=str(uuid.uuid4()),
             occurred_at=self._clock(),
             practice_id=posting.key.practice_id,
-            event_type=event_type,  # type: ignore[arg-type]
+            event_type=event_type,  # type: ignore[arg-type]  # one of the Literal values, chosen by the caller
             payment_id=posting.key.payment_id,
             kind=posting.kind.value,
             load_status=posting.load_status.value,

@@ -114,9 +114,8 @@ class PaypostProcess:
 
     async def start(self) -> None:
         paypost = str(Path(sys.executable).with_name("paypost"))
-        # Popen only starts the process; waiting for it is async below.
-        self.proc = subprocess.Popen([paypost, "run", "--no-local"], env=self.env, stdout=subprocess.DEVNULL,  # noqa: ASYNC220
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(  # noqa: ASYNC220 - Popen only starts it; waiting for it is async below
+            [paypost, "run", "--no-local"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         async with httpx.AsyncClient() as client:
             for _ in range(300):
                 with contextlib.suppress(httpx.HTTPError):

@@ -69,6 +69,6 @@ def report(request: pytest.FixtureRequest) -> Iterator[list[Figures]]:
     collected: list[Figures] = []
     yield collected
     capture = request.config.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled():  # type: ignore[union-attr]
+    with capture.global_and_fixture_disabled():  # type: ignore[union-attr]  # pytest always has it
         for figures in collected:
             print("\n" + figures.line())  # noqa: T201  # the fault suite reports its figures on stdout

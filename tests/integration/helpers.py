@@ -12,7 +12,7 @@ async def get_posting(api: httpx.AsyncClient, practice_id: str, payment_id: str)
     if r.status_code == 404:
         return None
     assert r.status_code == 200, r.text
-    return r.json()  # type: ignore[no-any-return]
+    return r.json()  # type: ignore[no-any-return]  # JSON of the shape the API documents
 
 
 async def wait_status(api: httpx.AsyncClient, practice_id: str, payment_id: str, *statuses: str,
@@ -21,16 +21,16 @@ async def wait_status(api: httpx.AsyncClient, practice_id: str, payment_id: str,
         p = await get_posting(api, practice_id, payment_id)
         return p if p and p["load_status"] in statuses else None
 
-    return await wait_for(check, timeout)  # type: ignore[no-any-return]
+    return await wait_for(check, timeout)  # type: ignore[no-any-return]  # JSON of the shape the API documents
 
 
 async def ledger(api: httpx.AsyncClient, practice_id: str, ehr: str) -> list[dict[str, Any]]:
     r = await api.get(f"/api/v1/practices/{practice_id}/ehr-patients/{ehr}/ledger")
     assert r.status_code == 200, r.text
-    return r.json()["items"]  # type: ignore[no-any-return]
+    return r.json()["items"]  # type: ignore[no-any-return]  # JSON of the shape the API documents
 
 
 async def rows(api: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:
     r = await api.get("/api/v1/postings", params={"limit": 500, **params})
     assert r.status_code == 200, r.text
-    return r.json()["items"]  # type: ignore[no-any-return]
+    return r.json()["items"]  # type: ignore[no-any-return]  # JSON of the shape the API documents

@@ -30,7 +30,7 @@ async def operation(api: httpx.AsyncClient, operation_id: str) -> dict[str, Any]
         assert r.status_code == 200, r.text
         return r.json() if r.json()["status"] == "completed" else None
 
-    return await wait_for(completed)  # type: ignore[no-any-return]
+    return await wait_for(completed)  # type: ignore[no-any-return]  # what completed() returned
 
 
 async def test_entering_a_missing_mapping_loads_every_payment_it_blocked(
@@ -151,7 +151,7 @@ async def test_concurrent_retries_and_a_mapping_fix_post_once(
         api.post("/api/v1/postings/changes", json={"practice_id": practice, "retry": payment_ids}, headers=second),
         paypost.mapping_service.update("clinic-a", "acct-c", "EHR-C", actor="carol", source="api"),
     )
-    ops = [await operation(api, r.json()["operation_id"]) for r in results[:2]]  # type: ignore[union-attr]
+    ops = [await operation(api, r.json()["operation_id"]) for r in results[:2]]  # type: ignore[union-attr]  # the first two are the responses
     for payment_id in payment_ids:
         await wait_status(api, practice, payment_id, "LOADED")
     await asyncio.sleep(0.5)
@@ -342,7 +342,7 @@ async def test_a_mapping_entered_while_a_payment_is_failing_for_want_of_it_still
             answers.append(r.json()["retried"])
         return held
 
-    store.get = read_then_the_office_enters_it  # type: ignore[method-assign]
+    store.get = read_then_the_office_enters_it  # type: ignore[method-assign]  # the race, injected
     body = await upstream.payment(ehr_patient_id=None, patient_account_id="acct-race")
     posting = await wait_status(api, practice, body["payment_id"], "LOADED", timeout=20)
     assert answers == [0]  # the office's fix found nothing to retry: the race happened
