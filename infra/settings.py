@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     # seal; past it (a broker or database that does not answer) paypost stops at once, and what
     # it had not settled is delivered again at the next start.
     stop_timeout: float = Field(default=30.0, gt=0)
+    # How events and commands are published: "framed", many publishes written in one frame write
+    # (fills aiormq's pinned internals, infra/amqp_fast.py; 2.3 times the rate), or "basic", aiormq's
+    # public basic_publish (the way back if an aiormq upgrade breaks the framed path).
+    publish_path: Literal["framed", "basic"] = "framed"
     log_level: str = "INFO"
     log_format: str = "console"  # or "json"
 

@@ -36,7 +36,7 @@ from handlers.reports import Reports
 from infra.alerts import MongoAlertStore
 from infra.asyncapi import asyncapi_text
 from infra.audit_seals import AuditSealer
-from infra.broker import Amqp, Publisher, QueueInspector, declare_topology, make_broker
+from infra.broker import PUBLISHERS, Amqp, QueueInspector, declare_topology, make_broker
 from infra.directory import MongoMappingStore, MongoPracticeDirectory
 from infra.event_hub import EventHub
 from infra.ledger_builtin import BuiltinLedger, Ledgers
@@ -78,7 +78,7 @@ class Paypost:
         self.ledgers = Ledgers(self.builtin_ledger, self.http_ledgers)
         self.broker: RabbitBroker = make_broker(settings.amqp_url, settings.prefetch)
         self.amqp = Amqp(settings.amqp_url)
-        self.publish = Publisher(self.amqp)
+        self.publish = PUBLISHERS[settings.publish_path](self.amqp)
         self.queues = QueueInspector(settings.amqp_url)
         self.event_hub = EventHub(settings.amqp_url)
         self.outcomes = OutcomePublisher(self.publish)

@@ -50,6 +50,7 @@ async def test_entering_a_missing_mapping_loads_every_payment_it_blocked(
         assert len(auto) == 1
         assert auto[0]["actor"] == "paypost"
         assert "acct-x" in auto[0]["reason"] and "alice" in auto[0]["reason"]
+        assert "set to EHR-2" in auto[0]["reason"]  # the mapping it was sent back for
     assert len(await ledger(api, practice, "EHR-2")) == 3
     untouched = await get_posting(api, practice, other)
     assert untouched is not None and untouched["load_status"] == "FAILED"
@@ -381,3 +382,23 @@ async def test_a_refund_of_a_failed_payment_keeps_its_patient_account_and_flag(
     assert len(flags) == 1
     tasks = [a for a in alerts if a["kind"] == "task" and a["payment_id"] == refund["refund_id"]]
     assert [t["patient_account_id"] for t in tasks] == ["acct-rf"]
+
+
+async def test_each_dead_lettering_of_a_message_is_noted_once(paypost: Paypost, upstream: Upstream,
+                                                               api: httpx.AsyncClient, practice: str) -> None:
+    """The posting's trail notes each time its message was dead-lettered, once per dead-lettering
+    (the marker the port is given), however often the dead-letter queue delivers it."""
+    from datetime import UTC, datetime
+
+    from domain.posting import PAYPOST_ACTOR, AuditEntry, PostingKey
+
+    payment_id = await failed_payment(api, upstream, practice, patient_account_id="acct-dl1")
+    key = PostingKey(practice, payment_id)
+    audit = AuditEntry(datetime.now(UTC), PAYPOST_ACTOR, "dead_lettered", reason="delivery_limit", detail="seen")
+    before = [a for a in (await get_posting(api, practice, payment_id) or {})["audit"] if a["action"] == "dead_lettered"]
+
+    assert await paypost.postings.mark_dead_lettered(key, "msg-1:paypost.postings:delivery_limit:21", audit)
+    assert not await paypost.postings.mark_dead_lettered(key, "msg-1:paypost.postings:delivery_limit:21", audit)
+    assert await paypost.postings.mark_dead_lettered(key, "msg-1:paypost.postings:delivery_limit:42", audit)
+    after = [a for a in (await get_posting(api, practice, payment_id) or {})["audit"] if a["action"] == "dead_lettered"]
+    assert len(after) == len(before) + 2

@@ -105,3 +105,14 @@ def test_amqp_over_tls_keeps_its_certificate_options() -> None:
     assert url.query["cafile"] == "/etc/paypost/ca.pem"
     assert url.query["certfile"] == "/etc/paypost/client.pem"
     assert url.query["keyfile"] == "/etc/paypost/client.key"
+
+
+@pytest.mark.parametrize(("path", "adapter"), [("framed", "FramedPublisher"), ("basic", "BasicPublisher")])
+async def test_the_publish_path_chooses_the_publisher(path: str, adapter: str) -> None:
+    from paypost.bootstrap import Paypost
+
+    app = Paypost(Settings(publish_path=path))  # nothing connects until started
+    try:
+        assert type(app.publish).__name__ == adapter
+    finally:
+        await app.mongo.close()
