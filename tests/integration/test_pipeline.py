@@ -12,6 +12,7 @@ import httpx
 import orjson
 import pytest
 
+from domain.load_errors import LoadErrorCode, load_error
 from infra.mongo import Collections, connect
 from infra.settings import Settings
 from paypost.bootstrap import Paypost
@@ -62,8 +63,10 @@ async def test_failures_a_person_must_fix_are_failed_and_dead_lettered(
 
     posting = await wait_status(api, body["practice_id"], body["payment_id"], "FAILED")
 
+    words = load_error(LoadErrorCode(code))  # what the office reads for that code
     assert posting["load_error"]["code"] == code
-    assert posting["load_error"]["message"] and posting["load_error"]["fix"]
+    assert posting["load_error"]["message"].startswith(words.message)
+    assert posting["load_error"]["fix"] == words.fix
     assert posting["load_error_history"][0]["code"] == code
     # The message went through paypost.postings.dead and is kept with its posting.
     posting = await wait_for(lambda: _with_action(api, body["practice_id"], body["payment_id"], "dead_lettered"))
