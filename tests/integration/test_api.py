@@ -166,7 +166,7 @@ async def test_report_pages_newest_first_with_filters(api: httpx.AsyncClient, up
     seen: list[str] = []
     cursor = None
     while True:
-        params: dict[str, object] = {"practice_id": practice, "limit": 3}
+        params: dict[str, str | int] = {"practice_id": practice, "limit": 3}
         if cursor:
             params["cursor"] = cursor
         page = (await api.get("/api/v1/postings", params=params)).json()

@@ -75,7 +75,7 @@ async def test_failures_a_person_must_fix_are_failed_and_dead_lettered(
 
 async def _with_action(api: httpx.AsyncClient, practice: str, payment: str, action: str) -> dict[str, object] | None:
     p = await get_posting(api, practice, payment)
-    return p if p and any(a["action"] == action for a in p["audit"]) else None  # type: ignore[union-attr]
+    return p if p and any(a["action"] == action for a in p["audit"]) else None
 
 
 async def test_disabled_integration_is_not_configured(api: httpx.AsyncClient, upstream: Upstream,
@@ -167,7 +167,7 @@ async def test_mapping_from_an_event(api: httpx.AsyncClient, upstream: Upstream,
     async def mapped() -> bool:
         body = await upstream.payment(patient_account_id="acct-5", ehr_patient_id=None)
         posting = await wait_status(api, practice, body["payment_id"], "LOADED", "FAILED")
-        return posting["load_status"] == "LOADED" and posting["ehr_patient_id"] == "EHR-2"
+        return bool(posting["load_status"] == "LOADED" and posting["ehr_patient_id"] == "EHR-2")
 
     await wait_for(mapped, timeout=10)
 
@@ -202,10 +202,10 @@ async def test_poison_messages_become_failed_unreadable_rows(
     posting = await wait_for(row)
     assert posting["kind"] == "unreadable"
     assert posting["load_status"] == "FAILED"
-    assert posting["load_error"]["code"] == code  # type: ignore[index]
-    assert detail in posting["load_error"]["message"]  # type: ignore[index]
+    assert posting["load_error"]["code"] == code
+    assert detail in posting["load_error"]["message"]
     # Nothing is echoed from the body into the error (it may carry patient detail).
-    assert "bitcoin" not in posting["load_error"]["message"]  # type: ignore[index]
+    assert "bitcoin" not in posting["load_error"]["message"]
     await wait_for(lambda: _with_action(api, str(posting["practice_id"]), message_id, "dead_lettered"))
 
 
