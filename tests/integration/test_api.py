@@ -5,27 +5,65 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from paypost.bootstrap import Paypost
 from tests.conftest import OPERATOR, VIEWER, Upstream
 from tests.integration.helpers import wait_status
 
 pytestmark = pytest.mark.integration
 
+# Each change an operator may make, named by what it changes (see ``changed``).
 CHANGES = [
-    ("PUT", "/api/v1/practices/clinic-z", {"name": "Z", "ledger": {"kind": "builtin"}, "enabled": True}),
-    ("PUT", "/api/v1/practices/clinic-a/ehr-patients/EHR-9", {}),
-    ("PUT", "/api/v1/practices/clinic-a/patient-accounts/acct-1/mapping", {"ehr_patient_id": "EHR-9"}),
+    ("practice", "PUT", "/api/v1/practices/clinic-z", {"name": "Z", "ledger": {"kind": "builtin"}, "enabled": True}),
+    ("patient", "PUT", "/api/v1/practices/clinic-a/ehr-patients/EHR-9", {}),
+    ("mapping", "PUT", "/api/v1/practices/clinic-a/patient-accounts/acct-1/mapping", {"ehr_patient_id": "EHR-9"}),
 ]
 READS = [
     "/api/v1/postings",
     "/api/v1/postings/clinic-a/pay-1",
     "/api/v1/practices/clinic-a/ehr-patients/EHR-1/ledger",
 ]
+# Contract section 3: every call of the HTTP API.
+CONTRACT_CALLS = [
+    ("put", "/api/v1/practices/{practice_id}"),
+    ("put", "/api/v1/practices/{practice_id}/ehr-patients/{ehr_patient_id}"),
+    ("get", "/api/v1/practices/{practice_id}/ehr-patients/{ehr_patient_id}/ledger"),
+    ("put", "/api/v1/practices/{practice_id}/patient-accounts/{patient_account_id}/mapping"),
+    ("get", "/api/v1/postings"),
+    ("get", "/api/v1/postings/{practice_id}/{payment_id}"),
+    ("post", "/api/v1/postings/changes"),
+    ("get", "/api/v1/operations/{operation_id}"),
+    ("get", "/api/v1/transfers/{practice_id}/{merchant_transfer_id}"),
+    ("get", "/api/v1/alerts"),
+]
 
 
-@pytest.mark.parametrize(("method", "path", "body"), CHANGES)
+async def changed(api: httpx.AsyncClient, paypost: Paypost) -> set[str]:
+    """Which of the CHANGES can be seen (read as the operator)."""
+    seen = set()
+    operator = {"Authorization": f"Bearer {OPERATOR}"}
+    if (await api.get("/api/v1/practices/clinic-z", headers=operator)).status_code != 404:
+        seen.add("practice")
+    if (await api.get("/api/v1/practices/clinic-a/ehr-patients/EHR-9/ledger", headers=operator)).status_code != 404:
+        seen.add("patient")
+    if await paypost.mapping_store.get("clinic-a", "acct-1") is not None:
+        seen.add("mapping")
+    return seen
+
+
+@pytest.mark.parametrize(("change", "method", "path", "body"), CHANGES)
+async def test_an_operators_change_is_seen(api: httpx.AsyncClient, paypost: Paypost, practice: str, change: str,
+                                           method: str, path: str, body: dict[str, object]) -> None:
+    # What ``changed`` looks at is what each change changes: the tests below rely on it.
+    r = await api.request(method, path, json=body)
+    assert r.status_code == 200, r.text
+    assert await changed(api, paypost) == {change}
+
+
+@pytest.mark.parametrize(("change", "method", "path", "body"), CHANGES)
 @pytest.mark.parametrize("auth", [None, "Bearer nope", "Basic b3A6dG9rZW4="])
 async def test_missing_or_unknown_token_gets_401_and_changes_nothing(
-    api: httpx.AsyncClient, practice: str, method: str, path: str, body: dict[str, object], auth: str | None
+    api: httpx.AsyncClient, paypost: Paypost, practice: str, change: str, method: str, path: str,
+    body: dict[str, object], auth: str | None,
 ) -> None:
     headers = {"Authorization": auth} if auth else {}
     api.headers.pop("Authorization")
@@ -33,28 +71,27 @@ async def test_missing_or_unknown_token_gets_401_and_changes_nothing(
     assert r.status_code == 401
     assert r.json()["error"]["code"] == "unauthorized"
     assert r.headers["www-authenticate"] == "Bearer"
-    api.headers["Authorization"] = f"Bearer {OPERATOR}"
-    assert (await api.get("/api/v1/practices/clinic-z")).status_code == 404
-    assert (await api.get("/api/v1/practices/clinic-a/ehr-patients/EHR-9/ledger")).status_code == 404
+    assert await changed(api, paypost) == set()
 
 
-@pytest.mark.parametrize(("method", "path", "body"), CHANGES)
-async def test_viewer_cannot_change_anything(api: httpx.AsyncClient, paypost: object, practice: str, method: str,
-                                             path: str, body: dict[str, object]) -> None:
+@pytest.mark.parametrize(("change", "method", "path", "body"), CHANGES)
+async def test_viewer_cannot_change_anything(api: httpx.AsyncClient, paypost: Paypost, practice: str, change: str,
+                                             method: str, path: str, body: dict[str, object]) -> None:
     r = await api.request(method, path, json=body, headers={"Authorization": f"Bearer {VIEWER}"})
     assert r.status_code == 403
     assert r.json()["error"]["code"] == "forbidden"
-    assert (await api.get("/api/v1/practices/clinic-z")).status_code == 404
-    assert (await api.get("/api/v1/practices/clinic-a/ehr-patients/EHR-9/ledger")).status_code == 404
-    assert await paypost.mapping_store.get("clinic-a", "acct-1") is None  # type: ignore[attr-defined]
+    assert await changed(api, paypost) == set()
 
 
 @pytest.mark.parametrize("path", READS)
-async def test_viewer_can_read(api: httpx.AsyncClient, practice: str, path: str) -> None:
+async def test_viewer_can_read(api: httpx.AsyncClient, upstream: Upstream, practice: str, path: str) -> None:
+    await upstream.payment(payment_id="pay-1")  # so that every read has something to show
+    await wait_status(api, practice, "pay-1", "LOADED")
+
     r = await api.get(path, headers={"Authorization": f"Bearer {VIEWER}"})
-    assert r.status_code in (200, 404)
-    if r.status_code == 404:
-        assert r.json()["error"]["code"] == "not_found"
+
+    assert r.status_code == 200, r.text
+    assert r.json() == (await api.get(path)).json()  # what the operator reads
 
 
 @pytest.mark.parametrize("path", READS)
@@ -71,8 +108,15 @@ async def test_health_needs_no_token(api: httpx.AsyncClient) -> None:
     assert ready.json()["checks"] == {"database": True, "broker": True}
     metrics = await api.get("/metrics")
     assert metrics.status_code == 200 and "python_info" in metrics.text
-    openapi = await api.get("/api/v1/openapi.json")
-    assert "/api/v1/postings/changes" in openapi.json()["paths"] or "/api/v1/postings" in openapi.json()["paths"]
+
+
+async def test_openapi_document_has_every_call_of_the_contract(api: httpx.AsyncClient) -> None:
+    api.headers.pop("Authorization")
+    r = await api.get("/api/v1/openapi.json")
+    assert r.status_code == 200
+    paths = r.json()["paths"]
+    missing = [(method, path) for method, path in CONTRACT_CALLS if method not in paths.get(path, {})]
+    assert missing == []
 
 
 @pytest.mark.parametrize(
@@ -122,7 +166,7 @@ async def test_report_pages_newest_first_with_filters(api: httpx.AsyncClient, up
     seen: list[str] = []
     cursor = None
     while True:
-        params: dict[str, object] = {"practice_id": practice, "limit": 3}
+        params: dict[str, str | int] = {"practice_id": practice, "limit": 3}
         if cursor:
             params["cursor"] = cursor
         page = (await api.get("/api/v1/postings", params=params)).json()

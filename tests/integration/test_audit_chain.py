@@ -17,16 +17,17 @@ from typing import Any
 
 import httpx
 import pytest
+from pymongo.asynchronous.collection import AsyncCollection
 
 from domain.model import LoadStatus, PostingKind
 from domain.posting import AuditEntry, KeptMessage, Posting, PostingKey
 from infra.audit_seals import AuditSealer
-from infra.mongo import Collections, connect
+from infra.mongo import Collections, Doc, connect
 from infra.postings import doc_id, new_doc
 from infra.sealer_process import SealerProcess
 from infra.settings import Settings
 from paypost.bootstrap import Paypost
-from tests.conftest import Upstream
+from tests.conftest import Upstream, wait_for
 from tests.integration.helpers import wait_status
 
 pytestmark = pytest.mark.integration
@@ -45,27 +46,33 @@ async def test_untouched_trail_verifies_and_an_edit_is_caught(
     loaded = await upstream.payment()
     await wait_status(api, practice, failed["payment_id"], "FAILED")
     await wait_status(api, practice, loaded["payment_id"], "LOADED")
+    postings = paypost.collections.postings
+    failed_id, loaded_id = f"{practice}/{failed['payment_id']}", f"{practice}/{loaded['payment_id']}"
+    await wait_for(lambda: postings.find_one({"_id": failed_id, "audit.action": "dead_lettered"}))
     await api.post("/api/v1/postings/changes", json={"practice_id": practice,
                    "clear": [{"payment_id": failed["payment_id"], "reason": "posted by hand"}]})
     await wait_status(api, practice, failed["payment_id"], "CLEARED")
-    sealer = AuditSealer(paypost.collections)
-    assert await sealer.seal() >= 0
+    assert await actions(postings, failed_id) == ["received", "failed", "dead_lettered", "clear"]
+    assert await actions(postings, loaded_id) == ["received", "loaded"]
 
+    # The whole trail is sealed (by this sealer or paypost's own), so the check below covers every entry.
+    sealer = AuditSealer(paypost.collections)
+    await sealer.seal_all()
+    sealed = await sealer.verify()
+    assert (sealed.ok, sealed.entries, sealed.unsealed) == (True, 6, 0), sealed.problems
     good = verify(settings)
     assert good.returncode == 0, good.stdout + good.stderr
-    assert "TAMPERED" not in good.stdout and "audit entries verified" in good.stdout
+    assert "TAMPERED" not in good.stdout and "6 audit entries verified, 0 not sealed yet" in good.stdout
 
     # Someone rewrites who cleared it and why.
-    await paypost.collections.postings.update_one(
-        {"_id": f"{practice}/{failed['payment_id']}", "audit.action": "clear"},
-        {"$set": {"audit.$.actor": "nobody", "audit.$.reason": "never happened"}})
-    # And someone deletes the received entry of another posting.
-    await paypost.collections.postings.update_one({"_id": f"{practice}/{loaded['payment_id']}"},
-                                                  {"$pop": {"audit": 1}})
+    await postings.update_one({"_id": failed_id, "audit.action": "clear"},
+                              {"$set": {"audit.$.actor": "nobody", "audit.$.reason": "never happened"}})
+    # And someone deletes the last entry of another posting.
+    await postings.update_one({"_id": loaded_id}, {"$pop": {"audit": 1}})
     bad = verify(settings)
     assert bad.returncode == 1
-    assert f"{practice}/{failed['payment_id']}: audit entry" in bad.stdout and "altered" in bad.stdout
-    assert f"{practice}/{loaded['payment_id']}: audit entry" in bad.stdout and "removed" in bad.stdout
+    assert f"{failed_id}: audit entry 3 was altered" in bad.stdout
+    assert f"{loaded_id}: audit entry 1 was removed" in bad.stdout
 
 
 async def test_an_altered_seal_breaks_the_chain(settings: Settings, paypost: Paypost, api: httpx.AsyncClient,
@@ -76,6 +83,8 @@ async def test_an_altered_seal_breaks_the_chain(settings: Settings, paypost: Pay
         await AuditSealer(paypost.collections).seal()
     seals = paypost.collections.db.get_collection("audit_seals")
     assert await seals.count_documents({}) >= 2
+    before = await AuditSealer(paypost.collections).verify()
+    assert before.ok, before.problems  # the chain was whole: the edit below is what breaks it
     await seals.update_one({"seq": 1}, {"$set": {"entries": []}})
     result = await AuditSealer(paypost.collections).verify()
     assert not result.ok
@@ -242,6 +251,11 @@ async def test_a_sealer_whose_paypost_was_killed_exits_by_itself(settings: Setti
     parent.kill()
     await asyncio.to_thread(parent.wait)
     assert await asyncio.to_thread(_gone, child, 15.0), "the sealer outlived its paypost"
+
+
+async def actions(postings: AsyncCollection[Doc], posting_id: str) -> list[str]:
+    doc = await postings.find_one({"_id": posting_id}, {"audit.action": 1})
+    return [entry["action"] for entry in doc["audit"]] if doc else []
 
 
 async def sealed_soon(collections: Collections, posting_id: str, timeout: float = 20.0) -> bool:

@@ -1,4 +1,6 @@
-"""The ``http`` ledger integration against the reference ledger, with faults injected."""
+"""What only the ``http`` ledger does: its protocol, retries, lookups before re-posts, and giving up
+with LEDGER_UNAVAILABLE, against the reference ledger with faults injected; then paypost posting
+to it end to end. What every ledger does is in test_ledger_port.py."""
 
 from __future__ import annotations
 
@@ -7,68 +9,191 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
 
+from domain.errors import LoadFailure
+from domain.load_errors import LoadErrorCode
+from domain.ports import Ledger
+from domain.posting import LedgerEntryRequest, LedgerReceipt
+from infra.ledger_http import HttpLedgers
 from infra.local_services import free_port
-from infra.reference_ledger import Faults, LedgerState, create_reference_ledger
+from infra.reference_ledger import Faults
 from tests.conftest import Upstream
 from tests.integration.helpers import wait_status
+from tests.support.ledgers import (
+    CLOSED_PATIENT,
+    PATIENT,
+    PRACTICE,
+    HttpLedgerUnderTest,
+    ReferenceLedger,
+    ScriptedRandom,
+    http_integration,
+    http_ledger,
+    payment_request,
+    serve_reference_ledger,
+)
 
 pytestmark = pytest.mark.integration
 
+ATTEMPTS = 3
+POST = ("POST", "/entries")
+# Answers lost after the entry was made, and 5xx, often enough that most payments meet one.
+FLAKY = Faults(drop_after_commit_rate=0.3, error_rate=0.1)
+
 
 @pytest.fixture
-async def reference_ledger() -> AsyncIterator[tuple[str, LedgerState]]:
-    state = LedgerState(patients={"EHR-1", "EHR-CLOSED"})
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_reference_ledger(state), host="127.0.0.1", port=port,
-                                           log_level="critical", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
+async def subject() -> AsyncIterator[HttpLedgerUnderTest]:
+    async with http_ledger(attempts=ATTEMPTS, timeout=0.5) as subject:
+        yield subject
+
+
+def lookup(subject: HttpLedgerUnderTest, request: LedgerEntryRequest) -> tuple[str, str]:
+    return ("GET", subject.server.lookup_path(request))
+
+
+async def unavailable(ledger: Ledger, request: LedgerEntryRequest) -> str:
+    """Post ``request``, which must fail with LEDGER_UNAVAILABLE; the failure's detail."""
+    with pytest.raises(LoadFailure) as caught:
+        await ledger.post(request)
+    assert caught.value.code is LoadErrorCode.LEDGER_UNAVAILABLE
+    assert caught.value.detail is not None
+    return caught.value.detail
+
+
+# The HTTP ledger against the reference ledger.
+
+async def test_an_entry_is_posted_as_the_protocol_says(subject: HttpLedgerUnderTest) -> None:
+    request = payment_request("pay-1", amount="125.5")
+
+    receipt = await subject.ledger.post(request)
+
+    assert subject.server.requests == [POST]  # nothing to look up before a first post
+    assert subject.server.state.entries == {f"paypost:{PRACTICE}:pay-1": {
+        "entry_id": receipt.entry_id, "idempotency_key": f"paypost:{PRACTICE}:pay-1",
+        "practice_id": PRACTICE, "patient_id": PATIENT, "payment_id": "pay-1", "refund_id": None,
+        "amount": "125.50", "currency": "USD", "occurred_at": "2026-11-25T10:00:00+00:00",
+    }}
+
+
+async def test_a_5xx_is_retried_after_a_lookup_finds_nothing(subject: HttpLedgerUnderTest) -> None:
+    state = subject.server.state
+    state.faults, state.rng = Faults(error_rate=0.5), ScriptedRandom([0.0])  # only the first request fails
+    request = payment_request()
+
+    receipt = await subject.ledger.post(request)
+
+    assert subject.server.requests == [POST, lookup(subject, request), POST]
+    assert (state.errors, state.posts) == (1, 1)
+    assert receipt == LedgerReceipt(entry_id=state.entries[request.idempotency_key]["entry_id"])
+
+
+async def test_an_entry_whose_answer_was_lost_is_found_not_posted_again(subject: HttpLedgerUnderTest) -> None:
+    state = subject.server.state
+    state.faults = Faults(drop_after_commit_rate=1.0)  # the entry is made, the answer never arrives
+    request = payment_request()
+
+    receipt = await subject.ledger.post(request)
+
+    assert subject.server.requests == [POST, lookup(subject, request)]
+    assert (state.posts, state.dropped) == (1, 1)
+    assert receipt == LedgerReceipt(entry_id=state.entries[request.idempotency_key]["entry_id"], already_posted=True)
+
+
+@pytest.mark.parametrize(("faults", "detail"), [
+    (Faults(error_rate=1.0), "the ledger answered 503"),
+    (Faults(timeout_rate=1.0, timeout_seconds=2), "the ledger did not answer within 0.5s"),
+])
+async def test_a_ledger_failing_every_attempt_is_unavailable(subject: HttpLedgerUnderTest, faults: Faults,
+                                                             detail: str) -> None:
+    subject.server.state.faults = faults
+    request = payment_request()
+
+    assert detail in await unavailable(subject.ledger, request)
+
+    # One try per attempt; each re-post waits on a lookup, and here no lookup answers.
+    assert subject.server.requests == [POST] + [lookup(subject, request)] * (ATTEMPTS - 1)
+    assert subject.server.state.entries == {}
+
+
+async def test_a_ledger_that_cannot_be_reached_is_unavailable() -> None:
+    http = HttpLedgers(attempts=ATTEMPTS, default_timeout=0.5)
     try:
-        yield f"http://127.0.0.1:{port}", state
+        nobody = http.for_integration(http_integration(f"http://127.0.0.1:{free_port()}"))
+        assert "the ledger could not be reached (ConnectError)" in await unavailable(nobody, payment_request())
     finally:
-        server.should_exit = True
-        await task
+        await http.close()
+
+
+async def test_concurrent_posts_with_lost_answers_make_one_entry_each(subject: HttpLedgerUnderTest) -> None:
+    state = subject.server.state
+    state.faults = FLAKY
+    requests = [payment_request(f"drop-{i}") for i in range(40)]
+
+    outcomes = await asyncio.gather(*(subject.ledger.post(r) for r in requests), return_exceptions=True)
+
+    assert state.dropped > 0  # the premise: some answers were lost after their entry was made
+    receipts = {r.payment_id: o for r, o in zip(requests, outcomes, strict=True) if isinstance(o, LedgerReceipt)}
+    failures = [o for o in outcomes if not isinstance(o, LedgerReceipt)]
+    assert all(isinstance(f, LoadFailure) and f.code is LoadErrorCode.LEDGER_UNAVAILABLE for f in failures), failures
+    assert len(receipts) >= 30  # a few may spend every attempt on faults: unavailable, never posted twice
+    entries = {e.payment_id: e for e in await subject.entries()}
+    assert len(entries) == len(state.entries)  # one entry per payment
+    assert receipts.keys() <= entries.keys()
+    assert {p: r.entry_id for p, r in receipts.items()} == {p: entries[p].entry_id for p in receipts}
+
+
+# paypost posting to a practice whose ledger is of kind http.
+
+@pytest.fixture
+async def reference_ledger() -> AsyncIterator[ReferenceLedger]:
+    async with serve_reference_ledger() as server:
+        yield server
 
 
 @pytest.fixture
-async def http_practice(api: httpx.AsyncClient, reference_ledger: tuple[str, LedgerState]) -> str:
-    url, _ = reference_ledger
+async def http_practice(api: httpx.AsyncClient, reference_ledger: ReferenceLedger) -> str:
     r = await api.put("/api/v1/practices/clinic-h", json={
-        "name": "H", "ledger": {"kind": "http", "base_url": url, "timeout_seconds": 0.5}, "enabled": True})
+        "name": "H", "ledger": {"kind": "http", "base_url": reference_ledger.url, "timeout_seconds": 0.5},
+        "enabled": True})
     assert r.status_code == 200, r.text
     return "clinic-h"
 
 
 async def test_payment_loads_into_the_http_ledger(api: httpx.AsyncClient, upstream: Upstream, http_practice: str,
-                                                  reference_ledger: tuple[str, LedgerState]) -> None:
-    _, state = reference_ledger
+                                                  reference_ledger: ReferenceLedger) -> None:
     body = await upstream.payment(practice_id=http_practice)
     posting = await wait_status(api, http_practice, body["payment_id"], "LOADED")
-    assert posting["ehr_patient_id"] == "EHR-1"
-    [entry] = state.entries.values()
+    assert posting["ehr_patient_id"] == PATIENT
+    [entry] = reference_ledger.state.entries.values()
     assert entry["payment_id"] == body["payment_id"] and entry["amount"] == "125.00"
     assert entry["idempotency_key"] == f"paypost:{http_practice}:{body['payment_id']}"
 
 
-@pytest.mark.parametrize(("fields", "faults", "code", "detail"), [
-    ({"ehr_patient_id": "EHR-404"}, Faults(), "PATIENT_NOT_FOUND", "EHR-404"),
-    ({"ehr_patient_id": "EHR-CLOSED"}, Faults(reject_patients=["EHR-CLOSED"]), "LEDGER_REJECTED", "closed"),
-    ({}, Faults(error_rate=1.0), "LEDGER_UNAVAILABLE", "503"),
-    ({}, Faults(timeout_rate=1.0, timeout_seconds=2), "LEDGER_UNAVAILABLE", "did not answer"),
-])
-async def test_http_ledger_failures(api: httpx.AsyncClient, upstream: Upstream, http_practice: str,
-                                    reference_ledger: tuple[str, LedgerState], fields: dict[str, str],
-                                    faults: Faults, code: str, detail: str) -> None:
-    _, state = reference_ledger
-    state.faults = faults
-    body = await upstream.payment(practice_id=http_practice, **fields)
-    posting = await wait_status(api, http_practice, body["payment_id"], "FAILED", timeout=15)
-    assert posting["load_error"]["code"] == code
-    assert detail in posting["load_error"]["message"]
-    assert state.entries == {}
+async def test_the_ledgers_reason_reaches_the_office(api: httpx.AsyncClient, upstream: Upstream, http_practice: str,
+                                                     reference_ledger: ReferenceLedger) -> None:
+    reference_ledger.state.faults = Faults(reject_patients=[CLOSED_PATIENT])
+    body = await upstream.payment(practice_id=http_practice, ehr_patient_id=CLOSED_PATIENT)
+    posting = await wait_status(api, http_practice, body["payment_id"], "FAILED")
+    assert posting["load_error"]["code"] == "LEDGER_REJECTED"
+    assert "account is closed for new entries" in posting["load_error"]["message"]
+    assert reference_ledger.state.entries == {}
+
+
+async def test_paypost_posts_each_payment_once_through_lost_answers(
+    api: httpx.AsyncClient, upstream: Upstream, http_practice: str, reference_ledger: ReferenceLedger
+) -> None:
+    state = reference_ledger.state
+    state.faults = FLAKY
+    bodies = [await upstream.payment(practice_id=http_practice, payment_id=f"drop-{i}") for i in range(40)]
+    statuses = [
+        (await wait_status(api, http_practice, b["payment_id"], "LOADED", "FAILED", timeout=20))["load_status"]
+        for b in bodies
+    ]
+    assert state.dropped > 0  # the premise: some answers were lost after their entry was made
+    loaded_ids = {b["payment_id"] for b, s in zip(bodies, statuses, strict=True) if s == "LOADED"}
+    assert len(loaded_ids) >= 30  # a few may spend every attempt on faults: FAILED, never posted twice
+    entries = list(state.entries.values())
+    assert len(entries) == len({e["payment_id"] for e in entries})  # one entry per payment
+    assert {e["payment_id"] for e in entries} >= loaded_ids
 
 
 async def test_unreachable_ledger_is_unavailable(api: httpx.AsyncClient, upstream: Upstream) -> None:
@@ -78,20 +203,4 @@ async def test_unreachable_ledger_is_unavailable(api: httpx.AsyncClient, upstrea
     body = await upstream.payment(practice_id="clinic-x")
     posting = await wait_status(api, "clinic-x", body["payment_id"], "FAILED", timeout=15)
     assert posting["load_error"]["code"] == "LEDGER_UNAVAILABLE"
-
-
-async def test_committed_then_dropped_responses_never_post_twice(
-    api: httpx.AsyncClient, upstream: Upstream, http_practice: str, reference_ledger: tuple[str, LedgerState]
-) -> None:
-    _, state = reference_ledger
-    state.faults = Faults(drop_after_commit_rate=0.3, error_rate=0.1)
-    bodies = [await upstream.payment(practice_id=http_practice, payment_id=f"drop-{i}") for i in range(40)]
-    statuses = [
-        (await wait_status(api, http_practice, b["payment_id"], "LOADED", "FAILED", timeout=20))["load_status"]
-        for b in bodies
-    ]
-    loaded_ids = {b["payment_id"] for b, s in zip(bodies, statuses, strict=True) if s == "LOADED"}
-    assert len(loaded_ids) >= 30  # a few may exhaust their attempts: FAILED, never double-posted
-    entries = list(state.entries.values())
-    assert len(entries) == len({e["payment_id"] for e in entries})  # one entry per payment
-    assert {e["payment_id"] for e in entries} >= loaded_ids
+    assert "could not be reached" in posting["load_error"]["message"]

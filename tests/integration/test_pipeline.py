@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 
+import aio_pika
 import httpx
 import orjson
 import pytest
 
+from domain.load_errors import LoadErrorCode, load_error
+from infra.mongo import Collections, connect
+from infra.settings import Settings
 from paypost.bootstrap import Paypost
+from schemas.topics import DEAD_LETTER_QUEUE, INTAKE_QUEUE
 from tests.conftest import Upstream, payment_body, wait_for
 from tests.integration.helpers import get_posting, ledger, wait_status
 
@@ -56,8 +63,10 @@ async def test_failures_a_person_must_fix_are_failed_and_dead_lettered(
 
     posting = await wait_status(api, body["practice_id"], body["payment_id"], "FAILED")
 
+    words = load_error(LoadErrorCode(code))  # what the office reads for that code
     assert posting["load_error"]["code"] == code
-    assert posting["load_error"]["message"] and posting["load_error"]["fix"]
+    assert posting["load_error"]["message"].startswith(words.message)
+    assert posting["load_error"]["fix"] == words.fix
     assert posting["load_error_history"][0]["code"] == code
     # The message went through paypost.postings.dead and is kept with its posting.
     posting = await wait_for(lambda: _with_action(api, body["practice_id"], body["payment_id"], "dead_lettered"))
@@ -66,7 +75,7 @@ async def test_failures_a_person_must_fix_are_failed_and_dead_lettered(
 
 async def _with_action(api: httpx.AsyncClient, practice: str, payment: str, action: str) -> dict[str, object] | None:
     p = await get_posting(api, practice, payment)
-    return p if p and any(a["action"] == action for a in p["audit"]) else None  # type: ignore[union-attr]
+    return p if p and any(a["action"] == action for a in p["audit"]) else None
 
 
 async def test_disabled_integration_is_not_configured(api: httpx.AsyncClient, upstream: Upstream,
@@ -158,9 +167,9 @@ async def test_mapping_from_an_event(api: httpx.AsyncClient, upstream: Upstream,
     async def mapped() -> bool:
         body = await upstream.payment(patient_account_id="acct-5", ehr_patient_id=None)
         posting = await wait_status(api, practice, body["payment_id"], "LOADED", "FAILED")
-        return posting["load_status"] == "LOADED" and posting["ehr_patient_id"] == "EHR-2"
+        return bool(posting["load_status"] == "LOADED" and posting["ehr_patient_id"] == "EHR-2")
 
-    assert await wait_for(mapped, timeout=10)
+    await wait_for(mapped, timeout=10)
 
 
 @pytest.mark.parametrize(
@@ -193,10 +202,10 @@ async def test_poison_messages_become_failed_unreadable_rows(
     posting = await wait_for(row)
     assert posting["kind"] == "unreadable"
     assert posting["load_status"] == "FAILED"
-    assert posting["load_error"]["code"] == code  # type: ignore[index]
-    assert detail in posting["load_error"]["message"]  # type: ignore[index]
+    assert posting["load_error"]["code"] == code
+    assert detail in posting["load_error"]["message"]
     # Nothing is echoed from the body into the error (it may carry patient detail).
-    assert "bitcoin" not in posting["load_error"]["message"]  # type: ignore[index]
+    assert "bitcoin" not in posting["load_error"]["message"]
     await wait_for(lambda: _with_action(api, str(posting["practice_id"]), message_id, "dead_lettered"))
 
 
@@ -223,7 +232,7 @@ async def test_unknown_routing_key_is_kept_as_an_unreadable_row(api: httpx.Async
 
 
 async def test_payments_published_while_paypost_is_stopped_wait_for_it(
-    api: httpx.AsyncClient, paypost: Paypost, upstream: Upstream, practice: str, settings: object
+    api: httpx.AsyncClient, paypost: Paypost, upstream: Upstream, practice: str
 ) -> None:
     await paypost.stop()
     bodies = [await upstream.payment() for _ in range(20)]
@@ -231,8 +240,6 @@ async def test_payments_published_while_paypost_is_stopped_wait_for_it(
     restarted = Paypost(paypost.settings)
     await restarted.start()
     try:
-        api.app = None  # type: ignore[attr-defined]
-
         transport = httpx.ASGITransport(app=restarted.http_app(manage_lifecycle=False))
         async with httpx.AsyncClient(transport=transport, base_url="http://paypost", headers=api.headers) as again:
             for body in bodies:
@@ -243,58 +250,79 @@ async def test_payments_published_while_paypost_is_stopped_wait_for_it(
 
 
 async def test_consumer_restarted_mid_stream_loses_nothing_and_posts_nothing_twice(
-    api: httpx.AsyncClient, paypost: Paypost, upstream: Upstream, practice: str
+    amqp_url: str, paypost: Paypost, upstream: Upstream, practice: str
 ) -> None:
-    total = 600
-    for i in range(total):
-        await upstream.payment(payment_id=f"stream-{i:04d}", ehr_patient_id="EHR-1" if i % 10 else None)
+    total = 600  # every tenth has no mapping: PATIENT_NOT_MAPPED
 
-    await wait_for(lambda: paypost.collections.postings.count_documents({"load_status": {"$in": ["LOADED", "FAILED"]}}),
-                   timeout=20)
-    await paypost.stop()  # mid-stream: in-flight messages return to the queue
-    done_before = await _count_final(paypost.settings)
+    async def publish() -> None:
+        for i in range(total):
+            await upstream.payment(payment_id=f"stream-{i:04d}", ehr_patient_id="EHR-1" if i % 10 else None)
+
+    publishing = asyncio.create_task(publish())
+    await wait_for(_final_reaches(paypost.collections, 50), timeout=20)
+    await paypost.stop()  # while payments are still arriving and being loaded
+    async with _database(paypost.settings) as collections:
+        done_before = await _count_final(collections)
+    await publishing
+    waiting = await _ready_messages(amqp_url, INTAKE_QUEUE)
+
+    # Mid-stream: some payments were loaded before the stop, and the rest were not.
+    assert 50 <= done_before < total, done_before
+    # Each one not loaded waits in the queue (in flight ones went back), and none that was is there.
+    assert waiting == total - done_before, (waiting, done_before)
 
     restarted = Paypost(paypost.settings)
     await restarted.start()
     try:
-        async def all_final() -> bool:
-            return await restarted.collections.postings.count_documents(
-                {"payment_id": {"$regex": "^stream-"}, "load_status": {"$in": ["LOADED", "FAILED"]}}) == total
-
-        await wait_for(all_final, timeout=60)
+        await wait_for(_final_reaches(restarted.collections, total), timeout=60)
         entries = await restarted.collections.ledger_entries.count_documents({})
         failed = await restarted.collections.postings.count_documents({"load_status": "FAILED"})
     finally:
         await restarted.stop()
-    assert done_before < total or done_before == total
     assert entries == total - total // 10  # every mapped payment posted exactly once
     assert failed == total // 10  # PATIENT_NOT_MAPPED, none lost
 
 
-async def _count_final(settings: object) -> int:
-    from infra.mongo import Collections, connect
+async def _count_final(collections: Collections) -> int:
+    """How many of the stream's payments are LOADED or FAILED."""
+    return await collections.postings.count_documents(
+        {"payment_id": {"$regex": "^stream-"}, "load_status": {"$in": ["LOADED", "FAILED"]}})
 
-    client = connect(settings.mongodb_uri)  # type: ignore[attr-defined]
+
+def _final_reaches(collections: Collections, count: int) -> Callable[[], Awaitable[bool]]:
+    async def reached() -> bool:
+        return await _count_final(collections) >= count
+
+    return reached
+
+
+@contextlib.asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[Collections]:
+    """paypost's collections on a client of the test's own (a stopped paypost closed its client)."""
+    client = connect(settings.mongodb_uri)
     try:
-        return await Collections(client[settings.mongodb_db]).postings.count_documents(  # type: ignore[attr-defined]
-            {"load_status": {"$in": ["LOADED", "FAILED"]}})
+        yield Collections(client[settings.mongodb_db])
     finally:
         await client.close()
+
+
+async def _ready_messages(amqp_url: str, queue: str) -> int:
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count or 0
+    finally:
+        await connection.close()
 
 
 async def test_dead_letter_queue_holds_messages_while_paypost_is_down(
     amqp_url: str, paypost: Paypost, upstream: Upstream, api: httpx.AsyncClient, practice: str
 ) -> None:
-    import aio_pika
-
     await paypost.stop()
     # Something dead-lettered while paypost's dead-letter consumer is down waits in the queue.
     await upstream.raw("", b"not json", message_id="dl-1", exchange="paypost.dead-letter")
-    connection = await aio_pika.connect(amqp_url)
-    channel = await connection.channel()
-    queue = await channel.declare_queue("paypost.postings.dead", passive=True)
-    assert queue.declaration_result.message_count == 1
-    await connection.close()
+    assert await _ready_messages(amqp_url, DEAD_LETTER_QUEUE) == 1
 
     restarted = Paypost(paypost.settings)
     await restarted.start()
@@ -317,6 +345,9 @@ async def test_concurrent_duplicates_on_two_consumers_post_once(
     second = Paypost(paypost.settings)
     await second.start()
     try:
+        # The premise: both paypost processes consume the intake queue, each on its lanes.
+        _, consumers = (await paypost.refresh_queue_metrics())[INTAKE_QUEUE]
+        assert consumers == 2 * paypost.settings.intake_lanes
         bodies = [payment_body(payment_id=f"race-{i}") for i in range(50)]
         for body in bodies:
             for _ in range(3):

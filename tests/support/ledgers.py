@@ -1,0 +1,199 @@
+"""Each adapter of the Ledger port, set up for a test, with a way to read back what it holds.
+
+The port's shared suite (tests/integration/test_ledger_port.py) runs against each; the HTTP
+ledger's own tests (tests/integration/test_http_ledger.py) use the reference server from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import uvicorn
+
+from domain.ports import Ledger
+from domain.posting import Integration, LedgerEntryRequest
+from infra.directory import MongoPracticeDirectory
+from infra.ledger_builtin import BuiltinLedger, Ledgers
+from infra.ledger_http import HttpLedgers
+from infra.local_services import free_port
+from infra.mongo import Collections, connect, ensure_indexes
+from infra.reference_ledger import Faults, LedgerState, create_reference_ledger
+
+PRACTICE = "clinic-l"
+PATIENT = "EHR-1"  # known to the ledger
+CLOSED_PATIENT = "EHR-CLOSED"  # known to the HTTP ledger, which refuses new entries for it
+
+
+def payment_request(payment_id: str = "pay-1", *, amount: str = "125.00",
+                    patient: str = PATIENT) -> LedgerEntryRequest:
+    """The entry paypost posts for a payment."""
+    return LedgerEntryRequest(
+        practice_id=PRACTICE, ehr_patient_id=patient, posting_id=payment_id, payment_id=payment_id,
+        refund_id=None, amount=Decimal(amount), currency="USD",
+        occurred_at=datetime(2026, 11, 25, 10, 0, tzinfo=UTC),
+    )
+
+
+def refund_request(payment: LedgerEntryRequest, refund_id: str, amount: str) -> LedgerEntryRequest:
+    """The entry paypost posts for a refund: negative, against its payment, under the refund's own id."""
+    return replace(payment, posting_id=refund_id, refund_id=refund_id, amount=-Decimal(amount))
+
+
+@dataclass(frozen=True)
+class HeldEntry:
+    """An entry as the ledger holds it, in the same shape whichever adapter holds it."""
+
+    entry_id: str
+    practice_id: str
+    patient_id: str
+    payment_id: str
+    refund_id: str | None
+    amount: Decimal
+    currency: str
+
+
+class LedgerUnderTest(ABC):
+    """A ledger of the practice ``PRACTICE`` that knows the patient ``PATIENT``."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    @abstractmethod
+    async def entries(self) -> list[HeldEntry]:
+        """Everything the ledger holds, read from its own storage, not through the port."""
+
+    @abstractmethod
+    def refusing(self, request: LedgerEntryRequest) -> tuple[LedgerEntryRequest, str]:
+        """An entry like ``request`` that this ledger refuses, and words of the reason it gives."""
+
+
+class BuiltinLedgerUnderTest(LedgerUnderTest):
+    """The built-in ledger on MongoDB, as paypost posts to it: through ``Ledgers.for_integration``."""
+
+    def __init__(self, ledger: Ledger, collections: Collections) -> None:
+        super().__init__(ledger)
+        self._collections = collections
+
+    async def entries(self) -> list[HeldEntry]:
+        docs = await self._collections.ledger_entries.find({}).to_list(None)
+        return [HeldEntry(d["entry_id"], d["practice_id"], d["ehr_patient_id"], d["payment_id"], d["refund_id"],
+                          d["amount"], d["currency"]) for d in docs]
+
+    def refusing(self, request: LedgerEntryRequest) -> tuple[LedgerEntryRequest, str]:
+        # The built-in ledger keeps one currency per practice (USD unless set).
+        return replace(request, currency="EUR"), "keeps USD"
+
+
+@contextlib.asynccontextmanager
+async def builtin_ledger(mongodb_uri: str, currency: str | None = None) -> AsyncIterator[BuiltinLedgerUnderTest]:
+    """The built-in ledger in a database of its own, dropped afterwards; ``currency`` is the practice's
+    ``ledger.currency`` setting (unset: USD)."""
+    client = connect(mongodb_uri)
+    collections = Collections(client[f"paypost_ledger_{uuid.uuid4().hex[:10]}"])
+    http = HttpLedgers(attempts=1, default_timeout=1.0)  # Ledgers needs one; never called here
+    try:
+        await ensure_indexes(collections)
+        directory = MongoPracticeDirectory(collections)
+        await directory.register_patient(PRACTICE, PATIENT, datetime.now(UTC))
+        ledgers = Ledgers(BuiltinLedger(collections, directory), http)
+        integration = Integration(PRACTICE, "builtin", True, {"currency": currency} if currency else {})
+        yield BuiltinLedgerUnderTest(ledgers.for_integration(integration), collections)
+    finally:
+        await http.close()
+        await client.drop_database(collections.db.name)
+        await client.close()
+
+
+class ScriptedRandom(random.Random):
+    """Stands in for the reference ledger's random numbers, so a test says which request a fault hits.
+
+    Each request that can be faulted draws one number (a fault of rate r hits when it is below r);
+    once the script is spent, no fault hits.
+    """
+
+    def __init__(self, draws: Iterable[float]) -> None:
+        super().__init__()
+        self._draws = iter(draws)
+
+    def random(self) -> float:
+        return next(self._draws, 1.0)
+
+
+@dataclass
+class ReferenceLedger:
+    """The reference ledger served over HTTP: its URL, its state, and every request it received."""
+
+    url: str
+    state: LedgerState
+    requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
+
+    def lookup_path(self, request: LedgerEntryRequest) -> str:
+        return f"/entries/{request.idempotency_key}"
+
+
+@contextlib.asynccontextmanager
+async def serve_reference_ledger(state: LedgerState | None = None) -> AsyncIterator[ReferenceLedger]:
+    """The reference ledger on a free port of 127.0.0.1, on this event loop, until the block ends."""
+    served = ReferenceLedger(url="", state=state or LedgerState(patients={PATIENT, CLOSED_PATIENT}))
+    app = create_reference_ledger(served.state)
+
+    async def recorded(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            served.requests.append((scope["method"], scope["path"]))
+        await app(scope, receive, send)
+
+    port = free_port()
+    served.url = f"http://127.0.0.1:{port}"
+    server = uvicorn.Server(uvicorn.Config(recorded, host="127.0.0.1", port=port, log_level="critical",
+                                           lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # it could not start: say why
+        await asyncio.sleep(0.02)
+    try:
+        yield served
+    finally:
+        server.should_exit = True
+        await task
+
+
+class HttpLedgerUnderTest(LedgerUnderTest):
+    """The HTTP ledger, as paypost posts to it, against the reference ledger over real HTTP."""
+
+    def __init__(self, ledger: Ledger, server: ReferenceLedger) -> None:
+        super().__init__(ledger)
+        self.server = server
+
+    async def entries(self) -> list[HeldEntry]:
+        return [HeldEntry(e["entry_id"], e["practice_id"], e["patient_id"], e["payment_id"], e["refund_id"],
+                          Decimal(e["amount"]), e["currency"]) for e in self.server.state.entries.values()]
+
+    def refusing(self, request: LedgerEntryRequest) -> tuple[LedgerEntryRequest, str]:
+        self.server.state.faults = Faults(reject_patients=[CLOSED_PATIENT])
+        return replace(request, ehr_patient_id=CLOSED_PATIENT), "account is closed for new entries"
+
+
+def http_integration(base_url: str, **settings: object) -> Integration:
+    return Integration(PRACTICE, "http", True, {"base_url": base_url, **settings})
+
+
+@contextlib.asynccontextmanager
+async def http_ledger(attempts: int = 3, timeout: float = 0.5,
+                      state: LedgerState | None = None) -> AsyncIterator[HttpLedgerUnderTest]:
+    """An HTTP ledger making ``attempts`` tries of ``timeout`` seconds each, with its reference server."""
+    http = HttpLedgers(attempts=attempts, default_timeout=timeout)
+    try:
+        async with serve_reference_ledger(state) as server:
+            yield HttpLedgerUnderTest(http.for_integration(http_integration(server.url)), server)
+    finally:
+        await http.close()
