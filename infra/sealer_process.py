@@ -14,6 +14,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import time
 from multiprocessing.synchronize import Event as StopEvent
 
 import structlog
@@ -55,8 +56,11 @@ async def _seal_loop(uri: str, db: str, every: float, stop: StopEvent, parent: i
                 await sealer.seal_all(limit=100, pause=1.0)
             except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
                 log_failure(log, "audit_seal_failed", exc)
-            # The parent's stop is a process-shared event, not an asyncio one: a thread waits on it.
-            await asyncio.to_thread(stop.wait, every)
+            # Polled, never waited on: a child killed inside Event.wait leaves the event's condition
+            # counting a sleeper that never wakes, and the parent's stop.set() then blocks for ever.
+            deadline = time.monotonic() + every
+            while not stop.is_set() and time.monotonic() < deadline:  # noqa: ASYNC110 - see above
+                await asyncio.sleep(0.05)
             if os.getppid() != parent:
                 # paypost was killed (kill -9 leaves no time to stop us): a new paypost starts a
                 # sealer of its own, so this one seals what is left and goes.

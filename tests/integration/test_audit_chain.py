@@ -32,6 +32,8 @@ from tests.integration.helpers import wait_status
 
 pytestmark = pytest.mark.integration
 
+CHECKOUT = Path(__file__).resolve().parents[2]
+
 
 def verify(settings: Settings) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PAYPOST_MONGODB_URI": settings.mongodb_uri, "PAYPOST_MONGODB_DB": settings.mongodb_db}
@@ -142,7 +144,7 @@ async def test_a_trail_that_grows_while_it_is_sealed_stays_dirty_and_is_sealed_o
                                                         "$set": {"audit_dirty": True}})
             return await self._seals.insert_one(doc)
 
-    sealer._seals = GrowsOneTrail(sealer._seals)  # type: ignore[assignment]
+    sealer._seals = GrowsOneTrail(sealer._seals)  # type: ignore[assignment]  # a stand-in, injected
     await sealer.seal(limit=10)
     grown = await postings.find_one({"_id": ids[0]})
     assert grown is not None and grown["audit_dirty"] is True
@@ -243,7 +245,7 @@ async def test_a_sealer_whose_paypost_was_killed_exits_by_itself(settings: Setti
             "print(p.pid, flush=True)\n"
             "time.sleep(60)\n"
         ), settings.mongodb_uri, settings.mongodb_db],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE, text=True, cwd=CHECKOUT,
     )
     assert parent.stdout is not None
     child = int(await asyncio.to_thread(parent.stdout.readline))

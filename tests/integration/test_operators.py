@@ -395,7 +395,8 @@ async def test_each_dead_lettering_of_a_message_is_noted_once(paypost: Paypost, 
     payment_id = await failed_payment(api, upstream, practice, patient_account_id="acct-dl1")
     key = PostingKey(practice, payment_id)
     audit = AuditEntry(datetime.now(UTC), PAYPOST_ACTOR, "dead_lettered", reason="delivery_limit", detail="seen")
-    before = [a for a in (await get_posting(api, practice, payment_id) or {})["audit"] if a["action"] == "dead_lettered"]
+    before = [a for a in (await get_posting(api, practice, payment_id) or {})["audit"]
+              if a["action"] == "dead_lettered"]
 
     assert await paypost.postings.mark_dead_lettered(key, "msg-1:paypost.postings:delivery_limit:21", audit)
     assert not await paypost.postings.mark_dead_lettered(key, "msg-1:paypost.postings:delivery_limit:21", audit)

@@ -138,7 +138,7 @@ async def test_duplicates_with_the_same_or_a_new_event_id_post_once(
 async def test_republish_while_failed_replays_the_corrected_body(api: httpx.AsyncClient, upstream: Upstream,
                                                                   practice: str) -> None:
     body = payment_body(payment_id="pay-fix", ehr_patient_id=None)
-    await upstream.send("payment.posted", {k: v for k, v in body.items()})
+    await upstream.send("payment.posted", dict(body))
     await wait_status(api, practice, "pay-fix", "FAILED")
 
     await upstream.send("payment.posted", {**body, "event_id": str(uuid.uuid4()), "ehr_patient_id": "EHR-2"})
@@ -391,7 +391,8 @@ async def test_only_failures_and_refunds_enter_their_partial_indexes(
         return str(plan)
 
     assert "by_error_code" in await index_used({"practice_id": practice, "load_error.code": "PATIENT_NOT_MAPPED"})
-    assert "refunds_by_payment" in await index_used({"practice_id": practice, "refunded_payment_id": {"$in": ["never-seen"]}})
+    refunds_of = {"practice_id": practice, "refunded_payment_id": {"$in": ["never-seen"]}}
+    assert "refunds_by_payment" in await index_used(refunds_of)
     found = await paypost.posting_commands.failed_refunds_by_payment(practice, ["never-seen"])
     assert [k.payment_id for k in found["never-seen"]] == [refund["refund_id"]]
 
