@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import structlog
 
@@ -13,6 +15,10 @@ from handlers.operations import PostingOperations
 
 log = structlog.get_logger("paypost.healing")
 
+T = TypeVar("T")
+# Runs a step again while it fails transiently (the database's primary stepped down), with backoff.
+Retrying = Callable[[Callable[[], Awaitable[T]]], Awaitable[T]]
+
 
 class Healing:
     """Retries a patient account's mapping failures once its mapping is entered or corrected.
@@ -21,10 +27,11 @@ class Healing:
     a replay cut short by a crash is finished by the stale-retry sweep.
     """
 
-    def __init__(self, operations: PostingOperations, mappings: MappingStore) -> None:
+    def __init__(self, operations: PostingOperations, mappings: MappingStore, retrying: Retrying[int]) -> None:
         self._operations = operations
         self._mappings = mappings
-        self._running: set[asyncio.Task[int]] = set()
+        self._retrying = retrying
+        self._running: set[asyncio.Future[int]] = set()
 
     async def after_mapping(self, practice_id: str, patient_account_id: str, ehr_patient_id: str,
                             caused_by: str | None) -> int:
@@ -35,7 +42,10 @@ class Healing:
         if blocked:
             reason = f"mapping of patient account {patient_account_id} set to {ehr_patient_id} " + (
                 f"by {caused_by}" if caused_by else "while this payment was failing")
-            task = asyncio.create_task(self._operations.heal_account(practice_id, patient_account_id, reason))
+            # Each chunk's claim is one conditional write, so a heal run again (a failover cut it
+            # short) claims only what is still FAILED and replays nothing twice.
+            task = asyncio.ensure_future(self._retrying(
+                lambda: self._operations.heal_account(practice_id, patient_account_id, reason)))
             self._running.add(task)
             task.add_done_callback(self._done)
         return blocked
@@ -52,7 +62,7 @@ class Healing:
             log.info("mapping_changed_while_failing", posting=str(posting.key), patient_account_id=account)
             await self.after_mapping(posting.key.practice_id, account, held, caused_by=None)
 
-    def _done(self, task: asyncio.Task[int]) -> None:
+    def _done(self, task: asyncio.Future[int]) -> None:
         self._running.discard(task)
         error = None if task.cancelled() else task.exception()
         if error is not None:

@@ -98,7 +98,8 @@ class Paypost:
         self.operations = PostingOperations(self.posting_commands, self.publish, self.bus, Pacer(settings.replay_rate))
         self.reactions = PostingReactions(self.alerts, self.transfers, self.outcomes, self.operations,
                                           settings.alert_escalate_after)
-        self.healing = Healing(self.operations, self.mapping_store)
+        self.retrying = make_retrying(max_seconds=retry_seconds)
+        self.healing = Healing(self.operations, self.mapping_store, self.retrying)
         self.mapping_service = MappingService(self.mapping_store, self.healing)
         self.command_service = CommandService(self.operations, self.operation_store)
         self._subscribe()
@@ -113,7 +114,6 @@ class Paypost:
             refresh_metrics=self.refresh_queue_metrics,
         )
         # Entrypoints on the broker.
-        self.retrying = make_retrying(max_seconds=retry_seconds)
         register(
             self.broker, self.posting_service, self.dead_letter_service, self.mapping_service,
             self.reactions.transfer_settled, self.command_service, self.retrying, settings.max_message_bytes,
