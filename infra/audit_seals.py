@@ -1,10 +1,16 @@
 """Sealing the audit trail into a hash chain, and verifying it.
 
 Writes on the posting path only mark a posting ``audit_dirty``; a sealer, every few seconds, hashes
-the new entries and appends one seal to the chain (a unique ``seq`` keeps it linear when several
-paypost processes seal at once). ``paypost audit verify`` recomputes every sealed entry from the
-postings and every seal from the one before: an edited, removed or reordered entry, or an edited
-seal, is reported.
+the new entries and appends one seal to the chain. ``paypost audit verify`` recomputes every sealed
+entry from the postings and every seal from the one before: an edited, removed or reordered entry,
+an entry sealed twice, or an edited seal, is reported.
+
+Any number of paypost processes may seal at once. Each round is one transaction: it reads the
+dirty postings and the last seal, appends the next seal (``seq`` is unique) and marks what it
+sealed, all or nothing. Two rounds that cover the same entries, or append the same ``seq``,
+conflict, and the one that loses runs again on what is left: the chain stays linear and every
+entry is sealed exactly once, through crashes and a primary's failover. A lease (``infra/leases.py``)
+lets one process's sealer work at a time, so the others do not waste rounds on conflicts.
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from domain.audit_chain import GENESIS, entry_hash, seal_hash
 from domain.model import IN_FLIGHT
+from infra.leases import Lease, holder_name
 from infra.mongo import Collections
 
 IN_FLIGHT_VALUES = [status.value for status in IN_FLIGHT]
@@ -37,10 +45,27 @@ class Verification:
         return not self.problems
 
 
+# Rounds that lost a race for the same seq (another process appended it first) run again this often.
+SEQ_RACES = 20
+
+
 class AuditSealer:
     def __init__(self, collections: Collections) -> None:
+        self._client = collections.db.client
         self._postings = collections.postings
         self._seals = collections.db.get_collection("audit_seals", codec_options=collections.postings.codec_options)
+        self._leases = collections.leases
+
+    def lease(self, holder: str | None = None, ttl: float = 30.0) -> Lease:
+        """A paypost process's claim to be the one sealer at work (the others stand by). A sealer
+        process started again by the same paypost holds it under the same name, at once."""
+        return Lease(self._leases, "audit-sealer", holder or holder_name(), ttl)
+
+    async def seal_leading(self, lease: Lease, limit: int = 200, pause: float = 0.0) -> int:
+        """Seal everything left while ``lease`` is held; 0 while another process's sealer holds it."""
+        if await lease.acquire() is None:
+            return 0
+        return await self.seal_all(limit, pause)
 
     async def ensure_indexes(self) -> None:
         await self._seals.create_index([("seq", ASCENDING)], unique=True)
@@ -54,10 +79,20 @@ class AuditSealer:
 
     async def seal(self, limit: int = 500) -> int:
         """Seal what was appended since the last seal; returns how many entries were sealed."""
+        for _ in range(SEQ_RACES):
+            try:
+                async with self._client.start_session() as session:
+                    # Retried by the driver on a conflict with another round (TransientTransactionError).
+                    return await session.with_transaction(lambda s: self._round(s, limit))
+            except DuplicateKeyError:
+                continue  # another process appended this seq first: chain onto its seal
+        raise RuntimeError(f"{SEQ_RACES} sealing rounds in a row lost the race for the next seal")
+
+    async def _round(self, session: AsyncClientSession, limit: int) -> int:
         # A posting in flight is sealed once it settles (milliseconds later, as a rule), so that
         # its trail is read and written back once rather than twice.
         docs = await self._postings.find({"audit_dirty": True, "load_status": {"$nin": IN_FLIGHT_VALUES}},
-                                         {"audit": 1, "audit_sealed": 1}).limit(limit).to_list(None)
+                                         {"audit": 1, "audit_sealed": 1}, session=session).limit(limit).to_list(None)
         if not docs:
             return 0
         covered = [
@@ -66,33 +101,23 @@ class AuditSealer:
             for index in range(doc.get("audit_sealed", 0), len(doc["audit"]))
         ]
         if covered:
-            for _ in range(20):
-                last = await self._seals.find_one(sort=[("seq", DESCENDING)])
-                seq = (last["seq"] + 1) if last else 1
-                previous = last["hash"] if last else GENESIS
-                try:
-                    await self._seals.insert_one({
-                        "seq": seq, "previous": previous, "entries": covered, "at": datetime.now(UTC),
-                        "hash": seal_hash(previous, seq, (c["hash"] for c in covered)),
-                    })
-                    break
-                except DuplicateKeyError:
-                    continue  # another process sealed first: chain onto its seal
+            last = await self._seals.find_one(sort=[("seq", DESCENDING)], session=session)
+            seq = (last["seq"] + 1) if last else 1
+            previous = last["hash"] if last else GENESIS
+            await self._seals.insert_one({
+                "seq": seq, "previous": previous, "entries": covered, "at": datetime.now(UTC),
+                "hash": seal_hash(previous, seq, (c["hash"] for c in covered)),
+            }, session=session)
         # Marked sealed in one update per trail length (nearly all settled postings have the same
-        # few entries); a posting whose trail grew since it was read does not match and is
-        # marked only as far as this seal covers it, staying dirty for the next round.
+        # few entries). In the transaction, each trail is as it was read: one that grew since
+        # makes the round conflict and run again.
         by_length: dict[int, list[str]] = {}
         for doc in docs:
             by_length.setdefault(len(doc["audit"]), []).append(doc["_id"])
         for sealed, ids in by_length.items():
-            marked = await self._postings.update_many(
-                {"_id": {"$in": ids}, "audit": {"$size": sealed}},
-                {"$set": {"audit_sealed": sealed, "audit_dirty": False}})
-            if marked.matched_count < len(ids):
-                await self._postings.update_many(
-                    {"_id": {"$in": ids}, "audit": {"$not": {"$size": sealed}}},
-                    [{"$set": {"audit_sealed": {"$max": [{"$ifNull": ["$audit_sealed", 0]}, sealed]},
-                               "audit_dirty": True}}])
+            await self._postings.update_many({"_id": {"$in": ids}},
+                                             {"$set": {"audit_sealed": sealed, "audit_dirty": False}},
+                                             session=session)
         return len(covered)
 
     async def seal_all(self, limit: int = 200, pause: float = 0.0) -> int:

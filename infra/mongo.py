@@ -97,6 +97,10 @@ class Collections:
     def alerts(self) -> AsyncCollection[Doc]:
         return self._c("alerts")
 
+    @property
+    def leases(self) -> AsyncCollection[Doc]:
+        return self._c("leases")
+
 
 async def ensure_indexes(c: Collections) -> None:
     """Create the indexes every query and every exactly-once rule relies on."""

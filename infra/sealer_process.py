@@ -22,8 +22,8 @@ import structlog
 log = structlog.get_logger("paypost.sealer")
 
 
-def _seal_until_stopped(uri: str, db: str, every: float, stop: StopEvent, log_level: str, log_format: str,
-                        parent: int) -> None:
+def _seal_until_stopped(uri: str, db: str, every: float, holder: str, stop: StopEvent, log_level: str,
+                        log_format: str, parent: int) -> None:
     """The child's main: seal every ``every`` seconds until ``stop`` is set or ``parent`` is gone,
     then once more."""
     from infra.logging import configure_logging
@@ -36,16 +36,17 @@ def _seal_until_stopped(uri: str, db: str, every: float, stop: StopEvent, log_le
     # its last round still runs. SIGTERM (a service manager stopping the group) asks the same.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    asyncio.run(_seal_loop(uri, db, every, stop, parent))
+    asyncio.run(_seal_loop(uri, db, every, holder, stop, parent))
 
 
-async def _seal_loop(uri: str, db: str, every: float, stop: StopEvent, parent: int) -> None:
+async def _seal_loop(uri: str, db: str, every: float, holder: str, stop: StopEvent, parent: int) -> None:
     from infra.audit_seals import AuditSealer
     from infra.mongo import Collections, connect
     from infra.retry import log_failure
 
     client = connect(uri)
     sealer = AuditSealer(Collections(client[db]))
+    lease = sealer.lease(holder)
     log.info("audit_sealer_started", every_s=every)
     try:
         while not stop.is_set():
@@ -53,7 +54,7 @@ async def _seal_loop(uri: str, db: str, every: float, stop: StopEvent, parent: i
                 # Rounds of 100 with a pause as long as each round: at most half of the time at
                 # the database, in bursts of a few milliseconds (one round of 500 held the
                 # payments' writes up for tens). That still seals 2,500 postings a second.
-                await sealer.seal_all(limit=100, pause=1.0)
+                await sealer.seal_leading(lease, limit=100, pause=1.0)
             except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
                 log_failure(log, "audit_seal_failed", exc)
             # Polled, never waited on: a child killed inside Event.wait leaves the event's condition
@@ -72,6 +73,8 @@ async def _seal_loop(uri: str, db: str, every: float, stop: StopEvent, parent: i
             log_failure(log, "audit_seal_failed", exc)
             sealed = 0
         log.info("audit_sealer_stopped", sealed_at_stop=sealed)
+        with contextlib.suppress(Exception):  # the lease expires by itself if this fails
+            await lease.release()
     finally:
         await client.close()
 
@@ -81,7 +84,10 @@ class SealerProcess:
 
     def __init__(self, uri: str, db: str, *, every: float = 2.0, log_level: str = "INFO",
                  log_format: str = "console") -> None:
-        self._args = (uri, db, every)
+        from infra.leases import holder_name
+
+        # The sealing lease is this paypost's: a sealer started again after a crash takes it at once.
+        self._args = (uri, db, every, holder_name())
         self._logging = (log_level, log_format)
         self._context = multiprocessing.get_context("spawn")  # a fresh interpreter: no loop or sockets inherited
         self._stop = self._context.Event()

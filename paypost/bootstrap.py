@@ -166,12 +166,13 @@ class Paypost:
         """Seal here (inline), or watch the sealer's process and start it again if it died."""
         if self.sealer_process is not None:
             self.sealer_process.start()
+        lease = self.sealer.lease()
         while not self._stop_background.is_set():
             try:
                 if self.sealer_process is not None:
                     self.sealer_process.restart_if_dead()
                 else:
-                    await self.sealer.seal_all()
+                    await self.sealer.seal_leading(lease)
             except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
                 log_failure(log, "audit_seal_failed", exc)
             with contextlib.suppress(TimeoutError):  # the pause ended without a stop

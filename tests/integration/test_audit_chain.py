@@ -122,16 +122,20 @@ async def test_the_sealer_waits_for_a_posting_in_flight_and_seals_every_batch(
     assert result.unsealed == 0
 
 
-async def test_a_trail_that_grows_while_it_is_sealed_stays_dirty_and_is_sealed_once(
+async def test_a_trail_that_grows_while_it_is_sealed_is_sealed_whole_and_once(
     collections: Collections,
 ) -> None:
+    """An entry appended while a round is sealing (an operator's note, a retry) makes the round
+    conflict with that write and run again: the trail is sealed whole, no entry twice."""
     # No paypost here (its own sealer would seal too): postings are written as paypost writes them.
     postings = collections.postings
     ids = [await loaded_posting(collections, n) for n in range(3)]
     sealer = AuditSealer(collections)
+    appended: list[str] = []
+    seals_written: list[int] = []
 
     class GrowsOneTrail:
-        """The seals collection, but while the seal is written an entry is appended to ids[0]."""
+        """The seals collection, but while the first seal is written an entry is appended to ids[0]."""
 
         def __init__(self, seals: Any) -> None:
             self._seals = seals
@@ -139,22 +143,24 @@ async def test_a_trail_that_grows_while_it_is_sealed_stays_dirty_and_is_sealed_o
         async def find_one(self, *args: Any, **kwargs: Any) -> Any:
             return await self._seals.find_one(*args, **kwargs)
 
-        async def insert_one(self, doc: Any) -> Any:
-            await postings.update_one({"_id": ids[0]}, {"$push": {"audit": {"actor": "carol", "action": "note"}},
-                                                        "$set": {"audit_dirty": True}})
-            return await self._seals.insert_one(doc)
+        async def insert_one(self, doc: Any, **kwargs: Any) -> Any:
+            seals_written.append(doc["seq"])
+            if not appended:  # outside the round's transaction, as the posting path writes
+                appended.append(ids[0])
+                await postings.update_one({"_id": ids[0]}, {"$push": {"audit": {"actor": "carol", "action": "note"}},
+                                                            "$set": {"audit_dirty": True}})
+            return await self._seals.insert_one(doc, **kwargs)
 
     sealer._seals = GrowsOneTrail(sealer._seals)  # type: ignore[assignment]  # a stand-in, injected
-    await sealer.seal(limit=10)
+    assert await sealer.seal(limit=10) == 7  # the round ran again and sealed the grown trail too
+    assert seals_written == [1, 1]  # its first seal was never committed
+    assert await postings.count_documents({"_id": {"$in": ids}, "audit_dirty": False}) == 3
     grown = await postings.find_one({"_id": ids[0]})
-    assert grown is not None and grown["audit_dirty"] is True
-    assert grown["audit_sealed"] == len(grown["audit"]) - 1  # sealed as far as it was read
-    assert await postings.count_documents({"_id": {"$in": ids[1:]}, "audit_dirty": False}) == 2
+    assert grown is not None and grown["audit_sealed"] == len(grown["audit"]) == 3
 
-    await AuditSealer(collections).seal_all()
     result = await AuditSealer(collections).verify()
     assert result.ok, result.problems  # the appended entry sealed once, nothing sealed twice
-    assert (result.entries, result.unsealed) == (7, 0)
+    assert (result.seals, result.entries, result.unsealed) == (1, 7, 0)
 
 
 @pytest.fixture
@@ -283,3 +289,79 @@ def _gone(pid: int, timeout: float) -> bool:
             os.waitpid(pid, os.WNOHANG)  # not our child: only reaps if it were
         time.sleep(0.1)
     return False
+
+
+async def _write_while(collections: Collections, stop: asyncio.Event, written: list[str]) -> int:
+    """Postings settle, and settled ones grow (a note), while the sealers seal; the entries written."""
+    n, entries = 1000, 0
+    while not stop.is_set():
+        n += 1
+        written.append(await loaded_posting(collections, n))
+        entries += 2
+        if n % 3 == 0:
+            entries += 1
+            await collections.postings.update_one(
+                {"_id": written[len(written) // 2]},
+                {"$push": {"audit": {"at": datetime.now(UTC), "actor": "carol", "action": "note", "reason": None,
+                                     "detail": None}},
+                 "$set": {"audit_dirty": True}})
+        await asyncio.sleep(0.002)
+    return entries
+
+
+async def test_four_sealers_at_once_keep_one_linear_chain_each_entry_sealed_once(
+    settings: Settings, collections: Collections,
+) -> None:
+    """Four sealers with no lease between them, each on a client of its own, seal while postings
+    settle and grow: their rounds conflict, and the chain stays linear with every entry once."""
+    clients = [connect(settings.mongodb_uri) for _ in range(4)]
+    sealers = [AuditSealer(Collections(client[settings.mongodb_db])) for client in clients]
+    stop = asyncio.Event()
+    written: list[str] = []
+    rounds: list[int] = []
+
+    async def keep_sealing(sealer: AuditSealer) -> None:
+        while not stop.is_set():
+            rounds.append(await sealer.seal(limit=50))
+
+    try:
+        work = [asyncio.ensure_future(keep_sealing(s)) for s in sealers]
+        writer = asyncio.ensure_future(_write_while(collections, stop, written))
+        await asyncio.sleep(4)
+        stop.set()
+        entries, *_ = await asyncio.gather(writer, *work)
+        await sealers[0].seal_all()
+    finally:
+        for client in clients:
+            await client.close()
+
+    result = await AuditSealer(collections).verify()
+    assert result.ok, result.problems[:5]  # no seal missing or out of order, no entry sealed twice
+    assert len(written) > 100 and sum(1 for r in rounds if r) > 4  # they did seal concurrently, often
+    assert result.unsealed == 0
+    assert result.entries == entries  # every entry, once
+
+
+async def test_four_sealer_processes_at_once_seal_every_entry_once(
+    settings: Settings, collections: Collections,
+) -> None:
+    """Four paypost processes' sealers (processes of their own, each its own lease holder) run at
+    once while postings settle: one seals at a time, the chain verifies, nothing is left."""
+    processes = [SealerProcess(settings.mongodb_uri, settings.mongodb_db, every=0.1) for _ in range(4)]
+    for process in processes:
+        process.start()
+    stop = asyncio.Event()
+    written: list[str] = []
+    try:
+        writer = asyncio.ensure_future(_write_while(collections, stop, written))
+        await asyncio.sleep(4)
+        stop.set()
+        entries = await writer
+    finally:
+        await asyncio.gather(*(process.stop() for process in processes))  # each seals what is left
+
+    result = await AuditSealer(collections).verify()
+    assert result.ok, result.problems[:5]
+    assert (result.unsealed, result.entries) == (0, entries)
+    holders = await collections.leases.find_one({"_id": "audit-sealer"})
+    assert holders is not None and holders["token"] >= 1
