@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Literal
 
 import structlog
 from fastapi import FastAPI
@@ -16,7 +18,7 @@ from faststream.rabbit import RabbitBroker
 from pymongo import AsyncMongoClient
 
 from api.auth import Principal
-from api.http import create_app
+from api.http import create_app, health
 from consumers.subscribers import intake_consumers, register
 from domain.events import PostingCleared, PostingFailed, PostingLoaded, PostingRetried
 from handlers import metrics
@@ -56,6 +58,9 @@ from producers.events import OutcomePublisher
 from schemas.topics import DEAD_LETTER_QUEUE, INTAKE_QUEUE
 
 log = structlog.get_logger("paypost")
+
+# What a process does (contract section 9): everything, the HTTP API only, or the consumers only.
+Role = Literal["all", "api", "worker"]
 
 
 class Paypost:
@@ -147,20 +152,45 @@ class Paypost:
         self.bus.subscribe(PostingRetried, retried)
         self.bus.subscribe(PostingCleared, cleared, reactions.cleared)
 
-    def http_app(self, *, manage_lifecycle: bool = True,
+    def http_app(self, *, manage_lifecycle: bool = True, role: Role = "all",
                  after_start: Callable[[], Awaitable[None]] | None = None) -> FastAPI:
-        """The HTTP API and console over this process's handlers; with ``manage_lifecycle`` the app's
-        lifespan starts and stops the consumers too."""
-        tokens = {t.token: Principal(name=t.name, role=t.role) for t in self.settings.tokens.values()}
+        """What this process serves over HTTP, by its role (contract section 9).
 
+        ``all``: the API and console, and the lifespan runs the consumers and background duties
+        too; ``api``: the API and console only; ``worker``: the consumers and background duties,
+        serving only ``/healthz``, ``/readyz`` and ``/metrics`` (for probes and scraping). With
+        ``manage_lifecycle`` false (tests) the app starts and stops nothing.
+        """
         async def on_start() -> None:
             if manage_lifecycle:
-                await self.start()
+                await self.start(consume=role != "api")
             if after_start is not None:
                 await after_start()
 
-        return create_app(self.application, tokens, asyncapi_text, on_start=on_start,
-                          on_stop=self.stop if manage_lifecycle else None)
+        on_stop = self.stop if manage_lifecycle else None
+        if role == "worker":
+            return self._health_app(on_start, on_stop)
+        tokens = {t.token: Principal(name=t.name, role=t.role) for t in self.settings.tokens.values()}
+        return create_app(self.application, tokens, asyncapi_text, on_start=on_start, on_stop=on_stop)
+
+    def _health_app(self, on_start: Callable[[], Awaitable[None]],
+                    on_stop: Callable[[], Awaitable[None]] | None) -> FastAPI:
+        """A worker's HTTP side: health, readiness and metrics, no API route and no console."""
+
+        @asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            await on_start()
+            try:
+                yield
+            finally:
+                if on_stop is not None:
+                    await on_stop()
+
+        app = FastAPI(title="paypost worker", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+        app.state.application = self.application
+        app.state.asyncapi = asyncapi_text
+        app.include_router(health)
+        return app
 
     async def _seal_periodically(self, every: float = 2.0) -> None:
         """Seal here (inline), or watch the sealer's process and start it again if it died."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import gc
 import signal
 import sys
@@ -14,9 +15,19 @@ from infra.logging import configure_logging
 from paypost.cli.common import err, load_settings
 
 
+class RunRole(enum.StrEnum):
+    ALL = "all"
+    API = "api"
+    WORKER = "worker"
+
+
 def run(
     demo: Annotated[bool, typer.Option(help="Publish the demo payments once paypost is up.")] = False,
     local: Annotated[bool, typer.Option(help="Start a local mongod and RabbitMQ where none are configured.")] = True,
+    role: Annotated[RunRole, typer.Option(
+        help="all: consumers, API and console; api: the API and console only; worker: the consumers and "
+             "background duties, serving only /healthz, /readyz and /metrics. Any number of each may run "
+             "against the same broker and database.")] = RunRole.ALL,
 ) -> None:
     """Run the consumers, the HTTP API and the console until SIGTERM or Ctrl-C."""
     import uvicorn
@@ -37,12 +48,15 @@ def run(
         err.print(f"demo: published {result.published} messages for practice {result.practice_id}: "
                   f"{result.expect_loaded} should load, {result.expect_failed} should fail")
 
-    api = paypost.http_app(after_start=publish_demo if demo else None)
+    api = paypost.http_app(role=role.value, after_start=publish_demo if demo else None)
     tokens = settings.tokens
     if started and "PAYPOST_API_TOKENS" in started.env:
         err.print(f"API tokens for this local run are in {directory / 'api-tokens'} (token:role:name).")
-    err.print(f"paypost on http://{settings.http} (console at /, API at /api/v1, "
-              f"{len(tokens)} API token(s) configured)")
+    if role is RunRole.WORKER:
+        err.print(f"paypost worker: consuming; /healthz, /readyz and /metrics on http://{settings.http}")
+    else:
+        err.print(f"paypost ({role.value}) on http://{settings.http} (console at /, API at /api/v1, "
+                  f"{len(tokens)} API token(s) configured)")
     tune_gc()
     # uvicorn re-raises the SIGTERM it caught once it has shut down (lifespan included); exit 0 then.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

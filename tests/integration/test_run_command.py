@@ -52,3 +52,84 @@ def test_run_with_demo_shows_loaded_and_failed_rows_then_stops_cleanly(
     assert proc.returncode == 0, output
     assert "paypost_stopped" in output
     assert "Traceback" not in output
+
+
+def _start(role: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    paypost = Path(sys.executable).with_name("paypost")
+    proc = subprocess.Popen([str(paypost), "run", "--no-local", "--role", role],
+                            env={**env, "PAYPOST_HTTP": f"127.0.0.1:{port}"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _ready(base: str, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "paypost exited before it was ready"
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{base} did not become ready")
+
+
+def _consumers(amqp_url: str, queue: str) -> int:
+    import asyncio
+
+    import aio_pika
+
+    async def count() -> int:
+        connection = await aio_pika.connect(amqp_url)
+        try:
+            channel = await connection.channel()
+            declared = await channel.declare_queue(queue, passive=True)
+            return declared.declaration_result.consumer_count or 0
+        finally:
+            await connection.close()
+
+    return asyncio.run(count())
+
+
+def test_an_api_process_and_a_worker_process_split_the_work(services: Services, amqp_url: str) -> None:
+    """`--role api` serves the API and consumes nothing; `--role worker` consumes and serves only
+    health, readiness and metrics. Together they load a payment and show it."""
+    env = {**os.environ, "PAYPOST_AMQP_URL": amqp_url, "PAYPOST_MONGODB_URI": services.mongodb_uri,
+           "PAYPOST_MONGODB_DB": f"roles_{uuid.uuid4().hex[:8]}", "PAYPOST_API_TOKENS": "t1:operator:ops",
+           "PAYPOST_INTAKE_LANES": "3"}
+    api, api_base = _start("api", env)
+    worker = None
+    auth = {"Authorization": "Bearer t1"}
+    try:
+        _ready(api_base, api)
+        assert _consumers(amqp_url, "paypost.postings") == 0  # the API process consumes nothing
+        worker, worker_base = _start("worker", env)
+        _ready(worker_base, worker)
+        assert _consumers(amqp_url, "paypost.postings") == 3  # the worker's lanes
+        assert httpx.get(f"{worker_base}/api/v1/postings", headers=auth, timeout=5).status_code == 404
+        assert "paypost_payments_received_total" in httpx.get(f"{worker_base}/metrics", timeout=5).text
+
+        practice = {"name": "Roles", "ledger": {"kind": "builtin"}, "enabled": True}
+        assert httpx.put(f"{api_base}/api/v1/practices/clinic-r", json=practice, headers=auth).status_code == 200
+        assert httpx.put(f"{api_base}/api/v1/practices/clinic-r/ehr-patients/EHR-1", json={},
+                         headers=auth).status_code == 200
+        subprocess.run([str(Path(sys.executable).with_name("paypost")), "publish", "--practice", "clinic-r",
+                        "--payment", "pay-r1", "--account", "acct-r", "--amount", "12.00", "--ehr", "EHR-1"],
+                       env=env, check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 30
+        status = None
+        while time.monotonic() < deadline and status != "LOADED":
+            r = httpx.get(f"{api_base}/api/v1/postings/clinic-r/pay-r1", headers=auth, timeout=5)
+            status = r.json()["load_status"] if r.status_code == 200 else None
+            time.sleep(0.2)
+        assert status == "LOADED"
+    finally:
+        outputs = []
+        for proc in (api, worker):
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+                outputs.append(proc.communicate(timeout=45)[0])
+                assert proc.returncode == 0, outputs[-1]
+    assert all("Traceback" not in output for output in outputs)
