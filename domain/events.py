@@ -44,3 +44,23 @@ class PostingCleared:
 
 
 Event = PostingLoaded | PostingFailed | PostingRetried | PostingCleared
+
+
+def owed_as(event: Event) -> str | None:
+    """How an outcome's event is noted as owed on its posting; None for an event that is not an
+    outcome's (a retry's, a clear's: their operation is simply run again)."""
+    if isinstance(event, PostingFailed):
+        return "failed"
+    if isinstance(event, PostingLoaded):
+        return "loaded_after_failure" if event.had_failed else "loaded"
+    return None
+
+
+def owed_event(posting: Posting) -> Event | None:
+    """The event a posting still owes (its ``announcement_owed``), rebuilt from the posting."""
+    match posting.announcement_owed:
+        case "failed":
+            return PostingFailed(posting)
+        case "loaded" | "loaded_after_failure":
+            return PostingLoaded(posting, had_failed=posting.announcement_owed == "loaded_after_failure")
+    return None

@@ -58,6 +58,12 @@ class PostingStore(Protocol):
         """Note in the posting's trail that its message was dead-lettered, once per ``death`` (the
         message and the dead-lettering, as one marker); False if noted before."""
 
+    async def owe_announcement(self, key: PostingKey, owed: str) -> None:
+        """Note on the posting that its outcome's event (``domain.events.owed_as``) is still owed."""
+
+    async def announced(self, key: PostingKey) -> None:
+        """The owed event is sent: the note goes."""
+
 
 @dataclass(frozen=True, slots=True)
 class FailedSelection:

@@ -74,6 +74,9 @@ class Posting:
     refunded_payment_id: str | None = None
     load_error: LoadError | None = None
     replays: int = 0
+    # The outcome is durable but its events could not all be sent: which event it still owes
+    # (domain.events.owed_as), for whichever process meets the posting next.
+    announcement_owed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,7 +84,7 @@ class DeadLetterService:
             # other reason (delivery_limit) means no outcome was written: it becomes FAILED so a
             # person sees it (or, handled again, what that failure could not announce is now).
             if death.reason != "rejected" and (existing is None or existing.load_status in IN_FLIGHT
-                                               or self._service.owes(key)):
+                                               or self._service.owes(existing)):
                 await self._service.fail_unfinished(
                     existing or fresh,
                     f"paypost could not finish loading it ({death.reason} after {death.count} deliveries).", now)

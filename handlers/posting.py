@@ -121,9 +121,9 @@ class PostingService:
         self._max_bytes = max_message_bytes
         self._clock = clock
 
-    def owes(self, key: PostingKey) -> bool:
-        """Whether the outcome of ``key`` is durable but not yet announced (the broker was away)."""
-        return self._announcer.owes(key)
+    def owes(self, posting: Posting) -> bool:
+        """Whether the posting's outcome is durable but not yet announced (the broker was away)."""
+        return self._announcer.owes(posting)
 
     def read(self, message: KeptMessage) -> PaymentPosted | PaymentRefunded | Unreadable:
         """Read a delivery of the intake queue: a payment, a refund, or an unreadable message."""
@@ -179,7 +179,7 @@ class PostingService:
         """A delivery of a posting paypost holds already: what it means depends on where that stands."""
         match decide_delivery(existing.load_status):
             case Delivery.ALREADY_DONE:
-                await self._announcer.settle_owed(fresh.key)
+                await self._announcer.settle_owed(existing)
                 log.info("duplicate_ignored", posting=str(fresh.key), load_status=existing.load_status.value)
                 return Outcome(Disposition.ACK, fresh.key, existing.load_status)
             case Delivery.REPLAY_NEW_BODY if existing.event_id == fresh.event_id:
@@ -204,7 +204,7 @@ class PostingService:
         """The same event of a FAILED posting again. If its failure's announcement is owed, this
         is the delivery that failed (handled again): announced now, it goes to the dead letters
         as it would have; otherwise a duplicate, acknowledged (the posting keeps its message)."""
-        if await self._announcer.settle_owed(existing.key):
+        if await self._announcer.settle_owed(existing):
             code = existing.load_error.code if existing.load_error else None
             return Outcome(Disposition.DEAD_LETTER, existing.key, existing.load_status, code)
         return Outcome(Disposition.ACK, existing.key, existing.load_status)
@@ -217,7 +217,9 @@ class PostingService:
         key, created = await self._postings.insert_unreadable(posting, message, audit)
         outcome = Outcome(Disposition.DEAD_LETTER, key, LoadStatus.FAILED, unreadable.code)
         if not created:  # seen before (a redelivery, or back from the dead-letter queue)
-            await self._announcer.settle_owed(key)
+            seen = await self._postings.get(key)
+            if seen is not None:
+                await self._announcer.settle_owed(seen)
             return outcome
         log.warning(
             "message_unreadable", posting=str(key), error_code=unreadable.code.value,
@@ -235,7 +237,7 @@ class PostingService:
         error = load_error(LoadErrorCode.LEDGER_UNAVAILABLE, detail)
         if not await self._postings.record_failed(posting.key, Attempt(at, 0.0, "failed", error), error, None,
                                                   posting.patient_account_id):
-            await self._announcer.settle_owed(posting.key)
+            await self._announcer.settle_owed(posting)
             return False
         failed = replace(posting, load_status=LoadStatus.FAILED, load_error=error)
         await self._announcer.announce(posting.key, PostingFailed(failed))

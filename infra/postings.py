@@ -119,6 +119,7 @@ def posting_from(doc: Doc) -> Posting:
         refunded_payment_id=doc.get("refunded_payment_id"),
         load_error=error_from(doc.get("load_error")),
         replays=doc.get("replays", 0),
+        announcement_owed=doc.get("announcement_owed"),
     )
 
 
@@ -246,6 +247,13 @@ class MongoPostingStore:
              "$set": {"dead_lettered_at": audit.at, "audit_dirty": True}},
         )
         return result.modified_count == 1
+
+
+    async def owe_announcement(self, key: PostingKey, owed: str) -> None:
+        await self._c.update_one({"_id": doc_id(key)}, {"$set": {"announcement_owed": owed}})
+
+    async def announced(self, key: PostingKey) -> None:
+        await self._c.update_one({"_id": doc_id(key)}, {"$unset": {"announcement_owed": ""}})
 
 
 class MongoPostingCommands:

@@ -96,7 +96,7 @@ class Paypost:
         # Handlers.
         self.bus = MessageBus()
         self.posting_service = PostingService(
-            self.postings, self.directory, self.mapping_store, self.ledgers, Announcer(self.bus),
+            self.postings, self.directory, self.mapping_store, self.ledgers, Announcer(self.bus, self.postings),
             settings.max_message_bytes,
         )
         self.dead_letter_service = DeadLetterService(self.postings, self.posting_service, settings.max_message_bytes)

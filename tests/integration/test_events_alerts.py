@@ -305,3 +305,45 @@ async def test_a_dead_lettered_failure_whose_events_could_not_be_sent_is_announc
     assert keys.count(("posting.failed.clinic-a.LEDGER_UNAVAILABLE", "dl-blip")) == 1
     assert keys.count(("alert.opened.clinic-a.task", "dl-blip")) == 1
     assert keys.count(("alert.opened.clinic-a.patient", "dl-blip")) == 1
+
+
+async def test_an_outcome_one_worker_could_not_announce_is_announced_by_the_worker_that_gets_it_next(
+    paypost: Any, settings: Settings, upstream: Upstream, practice: str, dashboard: asyncio.Queue[WatchedEvent]
+) -> None:
+    """Workers keep no state of their own: a worker whose broker link refuses the failure's event
+    marks the posting as owing it; stopped, its delivery goes to another worker, which announces it
+    (the event, the office task and the patient flag, once) and clears the mark."""
+    from domain.errors import TransientFailure
+    from paypost.bootstrap import Paypost
+
+    real = paypost.outcomes._publish
+
+    async def refused(exchange: str, routing_key: str, body: bytes, **kwargs: Any) -> None:
+        if routing_key.startswith("posting.failed.") and b'"xw-1"' in body:
+            raise TransientFailure("the broker is not reachable: injected")
+        await real(exchange, routing_key, body, **kwargs)
+
+    paypost.outcomes._publish = refused
+    await upstream.payment(payment_id="xw-1", ehr_patient_id=None, patient_account_id="acct-xw")
+
+    async def marked() -> bool:
+        doc = await paypost.collections.postings.find_one({"_id": f"{practice}/xw-1"})
+        return doc is not None and doc.get("announcement_owed") == "failed"
+
+    await wait_for(marked, timeout=20)
+    await paypost.stop()  # its unsettled delivery goes back to the queue
+    other = Paypost(settings, retry_seconds=10)
+    await other.start()
+    try:
+        async def cleared() -> bool:
+            doc = await other.collections.postings.find_one({"_id": f"{practice}/xw-1"})
+            return doc is not None and "announcement_owed" not in doc
+
+        await wait_for(cleared, timeout=30)
+        got = await drain(dashboard, settle=1.5)
+    finally:
+        await other.stop()
+    keys = [(e.routing_key, e.body.get("payment_id")) for e in got]
+    assert keys.count(("posting.failed.clinic-a.PATIENT_NOT_MAPPED", "xw-1")) == 1
+    assert keys.count(("alert.opened.clinic-a.task", "xw-1")) == 1
+    assert keys.count(("alert.opened.clinic-a.patient", "xw-1")) == 1

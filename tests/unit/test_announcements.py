@@ -1,10 +1,12 @@
-"""Outcomes whose events could not be sent are kept, announced once the delivery comes back, and
-never more than a bounded number of them (the path through the real broker and database is
-tests/integration/test_events_alerts.py)."""
+"""Outcomes whose events could not be sent are marked as owing them and announced once the delivery
+comes back; kept in memory only when the mark cannot be written, at most so many (the path through
+the real broker and database, and across two workers, is tests/integration/test_events_alerts.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -16,10 +18,9 @@ from handlers.announcing import Announcer
 from handlers.messagebus import MessageBus
 
 
-def loaded(payment_id: str) -> PostingLoaded:
-    posting = Posting(PostingKey("clinic-a", payment_id), PostingKind.PAYMENT, LoadStatus.LOADED, "e-1",
-                      datetime.now(UTC))
-    return PostingLoaded(posting, had_failed=False)
+def posting(payment_id: str) -> Posting:
+    return Posting(PostingKey("clinic-a", payment_id), PostingKind.PAYMENT, LoadStatus.LOADED, "e-1",
+                   datetime.now(UTC))
 
 
 class Broker:
@@ -35,37 +36,64 @@ class Broker:
         self.sent.append(event.posting.key.payment_id)
 
 
-def announcer(broker: Broker, bound: int = 10_000) -> Announcer:
+class Marks:
+    """The two PostingStore calls the announcer makes, as the database would answer them."""
+
+    def __init__(self, database_up: bool = True) -> None:
+        self.database_up = database_up
+        self.owed: dict[PostingKey, str] = {}
+
+    async def owe_announcement(self, key: PostingKey, owed: str) -> None:
+        if not self.database_up:
+            raise ConnectionError("the database is not reachable")
+        self.owed[key] = owed
+
+    async def announced(self, key: PostingKey) -> None:
+        self.owed.pop(key, None)
+
+    def read(self, p: Posting) -> Posting:
+        """The posting as it is read back (with its mark, if any)."""
+        return replace(p, announcement_owed=self.owed.get(p.key))
+
+
+def announcer(broker: Broker, marks: Marks, bound: int = 10_000) -> Announcer:
     bus = MessageBus()
     bus.subscribe(PostingLoaded, broker)
-    return Announcer(bus, bound)
+    store: Any = marks
+    return Announcer(bus, store, bound)
 
 
-async def test_a_failed_announcement_is_kept_and_made_once_when_the_delivery_comes_back() -> None:
-    broker = Broker()
-    announcing = announcer(broker)
-    key = PostingKey("clinic-a", "p-1")
+async def test_a_failed_announcement_is_marked_on_the_posting_and_made_once_from_the_mark() -> None:
+    broker, marks = Broker(), Marks()
+    announcing = announcer(broker, marks)
+    p1 = posting("p-1")
 
     with pytest.raises(TransientFailure):
-        await announcing.announce(key, loaded("p-1"))
-    assert broker.sent == []
-    assert announcing.owes(key)
-    assert await announcing.settle_owed(PostingKey("clinic-a", "p-2")) is False  # nothing owed
+        await announcing.announce(p1.key, PostingLoaded(p1, had_failed=True))
+    assert marks.owed == {p1.key: "loaded_after_failure"}
+    assert announcing.owes(marks.read(p1))
+    assert await announcing.settle_owed(marks.read(posting("p-2"))) is False  # nothing owed
 
-    with pytest.raises(TransientFailure):  # still down: kept again
-        await announcing.settle_owed(key)
-    assert announcing.owes(key)
+    with pytest.raises(TransientFailure):  # still down: still marked
+        await announcing.settle_owed(marks.read(p1))
+    assert marks.owed == {p1.key: "loaded_after_failure"}
     broker.up = True
-    assert await announcing.settle_owed(key) is True
-    assert await announcing.settle_owed(key) is False  # once
+    # Any process reading the posting can settle it: a fresh announcer, as another worker's.
+    assert await announcer(broker, marks).settle_owed(marks.read(p1)) is True
+    assert marks.owed == {}
+    assert await announcing.settle_owed(marks.read(p1)) is False  # once
     assert broker.sent == ["p-1"]
 
 
-async def test_at_most_so_many_are_kept_the_oldest_dropped_first() -> None:
-    announcing = announcer(Broker(), bound=2)
+async def test_with_the_database_away_too_it_is_kept_in_memory_at_most_so_many() -> None:
+    broker, marks = Broker(), Marks(database_up=False)
+    announcing = announcer(broker, marks, bound=2)
     for payment_id in ("p-1", "p-2", "p-3"):
         with pytest.raises(TransientFailure):
-            await announcing.announce(PostingKey("clinic-a", payment_id), loaded(payment_id))
+            await announcing.announce(posting(payment_id).key, PostingLoaded(posting(payment_id), had_failed=False))
 
-    kept = [pid for pid in ("p-1", "p-2", "p-3") if announcing.owes(PostingKey("clinic-a", pid))]
+    kept = [pid for pid in ("p-1", "p-2", "p-3") if announcing.owes(posting(pid))]
     assert kept == ["p-2", "p-3"]
+    broker.up = True
+    assert await announcing.settle_owed(posting("p-3")) is True
+    assert broker.sent == ["p-3"] and not announcing.owes(posting("p-3"))
