@@ -253,8 +253,10 @@ def test_probes_ask_paypost_whether_it_lives_and_is_ready() -> None:
     for name, service in compose()["services"].items():
         if name.startswith(("api-", "worker-")):
             check = " ".join(service["healthcheck"]["test"])
-            tls = "PAYPOST_HTTP_TLS_CERT_FILE" in compose_environment(service)
-            assert f"{'https' if tls else 'http'}://127.0.0.1:{http_port()}/readyz" in check, name
+            env = compose_environment(service)
+            port = env["PAYPOST_HTTP"].rpartition(":")[2]
+            tls = "PAYPOST_HTTP_TLS_CERT_FILE" in env
+            assert f"{'https' if tls else 'http'}://127.0.0.1:{port}/readyz" in check, name
 
 
 def stop_timeout(env: dict[str, str]) -> float:
@@ -282,6 +284,50 @@ def test_every_workload_has_a_disruption_budget_over_its_pods() -> None:
             labels = workload["spec"]["template"]["metadata"]["labels"]
             covering = [b for b in budgets if b.items() <= labels.items()]
             assert len(covering) == 1, f"{kind} {name}"
+
+
+def documented_secrets() -> dict[str, set[str]]:
+    """The Secrets infra/deploy/README.md tells how to make, and the keys of each."""
+    text = (DEPLOY / "README.md").read_text().replace("\\\n", " ")
+    made: dict[str, set[str]] = {}
+    for kind, name, rest in re.findall(r"kubectl -n paypost create secret (generic|tls) (\S+)(.*)", text):
+        keys = set(re.findall(r"--from-(?:literal|file)=([\w.-]+)=", rest))
+        made[name] = keys | ({"tls.crt", "tls.key"} if kind == "tls" else set())
+    return made
+
+
+def test_every_secret_the_manifests_read_is_made_as_the_readme_says() -> None:
+    made = documented_secrets()
+    for workload in workloads():
+        spec = workload["spec"]["template"]["spec"]
+        volumes = {v["name"]: v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
+        for container in containers(workload):
+            where = f"{workload['kind']} {workload['metadata']['name']}"
+            for item in container.get("env", []):
+                if ref := item.get("valueFrom", {}).get("secretKeyRef"):
+                    assert ref["key"] in made.get(ref["name"], set()), (where, ref)
+            mounts = {m["mountPath"]: volumes[m["name"]]
+                      for m in container.get("volumeMounts", []) if m["name"] in volumes}
+            files = [value for name, value in kubernetes_environment(container).items() if name.endswith("_FILE")]
+            files += [arg for arg in container.get("command", []) + container.get("args", []) if arg.startswith("/")]
+            for path in files:
+                for mount, secret in mounts.items():
+                    if path.startswith(mount + "/"):
+                        assert path.removeprefix(mount + "/") in made.get(secret, set()), (where, path)
+
+
+def test_every_compose_secret_file_is_made_as_the_readme_says() -> None:
+    text = (DEPLOY / "README.md").read_text()
+    for name, secret in compose()["secrets"].items():
+        file = secret["file"].removeprefix("./secrets/")
+        assert re.search(rf"(>|-keyout|-out) {re.escape(file)}\b", text), name
+
+
+def test_the_image_runs_paypost_as_no_root_and_starts_no_local_services() -> None:
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    users = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert '"--no-local"' in re.findall(r"^CMD (.*)", dockerfile, re.MULTILINE)[-1]
 
 
 def test_the_mongodb_job_runs_the_same_script_as_compose() -> None:
@@ -340,6 +386,16 @@ def test_the_dashboard_covers_what_the_office_watches() -> None:
                  "paypost_consumer_lag_messages"):
         assert name in exprs
     assert "by (error_code)" in exprs
+
+
+def test_grafana_reads_the_dashboard_from_the_prometheus_it_provisions() -> None:
+    datasources = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yaml").read_text())
+    uids = {source["uid"] for source in datasources["datasources"]}
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "paypost.json").read_text())
+    assert {target["datasource"]["uid"] for panel in dashboard["panels"] for target in panel["targets"]} <= uids
+    provider = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "dashboards" / "paypost.yaml").read_text())
+    mounts = compose()["services"]["grafana"]["volumes"]
+    assert f"./grafana/dashboards:{provider['providers'][0]['options']['path']}:ro" in mounts
 
 
 def test_prometheus_scrapes_every_paypost_process_of_compose() -> None:
