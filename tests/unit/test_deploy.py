@@ -87,7 +87,7 @@ def workloads() -> list[Resource]:
 
 
 def config_map_data() -> dict[str, str]:
-    """The PAYPOST_ keys of the ConfigMaps the paypost Deployments take their environment from."""
+    """What the ConfigMaps the paypost Deployments take their environment from hold."""
     maps = resources("ConfigMap")
     data: dict[str, str] = {}
     for deployment in resources("Deployment").values():
