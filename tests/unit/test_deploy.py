@@ -330,6 +330,15 @@ def test_the_image_runs_paypost_as_no_root_and_starts_no_local_services() -> Non
     assert '"--no-local"' in re.findall(r"^CMD (.*)", dockerfile, re.MULTILINE)[-1]
 
 
+def test_the_image_copies_every_package_paypost_installs() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {name.rstrip("*") for name in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    copied = set(re.findall(r"^COPY (\w+) \1$", (DEPLOY / "Dockerfile").read_text(), re.MULTILINE))
+    assert copied == packages
+
+
 def test_the_mongodb_job_runs_the_same_script_as_compose() -> None:
     script = resources("ConfigMap")["mongodb-init"]["data"]["replica-set.js"]
     assert script == (DEPLOY / "mongo" / "replica-set.js").read_text()
