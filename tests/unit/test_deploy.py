@@ -13,6 +13,7 @@ import copy
 import functools
 import json
 import re
+import tomllib
 from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
@@ -331,8 +332,6 @@ def test_the_image_runs_paypost_as_no_root_and_starts_no_local_services() -> Non
 
 
 def test_the_image_copies_every_package_paypost_installs() -> None:
-    import tomllib
-
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = {name.rstrip("*") for name in project["tool"]["setuptools"]["packages"]["find"]["include"]}
     copied = set(re.findall(r"^COPY (\w+) \1$", (DEPLOY / "Dockerfile").read_text(), re.MULTILINE))
