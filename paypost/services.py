@@ -33,10 +33,15 @@ class LocalServices:
                 proc.kill()
 
 
+def configured(variable: str) -> bool:
+    """Whether the variable, or its ``_FILE`` twin (a Docker or Kubernetes secret), is set."""
+    return variable in os.environ or f"{variable}_FILE" in os.environ
+
+
 def ensure_local_services(data_dir: Path) -> LocalServices:
     """Start a replica-set mongod and RabbitMQ unless PAYPOST_MONGODB_URI / PAYPOST_AMQP_URL say where they are."""
     started = LocalServices()
-    if "PAYPOST_MONGODB_URI" not in os.environ:
+    if not configured("PAYPOST_MONGODB_URI"):
         uri = f"mongodb://127.0.0.1:{LOCAL_MONGO_PORT}/?replicaSet=rs0"
         if port_open("127.0.0.1", LOCAL_MONGO_PORT):
             wait_primary(LOCAL_MONGO_PORT, "rs0")
@@ -45,9 +50,9 @@ def ensure_local_services(data_dir: Path) -> LocalServices:
             started.processes.append(start_mongod(data_dir / "mongo", LOCAL_MONGO_PORT))
             log.info("mongodb_started", uri=uri, dbpath=str(data_dir / "mongo"))
         started.env["PAYPOST_MONGODB_URI"] = uri
-    if "PAYPOST_AMQP_URL" not in os.environ:
+    if not configured("PAYPOST_AMQP_URL"):
         ensure_rabbitmq()
-    if not os.environ.get("PAYPOST_API_TOKENS"):
+    if not os.environ.get("PAYPOST_API_TOKENS") and not configured("PAYPOST_API_TOKENS"):
         started.env["PAYPOST_API_TOKENS"] = local_tokens(data_dir)
     os.environ.update(started.env)
     return started

@@ -116,3 +116,13 @@ async def test_the_publish_path_chooses_the_publisher(path: str, adapter: str) -
         assert type(app.publish).__name__ == adapter
     finally:
         await app.mongo.close()
+
+
+def test_a_service_given_as_a_secret_file_counts_as_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    from paypost.services import configured
+
+    monkeypatch.delenv("PAYPOST_MONGODB_URI", raising=False)
+    monkeypatch.delenv("PAYPOST_MONGODB_URI_FILE", raising=False)
+    assert not configured("PAYPOST_MONGODB_URI")  # paypost run would start a local mongod
+    monkeypatch.setenv("PAYPOST_MONGODB_URI_FILE", "/run/secrets/mongodb-uri")
+    assert configured("PAYPOST_MONGODB_URI")  # it must not: the secret names the database
