@@ -10,6 +10,7 @@ import os
 import random
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -209,7 +210,7 @@ class RabbitNode:
         except ServiceError:
             # The node does not answer its CLI: end its process (the one this session started).
             with contextlib.suppress(OSError, ValueError):
-                os.kill(int(Path(pid_file).read_text().strip()), 9)
+                os.kill(int(Path(pid_file).read_text().strip()), signal.SIGKILL)
 
 
 def rabbitmq_scripts() -> Path:
@@ -232,19 +233,21 @@ def free_port_in(low: int, high: int) -> int:
     raise ServiceError(f"no free port between {low} and {high}")
 
 
-def start_rabbitmq_node(folder: Path, name: str, tls: RabbitTls | None = None, timeout: float = 90) -> RabbitNode:
+def start_rabbitmq_node(folder: Path, name: str, tls: RabbitTls | None = None, *, cookie: str | None = None,
+                        timeout: float = 90) -> RabbitNode:
     """Start a RabbitMQ node (``rabbitmq-server -detached``) with everything it writes under ``folder``.
 
     It listens on 127.0.0.1 only: plain AMQP on one free port and, with ``tls``, AMQP over TLS on
-    another. The machine's own node, its users and its files are not touched.
+    another. The machine's own node, its users and its files are not touched. Nodes meant to form
+    a cluster share one Erlang ``cookie``; by default each node gets a random one.
     """
     scripts = rabbitmq_scripts()
     folder.mkdir(parents=True, exist_ok=True)
     home = folder / "home"
     home.mkdir(exist_ok=True)
-    cookie = home / ".erlang.cookie"
-    cookie.write_text(secrets.token_hex(20).upper())
-    cookie.chmod(0o400)
+    cookie_file = home / ".erlang.cookie"
+    cookie_file.write_text(cookie or secrets.token_hex(20).upper())
+    cookie_file.chmod(0o400)
     amqp_port, tls_port = free_port(), (free_port() if tls else None)
     lines = [f"listeners.tcp.default = 127.0.0.1:{amqp_port}"]
     if tls is not None:
@@ -254,8 +257,9 @@ def start_rabbitmq_node(folder: Path, name: str, tls: RabbitTls | None = None, t
     (folder / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
     (folder / "enabled_plugins").write_text("[].\n")
     (folder / "rabbitmq-env.conf").write_text("")  # not the machine's /etc/rabbitmq/rabbitmq-env.conf
+    inherited = {key: value for key, value in os.environ.items() if not key.startswith("RABBITMQ_")}
     env = {
-        **os.environ, "HOME": str(home), "RABBITMQ_NODENAME": name,
+        **inherited, "HOME": str(home), "RABBITMQ_NODENAME": name,
         "RABBITMQ_DIST_PORT": str(free_port_in(25000, 45000)),
         "RABBITMQ_MNESIA_BASE": str(folder / "mnesia"), "RABBITMQ_LOG_BASE": str(folder / "log"),
         "RABBITMQ_PID_FILE": str(folder / "node.pid"),

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         parse_tokens(value)
         return value
 
+    @field_validator("http_tls_cert_file", "http_tls_key_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("http_tls_key_file")
     @classmethod
     def _tls_files_go_together(cls, key: Path | None, info: ValidationInfo) -> Path | None:

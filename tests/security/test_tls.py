@@ -100,6 +100,8 @@ async def started() -> AsyncIterator[list[Paypost]]:
     for app in apps:
         if app.consuming:
             await app.stop()
+        else:
+            await app.mongo.close()
         client = connect(app.settings.mongodb_uri)  # stop() closed paypost's own
         await client.drop_database(app.settings.mongodb_db)
         await client.close()
@@ -163,11 +165,16 @@ def test_a_mongod_that_requires_tls_refuses_a_plain_client(tls_mongodb_uri: str)
         client.close()
 
 
-def test_https_files_go_together() -> None:
+def test_https_files_go_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAYPOST_HTTP_TLS_CERT_FILE", "/etc/paypost/server.pem")
     with pytest.raises(ValueError, match="PAYPOST_HTTP_TLS_KEY_FILE is not set"):
-        Settings(http_tls_cert_file=Path("/etc/paypost/server.pem"))
+        Settings()
+    monkeypatch.setenv("PAYPOST_HTTP_TLS_CERT_FILE", "")  # empty is unset
+    monkeypatch.setenv("PAYPOST_HTTP_TLS_KEY_FILE", "/etc/paypost/server.key")
     with pytest.raises(ValueError, match="PAYPOST_HTTP_TLS_CERT_FILE is not set"):
-        Settings(http_tls_key_file=Path("/etc/paypost/server.key"))
+        Settings()
+    monkeypatch.setenv("PAYPOST_HTTP_TLS_CERT_FILE", "/etc/paypost/server.pem")
+    assert Settings().http_tls
 
 
 def test_paypost_run_refuses_a_key_that_cannot_be_read(certificates: Certificates, tmp_path: Path) -> None:
@@ -230,6 +237,8 @@ async def test_paypost_run_serves_https_only_over_encrypted_links(
         posting = await wait_status(api, "clinic-a", body["payment_id"], "LOADED", timeout=20)
         assert posting["payment_id"] == body["payment_id"]
         assert (await api.get("/api/v1/postings", headers={"Authorization": "Bearer nope"})).status_code == 401
+        console = await api.get("/")
+        assert console.status_code == 200 and "text/html" in console.headers["content-type"]
 
     # No plain listener on that port: an http:// request gets no HTTP answer.
     with pytest.raises(httpx.TransportError):
