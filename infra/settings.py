@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     mongodb_uri: str = "mongodb://127.0.0.1:27017/"
     mongodb_db: str = "paypost"
     http: str = "127.0.0.1:8080"
+    # HTTPS (contract section 9): both set, the API and the console are served over TLS only.
+    http_tls_cert_file: Path | None = None  # the server's certificate (with its chain), PEM
+    http_tls_key_file: Path | None = Field(default=None, validate_default=True)  # its private key, PEM
     api_tokens: str = ""
     alert_escalate_after: float = 600.0
 
@@ -68,6 +71,26 @@ class Settings(BaseSettings):
     def _tokens_parse(cls, value: str) -> str:
         parse_tokens(value)
         return value
+
+    @field_validator("http_tls_cert_file", "http_tls_key_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("http_tls_key_file")
+    @classmethod
+    def _tls_files_go_together(cls, key: Path | None, info: ValidationInfo) -> Path | None:
+        # A field's validator, not the model's: a model's error would show every input, credentials included.
+        if (info.data.get("http_tls_cert_file") is None) != (key is None):
+            missing = "PAYPOST_HTTP_TLS_KEY_FILE" if key is None else "PAYPOST_HTTP_TLS_CERT_FILE"
+            raise ValueError(f"PAYPOST_HTTP_TLS_CERT_FILE and PAYPOST_HTTP_TLS_KEY_FILE go together: {missing} "
+                             "is not set")
+        return key
+
+    @property
+    def http_tls(self) -> bool:
+        """Whether the API and the console are served over HTTPS (and only HTTPS)."""
+        return self.http_tls_cert_file is not None
 
     @property
     def tokens(self) -> dict[str, ApiToken]:

@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from paypost.cli import bench, changes, maintenance, publish, report, run, watch
+from paypost.cli import bench, changes, dashboards, maintenance, publish, report, run, watch
 
 app = typer.Typer(help="paypost: load every payment into the right patient ledger.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -24,6 +24,13 @@ app.command()(bench.bench)
 audit = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 app.add_typer(audit, name="audit")
 audit.command("verify")(maintenance.audit_verify)
+
+dashboard = typer.Typer(help="RabbitMQ users that read one practice's events (contract section 6).",
+                         no_args_is_help=True)
+app.add_typer(dashboard, name="dashboards")
+dashboard.command("grant")(dashboards.grant)
+dashboard.command("revoke")(dashboards.revoke)
+dashboard.command("list")(dashboards.list_dashboards)
 
 app.command()(maintenance.topology)
 app.command()(maintenance.asyncapi)

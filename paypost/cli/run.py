@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import gc
 import signal
+import ssl
 import sys
 from typing import Annotated
 
@@ -12,6 +13,7 @@ import typer
 
 from infra.local_services import data_dir
 from infra.logging import configure_logging
+from infra.settings import Settings
 from paypost.cli.common import err, load_settings
 
 
@@ -38,6 +40,12 @@ def run(
     directory = data_dir()
     started = ensure_local_services(directory) if local else None
     settings = load_settings()
+    try:
+        cert_file, key_file = https_files(settings)
+    except typer.Exit:
+        if started:
+            started.stop()
+        raise
     configure_logging(settings.log_level, settings.log_format)
     paypost = Paypost(settings)
 
@@ -52,20 +60,40 @@ def run(
     tokens = settings.tokens
     if started and "PAYPOST_API_TOKENS" in started.env:
         err.print(f"API tokens for this local run are in {directory / 'api-tokens'} (token:role:name).")
+    scheme = "https" if cert_file else "http"
     if role is RunRole.WORKER:
-        err.print(f"paypost worker: consuming; /healthz, /readyz and /metrics on http://{settings.http}")
+        err.print(f"paypost worker: consuming; /healthz, /readyz and /metrics on {scheme}://{settings.http}")
     else:
-        err.print(f"paypost ({role.value}) on http://{settings.http} (console at /, API at /api/v1, "
+        err.print(f"paypost ({role.value}) on {scheme}://{settings.http} (console at /, API at /api/v1, "
                   f"{len(tokens)} API token(s) configured)")
     tune_gc()
     # uvicorn re-raises the SIGTERM it caught once it has shut down (lifespan included); exit 0 then.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(api, host=settings.http_host, port=settings.http_port, log_level="warning",
-                    loop="uvloop" if sys.platform != "win32" else "asyncio", lifespan="on")
+                    loop="uvloop" if sys.platform != "win32" else "asyncio", lifespan="on",
+                    ssl_certfile=cert_file, ssl_keyfile=key_file)
     finally:
         if started:
             started.stop()
+
+
+def https_files(settings: Settings) -> tuple[str | None, str | None]:
+    """The certificate and key uvicorn serves HTTPS with (and then no plain HTTP), or (None, None).
+
+    The pair is loaded once here, so an unreadable file or a key that does not match its
+    certificate is a configuration error naming the variables, before anything starts.
+    """
+    if settings.http_tls_cert_file is None or settings.http_tls_key_file is None:
+        return None, None
+    cert, key = str(settings.http_tls_cert_file), str(settings.http_tls_key_file)
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        err.print(f"[red]configuration error:[/red] PAYPOST_HTTP_TLS_CERT_FILE={cert} and "
+                  f"PAYPOST_HTTP_TLS_KEY_FILE={key} cannot be used: {exc}")
+        raise typer.Exit(2) from exc
+    return cert, key
 
 
 def tune_gc(young: int = 20_000) -> None:
