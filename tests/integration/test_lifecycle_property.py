@@ -64,7 +64,8 @@ def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
             self.http = HttpLedgers(1, 1.0)
             ledgers = Ledgers(BuiltinLedger(self.c, directory), self.http)
             bus = MessageBus()  # what follows an outcome (events, alerts) is not this test's
-            self.service = PostingService(postings, directory, self.mappings, ledgers, Announcer(bus, postings), 64 * 1024)
+            self.service = PostingService(postings, directory, self.mappings, ledgers, Announcer(bus, postings),
+                                          64 * 1024)
             self.ops = PostingOperations(MongoPostingCommands(self.c), self._publish, bus, Pacer(1e9))
             now = datetime.now(UTC)
             await directory.put_practice("clinic-p", "P", {"kind": "builtin"}, True, now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 import shutil
@@ -21,9 +22,9 @@ from tests.support.services import Services
 pytestmark = pytest.mark.integration
 
 # As documented in the README ("Broker permissions").
-CONFIGURE = r"^(paypost\..*|amq\.gen-.*)$"
-WRITE = r"^(paypost\..*|amq\.gen-.*|amq\.default)$"
-READ = r"^(paypost\..*|amq\.gen-.*)$"
+CONFIGURE = r"^(paypost\..*|amq\.gen-.*|amq_.*)$"
+WRITE = r"^(paypost\..*|amq\.gen-.*|amq_.*|amq\.default)$"
+READ = r"^(paypost\..*|amq\.gen-.*|amq_.*)$"
 
 
 @pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="needs rabbitmqctl to make a user")
@@ -43,6 +44,8 @@ async def test_paypost_runs_with_the_documented_permissions_alone(services: Serv
         await app.start()
         connection = await aio_pika.connect(amqp_url)  # the upstream publisher, with its own account
         upstream = Upstream(await connection.channel(publisher_confirms=True))
+        feed = app.event_hub.subscribe()  # the console's live feed: a queue of its own
+        heard = asyncio.ensure_future(anext(feed))  # listening from now on
         try:
             transport = httpx.ASGITransport(app=app.http_app(manage_lifecycle=False))
             async with httpx.AsyncClient(transport=transport, base_url="http://paypost",
@@ -56,11 +59,16 @@ async def test_paypost_runs_with_the_documented_permissions_alone(services: Serv
                                   json={"ehr_patient_id": "EHR-1"})
                 assert r.status_code == 200
                 await wait_status(api, "clinic-a", failed["payment_id"], "LOADED")  # replays work
+                await upstream.send("payment.posted", payment_body(ehr_patient_id=None, patient_account_id="acct-q"))
+                event = await asyncio.wait_for(heard, timeout=15)  # the live feed hears paypost's events
+                assert event.routing_key.startswith(("posting.", "alert."))
                 r = await api.post("/api/v1/postings/changes",
                                    json={"practice_id": "clinic-a", "retry": [failed["payment_id"]]})
                 assert r.status_code == 202  # commands publish
                 assert (await api.get("/metrics")).status_code == 200
         finally:
+            heard.cancel()
+            await feed.aclose()
             await connection.close()
             await app.stop()
     finally:
