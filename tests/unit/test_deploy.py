@@ -35,9 +35,8 @@ KUBERNETES = DEPLOY / "kubernetes"
 # A Kubernetes version whose schemas kubernetes-validate ships (1.25 to 1.37 in its 1.37 release).
 KUBERNETES_VERSION = "1.33.0"
 
-# Contract 9's TLS settings, being added to infra/settings.py beside this work; the comma-separated
-# PAYPOST_AMQP_URL is a value of an existing setting, and the role is a flag (`--role`), no variable.
-ASSUMED_SETTINGS = frozenset({"PAYPOST_HTTP_TLS_CERT_FILE", "PAYPOST_HTTP_TLS_KEY_FILE"})
+# The comma-separated PAYPOST_AMQP_URL is a value of an existing setting, and the role is a flag
+# (`--role`), no variable: every variable the deployment sets is a setting of infra/settings.py.
 ROLE_ARGS = {"api": ["run", "--role", "api", "--no-local"], "worker": ["run", "--role", "worker", "--no-local"]}
 
 Resource = dict[str, Any]
@@ -71,10 +70,10 @@ def compose_schema() -> dict[str, Any]:
 
 
 def known_variables() -> frozenset[str]:
-    """Every PAYPOST_ variable paypost reads: a setting, a secret's _FILE variant, or an assumed one."""
+    """Every PAYPOST_ variable paypost reads: a setting, or a secret's _FILE variant."""
     fields = {f"PAYPOST_{name.upper()}" for name in Settings.model_fields}
     secret_files = {f"PAYPOST_{name.upper()}_FILE" for name in SECRET_FIELDS}
-    return frozenset(fields | secret_files | ASSUMED_SETTINGS)
+    return frozenset(fields | secret_files)
 
 
 def containers(workload: Resource) -> Iterator[Resource]:
