@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from paypost.bench.load import services
-from paypost.bench.phases import baseline, latency, memory, replay, report, throughput
+from paypost.bench.phases import baseline, latency, memory, replay, report, scaling, throughput
 from paypost.bench.rendering import Results
 from paypost.bench.rig import started_rig
 
@@ -43,4 +43,14 @@ async def run(quick: bool, log: Callable[[str], None]) -> Results:
             await replay.measure(rig, pipeline.meter, sizes.replay)
             await report.measure(rig, sizes.report_rows)
             await memory.measure(rig, sizes.memory_backlog)
+    return results
+
+
+async def run_scaling(quick: bool, log: Callable[[str], None]) -> Results:
+    """The broker's own round trip, then the scaling curve (1, 2 and 4 workers), in one run."""
+    sizes = Sizes.of(quick)
+    results = Results()
+    async with services(log) as (amqp, mongo):
+        await baseline.measure(amqp, sizes.baseline, results, log)
+        await scaling.measure(amqp, mongo, sizes.pipeline, results, log)
     return results

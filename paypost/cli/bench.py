@@ -14,11 +14,16 @@ from paypost.cli.common import err
 
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="small sizes: finishes in under two minutes")] = False,
+    scaling: Annotated[bool, typer.Option(
+        "--scaling",
+        help="instead: the broker's round trip, then throughput through 1, 2 and 4 worker processes")] = False,
 ) -> None:
     """Measure throughput, latency, replay, the report at scale and memory, against raw RabbitMQ."""
     from paypost.bench import render, run, summary
+    from paypost.bench.runner import run_scaling
 
     started = time.perf_counter()
-    results = asyncio.run(run(quick, lambda line: err.print(f"[dim]{line}[/dim]")))
+    measured = run_scaling if scaling else run
+    results = asyncio.run(measured(quick, lambda line: err.print(f"[dim]{line}[/dim]")))
     print(render(results, quick, time.perf_counter() - started))
-    print(json.dumps(summary(results)))
+    print(json.dumps(results.figures if scaling else summary(results)))
