@@ -61,8 +61,9 @@ async def _one(amqp: str, mongo: str, workers: int, n: int, log: Callable[[str],
         total = sum(spent.values())
         results.add(f"scaling: {workers} worker(s), publish to LOADED", pps, "payments/s",
                     f"scaling_pps_{workers}", f"{n:,} payments")
+        each = ", ".join(f"{name} {us:,.0f}" for name, us in spent.items() if name.startswith("worker"))
         results.add(f"  CPU per payment: the {workers} worker(s)", workers_us, "us",
-                    f"scaling_cpu_us_workers_{workers}", ", ".join(f"{name} {us:,.0f}" for name, us in spent.items() if name.startswith("worker")))
+                    f"scaling_cpu_us_workers_{workers}", each)
         results.add("  CPU per payment, all of them", total, "us", f"scaling_cpu_us_total_{workers}",
                     f"mongod {spent.get('mongod', 0):,.0f}, RabbitMQ {spent.get('RabbitMQ', 0):,.0f}, "
                     f"bench {spent.get('bench publisher', 0):,.0f}; {pps * total / 1e6:.2f} cores busy")
