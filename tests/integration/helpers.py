@@ -34,3 +34,16 @@ async def rows(api: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:
     r = await api.get("/api/v1/postings", params={"limit": 500, **params})
     assert r.status_code == 200, r.text
     return r.json()["items"]  # type: ignore[no-any-return]  # JSON of the shape the API documents
+
+
+async def queue_depth(amqp_url: str, queue: str) -> tuple[int, int]:
+    """(messages ready, consumers) of a queue, by a passive declare on a connection of its own."""
+    import aio_pika
+
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count or 0, declared.declaration_result.consumer_count or 0
+    finally:
+        await connection.close()

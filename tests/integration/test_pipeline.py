@@ -7,7 +7,6 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import aio_pika
 import httpx
 import orjson
 import pytest
@@ -18,7 +17,7 @@ from infra.settings import Settings
 from paypost.bootstrap import Paypost
 from schemas.topics import DEAD_LETTER_QUEUE, INTAKE_QUEUE
 from tests.conftest import Upstream, payment_body, wait_for
-from tests.integration.helpers import get_posting, ledger, wait_status
+from tests.integration.helpers import get_posting, ledger, queue_depth, wait_status
 
 pytestmark = pytest.mark.integration
 
@@ -307,13 +306,7 @@ async def _database(settings: Settings) -> AsyncIterator[Collections]:
 
 
 async def _ready_messages(amqp_url: str, queue: str) -> int:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
-        declared = await channel.declare_queue(queue, passive=True)
-        return declared.declaration_result.message_count or 0
-    finally:
-        await connection.close()
+    return (await queue_depth(amqp_url, queue))[0]
 
 
 async def test_dead_letter_queue_holds_messages_while_paypost_is_down(

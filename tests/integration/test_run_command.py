@@ -79,18 +79,9 @@ def _ready(base: str, proc: subprocess.Popen[str], timeout: float = 60) -> None:
 def _consumers(amqp_url: str, queue: str) -> int:
     import asyncio
 
-    import aio_pika
+    from tests.integration.helpers import queue_depth
 
-    async def count() -> int:
-        connection = await aio_pika.connect(amqp_url)
-        try:
-            channel = await connection.channel()
-            declared = await channel.declare_queue(queue, passive=True)
-            return declared.declaration_result.consumer_count or 0
-        finally:
-            await connection.close()
-
-    return asyncio.run(count())
+    return asyncio.run(queue_depth(amqp_url, queue))[1]
 
 
 def test_an_api_process_and_a_worker_process_split_the_work(services: Services, amqp_url: str) -> None:
