@@ -19,7 +19,7 @@ from api import errors, render
 from api.auth import Operator, Principal, Viewer, principal_for
 from api.errors import ApiError, error_response
 from domain.alerts import AlertState
-from domain.errors import BadCursor, Unroutable
+from domain.errors import BadCursor, RefusedHost, Unroutable
 from domain.load_errors import LoadErrorCode
 from domain.model import LoadStatus
 from domain.ports import PostingFilter
@@ -294,6 +294,10 @@ def _install_handler_errors(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return error_response(404, "not_found", str(exc))
+
+    @app.exception_handler(RefusedHost)
+    async def _refused_host(_: Request, exc: RefusedHost) -> JSONResponse:
+        return error_response(400, "refused_host", str(exc))
 
     @app.exception_handler(BadCursor)
     async def _bad_cursor(_: Request, exc: BadCursor) -> JSONResponse:

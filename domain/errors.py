@@ -41,5 +41,9 @@ class BadCursor(PaypostError, ValueError):
     """A report cursor that paypost did not hand out."""
 
 
+class RefusedHost(PaypostError, ValueError):
+    """A practice-management URL paypost must not call (contract section 7); the message names the rule."""
+
+
 class Unroutable(PaypostError):
     """The broker routed a message paypost sent to no queue (a missing binding or queue)."""

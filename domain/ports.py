@@ -138,6 +138,13 @@ class LedgerFactory(Protocol):
     def for_integration(self, integration: Integration) -> Ledger: ...
 
 
+class UrlPolicy(Protocol):
+    """Where a practice's system may be reached (contract section 7)."""
+
+    async def check(self, url: str) -> None:
+        """Raise ``domain.errors.RefusedHost`` naming the rule unless paypost may call ``url``."""
+
+
 class LedgerEntries(Protocol):
     """The built-in ledger's entries of one patient, for the office to read."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from domain.errors import PaypostError
-from domain.ports import LedgerEntries, PracticeDirectory, Record
+from domain.ports import LedgerEntries, PracticeDirectory, Record, UrlPolicy
 from handlers.clock import Clock, utc_now
 
 
@@ -12,13 +12,19 @@ class NotFound(PaypostError):
 
 
 class Practices:
-    def __init__(self, directory: PracticeDirectory, ledger: LedgerEntries, clock: Clock = utc_now) -> None:
+    def __init__(self, directory: PracticeDirectory, ledger: LedgerEntries, urls: UrlPolicy,
+                 clock: Clock = utc_now) -> None:
         self._directory = directory
         self._ledger = ledger
+        self._urls = urls
         self._clock = clock
 
     async def put(self, practice_id: str, name: str, ledger: Record, enabled: bool) -> Record:
-        """Set up (or change) a practice's ledger integration."""
+        """Set up (or change) a practice's ledger integration; a system at a URL paypost must not
+        call is refused (``RefusedHost``), and nothing is saved."""
+        for field in ("base_url", "token_url"):
+            if isinstance(url := ledger.get(field), str):
+                await self._urls.check(url)
         return await self._directory.put_practice(practice_id, name, ledger, enabled, self._clock())
 
     async def get(self, practice_id: str) -> Record:

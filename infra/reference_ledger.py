@@ -2,13 +2,15 @@
 
 It keeps entries in memory, one per ``Idempotency-Key``, and injects faults on demand through
 ``PUT /_faults``: ``latency_ms``, ``error_rate`` (5xx), ``timeout_rate`` (sleeps past the client's
-timeout) and ``drop_after_commit_rate`` (commits the entry, then drops the response).
+timeout), ``drop_after_commit_rate`` (commits the entry, then drops the response) and
+``throttle_rate`` (429 with ``Retry-After: retry_after_seconds``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -24,6 +26,8 @@ class Faults(BaseModel):
     timeout_rate: float = Field(default=0, ge=0, le=1)
     timeout_seconds: float = Field(default=30, ge=0)
     drop_after_commit_rate: float = Field(default=0, ge=0, le=1)
+    throttle_rate: float = Field(default=0, ge=0, le=1)  # answers 429 with Retry-After
+    retry_after_seconds: float = Field(default=0.1, ge=0)
     reject_patients: list[str] = Field(default_factory=list)
 
 
@@ -34,6 +38,8 @@ class LedgerState:
     posts: int = 0
     dropped: int = 0  # responses dropped after the entry was committed
     errors: int = 0  # injected 5xx
+    throttled: int = 0  # injected 429s
+    request_times: list[float] = field(default_factory=list)  # when each request arrived (monotonic)
     faults: Faults = field(default_factory=Faults)
     rng: random.Random = field(default_factory=lambda: random.Random(7))  # noqa: S311 - seeded faults, no secret
 
@@ -54,6 +60,11 @@ router = APIRouter()
 async def _inject(ledger: LedgerState) -> JSONResponse | None:
     """Apply the faults set on the ledger: a delay, a timeout, or an error response to send instead."""
     f = ledger.faults
+    ledger.request_times.append(time.monotonic())
+    if f.throttle_rate and ledger.rng.random() < f.throttle_rate:
+        ledger.throttled += 1
+        return JSONResponse({"error": {"message": "slow down"}}, status_code=429,
+                            headers={"Retry-After": f"{f.retry_after_seconds:g}"})
     if f.latency_ms:
         await asyncio.sleep(f.latency_ms / 1000)
     if f.timeout_rate and ledger.rng.random() < f.timeout_rate:

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # (fills aiormq's pinned internals, infra/amqp_fast.py; 2.3 times the rate), or "basic", aiormq's
     # public basic_publish (the way back if an aiormq upgrade breaks the framed path).
     publish_path: Literal["framed", "basic"] = "framed"
+    # Host names or CIDRs a practice's system may be at although the rule refuses them (plain http,
+    # loopback, private addresses): tests, the reference server, a system on the platform's own network.
+    ledger_allowed_hosts: str = ""
     log_level: str = "INFO"
     log_format: str = "console"  # or "json"
 

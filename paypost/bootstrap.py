@@ -42,6 +42,7 @@ from infra.broker import PUBLISHERS, Amqp, QueueInspector, declare_topology, mak
 from infra.directory import MongoMappingStore, MongoPracticeDirectory
 from infra.event_hub import EventHub
 from infra.ledger_builtin import BuiltinLedger, Ledgers
+from infra.ledger_hosts import HostPolicy
 from infra.ledger_http import HttpLedgers
 from infra.mongo import Collections, Doc, connect, ensure_indexes
 from infra.operations import MongoOperationStore
@@ -79,7 +80,8 @@ class Paypost:
         self.alerts = MongoAlertStore(self.collections)
         self.operation_store = MongoOperationStore(self.collections)
         self.builtin_ledger = BuiltinLedger(self.collections, self.directory)
-        self.http_ledgers = HttpLedgers(settings.ledger_attempts, settings.ledger_timeout)
+        self.hosts = HostPolicy.from_setting(settings.ledger_allowed_hosts)
+        self.http_ledgers = HttpLedgers(settings.ledger_attempts, settings.ledger_timeout, hosts=self.hosts)
         self.ledgers = Ledgers(self.builtin_ledger, self.http_ledgers)
         self.broker: RabbitBroker = make_broker(settings.amqp_url, settings.prefetch)
         self.amqp = Amqp(settings.amqp_url)
@@ -109,7 +111,7 @@ class Paypost:
         self.command_service = CommandService(self.operations, self.operation_store)
         self._subscribe()
         self.application = Application(
-            practices=Practices(self.directory, self.builtin_ledger),
+            practices=Practices(self.directory, self.builtin_ledger, self.hosts),
             mappings=self.mapping_service,
             save_changes=SaveChanges(self.publish, self.operation_store),
             reports=Reports(PostingReport(self.collections), self.posting_commands, self.operation_store,

@@ -22,6 +22,7 @@ class HttpLedgerConfig(Body):
     kind: Literal["http"]
     base_url: HttpUrl
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    max_requests_per_second: float | None = Field(default=None, gt=0, le=10_000)
 
 
 class PracticeIn(Body):

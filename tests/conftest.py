@@ -45,6 +45,7 @@ def settings(services: Services, amqp_url: str) -> Settings:
         ledger_timeout=1.0,
         alert_escalate_after=600,
         audit_sealer="inline",  # one process per test; the sealer's own process is tested on its own
+        ledger_allowed_hosts="127.0.0.0/8,localhost",  # the reference ledger the tests serve themselves
     )
 
 

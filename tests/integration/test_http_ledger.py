@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from domain.errors import LoadFailure
+from domain.errors import LoadFailure, TransientFailure
 from domain.load_errors import LoadErrorCode
 from domain.ports import Ledger
 from domain.posting import LedgerEntryRequest, LedgerReceipt
@@ -21,6 +21,7 @@ from tests.conftest import Upstream
 from tests.integration.helpers import wait_status
 from tests.support.ledgers import (
     CLOSED_PATIENT,
+    LOCAL_HOSTS,
     PATIENT,
     PRACTICE,
     HttpLedgerUnderTest,
@@ -115,12 +116,78 @@ async def test_a_ledger_failing_every_attempt_is_unavailable(subject: HttpLedger
 
 
 async def test_a_ledger_that_cannot_be_reached_is_unavailable() -> None:
-    http = HttpLedgers(attempts=ATTEMPTS, default_timeout=0.5)
+    http = HttpLedgers(attempts=ATTEMPTS, default_timeout=0.5, hosts=LOCAL_HOSTS)
     try:
         nobody = http.for_integration(http_integration(f"http://127.0.0.1:{free_port()}"))
         assert "the ledger could not be reached (ConnectError)" in await unavailable(nobody, payment_request())
     finally:
         await http.close()
+
+
+async def test_a_system_asking_to_slow_down_is_waited_for_and_never_a_failure(subject: HttpLedgerUnderTest) -> None:
+    """429 with Retry-After: paypost waits as asked and asks again, without counting it an attempt
+    (six 429s against three attempts), and the entry is made once."""
+    state = subject.server.state
+    state.faults, state.rng = Faults(throttle_rate=0.5, retry_after_seconds=0.05), ScriptedRandom([0.0] * 6)
+    request = payment_request()
+
+    receipt = await subject.ledger.post(request)
+    assert not receipt.already_posted and list(state.entries) == [request.idempotency_key]
+    assert state.throttled == 6
+    # Each request after a 429 came at least Retry-After later.
+    gaps = [b - a for a, b in zip(state.request_times, state.request_times[1:], strict=False)][:6]
+    assert min(gaps) >= 0.045
+    assert subject.server.requests == [POST] + [lookup(subject, request)] * 6 + [POST]
+
+
+async def test_a_system_that_keeps_asking_to_slow_down_sends_the_payment_back_not_failed(
+    subject: HttpLedgerUnderTest, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("infra.ledger_http.THROTTLED_FOR", 0.3)
+    subject.server.state.faults = Faults(throttle_rate=1.0, retry_after_seconds=0.05)
+    with pytest.raises(TransientFailure, match="kept answering 429"):  # back to its queue, never FAILED
+        await subject.ledger.post(payment_request())
+    assert subject.server.state.entries == {}
+
+
+async def test_requests_to_a_system_are_spaced_by_its_rate_limit() -> None:
+    http = HttpLedgers(attempts=ATTEMPTS, default_timeout=1.0, hosts=LOCAL_HOSTS)
+    try:
+        async with serve_reference_ledger() as server:
+            ledger = http.for_integration(http_integration(server.url, max_requests_per_second=20))
+            await asyncio.gather(*(ledger.post(payment_request(f"rated-{i}")) for i in range(10)))
+            span = server.state.request_times[-1] - server.state.request_times[0]
+            assert len(server.state.entries) == 10
+            assert span >= 9 / 20 * 0.95  # ten requests at 20 a second: nine intervals of 50 ms
+    finally:
+        await http.close()
+
+
+async def test_a_system_at_an_address_paypost_must_not_call_is_refused_before_any_request() -> None:
+    http = HttpLedgers(attempts=ATTEMPTS, default_timeout=0.5)  # nothing allowed beyond the rule
+    try:
+        async with serve_reference_ledger() as server:
+            ledger = http.for_integration(http_integration(server.url))
+            with pytest.raises(LoadFailure) as caught:
+                await ledger.post(payment_request())
+            assert caught.value.code is LoadErrorCode.INTEGRATION_NOT_CONFIGURED
+            assert "https only" in (caught.value.detail or "")
+            assert server.requests == []
+    finally:
+        await http.close()
+
+
+async def test_saving_a_system_at_a_refused_address_is_400_naming_the_rule_and_saves_nothing(
+    api: httpx.AsyncClient,
+) -> None:
+    for url, rule in (("https://10.1.2.3/ledger", "a private or reserved address"),
+                      ("https://169.254.169.254/", "a cloud metadata address"),
+                      ("http://93.184.216.34/ledger", "https only")):
+        r = await api.put("/api/v1/practices/clinic-ssrf", json={
+            "name": "S", "ledger": {"kind": "http", "base_url": url}, "enabled": True})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "refused_host" and rule in r.json()["error"]["message"]
+    assert (await api.get("/api/v1/practices/clinic-ssrf")).status_code == 404
 
 
 async def test_concurrent_posts_with_lost_answers_make_one_entry_each(subject: HttpLedgerUnderTest) -> None:

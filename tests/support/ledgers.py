@@ -23,11 +23,14 @@ from domain.ports import Ledger
 from domain.posting import Integration, LedgerEntryRequest
 from infra.directory import MongoPracticeDirectory
 from infra.ledger_builtin import BuiltinLedger, Ledgers
+from infra.ledger_hosts import HostPolicy
 from infra.ledger_http import HttpLedgers
 from infra.local_services import free_port
 from infra.mongo import Collections, connect, ensure_indexes
 from infra.reference_ledger import Faults, LedgerState, create_reference_ledger
 
+# The reference server runs on this machine: its loopback address is allowed, as a platform allows its own.
+LOCAL_HOSTS = HostPolicy(["127.0.0.0/8", "localhost"])
 PRACTICE = "clinic-l"
 PATIENT = "EHR-1"  # known to the ledger
 CLOSED_PATIENT = "EHR-CLOSED"  # known to the HTTP ledger, which refuses new entries for it
@@ -191,7 +194,7 @@ def http_integration(base_url: str, **settings: object) -> Integration:
 async def http_ledger(attempts: int = 3, timeout: float = 0.5,
                       state: LedgerState | None = None) -> AsyncIterator[HttpLedgerUnderTest]:
     """An HTTP ledger making ``attempts`` tries of ``timeout`` seconds each, with its reference server."""
-    http = HttpLedgers(attempts=attempts, default_timeout=timeout)
+    http = HttpLedgers(attempts=attempts, default_timeout=timeout, hosts=LOCAL_HOSTS)
     try:
         async with serve_reference_ledger(state) as server:
             yield HttpLedgerUnderTest(http.for_integration(http_integration(server.url)), server)
