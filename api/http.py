@@ -20,6 +20,7 @@ from api.auth import Operator, Principal, Viewer, principal_for
 from api.errors import ApiError, error_response
 from domain.alerts import AlertState
 from domain.errors import BadCursor, RefusedHost, Unroutable
+from domain.integrations import MissingSecretKey
 from domain.load_errors import LoadErrorCode
 from domain.model import LoadStatus
 from domain.ports import PostingFilter
@@ -69,15 +70,14 @@ router = APIRouter(prefix="/api/v1", responses=ERRORS)
 @router.put("/practices/{practice_id}", response_model=PracticeOut, tags=["practices"])
 async def put_practice(practice_id: PracticeId, body: PracticeIn, request: Request, who: Operator) -> dict[str, Any]:
     """Set up a practice's ledger integration."""
-    ledger = body.ledger.model_dump(mode="json")
+    ledger = body.ledger.model_dump(mode="json", exclude_none=True)
     doc = await _app(request).practices.put(practice_id, body.name, ledger, body.enabled)
-    return {"practice_id": practice_id, "name": doc["name"], "ledger": doc["ledger"], "enabled": doc["enabled"]}
+    return render.practice(practice_id, doc)
 
 
 @router.get("/practices/{practice_id}", response_model=PracticeOut, tags=["practices"])
 async def get_practice(practice_id: PracticeId, request: Request, who: Viewer) -> dict[str, Any]:
-    doc = await _app(request).practices.get(practice_id)
-    return {"practice_id": practice_id, "name": doc["name"], "ledger": doc["ledger"], "enabled": doc["enabled"]}
+    return render.practice(practice_id, await _app(request).practices.get(practice_id))
 
 
 @router.put("/practices/{practice_id}/ehr-patients/{ehr_patient_id}", response_model=PatientOut, tags=["ledger"])
@@ -294,6 +294,10 @@ def _install_handler_errors(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return error_response(404, "not_found", str(exc))
+
+    @app.exception_handler(MissingSecretKey)
+    async def _no_secret_key(_: Request, exc: MissingSecretKey) -> JSONResponse:
+        return error_response(400, "secret_key_missing", str(exc))
 
     @app.exception_handler(RefusedHost)
     async def _refused_host(_: Request, exc: RefusedHost) -> JSONResponse:

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from domain.alerts import Alert
+from domain.integrations import shown
 from domain.money import format_money
 from domain.ports import Record as Doc
 from domain.reconciliation import Bucket, Reconciliation
@@ -98,3 +99,9 @@ def alert(a: Alert) -> dict[str, Any]:
         "state": a.state.value, "opened_at": iso(a.opened_at), "resolved_at": iso(a.resolved_at),
         "escalated_at": iso(a.escalated_at),
     }
+
+
+def practice(practice_id: str, doc: Doc) -> dict[str, Any]:
+    """A practice as answers show it: its integration's secrets left out (they are write-only)."""
+    return {"practice_id": practice_id, "name": doc["name"], "ledger": shown(dict(doc["ledger"])),
+            "enabled": doc["enabled"]}

@@ -138,6 +138,14 @@ class LedgerFactory(Protocol):
     def for_integration(self, integration: Integration) -> Ledger: ...
 
 
+class SecretBox(Protocol):
+    """Seals a practice's secret for storage and opens it again (``infra/secrets.py``)."""
+
+    def seal(self, secret: str) -> str: ...
+
+    def open(self, sealed: str) -> str: ...
+
+
 class UrlPolicy(Protocol):
     """Where a practice's system may be reached (contract section 7)."""
 

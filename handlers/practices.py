@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from domain.errors import PaypostError
-from domain.ports import LedgerEntries, PracticeDirectory, Record, UrlPolicy
+from domain.integrations import SEALED, MissingSecretKey, secret_of, without_secret
+from domain.ports import LedgerEntries, PracticeDirectory, Record, SecretBox, UrlPolicy
 from handlers.clock import Clock, utc_now
 
 
@@ -13,19 +14,33 @@ class NotFound(PaypostError):
 
 class Practices:
     def __init__(self, directory: PracticeDirectory, ledger: LedgerEntries, urls: UrlPolicy,
-                 clock: Clock = utc_now) -> None:
+                 secrets: SecretBox | None, clock: Clock = utc_now) -> None:
         self._directory = directory
         self._ledger = ledger
         self._urls = urls
+        self._secrets = secrets  # None: paypost has no PAYPOST_SECRET_KEY
         self._clock = clock
 
     async def put(self, practice_id: str, name: str, ledger: Record, enabled: bool) -> Record:
         """Set up (or change) a practice's ledger integration; a system at a URL paypost must not
         call is refused (``RefusedHost``), and nothing is saved."""
-        for field in ("base_url", "token_url"):
-            if isinstance(url := ledger.get(field), str):
+        auth = ledger.get("auth")
+        for url in (ledger.get("base_url"), auth.get("token_url") if isinstance(auth, dict) else None):
+            if isinstance(url, str):
                 await self._urls.check(url)
+        if isinstance(auth, dict):
+            ledger = {**ledger, "auth": self._sealed(auth)}
         return await self._directory.put_practice(practice_id, name, ledger, enabled, self._clock())
+
+    def _sealed(self, auth: Record) -> Record:
+        """The auth as it is stored: its secret sealed, never plain."""
+        secret = secret_of(auth)
+        if secret is None:
+            return without_secret(auth)
+        if self._secrets is None:
+            raise MissingSecretKey("credentials with a secret need PAYPOST_SECRET_KEY (or PAYPOST_SECRET_KEY_FILE) "
+                                   "to be set, so that paypost can keep them encrypted")
+        return {**without_secret(auth), SEALED: self._secrets.seal(secret)}
 
     async def get(self, practice_id: str) -> Record:
         doc = await self._directory.get_practice(practice_id)

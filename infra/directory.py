@@ -10,9 +10,11 @@ from typing import Any
 
 from pymongo import ReturnDocument
 
+from domain.integrations import SEALED
 from domain.posting import Integration
 from infra.batching import finder
 from infra.mongo import Collections, Doc
+from infra.secrets import SecretBox
 
 
 def _id(practice_id: str, other: str) -> str:
@@ -91,6 +93,18 @@ class MongoPracticeDirectory:
         if len(self._registered) > 200_000:
             self._registered.popitem(last=False)
         return True
+
+
+async def reseal_secrets(collections: Collections, box: SecretBox) -> int:
+    """Seal every practice's stored secret again with the first key (a key rotation); how many."""
+    resealed = 0
+    async for doc in collections.practices.find({f"ledger.auth.{SEALED}": {"$exists": True}}):
+        sealed = doc["ledger"]["auth"][SEALED]
+        again = box.reseal(sealed)
+        result = await collections.practices.update_one(
+            {"_id": doc["_id"], f"ledger.auth.{SEALED}": sealed}, {"$set": {f"ledger.auth.{SEALED}": again}})
+        resealed += result.modified_count
+    return resealed
 
 
 class MongoMappingStore:

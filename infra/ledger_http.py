@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -28,8 +28,10 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from domain.errors import LoadFailure, RefusedHost, TransientFailure
+from domain.integrations import SEALED
 from domain.load_errors import LoadErrorCode
 from domain.money import format_money
+from domain.ports import SecretBox
 from domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
 from infra.ledger_hosts import HostPolicy
 
@@ -111,17 +113,102 @@ class Limiter:
             await asyncio.sleep(ahead)
 
 
+class Credentials(Protocol):
+    """What a request to a practice's system carries to say it is paypost."""
+
+    async def authorization(self) -> str | None:
+        """The ``Authorization`` header's value (None: the system needs none)."""
+
+    def refused(self) -> bool:
+        """The system answered 401: forget what was sent; whether asking once more may help."""
+
+
+class NoCredentials:
+    async def authorization(self) -> str | None:
+        return None
+
+    def refused(self) -> bool:
+        return False
+
+
+class BearerToken:
+    def __init__(self, token: str) -> None:
+        self._value = f"Bearer {token}"
+
+    async def authorization(self) -> str | None:
+        return self._value
+
+    def refused(self) -> bool:
+        return False  # the same token would be refused again
+
+
+class ClientCredentials:
+    """An OAuth2 access token from the client-credentials grant, cached until shortly before it
+    expires, and fetched again after the system refused it (a 401)."""
+
+    EARLY = 30.0  # seconds before its expiry a token is fetched anew
+
+    def __init__(self, client: httpx.AsyncClient, hosts: HostPolicy, token_url: str, client_id: str,
+                 client_secret: str, scope: str | None, timeout: float) -> None:
+        self._client = client
+        self._hosts = hosts
+        self._form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret,
+                      **({"scope": scope} if scope else {})}
+        self._token_url = token_url
+        self._timeout = timeout
+        self._token: str | None = None
+        self._until = 0.0
+        self._lock = asyncio.Lock()
+
+    async def authorization(self) -> str | None:
+        async with self._lock:  # one fetch however many requests need the token at once
+            if self._token is None or time.monotonic() >= self._until:
+                self._token, self._until = await self._fetch()
+            return f"Bearer {self._token}"
+
+    def refused(self) -> bool:
+        self._token = None
+        return True
+
+    async def _fetch(self) -> tuple[str, float]:
+        try:
+            await self._hosts.check(self._token_url)
+        except RefusedHost as exc:
+            raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED, f"Its token URL is refused: {exc}.") from exc
+        try:
+            response = await self._client.post(self._token_url, data=self._form, timeout=self._timeout)
+        except httpx.TimeoutException as exc:
+            raise _Transient(f"the token endpoint did not answer within {self._timeout:g}s") from exc
+        except httpx.TransportError as exc:
+            raise _Transient(f"the token endpoint could not be reached ({type(exc).__name__})") from exc
+        if response.status_code == 429:
+            raise _Transient("the token endpoint answered 429", retry_after=_retry_after(response), throttled=True)
+        if response.status_code >= 500:
+            raise _Transient(f"the token endpoint answered {response.status_code}")
+        if response.status_code != 200:
+            raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED,
+                              f"The practice's system refused paypost's client credentials ({response.status_code}).")
+        try:
+            body = response.json()
+            token, lifetime = str(body["access_token"]), float(body.get("expires_in", 300))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED,
+                              "The practice's token endpoint gave no access_token.") from exc
+        return token, time.monotonic() + max(0.0, lifetime - self.EARLY)
+
+
 class HttpLedger:
     """One practice's HTTP ledger."""
 
     def __init__(self, client: httpx.AsyncClient, base_url: str, timeout: float, attempts: int,
-                 hosts: HostPolicy, limiter: Limiter | None = None) -> None:
+                 hosts: HostPolicy, limiter: Limiter | None = None, credentials: Credentials | None = None) -> None:
         self._client = client
         self._base = base_url.rstrip("/")
         self._timeout = timeout
         self._attempts = attempts
         self._hosts = hosts
         self._limiter = limiter
+        self._credentials = credentials or NoCredentials()
 
     async def post(self, request: LedgerEntryRequest) -> LedgerReceipt:
         try:
@@ -144,10 +231,22 @@ class HttpLedger:
         raise AssertionError("unreachable")
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        response = await self._send(method, url, **kwargs)
+        if response.status_code == 401 and self._credentials.refused():
+            response = await self._send(method, url, **kwargs)  # with a token fetched anew
+        if response.status_code == 401:
+            raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED,
+                              "The practice's system refused paypost's credentials (401).")
+        return response
+
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         if self._limiter is not None:
             await self._limiter.wait()
+        headers = dict(kwargs.pop("headers", {}))
+        if (authorization := await self._credentials.authorization()) is not None:
+            headers["Authorization"] = authorization
         try:
-            response = await self._client.request(method, url, timeout=self._timeout, **kwargs)
+            response = await self._client.request(method, url, timeout=self._timeout, headers=headers, **kwargs)
         except httpx.TimeoutException as exc:
             raise _Transient(f"the ledger did not answer within {self._timeout:g}s") from exc
         except httpx.TransportError as exc:
@@ -184,15 +283,29 @@ class HttpLedger:
         raise LoadFailure(LoadErrorCode.LEDGER_REJECTED, f"The ledger said: {_reason(response)}")
 
 
+class _Unopened:
+    """Credentials paypost holds sealed but has no key to open (PAYPOST_SECRET_KEY unset since)."""
+
+    async def authorization(self) -> str | None:
+        raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED,
+                          "paypost has no PAYPOST_SECRET_KEY to open the practice's credentials with.")
+
+    def refused(self) -> bool:
+        return False
+
+
 class HttpLedgers:
     """Builds the HTTP ledger of each practice over one shared connection pool."""
 
-    def __init__(self, attempts: int, default_timeout: float, *, hosts: HostPolicy | None = None) -> None:
+    def __init__(self, attempts: int, default_timeout: float, *, hosts: HostPolicy | None = None,
+                 secrets: SecretBox | None = None) -> None:
         self._client = httpx.AsyncClient(follow_redirects=False)
         self._attempts = attempts
         self._timeout = default_timeout
         self._hosts = hosts or HostPolicy()  # none allowed beyond the rule: https, public addresses
+        self._secrets = secrets
         self._limiters: dict[tuple[str, float], Limiter] = {}
+        self._tokens: dict[tuple[str, str, str], ClientCredentials] = {}
 
     def for_integration(self, integration: Integration) -> HttpLedger:
         base_url = str(integration.settings.get("base_url", ""))
@@ -203,7 +316,27 @@ class HttpLedgers:
         if isinstance(rate, (int, float)) and rate > 0:
             # One limiter per system and rate, shared by every ledger built for it.
             limiter = self._limiters.setdefault((base_url, float(rate)), Limiter(float(rate)))
-        return HttpLedger(self._client, base_url, timeout, self._attempts, self._hosts, limiter)
+        return HttpLedger(self._client, base_url, timeout, self._attempts, self._hosts, limiter,
+                          self._credentials(integration.settings.get("auth"), timeout))
+
+    def _credentials(self, auth: object, timeout: float) -> Credentials:
+        """The integration's credentials, its secret opened here, at the last moment."""
+        if not isinstance(auth, dict):
+            return NoCredentials()
+        sealed = auth.get(SEALED)
+        if not isinstance(sealed, str):
+            return NoCredentials()
+        if self._secrets is None:
+            return _Unopened()
+        secret = self._secrets.open(sealed)
+        if auth.get("kind") == "bearer":
+            return BearerToken(secret)
+        key = (str(auth.get("token_url")), str(auth.get("client_id")), sealed)
+        if key not in self._tokens:  # one cached token per system, client and secret
+            scope = auth.get("scope")
+            self._tokens[key] = ClientCredentials(self._client, self._hosts, key[0], key[1], secret,
+                                                  scope if isinstance(scope, str) else None, timeout)
+        return self._tokens[key]
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Annotated, Any
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
@@ -32,6 +33,19 @@ class Faults(BaseModel):
 
 
 @dataclass
+class Credentials:
+    """What the reference ledger asks of a caller (contract section 7): a fixed bearer token, or
+    OAuth2 client credentials exchanged at ``POST /oauth/token`` for tokens that expire."""
+
+    bearer: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    token_lifetime: float = 300.0
+    issued: list[str] = field(default_factory=list)  # every access token handed out
+    valid: set[str] = field(default_factory=set)  # those still accepted (clear it to revoke them all)
+
+
+@dataclass
 class LedgerState:
     patients: set[str] = field(default_factory=set)
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -41,6 +55,8 @@ class LedgerState:
     throttled: int = 0  # injected 429s
     request_times: list[float] = field(default_factory=list)  # when each request arrived (monotonic)
     faults: Faults = field(default_factory=Faults)
+    credentials: Credentials | None = None  # None: no authentication asked
+    refused: int = 0  # requests refused for their credentials (401)
     rng: random.Random = field(default_factory=lambda: random.Random(7))  # noqa: S311 - seeded faults, no secret
 
 
@@ -57,10 +73,25 @@ Ledger = Annotated[LedgerState, Depends(_ledger)]
 router = APIRouter()
 
 
-async def _inject(ledger: LedgerState) -> JSONResponse | None:
+def _unauthorised(ledger: LedgerState, authorization: str | None) -> JSONResponse | None:
+    """401 unless the request carries what the ledger's credentials ask."""
+    wanted = ledger.credentials
+    if wanted is None:
+        return None
+    token = authorization[7:] if authorization and authorization.lower().startswith("bearer ") else None
+    if token is not None and (token == wanted.bearer or token in wanted.valid):
+        return None
+    ledger.refused += 1
+    return JSONResponse({"error": {"message": "unauthorized"}}, status_code=401,
+                        headers={"WWW-Authenticate": "Bearer"})
+
+
+async def _inject(ledger: LedgerState, authorization: str | None = None) -> JSONResponse | None:
     """Apply the faults set on the ledger: a delay, a timeout, or an error response to send instead."""
     f = ledger.faults
     ledger.request_times.append(time.monotonic())
+    if (refused := _unauthorised(ledger, authorization)) is not None:
+        return refused
     if f.throttle_rate and ledger.rng.random() < f.throttle_rate:
         ledger.throttled += 1
         return JSONResponse({"error": {"message": "slow down"}}, status_code=429,
@@ -87,9 +118,27 @@ async def put_patient(patient_id: str, ledger: Ledger) -> dict[str, str]:
     return {"patient_id": patient_id}
 
 
+Authorization = Annotated[str | None, Header()]
+
+
+@router.post("/oauth/token")
+async def token(request: Request, ledger: Ledger) -> JSONResponse:
+    """The client-credentials grant (RFC 6749 section 4.4), with the client's id and secret in the form."""
+    # The form parsed here: FastAPI's own form parsing needs a package paypost does not otherwise use.
+    form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
+    wanted = ledger.credentials
+    if (wanted is None or form.get("grant_type") != "client_credentials" or wanted.client_id is None
+            or form.get("client_id") != wanted.client_id or form.get("client_secret") != wanted.client_secret):
+        return JSONResponse({"error": "invalid_client"}, status_code=401)
+    issued = f"ref-{uuid.uuid4().hex}"
+    wanted.issued.append(issued)
+    wanted.valid.add(issued)
+    return JSONResponse({"access_token": issued, "token_type": "Bearer", "expires_in": wanted.token_lifetime})
+
+
 @router.get("/entries/{key}")
-async def get_entry(key: str, ledger: Ledger) -> JSONResponse:
-    if (fault := await _inject(ledger)) is not None:
+async def get_entry(key: str, ledger: Ledger, authorization: Authorization = None) -> JSONResponse:
+    if (fault := await _inject(ledger, authorization)) is not None:
         return fault
     entry = ledger.entries.get(key)
     if entry is None:
@@ -104,8 +153,9 @@ async def all_entries(ledger: Ledger) -> dict[str, Any]:
 
 
 @router.post("/entries")
-async def post_entry(request: Request, idempotency_key: Annotated[str, Header()], ledger: Ledger) -> JSONResponse:
-    if (fault := await _inject(ledger)) is not None:
+async def post_entry(request: Request, idempotency_key: Annotated[str, Header()], ledger: Ledger,
+                     authorization: Authorization = None) -> JSONResponse:
+    if (fault := await _inject(ledger, authorization)) is not None:
         return fault
     body = await request.json()
     patient = str(body.get("patient_id"))

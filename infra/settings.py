@@ -11,6 +11,8 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from infra.secrets import SecretBox
+
 
 @dataclass(frozen=True, slots=True)
 class ApiToken:
@@ -57,6 +59,9 @@ class Settings(BaseSettings):
     # Host names or CIDRs a practice's system may be at although the rule refuses them (plain http,
     # loopback, private addresses): tests, the reference server, a system on the platform's own network.
     ledger_allowed_hosts: str = ""
+    # The key practice-management secrets are encrypted with (infra/secrets.py); several,
+    # comma-separated, while rotating: the first encrypts, each decrypts.
+    secret_key: str = ""
     log_level: str = "INFO"
     log_format: str = "console"  # or "json"
 
@@ -73,6 +78,13 @@ class Settings(BaseSettings):
     @classmethod
     def _tokens_parse(cls, value: str) -> str:
         parse_tokens(value)
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key_opens(cls, value: str) -> str:
+        if value.strip():
+            SecretBox(value)  # a malformed or short key is a configuration error, named at start
         return value
 
     @field_validator("http_tls_cert_file", "http_tls_key_file", mode="before")
@@ -108,7 +120,7 @@ class Settings(BaseSettings):
         return int(self.http.rpartition(":")[2])
 
 
-SECRET_FIELDS = ("amqp_url", "mongodb_uri", "api_tokens")
+SECRET_FIELDS = ("amqp_url", "mongodb_uri", "api_tokens", "secret_key")
 
 
 class SecretFiles(PydanticBaseSettingsSource):

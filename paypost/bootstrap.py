@@ -51,6 +51,7 @@ from infra.readiness import ServiceReadiness
 from infra.reports import PostingReport
 from infra.retry import log_failure, make_retrying
 from infra.sealer_process import SealerProcess
+from infra.secrets import SecretBox
 from infra.settings import Settings
 from infra.topology import BINDINGS, UNBOUND
 from infra.transfers import MongoTransferStore
@@ -81,7 +82,9 @@ class Paypost:
         self.operation_store = MongoOperationStore(self.collections)
         self.builtin_ledger = BuiltinLedger(self.collections, self.directory)
         self.hosts = HostPolicy.from_setting(settings.ledger_allowed_hosts)
-        self.http_ledgers = HttpLedgers(settings.ledger_attempts, settings.ledger_timeout, hosts=self.hosts)
+        self.secrets = SecretBox(settings.secret_key) if settings.secret_key.strip() else None
+        self.http_ledgers = HttpLedgers(settings.ledger_attempts, settings.ledger_timeout, hosts=self.hosts,
+                                        secrets=self.secrets)
         self.ledgers = Ledgers(self.builtin_ledger, self.http_ledgers)
         self.broker: RabbitBroker = make_broker(settings.amqp_url, settings.prefetch)
         self.amqp = Amqp(settings.amqp_url)
@@ -111,7 +114,7 @@ class Paypost:
         self.command_service = CommandService(self.operations, self.operation_store)
         self._subscribe()
         self.application = Application(
-            practices=Practices(self.directory, self.builtin_ledger, self.hosts),
+            practices=Practices(self.directory, self.builtin_ledger, self.hosts, self.secrets),
             mappings=self.mapping_service,
             save_changes=SaveChanges(self.publish, self.operation_store),
             reports=Reports(PostingReport(self.collections), self.posting_commands, self.operation_store,

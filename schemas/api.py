@@ -18,11 +18,25 @@ class BuiltinLedgerConfig(Body):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
 
 
+class BearerAuth(Body):
+    kind: Literal["bearer"]
+    token: str = Field(min_length=1, max_length=4096, repr=False)  # write-only: sealed, never shown
+
+
+class ClientCredentialsAuth(Body):
+    kind: Literal["oauth2_client_credentials"]
+    token_url: HttpUrl
+    client_id: str = Field(min_length=1, max_length=512)
+    client_secret: str = Field(min_length=1, max_length=4096, repr=False)  # write-only: sealed, never shown
+    scope: str | None = Field(default=None, max_length=1024)
+
+
 class HttpLedgerConfig(Body):
     kind: Literal["http"]
     base_url: HttpUrl
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     max_requests_per_second: float | None = Field(default=None, gt=0, le=10_000)
+    auth: Annotated[BearerAuth | ClientCredentialsAuth, Field(discriminator="kind")] | None = None
 
 
 class PracticeIn(Body):

@@ -32,6 +32,10 @@ dashboard.command("grant")(dashboards.grant)
 dashboard.command("revoke")(dashboards.revoke)
 dashboard.command("list")(dashboards.list_dashboards)
 
+secrets = typer.Typer(help="The practice-management secrets paypost keeps encrypted.", no_args_is_help=True)
+app.add_typer(secrets, name="secrets")
+secrets.command("rotate")(maintenance.secrets_rotate)
+
 app.command()(maintenance.topology)
 app.command()(maintenance.asyncapi)
 app.command("export-schemas")(maintenance.export_schemas)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from paypost.cli.common import load_settings, out, publishing_paypost, run_async
+from paypost.cli.common import err, load_settings, out, publishing_paypost, run_async
 
 
 def topology() -> None:
@@ -65,3 +65,32 @@ def export_schemas(
 
     for path in write_schemas(directory):
         out.print(f"wrote {path}")
+
+
+def secrets_rotate() -> None:
+    """Seal every stored practice-management secret again with the first key of PAYPOST_SECRET_KEY.
+
+    To rotate: set PAYPOST_SECRET_KEY to "NEW,OLD" everywhere, run this once, then set it to "NEW".
+    A maintenance command: it reads and writes the database directly."""
+    from infra.directory import reseal_secrets
+    from infra.mongo import Collections, connect
+    from infra.secrets import SecretBox, SecretKeyError
+
+    settings = load_settings()
+    if not settings.secret_key.strip():
+        err.print("[red]PAYPOST_SECRET_KEY (or PAYPOST_SECRET_KEY_FILE) is not set: nothing to rotate with[/red]")
+        raise typer.Exit(2)
+
+    async def go() -> int:
+        client = connect(settings.mongodb_uri)
+        try:
+            return await reseal_secrets(Collections(client[settings.mongodb_db]), SecretBox(settings.secret_key))
+        finally:
+            await client.close()
+
+    try:
+        count = run_async(go)
+    except SecretKeyError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    out.print(f"{count} practice secret(s) sealed with the first key")
