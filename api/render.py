@@ -37,6 +37,7 @@ def row(doc: Doc) -> dict[str, Any]:
         "load_status": doc["load_status"],
         "load_error": doc.get("load_error"),
         "attempts_count": doc.get("attempts_count", 0),
+        "clear_verified": (doc.get("cleared") or {}).get("verified"),
         "received_at": iso(doc["received_at"]),
         "updated_at": iso(doc["updated_at"]),
     }
@@ -87,6 +88,7 @@ def transfer(t: SettledTransfer, r: Reconciliation) -> dict[str, Any]:
         "variance": format_money(r.variance),
         "balanced": r.balanced,
         "not_received": r.missing,
+        "unverified_clears": r.unverified_clears,
         "settled_at": iso(t.settled_at),
         "reconciled_at": iso(t.reconciled_at),
     }

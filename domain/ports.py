@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from domain.alerts import Alert, AlertState
@@ -101,6 +102,9 @@ class PostingCommands(Protocol):
                     manual_reference: str | None) -> Posting | None:
         """FAILED → CLEARED; the cleared posting, or None if it was not FAILED."""
 
+    async def record_clear_verified(self, key: PostingKey, verified: bool | None) -> None:
+        """What the practice's system said of a clear's manual reference (None: it could not say)."""
+
 
 class PracticeDirectory(Protocol):
     """Practices, their ledger integrations, and the patients registered in the built-in ledger."""
@@ -136,6 +140,14 @@ class Ledger(Protocol):
 
 class LedgerFactory(Protocol):
     def for_integration(self, integration: Integration) -> Ledger: ...
+
+
+class ClearEvidence(Protocol):
+    """The practice's system, asked about an entry posted by hand (contract section 7)."""
+
+    async def verify(self, practice_id: str, manual_reference: str, amount: Decimal | None) -> bool | None:
+        """True if the system holds an entry by that reference for that amount, False if it holds
+        none (or one of another amount), None if it cannot say (no such system, or no answer)."""
 
 
 class SecretBox(Protocol):

@@ -19,6 +19,7 @@ class Item:
     is_refund: bool
     load_status: LoadStatus | None  # None: not received yet
     amount: Decimal | None
+    clear_verified: bool | None = None  # a CLEARED item: its manual entry found in the system?
 
     @property
     def signed_amount(self) -> Decimal:
@@ -50,6 +51,7 @@ class Reconciliation:
     variance: Decimal
     balanced: bool
     missing: list[str] = field(default_factory=list)
+    unverified_clears: int = 0  # cleared items whose manual entry the system did not confirm
 
 
 _BUCKET = {
@@ -85,6 +87,7 @@ def reconcile(items: Sequence[Item], gross_amount: Decimal, fees_amount: Decimal
         expected=Bucket(len(items), gross_amount), loaded=buckets["loaded"], cleared=buckets["cleared"],
         failed=buckets["failed"], pending=buckets["pending"], fees_amount=fees_amount, net_amount=net_amount,
         variance=variance, balanced=balanced, missing=missing,
+        unverified_clears=sum(1 for i in items if i.load_status is LoadStatus.CLEARED and i.clear_verified is not True),
     )
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import structlog
 
 from domain.events import PostingCleared, PostingRetried
-from domain.ports import FailedSelection, PostingCommands
+from domain.ports import ClearEvidence, FailedSelection, PostingCommands
 from domain.posting import PAYPOST_ACTOR, AuditEntry, KeptMessage, Posting, PostingKey
 from domain.rules import MAPPING_FIXES, ItemResult, clear_result, retry_result
 from handlers import metrics
@@ -70,11 +70,12 @@ class PostingOperations:
     mapping fixes and redelivered commands change a posting at most once."""
 
     def __init__(self, store: PostingCommands, publish: Publish, bus: MessageBus, pacer: Pacer,
-                 clock: Clock = utc_now) -> None:
+                 evidence: ClearEvidence | None = None, clock: Clock = utc_now) -> None:
         self._store = store
         self._publish = publish
         self._bus = bus
         self._pacer = pacer
+        self._evidence = evidence  # None: clears are not checked against a system
         self._clock = clock
 
     async def retry(self, practice_id: str, payment_ids: Sequence[str], *, actor: str, command_id: str,
@@ -125,6 +126,13 @@ class PostingOperations:
         if cleared is not None:
             metrics.CLEARED.inc()
             await self._bus.publish(PostingCleared(cleared, audit))
+            if request.manual_reference and self._evidence is not None:
+                verified = await self._evidence.verify(key.practice_id, request.manual_reference, cleared.amount)
+                await self._store.record_clear_verified(key, verified)
+                if verified is False:
+                    return ItemResult(key.payment_id, "clear", "cleared",
+                                      f"Cleared; the practice's system holds no entry {request.manual_reference} "
+                                      "for this amount.")
             return ItemResult(key.payment_id, "clear", "cleared", "Cleared.")
         return clear_result(key, (await self._store.states([key])).get(key), command_id)
 

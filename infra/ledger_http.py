@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Protocol
+from decimal import Decimal
+from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -31,7 +32,7 @@ from domain.errors import LoadFailure, RefusedHost, TransientFailure
 from domain.integrations import SEALED
 from domain.load_errors import LoadErrorCode
 from domain.money import format_money
-from domain.ports import SecretBox
+from domain.ports import PracticeDirectory, SecretBox
 from domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
 from infra.ledger_hosts import HostPolicy
 
@@ -257,6 +258,21 @@ class HttpLedger:
             raise _Transient(f"the ledger answered {response.status_code}")
         return response
 
+    async def find_reference(self, manual_reference: str) -> tuple[str, Decimal] | Literal[False] | None:
+        """The entry the system holds under a manual reference: (entry_id, amount); False if it holds
+        none; None if it cannot say (no answer, or an answer paypost cannot read)."""
+        try:
+            response = await self._call("GET", f"{self._base}/entries/by-reference/{quote(manual_reference, safe='')}")
+        except (TransientFailure, LoadFailure):
+            return None
+        if response.status_code == 404:
+            return False
+        try:
+            body = response.json()
+            return str(body["entry_id"]), Decimal(str(body["amount"]))
+        except (ValueError, KeyError, TypeError, ArithmeticError):
+            return None
+
     async def _lookup(self, request: LedgerEntryRequest) -> LedgerReceipt | None:
         response = await self._call("GET", f"{self._base}/entries/{quote(request.idempotency_key, safe='')}")
         if response.status_code == 200:
@@ -340,3 +356,24 @@ class HttpLedgers:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+class LedgerEvidence:
+    """The ClearEvidence port: asks the practice's system (an ``http`` integration) about a manual entry."""
+
+    def __init__(self, directory: PracticeDirectory, ledgers: HttpLedgers) -> None:
+        self._directory = directory
+        self._ledgers = ledgers
+
+    async def verify(self, practice_id: str, manual_reference: str, amount: Decimal | None) -> bool | None:
+        integration = await self._directory.integration(practice_id)
+        if integration is None or integration.kind != "http" or not integration.enabled:
+            return None  # the built-in ledger keeps no manual entries: nothing to check against
+        try:
+            found = await self._ledgers.for_integration(integration).find_reference(manual_reference)
+        except LoadFailure:
+            return None  # credentials it cannot open, a refused host: it cannot say
+        if found is None or found is False:
+            return found
+        _, held = found
+        return amount is None or held == amount

@@ -372,3 +372,7 @@ class MongoPostingCommands:
             return_document=ReturnDocument.AFTER,
         )
         return posting_from(doc) if doc else None
+
+    async def record_clear_verified(self, key: PostingKey, verified: bool | None) -> None:
+        await self._c.update_one({"_id": doc_id(key), "load_status": LoadStatus.CLEARED.value},
+                                 {"$set": {"cleared.verified": verified}})

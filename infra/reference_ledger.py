@@ -56,6 +56,7 @@ class LedgerState:
     request_times: list[float] = field(default_factory=list)  # when each request arrived (monotonic)
     faults: Faults = field(default_factory=Faults)
     credentials: Credentials | None = None  # None: no authentication asked
+    manual: dict[str, dict[str, Any]] = field(default_factory=dict)  # entries posted by hand, by reference
     refused: int = 0  # requests refused for their credentials (401)
     rng: random.Random = field(default_factory=lambda: random.Random(7))  # noqa: S311 - seeded faults, no secret
 
@@ -134,6 +135,24 @@ async def token(request: Request, ledger: Ledger) -> JSONResponse:
     wanted.issued.append(issued)
     wanted.valid.add(issued)
     return JSONResponse({"access_token": issued, "token_type": "Bearer", "expires_in": wanted.token_lifetime})
+
+
+@router.put("/_manual/{reference}")
+async def put_manual(reference: str, request: Request, ledger: Ledger) -> dict[str, Any]:
+    """An entry the office posted by hand, under its reference (``{amount}``)."""
+    body = await request.json()
+    ledger.manual[reference] = {"entry_id": f"manual-{uuid.uuid4().hex[:8]}", "amount": str(body["amount"])}
+    return ledger.manual[reference]
+
+
+@router.get("/entries/by-reference/{reference}")
+async def by_reference(reference: str, ledger: Ledger, authorization: Authorization = None) -> JSONResponse:
+    if (fault := await _inject(ledger, authorization)) is not None:
+        return fault
+    entry = ledger.manual.get(reference)
+    if entry is None:
+        return JSONResponse({"error": {"message": "no entry by that reference"}}, status_code=404)
+    return JSONResponse(entry)
 
 
 @router.get("/entries/{key}")

@@ -66,10 +66,11 @@ class MongoTransferStore:
         wanted = expected_items(transfer.payment_ids, transfer.refund_ids)
         ids = [f"{transfer.practice_id}/{pid}" for pid, _ in wanted]
         found = {d["payment_id"]: d async for d in self._postings.find(
-            {"_id": {"$in": ids}}, {"payment_id": 1, "load_status": 1, "amount": 1})}
+            {"_id": {"$in": ids}}, {"payment_id": 1, "load_status": 1, "amount": 1, "cleared.verified": 1})}
         items = [
             Item(pid, is_refund, LoadStatus(found[pid]["load_status"]) if pid in found else None,
-                 found[pid].get("amount") if pid in found else None)
+                 found[pid].get("amount") if pid in found else None,
+                 (found[pid].get("cleared") or {}).get("verified") if pid in found else None)
             for pid, is_refund in wanted
         ]
         return reconcile(items, transfer.gross_amount, transfer.fees_amount, transfer.net_amount)

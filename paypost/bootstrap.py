@@ -43,7 +43,7 @@ from infra.directory import MongoMappingStore, MongoPracticeDirectory
 from infra.event_hub import EventHub
 from infra.ledger_builtin import BuiltinLedger, Ledgers
 from infra.ledger_hosts import HostPolicy
-from infra.ledger_http import HttpLedgers
+from infra.ledger_http import HttpLedgers, LedgerEvidence
 from infra.mongo import Collections, Doc, connect, ensure_indexes
 from infra.operations import MongoOperationStore
 from infra.postings import MongoPostingCommands, MongoPostingStore
@@ -105,7 +105,8 @@ class Paypost:
             settings.max_message_bytes,
         )
         self.dead_letter_service = DeadLetterService(self.postings, self.posting_service, settings.max_message_bytes)
-        self.operations = PostingOperations(self.posting_commands, self.publish, self.bus, Pacer(settings.replay_rate))
+        self.operations = PostingOperations(self.posting_commands, self.publish, self.bus, Pacer(settings.replay_rate),
+                                            LedgerEvidence(self.directory, self.http_ledgers))
         self.reactions = PostingReactions(self.alerts, self.transfers, self.outcomes, self.operations,
                                           settings.alert_escalate_after)
         self.retrying = make_retrying(max_seconds=retry_seconds)

@@ -94,6 +94,7 @@ class PostingRow(BaseModel):
     load_status: str
     load_error: LoadErrorOut | None
     attempts_count: int
+    clear_verified: bool | None = None  # a clear's manual reference found in the practice's system
     received_at: str
     updated_at: str
 
@@ -198,6 +199,7 @@ class TransferOut(BaseModel):
     variance: str
     balanced: bool
     not_received: list[str]
+    unverified_clears: int = 0  # cleared items whose manual entry the practice's system did not confirm
     settled_at: str | None
     reconciled_at: str | None
 
