@@ -45,8 +45,14 @@ class Verification:
         return not self.problems
 
 
-# Rounds that lost a race for the same seq (another process appended it first) run again this often.
+# Rounds that lost a race (another round sealed the same entries or appended the same seq first)
+# run again this often.
 SEQ_RACES = 20
+WRITE_CONFLICT = 112
+
+
+def _is_conflict(exc: OperationFailure) -> bool:
+    return exc.code == WRITE_CONFLICT or "WriteConflict" in str(exc.details or exc)
 
 
 class AuditSealer:
@@ -78,14 +84,22 @@ class AuditSealer:
             await self._postings.drop_index("audit_dirty_1")  # the index of earlier versions
 
     async def seal(self, limit: int = 500) -> int:
-        """Seal what was appended since the last seal; returns how many entries were sealed."""
+        """Seal what was appended since the last seal; returns how many entries were sealed.
+
+        A round that conflicted with another (the same entries or the same seq) runs again, up to
+        ``SEQ_RACES`` times; any other failure (the database away) is raised at once, not retried
+        here: the driver's own ``with_transaction`` would retry for two minutes, holding a stop.
+        """
         for _ in range(SEQ_RACES):
             try:
-                async with self._client.start_session() as session:
-                    # Retried by the driver on a conflict with another round (TransientTransactionError).
-                    return await session.with_transaction(lambda s: self._round(s, limit))
+                async with self._client.start_session() as session, await session.start_transaction():
+                    return await self._round(session, limit)
             except DuplicateKeyError:
                 continue  # another process appended this seq first: chain onto its seal
+            except OperationFailure as exc:
+                if not exc.has_error_label("TransientTransactionError") or not _is_conflict(exc):
+                    raise
+                await asyncio.sleep(0.01)  # a write conflict with another round: run again on what is left
         raise RuntimeError(f"{SEQ_RACES} sealing rounds in a row lost the race for the next seal")
 
     async def _round(self, session: AsyncClientSession, limit: int) -> int:

@@ -51,6 +51,8 @@ class LedgerState:
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
     posts: int = 0
     dropped: int = 0  # responses dropped after the entry was committed
+    dropped_keys: set[str] = field(default_factory=set)  # the entries whose answer was dropped
+    reposted_after_drop: int = 0  # posts of an entry whose answer was dropped (the lookup should find it first)
     errors: int = 0  # injected 5xx
     throttled: int = 0  # injected 429s
     request_times: list[float] = field(default_factory=list)  # when each request arrived (monotonic)
@@ -184,11 +186,14 @@ async def post_entry(request: Request, idempotency_key: Annotated[str, Header()]
         return JSONResponse({"error": {"message": "account is closed for new entries"}}, status_code=422)
     ledger.posts += 1
     if idempotency_key in ledger.entries:
+        if idempotency_key in ledger.dropped_keys:
+            ledger.reposted_after_drop += 1
         return JSONResponse(ledger.entries[idempotency_key], status_code=200)
     entry = {"entry_id": str(uuid.uuid4()), "idempotency_key": idempotency_key, **body}
     ledger.entries[idempotency_key] = entry
     if ledger.faults.drop_after_commit_rate and ledger.rng.random() < ledger.faults.drop_after_commit_rate:
         ledger.dropped += 1
+        ledger.dropped_keys.add(idempotency_key)
         raise Dropped
     return JSONResponse(entry, status_code=201)
 

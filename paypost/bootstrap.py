@@ -283,7 +283,7 @@ class Paypost:
         for closer in pending:
             closer.cancel()
         for closer in done:
-            if (error := closer.exception()) is not None:
+            if not closer.cancelled() and (error := closer.exception()) is not None:
                 log.warning("close_failed", error=repr(error)[:200])
 
     async def _stop_in_order(self) -> None:

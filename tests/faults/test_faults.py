@@ -291,10 +291,11 @@ async def test_reference_ledger_drops_and_5xx(settings: Settings, store: Collect
     figures = await account(store, "ledger drops 10% after commit and fails 10% with 5xx", ids, ledger_entries=entries)
     report.append(figures)
     assert (figures.lost, figures.double_posts, figures.pending) == (0, 0, 0)
-    # The faults really happened: committed entries whose response was lost were found again by
-    # the lookup before any re-post, so the ledger took each payment once.
+    # The faults really happened, and committed entries whose response was lost were found again
+    # by the lookup before any re-post. (A post the client gave up on, its answer too slow on a
+    # busy machine, may be posted again: the idempotency key makes it the same entry.)
     assert state.dropped > 0 and state.errors > 0
-    assert state.posts == len(entries)
+    assert state.reposted_after_drop == 0
 
 
 async def test_a_removed_binding_is_detected_and_nothing_is_lost(
