@@ -191,6 +191,8 @@ class MongoPostingStore:
             {"_id": doc_id(key), **becoming(outcome)},
             {"$set": {**fields, "updated_at": datetime.now(UTC), "audit_dirty": True},
              "$inc": {"attempts_count": 1},
+             # A new outcome supersedes what the last one still owed: its own announcement follows.
+             "$unset": {"announcement_owed": ""},
              "$push": {"attempts": {"$each": [attempt_doc(attempt)], "$slice": -HISTORY_LIMIT},
                        "audit": audit_doc(audit)}},
         ))
@@ -367,6 +369,7 @@ class MongoPostingCommands:
                       "cleared": {"at": audit.at, "by": audit.actor, "reason": audit.reason,
                                   "manual_reference": manual_reference},
                       "updated_at": audit.at, "audit_dirty": True},
+             "$unset": {"announcement_owed": ""},
              "$push": {"audit": audit_doc(audit)}},
             projection={"audit": 0, "attempts": 0, "message": 0, "dead_letters": 0},
             return_document=ReturnDocument.AFTER,
