@@ -12,13 +12,15 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Self
 
+import aio_pika
 import httpx
 import pytest
 
-from infra.broker import ClusterConnection, connect, declare_topology, make_broker
+from infra.broker import ClusterConnection, QueueInspector, connect, declare_topology, make_broker
 from infra.mongo import Collections
 from infra.mongo import connect as mongo_connect
 from infra.settings import Settings
+from infra.watch import watch_events
 from paypost.bootstrap import Paypost
 from tests.conftest import OPERATOR, payment_body
 from tests.faults.conftest import Figures, account, scale
@@ -227,3 +229,49 @@ async def _until_moved(app: Paypost, port: int, timeout: float) -> bool:
 def _connected(app: Paypost) -> list[ClusterConnection]:
     return [c for c in (app.amqp._connection, app.broker._connection)
             if isinstance(c, ClusterConnection) and c.connected.is_set()]
+
+
+async def test_the_live_feed_and_the_queue_depths_move_to_another_node(rabbit3: RabbitCluster) -> None:
+    """The console's event subscription and the metrics' passive declares, on the first node of the
+    list: that node stops, and both go on through another."""
+    with rabbit3.vhost() as vhost:
+        probe = make_broker(rabbit3.url(vhost), prefetch=10)
+        await probe.connect()
+        await declare_topology(probe)
+        await probe.stop()
+        first = rabbit3.nodes[0]
+        url = rabbit3.url(vhost)
+        inspector = QueueInspector(url)
+        try:
+            async with watch_events(url, ["#"]) as events:
+                assert "paypost.postings" in await inspector.depths(["paypost.postings"])
+                await asyncio.to_thread(rabbit3.ctl, "stop_app", node=first)
+                try:
+                    others = ",".join(f"{n.url}{vhost}" for n in rabbit3.nodes[1:])
+                    deadline = time.monotonic() + 60
+                    received = None
+                    async with ClusterFlow(others) as flow:
+                        assert flow.channel is not None
+                        exchange = await flow.channel.get_exchange("paypost.events", ensure=False)
+                        while received is None and time.monotonic() < deadline:
+                            await exchange.publish(aio_pika.Message(b'{"n": 1}'), routing_key="posting.loaded.x")
+                            with contextlib.suppress(TimeoutError):
+                                received = await asyncio.wait_for(events.get(), 1.0)
+                    assert received is not None and received.routing_key == "posting.loaded.x"
+                    depths = await _depths_within(inspector, 30)
+                    assert "paypost.postings" in depths
+                finally:
+                    await asyncio.to_thread(rabbit3.ctl, "start_app", node=first)
+        finally:
+            await inspector.close()
+
+
+async def _depths_within(inspector: QueueInspector, seconds: float) -> dict[str, tuple[int, int]]:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return await inspector.depths(["paypost.postings"])
+        except Exception:  # the inspector's connection is moving to another node
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
