@@ -240,6 +240,10 @@ def replica_set(name: str = "rs3", size: int = 3) -> Iterator[ReplicaSet]:
             rs.primary(timeout=90)
             yield rs
         finally:
+            # All at once: one by one, each primary's shutdown waits for a secondary to catch up.
+            for member in rs.members:
+                if member.proc is not None and member.proc.poll() is None:
+                    member.proc.terminate()
             for member in rs.members:
                 member.stop()
 
