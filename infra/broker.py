@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from typing import cast
+from collections.abc import Sequence
+from typing import Any, ClassVar, cast
 
 import aio_pika
 import aiormq
@@ -13,25 +15,106 @@ from aio_pika.abc import AbstractIncomingMessage
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.schemas import Channel
 from pamqp.common import FieldTable
+from yarl import URL
 
 from domain.errors import TransientFailure, Unroutable
 from domain.posting import KeptMessage
 from infra import amqp_fast, topology
 from infra.batching import Coalescer
+from infra.settings import amqp_nodes
 from schemas.topics import CONTENT_TYPE, ROUTING_KEY_HEADER, SCHEMA_VERSION, SCHEMA_VERSION_HEADER
 
 log = structlog.get_logger("paypost.broker")
 
 
+class ClusterConnection(aio_pika.RobustConnection):
+    """aio-pika's robust connection, over the nodes of one cluster (``NODES``, in order).
+
+    It opens on the first node that accepts a connection, and aio-pika's own recovery (channels,
+    consumers, ``reconnect_callbacks``) does the rest; each new attempt of that recovery goes to the
+    next node, round the list, so a node that went away is left for one that answers. The hook is
+    the one point every attempt passes: ``RobustConnection`` drops its transport (sets
+    ``transport = None``) right before ``Connection.connect`` opens one on ``self.url``
+    (aio-pika 10.2, pinned; tests/unit/test_amqp_nodes.py and tests/faults/test_clusters.py).
+    """
+
+    NODES: ClassVar[tuple[URL, ...]] = ()
+
+    def __init__(self, url: URL, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any) -> None:
+        self._nodes = self.NODES or (URL(url),)
+        self._node = 0
+        super().__init__(self._nodes[0], loop=loop, **kwargs)
+        self._attempted = False  # the first attempt goes to the node connect() chose
+
+    @property
+    def transport(self) -> Any:
+        return self.__dict__.get("_transport")
+
+    @transport.setter
+    def transport(self, value: Any) -> None:
+        nodes = self.__dict__.get("_nodes", ())
+        if value is None and len(nodes) > 1:
+            if self.__dict__.get("_attempted"):  # the transport is dropped for a new attempt: the next node
+                self._node = (self._node + 1) % len(nodes)
+                self.url = nodes[self._node]
+            self._attempted = True
+        self.__dict__["_transport"] = value
+
+    async def connect(self, timeout: float | None = None) -> None:  # noqa: ASYNC109  # aio-pika's signature
+        if len(self._nodes) > 1:
+            self._node = await _first_answering(self._nodes)
+            self.url = self._nodes[self._node]
+        await super().connect(timeout)
+
+    @property
+    def node(self) -> str:
+        """The node in use (host:port)."""
+        return f"{self.url.host}:{self.url.port}"
+
+
+async def _first_answering(nodes: Sequence[URL], within: float = 2.0) -> int:
+    """The index of the first node that accepts a TCP connection; the first when none does (the
+    connection then fails as aio-pika fails it)."""
+    for index, node in enumerate(nodes):
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(node.host, node.port), within)
+        except (OSError, TimeoutError):
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return index
+    return 0
+
+
+def connection_class(url: str) -> type[ClusterConnection]:
+    """The connection class for ``PAYPOST_AMQP_URL`` (one broker or several, comma-separated)."""
+    nodes = tuple(URL(node) for node in amqp_nodes(url))
+    return cast(type[ClusterConnection], type("ClusterConnection", (ClusterConnection,), {"NODES": nodes}))
+
+
+async def connect(url: str) -> aio_pika.abc.AbstractRobustConnection:
+    """A robust connection to the first broker of ``url`` that answers, moving on when it goes away."""
+    nodes = amqp_nodes(url)
+    return await aio_pika.connect_robust(nodes[0], connection_class=connection_class(url))
+
+
 def make_broker(url: str, prefetch: int) -> RabbitBroker:
-    """A broker whose default channel uses publisher confirms and the given prefetch."""
-    return RabbitBroker(
-        url,
+    """A broker whose default channel uses publisher confirms and the given prefetch.
+
+    FastStream opens its connection with aio-pika's ``connect_robust``, given the keywords it keeps
+    (``_connection_kwargs``, FastStream 0.7.8, pinned); ``connection_class`` there makes it a
+    ``ClusterConnection`` over every broker of ``url``.
+    """
+    broker = RabbitBroker(
+        amqp_nodes(url)[0],
         default_channel=Channel(prefetch_count=prefetch, publisher_confirms=True),
         logger=None,  # paypost logs outcomes itself, with ids and no patient detail
         graceful_timeout=15.0,
         fail_fast=True,
     )
+    broker._connection_kwargs["connection_class"] = connection_class(url)  # FastStream has no public hook
+    return broker
 
 
 async def declare_topology(broker: RabbitBroker) -> None:
@@ -57,7 +140,7 @@ class Amqp:
     async def open(self) -> aio_pika.abc.AbstractRobustConnection:
         async with self._opening:  # the consumers and the publisher ask at once: one connection
             if self._connection is None or self._connection.is_closed:
-                self._connection = await aio_pika.connect_robust(self._url)
+                self._connection = await connect(self._url)
             return self._connection
 
     async def close(self) -> None:
@@ -263,7 +346,7 @@ class QueueInspector:
     async def depths(self, names: list[str]) -> dict[str, tuple[int, int]]:
         """``{queue: (messages ready, consumers)}`` for each queue that exists."""
         if self._connection is None or self._connection.is_closed:
-            self._connection = await aio_pika.connect_robust(self._url)
+            self._connection = await connect(self._url)
         found = {}
         for name in names:
             channel = await self._connection.channel()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
@@ -73,6 +75,12 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # A secret may come from a file: PAYPOST_AMQP_URL_FILE=/run/secrets/amqp-url, and so on.
         return init_settings, env_settings, SecretFiles(settings_cls), dotenv_settings, file_secret_settings
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_url_parses(cls, value: str) -> str:
+        amqp_nodes(value)
+        return value
 
     @field_validator("api_tokens")
     @classmethod
@@ -142,6 +150,44 @@ class SecretFiles(PydanticBaseSettingsSource):
             if value is not None:
                 values[key] = value
         return values
+
+
+# A comma followed by a URL's scheme starts the next broker; any other comma (one in a password,
+# say) belongs to the URL it is in.
+_NEXT_NODE = re.compile(r",\s*(?=amqps?://)", re.IGNORECASE)
+
+
+def amqp_nodes(text: str) -> list[str]:
+    """The brokers ``PAYPOST_AMQP_URL`` lists: full ``amqp://`` or ``amqps://`` URLs, comma-separated.
+
+    They are the nodes of one cluster, so they differ only in host and port: the same scheme, user,
+    password, virtual host and options (a ``?cafile=`` for TLS, say). Errors never show a password.
+    """
+    nodes = [part.strip() for part in _NEXT_NODE.split(text.strip())]
+    cluster: tuple[object, ...] | None = None
+    seen: set[tuple[str, int]] = set()
+    for node in nodes:
+        parts = urlsplit(node)
+        shown = node.replace(f":{parts.password}@", ":***@") if parts.password else node
+        if parts.scheme.lower() not in ("amqp", "amqps") or not parts.hostname:
+            raise ValueError(f"PAYPOST_AMQP_URL: {shown!r} is not an amqp:// or amqps:// URL with a host; "
+                             "several brokers are full URLs, comma-separated")
+        if "," in parts.netloc.rpartition("@")[2] or "," in parts.path:
+            raise ValueError(f"PAYPOST_AMQP_URL: {shown!r}: each broker of a list is a full URL "
+                             "(amqp://user:pass@host:port/vhost), comma-separated")
+        try:
+            port = parts.port or (5671 if parts.scheme.lower() == "amqps" else 5672)
+        except ValueError as exc:
+            raise ValueError(f"PAYPOST_AMQP_URL: {shown!r} has a port that is not a number") from exc
+        same = (parts.scheme.lower(), parts.username, parts.password, parts.path.strip("/"), parts.query)
+        if cluster is not None and same != cluster:
+            raise ValueError("PAYPOST_AMQP_URL lists the brokers of one cluster: every URL has the same scheme, "
+                             f"user, password, virtual host and options, only host and port differ ({shown!r})")
+        cluster = same
+        if (parts.hostname.lower(), port) in seen:
+            raise ValueError(f"PAYPOST_AMQP_URL names {parts.hostname}:{port} twice")
+        seen.add((parts.hostname.lower(), port))
+    return nodes
 
 
 def parse_tokens(text: str) -> dict[str, ApiToken]:

@@ -11,6 +11,7 @@ from typing import Any
 import aio_pika
 import orjson
 
+from infra.broker import connect
 from schemas.topics import EVENTS_EXCHANGE
 
 
@@ -27,7 +28,7 @@ async def watch_events(amqp_url: str, patterns: Sequence[str]) -> AsyncIterator[
     The exchange is only declared passively (paypost owns its arguments); the subscriber's own
     queue is exclusive and goes away with the connection.
     """
-    connection = await aio_pika.connect_robust(amqp_url)
+    connection = await connect(amqp_url)  # the first broker that answers, another when it goes away
     try:
         channel = await connection.channel()
         exchange = await channel.get_exchange(EVENTS_EXCHANGE, ensure=True)

@@ -53,3 +53,31 @@ async def test_retrying_tries_a_transient_failure_again_and_gives_up_on_anything
     with pytest.raises(ValueError, match="a bug"):
         await retrying(broken)
     assert calls == 1
+
+
+def test_a_write_cut_by_a_primary_stepping_down_is_transient() -> None:
+    from pymongo.errors import DuplicateKeyError, WriteConcernError
+
+    from infra.retry import is_transient
+
+    stepped_down = WriteConcernError("operation was interrupted", 11602,
+                                     {"code": 11602, "codeName": "InterruptedDueToReplStateChange"})
+    assert is_transient(stepped_down)
+    assert not is_transient(DuplicateKeyError("E11000", 11000))
+    assert not is_transient(KeyError("x"))
+
+
+async def test_the_retrying_runs_a_write_again_after_a_step_down() -> None:
+    from pymongo.errors import WriteConcernError
+
+    calls = 0
+
+    async def claim() -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise WriteConcernError("interrupted", 11602, {"code": 11602})
+        return 7
+
+    assert await make_retrying(max_seconds=5, initial=0.01)(claim) == 7
+    assert calls == 2
