@@ -20,7 +20,7 @@ from handlers.posting import Disposition, Outcome, PostingService
 from infra import topology
 from infra.broker import kept_message
 from infra.intake import BatchConsumer, Settle
-from infra.retry import TRANSIENT, log_failure
+from infra.retry import is_transient, log_failure
 from schemas.messages import (
     PatientMappingUpdated,
     PaymentPosted,
@@ -101,7 +101,7 @@ async def settle_batch(postings: PostingService, retrying: Retrying[Any], messag
             if isinstance(result, Outcome):
                 metrics.observe(result.load_status, result.error_code, started)
                 settles[index] = _settle_of(result)
-            elif isinstance(result, TRANSIENT):
+            elif is_transient(result):
                 again.append(index)
                 transient = transient or result
             else:
@@ -112,7 +112,9 @@ async def settle_batch(postings: PostingService, retrying: Retrying[Any], messag
 
     try:
         await retrying(attempt)
-    except TRANSIENT as exc:
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
         log_failure(log, "deliveries_gave_up", exc, count=len(waiting))  # they stay REQUEUE
     return settles
 

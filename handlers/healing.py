@@ -11,7 +11,7 @@ import structlog
 from domain.events import PostingFailed
 from domain.ports import MappingStore
 from domain.rules import MAPPING_FIXES
-from handlers.operations import PostingOperations
+from handlers.operations import HealRun, PostingOperations
 
 log = structlog.get_logger("paypost.healing")
 
@@ -44,8 +44,9 @@ class Healing:
                 f"by {caused_by}" if caused_by else "while this payment was failing")
             # Each chunk's claim is one conditional write, so a heal run again (a failover cut it
             # short) claims only what is still FAILED and replays nothing twice.
+            run = HealRun()  # the same token and postings however often the heal is run again
             task = asyncio.ensure_future(self._retrying(
-                lambda: self._operations.heal_account(practice_id, patient_account_id, reason)))
+                lambda: self._operations.heal_account(practice_id, patient_account_id, reason, run)))
             self._running.add(task)
             task.add_done_callback(self._done)
         return blocked

@@ -6,7 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -23,6 +23,14 @@ from producers.replay import replay
 log = structlog.get_logger("paypost.operations")
 
 CHUNK = 500
+
+
+@dataclass(slots=True)
+class HealRun:
+    """One self-heal, through the re-runs a failover may cause: its token and what it found."""
+
+    token: str = field(default_factory=lambda: f"auto-{uuid.uuid4()}")
+    keys: list[PostingKey] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,10 +162,18 @@ class PostingOperations:
             log.warning("stale_retries_replayed", count=len(stale))
         return len(stale)
 
-    async def heal_account(self, practice_id: str, patient_account_id: str, reason: str) -> int:
-        """Retry every mapping failure of a patient account, after its mapping was entered or corrected."""
-        keys = await self._store.failed_keys(self._mapping_failures(practice_id, patient_account_id))
-        return await self._heal(practice_id, keys, reason)
+    async def heal_account(self, practice_id: str, patient_account_id: str, reason: str,
+                           run: HealRun | None = None) -> int:
+        """Retry every mapping failure of a patient account, after its mapping was entered or corrected.
+
+        ``run`` carries one heal through its re-runs (a failover cut it short): the same token and
+        the postings the first run found, so a re-run sends back also those the first had claimed
+        (RETRYING, no longer FAILED) but not yet replayed. A replay sent twice never posts twice.
+        """
+        run = run or HealRun()
+        found = await self._store.failed_keys(self._mapping_failures(practice_id, patient_account_id))
+        run.keys = list(dict.fromkeys([*run.keys, *found]))
+        return await self._heal(practice_id, run.keys, reason, run.token)
 
     async def heal_refunds_of(self, practice_id: str, payment_ids: list[str]) -> int:
         """Retry the refunds that failed because one of these payments had not loaded yet."""
@@ -174,9 +190,9 @@ class PostingOperations:
             healed += await self._heal(practice_id, keys, "the refunded payment loaded")
         return healed
 
-    async def _heal(self, practice_id: str, keys: list[PostingKey], reason: str) -> int:
+    async def _heal(self, practice_id: str, keys: list[PostingKey], reason: str, token: str | None = None) -> int:
         if not keys:
             return 0
         results = await self.retry(practice_id, [k.payment_id for k in keys], actor=PAYPOST_ACTOR,
-                                   command_id=f"auto-{uuid.uuid4()}", action="auto_retry", reason=reason)
+                                   command_id=token or f"auto-{uuid.uuid4()}", action="auto_retry", reason=reason)
         return sum(r.result == "retried" for r in results)
