@@ -97,6 +97,16 @@ async def enter_mapping(api: httpx.AsyncClient, n: int) -> None:
     assert r.json()["retried"] == n
 
 
+async def assert_chain_verifies(app: Paypost, store: Collections) -> None:
+    """Through the failover, the audit trail was sealed into one chain: every entry once, none altered."""
+    from infra.audit_seals import AuditSealer
+
+    await app.sealer.seal_all()
+    result = await AuditSealer(store).verify()
+    assert result.ok, result.problems[:5]
+    assert result.unsealed == 0
+
+
 def assert_all_loaded(figures: Figures, n: int) -> None:
     assert (figures.lost, figures.double_posts, figures.pending, figures.failed, figures.cleared) == (0, 0, 0, 0, 0)
     assert figures.loaded == n
@@ -107,7 +117,7 @@ async def test_replica_set_primary_steps_down_mid_stream_and_mid_heal(
 ) -> None:
     n, healing = scale(2_000), scale(300)
     settings = rs_settings(rs3, amqp_url)
-    async with running(settings) as (_, api, store):
+    async with running(settings) as (app, api, store):
         await setup_practice(store)
         failed = await make_failures(store, amqp_url, healing)
         bodies = [payment_body(payment_id=f"sd-{i}", ehr_patient_id=f"EHR-{i % 5}") for i in range(n)]
@@ -124,6 +134,7 @@ async def test_replica_set_primary_steps_down_mid_stream_and_mid_heal(
         await _until_loaded(store, failed, timeout=120)
         stream = await account(store, "rs3: primary stepped down twice, mid-stream", ids)
         healed = await account(store, "rs3: primary stepped down mid-heal", failed)
+        await assert_chain_verifies(app, store)
     report += [stream, healed]
     assert_all_loaded(stream, n)
     assert_all_loaded(healed, healing)
@@ -134,7 +145,7 @@ async def test_replica_set_primary_killed_mid_stream_and_mid_heal(
 ) -> None:
     n, healing = scale(2_000), scale(300)
     settings = rs_settings(rs3, amqp_url)
-    async with running(settings) as (_, api, store):
+    async with running(settings) as (app, api, store):
         await setup_practice(store)
         failed = await make_failures(store, amqp_url, healing)
         bodies = [payment_body(payment_id=f"kp-{i}", ehr_patient_id=f"EHR-{i % 5}") for i in range(n)]
@@ -152,6 +163,7 @@ async def test_replica_set_primary_killed_mid_stream_and_mid_heal(
         await _until_loaded(store, failed, timeout=120)
         stream = await account(store, "rs3: primary killed (-9) mid-stream, brought back", ids)
         healed = await account(store, "rs3: primary killed (-9) mid-heal", failed)
+        await assert_chain_verifies(app, store)
     report += [stream, healed]
     assert_all_loaded(stream, n)
     assert_all_loaded(healed, healing)
