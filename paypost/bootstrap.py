@@ -15,9 +15,9 @@ from fastapi import FastAPI
 from faststream.rabbit import RabbitBroker
 from pymongo import AsyncMongoClient
 
-from api.auth import Principal
 from api.http import create_app
 from consumers.subscribers import intake_consumers, register
+from domain.access import Principal, Role, Scope, token_hash
 from domain.events import PostingCleared, PostingFailed, PostingLoaded, PostingRetried
 from handlers import metrics
 from handlers.announcing import Announcer
@@ -26,6 +26,7 @@ from handlers.changes import SaveChanges
 from handlers.commands import CommandService
 from handlers.dead_letters import DeadLetterService
 from handlers.healing import Healing
+from handlers.keys import ApiKeys
 from handlers.mappings import MappingService
 from handlers.messagebus import MessageBus
 from handlers.operations import Pacer, PostingOperations
@@ -34,6 +35,7 @@ from handlers.practices import Practices
 from handlers.reactions import PostingReactions
 from handlers.reports import Reports
 from infra.alerts import MongoAlertStore
+from infra.api_keys import MongoApiKeyStore
 from infra.asyncapi import asyncapi_text
 from infra.audit_seals import AuditSealer
 from infra.broker import PUBLISHERS, Amqp, QueueInspector, declare_topology, make_broker
@@ -73,6 +75,7 @@ class Paypost:
         self.transfers = MongoTransferStore(self.collections)
         self.alerts = MongoAlertStore(self.collections)
         self.operation_store = MongoOperationStore(self.collections)
+        self.api_keys = MongoApiKeyStore(self.collections)
         self.builtin_ledger = BuiltinLedger(self.collections, self.directory)
         self.http_ledgers = HttpLedgers(settings.ledger_attempts, settings.ledger_timeout)
         self.ledgers = Ledgers(self.builtin_ledger, self.http_ledgers)
@@ -111,6 +114,9 @@ class Paypost:
             feed=self.event_hub,
             readiness=ServiceReadiness(self.mongo, self.broker),
             refresh_metrics=self.refresh_queue_metrics,
+            keys=ApiKeys(self.api_keys, {  # PAYPOST_API_TOKENS, held as hashes
+                token_hash(t.token): Principal(name=t.name, role=Role(t.role), scope=Scope.of(t.practices))
+                for t in settings.tokens.values()}),
         )
         # Entrypoints on the broker.
         self.retrying = make_retrying(max_seconds=retry_seconds)
@@ -151,15 +157,13 @@ class Paypost:
                  after_start: Callable[[], Awaitable[None]] | None = None) -> FastAPI:
         """The HTTP API and console over this process's handlers; with ``manage_lifecycle`` the app's
         lifespan starts and stops the consumers too."""
-        tokens = {t.token: Principal(name=t.name, role=t.role) for t in self.settings.tokens.values()}
-
         async def on_start() -> None:
             if manage_lifecycle:
                 await self.start()
             if after_start is not None:
                 await after_start()
 
-        return create_app(self.application, tokens, asyncapi_text, on_start=on_start,
+        return create_app(self.application, asyncapi_text, on_start=on_start,
                           on_stop=self.stop if manage_lifecycle else None)
 
     async def _seal_periodically(self, every: float = 2.0) -> None:
@@ -199,6 +203,7 @@ class Paypost:
         await self.alerts.ensure_indexes()
         await self.transfers.ensure_indexes()
         await self.sealer.ensure_indexes()
+        await self.api_keys.ensure_indexes()
         await self.broker.connect()
         await declare_topology(self.broker)
         if consume:
