@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path as FilePath
@@ -10,14 +10,16 @@ from typing import Annotated, Any, Literal
 
 import orjson
 import structlog
-from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api import errors, render
-from api.auth import Operator, Principal, Viewer, principal_for
+from api import errors, keys, render
+from api.access import AccessLog, Caller, FailedKeys, authenticate
 from api.errors import ApiError, error_response
+from api.keys import PracticeList, WhoAmI
+from domain.access import AccessDenied
 from domain.alerts import AlertState
 from domain.errors import BadCursor, RefusedHost, Unroutable
 from domain.integrations import MissingSecretKey
@@ -27,6 +29,7 @@ from domain.ports import PostingFilter
 from domain.posting import PostingKey
 from handlers.application import Application
 from handlers.changes import EmptySelection, MissingReason
+from handlers.keys import InvalidKey
 from handlers.practices import NotFound
 from schemas import PAYPOST_VERSION
 from schemas.api import (
@@ -60,52 +63,56 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _app(request: Request) -> Application:
+    """The unscoped handlers: only for the calls that need no key (health, readiness, metrics)."""
     app: Application = request.app.state.application
     return app
 
 
-router = APIRouter(prefix="/api/v1", responses=ERRORS)
+# Every route of this router (and of api.keys') gets its caller's scoped application: none can
+# reach a handler unscoped, or forget the check.
+router = APIRouter(prefix="/api/v1", responses={**ERRORS, 429: {"model": ErrorOut}},
+                   dependencies=[Depends(authenticate)])
 
 
 @router.put("/practices/{practice_id}", response_model=PracticeOut, tags=["practices"])
-async def put_practice(practice_id: PracticeId, body: PracticeIn, request: Request, who: Operator) -> dict[str, Any]:
+async def put_practice(practice_id: PracticeId, body: PracticeIn, app: Caller) -> dict[str, Any]:
     """Set up a practice's ledger integration."""
     ledger = body.ledger.model_dump(mode="json", exclude_none=True)
-    doc = await _app(request).practices.put(practice_id, body.name, ledger, body.enabled)
+    doc = await app.practices.put(practice_id, body.name, ledger, body.enabled)
     return render.practice(practice_id, doc)
 
 
 @router.get("/practices/{practice_id}", response_model=PracticeOut, tags=["practices"])
-async def get_practice(practice_id: PracticeId, request: Request, who: Viewer) -> dict[str, Any]:
-    return render.practice(practice_id, await _app(request).practices.get(practice_id))
+async def get_practice(practice_id: PracticeId, app: Caller) -> dict[str, Any]:
+    return render.practice(practice_id, await app.practices.get(practice_id))
 
 
 @router.put("/practices/{practice_id}/ehr-patients/{ehr_patient_id}", response_model=PatientOut, tags=["ledger"])
 async def put_ehr_patient(
-    practice_id: PracticeId, ehr_patient_id: AnyId, request: Request, who: Operator,
+    practice_id: PracticeId, ehr_patient_id: AnyId, app: Caller,
     body: Annotated[EmptyBody | None, Body()] = None,
 ) -> dict[str, Any]:
     """Register a patient in the built-in ledger (no patient names are needed or kept)."""
-    created = await _app(request).practices.register_patient(practice_id, ehr_patient_id)
+    created = await app.practices.register_patient(practice_id, ehr_patient_id)
     return {"practice_id": practice_id, "ehr_patient_id": ehr_patient_id, "created": created}
 
 
 @router.get("/practices/{practice_id}/ehr-patients/{ehr_patient_id}/ledger", response_model=LedgerOut,
             tags=["ledger"])
-async def get_ledger(practice_id: PracticeId, ehr_patient_id: AnyId, request: Request, who: Viewer) -> dict[str, Any]:
+async def get_ledger(practice_id: PracticeId, ehr_patient_id: AnyId, app: Caller) -> dict[str, Any]:
     """A patient's entries in the built-in ledger."""
-    entries = await _app(request).practices.ledger(practice_id, ehr_patient_id)
+    entries = await app.practices.ledger(practice_id, ehr_patient_id)
     return {"items": [render.ledger_entry(e) for e in entries]}
 
 
 @router.put("/practices/{practice_id}/patient-accounts/{patient_account_id}/mapping", response_model=MappingOut,
             tags=["mappings"])
 async def put_mapping(
-    practice_id: PracticeId, patient_account_id: AnyId, body: MappingIn, request: Request, who: Operator
+    practice_id: PracticeId, patient_account_id: AnyId, body: MappingIn, app: Caller
 ) -> dict[str, Any]:
     """Enter or correct a mapping; paypost then retries that patient's mapping failures by itself."""
-    retried = await _app(request).mappings.update(
-        practice_id, patient_account_id, body.ehr_patient_id, actor=who.name, source=f"api by {who.name}"
+    retried = await app.mappings.update(
+        practice_id, patient_account_id, body.ehr_patient_id, actor=app.who.name, source=f"api by {app.who.name}"
     )
     return {"practice_id": practice_id, "patient_account_id": patient_account_id,
             "ehr_patient_id": body.ehr_patient_id, "retried": retried}
@@ -113,8 +120,7 @@ async def put_mapping(
 
 @router.get("/postings", response_model=PostingPage, tags=["postings"])
 async def list_postings(
-    request: Request,
-    who: Viewer,
+    app: Caller,
     practice_id: Annotated[str | None, Query(pattern=PRACTICE_ID_PATTERN)] = None,
     status: LoadStatus | None = None,
     error_code: LoadErrorCode | None = None,
@@ -130,23 +136,23 @@ async def list_postings(
         practice_id=practice_id, status=status, error_code=error_code, merchant_transfer_id=merchant_transfer_id,
         patient_account_id=patient_account_id, received_from=received_from, received_to=received_to,
     )
-    docs, next_cursor = await _app(request).reports.page(where, limit, cursor)
+    docs, next_cursor = await app.reports.page(where, limit, cursor)
     return {"items": [render.row(d) for d in docs], "next_cursor": next_cursor}
 
 
 @router.get("/postings/{practice_id}/{payment_id:path}", response_model=PostingDetail, tags=["postings"])
-async def get_posting(practice_id: str, payment_id: str, request: Request, who: Viewer) -> dict[str, Any]:
+async def get_posting(practice_id: str, payment_id: str, app: Caller) -> dict[str, Any]:
     """One posting with its attempts, Load Error history and audit trail."""
-    return render.detail(await _app(request).reports.posting(PostingKey(practice_id, payment_id)))
+    return render.detail(await app.reports.posting(PostingKey(practice_id, payment_id)))
 
 
 @router.post("/postings/changes", status_code=202, response_model=OperationAccepted, tags=["postings"])
-async def save_changes(body: ChangesIn, request: Request, who: Operator) -> dict[str, str]:
+async def save_changes(body: ChangesIn, app: Caller) -> dict[str, str]:
     """Save Changes: retry and clear a selection as one operation; follow it at /operations/{id}."""
     clears = [ClearItem(payment_id=c.payment_id, reason=c.reason, manual_reference=c.manual_reference)
               for c in body.clear]
     try:
-        operation_id = await _app(request).save_changes(body.practice_id, body.retry, clears, who.name)
+        operation_id = await app.save_changes(body.practice_id, body.retry, clears, app.who.name)
     except Unroutable as exc:
         raise ApiError(503, "commands_unroutable", f"Save Changes could not be sent in full: {exc}. "
                        "paypost's topology is damaged; restart paypost to declare it again.") from exc
@@ -154,48 +160,53 @@ async def save_changes(body: ChangesIn, request: Request, who: Operator) -> dict
 
 
 @router.get("/operations/{operation_id}", response_model=OperationOut, tags=["postings"])
-async def get_operation(operation_id: AnyId, request: Request, who: Viewer) -> dict[str, Any]:
+async def get_operation(operation_id: AnyId, app: Caller) -> dict[str, Any]:
     """Progress and per-item result of a Save Changes."""
-    op = await _app(request).reports.operation(operation_id)
+    op = await app.reports.operation(operation_id)
     return {**op, "created_at": render.iso(op["created_at"])}
 
 
 @router.get("/transfers/{practice_id}/{merchant_transfer_id}", response_model=TransferOut, tags=["transfers"])
-async def get_transfer(practice_id: PracticeId, merchant_transfer_id: AnyId, request: Request,
-                       who: Viewer) -> dict[str, Any]:
+async def get_transfer(practice_id: PracticeId, merchant_transfer_id: AnyId, app: Caller) -> dict[str, Any]:
     """Reconciliation of a merchant transfer, current as of this call."""
-    transfer, reconciliation = await _app(request).reports.transfer(practice_id, merchant_transfer_id)
+    transfer, reconciliation = await app.reports.transfer(practice_id, merchant_transfer_id)
     return render.transfer(transfer, reconciliation)
 
 
 @router.get("/alerts", response_model=AlertPage, tags=["alerts"])
 async def list_alerts(
-    request: Request, who: Viewer,
+    app: Caller,
     practice_id: Annotated[str | None, Query(pattern=PRACTICE_ID_PATTERN)] = None,
     state: Annotated[Literal["open", "escalated", "resolved"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 500,
 ) -> dict[str, Any]:
     """Office tasks and patient flags; ``state=open`` includes escalated ones."""
-    alerts = await _app(request).reports.alerts(practice_id, AlertState(state) if state else None, limit)
+    alerts = await app.reports.alerts(practice_id, AlertState(state) if state else None, limit)
     return {"items": [render.alert(a) for a in alerts]}
 
 
-@router.get("/whoami", tags=["console"])
-async def whoami(who: Viewer) -> dict[str, str]:
-    """The name and role behind the token (the console shows the changes a role may make)."""
-    return {"name": who.name, "role": who.role}
+@router.get("/practices", response_model=PracticeList, tags=["practices"])
+async def list_practices(app: Caller) -> dict[str, Any]:
+    """The practices in the key's scope (the console offers them to pick from)."""
+    return {"items": await app.practices.in_scope()}
+
+
+@router.get("/whoami", response_model=WhoAmI, tags=["console"])
+async def whoami(app: Caller) -> dict[str, Any]:
+    """The name, role and practices behind the token (the console shows the changes a role may make)."""
+    return {"name": app.who.name, "role": app.who.role.value, "practices": app.who.scope.names()}
 
 
 @router.get("/events/stream", tags=["console"])
 async def event_stream(
-    request: Request,
+    app: Caller,
     practice_id: Annotated[str | None, Query(pattern=PRACTICE_ID_PATTERN)] = None,
     access_token: Annotated[str | None, Query(description="EventSource cannot send headers")] = None,
 ) -> StreamingResponse:
-    """Server-sent events: every event of ``paypost.events`` for a practice, live."""
-    header = request.headers.get("authorization", "")
-    principal_for(request, header[7:] if header.lower().startswith("bearer ") else access_token)
-    feed = _app(request).feed
+    """Server-sent events: every event of ``paypost.events`` for the key's practices (or one), live."""
+    if practice_id is not None:
+        app.guard.read(practice_id)
+    feed = app.feed
 
     async def stream() -> AsyncIterator[bytes]:
         yield b": connected\n\n"
@@ -246,11 +257,11 @@ async def metrics(request: Request) -> Response:
 
 
 def create_app(
-    application: Application, tokens: Mapping[str, Principal], asyncapi: Callable[[], str], *,
+    application: Application, asyncapi: Callable[[], str], *,
     on_start: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> FastAPI:
-    """The ASGI app over ``application``'s handlers; ``tokens`` are the API keys and who holds them,
+    """The ASGI app over ``application``'s handlers (its ``keys`` say who holds which token);
     ``asyncapi`` writes the AsyncAPI document of the broker's side.
 
     ``on_start`` and ``on_stop`` run in the app's lifespan (the composition root starts and stops
@@ -272,12 +283,14 @@ def create_app(
         openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None,
     )
     app.state.application = application
-    app.state.tokens = tokens
+    app.state.failed_keys = FailedKeys()
     app.state.asyncapi = asyncapi
     errors.install(app)
     _install_handler_errors(app)
     app.include_router(router)
+    app.include_router(keys.router)
     app.include_router(health)
+    app.add_middleware(AccessLog)
     console = FilePath(__file__).with_name("console")
     app.mount("/console", StaticFiles(directory=console), name="console")
 
@@ -302,6 +315,14 @@ def _install_handler_errors(app: FastAPI) -> None:
     @app.exception_handler(RefusedHost)
     async def _refused_host(_: Request, exc: RefusedHost) -> JSONResponse:
         return error_response(400, "refused_host", str(exc))
+
+    @app.exception_handler(AccessDenied)
+    async def _denied(_: Request, exc: AccessDenied) -> JSONResponse:
+        return error_response(403, "forbidden", str(exc))
+
+    @app.exception_handler(InvalidKey)
+    async def _invalid_key(_: Request, exc: InvalidKey) -> JSONResponse:
+        return error_response(422, "invalid_request", str(exc))
 
     @app.exception_handler(BadCursor)
     async def _bad_cursor(_: Request, exc: BadCursor) -> JSONResponse:

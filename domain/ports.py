@@ -11,6 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from domain.access import EVERY, ApiKey, Scope
 from domain.alerts import Alert, AlertState
 from domain.load_errors import LoadError, LoadErrorCode
 from domain.model import LoadStatus
@@ -120,6 +121,9 @@ class PracticeDirectory(Protocol):
 
     async def patient_registered(self, practice_id: str, ehr_patient_id: str) -> bool: ...
 
+    async def list_practices(self, scope: Scope) -> list[Record]:
+        """The practices set up within ``scope``, by id."""
+
 
 class MappingStore(Protocol):
     """(practice_id, patient_account_id) → the practice-management patient id."""
@@ -190,8 +194,9 @@ class AlertStore(Protocol):
 
     async def escalate(self, alert_id: str, at: datetime) -> Alert | None: ...
 
-    async def list(self, practice_id: str | None, state: AlertState | None, limit: int = 500) -> list[Alert]:
-        """Newest first; ``AlertState.OPEN`` includes escalated alerts."""
+    async def list(self, practice_id: str | None, state: AlertState | None, limit: int = 500,
+                   scope: Scope = EVERY) -> list[Alert]:
+        """Newest first, within ``scope``; ``AlertState.OPEN`` includes escalated alerts."""
 
 
 class TransferStore(Protocol):
@@ -237,6 +242,7 @@ class PostingFilter:
     patient_account_id: str | None = None
     received_from: datetime | None = None
     received_to: datetime | None = None
+    scope: Scope = EVERY  # the practices the caller sees (section 6): every one by default
 
 
 class PostingReader(Protocol):
@@ -275,3 +281,26 @@ class Readiness(Protocol):
     async def problems(self) -> dict[str, str | None]:
         """Each service by name, with None if it answers, else why not (an error's name)."""
         ...
+
+
+class ApiKeyStore(Protocol):
+    """Keys made through the API, each kept with its token's hash only, and who made or revoked them."""
+
+    async def add(self, key: ApiKey, token_hash: str) -> None: ...
+
+    async def by_hash(self, token_hash: str) -> tuple[ApiKey, str] | None:
+        """The key whose token has this hash, with the hash as stored (revoked and expired ones too)."""
+
+    async def get(self, key_id: str) -> ApiKey | None: ...
+
+    async def every(self) -> list[ApiKey]:
+        """Every key, newest first (revoked ones too)."""
+
+    async def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
+        """Revoke a key; None unless this call revoked it."""
+
+    async def record(self, at: datetime, actor: str, action: str, key: ApiKey) -> None:
+        """Keep who created or revoked which key, in the keys' own trail."""
+
+    async def trail(self, limit: int = 500) -> list[Record]:
+        """The keys' trail, newest first."""

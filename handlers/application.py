@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from domain.access import Principal
 from domain.ports import EventFeed, Readiness
 from handlers.changes import SaveChanges
+from handlers.keys import ApiKeys
 from handlers.mappings import MappingService
 from handlers.practices import Practices
 from handlers.reports import Reports
+from handlers.tenancy import ScopedApplication
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,3 +28,9 @@ class Application:
     feed: EventFeed
     readiness: Readiness
     refresh_metrics: Callable[[], Awaitable[object]]  # queue depths into the gauges, per scrape
+    keys: ApiKeys
+
+    def for_principal(self, who: Principal) -> ScopedApplication:
+        """The handlers as ``who`` may use them: only its practices, only what its role allows."""
+        return ScopedApplication(who, self.practices, self.mappings, self.save_changes, self.reports, self.feed,
+                                 self.keys)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from domain.access import Scope
 from domain.errors import PaypostError
 from domain.integrations import SEALED, MissingSecretKey, secret_of, without_secret
 from domain.ports import LedgerEntries, PracticeDirectory, Record, SecretBox, UrlPolicy
@@ -10,6 +11,11 @@ from handlers.clock import Clock, utc_now
 
 class NotFound(PaypostError):
     """What was asked for does not exist (or, for a caller, is not there to see)."""
+
+
+def practice_not_found(practice_id: str) -> NotFound:
+    """What a call naming a practice that is not set up (or not in the caller's scope) is told."""
+    return NotFound(f"Practice {practice_id} is not set up.")
 
 
 class Practices:
@@ -45,8 +51,13 @@ class Practices:
     async def get(self, practice_id: str) -> Record:
         doc = await self._directory.get_practice(practice_id)
         if doc is None:
-            raise NotFound(f"Practice {practice_id} is not set up.")
+            raise practice_not_found(practice_id)
         return doc
+
+    async def in_scope(self, scope: Scope) -> list[Record]:
+        """The practices set up within ``scope``: ``{practice_id, name, enabled}``, by id."""
+        return [{"practice_id": d["_id"], "name": d.get("name", ""), "enabled": bool(d.get("enabled"))}
+                for d in await self._directory.list_practices(scope)]
 
     async def register_patient(self, practice_id: str, ehr_patient_id: str) -> bool:
         """Register a patient in the built-in ledger (no patient names are needed or kept); True if new."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from domain.access import EVERY, Scope
 from domain.alerts import Alert, AlertState
 from domain.ports import (
     AlertStore,
@@ -19,6 +20,10 @@ from domain.posting import PostingKey
 from domain.reconciliation import Reconciliation
 from domain.transfers import SettledTransfer
 from handlers.practices import NotFound
+
+
+def operation_not_found(operation_id: str) -> NotFound:
+    return NotFound(f"No operation {operation_id}.")
 
 
 class Reports:
@@ -50,7 +55,7 @@ class Reports:
     async def operation(self, operation_id: str) -> Record:
         op = await self._operations.get(operation_id)
         if op is None:
-            raise NotFound(f"No operation {operation_id}.")
+            raise operation_not_found(operation_id)
         return op
 
     async def transfer(self, practice_id: str, merchant_transfer_id: str) -> tuple[SettledTransfer, Reconciliation]:
@@ -61,5 +66,6 @@ class Reports:
                            "(no transfer.settled received).")
         return transfer, await self._transfers.reconcile(transfer)
 
-    async def alerts(self, practice_id: str | None, state: AlertState | None, limit: int) -> list[Alert]:
-        return await self._alerts.list(practice_id, state, limit)
+    async def alerts(self, practice_id: str | None, state: AlertState | None, limit: int,
+                     scope: Scope = EVERY) -> list[Alert]:
+        return await self._alerts.list(practice_id, state, limit, scope)

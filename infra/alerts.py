@@ -11,6 +11,7 @@ from typing import Any
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from domain.access import EVERY, Scope
 from domain.alerts import OPEN_STATES, Alert, AlertKind, AlertState, task_id
 from domain.model import STILL_FAILING
 from domain.posting import Posting, PostingKey
@@ -139,10 +140,13 @@ class MongoAlertStore:
             return_document=ReturnDocument.AFTER,
         ))
 
-    async def list(self, practice_id: str | None, state: AlertState | None, limit: int = 500) -> list[Alert]:
+    async def list(self, practice_id: str | None, state: AlertState | None, limit: int = 500,
+                   scope: Scope = EVERY) -> list[Alert]:
         query: dict[str, Any] = {}
         if practice_id:
-            query["practice_id"] = practice_id
+            query["practice_id"] = practice_id if scope.covers(practice_id) else {"$in": []}
+        elif scope.practices is not None:
+            query["practice_id"] = {"$in": sorted(scope.practices)}
         if state is AlertState.OPEN:
             query["state"] = {"$in": _OPEN}
         elif state:

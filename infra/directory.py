@@ -10,6 +10,7 @@ from typing import Any
 
 from pymongo import ReturnDocument
 
+from domain.access import Scope
 from domain.integrations import SEALED
 from domain.posting import Integration
 from infra.batching import finder
@@ -73,6 +74,10 @@ class MongoPracticeDirectory:
 
     async def get_practice(self, practice_id: str) -> Doc | None:
         return await self._practices.find_one({"_id": practice_id})
+
+    async def list_practices(self, scope: Scope) -> list[Doc]:
+        query: Doc = {} if scope.practices is None else {"_id": {"$in": sorted(scope.practices)}}
+        return await self._practices.find(query, {"name": 1, "enabled": 1}).sort("_id", 1).to_list(None)
 
     async def register_patient(self, practice_id: str, ehr_patient_id: str, at: datetime) -> bool:
         """Register a patient in the built-in ledger; True if new."""

@@ -18,11 +18,17 @@ from infra.postings import doc_id
 ROW_FIELDS = {"message": 0, "audit": 0, "attempts": 0, "dead_letters": 0}
 
 
+def _practices(where: PostingFilter) -> Doc:
+    """The practice filter within the caller's scope (out of scope: nothing, whatever else is asked)."""
+    scope = where.scope
+    if where.practice_id is not None:
+        return {"practice_id": where.practice_id if scope.covers(where.practice_id) else {"$in": []}}
+    return {} if scope.practices is None else {"practice_id": {"$in": sorted(scope.practices)}}
+
+
 def query_of(where: PostingFilter) -> Doc:
     """The report's filters as a MongoDB query (each is an equality or a range the indexes serve)."""
-    q: Doc = {}
-    if where.practice_id is not None:
-        q["practice_id"] = where.practice_id
+    q: Doc = _practices(where)
     if where.status is not None:
         q["load_status"] = where.status.value
     if where.error_code is not None:

@@ -14,13 +14,17 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from infra.secrets import SecretBox
+from schemas.types import PRACTICE_ID_PATTERN
+
+PRACTICE_ID = re.compile(PRACTICE_ID_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
 class ApiToken:
     token: str
-    role: str  # "viewer" or "operator"
+    role: str  # "viewer", "operator" or "admin"
     name: str
+    practices: tuple[str, ...] = ("*",)  # the key's scope: practice ids, or "*" for every one
 
 
 class Settings(BaseSettings):
@@ -191,15 +195,22 @@ def amqp_nodes(text: str) -> list[str]:
 
 
 def parse_tokens(text: str) -> dict[str, ApiToken]:
-    """Read ``token:role[:name]`` triples, comma-separated; the name defaults to the role."""
+    """Read ``token:role[:name[:practices]]`` entries, comma-separated; the name defaults to the role,
+    the practices (``|``-separated, or ``*``) to every practice."""
     tokens: dict[str, ApiToken] = {}
     for raw in filter(None, (part.strip() for part in text.split(","))):
         parts = raw.split(":")
-        if len(parts) not in (2, 3) or not parts[0]:
-            raise ValueError("PAYPOST_API_TOKENS entries are token:role[:name]")
+        if len(parts) not in (2, 3, 4) or not parts[0]:
+            raise ValueError("PAYPOST_API_TOKENS entries are token:role[:name[:practices]]")
         role = parts[1]
-        if role not in ("viewer", "operator"):
-            raise ValueError(f"PAYPOST_API_TOKENS role must be viewer or operator, not {role!r}")
-        name = parts[2] if len(parts) == 3 and parts[2] else role
-        tokens[parts[0]] = ApiToken(token=parts[0], role=role, name=name)
+        if role not in ("viewer", "operator", "admin"):
+            raise ValueError(f"PAYPOST_API_TOKENS role must be viewer, operator or admin, not {role!r}")
+        name = parts[2] if len(parts) >= 3 and parts[2] else role
+        practices = tuple(p.strip() for p in parts[3].split("|") if p.strip()) if len(parts) == 4 else ("*",)
+        if not practices:
+            raise ValueError(f"PAYPOST_API_TOKENS: {name} names no practices (use * for every practice)")
+        bad = [p for p in practices if p != "*" and not PRACTICE_ID.fullmatch(p)]
+        if bad:
+            raise ValueError(f"PAYPOST_API_TOKENS: {bad[0]!r} is not a practice id")
+        tokens[parts[0]] = ApiToken(token=parts[0], role=role, name=name, practices=practices)
     return tokens

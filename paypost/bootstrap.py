@@ -17,9 +17,9 @@ from fastapi import FastAPI
 from faststream.rabbit import RabbitBroker
 from pymongo import AsyncMongoClient
 
-from api.auth import Principal
 from api.http import create_app, health
 from consumers.subscribers import intake_consumers, register
+from domain.access import Principal, Role, Scope, token_hash
 from domain.events import PostingCleared, PostingFailed, PostingLoaded, PostingRetried
 from handlers import metrics
 from handlers.announcing import Announcer
@@ -28,6 +28,7 @@ from handlers.changes import SaveChanges
 from handlers.commands import CommandService
 from handlers.dead_letters import DeadLetterService
 from handlers.healing import Healing
+from handlers.keys import ApiKeys
 from handlers.mappings import MappingService
 from handlers.messagebus import MessageBus
 from handlers.operations import Pacer, PostingOperations
@@ -36,6 +37,7 @@ from handlers.practices import Practices
 from handlers.reactions import PostingReactions
 from handlers.reports import Reports
 from infra.alerts import MongoAlertStore
+from infra.api_keys import MongoApiKeyStore
 from infra.asyncapi import asyncapi_text
 from infra.audit_seals import AuditSealer
 from infra.broker import PUBLISHERS, Amqp, QueueInspector, declare_topology, make_broker
@@ -62,7 +64,7 @@ from schemas.topics import DEAD_LETTER_QUEUE, INTAKE_QUEUE
 log = structlog.get_logger("paypost")
 
 # What a process does (contract section 9): everything, the HTTP API only, or the consumers only.
-Role = Literal["all", "api", "worker"]
+ProcessRole = Literal["all", "api", "worker"]
 
 
 class Paypost:
@@ -80,6 +82,7 @@ class Paypost:
         self.transfers = MongoTransferStore(self.collections)
         self.alerts = MongoAlertStore(self.collections)
         self.operation_store = MongoOperationStore(self.collections)
+        self.api_keys = MongoApiKeyStore(self.collections)
         self.builtin_ledger = BuiltinLedger(self.collections, self.directory)
         self.hosts = HostPolicy.from_setting(settings.ledger_allowed_hosts)
         self.secrets = SecretBox(settings.secret_key) if settings.secret_key.strip() else None
@@ -123,6 +126,9 @@ class Paypost:
             feed=self.event_hub,
             readiness=ServiceReadiness(self.mongo, self.broker),
             refresh_metrics=self.refresh_queue_metrics,
+            keys=ApiKeys(self.api_keys, {  # PAYPOST_API_TOKENS, held as hashes
+                token_hash(t.token): Principal(name=t.name, role=Role(t.role), scope=Scope.of(t.practices))
+                for t in settings.tokens.values()}),
         )
         # Entrypoints on the broker.
         register(
@@ -158,7 +164,7 @@ class Paypost:
         self.bus.subscribe(PostingRetried, retried)
         self.bus.subscribe(PostingCleared, cleared, reactions.cleared)
 
-    def http_app(self, *, manage_lifecycle: bool = True, role: Role = "all",
+    def http_app(self, *, manage_lifecycle: bool = True, role: ProcessRole = "all",
                  after_start: Callable[[], Awaitable[None]] | None = None) -> FastAPI:
         """What this process serves over HTTP, by its role (contract section 9).
 
@@ -176,8 +182,7 @@ class Paypost:
         on_stop = self.stop if manage_lifecycle else None
         if role == "worker":
             return self._health_app(on_start, on_stop)
-        tokens = {t.token: Principal(name=t.name, role=t.role) for t in self.settings.tokens.values()}
-        return create_app(self.application, tokens, asyncapi_text, on_start=on_start, on_stop=on_stop)
+        return create_app(self.application, asyncapi_text, on_start=on_start, on_stop=on_stop)
 
     def _health_app(self, on_start: Callable[[], Awaitable[None]],
                     on_stop: Callable[[], Awaitable[None]] | None) -> FastAPI:
@@ -236,6 +241,7 @@ class Paypost:
         await self.alerts.ensure_indexes()
         await self.transfers.ensure_indexes()
         await self.sealer.ensure_indexes()
+        await self.api_keys.ensure_indexes()
         await self.broker.connect()
         await declare_topology(self.broker)
         if consume:

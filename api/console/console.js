@@ -35,6 +35,7 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+const mayChange = () => state.role === "operator" || state.role === "admin";
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
 
 // ---- sign-in ---------------------------------------------------------------------------
@@ -46,19 +47,41 @@ async function signIn(token) {
     sessionStorage.setItem("paypost.token", token);
     $("who-name").textContent = `${me.name} (${me.role})`;
     $("who").hidden = false;
+    const { items: practices } = await api("/practices");
+    const wanted = new URLSearchParams(location.search).get("practice") || localStorage.getItem("paypost.practice") || "";
+    offerPractices(practices, wanted);
     $("signin").hidden = true;
     $("app").hidden = false;
     $("signin-error").textContent = "";
-    const params = new URLSearchParams(location.search);
-    $("f-practice").value = params.get("practice") || localStorage.getItem("paypost.practice") || "";
     if ($("f-practice").value) await show();
-    else $("f-practice").focus();
+    else if (practices.length) $("f-practice").focus();
   } catch (error) {
     state.token = "";
     sessionStorage.removeItem("paypost.token");
     $("signin-error").textContent = error.status === 401 ? "That token is not one paypost knows." : error.message;
   }
 }
+
+// The practices the key may see: one is chosen for you; more are offered to pick from.
+function offerPractices(practices, wanted) {
+  const picker = $("f-practice");
+  const label = (p) => (p.name && p.name !== p.practice_id ? `${p.name} (${p.practice_id})` : p.practice_id);
+  picker.replaceChildren(...(practices.length === 1 ? [] : [el("option", { value: "" }, "Choose a practice")]),
+    ...practices.map((p) => el("option", { value: p.practice_id }, label(p))));
+  if (practices.length === 1) {
+    picker.value = practices[0].practice_id;
+    $("practice-picker").hidden = true;
+    $("one-practice").hidden = false;
+    $("one-practice").textContent = `Practice: ${label(practices[0])}`;
+  } else {
+    $("practice-picker").hidden = false;
+    $("one-practice").hidden = true;
+    picker.value = practices.some((p) => p.practice_id === wanted) ? wanted : "";
+  }
+  if (!practices.length) say("No practice is set up within your key's scope.", true);
+}
+
+$("f-practice").addEventListener("change", () => { if ($("f-practice").value) show(); });
 
 $("signin-form").addEventListener("submit", (event) => { event.preventDefault(); signIn($("token").value.trim()); });
 $("signout").addEventListener("click", () => {
@@ -115,7 +138,7 @@ function renderRows(items) {
 
 function rowFor(item) {
   const failed = item.load_status === "FAILED";
-  const canChange = state.role === "operator";
+  const canChange = mayChange();
   const error = item.load_error;
   const retry = failed ? el("input", { type: "checkbox", class: "retry", "aria-label": `Retry ${item.payment_id}`,
                                         disabled: !canChange, onchange: updateSave }) : "";
@@ -171,7 +194,7 @@ function selection() {
 
 function updateSave() {
   const { retry, clear, missingReason } = selection();
-  $("save").disabled = state.role !== "operator" || (retry.length + clear.length === 0) || missingReason;
+  $("save").disabled = !mayChange() || (retry.length + clear.length === 0) || missingReason;
   $("save").title = missingReason ? "Every Clear needs a reason" : "";
 }
 
@@ -273,7 +296,7 @@ async function openDetail(paymentId, focusMapping = false) {
       el("td", {}, when(a.at)), el("td", {}, a.actor), el("td", {}, a.action), el("td", {}, a.reason || ""),
       el("td", {}, a.detail || ""))));
     const mappable = p.load_status === "FAILED" && p.load_error && MAPPING_ERRORS.has(p.load_error.code)
-      && p.patient_account_id && state.role === "operator";
+      && p.patient_account_id && mayChange();
     $("mapping-form").hidden = !mappable;
     $("mapping-form").dataset.account = p.patient_account_id || "";
     $("mapping-account").textContent = p.patient_account_id || "";

@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from paypost.cli import bench, changes, dashboards, maintenance, publish, report, run, watch
+from paypost.cli import bench, changes, dashboards, keys, maintenance, publish, report, run, watch
 
 app = typer.Typer(help="paypost: load every payment into the right patient ledger.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -20,6 +20,8 @@ app.command()(changes.retry)
 app.command()(changes.clear)
 app.command()(watch.watch)
 app.command()(bench.bench)
+
+app.add_typer(keys.keys, name="api-keys")
 
 audit = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 app.add_typer(audit, name="audit")

@@ -1,21 +1,20 @@
-"""`paypost retry` and `paypost clear`: Save Changes from a terminal, previewed, then followed
-until the operation completes or its ``--timeout`` passes."""
+"""`paypost retry` and `paypost clear`: Save Changes from a terminal, through the API, previewed, then
+followed until the operation completes or its ``--timeout`` passes."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Iterator
+from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
-from paypost.cli.common import err, out, publishing_paypost, run_async
+from paypost.cli.common import Api, api, err, out
 from paypost.cli.report import load_error_code, report_table
 
-if TYPE_CHECKING:
-    from domain.ports import Record
-    from handlers.application import Application
+Record = dict[str, Any]  # an answer of the API, as JSON
 
 Ids = Annotated[list[str] | None, typer.Argument(help="payment or refund ids (or select with the filters)")]
 Practice = Annotated[str, typer.Option(help="practice_id")]
@@ -24,7 +23,8 @@ TransferFilter = Annotated[str | None, typer.Option("--transfer", help="every FA
 AccountFilter = Annotated[str | None, typer.Option("--account", help="every FAILED row of this patient account")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="show what would be done, and do nothing")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="do not ask before applying")]
-Operator = Annotated[str, typer.Option(help="who is acting, for the audit trail")]
+Operator = Annotated[str, typer.Option(
+    help="kept for scripts; the audit trail records the name of PAYPOST_API_KEY, which says who is acting")]
 Timeout = Annotated[int, typer.Option(
     min=1, help="seconds to follow the operation; if it has not completed by then, exit 3 naming the payments "
                 "still pending (paypost goes on applying them: GET /api/v1/operations/{id})")]
@@ -79,51 +79,63 @@ def clear(
 def _bulk(action: str, practice: str, ids: list[str], error_code: str | None, transfer: str | None,
           account: str | None, dry_run: bool, yes: bool, operator: str, timeout: int, reason: str | None,
           reference: str | None) -> None:
-    from api.render import row
-    from domain.load_errors import LoadErrorCode
-    from domain.ports import FailedSelection
-    from schemas.messages import ClearItem
-
     error_code = load_error_code(error_code)
     if not ids and not (error_code or transfer or account):
         err.print("[red]name payment ids, or select with --error-code, --transfer or --account[/red]")
         raise typer.Exit(2)
-
-    async def go() -> None:
-        async with publishing_paypost() as paypost:
-            app = paypost.application
-            selected = list(ids)
-            if error_code or transfer or account:
-                selection = FailedSelection(practice, frozenset({LoadErrorCode(error_code)}) if error_code else None,
-                                            patient_account_id=account, merchant_transfer_id=transfer)
-                selected += [k.payment_id for k in await app.reports.failed(selection)]
-            selected = list(dict.fromkeys(selected))
-            if not selected:
-                out.print("nothing matches: no FAILED rows for that selection")
-                return
-            preview = [row(d) for d in await app.reports.rows(practice, selected[:PREVIEW_ROWS])]
-            out.print(report_table(preview))
-            out.print(f"{'Would' if dry_run else 'Will'} {action} [bold]{len(selected)}[/bold] posting(s) of "
-                      f"practice {practice}" + (f" (showing {len(preview)})" if len(selected) > len(preview) else ""))
-            if dry_run:
-                return
-            if not yes and not typer.confirm("Apply?"):
-                out.print("nothing applied")
-                return
-            clears = [ClearItem(payment_id=p, reason=reason or "", manual_reference=reference) for p in selected] \
-                if action == "clear" else []
-            operation_id = await app.save_changes(practice, selected if action == "retry" else [], clears, operator)
-            out.print(f"operation {operation_id}")
-            op = await _follow(app, operation_id, action, len(selected), timeout)
-            _print_results(op)
-            if op["status"] != "completed":
-                _print_pending(op, timeout)
-                raise typer.Exit(EXIT_PENDING)
-
-    run_async(go)
+    with api() as paypost:
+        selected = list(ids)
+        known: dict[str, Record] = {}
+        if error_code or transfer or account:
+            for row in _failed_rows(paypost, practice, error_code, transfer, account):
+                known[row["payment_id"]] = row
+                selected.append(row["payment_id"])
+        selected = list(dict.fromkeys(selected))
+        if not selected:
+            out.print("nothing matches: no FAILED rows for that selection")
+            return
+        preview = [found for p in selected[:PREVIEW_ROWS]
+                   if (found := known.get(p) or _row(paypost, practice, p)) is not None]
+        out.print(report_table(preview))
+        out.print(f"{'Would' if dry_run else 'Will'} {action} [bold]{len(selected)}[/bold] posting(s) of "
+                  f"practice {practice}" + (f" (showing {len(preview)})" if len(selected) > len(preview) else ""))
+        if dry_run:
+            return
+        if not yes and not typer.confirm("Apply?"):
+            out.print("nothing applied")
+            return
+        body: dict[str, object] = {"practice_id": practice, "retry": selected if action == "retry" else [],
+                                   "clear": [{"payment_id": p, "reason": reason or "", "manual_reference": reference}
+                                             for p in selected] if action == "clear" else []}
+        operation_id = paypost.call("POST", "/postings/changes", json=body)["operation_id"]
+        out.print(f"operation {operation_id}")
+        op = _follow(paypost, operation_id, action, len(selected), timeout)
+    _print_results(op)
+    if op["status"] != "completed":
+        _print_pending(op, timeout)
+        raise typer.Exit(EXIT_PENDING)
 
 
-async def _follow(app: Application, operation_id: str, action: str, total: int, within: int) -> Record:
+def _failed_rows(paypost: Api, practice: str, error_code: str | None, transfer: str | None,
+                 account: str | None) -> Iterator[Record]:
+    """Every FAILED row of the practice that the filters select, page by page."""
+    cursor = None
+    while True:
+        page = paypost.get("/postings", practice_id=practice, status="FAILED", error_code=error_code,
+                           merchant_transfer_id=transfer, patient_account_id=account, limit=500, cursor=cursor)
+        yield from page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return
+
+
+def _row(paypost: Api, practice: str, payment_id: str) -> Record | None:
+    """A posting's row for the preview; None for an id paypost does not hold (Save Changes says so per item)."""
+    r = paypost.raw("GET", f"/postings/{practice}/{quote(payment_id, safe='')}")
+    return r.json() if r.status_code == 200 else None
+
+
+def _follow(paypost: Api, operation_id: str, action: str, total: int, within: int) -> Record:
     """The operation once it has completed, or as it stands when ``within`` seconds have passed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -132,12 +144,12 @@ async def _follow(app: Application, operation_id: str, action: str, total: int, 
                   console=out) as progress:
         task = progress.add_task(action, total=total)
         while True:
-            op = await app.reports.operation(operation_id)
+            op: Record = paypost.get(f"/operations/{operation_id}")
             progress.update(task, completed=op["done"])
             left = deadline - time.monotonic()
             if op["status"] == "completed" or left <= 0:
                 return op
-            await asyncio.sleep(min(POLL_SECONDS, left))
+            time.sleep(min(POLL_SECONDS, left))
 
 
 def _print_results(op: Record) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
@@ -19,7 +19,6 @@ from infra.local_services import ServiceError
 from infra.settings import Settings
 
 if TYPE_CHECKING:
-    from handlers.application import Application
     from paypost.bootstrap import Paypost
 
 T = TypeVar("T")
@@ -61,13 +60,66 @@ async def publishing_paypost() -> AsyncIterator[Paypost]:
         await paypost.stop()
 
 
-@contextlib.asynccontextmanager
-async def office() -> AsyncIterator[Application]:
-    """paypost's handlers for the office's reads: nothing is started (the broker is not needed)."""
-    from paypost.bootstrap import Paypost
+API_URL = "http://127.0.0.1:8080"
+# What each refusal of the API means for someone at a terminal, and the exit code it is.
+REFUSALS = {
+    401: ("PAYPOST_API_KEY is not a key paypost knows (or it was revoked or has expired)", 2),
+    403: ("PAYPOST_API_KEY's role does not allow this", 2),
+    404: ("not found (or not a practice this key may see)", 2),
+    429: ("too many calls with unknown keys from this address: wait a minute", 1),
+}
 
-    paypost = Paypost(load_settings())
-    try:
-        yield paypost.application
-    finally:
-        await paypost.stop()
+
+class Api:
+    """The paypost HTTP API as the office's commands use it (``PAYPOST_API_URL``, ``PAYPOST_API_KEY``),
+    so that a command sees and changes what its key may, as the console does.
+
+    Every refusal is printed in plain words and ends the command with its exit code.
+    """
+
+    def __init__(self, url: str, key: str, client: Any) -> None:
+        self.url = url
+        self._key = key
+        self._client = client
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        r = self.raw(method, path, **kwargs)
+        if r.is_success:
+            return r.json()
+        try:
+            message = r.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = r.text[:200]
+        meaning, code = REFUSALS.get(r.status_code, ("refused", 2 if r.status_code < 500 else 1))
+        err.print(f"[red]{method} {path}: {r.status_code} {meaning}[/red]: {message}", highlight=False)
+        raise typer.Exit(code)
+
+    def raw(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The answer as it is (an ``httpx.Response``), refusals included; only an unreachable API ends the command."""
+        import httpx
+
+        try:
+            return self._client.request(method, f"/api/v1{path}", **kwargs)
+        except httpx.TransportError as exc:
+            err.print(f"[red]cannot reach the paypost API at {self.url} (PAYPOST_API_URL): {exc}[/red]")
+            raise typer.Exit(1) from exc
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.call("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+
+@contextlib.contextmanager
+def api() -> Iterator[Api]:
+    """The API client; exit 2, saying what to set, without ``PAYPOST_API_KEY``."""
+    import os
+
+    import httpx
+
+    url = os.environ.get("PAYPOST_API_URL", "").strip() or API_URL
+    key = os.environ.get("PAYPOST_API_KEY", "").strip()
+    if not key:
+        err.print("[red]set PAYPOST_API_KEY to an API key[/red] (the office's commands go through the API at "
+                  f"{url}; PAYPOST_API_URL names another)")
+        raise typer.Exit(2)
+    with httpx.Client(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+        yield Api(url, key, client)

@@ -1,4 +1,4 @@
-"""`paypost postings` and `paypost failures`: the Merchant Transfers report in a terminal."""
+"""`paypost postings` and `paypost failures`: the Merchant Transfers report in a terminal, through the API."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from paypost.cli.common import err, office, out, run_async
+from paypost.cli.common import api, err, out
 
 
 def report_table(rows: list[dict[str, Any]]) -> Table:
@@ -37,27 +37,17 @@ def postings(
     transfer: Annotated[str | None, typer.Option(help="merchant_transfer_id")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
 ) -> None:
-    """The Merchant Transfers report as a table, newest first."""
-    from api.render import row
-    from domain.load_errors import LoadErrorCode
+    """The Merchant Transfers report as a table, newest first (through the API, as PAYPOST_API_KEY sees it)."""
     from domain.model import LoadStatus
-    from domain.ports import PostingFilter
 
     if status is not None and status.upper() not in LoadStatus.__members__:
         err.print(f"[red]unknown status {status!r}[/red]; use one of {', '.join(LoadStatus.__members__)}")
         raise typer.Exit(2)
     error_code = load_error_code(error)
-
-    where = PostingFilter(practice_id=practice, status=LoadStatus(status.upper()) if status else None,
-                          error_code=LoadErrorCode(error_code) if error_code else None,
-                          merchant_transfer_id=transfer)
-
-    async def go() -> None:
-        async with office() as app:
-            docs, _ = await app.reports.page(where, limit, None)
-        out.print(report_table([row(d) for d in docs]))
-
-    run_async(go)
+    with api() as paypost:
+        page = paypost.get("/postings", practice_id=practice, status=status.upper() if status else None,
+                           error_code=error_code, merchant_transfer_id=transfer, limit=limit)
+    out.print(report_table(page["items"]))
 
 
 def failures(

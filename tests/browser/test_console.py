@@ -14,8 +14,9 @@ import pytest
 import uvicorn
 
 from infra.local_services import free_port
+from infra.settings import Settings
 from paypost.bootstrap import Paypost
-from tests.conftest import OPERATOR, VIEWER, Upstream
+from tests.conftest import OPERATOR, TOKENS, VIEWER, Upstream
 from tests.integration.helpers import get_posting, wait_status
 
 if TYPE_CHECKING:
@@ -27,6 +28,17 @@ CHROMIUM = os.environ.get("PAYPOST_CHROMIUM", "/usr/bin/chromium")
 if not shutil.which(CHROMIUM):
     pytest.skip(f"no chromium at {CHROMIUM} (.ci/run installs Debian's)", allow_module_level=True)
 playwright_api = pytest.importorskip("playwright.async_api")
+
+
+ONE = "one-practice-token"  # an operator of clinic-a alone
+TWO = "two-practices-token"  # a viewer of clinic-a and clinic-b
+DOCS = Path(__file__).parents[2] / "docs"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={
+        "api_tokens": f"{TOKENS},{ONE}:operator:olive:clinic-a,{TWO}:viewer:tess:clinic-a|clinic-b"})
 
 
 @pytest.fixture
@@ -165,3 +177,68 @@ async def test_a_wrong_token_is_refused_at_sign_in(page: Page) -> None:
     await page.keyboard.press("Enter")
     await page.get_by_text("That token is not one paypost knows.").wait_for()
     assert await page.locator("#app").is_hidden()
+
+
+async def _two_practices(api: httpx.AsyncClient, upstream: Upstream) -> tuple[str, str]:
+    """clinic-a and clinic-b, a FAILED payment in each, and clinic-c, seen by neither key."""
+    ids = []
+    for practice_id in ("clinic-a", "clinic-b", "clinic-c"):
+        r = await api.put(f"/api/v1/practices/{practice_id}", json={
+            "name": f"Clinic {practice_id[-1].upper()}", "ledger": {"kind": "builtin"}, "enabled": True})
+        assert r.status_code == 200, r.text
+        body = await upstream.payment(practice_id=practice_id, ehr_patient_id=None,
+                                      patient_account_id=f"acct-{practice_id}")
+        await wait_status(api, practice_id, body["payment_id"], "FAILED")
+        ids.append(body["payment_id"])
+    return ids[0], ids[1]
+
+
+async def test_a_key_for_one_practice_sees_only_it_chosen_for_it(
+    page: Page, api: httpx.AsyncClient, upstream: Upstream
+) -> None:
+    in_a, in_b = await _two_practices(api, upstream)
+    await page.goto("/?practice=clinic-b")  # asking for another practice changes nothing
+    await page.get_by_label("API token").fill(ONE)
+    await page.get_by_label("API token").press("Enter")
+    await row(page, in_a).wait_for()
+    assert await page.locator("#who").inner_text() == "Signed in as olive (operator) Sign out"
+    assert await page.locator("#one-practice").inner_text() == "Practice: Clinic A (clinic-a)"
+    assert await page.locator("#practice-picker").is_hidden()  # nothing to pick
+    assert await row(page, in_b).count() == 0
+    assert await page.get_by_label(f"Retry {in_a}").is_enabled()
+    await page.locator("#live.on").wait_for()
+    if os.environ.get("PAYPOST_DOCS_SCREENSHOTS"):
+        await page.screenshot(path=str(DOCS / "console-one-practice.png"), full_page=True)
+    # The page's own token cannot reach clinic-b either.
+    status = await page.evaluate(
+        """async ([token, id]) => (await fetch(`/api/v1/postings/clinic-b/${id}`,
+            {headers: {Authorization: `Bearer ${token}`}})).status""", [ONE, in_b])
+    assert status == 404
+
+
+async def test_a_key_for_two_practices_picks_between_them(
+    page: Page, api: httpx.AsyncClient, upstream: Upstream
+) -> None:
+    in_a, in_b = await _two_practices(api, upstream)
+    await page.goto("/")
+    await page.evaluate("localStorage.clear()")
+    await page.get_by_label("API token").fill(TWO)
+    await page.get_by_label("API token").press("Enter")
+    await page.locator("#app").wait_for(state="visible")
+    picker = page.locator("#f-practice")
+    options = await picker.locator("option").all_text_contents()
+    assert options == ["Choose a practice", "Clinic A (clinic-a)", "Clinic B (clinic-b)"]  # never clinic-c
+    assert await page.locator("#who-name").inner_text() == "tess (viewer)"
+
+    await picker.select_option("clinic-b")
+    await row(page, in_b).wait_for()
+    assert await row(page, in_a).count() == 0
+    assert await page.get_by_label(f"Retry {in_b}").is_disabled()  # a viewer
+    await page.locator("#live.on").wait_for()
+    if os.environ.get("PAYPOST_DOCS_SCREENSHOTS"):
+        await picker.focus()
+        await page.screenshot(path=str(DOCS / "console-two-practices.png"), full_page=True)
+
+    await picker.select_option("clinic-a")
+    await row(page, in_a).wait_for()
+    assert await row(page, in_b).count() == 0

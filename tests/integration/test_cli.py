@@ -19,14 +19,20 @@ from tests.support.services import Services
 
 pytestmark = pytest.mark.integration
 PAYPOST = str(Path(sys.executable).with_name("paypost"))
+ADMIN = "admin-t"  # an admin of every practice
+OTHER = "other-t"  # an operator of another practice only
 
 
 @pytest.fixture
 def cli_env(services: Services, amqp_url: str, tmp_path: Path) -> dict[str, str]:
     """The environment of a paypost of its own: a vhost and a database of this test."""
+    http = f"127.0.0.1:{free_port()}"
     return {**os.environ, "PAYPOST_AMQP_URL": amqp_url, "PAYPOST_MONGODB_URI": services.mongodb_uri,
-            "PAYPOST_MONGODB_DB": f"cli_{uuid.uuid4().hex[:8]}", "PAYPOST_HTTP": f"127.0.0.1:{free_port()}",
-            "PAYPOST_API_TOKENS": "t:operator:ops", "PAYPOST_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
+            "PAYPOST_MONGODB_DB": f"cli_{uuid.uuid4().hex[:8]}", "PAYPOST_HTTP": http,
+            "PAYPOST_API_TOKENS": f"t:operator:ops,{ADMIN}:admin:platform,{OTHER}:operator:other:other-clinic",
+            "PAYPOST_DATA_DIR": str(tmp_path), "COLUMNS": "200",
+            # The office's commands are clients of the API, with a key.
+            "PAYPOST_API_URL": f"http://{http}", "PAYPOST_API_KEY": "t"}
 
 
 @pytest.fixture
@@ -36,6 +42,19 @@ def running(cli_env: dict[str, str]) -> Iterator[dict[str, str]]:
                             stderr=subprocess.DEVNULL)
     try:
         yield env
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@pytest.fixture
+def api_only(cli_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """paypost's API alone: nothing consumes what it publishes."""
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.api_only"], env=cli_env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_output(cli_env, ["postings"], "practice")  # the API answers
+        yield cli_env
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
@@ -131,8 +150,9 @@ def test_publish_refuses_bad_input_with_a_clear_error(running: dict[str, str]) -
 
 @pytest.mark.parametrize("action", [["retry"], ["clear", "--reason", "posted by hand"]], ids=["retry", "clear"])
 def test_a_change_nothing_applies_stops_at_its_timeout_naming_what_is_pending(
-        cli_env: dict[str, str], action: list[str]) -> None:
+        api_only: dict[str, str], action: list[str]) -> None:
     # No paypost consumes the commands in this vhost: the operation is recorded and never completes.
+    cli_env = api_only
     ids = [f"PAY-{i}" for i in range(8)]
     try:
         result = subprocess.run([PAYPOST, *action, "--practice", "demo-clinic", *ids, "--yes", "--timeout", "2"],
@@ -146,3 +166,55 @@ def test_a_change_nothing_applies_stops_at_its_timeout_naming_what_is_pending(
     assert (f"operation {operation_id} did not complete within 2 s: 0 of 8 done; "
             f"8 still pending: PAY-0, PAY-1, PAY-2, PAY-3, PAY-4 and 3 more") in result.stderr
     assert f"GET /api/v1/operations/{operation_id}" in result.stderr
+
+
+def test_the_office_commands_hold_the_keys_scope(running: dict[str, str]) -> None:
+    env = running
+    wait_output(env, ["failures", "--practice", "demo-clinic"], "PATIENT_NOT_FOUND")
+    other = {**env, "PAYPOST_API_KEY": OTHER}
+    # Another practice's key sees none of demo-clinic, and cannot change it.
+    assert "demo-clinic" not in cli(other, "postings").stdout
+    refused = cli(other, "failures", "--practice", "demo-clinic")
+    assert refused.returncode == 2 and "404" in refused.stderr
+    assert "Practice demo-clinic is not set up" in refused.stderr
+    retry = cli(other, "retry", "--practice", "demo-clinic", "--error-code", "PATIENT_NOT_FOUND", "--yes")
+    assert retry.returncode == 2 and "404" in retry.stderr
+    assert "PATIENT_NOT_FOUND" in cli(env, "failures", "--practice", "demo-clinic").stdout  # nothing applied
+    for out in (refused, retry):
+        assert "Traceback" not in out.stderr
+
+
+def test_the_cli_explains_a_missing_unknown_or_unreachable_api(running: dict[str, str]) -> None:
+    env = running
+    wait_output(env, ["postings"], "practice")
+    no_key = cli({**env, "PAYPOST_API_KEY": ""}, "postings")
+    assert no_key.returncode == 2 and "PAYPOST_API_KEY" in no_key.stderr
+    unknown = cli({**env, "PAYPOST_API_KEY": "nope"}, "postings")
+    assert unknown.returncode == 2 and "401" in unknown.stderr and "revoked" in unknown.stderr
+    port = free_port()
+    away = cli({**env, "PAYPOST_API_URL": f"http://127.0.0.1:{port}"}, "postings")
+    assert away.returncode == 1 and f"http://127.0.0.1:{port}" in away.stderr
+    for out in (no_key, unknown, away):
+        assert "Traceback" not in out.stderr
+
+
+def test_api_keys_are_made_listed_and_revoked_from_the_cli(running: dict[str, str]) -> None:
+    admin = {**running, "PAYPOST_API_KEY": ADMIN}
+    wait_output(admin, ["api-keys", "list"], "key_id")
+    made = cli(admin, "api-keys", "create", "--name", "demo-office", "--role", "viewer",
+               "--practice", "demo-clinic", "--expires-in-days", "30")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    key_id = re.search(r"key (key_[0-9a-f]+)", made.stderr)
+    assert token.startswith("pp_") and key_id, made.stderr
+    office = {**running, "PAYPOST_API_KEY": token}
+    wait_output(office, ["postings"], "demo-clinic")
+
+    listed = cli(admin, "api-keys", "list").stdout
+    assert key_id.group(1) in listed and "demo-office" in listed and token not in listed
+    assert cli(office, "api-keys", "list").returncode == 2  # a viewer manages no keys
+
+    revoked = cli(admin, "api-keys", "revoke", key_id.group(1))
+    assert revoked.returncode == 0 and "revoked" in revoked.stdout
+    after = cli(office, "postings")
+    assert after.returncode == 2 and "401" in after.stderr

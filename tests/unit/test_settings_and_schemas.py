@@ -14,7 +14,14 @@ def test_tokens_parse_with_default_names() -> None:
     assert tokens["b"].role == "operator" and tokens["b"].name == "alice"
 
 
-@pytest.mark.parametrize("bad", ["a", "a:admin", ":viewer", "a:viewer:x:y"])
+def test_tokens_name_their_practices() -> None:
+    tokens = parse_tokens("a:admin:ann:clinic-a|clinic-b, b:viewer:bo:*, c:operator:cy")
+    assert tokens["a"].role == "admin" and tokens["a"].practices == ("clinic-a", "clinic-b")
+    assert tokens["b"].practices == ("*",)
+    assert tokens["c"].practices == ("*",)  # as in version 1: every practice
+
+
+@pytest.mark.parametrize("bad", ["a", "a:root", ":viewer", "a:viewer:x:y:z", "a:viewer:x:", "a:viewer:x:bad id"])
 def test_bad_tokens_are_refused_with_a_reason(bad: str) -> None:
     with pytest.raises(ValueError, match="PAYPOST_API_TOKENS"):
         parse_tokens(bad)

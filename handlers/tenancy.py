@@ -1,0 +1,176 @@
+"""Practices as tenants: the application as one caller may use it (contract section 6).
+
+``Application.for_principal`` hands an entrypoint these wrappers instead of the handlers: each
+call naming a practice outside the caller's scope raises the same ``NotFound`` as a practice that
+is not set up (before anything else is looked at, so the answer says nothing about that practice),
+lists and the live feed hold only in-scope practices, and a change beyond the caller's role raises
+``AccessDenied``, in that order: out of scope is 404 whatever the role.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from domain.access import AccessDenied, ApiKey, Principal, Role
+from domain.alerts import Alert, AlertState
+from domain.ports import BroadcastEvent, EventFeed, FailedSelection, PostingFilter, Record
+from domain.posting import PostingKey
+from domain.reconciliation import Reconciliation
+from domain.transfers import SettledTransfer
+from handlers.changes import SaveChanges
+from handlers.keys import ApiKeys
+from handlers.mappings import MappingService
+from handlers.practices import Practices, practice_not_found
+from handlers.reports import Reports, operation_not_found
+from schemas.messages import ClearItem
+
+
+class Guard:
+    """The one check: in scope (else not found), then within the role (else denied)."""
+
+    def __init__(self, who: Principal) -> None:
+        self.who = who
+        self.named: list[str] = []  # the practices this call named, for the access log
+
+    def read(self, practice_id: str) -> None:
+        if practice_id not in self.named:
+            self.named.append(practice_id)
+        if not self.who.scope.covers(practice_id):
+            raise practice_not_found(practice_id)
+
+    def change(self, practice_id: str) -> None:
+        self.read(practice_id)
+        if not self.who.role.may_change:
+            raise AccessDenied(f"{self.who.name} has the viewer role, which cannot change anything.")
+
+
+class ScopedPractices:
+    def __init__(self, inner: Practices, guard: Guard) -> None:
+        self._inner, self._guard = inner, guard
+
+    async def in_scope(self) -> list[Record]:
+        return await self._inner.in_scope(self._guard.who.scope)
+
+    async def put(self, practice_id: str, name: str, ledger: Record, enabled: bool) -> Record:
+        self._guard.change(practice_id)
+        return await self._inner.put(practice_id, name, ledger, enabled)
+
+    async def get(self, practice_id: str) -> Record:
+        self._guard.read(practice_id)
+        return await self._inner.get(practice_id)
+
+    async def register_patient(self, practice_id: str, ehr_patient_id: str) -> bool:
+        self._guard.change(practice_id)
+        return await self._inner.register_patient(practice_id, ehr_patient_id)
+
+    async def ledger(self, practice_id: str, ehr_patient_id: str) -> list[Record]:
+        self._guard.read(practice_id)
+        return await self._inner.ledger(practice_id, ehr_patient_id)
+
+
+class ScopedMappings:
+    def __init__(self, inner: MappingService, guard: Guard) -> None:
+        self._inner, self._guard = inner, guard
+
+    async def update(self, practice_id: str, patient_account_id: str, ehr_patient_id: str, actor: str,
+                     source: str) -> int:
+        self._guard.change(practice_id)
+        return await self._inner.update(practice_id, patient_account_id, ehr_patient_id, actor, source)
+
+
+class ScopedSaveChanges:
+    def __init__(self, inner: SaveChanges, guard: Guard) -> None:
+        self._inner, self._guard = inner, guard
+
+    async def __call__(self, practice_id: str, retry: Sequence[str], clear: Sequence[ClearItem],
+                       operator: str) -> str:
+        self._guard.change(practice_id)
+        return await self._inner(practice_id, retry, clear, operator)
+
+
+class ScopedReports:
+    def __init__(self, inner: Reports, guard: Guard) -> None:
+        self._inner, self._guard = inner, guard
+
+    async def page(self, where: PostingFilter, limit: int, cursor: str | None) -> tuple[list[Record], str | None]:
+        if where.practice_id is not None:
+            self._guard.read(where.practice_id)
+        return await self._inner.page(replace(where, scope=self._guard.who.scope), limit, cursor)
+
+    async def posting(self, key: PostingKey) -> Record:
+        self._guard.read(key.practice_id)
+        return await self._inner.posting(key)
+
+    async def rows(self, practice_id: str, payment_ids: Sequence[str]) -> list[Record]:
+        self._guard.read(practice_id)
+        return await self._inner.rows(practice_id, payment_ids)
+
+    async def failed(self, selection: FailedSelection) -> list[PostingKey]:
+        self._guard.read(selection.practice_id)
+        return await self._inner.failed(selection)
+
+    async def operation(self, operation_id: str) -> Record:
+        op = await self._inner.operation(operation_id)
+        if not self._guard.who.scope.covers(str(op.get("practice_id"))):
+            raise operation_not_found(operation_id)  # as if it did not exist
+        return op
+
+    async def transfer(self, practice_id: str, merchant_transfer_id: str) -> tuple[SettledTransfer, Reconciliation]:
+        self._guard.read(practice_id)
+        return await self._inner.transfer(practice_id, merchant_transfer_id)
+
+    async def alerts(self, practice_id: str | None, state: AlertState | None, limit: int) -> list[Alert]:
+        if practice_id is not None:
+            self._guard.read(practice_id)
+        return await self._inner.alerts(practice_id, state, limit, self._guard.who.scope)
+
+
+class ScopedFeed:
+    """The live feed with only the events of in-scope practices."""
+
+    def __init__(self, inner: EventFeed, guard: Guard) -> None:
+        self._inner, self._guard = inner, guard
+
+    async def subscribe(self) -> AsyncIterator[BroadcastEvent]:
+        scope = self._guard.who.scope
+        async for event in self._inner.subscribe():
+            if scope.covers(str(event.body.get("practice_id"))):
+                yield event
+
+
+class ScopedKeys:
+    """Key management as the caller may do it (the admin's own role and scope bound it)."""
+
+    def __init__(self, inner: ApiKeys, guard: Guard) -> None:
+        self._inner, self._who = inner, guard.who
+
+    async def create(self, name: str, role: Role, practices: Iterable[str],
+                     expires_at: datetime | None) -> tuple[ApiKey, str]:
+        return await self._inner.create(self._who, name, role, practices, expires_at)
+
+    async def listed(self) -> list[ApiKey]:
+        return await self._inner.listed(self._who)
+
+    async def revoke(self, key_id: str) -> ApiKey:
+        return await self._inner.revoke(self._who, key_id)
+
+    async def trail(self) -> list[Record]:
+        return await self._inner.trail(self._who)
+
+
+class ScopedApplication:
+    """What a route or command holds for one caller: every handler, narrowed to its scope and role."""
+
+    def __init__(self, who: Principal, practices: Practices, mappings: MappingService, save_changes: SaveChanges,
+                 reports: Reports, feed: EventFeed, keys: ApiKeys) -> None:
+        guard = Guard(who)
+        self.who = who
+        self.guard = guard
+        self.practices = ScopedPractices(practices, guard)
+        self.mappings = ScopedMappings(mappings, guard)
+        self.save_changes = ScopedSaveChanges(save_changes, guard)
+        self.reports = ScopedReports(reports, guard)
+        self.feed = ScopedFeed(feed, guard)
+        self.keys = ScopedKeys(keys, guard)

@@ -1,0 +1,27 @@
+"""paypost's HTTP API with nothing consuming (``python -m tests.support.api_only``): a Save Changes is
+recorded and published, and never applied. The settings come from the environment, as for `paypost run`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import uvicorn
+
+from infra.settings import Settings
+from paypost.bootstrap import Paypost
+
+
+async def main() -> None:
+    settings = Settings()
+    paypost = Paypost(settings)
+    await paypost.start(consume=False)
+    server = uvicorn.Server(uvicorn.Config(paypost.http_app(manage_lifecycle=False), host=settings.http_host,
+                                           port=settings.http_port, log_level="warning"))
+    try:
+        await server.serve()
+    finally:
+        await paypost.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
