@@ -64,7 +64,9 @@ def local_tokens(data_dir: Path) -> str:
     if path.exists():
         return path.read_text().strip()
     data_dir.mkdir(parents=True, exist_ok=True)
-    value = f"{secrets.token_urlsafe(18)}:operator:local-operator,{secrets.token_urlsafe(18)}:viewer:local-viewer"
+    # An operator first (the README's examples take the first token), a viewer, and an admin for
+    # `paypost api-keys` (contract section 6: admins make keys within their own scope).
+    value = ",".join(f"{secrets.token_urlsafe(18)}:{role}:local-{role}" for role in ("operator", "viewer", "admin"))
     path.write_text(value + "\n")
     path.chmod(0o600)
     return value
