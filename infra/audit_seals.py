@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,7 +48,7 @@ class Verification:
 
 # Rounds that lost a race (another round sealed the same entries or appended the same seq first)
 # run again this often.
-SEQ_RACES = 20
+SEQ_RACES = 50
 WRITE_CONFLICT = 112
 
 
@@ -90,16 +91,18 @@ class AuditSealer:
         ``SEQ_RACES`` times; any other failure (the database away) is raised at once, not retried
         here: the driver's own ``with_transaction`` would retry for two minutes, holding a stop.
         """
-        for _ in range(SEQ_RACES):
+        for race in range(SEQ_RACES):
             try:
                 async with self._client.start_session() as session, await session.start_transaction():
                     return await self._round(session, limit)
             except DuplicateKeyError:
-                continue  # another process appended this seq first: chain onto its seal
+                pass  # another process appended this seq first: chain onto its seal
             except OperationFailure as exc:
                 if not exc.has_error_label("TransientTransactionError") or not _is_conflict(exc):
                     raise
-                await asyncio.sleep(0.01)  # a write conflict with another round: run again on what is left
+            # Lost to another round: run again on what is left, after a pause that grows and is
+            # drawn at random, so that rounds racing each other fall out of step.
+            await asyncio.sleep(random.uniform(0, 0.005 * (race + 1)))  # noqa: S311 - jitter, no secret
         raise RuntimeError(f"{SEQ_RACES} sealing rounds in a row lost the race for the next seal")
 
     async def _round(self, session: AsyncClientSession, limit: int) -> int:

@@ -240,6 +240,14 @@ async def test_paypost_run_serves_https_only_over_encrypted_links(
         console = await api.get("/")
         assert console.status_code == 200 and "text/html" in console.headers["content-type"]
 
+    # The office's CLI holds the same encrypted link: the API over HTTPS, the private CA trusted.
+    cli_env = {**os.environ, "PAYPOST_API_URL": f"https://{https_paypost}", "PAYPOST_API_KEY": OPERATOR,
+               "SSL_CERT_FILE": str(certificates.ca)}
+    listed = await asyncio.to_thread(subprocess.run, [PAYPOST, "postings", "--practice", "clinic-a"], env=cli_env,
+                                     capture_output=True, text=True, timeout=60, check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert body["payment_id"] in listed.stdout and "LOADED" in listed.stdout
+
     # No plain listener on that port: an http:// request gets no HTTP answer.
     with pytest.raises(httpx.TransportError):
         await asyncio.to_thread(httpx.get, f"http://{https_paypost}/healthz", timeout=5)
