@@ -242,7 +242,7 @@ async def test_paypost_run_serves_https_only_over_encrypted_links(
 
     # The office's CLI holds the same encrypted link: the API over HTTPS, the private CA trusted.
     cli_env = {**os.environ, "PAYPOST_API_URL": f"https://{https_paypost}", "PAYPOST_API_KEY": OPERATOR,
-               "SSL_CERT_FILE": str(certificates.ca)}
+               "SSL_CERT_FILE": str(certificates.ca), "COLUMNS": "250"}  # a table wide enough to show the ids
     listed = await asyncio.to_thread(subprocess.run, [PAYPOST, "postings", "--practice", "clinic-a"], env=cli_env,
                                      capture_output=True, text=True, timeout=60, check=False)
     assert listed.returncode == 0, listed.stderr
