@@ -304,25 +304,20 @@ def create_app(
 def _install_handler_errors(app: FastAPI) -> None:
     """The handlers' named errors, as the API answers them."""
 
-    @app.exception_handler(NotFound)
-    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return error_response(404, "not_found", str(exc))
+    answers: dict[type[Exception], tuple[int, str]] = {
+        NotFound: (404, "not_found"),
+        MissingSecretKey: (400, "secret_key_missing"),
+        RefusedHost: (400, "refused_host"),
+        AccessDenied: (403, "forbidden"),
+        InvalidKey: (422, "invalid_request"),
+    }
 
-    @app.exception_handler(MissingSecretKey)
-    async def _no_secret_key(_: Request, exc: MissingSecretKey) -> JSONResponse:
-        return error_response(400, "secret_key_missing", str(exc))
+    async def _answer(_: Request, exc: Exception) -> JSONResponse:
+        status, code = next(answers[kind] for kind in type(exc).__mro__ if kind in answers)
+        return error_response(status, code, str(exc))
 
-    @app.exception_handler(RefusedHost)
-    async def _refused_host(_: Request, exc: RefusedHost) -> JSONResponse:
-        return error_response(400, "refused_host", str(exc))
-
-    @app.exception_handler(AccessDenied)
-    async def _denied(_: Request, exc: AccessDenied) -> JSONResponse:
-        return error_response(403, "forbidden", str(exc))
-
-    @app.exception_handler(InvalidKey)
-    async def _invalid_key(_: Request, exc: InvalidKey) -> JSONResponse:
-        return error_response(422, "invalid_request", str(exc))
+    for error in answers:
+        app.add_exception_handler(error, _answer)
 
     @app.exception_handler(BadCursor)
     async def _bad_cursor(_: Request, exc: BadCursor) -> JSONResponse:

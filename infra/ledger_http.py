@@ -70,6 +70,23 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+async def _answer(client: httpx.AsyncClient, who: str, method: str, url: str, *, within: float,
+                  **kwargs: Any) -> httpx.Response:
+    """One request to the practice's system (``who`` names the part for the office): what may pass by
+    itself (a timeout, a refused connection, 429, 5xx) is raised as transient; any other answer returned."""
+    try:
+        response = await client.request(method, url, timeout=within, **kwargs)
+    except httpx.TimeoutException as exc:
+        raise _Transient(f"{who} did not answer within {within:g}s") from exc
+    except httpx.TransportError as exc:
+        raise _Transient(f"{who} could not be reached ({type(exc).__name__})") from exc
+    if response.status_code == 429:
+        raise _Transient(f"{who} answered 429", retry_after=_retry_after(response), throttled=True)
+    if response.status_code >= 500:
+        raise _Transient(f"{who} answered {response.status_code}")
+    return response
+
+
 class _Budget:
     """When the HTTP ledger stops trying a request: after ``attempts`` failures (a 429 is not one),
     or once the system has been asking to slow down for ``THROTTLED_FOR`` seconds."""
@@ -176,16 +193,8 @@ class ClientCredentials:
             await self._hosts.check(self._token_url)
         except RefusedHost as exc:
             raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED, f"Its token URL is refused: {exc}.") from exc
-        try:
-            response = await self._client.post(self._token_url, data=self._form, timeout=self._timeout)
-        except httpx.TimeoutException as exc:
-            raise _Transient(f"the token endpoint did not answer within {self._timeout:g}s") from exc
-        except httpx.TransportError as exc:
-            raise _Transient(f"the token endpoint could not be reached ({type(exc).__name__})") from exc
-        if response.status_code == 429:
-            raise _Transient("the token endpoint answered 429", retry_after=_retry_after(response), throttled=True)
-        if response.status_code >= 500:
-            raise _Transient(f"the token endpoint answered {response.status_code}")
+        response = await _answer(self._client, "the token endpoint", "POST", self._token_url,
+                                 data=self._form, within=self._timeout)
         if response.status_code != 200:
             raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED,
                               f"The practice's system refused paypost's client credentials ({response.status_code}).")
@@ -246,17 +255,8 @@ class HttpLedger:
         headers = dict(kwargs.pop("headers", {}))
         if (authorization := await self._credentials.authorization()) is not None:
             headers["Authorization"] = authorization
-        try:
-            response = await self._client.request(method, url, timeout=self._timeout, headers=headers, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise _Transient(f"the ledger did not answer within {self._timeout:g}s") from exc
-        except httpx.TransportError as exc:
-            raise _Transient(f"the ledger could not be reached ({type(exc).__name__})") from exc
-        if response.status_code == 429:
-            raise _Transient("the ledger answered 429", retry_after=_retry_after(response), throttled=True)
-        if response.status_code >= 500:
-            raise _Transient(f"the ledger answered {response.status_code}")
-        return response
+        return await _answer(self._client, "the ledger", method, url, within=self._timeout, headers=headers,
+                             **kwargs)
 
     async def find_reference(self, manual_reference: str) -> tuple[str, Decimal] | Literal[False] | None:
         """The entry the system holds under a manual reference: (entry_id, amount); False if it holds
