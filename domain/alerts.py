@@ -43,6 +43,11 @@ class Alert:
     opened_at: datetime
     resolved_at: datetime | None = None
     escalated_at: datetime | None = None
+    title: str | None = None  # as the office reads it in its practice-management system
+    detail: str | None = None
+
+
+OUTAGE_TITLE = "The practice-management system is unreachable: payments are held"
 
 
 def task_id(key: PostingKey) -> str:

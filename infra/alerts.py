@@ -12,7 +12,7 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from domain.access import EVERY, Scope
-from domain.alerts import OPEN_STATES, Alert, AlertKind, AlertState, task_id
+from domain.alerts import OPEN_STATES, OUTAGE_TITLE, Alert, AlertKind, AlertState, task_id
 from domain.model import STILL_FAILING
 from domain.posting import Posting, PostingKey
 from infra.batching import Coalescer, conditional_updater, inserter
@@ -25,7 +25,7 @@ def alert_from(doc: Doc) -> Alert:
     return Alert(alert_id=doc["alert_id"], kind=AlertKind(doc["kind"]), practice_id=doc["practice_id"],
                  patient_account_id=doc.get("patient_account_id"), payment_id=doc.get("payment_id"),
                  state=AlertState(doc["state"]), opened_at=doc["opened_at"], resolved_at=doc.get("resolved_at"),
-                 escalated_at=doc.get("escalated_at"))
+                 escalated_at=doc.get("escalated_at"), title=doc.get("title"), detail=doc.get("detail"))
 
 
 def _alert(doc: Doc | None) -> Alert | None:
@@ -104,6 +104,24 @@ class MongoAlertStore:
         if result.upserted_id is None:
             return None
         return await self._c.find_one({"_id": result.upserted_id})
+
+    async def open_outage_task(self, practice_id: str, task_id: str, detail: str, at: datetime) -> Alert | None:
+        doc = {"_id": task_id, "alert_id": task_id, "kind": AlertKind.TASK.value, "outage": True,
+               "practice_id": practice_id, "patient_account_id": None, "payment_id": None,
+               "state": AlertState.OPEN.value, "open": True, "opened_at": at, "resolved_at": None,
+               "escalated_at": None, "title": OUTAGE_TITLE, "detail": detail}
+        try:
+            await self._c.insert_one(doc)
+        except DuplicateKeyError:
+            return None
+        return alert_from(doc)
+
+    async def resolve_outage_task(self, practice_id: str, at: datetime) -> Alert | None:
+        return _alert(await self._c.find_one_and_update(
+            {"practice_id": practice_id, "kind": AlertKind.TASK.value, "outage": True, "open": True},
+            {"$set": {"state": AlertState.RESOLVED.value, "open": False, "resolved_at": at}},
+            return_document=ReturnDocument.AFTER,
+        ))
 
     async def resolve_task(self, key: PostingKey, at: datetime) -> Alert | None:
         """Resolve the task of a posting; the task only for the call that resolved it, else None."""

@@ -8,7 +8,7 @@ Protocol (documented in the README):
   404 when the patient does not exist; 400, 409 or 422 with ``{"error": {"message"}}`` when refused.
 - 5xx, timeouts and refused connections are transient: paypost looks the entry up before every
   re-post (a response may have been lost after the ledger committed), and after its attempts
-  gives up with LEDGER_UNAVAILABLE.
+  raises ``LedgerUnreachable``: the payment waits for the system (``handlers/outages.py``), never FAILED.
 - 429 is the system asking paypost to slow down: it waits ``Retry-After`` (or a backoff) and
   asks again, for up to ``THROTTLED_FOR`` seconds, without counting it as an attempt; past that
   the delivery goes back to its queue (a transient failure), never FAILED.
@@ -28,7 +28,7 @@ import httpx
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
-from domain.errors import LoadFailure, RefusedHost, TransientFailure
+from domain.errors import LedgerUnreachable, LoadFailure, RefusedHost, TransientFailure
 from domain.integrations import SEALED
 from domain.load_errors import LoadErrorCode
 from domain.money import format_money
@@ -237,7 +237,8 @@ class HttpLedger:
         except _Transient as exc:
             if exc.throttled:  # asked to slow down for too long: back to the queue, never FAILED
                 raise TransientFailure(f"the practice's system kept answering 429 for {THROTTLED_FOR:g}s") from exc
-            raise LoadFailure(LoadErrorCode.LEDGER_UNAVAILABLE, f"Last error: {exc}.") from exc
+            # No answer after every attempt: the payment waits for the system (handlers/outages.py).
+            raise LedgerUnreachable(f"no answer after {self._attempts} attempts; last error: {exc}") from exc
         raise AssertionError("unreachable")
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
