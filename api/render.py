@@ -101,6 +101,7 @@ def alert(a: Alert) -> dict[str, Any]:
         "patient_account_id": a.patient_account_id, "payment_id": a.payment_id,
         "state": a.state.value, "opened_at": iso(a.opened_at), "resolved_at": iso(a.resolved_at),
         "escalated_at": iso(a.escalated_at), "title": a.title, "detail": a.detail,
+        "delivery": a.delivery.value if a.delivery else None, "delivery_error": a.delivery_error,
     }
 
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from domain.access import EVERY, ApiKey, Scope
-from domain.alerts import Alert, AlertState
+from domain.alerts import Alert, AlertState, Delivery, OutboxItem
 from domain.load_errors import LoadError, LoadErrorCode
 from domain.model import LoadStatus
 from domain.outages import PracticeOutage
@@ -235,6 +235,41 @@ class AlertStore(Protocol):
     async def list(self, practice_id: str | None, state: AlertState | None, limit: int = 500,
                    scope: Scope = EVERY) -> list[Alert]:
         """Newest first, within ``scope``; ``AlertState.OPEN`` includes escalated alerts."""
+
+
+class AlertOutbox(Protocol):
+    """The alerts whose latest change their practice's system has not got (written with the change)."""
+
+    async def claim(self, now: datetime, limit: int, lease_seconds: float) -> list[OutboxItem]:
+        """Alerts due to be sent, each claimed for ``lease_seconds`` so no other process sends it meanwhile."""
+
+    async def delivered(self, item: OutboxItem, state: Delivery, put: bool, patient_id: str | None) -> None:
+        """The system has ``item``'s version (or needs nothing): due again only if the alert changed since."""
+
+    async def later(self, item: OutboxItem, at: datetime, state: Delivery, error: str | None) -> None:
+        """Not delivered: due again at ``at``."""
+
+    async def nudge(self, practice_id: str, patient_account_id: str) -> int:
+        """The account's mapping was entered: its flags waiting for one are due now; how many."""
+
+
+class AlertSystem(Protocol):
+    """A practice's system, for the office tasks and patient flags paypost puts in it (contract 7)."""
+
+    async def put_task(self, alert: Alert) -> None: ...
+
+    async def delete_task(self, alert_id: str) -> None:
+        """Gone already (404) is done too."""
+
+    async def put_flag(self, patient_id: str, alert: Alert) -> None: ...
+
+    async def delete_flag(self, patient_id: str, alert_id: str) -> None:
+        """Gone already (404) is done too."""
+
+
+class AlertSystems(Protocol):
+    def alerts_for(self, integration: Integration) -> AlertSystem | None:
+        """The practice's system for its alerts; None if it has none (built-in ledger, ``tasks: false``)."""
 
 
 class TransferStore(Protocol):

@@ -13,7 +13,7 @@ from domain.ports import Ledger
 from domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
 from infra.batching import inserter
 from infra.directory import MongoPracticeDirectory
-from infra.ledger_http import HttpLedgers
+from infra.ledger_http import HttpLedger, HttpLedgers
 from infra.mongo import ACKNOWLEDGED, Collections, Doc
 
 
@@ -65,6 +65,10 @@ class Ledgers:
     def __init__(self, builtin: BuiltinLedger, http: HttpLedgers) -> None:
         self._builtin = builtin
         self._http = http
+
+    def alerts_for(self, integration: Integration) -> HttpLedger | None:
+        """The practice's system for its tasks and flags: only an ``http`` one has them."""
+        return self._http.alerts_for(integration)
 
     def for_integration(self, integration: Integration) -> Ledger:
         if integration.kind == "http":

@@ -142,7 +142,8 @@ def _maybe_drop(ledger: LedgerState) -> None:
 
 
 @router.put("/tasks/{alert_id}")
-async def put_task(alert_id: str, request: Request, ledger: Ledger, authorization: Authorization = None) -> JSONResponse:
+async def put_task(alert_id: str, request: Request, ledger: Ledger,
+                   authorization: Authorization = None) -> JSONResponse:
     if (fault := await _inject(ledger, authorization)) is not None:
         return fault
     ledger.alert_requests.append(("PUT", f"/tasks/{alert_id}"))

@@ -22,6 +22,7 @@ from consumers.subscribers import intake_consumers, register
 from domain.access import Principal, Role, Scope, token_hash
 from domain.events import PostingCleared, PostingFailed, PostingHeld, PostingLoaded, PostingRetried
 from handlers import metrics
+from handlers.alert_delivery import AlertDelivery
 from handlers.announcing import Announcer
 from handlers.application import Application
 from handlers.changes import SaveChanges
@@ -37,7 +38,7 @@ from handlers.posting import PostingService
 from handlers.practices import Practices
 from handlers.reactions import PostingReactions
 from handlers.reports import Reports
-from infra.alerts import MongoAlertStore
+from infra.alerts import MongoAlertOutbox, MongoAlertStore
 from infra.api_keys import MongoApiKeyStore
 from infra.asyncapi import asyncapi_text
 from infra.audit_seals import AuditSealer
@@ -123,7 +124,9 @@ class Paypost:
                                           settings.alert_escalate_after)
         self.retrying = make_retrying(max_seconds=retry_seconds)
         self.healing = Healing(self.operations, self.mapping_store, self.retrying)
-        self.mapping_service = MappingService(self.mapping_store, self.healing)
+        self.alert_delivery = AlertDelivery(MongoAlertOutbox(self.collections), self.directory, self.ledgers,
+                                            self.mapping_store)
+        self.mapping_service = MappingService(self.mapping_store, self.healing, alerts=self.alert_delivery)
         self.command_service = CommandService(self.operations, self.operation_store)
         self._subscribe()
         self.application = Application(
@@ -151,6 +154,7 @@ class Paypost:
         self._escalations: asyncio.Task[None] | None = None
         self._sealing: asyncio.Task[None] | None = None
         self._outage_watch: asyncio.Task[None] | None = None
+        self._alert_sending: asyncio.Task[None] | None = None
 
     def _subscribe(self) -> None:
         """What follows each domain event, in order: the event for dashboards first, then alerts,
@@ -270,6 +274,8 @@ class Paypost:
             self._sealing = asyncio.create_task(self._seal_periodically())
             self._outage_watch = asyncio.create_task(self.outage_worker.run(
                 self._stop_background, on_error=lambda exc: log_failure(log, "outage_round_failed", exc)))
+            self._alert_sending = asyncio.create_task(self.alert_delivery.run(
+                self._stop_background, on_error=lambda exc: log_failure(log, "alert_delivery_failed", exc)))
         log.info("paypost_started", consuming=consume, database=self.settings.mongodb_db)
 
     async def stop(self) -> None:
@@ -294,10 +300,10 @@ class Paypost:
         for consumer in self.intake:
             consumer.abort()
         self.healing.cancel()
-        for background in (self._escalations, self._sealing, self._outage_watch):
+        for background in (self._escalations, self._sealing, self._outage_watch, self._alert_sending):
             if background is not None:
                 background.cancel()
-        self._escalations = self._sealing = self._outage_watch = None
+        self._escalations = self._sealing = self._outage_watch = self._alert_sending = None
         if self.sealer_process is not None:
             await self.sealer_process.kill()
         closing = [self.event_hub.close(), *(close() for close in self._connections())]
@@ -315,10 +321,10 @@ class Paypost:
         self._stop_background.set()
         await self.event_hub.close()
         await self.healing.wait(grace=30)
-        for task in (self._escalations, self._sealing, self._outage_watch):
+        for task in (self._escalations, self._sealing, self._outage_watch, self._alert_sending):
             if task is not None:
                 await task
-        self._escalations = self._sealing = self._outage_watch = None
+        self._escalations = self._sealing = self._outage_watch = self._alert_sending = None
         for close in self._connections():
             await close()
 

@@ -235,6 +235,9 @@ class AlertOut(BaseModel):
     escalated_at: str | None
     title: str | None = None  # (1.1) as the office reads it in its practice-management system
     detail: str | None = None
+    # (1.1) where it stands in the practice's system: pending, sent, waiting_for_mapping or not_sent
+    delivery: Literal["pending", "sent", "waiting_for_mapping", "not_sent"] | None = None
+    delivery_error: str | None = None
 
 
 class AlertPage(BaseModel):
