@@ -30,6 +30,7 @@ class Faults(BaseModel):
     throttle_rate: float = Field(default=0, ge=0, le=1)  # answers 429 with Retry-After
     retry_after_seconds: float = Field(default=0.1, ge=0)
     reject_patients: list[str] = Field(default_factory=list)
+    alerts_down: bool = False  # tasks and flags answered 503, entries as usual
 
 
 @dataclass
@@ -146,6 +147,8 @@ async def put_task(alert_id: str, request: Request, ledger: Ledger,
                    authorization: Authorization = None) -> JSONResponse:
     if (fault := await _inject(ledger, authorization)) is not None:
         return fault
+    if ledger.faults.alerts_down:
+        return JSONResponse({"error": {"message": "task list unavailable"}}, status_code=503)
     ledger.alert_requests.append(("PUT", f"/tasks/{alert_id}"))
     created = alert_id not in ledger.tasks
     ledger.tasks[alert_id] = await request.json()
@@ -157,6 +160,8 @@ async def put_task(alert_id: str, request: Request, ledger: Ledger,
 async def delete_task(alert_id: str, ledger: Ledger, authorization: Authorization = None) -> JSONResponse:
     if (fault := await _inject(ledger, authorization)) is not None:
         return fault
+    if ledger.faults.alerts_down:
+        return JSONResponse({"error": {"message": "task list unavailable"}}, status_code=503)
     ledger.alert_requests.append(("DELETE", f"/tasks/{alert_id}"))
     if ledger.tasks.pop(alert_id, None) is None:
         return JSONResponse({"error": {"message": "no such task"}}, status_code=404)
@@ -169,6 +174,8 @@ async def put_flag(patient_id: str, alert_id: str, request: Request, ledger: Led
                    authorization: Authorization = None) -> JSONResponse:
     if (fault := await _inject(ledger, authorization)) is not None:
         return fault
+    if ledger.faults.alerts_down:
+        return JSONResponse({"error": {"message": "task list unavailable"}}, status_code=503)
     ledger.alert_requests.append(("PUT", f"/patients/{patient_id}/flags/{alert_id}"))
     created = (patient_id, alert_id) not in ledger.flags
     ledger.flags[(patient_id, alert_id)] = await request.json()
@@ -181,6 +188,8 @@ async def delete_flag(patient_id: str, alert_id: str, ledger: Ledger,
                       authorization: Authorization = None) -> JSONResponse:
     if (fault := await _inject(ledger, authorization)) is not None:
         return fault
+    if ledger.faults.alerts_down:
+        return JSONResponse({"error": {"message": "task list unavailable"}}, status_code=503)
     ledger.alert_requests.append(("DELETE", f"/patients/{patient_id}/flags/{alert_id}"))
     if ledger.flags.pop((patient_id, alert_id), None) is None:
         return JSONResponse({"error": {"message": "no such flag"}}, status_code=404)

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from infra.mongo import Collections
+from infra.mongo import Collections, connect
+from infra.settings import Settings
 
 
 def scale(default: int) -> int:
@@ -72,3 +73,22 @@ def report(request: pytest.FixtureRequest) -> Iterator[list[Figures]]:
     with capture.global_and_fixture_disabled():  # type: ignore[union-attr]  # pytest always has it
         for figures in collected:
             print("\n" + figures.line())  # noqa: T201  # the fault suite reports its figures on stdout
+
+
+async def setup_practice(c: Collections, patients: int = 5) -> None:
+    from datetime import UTC, datetime
+
+    await c.practices.update_one({"_id": "clinic-a"}, {"$set": {"name": "A", "ledger": {"kind": "builtin"},
+                                                                "enabled": True}}, upsert=True)
+    for i in range(patients):
+        await c.ehr_patients.update_one({"_id": f"clinic-a/EHR-{i}"},
+                                        {"$setOnInsert": {"practice_id": "clinic-a", "ehr_patient_id": f"EHR-{i}",
+                                                          "registered_at": datetime.now(UTC)}}, upsert=True)
+
+
+@pytest.fixture
+async def store(settings: Settings) -> Collections:
+    client = connect(settings.mongodb_uri)
+    c = Collections(client[settings.mongodb_db])
+    await setup_practice(c)
+    return c

@@ -25,21 +25,10 @@ from infra.settings import Settings
 from paypost.bench.load import PaypostProcess
 from paypost.bootstrap import Paypost
 from tests.conftest import OPERATOR, payment_body, wait_for
-from tests.faults.conftest import Figures, account, scale
+from tests.faults.conftest import Figures, account, scale, setup_practice
 from tests.support.services import Services
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
-
-
-async def setup_practice(c: Collections, patients: int = 5) -> None:
-    from datetime import UTC, datetime
-
-    await c.practices.update_one({"_id": "clinic-a"}, {"$set": {"name": "A", "ledger": {"kind": "builtin"},
-                                                                "enabled": True}}, upsert=True)
-    for i in range(patients):
-        await c.ehr_patients.update_one({"_id": f"clinic-a/EHR-{i}"},
-                                        {"$setOnInsert": {"practice_id": "clinic-a", "ehr_patient_id": f"EHR-{i}",
-                                                          "registered_at": datetime.now(UTC)}}, upsert=True)
 
 
 class Flow:
@@ -88,14 +77,6 @@ async def until_final(c: Collections, ids: list[str], timeout: float) -> None:
             {"payment_id": {"$in": ids}, "load_status": {"$in": ["LOADED", "FAILED", "CLEARED"]}}) == len(ids)
 
     await wait_for(done, timeout=timeout, interval=0.5)
-
-
-@pytest.fixture
-async def store(settings: Settings) -> Collections:
-    client = connect(settings.mongodb_uri)
-    c = Collections(client[settings.mongodb_db])
-    await setup_practice(c)
-    return c
 
 
 async def test_kill_9_the_consumer_every_2_seconds(settings: Settings, store: Collections,
