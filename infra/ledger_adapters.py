@@ -23,7 +23,7 @@ import orjson
 import structlog
 from pydantic import ValidationError
 
-from domain.errors import LoadFailure
+from domain.errors import LoadFailure, TransientFailure
 from domain.integrations import (
     CONTRACT_KINDS,
     LEDGER_KIND_PATTERN,
@@ -73,6 +73,30 @@ class Unconfigured:
 
     async def post(self, request: LedgerEntryRequest) -> LedgerReceipt:
         raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED, self.detail)
+
+
+class Guarded:
+    """An adapter's ledger as paypost posts to it: what the port names (``LoadFailure``,
+    ``TransientFailure``) passes as it is; any other error is the adapter's own bug, and fails the
+    payment LEDGER_UNAVAILABLE (for the office to retry once it is mended) with only its class named:
+    a traceback's locals could hold the practice's settings."""
+
+    def __init__(self, kind: str, ledger: Ledger) -> None:
+        self.kind = kind
+        self.ledger = ledger
+
+    async def post(self, request: LedgerEntryRequest) -> LedgerReceipt:
+        try:
+            return await self.ledger.post(request)
+        except (LoadFailure, TransientFailure):
+            raise
+        except Exception as exc:  # an adapter's unexpected error is classified here, never a traceback
+            log.warning("ledger_adapter_failed", kind=self.kind, error=type(exc).__name__)
+            raise LoadFailure(LoadErrorCode.LEDGER_UNAVAILABLE,
+                              f"The adapter of ledger kind {self.kind!r} failed ({type(exc).__name__}).") from exc
+
+    async def aclose(self) -> None:
+        await _close(self.kind, self.ledger)
 
 
 class AdapterLedgers:
@@ -148,9 +172,11 @@ class AdapterLedgers:
         if ledger is not None:
             return ledger
         try:
-            ledger = self._build(integration.kind, self._opened(integration.settings))
+            ledger = Guarded(integration.kind, self._build(integration.kind, self._opened(integration.settings)))
         except (UnknownLedgerKind, InvalidLedgerSettings) as exc:
-            return Unconfigured(str(exc))
+            # Kept too: the same settings fail the same way until they change (or paypost restarts
+            # with the package mended), and a failure logged once is not logged for every payment.
+            ledger = Unconfigured(str(exc))
         self._ledgers[key] = ledger
         return ledger
 

@@ -47,14 +47,18 @@ _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_SETTINGS_BYTES = 16_384
 
 
-def _bad_names(value: object, depth: int = 0) -> list[str]:
+def _unstorable(value: object, depth: int = 0) -> list[str]:
+    """What in an adapter's settings MongoDB could not store as given: odd field names, integers past 64 bits."""
     if depth > 8:
-        return ["(nested more than 8 deep)"]
+        return ["settings nested more than 8 deep"]
     if isinstance(value, dict):
-        return [bad for name, inner in value.items()
-                for bad in ([] if _SETTING_NAME.match(str(name)) else [str(name)[:64]]) + _bad_names(inner, depth + 1)]
+        return [problem for name, inner in value.items()
+                for problem in ([] if _SETTING_NAME.match(str(name)) else [f"setting name {str(name)[:64]!r}"])
+                + _unstorable(inner, depth + 1)]
     if isinstance(value, list):
-        return [bad for inner in value for bad in _bad_names(inner, depth + 1)]
+        return [problem for inner in value for problem in _unstorable(inner, depth + 1)]
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return ["an integer past 64 bits"]
     return []
 
 
@@ -75,8 +79,9 @@ class AdapterLedgerConfig(BaseModel):
         settings = self.model_extra or {}
         if secrets := sorted(set(settings) & set(SECRET_FIELDS)):
             raise ValueError(f"{', '.join(secrets)}: credentials go in auth, which paypost keeps sealed")
-        if bad := _bad_names(settings):
-            raise ValueError(f"setting names must be letters, digits and _ (not {', '.join(bad[:5])})")
+        if problems := _unstorable(settings):
+            raise ValueError("settings must be plain JSON with names of letters, digits and _: "
+                             + ", ".join(problems[:5]))
         if len(json.dumps(settings, default=str)) > MAX_SETTINGS_BYTES:
             raise ValueError(f"settings must be at most {MAX_SETTINGS_BYTES} bytes of JSON")
         return self
