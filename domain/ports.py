@@ -162,9 +162,6 @@ class LedgerAdapter(Protocol):
 class LedgerKinds(Protocol):
     """The ledger kinds this paypost has beyond the contract's ``builtin`` and ``http``: adapters."""
 
-    def installed(self) -> list[str]:
-        """The adapters' kinds, by name."""
-
     async def check(self, kind: str, settings: Record) -> None:
         """Raise ``UnknownLedgerKind`` unless an adapter provides ``kind``, and
         ``InvalidLedgerSettings`` if it refuses ``settings`` (``domain.integrations``)."""
