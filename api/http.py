@@ -37,6 +37,7 @@ from schemas.api import (
     ChangesIn,
     EmptyBody,
     ErrorOut,
+    HoldIn,
     LedgerOut,
     MappingIn,
     MappingOut,
@@ -85,6 +86,18 @@ async def put_practice(practice_id: PracticeId, body: PracticeIn, app: Caller) -
 @router.get("/practices/{practice_id}", response_model=PracticeOut, tags=["practices"])
 async def get_practice(practice_id: PracticeId, app: Caller) -> dict[str, Any]:
     return render.practice(practice_id, await app.practices.get(practice_id))
+
+
+@router.post("/practices/{practice_id}/hold", response_model=PracticeOut, tags=["practices"])
+async def hold_practice(practice_id: PracticeId, body: HoldIn, app: Caller) -> dict[str, Any]:
+    """Hold a practice by hand (contract section 7): its payments are HELD until it is released."""
+    return render.practice(practice_id, await app.practices.hold(practice_id, body.reason))
+
+
+@router.post("/practices/{practice_id}/release", response_model=PracticeOut, tags=["practices"])
+async def release_practice(practice_id: PracticeId, app: Caller) -> dict[str, Any]:
+    """Release a held practice: its held payments load by themselves, in the order received."""
+    return render.practice(practice_id, await app.practices.release(practice_id))
 
 
 @router.put("/practices/{practice_id}/ehr-patients/{ehr_patient_id}", response_model=PatientOut, tags=["ledger"])

@@ -9,6 +9,7 @@ from typing import Any
 from domain.alerts import Alert
 from domain.integrations import shown
 from domain.money import format_money
+from domain.outages import PracticeOutage
 from domain.ports import Record as Doc
 from domain.reconciliation import Bucket, Reconciliation
 from domain.transfers import SettledTransfer
@@ -99,11 +100,21 @@ def alert(a: Alert) -> dict[str, Any]:
         "alert_id": a.alert_id, "kind": a.kind.value, "practice_id": a.practice_id,
         "patient_account_id": a.patient_account_id, "payment_id": a.payment_id,
         "state": a.state.value, "opened_at": iso(a.opened_at), "resolved_at": iso(a.resolved_at),
-        "escalated_at": iso(a.escalated_at),
+        "escalated_at": iso(a.escalated_at), "title": a.title, "detail": a.detail,
+        "delivery": a.delivery.value if a.delivery else None, "delivery_error": a.delivery_error,
     }
 
 
 def practice(practice_id: str, doc: Doc) -> dict[str, Any]:
     """A practice as answers show it: its integration's secrets left out (they are write-only)."""
     return {"practice_id": practice_id, "name": doc["name"], "ledger": shown(dict(doc["ledger"])),
-            "enabled": doc["enabled"]}
+            "enabled": doc["enabled"], "hold": hold(doc.get("hold"), doc.get("waiting", 0))}
+
+
+def hold(outage: PracticeOutage | None, waiting: int) -> dict[str, Any] | None:
+    if outage is None:
+        return None
+    since = outage.failing_since or outage.held_since
+    return {"health": outage.health.value, "since": iso(since), "held_since": iso(outage.held_since),
+            "reason": outage.reason, "held_by": outage.held_by, "last_error": outage.last_error,
+            "next_try_at": None if outage.by_hand else iso(outage.probe_at), "waiting": waiting}

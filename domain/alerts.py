@@ -26,6 +26,15 @@ class AlertState(enum.StrEnum):
     RESOLVED = "resolved"
 
 
+class Delivery(enum.StrEnum):
+    """Where an alert stands in the practice's system (its outbox, contract section 7)."""
+
+    PENDING = "pending"  # to be sent (or sent again: it changed)
+    SENT = "sent"  # the system has its latest state
+    WAITING_FOR_MAPPING = "waiting_for_mapping"  # a patient flag for an account with no mapping yet
+    NOT_SENT = "not_sent"  # the practice has no such system, or its integration says tasks: false
+
+
 # ``state=open`` includes escalated alerts (contract section 3).
 OPEN_STATES = frozenset({AlertState.OPEN, AlertState.ESCALATED})
 
@@ -43,6 +52,13 @@ class Alert:
     opened_at: datetime
     resolved_at: datetime | None = None
     escalated_at: datetime | None = None
+    title: str | None = None  # as the office reads it in its practice-management system
+    detail: str | None = None
+    delivery: Delivery | None = None  # where it stands in the practice's system
+    delivery_error: str | None = None  # why the last try to send it there failed
+
+
+OUTAGE_TITLE = "The practice-management system is unreachable: payments are held"
 
 
 def task_id(key: PostingKey) -> str:
@@ -54,3 +70,48 @@ def flag_opens(posting: Posting) -> bool:
     """A failure flags its patient when the posting's patient account is known."""
     return posting.patient_account_id is not None
 
+
+
+def task_text(posting: Posting) -> tuple[str, str]:
+    """A failed posting's office task as the office reads it in its practice-management system:
+    ids, the amount and the Load Error, never patient detail beyond the ids (contract section 7)."""
+    code = posting.load_error.code.value if posting.load_error else "FAILED"
+    what = "Refund" if posting.refunded_payment_id else "Payment"
+    title = f"{what} {posting.key.payment_id} did not load: {code}"
+    parts = [f"{_amount(posting)} {what.lower()} {posting.key.payment_id}"]
+    if posting.patient_account_id:
+        parts.append(f"for patient account {posting.patient_account_id}")
+    detail = " ".join(parts) + "."
+    if posting.load_error:
+        detail += f" {posting.load_error.message} What fixes it: {posting.load_error.fix}"
+    return title, detail
+
+
+def flag_text(posting: Posting) -> tuple[str, str]:
+    """A patient's flag: a payment of theirs did not load (the first; the flag is one per account)."""
+    code = posting.load_error.code.value if posting.load_error else "FAILED"
+    return ("A payment of this patient did not load",
+            f"{_amount(posting)} payment {posting.key.payment_id} of patient account {posting.patient_account_id} "
+            f"did not load ({code}); the flag clears when every failed payment of the account is loaded or cleared.")
+
+
+def _amount(posting: Posting) -> str:
+    if posting.amount is None:
+        return "A"
+    return f"{posting.amount:.2f} {posting.currency or ''}".strip()
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """An alert whose latest change the practice's system has not got yet."""
+
+    alert: Alert
+    version: int  # grows with every change the system must see
+    put: bool  # the system holds it (a PUT reached it), so resolving it needs a DELETE
+    put_patient_id: str | None  # a flag's practice-management patient, as it was PUT
+    attempts: int = 0
+
+
+def wants_put(alert: Alert) -> bool:
+    """An open or escalated alert is PUT; a resolved one DELETEd (if the system holds it)."""
+    return alert.state in OPEN_STATES

@@ -37,6 +37,11 @@ class TransientFailure(PaypostError):
     """
 
 
+class LedgerUnreachable(TransientFailure):
+    """A practice's system did not answer after paypost's attempts (5xx, timeouts, refused
+    connections): its payments wait for it (contract section 7, outages), never FAILED for it."""
+
+
 class BadCursor(PaypostError, ValueError):
     """A report cursor that paypost did not hand out."""
 

@@ -43,7 +43,14 @@ class PostingCleared:
     audit: AuditEntry
 
 
-Event = PostingLoaded | PostingFailed | PostingRetried | PostingCleared
+@dataclass(frozen=True, slots=True)
+class PostingHeld:
+    """A payment waits, HELD, because its practice's system is unreachable (``domain.outages``)."""
+
+    posting: Posting
+
+
+Event = PostingLoaded | PostingFailed | PostingRetried | PostingCleared | PostingHeld
 
 
 def owed_as(event: Event) -> str | None:

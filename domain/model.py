@@ -18,6 +18,7 @@ class LoadStatus(enum.StrEnum):
     FAILED = "FAILED"
     RETRYING = "RETRYING"
     CLEARED = "CLEARED"
+    HELD = "HELD"  # its practice's system is unreachable: it loads by itself when the system is back
 
 
 class PostingKind(enum.StrEnum):
@@ -28,12 +29,14 @@ class PostingKind(enum.StrEnum):
     UNREADABLE = "unreadable"
 
 
-# Which status may follow which. PENDING and RETRYING are "in flight": the only
+# Which status may follow which. PENDING, RETRYING and HELD are "in flight": the only
 # states from which a ledger entry may be made, so that a clear (allowed only from
 # FAILED) can never race a load into both LOADED and CLEARED.
 ALLOWED_TRANSITIONS: Mapping[LoadStatus, frozenset[LoadStatus]] = {
-    LoadStatus.PENDING: frozenset({LoadStatus.LOADED, LoadStatus.FAILED}),
-    LoadStatus.RETRYING: frozenset({LoadStatus.LOADED, LoadStatus.FAILED}),
+    LoadStatus.PENDING: frozenset({LoadStatus.LOADED, LoadStatus.FAILED, LoadStatus.HELD}),
+    LoadStatus.RETRYING: frozenset({LoadStatus.LOADED, LoadStatus.FAILED, LoadStatus.HELD}),
+    # HELD is in flight too: it waits for its practice's system (contract section 7), and nobody acts on it.
+    LoadStatus.HELD: frozenset({LoadStatus.LOADED, LoadStatus.FAILED}),
     LoadStatus.FAILED: frozenset({LoadStatus.RETRYING, LoadStatus.CLEARED}),
     LoadStatus.LOADED: frozenset(),
     LoadStatus.CLEARED: frozenset(),
@@ -61,6 +64,8 @@ IN_FLIGHT = sources_of(LoadStatus.LOADED) & sources_of(LoadStatus.FAILED)
 FINAL = frozenset(s for s, targets in ALLOWED_TRANSITIONS.items() if not targets)
 # A patient account with a posting in these is still failing: its patient flag stays open.
 STILL_FAILING = frozenset({LoadStatus.FAILED, LoadStatus.RETRYING})
+# May be held when its practice's system is unreachable: what is in flight and not held yet.
+HOLDABLE = sources_of(LoadStatus.HELD)
 
 
 class Delivery(enum.Enum):

@@ -12,9 +12,10 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from domain.access import EVERY, ApiKey, Scope
-from domain.alerts import Alert, AlertState
+from domain.alerts import Alert, AlertState, Delivery, OutboxItem
 from domain.load_errors import LoadError, LoadErrorCode
 from domain.model import LoadStatus
+from domain.outages import PracticeOutage
 from domain.posting import (
     Attempt,
     AuditEntry,
@@ -66,6 +67,16 @@ class PostingStore(Protocol):
     async def announced(self, key: PostingKey) -> None:
         """The owed event is sent: the note goes."""
 
+    async def park(self, key: PostingKey, held: bool, audit: AuditEntry) -> Posting | None:
+        """Park an in-flight posting to wait for its practice's system (``domain.outages``): it stays
+        in flight, HELD if ``held``. The posting if this call made it HELD, else None."""
+
+    async def parked(self, practice_id: str, limit: int) -> list[tuple[Posting, KeptMessage]]:
+        """The practice's parked postings, in the order received (oldest first)."""
+
+    async def parked_practices(self) -> list[str]:
+        """Every practice with a parked posting."""
+
 
 @dataclass(frozen=True, slots=True)
 class FailedSelection:
@@ -105,6 +116,27 @@ class PostingCommands(Protocol):
 
     async def record_clear_verified(self, key: PostingKey, verified: bool | None) -> None:
         """What the practice's system said of a clear's manual reference (None: it could not say)."""
+
+
+class OutageStore(Protocol):
+    """The practices whose system is failing or held (``domain.outages``): one record each."""
+
+    async def every(self) -> list[PracticeOutage]: ...
+
+    async def get(self, practice_id: str) -> PracticeOutage | None: ...
+
+    async def failing(self, practice_id: str, error: str, at: datetime, probe_every: float) -> PracticeOutage:
+        """A payment got no answer: the practice is failing from ``at`` unless it already was (or
+        held); one more try without an answer is counted and the next try scheduled."""
+
+    async def hold(self, practice_id: str, at: datetime, reason: str, held_by: str | None,
+                   task_id: str | None, probe_at: datetime | None) -> PracticeOutage | None:
+        """Hold the practice (paypost's hold: only one that is failing and not held by hand); the
+        hold if this call made it, else None."""
+
+    async def clear(self, practice_id: str, by_hand: bool) -> PracticeOutage | None:
+        """The practice is healthy again: its record goes. Only a release by hand ends a hold by hand.
+        The record removed, or None."""
 
 
 class PracticeDirectory(Protocol):
@@ -211,6 +243,12 @@ class AlertStore(Protocol):
     async def resolve_flag_if_clear(self, practice_id: str, patient_account_id: str, at: datetime) -> Alert | None:
         """Resolve the account's flag once none of its postings is still failing; None otherwise."""
 
+    async def open_outage_task(self, practice_id: str, task_id: str, detail: str, at: datetime) -> Alert | None:
+        """Open the office task of a hold (``domain.outages.outage_task_id``); None if it is open already."""
+
+    async def resolve_outage_task(self, practice_id: str, at: datetime) -> Alert | None:
+        """Resolve the practice's open outage task; None if none was open."""
+
     async def due_for_escalation(self, before: datetime, limit: int = 500) -> list[Alert]: ...
 
     async def escalate(self, alert_id: str, at: datetime) -> Alert | None: ...
@@ -218,6 +256,41 @@ class AlertStore(Protocol):
     async def list(self, practice_id: str | None, state: AlertState | None, limit: int = 500,
                    scope: Scope = EVERY) -> list[Alert]:
         """Newest first, within ``scope``; ``AlertState.OPEN`` includes escalated alerts."""
+
+
+class AlertOutbox(Protocol):
+    """The alerts whose latest change their practice's system has not got (written with the change)."""
+
+    async def claim(self, now: datetime, limit: int, lease_seconds: float) -> list[OutboxItem]:
+        """Alerts due to be sent, each claimed for ``lease_seconds`` so no other process sends it meanwhile."""
+
+    async def delivered(self, item: OutboxItem, state: Delivery, put: bool, patient_id: str | None) -> None:
+        """The system has ``item``'s version (or needs nothing): due again only if the alert changed since."""
+
+    async def later(self, item: OutboxItem, at: datetime, state: Delivery, error: str | None) -> None:
+        """Not delivered: due again at ``at``."""
+
+    async def nudge(self, practice_id: str, patient_account_id: str) -> int:
+        """The account's mapping was entered: its flags waiting for one are due now; how many."""
+
+
+class AlertSystem(Protocol):
+    """A practice's system, for the office tasks and patient flags paypost puts in it (contract 7)."""
+
+    async def put_task(self, alert: Alert) -> None: ...
+
+    async def delete_task(self, alert_id: str) -> None:
+        """Gone already (404) is done too."""
+
+    async def put_flag(self, patient_id: str, alert: Alert) -> None: ...
+
+    async def delete_flag(self, patient_id: str, alert_id: str) -> None:
+        """Gone already (404) is done too."""
+
+
+class AlertSystems(Protocol):
+    def alerts_for(self, integration: Integration) -> AlertSystem | None:
+        """The practice's system for its alerts; None if it has none (built-in ledger, ``tasks: false``)."""
 
 
 class TransferStore(Protocol):

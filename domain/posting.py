@@ -32,6 +32,9 @@ class KeptMessage:
     routing_key: str
     message_id: str | None
     headers: dict[str, object] = field(default_factory=dict)
+    # When paypost took the delivery from the broker (None: when it is handled). A posting's
+    # "order received" is this order, however its deliveries were batched after.
+    arrived_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

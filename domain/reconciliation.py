@@ -60,6 +60,7 @@ _BUCKET = {
     LoadStatus.FAILED: "failed",
     LoadStatus.PENDING: "pending",
     LoadStatus.RETRYING: "pending",
+    LoadStatus.HELD: "pending",
 }
 
 

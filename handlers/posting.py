@@ -11,10 +11,11 @@ from datetime import datetime
 
 import structlog
 
-from domain.errors import LoadFailure
+from domain.errors import LedgerUnreachable, LoadFailure
 from domain.events import PostingFailed, PostingLoaded, PostingRetried
 from domain.load_errors import LoadErrorCode, load_error
 from domain.model import Delivery, LoadStatus, PostingKind, choose_patient, decide_delivery
+from domain.outages import PracticeOutage
 from domain.ports import Ledger, LedgerFactory, MappingStore, PostingStore, PracticeDirectory
 from domain.posting import (
     PAYPOST_ACTOR,
@@ -29,6 +30,7 @@ from domain.rules import refund_account, refund_patient
 from handlers import metrics
 from handlers.announcing import Announcer
 from handlers.clock import Clock, utc_now
+from handlers.outages import Outages
 from schemas.messages import PaymentPosted, PaymentRefunded, WireModel
 from schemas.reading import Unreadable, read_message
 from schemas.topics import PAYMENT_POSTED, PAYMENT_REFUNDED, REPLAYS_HEADER
@@ -111,6 +113,7 @@ class PostingService:
         ledgers: LedgerFactory,
         announcer: Announcer,
         max_message_bytes: int,
+        outages: Outages,
         clock: Clock = utc_now,
     ) -> None:
         self._postings = postings
@@ -119,6 +122,8 @@ class PostingService:
         self._ledgers = ledgers
         self._announcer = announcer
         self._max_bytes = max_message_bytes
+        self._outages = outages
+        self._board = outages.board
         self._clock = clock
 
     def owes(self, posting: Posting) -> bool:
@@ -143,12 +148,15 @@ class PostingService:
                 raise result  # a cancel or an exit is not a message's failure
         return results  # type: ignore[return-value]  # only Outcomes and Exceptions are left
 
-    async def handle(self, message: KeptMessage) -> Outcome:
-        """Receive one delivery. Safe to call again for the same delivery: it never posts twice."""
+    async def handle(self, message: KeptMessage, *, trying: bool = False) -> Outcome:
+        """Receive one delivery. Safe to call again for the same delivery: it never posts twice.
+
+        ``trying``: the outage worker loads a parked posting at its failing or held system
+        (``handlers/outages.py``): no answer raises ``LedgerUnreachable`` instead of parking it."""
         read = self.read(message)
         if isinstance(read, Unreadable):
             return await self.keep_unreadable(read, message)
-        now = self._clock()
+        now = message.arrived_at or self._clock()
         fresh = posting_from(read, now)
         metrics.RECEIVED.labels(fresh.kind.value).inc()
         received = AuditEntry(
@@ -164,18 +172,18 @@ class PostingService:
             inserted, held = await asyncio.gather(
                 self._postings.insert_received(fresh, message, received), self._mapping_for(fresh))
             if inserted:
-                return await self._load(fresh, held)
+                return await self._load(fresh, held, trying=trying)
             existing = await self._postings.get(fresh.key)
         else:
             existing, held = await asyncio.gather(self._postings.get(fresh.key), self._mapping_for(fresh))
         if existing is None:
             if replayed and await self._postings.insert_received(fresh, message, received):
-                return await self._load(fresh, held)
+                return await self._load(fresh, held, trying=trying)
             return Outcome(Disposition.ACK, fresh.key)  # deleted in between: nothing paypost does
-        return await self._known(existing, fresh, message, held)
+        return await self._known(existing, fresh, message, held, trying)
 
     async def _known(self, existing: Posting, fresh: Posting, message: KeptMessage,
-                     held: HeldMapping | None) -> Outcome:
+                     held: HeldMapping | None, trying: bool = False) -> Outcome:
         """A delivery of a posting paypost holds already: what it means depends on where that stands."""
         match decide_delivery(existing.load_status):
             case Delivery.ALREADY_DONE:
@@ -198,7 +206,7 @@ class PostingService:
                 return await self._load(retrying)
             case Delivery.LOAD:
                 same_account = existing.patient_account_id == fresh.patient_account_id
-                return await self._load(existing, held if same_account else None)
+                return await self._load(existing, held if same_account else None, trying=trying)
 
     async def _already_failed(self, existing: Posting) -> Outcome:
         """The same event of a FAILED posting again. If its failure's announcement is owed, this
@@ -243,6 +251,12 @@ class PostingService:
         await self._announcer.announce(posting.key, PostingFailed(failed))
         return True
 
+    async def _park(self, posting: Posting, outage: PracticeOutage, account: str | None) -> Outcome:
+        """The posting waits for its practice's system; its delivery is settled (the row keeps it)."""
+        parked = await self._outages.park(replace(posting, patient_account_id=account), outage)
+        log.info("posting_parked", posting=str(posting.key), practice_health=outage.health.value)
+        return Outcome(Disposition.ACK, posting.key, parked.load_status)
+
     async def _mapping_for(self, posting: Posting) -> HeldMapping | None:
         """The mapping a payment will be loaded with (None for a refund, which follows its payment)."""
         if posting.kind is not PostingKind.PAYMENT or posting.patient_account_id is None:
@@ -256,7 +270,7 @@ class PostingService:
             raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED)
         return self._ledgers.for_integration(integration)
 
-    async def _load(self, posting: Posting, held: HeldMapping | None = None) -> Outcome:
+    async def _load(self, posting: Posting, held: HeldMapping | None = None, *, trying: bool = False) -> Outcome:
         started = time.perf_counter()
         at = self._clock()
         ehr_patient_id: str | None = None
@@ -273,7 +287,16 @@ class PostingService:
                 ehr_patient_id = choose_patient(held.ehr_patient_id if held else None,
                                                 posting.event_ehr_patient_id).ehr_patient_id
             ledger = await self._ledger_for(posting.key.practice_id)
-            receipt = await ledger.post(_entry(posting, ehr_patient_id))
+            outage = None if trying else await self._board.of(posting.key.practice_id)
+            if outage is not None:  # its system is failing or held: the payment waits, off the queue
+                return await self._park(posting, outage, account)
+            try:
+                receipt = await ledger.post(_entry(posting, ehr_patient_id))
+            except LedgerUnreachable as exc:
+                if trying:
+                    raise
+                return await self._park(posting, await self._outages.unanswered(posting.key.practice_id, str(exc)),
+                                        account)
         except LoadFailure as failure:
             error = load_error(failure.code, failure.detail)
             attempt = Attempt(at, _ms(started), "failed", error)
@@ -291,8 +314,9 @@ class PostingService:
                  already_posted=receipt.already_posted)
         loaded = replace(posting, load_status=LoadStatus.LOADED, ehr_patient_id=ehr_patient_id,
                          patient_account_id=account)
-        await self._announcer.announce(
-            posting.key, PostingLoaded(loaded, had_failed=posting.load_status is LoadStatus.RETRYING))
+        # A HELD posting may have been a retry: its task, if it has one, resolves.
+        had_failed = posting.load_status in (LoadStatus.RETRYING, LoadStatus.HELD)
+        await self._announcer.announce(posting.key, PostingLoaded(loaded, had_failed=had_failed))
         return Outcome(Disposition.ACK, posting.key, LoadStatus.LOADED)
 
 

@@ -7,6 +7,7 @@ from domain.errors import PaypostError
 from domain.integrations import CONTRACT_KINDS, SEALED, MissingSecretKey, secret_of, without_secret
 from domain.ports import LedgerEntries, LedgerKinds, PracticeDirectory, Record, SecretBox, UrlPolicy
 from handlers.clock import Clock, utc_now
+from handlers.outages import Outages
 
 
 class NotFound(PaypostError):
@@ -20,11 +21,12 @@ def practice_not_found(practice_id: str) -> NotFound:
 
 class Practices:
     def __init__(self, directory: PracticeDirectory, ledger: LedgerEntries, urls: UrlPolicy,
-                 secrets: SecretBox | None, kinds: LedgerKinds, clock: Clock = utc_now) -> None:
+                 secrets: SecretBox | None, outages: Outages, kinds: LedgerKinds, clock: Clock = utc_now) -> None:
         self._directory = directory
         self._ledger = ledger
         self._urls = urls
         self._secrets = secrets  # None: paypost has no PAYPOST_SECRET_KEY
+        self._outages = outages
         self._kinds = kinds
         self._clock = clock
 
@@ -54,10 +56,24 @@ class Practices:
         return {**without_secret(auth), SEALED: self._secrets.seal(secret)}
 
     async def get(self, practice_id: str) -> Record:
+        """The practice, with ``hold`` (a ``PracticeOutage``) while its system is failing or held."""
         doc = await self._directory.get_practice(practice_id)
         if doc is None:
             raise practice_not_found(practice_id)
-        return doc
+        outage = await self._outages.store.get(practice_id)
+        return {**doc, "hold": outage, "waiting": await self._outages.waiting(practice_id) if outage else 0}
+
+    async def hold(self, practice_id: str, reason: str, actor: str) -> Record:
+        """Hold the practice by hand: its payments are HELD, nothing goes to its system until released."""
+        await self.get(practice_id)
+        await self._outages.hold_by_hand(practice_id, reason, actor)
+        return await self.get(practice_id)
+
+    async def release(self, practice_id: str, actor: str) -> Record:
+        """Release a held (or failing) practice: its held payments load, in the order received."""
+        await self.get(practice_id)
+        await self._outages.release_by_hand(practice_id, actor)
+        return await self.get(practice_id)
 
     async def in_scope(self, scope: Scope) -> list[Record]:
         """The practices set up within ``scope``: ``{practice_id, name, enabled}``, by id."""

@@ -14,9 +14,9 @@ from domain.posting import Posting
 from domain.transfers import SettledTransfer
 from handlers.clock import Clock, utc_now
 from handlers.operations import PostingOperations
-from producers.events import OutcomePublisher, error_body
-from schemas.messages import AlertEvent, TransferReconciledEvent, TransferSettled
-from schemas.topics import alert_key, reconciled_key
+from producers.events import OutcomePublisher
+from schemas.messages import TransferReconciledEvent, TransferSettled
+from schemas.topics import reconciled_key
 
 log = structlog.get_logger("paypost.reactions")
 
@@ -112,14 +112,7 @@ class PostingReactions:
         ))
 
     async def _alert_event(self, transition: str, alert: Alert, posting: Posting | None) -> None:
-        await self._events.emit(alert_key(transition, alert.practice_id, alert.kind.value), AlertEvent(
-            event_id=str(uuid.uuid4()), occurred_at=self._clock(), practice_id=alert.practice_id,
-            event_type=f"alert.{transition}",  # type: ignore[arg-type]  # one of the three Literal values
-            alert_id=alert.alert_id, kind=alert.kind.value, patient_account_id=alert.patient_account_id,
-            payment_id=alert.payment_id, state=alert.state.value,
-            load_status=posting.load_status.value if posting else None,
-            load_error=error_body(posting.load_error) if posting else None,
-        ))
+        await self._events.alert(transition, alert, posting)
 
     async def escalate_due(self) -> int:
         """Escalate every alert open longer than the escalation time; returns how many."""

@@ -61,6 +61,14 @@ class ScopedPractices:
         self._guard.read(practice_id)
         return await self._inner.get(practice_id)
 
+    async def hold(self, practice_id: str, reason: str) -> Record:
+        self._guard.change(practice_id)
+        return await self._inner.hold(practice_id, reason, self._guard.who.name)
+
+    async def release(self, practice_id: str) -> Record:
+        self._guard.change(practice_id)
+        return await self._inner.release(practice_id, self._guard.who.name)
+
     async def register_patient(self, practice_id: str, ehr_patient_id: str) -> bool:
         self._guard.change(practice_id)
         return await self._inner.register_patient(practice_id, ehr_patient_id)

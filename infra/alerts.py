@@ -5,14 +5,25 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from domain.access import EVERY, Scope
-from domain.alerts import OPEN_STATES, Alert, AlertKind, AlertState, task_id
+from domain.alerts import (
+    OPEN_STATES,
+    OUTAGE_TITLE,
+    Alert,
+    AlertKind,
+    AlertState,
+    Delivery,
+    OutboxItem,
+    flag_text,
+    task_id,
+    task_text,
+)
 from domain.model import STILL_FAILING
 from domain.posting import Posting, PostingKey
 from infra.batching import Coalescer, conditional_updater, inserter
@@ -25,7 +36,22 @@ def alert_from(doc: Doc) -> Alert:
     return Alert(alert_id=doc["alert_id"], kind=AlertKind(doc["kind"]), practice_id=doc["practice_id"],
                  patient_account_id=doc.get("patient_account_id"), payment_id=doc.get("payment_id"),
                  state=AlertState(doc["state"]), opened_at=doc["opened_at"], resolved_at=doc.get("resolved_at"),
-                 escalated_at=doc.get("escalated_at"))
+                 escalated_at=doc.get("escalated_at"), title=doc.get("title"), detail=doc.get("detail"),
+                 delivery=Delivery(doc["pms_state"]) if doc.get("pms_state") else None,
+                 delivery_error=doc.get("pms_error"))
+
+
+def outbox_fields(at: datetime) -> Doc:
+    """A new alert's outbox entry: due to go to the practice's system now (version 1)."""
+    return {"pms_version": 1, "pms_sent": 0, "pms_due": True, "pms_next_at": at, "pms_state": Delivery.PENDING.value,
+            "pms_put": False, "pms_patient_id": None, "pms_attempts": 0, "pms_error": None}
+
+
+def changed(update: Doc, at: datetime) -> Doc:
+    """An alert's change, with its outbox entry in the same write: due to go to the system again."""
+    return {**update, "$set": {**update.get("$set", {}), "pms_due": True, "pms_next_at": at,
+                               "pms_state": Delivery.PENDING.value},
+            "$inc": {"pms_version": 1}}
 
 
 def _alert(doc: Doc | None) -> Alert | None:
@@ -57,7 +83,7 @@ class MongoAlertStore:
         self._postings = collections.postings
         self._task_inserts = inserter(self._c)
         self._resolves = conditional_updater(self._c, returning=True)
-        self._flag_opens: Coalescer[tuple[str, str, str, datetime], Doc | None] = Coalescer(
+        self._flag_opens: Coalescer[tuple[str, str, str, datetime, str, str], Doc | None] = Coalescer(
             lambda requests: _once_per_account(requests, self._open_flag))
         self._flag_resolves: Coalescer[tuple[str, str, datetime], Doc | None] = Coalescer(
             lambda requests: _once_per_account(requests, self._resolve_flag_if_clear))
@@ -69,15 +95,19 @@ class MongoAlertStore:
                        unique=True, partialFilterExpression={"open": True, "kind": "patient"}),
             IndexModel([("open", ASCENDING), ("opened_at", ASCENDING)]),
             IndexModel([("practice_id", ASCENDING), ("state", ASCENDING), ("opened_at", ASCENDING)]),
+            # The outbox: what the practices' systems have not got yet.
+            IndexModel([("pms_next_at", ASCENDING)], name="outbox", partialFilterExpression={"pms_due": True}),
         ])
 
     async def open_task(self, posting: Posting, at: datetime) -> Alert | None:
         """Open the task of a failed posting; None if it is open already (a posting has one task, ever)."""
         alert_id = task_id(posting.key)
+        title, detail = task_text(posting)
         doc = {"_id": alert_id, "alert_id": alert_id, "kind": AlertKind.TASK.value,
                "practice_id": posting.key.practice_id, "patient_account_id": posting.patient_account_id,
                "payment_id": posting.key.payment_id, "state": AlertState.OPEN.value, "open": True,
-               "opened_at": at, "resolved_at": None, "escalated_at": None}
+               "opened_at": at, "resolved_at": None, "escalated_at": None, "title": title, "detail": detail,
+               **outbox_fields(at)}
         try:
             await self._task_inserts.submit(doc)
         except DuplicateKeyError:
@@ -88,15 +118,17 @@ class MongoAlertStore:
         """Open the patient's flag unless one is open; returns it only when this call opened it."""
         assert posting.patient_account_id is not None  # domain.alerts.flag_opens
         return _alert(await self._flag_opens.submit(
-            (posting.key.practice_id, posting.patient_account_id, posting.key.payment_id, at)))
+            (posting.key.practice_id, posting.patient_account_id, posting.key.payment_id, at, *flag_text(posting))))
 
-    async def _open_flag(self, practice_id: str, account: str, payment_id: str, at: datetime) -> Doc | None:
+    async def _open_flag(self, practice_id: str, account: str, payment_id: str, at: datetime, title: str,
+                         detail: str) -> Doc | None:
         alert_id = f"patient:{practice_id}:{account}:{uuid.uuid4().hex[:12]}"
         try:
             result = await self._c.update_one(
                 {"kind": "patient", "practice_id": practice_id, "patient_account_id": account, "open": True},
                 {"$setOnInsert": {"_id": alert_id, "alert_id": alert_id, "state": "open", "payment_id": payment_id,
-                                  "opened_at": at, "resolved_at": None, "escalated_at": None}},
+                                  "opened_at": at, "resolved_at": None, "escalated_at": None, "title": title,
+                                  "detail": detail, **outbox_fields(at)}},
                 upsert=True,
             )
         except DuplicateKeyError:
@@ -105,11 +137,29 @@ class MongoAlertStore:
             return None
         return await self._c.find_one({"_id": result.upserted_id})
 
+    async def open_outage_task(self, practice_id: str, task_id: str, detail: str, at: datetime) -> Alert | None:
+        doc = {"_id": task_id, "alert_id": task_id, "kind": AlertKind.TASK.value, "outage": True,
+               "practice_id": practice_id, "patient_account_id": None, "payment_id": None,
+               "state": AlertState.OPEN.value, "open": True, "opened_at": at, "resolved_at": None,
+               "escalated_at": None, "title": OUTAGE_TITLE, "detail": detail, **outbox_fields(at)}
+        try:
+            await self._c.insert_one(doc)
+        except DuplicateKeyError:
+            return None
+        return alert_from(doc)
+
+    async def resolve_outage_task(self, practice_id: str, at: datetime) -> Alert | None:
+        return _alert(await self._c.find_one_and_update(
+            {"practice_id": practice_id, "kind": AlertKind.TASK.value, "outage": True, "open": True},
+            changed({"$set": {"state": AlertState.RESOLVED.value, "open": False, "resolved_at": at}}, at),
+            return_document=ReturnDocument.AFTER,
+        ))
+
     async def resolve_task(self, key: PostingKey, at: datetime) -> Alert | None:
         """Resolve the task of a posting; the task only for the call that resolved it, else None."""
         return _alert(await self._resolves.submit((
             {"_id": task_id(key), "open": True},
-            {"$set": {"state": AlertState.RESOLVED.value, "open": False, "resolved_at": at}},
+            changed({"$set": {"state": AlertState.RESOLVED.value, "open": False, "resolved_at": at}}, at),
         )))
 
     async def resolve_flag_if_clear(self, practice_id: str, patient_account_id: str, at: datetime) -> Alert | None:
@@ -125,7 +175,7 @@ class MongoAlertStore:
             return None
         return await self._c.find_one_and_update(
             {"kind": "patient", "practice_id": practice_id, "patient_account_id": account, "open": True},
-            {"$set": {"state": AlertState.RESOLVED.value, "open": False, "resolved_at": at}},
+            changed({"$set": {"state": AlertState.RESOLVED.value, "open": False, "resolved_at": at}}, at),
             return_document=ReturnDocument.AFTER,
         )
 
@@ -136,7 +186,7 @@ class MongoAlertStore:
     async def escalate(self, alert_id: str, at: datetime) -> Alert | None:
         return _alert(await self._c.find_one_and_update(
             {"_id": alert_id, "state": AlertState.OPEN.value},
-            {"$set": {"state": AlertState.ESCALATED.value, "escalated_at": at}},
+            changed({"$set": {"state": AlertState.ESCALATED.value, "escalated_at": at}}, at),
             return_document=ReturnDocument.AFTER,
         ))
 
@@ -153,3 +203,50 @@ class MongoAlertStore:
             query["state"] = state.value
         docs = self._c.find(query).sort([("opened_at", -1), ("_id", -1)]).limit(limit)
         return [alert_from(d) async for d in docs]
+
+
+class MongoAlertOutbox:
+    """The outbox of the alerts: fields of each alert's own document, written with its every change
+    (``outbox_fields``, ``changed``), so a change and its entry are one write and neither is lost."""
+
+    def __init__(self, collections: Collections) -> None:
+        self._c = collections.alerts
+
+    async def claim(self, now: datetime, limit: int, lease_seconds: float) -> list[OutboxItem]:
+        due = self._c.find({"pms_due": True, "pms_next_at": {"$lte": now}}, {"_id": 1},
+                           sort=[("pms_next_at", ASCENDING)], limit=limit, hint="outbox")
+        claimed = []
+        async for found in due:
+            doc = await self._c.find_one_and_update(
+                {"_id": found["_id"], "pms_due": True, "pms_next_at": {"$lte": now}},
+                {"$set": {"pms_next_at": now + timedelta(seconds=lease_seconds)}},
+                return_document=ReturnDocument.AFTER)
+            if doc is not None:  # else another process claimed it first
+                claimed.append(OutboxItem(alert=alert_from(doc), version=doc["pms_version"],
+                                          put=bool(doc.get("pms_put")), put_patient_id=doc.get("pms_patient_id"),
+                                          attempts=doc.get("pms_attempts", 0)))
+        return claimed
+
+    async def delivered(self, item: OutboxItem, state: Delivery, put: bool, patient_id: str | None) -> None:
+        done = await self._c.update_one(
+            {"_id": item.alert.alert_id, "pms_version": item.version},
+            {"$set": {"pms_sent": item.version, "pms_due": False, "pms_state": state.value, "pms_put": put,
+                      "pms_patient_id": patient_id, "pms_error": None, "pms_attempts": 0}})
+        if done.matched_count == 0:  # it changed while this version was sent: the change goes next
+            await self._c.update_one({"_id": item.alert.alert_id},
+                                     {"$set": {"pms_put": put, "pms_patient_id": patient_id,
+                                               "pms_next_at": datetime.now(UTC)}})
+
+    async def later(self, item: OutboxItem, at: datetime, state: Delivery, error: str | None) -> None:
+        done = await self._c.update_one(
+            {"_id": item.alert.alert_id, "pms_version": item.version},
+            {"$set": {"pms_next_at": at, "pms_state": state.value, "pms_error": error}, "$inc": {"pms_attempts": 1}})
+        if done.matched_count == 0:
+            await self._c.update_one({"_id": item.alert.alert_id}, {"$set": {"pms_next_at": datetime.now(UTC)}})
+
+    async def nudge(self, practice_id: str, patient_account_id: str) -> int:
+        result = await self._c.update_many(
+            {"kind": AlertKind.PATIENT.value, "practice_id": practice_id, "patient_account_id": patient_account_id,
+             "pms_due": True, "pms_state": Delivery.WAITING_FOR_MAPPING.value},
+            {"$set": {"pms_next_at": datetime.now(UTC)}})
+        return result.modified_count

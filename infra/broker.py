@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, ClassVar, cast
 
 import aio_pika
@@ -318,7 +319,7 @@ PUBLISHERS: dict[str, type[BasicPublisher | FramedPublisher]] = {"framed": Frame
 Publisher = FramedPublisher
 
 
-def kept_message(raw: AbstractIncomingMessage) -> KeptMessage:
+def kept_message(raw: AbstractIncomingMessage, arrived_at: datetime | None = None) -> KeptMessage:
     """The delivery as paypost keeps it: exact body, original routing key, id and headers."""
     headers = dict(raw.headers or {})
     routing_key = headers.get(ROUTING_KEY_HEADER) or raw.routing_key or ""
@@ -327,6 +328,7 @@ def kept_message(raw: AbstractIncomingMessage) -> KeptMessage:
         routing_key=str(routing_key),
         message_id=raw.message_id or None,
         headers={k: _plain(v) for k, v in headers.items()},
+        arrived_at=arrived_at,
     )
 
 

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import enum
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import aio_pika
 import aiormq
@@ -45,7 +46,7 @@ class _Lane:
         self.name = name
         self._handle = handle
         self._max = max_batch
-        self._waiting: list[AbstractIncomingMessage] = []
+        self._waiting: list[tuple[AbstractIncomingMessage, datetime]] = []
         self._ready = asyncio.Event()
         self._stopping = False
         self.channel: aio_pika.abc.AbstractChannel | None = None
@@ -56,7 +57,7 @@ class _Lane:
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         if self._stopping:
             return  # not handled: it goes back to the queue when the channel closes
-        self._waiting.append(message)
+        self._waiting.append((message, datetime.now(UTC)))
         self._ready.set()
 
     async def run(self) -> None:
@@ -68,9 +69,10 @@ class _Lane:
             batch, self._waiting = self._waiting[:self._max], self._waiting[self._max:]
             await self._settle(batch)
 
-    async def _settle(self, batch: list[AbstractIncomingMessage]) -> None:
+    async def _settle(self, arrived: list[tuple[AbstractIncomingMessage, datetime]]) -> None:
+        batch = [m for m, _ in arrived]
         try:
-            settles = await self._handle([kept_message(m) for m in batch])
+            settles = await self._handle([kept_message(m, at) for m, at in arrived])
         except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
             # The handler gave up (its own retries included): every delivery goes back to the
             # queue, whose delivery limit ends a message that can never be handled.

@@ -66,3 +66,14 @@ class Lease:
         """Give the lease up at once (a stop), so the next process need not wait for it to expire."""
         await self._leases.update_one({"_id": self._duty, "holder": self._holder},
                                       {"$set": {"expires_at": datetime.now(UTC)}})
+
+
+class DutyLeases:
+    """Leases on duties named as they come (one practice's outage, say), all held by one process."""
+
+    def __init__(self, leases: AsyncCollection[Doc], holder: str | None = None) -> None:
+        self._leases = leases
+        self._holder = holder or holder_name()
+
+    async def hold(self, duty: str, ttl: float) -> bool:
+        return await Lease(self._leases, duty, self._holder, ttl).acquire() is not None

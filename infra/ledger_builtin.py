@@ -14,7 +14,7 @@ from domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
 from infra.batching import inserter
 from infra.directory import MongoPracticeDirectory
 from infra.ledger_adapters import AdapterLedgers
-from infra.ledger_http import HttpLedgers
+from infra.ledger_http import HttpLedger, HttpLedgers
 from infra.mongo import ACKNOWLEDGED, Collections, Doc
 
 
@@ -67,6 +67,10 @@ class Ledgers:
         self._builtin = builtin
         self._http = http
         self._adapters = adapters or AdapterLedgers({}, None)  # none: every other kind is not installed
+
+    def alerts_for(self, integration: Integration) -> HttpLedger | None:
+        """The practice's system for its tasks and flags: only an ``http`` one has them."""
+        return self._http.alerts_for(integration)
 
     def for_integration(self, integration: Integration) -> Ledger:
         if integration.kind == "http":

@@ -8,7 +8,7 @@ Protocol (documented in the README):
   404 when the patient does not exist; 400, 409 or 422 with ``{"error": {"message"}}`` when refused.
 - 5xx, timeouts and refused connections are transient: paypost looks the entry up before every
   re-post (a response may have been lost after the ledger committed), and after its attempts
-  gives up with LEDGER_UNAVAILABLE.
+  raises ``LedgerUnreachable``: the payment waits for the system (``handlers/outages.py``), never FAILED.
 - 429 is the system asking paypost to slow down: it waits ``Retry-After`` (or a backoff) and
   asks again, for up to ``THROTTLED_FOR`` seconds, without counting it as an attempt; past that
   the delivery goes back to its queue (a transient failure), never FAILED.
@@ -28,13 +28,15 @@ import httpx
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
-from domain.errors import LoadFailure, RefusedHost, TransientFailure
+from domain.alerts import Alert, AlertState
+from domain.errors import LedgerUnreachable, LoadFailure, RefusedHost, TransientFailure
 from domain.integrations import SEALED
 from domain.load_errors import LoadErrorCode
 from domain.money import format_money
 from domain.ports import PracticeDirectory, SecretBox
 from domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
 from infra.ledger_hosts import HostPolicy
+from schemas.practice_system import FlagBody, TaskBody
 
 log = structlog.get_logger("paypost.ledger_http")
 
@@ -237,7 +239,8 @@ class HttpLedger:
         except _Transient as exc:
             if exc.throttled:  # asked to slow down for too long: back to the queue, never FAILED
                 raise TransientFailure(f"the practice's system kept answering 429 for {THROTTLED_FOR:g}s") from exc
-            raise LoadFailure(LoadErrorCode.LEDGER_UNAVAILABLE, f"Last error: {exc}.") from exc
+            # No answer after every attempt: the payment waits for the system (handlers/outages.py).
+            raise LedgerUnreachable(f"no answer after {self._attempts} attempts; last error: {exc}") from exc
         raise AssertionError("unreachable")
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -299,6 +302,55 @@ class HttpLedger:
         raise LoadFailure(LoadErrorCode.LEDGER_REJECTED, f"The ledger said: {_reason(response)}")
 
 
+    # Office tasks and patient flags (contract section 7): the AlertSystem port.
+
+    async def put_task(self, alert: Alert) -> None:
+        body = TaskBody(alert_id=alert.alert_id, practice_id=alert.practice_id, payment_id=alert.payment_id,
+                        title=alert.title or "paypost: a payment did not load", detail=alert.detail or "",
+                        opened_at=alert.opened_at, escalated=alert.state is AlertState.ESCALATED)
+        await self._alert_call("PUT", f"/tasks/{quote(alert.alert_id, safe='')}", body.model_dump(mode="json"))
+
+    async def delete_task(self, alert_id: str) -> None:
+        await self._alert_call("DELETE", f"/tasks/{quote(alert_id, safe='')}")
+
+    async def put_flag(self, patient_id: str, alert: Alert) -> None:
+        assert alert.patient_account_id is not None  # a patient flag is an account's
+        body = FlagBody(alert_id=alert.alert_id, practice_id=alert.practice_id,
+                        patient_account_id=alert.patient_account_id,
+                        title=alert.title or "paypost: a payment of this patient did not load",
+                        detail=alert.detail or "", opened_at=alert.opened_at)
+        await self._alert_call("PUT", _flag_path(patient_id, alert.alert_id), body.model_dump(mode="json"))
+
+    async def delete_flag(self, patient_id: str, alert_id: str) -> None:
+        await self._alert_call("DELETE", _flag_path(patient_id, alert_id))
+
+    async def _alert_call(self, method: str, path: str, body: dict[str, Any] | None = None) -> None:
+        """PUT or DELETE an alert, idempotent: retried like an entry; a 404 on DELETE is gone already."""
+        try:
+            await self._hosts.check(self._base)
+        except RefusedHost as exc:
+            raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED, f"Its system is refused: {exc}.") from exc
+        response: httpx.Response | None = None
+        try:
+            async for attempt in AsyncRetrying(retry=retry_if_exception_type(_Transient), stop=_Budget(self._attempts),
+                                               wait=_wait, reraise=True):
+                with attempt:
+                    response = await self._call(method, f"{self._base}{path}",
+                                                **({"json": body} if body is not None else {}))
+        except _Transient as exc:
+            if exc.throttled:
+                raise TransientFailure(f"the practice's system kept answering 429 for {THROTTLED_FOR:g}s") from exc
+            raise LedgerUnreachable(f"no answer after {self._attempts} attempts; last error: {exc}") from exc
+        assert response is not None  # the attempts ended with an answer
+        if response.is_success or (method == "DELETE" and response.status_code == 404):
+            return
+        raise LoadFailure(LoadErrorCode.LEDGER_REJECTED, f"The system refused {method} {path}: {_reason(response)}")
+
+
+def _flag_path(patient_id: str, alert_id: str) -> str:
+    return f"/patients/{quote(patient_id, safe='')}/flags/{quote(alert_id, safe='')}"
+
+
 class _Unopened:
     """Credentials paypost holds sealed but has no key to open (PAYPOST_SECRET_KEY unset since)."""
 
@@ -322,6 +374,12 @@ class HttpLedgers:
         self._secrets = secrets
         self._limiters: dict[tuple[str, float], Limiter] = {}
         self._tokens: dict[tuple[str, str, str], ClientCredentials] = {}
+
+    def alerts_for(self, integration: Integration) -> HttpLedger | None:
+        """The system for the practice's tasks and flags, unless its integration says ``tasks: false``."""
+        if integration.kind != "http" or integration.settings.get("tasks") is False:
+            return None
+        return self.for_integration(integration)
 
     def for_integration(self, integration: Integration) -> HttpLedger:
         base_url = str(integration.settings.get("base_url", ""))

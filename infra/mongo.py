@@ -101,6 +101,10 @@ class Collections:
     def leases(self) -> AsyncCollection[Doc]:
         return self._c("leases")
 
+    @property
+    def outages(self) -> AsyncCollection[Doc]:
+        return self._c("ledger_outages")
+
 
 async def ensure_indexes(c: Collections) -> None:
     """Create the indexes every query and every exactly-once rule relies on."""
@@ -119,6 +123,9 @@ async def ensure_indexes(c: Collections) -> None:
         IndexModel([("practice_id", ASCENDING), ("refunded_payment_id", ASCENDING)], name="refunds_by_payment",
                    partialFilterExpression={"refunded_payment_id": {"$exists": True}}),
         IndexModel([("retry_token", ASCENDING)], sparse=True),
+        # Postings waiting for their practice's system (domain.outages), in the order received.
+        IndexModel([("practice_id", ASCENDING), ("received_at", ASCENDING), ("_id", ASCENDING)], name="parked",
+                   partialFilterExpression={"parked_at": {"$exists": True}}),
     ])
     # Their forerunners held every posting (a sparse compound index skips only a document
     # missing all its fields): dropped once the new ones exist.

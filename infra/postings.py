@@ -12,7 +12,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from domain.load_errors import LoadError, LoadErrorCode
-from domain.model import LoadStatus, PostingKind, sources_of
+from domain.model import IN_FLIGHT, LoadStatus, PostingKind, sources_of
 from domain.ports import FailedSelection
 from domain.posting import PAYPOST_ACTOR, Attempt, AuditEntry, KeptMessage, Posting, PostingKey
 from domain.rules import MAX_REPLAYS, RETRYABLE_FROM, RETRYABLE_KINDS, WAITS_FOR_PAYMENT, PostingState
@@ -192,7 +192,8 @@ class MongoPostingStore:
             {"$set": {**fields, "updated_at": datetime.now(UTC), "audit_dirty": True},
              "$inc": {"attempts_count": 1},
              # A new outcome supersedes what the last one still owed: its own announcement follows.
-             "$unset": {"announcement_owed": ""},
+             # An outcome ends a wait for the practice's system.
+             "$unset": {"announcement_owed": "", "parked_at": ""},
              "$push": {"attempts": {"$each": [attempt_doc(attempt)], "$slice": -HISTORY_LIMIT},
                        "audit": audit_doc(audit)}},
         ))
@@ -250,6 +251,36 @@ class MongoPostingStore:
         )
         return result.modified_count == 1
 
+
+    async def park(self, key: PostingKey, held: bool, audit: AuditEntry) -> Posting | None:
+        in_flight = statuses(IN_FLIGHT)
+        if not held:
+            await self._c.update_one({"_id": doc_id(key), **in_flight, "parked_at": {"$exists": False}},
+                                     {"$set": {"parked_at": audit.at}})
+            return None
+        doc = await self._c.find_one_and_update(
+            {"_id": doc_id(key), **becoming(LoadStatus.HELD)},
+            [{"$set": {"load_status": LoadStatus.HELD.value, "parked_at": {"$ifNull": ["$parked_at", audit.at]},
+                       "updated_at": audit.at, "audit_dirty": True,
+                       "audit": {"$concatArrays": ["$audit", {"$literal": [audit_doc(audit)]}]}}}],
+            projection={"audit": 0, "attempts": 0, "message": 0, "dead_letters": 0},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:  # HELD already, or no longer in flight: parked all the same if in flight
+            await self._c.update_one({"_id": doc_id(key), **in_flight, "parked_at": {"$exists": False}},
+                                     {"$set": {"parked_at": audit.at}})
+            return None
+        return posting_from(doc)
+
+    async def parked(self, practice_id: str, limit: int) -> list[tuple[Posting, KeptMessage]]:
+        docs = self._c.find({"practice_id": practice_id, "parked_at": {"$exists": True}},
+                            {"audit": 0, "attempts": 0, "dead_letters": 0},
+                            sort=[("received_at", 1), ("_id", 1)], limit=limit, hint="parked")
+        return [(posting_from(d), message_from(d["message"])) async for d in docs]
+
+    async def parked_practices(self) -> list[str]:
+        found: list[str] = await self._c.distinct("practice_id", {"parked_at": {"$exists": True}})
+        return found
 
     async def owe_announcement(self, key: PostingKey, owed: str) -> None:
         await self._c.update_one({"_id": doc_id(key)}, {"$set": {"announcement_owed": owed}})
@@ -337,7 +368,8 @@ class MongoPostingCommands:
     async def stale_retrying(self, older_than_seconds: float, limit: int = 1000) -> list[tuple[Posting, KeptMessage]]:
         """RETRYING postings untouched for a while; each is touched so the next sweep leaves it be."""
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
-        docs = await self._c.find({**statuses(frozenset({LoadStatus.RETRYING})), "updated_at": {"$lt": cutoff}},
+        docs = await self._c.find({**statuses(frozenset({LoadStatus.RETRYING})), "updated_at": {"$lt": cutoff},
+                                   "parked_at": {"$exists": False}},  # waiting for its system, not lost
                                   {"audit": 0, "attempts": 0, "dead_letters": 0}).limit(limit).to_list(None)
         found = []
         for d in docs:

@@ -60,6 +60,11 @@ class LedgerState:
     credentials: Credentials | None = None  # None: no authentication asked
     manual: dict[str, dict[str, Any]] = field(default_factory=dict)  # entries posted by hand, by reference
     refused: int = 0  # requests refused for their credentials (401)
+    down_until: float = 0.0  # monotonic time until which every request gets 503 (an outage on demand)
+    # Office tasks and patient flags as the office sees them in its system (contract section 7).
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    flags: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (patient_id, alert_id)
+    alert_requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of each one made
     rng: random.Random = field(default_factory=lambda: random.Random(7))  # noqa: S311 - seeded faults, no secret
 
 
@@ -93,6 +98,9 @@ async def _inject(ledger: LedgerState, authorization: str | None = None) -> JSON
     """Apply the faults set on the ledger: a delay, a timeout, or an error response to send instead."""
     f = ledger.faults
     ledger.request_times.append(time.monotonic())
+    if ledger.down_until > time.monotonic():
+        ledger.errors += 1
+        return JSONResponse({"error": {"message": "down for maintenance"}}, status_code=503)
     if (refused := _unauthorised(ledger, authorization)) is not None:
         return refused
     if f.throttle_rate and ledger.rng.random() < f.throttle_rate:
@@ -115,6 +123,78 @@ async def set_faults(faults: Faults, ledger: Ledger) -> Faults:
     return faults
 
 
+class OutageIn(BaseModel):
+    seconds: float = Field(ge=0)
+
+
+@router.put("/_outage")
+async def set_outage(outage: OutageIn, ledger: Ledger) -> dict[str, float]:
+    """Go down (every request 503) for ``seconds`` from now; 0 ends an outage at once."""
+    ledger.down_until = time.monotonic() + outage.seconds
+    return {"seconds": outage.seconds}
+
+
+def _maybe_drop(ledger: LedgerState) -> None:
+    """After a commit: cut the connection instead of answering, as often as the faults say."""
+    if ledger.faults.drop_after_commit_rate and ledger.rng.random() < ledger.faults.drop_after_commit_rate:
+        ledger.dropped += 1
+        raise Dropped
+
+
+@router.put("/tasks/{alert_id}")
+async def put_task(alert_id: str, request: Request, ledger: Ledger,
+                   authorization: Authorization = None) -> JSONResponse:
+    if (fault := await _inject(ledger, authorization)) is not None:
+        return fault
+    ledger.alert_requests.append(("PUT", f"/tasks/{alert_id}"))
+    created = alert_id not in ledger.tasks
+    ledger.tasks[alert_id] = await request.json()
+    _maybe_drop(ledger)
+    return JSONResponse(ledger.tasks[alert_id], status_code=201 if created else 200)
+
+
+@router.delete("/tasks/{alert_id}")
+async def delete_task(alert_id: str, ledger: Ledger, authorization: Authorization = None) -> JSONResponse:
+    if (fault := await _inject(ledger, authorization)) is not None:
+        return fault
+    ledger.alert_requests.append(("DELETE", f"/tasks/{alert_id}"))
+    if ledger.tasks.pop(alert_id, None) is None:
+        return JSONResponse({"error": {"message": "no such task"}}, status_code=404)
+    _maybe_drop(ledger)
+    return JSONResponse({}, status_code=200)
+
+
+@router.put("/patients/{patient_id}/flags/{alert_id}")
+async def put_flag(patient_id: str, alert_id: str, request: Request, ledger: Ledger,
+                   authorization: Authorization = None) -> JSONResponse:
+    if (fault := await _inject(ledger, authorization)) is not None:
+        return fault
+    ledger.alert_requests.append(("PUT", f"/patients/{patient_id}/flags/{alert_id}"))
+    created = (patient_id, alert_id) not in ledger.flags
+    ledger.flags[(patient_id, alert_id)] = await request.json()
+    _maybe_drop(ledger)
+    return JSONResponse(ledger.flags[(patient_id, alert_id)], status_code=201 if created else 200)
+
+
+@router.delete("/patients/{patient_id}/flags/{alert_id}")
+async def delete_flag(patient_id: str, alert_id: str, ledger: Ledger,
+                      authorization: Authorization = None) -> JSONResponse:
+    if (fault := await _inject(ledger, authorization)) is not None:
+        return fault
+    ledger.alert_requests.append(("DELETE", f"/patients/{patient_id}/flags/{alert_id}"))
+    if ledger.flags.pop((patient_id, alert_id), None) is None:
+        return JSONResponse({"error": {"message": "no such flag"}}, status_code=404)
+    _maybe_drop(ledger)
+    return JSONResponse({}, status_code=200)
+
+
+@router.get("/_alerts")
+async def all_alerts(ledger: Ledger) -> dict[str, Any]:
+    """The tasks and flags open in this system, as its office would see them."""
+    return {"tasks": list(ledger.tasks.values()),
+            "flags": [{"patient_id": p, **body} for (p, _), body in ledger.flags.items()]}
+
+
 @router.put("/patients/{patient_id}")
 async def put_patient(patient_id: str, ledger: Ledger) -> dict[str, str]:
     ledger.patients.add(patient_id)
@@ -128,6 +208,8 @@ Authorization = Annotated[str | None, Header()]
 async def token(request: Request, ledger: Ledger) -> JSONResponse:
     """The client-credentials grant (RFC 6749 section 4.4), with the client's id and secret in the form."""
     # The form parsed here: FastAPI's own form parsing needs a package paypost does not otherwise use.
+    if ledger.down_until > time.monotonic():
+        return JSONResponse({"error": "temporarily_unavailable"}, status_code=503)
     form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
     wanted = ledger.credentials
     if (wanted is None or form.get("grant_type") != "client_credentials" or wanted.client_id is None
@@ -191,10 +273,11 @@ async def post_entry(request: Request, idempotency_key: Annotated[str, Header()]
         return JSONResponse(ledger.entries[idempotency_key], status_code=200)
     entry = {"entry_id": str(uuid.uuid4()), "idempotency_key": idempotency_key, **body}
     ledger.entries[idempotency_key] = entry
-    if ledger.faults.drop_after_commit_rate and ledger.rng.random() < ledger.faults.drop_after_commit_rate:
-        ledger.dropped += 1
+    try:
+        _maybe_drop(ledger)
+    except Dropped:
         ledger.dropped_keys.add(idempotency_key)
-        raise Dropped
+        raise
     return JSONResponse(entry, status_code=201)
 
 

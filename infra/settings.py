@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     # Host names or CIDRs a practice's system may be at although the rule refuses them (plain http,
     # loopback, private addresses): tests, the reference server, a system on the platform's own network.
     ledger_allowed_hosts: str = ""
+    # Contract section 7, outages: a practice's system that has not answered for this long is held,
+    # and then tried with one payment this often.
+    ledger_hold_after: float = Field(default=60.0, gt=0)
+    ledger_probe_every: float = Field(default=30.0, gt=0)
     # The key practice-management secrets are encrypted with (infra/secrets.py); several,
     # comma-separated, while rotating: the first encrypts, each decrypts.
     secret_key: str = ""

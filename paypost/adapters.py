@@ -4,13 +4,15 @@ A package adds a ledger kind by registering, under the entry point group ``ENTRY
 ``LedgerAdapter``: a callable taking a practice's ledger settings and returning a ``Ledger``. Its
 ``post`` makes one entry per ``LedgerEntryRequest.idempotency_key`` however often it is called, and
 raises ``LoadFailure`` for what only a person can fix (``LoadErrorCode.PATIENT_NOT_FOUND``,
-``LEDGER_REJECTED``) and ``TransientFailure`` for what may pass by itself (it is retried). The shared
+``LEDGER_REJECTED``), ``TransientFailure`` for what may pass by itself (it is retried), and
+``LedgerUnreachable`` (a ``TransientFailure``) when the system does not answer after the adapter's
+own attempts (the payment waits out the outage, contract section 7). The shared
 suite that checks all this is ``paypost.testing.ledger_suite``; a practice saved with settings the
 adapter refuses is answered 400 (``InvalidLedgerSettings``), as is a kind no adapter provides
 (``UnknownLedgerKind``).
 """
 
-from domain.errors import LoadFailure, TransientFailure
+from domain.errors import LedgerUnreachable, LoadFailure, TransientFailure
 from domain.integrations import InvalidLedgerSettings, UnknownLedgerKind
 from domain.load_errors import LoadErrorCode
 from domain.ports import Ledger, LedgerAdapter
@@ -24,6 +26,7 @@ __all__ = [
     "LedgerAdapter",
     "LedgerEntryRequest",
     "LedgerReceipt",
+    "LedgerUnreachable",
     "LoadErrorCode",
     "LoadFailure",
     "TransientFailure",

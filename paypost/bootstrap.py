@@ -20,8 +20,9 @@ from pymongo import AsyncMongoClient
 from api.http import create_app, health
 from consumers.subscribers import intake_consumers, register
 from domain.access import Principal, Role, Scope, token_hash
-from domain.events import PostingCleared, PostingFailed, PostingLoaded, PostingRetried
+from domain.events import PostingCleared, PostingFailed, PostingHeld, PostingLoaded, PostingRetried
 from handlers import metrics
+from handlers.alert_delivery import AlertDelivery
 from handlers.announcing import Announcer
 from handlers.application import Application
 from handlers.changes import SaveChanges
@@ -32,23 +33,26 @@ from handlers.keys import ApiKeys
 from handlers.mappings import MappingService
 from handlers.messagebus import MessageBus
 from handlers.operations import Pacer, PostingOperations
+from handlers.outages import OutageBoard, Outages, OutageWorker
 from handlers.posting import PostingService
 from handlers.practices import Practices
 from handlers.reactions import PostingReactions
 from handlers.reports import Reports
-from infra.alerts import MongoAlertStore
+from infra.alerts import MongoAlertOutbox, MongoAlertStore
 from infra.api_keys import MongoApiKeyStore
 from infra.asyncapi import asyncapi_text
 from infra.audit_seals import AuditSealer
 from infra.broker import PUBLISHERS, Amqp, QueueInspector, declare_topology, make_broker
 from infra.directory import MongoMappingStore, MongoPracticeDirectory
 from infra.event_hub import EventHub
+from infra.leases import DutyLeases
 from infra.ledger_adapters import AdapterLedgers
 from infra.ledger_builtin import BuiltinLedger, Ledgers
 from infra.ledger_hosts import HostPolicy
 from infra.ledger_http import HttpLedgers, LedgerEvidence
 from infra.mongo import Collections, Doc, connect, ensure_indexes
 from infra.operations import MongoOperationStore
+from infra.outages import MongoOutageStore
 from infra.postings import MongoPostingCommands, MongoPostingStore
 from infra.readiness import ServiceReadiness
 from infra.reports import PostingReport
@@ -82,6 +86,7 @@ class Paypost:
         self.mapping_store = MongoMappingStore(self.collections)
         self.transfers = MongoTransferStore(self.collections)
         self.alerts = MongoAlertStore(self.collections)
+        self.outage_store = MongoOutageStore(self.collections)
         self.operation_store = MongoOperationStore(self.collections)
         self.api_keys = MongoApiKeyStore(self.collections)
         self.builtin_ledger = BuiltinLedger(self.collections, self.directory)
@@ -105,10 +110,15 @@ class Paypost:
         )
         # Handlers.
         self.bus = MessageBus()
+        self.outages = Outages(
+            self.outage_store, self.postings, self.alerts, OutageBoard(self.outage_store), self.bus, self.outcomes,
+            hold_after=settings.ledger_hold_after, probe_every=settings.ledger_probe_every)
         self.posting_service = PostingService(
             self.postings, self.directory, self.mapping_store, self.ledgers, Announcer(self.bus, self.postings),
-            settings.max_message_bytes,
+            settings.max_message_bytes, self.outages,
         )
+        self.outage_worker = OutageWorker(self.outages, self.postings, self.posting_service,
+                                          DutyLeases(self.collections.leases))
         self.dead_letter_service = DeadLetterService(self.postings, self.posting_service, settings.max_message_bytes)
         self.operations = PostingOperations(self.posting_commands, self.publish, self.bus, Pacer(settings.replay_rate),
                                             LedgerEvidence(self.directory, self.http_ledgers))
@@ -116,11 +126,14 @@ class Paypost:
                                           settings.alert_escalate_after)
         self.retrying = make_retrying(max_seconds=retry_seconds)
         self.healing = Healing(self.operations, self.mapping_store, self.retrying)
-        self.mapping_service = MappingService(self.mapping_store, self.healing)
+        self.alert_delivery = AlertDelivery(MongoAlertOutbox(self.collections), self.directory, self.ledgers,
+                                            self.mapping_store)
+        self.mapping_service = MappingService(self.mapping_store, self.healing, alerts=self.alert_delivery)
         self.command_service = CommandService(self.operations, self.operation_store)
         self._subscribe()
         self.application = Application(
-            practices=Practices(self.directory, self.builtin_ledger, self.hosts, self.secrets, self.ledger_adapters),
+            practices=Practices(self.directory, self.builtin_ledger, self.hosts, self.secrets, self.outages,
+                                self.ledger_adapters),
             mappings=self.mapping_service,
             save_changes=SaveChanges(self.publish, self.operation_store),
             reports=Reports(PostingReport(self.collections), self.posting_commands, self.operation_store,
@@ -143,6 +156,8 @@ class Paypost:
         self._stop_background = asyncio.Event()
         self._escalations: asyncio.Task[None] | None = None
         self._sealing: asyncio.Task[None] | None = None
+        self._outage_watch: asyncio.Task[None] | None = None
+        self._alert_sending: asyncio.Task[None] | None = None
 
     def _subscribe(self) -> None:
         """What follows each domain event, in order: the event for dashboards first, then alerts,
@@ -161,10 +176,14 @@ class Paypost:
         async def cleared(event: PostingCleared) -> None:
             await outcomes.cleared(event.posting, event.audit)
 
+        async def held(event: PostingHeld) -> None:
+            await outcomes.held(event.posting)
+
         self.bus.subscribe(PostingFailed, failed, reactions.failed, self.healing.failed)
         self.bus.subscribe(PostingLoaded, loaded, reactions.loaded)
         self.bus.subscribe(PostingRetried, retried)
         self.bus.subscribe(PostingCleared, cleared, reactions.cleared)
+        self.bus.subscribe(PostingHeld, held)
 
     def http_app(self, *, manage_lifecycle: bool = True, role: ProcessRole = "all",
                  after_start: Callable[[], Awaitable[None]] | None = None) -> FastAPI:
@@ -256,6 +275,10 @@ class Paypost:
             self._escalations = asyncio.create_task(run_sweeps(
                 self.reactions, self._stop_background, escalate_after=self.settings.alert_escalate_after))
             self._sealing = asyncio.create_task(self._seal_periodically())
+            self._outage_watch = asyncio.create_task(self.outage_worker.run(
+                self._stop_background, on_error=lambda exc: log_failure(log, "outage_round_failed", exc)))
+            self._alert_sending = asyncio.create_task(self.alert_delivery.run(
+                self._stop_background, on_error=lambda exc: log_failure(log, "alert_delivery_failed", exc)))
         log.info("paypost_started", consuming=consume, database=self.settings.mongodb_db)
 
     async def stop(self) -> None:
@@ -280,10 +303,10 @@ class Paypost:
         for consumer in self.intake:
             consumer.abort()
         self.healing.cancel()
-        for background in (self._escalations, self._sealing):
+        for background in (self._escalations, self._sealing, self._outage_watch, self._alert_sending):
             if background is not None:
                 background.cancel()
-        self._escalations = self._sealing = None
+        self._escalations = self._sealing = self._outage_watch = self._alert_sending = None
         if self.sealer_process is not None:
             await self.sealer_process.kill()
         closing = [self.event_hub.close(), *(close() for close in self._connections())]
@@ -301,10 +324,10 @@ class Paypost:
         self._stop_background.set()
         await self.event_hub.close()
         await self.healing.wait(grace=30)
-        for task in (self._escalations, self._sealing):
+        for task in (self._escalations, self._sealing, self._outage_watch, self._alert_sending):
             if task is not None:
                 await task
-        self._escalations = self._sealing = None
+        self._escalations = self._sealing = self._outage_watch = self._alert_sending = None
         for close in self._connections():
             await close()
 

@@ -9,10 +9,11 @@ from typing import Protocol
 
 import structlog
 
+from domain.alerts import Alert
 from domain.load_errors import LoadError
 from domain.posting import AuditEntry, Posting
-from schemas.messages import LoadErrorBody, PaypostEvent, PostingEvent
-from schemas.topics import EVENTS_EXCHANGE, cleared_key, failed_key, loaded_key, retried_key
+from schemas.messages import AlertEvent, LoadErrorBody, PaypostEvent, PostingEvent
+from schemas.topics import EVENTS_EXCHANGE, alert_key, cleared_key, failed_key, held_key, loaded_key, retried_key
 
 log = structlog.get_logger("paypost.events")
 
@@ -72,6 +73,20 @@ class OutcomePublisher:
 
     async def retried(self, posting: Posting, audit: AuditEntry) -> None:
         await self.emit(retried_key(posting.key.practice_id), self._event("posting.retried", posting, audit))
+
+    async def held(self, posting: Posting) -> None:
+        await self.emit(held_key(posting.key.practice_id), self._event("posting.held", posting))
+
+    async def alert(self, transition: str, alert: Alert, posting: Posting | None = None) -> None:
+        """``alert.opened|resolved|escalated``: an office task or a patient flag, with its posting if known."""
+        await self.emit(alert_key(transition, alert.practice_id, alert.kind.value), AlertEvent(
+            event_id=str(uuid.uuid4()), occurred_at=self._clock(), practice_id=alert.practice_id,
+            event_type=f"alert.{transition}",  # type: ignore[arg-type]  # one of the three Literal values
+            alert_id=alert.alert_id, kind=alert.kind.value, title=alert.title,
+            patient_account_id=alert.patient_account_id, payment_id=alert.payment_id, state=alert.state.value,
+            load_status=posting.load_status.value if posting else None,
+            load_error=error_body(posting.load_error) if posting else None,
+        ))
 
     async def cleared(self, posting: Posting, audit: AuditEntry) -> None:
         await self.emit(cleared_key(posting.key.practice_id), self._event("posting.cleared", posting, audit))

@@ -40,6 +40,7 @@ class HttpLedgerConfig(Body):
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     max_requests_per_second: float | None = Field(default=None, gt=0, le=10_000)
     auth: Annotated[BearerAuth | ClientCredentialsAuth, Field(discriminator="kind")] | None = None
+    tasks: bool = True  # office tasks and patient flags go into the system too (contract section 7)
 
 
 # An adapter's settings: plain JSON whose field names MongoDB stores as they are, of a modest size.
@@ -203,11 +204,29 @@ class LedgerOut(BaseModel):
     items: list[LedgerEntryOut]
 
 
+class HoldIn(Body):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class HoldOut(BaseModel):
+    """A practice whose system is failing or held (contract section 7); absent when healthy."""
+
+    health: Literal["failing", "held"]
+    since: str | None  # when it started failing (or was held by hand)
+    held_since: str | None
+    reason: str | None
+    held_by: str | None  # the operator of a hold by hand; null when paypost held it
+    last_error: str | None
+    next_try_at: str | None
+    waiting: int  # its payments waiting for the system (HELD or about to be)
+
+
 class PracticeOut(BaseModel):
     practice_id: str
     name: str
     ledger: dict[str, object]
     enabled: bool
+    hold: HoldOut | None = None
 
 
 class PatientOut(BaseModel):
@@ -279,6 +298,11 @@ class AlertOut(BaseModel):
     opened_at: str
     resolved_at: str | None
     escalated_at: str | None
+    title: str | None = None  # (1.1) as the office reads it in its practice-management system
+    detail: str | None = None
+    # (1.1) where it stands in the practice's system: pending, sent, waiting_for_mapping or not_sent
+    delivery: Literal["pending", "sent", "waiting_for_mapping", "not_sent"] | None = None
+    delivery_error: str | None = None
 
 
 class AlertPage(BaseModel):

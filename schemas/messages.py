@@ -149,9 +149,9 @@ class PaypostEvent(WireModel):
 
 
 class PostingEvent(PaypostEvent):
-    """``posting.loaded|failed|retried|cleared.*``: a posting's outcome or operator action."""
+    """``posting.loaded|failed|retried|cleared|held.*``: a posting's outcome, operator action, or wait."""
 
-    event_type: Literal["posting.loaded", "posting.failed", "posting.retried", "posting.cleared"]
+    event_type: Literal["posting.loaded", "posting.failed", "posting.retried", "posting.cleared", "posting.held"]
     payment_id: str
     kind: str
     load_status: str
@@ -170,6 +170,7 @@ class AlertEvent(PaypostEvent):
     event_type: Literal["alert.opened", "alert.resolved", "alert.escalated"]
     alert_id: str
     kind: Literal["task", "patient"]
+    title: str | None = None  # (1.1) as the office reads it in its practice-management system
     patient_account_id: str | None = None
     payment_id: str | None = None
     load_status: str | None = None

@@ -41,6 +41,10 @@ def retried_key(practice_id: str) -> str:
     return f"posting.retried.{practice_id}"
 
 
+def held_key(practice_id: str) -> str:
+    return f"posting.held.{practice_id}"
+
+
 def cleared_key(practice_id: str) -> str:
     return f"posting.cleared.{practice_id}"
 

@@ -46,6 +46,8 @@ def settings(services: Services, amqp_url: str) -> Settings:
         alert_escalate_after=600,
         audit_sealer="inline",  # one process per test; the sealer's own process is tested on its own
         ledger_allowed_hosts="127.0.0.0/8,localhost",  # the reference ledger the tests serve themselves
+        ledger_hold_after=3.0,  # an outage is held after 3 s, then tried every second (contract 7)
+        ledger_probe_every=1.0,
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 from structlog.testing import capture_logs
 
-from domain.errors import LoadFailure, TransientFailure
+from domain.errors import LedgerUnreachable, LoadFailure, TransientFailure
 from domain.integrations import InvalidLedgerSettings, UnknownLedgerKind
 from domain.load_errors import LoadErrorCode
 from domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
@@ -217,7 +217,8 @@ async def test_an_adapters_unexpected_error_fails_the_payment_naming_only_its_cl
     assert logs == [{"event": "ledger_adapter_failed", "kind": "buggy", "error": "KeyError", "log_level": "warning"}]
 
 
-@pytest.mark.parametrize("error", [LoadFailure(LoadErrorCode.LEDGER_REJECTED, "no"), TransientFailure("busy")])
+@pytest.mark.parametrize("error", [LoadFailure(LoadErrorCode.LEDGER_REJECTED, "no"), TransientFailure("busy"),
+                                   LedgerUnreachable("no answer after 3 attempts")])
 async def test_what_the_port_names_passes_from_an_adapter_as_it_is(error: Exception) -> None:
     class Raising(Recorded):
         async def post(self, request: LedgerEntryRequest) -> LedgerReceipt:

@@ -1,0 +1,117 @@
+"""Office tasks and patient flags into the practice's system, from the alerts' outbox (contract 7).
+
+Every change of an alert (opened, escalated, resolved) marks it due in the same write
+(``infra/alerts.py``); this delivers what is due in the background: a PUT while the alert is open,
+a DELETE once it resolves (if the system holds it). Each is idempotent at the system (the alert's id
+is in the URL), claimed by one process at a time, and retried with backoff, so a crash, an outage of
+the system or a lost answer neither loses nor doubles one. A patient flag waits for the account's
+mapping (the system files a flag under its own patient id); entering the mapping sends it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import timedelta
+
+import structlog
+
+from domain.alerts import AlertKind, Delivery, OutboxItem, wants_put
+from domain.errors import LoadFailure, TransientFailure
+from domain.ports import AlertOutbox, AlertSystem, AlertSystems, MappingStore, PracticeDirectory
+from handlers.clock import Clock, utc_now
+
+log = structlog.get_logger("paypost.alert_delivery")
+
+WAIT_FOR_MAPPING = 30.0  # a flag for an unmapped account is looked at again this often (or when mapped)
+MAX_BACKOFF = 60.0
+
+
+def backoff(attempts: int) -> float:
+    return min(2.0 ** attempts, MAX_BACKOFF)
+
+
+class AlertDelivery:
+    def __init__(self, outbox: AlertOutbox, directory: PracticeDirectory, systems: AlertSystems,
+                 mappings: MappingStore, clock: Clock = utc_now, batch: int = 100, lease: float = 30.0) -> None:
+        self._outbox = outbox
+        self._directory = directory
+        self._systems = systems
+        self._mappings = mappings
+        self._clock = clock
+        self._batch = batch
+        self._lease = lease
+
+    async def run(self, stop: asyncio.Event, every: float = 0.2,
+                  on_error: Callable[[BaseException], None] | None = None) -> None:
+        """Deliver what is due until ``stop``: at once while there is more, else every ``every`` seconds."""
+        while not stop.is_set():
+            try:
+                if await self.round() == self._batch:
+                    continue
+            except Exception as exc:  # noqa: BLE001 (reported; the next round tries again)
+                if on_error:
+                    on_error(exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every)
+
+    async def round(self) -> int:
+        """Deliver the alerts due now (up to a batch); how many were claimed."""
+        items = await self._outbox.claim(self._clock(), self._batch, self._lease)
+        await asyncio.gather(*(self._deliver(item) for item in items))
+        return len(items)
+
+    async def nudge(self, practice_id: str, patient_account_id: str) -> None:
+        """A mapping was entered: the account's flag that waited for it goes now."""
+        if await self._outbox.nudge(practice_id, patient_account_id):
+            log.info("flag_mapping_entered", practice_id=practice_id, patient_account_id=patient_account_id)
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        alert = item.alert
+        integration = await self._directory.integration(alert.practice_id)
+        system = self._systems.alerts_for(integration) if integration is not None and integration.enabled else None
+        if system is None:  # no such system (built-in ledger, or tasks: false): paypost's alerts only
+            await self._outbox.delivered(item, Delivery.NOT_SENT, item.put, item.put_patient_id)
+            return
+        try:
+            if alert.kind is AlertKind.TASK:
+                await self._task(item, system)
+            else:
+                await self._flag(item, system)
+        except (TransientFailure, LoadFailure) as exc:
+            wait = backoff(item.attempts)
+            log.warning("alert_not_delivered", alert_id=alert.alert_id, practice_id=alert.practice_id,
+                        attempts=item.attempts + 1, retry_in_s=wait, error=str(exc)[:200])
+            await self._outbox.later(item, self._clock() + timedelta(seconds=wait), Delivery.PENDING, str(exc)[:300])
+
+    async def _task(self, item: OutboxItem, system: AlertSystem) -> None:
+        alert = item.alert
+        if wants_put(alert):
+            await system.put_task(alert)
+            await self._outbox.delivered(item, Delivery.SENT, True, None)
+        elif item.put:
+            await system.delete_task(alert.alert_id)
+            await self._outbox.delivered(item, Delivery.SENT, False, None)
+        else:  # resolved before the system ever had it: nothing to take back
+            await self._outbox.delivered(item, Delivery.NOT_SENT, False, None)
+
+    async def _flag(self, item: OutboxItem, system: AlertSystem) -> None:
+        alert = item.alert
+        assert alert.patient_account_id is not None  # a patient flag is an account's
+        if not wants_put(alert):
+            if item.put and item.put_patient_id is not None:
+                await system.delete_flag(item.put_patient_id, alert.alert_id)
+                await self._outbox.delivered(item, Delivery.SENT, False, None)
+            else:
+                await self._outbox.delivered(item, Delivery.NOT_SENT, False, None)
+            return
+        patient = await self._mappings.get(alert.practice_id, alert.patient_account_id)
+        if patient is None:
+            await self._outbox.later(item, self._clock() + timedelta(seconds=WAIT_FOR_MAPPING),
+                                     Delivery.WAITING_FOR_MAPPING, None)
+            return
+        if item.put and item.put_patient_id is not None and item.put_patient_id != patient:
+            await system.delete_flag(item.put_patient_id, alert.alert_id)  # the mapping was corrected since
+        await system.put_flag(patient, alert)
+        await self._outbox.delivered(item, Delivery.SENT, True, patient)
