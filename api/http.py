@@ -22,7 +22,7 @@ from api.keys import PracticeList, WhoAmI
 from domain.access import AccessDenied
 from domain.alerts import AlertState
 from domain.errors import BadCursor, RefusedHost, Unroutable
-from domain.integrations import MissingSecretKey
+from domain.integrations import InvalidLedgerSettings, MissingSecretKey, UnknownLedgerKind
 from domain.load_errors import LoadErrorCode
 from domain.model import LoadStatus
 from domain.ports import PostingFilter
@@ -321,6 +321,8 @@ def _install_handler_errors(app: FastAPI) -> None:
         NotFound: (404, "not_found"),
         MissingSecretKey: (400, "secret_key_missing"),
         RefusedHost: (400, "refused_host"),
+        UnknownLedgerKind: (400, "unknown_ledger_kind"),
+        InvalidLedgerSettings: (400, "invalid_ledger_settings"),
         AccessDenied: (403, "forbidden"),
         InvalidKey: (422, "invalid_request"),
     }

@@ -178,6 +178,27 @@ class LedgerFactory(Protocol):
     def for_integration(self, integration: Integration) -> Ledger: ...
 
 
+class LedgerAdapter(Protocol):
+    """What a package registers under the entry point group ``paypost.ledgers``: a practice's ledger
+    from the settings of its integration (every field but ``kind``, its ``auth`` secret opened).
+
+    Raise ``ValueError`` (a pydantic ``ValidationError`` is one) for settings it refuses: paypost
+    calls it when a practice is saved, to check them, and answers 400 with the error's words (a
+    pydantic error's locations and messages only, never its input). So build cheaply and open
+    connections on the first ``post``. A ledger with an ``async aclose()`` is closed when paypost stops.
+    """
+
+    def __call__(self, settings: dict[str, object]) -> Ledger: ...
+
+
+class LedgerKinds(Protocol):
+    """The ledger kinds this paypost has beyond the contract's ``builtin`` and ``http``: adapters."""
+
+    async def check(self, kind: str, settings: Record) -> None:
+        """Raise ``UnknownLedgerKind`` unless an adapter provides ``kind``, and
+        ``InvalidLedgerSettings`` if it refuses ``settings`` (``domain.integrations``)."""
+
+
 class ClearEvidence(Protocol):
     """The practice's system, asked about an entry posted by hand (contract section 7)."""
 

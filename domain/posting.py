@@ -87,7 +87,7 @@ class Integration:
     """A practice's ledger integration."""
 
     practice_id: str
-    kind: str  # "builtin" or "http"
+    kind: str  # "builtin", "http", or the name an installed ledger adapter is registered under
     enabled: bool
     settings: dict[str, object] = field(default_factory=dict)
 

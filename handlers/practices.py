@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from domain.access import Scope
 from domain.errors import PaypostError
-from domain.integrations import SEALED, MissingSecretKey, secret_of, without_secret
-from domain.ports import LedgerEntries, PracticeDirectory, Record, SecretBox, UrlPolicy
+from domain.integrations import CONTRACT_KINDS, SEALED, MissingSecretKey, secret_of, without_secret
+from domain.ports import LedgerEntries, LedgerKinds, PracticeDirectory, Record, SecretBox, UrlPolicy
 from handlers.clock import Clock, utc_now
 from handlers.outages import Outages
 
@@ -21,17 +21,22 @@ def practice_not_found(practice_id: str) -> NotFound:
 
 class Practices:
     def __init__(self, directory: PracticeDirectory, ledger: LedgerEntries, urls: UrlPolicy,
-                 secrets: SecretBox | None, outages: Outages, clock: Clock = utc_now) -> None:
+                 secrets: SecretBox | None, outages: Outages, kinds: LedgerKinds, clock: Clock = utc_now) -> None:
         self._directory = directory
         self._ledger = ledger
         self._urls = urls
         self._secrets = secrets  # None: paypost has no PAYPOST_SECRET_KEY
         self._outages = outages
+        self._kinds = kinds
         self._clock = clock
 
     async def put(self, practice_id: str, name: str, ledger: Record, enabled: bool) -> Record:
-        """Set up (or change) a practice's ledger integration; a system at a URL paypost must not
-        call is refused (``RefusedHost``), and nothing is saved."""
+        """Set up (or change) a practice's ledger integration; nothing is saved if a kind no adapter
+        provides is named (``UnknownLedgerKind``), its adapter refuses the settings
+        (``InvalidLedgerSettings``), or a system is at a URL paypost must not call (``RefusedHost``)."""
+        kind = str(ledger.get("kind"))
+        if kind not in CONTRACT_KINDS:
+            await self._kinds.check(kind, {k: v for k, v in ledger.items() if k != "kind"})
         auth = ledger.get("auth")
         for url in (ledger.get("base_url"), auth.get("token_url") if isinstance(auth, dict) else None):
             if isinstance(url, str):

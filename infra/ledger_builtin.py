@@ -13,6 +13,7 @@ from domain.ports import Ledger
 from domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
 from infra.batching import inserter
 from infra.directory import MongoPracticeDirectory
+from infra.ledger_adapters import AdapterLedgers
 from infra.ledger_http import HttpLedger, HttpLedgers
 from infra.mongo import ACKNOWLEDGED, Collections, Doc
 
@@ -60,11 +61,12 @@ class BuiltinLedger:
 
 
 class Ledgers:
-    """Picks the ledger for a practice's integration: built-in or HTTP."""
+    """Picks the ledger for a practice's integration: built-in, HTTP, or an installed adapter's."""
 
-    def __init__(self, builtin: BuiltinLedger, http: HttpLedgers) -> None:
+    def __init__(self, builtin: BuiltinLedger, http: HttpLedgers, adapters: AdapterLedgers | None = None) -> None:
         self._builtin = builtin
         self._http = http
+        self._adapters = adapters or AdapterLedgers({}, None)  # none: every other kind is not installed
 
     def alerts_for(self, integration: Integration) -> HttpLedger | None:
         """The practice's system for its tasks and flags: only an ``http`` one has them."""
@@ -75,7 +77,7 @@ class Ledgers:
             return self._http.for_integration(integration)
         if integration.kind == "builtin":
             return _CurrencyGuard(self._builtin, str(integration.settings.get("currency") or "USD"))
-        return _Unsupported(integration.kind)
+        return self._adapters.for_integration(integration)
 
 
 class _CurrencyGuard:
@@ -92,14 +94,3 @@ class _CurrencyGuard:
                 f"The ledger keeps {self._currency}; this entry is in {request.currency}.",
             )
         return await self._ledger.post(request)
-
-
-class _Unsupported:
-    def __init__(self, kind: str) -> None:
-        self._kind = kind
-
-    async def post(self, request: LedgerEntryRequest) -> LedgerReceipt:
-        raise LoadFailure(
-            LoadErrorCode.INTEGRATION_NOT_CONFIGURED,
-            f"Ledger kind {self._kind!r} is not supported by this paypost.",
-        )

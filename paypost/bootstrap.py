@@ -46,6 +46,7 @@ from infra.broker import PUBLISHERS, Amqp, QueueInspector, declare_topology, mak
 from infra.directory import MongoMappingStore, MongoPracticeDirectory
 from infra.event_hub import EventHub
 from infra.leases import DutyLeases
+from infra.ledger_adapters import AdapterLedgers
 from infra.ledger_builtin import BuiltinLedger, Ledgers
 from infra.ledger_hosts import HostPolicy
 from infra.ledger_http import HttpLedgers, LedgerEvidence
@@ -93,7 +94,8 @@ class Paypost:
         self.secrets = SecretBox(settings.secret_key) if settings.secret_key.strip() else None
         self.http_ledgers = HttpLedgers(settings.ledger_attempts, settings.ledger_timeout, hosts=self.hosts,
                                         secrets=self.secrets)
-        self.ledgers = Ledgers(self.builtin_ledger, self.http_ledgers)
+        self.ledger_adapters = AdapterLedgers.discovered(self.secrets)  # entry points of group paypost.ledgers
+        self.ledgers = Ledgers(self.builtin_ledger, self.http_ledgers, self.ledger_adapters)
         self.broker: RabbitBroker = make_broker(settings.amqp_url, settings.prefetch)
         self.amqp = Amqp(settings.amqp_url)
         self.publish = PUBLISHERS[settings.publish_path](self.amqp)
@@ -130,7 +132,8 @@ class Paypost:
         self.command_service = CommandService(self.operations, self.operation_store)
         self._subscribe()
         self.application = Application(
-            practices=Practices(self.directory, self.builtin_ledger, self.hosts, self.secrets, self.outages),
+            practices=Practices(self.directory, self.builtin_ledger, self.hosts, self.secrets, self.outages,
+                                self.ledger_adapters),
             mappings=self.mapping_service,
             save_changes=SaveChanges(self.publish, self.operation_store),
             reports=Reports(PostingReport(self.collections), self.posting_commands, self.operation_store,
@@ -330,5 +333,5 @@ class Paypost:
 
     def _connections(self) -> list[Callable[[], Awaitable[object]]]:
         """What closes paypost's connections, in the order a normal stop closes them."""
-        return [self.broker.stop, self.publish.close, self.amqp.close, self.http_ledgers.close, self.queues.close,
-                self.mongo.close]
+        return [self.broker.stop, self.publish.close, self.amqp.close, self.http_ledgers.close,
+                self.ledger_adapters.close, self.queues.close, self.mongo.close]

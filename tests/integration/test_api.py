@@ -123,7 +123,11 @@ async def test_openapi_document_has_every_call_of_the_contract(api: httpx.AsyncC
     ("method", "path", "body", "status"),
     [
         ("PUT", "/api/v1/practices/bad%20id", {"name": "x", "ledger": {"kind": "builtin"}}, 422),
-        ("PUT", "/api/v1/practices/ok", {"name": "x", "ledger": {"kind": "sftp"}}, 422),
+        ("PUT", "/api/v1/practices/ok", {"name": "x", "ledger": {"kind": "sftp"}}, 400),  # no adapter of that kind
+        ("PUT", "/api/v1/practices/ok", {"name": "x", "ledger": {"kind": "Not a kind!"}}, 422),
+        ("PUT", "/api/v1/practices/ok", {"name": "x", "ledger": {"base_url": "https://x.example"}}, 422),
+        ("PUT", "/api/v1/practices/ok", {"name": "x", "ledger": {"kind": "sftp", "a.b": 1}}, 422),  # unstorable
+        ("PUT", "/api/v1/practices/ok", {"name": "x", "ledger": {"kind": "sftp", "n": 10**30}}, 422),
         ("PUT", "/api/v1/practices/ok", {"name": "", "ledger": {"kind": "builtin"}}, 422),
         ("PUT", "/api/v1/practices/ok", {"name": "x", "ledger": {"kind": "http", "base_url": "not a url"}}, 422),
         ("PUT", "/api/v1/practices/ok", None, 422),

@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 from infra.reference_ledger import Faults, LedgerState
+from paypost.testing.ledger_suite import PATIENT
 from tests.conftest import Upstream, wait_for
 from tests.integration.helpers import get_posting, wait_status
-from tests.support.ledgers import PATIENT, serve_reference_ledger
+from tests.support.ledgers import serve_reference_ledger
 
 pytestmark = pytest.mark.integration
 

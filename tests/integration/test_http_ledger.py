@@ -18,19 +18,17 @@ from domain.posting import LedgerEntryRequest, LedgerReceipt
 from infra.ledger_http import HttpLedgers
 from infra.local_services import free_port
 from infra.reference_ledger import Faults
+from paypost.testing.ledger_suite import PATIENT, PRACTICE, payment_request
 from tests.conftest import Upstream
 from tests.integration.helpers import wait_status
 from tests.support.ledgers import (
     CLOSED_PATIENT,
     LOCAL_HOSTS,
-    PATIENT,
-    PRACTICE,
     HttpLedgerUnderTest,
     ReferenceLedger,
     ScriptedRandom,
     http_integration,
     http_ledger,
-    payment_request,
     serve_reference_ledger,
 )
 

@@ -24,9 +24,10 @@ from infra.reference_ledger import Credentials, LedgerState
 from infra.secrets import SecretBox, SecretKeyError
 from infra.settings import Settings
 from paypost.bootstrap import Paypost
+from paypost.testing.ledger_suite import PATIENT, payment_request
 from tests.conftest import OPERATOR, Upstream
 from tests.integration.helpers import wait_status
-from tests.support.ledgers import LOCAL_HOSTS, PATIENT, http_integration, payment_request, serve_reference_ledger
+from tests.support.ledgers import LOCAL_HOSTS, http_integration, serve_reference_ledger
 
 pytestmark = pytest.mark.integration
 

@@ -57,7 +57,7 @@ def comments(path: Path) -> list[tokenize.TokenInfo]:
 
 
 def test_every_noqa_and_type_ignore_says_why_on_its_line() -> None:
-    files = [path for folder in (*PACKAGES, "tests") for path in sorted((ROOT / folder).rglob("*.py"))]
+    files = [path for folder in (*PACKAGES, "tests", "examples") for path in sorted((ROOT / folder).rglob("*.py"))]
     missing = [
         f"{path.relative_to(ROOT)}:{token.start[0]}: {what}: {token.string}"
         for path in files

@@ -1,7 +1,8 @@
-"""Each adapter of the Ledger port, set up for a test, with a way to read back what it holds.
+"""paypost's own ledgers (built-in and HTTP), set up for a test, with a way to read back what they hold.
 
-The port's shared suite (tests/integration/test_ledger_port.py) runs against each; the HTTP
-ledger's own tests (tests/integration/test_http_ledger.py) use the reference server from here.
+The port's shared suite (``paypost.testing.ledger_suite``, the one shipped to adapter authors) runs
+against each in tests/integration/test_ledger_port.py; the HTTP ledger's own tests
+(tests/integration/test_http_ledger.py) use the reference server from here.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import asyncio
 import contextlib
 import random
 import uuid
-from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -28,55 +28,11 @@ from infra.ledger_http import HttpLedgers
 from infra.local_services import free_port
 from infra.mongo import Collections, connect, ensure_indexes
 from infra.reference_ledger import Faults, LedgerState, create_reference_ledger
+from paypost.testing.ledger_suite import PATIENT, PRACTICE, HeldEntry, LedgerUnderTest
 
 # The reference server runs on this machine: its loopback address is allowed, as a platform allows its own.
 LOCAL_HOSTS = HostPolicy(["127.0.0.0/8", "localhost"])
-PRACTICE = "clinic-l"
-PATIENT = "EHR-1"  # known to the ledger
 CLOSED_PATIENT = "EHR-CLOSED"  # known to the HTTP ledger, which refuses new entries for it
-
-
-def payment_request(payment_id: str = "pay-1", *, amount: str = "125.00",
-                    patient: str = PATIENT) -> LedgerEntryRequest:
-    """The entry paypost posts for a payment."""
-    return LedgerEntryRequest(
-        practice_id=PRACTICE, ehr_patient_id=patient, posting_id=payment_id, payment_id=payment_id,
-        refund_id=None, amount=Decimal(amount), currency="USD",
-        occurred_at=datetime(2026, 11, 25, 10, 0, tzinfo=UTC),
-    )
-
-
-def refund_request(payment: LedgerEntryRequest, refund_id: str, amount: str) -> LedgerEntryRequest:
-    """The entry paypost posts for a refund: negative, against its payment, under the refund's own id."""
-    return replace(payment, posting_id=refund_id, refund_id=refund_id, amount=-Decimal(amount))
-
-
-@dataclass(frozen=True)
-class HeldEntry:
-    """An entry as the ledger holds it, in the same shape whichever adapter holds it."""
-
-    entry_id: str
-    practice_id: str
-    patient_id: str
-    payment_id: str
-    refund_id: str | None
-    amount: Decimal
-    currency: str
-
-
-class LedgerUnderTest(ABC):
-    """A ledger of the practice ``PRACTICE`` that knows the patient ``PATIENT``."""
-
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
-
-    @abstractmethod
-    async def entries(self) -> list[HeldEntry]:
-        """Everything the ledger holds, read from its own storage, not through the port."""
-
-    @abstractmethod
-    def refusing(self, request: LedgerEntryRequest) -> tuple[LedgerEntryRequest, str]:
-        """An entry like ``request`` that this ledger refuses, and words of the reason it gives."""
 
 
 class BuiltinLedgerUnderTest(LedgerUnderTest):
