@@ -52,6 +52,8 @@ OUTBOUND: list[tuple[str, type[WireModel], str]] = [
     ("posting.failed.{practice_id}.{error_code}", PostingEvent, "A load failed; the body carries the Load Error."),
     ("posting.retried.{practice_id}", PostingEvent, "An operator or a mapping update sent a failed payment back."),
     ("posting.cleared.{practice_id}", PostingEvent, "An operator cleared a failed payment."),
+    ("posting.held.{practice_id}", PostingEvent,
+     "A payment waits, HELD, because its practice's system is unreachable; it loads by itself after."),
     ("alert.opened.{practice_id}.{kind}", AlertEvent, "An office task or a patient flag was opened."),
     ("alert.resolved.{practice_id}.{kind}", AlertEvent, "It was resolved (the payment loaded or was cleared)."),
     ("alert.escalated.{practice_id}.{kind}", AlertEvent, "It stayed open past the escalation time."),

@@ -10,6 +10,7 @@ from domain.errors import IllegalTransition, LoadFailure
 from domain.load_errors import LoadErrorCode, load_error
 from domain.model import (
     ALLOWED_TRANSITIONS,
+    STILL_FAILING,
     Delivery,
     LoadStatus,
     can_transition,
@@ -35,7 +36,7 @@ def test_allowed_transitions(current: LoadStatus, target: LoadStatus) -> None:
 @pytest.mark.parametrize(("current", "target"), [
     (S.LOADED, S.FAILED), (S.LOADED, S.CLEARED), (S.LOADED, S.RETRYING), (S.CLEARED, S.LOADED),
     (S.CLEARED, S.RETRYING), (S.PENDING, S.CLEARED), (S.RETRYING, S.CLEARED), (S.FAILED, S.LOADED),
-    (S.PENDING, S.RETRYING),
+    (S.PENDING, S.RETRYING), (S.HELD, S.CLEARED), (S.HELD, S.RETRYING), (S.FAILED, S.HELD), (S.LOADED, S.HELD),
 ])
 def test_forbidden_transitions(current: LoadStatus, target: LoadStatus) -> None:
     assert not can_transition(current, target)
@@ -49,13 +50,18 @@ def test_loaded_and_cleared_are_final() -> None:
 
 
 def test_only_in_flight_postings_can_load_so_a_clear_never_races_a_load() -> None:
-    assert sources_of(S.LOADED) == {S.PENDING, S.RETRYING}
+    assert sources_of(S.LOADED) == {S.PENDING, S.RETRYING, S.HELD}
     assert sources_of(S.CLEARED) == {S.FAILED}
+
+
+def test_only_what_is_in_flight_and_not_held_yet_can_be_held() -> None:
+    assert sources_of(S.HELD) == {S.PENDING, S.RETRYING}
+    assert S.HELD not in STILL_FAILING  # nobody has to act on a held payment: no patient flag for it
 
 
 @pytest.mark.parametrize(("status", "decision"), [
     (S.LOADED, Delivery.ALREADY_DONE), (S.CLEARED, Delivery.ALREADY_DONE), (S.FAILED, Delivery.REPLAY_NEW_BODY),
-    (S.PENDING, Delivery.LOAD), (S.RETRYING, Delivery.LOAD),
+    (S.PENDING, Delivery.LOAD), (S.RETRYING, Delivery.LOAD), (S.HELD, Delivery.LOAD),
 ])
 def test_what_a_delivery_of_a_known_payment_means(status: LoadStatus, decision: Delivery) -> None:
     assert decide_delivery(status) is decision
