@@ -126,6 +126,7 @@ async function show(resetPaging = true, quiet = false) {
     say(error.message, true);
   }
   loadAlerts();
+  loadSystem();
 }
 
 function renderRows(items) {
@@ -251,7 +252,7 @@ let reloadTimer = null;
 async function onEvent(event) {
   if (event.practice_id !== state.practice) return;
   const key = event.routing_key || "";
-  if (key.startsWith("alert.")) loadAlerts();
+  if (key.startsWith("alert.")) { loadAlerts(); loadSystem(); }
   if (key.startsWith("transfer.") && $("transfer-id").value === event.merchant_transfer_id) showTransfer(event.merchant_transfer_id);
   if (!event.payment_id || !key.startsWith("posting.")) return;
   if (state.rows.has(event.payment_id)) {
@@ -314,6 +315,46 @@ $("mapping-form").addEventListener("submit", async (event) => {
     say(`Mapping saved for ${account}: ${result.retried} failed payment(s) sent back by themselves.`);
     $("mapping-ehr").value = "";
   } catch (error) { say(error.status === 403 ? "Your token can view but not change anything." : error.message, true); }
+});
+
+// ---- the practice's system: failing, held, released (contract section 7) ----------------
+async function loadSystem() {
+  if (!state.practice) return;
+  try {
+    const practice = await api(`/practices/${encodeURIComponent(state.practice)}`);
+    const hold = practice.hold;
+    let text = "It answers: payments load as they arrive.";
+    if (hold && hold.health === "failing") {
+      text = `It stopped answering at ${when(hold.since)}; ${hold.waiting} payment(s) wait and load by themselves when it answers.`;
+    } else if (hold) {
+      const by = hold.held_by ? `by ${hold.held_by}` : "by paypost";
+      const next = hold.next_try_at ? ` One is tried again at ${when(hold.next_try_at)}.` : " Nothing is sent until released.";
+      text = `HELD ${by} since ${when(hold.held_since)}: ${hold.reason} ${hold.waiting} payment(s) wait.${next}`;
+    }
+    $("system-state").textContent = text;
+    $("system").className = hold ? "system held" : "system";
+    $("hold-form").hidden = !mayChange() || Boolean(hold && hold.health === "held");
+    $("release").hidden = !mayChange() || !hold;
+  } catch (error) { /* shown on the next refresh */ }
+}
+
+$("hold-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    await api(`/practices/${encodeURIComponent(state.practice)}/hold`,
+      { method: "POST", body: JSON.stringify({ reason: $("hold-reason").value.trim() }) });
+    $("hold-reason").value = "";
+    say("Held: its payments wait until you release them.");
+  } catch (error) { say(error.message, true); }
+  loadSystem();
+});
+
+$("release").addEventListener("click", async () => {
+  try {
+    await api(`/practices/${encodeURIComponent(state.practice)}/release`, { method: "POST" });
+    say("Released: the held payments load by themselves, in the order received.");
+  } catch (error) { say(error.message, true); }
+  loadSystem();
 });
 
 // ---- alerts and transfers --------------------------------------------------------------

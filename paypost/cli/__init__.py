@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from paypost.cli import bench, changes, dashboards, keys, maintenance, publish, report, run, watch
+from paypost.cli import bench, changes, dashboards, holds, keys, maintenance, publish, report, run, watch
 
 app = typer.Typer(help="paypost: load every payment into the right patient ledger.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -18,6 +18,9 @@ app.command()(report.postings)
 app.command()(report.failures)
 app.command()(changes.retry)
 app.command()(changes.clear)
+app.command()(holds.practice)
+app.command()(holds.hold)
+app.command()(holds.release)
 app.command()(watch.watch)
 app.command()(bench.bench)
 

@@ -242,3 +242,22 @@ async def test_a_key_for_two_practices_picks_between_them(
     await picker.select_option("clinic-a")
     await row(page, in_a).wait_for()
     assert await row(page, in_b).count() == 0
+
+
+async def test_an_operator_holds_a_practice_and_releases_it_from_the_console(
+    page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    await sign_in(page, OPERATOR)
+    state = page.locator("#system-state")
+    await page.get_by_text("It answers: payments load as they arrive.").wait_for()
+    await page.get_by_label("Hold its payments, because").fill("practice-management upgrade")
+    await page.get_by_role("button", name="Hold", exact=True).click()
+    await page.get_by_text("HELD by alice since").wait_for()
+    assert "practice-management upgrade" in await state.inner_text()
+
+    body = await upstream.payment(patient_account_id="acct-hold")
+    await wait_status(api, practice, body["payment_id"], "HELD")
+    await page.get_by_role("button", name="Release held payments").click()
+    await wait_status(api, practice, body["payment_id"], "LOADED")
+    await page.get_by_text("It answers: payments load as they arrive.").wait_for()
+    assert await page.get_by_role("button", name="Release held payments").is_hidden()

@@ -218,3 +218,21 @@ def test_api_keys_are_made_listed_and_revoked_from_the_cli(running: dict[str, st
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
     after = cli(office, "postings")
     assert after.returncode == 2 and "401" in after.stderr
+
+
+def test_hold_and_release_a_practice_by_hand(running: dict[str, str]) -> None:
+    env = running
+    wait_output(env, ["failures", "--practice", "demo-clinic"], "PATIENT_NOT_FOUND")  # the demo has loaded
+    assert "its system answers" in cli(env, "practice", "demo-clinic").stdout
+
+    held = cli(env, "hold", "demo-clinic", "--reason", "practice-management upgrade tonight")
+    assert held.returncode == 0, held.stderr
+    assert "HELD by ops since" in held.stdout and "practice-management upgrade tonight" in held.stdout
+    assert "nothing is tried until released" in cli(env, "practice", "demo-clinic").stdout
+
+    released = cli(env, "release", "demo-clinic")
+    assert released.returncode == 0, released.stderr
+    assert "its system answers" in released.stdout
+
+    refused = cli(env, "hold", "nowhere", "--reason", "x")
+    assert refused.returncode == 2 and "404" in refused.stderr and "Traceback" not in refused.stderr
