@@ -54,8 +54,21 @@ def ensure_local_services(data_dir: Path) -> LocalServices:
         ensure_rabbitmq()
     if not os.environ.get("PAYPOST_API_TOKENS") and not configured("PAYPOST_API_TOKENS"):
         started.env["PAYPOST_API_TOKENS"] = local_tokens(data_dir)
+    if not configured("PAYPOST_SECRET_KEY"):  # practices' credentials are sealed with it (contract 7)
+        started.env["PAYPOST_SECRET_KEY_FILE"] = str(local_secret_key(data_dir))
     os.environ.update(started.env)
     return started
+
+
+def local_secret_key(data_dir: Path) -> Path:
+    """The key that seals practices' credentials for a local run with none configured: made once,
+    kept in the data directory (losing it loses the credentials sealed with it)."""
+    path = data_dir / "secret-key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32) + "\n")
+        path.chmod(0o600)
+    return path
 
 
 def local_tokens(data_dir: Path) -> str:

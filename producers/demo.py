@@ -61,3 +61,34 @@ async def run_demo(publish: Publish, directory: DemoDirectory, practice_id: str 
     # The refund follows its payment: published last, after the payments it refers to.
     await publish_refund(publish, new_refund(practice_id, f"REF-{run}-1", f"PAY-{run}-1", "25.00"))
     return DemoRun(practice_id, len(loaded) + len(failing) + 1, len(loaded) + 1, len(failing))
+
+
+DEMO_SYSTEM_PRACTICE = "demo-pms"
+DEMO_SYSTEM_PATIENTS = ("EHR-2001", "EHR-2002")
+
+
+class DemoSetup(Protocol):
+    """Sets up a practice as the API does (its credentials sealed) and enters a mapping."""
+
+    async def practice(self, practice_id: str, name: str, ledger: dict[str, object]) -> object: ...
+
+    async def mapping(self, practice_id: str, patient_account_id: str, ehr_patient_id: str) -> object: ...
+
+
+async def run_system_demo(publish: Publish, setup: DemoSetup, ledger: dict[str, object],
+                          practice_id: str = DEMO_SYSTEM_PRACTICE) -> DemoRun:
+    """A practice whose ledger is a practice-management system (the reference one, with OAuth2):
+    two payments load into it, one fails (its patient is unknown there) and opens an office task
+    and a patient flag in it."""
+    await setup.practice(practice_id, "Demo Clinic on its practice-management system", ledger)
+    await setup.mapping(practice_id, "ACCT-29", "EHR-2999")  # a patient the system does not know
+    run = uuid.uuid4().hex[:6]
+    payments = [
+        new_payment(practice_id, f"PAY-{run}-21", "ACCT-21", "95.00", ehr_patient_id=DEMO_SYSTEM_PATIENTS[0]),
+        new_payment(practice_id, f"PAY-{run}-22", "ACCT-22", "30.00", ehr_patient_id=DEMO_SYSTEM_PATIENTS[1],
+                    method="hsa"),
+        new_payment(practice_id, f"PAY-{run}-29", "ACCT-29", "55.00"),
+    ]
+    for payment in payments:
+        await publish_payment(publish, payment)
+    return DemoRun(practice_id, len(payments), 2, 1)

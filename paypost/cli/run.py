@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import enum
 import gc
+import os
 import signal
 import ssl
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,6 +16,7 @@ from infra.local_services import data_dir
 from infra.logging import configure_logging
 from infra.settings import Settings
 from paypost.cli.common import err, load_settings
+from paypost.services import configured
 
 
 class RunRole(enum.StrEnum):
@@ -39,6 +41,9 @@ def run(
 
     directory = data_dir()
     started = ensure_local_services(directory) if local else None
+    if demo and not configured("PAYPOST_LEDGER_ALLOWED_HOSTS"):
+        # The demo's practice-management system runs on this machine: allowed for this run only.
+        os.environ["PAYPOST_LEDGER_ALLOWED_HOSTS"] = "127.0.0.1"
     settings = load_settings()
     try:
         cert_file, key_file = https_files(settings)
@@ -50,11 +55,21 @@ def run(
     paypost = Paypost(settings)
 
     async def publish_demo() -> None:
-        from producers.demo import run_demo
+        from paypost.demo_system import demo_system
+        from producers.demo import run_demo, run_system_demo
 
         result = await run_demo(paypost.publish, paypost.directory)
         err.print(f"demo: published {result.published} messages for practice {result.practice_id}: "
                   f"{result.expect_loaded} should load, {result.expect_failed} should fail")
+        system = demo_system(sealed=paypost.secrets is not None)
+        await system.start()
+        demos.append(system)
+        result = await run_system_demo(paypost.publish, DemoSetup(paypost), system.ledger(paypost.secrets is not None))
+        err.print(f"demo: practice {result.practice_id} posts into the practice-management system at {system.url} "
+                  f"({'OAuth2' if paypost.secrets else 'no credentials: PAYPOST_SECRET_KEY is not set'}); "
+                  f"its entries, tasks and flags: {system.url}/_entries and {system.url}/_alerts")
+
+    demos: list[Any] = []
 
     api = paypost.http_app(role=role.value, after_start=publish_demo if demo else None)
     tokens = settings.tokens
@@ -76,6 +91,20 @@ def run(
     finally:
         if started:
             started.stop()
+
+
+class DemoSetup:
+    """The demo's practice set up as the API would (its secret sealed), and a mapping entered."""
+
+    def __init__(self, paypost: Any) -> None:
+        self._paypost = paypost
+
+    async def practice(self, practice_id: str, name: str, ledger: dict[str, object]) -> object:
+        return await self._paypost.application.practices.put(practice_id, name, ledger, True)
+
+    async def mapping(self, practice_id: str, patient_account_id: str, ehr_patient_id: str) -> object:
+        return await self._paypost.mapping_service.update(practice_id, patient_account_id, ehr_patient_id,
+                                                          actor="demo", source="demo")
 
 
 def https_files(settings: Settings) -> tuple[str | None, str | None]:

@@ -22,10 +22,11 @@ pytestmark = pytest.mark.integration
 def test_run_with_demo_shows_loaded_and_failed_rows_then_stops_cleanly(
     services: Services, amqp_url: str, tmp_path: Path
 ) -> None:
-    port = free_port()
+    port, system_port = free_port(), free_port()
     env = {**os.environ, "PAYPOST_AMQP_URL": amqp_url, "PAYPOST_MONGODB_URI": services.mongodb_uri,
            "PAYPOST_MONGODB_DB": f"run_{uuid.uuid4().hex[:8]}", "PAYPOST_HTTP": f"127.0.0.1:{port}",
-           "PAYPOST_API_TOKENS": "t1:viewer:someone", "PAYPOST_DATA_DIR": str(tmp_path)}
+           "PAYPOST_API_TOKENS": "t1:viewer:someone", "PAYPOST_DATA_DIR": str(tmp_path),
+           "PAYPOST_DEMO_SYSTEM_PORT": str(system_port)}
     paypost = Path(sys.executable).with_name("paypost")
     proc = subprocess.Popen([str(paypost), "run", "--demo"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -46,6 +47,22 @@ def test_run_with_demo_shows_loaded_and_failed_rows_then_stops_cleanly(
             time.sleep(0.3)
         assert {"LOADED", "FAILED"} <= statuses
         assert httpx.get(f"{base}/readyz", timeout=5).json()["status"] == "ready"
+        # The demo's second practice posts into the reference practice-management system, with OAuth2
+        # (the local run made a secret key to seal its client secret): entries, a task and a flag arrive.
+        system = f"http://127.0.0.1:{system_port}"
+        while time.monotonic() < deadline:
+            alerts = httpx.get(f"{system}/_alerts", timeout=2).json()
+            if alerts["tasks"] and alerts["flags"]:
+                break
+            time.sleep(0.3)
+        assert [t["title"] for t in alerts["tasks"]] == [alerts["tasks"][0]["title"]]
+        assert "did not load: PATIENT_NOT_FOUND" in alerts["tasks"][0]["title"]
+        assert [f["patient_id"] for f in alerts["flags"]] == ["EHR-2999"]
+        assert len(httpx.get(f"{system}/_entries", timeout=2).json()["items"]) == 2
+        shown = httpx.get(f"{base}/api/v1/practices/demo-pms", headers={"Authorization": "Bearer t1"}, timeout=2)
+        assert shown.json()["ledger"]["auth"] == {"kind": "oauth2_client_credentials",
+                                                   "token_url": f"{system}/oauth/token",
+                                                   "client_id": "paypost-demo", "configured": True}
     finally:
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=30)
