@@ -1,8 +1,9 @@
 """A Hypothesis stateful test of the posting life cycle, on the real MongoDB.
 
-Random sequences of deliveries, duplicates, corrections, refunds, retries, clears and mapping
-fixes. Throughout: at most one ledger entry per payment or refund, never both CLEARED and posted,
-LOADED exactly when posted, and the ledger's sums equal what LOADED says.
+Random sequences of deliveries, duplicates, corrections, refunds, retries, clears, mapping
+fixes, and the practice held and released by hand. Throughout: at most one ledger entry per
+payment or refund, never both CLEARED and posted, LOADED exactly when posted, nothing left in
+flight (but HELD while the practice is held), and the ledger's sums equal what LOADED says.
 
 The broker is replaced here by direct calls (a replay goes straight to the posting service):
 the broker paths have their own tests; this one is about the states and the database.
@@ -26,12 +27,16 @@ from domain.posting import KeptMessage
 from handlers.announcing import Announcer
 from handlers.messagebus import MessageBus
 from handlers.operations import ClearRequest, Pacer, PostingOperations
+from handlers.outages import OutageBoard, Outages, OutageWorker
 from handlers.posting import PostingService
+from infra.alerts import MongoAlertStore
 from infra.directory import MongoMappingStore, MongoPracticeDirectory
 from infra.ledger_builtin import BuiltinLedger, Ledgers
 from infra.ledger_http import HttpLedgers
 from infra.mongo import Collections, connect, ensure_indexes
+from infra.outages import MongoOutageStore
 from infra.postings import MongoPostingCommands, MongoPostingStore
+from producers.events import OutcomePublisher
 from schemas.topics import ROUTING_KEY_HEADER
 from tests.support.services import Services
 
@@ -40,6 +45,13 @@ pytestmark = pytest.mark.integration
 PAYMENTS = [f"pay-{i}" for i in range(4)]
 ACCOUNTS = ["acct-0", "acct-1"]
 AMOUNTS = st.sampled_from(["10.00", "25.50", "99.99", "1.00"])
+
+
+class _Alone:
+    """One process: every lease is this one's."""
+
+    async def hold(self, duty: str, ttl: float) -> bool:
+        return True
 
 
 def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
@@ -64,8 +76,14 @@ def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
             self.http = HttpLedgers(1, 1.0)
             ledgers = Ledgers(BuiltinLedger(self.c, directory), self.http)
             bus = MessageBus()  # what follows an outcome (events, alerts) is not this test's
+            outage_store = MongoOutageStore(self.c)
+            self.outages = Outages(outage_store, postings, MongoAlertStore(self.c),
+                                   OutageBoard(outage_store, refresh_every=0), bus, OutcomePublisher(self._publish),
+                                   hold_after=60, probe_every=30)
             self.service = PostingService(postings, directory, self.mappings, ledgers, Announcer(bus, postings),
-                                          64 * 1024)
+                                          64 * 1024, self.outages)
+            self.worker = OutageWorker(self.outages, postings, self.service, _Alone())
+            self.held = False
             self.ops = PostingOperations(MongoPostingCommands(self.c), self._publish, bus, Pacer(1e9))
             now = datetime.now(UTC)
             await directory.put_practice("clinic-p", "P", {"kind": "builtin"}, True, now)
@@ -133,6 +151,20 @@ def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
             self.run(go())
 
         @rule()
+        def hold(self) -> None:
+            self.run(self.outages.hold_by_hand("clinic-p", "prop holds it", "prop"))
+            self.held = True
+
+        @rule()
+        def release(self) -> None:
+            async def go() -> None:
+                await self.outages.release_by_hand("clinic-p", "prop")
+                await self.worker.step("clinic-p", None)  # the background's next round, now
+
+            self.run(go())
+            self.held = False
+
+        @rule()
         def refunds_heal(self) -> None:
             self.run(self.ops.heal_waiting_refunds())
 
@@ -150,7 +182,8 @@ def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
                     status = doc["load_status"]
                     assert not (status == "CLEARED" and pid in posted), f"{pid} is CLEARED and posted"
                     assert (status == "LOADED") == (pid in posted), f"{pid} is {status}, posted={pid in posted}"
-                    assert status in ("LOADED", "FAILED", "CLEARED"), f"{pid} left {status}"
+                    settled = ("LOADED", "FAILED", "CLEARED", *(("HELD",) if self.held else ()))
+                    assert status in settled, f"{pid} left {status} (held: {self.held})"
                 total_ledger = sum((e["amount"] for e in entries), Decimal(0))
                 total_loaded = sum((d["amount"] if d["kind"] == "payment" else -d["amount"]
                                     for d in postings.values() if d["load_status"] == "LOADED"), Decimal(0))
