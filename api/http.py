@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api import errors, keys, render
 from api.access import AccessLog, Caller, FailedKeys, authenticate
 from api.errors import ApiError, error_response
+from api.export import csv_chunks
 from api.keys import PracticeList, WhoAmI
 from domain.access import AccessDenied
 from domain.alerts import AlertState
@@ -28,18 +29,33 @@ from domain.model import LoadStatus
 from domain.ports import PostingFilter
 from domain.posting import PostingKey
 from handlers.application import Application
-from handlers.changes import EmptySelection, MissingReason
+from handlers.changes import (
+    EmptySelection,
+    GroupClear,
+    InvalidCanary,
+    MissingReason,
+    Selection,
+    SelectionTooLarge,
+    UnknownGroup,
+)
 from handlers.keys import InvalidKey
 from handlers.practices import NotFound
+from handlers.triage import AlertResolved, NotSnoozable
 from schemas import PAYPOST_VERSION
 from schemas.api import (
+    AlertOut,
     AlertPage,
+    AssigneeIn,
+    AssigneeOut,
     ChangesIn,
     EmptyBody,
     ErrorOut,
+    FailureGroupPage,
     LedgerOut,
     MappingIn,
     MappingOut,
+    NoteIn,
+    NoteOut,
     OperationAccepted,
     OperationOut,
     PatientOut,
@@ -47,6 +63,8 @@ from schemas.api import (
     PostingPage,
     PracticeIn,
     PracticeOut,
+    PreviewOut,
+    SnoozeIn,
     TransferOut,
 )
 from schemas.messages import ClearItem
@@ -118,9 +136,7 @@ async def put_mapping(
             "ehr_patient_id": body.ehr_patient_id, "retried": retried}
 
 
-@router.get("/postings", response_model=PostingPage, tags=["postings"])
-async def list_postings(
-    app: Caller,
+def report_filter(
     practice_id: Annotated[str | None, Query(pattern=PRACTICE_ID_PATTERN)] = None,
     status: LoadStatus | None = None,
     error_code: LoadErrorCode | None = None,
@@ -128,16 +144,45 @@ async def list_postings(
     patient_account_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
     received_from: datetime | None = None,
     received_to: datetime | None = None,
+) -> PostingFilter:
+    """The report's filters, the same for its pages and its export."""
+    return PostingFilter(
+        practice_id=practice_id, status=status, error_code=error_code, merchant_transfer_id=merchant_transfer_id,
+        patient_account_id=patient_account_id, received_from=received_from, received_to=received_to,
+    )
+
+
+ReportFilter = Annotated[PostingFilter, Depends(report_filter)]
+
+
+@router.get("/postings", response_model=PostingPage, tags=["postings"])
+async def list_postings(
+    app: Caller, where: ReportFilter,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> dict[str, Any]:
     """The Merchant Transfers report rows, newest first, paged."""
-    where = PostingFilter(
-        practice_id=practice_id, status=status, error_code=error_code, merchant_transfer_id=merchant_transfer_id,
-        patient_account_id=patient_account_id, received_from=received_from, received_to=received_to,
-    )
     docs, next_cursor = await app.reports.page(where, limit, cursor)
     return {"items": [render.row(d) for d in docs], "next_cursor": next_cursor}
+
+
+@router.get("/postings.csv", tags=["postings"], response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}, "description": "The report as CSV, streamed"}})
+async def export_postings(app: Caller, where: ReportFilter) -> StreamingResponse:
+    """Every row the filters select, newest first, as CSV: streamed, a batch at a time."""
+    rows = app.reports.every_row(where)  # a practice out of scope is refused here, before the stream starts
+    return StreamingResponse(csv_chunks(rows), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": 'attachment; filename="postings.csv"',
+                                      "Cache-Control": "no-store"})
+
+
+@router.get("/failure-groups", response_model=FailureGroupPage, tags=["triage"])
+async def failure_groups(
+    app: Caller, practice_id: Annotated[str | None, Query(pattern=PRACTICE_ID_PATTERN)] = None,
+) -> dict[str, Any]:
+    """FAILED postings grouped by practice, Load Error and cause, largest count first."""
+    groups = await app.triage.failure_groups(practice_id)
+    return {"items": [render.failure_group(g) for g in groups]}
 
 
 @router.get("/postings/{practice_id}/{payment_id:path}", response_model=PostingDetail, tags=["postings"])
@@ -146,24 +191,56 @@ async def get_posting(practice_id: str, payment_id: str, app: Caller) -> dict[st
     return render.detail(await app.reports.posting(PostingKey(practice_id, payment_id)))
 
 
-@router.post("/postings/changes", status_code=202, response_model=OperationAccepted, tags=["postings"])
-async def save_changes(body: ChangesIn, app: Caller) -> dict[str, str]:
-    """Save Changes: retry and clear a selection as one operation; follow it at /operations/{id}."""
-    clears = [ClearItem(payment_id=c.payment_id, reason=c.reason, manual_reference=c.manual_reference)
-              for c in body.clear]
+@router.post("/postings/changes", status_code=202, response_model=OperationAccepted, tags=["postings"],
+             responses={200: {"model": PreviewOut, "description": "dry_run=true: what it would do; nothing changed"}})
+async def save_changes(
+    body: ChangesIn, app: Caller,
+    dry_run: Annotated[bool, Query(description="say what it would do, and change nothing")] = False,
+) -> Any:
+    """Save Changes: retry and clear a selection (payments or failure groups) as one operation;
+    follow it at /operations/{id}. With ``canary: k`` the rest waits for the first k retries to load."""
+    selection = Selection(
+        clear=[ClearItem(payment_id=c.payment_id, reason=c.reason, manual_reference=c.manual_reference)
+               for c in body.clear],
+        retry_groups=body.retry_groups,
+        clear_groups=[GroupClear(g.group_id, g.reason, g.manual_reference) for g in body.clear_groups],
+        canary=body.canary)
+    if dry_run:
+        items = await app.save_changes.preview(body.practice_id, Selection(
+            retry=body.retry, clear=selection.clear, retry_groups=selection.retry_groups,
+            clear_groups=selection.clear_groups, canary=selection.canary))
+        return JSONResponse({"total": len(items), "items": [
+            {"payment_id": i.payment_id, "action": i.action, "result": i.result, "message": i.message}
+            for i in items]})
     try:
-        operation_id = await app.save_changes(body.practice_id, body.retry, clears, app.who.name)
+        operation_id = await app.save_changes(body.practice_id, body.retry, [], app.who.name, selection)
     except Unroutable as exc:
         raise ApiError(503, "commands_unroutable", f"Save Changes could not be sent in full: {exc}. "
                        "paypost's topology is damaged; restart paypost to declare it again.") from exc
-    return {"operation_id": operation_id}
+    return JSONResponse({"operation_id": operation_id}, status_code=202)
+
+
+@router.post("/postings/{practice_id}/{payment_id:path}/notes", status_code=201, response_model=NoteOut,
+             tags=["triage"])
+async def add_note(practice_id: PracticeId, payment_id: str, body: NoteIn, app: Caller) -> dict[str, Any]:
+    """Add a note to a posting's audit trail (action ``note``)."""
+    entry, count = await app.triage.add_note(PostingKey(practice_id, payment_id), body.text)
+    return {"practice_id": practice_id, "payment_id": payment_id, "notes_count": count,
+            "note": render.audit_entry(entry)}
+
+
+@router.put("/postings/{practice_id}/{payment_id:path}/assignee", response_model=AssigneeOut, tags=["triage"])
+async def put_assignee(practice_id: PracticeId, payment_id: str, body: AssigneeIn, app: Caller) -> dict[str, Any]:
+    """Mark who is looking at a posting (``null``: nobody); recorded in its audit trail."""
+    entry = await app.triage.assign(PostingKey(practice_id, payment_id), body.assignee)
+    return {"practice_id": practice_id, "payment_id": payment_id,
+            "assignee": body.assignee.strip() if body.assignee else None, "audit": render.audit_entry(entry)}
 
 
 @router.get("/operations/{operation_id}", response_model=OperationOut, tags=["postings"])
 async def get_operation(operation_id: AnyId, app: Caller) -> dict[str, Any]:
     """Progress and per-item result of a Save Changes."""
-    op = await app.reports.operation(operation_id)
-    return {**op, "created_at": render.iso(op["created_at"])}
+    return render.operation(await app.reports.operation(operation_id))
 
 
 @router.get("/transfers/{practice_id}/{merchant_transfer_id}", response_model=TransferOut, tags=["transfers"])
@@ -183,6 +260,12 @@ async def list_alerts(
     """Office tasks and patient flags; ``state=open`` includes escalated ones."""
     alerts = await app.reports.alerts(practice_id, AlertState(state) if state else None, limit)
     return {"items": [render.alert(a) for a in alerts]}
+
+
+@router.post("/alerts/{alert_id:path}/snooze", response_model=AlertOut, tags=["alerts"])
+async def snooze_alert(alert_id: str, body: SnoozeIn, app: Caller) -> dict[str, Any]:
+    """Keep an alert from escalating before ``until``; the alert shows its snooze."""
+    return render.alert(await app.triage.snooze(alert_id, body.until, body.reason))
 
 
 @router.get("/practices", response_model=PracticeList, tags=["practices"])
@@ -310,6 +393,11 @@ def _install_handler_errors(app: FastAPI) -> None:
         RefusedHost: (400, "refused_host"),
         AccessDenied: (403, "forbidden"),
         InvalidKey: (422, "invalid_request"),
+        UnknownGroup: (422, "unknown_group"),
+        SelectionTooLarge: (422, "selection_too_large"),
+        InvalidCanary: (422, "invalid_canary"),
+        NotSnoozable: (422, "invalid_request"),
+        AlertResolved: (409, "alert_resolved"),
     }
 
     async def _answer(_: Request, exc: Exception) -> JSONResponse:

@@ -10,8 +10,10 @@ from domain.alerts import Alert
 from domain.integrations import shown
 from domain.money import format_money
 from domain.ports import Record as Doc
+from domain.posting import AuditEntry
 from domain.reconciliation import Bucket, Reconciliation
 from domain.transfers import SettledTransfer
+from domain.triage import FailureGroup
 
 
 def iso(value: datetime | None) -> str | None:
@@ -38,6 +40,8 @@ def row(doc: Doc) -> dict[str, Any]:
         "load_error": doc.get("load_error"),
         "attempts_count": doc.get("attempts_count", 0),
         "clear_verified": (doc.get("cleared") or {}).get("verified"),
+        "assignee": doc.get("assignee"),
+        "notes_count": doc.get("notes_count", 0),
         "received_at": iso(doc["received_at"]),
         "updated_at": iso(doc["updated_at"]),
     }
@@ -99,8 +103,30 @@ def alert(a: Alert) -> dict[str, Any]:
         "alert_id": a.alert_id, "kind": a.kind.value, "practice_id": a.practice_id,
         "patient_account_id": a.patient_account_id, "payment_id": a.payment_id,
         "state": a.state.value, "opened_at": iso(a.opened_at), "resolved_at": iso(a.resolved_at),
-        "escalated_at": iso(a.escalated_at),
+        "escalated_at": iso(a.escalated_at), "snoozed_until": iso(a.snoozed_until),
+        "snooze_reason": a.snooze_reason, "snoozed_by": a.snoozed_by,
     }
+
+
+def audit_entry(e: AuditEntry) -> dict[str, Any]:
+    return {"at": iso(e.at), "actor": e.actor, "action": e.action, "reason": e.reason, "detail": e.detail}
+
+
+def failure_group(g: FailureGroup) -> dict[str, Any]:
+    return {"group_id": g.key.group_id, "practice_id": g.key.practice_id, "error_code": g.key.error_code.value,
+            "cause": g.key.cause, "count": g.count, "amount": format_money(g.amount),
+            "first_failed_at": iso(g.first_failed_at), "last_failed_at": iso(g.last_failed_at)}
+
+
+CANARY_STATES = {"waiting": "waiting", "proceeding": "passed", "proceeded": "passed", "stopping": "stopped",
+                 "stopped": "stopped"}
+
+
+def operation(op: Doc) -> dict[str, Any]:
+    canary = op.get("canary")
+    shown = {"size": canary["size"], "state": CANARY_STATES[canary["phase"]],
+             "payment_ids": canary["payment_ids"]} if canary else None
+    return {**op, "created_at": iso(op["created_at"]), "canary": shown}
 
 
 def practice(practice_id: str, doc: Doc) -> dict[str, Any]:

@@ -43,6 +43,9 @@ class Alert:
     opened_at: datetime
     resolved_at: datetime | None = None
     escalated_at: datetime | None = None
+    snoozed_until: datetime | None = None  # not escalated before then (contract section 8)
+    snooze_reason: str | None = None
+    snoozed_by: str | None = None
 
 
 def task_id(key: PostingKey) -> str:
