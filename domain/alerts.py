@@ -53,6 +53,14 @@ def task_id(key: PostingKey) -> str:
     return f"task:{key.practice_id}:{key.payment_id}"
 
 
+def practice_named_by(alert_id: str) -> str | None:
+    """The practice an alert's id names (``task:<practice>:...``, ``patient:<practice>:...``), if any:
+    practice ids hold no colon, so it is the second part."""
+    kind, _, rest = alert_id.partition(":")
+    practice, sep, _ = rest.partition(":")
+    return practice if kind in (AlertKind.TASK.value, AlertKind.PATIENT.value) and sep and practice else None
+
+
 def flag_opens(posting: Posting) -> bool:
     """A failure flags its patient when the posting's patient account is known."""
     return posting.patient_account_id is not None

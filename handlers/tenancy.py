@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from domain.access import AccessDenied, ApiKey, Principal, Role
-from domain.alerts import Alert, AlertState
+from domain.alerts import Alert, AlertState, practice_named_by
 from domain.ports import BroadcastEvent, EventFeed, FailedSelection, PostingFilter, Record
 from domain.posting import AuditEntry, PostingKey
 from domain.reconciliation import Reconciliation
@@ -158,6 +158,9 @@ class ScopedTriage:
         return await self._inner.assign(key, assignee, self._guard.who.name)
 
     async def snooze(self, alert_id: str, until: datetime, reason: str) -> Alert:
+        named = practice_named_by(alert_id)
+        if named is not None:
+            self._guard.read(named)  # a practice out of scope: as if it did not exist, before any lookup
         found = await self._inner.alert(alert_id)
         if not self._guard.who.scope.covers(found.practice_id):
             raise alert_not_found(alert_id)  # as if it did not exist

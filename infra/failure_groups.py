@@ -50,6 +50,18 @@ def _practices(practice_id: str | None, scope: Scope) -> Doc:
     return {} if scope.practices is None else {"practice_id": {"$in": sorted(scope.practices)}}
 
 
+def groups_pipeline(practice_id: str | None, scope: Scope) -> list[Doc]:
+    """The aggregation of the groups (run with ``hint=GROUP_INDEX``)."""
+    match: Doc = {**_practices(practice_id, scope), "load_status": LoadStatus.FAILED.value}
+    return [
+        {"$match": match},
+        {"$group": {"_id": {"practice_id": "$practice_id", "group_id": "$group_id"},
+                    "error_code": {"$first": "$load_error.code"}, "cause": {"$first": "$group_cause"},
+                    "count": {"$sum": 1}, "amount": {"$sum": "$amount"},
+                    "first": {"$min": "$failed_at"}, "last": {"$max": "$failed_at"}}},
+    ]
+
+
 class MongoFailureGroups:
     """The FailureGroupReader port: the groups of FAILED postings, read through their partial index."""
 
@@ -83,16 +95,8 @@ class MongoFailureGroups:
             done += len(docs)
 
     async def groups(self, practice_id: str | None, scope: Scope) -> list[FailureGroup]:
-        match: Doc = {**_practices(practice_id, scope), "load_status": LoadStatus.FAILED.value}
-        pipeline: list[Doc] = [
-            {"$match": match},
-            {"$group": {"_id": {"practice_id": "$practice_id", "group_id": "$group_id"},
-                        "error_code": {"$first": "$load_error.code"}, "cause": {"$first": "$group_cause"},
-                        "count": {"$sum": 1}, "amount": {"$sum": "$amount"},
-                        "first": {"$min": "$failed_at"}, "last": {"$max": "$failed_at"}}},
-        ]
         # By the partial index: only FAILED postings are read, never the rest of the collection.
-        cursor = await self._c.aggregate(pipeline, hint=GROUP_INDEX)
+        cursor = await self._c.aggregate(groups_pipeline(practice_id, scope), hint=GROUP_INDEX)
         found = []
         async for g in cursor:
             if g["error_code"] is None:

@@ -368,10 +368,12 @@ async def test_a_snooze_of_an_alert_out_of_scope_or_resolved_is_refused(api: htt
     b_alert = (await api.get("/api/v1/alerts", params={"practice_id": "clinic-b"})).json()["items"][0]
     body = {"until": (datetime.now(UTC) + timedelta(hours=1)).isoformat(), "reason": "later"}
     r = await api.post(f"/api/v1/alerts/{b_alert['alert_id']}/snooze", json=body, headers=auth(A_OP))
-    missing = await api.post("/api/v1/alerts/task:clinic-a:none/snooze", json=body, headers=auth(A_OP))
+    missing = await api.post("/api/v1/alerts/task:clinic-b:none/snooze", json=body, headers=auth(A_OP))
+    # The same answer as for a practice that does not exist, whether or not the alert does.
     assert r.status_code == missing.status_code == 404
-    assert r.json() == (await api.post(f"/api/v1/alerts/{b_alert['alert_id']}x/snooze", json=body)).json() | {
-        "error": {"code": "not_found", "message": f"No alert {b_alert['alert_id']}."}}
+    assert r.json() == missing.json() == {"error": {"code": "not_found", "message": "Practice clinic-b is not set up."}}
+    in_scope = await api.post("/api/v1/alerts/task:clinic-a:none/snooze", json=body, headers=auth(A_OP))
+    assert in_scope.status_code == 404 and in_scope.json()["error"]["message"] == "No alert task:clinic-a:none."
     r = await api.post("/api/v1/postings/changes", json={
         "practice_id": "clinic-a", "clear": [{"payment_id": "y-0", "reason": "posted by hand"}]})
     await wait_status(api, "clinic-a", "y-0", "CLEARED")
