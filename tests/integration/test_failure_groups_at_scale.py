@@ -80,8 +80,9 @@ async def test_failure_groups_read_only_the_failed_postings(paypost: Paypost, ap
                     "hint": GROUP_INDEX},
         "verbosity": "executionStats"})
     examined = _examined(explain)
-    measured = (f"\nfailure groups: {TOTAL:,} postings ({failed:,} FAILED, {GROUPS} groups), inserted in {loaded_in:.1f} s; "
-          f"GET /failure-groups median {statistics.median(timings):.1f} ms, max {max(timings):.1f} ms "
-          f"over {len(timings)} calls; documents examined {examined}")
+    measured = (f"\nfailure groups: {TOTAL:,} postings ({failed:,} FAILED, {GROUPS} groups), "
+                f"inserted in {loaded_in:.1f} s; GET /failure-groups median {statistics.median(timings):.1f} ms, "
+                f"max {max(timings):.1f} ms "
+                f"over {len(timings)} calls; documents examined {examined}")
     print(measured)  # noqa: T201 - the measurement is the point of this test: it is shown, not asserted
     assert examined and max(examined) == failed  # the FAILED postings, none of the others
