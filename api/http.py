@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api import errors, keys, render
+from api import errors, keys, render, triage
 from api.access import AccessLog, Caller, FailedKeys, authenticate
 from api.errors import ApiError, error_response
 from api.export import csv_chunks
@@ -43,19 +43,13 @@ from handlers.practices import NotFound
 from handlers.triage import AlertResolved, NotSnoozable
 from schemas import PAYPOST_VERSION
 from schemas.api import (
-    AlertOut,
     AlertPage,
-    AssigneeIn,
-    AssigneeOut,
     ChangesIn,
     EmptyBody,
     ErrorOut,
-    FailureGroupPage,
     LedgerOut,
     MappingIn,
     MappingOut,
-    NoteIn,
-    NoteOut,
     OperationAccepted,
     OperationOut,
     PatientOut,
@@ -64,7 +58,6 @@ from schemas.api import (
     PracticeIn,
     PracticeOut,
     PreviewOut,
-    SnoozeIn,
     TransferOut,
 )
 from schemas.messages import ClearItem
@@ -176,15 +169,6 @@ async def export_postings(app: Caller, where: ReportFilter) -> StreamingResponse
                                       "Cache-Control": "no-store"})
 
 
-@router.get("/failure-groups", response_model=FailureGroupPage, tags=["triage"])
-async def failure_groups(
-    app: Caller, practice_id: Annotated[str | None, Query(pattern=PRACTICE_ID_PATTERN)] = None,
-) -> dict[str, Any]:
-    """FAILED postings grouped by practice, Load Error and cause, largest count first."""
-    groups = await app.triage.failure_groups(practice_id)
-    return {"items": [render.failure_group(g) for g in groups]}
-
-
 @router.get("/postings/{practice_id}/{payment_id:path}", response_model=PostingDetail, tags=["postings"])
 async def get_posting(practice_id: str, payment_id: str, app: Caller) -> dict[str, Any]:
     """One posting with its attempts, Load Error history and audit trail."""
@@ -220,23 +204,6 @@ async def save_changes(
     return JSONResponse({"operation_id": operation_id}, status_code=202)
 
 
-@router.post("/postings/{practice_id}/{payment_id:path}/notes", status_code=201, response_model=NoteOut,
-             tags=["triage"])
-async def add_note(practice_id: PracticeId, payment_id: str, body: NoteIn, app: Caller) -> dict[str, Any]:
-    """Add a note to a posting's audit trail (action ``note``)."""
-    entry, count = await app.triage.add_note(PostingKey(practice_id, payment_id), body.text)
-    return {"practice_id": practice_id, "payment_id": payment_id, "notes_count": count,
-            "note": render.audit_entry(entry)}
-
-
-@router.put("/postings/{practice_id}/{payment_id:path}/assignee", response_model=AssigneeOut, tags=["triage"])
-async def put_assignee(practice_id: PracticeId, payment_id: str, body: AssigneeIn, app: Caller) -> dict[str, Any]:
-    """Mark who is looking at a posting (``null``: nobody); recorded in its audit trail."""
-    entry = await app.triage.assign(PostingKey(practice_id, payment_id), body.assignee)
-    return {"practice_id": practice_id, "payment_id": payment_id,
-            "assignee": body.assignee.strip() if body.assignee else None, "audit": render.audit_entry(entry)}
-
-
 @router.get("/operations/{operation_id}", response_model=OperationOut, tags=["postings"])
 async def get_operation(operation_id: AnyId, app: Caller) -> dict[str, Any]:
     """Progress and per-item result of a Save Changes."""
@@ -260,12 +227,6 @@ async def list_alerts(
     """Office tasks and patient flags; ``state=open`` includes escalated ones."""
     alerts = await app.reports.alerts(practice_id, AlertState(state) if state else None, limit)
     return {"items": [render.alert(a) for a in alerts]}
-
-
-@router.post("/alerts/{alert_id:path}/snooze", response_model=AlertOut, tags=["alerts"])
-async def snooze_alert(alert_id: str, body: SnoozeIn, app: Caller) -> dict[str, Any]:
-    """Keep an alert from escalating before ``until``; the alert shows its snooze."""
-    return render.alert(await app.triage.snooze(alert_id, body.until, body.reason))
 
 
 @router.get("/practices", response_model=PracticeList, tags=["practices"])
@@ -371,6 +332,7 @@ def create_app(
     errors.install(app)
     _install_handler_errors(app)
     app.include_router(router)
+    app.include_router(triage.router)
     app.include_router(keys.router)
     app.include_router(health)
     app.add_middleware(AccessLog)
