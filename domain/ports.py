@@ -243,6 +243,9 @@ class OperationStore(Protocol):
 
     async def finish_canary(self, operation_id: str, phase: str, to: str) -> None: ...
 
+    async def recorded(self, operation_id: str, action: str, payment_ids: Sequence[str]) -> set[str]:
+        """Which of these items of the operation have their result kept."""
+
     async def discard(self, operation_id: str) -> None: ...
 
     async def record(self, operation_id: str, results: Sequence[ItemResult], at: datetime) -> None:

@@ -56,11 +56,7 @@ class Canaries:
     async def _decide(self, op: Record, now: datetime) -> int:
         canary = op["canary"]
         ids: list[str] = canary["payment_ids"]
-        full = await self._operations.get(op["_id"])
-        if full is None:
-            return 0
-        results = {i["payment_id"]: i["result"] for i in full["items"] if i["action"] == "retry"}
-        recorded = all(results.get(p) is not None for p in ids)
+        recorded = len(await self._operations.recorded(op["_id"], "retry", ids)) == len(set(ids))
         states = await self._postings.states([PostingKey(op["practice_id"], p) for p in ids])
         statuses: dict[str, LoadStatus | None] = dict.fromkeys(ids)
         for key, state in states.items():

@@ -49,6 +49,11 @@ class MongoOperationStore:
                       **({"canary.message": message} if message is not None else {})}})
         return result.modified_count == 1
 
+    async def recorded(self, operation_id: str, action: str, payment_ids: Sequence[str]) -> set[str]:
+        """Which of these items have their result kept (by _id: the canary's few, not the whole operation)."""
+        ids = [f"{operation_id}\x00{action}\x00{p}" for p in payment_ids]
+        return {d["payment_id"] async for d in self._results.find({"_id": {"$in": ids}}, {"payment_id": 1})}
+
     async def finish_canary(self, operation_id: str, phase: str, to: str) -> None:
         """The verdict is carried out: the canary leaves the ones to advance."""
         await self._ops.update_one({"_id": operation_id, "canary.phase": phase},

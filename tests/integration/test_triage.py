@@ -465,3 +465,27 @@ async def test_the_export_honours_the_scope_and_refuses_bad_filters(paypost: Pay
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
     r = await api.get("/api/v1/postings.csv", headers={"Authorization": ""})
     assert r.status_code == 401
+
+
+async def test_a_verdict_whose_process_stopped_is_carried_out_by_another(api: httpx.AsyncClient, paypost: Paypost,
+                                                                          upstream: Upstream) -> None:
+    ids = ["s-0", "s-1", "s-2"]
+    await _unconfigured_failures(api, upstream, ids, {})
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    items = [{"payment_id": p, "action": "retry"} for p in ids]
+    canary = {"size": 1, "payment_ids": ["s-0"], "rest_retry": ["s-1", "s-2"], "rest_clear": [],
+              "deadline": long_ago + timedelta(minutes=30)}
+    store = paypost.operation_store
+    await store.create("op-stale", "clinic-n", "alice", items, long_ago, canary)
+    # A process found the canary loaded, claimed "proceeding", and stopped before sending the rest.
+    assert await store.claim_canary("op-stale", "waiting", "proceeding", None, long_ago)
+    await paypost.canaries.advance()  # any other process's sweep (the fixture's runs one too)
+
+    for p in ("s-1", "s-2"):
+        await wait_status(api, "clinic-n", p, "LOADED")
+    shown = (await api.get("/api/v1/operations/op-stale")).json()
+    # The rest was sent once it was taken over; the canary itself never was (this test made it up).
+    assert [(i["payment_id"], i["result"]) for i in shown["items"]] == [("s-0", None), ("s-1", "retried"),
+                                                                        ("s-2", "retried")]
+    assert shown["canary"]["state"] == "passed"
+    assert await paypost.collections.operations.count_documents({"_id": "op-stale", "canary_undecided": True}) == 0
