@@ -15,9 +15,10 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api import errors, keys, render
+from api import errors, keys, render, triage
 from api.access import AccessLog, Caller, FailedKeys, authenticate
 from api.errors import ApiError, error_response
+from api.export import csv_chunks
 from api.keys import PracticeList, WhoAmI
 from domain.access import AccessDenied
 from domain.alerts import AlertState
@@ -28,9 +29,18 @@ from domain.model import LoadStatus
 from domain.ports import PostingFilter
 from domain.posting import PostingKey
 from handlers.application import Application
-from handlers.changes import EmptySelection, MissingReason
+from handlers.changes import (
+    EmptySelection,
+    GroupClear,
+    InvalidCanary,
+    MissingReason,
+    Selection,
+    SelectionTooLarge,
+    UnknownGroup,
+)
 from handlers.keys import InvalidKey
 from handlers.practices import NotFound
+from handlers.triage import AlertResolved, NotSnoozable
 from schemas import PAYPOST_VERSION
 from schemas.api import (
     AlertPage,
@@ -48,6 +58,7 @@ from schemas.api import (
     PostingPage,
     PracticeIn,
     PracticeOut,
+    PreviewOut,
     TransferOut,
 )
 from schemas.messages import ClearItem
@@ -131,9 +142,7 @@ async def put_mapping(
             "ehr_patient_id": body.ehr_patient_id, "retried": retried}
 
 
-@router.get("/postings", response_model=PostingPage, tags=["postings"])
-async def list_postings(
-    app: Caller,
+def report_filter(
     practice_id: Annotated[str | None, Query(pattern=PRACTICE_ID_PATTERN)] = None,
     status: LoadStatus | None = None,
     error_code: LoadErrorCode | None = None,
@@ -141,16 +150,36 @@ async def list_postings(
     patient_account_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
     received_from: datetime | None = None,
     received_to: datetime | None = None,
+) -> PostingFilter:
+    """The report's filters, the same for its pages and its export."""
+    return PostingFilter(
+        practice_id=practice_id, status=status, error_code=error_code, merchant_transfer_id=merchant_transfer_id,
+        patient_account_id=patient_account_id, received_from=received_from, received_to=received_to,
+    )
+
+
+ReportFilter = Annotated[PostingFilter, Depends(report_filter)]
+
+
+@router.get("/postings", response_model=PostingPage, tags=["postings"])
+async def list_postings(
+    app: Caller, where: ReportFilter,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> dict[str, Any]:
     """The Merchant Transfers report rows, newest first, paged."""
-    where = PostingFilter(
-        practice_id=practice_id, status=status, error_code=error_code, merchant_transfer_id=merchant_transfer_id,
-        patient_account_id=patient_account_id, received_from=received_from, received_to=received_to,
-    )
     docs, next_cursor = await app.reports.page(where, limit, cursor)
     return {"items": [render.row(d) for d in docs], "next_cursor": next_cursor}
+
+
+@router.get("/postings.csv", tags=["postings"], response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}, "description": "The report as CSV, streamed"}})
+async def export_postings(app: Caller, where: ReportFilter) -> StreamingResponse:
+    """Every row the filters select, newest first, as CSV: streamed, a batch at a time."""
+    rows = app.reports.every_row(where)  # a practice out of scope is refused here, before the stream starts
+    return StreamingResponse(csv_chunks(rows), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": 'attachment; filename="postings.csv"',
+                                      "Cache-Control": "no-store"})
 
 
 @router.get("/postings/{practice_id}/{payment_id:path}", response_model=PostingDetail, tags=["postings"])
@@ -159,24 +188,39 @@ async def get_posting(practice_id: str, payment_id: str, app: Caller) -> dict[st
     return render.detail(await app.reports.posting(PostingKey(practice_id, payment_id)))
 
 
-@router.post("/postings/changes", status_code=202, response_model=OperationAccepted, tags=["postings"])
-async def save_changes(body: ChangesIn, app: Caller) -> dict[str, str]:
-    """Save Changes: retry and clear a selection as one operation; follow it at /operations/{id}."""
-    clears = [ClearItem(payment_id=c.payment_id, reason=c.reason, manual_reference=c.manual_reference)
-              for c in body.clear]
+@router.post("/postings/changes", status_code=202, response_model=OperationAccepted, tags=["postings"],
+             responses={200: {"model": PreviewOut, "description": "dry_run=true: what it would do; nothing changed"}})
+async def save_changes(
+    body: ChangesIn, app: Caller,
+    dry_run: Annotated[bool, Query(description="say what it would do, and change nothing")] = False,
+) -> Any:
+    """Save Changes: retry and clear a selection (payments or failure groups) as one operation;
+    follow it at /operations/{id}. With ``canary: k`` the rest waits for the first k retries to load."""
+    selection = Selection(
+        clear=[ClearItem(payment_id=c.payment_id, reason=c.reason, manual_reference=c.manual_reference)
+               for c in body.clear],
+        retry_groups=body.retry_groups,
+        clear_groups=[GroupClear(g.group_id, g.reason, g.manual_reference) for g in body.clear_groups],
+        canary=body.canary)
+    if dry_run:
+        items = await app.save_changes.preview(body.practice_id, Selection(
+            retry=body.retry, clear=selection.clear, retry_groups=selection.retry_groups,
+            clear_groups=selection.clear_groups, canary=selection.canary))
+        return JSONResponse({"total": len(items), "items": [
+            {"payment_id": i.payment_id, "action": i.action, "result": i.result, "message": i.message}
+            for i in items]})
     try:
-        operation_id = await app.save_changes(body.practice_id, body.retry, clears, app.who.name)
+        operation_id = await app.save_changes(body.practice_id, body.retry, [], app.who.name, selection)
     except Unroutable as exc:
         raise ApiError(503, "commands_unroutable", f"Save Changes could not be sent in full: {exc}. "
                        "paypost's topology is damaged; restart paypost to declare it again.") from exc
-    return {"operation_id": operation_id}
+    return JSONResponse({"operation_id": operation_id}, status_code=202)
 
 
 @router.get("/operations/{operation_id}", response_model=OperationOut, tags=["postings"])
 async def get_operation(operation_id: AnyId, app: Caller) -> dict[str, Any]:
     """Progress and per-item result of a Save Changes."""
-    op = await app.reports.operation(operation_id)
-    return {**op, "created_at": render.iso(op["created_at"])}
+    return render.operation(await app.reports.operation(operation_id))
 
 
 @router.get("/transfers/{practice_id}/{merchant_transfer_id}", response_model=TransferOut, tags=["transfers"])
@@ -301,6 +345,7 @@ def create_app(
     errors.install(app)
     _install_handler_errors(app)
     app.include_router(router)
+    app.include_router(triage.router)
     app.include_router(keys.router)
     app.include_router(health)
     app.add_middleware(AccessLog)
@@ -325,6 +370,11 @@ def _install_handler_errors(app: FastAPI) -> None:
         InvalidLedgerSettings: (400, "invalid_ledger_settings"),
         AccessDenied: (403, "forbidden"),
         InvalidKey: (422, "invalid_request"),
+        UnknownGroup: (422, "unknown_group"),
+        SelectionTooLarge: (422, "selection_too_large"),
+        InvalidCanary: (422, "invalid_canary"),
+        NotSnoozable: (422, "invalid_request"),
+        AlertResolved: (409, "alert_resolved"),
     }
 
     async def _answer(_: Request, exc: Exception) -> JSONResponse:

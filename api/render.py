@@ -11,8 +11,10 @@ from domain.integrations import shown
 from domain.money import format_money
 from domain.outages import PracticeOutage
 from domain.ports import Record as Doc
+from domain.posting import AuditEntry
 from domain.reconciliation import Bucket, Reconciliation
 from domain.transfers import SettledTransfer
+from domain.triage import FailureGroup
 
 
 def iso(value: datetime | None) -> str | None:
@@ -39,6 +41,8 @@ def row(doc: Doc) -> dict[str, Any]:
         "load_error": doc.get("load_error"),
         "attempts_count": doc.get("attempts_count", 0),
         "clear_verified": (doc.get("cleared") or {}).get("verified"),
+        "assignee": doc.get("assignee"),
+        "notes_count": doc.get("notes_count", 0),
         "received_at": iso(doc["received_at"]),
         "updated_at": iso(doc["updated_at"]),
     }
@@ -102,7 +106,29 @@ def alert(a: Alert) -> dict[str, Any]:
         "state": a.state.value, "opened_at": iso(a.opened_at), "resolved_at": iso(a.resolved_at),
         "escalated_at": iso(a.escalated_at), "title": a.title, "detail": a.detail,
         "delivery": a.delivery.value if a.delivery else None, "delivery_error": a.delivery_error,
+        "snoozed_until": iso(a.snoozed_until), "snooze_reason": a.snooze_reason, "snoozed_by": a.snoozed_by,
     }
+
+
+def audit_entry(e: AuditEntry) -> dict[str, Any]:
+    return {"at": iso(e.at), "actor": e.actor, "action": e.action, "reason": e.reason, "detail": e.detail}
+
+
+def failure_group(g: FailureGroup) -> dict[str, Any]:
+    return {"group_id": g.key.group_id, "practice_id": g.key.practice_id, "error_code": g.key.error_code.value,
+            "cause": g.key.cause, "count": g.count, "amount": format_money(g.amount),
+            "first_failed_at": iso(g.first_failed_at), "last_failed_at": iso(g.last_failed_at)}
+
+
+CANARY_STATES = {"waiting": "waiting", "proceeding": "passed", "proceeded": "passed", "stopping": "stopped",
+                 "stopped": "stopped"}
+
+
+def operation(op: Doc) -> dict[str, Any]:
+    canary = op.get("canary")
+    shown = {"size": canary["size"], "state": CANARY_STATES[canary["phase"]],
+             "payment_ids": canary["payment_ids"]} if canary else None
+    return {**op, "created_at": iso(op["created_at"]), "canary": shown}
 
 
 def practice(practice_id: str, doc: Doc) -> dict[str, Any]:

@@ -56,6 +56,9 @@ class Alert:
     detail: str | None = None
     delivery: Delivery | None = None  # where it stands in the practice's system
     delivery_error: str | None = None  # why the last try to send it there failed
+    snoozed_until: datetime | None = None  # not escalated before then (contract section 8)
+    snooze_reason: str | None = None
+    snoozed_by: str | None = None
 
 
 OUTAGE_TITLE = "The practice-management system is unreachable: payments are held"
@@ -64,6 +67,14 @@ OUTAGE_TITLE = "The practice-management system is unreachable: payments are held
 def task_id(key: PostingKey) -> str:
     """A posting has one office task, ever: its id is the posting's."""
     return f"task:{key.practice_id}:{key.payment_id}"
+
+
+def practice_named_by(alert_id: str) -> str | None:
+    """The practice an alert's id names (``task:<practice>:...``, ``patient:<practice>:...``), if any:
+    practice ids hold no colon, so it is the second part."""
+    kind, _, rest = alert_id.partition(":")
+    practice, sep, _ = rest.partition(":")
+    return practice if kind in (AlertKind.TASK.value, AlertKind.PATIENT.value) and sep and practice else None
 
 
 def flag_opens(posting: Posting) -> bool:

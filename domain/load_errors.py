@@ -64,6 +64,11 @@ _MESSAGES: dict[LoadErrorCode, tuple[str, str]] = {
     ),
 }
 
+def base_message(code: LoadErrorCode) -> str:
+    """The plain words of ``code`` alone, before any detail ``load_error`` appends."""
+    return _MESSAGES[code][0]
+
+
 def load_error(code: LoadErrorCode, detail: str | None = None) -> LoadError:
     """Build the Load Error for ``code``; ``detail`` (never patient detail) is appended."""
     message, fix = _MESSAGES[code]

@@ -29,6 +29,7 @@ from domain.posting import (
 from domain.reconciliation import Reconciliation
 from domain.rules import ItemResult, PostingState
 from domain.transfers import SettledTransfer
+from domain.triage import FailureGroup
 
 # A stored record as the read side hands it out (a report row, an operation): plain data.
 Record = dict[str, Any]
@@ -50,8 +51,8 @@ class PostingStore(Protocol):
         """In flight → LOADED; False if the posting was no longer in flight."""
 
     async def record_failed(self, key: PostingKey, attempt: Attempt, error: LoadError, ehr_patient_id: str | None,
-                            patient_account_id: str | None) -> bool:
-        """In flight → FAILED; False if the posting was no longer in flight."""
+                            patient_account_id: str | None, refunded_payment_id: str | None = None) -> bool:
+        """In flight → FAILED, in its failure group (``domain.triage``); False if no longer in flight."""
 
     async def insert_unreadable(self, posting: Posting, message: KeptMessage,
                                 audit: AuditEntry) -> tuple[PostingKey, bool]:
@@ -86,6 +87,7 @@ class FailedSelection:
     error_codes: frozenset[LoadErrorCode] | None = None
     patient_account_id: str | None = None
     merchant_transfer_id: str | None = None
+    group_id: str | None = None  # a failure group (``domain.triage``)
 
 
 class PostingCommands(Protocol):
@@ -249,9 +251,17 @@ class AlertStore(Protocol):
     async def resolve_outage_task(self, practice_id: str, at: datetime) -> Alert | None:
         """Resolve the practice's open outage task; None if none was open."""
 
-    async def due_for_escalation(self, before: datetime, limit: int = 500) -> list[Alert]: ...
+    async def due_for_escalation(self, before: datetime, limit: int = 500,
+                                 now: datetime | None = None) -> list[Alert]:
+        """Open alerts opened before ``before`` and not snoozed past ``now``."""
 
-    async def escalate(self, alert_id: str, at: datetime) -> Alert | None: ...
+    async def escalate(self, alert_id: str, at: datetime) -> Alert | None:
+        """Escalate an open alert unless it is snoozed past ``at``; None unless this call escalated it."""
+
+    async def get(self, alert_id: str) -> Alert | None: ...
+
+    async def snooze(self, alert_id: str, until: datetime, reason: str, by: str, at: datetime) -> Alert | None:
+        """Keep an alert that is not resolved from escalating before ``until``; None if it is resolved."""
 
     async def list(self, practice_id: str | None, state: AlertState | None, limit: int = 500,
                    scope: Scope = EVERY) -> list[Alert]:
@@ -315,7 +325,20 @@ class OperationStore(Protocol):
     """Save Changes operations: the selection, and each item's result as commands are applied."""
 
     async def create(self, operation_id: str, practice_id: str, actor: str, items: list[dict[str, str]],
-                     at: datetime) -> None: ...
+                     at: datetime, canary: Record | None = None) -> None:
+        """Record an operation; with ``canary`` (its first retries, the rest, a deadline) it waits for a verdict."""
+
+    async def canaries_to_advance(self, now: datetime, stale_after: float, limit: int = 100) -> list[Record]:
+        """Operations whose canary waits for a verdict, or whose verdict's claim is older than ``stale_after``."""
+
+    async def claim_canary(self, operation_id: str, phase: str, to: str, message: str | None, at: datetime,
+                           claimed_before: datetime | None = None) -> bool:
+        """Move a canary from ``phase`` to ``to``; True for the one call that moved it."""
+
+    async def finish_canary(self, operation_id: str, phase: str, to: str) -> None: ...
+
+    async def recorded(self, operation_id: str, action: str, payment_ids: Sequence[str]) -> set[str]:
+        """Which of these items of the operation have their result kept."""
 
     async def discard(self, operation_id: str) -> None: ...
 
@@ -349,6 +372,27 @@ class PostingReader(Protocol):
         """One posting with its attempts and audit trail."""
 
     async def rows(self, practice_id: str, payment_ids: Sequence[str]) -> list[Record]: ...
+
+    def every_row(self, where: PostingFilter) -> AsyncIterator[Record]:
+        """Every row the filter selects, newest first, read from the database a batch at a time."""
+        ...
+
+
+class FailureGroupReader(Protocol):
+    """The failure groups of FAILED postings (``domain.triage``), kept current by the writes on postings."""
+
+    async def groups(self, practice_id: str | None, scope: Scope) -> list[FailureGroup]:
+        """Largest count first; one practice's, or every practice's within ``scope``."""
+
+
+class PostingNotes(Protocol):
+    """Notes and the assignee of a posting; each is an entry of its audit trail."""
+
+    async def add_note(self, key: PostingKey, entry: AuditEntry) -> int | None:
+        """Append a note (action ``note``); the posting's notes count after it, None if no such posting."""
+
+    async def assign(self, key: PostingKey, assignee: str | None, entry: AuditEntry) -> bool:
+        """Set or clear who is looking at the posting; False if no such posting."""
 
 
 class BroadcastEvent(Protocol):

@@ -17,6 +17,7 @@ from handlers.mappings import MappingService
 from handlers.practices import Practices
 from handlers.reports import Reports
 from handlers.tenancy import ScopedApplication
+from handlers.triage import Triage
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +30,9 @@ class Application:
     readiness: Readiness
     refresh_metrics: Callable[[], Awaitable[object]]  # queue depths into the gauges, per scrape
     keys: ApiKeys
+    triage: Triage
 
     def for_principal(self, who: Principal) -> ScopedApplication:
         """The handlers as ``who`` may use them: only its practices, only what its role allows."""
         return ScopedApplication(who, self.practices, self.mappings, self.save_changes, self.reports, self.feed,
-                                 self.keys)
+                                 self.keys, self.triage)

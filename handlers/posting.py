@@ -244,7 +244,7 @@ class PostingService:
         what that first call could not announce is announced now)."""
         error = load_error(LoadErrorCode.LEDGER_UNAVAILABLE, detail)
         if not await self._postings.record_failed(posting.key, Attempt(at, 0.0, "failed", error), error, None,
-                                                  posting.patient_account_id):
+                                                  posting.patient_account_id, posting.refunded_payment_id):
             await self._announcer.settle_owed(posting)
             return False
         failed = replace(posting, load_status=LoadStatus.FAILED, load_error=error)
@@ -300,7 +300,8 @@ class PostingService:
         except LoadFailure as failure:
             error = load_error(failure.code, failure.detail)
             attempt = Attempt(at, _ms(started), "failed", error)
-            if not await self._postings.record_failed(posting.key, attempt, error, ehr_patient_id, account):
+            if not await self._postings.record_failed(posting.key, attempt, error, ehr_patient_id, account,
+                                                      posting.refunded_payment_id):
                 return Outcome(Disposition.ACK, posting.key)
             log.info("posting_failed", posting=str(posting.key), error_code=failure.code.value)
             failed = replace(posting, load_status=LoadStatus.FAILED, load_error=error,

@@ -118,7 +118,7 @@ class PostingReactions:
         """Escalate every alert open longer than the escalation time; returns how many."""
         now = self._clock()
         escalated = 0
-        for alert in await self._alerts.due_for_escalation(now - timedelta(seconds=self._escalate_after)):
+        for alert in await self._alerts.due_for_escalation(now - timedelta(seconds=self._escalate_after), now=now):
             done = await self._alerts.escalate(alert.alert_id, now)
             if done:
                 escalated += 1

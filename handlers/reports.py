@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from domain.access import EVERY, Scope
 from domain.alerts import Alert, AlertState
@@ -38,6 +38,10 @@ class Reports:
     async def page(self, where: PostingFilter, limit: int, cursor: str | None) -> tuple[list[Record], str | None]:
         """Report rows, newest first; raises ``domain.errors.BadCursor`` for a cursor not handed out."""
         return await self._postings.page(where, limit, cursor)
+
+    def every_row(self, where: PostingFilter) -> AsyncIterator[Record]:
+        """Every row the filter selects, newest first, a batch at a time (an export)."""
+        return self._postings.every_row(where)
 
     async def posting(self, key: PostingKey) -> Record:
         doc = await self._postings.one(key)

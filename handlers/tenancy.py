@@ -14,16 +14,19 @@ from dataclasses import replace
 from datetime import datetime
 
 from domain.access import AccessDenied, ApiKey, Principal, Role
-from domain.alerts import Alert, AlertState
+from domain.alerts import Alert, AlertState, practice_named_by
 from domain.ports import BroadcastEvent, EventFeed, FailedSelection, PostingFilter, Record
-from domain.posting import PostingKey
+from domain.posting import AuditEntry, PostingKey
 from domain.reconciliation import Reconciliation
+from domain.rules import ItemResult
 from domain.transfers import SettledTransfer
-from handlers.changes import SaveChanges
+from domain.triage import FailureGroup
+from handlers.changes import SaveChanges, Selection
 from handlers.keys import ApiKeys
 from handlers.mappings import MappingService
 from handlers.practices import Practices, practice_not_found
 from handlers.reports import Reports, operation_not_found
+from handlers.triage import Triage, alert_not_found
 from schemas.messages import ClearItem
 
 
@@ -93,9 +96,14 @@ class ScopedSaveChanges:
         self._inner, self._guard = inner, guard
 
     async def __call__(self, practice_id: str, retry: Sequence[str], clear: Sequence[ClearItem],
-                       operator: str) -> str:
+                       operator: str, selection: Selection | None = None) -> str:
         self._guard.change(practice_id)
-        return await self._inner(practice_id, retry, clear, operator)
+        return await self._inner(practice_id, retry, clear, operator, selection)
+
+    async def preview(self, practice_id: str, selection: Selection) -> list[ItemResult]:
+        """A dry run changes nothing, but says what a change would do: the same role is needed."""
+        self._guard.change(practice_id)
+        return await self._inner.preview(practice_id, selection)
 
 
 class ScopedReports:
@@ -110,6 +118,11 @@ class ScopedReports:
     async def posting(self, key: PostingKey) -> Record:
         self._guard.read(key.practice_id)
         return await self._inner.posting(key)
+
+    def every_row(self, where: PostingFilter) -> AsyncIterator[Record]:
+        if where.practice_id is not None:
+            self._guard.read(where.practice_id)
+        return self._inner.every_row(replace(where, scope=self._guard.who.scope))
 
     async def rows(self, practice_id: str, payment_ids: Sequence[str]) -> list[Record]:
         self._guard.read(practice_id)
@@ -133,6 +146,34 @@ class ScopedReports:
         if practice_id is not None:
             self._guard.read(practice_id)
         return await self._inner.alerts(practice_id, state, limit, self._guard.who.scope)
+
+
+class ScopedTriage:
+    def __init__(self, inner: Triage, guard: Guard) -> None:
+        self._inner, self._guard = inner, guard
+
+    async def failure_groups(self, practice_id: str | None) -> list[FailureGroup]:
+        if practice_id is not None:
+            self._guard.read(practice_id)
+        return await self._inner.failure_groups(practice_id, self._guard.who.scope)
+
+    async def add_note(self, key: PostingKey, text: str) -> tuple[AuditEntry, int]:
+        self._guard.change(key.practice_id)
+        return await self._inner.add_note(key, text, self._guard.who.name)
+
+    async def assign(self, key: PostingKey, assignee: str | None) -> AuditEntry:
+        self._guard.change(key.practice_id)
+        return await self._inner.assign(key, assignee, self._guard.who.name)
+
+    async def snooze(self, alert_id: str, until: datetime, reason: str) -> Alert:
+        named = practice_named_by(alert_id)
+        if named is not None:
+            self._guard.read(named)  # a practice out of scope: as if it did not exist, before any lookup
+        found = await self._inner.alert(alert_id)
+        if not self._guard.who.scope.covers(found.practice_id):
+            raise alert_not_found(alert_id)  # as if it did not exist
+        self._guard.change(found.practice_id)
+        return await self._inner.snooze(alert_id, until, reason, self._guard.who.name)
 
 
 class ScopedFeed:
@@ -172,7 +213,7 @@ class ScopedApplication:
     """What a route or command holds for one caller: every handler, narrowed to its scope and role."""
 
     def __init__(self, who: Principal, practices: Practices, mappings: MappingService, save_changes: SaveChanges,
-                 reports: Reports, feed: EventFeed, keys: ApiKeys) -> None:
+                 reports: Reports, feed: EventFeed, keys: ApiKeys, triage: Triage) -> None:
         guard = Guard(who)
         self.who = who
         self.guard = guard
@@ -182,3 +223,4 @@ class ScopedApplication:
         self.reports = ScopedReports(reports, guard)
         self.feed = ScopedFeed(feed, guard)
         self.keys = ScopedKeys(keys, guard)
+        self.triage = ScopedTriage(triage, guard)

@@ -38,7 +38,13 @@ def alert_from(doc: Doc) -> Alert:
                  state=AlertState(doc["state"]), opened_at=doc["opened_at"], resolved_at=doc.get("resolved_at"),
                  escalated_at=doc.get("escalated_at"), title=doc.get("title"), detail=doc.get("detail"),
                  delivery=Delivery(doc["pms_state"]) if doc.get("pms_state") else None,
-                 delivery_error=doc.get("pms_error"))
+                 delivery_error=doc.get("pms_error"), snoozed_until=doc.get("snoozed_until"),
+                 snooze_reason=doc.get("snooze_reason"), snoozed_by=doc.get("snoozed_by"))
+
+
+def not_snoozed(now: datetime) -> Doc:
+    """An alert not snoozed past ``now`` (never snoozed, or its snooze is over)."""
+    return {"$or": [{"snoozed_until": None}, {"snoozed_until": {"$lte": now}}]}
 
 
 def outbox_fields(at: datetime) -> Doc:
@@ -179,16 +185,29 @@ class MongoAlertStore:
             return_document=ReturnDocument.AFTER,
         )
 
-    async def due_for_escalation(self, before: datetime, limit: int = 500) -> list[Alert]:
-        docs = self._c.find({"open": True, "state": AlertState.OPEN.value, "opened_at": {"$lte": before}}).limit(limit)
-        return [alert_from(d) async for d in docs]
+    async def due_for_escalation(self, before: datetime, limit: int = 500,
+                                 now: datetime | None = None) -> list[Alert]:
+        query: Doc = {"open": True, "state": AlertState.OPEN.value, "opened_at": {"$lte": before}}
+        if now is not None:
+            query.update(not_snoozed(now))
+        return [alert_from(d) async for d in self._c.find(query).limit(limit)]
 
     async def escalate(self, alert_id: str, at: datetime) -> Alert | None:
+        # Not snoozed past now: a snooze that came after the alert was found due still holds.
         return _alert(await self._c.find_one_and_update(
-            {"_id": alert_id, "state": AlertState.OPEN.value},
+            {"_id": alert_id, "state": AlertState.OPEN.value, **not_snoozed(at)},
             changed({"$set": {"state": AlertState.ESCALATED.value, "escalated_at": at}}, at),
             return_document=ReturnDocument.AFTER,
         ))
+
+    async def get(self, alert_id: str) -> Alert | None:
+        return _alert(await self._c.find_one({"_id": alert_id}))
+
+    async def snooze(self, alert_id: str, until: datetime, reason: str, by: str, at: datetime) -> Alert | None:
+        return _alert(await self._c.find_one_and_update(
+            {"_id": alert_id, "open": True},
+            {"$set": {"snoozed_until": until, "snooze_reason": reason, "snoozed_by": by, "snoozed_at": at}},
+            return_document=ReturnDocument.AFTER))
 
     async def list(self, practice_id: str | None, state: AlertState | None, limit: int = 500,
                    scope: Scope = EVERY) -> list[Alert]:

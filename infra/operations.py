@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from pymongo import UpdateOne
+from pymongo import ASCENDING, IndexModel, UpdateOne
 
 from domain.rules import ItemResult
 from infra.mongo import Collections, Doc
@@ -20,9 +20,44 @@ class MongoOperationStore:
                                                       codec_options=collections.postings.codec_options)
 
     async def create(self, operation_id: str, practice_id: str, actor: str, items: list[dict[str, str]],
-                     at: datetime) -> None:
-        await self._ops.insert_one({"_id": operation_id, "practice_id": practice_id, "actor": actor,
-                                    "items": items, "total": len(items), "created_at": at})
+                     at: datetime, canary: Doc | None = None) -> None:
+        doc: Doc = {"_id": operation_id, "practice_id": practice_id, "actor": actor, "items": items,
+                    "total": len(items), "created_at": at}
+        if canary is not None:
+            doc["canary"] = {**canary, "phase": "waiting"}
+            doc["canary_undecided"] = True
+        await self._ops.insert_one(doc)
+
+    async def canaries_to_advance(self, now: datetime, stale_after: float, limit: int = 100) -> list[Doc]:
+        """Operations whose canary waits for a verdict, or whose verdict's claim went stale (its process
+        stopped before carrying it out)."""
+        stale = now - timedelta(seconds=stale_after)
+        return await self._ops.find(
+            {"canary_undecided": True,
+             "$or": [{"canary.phase": "waiting"},
+                     {"canary.phase": {"$in": ["proceeding", "stopping"]}, "canary.claimed_at": {"$lt": stale}}]},
+            {"items": 0}).limit(limit).to_list(None)
+
+    async def claim_canary(self, operation_id: str, phase: str, to: str, message: str | None, at: datetime,
+                           claimed_before: datetime | None = None) -> bool:
+        """Move a canary from ``phase`` to ``to`` (a stale claim: only if it was claimed before
+        ``claimed_before``); True for the one call that moved it."""
+        stale = {} if claimed_before is None else {"canary.claimed_at": {"$lt": claimed_before}}
+        result = await self._ops.update_one(
+            {"_id": operation_id, "canary.phase": phase, **stale},
+            {"$set": {"canary.phase": to, "canary.claimed_at": at,
+                      **({"canary.message": message} if message is not None else {})}})
+        return result.modified_count == 1
+
+    async def recorded(self, operation_id: str, action: str, payment_ids: Sequence[str]) -> set[str]:
+        """Which of these items have their result kept (by _id: the canary's few, not the whole operation)."""
+        ids = [f"{operation_id}\x00{action}\x00{p}" for p in payment_ids]
+        return {d["payment_id"] async for d in self._results.find({"_id": {"$in": ids}}, {"payment_id": 1})}
+
+    async def finish_canary(self, operation_id: str, phase: str, to: str) -> None:
+        """The verdict is carried out: the canary leaves the ones to advance."""
+        await self._ops.update_one({"_id": operation_id, "canary.phase": phase},
+                                   {"$set": {"canary.phase": to}, "$unset": {"canary_undecided": ""}})
 
     async def discard(self, operation_id: str) -> None:
         await self._ops.delete_one({"_id": operation_id})
@@ -56,9 +91,15 @@ class MongoOperationStore:
         done = sum(1 for i in items if i["result"] is not None)
         total = op["total"]
         status = "completed" if done >= total else ("running" if done else "pending")
+        canary = op.get("canary")
         return {"operation_id": operation_id, "practice_id": op["practice_id"], "actor": op["actor"],
                 "status": status, "total": total, "done": done, "items": items,
-                "created_at": op["created_at"]}
+                "created_at": op["created_at"], "canary": canary,
+                "message": canary.get("message") if canary else None}
 
     async def ensure_indexes(self) -> None:
         await self._results.create_index("operation_id")
+        # Only the operations with a canary still to decide are in it.
+        await self._ops.create_indexes([IndexModel(
+            [("canary_undecided", ASCENDING)], name="canaries_undecided",
+            partialFilterExpression={"canary_undecided": True})])

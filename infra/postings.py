@@ -17,6 +17,7 @@ from domain.ports import FailedSelection
 from domain.posting import PAYPOST_ACTOR, Attempt, AuditEntry, KeptMessage, Posting, PostingKey
 from domain.rules import MAX_REPLAYS, RETRYABLE_FROM, RETRYABLE_KINDS, WAITS_FOR_PAYMENT, PostingState
 from infra.batching import conditional_updater, finder, inserter
+from infra.failure_groups import LEFT_FAILED, group_fields
 from infra.mongo import ACKNOWLEDGED, Collections, Doc
 
 HISTORY_LIMIT = 200  # attempts kept per posting; the audit trail is never trimmed
@@ -181,6 +182,7 @@ class MongoPostingStore:
             {"$set": {**posting_fields(posting), "load_status": LoadStatus.RETRYING.value,
                       "load_error": None, "message": message_doc(message), "updated_at": audit.at,
                       "audit_dirty": True},
+             "$unset": LEFT_FAILED,
              "$push": {"audit": audit_doc(audit)}},
         )
         return result.modified_count == 1
@@ -193,7 +195,8 @@ class MongoPostingStore:
              "$inc": {"attempts_count": 1},
              # A new outcome supersedes what the last one still owed: its own announcement follows.
              # An outcome ends a wait for the practice's system.
-             "$unset": {"announcement_owed": "", "parked_at": ""},
+             "$unset": {"announcement_owed": "", "parked_at": "",
+                        **({} if outcome is LoadStatus.FAILED else LEFT_FAILED)},
              "$push": {"attempts": {"$each": [attempt_doc(attempt)], "$slice": -HISTORY_LIMIT},
                        "audit": audit_doc(audit)}},
         ))
@@ -211,13 +214,14 @@ class MongoPostingStore:
 
     async def record_failed(
         self, key: PostingKey, attempt: Attempt, error: LoadError, ehr_patient_id: str | None,
-        patient_account_id: str | None,
+        patient_account_id: str | None, refunded_payment_id: str | None = None,
     ) -> bool:
         audit = AuditEntry(at=attempt.at, actor=PAYPOST_ACTOR, action="failed", detail=error.code.value)
         return await self._finish(
             key, attempt,
             {"load_status": LoadStatus.FAILED.value, "load_error": error_doc(error), "ehr_patient_id": ehr_patient_id,
-             **_account(patient_account_id)},
+             **_account(patient_account_id),
+             **group_fields(key.practice_id, error, patient_account_id, refunded_payment_id, attempt.at)},
             audit,
         )
 
@@ -234,6 +238,7 @@ class MongoPostingStore:
                                   detail=f"message via {message.routing_key[:100]}")
             doc = new_doc(replace(posting, key=candidate), message, [received, audit], LoadStatus.FAILED,
                           attempts=[Attempt(audit.at, 0.0, "failed", posting.load_error)])
+            doc.update(group_fields(candidate.practice_id, posting.load_error, None, None, audit.at))
             try:
                 await self._c.insert_one(doc)
                 return candidate, True
@@ -310,6 +315,7 @@ class MongoPostingCommands:
              "retry_token": {"$ne": token}},
             {"$set": {"load_status": LoadStatus.RETRYING.value, "retry_token": token, "updated_at": audit.at,
                       "load_error": None, "audit_dirty": True},
+             "$unset": LEFT_FAILED,
              "$inc": {"replays": 1},
              "$push": {"audit": audit_doc(audit)}},
             # By _id: left to itself the planner may walk every FAILED posting of the status index.
@@ -334,6 +340,8 @@ class MongoPostingCommands:
             query["patient_account_id"] = selection.patient_account_id
         if selection.merchant_transfer_id is not None:
             query["merchant_transfer_id"] = selection.merchant_transfer_id
+        if selection.group_id is not None:
+            query["group_id"] = selection.group_id
         cursor = self._c.find(query, {"practice_id": 1, "payment_id": 1})
         if limit:
             cursor = cursor.limit(limit)
@@ -401,7 +409,7 @@ class MongoPostingCommands:
                       "cleared": {"at": audit.at, "by": audit.actor, "reason": audit.reason,
                                   "manual_reference": manual_reference},
                       "updated_at": audit.at, "audit_dirty": True},
-             "$unset": {"announcement_owed": ""},
+             "$unset": {"announcement_owed": "", **LEFT_FAILED},
              "$push": {"audit": audit_doc(audit)}},
             projection={"audit": 0, "attempts": 0, "message": 0, "dead_letters": 0},
             return_document=ReturnDocument.AFTER,

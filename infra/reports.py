@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
 import orjson
@@ -78,6 +78,16 @@ class PostingReport:
         ).limit(limit + 1).to_list(None)
         next_cursor = encode_cursor(docs[limit - 1]) if len(docs) > limit else None
         return docs[:limit], next_cursor
+
+    async def every_row(self, where: PostingFilter, batch: int = 1000) -> AsyncIterator[Doc]:
+        """Every row the filter selects, newest first, ``batch`` documents per round trip (never all at once)."""
+        cursor = self._c.find(query_of(where), ROW_FIELDS).sort(
+            [("received_at", DESCENDING), ("_id", DESCENDING)]).batch_size(batch)
+        try:
+            async for doc in cursor:
+                yield doc
+        finally:
+            await cursor.close()
 
     async def one(self, key: PostingKey) -> Doc | None:
         return await self._c.find_one({"_id": doc_id(key)}, {"message": 0, "dead_letters": 0})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -14,12 +15,13 @@ log = structlog.get_logger("paypost.background")
 
 
 async def run_sweeps(reactions: PostingReactions, stop: asyncio.Event, *, escalate_after: float,
-                     sweep_every: float = 0.2, full_sweep_every: float = 30.0) -> None:
+                     sweep_every: float = 0.2, full_sweep_every: float = 30.0,
+                     canaries: Callable[[], Awaitable[object]] | None = None, canary_every: float = 0.5) -> None:
     """Sweeps (refunds waiting for what just loaded, transfers it may balance), full sweeps (what
-    another process or a crash left) and escalations, until ``stop`` is set."""
+    another process or a crash left), escalations and canaries' verdicts, until ``stop`` is set."""
     escalate_every = max(0.2, min(escalate_after / 4, 5.0))
     loop = asyncio.get_running_loop()
-    next_escalation = next_full = loop.time()
+    next_escalation = next_full = next_canary = loop.time()
     while not stop.is_set():
         try:
             await reactions.sweep()
@@ -29,6 +31,9 @@ async def run_sweeps(reactions: PostingReactions, stop: asyncio.Event, *, escala
             if loop.time() >= next_escalation:
                 await reactions.escalate_due()
                 next_escalation = loop.time() + escalate_every
+            if canaries is not None and loop.time() >= next_canary:
+                await canaries()
+                next_canary = loop.time() + canary_every
         except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
             log_failure(log, "background_sweep_failed", exc)
         with contextlib.suppress(TimeoutError):  # the pause ended without a stop

@@ -25,6 +25,7 @@ from handlers import metrics
 from handlers.alert_delivery import AlertDelivery
 from handlers.announcing import Announcer
 from handlers.application import Application
+from handlers.canary import Canaries
 from handlers.changes import SaveChanges
 from handlers.commands import CommandService
 from handlers.dead_letters import DeadLetterService
@@ -38,6 +39,7 @@ from handlers.posting import PostingService
 from handlers.practices import Practices
 from handlers.reactions import PostingReactions
 from handlers.reports import Reports
+from handlers.triage import Triage
 from infra.alerts import MongoAlertOutbox, MongoAlertStore
 from infra.api_keys import MongoApiKeyStore
 from infra.asyncapi import asyncapi_text
@@ -45,12 +47,14 @@ from infra.audit_seals import AuditSealer
 from infra.broker import PUBLISHERS, Amqp, QueueInspector, declare_topology, make_broker
 from infra.directory import MongoMappingStore, MongoPracticeDirectory
 from infra.event_hub import EventHub
+from infra.failure_groups import MongoFailureGroups
 from infra.leases import DutyLeases
 from infra.ledger_adapters import AdapterLedgers
 from infra.ledger_builtin import BuiltinLedger, Ledgers
 from infra.ledger_hosts import HostPolicy
 from infra.ledger_http import HttpLedgers, LedgerEvidence
 from infra.mongo import Collections, Doc, connect, ensure_indexes
+from infra.notes import MongoPostingNotes
 from infra.operations import MongoOperationStore
 from infra.outages import MongoOutageStore
 from infra.postings import MongoPostingCommands, MongoPostingStore
@@ -89,6 +93,7 @@ class Paypost:
         self.outage_store = MongoOutageStore(self.collections)
         self.operation_store = MongoOperationStore(self.collections)
         self.api_keys = MongoApiKeyStore(self.collections)
+        self.failure_groups = MongoFailureGroups(self.collections)
         self.builtin_ledger = BuiltinLedger(self.collections, self.directory)
         self.hosts = HostPolicy.from_setting(settings.ledger_allowed_hosts)
         self.secrets = SecretBox(settings.secret_key) if settings.secret_key.strip() else None
@@ -130,12 +135,13 @@ class Paypost:
                                             self.mapping_store)
         self.mapping_service = MappingService(self.mapping_store, self.healing, alerts=self.alert_delivery)
         self.command_service = CommandService(self.operations, self.operation_store)
+        self.canaries = Canaries(self.operation_store, self.posting_commands, self.publish)
         self._subscribe()
         self.application = Application(
             practices=Practices(self.directory, self.builtin_ledger, self.hosts, self.secrets, self.outages,
                                 self.ledger_adapters),
             mappings=self.mapping_service,
-            save_changes=SaveChanges(self.publish, self.operation_store),
+            save_changes=SaveChanges(self.publish, self.operation_store, self.posting_commands),
             reports=Reports(PostingReport(self.collections), self.posting_commands, self.operation_store,
                             self.transfers, self.alerts),
             feed=self.event_hub,
@@ -144,6 +150,7 @@ class Paypost:
             keys=ApiKeys(self.api_keys, {  # PAYPOST_API_TOKENS, held as hashes
                 token_hash(t.token): Principal(name=t.name, role=Role(t.role), scope=Scope.of(t.practices))
                 for t in settings.tokens.values()}),
+            triage=Triage(self.failure_groups, MongoPostingNotes(self.collections), self.alerts),
         )
         # Entrypoints on the broker.
         register(
@@ -263,6 +270,7 @@ class Paypost:
         await self.transfers.ensure_indexes()
         await self.sealer.ensure_indexes()
         await self.api_keys.ensure_indexes()
+        await self.failure_groups.ensure_indexes()
         await self.broker.connect()
         await declare_topology(self.broker)
         if consume:
@@ -273,7 +281,8 @@ class Paypost:
             self.consuming = True
             self._stop_background.clear()
             self._escalations = asyncio.create_task(run_sweeps(
-                self.reactions, self._stop_background, escalate_after=self.settings.alert_escalate_after))
+                self.reactions, self._stop_background, escalate_after=self.settings.alert_escalate_after,
+                canaries=self.canaries.advance))
             self._sealing = asyncio.create_task(self._seal_periodically())
             self._outage_watch = asyncio.create_task(self.outage_worker.run(
                 self._stop_background, on_error=lambda exc: log_failure(log, "outage_round_failed", exc)))

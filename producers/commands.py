@@ -15,16 +15,25 @@ IDS_PER_COMMAND = 500
 
 
 async def publish_commands(publish: Publish, operation_id: str, practice_id: str, retry: Sequence[str],
-                           clear: Sequence[ClearItem], operator: str, now: datetime) -> None:
-    """Publish the retry and clear commands of one operation, ``IDS_PER_COMMAND`` items each."""
+                           clear: Sequence[ClearItem], operator: str, now: datetime,
+                           command_prefix: str | None = None) -> None:
+    """Publish the retry and clear commands of one operation, ``IDS_PER_COMMAND`` items each.
+
+    With ``command_prefix`` the command ids are derived from it (publishing the same commands again
+    then applies them once); otherwise each is new.
+    """
+    def command_id(kind: str, start: int) -> str:
+        return f"{command_prefix}:{kind}:{start}" if command_prefix else str(uuid.uuid4())
+
     for start in range(0, len(retry), IDS_PER_COMMAND):
-        command = PostingRetry(command_id=str(uuid.uuid4()), operation_id=operation_id, practice_id=practice_id,
+        command = PostingRetry(command_id=command_id("retry", start), operation_id=operation_id,
+                               practice_id=practice_id,
                                payment_ids=list(retry[start:start + IDS_PER_COMMAND]), operator=operator,
                                requested_at=now)
         await publish(COMMANDS_EXCHANGE, POSTING_RETRY, command.model_dump_json().encode(),
                       message_id=command.command_id)
     for start in range(0, len(clear), IDS_PER_COMMAND):
-        clear_command = PostingClear(command_id=str(uuid.uuid4()), operation_id=operation_id,
+        clear_command = PostingClear(command_id=command_id("clear", start), operation_id=operation_id,
                                      practice_id=practice_id, items=list(clear[start:start + IDS_PER_COMMAND]),
                                      operator=operator, requested_at=now)
         await publish(COMMANDS_EXCHANGE, POSTING_CLEAR, clear_command.model_dump_json().encode(),

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, HttpUrl, Tag, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Discriminator, Field, HttpUrl, Tag, model_validator
 
 from domain.integrations import CONTRACT_KINDS, LEDGER_KIND_PATTERN, SECRET_FIELDS
 from schemas.types import Identifier
@@ -125,10 +125,33 @@ class ClearIn(Body):
     manual_reference: str | None = Field(default=None, max_length=200)
 
 
+class ClearGroupIn(Body):
+    group_id: Identifier
+    reason: str = Field(max_length=2000)
+    manual_reference: str | None = Field(default=None, max_length=200)
+
+
 class ChangesIn(Body):
     practice_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
     retry: list[Identifier] = Field(default_factory=list, max_length=50_000)
     clear: list[ClearIn] = Field(default_factory=list, max_length=50_000)
+    retry_groups: list[Identifier] = Field(default_factory=list, max_length=1000)
+    clear_groups: list[ClearGroupIn] = Field(default_factory=list, max_length=1000)
+    canary: int | None = Field(default=None, ge=1, le=1000,
+                               description="replay the first k retries, and the rest only if every one loads")
+
+
+class NoteIn(Body):
+    text: str = Field(min_length=1, max_length=4000, pattern=r"\S")
+
+
+class AssigneeIn(Body):
+    assignee: str | None = Field(min_length=1, max_length=200, pattern=r"\S")
+
+
+class SnoozeIn(Body):
+    until: AwareDatetime
+    reason: str = Field(min_length=1, max_length=2000, pattern=r"\S")
 
 
 class ErrorDetail(BaseModel):
@@ -161,6 +184,8 @@ class PostingRow(BaseModel):
     load_error: LoadErrorOut | None
     attempts_count: int
     clear_verified: bool | None = None  # a clear's manual reference found in the practice's system
+    assignee: str | None = None  # who is looking at it (contract section 8)
+    notes_count: int = 0
     received_at: str
     updated_at: str
 
@@ -253,6 +278,12 @@ class OperationItemOut(BaseModel):
     message: str | None
 
 
+class CanaryOut(BaseModel):
+    size: int
+    state: Literal["waiting", "passed", "stopped"]
+    payment_ids: list[str]
+
+
 class OperationOut(BaseModel):
     operation_id: str
     practice_id: str
@@ -262,6 +293,51 @@ class OperationOut(BaseModel):
     done: int
     items: list[OperationItemOut]
     created_at: str
+    canary: CanaryOut | None = None
+    message: str | None = None  # why the operation stopped short (a canary that did not load)
+
+
+class PreviewItemOut(BaseModel):
+    payment_id: str
+    action: Literal["retry", "clear"]
+    result: Literal["retried", "cleared", "unchanged", "rejected"]
+    message: str
+
+
+class PreviewOut(BaseModel):
+    """A dry run of Save Changes: what each item would become now; nothing was changed."""
+
+    total: int
+    items: list[PreviewItemOut]
+
+
+class FailureGroupOut(BaseModel):
+    group_id: str
+    practice_id: str
+    error_code: str
+    cause: str | None
+    count: int
+    amount: str
+    first_failed_at: str | None
+    last_failed_at: str | None
+
+
+class FailureGroupPage(BaseModel):
+    items: list[FailureGroupOut]
+
+
+class NoteOut(BaseModel):
+    practice_id: str
+    payment_id: str
+    notes_count: int
+    note: AuditOut
+
+
+class AssigneeOut(BaseModel):
+    practice_id: str
+    payment_id: str
+    assignee: str | None
+    audit: AuditOut
 
 
 class BucketOut(BaseModel):
@@ -303,6 +379,9 @@ class AlertOut(BaseModel):
     # (1.1) where it stands in the practice's system: pending, sent, waiting_for_mapping or not_sent
     delivery: Literal["pending", "sent", "waiting_for_mapping", "not_sent"] | None = None
     delivery_error: str | None = None
+    snoozed_until: str | None = None  # not escalated before then
+    snooze_reason: str | None = None
+    snoozed_by: str | None = None
 
 
 class AlertPage(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -84,8 +84,12 @@ class Api:
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         r = self.raw(method, path, **kwargs)
-        if r.is_success:
-            return r.json()
+        if not r.is_success:
+            self.refused(method, path, r)
+        return r.json()
+
+    def refused(self, method: str, path: str, r: Any) -> NoReturn:
+        """Print a refusal in plain words and end the command with its exit code."""
         try:
             message = r.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
@@ -100,6 +104,23 @@ class Api:
 
         try:
             return self._client.request(method, f"/api/v1{path}", **kwargs)
+        except httpx.TransportError as exc:
+            err.print(f"[red]cannot reach the paypost API at {self.url} (PAYPOST_API_URL): {exc}[/red]")
+            raise typer.Exit(1) from exc
+
+    def stream_to(self, path: str, sink: Any, **params: Any) -> None:
+        """Copy a streamed answer (an export) to ``sink`` as it arrives; a refusal ends the command."""
+        import httpx
+
+        query = {k: v for k, v in params.items() if v is not None}
+        try:
+            with self._client.stream("GET", f"/api/v1{path}", params=query) as r:
+                if not r.is_success:
+                    r.read()
+                    self.refused("GET", path, r)
+                for chunk in r.iter_bytes():
+                    sink.write(chunk)
+                sink.flush()
         except httpx.TransportError as exc:
             err.print(f"[red]cannot reach the paypost API at {self.url} (PAYPOST_API_URL): {exc}[/red]")
             raise typer.Exit(1) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -36,6 +37,7 @@ def postings(
     error: Annotated[str | None, typer.Option(help="a Load Error code")] = None,
     transfer: Annotated[str | None, typer.Option(help="merchant_transfer_id")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    as_csv: Annotated[bool, typer.Option("--csv", help="every row the filters select, as CSV on stdout")] = False,
 ) -> None:
     """The Merchant Transfers report as a table, newest first (through the API, as PAYPOST_API_KEY sees it)."""
     from domain.model import LoadStatus
@@ -44,9 +46,13 @@ def postings(
         err.print(f"[red]unknown status {status!r}[/red]; use one of {', '.join(LoadStatus.__members__)}")
         raise typer.Exit(2)
     error_code = load_error_code(error)
+    filters = {"practice_id": practice, "status": status.upper() if status else None, "error_code": error_code,
+               "merchant_transfer_id": transfer}
     with api() as paypost:
-        page = paypost.get("/postings", practice_id=practice, status=status.upper() if status else None,
-                           error_code=error_code, merchant_transfer_id=transfer, limit=limit)
+        if as_csv:  # streamed through: a report of any size, never held whole
+            paypost.stream_to("/postings.csv", sys.stdout.buffer, **filters)
+            return
+        page = paypost.get("/postings", **filters, limit=limit)
     out.print(report_table(page["items"]))
 
 

@@ -34,6 +34,12 @@ CONTRACT_CALLS = [
     ("get", "/api/v1/operations/{operation_id}"),
     ("get", "/api/v1/transfers/{practice_id}/{merchant_transfer_id}"),
     ("get", "/api/v1/alerts"),
+    # Section 8 (1.1): the office's triage.
+    ("get", "/api/v1/failure-groups"),
+    ("post", "/api/v1/postings/{practice_id}/{payment_id}/notes"),
+    ("put", "/api/v1/postings/{practice_id}/{payment_id}/assignee"),
+    ("post", "/api/v1/alerts/{alert_id}/snooze"),
+    ("get", "/api/v1/postings.csv"),
 ]
 
 

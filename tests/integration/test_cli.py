@@ -100,6 +100,23 @@ def test_bulk_clear_by_error_code_with_preview(running: dict[str, str]) -> None:
     assert "CLEARED" in cli(env, "postings", "--practice", "demo-clinic", "--status", "CLEARED").stdout
 
 
+def test_postings_as_csv_streams_the_export(running: dict[str, str]) -> None:
+    import csv
+    import io
+
+    env = running
+    wait_output(env, ["failures", "--practice", "demo-clinic"], "PATIENT_NOT_FOUND")
+    result = cli(env, "postings", "--practice", "demo-clinic", "--status", "FAILED", "--csv")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert rows and {r["load_status"] for r in rows} == {"FAILED"}
+    assert {r["practice_id"] for r in rows} == {"demo-clinic"}
+    assert "PATIENT_NOT_FOUND" in {r["load_error_code"] for r in rows}
+    assert all(re.fullmatch(r"-?\d+\.\d{2}", r["amount"]) for r in rows)
+    other = cli({**env, "PAYPOST_API_KEY": OTHER}, "postings", "--practice", "demo-clinic", "--csv")
+    assert other.returncode == 2 and "not found" in other.stderr and other.stdout == ""
+
+
 def test_retry_reports_each_item_and_refuses_bad_input(running: dict[str, str]) -> None:
     env = running
     wait_output(env, ["failures", "--practice", "demo-clinic"], "PATIENT_NOT_FOUND")

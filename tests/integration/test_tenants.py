@@ -125,6 +125,9 @@ BODIES: dict[str, dict[str, Any]] = {
     "/api/v1/postings/changes": {"practice_id": "clinic-b", "retry": ["b-pay-2"],
                                  "clear": [{"payment_id": "b-pay-1", "reason": "taken over"}]},
     "/api/v1/api-keys": {"name": "intruder", "role": "viewer", "practices": ["clinic-b"]},
+    "/api/v1/postings/{practice_id}/{payment_id}/notes": {"text": "taken over"},
+    "/api/v1/postings/{practice_id}/{payment_id}/assignee": {"assignee": "intruder"},
+    "/api/v1/alerts/{alert_id}/snooze": {"until": "2999-01-01T00:00:00+00:00", "reason": "taken over"},
 }
 NO_KEY_NEEDED = {"/healthz", "/readyz", "/metrics", "/api/v1/asyncapi.json"}
 STREAMS = {"/api/v1/events/stream"}  # walked with practice_id=clinic-b only: otherwise it streams for ever

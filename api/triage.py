@@ -1,0 +1,63 @@
+"""The HTTP API of the office's triage (contract section 8): failure groups, notes, the assignee, snoozes.
+
+Save Changes by group, its dry run and canaries are in ``api/http.py`` (one route, ``/postings/changes``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from api import render
+from api.access import Caller, authenticate
+from domain.posting import PostingKey
+from schemas.api import (
+    AlertOut,
+    AssigneeIn,
+    AssigneeOut,
+    ErrorOut,
+    FailureGroupPage,
+    NoteIn,
+    NoteOut,
+    SnoozeIn,
+)
+from schemas.types import PRACTICE_ID_PATTERN
+
+PracticeId = Annotated[str, Path(pattern=PRACTICE_ID_PATTERN, description="A practice id")]
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 422, 429)}
+
+# As every API router: each route gets its caller's scoped application, never an unscoped one.
+router = APIRouter(prefix="/api/v1", responses=ERRORS, dependencies=[Depends(authenticate)], tags=["triage"])
+
+
+@router.get("/failure-groups", response_model=FailureGroupPage, tags=["triage"])
+async def failure_groups(
+    app: Caller, practice_id: Annotated[str | None, Query(pattern=PRACTICE_ID_PATTERN)] = None,
+) -> dict[str, Any]:
+    """FAILED postings grouped by practice, Load Error and cause, largest count first."""
+    groups = await app.triage.failure_groups(practice_id)
+    return {"items": [render.failure_group(g) for g in groups]}
+
+
+@router.post("/postings/{practice_id}/{payment_id:path}/notes", status_code=201, response_model=NoteOut,
+             tags=["triage"])
+async def add_note(practice_id: PracticeId, payment_id: str, body: NoteIn, app: Caller) -> dict[str, Any]:
+    """Add a note to a posting's audit trail (action ``note``)."""
+    entry, count = await app.triage.add_note(PostingKey(practice_id, payment_id), body.text)
+    return {"practice_id": practice_id, "payment_id": payment_id, "notes_count": count,
+            "note": render.audit_entry(entry)}
+
+
+@router.put("/postings/{practice_id}/{payment_id:path}/assignee", response_model=AssigneeOut, tags=["triage"])
+async def put_assignee(practice_id: PracticeId, payment_id: str, body: AssigneeIn, app: Caller) -> dict[str, Any]:
+    """Mark who is looking at a posting (``null``: nobody); recorded in its audit trail."""
+    entry = await app.triage.assign(PostingKey(practice_id, payment_id), body.assignee)
+    return {"practice_id": practice_id, "payment_id": payment_id,
+            "assignee": body.assignee.strip() if body.assignee else None, "audit": render.audit_entry(entry)}
+
+
+@router.post("/alerts/{alert_id:path}/snooze", response_model=AlertOut)
+async def snooze_alert(alert_id: str, body: SnoozeIn, app: Caller) -> dict[str, Any]:
+    """Keep an alert from escalating before ``until``; the alert shows its snooze."""
+    return render.alert(await app.triage.snooze(alert_id, body.until, body.reason))

@@ -1,0 +1,86 @@
+"""The office's triage (contract section 8): failure groups, notes, the assignee, snoozed alerts."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from domain.access import EVERY, Scope
+from domain.alerts import Alert
+from domain.errors import PaypostError
+from domain.ports import AlertStore, FailureGroupReader, PostingNotes
+from domain.posting import AuditEntry, PostingKey
+from domain.triage import FailureGroup
+from handlers.clock import Clock, utc_now
+from handlers.practices import NotFound
+
+MAX_SNOOZE = timedelta(days=90)
+
+
+class NotSnoozable(PaypostError, ValueError):
+    """A snooze that cannot be: its time is not ahead, is too far ahead, or it has no reason."""
+
+
+class AlertResolved(PaypostError):
+    """A resolved alert escalates no more: there is nothing to snooze."""
+
+
+def posting_not_found(key: PostingKey) -> NotFound:
+    return NotFound(f"No posting {key.payment_id} for practice {key.practice_id}.")
+
+
+def alert_not_found(alert_id: str) -> NotFound:
+    return NotFound(f"No alert {alert_id}.")
+
+
+class Triage:
+    def __init__(self, groups: FailureGroupReader, notes: PostingNotes, alerts: AlertStore,
+                 clock: Clock = utc_now) -> None:
+        self._groups = groups
+        self._notes = notes
+        self._alerts = alerts
+        self._clock = clock
+
+    async def failure_groups(self, practice_id: str | None, scope: Scope = EVERY) -> list[FailureGroup]:
+        """FAILED postings grouped by practice, Load Error and cause, largest first."""
+        return await self._groups.groups(practice_id, scope)
+
+    async def add_note(self, key: PostingKey, text: str, actor: str) -> tuple[AuditEntry, int]:
+        """Add a note to a posting's audit trail; the entry and the posting's notes count."""
+        entry = AuditEntry(at=self._clock(), actor=actor, action="note", detail=text.strip())
+        count = await self._notes.add_note(key, entry)
+        if count is None:
+            raise posting_not_found(key)
+        return entry, count
+
+    async def assign(self, key: PostingKey, assignee: str | None, actor: str) -> AuditEntry:
+        """Mark who is looking at a posting (None: nobody); recorded in its audit trail."""
+        assignee = assignee.strip() if assignee else None
+        entry = AuditEntry(at=self._clock(), actor=actor, action="assign",
+                           detail=f"assigned to {assignee}" if assignee else "unassigned")
+        if not await self._notes.assign(key, assignee, entry):
+            raise posting_not_found(key)
+        return entry
+
+    async def alert(self, alert_id: str) -> Alert:
+        found = await self._alerts.get(alert_id)
+        if found is None:
+            raise alert_not_found(alert_id)
+        return found
+
+    async def snooze(self, alert_id: str, until: datetime, reason: str, actor: str) -> Alert:
+        """Keep an alert from escalating before ``until`` (ahead of now, within ``MAX_SNOOZE``)."""
+        now = self._clock()
+        if until.tzinfo is None:
+            raise NotSnoozable("until needs a UTC offset (RFC 3339)")
+        if until <= now:
+            raise NotSnoozable("until must be ahead of now")
+        if until > now + MAX_SNOOZE:
+            raise NotSnoozable(f"an alert is snoozed for {MAX_SNOOZE.days} days at most")
+        if not reason.strip():
+            raise NotSnoozable("a snooze needs a non-empty reason")
+        snoozed = await self._alerts.snooze(alert_id, until, reason.strip(), actor, now)
+        if snoozed is None:
+            if await self._alerts.get(alert_id) is None:
+                raise alert_not_found(alert_id)
+            raise AlertResolved(f"Alert {alert_id} is resolved: it escalates no more.")
+        return snoozed
