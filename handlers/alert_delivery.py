@@ -11,7 +11,6 @@ mapping (the system files a flag under its own patient id); entering the mapping
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -20,7 +19,7 @@ import structlog
 from domain.alerts import AlertKind, Delivery, OutboxItem, wants_put
 from domain.errors import LoadFailure, TransientFailure
 from domain.ports import AlertOutbox, AlertSystem, AlertSystems, MappingStore, PracticeDirectory
-from handlers.clock import Clock, utc_now
+from handlers.clock import Clock, until_set, utc_now
 
 log = structlog.get_logger("paypost.alert_delivery")
 
@@ -42,19 +41,25 @@ class AlertDelivery:
         self._clock = clock
         self._batch = batch
         self._lease = lease
+        self._woken = asyncio.Event()
 
-    async def run(self, stop: asyncio.Event, every: float = 0.2,
+    def wake(self) -> None:
+        """An alert changed in this process: deliver now rather than at the next round."""
+        self._woken.set()
+
+    async def run(self, stop: asyncio.Event, every: float = 1.0,
                   on_error: Callable[[BaseException], None] | None = None) -> None:
-        """Deliver what is due until ``stop``: at once while there is more, else every ``every`` seconds."""
+        """Deliver what is due until ``stop``: at once while there is more or when woken, else every
+        ``every`` seconds (what another process changed, and retries, wait at most that long)."""
         while not stop.is_set():
+            self._woken.clear()
             try:
                 if await self.round() == self._batch:
                     continue
             except Exception as exc:  # noqa: BLE001 (reported; the next round tries again)
                 if on_error:
                     on_error(exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=every)
+            await until_set(stop, self._woken, within=every)
 
     async def round(self) -> int:
         """Deliver the alerts due now (up to a batch); how many were claimed."""
@@ -115,3 +120,4 @@ class AlertDelivery:
             await system.delete_flag(item.put_patient_id, alert.alert_id)  # the mapping was corrected since
         await system.put_flag(patient, alert)
         await self._outbox.delivered(item, Delivery.SENT, True, patient)
+

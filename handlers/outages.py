@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
@@ -27,7 +26,7 @@ from domain.model import LoadStatus
 from domain.outages import Health, PracticeOutage, next_try, outage_task_id, should_hold, unreachable_reason
 from domain.ports import AlertStore, OutageStore, PostingStore
 from domain.posting import PAYPOST_ACTOR, AuditEntry, KeptMessage, Posting
-from handlers.clock import Clock, utc_now
+from handlers.clock import Clock, until_set, utc_now
 from handlers.messagebus import MessageBus
 from producers.events import OutcomePublisher
 from schemas.topics import REPLAYS_HEADER
@@ -88,6 +87,7 @@ class Outages:
         self.hold_after = hold_after
         self.probe_every = probe_every
         self._clock = clock
+        self.woken = asyncio.Event()  # something for the worker to look at now (``OutageWorker.run``)
 
     async def waiting(self, practice_id: str) -> int:
         """How many of the practice's payments wait for its system."""
@@ -99,6 +99,7 @@ class Outages:
         if outage.tries == 1:
             log.warning("ledger_failing", practice_id=practice_id, error=error[:200])
         self.board.note(practice_id, outage)
+        self.woken.set()
         return outage
 
     async def park(self, posting: Posting, outage: PracticeOutage) -> Posting:
@@ -126,6 +127,7 @@ class Outages:
         """An operator releases the practice: its held payments load in the order received."""
         released = await self.store.clear(practice_id, by_hand=True)
         self.board.note(practice_id, None)
+        self.woken.set()
         if released is not None:
             log.info("practice_released", practice_id=practice_id, by=actor)
             await self._resolve_task(practice_id)
@@ -184,27 +186,32 @@ class OutageWorker:
         self._ttl = lease_ttl
         self._running: dict[str, asyncio.Task[None]] = {}
 
-    async def run(self, stop: asyncio.Event, every: float = 0.2,
+    async def run(self, stop: asyncio.Event, busy_every: float = 0.2, idle_every: float = 1.0,
                   on_error: Callable[[BaseException], None] | None = None) -> None:
-        """Look at every failing or held practice, and every one with parked payments, until ``stop``."""
+        """Look at every failing or held practice, and every one with parked payments, until ``stop``:
+        every ``busy_every`` seconds while there is one (a failing system is tried again within a
+        quarter of a second), else every ``idle_every`` (at once when this process sees a failure)."""
         while not stop.is_set():
+            self._outages.woken.clear()
+            busy = False
             try:
-                await self.round()
+                busy = await self.round()
             except Exception as exc:  # noqa: BLE001 (reported; the next round tries again)
                 if on_error:
                     on_error(exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=every)
+            await until_set(stop, self._outages.woken, within=busy_every if busy else idle_every)
         await self.stop()
 
-    async def round(self) -> None:
-        """Start a step for each practice that needs one and is not being stepped already."""
+    async def round(self) -> bool:
+        """Start a step for each practice that needs one and is not being stepped already; whether any did."""
         outages = {o.practice_id: o for o in await self._outages.store.every()}
-        for practice_id in {*outages, *await self._postings.parked_practices()}:
+        practices = {*outages, *await self._postings.parked_practices()}
+        for practice_id in practices:
             if practice_id not in self._running:
                 task = asyncio.create_task(self._guarded(practice_id, outages.get(practice_id)))
                 self._running[practice_id] = task
                 task.add_done_callback(self._finished)
+        return bool(practices)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         for practice_id, running in list(self._running.items()):

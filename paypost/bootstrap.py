@@ -186,11 +186,16 @@ class Paypost:
         async def held(event: PostingHeld) -> None:
             await outcomes.held(event.posting)
 
-        self.bus.subscribe(PostingFailed, failed, reactions.failed, self.healing.failed)
-        self.bus.subscribe(PostingLoaded, loaded, reactions.loaded)
+        self.bus.subscribe(PostingFailed, failed, reactions.failed, self.healing.failed, self._alerts_changed)
+        self.bus.subscribe(PostingLoaded, loaded, reactions.loaded, self._alerts_changed)
         self.bus.subscribe(PostingRetried, retried)
-        self.bus.subscribe(PostingCleared, cleared, reactions.cleared)
+        self.bus.subscribe(PostingCleared, cleared, reactions.cleared, self._alerts_changed)
         self.bus.subscribe(PostingHeld, held)
+
+    async def _alerts_changed(self, event: PostingFailed | PostingLoaded | PostingCleared) -> None:
+        """Its alerts opened or resolved just before (``reactions``): their delivery goes now."""
+        if not isinstance(event, PostingLoaded) or event.had_failed:
+            self.alert_delivery.wake()
 
     def http_app(self, *, manage_lifecycle: bool = True, role: ProcessRole = "all",
                  after_start: Callable[[], Awaitable[None]] | None = None) -> FastAPI:

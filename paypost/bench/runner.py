@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from paypost.bench.load import services
-from paypost.bench.phases import baseline, latency, memory, replay, report, scaling, throughput
+from paypost.bench.phases import baseline, latency, light, memory, replay, report, scaling, throughput
 from paypost.bench.rendering import Results
 from paypost.bench.rig import started_rig
 
@@ -17,6 +17,7 @@ class Sizes:
     baseline: int
     pipeline: int
     latency_seconds: float
+    light_seconds: float
     replay: int
     report_rows: int
     memory_backlog: int
@@ -24,10 +25,10 @@ class Sizes:
     @classmethod
     def of(cls, quick: bool) -> Sizes:
         if quick:
-            return cls(baseline=5_000, pipeline=5_000, latency_seconds=5, replay=1_000, report_rows=50_000,
-                       memory_backlog=10_000)
-        return cls(baseline=50_000, pipeline=50_000, latency_seconds=20, replay=10_000, report_rows=1_000_000,
-                   memory_backlog=100_000)
+            return cls(baseline=5_000, pipeline=5_000, latency_seconds=5, light_seconds=4, replay=1_000,
+                       report_rows=50_000, memory_backlog=10_000)
+        return cls(baseline=50_000, pipeline=50_000, latency_seconds=20, light_seconds=15, replay=10_000,
+                   report_rows=1_000_000, memory_backlog=100_000)
 
 
 async def run(quick: bool, log: Callable[[str], None]) -> Results:
@@ -40,6 +41,7 @@ async def run(quick: bool, log: Callable[[str], None]) -> Results:
         async with started_rig(amqp, mongo, results, log, wall_offset) as rig:
             pipeline = await throughput.measure(rig, sizes.pipeline, base)
             await latency.measure(rig, pipeline.meter, pipeline.payments_per_second, sizes.latency_seconds)
+            await light.measure(rig, pipeline.meter, sizes.light_seconds)
             await replay.measure(rig, pipeline.meter, sizes.replay)
             await report.measure(rig, sizes.report_rows)
             await memory.measure(rig, sizes.memory_backlog)

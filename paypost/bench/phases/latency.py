@@ -47,3 +47,6 @@ async def measure(rig: Rig, meter: CpuMeter, pipeline_pps: float, seconds: float
     if spent := meter.per_payment_us(count):
         results.add("  CPU per payment at this rate, all", sum(spent.values()), "us", "cpu_us_total_at_rate",
                     cores_busy(spent, rate))
+        if burst := results.value("cpu_us_total"):
+            results.add("  CPU per payment, half rate / burst", sum(spent.values()) / burst, "",
+                        "cpu_ratio_half_to_burst", "target <= 1.3")

@@ -47,7 +47,8 @@ async def measure(rig: Rig, meter: CpuMeter, n: int) -> None:
         await wait_count(c, {"_id": {"$regex": f"^{PRACTICE}/d-"}, "load_status": "LOADED"}, len(during))
     replay_s = finished - started
     results = rig.results
-    results.add(f"replay: {n:,} failures to LOADED", replay_s, "s", "replay_10k_s",
+    # The key says what was measured: replay_10k_s for 10,000 (the full run), replay_1k_s for 1,000.
+    results.add(f"replay: {n:,} failures to LOADED", replay_s, "s", f"replay_{n // 1000}k_s",
                 "one mapping fix; target <= 10 s for 10,000")
     # What each replay cost (the new payments meanwhile included), and the disk meanwhile.
     if spent:
