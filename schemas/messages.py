@@ -170,7 +170,6 @@ class AlertEvent(PaypostEvent):
     event_type: Literal["alert.opened", "alert.resolved", "alert.escalated"]
     alert_id: str
     kind: Literal["task", "patient"]
-    title: str | None = None  # (1.1) as the office reads it in its practice-management system
     patient_account_id: str | None = None
     payment_id: str | None = None
     load_status: str | None = None
