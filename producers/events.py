@@ -82,7 +82,8 @@ class OutcomePublisher:
         await self.emit(alert_key(transition, alert.practice_id, alert.kind.value), AlertEvent(
             event_id=str(uuid.uuid4()), occurred_at=self._clock(), practice_id=alert.practice_id,
             event_type=f"alert.{transition}",  # type: ignore[arg-type]  # one of the three Literal values
-            alert_id=alert.alert_id, kind=alert.kind.value, patient_account_id=alert.patient_account_id, payment_id=alert.payment_id, state=alert.state.value,
+            alert_id=alert.alert_id, kind=alert.kind.value, patient_account_id=alert.patient_account_id,
+            payment_id=alert.payment_id, state=alert.state.value,
             load_status=posting.load_status.value if posting else None,
             load_error=error_body(posting.load_error) if posting else None,
         ))
