@@ -2,7 +2,7 @@
 // assignee and a note to add where the office reads it.
 "use strict";
 
-import { $, api, el, MAPPING_ERRORS, mayChange, plural, postingPath, say, sayError, state, when } from "./lib.js";
+import { $, api, el, MAPPING_ERRORS, mayChange, plural, postingPath, say, sayError, state, when, whenShort } from "./lib.js";
 
 export async function openDetail(paymentId, focus = null) {
   try {
@@ -22,10 +22,10 @@ export async function openDetail(paymentId, focus = null) {
       if (value) fields.append(el("dt", {}, label), el("dd", {}, value));
     }
     $("attempts").querySelector("tbody").replaceChildren(...p.attempts.map((a) => el("tr", {},
-      el("td", {}, when(a.at)), el("td", {}, String(a.duration_ms)), el("td", {}, a.outcome),
+      el("td", {}, whenShort(a.at)), el("td", {}, String(a.duration_ms)), el("td", {}, a.outcome),
       el("td", {}, a.load_error ? a.load_error.code : ""))));
     $("audit").querySelector("tbody").replaceChildren(...p.audit.map((a) => el("tr", { class: `audit-${a.action}` },
-      el("td", {}, when(a.at)), el("td", {}, a.actor), el("td", {}, a.action), el("td", {}, a.reason || ""),
+      el("td", {}, whenShort(a.at)), el("td", {}, a.actor), el("td", {}, a.action), el("td", {}, a.reason || ""),
       el("td", {}, a.detail || ""))));
     const mappable = p.load_status === "FAILED" && p.load_error && MAPPING_ERRORS.has(p.load_error.code)
       && p.patient_account_id && mayChange();

@@ -47,6 +47,7 @@ export function el(tag, attrs = {}, ...children) {
 
 export const mayChange = () => state.role === "operator" || state.role === "admin";
 export const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+export const whenShort = (iso) => (iso ? new Date(iso).toLocaleString([], { dateStyle: "short", timeStyle: "medium" }) : "");
 export const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 export const postingPath = (paymentId) =>
   `/postings/${encodeURIComponent(state.practice)}/${encodeURIComponent(paymentId)}`;

@@ -306,6 +306,12 @@ async def test_it_opens_on_the_failure_groups_largest_first_with_their_fix_said_
     assert await group(page, "acct-big").get_by_role("button", name="Enter mapping for acct-big").count() == 1
     rejected = group(page, "The ledger keeps USD; this entry is in EUR.")
     assert await rejected.get_by_role("button", name="Enter mapping", exact=False).count() == 0
+    if os.environ.get("PAYPOST_DOCS_SCREENSHOTS"):  # README's picture: what the office sees first
+        await page.locator("#live.on").wait_for()
+        await group(page, "acct-big").get_by_label("Retry all 3").check()
+        await page.get_by_role("button", name="Save Changes").click()
+        await page.locator("#preview-text").wait_for()
+        await page.screenshot(path=str(DOCS / "console.png"), full_page=True)
 
 
 async def test_retrying_a_group_shows_the_dry_runs_count_then_its_rows_load(
@@ -448,6 +454,9 @@ async def test_a_note_added_shows_in_the_audit_trail_and_the_row(
     assert await note.locator("td").nth(1).inner_text() == "alice"
     assert await note.locator("td").nth(4).inner_text() == "called the patient, awaiting their id"
     await row(page, payment_id).get_by_role("button", name=f"1 note on {payment_id}").wait_for()
+    if os.environ.get("PAYPOST_DOCS_SCREENSHOTS"):
+        await page.evaluate("window.scrollTo(0, 0)")  # the top bar is sticky: a full page starts at the top
+        await page.screenshot(path=str(DOCS / "console-posting.png"), full_page=True)
     posting = await get_posting(api, practice, payment_id)
     assert posting is not None and posting["notes_count"] == 1
 
