@@ -8,9 +8,12 @@ from typing import Any
 
 from domain.alerts import Alert
 from domain.integrations import shown
+from domain.load_errors import load_error
+from domain.model import LoadStatus
 from domain.money import format_money
 from domain.outages import PracticeOutage
 from domain.ports import Record as Doc
+from domain.ports import StatusTotal
 from domain.posting import AuditEntry
 from domain.reconciliation import Bucket, Reconciliation
 from domain.transfers import SettledTransfer
@@ -115,9 +118,21 @@ def audit_entry(e: AuditEntry) -> dict[str, Any]:
 
 
 def failure_group(g: FailureGroup) -> dict[str, Any]:
+    said = load_error(g.key.error_code)  # the words and the fix of the code: said once for the group
     return {"group_id": g.key.group_id, "practice_id": g.key.practice_id, "error_code": g.key.error_code.value,
-            "cause": g.key.cause, "count": g.count, "amount": format_money(g.amount),
-            "first_failed_at": iso(g.first_failed_at), "last_failed_at": iso(g.last_failed_at)}
+            "cause": g.key.cause, "message": said.message, "fix": said.fix, "count": g.count,
+            "amount": format_money(g.amount), "first_failed_at": iso(g.first_failed_at),
+            "last_failed_at": iso(g.last_failed_at)}
+
+
+def summary(totals: list[StatusTotal]) -> dict[str, Any]:
+    """Every Load Status with its count and amount (zero where none), and the whole."""
+    found = {t.status: t for t in totals}
+    statuses = {s.value: {"count": found[s].count if s in found else 0,
+                          "amount": format_money(found[s].amount if s in found else Decimal(0))}
+                for s in LoadStatus}
+    whole = {"count": sum(t.count for t in totals), "amount": format_money(sum((t.amount for t in totals), Decimal(0)))}
+    return {"statuses": statuses, "total": whole}
 
 
 CANARY_STATES = {"waiting": "waiting", "proceeding": "passed", "proceeded": "passed", "stopping": "stopped",

@@ -1,16 +1,19 @@
-"""The HTTP API of the office's triage (contract section 8): failure groups, notes, the assignee, snoozes.
+"""The HTTP API of the office's triage (contract section 8): failure groups, notes, the assignee, snoozes,
+and the counts and amounts per Load Status the console opens on.
 
 Save Changes by group, its dry run and canaries are in ``api/http.py`` (one route, ``/postings/changes``).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 
 from api import render
 from api.access import Caller, authenticate
+from domain.ports import PostingFilter
 from domain.posting import PostingKey
 from schemas.api import (
     AlertOut,
@@ -20,6 +23,7 @@ from schemas.api import (
     FailureGroupPage,
     NoteIn,
     NoteOut,
+    PostingSummaryOut,
     SnoozeIn,
 )
 from schemas.types import PRACTICE_ID_PATTERN
@@ -38,6 +42,20 @@ async def failure_groups(
     """FAILED postings grouped by practice, Load Error and cause, largest count first."""
     groups = await app.triage.failure_groups(practice_id)
     return {"items": [render.failure_group(g) for g in groups]}
+
+
+@router.get("/postings/summary", response_model=PostingSummaryOut, tags=["postings"])
+async def postings_summary(
+    app: Caller, practice_id: Annotated[str | None, Query(pattern=PRACTICE_ID_PATTERN)] = None,
+    received_from: datetime | None = None, received_to: datetime | None = None,
+) -> dict[str, Any]:
+    """Count and amount per Load Status of the postings received in the span (``received_to``
+    excluded), for one practice or every practice of the key's scope. Amounts are the rows' as
+    published (a refund's is positive), as the report and the failure groups show them."""
+    where = PostingFilter(practice_id=practice_id, received_from=received_from, received_to=received_to)
+    totals = await app.reports.summary(where)
+    return {"practice_id": practice_id, "received_from": render.iso(received_from),
+            "received_to": render.iso(received_to), **render.summary(totals)}
 
 
 @router.post("/postings/{practice_id}/{payment_id:path}/notes", status_code=201, response_model=NoteOut,

@@ -362,6 +362,15 @@ class PostingFilter:
     scope: Scope = EVERY  # the practices the caller sees (section 6): every one by default
 
 
+@dataclass(frozen=True, slots=True)
+class StatusTotal:
+    """How many postings a Load Status holds, and their amounts as the report's rows show them."""
+
+    status: LoadStatus
+    count: int
+    amount: Decimal
+
+
 class PostingReader(Protocol):
     """The report's rows, newest first, paged by an opaque cursor."""
 
@@ -376,6 +385,9 @@ class PostingReader(Protocol):
     def every_row(self, where: PostingFilter) -> AsyncIterator[Record]:
         """Every row the filter selects, newest first, read from the database a batch at a time."""
         ...
+
+    async def summary(self, where: PostingFilter) -> list[StatusTotal]:
+        """Count and amount per Load Status of the postings the filter selects (statuses with none left out)."""
 
 
 class FailureGroupReader(Protocol):

@@ -14,6 +14,7 @@ from domain.ports import (
     PostingFilter,
     PostingReader,
     Record,
+    StatusTotal,
     TransferStore,
 )
 from domain.posting import PostingKey
@@ -42,6 +43,10 @@ class Reports:
     def every_row(self, where: PostingFilter) -> AsyncIterator[Record]:
         """Every row the filter selects, newest first, a batch at a time (an export)."""
         return self._postings.every_row(where)
+
+    async def summary(self, where: PostingFilter) -> list[StatusTotal]:
+        """Count and amount per Load Status of what the filter selects (the office's first view)."""
+        return await self._postings.summary(where)
 
     async def posting(self, key: PostingKey) -> Record:
         doc = await self._postings.one(key)

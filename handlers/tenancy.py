@@ -15,7 +15,7 @@ from datetime import datetime
 
 from domain.access import AccessDenied, ApiKey, Principal, Role
 from domain.alerts import Alert, AlertState, practice_named_by
-from domain.ports import BroadcastEvent, EventFeed, FailedSelection, PostingFilter, Record
+from domain.ports import BroadcastEvent, EventFeed, FailedSelection, PostingFilter, Record, StatusTotal
 from domain.posting import AuditEntry, PostingKey
 from domain.reconciliation import Reconciliation
 from domain.rules import ItemResult
@@ -114,6 +114,11 @@ class ScopedReports:
         if where.practice_id is not None:
             self._guard.read(where.practice_id)
         return await self._inner.page(replace(where, scope=self._guard.who.scope), limit, cursor)
+
+    async def summary(self, where: PostingFilter) -> list[StatusTotal]:
+        if where.practice_id is not None:
+            self._guard.read(where.practice_id)
+        return await self._inner.summary(replace(where, scope=self._guard.who.scope))
 
     async def posting(self, key: PostingKey) -> Record:
         self._guard.read(key.practice_id)

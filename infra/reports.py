@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
+from decimal import Decimal
 
 import orjson
 from pymongo import DESCENDING
 
 from domain.errors import BadCursor
-from domain.ports import PostingFilter
+from domain.model import LoadStatus
+from domain.ports import PostingFilter, StatusTotal
 from domain.posting import PostingKey
 from infra.mongo import Collections, Doc
 from infra.postings import doc_id
@@ -45,6 +47,15 @@ def query_of(where: PostingFilter) -> Doc:
             span["$lt"] = where.received_to
         q["received_at"] = span
     return q
+
+
+def summary_pipeline(where: PostingFilter) -> list[Doc]:
+    """Count and amount per Load Status: the match is the report's (served by the practice and
+    received-at index), and only the two fields summed are read from each posting."""
+    return [
+        {"$match": query_of(where)},
+        {"$group": {"_id": "$load_status", "count": {"$sum": 1}, "amount": {"$sum": "$amount"}}},
+    ]
 
 
 def encode_cursor(doc: Doc) -> str:
@@ -95,3 +106,12 @@ class PostingReport:
     async def rows(self, practice_id: str, payment_ids: Sequence[str]) -> list[Doc]:
         return await self._c.find({"_id": {"$in": [doc_id(PostingKey(practice_id, p)) for p in payment_ids]}},
                                   ROW_FIELDS).to_list(None)
+
+    async def summary(self, where: PostingFilter) -> list[StatusTotal]:
+        cursor = await self._c.aggregate(summary_pipeline(where))
+        totals = []
+        async for g in cursor:
+            amount = g["amount"]
+            totals.append(StatusTotal(LoadStatus(g["_id"]), g["count"],
+                                      amount if isinstance(amount, Decimal) else Decimal(amount or 0)))
+        return sorted(totals, key=lambda t: list(LoadStatus).index(t.status))

@@ -316,6 +316,8 @@ class FailureGroupOut(BaseModel):
     practice_id: str
     error_code: str
     cause: str | None
+    message: str = ""  # the Load Error's plain words, once for the group
+    fix: str = ""  # what fixes it, once for the group (the Load Error's fix)
     count: int
     amount: str
     first_failed_at: str | None
@@ -324,6 +326,21 @@ class FailureGroupOut(BaseModel):
 
 class FailureGroupPage(BaseModel):
     items: list[FailureGroupOut]
+
+
+class StatusTotalOut(BaseModel):
+    count: int
+    amount: str
+
+
+class PostingSummaryOut(BaseModel):
+    """Count and amount per Load Status (every status, zeros included) and in all."""
+
+    practice_id: str | None
+    received_from: str | None
+    received_to: str | None
+    statuses: dict[Literal["PENDING", "LOADED", "FAILED", "RETRYING", "CLEARED", "HELD"], StatusTotalOut]
+    total: StatusTotalOut
 
 
 class NoteOut(BaseModel):

@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -261,3 +262,286 @@ async def test_an_operator_holds_a_practice_and_releases_it_from_the_console(
     await wait_status(api, practice, body["payment_id"], "LOADED")
     await page.get_by_text("It answers: payments load as they arrive.").wait_for()
     assert await page.get_by_role("button", name="Release held payments").is_hidden()
+
+
+# ---- triage: what the office sees first, and how it acts on a group ------------------------------
+
+def group(page: Page, cause: str) -> Locator:
+    return page.locator(f'li.group[data-cause="{cause}"]')
+
+
+async def _fails(api: httpx.AsyncClient, upstream: Upstream, practice: str, n: int, **fields: str | None) -> list[str]:
+    """``n`` payments that fail with the same cause; their payment ids."""
+    ids = [(await upstream.payment(**fields))["payment_id"] for _ in range(n)]
+    for payment_id in ids:
+        await wait_status(api, practice, payment_id, "FAILED")
+    return ids
+
+
+async def test_it_opens_on_the_failure_groups_largest_first_with_their_fix_said_once(
+    page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    await _fails(api, upstream, practice, 1, ehr_patient_id=None, patient_account_id="acct-small")
+    await _fails(api, upstream, practice, 3, ehr_patient_id=None, patient_account_id="acct-big")
+    await _fails(api, upstream, practice, 2, currency="EUR")  # the built-in ledger keeps USD: LEDGER_REJECTED
+
+    await sign_in(page, OPERATOR)
+    await group(page, "acct-small").wait_for()
+    causes = await page.locator("li.group").evaluate_all("els => els.map(e => e.dataset.cause)")
+    assert causes == ["acct-big", "The ledger keeps USD; this entry is in EUR.", "acct-small"]
+    heading = await group(page, "acct-big").locator("h3").inner_text()
+    assert heading == "3 payments, 375.00: PATIENT_NOT_MAPPED, patient account acct-big"
+    # What fixes it: once per group (three groups, three times on the page), never on the rows.
+    fix = "Enter the patient's practice-management id (the mapping)"
+    assert await group(page, "acct-big").get_by_text(fix).count() == 1
+    assert await page.get_by_text("What fixes it:").count() == 3
+    assert await page.locator("#report").get_by_text(fix).count() == 0
+    assert await page.locator("#report tbody tr").count() == 6
+    # It opens there: the first thing after the top bar, and where the focus is.
+    assert await page.evaluate("document.activeElement.id") == "attention-title"
+    attention_top = (await page.locator("#attention").bounding_box() or {})["y"]
+    report_top = (await page.locator("#report").bounding_box() or {})["y"]
+    assert attention_top < report_top
+    # A cause paypost can fix is offered where the group is (operators only), a ledger's refusal is not.
+    assert await group(page, "acct-big").get_by_role("button", name="Enter mapping for acct-big").count() == 1
+    rejected = group(page, "The ledger keeps USD; this entry is in EUR.")
+    assert await rejected.get_by_role("button", name="Enter mapping", exact=False).count() == 0
+    if os.environ.get("PAYPOST_DOCS_SCREENSHOTS"):  # README's picture: what the office sees first
+        await page.locator("#live.on").wait_for()
+        await group(page, "acct-big").get_by_label("Retry all 3").check()
+        await page.get_by_role("button", name="Save Changes").click()
+        await page.locator("#preview-text").wait_for()
+        await page.screenshot(path=str(DOCS / "console.png"), full_page=True)
+
+
+async def test_retrying_a_group_shows_the_dry_runs_count_then_its_rows_load(
+    page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    ids = await _fails(api, upstream, practice, 2, ehr_patient_id="EHR-NEW", patient_account_id="acct-r")
+    assert (await get_posting(api, practice, ids[0]) or {})["load_error"]["code"] == "PATIENT_NOT_FOUND"
+    r = await api.put(f"/api/v1/practices/{practice}/ehr-patients/EHR-NEW", json={})  # the cause, fixed outside
+    assert r.status_code == 200, r.text
+
+    await sign_in(page, OPERATOR)
+    await group(page, "acct-r").get_by_label("Retry all 2").check()
+    await page.get_by_role("button", name="Save Changes").click()
+    preview = page.locator("#preview-text")
+    await preview.wait_for()
+    assert await preview.inner_text() == "Save Changes would retry 2 now (2 payments in all)."
+    assert await page.locator("#canary-choice").is_hidden()  # two is not a large retry
+    await asyncio.sleep(0.3)
+    for payment_id in ids:  # the dry run changed nothing
+        assert (await get_posting(api, practice, payment_id) or {})["load_status"] == "FAILED"
+
+    await page.get_by_role("button", name="Apply").click()
+    for payment_id in ids:
+        await row(page, payment_id).locator("td.status-LOADED").wait_for(timeout=10_000)
+    await page.get_by_text("Saved: 2 retried.").wait_for()
+    await group(page, "acct-r").wait_for(state="detached")  # the group is gone once its rows load
+    posting = await get_posting(api, practice, ids[0])
+    assert posting is not None and any(a["action"] == "retry" and a["actor"] == "alice" for a in posting["audit"])
+
+
+async def test_clearing_a_group_needs_a_reason_and_clears_its_rows(
+    page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    ids = await _fails(api, upstream, practice, 2, ehr_patient_id=None, patient_account_id="acct-gone")
+    await sign_in(page, OPERATOR)
+    save = page.get_by_role("button", name="Save Changes")
+    await group(page, "acct-gone").get_by_label("Clear all 2").check()
+    assert await save.is_disabled()  # a Clear needs its reason first
+    assert "Every Clear needs a reason." in await page.locator("#save-count").inner_text()
+    await group(page, "acct-gone").get_by_label("Reason to clear these 2").fill("patient left; posted by hand")
+    assert await save.is_enabled()
+    await save.click()
+    await page.get_by_text("Save Changes would clear 2 now (2 payments in all).").wait_for()
+    await page.get_by_role("button", name="Apply").click()
+
+    for payment_id in ids:
+        await row(page, payment_id).locator("td.status-CLEARED").wait_for(timeout=10_000)
+    await page.get_by_text("Saved: 2 cleared.").wait_for()
+    for payment_id in ids:
+        posting = await get_posting(api, practice, payment_id)
+        assert posting is not None and posting["load_status"] == "CLEARED"
+        assert any(a["action"] == "clear" and a["reason"] == "patient left; posted by hand" for a in posting["audit"])
+
+
+async def test_a_large_retry_is_offered_a_canary(
+    page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    ids = await _fails(api, upstream, practice, 20, ehr_patient_id="EHR-BIG", patient_account_id="acct-many")
+    assert len(set(ids)) == 20
+    r = await api.put(f"/api/v1/practices/{practice}/ehr-patients/EHR-BIG", json={})
+    assert r.status_code == 200, r.text
+    await sign_in(page, OPERATOR)
+    await group(page, "acct-many").get_by_label("Retry all 20").check()
+    await page.get_by_role("button", name="Save Changes").click()
+    await page.get_by_text("Save Changes would retry 20 now (20 payments in all).").wait_for()
+    canary = page.get_by_label("Try 5 first, and go on only if every one of them loads")
+    assert await canary.is_checked()
+    async with page.expect_response(lambda r: r.url.endswith("/api/v1/postings/changes")) as sent:
+        await page.get_by_role("button", name="Apply").click()
+    operation_id = (await (await sent.value).json())["operation_id"]
+    await page.get_by_text("Saved: 20 retried.").wait_for(timeout=30_000)
+    operation = (await api.get(f"/api/v1/operations/{operation_id}")).json()
+    assert operation["canary"]["size"] == 5 and operation["canary"]["state"] == "passed"
+    r = await api.get("/api/v1/postings", params={"practice_id": practice, "status": "LOADED"})
+    assert {item["payment_id"] for item in r.json()["items"]} == set(ids)
+
+
+async def test_save_changes_is_at_the_top_and_counts_what_is_ticked(
+    page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    await _fails(api, upstream, practice, 2, ehr_patient_id=None, patient_account_id="acct-g")
+    [single] = await _fails(api, upstream, practice, 1, ehr_patient_id=None, patient_account_id="acct-s")
+    await sign_in(page, OPERATOR)
+    count = page.locator("#save-count")
+    await group(page, "acct-g").wait_for()
+    assert await count.inner_text() == "Nothing ticked."
+    await page.get_by_label(f"Retry {single}").check()
+    assert await count.inner_text() == "1 payment ticked to retry."
+    await group(page, "acct-g").get_by_label("Retry all 2").check()
+    assert await count.inner_text() == "1 group (2 payments) and 1 payment ticked to retry."
+    await group(page, "acct-g").get_by_label("Clear all 2").check()  # instead of retrying it
+    assert await count.inner_text() == "1 group (2 payments) and 1 payment ticked to retry or clear. " \
+        "Every Clear needs a reason."
+    # The button says what the count is to a screen reader too, and stays at the top when scrolled.
+    save = page.get_by_role("button", name="Save Changes")
+    assert await save.get_attribute("aria-describedby") == "save-count"
+    await page.mouse.wheel(0, 2000)
+    await asyncio.sleep(0.2)
+    box = await save.bounding_box()
+    assert box is not None and 0 <= box["y"] < 120
+
+
+async def test_counts_and_amounts_per_load_status_for_the_chosen_dates(
+    page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    loaded = await upstream.payment(amount="60.00")
+    await wait_status(api, practice, loaded["payment_id"], "LOADED")
+    await _fails(api, upstream, practice, 2, ehr_patient_id=None, patient_account_id="acct-c", amount="45.50")
+    await sign_in(page, OPERATOR)
+
+    def line(status: str) -> Locator:
+        return page.locator(f'#summary-table tr[data-status="{status}"]')
+
+    await line("FAILED").wait_for()
+    assert await line("FAILED").locator("td").all_inner_texts() == ["2", "91.00"]
+    assert await line("LOADED").locator("td").all_inner_texts() == ["1", "60.00"]
+    assert await line("HELD").locator("td").all_inner_texts() == ["0", "0.00"]
+    assert await line("total").locator("td").all_inner_texts() == ["3", "151.00"]
+    # Dates after today: nothing was received then.
+    await page.get_by_label("Received from").fill("2999-01-01")
+    await page.get_by_role("button", name="Show", exact=True).click()
+    await page.get_by_text("Received from 2999-01-01 (inclusive).").wait_for()
+    assert await line("total").locator("td").all_inner_texts() == ["0", "0.00"]
+    # A status's count shows its rows.
+    await page.get_by_label("Received from").fill("")
+    await page.get_by_role("button", name="Show the LOADED payments").click()
+    await row(page, loaded["payment_id"]).wait_for()
+    assert await page.locator("#report tbody tr").count() == 1
+
+
+async def test_a_note_added_shows_in_the_audit_trail_and_the_row(
+    page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    payment_id = await failed_row_shown(page, api, upstream, practice, "acct-note", OPERATOR)
+    await row(page, payment_id).get_by_role("button", name=payment_id).click()
+    await page.get_by_label("Add a note").fill("called the patient, awaiting their id")
+    await page.get_by_role("button", name="Add note").click()
+    note = page.locator("#audit tr.audit-note")
+    await note.wait_for()
+    assert await note.locator("td").nth(1).inner_text() == "alice"
+    assert await note.locator("td").nth(4).inner_text() == "called the patient, awaiting their id"
+    await row(page, payment_id).get_by_role("button", name=f"1 note on {payment_id}").wait_for()
+    if os.environ.get("PAYPOST_DOCS_SCREENSHOTS"):
+        await page.evaluate("window.scrollTo(0, 0)")  # the top bar is sticky: a full page starts at the top
+        await page.screenshot(path=str(DOCS / "console-posting.png"), full_page=True)
+    posting = await get_posting(api, practice, payment_id)
+    assert posting is not None and posting["notes_count"] == 1
+
+
+async def test_an_assignee_set_shows_in_the_row(
+    page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    payment_id = await failed_row_shown(page, api, upstream, practice, "acct-who", OPERATOR)
+    await row(page, payment_id).get_by_role("button", name=payment_id).click()
+    await page.get_by_role("button", name="Assign to me").click()
+    assignee = row(page, payment_id).locator("td.assignee")
+    await page.wait_for_function(
+        f"document.querySelector('tr[data-payment-id=\"{payment_id}\"] td.assignee').textContent === 'alice'")
+    await page.get_by_label("Assignee", exact=True).fill("bob")
+    await page.get_by_role("button", name="Set assignee").click()
+    await page.wait_for_function(
+        f"document.querySelector('tr[data-payment-id=\"{payment_id}\"] td.assignee').textContent === 'bob'")
+    assert await assignee.inner_text() == "bob"
+    posting = await get_posting(api, practice, payment_id)
+    assert posting is not None and posting["assignee"] == "bob"
+    assigned = [a["detail"] for a in posting["audit"] if a["action"] == "assign"]
+    assert assigned == ["assigned to alice", "assigned to bob"]
+
+
+async def test_an_alert_is_snoozed_where_it_is_listed(
+    page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    payment_id = await failed_row_shown(page, api, upstream, practice, "acct-zz", OPERATOR)
+    task = page.locator("#alerts-list li", has_text=f"Office task: {payment_id}")
+    await task.wait_for()
+    await task.get_by_role("button", name=f"Snooze Office task: {payment_id}").click()
+    await task.get_by_label("Snooze for").select_option(label="1 day")
+    await task.get_by_label("because").fill("the office is closed tomorrow")
+    await task.get_by_role("button", name="Snooze", exact=True).click()
+    await page.locator("#alerts-list li", has_text="Snoozed until").wait_for()
+    assert "by alice: the office is closed tomorrow" in await task.inner_text()
+    r = await api.get("/api/v1/alerts", params={"practice_id": practice, "state": "open"})
+    [alert] = [a for a in r.json()["items"] if a["kind"] == "task" and a["payment_id"] == payment_id]
+    assert alert["snooze_reason"] == "the office is closed tomorrow" and alert["snoozed_by"] == "alice"
+    ahead = (datetime.fromisoformat(alert["snoozed_until"]) - datetime.now(UTC)).total_seconds()
+    assert 23 * 3600 < ahead <= 24 * 3600
+
+
+# ---- accessibility: axe-core (bundled by axe-playwright-python) on each main view ------------------
+
+async def audit(page: Page, view: str) -> None:
+    """No serious or critical axe-core violation on what the page shows now."""
+    from axe_playwright_python.async_playwright import Axe  # the test extra installs it: absent, this fails
+
+    results = await Axe().run(page)
+    if os.environ.get("PAYPOST_AXE_ALL"):
+        print(view, [(v["id"], v["impact"], len(v["nodes"])) for v in results.response["violations"]])  # noqa: T201 - asked for
+    found = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in results.response["violations"]
+             if v["impact"] in ("serious", "critical")]
+    assert found == [], f"{view}: {found}"
+    assert results.response["testEngine"]["name"] == "axe-core"  # the audit ran, and found nothing serious
+
+
+async def test_the_main_views_pass_an_accessibility_audit(
+    page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    await _fails(api, upstream, practice, 2, ehr_patient_id=None, patient_account_id="acct-ax")
+    loaded = await upstream.payment(amount="60.00", merchant_transfer_id="MT-AX")
+    await wait_status(api, practice, loaded["payment_id"], "LOADED")
+    await page.goto("/")
+    await page.get_by_label("API token").wait_for()
+    await audit(page, "sign-in")
+    await page.get_by_label("API token").fill(OPERATOR)
+    await page.get_by_label("API token").press("Enter")
+    await group(page, "acct-ax").wait_for()
+    await audit(page, "Needs attention")
+    await group(page, "acct-ax").get_by_role("button", name="Enter mapping for acct-ax").click()
+    await group(page, "acct-ax").get_by_label("Clear all 2").check()
+    await audit(page, "Needs attention, a group's mapping and clear open")
+    await page.locator("#report-title").scroll_into_view_if_needed()
+    await audit(page, "report")
+    await row(page, loaded["payment_id"]).get_by_role("button", name=loaded["payment_id"]).click()
+    await page.locator("#detail").wait_for()
+    await audit(page, "posting detail")
+    # Keyboard alone: Tab from the group's checkbox reaches its reason, and Save Changes takes Enter.
+    reason = group(page, "acct-ax").get_by_label("Reason to clear these 2")
+    await group(page, "acct-ax").get_by_label("Clear all 2").focus()
+    await page.keyboard.press("Tab")
+    assert await reason.evaluate("el => el === document.activeElement")
+    # The audit is not blind: an input with no label is a critical violation it names.
+    await page.evaluate("document.getElementById('detail').append(document.createElement('input'))")
+    with pytest.raises(AssertionError, match="'label', 'critical'"):
+        await audit(page, "posting detail with an unlabelled input")

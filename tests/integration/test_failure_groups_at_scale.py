@@ -86,3 +86,12 @@ async def test_failure_groups_read_only_the_failed_postings(paypost: Paypost, ap
                 f"over {len(timings)} calls; documents examined {examined}")
     print(measured)  # noqa: T201 - the measurement is the point of this test: it is shown, not asserted
     assert examined and max(examined) == failed  # the FAILED postings, none of the others
+
+    # The console's counts per Load Status beside them: every posting of the practice (no span given).
+    timings = []
+    for _ in range(3):
+        began = time.perf_counter()
+        r = await api.get("/api/v1/postings/summary", params={"practice_id": "clinic-s"})
+        timings.append((time.perf_counter() - began) * 1000)
+    assert r.json()["statuses"]["FAILED"]["count"] == failed and r.json()["total"]["count"] == TOTAL
+    print(f"summary: GET /postings/summary of {TOTAL:,} postings median {statistics.median(timings):.1f} ms")  # noqa: T201 - shown, not asserted

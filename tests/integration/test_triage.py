@@ -82,6 +82,10 @@ async def test_failed_postings_are_grouped_by_practice_code_and_cause(api: httpx
     ]
     x = groups[0]
     assert x["group_id"] == failures["x"] and x["practice_id"] == "clinic-a"
+    # What fixes it is said once, for the group: the Load Error's own words.
+    assert x["message"] == "This patient account has no practice-management patient id."
+    assert x["fix"].startswith("Enter the patient's practice-management id (the mapping)")
+    assert groups[1]["fix"] == "Correct the cause the ledger gave, then retry; or clear it if posted by hand."
     assert datetime.fromisoformat(x["first_failed_at"]) <= datetime.fromisoformat(x["last_failed_at"])
     # The same account in another practice is another group.
     assert failures["b"] != failures["x"]
