@@ -78,6 +78,9 @@ class PostingStore(Protocol):
     async def parked_practices(self) -> list[str]:
         """Every practice with a parked posting."""
 
+    async def parked_count(self, practice_id: str) -> int:
+        """How many of the practice's postings are parked."""
+
 
 @dataclass(frozen=True, slots=True)
 class FailedSelection:

@@ -90,8 +90,8 @@ class Outages:
         self.woken = asyncio.Event()  # something for the worker to look at now (``OutageWorker.run``)
 
     async def waiting(self, practice_id: str) -> int:
-        """How many of the practice's payments wait for its system."""
-        return len(await self._postings.parked(practice_id, limit=100_000))
+        """How many of the practice's payments wait for its system (counted on the index of them)."""
+        return await self._postings.parked_count(practice_id)
 
     async def unanswered(self, practice_id: str, error: str) -> PracticeOutage:
         """A payment of the practice got no answer from its system: failing (or held) from now."""

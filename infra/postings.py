@@ -283,6 +283,10 @@ class MongoPostingStore:
                             sort=[("received_at", 1), ("_id", 1)], limit=limit, hint="parked")
         return [(posting_from(d), message_from(d["message"])) async for d in docs]
 
+    async def parked_count(self, practice_id: str) -> int:
+        return await self._c.count_documents({"practice_id": practice_id, "parked_at": {"$exists": True}},
+                                             hint="parked")
+
     async def parked_practices(self) -> list[str]:
         found: list[str] = await self._c.distinct("practice_id", {"parked_at": {"$exists": True}})
         return found
