@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -38,6 +39,7 @@ from domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
 from infra.ledger_hosts import HostPolicy
 from schemas.practice_system import FlagBody, TaskBody
 
+T = TypeVar("T")
 log = structlog.get_logger("paypost.ledger_http")
 
 # How long a practice's system may keep answering 429 before the delivery goes back to its queue.
@@ -223,23 +225,34 @@ class HttpLedger:
         self._credentials = credentials or NoCredentials()
 
     async def post(self, request: LedgerEntryRequest) -> LedgerReceipt:
+        async def attempt(number: int) -> LedgerReceipt:
+            if number > 1:  # an answer may have been lost after the ledger committed
+                found = await self._lookup(request)
+                if found is not None:
+                    return found
+            return await self._post_once(request)
+
+        return await self._retried(attempt)
+
+    async def _retried(self, attempt: Callable[[int], Awaitable[T]]) -> T:
+        """``attempt(n)`` for n = 1, 2, ... while it fails transiently, within the attempts' budget.
+
+        A system paypost must not call fails INTEGRATION_NOT_CONFIGURED before any request; one
+        that keeps asking to slow down goes back to its queue (``TransientFailure``, never FAILED);
+        one that never answers raises ``LedgerUnreachable``: the payment waits for it
+        (handlers/outages.py)."""
         try:
             await self._hosts.check(self._base)
         except RefusedHost as exc:
             raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED, f"Its system is refused: {exc}.") from exc
         try:
-            async for attempt in AsyncRetrying(retry=retry_if_exception_type(_Transient), stop=_Budget(self._attempts),
-                                               wait=_wait, reraise=True):
-                with attempt:
-                    if attempt.retry_state.attempt_number > 1:
-                        found = await self._lookup(request)
-                        if found is not None:
-                            return found
-                    return await self._post_once(request)
+            async for tried in AsyncRetrying(retry=retry_if_exception_type(_Transient), stop=_Budget(self._attempts),
+                                             wait=_wait, reraise=True):
+                with tried:
+                    return await attempt(tried.retry_state.attempt_number)
         except _Transient as exc:
-            if exc.throttled:  # asked to slow down for too long: back to the queue, never FAILED
+            if exc.throttled:
                 raise TransientFailure(f"the practice's system kept answering 429 for {THROTTLED_FOR:g}s") from exc
-            # No answer after every attempt: the payment waits for the system (handlers/outages.py).
             raise LedgerUnreachable(f"no answer after {self._attempts} attempts; last error: {exc}") from exc
         raise AssertionError("unreachable")
 
@@ -326,26 +339,13 @@ class HttpLedger:
 
     async def _alert_call(self, method: str, path: str, body: dict[str, Any] | None = None) -> None:
         """PUT or DELETE an alert, idempotent: retried like an entry; a 404 on DELETE is gone already."""
-        try:
-            await self._hosts.check(self._base)
-        except RefusedHost as exc:
-            raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED, f"Its system is refused: {exc}.") from exc
-        response: httpx.Response | None = None
-        try:
-            async for attempt in AsyncRetrying(retry=retry_if_exception_type(_Transient), stop=_Budget(self._attempts),
-                                               wait=_wait, reraise=True):
-                with attempt:
-                    response = await self._call(method, f"{self._base}{path}",
-                                                **({"json": body} if body is not None else {}))
-        except _Transient as exc:
-            if exc.throttled:
-                raise TransientFailure(f"the practice's system kept answering 429 for {THROTTLED_FOR:g}s") from exc
-            raise LedgerUnreachable(f"no answer after {self._attempts} attempts; last error: {exc}") from exc
-        assert response is not None  # the attempts ended with an answer
+        async def attempt(_: int) -> httpx.Response:
+            return await self._call(method, f"{self._base}{path}", **({"json": body} if body is not None else {}))
+
+        response = await self._retried(attempt)
         if response.is_success or (method == "DELETE" and response.status_code == 404):
             return
         raise LoadFailure(LoadErrorCode.LEDGER_REJECTED, f"The system refused {method} {path}: {_reason(response)}")
-
 
 def _flag_path(patient_id: str, alert_id: str) -> str:
     return f"/patients/{quote(patient_id, safe='')}/flags/{quote(alert_id, safe='')}"

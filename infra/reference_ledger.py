@@ -142,59 +142,49 @@ def _maybe_drop(ledger: LedgerState) -> None:
         raise Dropped
 
 
-@router.put("/tasks/{alert_id}")
-async def put_task(alert_id: str, request: Request, ledger: Ledger,
-                   authorization: Authorization = None) -> JSONResponse:
+async def _filed(ledger: LedgerState, authorization: str | None, method: str, path: str,
+                 kept: dict[Any, dict[str, Any]], key: Any, body: dict[str, Any] | None) -> JSONResponse:
+    """A task or a flag PUT (``body``) or DELETEd under ``key`` in ``kept``, as the office's system files it."""
     if (fault := await _inject(ledger, authorization)) is not None:
         return fault
     if ledger.faults.alerts_down:
         return JSONResponse({"error": {"message": "task list unavailable"}}, status_code=503)
-    ledger.alert_requests.append(("PUT", f"/tasks/{alert_id}"))
-    created = alert_id not in ledger.tasks
-    ledger.tasks[alert_id] = await request.json()
+    ledger.alert_requests.append((method, path))
+    if body is None:
+        if kept.pop(key, None) is None:
+            return JSONResponse({"error": {"message": "no such alert"}}, status_code=404)
+        answer, status = {}, 200
+    else:
+        status = 200 if key in kept else 201
+        kept[key] = answer = body
     _maybe_drop(ledger)
-    return JSONResponse(ledger.tasks[alert_id], status_code=201 if created else 200)
+    return JSONResponse(answer, status_code=status)
+
+
+@router.put("/tasks/{alert_id}")
+async def put_task(alert_id: str, request: Request, ledger: Ledger,
+                   authorization: Authorization = None) -> JSONResponse:
+    return await _filed(ledger, authorization, "PUT", f"/tasks/{alert_id}", ledger.tasks, alert_id,
+                        await request.json())
 
 
 @router.delete("/tasks/{alert_id}")
 async def delete_task(alert_id: str, ledger: Ledger, authorization: Authorization = None) -> JSONResponse:
-    if (fault := await _inject(ledger, authorization)) is not None:
-        return fault
-    if ledger.faults.alerts_down:
-        return JSONResponse({"error": {"message": "task list unavailable"}}, status_code=503)
-    ledger.alert_requests.append(("DELETE", f"/tasks/{alert_id}"))
-    if ledger.tasks.pop(alert_id, None) is None:
-        return JSONResponse({"error": {"message": "no such task"}}, status_code=404)
-    _maybe_drop(ledger)
-    return JSONResponse({}, status_code=200)
+    return await _filed(ledger, authorization, "DELETE", f"/tasks/{alert_id}", ledger.tasks, alert_id, None)
 
 
 @router.put("/patients/{patient_id}/flags/{alert_id}")
 async def put_flag(patient_id: str, alert_id: str, request: Request, ledger: Ledger,
                    authorization: Authorization = None) -> JSONResponse:
-    if (fault := await _inject(ledger, authorization)) is not None:
-        return fault
-    if ledger.faults.alerts_down:
-        return JSONResponse({"error": {"message": "task list unavailable"}}, status_code=503)
-    ledger.alert_requests.append(("PUT", f"/patients/{patient_id}/flags/{alert_id}"))
-    created = (patient_id, alert_id) not in ledger.flags
-    ledger.flags[(patient_id, alert_id)] = await request.json()
-    _maybe_drop(ledger)
-    return JSONResponse(ledger.flags[(patient_id, alert_id)], status_code=201 if created else 200)
+    return await _filed(ledger, authorization, "PUT", f"/patients/{patient_id}/flags/{alert_id}", ledger.flags,
+                        (patient_id, alert_id), await request.json())
 
 
 @router.delete("/patients/{patient_id}/flags/{alert_id}")
 async def delete_flag(patient_id: str, alert_id: str, ledger: Ledger,
                       authorization: Authorization = None) -> JSONResponse:
-    if (fault := await _inject(ledger, authorization)) is not None:
-        return fault
-    if ledger.faults.alerts_down:
-        return JSONResponse({"error": {"message": "task list unavailable"}}, status_code=503)
-    ledger.alert_requests.append(("DELETE", f"/patients/{patient_id}/flags/{alert_id}"))
-    if ledger.flags.pop((patient_id, alert_id), None) is None:
-        return JSONResponse({"error": {"message": "no such flag"}}, status_code=404)
-    _maybe_drop(ledger)
-    return JSONResponse({}, status_code=200)
+    return await _filed(ledger, authorization, "DELETE", f"/patients/{patient_id}/flags/{alert_id}", ledger.flags,
+                        (patient_id, alert_id), None)
 
 
 @router.get("/_alerts")
