@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -43,6 +44,8 @@ class PostingReactions:
         self._escalate_after = escalate_after
         self._clock = clock
         self._finished: dict[str, set[str]] = {}
+        self._unswept = 0
+        self._unswept_since: float | None = None  # the loop's time the first unswept posting finished
 
     async def failed(self, event: PostingFailed) -> None:
         """Open the posting's office task and its patient's flag (each once, however often asked)."""
@@ -75,10 +78,22 @@ class PostingReactions:
                     if flag:
                         await self._alert_event("resolved", flag, posting)
         self._finished.setdefault(practice, set()).add(posting.key.payment_id)
+        self._unswept += 1
+        if self._unswept_since is None:
+            self._unswept_since = asyncio.get_running_loop().time()
+
+    def unswept(self) -> int:
+        """How many finished postings the next sweep looks at."""
+        return self._unswept
+
+    def unswept_since(self) -> float | None:
+        """When (the event loop's clock) the first posting the next sweep looks at finished; None: none."""
+        return self._unswept_since
 
     async def sweep(self) -> None:
         """Heal the refunds and reconcile the transfers of every posting finished since the last sweep."""
         finished, self._finished = self._finished, {}
+        self._unswept, self._unswept_since = 0, None
         for practice, ids in finished.items():
             await self._healer.heal_refunds_of(practice, sorted(ids))
             for transfer in await self._transfers.unreconciled_with_any(practice, sorted(ids)):

@@ -1,0 +1,90 @@
+"""The sweep of what just finished: at once for a batch's worth, within a bound for a quiet trickle,
+never when nothing finished (the schedule only; the sweeps' queries are tested on the real database
+in tests/integration/test_operators.py and test_events_alerts.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from domain.events import PostingLoaded
+from domain.model import LoadStatus, PostingKind
+from domain.posting import Posting, PostingKey
+from handlers.reactions import PostingReactions
+from paypost.background import run_sweeps
+
+
+class _Healer:
+    def __init__(self) -> None:
+        self.swept: list[list[str]] = []
+        self.swept_at: list[float] = []
+        self.sweeps = asyncio.Queue[None]()
+
+    async def heal_refunds_of(self, practice_id: str, payment_ids: list[str]) -> int:
+        self.swept.append(payment_ids)
+        self.swept_at.append(asyncio.get_running_loop().time())
+        self.sweeps.put_nowait(None)
+        return 0
+
+    async def heal_waiting_refunds(self) -> int:
+        return 0
+
+    async def replay_stale(self) -> int:
+        return 0
+
+
+class _Transfers:
+    async def unreconciled_with_any(self, practice_id: str, ids: list[str]) -> list[object]:
+        return []
+
+    async def unreconciled(self, limit: int) -> list[object]:
+        return []
+
+
+class _Alerts:
+    async def due_for_escalation(self, before: datetime, now: datetime) -> list[object]:
+        return []
+
+
+def _reactions(healer: _Healer) -> PostingReactions:
+    # Only what a sweep calls: the alerts' escalation query, the transfers', the healer's.
+    return PostingReactions(cast(Any, _Alerts()), cast(Any, _Transfers()), cast(Any, None), cast(Any, healer),
+                            escalate_after=600)
+
+
+def _loaded(payment_id: str) -> PostingLoaded:
+    key = PostingKey("clinic-a", payment_id)
+    posting = Posting(key, PostingKind.PAYMENT, LoadStatus.LOADED, "e", datetime.now(UTC))
+    return PostingLoaded(posting, had_failed=False)
+
+
+async def test_a_batch_is_swept_at_once_and_a_trickle_within_the_bound() -> None:
+    healer = _Healer()
+    reactions = _reactions(healer)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    sweeping = asyncio.create_task(run_sweeps(reactions, stop, escalate_after=600, tick=0.01,
+                                              sweep_within=0.4, sweep_batch=3))
+    try:
+        await asyncio.sleep(0.1)
+        assert healer.swept == []  # nothing finished: no sweep, no query
+
+        for n in range(3):  # a batch's worth: swept within a tick, not after the bound
+            await reactions.loaded(_loaded(f"pay-{n}"))
+        started = loop.time()
+        await asyncio.wait_for(healer.sweeps.get(), 2)
+        assert healer.swept == [["pay-0", "pay-1", "pay-2"]]
+        assert healer.swept_at[0] - started < 0.2
+
+        await reactions.loaded(_loaded("pay-9"))  # alone: it waits for company, up to the bound
+        started = loop.time()
+        await asyncio.sleep(0.2)
+        assert len(healer.swept) == 1 and reactions.unswept() == 1
+        await asyncio.wait_for(healer.sweeps.get(), 2)
+        assert healer.swept[1:] == [["pay-9"]]
+        assert 0.35 <= healer.swept_at[1] - started < 0.8
+        assert reactions.unswept() == 0 and reactions.unswept_since() is None
+    finally:
+        stop.set()
+        await asyncio.wait_for(sweeping, 2)
