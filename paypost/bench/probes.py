@@ -98,6 +98,21 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def wakeups(pid: int) -> int | None:
+    """How often the process's threads have gone to sleep and been woken so far (voluntary context
+    switches, every thread): what one payment alone costs each process beyond its own work."""
+    tasks = Path(f"/proc/{pid}/task")
+    if not tasks.is_dir():
+        return None
+    total = 0
+    for status in tasks.glob("*/status"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            for line in status.read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+    return total
+
+
 def find_pid(*needles: str) -> int | None:
     """The first local process whose command line holds every needle (the broker, mongod)."""
     for entry in Path("/proc").iterdir():
@@ -131,9 +146,16 @@ class CpuMeter:
     def __init__(self, pids: dict[str, int | None]) -> None:
         self.pids = {name: pid for name, pid in pids.items() if pid is not None}
         self._start: dict[str, float] = {}
+        self._woken: dict[str, int] = {}
 
     def start(self) -> None:
         self._start = {name: cpu for name, pid in self.pids.items() if (cpu := cpu_seconds(pid)) is not None}
+        self._woken = {name: n for name, pid in self.pids.items() if (n := wakeups(pid)) is not None}
+
+    def wakeups_per_payment(self, payments: int) -> dict[str, float]:
+        """Each process's sleeps and wakes per payment since ``start``."""
+        return {name: (now - self._woken[name]) / payments for name, pid in self.pids.items()
+                if name in self._woken and (now := wakeups(pid)) is not None}
 
     def per_payment_us(self, payments: int) -> dict[str, float]:
         spent = {}
@@ -142,6 +164,19 @@ class CpuMeter:
             if now is not None and name in self._start:
                 spent[name] = (now - self._start[name]) / payments * 1e6
         return spent
+
+
+CARRIERS = ("paypost", "mongod", "RabbitMQ")  # the processes that carry a payment (not the bench's own)
+
+
+def wakeups_carried(woken: dict[str, float]) -> float:
+    """Sleeps and wakes per payment of the processes that carry it, together."""
+    return sum(woken.get(name, 0.0) for name in CARRIERS)
+
+
+def wakeups_detail(woken: dict[str, float]) -> str:
+    """Sleeps and wakes per payment of the processes that carry it, for a results row's detail."""
+    return ", ".join(f"{name} {woken[name]:,.1f}" for name in CARRIERS if name in woken)
 
 
 def cores_busy(spent: dict[str, float], per_second: float) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from paypost.bench.load import Publisher
-from paypost.bench.probes import DiskProbe, clear_of, cores_busy
+from paypost.bench.probes import DiskProbe, clear_of, cores_busy, wakeups, wakeups_carried, wakeups_detail
 
 
 class Recording(Publisher):
@@ -104,3 +104,17 @@ def test_cores_busy_says_how_many_cores_a_phase_kept_busy_and_who_spent_them() -
     spent = {"paypost": 700.0, "mongod": 800.0, "RabbitMQ": 500.0, "bench publisher": 0.0}
     note = cores_busy(spent, per_second=500)  # 2,000 us per payment at 500/s: one core
     assert note == f"1.00 of {os.cpu_count() or 1} cores busy (paypost 700, mongod 800, RabbitMQ 500)"
+
+
+def test_wakeups_count_each_sleep_of_every_thread_and_only_the_carriers_are_summed() -> None:
+    before = wakeups(os.getpid())
+    assert before is not None
+    for _ in range(20):
+        time.sleep(0.001)  # each sleep gives the core up: one voluntary context switch at least
+    after = wakeups(os.getpid())
+    assert after is not None and after - before >= 20
+    assert wakeups(2**22 + 1) is None  # no such process
+
+    woken = {"paypost": 7.0, "mongod": 40.0, "RabbitMQ": 110.0, "bench publisher": 18.0}
+    assert wakeups_carried(woken) == 157.0
+    assert wakeups_detail(woken) == "paypost 7.0, mongod 40.0, RabbitMQ 110.0"

@@ -8,7 +8,16 @@ import tempfile
 from paypost.bench.load import PRACTICE, payment
 from paypost.bench.outcomes import spans, wait_count
 from paypost.bench.phases import broker_alone
-from paypost.bench.probes import DISK_STALL, CpuMeter, DiskProbe, clear_of, cores_busy, no_gc_pauses
+from paypost.bench.probes import (
+    DISK_STALL,
+    CpuMeter,
+    DiskProbe,
+    clear_of,
+    cores_busy,
+    no_gc_pauses,
+    wakeups_carried,
+    wakeups_detail,
+)
 from paypost.bench.rendering import percentile
 from paypost.bench.rig import Rig
 
@@ -44,9 +53,13 @@ async def measure(rig: Rig, meter: CpuMeter, pipeline_pps: float, seconds: float
                 f"{len(waits) - len(clear):,} of {len(waits):,} were waiting while the disk stalled")
     # Fewer payments per batch and per broker frame at this rate: each costs more CPU than
     # in the burst above, and this is how busy the two cores were while latency was measured.
+    woken = meter.wakeups_per_payment(count)
     if spent := meter.per_payment_us(count):
         results.add("  CPU per payment at this rate, all", sum(spent.values()), "us", "cpu_us_total_at_rate",
                     cores_busy(spent, rate))
         if burst := results.value("cpu_us_total"):
             results.add("  CPU per payment, half rate / burst", sum(spent.values()) / burst, "",
                         "cpu_ratio_half_to_burst", "target <= 1.3")
+    if woken:  # each process's sleeps and wakes: what a payment costs beyond its own work, grows as batches shrink
+        results.add("  wakeups per payment at this rate", wakeups_carried(woken), "", "wakeups_half",
+                    wakeups_detail(woken))

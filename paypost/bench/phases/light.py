@@ -11,7 +11,7 @@ import time
 from infra.watch import WatchedEvent, watch_events
 from paypost.bench.load import PRACTICE, payment
 from paypost.bench.phases import broker_alone
-from paypost.bench.probes import CpuMeter, no_gc_pauses
+from paypost.bench.probes import CpuMeter, no_gc_pauses, wakeups_carried, wakeups_detail
 from paypost.bench.rendering import percentile
 from paypost.bench.rig import Rig
 
@@ -55,6 +55,7 @@ async def measure(rig: Rig, meter: CpuMeter, seconds: float) -> None:
                     [(f"{prefix}{i}", payment(f"{prefix}{i}", f"acct-{i % 50}", "EHR-1")) for i in range(count)], rate)
                 await asyncio.wait_for(receiving, timeout=120)
             spent = meter.per_payment_us(count)
+            woken = meter.wakeups_per_payment(count)
             waited = [(loaded[pid] - at) * 1000 for pid, at in sent.items()]
             target = "; target <= 8 ms and <= 2 x the broker alone" if rate == RATES[0] else ""
             results.add(f"light load p50 at {rate}/s", percentile(waited, 50), "ms", f"p50_{rate}pps_ms",
@@ -64,6 +65,9 @@ async def measure(rig: Rig, meter: CpuMeter, seconds: float) -> None:
                 results.add(f"  CPU per payment at {rate}/s, all", sum(spent.values()), "us", f"cpu_us_{rate}pps",
                             f"paypost {spent.get('paypost', 0):,.0f}, mongod {spent.get('mongod', 0):,.0f}, "
                             f"RabbitMQ {spent.get('RabbitMQ', 0):,.0f}")
+            if woken:
+                results.add(f"  wakeups per payment at {rate}/s", wakeups_carried(woken), "", f"wakeups_{rate}pps",
+                            wakeups_detail(woken))
     broker = await broker_alone.measure(rig.amqp, RATES[0], max(20, int(RATES[0] * seconds)))
     results.add(f"  broker alone p50 at {RATES[0]}/s", percentile(broker.latencies_ms, 50), "ms",
                 f"broker_p50_{RATES[0]}pps_ms", "publish to delivery through a quorum queue, no database")

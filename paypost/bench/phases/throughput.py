@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from paypost.bench.load import PRACTICE, payment
 from paypost.bench.outcomes import wait_count
-from paypost.bench.probes import CpuMeter, child_pid, find_pid, no_gc_pauses
+from paypost.bench.probes import CpuMeter, child_pid, find_pid, no_gc_pauses, wakeups_carried, wakeups_detail
 from paypost.bench.rig import Rig
 
 
@@ -41,6 +41,7 @@ async def measure(rig: Rig, n: int, baseline: float) -> Throughput:
                 f"{n:,} payments, built-in ledger")
     results.add("ratio pipeline / baseline", pipeline_pps / baseline, "", "ratio", "target >= 0.5")
     spent = meter.per_payment_us(n)
+    woken = meter.wakeups_per_payment(n)
     for name, us in spent.items():
         results.add(f"  CPU per payment: {name}", us, "us", f"cpu_us_{name.lower().replace(' ', '_')}")
     if spent:
@@ -48,4 +49,6 @@ async def measure(rig: Rig, n: int, baseline: float) -> Throughput:
         cores = os.cpu_count() or 1
         results.add("  CPU per payment, all of them", total, "us", "cpu_us_total",
                     f"{cores} cores carry at most {cores * 1e6 / total:,.0f} payments/s at this cost")
+    if woken:
+        results.add("  wakeups per payment", wakeups_carried(woken), "", "wakeups_burst", wakeups_detail(woken))
     return Throughput(pipeline_pps, meter)
