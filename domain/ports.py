@@ -54,6 +54,12 @@ class PostingStore(Protocol):
                             patient_account_id: str | None, refunded_payment_id: str | None = None) -> bool:
         """In flight → FAILED, in its failure group (``domain.triage``); False if no longer in flight."""
 
+    async def insert_finished(self, posting: Posting, message: KeptMessage, received: AuditEntry,
+                              attempt: Attempt, entry_id: str | None) -> bool:
+        """Insert a new posting with its outcome (``posting.load_status``, LOADED or FAILED) at once, for
+        a ledger in paypost's own database (``Integration.posts_with_its_row``); False if one with its
+        key exists."""
+
     async def insert_unreadable(self, posting: Posting, message: KeptMessage,
                                 audit: AuditEntry) -> tuple[PostingKey, bool]:
         """Keep an unreadable message as a FAILED row of its own: its key, and whether it is new."""

@@ -91,6 +91,15 @@ class Integration:
     enabled: bool
     settings: dict[str, object] = field(default_factory=dict)
 
+    @property
+    def posts_with_its_row(self) -> bool:
+        """The built-in ledger keeps its entries in paypost's own database, found again by their key:
+        nothing a new posting does leaves that database before its outcome, so the posting is written
+        once, with its outcome, instead of a PENDING row and then its outcome. A delivery handled
+        again finds the entry (or the row). Every other ledger is a call out, which may take seconds
+        or not answer: its posting is PENDING in the report meanwhile."""
+        return self.kind == "builtin"
+
 
 @dataclass(frozen=True, slots=True)
 class LedgerEntryRequest:

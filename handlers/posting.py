@@ -56,6 +56,15 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class First:
+    """A new posting that has no row yet: its message and its "received" entry, written with its
+    outcome (``PostingService._posts_with_its_row``)."""
+
+    message: KeptMessage
+    received: AuditEntry
+
+
+@dataclass(frozen=True, slots=True)
 class HeldMapping:
     """A patient account's mapping as read: the practice-management id, or None (not mapped)."""
 
@@ -169,6 +178,11 @@ class PostingService:
         # is read (one round trip fewer in series); a mapping entered after this read is caught
         # by the self-healing's check of a mapping failure (handlers/healing.py).
         if not replayed:
+            if await self._posts_with_its_row(fresh.key.practice_id, trying):
+                existing, held = await asyncio.gather(self._postings.get(fresh.key), self._mapping_for(fresh))
+                if existing is None:
+                    return await self._load(fresh, held, first=First(message, received))
+                return await self._known(existing, fresh, message, held, trying)
             inserted, held = await asyncio.gather(
                 self._postings.insert_received(fresh, message, received), self._mapping_for(fresh))
             if inserted:
@@ -181,6 +195,15 @@ class PostingService:
                 return await self._load(fresh, held, trying=trying)
             return Outcome(Disposition.ACK, fresh.key)  # deleted in between: nothing paypost does
         return await self._known(existing, fresh, message, held, trying)
+
+    async def _posts_with_its_row(self, practice_id: str, trying: bool) -> bool:
+        """Whether a new posting of the practice is written once, with its outcome: its ledger is in
+        paypost's database (``Integration.posts_with_its_row``) and nothing holds its payments."""
+        if trying:
+            return False
+        integration = await self._practices.integration(practice_id)  # cached: no round trip as a rule
+        return (integration is not None and integration.enabled and integration.posts_with_its_row
+                and await self._board.of(practice_id) is None)
 
     async def _known(self, existing: Posting, fresh: Posting, message: KeptMessage,
                      held: HeldMapping | None, trying: bool = False) -> Outcome:
@@ -251,8 +274,11 @@ class PostingService:
         await self._announcer.announce(posting.key, PostingFailed(failed))
         return True
 
-    async def _park(self, posting: Posting, outage: PracticeOutage, account: str | None) -> Outcome:
+    async def _park(self, posting: Posting, outage: PracticeOutage, account: str | None,
+                    first: First | None = None) -> Outcome:
         """The posting waits for its practice's system; its delivery is settled (the row keeps it)."""
+        if first is not None:  # held since it was looked at: its row is written now, to wait in
+            await self._postings.insert_received(posting, first.message, first.received)
         parked = await self._outages.park(replace(posting, patient_account_id=account), outage)
         log.info("posting_parked", posting=str(posting.key), practice_health=outage.health.value)
         return Outcome(Disposition.ACK, posting.key, parked.load_status)
@@ -270,7 +296,9 @@ class PostingService:
             raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED)
         return self._ledgers.for_integration(integration)
 
-    async def _load(self, posting: Posting, held: HeldMapping | None = None, *, trying: bool = False) -> Outcome:
+    async def _load(self, posting: Posting, held: HeldMapping | None = None, *, trying: bool = False,
+                    first: First | None = None) -> Outcome:
+        """Load the posting; ``first``: it has no row yet, and its outcome is its first write."""
         started = time.perf_counter()
         at = self._clock()
         ehr_patient_id: str | None = None
@@ -289,36 +317,63 @@ class PostingService:
             ledger = await self._ledger_for(posting.key.practice_id)
             outage = None if trying else await self._board.of(posting.key.practice_id)
             if outage is not None:  # its system is failing or held: the payment waits, off the queue
-                return await self._park(posting, outage, account)
+                return await self._park(posting, outage, account, first)
             try:
                 receipt = await ledger.post(_entry(posting, ehr_patient_id))
             except LedgerUnreachable as exc:
                 if trying:
                     raise
                 return await self._park(posting, await self._outages.unanswered(posting.key.practice_id, str(exc)),
-                                        account)
+                                        account, first)
         except LoadFailure as failure:
             error = load_error(failure.code, failure.detail)
             attempt = Attempt(at, _ms(started), "failed", error)
-            if not await self._postings.record_failed(posting.key, attempt, error, ehr_patient_id, account,
-                                                      posting.refunded_payment_id):
-                return Outcome(Disposition.ACK, posting.key)
-            log.info("posting_failed", posting=str(posting.key), error_code=failure.code.value)
             failed = replace(posting, load_status=LoadStatus.FAILED, load_error=error,
                              ehr_patient_id=ehr_patient_id, patient_account_id=account)
+            if (instead := await self._write_outcome(posting, failed, attempt, first)) is not None:
+                return instead
+            log.info("posting_failed", posting=str(posting.key), error_code=failure.code.value)
             await self._announcer.announce(posting.key, PostingFailed(failed))
             return Outcome(Disposition.DEAD_LETTER, posting.key, LoadStatus.FAILED, failure.code)
         attempt = Attempt(at, _ms(started), "loaded")
-        if not await self._postings.record_loaded(posting.key, attempt, ehr_patient_id, receipt.entry_id, account):
-            return Outcome(Disposition.ACK, posting.key)
-        log.info("posting_loaded", posting=str(posting.key), duration_ms=attempt.duration_ms,
-                 already_posted=receipt.already_posted)
         loaded = replace(posting, load_status=LoadStatus.LOADED, ehr_patient_id=ehr_patient_id,
                          patient_account_id=account)
+        if (instead := await self._write_outcome(posting, loaded, attempt, first, receipt.entry_id)) is not None:
+            return instead
+        log.info("posting_loaded", posting=str(posting.key), duration_ms=attempt.duration_ms,
+                 already_posted=receipt.already_posted)
         # A HELD posting may have been a retry: its task, if it has one, resolves.
         had_failed = posting.load_status in (LoadStatus.RETRYING, LoadStatus.HELD)
         await self._announcer.announce(posting.key, PostingLoaded(loaded, had_failed=had_failed))
         return Outcome(Disposition.ACK, posting.key, LoadStatus.LOADED)
+
+    async def _write_outcome(self, posting: Posting, finished: Posting, attempt: Attempt, first: First | None,
+                             entry_id: str | None = None) -> Outcome | None:
+        """Write ``finished``'s outcome (LOADED or FAILED): None once written, or what the delivery
+        does instead (the posting was no longer in flight, or another delivery wrote its row first)."""
+        if first is not None:
+            if await self._postings.insert_finished(finished, first.message, first.received, attempt, entry_id):
+                return None
+            return await self._raced(posting, first)
+        if finished.load_status is LoadStatus.LOADED:
+            assert finished.ehr_patient_id is not None and entry_id is not None
+            written = await self._postings.record_loaded(posting.key, attempt, finished.ehr_patient_id, entry_id,
+                                                         finished.patient_account_id)
+        else:
+            assert finished.load_error is not None
+            written = await self._postings.record_failed(posting.key, attempt, finished.load_error,
+                                                         finished.ehr_patient_id, finished.patient_account_id,
+                                                         posting.refunded_payment_id)
+        return None if written else Outcome(Disposition.ACK, posting.key)
+
+    async def _raced(self, posting: Posting, first: First) -> Outcome:
+        """Another delivery of the same payment wrote its row first (an upstream's duplicate publish,
+        or a redelivery while this one was handled): this delivery goes on as one of a known posting
+        (a LOADED one is a duplicate; an in-flight one loads, its entry found by its key)."""
+        existing = await self._postings.get(posting.key)
+        if existing is None:  # deleted in between: nothing paypost does
+            return Outcome(Disposition.ACK, posting.key)
+        return await self._known(existing, posting, first.message, None)
 
 
 def _entry(posting: Posting, ehr_patient_id: str) -> LedgerEntryRequest:

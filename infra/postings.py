@@ -126,7 +126,8 @@ def posting_from(doc: Doc) -> Posting:
 
 def new_doc(posting: Posting, message: KeptMessage, audit: list[AuditEntry], status: LoadStatus,
             attempts: list[Attempt] | None = None) -> Doc:
-    """A posting as first written: received (PENDING), or FAILED at once for an unreadable message."""
+    """A posting as first written: received (PENDING), FAILED at once for an unreadable message, or
+    with its outcome for the built-in ledger (``Integration.posts_with_its_row``)."""
     attempts = attempts or []
     return {
         "_id": doc_id(posting.key),
@@ -146,6 +147,26 @@ def new_doc(posting: Posting, message: KeptMessage, audit: list[AuditEntry], sta
     }
 
 
+def _loaded_fields(ehr_patient_id: str, entry_id: str, patient_account_id: str | None) -> Doc:
+    return {"load_status": LoadStatus.LOADED.value, "load_error": None, "ehr_patient_id": ehr_patient_id,
+            "ledger_entry_id": entry_id, **_account(patient_account_id)}
+
+
+def _loaded_audit(attempt: Attempt, entry_id: str) -> AuditEntry:
+    return AuditEntry(at=attempt.at, actor=PAYPOST_ACTOR, action="loaded", detail=f"ledger entry {entry_id}")
+
+
+def _failed_fields(key: PostingKey, attempt: Attempt, error: LoadError, ehr_patient_id: str | None,
+                   patient_account_id: str | None, refunded_payment_id: str | None) -> Doc:
+    return {"load_status": LoadStatus.FAILED.value, "load_error": error_doc(error), "ehr_patient_id": ehr_patient_id,
+            **_account(patient_account_id),
+            **group_fields(key.practice_id, error, patient_account_id, refunded_payment_id, attempt.at)}
+
+
+def _failed_audit(attempt: Attempt, error: LoadError) -> AuditEntry:
+    return AuditEntry(at=attempt.at, actor=PAYPOST_ACTOR, action="failed", detail=error.code.value)
+
+
 def _account(patient_account_id: str | None) -> Doc:
     # A refund learns its patient account from the payment it refunds.
     return {"patient_account_id": patient_account_id} if patient_account_id else {}
@@ -159,6 +180,8 @@ class MongoPostingStore:
         # The PENDING row: its outcome, written next, is what waits for the journal (see ACKNOWLEDGED).
         self._inserts = inserter(self._c.with_options(write_concern=ACKNOWLEDGED))
         self._finishes = conditional_updater(self._c)
+        # A posting written once, with its outcome: that write is the one that waits for the journal.
+        self._finished_inserts = inserter(self._c)
         self._gets = finder(self._c, {"message": 0, "audit": 0, "attempts": 0})
 
     async def insert_received(self, posting: Posting, message: KeptMessage, audit: AuditEntry) -> bool:
@@ -204,26 +227,35 @@ class MongoPostingStore:
 
     async def record_loaded(self, key: PostingKey, attempt: Attempt, ehr_patient_id: str, entry_id: str,
                             patient_account_id: str | None) -> bool:
-        audit = AuditEntry(at=attempt.at, actor=PAYPOST_ACTOR, action="loaded", detail=f"ledger entry {entry_id}")
-        return await self._finish(
-            key, attempt,
-            {"load_status": LoadStatus.LOADED.value, "load_error": None, "ehr_patient_id": ehr_patient_id,
-             "ledger_entry_id": entry_id, **_account(patient_account_id)},
-            audit,
-        )
+        return await self._finish(key, attempt, _loaded_fields(ehr_patient_id, entry_id, patient_account_id),
+                                  _loaded_audit(attempt, entry_id))
 
     async def record_failed(
         self, key: PostingKey, attempt: Attempt, error: LoadError, ehr_patient_id: str | None,
         patient_account_id: str | None, refunded_payment_id: str | None = None,
     ) -> bool:
-        audit = AuditEntry(at=attempt.at, actor=PAYPOST_ACTOR, action="failed", detail=error.code.value)
         return await self._finish(
-            key, attempt,
-            {"load_status": LoadStatus.FAILED.value, "load_error": error_doc(error), "ehr_patient_id": ehr_patient_id,
-             **_account(patient_account_id),
-             **group_fields(key.practice_id, error, patient_account_id, refunded_payment_id, attempt.at)},
-            audit,
-        )
+            key, attempt, _failed_fields(key, attempt, error, ehr_patient_id, patient_account_id, refunded_payment_id),
+            _failed_audit(attempt, error))
+
+    async def insert_finished(self, posting: Posting, message: KeptMessage, received: AuditEntry,
+                              attempt: Attempt, entry_id: str | None) -> bool:
+        if posting.load_status is LoadStatus.LOADED:
+            assert posting.ehr_patient_id is not None and entry_id is not None  # a loaded posting has both
+            fields = _loaded_fields(posting.ehr_patient_id, entry_id, posting.patient_account_id)
+            outcome = _loaded_audit(attempt, entry_id)
+        else:
+            assert posting.load_status is LoadStatus.FAILED and posting.load_error is not None
+            fields = _failed_fields(posting.key, attempt, posting.load_error, posting.ehr_patient_id,
+                                    posting.patient_account_id, posting.refunded_payment_id)
+            outcome = _failed_audit(attempt, posting.load_error)
+        doc = {**new_doc(posting, message, [received, outcome], posting.load_status, attempts=[attempt]),
+               **fields, "updated_at": datetime.now(UTC)}
+        try:
+            await self._finished_inserts.submit(doc)
+        except DuplicateKeyError:
+            return False
+        return True
 
     async def insert_unreadable(
         self, posting: Posting, message: KeptMessage, audit: AuditEntry

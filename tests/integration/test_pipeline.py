@@ -6,14 +6,20 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import httpx
 import orjson
 import pytest
 
 from domain.load_errors import LoadErrorCode, load_error
+from domain.model import LoadStatus
+from domain.posting import KeptMessage
+from handlers.posting import Disposition, Outcome
 from infra.mongo import Collections, connect
 from infra.settings import Settings
+from infra.watch import watch_events
 from paypost.bootstrap import Paypost
 from schemas.topics import DEAD_LETTER_QUEUE, INTAKE_QUEUE
 from tests.conftest import Upstream, payment_body, wait_for
@@ -405,3 +411,71 @@ async def test_indexes_of_earlier_versions_are_replaced(paypost: Paypost) -> Non
     assert {"by_error_code", "refunds_by_payment"} <= names
     assert "practice_id_1_load_error.code_1_received_at_-1__id_-1" not in names
     assert "practice_id_1_refunded_payment_id_1" not in names
+
+
+async def _oplog(paypost: Paypost, doc_id: str) -> list[dict[str, object]]:
+    """The replica set's log of every write to one posting's row, in order."""
+    ns = f"{paypost.settings.mongodb_db}.postings"
+    cursor = paypost.mongo.local["oplog.rs"].find({"ns": ns, "$or": [{"o._id": doc_id}, {"o2._id": doc_id}]})
+    return [entry async for entry in cursor.sort("$natural", 1)]
+
+
+async def test_a_built_in_ledgers_posting_is_written_once_with_its_outcome(
+    paypost: Paypost, upstream: Upstream, api: httpx.AsyncClient, practice: str
+) -> None:
+    loaded = await upstream.payment()
+    failed = await upstream.payment(ehr_patient_id=None)  # no mapping, no patient id: PATIENT_NOT_MAPPED
+    await wait_status(api, practice, loaded["payment_id"], "LOADED")
+    row = await wait_status(api, practice, failed["payment_id"], "FAILED")
+    assert [a["action"] for a in row["audit"]] == ["received", "failed"]
+    assert row["attempts_count"] == 1
+    stored = await paypost.collections.postings.find_one({"_id": f"{practice}/{failed['payment_id']}"})
+    assert stored is not None and stored["group_id"]  # in its failure group, as a failed write puts it
+
+    for body, status in ((loaded, "LOADED"), (failed, "FAILED")):
+        writes = await _oplog(paypost, f"{practice}/{body['payment_id']}")
+        assert writes[0]["op"] == "i" and writes[0]["o"]["load_status"] == status  # type: ignore[index]  # an insert's document
+        # What follows the insert (the audit sealer's marks) never changes its Load Status: no PENDING row came first.
+        assert all("load_status" not in str(w.get("o")) for w in writes[1:]), writes[1:]
+
+
+async def test_an_entry_made_before_a_crash_is_found_and_the_row_written_once(
+    paypost: Paypost, api: httpx.AsyncClient, practice: str
+) -> None:
+    """paypost stopped between the ledger entry and the posting's row: the delivery comes again,
+    finds the entry by its key, and writes the row LOADED with that entry; nothing posts twice."""
+    body = payment_body(payment_id=f"pay-{uuid.uuid4().hex[:8]}")
+    await paypost.collections.ledger_entries.insert_one({
+        "_id": f"{practice}/{body['payment_id']}", "entry_id": "entry-before-the-crash", "practice_id": practice,
+        "ehr_patient_id": "EHR-1", "payment_id": body["payment_id"], "refund_id": None, "amount": Decimal("125.00"),
+        "currency": "USD", "posted_at": datetime.now(UTC)})
+
+    outcome = await paypost.posting_service.handle(KeptMessage(orjson.dumps(body), "payment.posted", None, {}))
+
+    assert outcome.load_status is LoadStatus.LOADED
+    row = await get_posting(api, practice, body["payment_id"])
+    assert row is not None and row["load_status"] == "LOADED"
+    assert [e["entry_id"] for e in await ledger(api, practice, "EHR-1")
+            if e["payment_id"] == body["payment_id"]] == ["entry-before-the-crash"]
+
+
+async def test_two_deliveries_of_a_new_payment_at_once_make_one_row_one_entry_one_event(
+    paypost: Paypost, api: httpx.AsyncClient, practice: str, amqp_url: str
+) -> None:
+    """Handled in one batch, both find no row, both post (the ledger's key makes one entry) and both
+    write the row: one insert wins; the other delivery finds it LOADED, a duplicate."""
+    body = payment_body(payment_id=f"pay-{uuid.uuid4().hex[:8]}")
+    message = KeptMessage(orjson.dumps(body), "payment.posted", None, {})
+    async with watch_events(amqp_url, [f"posting.loaded.{practice}"]) as events:
+        outcomes = await paypost.posting_service.handle_batch([message, message])
+        first = await asyncio.wait_for(events.get(), 5)
+        with contextlib.suppress(TimeoutError):
+            second = await asyncio.wait_for(events.get(), 1)
+            pytest.fail(f"a second posting.loaded: {second.body}")
+    assert first.body["payment_id"] == body["payment_id"]
+    assert all(isinstance(o, Outcome) and o.disposition is Disposition.ACK for o in outcomes), outcomes
+    assert [o.load_status for o in outcomes if isinstance(o, Outcome)] == [LoadStatus.LOADED, LoadStatus.LOADED]
+    row = await get_posting(api, practice, body["payment_id"])
+    assert row is not None and row["attempts_count"] == 1
+    assert [a["action"] for a in row["audit"]] == ["received", "loaded"]
+    assert len([e for e in await ledger(api, practice, "EHR-1") if e["payment_id"] == body["payment_id"]]) == 1
