@@ -26,6 +26,10 @@ CONTRACT_KINDS = ("builtin", "http")
 LEDGER_KIND_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 
 
+class SecretKeyError(PaypostError, ValueError):
+    """The configured secret key is missing, malformed or does not open a stored secret."""
+
+
 class MissingSecretKey(PaypostError, ValueError):
     """Credentials with a secret were given, and paypost has no key to seal them with."""
 

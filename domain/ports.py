@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from domain.access import EVERY, ApiKey, Scope
 from domain.alerts import Alert, AlertState, Delivery, OutboxItem
+from domain.audit_chain import Verification
 from domain.load_errors import LoadError, LoadErrorCode
 from domain.model import LoadStatus
 from domain.outages import PracticeOutage
@@ -434,6 +435,24 @@ class Readiness(Protocol):
     async def problems(self) -> dict[str, str | None]:
         """Each service by name, with None if it answers, else why not (an error's name)."""
         ...
+
+
+class AuditTrail(Protocol):
+    """The audit trail's hash chain (``domain.audit_chain``): sealed as entries are written, checked whole."""
+
+    async def seal(self, limit: int = 500) -> int:
+        """Seal the entries written since the last seal (up to ``limit`` postings); how many were sealed."""
+
+    async def verify(self) -> Verification:
+        """Recompute every sealed entry and every seal from the one before."""
+
+
+class SealedSecrets(Protocol):
+    """The practices' secrets as stored, sealed (``SecretBox``)."""
+
+    async def reseal_all(self) -> int:
+        """Seal each again with the first key (a key rotation); how many. Raises
+        ``domain.integrations.SecretKeyError`` for one that no configured key opens."""
 
 
 class ApiKeyStore(Protocol):

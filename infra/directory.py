@@ -100,16 +100,24 @@ class MongoPracticeDirectory:
         return True
 
 
-async def reseal_secrets(collections: Collections, box: SecretBox) -> int:
-    """Seal every practice's stored secret again with the first key (a key rotation); how many."""
-    resealed = 0
-    async for doc in collections.practices.find({f"ledger.auth.{SEALED}": {"$exists": True}}):
-        sealed = doc["ledger"]["auth"][SEALED]
-        again = box.reseal(sealed)
-        result = await collections.practices.update_one(
-            {"_id": doc["_id"], f"ledger.auth.{SEALED}": sealed}, {"$set": {f"ledger.auth.{SEALED}": again}})
-        resealed += result.modified_count
-    return resealed
+class MongoSealedSecrets:
+    """The practices' stored secrets (``ledger.auth.sealed``), sealed again on a key rotation."""
+
+    def __init__(self, collections: Collections, keys: str) -> None:
+        self._practices = collections.practices
+        self._keys = keys  # PAYPOST_SECRET_KEY, read only when a rotation asks (a bad key fails only that)
+
+    async def reseal_all(self) -> int:
+        """Seal every practice's stored secret again with the first key; how many."""
+        box = SecretBox(self._keys)
+        resealed = 0
+        async for doc in self._practices.find({f"ledger.auth.{SEALED}": {"$exists": True}}):
+            sealed = doc["ledger"]["auth"][SEALED]
+            again = box.reseal(sealed)
+            result = await self._practices.update_one(
+                {"_id": doc["_id"], f"ledger.auth.{SEALED}": sealed}, {"$set": {f"ledger.auth.{SEALED}": again}})
+            resealed += result.modified_count
+        return resealed
 
 
 class MongoMappingStore:
