@@ -4,6 +4,7 @@ from and to the documents infra/ keeps, which stay as they were (documents writt
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from domain.integrations import Practice
 from domain.operations import CLAIMED, Canary, CanaryPhase, CanaryPlan, ClearOrder, verdict_phase
@@ -35,7 +36,7 @@ def test_a_verdict_is_claimed_in_a_phase_a_stale_sweep_takes_over() -> None:
 
 
 def test_a_practice_is_read_from_its_document() -> None:
-    doc = {"_id": "clinic-a", "name": "A", "enabled": True, "updated_at": DEADLINE,
+    doc: dict[str, Any] = {"_id": "clinic-a", "name": "A", "enabled": True, "updated_at": DEADLINE,
            "ledger": {"kind": "http", "base_url": "https://pms.example", "auth": {"kind": "bearer", "sealed": "x"}}}
     assert practice_from(doc) == Practice("clinic-a", "A", doc["ledger"], True)
     assert practice_from({"_id": "clinic-b"}) == Practice("clinic-b", "", {}, False)
