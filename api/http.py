@@ -90,25 +90,24 @@ router = APIRouter(prefix="/api/v1", responses={**ERRORS, 429: {"model": ErrorOu
 async def put_practice(practice_id: PracticeId, body: PracticeIn, app: Caller) -> dict[str, Any]:
     """Set up a practice's ledger integration."""
     ledger = body.ledger.model_dump(mode="json", exclude_none=True)
-    doc = await app.practices.put(practice_id, body.name, ledger, body.enabled)
-    return render.practice(practice_id, doc)
+    return render.practice(await app.practices.put(practice_id, body.name, ledger, body.enabled))
 
 
 @router.get("/practices/{practice_id}", response_model=PracticeOut, tags=["practices"])
 async def get_practice(practice_id: PracticeId, app: Caller) -> dict[str, Any]:
-    return render.practice(practice_id, await app.practices.get(practice_id))
+    return render.practice(await app.practices.get(practice_id))
 
 
 @router.post("/practices/{practice_id}/hold", response_model=PracticeOut, tags=["practices"])
 async def hold_practice(practice_id: PracticeId, body: HoldIn, app: Caller) -> dict[str, Any]:
     """Hold a practice by hand (contract section 7): its payments are HELD until it is released."""
-    return render.practice(practice_id, await app.practices.hold(practice_id, body.reason))
+    return render.practice(await app.practices.hold(practice_id, body.reason))
 
 
 @router.post("/practices/{practice_id}/release", response_model=PracticeOut, tags=["practices"])
 async def release_practice(practice_id: PracticeId, app: Caller) -> dict[str, Any]:
     """Release a held practice: its held payments load by themselves, in the order received."""
-    return render.practice(practice_id, await app.practices.release(practice_id))
+    return render.practice(await app.practices.release(practice_id))
 
 
 @router.put("/practices/{practice_id}/ehr-patients/{ehr_patient_id}", response_model=PatientOut, tags=["ledger"])
@@ -245,7 +244,7 @@ async def list_alerts(
 @router.get("/practices", response_model=PracticeList, tags=["practices"])
 async def list_practices(app: Caller) -> dict[str, Any]:
     """The practices in the key's scope (the console offers them to pick from)."""
-    return {"items": await app.practices.in_scope()}
+    return {"items": [render.practice_listed(p) for p in await app.practices.in_scope()]}
 
 
 @router.get("/whoami", response_model=WhoAmI, tags=["console"])

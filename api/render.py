@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from domain.alerts import Alert
-from domain.integrations import shown
+from domain.integrations import Practice, shown
 from domain.load_errors import load_error
 from domain.model import LoadStatus
 from domain.money import format_money
@@ -18,6 +18,7 @@ from domain.posting import AuditEntry
 from domain.reconciliation import Bucket, Reconciliation
 from domain.transfers import SettledTransfer
 from domain.triage import FailureGroup
+from handlers.practices import PracticeStatus
 
 
 def iso(value: datetime | None) -> str | None:
@@ -146,10 +147,17 @@ def operation(op: Doc) -> dict[str, Any]:
     return {**op, "created_at": iso(op["created_at"]), "canary": shown}
 
 
-def practice(practice_id: str, doc: Doc) -> dict[str, Any]:
+def practice(p: Practice | PracticeStatus) -> dict[str, Any]:
     """A practice as answers show it: its integration's secrets left out (they are write-only)."""
-    return {"practice_id": practice_id, "name": doc["name"], "ledger": shown(dict(doc["ledger"])),
-            "enabled": doc["enabled"], "hold": hold(doc.get("hold"), doc.get("waiting", 0))}
+    status = p if isinstance(p, PracticeStatus) else PracticeStatus(p)
+    found = status.practice
+    return {"practice_id": found.practice_id, "name": found.name, "ledger": shown(dict(found.ledger)),
+            "enabled": found.enabled, "hold": hold(status.hold, status.waiting)}
+
+
+def practice_listed(p: Practice) -> dict[str, Any]:
+    """A practice in the list the console offers: its id, name, and whether its payments load."""
+    return {"practice_id": p.practice_id, "name": p.name, "enabled": p.enabled}
 
 
 def hold(outage: PracticeOutage | None, waiting: int) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ the account's flag resolves once none of the account's postings is still failing
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -35,8 +36,40 @@ class Delivery(enum.StrEnum):
     NOT_SENT = "not_sent"  # the practice has no such system, or its integration says tasks: false
 
 
-# ``state=open`` includes escalated alerts (contract section 3).
-OPEN_STATES = frozenset({AlertState.OPEN, AlertState.ESCALATED})
+# Which state may follow which: an open alert escalates once (when it stays open too long and is not
+# snoozed), and an open or escalated alert resolves; nothing follows a resolved one (a new failure
+# opens a new flag, and a posting has one task, ever).
+ALERT_TRANSITIONS: Mapping[AlertState, frozenset[AlertState]] = {
+    AlertState.OPEN: frozenset({AlertState.ESCALATED, AlertState.RESOLVED}),
+    AlertState.ESCALATED: frozenset({AlertState.RESOLVED}),
+    AlertState.RESOLVED: frozenset(),
+}
+
+
+def alert_sources_of(target: AlertState) -> frozenset[AlertState]:
+    """Every state from which ``target`` may be reached: the condition of the write that makes it."""
+    return frozenset(s for s, targets in ALERT_TRANSITIONS.items() if target in targets)
+
+
+def alert_may_become(current: AlertState, target: AlertState) -> bool:
+    return target in ALERT_TRANSITIONS[current]
+
+
+# ``state=open`` includes escalated alerts (contract section 3): what may still resolve.
+OPEN_STATES = alert_sources_of(AlertState.RESOLVED)
+ESCALATES_FROM = alert_sources_of(AlertState.ESCALATED)
+
+
+def snoozed_past(snoozed_until: datetime | None, now: datetime) -> bool:
+    """A snooze holds until its end: an alert snoozed until ``now`` or before may escalate again."""
+    return snoozed_until is not None and snoozed_until > now
+
+
+def may_escalate(state: AlertState, opened_at: datetime, due_before: datetime, snoozed_until: datetime | None,
+                 now: datetime) -> bool:
+    """An alert escalates when it is open (not escalated yet), was opened before ``due_before`` (it
+    stayed open too long) and is not snoozed past ``now`` (contract section 8)."""
+    return state in ESCALATES_FROM and opened_at <= due_before and not snoozed_past(snoozed_until, now)
 
 
 @dataclass(frozen=True, slots=True)

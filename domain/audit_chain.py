@@ -8,10 +8,26 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 GENESIS = "0" * 64
+
+
+@dataclass
+class Verification:
+    """What a check of the whole chain found: seals and entries verified, entries not sealed yet, and
+    every problem (an entry or seal altered or removed), in words. Filled in as the check goes."""
+
+    seals: int = 0
+    entries: int = 0
+    unsealed: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
 
 
 def _plain(value: Any) -> Any:

@@ -12,6 +12,8 @@ and its ``auth``, if it has one, is sealed and shown as above.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from domain.errors import PaypostError
@@ -24,6 +26,21 @@ SECRET_FIELD_OF = {"bearer": "token", "oauth2_client_credentials": "client_secre
 CONTRACT_KINDS = ("builtin", "http")
 # An adapter's kind: the name of its entry point, as a practice's ledger names it.
 LEDGER_KIND_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
+
+
+@dataclass(frozen=True, slots=True)
+class Practice:
+    """A practice set up in paypost: its name, its ledger integration as stored (``kind`` and the
+    kind's settings, a secret only sealed) and whether its payments load."""
+
+    practice_id: str
+    name: str
+    ledger: Mapping[str, Any]
+    enabled: bool
+
+
+class SecretKeyError(PaypostError, ValueError):
+    """The configured secret key is missing, malformed or does not open a stored secret."""
 
 
 class MissingSecretKey(PaypostError, ValueError):

@@ -13,8 +13,11 @@ from typing import Any, Protocol
 
 from domain.access import EVERY, ApiKey, Scope
 from domain.alerts import Alert, AlertState, Delivery, OutboxItem
+from domain.audit_chain import Verification
+from domain.integrations import Practice
 from domain.load_errors import LoadError, LoadErrorCode
 from domain.model import LoadStatus
+from domain.operations import Canary, CanaryPhase, CanaryPlan, OperationItem
 from domain.outages import PracticeOutage
 from domain.posting import (
     Attempt,
@@ -31,7 +34,10 @@ from domain.rules import ItemResult, PostingState
 from domain.transfers import SettledTransfer
 from domain.triage import FailureGroup
 
-# A stored record as the read side hands it out (a report row, an operation): plain data.
+# Plain data a port only carries, never inspected by a handler: a ledger integration's settings (each
+# kind's own shape, checked by its adapter), an event's JSON body, and the read side's rows that the
+# API renders as JSON as they are (report rows, a posting's detail, an operation, ledger entries, the
+# keys' trail). What a handler decides on is a typed value (Practice, Canary, Alert, Posting, ...).
 Record = dict[str, Any]
 
 
@@ -156,15 +162,16 @@ class PracticeDirectory(Protocol):
     async def integration(self, practice_id: str) -> Integration | None: ...
 
     async def put_practice(self, practice_id: str, name: str, ledger: Record, enabled: bool,
-                           at: datetime) -> Record: ...
+                           at: datetime) -> Practice:
+        """Set up or change a practice; ``ledger`` is its integration as stored (a secret sealed)."""
 
-    async def get_practice(self, practice_id: str) -> Record | None: ...
+    async def get_practice(self, practice_id: str) -> Practice | None: ...
 
     async def register_patient(self, practice_id: str, ehr_patient_id: str, at: datetime) -> bool: ...
 
     async def patient_registered(self, practice_id: str, ehr_patient_id: str) -> bool: ...
 
-    async def list_practices(self, scope: Scope) -> list[Record]:
+    async def list_practices(self, scope: Scope) -> list[Practice]:
         """The practices set up within ``scope``, by id."""
 
 
@@ -236,7 +243,8 @@ class UrlPolicy(Protocol):
 class LedgerEntries(Protocol):
     """The built-in ledger's entries of one patient, for the office to read."""
 
-    async def entries(self, practice_id: str, ehr_patient_id: str) -> list[Record]: ...
+    async def entries(self, practice_id: str, ehr_patient_id: str) -> list[Record]:
+        """The entries as stored (a Record: only rendered by the API, never inspected)."""
 
 
 class AlertStore(Protocol):
@@ -333,18 +341,19 @@ class TransferStore(Protocol):
 class OperationStore(Protocol):
     """Save Changes operations: the selection, and each item's result as commands are applied."""
 
-    async def create(self, operation_id: str, practice_id: str, actor: str, items: list[dict[str, str]],
-                     at: datetime, canary: Record | None = None) -> None:
+    async def create(self, operation_id: str, practice_id: str, actor: str, items: Sequence[OperationItem],
+                     at: datetime, canary: CanaryPlan | None = None) -> None:
         """Record an operation; with ``canary`` (its first retries, the rest, a deadline) it waits for a verdict."""
 
-    async def canaries_to_advance(self, now: datetime, stale_after: float, limit: int = 100) -> list[Record]:
-        """Operations whose canary waits for a verdict, or whose verdict's claim is older than ``stale_after``."""
+    async def canaries_to_advance(self, now: datetime, stale_after: float, limit: int = 100) -> list[Canary]:
+        """Canaries waiting for a verdict, or whose verdict's claim is older than ``stale_after``."""
 
-    async def claim_canary(self, operation_id: str, phase: str, to: str, message: str | None, at: datetime,
-                           claimed_before: datetime | None = None) -> bool:
+    async def claim_canary(self, operation_id: str, phase: CanaryPhase, to: CanaryPhase, message: str | None,
+                           at: datetime, claimed_before: datetime | None = None) -> bool:
         """Move a canary from ``phase`` to ``to``; True for the one call that moved it."""
 
-    async def finish_canary(self, operation_id: str, phase: str, to: str) -> None: ...
+    async def finish_canary(self, operation_id: str, phase: CanaryPhase, to: CanaryPhase) -> None:
+        """The verdict is carried out: the canary leaves the ones to advance."""
 
     async def recorded(self, operation_id: str, action: str, payment_ids: Sequence[str]) -> set[str]:
         """Which of these items of the operation have their result kept."""
@@ -354,7 +363,8 @@ class OperationStore(Protocol):
     async def record(self, operation_id: str, results: Sequence[ItemResult], at: datetime) -> None:
         """Keep each item's result; writing the same result again changes nothing."""
 
-    async def get(self, operation_id: str) -> Record | None: ...
+    async def get(self, operation_id: str) -> Record | None:
+        """The operation with each item's result, as the API shows it (read to be rendered, never inspected)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,7 +391,9 @@ class StatusTotal:
 
 
 class PostingReader(Protocol):
-    """The report's rows, newest first, paged by an opaque cursor."""
+    """The report's rows, newest first, paged by an opaque cursor.
+
+    Rows are Records: the API renders them (``api/render.py``) and no handler reads a field of one."""
 
     async def page(self, where: PostingFilter, limit: int, cursor: str | None) -> tuple[list[Record], str | None]:
         """Raises ``domain.errors.BadCursor`` for a cursor paypost did not hand out."""
@@ -442,6 +454,24 @@ class Readiness(Protocol):
         ...
 
 
+class AuditTrail(Protocol):
+    """The audit trail's hash chain (``domain.audit_chain``): sealed as entries are written, checked whole."""
+
+    async def seal(self, limit: int = 500) -> int:
+        """Seal the entries written since the last seal (up to ``limit`` postings); how many were sealed."""
+
+    async def verify(self) -> Verification:
+        """Recompute every sealed entry and every seal from the one before."""
+
+
+class SealedSecrets(Protocol):
+    """The practices' secrets as stored, sealed (``SecretBox``)."""
+
+    async def reseal_all(self) -> int:
+        """Seal each again with the first key (a key rotation); how many. Raises
+        ``domain.integrations.SecretKeyError`` for one that no configured key opens."""
+
+
 class ApiKeyStore(Protocol):
     """Keys made through the API, each kept with its token's hash only, and who made or revoked them."""
 
@@ -462,4 +492,4 @@ class ApiKeyStore(Protocol):
         """Keep who created or revoked which key, in the keys' own trail."""
 
     async def trail(self, limit: int = 500) -> list[Record]:
-        """The keys' trail, newest first."""
+        """The keys' trail, newest first (Records: only rendered by the API)."""

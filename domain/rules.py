@@ -25,6 +25,15 @@ CLEARABLE_FROM = sources_of(LoadStatus.CLEARED)
 MAPPING_FIXES = frozenset({LoadErrorCode.PATIENT_NOT_MAPPED, LoadErrorCode.PATIENT_NOT_FOUND})
 # A refund that failed with this waits for its payment: it is retried when the payment loads.
 WAITS_FOR_PAYMENT = LoadErrorCode.ORIGINAL_PAYMENT_NOT_LOADED
+# It waits where a retry takes it from (FAILED), and goes once its payment is in this status: the
+# refund is posted to the patient the payment was loaded to (``refund_patient``).
+REFUND_WAITS_IN = RETRYABLE_FROM
+PAYMENT_REFUNDABLE = LoadStatus.LOADED
+
+
+def refund_waits(status: LoadStatus, code: LoadErrorCode | None) -> bool:
+    """Whether a refund in ``status`` that failed with ``code`` waits for its payment."""
+    return status in REFUND_WAITS_IN and code is WAITS_FOR_PAYMENT
 
 
 def may_retry(kind: PostingKind, status: LoadStatus, replays: int) -> bool:
@@ -102,7 +111,7 @@ def refund_patient(refund: Posting, original: Posting | None) -> str:
     Raises ``LoadFailure(ORIGINAL_PAYMENT_NOT_LOADED)`` while the payment is not loaded; the
     refund then waits for it (it is retried when the payment loads).
     """
-    if original is None or original.load_status is not LoadStatus.LOADED or not original.ehr_patient_id:
+    if original is None or original.load_status is not PAYMENT_REFUNDABLE or not original.ehr_patient_id:
         state = "not received" if original is None else original.load_status.value
         raise LoadFailure(WAITS_FOR_PAYMENT, f"Payment {refund.refunded_payment_id} is {state}.")
     return original.ehr_patient_id

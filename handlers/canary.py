@@ -16,7 +16,8 @@ from datetime import datetime
 import structlog
 
 from domain.model import LoadStatus
-from domain.ports import OperationStore, PostingCommands, Record
+from domain.operations import CARRIED_OUT, Canary, CanaryPhase, verdict_phase
+from domain.ports import OperationStore, PostingCommands
 from domain.posting import PostingKey
 from domain.rules import ItemResult
 from domain.triage import canary_verdict
@@ -42,46 +43,46 @@ class Canaries:
         """Decide every canary whose outcomes are in (or whose time is up); returns how many were decided."""
         now = self._clock()
         decided = 0
-        for op in await self._operations.canaries_to_advance(now, STALE_CLAIM_SECONDS):
-            phase = op["canary"]["phase"]
-            if phase == "waiting":
-                decided += await self._decide(op, now)
+        for canary in await self._operations.canaries_to_advance(now, STALE_CLAIM_SECONDS):
+            if canary.phase is CanaryPhase.WAITING:
+                decided += await self._decide(canary, now)
             else:  # a claim whose process stopped before it was carried out
                 stale = now.timestamp() - STALE_CLAIM_SECONDS
-                if await self._operations.claim_canary(op["_id"], phase, phase, None, now,
+                if await self._operations.claim_canary(canary.operation_id, canary.phase, canary.phase, None, now,
                                                        claimed_before=datetime.fromtimestamp(stale, now.tzinfo)):
-                    await self._carry_out(op, phase, op["canary"].get("message") or "")
+                    await self._carry_out(canary, canary.phase, canary.message or "")
         return decided
 
-    async def _decide(self, op: Record, now: datetime) -> int:
-        canary = op["canary"]
-        ids: list[str] = canary["payment_ids"]
-        recorded = len(await self._operations.recorded(op["_id"], "retry", ids)) == len(set(ids))
-        states = await self._postings.states([PostingKey(op["practice_id"], p) for p in ids])
+    async def _decide(self, canary: Canary, now: datetime) -> int:
+        ids = list(canary.plan.payment_ids)
+        recorded = len(await self._operations.recorded(canary.operation_id, "retry", ids)) == len(set(ids))
+        states = await self._postings.states([PostingKey(canary.practice_id, p) for p in ids])
         statuses: dict[str, LoadStatus | None] = dict.fromkeys(ids)
         for key, state in states.items():
             statuses[key.payment_id] = state.load_status
-        verdict = canary_verdict(statuses, recorded, timed_out=now >= canary["deadline"])
+        verdict = canary_verdict(statuses, recorded, timed_out=now >= canary.plan.deadline)
         if verdict.proceed is None:
             return 0
-        to = "proceeding" if verdict.proceed else "stopping"
-        if not await self._operations.claim_canary(op["_id"], "waiting", to, verdict.reason or None, now):
+        to = verdict_phase(verdict.proceed)
+        if not await self._operations.claim_canary(canary.operation_id, CanaryPhase.WAITING, to,
+                                                   verdict.reason or None, now):
             return 0  # another process decided it
-        log.info("canary_decided", operation_id=op["_id"], practice_id=op["practice_id"], proceed=verdict.proceed,
-                 size=len(ids))
-        await self._carry_out(op, to, verdict.reason)
+        log.info("canary_decided", operation_id=canary.operation_id, practice_id=canary.practice_id,
+                 proceed=verdict.proceed, size=len(ids))
+        await self._carry_out(canary, to, verdict.reason)
         return 1
 
-    async def _carry_out(self, op: Record, phase: str, reason: str) -> None:
-        canary = op["canary"]
-        rest_clear = [ClearItem.model_validate(c) for c in canary["rest_clear"]]
-        if phase == "proceeding":
-            await publish_commands(self._publish, op["_id"], op["practice_id"], canary["rest_retry"], rest_clear,
-                                   op["actor"], self._clock(), command_prefix=f"{op['_id']}:rest")
-            await self._operations.finish_canary(op["_id"], phase, "proceeded")
+    async def _carry_out(self, canary: Canary, phase: CanaryPhase, reason: str) -> None:
+        plan, operation_id = canary.plan, canary.operation_id
+        rest_clear = [ClearItem(payment_id=c.payment_id, reason=c.reason, manual_reference=c.manual_reference)
+                      for c in plan.rest_clear]
+        if phase is CanaryPhase.PROCEEDING:
+            await publish_commands(self._publish, operation_id, canary.practice_id, list(plan.rest_retry),
+                                   rest_clear, canary.actor, self._clock(), command_prefix=f"{operation_id}:rest")
+            await self._operations.finish_canary(operation_id, phase, CARRIED_OUT[phase])
             return
-        unchanged = [ItemResult(p, "retry", "unchanged", reason) for p in canary["rest_retry"]] + \
-                    [ItemResult(c.payment_id, "clear", "unchanged", reason) for c in rest_clear]
+        unchanged = [ItemResult(p, "retry", "unchanged", reason) for p in plan.rest_retry] + \
+                    [ItemResult(c.payment_id, "clear", "unchanged", reason) for c in plan.rest_clear]
         for start in range(0, len(unchanged), 1000):
-            await self._operations.record(op["_id"], unchanged[start:start + 1000], self._clock())
-        await self._operations.finish_canary(op["_id"], phase, "stopped")
+            await self._operations.record(operation_id, unchanged[start:start + 1000], self._clock())
+        await self._operations.finish_canary(operation_id, phase, CARRIED_OUT[phase])

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from domain.errors import PaypostError
+from domain.operations import CanaryPlan, ClearOrder, OperationItem
 from domain.ports import FailedSelection, OperationStore, PostingCommands
 from domain.posting import PostingKey
 from domain.rules import ItemResult
@@ -142,14 +143,15 @@ class SaveChanges:
         expanded = await self.expand(practice_id, chosen)
         operation_id = str(uuid.uuid4())
         now = self._clock()
-        items = [{"payment_id": p, "action": "retry"} for p in expanded.retry] + \
-                [{"payment_id": c.payment_id, "action": "clear"} for c in expanded.clear]
+        items = [OperationItem(p, "retry") for p in expanded.retry] + \
+                [OperationItem(c.payment_id, "clear") for c in expanded.clear]
         retry_now, clear_now, canary = expanded.retry, expanded.clear, None
         if chosen.canary is not None:
             first = expanded.retry[:chosen.canary]
-            canary = {"size": len(first), "payment_ids": first, "rest_retry": expanded.retry[len(first):],
-                      "rest_clear": [c.model_dump(mode="json") for c in expanded.clear],
-                      "deadline": now + timedelta(seconds=CANARY_WAIT_SECONDS)}
+            canary = CanaryPlan(payment_ids=tuple(first), rest_retry=tuple(expanded.retry[len(first):]),
+                                rest_clear=tuple(ClearOrder(c.payment_id, c.reason, c.manual_reference)
+                                                 for c in expanded.clear),
+                                deadline=now + timedelta(seconds=CANARY_WAIT_SECONDS))
             retry_now, clear_now = first, []
         await self._operations.create(operation_id, practice_id, operator, items, now, canary)
         try:

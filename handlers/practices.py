@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from domain.access import Scope
 from domain.errors import PaypostError
-from domain.integrations import CONTRACT_KINDS, SEALED, MissingSecretKey, secret_of, without_secret
+from domain.integrations import CONTRACT_KINDS, SEALED, MissingSecretKey, Practice, secret_of, without_secret
+from domain.outages import PracticeOutage
 from domain.ports import LedgerEntries, LedgerKinds, PracticeDirectory, Record, SecretBox, UrlPolicy
 from handlers.clock import Clock, utc_now
 from handlers.outages import Outages
@@ -19,6 +22,15 @@ def practice_not_found(practice_id: str) -> NotFound:
     return NotFound(f"Practice {practice_id} is not set up.")
 
 
+@dataclass(frozen=True, slots=True)
+class PracticeStatus:
+    """A practice, with its hold while its system is failing or held, and how many payments wait for it."""
+
+    practice: Practice
+    hold: PracticeOutage | None = None
+    waiting: int = 0
+
+
 class Practices:
     def __init__(self, directory: PracticeDirectory, ledger: LedgerEntries, urls: UrlPolicy,
                  secrets: SecretBox | None, outages: Outages, kinds: LedgerKinds, clock: Clock = utc_now) -> None:
@@ -30,7 +42,7 @@ class Practices:
         self._kinds = kinds
         self._clock = clock
 
-    async def put(self, practice_id: str, name: str, ledger: Record, enabled: bool) -> Record:
+    async def put(self, practice_id: str, name: str, ledger: Record, enabled: bool) -> Practice:
         """Set up (or change) a practice's ledger integration; nothing is saved if a kind no adapter
         provides is named (``UnknownLedgerKind``), its adapter refuses the settings
         (``InvalidLedgerSettings``), or a system is at a URL paypost must not call (``RefusedHost``)."""
@@ -55,30 +67,29 @@ class Practices:
                                    "to be set, so that paypost can keep them encrypted")
         return {**without_secret(auth), SEALED: self._secrets.seal(secret)}
 
-    async def get(self, practice_id: str) -> Record:
-        """The practice, with ``hold`` (a ``PracticeOutage``) while its system is failing or held."""
-        doc = await self._directory.get_practice(practice_id)
-        if doc is None:
+    async def get(self, practice_id: str) -> PracticeStatus:
+        """The practice, with its hold while its system is failing or held."""
+        practice = await self._directory.get_practice(practice_id)
+        if practice is None:
             raise practice_not_found(practice_id)
         outage = await self._outages.store.get(practice_id)
-        return {**doc, "hold": outage, "waiting": await self._outages.waiting(practice_id) if outage else 0}
+        return PracticeStatus(practice, outage, await self._outages.waiting(practice_id) if outage else 0)
 
-    async def hold(self, practice_id: str, reason: str, actor: str) -> Record:
+    async def hold(self, practice_id: str, reason: str, actor: str) -> PracticeStatus:
         """Hold the practice by hand: its payments are HELD, nothing goes to its system until released."""
         await self.get(practice_id)
         await self._outages.hold_by_hand(practice_id, reason, actor)
         return await self.get(practice_id)
 
-    async def release(self, practice_id: str, actor: str) -> Record:
+    async def release(self, practice_id: str, actor: str) -> PracticeStatus:
         """Release a held (or failing) practice: its held payments load, in the order received."""
         await self.get(practice_id)
         await self._outages.release_by_hand(practice_id, actor)
         return await self.get(practice_id)
 
-    async def in_scope(self, scope: Scope) -> list[Record]:
-        """The practices set up within ``scope``: ``{practice_id, name, enabled}``, by id."""
-        return [{"practice_id": d["_id"], "name": d.get("name", ""), "enabled": bool(d.get("enabled"))}
-                for d in await self._directory.list_practices(scope)]
+    async def in_scope(self, scope: Scope) -> list[Practice]:
+        """The practices set up within ``scope``, by id."""
+        return await self._directory.list_practices(scope)
 
     async def register_patient(self, practice_id: str, ehr_patient_id: str) -> bool:
         """Register a patient in the built-in ledger (no patient names are needed or kept); True if new."""

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from domain.access import AccessDenied, ApiKey, Principal, Role
 from domain.alerts import Alert, AlertState, practice_named_by
+from domain.integrations import Practice
 from domain.ports import BroadcastEvent, EventFeed, FailedSelection, PostingFilter, Record, StatusTotal
 from domain.posting import AuditEntry, PostingKey
 from domain.reconciliation import Reconciliation
@@ -24,7 +25,7 @@ from domain.triage import FailureGroup
 from handlers.changes import SaveChanges, Selection
 from handlers.keys import ApiKeys
 from handlers.mappings import MappingService
-from handlers.practices import Practices, practice_not_found
+from handlers.practices import Practices, PracticeStatus, practice_not_found
 from handlers.reports import Reports, operation_not_found
 from handlers.triage import Triage, alert_not_found
 from schemas.messages import ClearItem
@@ -53,22 +54,22 @@ class ScopedPractices:
     def __init__(self, inner: Practices, guard: Guard) -> None:
         self._inner, self._guard = inner, guard
 
-    async def in_scope(self) -> list[Record]:
+    async def in_scope(self) -> list[Practice]:
         return await self._inner.in_scope(self._guard.who.scope)
 
-    async def put(self, practice_id: str, name: str, ledger: Record, enabled: bool) -> Record:
+    async def put(self, practice_id: str, name: str, ledger: Record, enabled: bool) -> Practice:
         self._guard.change(practice_id)
         return await self._inner.put(practice_id, name, ledger, enabled)
 
-    async def get(self, practice_id: str) -> Record:
+    async def get(self, practice_id: str) -> PracticeStatus:
         self._guard.read(practice_id)
         return await self._inner.get(practice_id)
 
-    async def hold(self, practice_id: str, reason: str) -> Record:
+    async def hold(self, practice_id: str, reason: str) -> PracticeStatus:
         self._guard.change(practice_id)
         return await self._inner.hold(practice_id, reason, self._guard.who.name)
 
-    async def release(self, practice_id: str) -> Record:
+    async def release(self, practice_id: str) -> PracticeStatus:
         self._guard.change(practice_id)
         return await self._inner.release(practice_id, self._guard.who.name)
 

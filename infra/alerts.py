@@ -13,6 +13,7 @@ from pymongo.errors import DuplicateKeyError
 
 from domain.access import EVERY, Scope
 from domain.alerts import (
+    ESCALATES_FROM,
     OPEN_STATES,
     OUTAGE_TITLE,
     Alert,
@@ -20,6 +21,7 @@ from domain.alerts import (
     AlertState,
     Delivery,
     OutboxItem,
+    alert_sources_of,
     flag_text,
     task_id,
     task_text,
@@ -42,9 +44,39 @@ def alert_from(doc: Doc) -> Alert:
                  snooze_reason=doc.get("snooze_reason"), snoozed_by=doc.get("snoozed_by"))
 
 
+def in_states(of: frozenset[AlertState]) -> Doc:
+    """Alerts in one of ``of``. The stored ``open`` field mirrors ``OPEN_STATES`` (the indexes, and
+    the unique one flag per account, are on it), so a filter uses it wherever it says enough."""
+    if of == OPEN_STATES:
+        return {"open": True}
+    values = sorted(s.value for s in of)
+    condition: Doc = {"state": values[0] if len(values) == 1 else {"$in": values}}
+    return {"open": True, **condition} if of <= OPEN_STATES else condition
+
+
+def becoming(target: AlertState) -> Doc:
+    """The condition of a write that makes an alert ``target``: it is in a state that may become it
+    (``domain.alerts.ALERT_TRANSITIONS``), so a write that lost a race changes nothing."""
+    return in_states(alert_sources_of(target))
+
+
+def state_fields(state: AlertState) -> Doc:
+    """An alert's state as stored: its value, and whether it is among ``OPEN_STATES``."""
+    return {"state": state.value, "open": state in OPEN_STATES}
+
+
 def not_snoozed(now: datetime) -> Doc:
-    """An alert not snoozed past ``now`` (never snoozed, or its snooze is over)."""
+    """An alert not snoozed past ``now`` (``domain.alerts.snoozed_past``): never snoozed, or over."""
     return {"$or": [{"snoozed_until": None}, {"snoozed_until": {"$lte": now}}]}
+
+
+def escalation_due(before: datetime, now: datetime | None) -> Doc:
+    """What ``domain.alerts.may_escalate`` allows, as a filter (no snooze looked at without ``now``)."""
+    return {**in_states(ESCALATES_FROM), "opened_at": {"$lte": before}, **(not_snoozed(now) if now is not None else {})}
+
+
+def resolved_at(at: datetime) -> Doc:
+    return {"$set": {**state_fields(AlertState.RESOLVED), "resolved_at": at}}
 
 
 def outbox_fields(at: datetime) -> Doc:
@@ -111,7 +143,7 @@ class MongoAlertStore:
         title, detail = task_text(posting)
         doc = {"_id": alert_id, "alert_id": alert_id, "kind": AlertKind.TASK.value,
                "practice_id": posting.key.practice_id, "patient_account_id": posting.patient_account_id,
-               "payment_id": posting.key.payment_id, "state": AlertState.OPEN.value, "open": True,
+               "payment_id": posting.key.payment_id, **state_fields(AlertState.OPEN),
                "opened_at": at, "resolved_at": None, "escalated_at": None, "title": title, "detail": detail,
                **outbox_fields(at)}
         try:
@@ -131,8 +163,10 @@ class MongoAlertStore:
         alert_id = f"patient:{practice_id}:{account}:{uuid.uuid4().hex[:12]}"
         try:
             result = await self._c.update_one(
-                {"kind": "patient", "practice_id": practice_id, "patient_account_id": account, "open": True},
-                {"$setOnInsert": {"_id": alert_id, "alert_id": alert_id, "state": "open", "payment_id": payment_id,
+                {"kind": AlertKind.PATIENT.value, "practice_id": practice_id, "patient_account_id": account,
+                 **in_states(OPEN_STATES)},
+                {"$setOnInsert": {"_id": alert_id, "alert_id": alert_id, "state": AlertState.OPEN.value,
+                                  "payment_id": payment_id,
                                   "opened_at": at, "resolved_at": None, "escalated_at": None, "title": title,
                                   "detail": detail, **outbox_fields(at)}},
                 upsert=True,
@@ -146,7 +180,7 @@ class MongoAlertStore:
     async def open_outage_task(self, practice_id: str, task_id: str, detail: str, at: datetime) -> Alert | None:
         doc = {"_id": task_id, "alert_id": task_id, "kind": AlertKind.TASK.value, "outage": True,
                "practice_id": practice_id, "patient_account_id": None, "payment_id": None,
-               "state": AlertState.OPEN.value, "open": True, "opened_at": at, "resolved_at": None,
+               **state_fields(AlertState.OPEN), "opened_at": at, "resolved_at": None,
                "escalated_at": None, "title": OUTAGE_TITLE, "detail": detail, **outbox_fields(at)}
         try:
             await self._c.insert_one(doc)
@@ -156,16 +190,17 @@ class MongoAlertStore:
 
     async def resolve_outage_task(self, practice_id: str, at: datetime) -> Alert | None:
         return _alert(await self._c.find_one_and_update(
-            {"practice_id": practice_id, "kind": AlertKind.TASK.value, "outage": True, "open": True},
-            changed({"$set": {"state": AlertState.RESOLVED.value, "open": False, "resolved_at": at}}, at),
+            {"practice_id": practice_id, "kind": AlertKind.TASK.value, "outage": True,
+             **becoming(AlertState.RESOLVED)},
+            changed(resolved_at(at), at),
             return_document=ReturnDocument.AFTER,
         ))
 
     async def resolve_task(self, key: PostingKey, at: datetime) -> Alert | None:
         """Resolve the task of a posting; the task only for the call that resolved it, else None."""
         return _alert(await self._resolves.submit((
-            {"_id": task_id(key), "open": True},
-            changed({"$set": {"state": AlertState.RESOLVED.value, "open": False, "resolved_at": at}}, at),
+            {"_id": task_id(key), **becoming(AlertState.RESOLVED)},
+            changed(resolved_at(at), at),
         )))
 
     async def resolve_flag_if_clear(self, practice_id: str, patient_account_id: str, at: datetime) -> Alert | None:
@@ -180,23 +215,21 @@ class MongoAlertStore:
         if still_failing:
             return None
         return await self._c.find_one_and_update(
-            {"kind": "patient", "practice_id": practice_id, "patient_account_id": account, "open": True},
-            changed({"$set": {"state": AlertState.RESOLVED.value, "open": False, "resolved_at": at}}, at),
+            {"kind": AlertKind.PATIENT.value, "practice_id": practice_id, "patient_account_id": account,
+             **becoming(AlertState.RESOLVED)},
+            changed(resolved_at(at), at),
             return_document=ReturnDocument.AFTER,
         )
 
     async def due_for_escalation(self, before: datetime, limit: int = 500,
                                  now: datetime | None = None) -> list[Alert]:
-        query: Doc = {"open": True, "state": AlertState.OPEN.value, "opened_at": {"$lte": before}}
-        if now is not None:
-            query.update(not_snoozed(now))
-        return [alert_from(d) async for d in self._c.find(query).limit(limit)]
+        return [alert_from(d) async for d in self._c.find(escalation_due(before, now)).limit(limit)]
 
     async def escalate(self, alert_id: str, at: datetime) -> Alert | None:
         # Not snoozed past now: a snooze that came after the alert was found due still holds.
         return _alert(await self._c.find_one_and_update(
-            {"_id": alert_id, "state": AlertState.OPEN.value, **not_snoozed(at)},
-            changed({"$set": {"state": AlertState.ESCALATED.value, "escalated_at": at}}, at),
+            {"_id": alert_id, **becoming(AlertState.ESCALATED), **not_snoozed(at)},
+            changed({"$set": {**state_fields(AlertState.ESCALATED), "escalated_at": at}}, at),
             return_document=ReturnDocument.AFTER,
         ))
 
@@ -205,7 +238,7 @@ class MongoAlertStore:
 
     async def snooze(self, alert_id: str, until: datetime, reason: str, by: str, at: datetime) -> Alert | None:
         return _alert(await self._c.find_one_and_update(
-            {"_id": alert_id, "open": True},
+            {"_id": alert_id, **in_states(OPEN_STATES)},  # a resolved alert escalates no more
             {"$set": {"snoozed_until": until, "snooze_reason": reason, "snoozed_by": by, "snoozed_at": at}},
             return_document=ReturnDocument.AFTER))
 

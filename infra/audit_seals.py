@@ -19,31 +19,18 @@ import asyncio
 import contextlib
 import random
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from domain.audit_chain import GENESIS, entry_hash, seal_hash
+from domain.audit_chain import GENESIS, Verification, entry_hash, seal_hash
 from domain.model import IN_FLIGHT
 from infra.leases import Lease, holder_name
 from infra.mongo import Collections
 
 IN_FLIGHT_VALUES = [status.value for status in IN_FLIGHT]
-
-
-@dataclass
-class Verification:
-    seals: int = 0
-    entries: int = 0
-    unsealed: int = 0
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 # Rounds that lost a race (another round sealed the same entries or appended the same seq first)

@@ -100,11 +100,15 @@ async def connect(url: str) -> aio_pika.abc.AbstractRobustConnection:
     return await aio_pika.connect_robust(nodes[0], connection_class=connection_class(url))
 
 
+# The FastStream whose private ``_connection_kwargs`` make_broker writes (tests/unit/test_faststream_pin.py).
+FASTSTREAM_VERSION = "0.7.8"
+
+
 def make_broker(url: str, prefetch: int) -> RabbitBroker:
     """A broker whose default channel uses publisher confirms and the given prefetch.
 
     FastStream opens its connection with aio-pika's ``connect_robust``, given the keywords it keeps
-    (``_connection_kwargs``, FastStream 0.7.8, pinned); ``connection_class`` there makes it a
+    (``_connection_kwargs``, ``FASTSTREAM_VERSION``, pinned); ``connection_class`` there makes it a
     ``ClusterConnection`` over every broker of ``url``.
     """
     broker = RabbitBroker(

@@ -11,11 +11,16 @@ from typing import Any
 from pymongo import ReturnDocument
 
 from domain.access import Scope
-from domain.integrations import SEALED
+from domain.integrations import SEALED, Practice
 from domain.posting import Integration
 from infra.batching import finder
 from infra.mongo import Collections, Doc
 from infra.secrets import SecretBox
+
+
+def practice_from(doc: Doc) -> Practice:
+    return Practice(practice_id=doc["_id"], name=doc.get("name", ""), ledger=dict(doc.get("ledger") or {}),
+                    enabled=bool(doc.get("enabled")))
 
 
 def _id(practice_id: str, other: str) -> str:
@@ -61,7 +66,8 @@ class MongoPracticeDirectory:
         self._integrations[practice_id] = (time.monotonic() + self._ttl, found)
         return found
 
-    async def put_practice(self, practice_id: str, name: str, ledger: Doc, enabled: bool, at: datetime) -> Doc:
+    async def put_practice(self, practice_id: str, name: str, ledger: Doc, enabled: bool,
+                           at: datetime) -> Practice:
         doc = await self._practices.find_one_and_update(
             {"_id": practice_id},
             {"$set": {"name": name, "ledger": ledger, "enabled": enabled, "updated_at": at},
@@ -70,14 +76,16 @@ class MongoPracticeDirectory:
         )
         assert doc is not None
         self._integrations.pop(practice_id, None)
-        return doc
+        return practice_from(doc)
 
-    async def get_practice(self, practice_id: str) -> Doc | None:
-        return await self._practices.find_one({"_id": practice_id})
+    async def get_practice(self, practice_id: str) -> Practice | None:
+        doc = await self._practices.find_one({"_id": practice_id})
+        return practice_from(doc) if doc is not None else None
 
-    async def list_practices(self, scope: Scope) -> list[Doc]:
+    async def list_practices(self, scope: Scope) -> list[Practice]:
         query: Doc = {} if scope.practices is None else {"_id": {"$in": sorted(scope.practices)}}
-        return await self._practices.find(query, {"name": 1, "enabled": 1}).sort("_id", 1).to_list(None)
+        docs = self._practices.find(query, {"name": 1, "enabled": 1, "ledger": 1}).sort("_id", 1)
+        return [practice_from(d) async for d in docs]
 
     async def register_patient(self, practice_id: str, ehr_patient_id: str, at: datetime) -> bool:
         """Register a patient in the built-in ledger; True if new."""
@@ -100,16 +108,24 @@ class MongoPracticeDirectory:
         return True
 
 
-async def reseal_secrets(collections: Collections, box: SecretBox) -> int:
-    """Seal every practice's stored secret again with the first key (a key rotation); how many."""
-    resealed = 0
-    async for doc in collections.practices.find({f"ledger.auth.{SEALED}": {"$exists": True}}):
-        sealed = doc["ledger"]["auth"][SEALED]
-        again = box.reseal(sealed)
-        result = await collections.practices.update_one(
-            {"_id": doc["_id"], f"ledger.auth.{SEALED}": sealed}, {"$set": {f"ledger.auth.{SEALED}": again}})
-        resealed += result.modified_count
-    return resealed
+class MongoSealedSecrets:
+    """The practices' stored secrets (``ledger.auth.sealed``), sealed again on a key rotation."""
+
+    def __init__(self, collections: Collections, keys: str) -> None:
+        self._practices = collections.practices
+        self._keys = keys  # PAYPOST_SECRET_KEY, read only when a rotation asks (a bad key fails only that)
+
+    async def reseal_all(self) -> int:
+        """Seal every practice's stored secret again with the first key; how many."""
+        box = SecretBox(self._keys)
+        resealed = 0
+        async for doc in self._practices.find({f"ledger.auth.{SEALED}": {"$exists": True}}):
+            sealed = doc["ledger"]["auth"][SEALED]
+            again = box.reseal(sealed)
+            result = await self._practices.update_one(
+                {"_id": doc["_id"], f"ledger.auth.{SEALED}": sealed}, {"$set": {f"ledger.auth.{SEALED}": again}})
+            resealed += result.modified_count
+        return resealed
 
 
 class MongoMappingStore:

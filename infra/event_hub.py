@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import structlog
 
@@ -39,7 +39,7 @@ class EventHub:
                 log.warning("event_hub_reconnecting")
                 await asyncio.sleep(1.0)
 
-    async def subscribe(self, ready_within: float = 5.0) -> AsyncIterator[WatchedEvent]:
+    async def subscribe(self, ready_within: float = 5.0) -> AsyncGenerator[WatchedEvent, None]:
         """Events from now on, until the hub closes.
 
         Waits up to ``ready_within`` seconds for the hub's own subscription, then streams anyway

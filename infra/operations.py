@@ -7,8 +7,26 @@ from datetime import datetime, timedelta
 
 from pymongo import ASCENDING, IndexModel, UpdateOne
 
+from domain.operations import CLAIMED, Canary, CanaryPhase, CanaryPlan, ClearOrder, OperationItem
 from domain.rules import ItemResult
 from infra.mongo import Collections, Doc
+
+
+def plan_doc(plan: CanaryPlan) -> Doc:
+    return {"size": plan.size, "payment_ids": list(plan.payment_ids), "rest_retry": list(plan.rest_retry),
+            "rest_clear": [{"payment_id": c.payment_id, "reason": c.reason, "manual_reference": c.manual_reference}
+                           for c in plan.rest_clear],
+            "deadline": plan.deadline}
+
+
+def canary_from(op: Doc) -> Canary:
+    canary = op["canary"]
+    plan = CanaryPlan(payment_ids=tuple(canary["payment_ids"]), rest_retry=tuple(canary["rest_retry"]),
+                      rest_clear=tuple(ClearOrder(c["payment_id"], c.get("reason", ""), c.get("manual_reference"))
+                                       for c in canary["rest_clear"]),
+                      deadline=canary["deadline"])
+    return Canary(operation_id=op["_id"], practice_id=op["practice_id"], actor=op["actor"], plan=plan,
+                  phase=CanaryPhase(canary["phase"]), message=canary.get("message"))
 
 
 class MongoOperationStore:
@@ -19,33 +37,35 @@ class MongoOperationStore:
         self._results = collections.db.get_collection("operation_results",
                                                       codec_options=collections.postings.codec_options)
 
-    async def create(self, operation_id: str, practice_id: str, actor: str, items: list[dict[str, str]],
-                     at: datetime, canary: Doc | None = None) -> None:
-        doc: Doc = {"_id": operation_id, "practice_id": practice_id, "actor": actor, "items": items,
+    async def create(self, operation_id: str, practice_id: str, actor: str, items: Sequence[OperationItem],
+                     at: datetime, canary: CanaryPlan | None = None) -> None:
+        doc: Doc = {"_id": operation_id, "practice_id": practice_id, "actor": actor,
+                    "items": [{"payment_id": i.payment_id, "action": i.action} for i in items],
                     "total": len(items), "created_at": at}
         if canary is not None:
-            doc["canary"] = {**canary, "phase": "waiting"}
+            doc["canary"] = {**plan_doc(canary), "phase": CanaryPhase.WAITING.value}
             doc["canary_undecided"] = True
         await self._ops.insert_one(doc)
 
-    async def canaries_to_advance(self, now: datetime, stale_after: float, limit: int = 100) -> list[Doc]:
-        """Operations whose canary waits for a verdict, or whose verdict's claim went stale (its process
-        stopped before carrying it out)."""
+    async def canaries_to_advance(self, now: datetime, stale_after: float, limit: int = 100) -> list[Canary]:
+        """Canaries waiting for a verdict, or whose verdict's claim went stale (its process stopped
+        before carrying it out)."""
         stale = now - timedelta(seconds=stale_after)
-        return await self._ops.find(
+        docs = await self._ops.find(
             {"canary_undecided": True,
-             "$or": [{"canary.phase": "waiting"},
-                     {"canary.phase": {"$in": ["proceeding", "stopping"]}, "canary.claimed_at": {"$lt": stale}}]},
+             "$or": [{"canary.phase": CanaryPhase.WAITING.value},
+                     {"canary.phase": {"$in": sorted(p.value for p in CLAIMED)}, "canary.claimed_at": {"$lt": stale}}]},
             {"items": 0}).limit(limit).to_list(None)
+        return [canary_from(d) for d in docs]
 
-    async def claim_canary(self, operation_id: str, phase: str, to: str, message: str | None, at: datetime,
-                           claimed_before: datetime | None = None) -> bool:
+    async def claim_canary(self, operation_id: str, phase: CanaryPhase, to: CanaryPhase, message: str | None,
+                           at: datetime, claimed_before: datetime | None = None) -> bool:
         """Move a canary from ``phase`` to ``to`` (a stale claim: only if it was claimed before
         ``claimed_before``); True for the one call that moved it."""
         stale = {} if claimed_before is None else {"canary.claimed_at": {"$lt": claimed_before}}
         result = await self._ops.update_one(
-            {"_id": operation_id, "canary.phase": phase, **stale},
-            {"$set": {"canary.phase": to, "canary.claimed_at": at,
+            {"_id": operation_id, "canary.phase": phase.value, **stale},
+            {"$set": {"canary.phase": to.value, "canary.claimed_at": at,
                       **({"canary.message": message} if message is not None else {})}})
         return result.modified_count == 1
 
@@ -54,10 +74,10 @@ class MongoOperationStore:
         ids = [f"{operation_id}\x00{action}\x00{p}" for p in payment_ids]
         return {d["payment_id"] async for d in self._results.find({"_id": {"$in": ids}}, {"payment_id": 1})}
 
-    async def finish_canary(self, operation_id: str, phase: str, to: str) -> None:
+    async def finish_canary(self, operation_id: str, phase: CanaryPhase, to: CanaryPhase) -> None:
         """The verdict is carried out: the canary leaves the ones to advance."""
-        await self._ops.update_one({"_id": operation_id, "canary.phase": phase},
-                                   {"$set": {"canary.phase": to}, "$unset": {"canary_undecided": ""}})
+        await self._ops.update_one({"_id": operation_id, "canary.phase": phase.value},
+                                   {"$set": {"canary.phase": to.value}, "$unset": {"canary_undecided": ""}})
 
     async def discard(self, operation_id: str) -> None:
         await self._ops.delete_one({"_id": operation_id})

@@ -15,7 +15,15 @@ from domain.load_errors import LoadError, LoadErrorCode
 from domain.model import IN_FLIGHT, LoadStatus, PostingKind, sources_of
 from domain.ports import FailedSelection
 from domain.posting import PAYPOST_ACTOR, Attempt, AuditEntry, KeptMessage, Posting, PostingKey
-from domain.rules import MAX_REPLAYS, RETRYABLE_FROM, RETRYABLE_KINDS, WAITS_FOR_PAYMENT, PostingState
+from domain.rules import (
+    MAX_REPLAYS,
+    PAYMENT_REFUNDABLE,
+    REFUND_WAITS_IN,
+    RETRYABLE_FROM,
+    RETRYABLE_KINDS,
+    WAITS_FOR_PAYMENT,
+    PostingState,
+)
 from infra.batching import conditional_updater, finder, inserter
 from infra.failure_groups import LEFT_FAILED, group_fields
 from infra.mongo import ACKNOWLEDGED, Collections, Doc
@@ -34,8 +42,9 @@ def statuses(of: frozenset[LoadStatus]) -> Doc:
     return {"load_status": values[0] if len(values) == 1 else {"$in": values}}
 
 
-# Refunds waiting for their payment (``domain.rules.WAITS_FOR_PAYMENT``).
-WAITING_REFUNDS: Doc = {"load_status": LoadStatus.FAILED.value, "load_error.code": WAITS_FOR_PAYMENT.value}
+# Refunds waiting for their payment (``domain.rules.refund_waits``), and payments they may now go with.
+WAITING_REFUNDS: Doc = {**statuses(REFUND_WAITS_IN), "load_error.code": WAITS_FOR_PAYMENT.value}
+REFUNDABLE_PAYMENTS: Doc = statuses(frozenset({PAYMENT_REFUNDABLE}))
 # The claim of a retry: what ``domain.rules.may_retry`` allows, as a filter.
 RETRYABLE: Doc = {**statuses(RETRYABLE_FROM), "kind": {"$in": sorted(k.value for k in RETRYABLE_KINDS)},
                   "replays": {"$lt": MAX_REPLAYS}}
@@ -402,7 +411,7 @@ class MongoPostingCommands:
             return {}
         originals = {f"{r['practice_id']}/{r['refunded_payment_id']}" for r in refunds}
         loaded = {d["_id"] async for d in self._c.find(
-            {"_id": {"$in": list(originals)}, "load_status": LoadStatus.LOADED.value}, {"_id": 1})}
+            {"_id": {"$in": list(originals)}, **REFUNDABLE_PAYMENTS}, {"_id": 1})}
         waiting: dict[str, list[PostingKey]] = {}
         for r in refunds:
             if f"{r['practice_id']}/{r['refunded_payment_id']}" in loaded:

@@ -18,13 +18,11 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from domain.errors import PaypostError
+from domain.integrations import SecretKeyError
+
+__all__ = ["MIN_KEY_BYTES", "SecretBox", "SecretKeyError"]
 
 MIN_KEY_BYTES = 32
-
-
-class SecretKeyError(PaypostError, ValueError):
-    """The configured secret key is missing, malformed or does not open a stored secret."""
 
 
 def _fernet(text: str) -> Fernet:

@@ -38,21 +38,21 @@ class MongoTransferStore:
             IndexModel([("practice_id", ASCENDING), ("refund_ids", ASCENDING)]),
         ])
 
-    async def settled(self, message: SettledTransfer) -> None:
+    async def settled(self, transfer: SettledTransfer) -> None:
         """Keep a settled transfer; a later settlement of the same transfer replaces it."""
         await self._c.update_one(
-            {"_id": transfer_id(message.practice_id, message.merchant_transfer_id)},
+            {"_id": transfer_id(transfer.practice_id, transfer.merchant_transfer_id)},
             {"$set": {
-                "practice_id": message.practice_id,
-                "merchant_transfer_id": message.merchant_transfer_id,
-                "payment_ids": list(message.payment_ids),
-                "refund_ids": list(message.refund_ids),
-                "gross_amount": message.gross_amount,
-                "fees_amount": message.fees_amount,
-                "net_amount": message.net_amount,
-                "currency": message.currency,
-                "settled_at": message.settled_at,
-                "event_id": message.event_id,
+                "practice_id": transfer.practice_id,
+                "merchant_transfer_id": transfer.merchant_transfer_id,
+                "payment_ids": list(transfer.payment_ids),
+                "refund_ids": list(transfer.refund_ids),
+                "gross_amount": transfer.gross_amount,
+                "fees_amount": transfer.fees_amount,
+                "net_amount": transfer.net_amount,
+                "currency": transfer.currency,
+                "settled_at": transfer.settled_at,
+                "event_id": transfer.event_id,
                 "updated_at": datetime.now(UTC),
             }, "$setOnInsert": {"reconciled_at": None}},
             upsert=True,

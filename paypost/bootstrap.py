@@ -31,6 +31,7 @@ from handlers.commands import CommandService
 from handlers.dead_letters import DeadLetterService
 from handlers.healing import Healing
 from handlers.keys import ApiKeys
+from handlers.maintenance import Maintenance
 from handlers.mappings import MappingService
 from handlers.messagebus import MessageBus
 from handlers.operations import Pacer, PostingOperations
@@ -45,7 +46,7 @@ from infra.api_keys import MongoApiKeyStore
 from infra.asyncapi import asyncapi_text
 from infra.audit_seals import AuditSealer
 from infra.broker import PUBLISHERS, Amqp, QueueInspector, declare_topology, make_broker
-from infra.directory import MongoMappingStore, MongoPracticeDirectory
+from infra.directory import MongoMappingStore, MongoPracticeDirectory, MongoSealedSecrets
 from infra.event_hub import EventHub
 from infra.failure_groups import MongoFailureGroups
 from infra.leases import DutyLeases
@@ -71,6 +72,18 @@ from producers.events import OutcomePublisher
 from schemas.topics import DEAD_LETTER_QUEUE, INTAKE_QUEUE
 
 log = structlog.get_logger("paypost")
+
+
+@asynccontextmanager
+async def maintenance(settings: Settings) -> AsyncIterator[Maintenance]:
+    """The maintenance handler on its own connection to the database (nothing else of paypost starts)."""
+    client = connect(settings.mongodb_uri)
+    try:
+        collections = Collections(client[settings.mongodb_db])
+        keys = settings.secret_key.strip()
+        yield Maintenance(AuditSealer(collections), MongoSealedSecrets(collections, keys) if keys else None)
+    finally:
+        await client.close()
 
 # What a process does (contract section 9): everything, the HTTP API only, or the consumers only.
 ProcessRole = Literal["all", "api", "worker"]

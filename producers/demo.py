@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Protocol
 
 from producers.events import Publish
@@ -13,11 +12,12 @@ from producers.upstream import new_payment, new_refund, publish_payment, publish
 DEMO_PRACTICE = "demo-clinic"
 
 
-class DemoDirectory(Protocol):
-    async def put_practice(self, practice_id: str, name: str, ledger: dict[str, object], enabled: bool,
-                           at: datetime) -> object: ...
+class DemoPractices(Protocol):
+    """Sets up a practice and registers its patients, as the API does (``handlers.practices.Practices``)."""
 
-    async def register_patient(self, practice_id: str, ehr_patient_id: str, at: datetime) -> bool: ...
+    async def put(self, practice_id: str, name: str, ledger: dict[str, object], enabled: bool) -> object: ...
+
+    async def register_patient(self, practice_id: str, ehr_patient_id: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -28,17 +28,16 @@ class DemoRun:
     expect_failed: int
 
 
-async def run_demo(publish: Publish, directory: DemoDirectory, practice_id: str = DEMO_PRACTICE) -> DemoRun:
+async def run_demo(publish: Publish, practices: DemoPractices, practice_id: str = DEMO_PRACTICE) -> DemoRun:
     """Set up a practice with the built-in ledger and publish payments, some of which fail.
 
     Loads: payments for registered patients, and one refund. Fails: a patient account with no
     practice-management id (PATIENT_NOT_MAPPED), an id the ledger does not know
     (PATIENT_NOT_FOUND), and a practice with no integration (INTEGRATION_NOT_CONFIGURED).
     """
-    now = datetime.now(UTC)
-    await directory.put_practice(practice_id, "Demo Clinic", {"kind": "builtin"}, True, now)
+    await practices.put(practice_id, "Demo Clinic", {"kind": "builtin"}, True)
     for ehr in ("EHR-1001", "EHR-1002", "EHR-1003"):
-        await directory.register_patient(practice_id, ehr, now)
+        await practices.register_patient(practice_id, ehr)
     run = uuid.uuid4().hex[:6]
     transfer = f"MT-{run}"
     loaded = [

@@ -25,18 +25,11 @@ def audit_verify() -> None:
     """Recompute the audit trail's hash chain; exit 1 if any entry or seal was altered or removed.
 
     A maintenance command: it reads the database directly, as the platform's staff do."""
-    from infra.audit_seals import AuditSealer
-    from infra.mongo import Collections, connect
+    from paypost.bootstrap import maintenance
 
     async def go() -> bool:
-        settings = load_settings()
-        client = connect(settings.mongodb_uri)
-        try:
-            sealer = AuditSealer(Collections(client[settings.mongodb_db]))
-            await sealer.seal()
-            result = await sealer.verify()
-        finally:
-            await client.close()
+        async with maintenance(load_settings()) as staff:
+            result = await staff.verify_audit()
         out.print(f"{result.seals} seals, {result.entries} audit entries verified, {result.unsealed} not sealed yet")
         for problem in result.problems:
             out.print(f"[red]TAMPERED[/red] {problem}")
@@ -72,24 +65,20 @@ def secrets_rotate() -> None:
 
     To rotate: set PAYPOST_SECRET_KEY to "NEW,OLD" everywhere, run this once, then set it to "NEW".
     A maintenance command: it reads and writes the database directly."""
-    from infra.directory import reseal_secrets
-    from infra.mongo import Collections, connect
-    from infra.secrets import SecretBox, SecretKeyError
+    from domain.integrations import MissingSecretKey, SecretKeyError
+    from paypost.bootstrap import maintenance
 
     settings = load_settings()
-    if not settings.secret_key.strip():
-        err.print("[red]PAYPOST_SECRET_KEY (or PAYPOST_SECRET_KEY_FILE) is not set: nothing to rotate with[/red]")
-        raise typer.Exit(2)
 
     async def go() -> int:
-        client = connect(settings.mongodb_uri)
-        try:
-            return await reseal_secrets(Collections(client[settings.mongodb_db]), SecretBox(settings.secret_key))
-        finally:
-            await client.close()
+        async with maintenance(settings) as staff:
+            return await staff.reseal_secrets()
 
     try:
         count = run_async(go)
+    except MissingSecretKey as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
     except SecretKeyError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc

@@ -15,7 +15,7 @@ def demo() -> None:
 
     async def go() -> None:
         async with publishing_paypost() as paypost:
-            result = await run_demo(paypost.publish, paypost.directory)
+            result = await run_demo(paypost.publish, paypost.application.practices)
         out.print(f"published {result.published} messages for practice [bold]{result.practice_id}[/bold]: "
                   f"{result.expect_loaded} should load, {result.expect_failed} should fail")
 

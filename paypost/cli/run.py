@@ -58,7 +58,7 @@ def run(
         from paypost.demo_system import demo_system
         from producers.demo import run_demo, run_system_demo
 
-        result = await run_demo(paypost.publish, paypost.directory)
+        result = await run_demo(paypost.publish, paypost.application.practices)
         err.print(f"demo: published {result.published} messages for practice {result.practice_id}: "
                   f"{result.expect_loaded} should load, {result.expect_failed} should fail")
         system = demo_system(sealed=paypost.secrets is not None)

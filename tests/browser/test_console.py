@@ -299,9 +299,10 @@ async def test_it_opens_on_the_failure_groups_largest_first_with_their_fix_said_
     assert await page.locator("#report tbody tr").count() == 6
     # It opens there: the first thing after the top bar, and where the focus is.
     assert await page.evaluate("document.activeElement.id") == "attention-title"
-    attention_top = (await page.locator("#attention").bounding_box() or {})["y"]
-    report_top = (await page.locator("#report").bounding_box() or {})["y"]
-    assert attention_top < report_top
+    attention_box = await page.locator("#attention").bounding_box()
+    report_box = await page.locator("#report").bounding_box()
+    assert attention_box is not None and report_box is not None
+    assert attention_box["y"] < report_box["y"]
     # A cause paypost can fix is offered where the group is (operators only), a ledger's refusal is not.
     assert await group(page, "acct-big").get_by_role("button", name="Enter mapping for acct-big").count() == 1
     rejected = group(page, "The ledger keeps USD; this entry is in EUR.")

@@ -39,8 +39,9 @@ async def test_a_failure_dashboard_sees_each_failure_exactly_once(
 ) -> None:
     async with watch_events(settings.amqp_url, ["posting.failed.#"]) as failures:
         failing = []
-        for i, fields in enumerate([{"ehr_patient_id": None}, {"ehr_patient_id": "EHR-404"},
-                                    {"currency": "EUR"}, {"practice_id": "clinic-none"}] * 2):
+        variants: list[dict[str, Any]] = [{"ehr_patient_id": None}, {"ehr_patient_id": "EHR-404"},
+                                          {"currency": "EUR"}, {"practice_id": "clinic-none"}]
+        for i, fields in enumerate(variants * 2):
             body = await upstream.payment(payment_id=f"f-{i}", **fields)
             failing.append(body)
             await upstream.send("payment.posted", body)  # a duplicate delivery
@@ -125,7 +126,7 @@ async def test_alerts_open_escalate_and_resolve_by_themselves(
 
             async def all_resolved() -> bool:
                 r = await api.get("/api/v1/alerts", params={"practice_id": practice, "state": "open"})
-                return r.json()["items"] == []
+                return bool(r.json()["items"] == [])
 
             await wait_for(all_resolved)
             resolved = (await api.get("/api/v1/alerts", params={"state": "resolved"})).json()["items"]

@@ -67,11 +67,13 @@ async def test_failure_groups_read_only_the_failed_postings(paypost: Paypost, ap
     failed = len(range(0, TOTAL, FAILED_EVERY))
 
     timings = []
+    r: httpx.Response | None = None
     for _ in range(7):
         began = time.perf_counter()
         r = await api.get("/api/v1/failure-groups", params={"practice_id": "clinic-s"})
         timings.append((time.perf_counter() - began) * 1000)
         assert r.status_code == 200, r.text
+    assert r is not None
     items = r.json()["items"]
     assert len(items) == GROUPS and sum(g["count"] for g in items) == failed
 

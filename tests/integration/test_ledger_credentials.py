@@ -173,6 +173,18 @@ async def test_a_secret_without_a_key_to_seal_it_is_refused_naming_the_variable(
     assert (await api.get("/api/v1/practices/clinic-n")).status_code == 404
 
 
+async def test_paypost_secrets_rotate_without_a_key_says_so_and_changes_nothing(settings: Settings) -> None:
+    env = {**os.environ, "PAYPOST_MONGODB_URI": settings.mongodb_uri, "PAYPOST_MONGODB_DB": settings.mongodb_db,
+           "PAYPOST_SECRET_KEY": ""}
+    env.pop("PAYPOST_SECRET_KEY_FILE", None)
+    paypost = str(Path(sys.executable).with_name("paypost"))
+    done = await asyncio.to_thread(subprocess.run, [paypost, "secrets", "rotate"], check=False, env=env,
+                                   capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    said = " ".join(done.stderr.split())  # the console wraps long lines
+    assert "PAYPOST_SECRET_KEY (or PAYPOST_SECRET_KEY_FILE) is not set: nothing to rotate with" in said
+
+
 async def test_paypost_secrets_rotate_reseals_what_is_stored(settings: Settings, box: SecretBox) -> None:
     from infra.mongo import Collections, connect
 

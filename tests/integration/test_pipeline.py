@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -385,7 +385,7 @@ async def test_only_failures_and_refunds_enter_their_partial_indexes(
     assert keys["refunds_by_payment"] == 1  # the refund
 
     # The queries that filter on those fields still find their index.
-    async def index_used(query: dict[str, object]) -> str:
+    async def index_used(query: Mapping[str, object]) -> str:
         plan = (await postings.find(query).explain())["queryPlanner"]["winningPlan"]
         return str(plan)
 

@@ -18,8 +18,8 @@ from typing import Protocol
 import aio_pika
 import pytest
 
-from domain.errors import TransientFailure
-from infra.broker import PUBLISHERS, Amqp, BasicPublisher, FramedPublisher, Unroutable
+from domain.errors import TransientFailure, Unroutable
+from infra.broker import PUBLISHERS, Amqp, BasicPublisher, FramedPublisher
 from infra.local_services import free_port
 from producers.events import Publish
 from schemas.topics import CONTENT_TYPE, SCHEMA_VERSION, SCHEMA_VERSION_HEADER

@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -50,6 +51,7 @@ def test_run_with_demo_shows_loaded_and_failed_rows_then_stops_cleanly(
         # The demo's second practice posts into the reference practice-management system, with OAuth2
         # (the local run made a secret key to seal its client secret): entries, a task and a flag arrive.
         system = f"http://127.0.0.1:{system_port}"
+        alerts: dict[str, Any] = {"tasks": [], "flags": []}
         while time.monotonic() < deadline:
             alerts = httpx.get(f"{system}/_alerts", timeout=2).json()
             if alerts["tasks"] and alerts["flags"]:

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from domain.operations import CanaryPhase, CanaryPlan, OperationItem
 from handlers.reactions import PostingReactions
 from infra.settings import Settings
 from paypost.bootstrap import Paypost
@@ -476,13 +477,13 @@ async def test_a_verdict_whose_process_stopped_is_carried_out_by_another(api: ht
     ids = ["s-0", "s-1", "s-2"]
     await _unconfigured_failures(api, upstream, ids, {})
     long_ago = datetime.now(UTC) - timedelta(minutes=5)
-    items = [{"payment_id": p, "action": "retry"} for p in ids]
-    canary = {"size": 1, "payment_ids": ["s-0"], "rest_retry": ["s-1", "s-2"], "rest_clear": [],
-              "deadline": long_ago + timedelta(minutes=30)}
+    items = [OperationItem(p, "retry") for p in ids]
+    canary = CanaryPlan(payment_ids=("s-0",), rest_retry=("s-1", "s-2"), rest_clear=(),
+                        deadline=long_ago + timedelta(minutes=30))
     store = paypost.operation_store
     await store.create("op-stale", "clinic-n", "alice", items, long_ago, canary)
     # A process found the canary loaded, claimed "proceeding", and stopped before sending the rest.
-    assert await store.claim_canary("op-stale", "waiting", "proceeding", None, long_ago)
+    assert await store.claim_canary("op-stale", CanaryPhase.WAITING, CanaryPhase.PROCEEDING, None, long_ago)
     await paypost.canaries.advance()  # any other process's sweep (the fixture's runs one too)
 
     for p in ("s-1", "s-2"):

@@ -28,7 +28,11 @@ from infra.ledger_http import HttpLedgers
 from infra.local_services import free_port
 from infra.mongo import Collections, connect, ensure_indexes
 from infra.reference_ledger import Faults, LedgerState, create_reference_ledger
-from paypost.testing.ledger_suite import PATIENT, PRACTICE, HeldEntry, LedgerUnderTest
+
+# PATIENT and PRACTICE are re-exported: the suites of this package import them from here.
+from paypost.testing.ledger_suite import PATIENT as PATIENT
+from paypost.testing.ledger_suite import PRACTICE as PRACTICE
+from paypost.testing.ledger_suite import HeldEntry, LedgerUnderTest
 
 # The reference server runs on this machine: its loopback address is allowed, as a platform allows its own.
 LOCAL_HOSTS = HostPolicy(["127.0.0.0/8", "localhost"])

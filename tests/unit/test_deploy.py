@@ -98,7 +98,7 @@ def config_map_data() -> dict[str, str]:
 
 
 def kubernetes_environment(container: Resource) -> dict[str, str]:
-    env = {}
+    env: dict[str, str] = {}
     maps = resources("ConfigMap")
     for source in container.get("envFrom", []):
         env |= maps[source["configMapRef"]["name"]]["data"]

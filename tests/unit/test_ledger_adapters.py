@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 from importlib.metadata import EntryPoint
+from typing import cast
 
 import pytest
 from pydantic import BaseModel, ConfigDict
@@ -14,6 +15,7 @@ from structlog.testing import capture_logs
 from domain.errors import LedgerUnreachable, LoadFailure, TransientFailure
 from domain.integrations import InvalidLedgerSettings, UnknownLedgerKind
 from domain.load_errors import LoadErrorCode
+from domain.ports import LedgerAdapter
 from domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
 from infra import ledger_adapters
 from infra.ledger_adapters import AdapterLedgers, Unconfigured, installed_entry_points
@@ -113,7 +115,8 @@ async def test_an_adapter_failing_on_its_settings_is_named_with_its_errors_class
 
 
 async def test_an_adapter_giving_no_ledger_is_refused() -> None:
-    adapters = AdapterLedgers({"odd": lambda settings: object()}, None)
+    odd = cast("LedgerAdapter", lambda settings: object())  # an adapter that breaks its port, on purpose
+    adapters = AdapterLedgers({"odd": odd}, None)
 
     with pytest.raises(InvalidLedgerSettings, match="gave no ledger"):
         await adapters.check("odd", {})

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -115,7 +116,7 @@ def test_amqp_over_tls_keeps_its_certificate_options() -> None:
 
 
 @pytest.mark.parametrize(("path", "adapter"), [("framed", "FramedPublisher"), ("basic", "BasicPublisher")])
-async def test_the_publish_path_chooses_the_publisher(path: str, adapter: str) -> None:
+async def test_the_publish_path_chooses_the_publisher(path: Literal["framed", "basic"], adapter: str) -> None:
     from paypost.bootstrap import Paypost
 
     app = Paypost(Settings(publish_path=path))  # nothing connects until started
