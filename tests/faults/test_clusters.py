@@ -17,7 +17,6 @@ from typing import Any, Literal, Self
 import aio_pika
 import httpx
 import pytest
-from faststream.rabbit import QueueType
 
 from infra.audit_seals import AuditSealer
 from infra.broker import ClusterConnection, QueueInspector, connect, declare_topology, make_broker
@@ -38,7 +37,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 HEAL_ACCOUNT = "acct-heal"
 BULK_PATIENT = "EHR-77"
-QUORUM_QUEUES = [q.name for q in (*(b[0] for b in BINDINGS), *UNBOUND) if q.queue_type == QueueType.QUORUM]
+# Every quorum queue paypost declares (each must have a member on each node of the cluster).
+QUORUM_QUEUES = [q.name for q in (*(b[0] for b in BINDINGS), *UNBOUND)
+                 if (q.arguments or {}).get("x-queue-type") == "quorum"]
 
 
 @pytest.fixture(scope="session")
