@@ -33,8 +33,9 @@ class MappingFailure:
 
 
 class MappingFailures(Protocol):
-    async def mapping_failures(self, limit: int) -> list[MappingFailure]:
-        """Retryable FAILED postings of every practice that failed for want of a (correct) mapping."""
+    async def mapping_failures(self, limit: int, after: PostingKey | None = None) -> list[MappingFailure]:
+        """Retryable FAILED postings of every practice that failed for want of a (correct) mapping:
+        a page of at most ``limit`` in the order of their keys, from the first after ``after``."""
 
 
 def healed_by(held: str | None, failure: MappingFailure) -> bool:
@@ -60,6 +61,7 @@ class Healing:
         self._mappings = mappings
         self._retrying = retrying
         self._failures = failures
+        self._swept_to: PostingKey | None = None  # where the next sweep's page starts
         self._running: set[asyncio.Future[int]] = set()
 
     async def after_mapping(self, practice_id: str, patient_account_id: str, ehr_patient_id: str,
@@ -93,13 +95,18 @@ class Healing:
             await self.after_mapping(posting.key.practice_id, account, held, caused_by=None)
 
     async def sweep(self, limit: int = 1000) -> int:
-        """Retry every mapping failure whose account has, by now, a mapping that heals it; how many.
+        """Retry the mapping failures whose account has, by now, a mapping that heals them; how many.
 
-        Any number of workers may sweep at once, and while a heal runs: each retry's claim is one
-        conditional write (FAILED to RETRYING), so each posting is claimed once and replayed once.
+        A page of ``limit`` failures each sweep, the next page the next sweep, round again after the
+        last: failures that wait for a mapping nobody entered yet (they may be many) cost one page
+        a sweep and never hide the ones after them. Any number of workers may sweep at once, and
+        while a heal runs: each retry's claim is one conditional write (FAILED to RETRYING), so each
+        posting is claimed once and replayed once.
         """
+        page = await self._failures.mapping_failures(limit, after=self._swept_to)
+        self._swept_to = page[-1].key if len(page) == limit else None
         accounts: dict[tuple[str, str], list[MappingFailure]] = {}
-        for failure in await self._failures.mapping_failures(limit):
+        for failure in page:
             accounts.setdefault((failure.key.practice_id, failure.patient_account_id), []).append(failure)
         healed = 0
         for (practice_id, account), failures in accounts.items():

@@ -49,7 +49,8 @@ RETRYABLE: Doc = {**statuses(RETRYABLE_FROM), "kind": {"$in": sorted(k.value for
                   "replays": {"$lt": MAX_REPLAYS}}
 
 # The mapping failures of every practice (the self-heal's sweep): FAILED postings only are in the
-# index, and its first field is the error's code, so the sweep reads the mapping failures alone.
+# index, and its first field is the error's code, so the sweep reads the mapping failures alone; by
+# _id next, so that a sweep reads a page and the next sweep the page after it.
 MAPPING_FAILURES_INDEX = "mapping_failures"
 MAPPING_FAILURES: Doc = {"load_status": LoadStatus.FAILED.value,
                          "load_error.code": {"$in": sorted(c.value for c in MAPPING_FIXES)},
@@ -58,8 +59,8 @@ MAPPING_FAILURES: Doc = {"load_status": LoadStatus.FAILED.value,
 
 
 def mapping_failures_index() -> IndexModel:
-    return IndexModel([("load_error.code", ASCENDING), ("practice_id", ASCENDING), ("patient_account_id", ASCENDING)],
-                      name=MAPPING_FAILURES_INDEX, partialFilterExpression={"load_status": LoadStatus.FAILED.value})
+    return IndexModel([("load_error.code", ASCENDING), ("_id", ASCENDING)], name=MAPPING_FAILURES_INDEX,
+                      partialFilterExpression={"load_status": LoadStatus.FAILED.value})
 
 
 def doc_id(key: PostingKey) -> str:
@@ -328,11 +329,12 @@ class MongoPostingCommands:
     async def ensure_indexes(self) -> None:
         await self._c.create_indexes([mapping_failures_index()])
 
-    async def mapping_failures(self, limit: int) -> list[MappingFailure]:
-        """Retryable FAILED postings that failed for want of a (correct) mapping, in the order of the index."""
-        docs = self._c.find(MAPPING_FAILURES, {"practice_id": 1, "payment_id": 1, "patient_account_id": 1,
-                                               "ehr_patient_id": 1},
-                            hint=MAPPING_FAILURES_INDEX, limit=limit)
+    async def mapping_failures(self, limit: int, after: PostingKey | None = None) -> list[MappingFailure]:
+        """Retryable FAILED postings that failed for want of a (correct) mapping: a page of at most
+        ``limit``, in the order of their keys, from the first after ``after``."""
+        query = MAPPING_FAILURES if after is None else {**MAPPING_FAILURES, "_id": {"$gt": doc_id(after)}}
+        docs = self._c.find(query, {"practice_id": 1, "payment_id": 1, "patient_account_id": 1, "ehr_patient_id": 1},
+                            sort=[("_id", ASCENDING)], hint=MAPPING_FAILURES_INDEX, limit=limit)
         return [MappingFailure(PostingKey(d["practice_id"], d["payment_id"]), d["patient_account_id"],
                                d.get("ehr_patient_id")) async for d in docs]
 

@@ -123,3 +123,32 @@ def test_the_sweep_reads_the_mapping_failures_through_their_index(settings: Sett
             await client.close()
 
     assert MAPPING_FAILURES_INDEX in asyncio.run(plan())
+
+
+async def test_failures_waiting_for_a_mapping_nobody_entered_never_hide_the_ones_after_them(
+    paypost: Paypost, upstream: Upstream, practice: str,
+) -> None:
+    """The sweep reads a page a round: ten failures of an account still unmapped fill the first two
+    pages of five; the two whose mapping was entered (behind the heal's back) are on the third."""
+    from datetime import UTC, datetime
+
+    c = paypost.collections
+    waiting = [f"a-wait-{i:02}" for i in range(10)]
+    late = ["z-late-1", "z-late-2"]  # after every waiting one in the order of the keys
+    for pid in waiting:
+        await upstream.payment(payment_id=pid, patient_account_id="acct-nobody", ehr_patient_id=None)
+    for pid in late:
+        await upstream.payment(payment_id=pid, patient_account_id="acct-late", ehr_patient_id=None)
+
+    async def all_failed() -> bool:
+        return await c.postings.count_documents({"load_status": "FAILED"}) == 12
+
+    await wait_for(all_failed, timeout=60, interval=0.2)
+    await paypost.mapping_store.put("clinic-a", "acct-late", "EHR-1", "test", datetime.now(UTC))  # no heal run
+    assert [await paypost.healing.sweep(limit=5) for _ in range(3)] == [0, 0, 2]
+
+    async def loaded() -> bool:
+        return await c.postings.count_documents({"payment_id": {"$in": late}, "load_status": "LOADED"}) == 2
+
+    await wait_for(loaded, timeout=30, interval=0.2)
+    assert await c.postings.count_documents({"payment_id": {"$in": waiting}, "load_status": "FAILED"}) == 10

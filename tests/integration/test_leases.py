@@ -88,3 +88,48 @@ async def test_duty_leases_give_the_token_of_the_holding(leases: AsyncCollection
     assert await other.hold("outage:clinic-a", ttl=30) == token + 1
     # ``one``, stalled past its expiry, is refused the renewal: its step stops.
     assert await one.hold("outage:clinic-a", ttl=0.3) is None
+
+
+async def test_the_outage_worker_stops_a_release_when_its_lease_changed_hands() -> None:
+    """A renewal under another token: another process held the practice meanwhile (this one
+    stalled past the expiry), so this step stops rather than load the same postings beside it."""
+    from datetime import UTC, datetime
+
+    from domain.model import LoadStatus, PostingKind
+    from domain.posting import KeptMessage, Posting, PostingKey
+    from handlers.outages import RELEASE_BATCH, OutageWorker
+
+    def parked(n: int) -> tuple[Posting, KeptMessage]:
+        posting = Posting(key=PostingKey("clinic-a", f"p-{n}"), kind=PostingKind.PAYMENT,
+                          load_status=LoadStatus.PENDING, event_id=None, received_at=datetime.now(UTC))
+        return posting, KeptMessage(body=b"{}", routing_key="payment.posted", message_id=None, headers={})
+
+    class Postings:
+        def __init__(self) -> None:
+            self.pages = 0
+
+        async def parked(self, practice_id: str, limit: int) -> list[tuple[Posting, KeptMessage]]:
+            self.pages += 1  # never empty: the practice has more waiting than one batch
+            return [parked(self.pages * RELEASE_BATCH + i) for i in range(2)]
+
+    class Loader:
+        def __init__(self) -> None:
+            self.loaded: list[str] = []
+
+        async def handle(self, message: KeptMessage, *, trying: bool = False) -> object:
+            self.loaded.append(message.routing_key)
+            return None
+
+    class Leases:
+        def __init__(self, tokens: list[int | None]) -> None:
+            self.tokens = tokens
+
+        async def hold(self, duty: str, ttl: float) -> int | None:
+            return self.tokens.pop(0)
+
+    for renewals, batches in (([7, 8], 2), ([7, 7, None], 3)):  # the renewals after each batch
+        postings, loader = Postings(), Loader()
+        worker = OutageWorker(None, postings, loader, Leases(renewals))  # type: ignore[arg-type]  # unused here
+        await worker.step("clinic-a", None, token=7)
+        assert len(loader.loaded) == 2 * batches  # 8: another held it; None: another holds it
+
