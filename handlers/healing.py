@@ -108,9 +108,10 @@ class Healing:
         accounts: dict[tuple[str, str], list[MappingFailure]] = {}
         for failure in page:
             accounts.setdefault((failure.key.practice_id, failure.patient_account_id), []).append(failure)
+        # Asked together: the store reads the mappings of many accounts in one query.
+        held_now = await asyncio.gather(*(self._mappings.get(p, a) for p, a in accounts))
         healed = 0
-        for (practice_id, account), failures in accounts.items():
-            held = await self._mappings.get(practice_id, account)
+        for ((practice_id, account), failures), held in zip(accounts.items(), held_now, strict=True):
             payment_ids = [f.key.payment_id for f in failures if healed_by(held, f)]
             if not payment_ids:
                 continue
