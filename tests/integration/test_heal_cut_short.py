@@ -23,13 +23,13 @@ N = 600  # more than one claim's chunk (500): a heal stopped in its first chunk 
 SLOW = 50.0  # replays a second in the process that heals, so that it is stopped mid-way
 
 
-async def fail_for_want_of_a_mapping(upstream: Upstream, c: Collections) -> list[str]:
-    ids = [f"cut-{i}" for i in range(N)]
+async def fail_for_want_of_a_mapping(upstream: Upstream, c: Collections, n: int = N) -> list[str]:
+    ids = [f"cut-{i}" for i in range(n)]
     await asyncio.gather(*(upstream.payment(payment_id=pid, patient_account_id=ACCOUNT, ehr_patient_id=None)
                            for pid in ids))
 
     async def all_failed() -> bool:
-        return await c.postings.count_documents({"payment_id": {"$in": ids}, "load_status": "FAILED"}) == N
+        return await c.postings.count_documents({"payment_id": {"$in": ids}, "load_status": "FAILED"}) == n
 
     await wait_for(all_failed, timeout=120, interval=0.3)
     return ids
@@ -42,6 +42,7 @@ async def failed_with_a_mapping(c: Collections, ids: list[str]) -> int:
 
 
 async def the_worker_sweeps_then_all_load_once(worker: Paypost, c: Collections, ids: list[str]) -> None:
+    n = len(ids)
     await worker.reactions.sweep_all()  # what every worker runs every 30 s, and at its start
     assert await failed_with_a_mapping(c, ids) == 0
     # Claimed but never replayed (the heal was stopped between its claim and its replays): the
@@ -49,12 +50,12 @@ async def the_worker_sweeps_then_all_load_once(worker: Paypost, c: Collections, 
     await worker.operations.replay_stale(older_than_seconds=0)
 
     async def all_loaded() -> bool:
-        return await c.postings.count_documents({"payment_id": {"$in": ids}, "load_status": "LOADED"}) == N
+        return await c.postings.count_documents({"payment_id": {"$in": ids}, "load_status": "LOADED"}) == n
 
     await wait_for(all_loaded, timeout=120, interval=0.3)
     entries = Counter([e["payment_id"] async for e in c.ledger_entries.find(
         {"practice_id": "clinic-a", "payment_id": {"$in": ids}, "refund_id": None}, {"payment_id": 1})])
-    assert len(entries) == N and set(entries.values()) == {1}  # each posted once
+    assert len(entries) == n and set(entries.values()) == {1}  # each posted once
 
 
 async def test_a_heal_stopped_mid_way_is_finished_by_a_workers_sweep(
@@ -104,6 +105,35 @@ async def test_a_heal_whose_process_is_killed_is_finished_by_a_workers_sweep(
     finally:
         healer.stop()
     assert await failed_with_a_mapping(c, ids) > 0  # the heal was cut short
+    await the_worker_sweeps_then_all_load_once(paypost, c, ids)
+
+
+async def test_a_heal_whose_retries_ran_out_on_a_failover_is_finished_by_a_workers_sweep(
+    paypost: Paypost, settings: Settings, upstream: Upstream, practice: str,
+) -> None:
+    """The heal's retries have a budget (60 s in production): a database with no primary for
+    longer makes it give up (``self_heal_failed``) with everything still FAILED."""
+    from pymongo.errors import NotPrimaryError
+
+    c = paypost.collections
+    ids = await fail_for_want_of_a_mapping(upstream, c, n=50)
+    healer = Paypost(settings, retry_seconds=0.5)  # the budget, shortened
+    await healer.start(consume=False)
+    attempts = 0
+
+    async def no_primary(*_: object) -> int:
+        nonlocal attempts
+        attempts += 1
+        raise NotPrimaryError("not primary")
+
+    healer.operations.heal_account = no_primary  # type: ignore[method-assign]  # the failover, simulated
+    try:
+        blocked = await healer.mapping_service.update("clinic-a", ACCOUNT, "EHR-2", "alice", "office")
+        assert blocked == len(ids)
+        await healer.healing.wait(grace=10)
+    finally:
+        await healer.stop()
+    assert attempts > 1 and await failed_with_a_mapping(c, ids) == len(ids)  # retried, then given up
     await the_worker_sweeps_then_all_load_once(paypost, c, ids)
 
 
