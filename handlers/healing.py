@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import structlog
 
 from domain.events import PostingFailed
 from domain.ports import MappingStore
+from domain.posting import PAYPOST_ACTOR, PostingKey
 from domain.rules import MAPPING_FIXES
 from handlers.operations import HealRun, PostingOperations
 
@@ -20,17 +23,45 @@ T = TypeVar("T")
 Retrying = Callable[[Callable[[], Awaitable[T]]], Awaitable[T]]
 
 
+@dataclass(frozen=True, slots=True)
+class MappingFailure:
+    """A FAILED posting whose failure a mapping heals (``domain.rules.MAPPING_FIXES``)."""
+
+    key: PostingKey
+    patient_account_id: str
+    tried_ehr_patient_id: str | None  # the patient its load was tried with (None: no mapping then)
+
+
+class MappingFailures(Protocol):
+    async def mapping_failures(self, limit: int, after: PostingKey | None = None) -> list[MappingFailure]:
+        """Retryable FAILED postings of every practice that failed for want of a (correct) mapping:
+        a page of at most ``limit`` in the order of their keys, from the first after ``after``."""
+
+
+def healed_by(held: str | None, failure: MappingFailure) -> bool:
+    """Whether the mapping held now heals the failure: a retry would try another patient than the
+    failed load did (``domain.model.choose_patient``: a mapping held wins over the event's id)."""
+    return bool(held) and held != failure.tried_ehr_patient_id
+
+
 class Healing:
     """Retries a patient account's mapping failures once its mapping is entered or corrected.
 
-    The replay runs in the background (10,000 of them must not hold the office's request open);
-    a replay cut short by a crash is finished by the stale-retry sweep.
+    The replay runs in the background (10,000 of them must not hold the office's request open).
+    It lives in one process's memory, so it is not what makes the heal certain: a replay claimed
+    and then cut short is finished by the stale-retry sweep, and a heal stopped before it claimed
+    everything (a stop, a kill, its retries' budget spent on a failover) is finished by
+    ``sweep``, which every worker runs with its slow sweeps: the mapping is in the database, so
+    the FAILED postings it heals are found from there.
     """
 
-    def __init__(self, operations: PostingOperations, mappings: MappingStore, retrying: Retrying[int]) -> None:
+    def __init__(self, operations: PostingOperations, mappings: MappingStore, retrying: Retrying[int],
+                 failures: MappingFailures) -> None:
         self._operations = operations
         self._mappings = mappings
         self._retrying = retrying
+        self._failures = failures
+        self._swept_to: PostingKey | None = None  # where the next sweep's page starts
         self._running: set[asyncio.Future[int]] = set()
 
     async def after_mapping(self, practice_id: str, patient_account_id: str, ehr_patient_id: str,
@@ -63,11 +94,40 @@ class Healing:
             log.info("mapping_changed_while_failing", posting=str(posting.key), patient_account_id=account)
             await self.after_mapping(posting.key.practice_id, account, held, caused_by=None)
 
+    async def sweep(self, limit: int = 1000) -> int:
+        """Retry the mapping failures whose account has, by now, a mapping that heals them; how many.
+
+        A page of ``limit`` failures each sweep, the next page the next sweep, round again after the
+        last: failures that wait for a mapping nobody entered yet (they may be many) cost one page
+        a sweep and never hide the ones after them. Any number of workers may sweep at once, and
+        while a heal runs: each retry's claim is one conditional write (FAILED to RETRYING), so each
+        posting is claimed once and replayed once.
+        """
+        page = await self._failures.mapping_failures(limit, after=self._swept_to)
+        self._swept_to = page[-1].key if len(page) == limit else None
+        accounts: dict[tuple[str, str], list[MappingFailure]] = {}
+        for failure in page:
+            accounts.setdefault((failure.key.practice_id, failure.patient_account_id), []).append(failure)
+        # Asked together: the store reads the mappings of many accounts in one query.
+        held_now = await asyncio.gather(*(self._mappings.get(p, a) for p, a in accounts))
+        healed = 0
+        for ((practice_id, account), failures), held in zip(accounts.items(), held_now, strict=True):
+            payment_ids = [f.key.payment_id for f in failures if healed_by(held, f)]
+            if not payment_ids:
+                continue
+            results = await self._operations.retry(
+                practice_id, payment_ids, actor=PAYPOST_ACTOR, command_id=f"auto-{uuid.uuid4()}",
+                action="auto_retry", reason=f"mapping of patient account {account} is {held} (found by the sweep)")
+            healed += sum(r.result == "retried" for r in results)
+        if healed:
+            log.warning("mapping_failures_healed_by_sweep", count=healed)
+        return healed
+
     def _done(self, task: asyncio.Future[int]) -> None:
         self._running.discard(task)
         error = None if task.cancelled() else task.exception()
         if error is not None:
-            # What was claimed is replayed by the stale-retry sweep; say why it stopped.
+            # What was claimed is replayed by the stale-retry sweep, what was not by ``sweep``.
             log.error("self_heal_failed", error=repr(error)[:300])
 
     async def wait(self, grace: float) -> None:

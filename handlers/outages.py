@@ -39,8 +39,9 @@ RELEASE_BATCH = 200
 class Leases(Protocol):
     """Which process does a duty: one at a time (``infra/leases.py``)."""
 
-    async def hold(self, duty: str, ttl: float) -> bool:
-        """Take or renew the duty's lease; False while another process holds it."""
+    async def hold(self, duty: str, ttl: float) -> int | None:
+        """Take or renew the duty's lease: its fencing token, the same through renewals and higher
+        than any earlier holder's; None while another process holds it."""
 
 
 class Loader(Protocol):
@@ -230,15 +231,18 @@ class OutageWorker:
 
     async def _guarded(self, practice_id: str, outage: PracticeOutage | None) -> None:
         try:
-            if await self._leases.hold(f"outage:{practice_id}", self._ttl):
-                await self.step(practice_id, outage)
+            token = await self._leases.hold(f"outage:{practice_id}", self._ttl)
+            if token is not None:
+                await self.step(practice_id, outage, token)
         except Exception as exc:  # noqa: BLE001 (logged; the next round steps it again)
             log.warning("outage_step_failed", practice_id=practice_id, error=f"{type(exc).__name__}: {exc}"[:300])
 
-    async def step(self, practice_id: str, outage: PracticeOutage | None) -> None:
-        """Release what waits for a healthy system; try one payment of a failing or held one when due."""
+    async def step(self, practice_id: str, outage: PracticeOutage | None, token: int | None = None) -> None:
+        """Release what waits for a healthy system; try one payment of a failing or held one when due.
+
+        ``token``: the lease on the practice this step holds (None: the step is run by hand, a test)."""
         if outage is None:
-            await self._release(practice_id)
+            await self._release(practice_id, token)
             return
         if outage.by_hand or (outage.probe_at is not None and self._clock() < outage.probe_at):
             return
@@ -249,7 +253,7 @@ class OutageWorker:
             return
         if await self._try(practice_id, *first[0]):
             await self._outages.answered(practice_id)
-            await self._release(practice_id)
+            await self._release(practice_id, token)
 
     async def _try(self, practice_id: str, posting: Posting, message: KeptMessage) -> bool:
         """Load one parked posting at the system; whether the system answered."""
@@ -262,8 +266,13 @@ class OutageWorker:
             return False
         return True
 
-    async def _release(self, practice_id: str) -> None:
-        """Load the practice's parked postings, oldest first, until none is left or one gets no answer."""
+    async def _release(self, practice_id: str, token: int | None) -> None:
+        """Load the practice's parked postings, oldest first, until none is left or one gets no answer.
+
+        Between batches the lease is renewed; a renewal under another token means another process
+        held the practice meanwhile (this one stalled past the expiry) and may be releasing the
+        same postings: this step stops. Loading one twice would not post it twice (each outcome
+        is a conditional write), but the practice's system would be asked twice."""
         seen: set[str] = set()
         while batch := await self._postings.parked(practice_id, limit=RELEASE_BATCH):
             fresh = [(p, m) for p, m in batch if str(p.key) not in seen]
@@ -274,7 +283,8 @@ class OutageWorker:
                 seen.add(str(posting.key))
                 if not await self._try(practice_id, posting, message):
                     return
-            if not await self._leases.hold(f"outage:{practice_id}", self._ttl):
+            renewed = await self._leases.hold(f"outage:{practice_id}", self._ttl)
+            if renewed is None or (token is not None and renewed != token):
                 return  # another process took the practice over
         if seen:
             log.info("parked_postings_released", practice_id=practice_id, count=len(seen))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import structlog
@@ -36,8 +37,10 @@ class PostingReactions:
     refunds and reconciles transfers in a sweep shortly after."""
 
     def __init__(self, alerts: AlertStore, transfers: TransferStore, events: OutcomePublisher,
-                 healer: PostingOperations, escalate_after: float, clock: Clock = utc_now) -> None:
+                 healer: PostingOperations, escalate_after: float, clock: Clock = utc_now,
+                 mapping_sweep: Callable[[], Awaitable[int]] | None = None) -> None:
         self._alerts = alerts
+        self._mapping_sweep = mapping_sweep  # Healing.sweep: mapping failures a cut-short heal left
         self._transfers = transfers
         self._events = events
         self._healer = healer
@@ -103,6 +106,8 @@ class PostingReactions:
         """The slow sweep: catches what another process finished, or a crash left unswept."""
         await self._healer.heal_waiting_refunds()
         await self._healer.replay_stale()
+        if self._mapping_sweep is not None:
+            await self._mapping_sweep()
         for transfer in await self._transfers.unreconciled(limit=500):
             await self._check_reconciled(transfer)
 

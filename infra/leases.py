@@ -1,11 +1,16 @@
 """Leases in MongoDB: which process does a duty that one process at a time should do.
 
-A lease is one document per duty: who holds it, until when, and a fencing token that grows each
-time the lease changes hands. A holder renews it before it expires; a process that stopped (or
-stalled past the expiry) loses it to the next one that asks. paypost uses a lease only to keep
-processes from doing the same work at once; what must happen once is made so by the write that
-does it (a transaction, or a conditional write), so a holder that lost its lease unawares can
-waste a round but never do the work twice.
+A lease is one document per duty: who holds it, until when, and a token that grows each time the
+lease changes hands (a renewal keeps it), so the token orders the holdings. A holder renews it
+before it expires; a process that stopped (or stalled past the expiry) loses it to the next one
+that asks, and ``release`` hands it on at once.
+
+paypost uses a lease only to keep processes from doing the same work at once. No write of the
+work checks the token against the lease (it is not a fence in the storage's sense): what must
+happen once is made so by the write that does it (the sealer's round is a transaction, a posting's
+change a conditional write), so a holder that lost its lease unawares can waste a round but never
+do the work twice. The token serves the holder itself: a renewal under another token than its
+first tells it another process held the duty meanwhile (the outage worker then stops its step).
 """
 
 from __future__ import annotations
@@ -75,5 +80,7 @@ class DutyLeases:
         self._leases = leases
         self._holder = holder or holder_name()
 
-    async def hold(self, duty: str, ttl: float) -> bool:
-        return await Lease(self._leases, duty, self._holder, ttl).acquire() is not None
+    async def hold(self, duty: str, ttl: float) -> int | None:
+        """Take or renew the duty's lease: the holding's fencing token, or None while another holds it."""
+        held = await Lease(self._leases, duty, self._holder, ttl).acquire()
+        return None if held is None else held.token

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from pymongo import ReturnDocument
+from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from domain.load_errors import LoadError, LoadErrorCode
@@ -16,6 +16,7 @@ from domain.model import IN_FLIGHT, LoadStatus, PostingKind, sources_of
 from domain.ports import FailedSelection
 from domain.posting import PAYPOST_ACTOR, Attempt, AuditEntry, KeptMessage, Posting, PostingKey
 from domain.rules import (
+    MAPPING_FIXES,
     MAX_REPLAYS,
     PAYMENT_REFUNDABLE,
     REFUND_WAITS_IN,
@@ -24,6 +25,7 @@ from domain.rules import (
     WAITS_FOR_PAYMENT,
     PostingState,
 )
+from handlers.healing import MappingFailure
 from infra.batching import conditional_updater, finder, inserter
 from infra.failure_groups import LEFT_FAILED, group_fields
 from infra.mongo import ACKNOWLEDGED, Collections, Doc
@@ -48,6 +50,20 @@ REFUNDABLE_PAYMENTS: Doc = statuses(frozenset({PAYMENT_REFUNDABLE}))
 # The claim of a retry: what ``domain.rules.may_retry`` allows, as a filter.
 RETRYABLE: Doc = {**statuses(RETRYABLE_FROM), "kind": {"$in": sorted(k.value for k in RETRYABLE_KINDS)},
                   "replays": {"$lt": MAX_REPLAYS}}
+
+# The mapping failures of every practice (the self-heal's sweep): FAILED postings only are in the
+# index, and its first field is the error's code, so the sweep reads the mapping failures alone; by
+# _id next, so that a sweep reads a page and the next sweep the page after it.
+MAPPING_FAILURES_INDEX = "mapping_failures"
+MAPPING_FAILURES: Doc = {"load_status": LoadStatus.FAILED.value,
+                         "load_error.code": {"$in": sorted(c.value for c in MAPPING_FIXES)},
+                         "patient_account_id": {"$type": "string"},
+                         "kind": RETRYABLE["kind"], "replays": RETRYABLE["replays"]}
+
+
+def mapping_failures_index() -> IndexModel:
+    return IndexModel([("load_error.code", ASCENDING), ("_id", ASCENDING)], name=MAPPING_FAILURES_INDEX,
+                      partialFilterExpression={"load_status": LoadStatus.FAILED.value})
 
 
 def doc_id(key: PostingKey) -> str:
@@ -344,6 +360,18 @@ class MongoPostingCommands:
 
     def __init__(self, collections: Collections) -> None:
         self._c = collections.postings
+
+    async def ensure_indexes(self) -> None:
+        await self._c.create_indexes([mapping_failures_index()])
+
+    async def mapping_failures(self, limit: int, after: PostingKey | None = None) -> list[MappingFailure]:
+        """Retryable FAILED postings that failed for want of a (correct) mapping: a page of at most
+        ``limit``, in the order of their keys, from the first after ``after``."""
+        query = MAPPING_FAILURES if after is None else {**MAPPING_FAILURES, "_id": {"$gt": doc_id(after)}}
+        docs = self._c.find(query, {"practice_id": 1, "payment_id": 1, "patient_account_id": 1, "ehr_patient_id": 1},
+                            sort=[("_id", ASCENDING)], hint=MAPPING_FAILURES_INDEX, limit=limit)
+        return [MappingFailure(PostingKey(d["practice_id"], d["payment_id"]), d["patient_account_id"],
+                               d.get("ehr_patient_id")) async for d in docs]
 
     async def claim_for_retry(self, keys: Sequence[PostingKey], token: str,
                               audit: AuditEntry) -> list[tuple[Posting, KeptMessage]]:

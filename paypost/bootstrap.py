@@ -140,10 +140,10 @@ class Paypost:
         self.dead_letter_service = DeadLetterService(self.postings, self.posting_service, settings.max_message_bytes)
         self.operations = PostingOperations(self.posting_commands, self.publish, self.bus, Pacer(settings.replay_rate),
                                             LedgerEvidence(self.directory, self.http_ledgers))
-        self.reactions = PostingReactions(self.alerts, self.transfers, self.outcomes, self.operations,
-                                          settings.alert_escalate_after)
         self.retrying = make_retrying(max_seconds=retry_seconds)
-        self.healing = Healing(self.operations, self.mapping_store, self.retrying)
+        self.healing = Healing(self.operations, self.mapping_store, self.retrying, self.posting_commands)
+        self.reactions = PostingReactions(self.alerts, self.transfers, self.outcomes, self.operations,
+                                          settings.alert_escalate_after, mapping_sweep=self.healing.sweep)
         self.alert_delivery = AlertDelivery(MongoAlertOutbox(self.collections), self.directory, self.ledgers,
                                             self.mapping_store)
         self.mapping_service = MappingService(self.mapping_store, self.healing, alerts=self.alert_delivery)
@@ -289,6 +289,7 @@ class Paypost:
         await self.sealer.ensure_indexes()
         await self.api_keys.ensure_indexes()
         await self.failure_groups.ensure_indexes()
+        await self.posting_commands.ensure_indexes()
         await self.broker.connect()
         await declare_topology(self.broker)
         if consume:

@@ -7,20 +7,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Self
+from datetime import UTC, datetime
+from typing import Any, Literal, Self
 
 import aio_pika
 import httpx
 import pytest
 
+from infra.audit_seals import AuditSealer
 from infra.broker import ClusterConnection, QueueInspector, connect, declare_topology, make_broker
 from infra.mongo import Collections
 from infra.mongo import connect as mongo_connect
 from infra.settings import Settings
+from infra.topology import BINDINGS, UNBOUND
 from infra.watch import watch_events
+from paypost.bench.load import TOKEN, PaypostProcess
 from paypost.bootstrap import Paypost
 from tests.conftest import OPERATOR, payment_body
 from tests.faults.conftest import Figures, account, scale
@@ -31,6 +36,10 @@ from tests.support.services import Services
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 HEAL_ACCOUNT = "acct-heal"
+BULK_PATIENT = "EHR-77"
+# Every quorum queue paypost declares (each must have a member on each node of the cluster).
+QUORUM_QUEUES = [q.name for q in (*(b[0] for b in BINDINGS), *UNBOUND)
+                 if (q.arguments or {}).get("x-queue-type") == "quorum"]
 
 
 @pytest.fixture(scope="session")
@@ -74,9 +83,9 @@ async def running(settings: Settings) -> AsyncIterator[tuple[Paypost, httpx.Asyn
         await client.close()
 
 
-def rs_settings(rs: ReplicaSet, amqp_url: str) -> Settings:
+def rs_settings(rs: ReplicaSet, amqp_url: str, audit_sealer: Literal["inline", "process"] = "inline") -> Settings:
     return Settings(amqp_url=amqp_url, mongodb_uri=rs.uri, mongodb_db=f"rs3_{uuid.uuid4().hex[:8]}",
-                    api_tokens=f"{OPERATOR}:operator", audit_sealer="inline", ledger_attempts=3, ledger_timeout=2)
+                    api_tokens=f"{OPERATOR}:operator", audit_sealer=audit_sealer, ledger_attempts=3, ledger_timeout=2)
 
 
 async def make_failures(store: Collections, amqp_url: str, n: int) -> list[str]:
@@ -99,12 +108,60 @@ async def enter_mapping(api: httpx.AsyncClient, n: int) -> None:
 
 async def assert_chain_verifies(app: Paypost, store: Collections) -> None:
     """Through the failover, the audit trail was sealed into one chain: every entry once, none altered."""
-    from infra.audit_seals import AuditSealer
-
     await app.sealer.seal_all()
     result = await AuditSealer(store).verify()
     assert result.ok, result.problems[:5]
     assert result.unsealed == 0
+
+
+async def assert_sealed_by_the_process(store: Collections, timeout: float = 90) -> None:
+    """The sealer's own process (production's default) sealed everything into one chain by itself."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await AuditSealer(store).verify()
+        assert result.ok, result.problems[:5]
+        if result.unsealed == 0 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(1)
+    assert result.unsealed == 0
+    assert result.seals > 1 and result.entries > 0
+
+
+async def make_not_found(store: Collections, amqp_url: str, n: int) -> list[str]:
+    """``n`` payments FAILED as PATIENT_NOT_FOUND (their patient not registered yet), then the
+    patient registered: what an operator retries in bulk."""
+    ids = [f"nf-{i}" for i in range(n)]
+    async with Flow(amqp_url) as flow:
+        await asyncio.gather(*[flow.publish(payment_body(payment_id=pid, patient_account_id=f"acct-nf-{i}",
+                                                         ehr_patient_id=BULK_PATIENT)) for i, pid in enumerate(ids)])
+    await until_final(store, ids, timeout=120)
+    not_found = {"payment_id": {"$in": ids}, "load_error.code": "PATIENT_NOT_FOUND"}
+    assert await store.postings.count_documents(not_found) == n
+    await store.ehr_patients.insert_one({"_id": f"clinic-a/{BULK_PATIENT}", "practice_id": "clinic-a",
+                                         "ehr_patient_id": BULK_PATIENT, "registered_at": datetime.now(UTC)})
+    return ids
+
+
+async def bulk_retry(api: httpx.AsyncClient, ids: list[str]) -> str:
+    r = await api.post("/api/v1/postings/changes", json={"practice_id": "clinic-a", "retry": ids})
+    assert r.status_code == 202, r.text
+    return str(r.json()["operation_id"])
+
+
+async def assert_operation_completed(api: httpx.AsyncClient, operation_id: str, ids: list[str],
+                                     timeout: float = 120) -> None:
+    """The operator's record of the bulk retry: completed, every item retried once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = await api.get(f"/api/v1/operations/{operation_id}")
+        assert r.status_code == 200, r.text
+        op = r.json()
+        if op["status"] == "completed" or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert (op["status"], op["total"], op["done"]) == ("completed", len(ids), len(ids)), op.get("message")
+    assert sorted(i["payment_id"] for i in op["items"]) == sorted(ids)
+    assert {i["result"] for i in op["items"]} == {"retried"}
 
 
 def assert_all_loaded(figures: Figures, n: int) -> None:
@@ -115,11 +172,14 @@ def assert_all_loaded(figures: Figures, n: int) -> None:
 async def test_replica_set_primary_steps_down_mid_stream_and_mid_heal(
     rs3: ReplicaSet, amqp_url: str, report: list[Figures]
 ) -> None:
-    n, healing = scale(2_000), scale(300)
-    settings = rs_settings(rs3, amqp_url)
-    async with running(settings) as (app, api, store):
+    """With production's default sealer (its own process), and an operator's bulk retry through
+    Save Changes mid-heal, mid-stream."""
+    n, healing, retrying = scale(2_000), scale(300), scale(200)
+    settings = rs_settings(rs3, amqp_url, audit_sealer="process")
+    async with running(settings) as (_, api, store):
         await setup_practice(store)
         failed = await make_failures(store, amqp_url, healing)
+        not_found = await make_not_found(store, amqp_url, retrying)
         bodies = [payment_body(payment_id=f"sd-{i}", ehr_patient_id=f"EHR-{i % 5}") for i in range(n)]
         async with Flow(amqp_url) as flow:
             publishing = asyncio.create_task(flow.paced(bodies, rate=max(100.0, n / 12)))
@@ -127,17 +187,21 @@ async def test_replica_set_primary_steps_down_mid_stream_and_mid_heal(
             await asyncio.to_thread(rs3.step_down, await asyncio.to_thread(rs3.primary))  # mid-stream
             await asyncio.to_thread(rs3.primary)
             await enter_mapping(api, healing)
-            await asyncio.to_thread(rs3.step_down, await asyncio.to_thread(rs3.primary))  # mid-heal, mid-stream
+            operation_id = await bulk_retry(api, not_found)
+            await asyncio.to_thread(rs3.step_down, await asyncio.to_thread(rs3.primary))  # mid-heal, mid-retry
             await publishing
         ids = [str(b["payment_id"]) for b in bodies]
-        await until_final(store, ids + failed, timeout=300)
-        await _until_loaded(store, failed, timeout=120)
+        await until_final(store, ids + failed + not_found, timeout=300)
+        await _until_loaded(store, failed + not_found, timeout=120)
         stream = await account(store, "rs3: primary stepped down twice, mid-stream", ids)
         healed = await account(store, "rs3: primary stepped down mid-heal", failed)
-        await assert_chain_verifies(app, store)
-    report += [stream, healed]
+        retried = await account(store, "rs3: primary stepped down mid bulk retry", not_found)
+        await assert_operation_completed(api, operation_id, not_found)
+        await assert_sealed_by_the_process(store)
+    report += [stream, healed, retried]
     assert_all_loaded(stream, n)
     assert_all_loaded(healed, healing)
+    assert_all_loaded(retried, retrying)
 
 
 async def test_replica_set_primary_killed_mid_stream_and_mid_heal(
@@ -190,8 +254,9 @@ async def test_rabbit_cluster_node_leading_the_postings_queue_stopped_mid_stream
         await declare_topology(probe)
         await probe.stop()
         leader = await asyncio.to_thread(rabbit3.leader, vhost, "paypost.postings")
-        members = await asyncio.to_thread(rabbit3.members, vhost, "paypost.postings")
-        assert sorted(members) == sorted(node.name for node in rabbit3.nodes)  # three members, one per node
+        for queue in QUORUM_QUEUES:  # every quorum queue paypost declares: three members, one per node
+            members = await asyncio.to_thread(rabbit3.members, vhost, queue)
+            assert sorted(members) == sorted(node.name for node in rabbit3.nodes), queue
         nodes = [leader] + [node for node in rabbit3.nodes if node is not leader]
         url = ",".join(f"{node.url}{vhost}?reconnect_interval=1" for node in nodes)
         settings = Settings(amqp_url=url, mongodb_uri=services.mongodb_uri,
@@ -287,3 +352,71 @@ async def _depths_within(inspector: QueueInspector, seconds: float) -> dict[str,
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.5)
+
+
+async def test_two_worker_processes_and_an_api_process_through_a_step_down_and_a_killed_sealer(
+    rs3: ReplicaSet, amqp_url: str, report: list[Figures]
+) -> None:
+    """Many paypost processes (`paypost run --role worker` twice, `--role api` once, each with
+    production's default sealer) on the replica set: a mapping fix through the API process, the
+    primary stepped down mid-stream and mid-heal, then the worker whose sealer holds the lease
+    killed (-9). The other worker goes on alone: nothing lost, nothing posted twice, its sealer
+    takes the lease over (a higher token) and the chain verifies."""
+    n, healing = scale(600), scale(150)
+    db = f"rs3_many_{uuid.uuid4().hex[:8]}"
+    processes = [PaypostProcess(amqp_url, rs3.uri, db, role=role) for role in ("api", "worker", "worker")]
+    for process in processes:
+        process.env.update({"PAYPOST_AUDIT_SEALER": "process", "PAYPOST_LEDGER_ATTEMPTS": "3",
+                            "PAYPOST_LEDGER_TIMEOUT": "2"})
+    api_process, workers = processes[0], processes[1:]
+    client = mongo_connect(rs3.uri)
+    store = Collections(client[db])
+    try:
+        for process in processes:
+            await process.start()
+        await setup_practice(store)
+        failed = await make_failures(store, amqp_url, healing)
+        lease = await _sealer_lease(store)
+        sealing = next(w for w in workers if w.proc is not None and lease["holder"].split(":")[1] == str(w.proc.pid))
+        bodies = [payment_body(payment_id=f"mp-{i}", ehr_patient_id=f"EHR-{i % 5}") for i in range(n)]
+        async with httpx.AsyncClient(base_url=api_process.base, headers={"Authorization": f"Bearer {TOKEN}"},
+                                     timeout=30) as api, Flow(amqp_url) as flow:
+            publishing = asyncio.create_task(flow.paced(bodies, rate=max(50.0, n / 12)))
+            await asyncio.sleep(2)
+            await enter_mapping(api, healing)
+            await asyncio.to_thread(rs3.step_down, await asyncio.to_thread(rs3.primary))  # mid-heal, mid-stream
+            assert sealing.proc is not None
+            sealing.proc.send_signal(signal.SIGKILL)
+            sealing.proc.wait()
+            await publishing
+        ids = [str(b["payment_id"]) for b in bodies]
+        await until_final(store, ids + failed, timeout=300)
+        await _until_loaded(store, failed, timeout=120)
+        stream = await account(store, "rs3, 2 workers + 1 API process: step-down, the sealing worker killed", ids)
+        healed = await account(store, "rs3, 2 workers + 1 API process: mapping fixed through the API process", failed)
+        taken_over = await _sealer_lease(store, held_after=lease["token"])
+        await assert_sealed_by_the_process(store)  # by the sealer that took over, too
+    finally:
+        for process in processes:
+            process.stop()
+        with contextlib.suppress(Exception):
+            await client.drop_database(db)
+        await client.close()
+    report += [stream, healed]
+    assert_all_loaded(stream, n)
+    assert_all_loaded(healed, healing)
+    assert taken_over["token"] > lease["token"] and taken_over["holder"] != lease["holder"]
+
+
+async def _sealer_lease(store: Collections, held_after: int = 0, timeout: float = 60) -> dict[str, Any]:
+    """The sealer's lease, once a sealer holds it under a token above ``held_after``: the killed
+    worker's sealer, orphaned, seals what is left and releases it (or it expires, 30 s on), and
+    the other worker's sealer takes it at its next round."""
+    deadline = time.monotonic() + timeout
+    while True:
+        doc = await store.leases.find_one({"_id": "audit-sealer"})
+        if (doc is not None and doc["token"] > held_after) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert doc is not None, "no sealer took the lease"
+    return doc

@@ -38,6 +38,11 @@ async def none_due(store: Collections) -> bool:
     return await store.alerts.count_documents({"pms_due": True}) == 0
 
 
+async def _at_least(count: Callable[[], Any], n: int) -> int | None:
+    found: int = await count()
+    return found if found >= n else None
+
+
 async def until(check: Callable[[], bool], timeout: float, interval: float = 0.2) -> None:
     async def checked() -> bool:
         return check()
@@ -138,7 +143,11 @@ async def test_paypost_killed_while_tasks_and_flags_wait_in_the_outbox(
         kills = 0
         try:
             ids = await failing_with_alerts(store, worker, n)
-            waiting = await store.alerts.count_documents({"pms_due": True})
+            # Each FAILED write is followed by its task's and flag's opening: wait for the last of those.
+            async def outbox() -> int:
+                return await store.alerts.count_documents({"pms_due": True})
+
+            waiting = await wait_for(lambda: _at_least(outbox, 2 * n), timeout=30, interval=0.2)
             system.state.faults = Faults()  # the task list answers again: they go, 150 requests a second
             await until(lambda: len(system.state.tasks) + len(system.state.flags) >= n, timeout=60, interval=0.02)
             assert worker.proc is not None

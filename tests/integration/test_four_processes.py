@@ -1,0 +1,86 @@
+"""Four `paypost run` processes on one broker vhost and one database, as a user would run them
+(issue 16, "done when"): they load a stream of payments, each exactly once, and the audit trail
+their four sealers sealed together passes `paypost audit verify`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from infra.mongo import Collections, connect
+from paypost.bench.load import PaypostProcess
+from tests.conftest import Upstream, payment_body, wait_for
+from tests.faults.conftest import setup_practice
+from tests.support.services import Services
+
+pytestmark = pytest.mark.integration
+
+PROCESSES = 4
+N = 400
+
+
+async def test_four_paypost_processes_load_each_payment_once_and_their_audit_chain_verifies(
+    services: Services, amqp_url: str,
+) -> None:
+    import aio_pika
+
+    db = f"four_{os.urandom(4).hex()}"
+    client = connect(services.mongodb_uri)
+    store = Collections(client[db])
+    await setup_practice(store)
+    processes = [PaypostProcess(amqp_url, services.mongodb_uri, db) for _ in range(PROCESSES)]
+    for process in processes:
+        process.env["PAYPOST_AUDIT_SEALER"] = "process"  # production's default: a sealer each
+    try:
+        await asyncio.gather(*(p.start() for p in processes))
+        bodies = [payment_body(payment_id=f"four-{i}", ehr_patient_id=f"EHR-{i % 5}") for i in range(N)]
+        rng = random.Random(4)
+        sent = bodies + [b for b in bodies if rng.random() < 0.2]  # some delivered twice, as upstream may
+        rng.shuffle(sent)
+        connection = await aio_pika.connect(amqp_url)
+        try:
+            upstream = Upstream(await connection.channel(publisher_confirms=True))
+            await asyncio.gather(*(upstream.send("payment.posted", b) for b in sent))
+        finally:
+            await connection.close()
+        ids = [b["payment_id"] for b in bodies]
+
+        async def all_loaded() -> int | None:
+            loaded = await store.postings.count_documents({"payment_id": {"$in": ids}, "load_status": "LOADED"})
+            return loaded if loaded == N else None
+
+        await wait_for(all_loaded, timeout=120, interval=0.5)
+        consumers = await _consumers_of_postings(amqp_url)
+    finally:
+        for process in processes:
+            process.stop()  # SIGTERM: each sealer seals what is left, then its paypost stops
+    try:
+        assert consumers >= PROCESSES  # the four shared the deliveries
+        entries = Counter([e["payment_id"] async for e in store.ledger_entries.find(
+            {"practice_id": "clinic-a", "refund_id": None}, {"payment_id": 1})])
+        assert sorted(entries) == sorted(ids) and set(entries.values()) == {1}  # each loaded exactly once
+        seals = await store.db["audit_seals"].count_documents({})
+        verified = await asyncio.to_thread(
+            subprocess.run, [str(Path(sys.executable).with_name("paypost")), "audit", "verify"],
+            env={**os.environ, "PAYPOST_MONGODB_URI": services.mongodb_uri, "PAYPOST_MONGODB_DB": db},
+            capture_output=True, text=True, timeout=120)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert "TAMPERED" not in verified.stdout
+        assert f"{seals} seals" in verified.stdout and "0 not sealed yet" in verified.stdout, verified.stdout
+        assert seals > 1
+    finally:
+        await client.drop_database(db)
+        await client.close()
+
+
+async def _consumers_of_postings(amqp_url: str) -> int:
+    from tests.integration.helpers import queue_depth
+
+    return (await queue_depth(amqp_url, "paypost.postings"))[1]
