@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -305,6 +305,48 @@ async def test_the_live_feed_carries_only_events_in_scope(paypost: Paypost, upst
     assert seen == ["clinic-a"]
     r = await api.get("/api/v1/events/stream", params={"practice_id": "clinic-b"}, headers=auth(A_VIEW))
     assert r.status_code == 404
+
+
+@pytest.mark.parametrize("ends_by", ["revoked", "expired"])
+async def test_an_open_live_feed_ends_once_its_key_is_revoked_or_expired(paypost: Paypost, api: httpx.AsyncClient,
+                                                                         ends_by: str) -> None:
+    import uvicorn
+
+    from infra.local_services import free_port
+
+    expires = datetime.now(UTC) + timedelta(seconds=2) if ends_by == "expired" else None
+    r = await api.post("/api/v1/api-keys", headers=auth(ROOT), json={
+        "name": "feed", "role": "viewer", "practices": ["*"],
+        "expires_at": expires.isoformat() if expires else None})
+    made = r.json()
+    port = free_port()
+    app = create_app(paypost.application, asyncapi_text, key_check_every=0.2)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn says it started with a flag, not an event
+        await asyncio.sleep(0.02)
+    url = f"http://127.0.0.1:{port}/api/v1/events/stream"
+    try:
+        async with httpx.AsyncClient(timeout=10) as client, client.stream(
+                "GET", url, params={"access_token": made["token"]}) as feed:
+            assert feed.status_code == 200
+            lines = feed.aiter_lines()
+            assert await anext(lines) == ": connected"
+            await asyncio.sleep(0.5)
+            if ends_by == "revoked":  # open, then revoked while it streams
+                assert (await api.delete(f"/api/v1/api-keys/{made['key_id']}", headers=auth(ROOT))).is_success
+            rest = await asyncio.wait_for(_to_the_end(lines), timeout=5)  # it ends by itself
+        assert "event: end" in rest and "revoked or has expired" in rest
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(url, params={"access_token": made["token"]})).status_code == 401
+    finally:
+        await paypost.event_hub.close()  # ends any stream left, so the server can stop
+        server.should_exit = True
+        await serving
+
+
+async def _to_the_end(lines: AsyncIterator[str]) -> str:
+    return "\n".join([line async for line in lines])
 
 
 # Keys made through the API.
