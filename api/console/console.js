@@ -38,11 +38,15 @@ async function signIn(token) {
   }
 }
 
-// The practices the key may see: one is chosen for you; more are offered to pick from.
+// The practices the key may see: one is chosen for you; a few are all shown at once, as a list
+// to pick from (every name in sight, not behind a closed drop-down); many, in a drop-down.
+const LISTED_PRACTICES = 6;
 function offerPractices(practices, wanted) {
   const picker = $("f-practice");
   const label = (p) => (p.name && p.name !== p.practice_id ? `${p.name} (${p.practice_id})` : p.practice_id);
-  picker.replaceChildren(...(practices.length === 1 ? [] : [el("option", { value: "" }, "Choose a practice")]),
+  const listed = practices.length > 1 && practices.length <= LISTED_PRACTICES;
+  picker.size = listed ? practices.length : 0;
+  picker.replaceChildren(...(practices.length === 1 || listed ? [] : [el("option", { value: "" }, "Choose a practice")]),
     ...practices.map((p) => el("option", { value: p.practice_id }, label(p))));
   if (practices.length === 1) {
     picker.value = practices[0].practice_id;

@@ -228,7 +228,9 @@ async def test_a_key_for_two_practices_picks_between_them(
     await page.locator("#app").wait_for(state="visible")
     picker = page.locator("#f-practice")
     options = await picker.locator("option").all_text_contents()
-    assert options == ["Choose a practice", "Clinic A (clinic-a)", "Clinic B (clinic-b)"]  # never clinic-c
+    assert options == ["Clinic A (clinic-a)", "Clinic B (clinic-b)"]  # never clinic-c
+    assert await picker.get_attribute("size") == "2"  # a list with both in sight, not a closed drop-down
+    assert await picker.input_value() == ""  # nothing chosen for the viewer yet
     assert await page.locator("#who-name").inner_text() == "tess (viewer)"
 
     await picker.select_option("clinic-b")
