@@ -307,6 +307,12 @@ function connectStream(practice) {
   stream.onopen = () => { $("live").textContent = "live"; $("live").classList.add("on"); };
   stream.onerror = () => { $("live").textContent = "reconnecting"; $("live").classList.remove("on"); };
   stream.addEventListener("paypost", (message) => onEvent(JSON.parse(message.data)));
+  // The key was revoked or has expired while the feed was open: stop, and say so (no reconnecting).
+  stream.addEventListener("end", (message) => {
+    stream.close();
+    $("live").textContent = `offline: ${JSON.parse(message.data).reason}`;
+    $("live").classList.remove("on");
+  });
 }
 
 let reloadTimer = null, tallyTimer = null;
