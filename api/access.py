@@ -1,68 +1,35 @@
 """Who is calling, once per request, and what it may reach (contract section 6).
 
 ``authenticate`` is a dependency of every ``/api/v1`` router: it resolves the key (401 for none,
-429 for an address that keeps sending unknown keys), refuses at once a practice in the path that is
-outside the key's scope (404, as for a practice that is not set up), and hands the route the
-application narrowed to that key (``request.state.scoped``), the only one a route can reach.
-``AccessLog`` writes one line per call.
+429 for an address that keeps sending unknown keys, counted in the database every API process
+shares), refuses at once a practice outside the key's scope that the call names (in its path, its
+query or its JSON body: 404, as for a practice that is not set up, before the role or the body's
+validity is looked at), and hands the route the application narrowed to that key
+(``request.state.scoped``), the only one a route can reach. ``AccessLog`` writes one line per call.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections import OrderedDict, deque
 from typing import Annotated, Any
 
+import orjson
 import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError
-from domain.access import Principal
+from domain.access import EVERY_PRACTICE, Principal
+from domain.alerts import practice_named_by
 from handlers.application import Application
+from handlers.keys import TooManyFailures, UnknownKey
 from handlers.tenancy import ScopedApplication
 
 bearer = HTTPBearer(auto_error=False, description="An API key: PAYPOST_API_TOKENS, or made with POST /api-keys")
 access_log = structlog.get_logger("paypost.access")
 
 STREAM_PATH = "/api/v1/events/stream"  # EventSource cannot send headers: its token comes as ?access_token=
-
-
-class FailedKeys:
-    """Calls with an unknown, revoked or expired key, per client address, over the last ``window`` s.
-
-    Past ``limit`` of them, the address is refused (429) until the oldest leaves the window; a valid
-    key is looked at first and never refused. At most ``addresses`` addresses are remembered.
-    """
-
-    def __init__(self, limit: int = 20, window: float = 60.0, addresses: int = 10_000) -> None:
-        self.limit = limit
-        self.window = window
-        self._addresses = addresses
-        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def _recent(self, address: str, now: float) -> deque[float]:
-        times = self._seen.get(address)
-        if times is None:
-            times = self._seen[address] = deque()
-            if len(self._seen) > self._addresses:
-                self._seen.popitem(last=False)
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        return times
-
-    def refuse_for(self, address: str) -> int | None:
-        """Seconds this address must wait (it has failed ``limit`` times within the window), or None."""
-        now = time.monotonic()
-        times = self._recent(address, now)
-        if len(times) < self.limit:
-            return None
-        return max(1, math.ceil(times[-self.limit] + self.window - now))
-
-    def failed(self, address: str) -> None:
-        self._recent(address, time.monotonic()).append(time.monotonic())
 
 
 def _token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
@@ -80,25 +47,45 @@ async def authenticate(
 ) -> ScopedApplication:
     """The caller's application, narrowed to its key; raises 401, 429 or 404 (a practice out of scope)."""
     application: Application = request.app.state.application
-    failures: FailedKeys = request.app.state.failed_keys
     token = _token(request, credentials)
     if not token:
         raise ApiError(401, "unauthorized", "Send Authorization: Bearer <token>.")
-    who = await application.keys.authenticate(token)
-    if who is None:
-        address = request.client.host if request.client else "unknown"
-        wait = failures.refuse_for(address)
-        if wait is not None:
-            raise ApiError(429, "too_many_requests", f"Too many calls with unknown keys; try again in {wait} s.",
-                           headers={"Retry-After": str(wait)})
-        failures.failed(address)
-        raise ApiError(401, "unauthorized", "The token is not one paypost knows (or it was revoked or expired).")
+    try:
+        who = await application.keys.admit(token, request.client.host if request.client else "unknown")
+    except TooManyFailures as exc:
+        raise ApiError(429, "too_many_requests", str(exc), headers={"Retry-After": str(exc.wait)}) from exc
+    except UnknownKey as exc:
+        raise ApiError(401, "unauthorized", str(exc)) from exc
     scoped = application.for_principal(who)
     request.state.scoped = scoped
-    practice_id = request.path_params.get("practice_id")
-    if isinstance(practice_id, str):
+    request.state.token = token  # the live feed checks it again while it streams
+    for practice_id in await named_practices(request):
         scoped.guard.read(practice_id)
     return scoped
+
+
+async def named_practices(request: Request) -> list[str]:
+    """The practices a call names: ``practice_id`` in its path or query, the practice of an alert id
+    in its path, and ``practice_id`` or ``practices`` in a JSON body (read before it is validated, so
+    that a body naming a practice out of scope is 404, not 422). A body that is not JSON names none."""
+    named = [value for value in (request.path_params.get("practice_id"), request.query_params.get("practice_id"))
+             if isinstance(value, str)]
+    alert_id = request.path_params.get("alert_id")
+    if isinstance(alert_id, str) and (practice := practice_named_by(alert_id)) is not None:
+        named.append(practice)
+    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+        raw = await request.body()  # FastAPI has read it already for a route with a body: this is its copy
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            body = None
+        if isinstance(body, dict):
+            if isinstance(body.get("practice_id"), str):
+                named.append(body["practice_id"])
+            practices = body.get("practices")
+            if isinstance(practices, list):
+                named += [p for p in practices if isinstance(p, str) and p != EVERY_PRACTICE]
+    return named
 
 
 Caller = Annotated[ScopedApplication, Depends(authenticate)]

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import errors, keys, render, triage
-from api.access import AccessLog, Caller, FailedKeys, authenticate
+from api.access import AccessLog, Caller, authenticate
 from api.errors import ApiError, error_response
 from api.export import csv_chunks
 from api.keys import PracticeList, WhoAmI
@@ -255,22 +255,32 @@ async def whoami(app: Caller) -> dict[str, Any]:
 
 @router.get("/events/stream", tags=["console"])
 async def event_stream(
-    app: Caller,
+    request: Request, app: Caller,
     practice_id: Annotated[str | None, Query(pattern=PRACTICE_ID_PATTERN)] = None,
     access_token: Annotated[str | None, Query(description="EventSource cannot send headers")] = None,
 ) -> StreamingResponse:
-    """Server-sent events: every event of ``paypost.events`` for the key's practices (or one), live."""
+    """Server-sent events: every event of ``paypost.events`` for the key's practices (or one), live.
+
+    The key is checked again every few seconds while the stream is open: once it is revoked or
+    expired, an ``end`` event says so and the stream closes (a new one then gets 401)."""
     if practice_id is not None:
         app.guard.read(practice_id)
-    feed = app.feed
+    keys = request.app.state.application.keys
+    token: str = request.state.token
+    check_every: float = request.app.state.key_check_every
+
+    async def still_valid() -> bool:
+        return await keys.authenticate(token) is not None
 
     async def stream() -> AsyncIterator[bytes]:
         yield b": connected\n\n"
-        async for event in feed.subscribe():
+        async for event in app.feed.subscribe(still_valid, check_every):
             if practice_id and event.body.get("practice_id") != practice_id:
                 continue
             data = orjson.dumps({"routing_key": event.routing_key, **event.body})
             yield b"event: paypost\ndata: " + data + b"\n\n"
+        if not await still_valid():
+            yield b'event: end\ndata: {"reason": "the key was revoked or has expired"}\n\n'
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
@@ -316,12 +326,14 @@ def create_app(
     application: Application, asyncapi: Callable[[], str], *,
     on_start: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
+    key_check_every: float = 5.0,
 ) -> FastAPI:
     """The ASGI app over ``application``'s handlers (its ``keys`` say who holds which token);
     ``asyncapi`` writes the AsyncAPI document of the broker's side.
 
     ``on_start`` and ``on_stop`` run in the app's lifespan (the composition root starts and stops
     the consumers there: uvicorn re-raises SIGTERM after serve() returns, so clean-up belongs here).
+    ``key_check_every``: how often, in seconds, an open live feed checks that its key still holds.
     """
 
     @asynccontextmanager
@@ -339,8 +351,8 @@ def create_app(
         openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None,
     )
     app.state.application = application
-    app.state.failed_keys = FailedKeys()
     app.state.asyncapi = asyncapi
+    app.state.key_check_every = key_check_every
     errors.install(app)
     _install_handler_errors(app)
     app.include_router(router)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -493,3 +493,14 @@ class ApiKeyStore(Protocol):
 
     async def trail(self, limit: int = 500) -> list[Record]:
         """The keys' trail, newest first (Records: only rendered by the API)."""
+
+
+class FailedKeyCounts(Protocol):
+    """Calls with an unknown, revoked or expired key, per client address, counted where every API
+    process sees the same count (so several processes allow 20 between them, not 20 each)."""
+
+    async def add(self, address: str, at: datetime, window: timedelta) -> tuple[int, datetime]:
+        """Count one such call from ``address`` at ``at``, in the address's window if one began less
+        than ``window`` before ``at``, else in a new one beginning at ``at``; that window's count so
+        far (this call included) and when it began."""
+        ...

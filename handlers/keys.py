@@ -7,15 +7,16 @@ compared in constant time.
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
 from domain.access import AccessDenied, ApiKey, Principal, Role, Scope, new_token, same_hash, token_hash
 from domain.errors import PaypostError
-from domain.ports import ApiKeyStore, Record
+from domain.ports import ApiKeyStore, FailedKeyCounts, Record
 from handlers.clock import Clock, utc_now
 from handlers.practices import NotFound, practice_not_found
 
@@ -26,16 +27,65 @@ class InvalidKey(PaypostError, ValueError):
     """A key that cannot be made as asked (no practices, an expiry in the past)."""
 
 
+class UnknownKey(PaypostError):
+    """A token paypost does not know, or a key revoked or expired (the API answers 401)."""
+
+
+class TooManyFailures(PaypostError):
+    """Too many calls with unknown keys from one address (the API answers 429 with ``Retry-After``)."""
+
+    def __init__(self, wait: int) -> None:
+        super().__init__(f"Too many calls with unknown keys; try again in {wait} s.")
+        self.wait = wait
+
+
 def key_not_found(key_id: str) -> NotFound:
     return NotFound(f"No API key {key_id}.")
 
 
+class FailedKeys:
+    """Calls with an unknown, revoked or expired key per client address: past ``limit`` of them
+    within ``window`` of the first, that address is refused until the window has passed.
+
+    The count is the store's, shared by every API process; ``clock`` is the time it is read by.
+    """
+
+    def __init__(self, counts: FailedKeyCounts, clock: Clock = utc_now, limit: int = 20,
+                 window: timedelta = timedelta(seconds=60)) -> None:
+        self._counts = counts
+        self._clock = clock
+        self.limit = limit
+        self.window = window
+
+    async def failed(self, address: str) -> int | None:
+        """Count one failed call; the seconds ``address`` must now wait, or None if it is not refused."""
+        now = self._clock()
+        count, started = await self._counts.add(address, now, self.window)
+        if count <= self.limit:
+            return None
+        return max(1, math.ceil((started + self.window - now).total_seconds()))
+
+
 class ApiKeys:
-    def __init__(self, store: ApiKeyStore, configured: Mapping[str, Principal], clock: Clock = utc_now) -> None:
-        """``configured``: the principals of ``PAYPOST_API_TOKENS``, by their token's SHA-256."""
+    def __init__(self, store: ApiKeyStore, configured: Mapping[str, Principal], failures: FailedKeys,
+                 clock: Clock = utc_now) -> None:
+        """``configured``: the principals of ``PAYPOST_API_TOKENS``, by their token's SHA-256;
+        ``failures``: the count of calls with unknown keys per address."""
         self._store = store
         self._configured = list(configured.items())
+        self._failures = failures
         self._clock = clock
+
+    async def admit(self, token: str, address: str) -> Principal:
+        """Who holds ``token``, calling from ``address``. A valid key is never refused; otherwise
+        ``UnknownKey``, or ``TooManyFailures`` once the address has sent too many unknown keys."""
+        who = await self.authenticate(token)
+        if who is not None:
+            return who
+        wait = await self._failures.failed(address)
+        if wait is not None:
+            raise TooManyFailures(wait)
+        raise UnknownKey("The token is not one paypost knows (or it was revoked or expired).")
 
     async def authenticate(self, token: str) -> Principal | None:
         """Who holds ``token``; None for a token that is unknown, revoked or expired."""
@@ -54,13 +104,15 @@ class ApiKeys:
 
     async def create(self, by: Principal, name: str, role: Role, practices: Iterable[str],
                      expires_at: datetime | None) -> tuple[ApiKey, str]:
-        """A new key and its token (the only time the token is seen), within ``by``'s role and scope."""
-        _admin(by)
+        """A new key and its token (the only time the token is seen), within ``by``'s role and scope.
+
+        A practice outside ``by``'s scope is not found, whatever ``by``'s role: that check comes first."""
         scope = Scope.of(practices)
         if scope.practices is not None:
             for practice_id in sorted(scope.practices):
                 if not by.scope.covers(practice_id):
                     raise practice_not_found(practice_id)
+        _admin(by)
         if scope.practices is not None and not scope.practices:
             raise InvalidKey("a key needs at least one practice, or [\"*\"] for every practice")
         if not by.scope.includes(scope):

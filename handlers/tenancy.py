@@ -9,7 +9,9 @@ lists and the live feed hold only in-scope practices, and a change beyond the ca
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -188,11 +190,43 @@ class ScopedFeed:
     def __init__(self, inner: EventFeed, guard: Guard) -> None:
         self._inner, self._guard = inner, guard
 
-    async def subscribe(self) -> AsyncIterator[BroadcastEvent]:
+    async def subscribe(self, still_valid: Callable[[], Awaitable[bool]] | None = None,
+                        check_every: float = 5.0) -> AsyncIterator[BroadcastEvent]:
+        """In-scope events from now on. With ``still_valid``, it is asked at least every
+        ``check_every`` seconds (between events, or while none comes) and the feed ends once it
+        says no: a key revoked or expired does not keep an open feed."""
         scope = self._guard.who.scope
-        async for event in self._inner.subscribe():
-            if scope.covers(str(event.body.get("practice_id"))):
-                yield event
+        events = self._inner.subscribe()
+        loop = asyncio.get_running_loop()
+        next_check = loop.time() + check_every
+        coming: asyncio.Future[BroadcastEvent] | None = None
+        try:
+            while True:
+                if coming is None:
+                    coming = asyncio.ensure_future(anext(events))
+                wait = None if still_valid is None else max(0.0, next_check - loop.time())
+                done, _ = await asyncio.wait({coming}, timeout=wait)
+                if coming in done:
+                    try:
+                        event = coming.result()
+                    except StopAsyncIteration:
+                        return
+                    coming = None
+                    if scope.covers(str(event.body.get("practice_id"))):
+                        yield event
+                if still_valid is not None and loop.time() >= next_check:
+                    if not await still_valid():
+                        return
+                    next_check = loop.time() + check_every
+        finally:
+            if coming is not None:
+                coming.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await coming
+            close = getattr(events, "aclose", None)  # an async generator's: its own clean-up runs now
+            if close is not None:
+                with contextlib.suppress(RuntimeError):  # one cancelled mid-step may refuse a second close
+                    await close()
 
 
 class ScopedKeys:

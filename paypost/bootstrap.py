@@ -30,7 +30,7 @@ from handlers.changes import SaveChanges
 from handlers.commands import CommandService
 from handlers.dead_letters import DeadLetterService
 from handlers.healing import Healing
-from handlers.keys import ApiKeys
+from handlers.keys import ApiKeys, FailedKeys
 from handlers.maintenance import Maintenance
 from handlers.mappings import MappingService
 from handlers.messagebus import MessageBus
@@ -48,6 +48,7 @@ from infra.audit_seals import AuditSealer
 from infra.broker import PUBLISHERS, Amqp, QueueInspector, declare_topology, make_broker
 from infra.directory import MongoMappingStore, MongoPracticeDirectory, MongoSealedSecrets
 from infra.event_hub import EventHub
+from infra.failed_keys import MongoFailedKeyCounts
 from infra.failure_groups import MongoFailureGroups
 from infra.leases import DutyLeases
 from infra.ledger_adapters import AdapterLedgers
@@ -106,6 +107,7 @@ class Paypost:
         self.outage_store = MongoOutageStore(self.collections)
         self.operation_store = MongoOperationStore(self.collections)
         self.api_keys = MongoApiKeyStore(self.collections)
+        self.failed_key_counts = MongoFailedKeyCounts(self.collections)  # shared by every API process
         self.failure_groups = MongoFailureGroups(self.collections)
         self.builtin_ledger = BuiltinLedger(self.collections, self.directory)
         self.hosts = HostPolicy.from_setting(settings.ledger_allowed_hosts)
@@ -162,7 +164,7 @@ class Paypost:
             refresh_metrics=self.refresh_queue_metrics,
             keys=ApiKeys(self.api_keys, {  # PAYPOST_API_TOKENS, held as hashes
                 token_hash(t.token): Principal(name=t.name, role=Role(t.role), scope=Scope.of(t.practices))
-                for t in settings.tokens.values()}),
+                for t in settings.tokens.values()}, FailedKeys(self.failed_key_counts)),
             triage=Triage(self.failure_groups, MongoPostingNotes(self.collections), self.alerts),
         )
         # Entrypoints on the broker.
@@ -288,6 +290,7 @@ class Paypost:
         await self.transfers.ensure_indexes()
         await self.sealer.ensure_indexes()
         await self.api_keys.ensure_indexes()
+        await self.failed_key_counts.ensure_indexes()
         await self.failure_groups.ensure_indexes()
         await self.posting_commands.ensure_indexes()
         await self.broker.connect()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from typing import Any
 
 import aio_pika
@@ -20,6 +21,56 @@ from tests.support.services import Services, find_services
 OPERATOR = "op-token"
 VIEWER = "view-token"
 TOKENS = f"{OPERATOR}:operator:alice,{VIEWER}:viewer:victor,op2-token:operator:bob"
+
+
+# Skips in CI fail (PAYPOST_TESTS_NO_SKIP=1, set by .ci/run): a test that skips there because openssl,
+# rabbitmq-server, the wheel's mongod or a local broker is missing would pass unseen. A test that is
+# meant to skip somewhere says so with @pytest.mark.may_skip(reason=...), and then still may.
+NO_SKIP = os.environ.get("PAYPOST_TESTS_NO_SKIP") == "1"
+_skipped: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "may_skip(reason): this test may skip even with PAYPOST_TESTS_NO_SKIP=1, for the reason given")
+
+
+def _skip_reason(report: pytest.CollectReport | pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):  # (file, line, "Skipped: why")
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if not NO_SKIP or not report.skipped or hasattr(report, "wasxfail") or item.get_closest_marker("may_skip"):
+        return
+    reason = _skip_reason(report)
+    _skipped.append(f"{item.nodeid}: {reason}")
+    report.outcome = "failed"  # the test fails, saying why it would have skipped
+    report.longrepr = f"skipped with PAYPOST_TESTS_NO_SKIP=1 (a skip fails here): {reason}"
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    # A module skipped as a whole (allow_module_level, importorskip) cannot be turned into a failing
+    # test without ending the session at collection; it fails the session at its end instead.
+    if NO_SKIP and report.skipped:
+        _skipped.append(f"{report.nodeid}: {_skip_reason(report)}")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _skipped:
+        terminalreporter.section("skipped with PAYPOST_TESTS_NO_SKIP=1: each fails the session")
+        for line in _skipped:
+            terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _skipped and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

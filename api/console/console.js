@@ -38,11 +38,15 @@ async function signIn(token) {
   }
 }
 
-// The practices the key may see: one is chosen for you; more are offered to pick from.
+// The practices the key may see: one is chosen for you; a few are all shown at once, as a list
+// to pick from (every name in sight, not behind a closed drop-down); many, in a drop-down.
+const LISTED_PRACTICES = 6;
 function offerPractices(practices, wanted) {
   const picker = $("f-practice");
   const label = (p) => (p.name && p.name !== p.practice_id ? `${p.name} (${p.practice_id})` : p.practice_id);
-  picker.replaceChildren(...(practices.length === 1 ? [] : [el("option", { value: "" }, "Choose a practice")]),
+  const listed = practices.length > 1 && practices.length <= LISTED_PRACTICES;
+  picker.size = listed ? practices.length : 0;
+  picker.replaceChildren(...(practices.length === 1 || listed ? [] : [el("option", { value: "" }, "Choose a practice")]),
     ...practices.map((p) => el("option", { value: p.practice_id }, label(p))));
   if (practices.length === 1) {
     picker.value = practices[0].practice_id;
@@ -303,6 +307,12 @@ function connectStream(practice) {
   stream.onopen = () => { $("live").textContent = "live"; $("live").classList.add("on"); };
   stream.onerror = () => { $("live").textContent = "reconnecting"; $("live").classList.remove("on"); };
   stream.addEventListener("paypost", (message) => onEvent(JSON.parse(message.data)));
+  // The key was revoked or has expired while the feed was open: stop, and say so (no reconnecting).
+  stream.addEventListener("end", (message) => {
+    stream.close();
+    $("live").textContent = `offline: ${JSON.parse(message.data).reason}`;
+    $("live").classList.remove("on");
+  });
 }
 
 let reloadTimer = null, tallyTimer = null;

@@ -125,6 +125,23 @@ class Api:
             err.print(f"[red]cannot reach the paypost API at {self.url} (PAYPOST_API_URL): {exc}[/red]")
             raise typer.Exit(1) from exc
 
+    def stream_lines(self, path: str, **params: Any) -> Iterator[str]:
+        """The lines of a streamed answer (the live feed) as they come, waiting as long as it takes for
+        the next; a refusal or an API that cannot be reached ends the command."""
+        import httpx
+
+        query = {k: v for k, v in params.items() if v is not None}
+        try:
+            with self._client.stream("GET", f"/api/v1{path}", params=query,
+                                     timeout=httpx.Timeout(30, read=None)) as r:
+                if not r.is_success:
+                    r.read()
+                    self.refused("GET", path, r)
+                yield from r.iter_lines()
+        except httpx.TransportError as exc:
+            err.print(f"[red]cannot reach the paypost API at {self.url} (PAYPOST_API_URL): {exc}[/red]")
+            raise typer.Exit(1) from exc
+
     def get(self, path: str, **params: Any) -> Any:
         return self.call("GET", path, params={k: v for k, v in params.items() if v is not None})
 

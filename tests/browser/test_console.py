@@ -39,7 +39,8 @@ DOCS = Path(__file__).parents[2] / "docs"
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={
-        "api_tokens": f"{TOKENS},{ONE}:operator:olive:clinic-a,{TWO}:viewer:tess:clinic-a|clinic-b"})
+        "api_tokens": f"{TOKENS},{ONE}:operator:olive:clinic-a,{TWO}:viewer:tess:clinic-a|clinic-b,"
+                      "root-admin-token:admin:root"})
 
 
 @pytest.fixture
@@ -228,7 +229,9 @@ async def test_a_key_for_two_practices_picks_between_them(
     await page.locator("#app").wait_for(state="visible")
     picker = page.locator("#f-practice")
     options = await picker.locator("option").all_text_contents()
-    assert options == ["Choose a practice", "Clinic A (clinic-a)", "Clinic B (clinic-b)"]  # never clinic-c
+    assert options == ["Clinic A (clinic-a)", "Clinic B (clinic-b)"]  # never clinic-c
+    assert await picker.get_attribute("size") == "2"  # a list with both in sight, not a closed drop-down
+    assert await picker.input_value() == ""  # nothing chosen for the viewer yet
     assert await page.locator("#who-name").inner_text() == "tess (viewer)"
 
     await picker.select_option("clinic-b")
@@ -243,6 +246,25 @@ async def test_a_key_for_two_practices_picks_between_them(
     await picker.select_option("clinic-a")
     await row(page, in_a).wait_for()
     assert await row(page, in_b).count() == 0
+
+
+async def test_the_live_feed_stops_and_says_so_once_the_key_is_revoked(
+    page: Page, api: httpx.AsyncClient, practice: str
+) -> None:
+    r = await api.post("/api/v1/api-keys", headers={"Authorization": "Bearer root-admin-token"},
+                       json={"name": "brief", "role": "viewer", "practices": [practice]})
+    assert r.status_code == 201, r.text
+    made = r.json()
+    await page.goto("/")
+    await page.get_by_label("API token").fill(made["token"])
+    await page.get_by_label("API token").press("Enter")
+    await page.locator("#live.on").wait_for()
+    r = await api.delete(f"/api/v1/api-keys/{made['key_id']}", headers={"Authorization": "Bearer root-admin-token"})
+    assert r.status_code == 200
+    live = page.locator("#live")
+    await page.wait_for_function("document.getElementById('live').textContent.includes('revoked')", timeout=15_000)
+    assert await live.inner_text() == "offline: the key was revoked or has expired"
+    assert "on" not in (await live.get_attribute("class") or "")
 
 
 async def test_an_operator_holds_a_practice_and_releases_it_from_the_console(

@@ -135,14 +135,17 @@ def test_retry_reports_each_item_and_refuses_bad_input(running: dict[str, str]) 
 
 
 def test_watch_prints_a_live_feed_of_failures(running: dict[str, str]) -> None:
-    env = running
+    # A client of the API's live feed: the broker's URL is of no use to it, the key's scope holds.
+    env = {**running, "PAYPOST_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{free_port()}/"}
     wait_output(env, ["failures", "--practice", "demo-clinic"], "PATIENT_NOT_FOUND")
     watcher = subprocess.Popen([PAYPOST, "watch", "posting.failed.#", "--count", "1"], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    other = subprocess.Popen([PAYPOST, "watch", "#"], env={**env, "PAYPOST_API_KEY": OTHER},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and watcher.poll() is None:
-            cli(env, "publish", "--practice", "demo-clinic", "--payment", f"W-{uuid.uuid4().hex[:6]}",
+            cli(running, "publish", "--practice", "demo-clinic", "--payment", f"W-{uuid.uuid4().hex[:6]}",
                 "--account", "ACCT-W", "--amount", "9.00")
             try:
                 watcher.wait(timeout=1.5)
@@ -150,11 +153,21 @@ def test_watch_prints_a_live_feed_of_failures(running: dict[str, str]) -> None:
                 continue
         out, errors = watcher.communicate(timeout=10)
     finally:
-        if watcher.poll() is None:
-            watcher.kill()
+        for proc in (watcher, other):
+            if proc.poll() is None:
+                proc.kill()
     assert watcher.returncode == 0, errors
     assert "posting.failed.demo-clinic.PATIENT_NOT_MAPPED" in out
     assert "PATIENT_NOT_MAPPED: This patient account has no practice-management patient id." in out
+    assert re.match(r"\d\d:\d\d:\d\d  posting\.failed\.demo-clinic\.PATIENT_NOT_MAPPED  payment_id=W-", out), out
+    other_out, other_errors = other.communicate(timeout=10)
+    assert "watching http://" in other_errors and other_out == ""  # another practice's key: nothing of it
+
+
+def test_watch_ends_when_its_key_is_refused(running: dict[str, str]) -> None:
+    wait_output(running, ["postings"], "practice")
+    refused = cli({**running, "PAYPOST_API_KEY": "nope"}, "watch")
+    assert refused.returncode == 2 and "401" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_publish_refuses_bad_input_with_a_clear_error(running: dict[str, str]) -> None:
@@ -253,3 +266,42 @@ def test_hold_and_release_a_practice_by_hand(running: dict[str, str]) -> None:
 
     refused = cli(env, "hold", "nowhere", "--reason", "x")
     assert refused.returncode == 2 and "404" in refused.stderr and "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize(("pattern", "key", "matches"), [
+    ("posting.failed.#", "posting.failed.clinic-a.PATIENT_NOT_MAPPED", True),
+    ("posting.failed.#", "posting.failed", True),  # '#' is zero or more words
+    ("posting.*.clinic-a", "posting.loaded.clinic-a", True),
+    ("posting.*.clinic-a", "posting.loaded.clinic-ab", False),
+    ("posting.*", "posting.loaded.clinic-a", False),  # '*' is exactly one word
+    ("#", "alert.opened.clinic-a.task", True),
+    ("alert.#.task", "alert.opened.clinic-a.task", True),
+    ("alert.#.task", "alert.opened.clinic-a.flag", False),
+])
+def test_watch_matches_routing_keys_as_the_broker_binds_them(pattern: str, key: str, matches: bool) -> None:
+    from paypost.cli.watch import topic_matches
+
+    assert topic_matches(pattern, key) is matches
+
+
+def test_watch_from_the_broker_for_a_dashboards_user(running: dict[str, str]) -> None:
+    env = running
+    wait_output(env, ["postings"], "practice")
+    watcher = subprocess.Popen([PAYPOST, "watch", "--broker", "posting.failed.demo-clinic.#", "--count", "1"],
+                               env={**env, "PAYPOST_API_URL": f"http://127.0.0.1:{free_port()}"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and watcher.poll() is None:
+            cli(env, "publish", "--practice", "demo-clinic", "--payment", f"B-{uuid.uuid4().hex[:6]}",
+                "--account", "ACCT-B", "--amount", "9.00")
+            try:
+                watcher.wait(timeout=1.5)
+            except subprocess.TimeoutExpired:
+                continue
+        out, errors = watcher.communicate(timeout=10)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 0, errors
+    assert "watching paypost.events" in errors and "posting.failed.demo-clinic.PATIENT_NOT_MAPPED" in out

@@ -6,7 +6,8 @@ import asyncio
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,10 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from domain.access import Principal, Role, Scope
+from api.http import create_app
+from domain.access import Principal, Role, Scope, token_hash
+from handlers.keys import ApiKeys, FailedKeys
+from infra.asyncapi import asyncapi_text
 from infra.settings import Settings
 from paypost.bootstrap import Paypost
 from tests.conftest import OPERATOR, TOKENS, Upstream, wait_for
@@ -129,8 +133,27 @@ BODIES: dict[str, dict[str, Any]] = {
     "/api/v1/postings/{practice_id}/{payment_id}/assignee": {"assignee": "intruder"},
     "/api/v1/alerts/{alert_id}/snooze": {"until": "2999-01-01T00:00:00+00:00", "reason": "taken over"},
 }
+# The contract's exceptions to "a call naming a practice out of scope is 404, with the body of a
+# practice that does not exist", each on purpose:
+# - these routes need no key and carry no practice's data (health, readiness, metrics, AsyncAPI);
+# - a call without a key, or with one paypost does not know, is 401 (429 past 20 from one address)
+#   before any practice is looked at, so it says nothing of one: the walk calls with valid keys;
+# - a body that is not JSON at all names no practice (none can be read from it): 422. The walk
+#   sends JSON, valid and not valid for the route.
 NO_KEY_NEEDED = {"/healthz", "/readyz", "/metrics", "/api/v1/asyncapi.json"}
 STREAMS = {"/api/v1/events/stream"}  # walked with practice_id=clinic-b only: otherwise it streams for ever
+# Ids that name nothing, beside each id of clinic-b's that does not name the practice itself: such
+# an id must be answered exactly as the id of nothing is.
+NOTHING = {"operation_id": "op-none", "key_id": "key_none"}
+
+
+def _names_b(template: str, params: dict[str, str], body: Any) -> bool:
+    """Whether the call names clinic-b: in its path (a practice id, or an alert id, which holds
+    its practice's), its query or its body."""
+    in_body = isinstance(body, dict) and (body.get("practice_id") == "clinic-b"
+                                          or "clinic-b" in body.get("practices", []))
+    return "{practice_id}" in template or "{alert_id}" in template or params.get("practice_id") == "clinic-b" \
+        or in_body
 
 
 async def _state_of_b(paypost: Paypost, api: httpx.AsyncClient, world: World) -> dict[str, Any]:
@@ -144,33 +167,59 @@ async def _state_of_b(paypost: Paypost, api: httpx.AsyncClient, world: World) ->
             "operations": await paypost.collections.operations.count_documents({})}
 
 
-@pytest.mark.parametrize("token", IN_A_ONLY)
-async def test_every_route_hides_a_practice_out_of_scope(api: httpx.AsyncClient, paypost: Paypost, world: World,
-                                                         token: str) -> None:
-    before = await _state_of_b(paypost, api, world)
-    document = (await api.get("/api/v1/openapi.json")).json()
-    missing = (await api.get("/api/v1/practices/clinic-zz")).json()  # a practice that does not exist
-    leaks, walked = [], []
+def _calls(document: dict[str, Any], world: World) -> Iterator[tuple[str, str, str, dict[str, str], Any]]:
+    """Every call of the walk: each route and method of the document, with and without
+    ``practice_id=clinic-b`` in its query, with a valid body and one that is not (where it takes one)."""
     for template, methods in document["paths"].items():
         if template in NO_KEY_NEEDED:
             continue
         for method in methods:
-            path = _fill(template, world)
-            queries = [{"practice_id": "clinic-b"}] if template in STREAMS or method != "get" else \
-                [{"practice_id": "clinic-b"}, {}]
+            queries = [{"practice_id": "clinic-b"}] if template in STREAMS else [{"practice_id": "clinic-b"}, {}]
+            valid = BODIES.get(template) if method != "get" else None
+            bodies = [valid] if valid is None else [valid, {**valid, "nonsense": True}]  # the second is a 422
             for params in queries:
-                r = await api.request(method, path, params=params, json=BODIES.get(template), headers=auth(token))
-                walked.append((method, template, params, r.status_code))
-                shows_b = any(marker in r.text for marker in _b_markers(world))
-                if r.is_success and shows_b:
-                    leaks.append((method, template, params, r.status_code, r.text[:200]))
-                elif r.status_code == 404 and "clinic-b" in r.text:
-                    # The body of a practice that does not exist, nothing more.
-                    assert r.json() == json.loads(json.dumps(missing).replace("clinic-zz", "clinic-b")), r.text
-                elif shows_b:
-                    assert r.status_code in (401, 403, 404, 422), (method, template, r.status_code, r.text)
-    assert leaks == []
-    assert len({(m, t) for m, t, _, _ in walked}) >= 15  # every route of the document was walked
+                for body in bodies:
+                    yield method, template, _fill(template, world), params, body
+
+
+async def _wrong(api: httpx.AsyncClient, token: str, world: World, call: tuple[str, str, str, dict[str, str], Any],
+                 r: httpx.Response, not_found_b: Any) -> str | None:
+    """What is wrong with the answer ``r`` to ``call``, if anything."""
+    method, template, path, params, body = call
+    if _names_b(template, params, body):
+        return None if r.status_code == 404 and r.json() == not_found_b else \
+            "not the 404 of a practice that does not exist"
+    text = r.text
+    ids = [name for name in NOTHING if "{" + name + "}" in template]
+    if ids:  # an id of clinic-b's (an operation, a key): answered exactly as the id of nothing
+        b_id = {"operation_id": world.b_operation, "key_id": world.b_key}[ids[0]]
+        other = await api.request(method, path.replace(b_id, NOTHING[ids[0]]), params=params, json=body,
+                                  headers=auth(token))
+        text = text.replace(b_id, NOTHING[ids[0]])  # the id the call sent, echoed
+        if r.is_success or (r.status_code, text) != (other.status_code, other.text):
+            return "not as for an id of nothing"
+    return "shows clinic-b" if any(marker in text for marker in _b_markers(world)) else None
+
+
+@pytest.mark.parametrize("token", IN_A_ONLY)
+async def test_every_route_hides_a_practice_out_of_scope(api: httpx.AsyncClient, paypost: Paypost, world: World,
+                                                         token: str) -> None:
+    """Every route of the OpenAPI document, with a key of clinic-a (each role): every call naming
+    clinic-b is 404 with exactly the body of a practice that does not exist, whether its body is
+    valid or not; an id of clinic-b's is answered as an id of nothing; no answer holds clinic-b's data."""
+    before = await _state_of_b(paypost, api, world)
+    document = (await api.get("/api/v1/openapi.json")).json()
+    missing = (await api.get("/api/v1/practices/clinic-zz")).json()  # a practice that does not exist
+    not_found_b = json.loads(json.dumps(missing).replace("clinic-zz", "clinic-b"))
+    wrong, walked = [], set()
+    for call in _calls(document, world):
+        method, template, path, params, body = call
+        r = await api.request(method, path, params=params, json=body, headers=auth(token))
+        walked.add((method, template))
+        if (reason := await _wrong(api, token, world, call, r, not_found_b)) is not None:
+            wrong.append((reason, method, template, params, body, r.status_code, r.text[:200]))
+    assert wrong == [], "\n".join(map(repr, wrong))
+    assert len(walked) >= 15  # every route of the document was walked
     assert await _state_of_b(paypost, api, world) == before  # and nothing of clinic-b changed
 
 
@@ -199,6 +248,14 @@ async def test_out_of_scope_is_404_before_the_role_and_the_body(api: httpx.Async
     assert bad_body.status_code == 404
     missing = await api.put("/api/v1/practices/clinic-zz", json={"nonsense": True}, headers=auth(A_VIEW))
     assert bad_body.json() == json.loads(missing.text.replace("clinic-zz", "clinic-b"))
+    # The practice in a body is looked at before the body is validated, and before the role.
+    invalid = await api.post("/api/v1/postings/changes", headers=auth(A_OP),
+                             json={"practice_id": "clinic-b", "retry": "not a list"})
+    assert (invalid.status_code, invalid.json()) == (404, bad_body.json())
+    for token in (A_VIEW, A_OP):  # neither may manage keys, but a practice out of scope comes first
+        key = await api.post("/api/v1/api-keys", headers=auth(token),
+                             json={"name": "x", "role": "viewer", "practices": ["clinic-b"]})
+        assert (key.status_code, key.json()) == (404, bad_body.json())
 
 
 async def test_lists_hold_only_practices_in_scope(api: httpx.AsyncClient, world: World) -> None:
@@ -248,6 +305,48 @@ async def test_the_live_feed_carries_only_events_in_scope(paypost: Paypost, upst
     assert seen == ["clinic-a"]
     r = await api.get("/api/v1/events/stream", params={"practice_id": "clinic-b"}, headers=auth(A_VIEW))
     assert r.status_code == 404
+
+
+@pytest.mark.parametrize("ends_by", ["revoked", "expired"])
+async def test_an_open_live_feed_ends_once_its_key_is_revoked_or_expired(paypost: Paypost, api: httpx.AsyncClient,
+                                                                         ends_by: str) -> None:
+    import uvicorn
+
+    from infra.local_services import free_port
+
+    expires = datetime.now(UTC) + timedelta(seconds=2) if ends_by == "expired" else None
+    r = await api.post("/api/v1/api-keys", headers=auth(ROOT), json={
+        "name": "feed", "role": "viewer", "practices": ["*"],
+        "expires_at": expires.isoformat() if expires else None})
+    made = r.json()
+    port = free_port()
+    app = create_app(paypost.application, asyncapi_text, key_check_every=0.2)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn says it started with a flag, not an event
+        await asyncio.sleep(0.02)
+    url = f"http://127.0.0.1:{port}/api/v1/events/stream"
+    try:
+        async with httpx.AsyncClient(timeout=10) as client, client.stream(
+                "GET", url, params={"access_token": made["token"]}) as feed:
+            assert feed.status_code == 200
+            lines = feed.aiter_lines()
+            assert await anext(lines) == ": connected"
+            await asyncio.sleep(0.5)
+            if ends_by == "revoked":  # open, then revoked while it streams
+                assert (await api.delete(f"/api/v1/api-keys/{made['key_id']}", headers=auth(ROOT))).is_success
+            rest = await asyncio.wait_for(_to_the_end(lines), timeout=5)  # it ends by itself
+        assert "event: end" in rest and "revoked or has expired" in rest
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(url, params={"access_token": made["token"]})).status_code == 401
+    finally:
+        await paypost.event_hub.close()  # ends any stream left, so the server can stop
+        server.should_exit = True
+        await serving
+
+
+async def _to_the_end(lines: AsyncIterator[str]) -> str:
+    return "\n".join([line async for line in lines])
 
 
 # Keys made through the API.
@@ -329,6 +428,66 @@ async def test_unknown_keys_from_one_address_get_429_and_a_valid_key_is_still_se
     assert r.json()["error"]["code"] == "too_many_requests"
     assert (await api.get("/api/v1/postings", headers=auth(OPERATOR))).status_code == 200  # never refused
     assert (await api.get("/api/v1/postings", headers=auth("guess-22"))).status_code == 429
+
+
+async def test_api_processes_on_one_database_share_the_count(paypost: Paypost, api: httpx.AsyncClient) -> None:
+    other = Paypost(paypost.settings)  # a second API process: its own app, the same database
+    try:
+        transport = httpx.ASGITransport(app=other.http_app(manage_lifecycle=False))
+        async with httpx.AsyncClient(transport=transport, base_url="http://paypost") as second:
+            for n in range(10):
+                assert (await api.get("/api/v1/whoami", headers=auth(f"guess-a{n}"))).status_code == 401
+                assert (await second.get("/api/v1/whoami", headers=auth(f"guess-b{n}"))).status_code == 401
+            refused = await api.get("/api/v1/whoami", headers=auth("guess-21"))
+            assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 60
+            assert (await second.get("/api/v1/whoami", headers=auth("guess-22"))).status_code == 429
+            assert (await second.get("/api/v1/whoami", headers=auth(OPERATOR))).status_code == 200  # never refused
+    finally:
+        await other.mongo.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _app_with_clock(paypost: Paypost, clock: Clock) -> httpx.ASGITransport:
+    """paypost's API whose count of unknown keys reads ``clock``."""
+    keys = ApiKeys(paypost.api_keys, {token_hash(OPERATOR): Principal("alice", Role.OPERATOR, Scope.of(["*"]))},
+                   FailedKeys(paypost.failed_key_counts, clock=clock))
+    return httpx.ASGITransport(app=create_app(replace(paypost.application, keys=keys), asyncapi_text),
+                               client=("203.0.113.7", 4000))
+
+
+async def test_the_refusal_lifts_once_the_minute_has_passed(paypost: Paypost) -> None:
+    clock = Clock()
+    async with httpx.AsyncClient(transport=_app_with_clock(paypost, clock), base_url="http://paypost") as client:
+        for n in range(20):
+            assert (await client.get("/api/v1/whoami", headers=auth(f"guess-{n}"))).status_code == 401
+            clock.now += timedelta(seconds=1)  # the 20th at 19 s
+        clock.now += timedelta(seconds=20)  # 40 s after the first
+        refused = await client.get("/api/v1/whoami", headers=auth("guess-21"))
+        assert (refused.status_code, refused.headers["retry-after"]) == (429, "20")
+        clock.now += timedelta(seconds=19)
+        assert (await client.get("/api/v1/whoami", headers=auth("guess-22"))).status_code == 429
+        clock.now += timedelta(seconds=1)  # the minute has passed
+        assert (await client.get("/api/v1/whoami", headers=auth("guess-23"))).status_code == 401
+
+
+async def test_one_address_refused_leaves_another_served(paypost: Paypost) -> None:
+    app = paypost.http_app(manage_lifecycle=False)
+    blocked = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("198.51.100.1", 1)),
+                                base_url="http://paypost")
+    other = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("198.51.100.2", 1)),
+                              base_url="http://paypost")
+    async with blocked, other:
+        statuses = [(await blocked.get("/api/v1/whoami", headers=auth(f"g-{n}"))).status_code for n in range(21)]
+        assert statuses == [401] * 20 + [429]
+        assert (await other.get("/api/v1/whoami", headers=auth("g-other"))).status_code == 401
+        assert (await blocked.get("/api/v1/whoami", headers=auth(OPERATOR))).status_code == 200
 
 
 async def test_a_revoked_key_counts_as_unknown(api: httpx.AsyncClient) -> None:
