@@ -504,3 +504,18 @@ class FailedKeyCounts(Protocol):
         than ``window`` before ``at``, else in a new one beginning at ``at``; that window's count so
         far (this call included) and when it began."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class MappingFailure:
+    """A FAILED posting whose failure a mapping heals (``domain.rules.MAPPING_FIXES``)."""
+
+    key: PostingKey
+    patient_account_id: str
+    tried_ehr_patient_id: str | None  # the patient its load was tried with (None: no mapping then)
+
+
+class MappingFailures(Protocol):
+    async def mapping_failures(self, limit: int, after: PostingKey | None = None) -> list[MappingFailure]:
+        """Retryable FAILED postings of every practice that failed for want of a (correct) mapping:
+        a page of at most ``limit`` in the order of their keys, from the first after ``after``."""

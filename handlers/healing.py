@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import structlog
 
 from domain.events import PostingFailed
-from domain.ports import MappingStore
+from domain.ports import MappingFailure, MappingFailures, MappingStore
 from domain.posting import PAYPOST_ACTOR, PostingKey
 from domain.rules import MAPPING_FIXES
 from handlers.operations import HealRun, PostingOperations
@@ -21,21 +20,6 @@ log = structlog.get_logger("paypost.healing")
 T = TypeVar("T")
 # Runs a step again while it fails transiently (the database's primary stepped down), with backoff.
 Retrying = Callable[[Callable[[], Awaitable[T]]], Awaitable[T]]
-
-
-@dataclass(frozen=True, slots=True)
-class MappingFailure:
-    """A FAILED posting whose failure a mapping heals (``domain.rules.MAPPING_FIXES``)."""
-
-    key: PostingKey
-    patient_account_id: str
-    tried_ehr_patient_id: str | None  # the patient its load was tried with (None: no mapping then)
-
-
-class MappingFailures(Protocol):
-    async def mapping_failures(self, limit: int, after: PostingKey | None = None) -> list[MappingFailure]:
-        """Retryable FAILED postings of every practice that failed for want of a (correct) mapping:
-        a page of at most ``limit`` in the order of their keys, from the first after ``after``."""
 
 
 def healed_by(held: str | None, failure: MappingFailure) -> bool:

@@ -13,7 +13,7 @@ from pymongo.errors import DuplicateKeyError
 
 from domain.load_errors import LoadError, LoadErrorCode
 from domain.model import IN_FLIGHT, LoadStatus, PostingKind, sources_of
-from domain.ports import FailedSelection
+from domain.ports import FailedSelection, MappingFailure
 from domain.posting import PAYPOST_ACTOR, Attempt, AuditEntry, KeptMessage, Posting, PostingKey
 from domain.rules import (
     MAPPING_FIXES,
@@ -25,7 +25,6 @@ from domain.rules import (
     WAITS_FOR_PAYMENT,
     PostingState,
 )
-from handlers.healing import MappingFailure
 from infra.batching import conditional_updater, finder, inserter
 from infra.failure_groups import LEFT_FAILED, group_fields
 from infra.mongo import ACKNOWLEDGED, Collections, Doc

@@ -126,7 +126,7 @@ async def test_a_heal_whose_retries_ran_out_on_a_failover_is_finished_by_a_worke
         attempts += 1
         raise NotPrimaryError("not primary")
 
-    healer.operations.heal_account = no_primary  # type: ignore[method-assign]  # the failover, simulated
+    healer.operations.heal_account = no_primary  # type: ignore[method-assign,assignment]  # the failover, simulated
     try:
         blocked = await healer.mapping_service.update("clinic-a", ACCOUNT, "EHR-2", "alice", "office")
         assert blocked == len(ids)
