@@ -23,6 +23,7 @@ from infra.api_keys import MongoApiKeyStore
 from infra.audit_seals import AuditSealer
 from infra.directory import MongoMappingStore, MongoPracticeDirectory, MongoSealedSecrets
 from infra.event_hub import EventHub
+from infra.failed_keys import MongoFailedKeyCounts
 from infra.failure_groups import MongoFailureGroups
 from infra.leases import DutyLeases
 from infra.ledger_adapters import AdapterLedgers
@@ -68,6 +69,8 @@ WIRED: list[tuple[type[Any], type[Any]]] = [
     (ports.AuditTrail, AuditSealer),
     (ports.SealedSecrets, MongoSealedSecrets),
     (ports.ApiKeyStore, MongoApiKeyStore),
+    (ports.FailedKeyCounts, MongoFailedKeyCounts),
+    (ports.MappingFailures, MongoPostingCommands),
     (Leases, DutyLeases),
 ]
 # Ports of domain.ports with no class of infra/ behind them, and why.
