@@ -427,7 +427,7 @@ async def test_a_built_in_ledgers_posting_is_written_once_with_its_outcome(
     failed = await upstream.payment(ehr_patient_id=None)  # no mapping, no patient id: PATIENT_NOT_MAPPED
     await wait_status(api, practice, loaded["payment_id"], "LOADED")
     row = await wait_status(api, practice, failed["payment_id"], "FAILED")
-    assert [a["action"] for a in row["audit"]] == ["received", "failed"]
+    assert [a["action"] for a in row["audit"]][:2] == ["received", "failed"]  # then dead_lettered, soon after
     assert row["attempts_count"] == 1
     stored = await paypost.collections.postings.find_one({"_id": f"{practice}/{failed['payment_id']}"})
     assert stored is not None and stored["group_id"]  # in its failure group, as a failed write puts it
