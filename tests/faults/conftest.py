@@ -70,7 +70,7 @@ def report(request: pytest.FixtureRequest) -> Iterator[list[Figures]]:
     collected: list[Figures] = []
     yield collected
     capture = request.config.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled():  # type: ignore[union-attr]  # pytest always has it
+    with capture.global_and_fixture_disabled():  # pytest always has a capture manager
         for figures in collected:
             print("\n" + figures.line())  # noqa: T201  # the fault suite reports its figures on stdout
 

@@ -28,8 +28,8 @@ from infra.watch import watch_events
 from paypost.bench.load import TOKEN, PaypostProcess
 from paypost.bootstrap import Paypost
 from tests.conftest import OPERATOR, payment_body
-from tests.faults.conftest import Figures, account, scale
-from tests.faults.test_faults import Flow, setup_practice, until_final
+from tests.faults.conftest import Figures, account, scale, setup_practice
+from tests.faults.test_faults import Flow, until_final
 from tests.support.cluster import RabbitCluster, ReplicaSet, rabbit_cluster, rabbit_cluster_possible, replica_set
 from tests.support.services import Services
 
