@@ -315,7 +315,8 @@ class PostingService:
                 ehr_patient_id = choose_patient(held.ehr_patient_id if held else None,
                                                 posting.event_ehr_patient_id).ehr_patient_id
             ledger = await self._ledger_for(posting.key.practice_id)
-            outage = None if trying else await self._board.of(posting.key.practice_id)
+            # A first write's practice was looked up on the board just before (_posts_with_its_row).
+            outage = None if trying or first is not None else await self._board.of(posting.key.practice_id)
             if outage is not None:  # its system is failing or held: the payment waits, off the queue
                 return await self._park(posting, outage, account, first)
             try:

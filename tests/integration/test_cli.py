@@ -143,15 +143,7 @@ def test_watch_prints_a_live_feed_of_failures(running: dict[str, str]) -> None:
     other = subprocess.Popen([PAYPOST, "watch", "#"], env={**env, "PAYPOST_API_KEY": OTHER},
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and watcher.poll() is None:
-            cli(running, "publish", "--practice", "demo-clinic", "--payment", f"W-{uuid.uuid4().hex[:6]}",
-                "--account", "ACCT-W", "--amount", "9.00")
-            try:
-                watcher.wait(timeout=1.5)
-            except subprocess.TimeoutExpired:
-                continue
-        out, errors = watcher.communicate(timeout=10)
+        out, errors = _publish_until_it_prints(running, watcher, "W")
     finally:
         for proc in (watcher, other):
             if proc.poll() is None:
@@ -291,17 +283,23 @@ def test_watch_from_the_broker_for_a_dashboards_user(running: dict[str, str]) ->
                                env={**env, "PAYPOST_API_URL": f"http://127.0.0.1:{free_port()}"},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and watcher.poll() is None:
-            cli(env, "publish", "--practice", "demo-clinic", "--payment", f"B-{uuid.uuid4().hex[:6]}",
-                "--account", "ACCT-B", "--amount", "9.00")
-            try:
-                watcher.wait(timeout=1.5)
-            except subprocess.TimeoutExpired:
-                continue
-        out, errors = watcher.communicate(timeout=10)
+        out, errors = _publish_until_it_prints(env, watcher, "B")
     finally:
         if watcher.poll() is None:
             watcher.kill()
     assert watcher.returncode == 0, errors
     assert "watching paypost.events" in errors and "posting.failed.demo-clinic.PATIENT_NOT_MAPPED" in out
+
+
+def _publish_until_it_prints(env: dict[str, str], watcher: subprocess.Popen[str], prefix: str) -> tuple[str, str]:
+    """Publish a failing payment every 1.5 s (up to 20 s) until ``watcher`` has printed its one event and
+    exited; what it wrote to stdout and stderr."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and watcher.poll() is None:
+        cli(env, "publish", "--practice", "demo-clinic", "--payment", f"{prefix}-{uuid.uuid4().hex[:6]}",
+            "--account", f"ACCT-{prefix}", "--amount", "9.00")
+        try:
+            watcher.wait(timeout=1.5)
+        except subprocess.TimeoutExpired:
+            continue
+    return watcher.communicate(timeout=10)
