@@ -1,0 +1,81 @@
+"""Queries that run every few seconds whatever the load, read through their indexes: what they
+cost must not grow with the postings a platform keeps (a million and more), only with what they find.
+
+Each is run against a database of its own, with MongoDB's profiler on, so that what the database
+did for the call is read from its own account of it rather than from a plan asked for separately.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from infra.mongo import Collections, connect, ensure_indexes
+from infra.postings import MongoPostingStore
+from infra.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+AT = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def collections(settings: Settings) -> AsyncIterator[Collections]:
+    client = connect(settings.mongodb_uri)
+    name = f"paypost_plans_{uuid.uuid4().hex[:8]}"
+    c = Collections(client[name])
+    await ensure_indexes(c)
+    try:
+        yield c
+    finally:
+        await client.drop_database(name)
+        await client.close()
+
+
+def _posting(practice_id: str, n: int, parked: bool) -> dict[str, Any]:
+    at = AT + timedelta(seconds=n)
+    doc: dict[str, Any] = {"_id": f"{practice_id}/p-{n}", "practice_id": practice_id, "payment_id": f"p-{n}",
+                           "kind": "payment", "load_status": "HELD" if parked else "LOADED", "received_at": at,
+                           "updated_at": at}
+    if parked:
+        doc["parked_at"] = at
+    return doc
+
+
+async def _profiled(c: Collections) -> list[dict[str, Any]]:
+    """What the profiler recorded of the postings collection (its own settings left out)."""
+    ns = f"{c.db.name}.postings"
+    return [p async for p in c.db["system.profile"].find({"ns": ns})]
+
+
+async def test_the_practices_with_waiting_postings_are_found_by_one_seek_each_not_a_walk_of_every_posting(
+        collections: Collections) -> None:
+    # 3,000 postings that loaded, of 40 practices; of them, 3 practices have postings waiting.
+    docs = [_posting(f"clinic-{n % 40:02d}", n, parked=False) for n in range(3000)]
+    docs += [_posting(p, 10_000 + i, parked=True) for p in ("clinic-07", "clinic-19", "clinic-33") for i in range(50)]
+    await collections.postings.insert_many(docs)
+    store = MongoPostingStore(collections)
+
+    await collections.db.command({"profile": 2})
+    try:
+        found = await store.parked_practices()
+    finally:
+        await collections.db.command({"profile": 0})
+
+    assert found == ["clinic-07", "clinic-19", "clinic-33"]
+    profiled = await _profiled(collections)
+    assert profiled, "the profiler recorded nothing of the call"
+    assert all("COLLSCAN" not in p.get("planSummary", "") for p in profiled), [p.get("planSummary") for p in profiled]
+    read = sum(p.get("docsExamined", 0) + p.get("keysExamined", 0) for p in profiled)
+    # A seek per waiting practice and one more that finds none: a handful of keys and documents,
+    # not the 3,150 postings (nor the 150 waiting).
+    assert read <= 4 * 4, [(p.get("planSummary"), p.get("keysExamined"), p.get("docsExamined")) for p in profiled]
+
+
+async def test_no_practice_is_found_when_nothing_waits(collections: Collections) -> None:
+    await collections.postings.insert_many([_posting("clinic-a", n, parked=False) for n in range(100)])
+    assert await MongoPostingStore(collections).parked_practices() == []
