@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from domain.model import LoadStatus
 from domain.reconciliation import Item, Reconciliation, expected_items, reconcile
@@ -36,6 +36,9 @@ class MongoTransferStore:
         await self._c.create_indexes([
             IndexModel([("practice_id", ASCENDING), ("payment_ids", ASCENDING)]),
             IndexModel([("practice_id", ASCENDING), ("refund_ids", ASCENDING)]),
+            # The sweep's transfers not yet reconciled, newest first: read from the index, not by
+            # walking and sorting every transfer the platform ever settled.
+            IndexModel([("reconciled_at", ASCENDING), ("updated_at", DESCENDING)], name="unreconciled"),
         ])
 
     async def settled(self, transfer: SettledTransfer) -> None:
@@ -82,7 +85,8 @@ class MongoTransferStore:
         return [transfer_from(d) async for d in docs]
 
     async def unreconciled(self, limit: int) -> list[SettledTransfer]:
-        docs = self._c.find({"reconciled_at": None}).sort("updated_at", -1).limit(limit)
+        docs = self._c.find({"reconciled_at": None}, sort=[("updated_at", DESCENDING)], limit=limit,
+                            hint="unreconciled")
         return [transfer_from(d) async for d in docs]
 
     async def mark_reconciled(self, transfer: SettledTransfer, at: datetime) -> bool:

@@ -1,5 +1,6 @@
-"""Queries that run every few seconds whatever the load, read through their indexes: what they
-cost must not grow with the postings a platform keeps (a million and more), only with what they find.
+"""Queries that run every few seconds or every sweep whatever the load, read through their indexes:
+what they cost must not grow with what a platform keeps (a million postings and more), only with
+what they find.
 
 Each is run against a database of its own, with MongoDB's profiler on, so that what the database
 did for the call is read from its own account of it rather than from a plan asked for separately.
@@ -10,13 +11,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from domain.transfers import SettledTransfer
 from infra.mongo import Collections, connect, ensure_indexes
 from infra.postings import MongoPostingStore
 from infra.settings import Settings
+from infra.transfers import MongoTransferStore
 
 pytestmark = pytest.mark.integration
 
@@ -46,10 +50,14 @@ def _posting(practice_id: str, n: int, parked: bool) -> dict[str, Any]:
     return doc
 
 
-async def _profiled(c: Collections) -> list[dict[str, Any]]:
-    """What the profiler recorded of the postings collection (its own settings left out)."""
-    ns = f"{c.db.name}.postings"
-    return [p async for p in c.db["system.profile"].find({"ns": ns})]
+async def _profiled(c: Collections, collection: str = "postings") -> list[dict[str, Any]]:
+    """What the profiler recorded of one collection (its own settings left out)."""
+    return [p async for p in c.db["system.profile"].find({"ns": f"{c.db.name}.{collection}"})]
+
+
+def _transfer(n: int) -> SettledTransfer:
+    return SettledTransfer(f"clinic-{n % 7}", f"mt-{n}", (f"p-{n}",), (), Decimal("10.00"), Decimal("0.30"),
+                           Decimal("9.70"), "USD", AT + timedelta(minutes=n), f"evt-{n}")
 
 
 async def test_the_practices_with_waiting_postings_are_found_by_one_seek_each_not_a_walk_of_every_posting(
@@ -79,3 +87,27 @@ async def test_the_practices_with_waiting_postings_are_found_by_one_seek_each_no
 async def test_no_practice_is_found_when_nothing_waits(collections: Collections) -> None:
     await collections.postings.insert_many([_posting("clinic-a", n, parked=False) for n in range(100)])
     assert await MongoPostingStore(collections).parked_practices() == []
+
+
+async def test_the_transfers_left_to_reconcile_are_read_from_their_index_not_from_every_transfer(
+        collections: Collections) -> None:
+    store = MongoTransferStore(collections)
+    await store.ensure_indexes()
+    for n in range(300):
+        await store.settled(_transfer(n))
+    # All but three reconciled, as nearly every transfer of a platform is a day after it settled.
+    for n in range(300):
+        if n not in (41, 150, 299):
+            assert await store.mark_reconciled(_transfer(n), AT + timedelta(days=1))
+
+    await collections.db.command({"profile": 2})
+    try:
+        left = await store.unreconciled(limit=500)
+    finally:
+        await collections.db.command({"profile": 0})
+
+    assert [t.merchant_transfer_id for t in left] == ["mt-299", "mt-150", "mt-41"]  # the newest first
+    profiled = [p for p in await _profiled(collections, "transfers") if p.get("op") == "query"]
+    assert profiled, "the profiler recorded nothing of the call"
+    assert all("COLLSCAN" not in p.get("planSummary", "") and not p.get("hasSortStage") for p in profiled), profiled
+    assert sum(p.get("docsExamined", 0) for p in profiled) <= 3, profiled  # the three, not the 300
