@@ -263,28 +263,32 @@ class MongoAlertOutbox:
 
     def __init__(self, collections: Collections) -> None:
         self._c = collections.alerts
+        # A round's deliveries end together (gathered): their writes share round trips.
+        self._deliveries = conditional_updater(self._c)
 
     async def claim(self, now: datetime, limit: int, lease_seconds: float) -> list[OutboxItem]:
-        due = self._c.find({"pms_due": True, "pms_next_at": {"$lte": now}}, {"_id": 1},
-                           sort=[("pms_next_at", ASCENDING)], limit=limit, hint="outbox")
-        claimed = []
-        async for found in due:
-            doc = await self._c.find_one_and_update(
-                {"_id": found["_id"], "pms_due": True, "pms_next_at": {"$lte": now}},
-                {"$set": {"pms_next_at": now + timedelta(seconds=lease_seconds)}},
-                return_document=ReturnDocument.AFTER)
-            if doc is not None:  # else another process claimed it first
-                claimed.append(OutboxItem(alert=alert_from(doc), version=doc["pms_version"],
-                                          put=bool(doc.get("pms_put")), put_patient_id=doc.get("pms_patient_id"),
-                                          attempts=doc.get("pms_attempts", 0)))
-        return claimed
+        """One conditional write claims the round's due alerts, marked with a token of its own;
+        reading the token back gives exactly those this call claimed, whatever another process
+        claimed meanwhile (one write and two reads a round, not a write per alert)."""
+        due = [d["_id"] async for d in self._c.find({"pms_due": True, "pms_next_at": {"$lte": now}}, {"_id": 1},
+                                                    sort=[("pms_next_at", ASCENDING)], limit=limit, hint="outbox")]
+        if not due:
+            return []
+        token = uuid.uuid4().hex
+        await self._c.update_many(
+            {"_id": {"$in": due}, "pms_due": True, "pms_next_at": {"$lte": now}},
+            {"$set": {"pms_next_at": now + timedelta(seconds=lease_seconds), "pms_claim": token}})
+        claimed = {doc["_id"]: doc async for doc in self._c.find({"_id": {"$in": due}, "pms_claim": token})}
+        return [OutboxItem(alert=alert_from(doc), version=doc["pms_version"], put=bool(doc.get("pms_put")),
+                           put_patient_id=doc.get("pms_patient_id"), attempts=doc.get("pms_attempts", 0))
+                for alert_id in due if (doc := claimed.get(alert_id)) is not None]  # in the order due
 
     async def delivered(self, item: OutboxItem, state: Delivery, put: bool, patient_id: str | None) -> None:
-        done = await self._c.update_one(
+        done = await self._deliveries.submit((
             {"_id": item.alert.alert_id, "pms_version": item.version},
             {"$set": {"pms_sent": item.version, "pms_due": False, "pms_state": state.value, "pms_put": put,
-                      "pms_patient_id": patient_id, "pms_error": None, "pms_attempts": 0}})
-        if done.matched_count == 0:  # it changed while this version was sent: the change goes next
+                      "pms_patient_id": patient_id, "pms_error": None, "pms_attempts": 0}}))
+        if not done:  # it changed while this version was sent: the change goes next
             await self._c.update_one({"_id": item.alert.alert_id},
                                      {"$set": {"pms_put": put, "pms_patient_id": patient_id,
                                                "pms_next_at": datetime.now(UTC)}})

@@ -1,6 +1,6 @@
-"""Queries that run every few seconds or every sweep whatever the load, read through their indexes:
-what they cost must not grow with what a platform keeps (a million postings and more), only with
-what they find.
+"""What runs every few seconds or every round whatever the load reads through its indexes and
+writes in shared round trips: what it costs must not grow with what a platform keeps (a million
+postings and more) nor go one write per item, only with what it finds.
 
 Each is run against a database of its own, with MongoDB's profiler on, so that what the database
 did for the call is read from its own account of it rather than from a plan asked for separately.
@@ -8,6 +8,7 @@ did for the call is read from its own account of it rather than from a plan aske
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,9 @@ from typing import Any
 
 import pytest
 
+from domain.alerts import Delivery
 from domain.transfers import SettledTransfer
+from infra.alerts import MongoAlertOutbox, MongoAlertStore, outbox_fields
 from infra.mongo import Collections, connect, ensure_indexes
 from infra.postings import MongoPostingStore
 from infra.settings import Settings
@@ -111,3 +114,56 @@ async def test_the_transfers_left_to_reconcile_are_read_from_their_index_not_fro
     assert profiled, "the profiler recorded nothing of the call"
     assert all("COLLSCAN" not in p.get("planSummary", "") and not p.get("hasSortStage") for p in profiled), profiled
     assert sum(p.get("docsExamined", 0) for p in profiled) <= 3, profiled  # the three, not the 300
+
+
+def _task(n: int) -> dict[str, Any]:
+    at = AT + timedelta(seconds=n)
+    alert_id = f"task:clinic-a:p-{n}"
+    return {"_id": alert_id, "alert_id": alert_id, "kind": "task", "practice_id": "clinic-a", "payment_id": f"p-{n}",
+            "state": "open", "open": True, "opened_at": at, **outbox_fields(at)}
+
+
+async def test_a_delivery_round_claims_its_alerts_in_one_write_and_two_processes_never_claim_one_alike(
+        collections: Collections) -> None:
+    await MongoAlertStore(collections).ensure_indexes()
+    await collections.alerts.insert_many([_task(n) for n in range(300)])
+    now = AT + timedelta(hours=1)
+    one, other = MongoAlertOutbox(collections), MongoAlertOutbox(collections)  # as two processes
+
+    await collections.db.command({"profile": 2})
+    try:
+        first = await one.claim(now, 100, lease_seconds=60)
+    finally:
+        await collections.db.command({"profile": 0})
+    writes = [p for p in await _profiled(collections, "alerts") if p.get("op") in ("update", "command")]
+    assert len(writes) == 1, [(p.get("op"), str(p.get("command"))[:80]) for p in writes]  # not one per alert
+    assert [i.alert.payment_id for i in first] == [f"p-{n}" for n in range(100)]  # the first due, in order
+    assert all(i.version == 1 and not i.put for i in first)
+
+    # The rest, by two claimers at once, round after round: each alert is claimed by one of them.
+    claimed = [i.alert.alert_id for i in first]
+    while rounds := await asyncio.gather(one.claim(now, 30, 60), other.claim(now, 30, 60)):
+        if not any(rounds):
+            break
+        claimed += [i.alert.alert_id for found in rounds for i in found]
+    assert sorted(claimed) == sorted(f"task:clinic-a:p-{n}" for n in range(300))  # all, each once
+
+    # Claimed, they are not due again before the lease ends; delivered together, they are done.
+    assert await one.claim(now + timedelta(seconds=30), 500, 60) == []
+    await asyncio.gather(*(one.delivered(i, Delivery.NOT_SENT, False, None) for i in first))
+    again = await one.claim(now + timedelta(seconds=61), 500, 60)
+    assert len(again) == 200 and not {i.alert.alert_id for i in again} & {i.alert.alert_id for i in first}
+
+
+async def test_an_alert_changed_while_its_version_was_sent_is_due_again(collections: Collections) -> None:
+    await MongoAlertStore(collections).ensure_indexes()
+    await collections.alerts.insert_many([_task(n) for n in range(3)])
+    outbox = MongoAlertOutbox(collections)
+    now = AT + timedelta(hours=1)
+    items = await outbox.claim(now, 10, 60)
+    # Resolved meanwhile: a new version for the system.
+    await collections.alerts.update_one({"_id": items[1].alert.alert_id},
+                                        {"$set": {"state": "resolved", "open": False}, "$inc": {"pms_version": 1}})
+    await asyncio.gather(*(outbox.delivered(i, Delivery.SENT, True, None) for i in items))
+    due = await outbox.claim(datetime.now(UTC) + timedelta(seconds=1), 10, 60)
+    assert [(i.alert.payment_id, i.version, i.put) for i in due] == [("p-1", 2, True)]
