@@ -43,6 +43,7 @@ class MongoPracticeDirectory:
         self._integrations: dict[str, tuple[float, Integration | None]] = {}
         self._reading: dict[str, asyncio.Future[Integration | None]] = {}
         self._registered: OrderedDict[str, None] = OrderedDict()
+        self._looking_up: dict[str, asyncio.Future[bool]] = {}
 
     async def integration(self, practice_id: str) -> Integration | None:
         cached = self._integrations.get(practice_id)
@@ -94,18 +95,31 @@ class MongoPracticeDirectory:
             {"$setOnInsert": {"practice_id": practice_id, "ehr_patient_id": ehr_patient_id, "registered_at": at}},
             upsert=True,
         )
+        self._remember(_id(practice_id, ehr_patient_id))  # registered now, and never withdrawn
         return result.upserted_id is not None
 
     async def patient_registered(self, practice_id: str, ehr_patient_id: str) -> bool:
         key = _id(practice_id, ehr_patient_id)
         if key in self._registered:
             return True
+        # A batch's payments of a patient not seen yet ask together: one read answers them all.
+        reading = self._looking_up.get(key)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read_registered(key))
+            self._looking_up[key] = reading
+            reading.add_done_callback(lambda _: self._looking_up.pop(key, None))
+        return await asyncio.shield(reading)
+
+    async def _read_registered(self, key: str) -> bool:
         if await self._patients.count_documents({"_id": key}, limit=1) != 1:
             return False
+        self._remember(key)
+        return True
+
+    def _remember(self, key: str) -> None:
         self._registered[key] = None
         if len(self._registered) > 200_000:
             self._registered.popitem(last=False)
-        return True
 
 
 class MongoSealedSecrets:

@@ -20,6 +20,7 @@ import pytest
 from domain.alerts import Delivery
 from domain.transfers import SettledTransfer
 from infra.alerts import MongoAlertOutbox, MongoAlertStore, outbox_fields
+from infra.directory import MongoPracticeDirectory
 from infra.mongo import Collections, connect, ensure_indexes
 from infra.postings import MongoPostingStore
 from infra.settings import Settings
@@ -167,3 +168,22 @@ async def test_an_alert_changed_while_its_version_was_sent_is_due_again(collecti
     await asyncio.gather(*(outbox.delivered(i, Delivery.SENT, True, None) for i in items))
     due = await outbox.claim(datetime.now(UTC) + timedelta(seconds=1), 10, 60)
     assert [(i.alert.payment_id, i.version, i.put) for i in due] == [("p-1", 2, True)]
+
+
+async def test_a_batch_asking_at_once_for_a_patient_not_seen_yet_reads_the_registration_once(
+        collections: Collections) -> None:
+    writer, reader = MongoPracticeDirectory(collections), MongoPracticeDirectory(collections)  # two processes
+    await writer.register_patient("clinic-a", "EHR-7", AT)
+
+    await collections.db.command({"profile": 2})
+    try:
+        answers = await asyncio.gather(*(reader.patient_registered("clinic-a", "EHR-7") for _ in range(200)),
+                                       *(reader.patient_registered("clinic-a", "EHR-NOBODY") for _ in range(50)))
+        again = await reader.patient_registered("clinic-a", "EHR-7")  # known now: no read at all
+        known = await writer.patient_registered("clinic-a", "EHR-7")  # registered through this one
+    finally:
+        await collections.db.command({"profile": 0})
+
+    assert answers == [True] * 200 + [False] * 50 and again and known
+    reads = [p for p in await _profiled(collections, "ehr_patients") if p.get("op") in ("query", "command")]
+    assert len(reads) == 2, [str(p.get("command"))[:100] for p in reads]  # one per patient, not 250
