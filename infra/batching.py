@@ -67,6 +67,23 @@ class Coalescer(Generic[R, S]):
             self._busy = False
 
 
+class SharedRead(Generic[R, S]):
+    """Concurrent calls for the same key share one read: the first starts it, the others wait for
+    its answer (a batch asking at once for what no cache holds yet makes one round trip)."""
+
+    def __init__(self, read: Callable[[R], Awaitable[S]]) -> None:
+        self._read = read
+        self._pending: dict[R, asyncio.Future[S]] = {}
+
+    async def __call__(self, key: R) -> S:
+        reading = self._pending.get(key)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(key))
+            self._pending[key] = reading
+            reading.add_done_callback(lambda _: self._pending.pop(key, None))
+        return await asyncio.shield(reading)  # a caller cancelled leaves the read to the others
+
+
 def inserter(collection: AsyncCollection[Doc]) -> Coalescer[Doc, bool]:
     """``insert_one`` in batches; each call gets True, or DuplicateKeyError for a taken _id."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import OrderedDict
 from datetime import datetime
@@ -13,7 +12,7 @@ from pymongo import ReturnDocument
 from domain.access import Scope
 from domain.integrations import SEALED, Practice
 from domain.posting import Integration
-from infra.batching import finder
+from infra.batching import SharedRead, finder
 from infra.mongo import Collections, Doc
 from infra.secrets import SecretBox
 
@@ -41,21 +40,17 @@ class MongoPracticeDirectory:
         self._patients = collections.ehr_patients
         self._ttl = integration_ttl
         self._integrations: dict[str, tuple[float, Integration | None]] = {}
-        self._reading: dict[str, asyncio.Future[Integration | None]] = {}
+        # A whole batch asks at once when an entry expires, or for a patient not seen yet: one
+        # read answers them all.
+        self._integration_reads = SharedRead(self._read_integration)
         self._registered: OrderedDict[str, None] = OrderedDict()
-        self._looking_up: dict[str, asyncio.Future[bool]] = {}
+        self._registration_reads = SharedRead(self._read_registered)
 
     async def integration(self, practice_id: str) -> Integration | None:
         cached = self._integrations.get(practice_id)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        # A whole batch asks at once when the entry expires: one read answers them all.
-        reading = self._reading.get(practice_id)
-        if reading is None:
-            reading = asyncio.ensure_future(self._read_integration(practice_id))
-            self._reading[practice_id] = reading
-            reading.add_done_callback(lambda _: self._reading.pop(practice_id, None))
-        return await asyncio.shield(reading)
+        return await self._integration_reads(practice_id)
 
     async def _read_integration(self, practice_id: str) -> Integration | None:
         doc = await self._practices.find_one({"_id": practice_id})
@@ -102,13 +97,7 @@ class MongoPracticeDirectory:
         key = _id(practice_id, ehr_patient_id)
         if key in self._registered:
             return True
-        # A batch's payments of a patient not seen yet ask together: one read answers them all.
-        reading = self._looking_up.get(key)
-        if reading is None:
-            reading = asyncio.ensure_future(self._read_registered(key))
-            self._looking_up[key] = reading
-            reading.add_done_callback(lambda _: self._looking_up.pop(key, None))
-        return await asyncio.shield(reading)
+        return await self._registration_reads(key)
 
     async def _read_registered(self, key: str) -> bool:
         if await self._patients.count_documents({"_id": key}, limit=1) != 1:
