@@ -9,6 +9,7 @@ did for the call is read from its own account of it rather than from a plan aske
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,16 @@ def _posting(practice_id: str, n: int, parked: bool) -> dict[str, Any]:
     return doc
 
 
+@contextlib.asynccontextmanager
+async def profiling(c: Collections) -> AsyncIterator[None]:
+    """MongoDB's profiler on for what runs inside, every operation recorded."""
+    await c.db.command({"profile": 2})
+    try:
+        yield
+    finally:
+        await c.db.command({"profile": 0})
+
+
 async def _profiled(c: Collections, collection: str = "postings") -> list[dict[str, Any]]:
     """What the profiler recorded of one collection (its own settings left out)."""
     return [p async for p in c.db["system.profile"].find({"ns": f"{c.db.name}.{collection}"})]
@@ -72,11 +83,8 @@ async def test_the_practices_with_waiting_postings_are_found_by_one_seek_each_no
     await collections.postings.insert_many(docs)
     store = MongoPostingStore(collections)
 
-    await collections.db.command({"profile": 2})
-    try:
+    async with profiling(collections):
         found = await store.parked_practices()
-    finally:
-        await collections.db.command({"profile": 0})
 
     assert found == ["clinic-07", "clinic-19", "clinic-33"]
     profiled = await _profiled(collections)
@@ -104,11 +112,8 @@ async def test_the_transfers_left_to_reconcile_are_read_from_their_index_not_fro
         if n not in (41, 150, 299):
             assert await store.mark_reconciled(_transfer(n), AT + timedelta(days=1))
 
-    await collections.db.command({"profile": 2})
-    try:
+    async with profiling(collections):
         left = await store.unreconciled(limit=500)
-    finally:
-        await collections.db.command({"profile": 0})
 
     assert [t.merchant_transfer_id for t in left] == ["mt-299", "mt-150", "mt-41"]  # the newest first
     profiled = [p for p in await _profiled(collections, "transfers") if p.get("op") == "query"]
@@ -131,11 +136,8 @@ async def test_a_delivery_round_claims_its_alerts_in_one_write_and_two_processes
     now = AT + timedelta(hours=1)
     one, other = MongoAlertOutbox(collections), MongoAlertOutbox(collections)  # as two processes
 
-    await collections.db.command({"profile": 2})
-    try:
+    async with profiling(collections):
         first = await one.claim(now, 100, lease_seconds=60)
-    finally:
-        await collections.db.command({"profile": 0})
     writes = [p for p in await _profiled(collections, "alerts") if p.get("op") in ("update", "command")]
     assert len(writes) == 1, [(p.get("op"), str(p.get("command"))[:80]) for p in writes]  # not one per alert
     assert [i.alert.payment_id for i in first] == [f"p-{n}" for n in range(100)]  # the first due, in order
@@ -175,14 +177,11 @@ async def test_a_batch_asking_at_once_for_a_patient_not_seen_yet_reads_the_regis
     writer, reader = MongoPracticeDirectory(collections), MongoPracticeDirectory(collections)  # two processes
     await writer.register_patient("clinic-a", "EHR-7", AT)
 
-    await collections.db.command({"profile": 2})
-    try:
+    async with profiling(collections):
         answers = await asyncio.gather(*(reader.patient_registered("clinic-a", "EHR-7") for _ in range(200)),
                                        *(reader.patient_registered("clinic-a", "EHR-NOBODY") for _ in range(50)))
         again = await reader.patient_registered("clinic-a", "EHR-7")  # known now: no read at all
         known = await writer.patient_registered("clinic-a", "EHR-7")  # registered through this one
-    finally:
-        await collections.db.command({"profile": 0})
 
     assert answers == [True] * 200 + [False] * 50 and again and known
     reads = [p for p in await _profiled(collections, "ehr_patients") if p.get("op") in ("query", "command")]
