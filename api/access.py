@@ -19,12 +19,12 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import ApiError
-from domain.access import EVERY_PRACTICE, Principal
-from domain.alerts import practice_named_by
-from handlers.application import Application
-from handlers.keys import TooManyFailures, UnknownKey
-from handlers.tenancy import ScopedApplication
+from paypost.api.errors import ApiError
+from paypost.domain.access import EVERY_PRACTICE, Principal
+from paypost.domain.alerts import practice_named_by
+from paypost.handlers.application import Application
+from paypost.handlers.keys import TooManyFailures, UnknownKey
+from paypost.handlers.tenancy import ScopedApplication
 
 bearer = HTTPBearer(auto_error=False, description="An API key: PAYPOST_API_TOKENS, or made with POST /api-keys")
 access_log = structlog.get_logger("paypost.access")

@@ -11,8 +11,8 @@ import io
 from collections.abc import AsyncIterator
 from typing import Any
 
-from api.render import row
-from domain.ports import Record
+from paypost.api.render import row
+from paypost.domain.ports import Record
 
 # The report's columns (a row of GET /postings, its Load Error in two columns).
 COLUMNS = ["practice_id", "payment_id", "kind", "patient_account_id", "ehr_patient_id", "amount", "currency",

@@ -15,21 +15,21 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api import errors, keys, render, triage
-from api.access import AccessLog, Caller, authenticate
-from api.errors import ApiError, error_response
-from api.export import csv_chunks
-from api.keys import PracticeList, WhoAmI
-from domain.access import AccessDenied
-from domain.alerts import AlertState
-from domain.errors import BadCursor, RefusedHost, Unroutable
-from domain.integrations import InvalidLedgerSettings, MissingSecretKey, UnknownLedgerKind
-from domain.load_errors import LoadErrorCode
-from domain.model import LoadStatus
-from domain.ports import PostingFilter
-from domain.posting import PostingKey
-from handlers.application import Application
-from handlers.changes import (
+from paypost.api import errors, keys, render, triage
+from paypost.api.access import AccessLog, Caller, authenticate
+from paypost.api.errors import ApiError, error_response
+from paypost.api.export import csv_chunks
+from paypost.api.keys import PracticeList, WhoAmI
+from paypost.domain.access import AccessDenied
+from paypost.domain.alerts import AlertState
+from paypost.domain.errors import BadCursor, RefusedHost, Unroutable
+from paypost.domain.integrations import InvalidLedgerSettings, MissingSecretKey, UnknownLedgerKind
+from paypost.domain.load_errors import LoadErrorCode
+from paypost.domain.model import LoadStatus
+from paypost.domain.ports import PostingFilter
+from paypost.domain.posting import PostingKey
+from paypost.handlers.application import Application
+from paypost.handlers.changes import (
     EmptySelection,
     GroupClear,
     InvalidCanary,
@@ -38,11 +38,11 @@ from handlers.changes import (
     SelectionTooLarge,
     UnknownGroup,
 )
-from handlers.keys import InvalidKey
-from handlers.practices import NotFound
-from handlers.triage import AlertResolved, NotSnoozable
-from schemas import PAYPOST_VERSION
-from schemas.api import (
+from paypost.handlers.keys import InvalidKey
+from paypost.handlers.practices import NotFound
+from paypost.handlers.triage import AlertResolved, NotSnoozable
+from paypost.schemas import PAYPOST_VERSION
+from paypost.schemas.api import (
     AlertPage,
     ChangesIn,
     EmptyBody,
@@ -61,8 +61,8 @@ from schemas.api import (
     PreviewOut,
     TransferOut,
 )
-from schemas.messages import ClearItem
-from schemas.types import PRACTICE_ID_PATTERN
+from paypost.schemas.messages import ClearItem
+from paypost.schemas.types import PRACTICE_ID_PATTERN
 
 log = structlog.get_logger("paypost.api")
 
@@ -80,7 +80,7 @@ def _app(request: Request) -> Application:
     return app
 
 
-# Every route of this router (and of api.keys') gets its caller's scoped application: none can
+# Every route of this router (and of paypost.api.keys') gets its caller's scoped application: none can
 # reach a handler unscoped, or forget the check.
 router = APIRouter(prefix="/api/v1", responses={**ERRORS, 429: {"model": ErrorOut}},
                    dependencies=[Depends(authenticate)])

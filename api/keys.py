@@ -9,10 +9,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-from api.access import Caller, authenticate
-from domain.access import EVERY_PRACTICE, ApiKey, Role
-from schemas.api import ErrorOut
-from schemas.types import PRACTICE_ID_PATTERN
+from paypost.api.access import Caller, authenticate
+from paypost.domain.access import EVERY_PRACTICE, ApiKey, Role
+from paypost.schemas.api import ErrorOut
+from paypost.schemas.types import PRACTICE_ID_PATTERN
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 422, 429)}
 router = APIRouter(prefix="/api/v1", responses=ERRORS, dependencies=[Depends(authenticate)], tags=["keys"])

@@ -6,19 +6,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from domain.alerts import Alert
-from domain.integrations import Practice, shown
-from domain.load_errors import load_error
-from domain.model import LoadStatus
-from domain.money import format_money
-from domain.outages import PracticeOutage
-from domain.ports import Record as Doc
-from domain.ports import StatusTotal
-from domain.posting import AuditEntry
-from domain.reconciliation import Bucket, Reconciliation
-from domain.transfers import SettledTransfer
-from domain.triage import FailureGroup
-from handlers.practices import PracticeStatus
+from paypost.domain.alerts import Alert
+from paypost.domain.integrations import Practice, shown
+from paypost.domain.load_errors import load_error
+from paypost.domain.model import LoadStatus
+from paypost.domain.money import format_money
+from paypost.domain.outages import PracticeOutage
+from paypost.domain.ports import Record as Doc
+from paypost.domain.ports import StatusTotal
+from paypost.domain.posting import AuditEntry
+from paypost.domain.reconciliation import Bucket, Reconciliation
+from paypost.domain.transfers import SettledTransfer
+from paypost.domain.triage import FailureGroup
+from paypost.handlers.practices import PracticeStatus
 
 
 def iso(value: datetime | None) -> str | None:

@@ -11,11 +11,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from api import render
-from api.access import Caller, authenticate
-from domain.ports import PostingFilter
-from domain.posting import PostingKey
-from schemas.api import (
+from paypost.api import render
+from paypost.api.access import Caller, authenticate
+from paypost.domain.ports import PostingFilter
+from paypost.domain.posting import PostingKey
+from paypost.schemas.api import (
     AlertOut,
     AssigneeIn,
     AssigneeOut,
@@ -26,7 +26,7 @@ from schemas.api import (
     PostingSummaryOut,
     SnoozeIn,
 )
-from schemas.types import PRACTICE_ID_PATTERN
+from paypost.schemas.types import PRACTICE_ID_PATTERN
 
 PracticeId = Annotated[str, Path(pattern=PRACTICE_ID_PATTERN, description="A practice id")]
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 422, 429)}

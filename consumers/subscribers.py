@@ -10,18 +10,18 @@ import structlog
 from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker, RabbitMessage, RabbitQueue
 
-from domain.load_errors import LoadErrorCode
-from domain.posting import UNKNOWN_PRACTICE, KeptMessage
-from handlers import metrics
-from handlers.commands import CommandService
-from handlers.dead_letters import DeadLetterService
-from handlers.mappings import MappingService
-from handlers.posting import Disposition, Outcome, PostingService
-from infra import topology
-from infra.broker import kept_message
-from infra.intake import BatchConsumer, Settle
-from infra.retry import is_transient, log_failure
-from schemas.messages import (
+from paypost.domain.load_errors import LoadErrorCode
+from paypost.domain.posting import UNKNOWN_PRACTICE, KeptMessage
+from paypost.handlers import metrics
+from paypost.handlers.commands import CommandService
+from paypost.handlers.dead_letters import DeadLetterService
+from paypost.handlers.mappings import MappingService
+from paypost.handlers.posting import Disposition, Outcome, PostingService
+from paypost.infra.rabbit import topology
+from paypost.infra.rabbit.broker import kept_message
+from paypost.infra.rabbit.intake import BatchConsumer, Settle
+from paypost.infra.runtime.retry import is_transient, log_failure
+from paypost.schemas.messages import (
     PatientMappingUpdated,
     PaymentPosted,
     PaymentRefunded,
@@ -30,8 +30,8 @@ from schemas.messages import (
     TransferSettled,
     WireModel,
 )
-from schemas.reading import Unreadable, assigned_id, read_message
-from schemas.topics import (
+from paypost.schemas.reading import Unreadable, assigned_id, read_message
+from paypost.schemas.topics import (
     INTAKE_QUEUE,
     PATIENT_MAPPING_UPDATED,
     POSTING_CLEAR,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from domain.errors import PaypostError
+from paypost.domain.errors import PaypostError
 
 EVERY_PRACTICE = "*"
 

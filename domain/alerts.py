@@ -3,7 +3,7 @@
 A FAILED posting opens its office task (one per posting, ever) and its patient account's flag
 (one open flag per account). A posting that loads or is cleared after failing resolves its task;
 the account's flag resolves once none of the account's postings is still failing
-(``domain.model.STILL_FAILING``).
+(``paypost.domain.model.STILL_FAILING``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from domain.posting import Posting, PostingKey
+from paypost.domain.posting import Posting, PostingKey
 
 
 class AlertKind(enum.StrEnum):

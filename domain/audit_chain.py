@@ -1,6 +1,6 @@
 """The audit trail's hash chain: each seal commits to the entries it covers and to the seal before it.
 
-Plain hashing, no storage: the seals are kept by ``infra/audit_seals.py``.
+Plain hashing, no storage: the seals are kept by ``infra/mongo/audit_seals.py``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from domain.load_errors import LoadErrorCode
+    from paypost.domain.load_errors import LoadErrorCode
 
 
 class PaypostError(Exception):
@@ -52,3 +52,9 @@ class RefusedHost(PaypostError, ValueError):
 
 class Unroutable(PaypostError):
     """The broker routed a message paypost sent to no queue (a missing binding or queue)."""
+
+
+class ServiceError(RuntimeError):
+    """A service paypost runs or asks (a local server, the broker's CLI) did not do what was asked.
+
+    The message says what to do."""

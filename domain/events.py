@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain.posting import AuditEntry, Posting
+from paypost.domain.posting import AuditEntry, Posting
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ class PostingCleared:
 
 @dataclass(frozen=True, slots=True)
 class PostingHeld:
-    """A payment waits, HELD, because its practice's system is unreachable (``domain.outages``)."""
+    """A payment waits, HELD, because its practice's system is unreachable (``paypost.domain.outages``)."""
 
     posting: Posting
 

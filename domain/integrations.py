@@ -6,7 +6,7 @@ client_id, client_secret, scope?}`` (contract section 7). The secret (``token``,
 shown is the auth's kind and other fields, and ``configured: true``.
 
 Beside the contract's kinds (``builtin`` and ``http``) a practice's ledger may be of a kind an
-installed adapter provides (``infra/ledger_adapters.py``): its settings are the adapter's to check,
+installed adapter provides (``infra/ledgers/adapters.py``): its settings are the adapter's to check,
 and its ``auth``, if it has one, is sealed and shown as above.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from domain.errors import PaypostError
+from paypost.domain.errors import PaypostError
 
 SECRET_FIELDS = ("token", "client_secret")
 SEALED = "sealed"

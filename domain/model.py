@@ -6,8 +6,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from domain.errors import IllegalTransition, LoadFailure
-from domain.load_errors import LoadErrorCode
+from paypost.domain.errors import IllegalTransition, LoadFailure
+from paypost.domain.load_errors import LoadErrorCode
 
 
 class LoadStatus(enum.StrEnum):

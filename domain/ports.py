@@ -11,15 +11,15 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-from domain.access import EVERY, ApiKey, Scope
-from domain.alerts import Alert, AlertState, Delivery, OutboxItem
-from domain.audit_chain import Verification
-from domain.integrations import Practice
-from domain.load_errors import LoadError, LoadErrorCode
-from domain.model import LoadStatus
-from domain.operations import Canary, CanaryPhase, CanaryPlan, OperationItem
-from domain.outages import PracticeOutage
-from domain.posting import (
+from paypost.domain.access import EVERY, ApiKey, Scope
+from paypost.domain.alerts import Alert, AlertState, Delivery, OutboxItem
+from paypost.domain.audit_chain import Verification
+from paypost.domain.integrations import Practice
+from paypost.domain.load_errors import LoadError, LoadErrorCode
+from paypost.domain.model import LoadStatus
+from paypost.domain.operations import Canary, CanaryPhase, CanaryPlan, OperationItem
+from paypost.domain.outages import PracticeOutage
+from paypost.domain.posting import (
     Attempt,
     AuditEntry,
     Integration,
@@ -29,10 +29,10 @@ from domain.posting import (
     Posting,
     PostingKey,
 )
-from domain.reconciliation import Reconciliation
-from domain.rules import ItemResult, PostingState
-from domain.transfers import SettledTransfer
-from domain.triage import FailureGroup
+from paypost.domain.reconciliation import Reconciliation
+from paypost.domain.rules import ItemResult, PostingState
+from paypost.domain.transfers import SettledTransfer
+from paypost.domain.triage import FailureGroup
 
 # Plain data a port only carries, never inspected by a handler: a ledger integration's settings (each
 # kind's own shape, checked by its adapter), an event's JSON body, and the read side's rows that the
@@ -58,7 +58,7 @@ class PostingStore(Protocol):
 
     async def record_failed(self, key: PostingKey, attempt: Attempt, error: LoadError, ehr_patient_id: str | None,
                             patient_account_id: str | None, refunded_payment_id: str | None = None) -> bool:
-        """In flight → FAILED, in its failure group (``domain.triage``); False if no longer in flight."""
+        """In flight → FAILED, in its failure group (``paypost.domain.triage``); False if no longer in flight."""
 
     async def insert_finished(self, posting: Posting, message: KeptMessage, received: AuditEntry,
                               attempt: Attempt, entry_id: str | None) -> bool:
@@ -75,13 +75,13 @@ class PostingStore(Protocol):
         message and the dead-lettering, as one marker); False if noted before."""
 
     async def owe_announcement(self, key: PostingKey, owed: str) -> None:
-        """Note on the posting that its outcome's event (``domain.events.owed_as``) is still owed."""
+        """Note on the posting that its outcome's event (``paypost.domain.events.owed_as``) is still owed."""
 
     async def announced(self, key: PostingKey) -> None:
         """The owed event is sent: the note goes."""
 
     async def park(self, key: PostingKey, held: bool, audit: AuditEntry) -> Posting | None:
-        """Park an in-flight posting to wait for its practice's system (``domain.outages``): it stays
+        """Park an in-flight posting to wait for its practice's system (``paypost.domain.outages``): it stays
         in flight, HELD if ``held``. The posting if this call made it HELD, else None."""
 
     async def parked(self, practice_id: str, limit: int) -> list[tuple[Posting, KeptMessage]]:
@@ -102,7 +102,7 @@ class FailedSelection:
     error_codes: frozenset[LoadErrorCode] | None = None
     patient_account_id: str | None = None
     merchant_transfer_id: str | None = None
-    group_id: str | None = None  # a failure group (``domain.triage``)
+    group_id: str | None = None  # a failure group (``paypost.domain.triage``)
 
 
 class PostingCommands(Protocol):
@@ -110,14 +110,14 @@ class PostingCommands(Protocol):
 
     async def claim_for_retry(self, keys: Sequence[PostingKey], token: str,
                               audit: AuditEntry) -> list[tuple[Posting, KeptMessage]]:
-        """FAILED → RETRYING for every key still retryable (``domain.rules.may_retry``), marked with
+        """FAILED → RETRYING for every key still retryable (``paypost.domain.rules.may_retry``), marked with
         ``token``; returns exactly what this call claimed, whatever raced it."""
 
     async def failed_keys(self, selection: FailedSelection, limit: int | None = None) -> list[PostingKey]: ...
 
     async def failed_refunds_by_payment(self, practice_id: str,
                                         payment_ids: Sequence[str]) -> dict[str, list[PostingKey]]:
-        """Refunds waiting for one of these payments (``domain.rules.WAITS_FOR_PAYMENT``), by payment."""
+        """Refunds waiting for one of these payments (``paypost.domain.rules.WAITS_FOR_PAYMENT``), by payment."""
 
     async def refunds_waiting_on_loaded(self, limit: int = 1000) -> dict[str, list[PostingKey]]:
         """Refunds still waiting for a payment that has loaded since, by practice."""
@@ -136,7 +136,7 @@ class PostingCommands(Protocol):
 
 
 class OutageStore(Protocol):
-    """The practices whose system is failing or held (``domain.outages``): one record each."""
+    """The practices whose system is failing or held (``paypost.domain.outages``): one record each."""
 
     async def every(self) -> list[PracticeOutage]: ...
 
@@ -214,7 +214,7 @@ class LedgerKinds(Protocol):
 
     async def check(self, kind: str, settings: Record) -> None:
         """Raise ``UnknownLedgerKind`` unless an adapter provides ``kind``, and
-        ``InvalidLedgerSettings`` if it refuses ``settings`` (``domain.integrations``)."""
+        ``InvalidLedgerSettings`` if it refuses ``settings`` (``paypost.domain.integrations``)."""
 
 
 class ClearEvidence(Protocol):
@@ -226,7 +226,7 @@ class ClearEvidence(Protocol):
 
 
 class SecretBox(Protocol):
-    """Seals a practice's secret for storage and opens it again (``infra/secrets.py``)."""
+    """Seals a practice's secret for storage and opens it again (``infra/ledgers/secrets.py``)."""
 
     def seal(self, secret: str) -> str: ...
 
@@ -237,7 +237,7 @@ class UrlPolicy(Protocol):
     """Where a practice's system may be reached (contract section 7)."""
 
     async def check(self, url: str) -> None:
-        """Raise ``domain.errors.RefusedHost`` naming the rule unless paypost may call ``url``."""
+        """Raise ``paypost.domain.errors.RefusedHost`` naming the rule unless paypost may call ``url``."""
 
 
 class LedgerEntries(Protocol):
@@ -248,7 +248,7 @@ class LedgerEntries(Protocol):
 
 
 class AlertStore(Protocol):
-    """Office tasks and patient flags (``domain.alerts``); each change happens once however many ask."""
+    """Office tasks and patient flags (``paypost.domain.alerts``); each change happens once however many ask."""
 
     async def open_task(self, posting: Posting, at: datetime) -> Alert | None:
         """Open the posting's task; None if it has one already."""
@@ -263,7 +263,7 @@ class AlertStore(Protocol):
         """Resolve the account's flag once none of its postings is still failing; None otherwise."""
 
     async def open_outage_task(self, practice_id: str, task_id: str, detail: str, at: datetime) -> Alert | None:
-        """Open the office task of a hold (``domain.outages.outage_task_id``); None if it is open already."""
+        """Open the office task of a hold (``paypost.domain.outages.outage_task_id``); None if it is open already."""
 
     async def resolve_outage_task(self, practice_id: str, at: datetime) -> Alert | None:
         """Resolve the practice's open outage task; None if none was open."""
@@ -396,7 +396,7 @@ class PostingReader(Protocol):
     Rows are Records: the API renders them (``api/render.py``) and no handler reads a field of one."""
 
     async def page(self, where: PostingFilter, limit: int, cursor: str | None) -> tuple[list[Record], str | None]:
-        """Raises ``domain.errors.BadCursor`` for a cursor paypost did not hand out."""
+        """Raises ``paypost.domain.errors.BadCursor`` for a cursor paypost did not hand out."""
 
     async def one(self, key: PostingKey) -> Record | None:
         """One posting with its attempts and audit trail."""
@@ -412,7 +412,7 @@ class PostingReader(Protocol):
 
 
 class FailureGroupReader(Protocol):
-    """The failure groups of FAILED postings (``domain.triage``), kept current by the writes on postings."""
+    """The failure groups of FAILED postings (``paypost.domain.triage``), kept current by the writes on postings."""
 
     async def groups(self, practice_id: str | None, scope: Scope) -> list[FailureGroup]:
         """Largest count first; one practice's, or every practice's within ``scope``."""
@@ -455,7 +455,7 @@ class Readiness(Protocol):
 
 
 class AuditTrail(Protocol):
-    """The audit trail's hash chain (``domain.audit_chain``): sealed as entries are written, checked whole."""
+    """The audit trail's hash chain (``paypost.domain.audit_chain``): sealed as entries are written, checked whole."""
 
     async def seal(self, limit: int = 500) -> int:
         """Seal the entries written since the last seal (up to ``limit`` postings); how many were sealed."""
@@ -469,7 +469,7 @@ class SealedSecrets(Protocol):
 
     async def reseal_all(self) -> int:
         """Seal each again with the first key (a key rotation); how many. Raises
-        ``domain.integrations.SecretKeyError`` for one that no configured key opens."""
+        ``paypost.domain.integrations.SecretKeyError`` for one that no configured key opens."""
 
 
 class ApiKeyStore(Protocol):
@@ -508,7 +508,7 @@ class FailedKeyCounts(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class MappingFailure:
-    """A FAILED posting whose failure a mapping heals (``domain.rules.MAPPING_FIXES``)."""
+    """A FAILED posting whose failure a mapping heals (``paypost.domain.rules.MAPPING_FIXES``)."""
 
     key: PostingKey
     patient_account_id: str

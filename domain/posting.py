@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from domain.load_errors import LoadError
-from domain.model import LoadStatus, PostingKind
+from paypost.domain.load_errors import LoadError
+from paypost.domain.model import LoadStatus, PostingKind
 
 UNKNOWN_PRACTICE = "_unknown"
 PAYPOST_ACTOR = "paypost"
@@ -78,7 +78,7 @@ class Posting:
     load_error: LoadError | None = None
     replays: int = 0
     # The outcome is durable but its events could not all be sent: which event it still owes
-    # (domain.events.owed_as), for whichever process meets the posting next.
+    # (paypost.domain.events.owed_as), for whichever process meets the posting next.
     announcement_owed: str | None = None
 
 

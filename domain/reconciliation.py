@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from domain.model import LoadStatus
+from paypost.domain.model import LoadStatus
 
 ZERO = Decimal("0.00")
 

@@ -1,7 +1,7 @@
 """The posting life cycle's rules beyond its transitions: what may be retried and what became of
 a retry or a clear, where a refund goes, which failures a mapping fix heals.
 
-``infra/`` derives its conditional writes from these (and from ``domain.model``'s transitions),
+``infra/`` derives its conditional writes from these (and from ``paypost.domain.model``'s transitions),
 so the rule is stated once, here, and the database only enforces it.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain.errors import LoadFailure
-from domain.load_errors import LoadErrorCode
-from domain.model import FINAL, IN_FLIGHT, LoadStatus, PostingKind, sources_of
-from domain.posting import Posting, PostingKey
+from paypost.domain.errors import LoadFailure
+from paypost.domain.load_errors import LoadErrorCode
+from paypost.domain.model import FINAL, IN_FLIGHT, LoadStatus, PostingKind, sources_of
+from paypost.domain.posting import Posting, PostingKey
 
 # A posting replayed this many times is not replayed again: a loop, or a cause nobody fixed.
 MAX_REPLAYS = 25

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from domain.load_errors import LoadError, LoadErrorCode, base_message
-from domain.model import FINAL, LoadStatus
-from domain.posting import PostingKey
-from domain.rules import (
+from paypost.domain.load_errors import LoadError, LoadErrorCode, base_message
+from paypost.domain.model import FINAL, LoadStatus
+from paypost.domain.posting import PostingKey
+from paypost.domain.rules import (
     MAPPING_FIXES,
     WAITS_FOR_PAYMENT,
     ItemResult,

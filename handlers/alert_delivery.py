@@ -1,7 +1,7 @@
 """Office tasks and patient flags into the practice's system, from the alerts' outbox (contract 7).
 
 Every change of an alert (opened, escalated, resolved) marks it due in the same write
-(``infra/alerts.py``); this delivers what is due in the background: a PUT while the alert is open,
+(``infra/mongo/alerts.py``); this delivers what is due in the background: a PUT while the alert is open,
 a DELETE once it resolves (if the system holds it). Each is idempotent at the system (the alert's id
 is in the URL), claimed by one process at a time, and retried with backoff, so a crash, an outage of
 the system or a lost answer neither loses nor doubles one. A patient flag waits for the account's
@@ -16,10 +16,10 @@ from datetime import timedelta
 
 import structlog
 
-from domain.alerts import AlertKind, Delivery, OutboxItem, wants_put
-from domain.errors import LoadFailure, TransientFailure
-from domain.ports import AlertOutbox, AlertSystem, AlertSystems, MappingStore, PracticeDirectory
-from handlers.clock import Clock, until_set, utc_now
+from paypost.domain.alerts import AlertKind, Delivery, OutboxItem, wants_put
+from paypost.domain.errors import LoadFailure, TransientFailure
+from paypost.domain.ports import AlertOutbox, AlertSystem, AlertSystems, MappingStore, PracticeDirectory
+from paypost.handlers.clock import Clock, until_set, utc_now
 
 log = structlog.get_logger("paypost.alert_delivery")
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import structlog
 
-from domain.events import Event, owed_as, owed_event
-from domain.ports import PostingStore
-from domain.posting import Posting, PostingKey
-from handlers.messagebus import MessageBus
+from paypost.domain.events import Event, owed_as, owed_event
+from paypost.domain.ports import PostingStore
+from paypost.domain.posting import Posting, PostingKey
+from paypost.handlers.messagebus import MessageBus
 
 log = structlog.get_logger("paypost.announcing")
 

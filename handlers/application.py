@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from domain.access import Principal
-from domain.ports import EventFeed, Readiness
-from handlers.changes import SaveChanges
-from handlers.keys import ApiKeys
-from handlers.mappings import MappingService
-from handlers.practices import Practices
-from handlers.reports import Reports
-from handlers.tenancy import ScopedApplication
-from handlers.triage import Triage
+from paypost.domain.access import Principal
+from paypost.domain.ports import EventFeed, Readiness
+from paypost.handlers.changes import SaveChanges
+from paypost.handlers.keys import ApiKeys
+from paypost.handlers.mappings import MappingService
+from paypost.handlers.practices import Practices
+from paypost.handlers.reports import Reports
+from paypost.handlers.tenancy import ScopedApplication
+from paypost.handlers.triage import Triage
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@ one of its first k retries loaded.
 
 Driven by the database alone, so any number of paypost processes may run it: each sweep reads the
 operations whose canary waits, their canary postings' load statuses and whether the canary's command
-was applied (its items' results), and decides with ``domain.triage.canary_verdict``. One conditional
+was applied (its items' results), and decides with ``paypost.domain.triage.canary_verdict``. One conditional
 write claims the verdict (the process that wins carries it out); a claim whose process stopped before
 it was done goes stale and is carried out again by another (command ids are derived from the
 operation, so commands published twice are applied once).
@@ -15,16 +15,16 @@ from datetime import datetime
 
 import structlog
 
-from domain.model import LoadStatus
-from domain.operations import CARRIED_OUT, Canary, CanaryPhase, verdict_phase
-from domain.ports import OperationStore, PostingCommands
-from domain.posting import PostingKey
-from domain.rules import ItemResult
-from domain.triage import canary_verdict
-from handlers.clock import Clock, utc_now
-from producers.commands import publish_commands
-from producers.events import Publish
-from schemas.messages import ClearItem
+from paypost.domain.model import LoadStatus
+from paypost.domain.operations import CARRIED_OUT, Canary, CanaryPhase, verdict_phase
+from paypost.domain.ports import OperationStore, PostingCommands
+from paypost.domain.posting import PostingKey
+from paypost.domain.rules import ItemResult
+from paypost.domain.triage import canary_verdict
+from paypost.handlers.clock import Clock, utc_now
+from paypost.producers.commands import publish_commands
+from paypost.producers.events import Publish
+from paypost.schemas.messages import ClearItem
 
 log = structlog.get_logger("paypost.canary")
 

@@ -1,6 +1,6 @@
 """Save Changes: one operation for the whole selection, applied by commands on the broker.
 
-A selection names payments, or failure groups (``domain.triage``) that stand for the FAILED
+A selection names payments, or failure groups (``paypost.domain.triage``) that stand for the FAILED
 postings they hold at the time of the call. A dry run says what each item would become and changes
 nothing. A canary sends the first k retries alone; the rest follow once every one of them loaded
 (``handlers/canary.py`` decides that, from the database, in whichever process sweeps first).
@@ -13,16 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from domain.errors import PaypostError
-from domain.operations import CanaryPlan, ClearOrder, OperationItem
-from domain.ports import FailedSelection, OperationStore, PostingCommands
-from domain.posting import PostingKey
-from domain.rules import ItemResult
-from domain.triage import would_clear, would_retry
-from handlers.clock import Clock, utc_now
-from producers.commands import publish_commands
-from producers.events import Publish
-from schemas.messages import ClearItem
+from paypost.domain.errors import PaypostError
+from paypost.domain.operations import CanaryPlan, ClearOrder, OperationItem
+from paypost.domain.ports import FailedSelection, OperationStore, PostingCommands
+from paypost.domain.posting import PostingKey
+from paypost.domain.rules import ItemResult
+from paypost.domain.triage import would_clear, would_retry
+from paypost.handlers.clock import Clock, utc_now
+from paypost.producers.commands import publish_commands
+from paypost.producers.events import Publish
+from paypost.schemas.messages import ClearItem
 
 MAX_ITEMS = 50_000  # items of one Save Changes, its groups' postings included
 CANARY_WAIT_SECONDS = 300.0  # a canary whose outcomes take longer stops the operation

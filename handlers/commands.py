@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import structlog
 
-from domain.ports import OperationStore
-from domain.rules import ItemResult
-from handlers.clock import Clock, utc_now
-from handlers.operations import ClearRequest, PostingOperations
-from schemas.messages import PostingClear, PostingRetry
+from paypost.domain.ports import OperationStore
+from paypost.domain.rules import ItemResult
+from paypost.handlers.clock import Clock, utc_now
+from paypost.handlers.operations import ClearRequest, PostingOperations
+from paypost.schemas.messages import PostingClear, PostingRetry
 
 log = structlog.get_logger("paypost.commands")
 

@@ -7,14 +7,14 @@ from typing import Any
 
 import structlog
 
-from domain.load_errors import LoadErrorCode
-from domain.model import IN_FLIGHT
-from domain.ports import PostingStore
-from domain.posting import PAYPOST_ACTOR, UNKNOWN_PRACTICE, AuditEntry, KeptMessage, PostingKey
-from handlers.clock import Clock, utc_now
-from handlers.posting import PostingService, posting_from
-from schemas.messages import PaymentPosted, PaymentRefunded
-from schemas.reading import Unreadable, assigned_id, read_message
+from paypost.domain.load_errors import LoadErrorCode
+from paypost.domain.model import IN_FLIGHT
+from paypost.domain.ports import PostingStore
+from paypost.domain.posting import PAYPOST_ACTOR, UNKNOWN_PRACTICE, AuditEntry, KeptMessage, PostingKey
+from paypost.handlers.clock import Clock, utc_now
+from paypost.handlers.posting import PostingService, posting_from
+from paypost.schemas.messages import PaymentPosted, PaymentRefunded
+from paypost.schemas.reading import Unreadable, assigned_id, read_message
 
 log = structlog.get_logger("paypost.dead_letters")
 

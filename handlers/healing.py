@@ -9,11 +9,11 @@ from typing import TypeVar
 
 import structlog
 
-from domain.events import PostingFailed
-from domain.ports import MappingFailure, MappingFailures, MappingStore
-from domain.posting import PAYPOST_ACTOR, PostingKey
-from domain.rules import MAPPING_FIXES
-from handlers.operations import HealRun, PostingOperations
+from paypost.domain.events import PostingFailed
+from paypost.domain.ports import MappingFailure, MappingFailures, MappingStore
+from paypost.domain.posting import PAYPOST_ACTOR, PostingKey
+from paypost.domain.rules import MAPPING_FIXES
+from paypost.handlers.operations import HealRun, PostingOperations
 
 log = structlog.get_logger("paypost.healing")
 
@@ -24,7 +24,7 @@ Retrying = Callable[[Callable[[], Awaitable[T]]], Awaitable[T]]
 
 def healed_by(held: str | None, failure: MappingFailure) -> bool:
     """Whether the mapping held now heals the failure: a retry would try another patient than the
-    failed load did (``domain.model.choose_patient``: a mapping held wins over the event's id)."""
+    failed load did (``paypost.domain.model.choose_patient``: a mapping held wins over the event's id)."""
     return bool(held) and held != failure.tried_ehr_patient_id
 
 

@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from domain.access import AccessDenied, ApiKey, Principal, Role, Scope, new_token, same_hash, token_hash
-from domain.errors import PaypostError
-from domain.ports import ApiKeyStore, FailedKeyCounts, Record
-from handlers.clock import Clock, utc_now
-from handlers.practices import NotFound, practice_not_found
+from paypost.domain.access import AccessDenied, ApiKey, Principal, Role, Scope, new_token, same_hash, token_hash
+from paypost.domain.errors import PaypostError
+from paypost.domain.ports import ApiKeyStore, FailedKeyCounts, Record
+from paypost.handlers.clock import Clock, utc_now
+from paypost.handlers.practices import NotFound, practice_not_found
 
 log = structlog.get_logger("paypost.keys")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from domain.audit_chain import Verification
-from domain.integrations import MissingSecretKey
-from domain.ports import AuditTrail, SealedSecrets
+from paypost.domain.audit_chain import Verification
+from paypost.domain.integrations import MissingSecretKey
+from paypost.domain.ports import AuditTrail, SealedSecrets
 
 
 class Maintenance:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import structlog
 
-from domain.ports import MappingStore
-from handlers.alert_delivery import AlertDelivery
-from handlers.clock import Clock, utc_now
-from handlers.healing import Healing
+from paypost.domain.ports import MappingStore
+from paypost.handlers.alert_delivery import AlertDelivery
+from paypost.handlers.clock import Clock, utc_now
+from paypost.handlers.healing import Healing
 
 log = structlog.get_logger("paypost.mappings")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from domain.events import Event
+from paypost.domain.events import Event
 
 E = TypeVar("E", bound=Event)
 

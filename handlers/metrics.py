@@ -6,8 +6,8 @@ import time
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from domain.load_errors import LoadErrorCode
-from domain.model import LoadStatus
+from paypost.domain.load_errors import LoadErrorCode
+from paypost.domain.model import LoadStatus
 
 RECEIVED = Counter("paypost_payments_received", "Payment and refund messages received", ["kind"])
 LOADED = Counter("paypost_postings_loaded", "Postings loaded into a ledger", ["kind"])

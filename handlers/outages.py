@@ -20,16 +20,16 @@ from typing import Protocol
 
 import structlog
 
-from domain.errors import LedgerUnreachable
-from domain.events import PostingHeld
-from domain.model import LoadStatus
-from domain.outages import Health, PracticeOutage, next_try, outage_task_id, should_hold, unreachable_reason
-from domain.ports import AlertStore, OutageStore, PostingStore
-from domain.posting import PAYPOST_ACTOR, AuditEntry, KeptMessage, Posting
-from handlers.clock import Clock, until_set, utc_now
-from handlers.messagebus import MessageBus
-from producers.events import OutcomePublisher
-from schemas.topics import REPLAYS_HEADER
+from paypost.domain.errors import LedgerUnreachable
+from paypost.domain.events import PostingHeld
+from paypost.domain.model import LoadStatus
+from paypost.domain.outages import Health, PracticeOutage, next_try, outage_task_id, should_hold, unreachable_reason
+from paypost.domain.ports import AlertStore, OutageStore, PostingStore
+from paypost.domain.posting import PAYPOST_ACTOR, AuditEntry, KeptMessage, Posting
+from paypost.handlers.clock import Clock, until_set, utc_now
+from paypost.handlers.messagebus import MessageBus
+from paypost.producers.events import OutcomePublisher
+from paypost.schemas.topics import REPLAYS_HEADER
 
 log = structlog.get_logger("paypost.outages")
 
@@ -37,7 +37,7 @@ RELEASE_BATCH = 200
 
 
 class Leases(Protocol):
-    """Which process does a duty: one at a time (``infra/leases.py``)."""
+    """Which process does a duty: one at a time (``infra/mongo/leases.py``)."""
 
     async def hold(self, duty: str, ttl: float) -> int | None:
         """Take or renew the duty's lease: its fencing token, the same through renewals and higher

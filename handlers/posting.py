@@ -11,13 +11,13 @@ from datetime import datetime
 
 import structlog
 
-from domain.errors import LedgerUnreachable, LoadFailure
-from domain.events import PostingFailed, PostingLoaded, PostingRetried
-from domain.load_errors import LoadErrorCode, load_error
-from domain.model import Delivery, LoadStatus, PostingKind, choose_patient, decide_delivery
-from domain.outages import PracticeOutage
-from domain.ports import Ledger, LedgerFactory, MappingStore, PostingStore, PracticeDirectory
-from domain.posting import (
+from paypost.domain.errors import LedgerUnreachable, LoadFailure
+from paypost.domain.events import PostingFailed, PostingLoaded, PostingRetried
+from paypost.domain.load_errors import LoadErrorCode, load_error
+from paypost.domain.model import Delivery, LoadStatus, PostingKind, choose_patient, decide_delivery
+from paypost.domain.outages import PracticeOutage
+from paypost.domain.ports import Ledger, LedgerFactory, MappingStore, PostingStore, PracticeDirectory
+from paypost.domain.posting import (
     PAYPOST_ACTOR,
     Attempt,
     AuditEntry,
@@ -26,14 +26,14 @@ from domain.posting import (
     Posting,
     PostingKey,
 )
-from domain.rules import refund_account, refund_patient
-from handlers import metrics
-from handlers.announcing import Announcer
-from handlers.clock import Clock, utc_now
-from handlers.outages import Outages
-from schemas.messages import PaymentPosted, PaymentRefunded, WireModel
-from schemas.reading import Unreadable, read_message
-from schemas.topics import PAYMENT_POSTED, PAYMENT_REFUNDED, REPLAYS_HEADER
+from paypost.domain.rules import refund_account, refund_patient
+from paypost.handlers import metrics
+from paypost.handlers.announcing import Announcer
+from paypost.handlers.clock import Clock, utc_now
+from paypost.handlers.outages import Outages
+from paypost.schemas.messages import PaymentPosted, PaymentRefunded, WireModel
+from paypost.schemas.reading import Unreadable, read_message
+from paypost.schemas.topics import PAYMENT_POSTED, PAYMENT_REFUNDED, REPLAYS_HEADER
 
 INTAKE_MESSAGES: dict[str, type[WireModel]] = {PAYMENT_POSTED: PaymentPosted, PAYMENT_REFUNDED: PaymentRefunded}
 

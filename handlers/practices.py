@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain.access import Scope
-from domain.errors import PaypostError
-from domain.integrations import CONTRACT_KINDS, SEALED, MissingSecretKey, Practice, secret_of, without_secret
-from domain.outages import PracticeOutage
-from domain.ports import LedgerEntries, LedgerKinds, PracticeDirectory, Record, SecretBox, UrlPolicy
-from handlers.clock import Clock, utc_now
-from handlers.outages import Outages
+from paypost.domain.access import Scope
+from paypost.domain.errors import PaypostError
+from paypost.domain.integrations import CONTRACT_KINDS, SEALED, MissingSecretKey, Practice, secret_of, without_secret
+from paypost.domain.outages import PracticeOutage
+from paypost.domain.ports import LedgerEntries, LedgerKinds, PracticeDirectory, Record, SecretBox, UrlPolicy
+from paypost.handlers.clock import Clock, utc_now
+from paypost.handlers.outages import Outages
 
 
 class NotFound(PaypostError):

@@ -9,16 +9,16 @@ from datetime import timedelta
 
 import structlog
 
-from domain.alerts import Alert, flag_opens
-from domain.events import PostingCleared, PostingFailed, PostingLoaded
-from domain.ports import AlertStore, TransferStore
-from domain.posting import Posting
-from domain.transfers import SettledTransfer
-from handlers.clock import Clock, utc_now
-from handlers.operations import PostingOperations
-from producers.events import OutcomePublisher
-from schemas.messages import TransferReconciledEvent, TransferSettled
-from schemas.topics import reconciled_key
+from paypost.domain.alerts import Alert, flag_opens
+from paypost.domain.events import PostingCleared, PostingFailed, PostingLoaded
+from paypost.domain.ports import AlertStore, TransferStore
+from paypost.domain.posting import Posting
+from paypost.domain.transfers import SettledTransfer
+from paypost.handlers.clock import Clock, utc_now
+from paypost.handlers.operations import PostingOperations
+from paypost.producers.events import OutcomePublisher
+from paypost.schemas.messages import TransferReconciledEvent, TransferSettled
+from paypost.schemas.topics import reconciled_key
 
 log = structlog.get_logger("paypost.reactions")
 

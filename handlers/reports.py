@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
-from domain.access import EVERY, Scope
-from domain.alerts import Alert, AlertState
-from domain.ports import (
+from paypost.domain.access import EVERY, Scope
+from paypost.domain.alerts import Alert, AlertState
+from paypost.domain.ports import (
     AlertStore,
     FailedSelection,
     OperationStore,
@@ -17,10 +17,10 @@ from domain.ports import (
     StatusTotal,
     TransferStore,
 )
-from domain.posting import PostingKey
-from domain.reconciliation import Reconciliation
-from domain.transfers import SettledTransfer
-from handlers.practices import NotFound
+from paypost.domain.posting import PostingKey
+from paypost.domain.reconciliation import Reconciliation
+from paypost.domain.transfers import SettledTransfer
+from paypost.handlers.practices import NotFound
 
 
 def operation_not_found(operation_id: str) -> NotFound:
@@ -37,7 +37,7 @@ class Reports:
         self._alerts = alerts
 
     async def page(self, where: PostingFilter, limit: int, cursor: str | None) -> tuple[list[Record], str | None]:
-        """Report rows, newest first; raises ``domain.errors.BadCursor`` for a cursor not handed out."""
+        """Report rows, newest first; raises ``paypost.domain.errors.BadCursor`` for a cursor not handed out."""
         return await self._postings.page(where, limit, cursor)
 
     def every_row(self, where: PostingFilter) -> AsyncIterator[Record]:

@@ -15,22 +15,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from dataclasses import replace
 from datetime import datetime
 
-from domain.access import AccessDenied, ApiKey, Principal, Role
-from domain.alerts import Alert, AlertState, practice_named_by
-from domain.integrations import Practice
-from domain.ports import BroadcastEvent, EventFeed, FailedSelection, PostingFilter, Record, StatusTotal
-from domain.posting import AuditEntry, PostingKey
-from domain.reconciliation import Reconciliation
-from domain.rules import ItemResult
-from domain.transfers import SettledTransfer
-from domain.triage import FailureGroup
-from handlers.changes import SaveChanges, Selection
-from handlers.keys import ApiKeys
-from handlers.mappings import MappingService
-from handlers.practices import Practices, PracticeStatus, practice_not_found
-from handlers.reports import Reports, operation_not_found
-from handlers.triage import Triage, alert_not_found
-from schemas.messages import ClearItem
+from paypost.domain.access import AccessDenied, ApiKey, Principal, Role
+from paypost.domain.alerts import Alert, AlertState, practice_named_by
+from paypost.domain.integrations import Practice
+from paypost.domain.ports import BroadcastEvent, EventFeed, FailedSelection, PostingFilter, Record, StatusTotal
+from paypost.domain.posting import AuditEntry, PostingKey
+from paypost.domain.reconciliation import Reconciliation
+from paypost.domain.rules import ItemResult
+from paypost.domain.transfers import SettledTransfer
+from paypost.domain.triage import FailureGroup
+from paypost.handlers.changes import SaveChanges, Selection
+from paypost.handlers.keys import ApiKeys
+from paypost.handlers.mappings import MappingService
+from paypost.handlers.practices import Practices, PracticeStatus, practice_not_found
+from paypost.handlers.reports import Reports, operation_not_found
+from paypost.handlers.triage import Triage, alert_not_found
+from paypost.schemas.messages import ClearItem
 
 
 class Guard:

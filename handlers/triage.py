@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from domain.access import EVERY, Scope
-from domain.alerts import Alert
-from domain.errors import PaypostError
-from domain.ports import AlertStore, FailureGroupReader, PostingNotes
-from domain.posting import AuditEntry, PostingKey
-from domain.triage import FailureGroup
-from handlers.clock import Clock, utc_now
-from handlers.practices import NotFound
+from paypost.domain.access import EVERY, Scope
+from paypost.domain.alerts import Alert
+from paypost.domain.errors import PaypostError
+from paypost.domain.ports import AlertStore, FailureGroupReader, PostingNotes
+from paypost.domain.posting import AuditEntry, PostingKey
+from paypost.domain.triage import FailureGroup
+from paypost.handlers.clock import Clock, utc_now
+from paypost.handlers.practices import NotFound
 
 MAX_SNOOZE = timedelta(days=90)
 

@@ -18,7 +18,7 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from infra.mongo import Doc
+from paypost.infra.mongo.database import Doc
 
 R = TypeVar("R")
 S = TypeVar("S")

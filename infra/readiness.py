@@ -5,7 +5,7 @@ from __future__ import annotations
 from faststream.rabbit import RabbitBroker
 from pymongo import AsyncMongoClient
 
-from infra.mongo import Doc
+from paypost.infra.mongo.database import Doc
 
 
 class ServiceReadiness:

@@ -12,12 +12,12 @@ adapter refuses is answered 400 (``InvalidLedgerSettings``), as is a kind no ada
 (``UnknownLedgerKind``).
 """
 
-from domain.errors import LedgerUnreachable, LoadFailure, TransientFailure
-from domain.integrations import InvalidLedgerSettings, UnknownLedgerKind
-from domain.load_errors import LoadErrorCode
-from domain.ports import Ledger, LedgerAdapter
-from domain.posting import LedgerEntryRequest, LedgerReceipt
-from infra.ledger_adapters import ENTRY_POINT_GROUP
+from paypost.domain.errors import LedgerUnreachable, LoadFailure, TransientFailure
+from paypost.domain.integrations import InvalidLedgerSettings, UnknownLedgerKind
+from paypost.domain.load_errors import LoadErrorCode
+from paypost.domain.ports import Ledger, LedgerAdapter
+from paypost.domain.posting import LedgerEntryRequest, LedgerReceipt
+from paypost.infra.ledgers.adapters import ENTRY_POINT_GROUP
 
 __all__ = [
     "ENTRY_POINT_GROUP",

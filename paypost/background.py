@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from handlers.reactions import PostingReactions
-from infra.retry import log_failure
+from paypost.handlers.reactions import PostingReactions
+from paypost.infra.runtime.retry import log_failure
 
 log = structlog.get_logger("paypost.background")
 

@@ -17,60 +17,60 @@ from fastapi import FastAPI
 from faststream.rabbit import RabbitBroker
 from pymongo import AsyncMongoClient
 
-from api.http import create_app, health
-from consumers.subscribers import intake_consumers, register
-from domain.access import Principal, Role, Scope, token_hash
-from domain.events import PostingCleared, PostingFailed, PostingHeld, PostingLoaded, PostingRetried
-from handlers import metrics
-from handlers.alert_delivery import AlertDelivery
-from handlers.announcing import Announcer
-from handlers.application import Application
-from handlers.canary import Canaries
-from handlers.changes import SaveChanges
-from handlers.commands import CommandService
-from handlers.dead_letters import DeadLetterService
-from handlers.healing import Healing
-from handlers.keys import ApiKeys, FailedKeys
-from handlers.maintenance import Maintenance
-from handlers.mappings import MappingService
-from handlers.messagebus import MessageBus
-from handlers.operations import Pacer, PostingOperations
-from handlers.outages import OutageBoard, Outages, OutageWorker
-from handlers.posting import PostingService
-from handlers.practices import Practices
-from handlers.reactions import PostingReactions
-from handlers.reports import Reports
-from handlers.triage import Triage
-from infra.alerts import MongoAlertOutbox, MongoAlertStore
-from infra.api_keys import MongoApiKeyStore
-from infra.asyncapi import asyncapi_text
-from infra.audit_seals import AuditSealer
-from infra.broker import PUBLISHERS, Amqp, QueueInspector, declare_topology, make_broker
-from infra.directory import MongoMappingStore, MongoPracticeDirectory, MongoSealedSecrets
-from infra.event_hub import EventHub
-from infra.failed_keys import MongoFailedKeyCounts
-from infra.failure_groups import MongoFailureGroups
-from infra.leases import DutyLeases
-from infra.ledger_adapters import AdapterLedgers
-from infra.ledger_builtin import BuiltinLedger, Ledgers
-from infra.ledger_hosts import HostPolicy
-from infra.ledger_http import HttpLedgers, LedgerEvidence
-from infra.mongo import Collections, Doc, connect, ensure_indexes
-from infra.notes import MongoPostingNotes
-from infra.operations import MongoOperationStore
-from infra.outages import MongoOutageStore
-from infra.postings import MongoPostingCommands, MongoPostingStore
-from infra.readiness import ServiceReadiness
-from infra.reports import PostingReport
-from infra.retry import log_failure, make_retrying
-from infra.sealer_process import SealerProcess
-from infra.secrets import SecretBox
-from infra.settings import Settings
-from infra.topology import BINDINGS, UNBOUND
-from infra.transfers import MongoTransferStore
+from paypost.api.http import create_app, health
 from paypost.background import run_sweeps
-from producers.events import OutcomePublisher
-from schemas.topics import DEAD_LETTER_QUEUE, INTAKE_QUEUE
+from paypost.consumers.subscribers import intake_consumers, register
+from paypost.domain.access import Principal, Role, Scope, token_hash
+from paypost.domain.events import PostingCleared, PostingFailed, PostingHeld, PostingLoaded, PostingRetried
+from paypost.handlers import metrics
+from paypost.handlers.alert_delivery import AlertDelivery
+from paypost.handlers.announcing import Announcer
+from paypost.handlers.application import Application
+from paypost.handlers.canary import Canaries
+from paypost.handlers.changes import SaveChanges
+from paypost.handlers.commands import CommandService
+from paypost.handlers.dead_letters import DeadLetterService
+from paypost.handlers.healing import Healing
+from paypost.handlers.keys import ApiKeys, FailedKeys
+from paypost.handlers.maintenance import Maintenance
+from paypost.handlers.mappings import MappingService
+from paypost.handlers.messagebus import MessageBus
+from paypost.handlers.operations import Pacer, PostingOperations
+from paypost.handlers.outages import OutageBoard, Outages, OutageWorker
+from paypost.handlers.posting import PostingService
+from paypost.handlers.practices import Practices
+from paypost.handlers.reactions import PostingReactions
+from paypost.handlers.reports import Reports
+from paypost.handlers.triage import Triage
+from paypost.infra.ledgers.adapters import AdapterLedgers
+from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
+from paypost.infra.ledgers.hosts import HostPolicy
+from paypost.infra.ledgers.http import HttpLedgers, LedgerEvidence
+from paypost.infra.ledgers.secrets import SecretBox
+from paypost.infra.mongo.alerts import MongoAlertOutbox, MongoAlertStore
+from paypost.infra.mongo.api_keys import MongoApiKeyStore
+from paypost.infra.mongo.audit_seals import AuditSealer
+from paypost.infra.mongo.database import Collections, Doc, connect, ensure_indexes
+from paypost.infra.mongo.directory import MongoMappingStore, MongoPracticeDirectory, MongoSealedSecrets
+from paypost.infra.mongo.failed_keys import MongoFailedKeyCounts
+from paypost.infra.mongo.failure_groups import MongoFailureGroups
+from paypost.infra.mongo.leases import DutyLeases
+from paypost.infra.mongo.notes import MongoPostingNotes
+from paypost.infra.mongo.operations import MongoOperationStore
+from paypost.infra.mongo.outages import MongoOutageStore
+from paypost.infra.mongo.postings import MongoPostingCommands, MongoPostingStore
+from paypost.infra.mongo.reports import PostingReport
+from paypost.infra.mongo.transfers import MongoTransferStore
+from paypost.infra.rabbit.asyncapi import asyncapi_text
+from paypost.infra.rabbit.broker import PUBLISHERS, Amqp, QueueInspector, declare_topology, make_broker
+from paypost.infra.rabbit.event_hub import EventHub
+from paypost.infra.rabbit.topology import BINDINGS, UNBOUND
+from paypost.infra.readiness import ServiceReadiness
+from paypost.infra.runtime.retry import log_failure, make_retrying
+from paypost.infra.runtime.sealer_process import SealerProcess
+from paypost.infra.runtime.settings import Settings
+from paypost.producers.events import OutcomePublisher
+from paypost.schemas.topics import DEAD_LETTER_QUEUE, INTAKE_QUEUE
 
 log = structlog.get_logger("paypost")
 

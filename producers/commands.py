@@ -6,9 +6,9 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from producers.events import Publish
-from schemas.messages import ClearItem, PostingClear, PostingRetry
-from schemas.topics import COMMANDS_EXCHANGE, POSTING_CLEAR, POSTING_RETRY
+from paypost.producers.events import Publish
+from paypost.schemas.messages import ClearItem, PostingClear, PostingRetry
+from paypost.schemas.topics import COMMANDS_EXCHANGE, POSTING_CLEAR, POSTING_RETRY
 
 # Ids per command message: 50,000 retries become 100 small messages, well under the size limit.
 IDS_PER_COMMAND = 500

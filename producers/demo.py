@@ -6,14 +6,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from producers.events import Publish
-from producers.upstream import new_payment, new_refund, publish_payment, publish_refund
+from paypost.producers.events import Publish
+from paypost.producers.upstream import new_payment, new_refund, publish_payment, publish_refund
 
 DEMO_PRACTICE = "demo-clinic"
 
 
 class DemoPractices(Protocol):
-    """Sets up a practice and registers its patients, as the API does (``handlers.practices.Practices``)."""
+    """Sets up a practice and registers its patients, as the API does (``paypost.handlers.practices.Practices``)."""
 
     async def put(self, practice_id: str, name: str, ledger: dict[str, object], enabled: bool) -> object: ...
 

@@ -9,11 +9,19 @@ from typing import Protocol
 
 import structlog
 
-from domain.alerts import Alert
-from domain.load_errors import LoadError
-from domain.posting import AuditEntry, Posting
-from schemas.messages import AlertEvent, LoadErrorBody, PaypostEvent, PostingEvent
-from schemas.topics import EVENTS_EXCHANGE, alert_key, cleared_key, failed_key, held_key, loaded_key, retried_key
+from paypost.domain.alerts import Alert
+from paypost.domain.load_errors import LoadError
+from paypost.domain.posting import AuditEntry, Posting
+from paypost.schemas.messages import AlertEvent, LoadErrorBody, PaypostEvent, PostingEvent
+from paypost.schemas.topics import (
+    EVENTS_EXCHANGE,
+    alert_key,
+    cleared_key,
+    failed_key,
+    held_key,
+    loaded_key,
+    retried_key,
+)
 
 log = structlog.get_logger("paypost.events")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from domain.posting import KeptMessage
-from producers.events import Publish
-from schemas.topics import REPLAY_QUEUE, REPLAYS_HEADER, ROUTING_KEY_HEADER
+from paypost.domain.posting import KeptMessage
+from paypost.producers.events import Publish
+from paypost.schemas.topics import REPLAY_QUEUE, REPLAYS_HEADER, ROUTING_KEY_HEADER
 
 
 async def replay(publish: Publish, message: KeptMessage, replays: int) -> None:

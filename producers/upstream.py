@@ -6,9 +6,9 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from producers.events import Publish
-from schemas.messages import PaymentPosted, PaymentRefunded, WireModel
-from schemas.topics import PAYMENT_POSTED, PAYMENT_REFUNDED, PAYMENTS_EXCHANGE
+from paypost.producers.events import Publish
+from paypost.schemas.messages import PaymentPosted, PaymentRefunded, WireModel
+from paypost.schemas.topics import PAYMENT_POSTED, PAYMENT_REFUNDED, PAYMENTS_EXCHANGE
 
 
 async def publish_upstream(publish: Publish, routing_key: str, message: WireModel, event_id: str) -> None:

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Discriminator, Field, HttpUrl, Tag, model_validator
 
-from domain.integrations import CONTRACT_KINDS, LEDGER_KIND_PATTERN, SECRET_FIELDS
-from schemas.types import Identifier
+from paypost.domain.integrations import CONTRACT_KINDS, LEDGER_KIND_PATTERN, SECRET_FIELDS
+from paypost.schemas.types import Identifier
 
 
 class Body(BaseModel):

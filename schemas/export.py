@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from schemas.messages import (
+from paypost.schemas.messages import (
     INBOUND_MESSAGES,
     AlertEvent,
     PostingEvent,

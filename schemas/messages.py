@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from schemas.types import Currency, Identifier, Money, PracticeId, Timestamp
+from paypost.schemas.types import Currency, Identifier, Money, PracticeId, Timestamp
 
 
 class WireModel(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from schemas.types import Timestamp
+from paypost.schemas.types import Timestamp
 
 
 class _Body(BaseModel):

@@ -11,11 +11,11 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from domain.load_errors import LoadErrorCode
-from domain.posting import UNKNOWN_PRACTICE, KeptMessage
-from schemas.messages import INBOUND_MESSAGES, WireModel
-from schemas.topics import SCHEMA_VERSION, SCHEMA_VERSION_HEADER
-from schemas.types import PRACTICE_ID_PATTERN
+from paypost.domain.load_errors import LoadErrorCode
+from paypost.domain.posting import UNKNOWN_PRACTICE, KeptMessage
+from paypost.schemas.messages import INBOUND_MESSAGES, WireModel
+from paypost.schemas.topics import SCHEMA_VERSION, SCHEMA_VERSION_HEADER
+from paypost.schemas.types import PRACTICE_ID_PATTERN
 
 _PRACTICE = re.compile(PRACTICE_ID_PATTERN)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, PlainSerializer, PlainValidator, StringConstraints, WithJsonSchema
 
-from domain.money import InvalidMoney, format_money, parse_money
+from paypost.domain.money import InvalidMoney, format_money, parse_money
 
 PRACTICE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 

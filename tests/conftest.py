@@ -14,8 +14,8 @@ import httpx
 import orjson
 import pytest
 
-from infra.settings import Settings
 from paypost.bootstrap import Paypost
+from paypost.infra.runtime.settings import Settings
 from tests.support.services import Services, find_services
 
 OPERATOR = "op-token"
@@ -115,7 +115,7 @@ async def paypost(settings: Settings) -> AsyncIterator[Paypost]:
 
 
 async def _drop(settings: Settings) -> None:
-    from infra.mongo import connect
+    from paypost.infra.mongo.database import connect
 
     client = connect(settings.mongodb_uri)
     await client.drop_database(settings.mongodb_db)

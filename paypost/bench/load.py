@@ -21,7 +21,7 @@ import aio_pika
 import httpx
 import orjson
 
-from infra.local_services import free_port, port_open, temporary_mongod, temporary_vhost
+from paypost.local.servers import free_port, port_open, temporary_mongod, temporary_vhost
 
 TOKEN = "bench-operator"  # noqa: S105  # the bench's own key, for the paypost it starts and stops
 PRACTICE = "bench-clinic"

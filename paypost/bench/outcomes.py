@@ -7,8 +7,8 @@ import asyncio
 import time
 from typing import Any
 
-from infra.mongo import Collections
 from paypost.bench.load import PRACTICE
+from paypost.infra.mongo.database import Collections
 
 
 async def wait_count(c: Collections, query: dict[str, Any], n: int, within: float = 600,

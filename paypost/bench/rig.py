@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import aio_pika
 import httpx
 
-from infra.mongo import Collections, connect
 from paypost.bench.load import PRACTICE, TOKEN, PaypostProcess, Publisher
 from paypost.bench.rendering import Results
+from paypost.infra.mongo.database import Collections, connect
 
 
 @dataclass

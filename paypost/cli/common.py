@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 
-from infra.local_services import ServiceError
-from infra.settings import Settings
+from paypost.domain.errors import ServiceError
+from paypost.infra.runtime.settings import Settings
 
 if TYPE_CHECKING:
     from paypost.bootstrap import Paypost

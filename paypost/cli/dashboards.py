@@ -19,9 +19,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from infra.broker_admin import BrokerAdmin, grant_commands
-from infra.local_services import ServiceError
 from paypost.cli.common import err, load_settings, out
+from paypost.domain.errors import ServiceError
+from paypost.infra.rabbit.broker_admin import BrokerAdmin, grant_commands
 
 Practice = Annotated[str, typer.Option(help="the practice_id whose events the user may read")]
 User = Annotated[str, typer.Option(help="the RabbitMQ user of the dashboard")]

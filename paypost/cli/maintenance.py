@@ -43,7 +43,7 @@ def asyncapi(
     path: Annotated[Path, typer.Argument(help="where to write the AsyncAPI document")] = Path("docs/asyncapi.json"),
 ) -> None:
     """Write the AsyncAPI document of every exchange, routing key and message."""
-    from infra.asyncapi import asyncapi_text
+    from paypost.infra.rabbit.asyncapi import asyncapi_text
 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(asyncapi_text())
@@ -54,7 +54,7 @@ def export_schemas(
     directory: Annotated[Path, typer.Argument(help="where to write the JSON Schemas")] = Path("schemas/json"),
 ) -> None:
     """Write the JSON Schema of every message to a directory."""
-    from schemas.export import write_schemas
+    from paypost.schemas.export import write_schemas
 
     for path in write_schemas(directory):
         out.print(f"wrote {path}")
@@ -65,8 +65,8 @@ def secrets_rotate() -> None:
 
     To rotate: set PAYPOST_SECRET_KEY to "NEW,OLD" everywhere, run this once, then set it to "NEW".
     A maintenance command: it reads and writes the database directly."""
-    from domain.integrations import MissingSecretKey, SecretKeyError
     from paypost.bootstrap import maintenance
+    from paypost.domain.integrations import MissingSecretKey, SecretKeyError
 
     settings = load_settings()
 

@@ -11,7 +11,7 @@ from paypost.cli.common import err, out, publishing_paypost, run_async
 
 def demo() -> None:
     """Publish the demo: a practice, patients, and payments that load and that fail."""
-    from producers.demo import run_demo
+    from paypost.producers.demo import run_demo
 
     async def go() -> None:
         async with publishing_paypost() as paypost:
@@ -35,8 +35,8 @@ def publish(
     """Publish one payment.posted message, as an upstream system would."""
     from pydantic import ValidationError
 
-    from producers.upstream import new_payment, publish_payment
-    from schemas.reading import describe_validation
+    from paypost.producers.upstream import new_payment, publish_payment
+    from paypost.schemas.reading import describe_validation
 
     try:
         message = new_payment(practice, payment, account, amount, ehr_patient_id=ehr, method=method,

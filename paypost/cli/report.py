@@ -23,7 +23,7 @@ def report_table(rows: list[dict[str, Any]]) -> Table:
 
 def load_error_code(code: str | None) -> str | None:
     """A Load Error code as stored (upper case); exit 2, naming the codes, if there is none such."""
-    from domain.load_errors import LoadErrorCode
+    from paypost.domain.load_errors import LoadErrorCode
 
     if code is not None and code.upper() not in LoadErrorCode.__members__:
         err.print(f"[red]unknown Load Error {code!r}[/red]; use one of {', '.join(LoadErrorCode.__members__)}")
@@ -40,7 +40,7 @@ def postings(
     as_csv: Annotated[bool, typer.Option("--csv", help="every row the filters select, as CSV on stdout")] = False,
 ) -> None:
     """The Merchant Transfers report as a table, newest first (through the API, as PAYPOST_API_KEY sees it)."""
-    from domain.model import LoadStatus
+    from paypost.domain.model import LoadStatus
 
     if status is not None and status.upper() not in LoadStatus.__members__:
         err.print(f"[red]unknown status {status!r}[/red]; use one of {', '.join(LoadStatus.__members__)}")

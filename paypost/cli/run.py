@@ -12,11 +12,11 @@ from typing import Annotated, Any
 
 import typer
 
-from infra.local_services import data_dir
-from infra.logging import configure_logging
-from infra.settings import Settings
 from paypost.cli.common import err, load_settings
-from paypost.services import configured
+from paypost.infra.runtime.logging import configure_logging
+from paypost.infra.runtime.settings import Settings
+from paypost.local.servers import data_dir
+from paypost.local.services import configured
 
 
 class RunRole(enum.StrEnum):
@@ -37,7 +37,7 @@ def run(
     import uvicorn
 
     from paypost.bootstrap import Paypost
-    from paypost.services import ensure_local_services
+    from paypost.local.services import ensure_local_services
 
     directory = data_dir()
     started = ensure_local_services(directory) if local else None
@@ -55,8 +55,8 @@ def run(
     paypost = Paypost(settings)
 
     async def publish_demo() -> None:
-        from paypost.demo_system import demo_system
-        from producers.demo import run_demo, run_system_demo
+        from paypost.local.demo_system import demo_system
+        from paypost.producers.demo import run_demo, run_system_demo
 
         result = await run_demo(paypost.publish, paypost.application.practices)
         err.print(f"demo: published {result.published} messages for practice {result.practice_id}: "

@@ -64,7 +64,7 @@ def _events(client: Api, practice: str | None) -> Iterator[tuple[str, dict[str, 
 
 
 def _from_broker(chosen: list[str], count: int) -> None:
-    from infra.watch import watch_events
+    from paypost.infra.rabbit.watch import watch_events
 
     async def go() -> None:
         seen = 0

@@ -35,11 +35,11 @@ from typing import ClassVar
 
 import pytest
 
-from domain.errors import LoadFailure
-from domain.load_errors import LoadErrorCode
-from domain.ports import Ledger
-from domain.posting import Integration, LedgerEntryRequest
-from infra.ledger_adapters import AdapterLedgers, Unconfigured
+from paypost.domain.errors import LoadFailure
+from paypost.domain.load_errors import LoadErrorCode
+from paypost.domain.ports import Ledger
+from paypost.domain.posting import Integration, LedgerEntryRequest
+from paypost.infra.ledgers.adapters import AdapterLedgers, Unconfigured
 
 PRACTICE = "clinic-l"
 PATIENT = "EHR-1"  # every ledger under test knows this patient

@@ -14,9 +14,9 @@ import httpx
 import pytest
 import uvicorn
 
-from infra.local_services import free_port
-from infra.settings import Settings
 from paypost.bootstrap import Paypost
+from paypost.infra.runtime.settings import Settings
+from paypost.local.servers import free_port
 from tests.conftest import OPERATOR, TOKENS, VIEWER, Upstream
 from tests.integration.helpers import get_posting, wait_status
 

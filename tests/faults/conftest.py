@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from infra.mongo import Collections, connect
-from infra.settings import Settings
+from paypost.infra.mongo.database import Collections, connect
+from paypost.infra.runtime.settings import Settings
 
 
 def scale(default: int) -> int:

@@ -18,15 +18,15 @@ import aio_pika
 import httpx
 import pytest
 
-from infra.audit_seals import AuditSealer
-from infra.broker import ClusterConnection, QueueInspector, connect, declare_topology, make_broker
-from infra.mongo import Collections
-from infra.mongo import connect as mongo_connect
-from infra.settings import Settings
-from infra.topology import BINDINGS, UNBOUND
-from infra.watch import watch_events
 from paypost.bench.load import TOKEN, PaypostProcess
 from paypost.bootstrap import Paypost
+from paypost.infra.mongo.audit_seals import AuditSealer
+from paypost.infra.mongo.database import Collections
+from paypost.infra.mongo.database import connect as mongo_connect
+from paypost.infra.rabbit.broker import ClusterConnection, QueueInspector, connect, declare_topology, make_broker
+from paypost.infra.rabbit.topology import BINDINGS, UNBOUND
+from paypost.infra.rabbit.watch import watch_events
+from paypost.infra.runtime.settings import Settings
 from tests.conftest import OPERATOR, payment_body
 from tests.faults.conftest import Figures, account, scale, setup_practice
 from tests.faults.test_faults import Flow, until_final

@@ -19,11 +19,11 @@ import httpx
 import orjson
 import pytest
 
-from infra.local_services import free_port, rabbitmqctl, start_mongod, temporary_vhost
-from infra.mongo import Collections, connect
-from infra.settings import Settings
 from paypost.bench.load import PaypostProcess
 from paypost.bootstrap import Paypost
+from paypost.infra.mongo.database import Collections, connect
+from paypost.infra.runtime.settings import Settings
+from paypost.local.servers import free_port, rabbitmqctl, start_mongod, temporary_vhost
 from tests.conftest import OPERATOR, payment_body, wait_for
 from tests.faults.conftest import Figures, account, scale, setup_practice
 from tests.support.services import Services
@@ -240,7 +240,7 @@ async def test_each_message_delivered_2_to_5_times_to_two_consumers(
 async def test_reference_ledger_drops_and_5xx(settings: Settings, store: Collections, report: list[Figures]) -> None:
     import uvicorn
 
-    from infra.reference_ledger import Faults, LedgerState, create_reference_ledger
+    from paypost.local.reference_ledger import Faults, LedgerState, create_reference_ledger
 
     n = scale(1_000)
     state = LedgerState(patients={f"EHR-{i}" for i in range(5)},
@@ -296,7 +296,7 @@ async def test_a_removed_binding_is_detected_and_nothing_is_lost(
     figures = await account(store, "payment.posted binding removed", [str(b["payment_id"]) for b in bodies])
     report.append(figures)
     assert (figures.lost, figures.double_posts, figures.pending, figures.failed) == (0, 0, 0, 0)
-    from handlers import metrics
+    from paypost.handlers import metrics
 
     assert metrics.UNROUTED.labels("payment.posted")._value.get() >= n
 

@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.mongo import Collections
-from infra.reference_ledger import Faults
-from infra.settings import Settings
 from paypost.bench.load import TOKEN, PaypostProcess
 from paypost.bootstrap import Paypost
+from paypost.infra.mongo.database import Collections
+from paypost.infra.runtime.settings import Settings
+from paypost.local.reference_ledger import Faults
 from tests.conftest import payment_body, wait_for
 from tests.faults.conftest import Figures, account, scale
 from tests.faults.test_faults import Flow, until_final

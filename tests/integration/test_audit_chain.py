@@ -19,14 +19,14 @@ import httpx
 import pytest
 from pymongo.asynchronous.collection import AsyncCollection
 
-from domain.model import LoadStatus, PostingKind
-from domain.posting import AuditEntry, KeptMessage, Posting, PostingKey
-from infra.audit_seals import AuditSealer
-from infra.mongo import Collections, Doc, connect
-from infra.postings import doc_id, new_doc
-from infra.sealer_process import SealerProcess
-from infra.settings import Settings
 from paypost.bootstrap import Paypost
+from paypost.domain.model import LoadStatus, PostingKind
+from paypost.domain.posting import AuditEntry, KeptMessage, Posting, PostingKey
+from paypost.infra.mongo.audit_seals import AuditSealer
+from paypost.infra.mongo.database import Collections, Doc, connect
+from paypost.infra.mongo.postings import doc_id, new_doc
+from paypost.infra.runtime.sealer_process import SealerProcess
+from paypost.infra.runtime.settings import Settings
 from tests.conftest import Upstream, wait_for
 from tests.integration.helpers import wait_status
 
@@ -245,7 +245,7 @@ async def test_a_sealer_whose_paypost_was_killed_exits_by_itself(settings: Setti
     parent = subprocess.Popen(  # noqa: ASYNC220  (started here, waited for below without blocking)
         [sys.executable, "-c", (
             "import sys, time\n"
-            "from infra.sealer_process import SealerProcess\n"
+            "from paypost.infra.runtime.sealer_process import SealerProcess\n"
             "p = SealerProcess(sys.argv[1], sys.argv[2], every=0.2)\n"
             "p.start()\n"
             "print(p.pid, flush=True)\n"

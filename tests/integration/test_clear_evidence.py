@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.reference_ledger import Faults, LedgerState
+from paypost.local.reference_ledger import Faults, LedgerState
 from paypost.testing.ledger_suite import PATIENT
 from tests.conftest import Upstream, wait_for
 from tests.integration.helpers import get_posting, wait_status

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.local_services import free_port
+from paypost.local.servers import free_port
 from tests.support.services import Services
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.settings import Settings
-from infra.watch import WatchedEvent, watch_events
+from paypost.infra.rabbit.watch import WatchedEvent, watch_events
+from paypost.infra.runtime.settings import Settings
 from tests.conftest import Upstream, wait_for
 from tests.integration.helpers import wait_status
 
@@ -243,7 +243,7 @@ async def test_an_outcome_whose_events_could_not_be_sent_is_announced_when_its_d
     """The broker goes away between a durable outcome and its event: the batch is handled again
     (or redelivered) and finds the posting already FAILED or LOADED. Its event, the office task
     and the patient flag must still follow, once."""
-    from domain.errors import TransientFailure
+    from paypost.domain.errors import TransientFailure
 
     real = paypost.outcomes._publish
     refused: list[str] = []
@@ -280,7 +280,7 @@ async def test_a_dead_lettered_failure_whose_events_could_not_be_sent_is_announc
     """A payment its consumer never finished reaches the dead-letter queue and becomes FAILED there.
     If the broker refuses that failure's event once, handling the message again must still send
     the event, the office task and the patient flag, once each."""
-    from domain.errors import TransientFailure
+    from paypost.domain.errors import TransientFailure
     from tests.conftest import payment_body
 
     real = paypost.outcomes._publish
@@ -314,8 +314,8 @@ async def test_an_outcome_one_worker_could_not_announce_is_announced_by_the_work
     """Workers keep no state of their own: a worker whose broker link refuses the failure's event
     marks the posting as owing it; stopped, its delivery goes to another worker, which announces it
     (the event, the office task and the patient flag, once) and clears the mark."""
-    from domain.errors import TransientFailure
     from paypost.bootstrap import Paypost
+    from paypost.domain.errors import TransientFailure
 
     real = paypost.outcomes._publish
 

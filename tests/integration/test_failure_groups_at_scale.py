@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from domain.access import EVERY
-from infra.failure_groups import GROUP_INDEX, groups_pipeline
 from paypost.bootstrap import Paypost
+from paypost.domain.access import EVERY
+from paypost.infra.mongo.failure_groups import GROUP_INDEX, groups_pipeline
 
 pytestmark = pytest.mark.integration
 

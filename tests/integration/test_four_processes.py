@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.mongo import Collections, connect
 from paypost.bench.load import PaypostProcess
+from paypost.infra.mongo.database import Collections, connect
 from tests.conftest import Upstream, payment_body, wait_for
 from tests.faults.conftest import setup_practice
 from tests.support.services import Services

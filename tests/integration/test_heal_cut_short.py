@@ -12,10 +12,10 @@ from collections import Counter
 
 import httpx
 
-from infra.mongo import Collections, connect
-from infra.settings import Settings
 from paypost.bench.load import TOKEN, PaypostProcess
 from paypost.bootstrap import Paypost
+from paypost.infra.mongo.database import Collections, connect
+from paypost.infra.runtime.settings import Settings
 from tests.conftest import OPERATOR, Upstream, wait_for
 
 ACCOUNT = "acct-cut"
@@ -139,7 +139,7 @@ async def test_a_heal_whose_retries_ran_out_on_a_failover_is_finished_by_a_worke
 
 def test_the_sweep_reads_the_mapping_failures_through_their_index(settings: Settings) -> None:
     """The sweep's query is answered from the partial index of FAILED postings by error code."""
-    from infra.postings import MAPPING_FAILURES, MAPPING_FAILURES_INDEX, MongoPostingCommands
+    from paypost.infra.mongo.postings import MAPPING_FAILURES, MAPPING_FAILURES_INDEX, MongoPostingCommands
 
     async def plan() -> str:
         client = connect(settings.mongodb_uri)

@@ -11,13 +11,13 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from domain.errors import LedgerUnreachable, LoadFailure, TransientFailure
-from domain.load_errors import LoadErrorCode
-from domain.ports import Ledger
-from domain.posting import LedgerEntryRequest, LedgerReceipt
-from infra.ledger_http import HttpLedgers
-from infra.local_services import free_port
-from infra.reference_ledger import Faults
+from paypost.domain.errors import LedgerUnreachable, LoadFailure, TransientFailure
+from paypost.domain.load_errors import LoadErrorCode
+from paypost.domain.ports import Ledger
+from paypost.domain.posting import LedgerEntryRequest, LedgerReceipt
+from paypost.infra.ledgers.http import HttpLedgers
+from paypost.local.reference_ledger import Faults
+from paypost.local.servers import free_port
 from paypost.testing.ledger_suite import PATIENT, PRACTICE, payment_request
 from tests.conftest import Upstream
 from tests.integration.helpers import wait_status
@@ -140,7 +140,7 @@ async def test_a_system_asking_to_slow_down_is_waited_for_and_never_a_failure(su
 async def test_a_system_that_keeps_asking_to_slow_down_sends_the_payment_back_not_failed(
     subject: HttpLedgerUnderTest, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("infra.ledger_http.THROTTLED_FOR", 0.3)
+    monkeypatch.setattr("paypost.infra.ledgers.http.THROTTLED_FOR", 0.3)
     subject.server.state.faults = Faults(throttle_rate=1.0, retry_after_seconds=0.05)
     with pytest.raises(TransientFailure, match="kept answering 429"):  # back to its queue, never FAILED
         await subject.ledger.post(payment_request())

@@ -10,8 +10,8 @@ import aio_pika
 import orjson
 import pytest
 
-from domain.posting import KeptMessage
-from infra.intake import BatchConsumer, Settle
+from paypost.domain.posting import KeptMessage
+from paypost.infra.rabbit.intake import BatchConsumer, Settle
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""Leases (infra/leases.py) on the real MongoDB: one holder at a time, taken over on expiry, handed
+"""Leases (infra/mongo/leases.py) on the real MongoDB: one holder at a time, taken over on expiry, handed
 on at release, and a token that only ever grows as the lease changes hands."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 from pymongo.asynchronous.collection import AsyncCollection
 
-from infra.leases import DutyLeases, Lease
-from infra.mongo import Collections, Doc, connect
+from paypost.infra.mongo.database import Collections, Doc, connect
+from paypost.infra.mongo.leases import DutyLeases, Lease
 from tests.support.services import Services
 
 pytestmark = pytest.mark.integration
@@ -95,9 +95,9 @@ async def test_the_outage_worker_stops_a_release_when_its_lease_changed_hands() 
     stalled past the expiry), so this step stops rather than load the same postings beside it."""
     from datetime import UTC, datetime
 
-    from domain.model import LoadStatus, PostingKind
-    from domain.posting import KeptMessage, Posting, PostingKey
-    from handlers.outages import RELEASE_BATCH, OutageWorker
+    from paypost.domain.model import LoadStatus, PostingKind
+    from paypost.domain.posting import KeptMessage, Posting, PostingKey
+    from paypost.handlers.outages import RELEASE_BATCH, OutageWorker
 
     def parked(n: int) -> tuple[Posting, KeptMessage]:
         posting = Posting(key=PostingKey("clinic-a", f"p-{n}"), kind=PostingKind.PAYMENT,

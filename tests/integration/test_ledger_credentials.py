@@ -17,13 +17,13 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from domain.errors import LoadFailure
-from domain.load_errors import LoadErrorCode
-from infra.ledger_http import HttpLedgers
-from infra.reference_ledger import Credentials, LedgerState
-from infra.secrets import SecretBox, SecretKeyError
-from infra.settings import Settings
 from paypost.bootstrap import Paypost
+from paypost.domain.errors import LoadFailure
+from paypost.domain.load_errors import LoadErrorCode
+from paypost.infra.ledgers.http import HttpLedgers
+from paypost.infra.ledgers.secrets import SecretBox, SecretKeyError
+from paypost.infra.runtime.settings import Settings
+from paypost.local.reference_ledger import Credentials, LedgerState
 from paypost.testing.ledger_suite import PATIENT, payment_request
 from tests.conftest import OPERATOR, Upstream
 from tests.integration.helpers import wait_status
@@ -186,7 +186,7 @@ async def test_paypost_secrets_rotate_without_a_key_says_so_and_changes_nothing(
 
 
 async def test_paypost_secrets_rotate_reseals_what_is_stored(settings: Settings, box: SecretBox) -> None:
-    from infra.mongo import Collections, connect
+    from paypost.infra.mongo.database import Collections, connect
 
     old, new = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     client = connect(settings.mongodb_uri)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from domain.load_errors import LoadErrorCode
+from paypost.domain.load_errors import LoadErrorCode
 from paypost.testing.ledger_suite import LedgerPortSuite, LedgerUnderTest, failure_of, held, payment_request
 from tests.support.ledgers import builtin_ledger, http_ledger
 from tests.support.services import Services

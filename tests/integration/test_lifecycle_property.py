@@ -23,21 +23,21 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from domain.posting import KeptMessage
-from handlers.announcing import Announcer
-from handlers.messagebus import MessageBus
-from handlers.operations import ClearRequest, Pacer, PostingOperations
-from handlers.outages import OutageBoard, Outages, OutageWorker
-from handlers.posting import PostingService
-from infra.alerts import MongoAlertStore
-from infra.directory import MongoMappingStore, MongoPracticeDirectory
-from infra.ledger_builtin import BuiltinLedger, Ledgers
-from infra.ledger_http import HttpLedgers
-from infra.mongo import Collections, connect, ensure_indexes
-from infra.outages import MongoOutageStore
-from infra.postings import MongoPostingCommands, MongoPostingStore
-from producers.events import OutcomePublisher
-from schemas.topics import ROUTING_KEY_HEADER
+from paypost.domain.posting import KeptMessage
+from paypost.handlers.announcing import Announcer
+from paypost.handlers.messagebus import MessageBus
+from paypost.handlers.operations import ClearRequest, Pacer, PostingOperations
+from paypost.handlers.outages import OutageBoard, Outages, OutageWorker
+from paypost.handlers.posting import PostingService
+from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
+from paypost.infra.ledgers.http import HttpLedgers
+from paypost.infra.mongo.alerts import MongoAlertStore
+from paypost.infra.mongo.database import Collections, connect, ensure_indexes
+from paypost.infra.mongo.directory import MongoMappingStore, MongoPracticeDirectory
+from paypost.infra.mongo.outages import MongoOutageStore
+from paypost.infra.mongo.postings import MongoPostingCommands, MongoPostingStore
+from paypost.producers.events import OutcomePublisher
+from paypost.schemas.topics import ROUTING_KEY_HEADER
 from tests.support.services import Services
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.audit_seals import AuditSealer
-from infra.settings import Settings
 from paypost.bootstrap import Paypost
+from paypost.infra.mongo.audit_seals import AuditSealer
+from paypost.infra.runtime.settings import Settings
 from tests.conftest import Upstream, payment_body, wait_for
 from tests.integration.helpers import rows
 

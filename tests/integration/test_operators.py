@@ -272,7 +272,7 @@ async def test_a_late_dead_letter_never_fails_a_retry_in_flight(
 ) -> None:
     """The dead-letter queue can lag (paypost was down, or busy): its copy of the first failure must
     not turn the retry that the office started meanwhile into a failure."""
-    from domain.posting import KeptMessage, PostingKey
+    from paypost.domain.posting import KeptMessage, PostingKey
 
     payment_id = await failed_payment(api, upstream, practice, patient_account_id="acct-late")
     doc = await paypost.postings.get_doc(PostingKey(practice, payment_id))
@@ -390,7 +390,7 @@ async def test_each_dead_lettering_of_a_message_is_noted_once(paypost: Paypost, 
     (the marker the port is given), however often the dead-letter queue delivers it."""
     from datetime import UTC, datetime
 
-    from domain.posting import PAYPOST_ACTOR, AuditEntry, PostingKey
+    from paypost.domain.posting import PAYPOST_ACTOR, AuditEntry, PostingKey
 
     payment_id = await failed_payment(api, upstream, practice, patient_account_id="acct-dl1")
     key = PostingKey(practice, payment_id)

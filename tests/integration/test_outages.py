@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.settings import Settings
-from infra.watch import watch_events
+from paypost.infra.rabbit.watch import watch_events
+from paypost.infra.runtime.settings import Settings
 from tests.conftest import Upstream
 from tests.integration.helpers import get_posting, wait_status
 from tests.integration.test_events_alerts import drain

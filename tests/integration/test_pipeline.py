@@ -13,15 +13,15 @@ import httpx
 import orjson
 import pytest
 
-from domain.load_errors import LoadErrorCode, load_error
-from domain.model import LoadStatus
-from domain.posting import KeptMessage
-from handlers.posting import Disposition, Outcome
-from infra.mongo import Collections, connect
-from infra.settings import Settings
-from infra.watch import watch_events
 from paypost.bootstrap import Paypost
-from schemas.topics import DEAD_LETTER_QUEUE, INTAKE_QUEUE
+from paypost.domain.load_errors import LoadErrorCode, load_error
+from paypost.domain.model import LoadStatus
+from paypost.domain.posting import KeptMessage
+from paypost.handlers.posting import Disposition, Outcome
+from paypost.infra.mongo.database import Collections, connect
+from paypost.infra.rabbit.watch import watch_events
+from paypost.infra.runtime.settings import Settings
+from paypost.schemas.topics import DEAD_LETTER_QUEUE, INTAKE_QUEUE
 from tests.conftest import Upstream, payment_body, wait_for
 from tests.integration.helpers import get_posting, ledger, queue_depth, wait_status
 
@@ -326,8 +326,8 @@ async def test_dead_letter_queue_holds_messages_while_paypost_is_down(
     restarted = Paypost(paypost.settings)
     await restarted.start()
     try:
-        from domain.posting import PostingKey
-        from infra.postings import doc_id
+        from paypost.domain.posting import PostingKey
+        from paypost.infra.mongo.postings import doc_id
 
         doc = await wait_for(lambda: restarted.collections.postings.find_one(
             {"_id": doc_id(PostingKey("_unknown", "dl-1"))}))
@@ -397,7 +397,7 @@ async def test_only_failures_and_refunds_enter_their_partial_indexes(
 
 
 async def test_indexes_of_earlier_versions_are_replaced(paypost: Paypost) -> None:
-    from infra.mongo import ensure_indexes
+    from paypost.infra.mongo.database import ensure_indexes
 
     postings = paypost.collections.postings
     await postings.drop_index("by_error_code")

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.reference_ledger import Faults
 from paypost.bootstrap import Paypost
+from paypost.local.reference_ledger import Faults
 from tests.conftest import Upstream, wait_for
 from tests.integration.helpers import wait_status
 from tests.support.ledgers import PATIENT, ReferenceLedger, serve_reference_ledger

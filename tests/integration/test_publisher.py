@@ -18,11 +18,11 @@ from typing import Protocol
 import aio_pika
 import pytest
 
-from domain.errors import TransientFailure, Unroutable
-from infra.broker import PUBLISHERS, Amqp, BasicPublisher, FramedPublisher
-from infra.local_services import free_port
-from producers.events import Publish
-from schemas.topics import CONTENT_TYPE, SCHEMA_VERSION, SCHEMA_VERSION_HEADER
+from paypost.domain.errors import TransientFailure, Unroutable
+from paypost.infra.rabbit.broker import PUBLISHERS, Amqp, BasicPublisher, FramedPublisher
+from paypost.local.servers import free_port
+from paypost.producers.events import Publish
+from paypost.schemas.topics import CONTENT_TYPE, SCHEMA_VERSION, SCHEMA_VERSION_HEADER
 
 pytestmark = pytest.mark.integration
 

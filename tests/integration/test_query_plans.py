@@ -18,14 +18,14 @@ from typing import Any
 
 import pytest
 
-from domain.alerts import Delivery
-from domain.transfers import SettledTransfer
-from infra.alerts import MongoAlertOutbox, MongoAlertStore, outbox_fields
-from infra.directory import MongoPracticeDirectory
-from infra.mongo import Collections, connect, ensure_indexes
-from infra.postings import MongoPostingStore
-from infra.settings import Settings
-from infra.transfers import MongoTransferStore
+from paypost.domain.alerts import Delivery
+from paypost.domain.transfers import SettledTransfer
+from paypost.infra.mongo.alerts import MongoAlertOutbox, MongoAlertStore, outbox_fields
+from paypost.infra.mongo.database import Collections, connect, ensure_indexes
+from paypost.infra.mongo.directory import MongoPracticeDirectory
+from paypost.infra.mongo.postings import MongoPostingStore
+from paypost.infra.mongo.transfers import MongoTransferStore
+from paypost.infra.runtime.settings import Settings
 
 pytestmark = pytest.mark.integration
 

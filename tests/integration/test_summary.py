@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from domain.ports import PostingFilter
-from infra.reports import summary_pipeline
-from infra.settings import Settings
 from paypost.bootstrap import Paypost
+from paypost.domain.ports import PostingFilter
+from paypost.infra.mongo.reports import summary_pipeline
+from paypost.infra.runtime.settings import Settings
 from tests.conftest import TOKENS, VIEWER, Upstream
 from tests.integration.helpers import wait_status
 

@@ -15,12 +15,12 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from api.http import create_app
-from domain.access import Principal, Role, Scope, token_hash
-from handlers.keys import ApiKeys, FailedKeys
-from infra.asyncapi import asyncapi_text
-from infra.settings import Settings
+from paypost.api.http import create_app
 from paypost.bootstrap import Paypost
+from paypost.domain.access import Principal, Role, Scope, token_hash
+from paypost.handlers.keys import ApiKeys, FailedKeys
+from paypost.infra.rabbit.asyncapi import asyncapi_text
+from paypost.infra.runtime.settings import Settings
 from tests.conftest import OPERATOR, TOKENS, Upstream, wait_for
 from tests.integration.helpers import wait_status
 
@@ -312,7 +312,7 @@ async def test_an_open_live_feed_ends_once_its_key_is_revoked_or_expired(paypost
                                                                          ends_by: str) -> None:
     import uvicorn
 
-    from infra.local_services import free_port
+    from paypost.local.servers import free_port
 
     expires = datetime.now(UTC) + timedelta(seconds=2) if ends_by == "expired" else None
     r = await api.post("/api/v1/api-keys", headers=auth(ROOT), json={

@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from domain.operations import CanaryPhase, CanaryPlan, OperationItem
-from handlers.reactions import PostingReactions
-from infra.settings import Settings
 from paypost.bootstrap import Paypost
+from paypost.domain.operations import CanaryPhase, CanaryPlan, OperationItem
+from paypost.handlers.reactions import PostingReactions
+from paypost.infra.runtime.settings import Settings
 from tests.conftest import OPERATOR, TOKENS, VIEWER, Upstream, wait_for
 from tests.integration.helpers import get_posting, wait_status
 

@@ -16,11 +16,11 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from infra.broker_admin import practice_of, topic_read_pattern
-from infra.local_services import rabbitmqctl
-from infra.watch import WatchedEvent, watch_events
 from paypost.bootstrap import Paypost
 from paypost.cli import app
+from paypost.infra.rabbit.broker_admin import practice_of, topic_read_pattern
+from paypost.infra.rabbit.watch import WatchedEvent, watch_events
+from paypost.local.servers import rabbitmqctl
 from tests.conftest import Upstream, wait_for
 from tests.integration.helpers import wait_status
 from tests.support.services import Services

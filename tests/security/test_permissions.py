@@ -12,9 +12,9 @@ import aio_pika
 import httpx
 import pytest
 
-from infra.local_services import rabbitmqctl
-from infra.settings import Settings
 from paypost.bootstrap import Paypost
+from paypost.infra.runtime.settings import Settings
+from paypost.local.servers import rabbitmqctl
 from tests.conftest import OPERATOR, TOKENS, Upstream, payment_body
 from tests.integration.helpers import wait_status
 from tests.support.services import Services

@@ -24,18 +24,18 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 
-from infra.local_services import (
+from paypost.bootstrap import Paypost
+from paypost.domain.errors import ServiceError
+from paypost.infra.mongo.database import connect
+from paypost.infra.runtime.settings import Settings
+from paypost.local.servers import (
     RabbitNode,
-    ServiceError,
     free_port,
     mongod_binary,
     rabbitmq_scripts,
     temporary_mongod,
     temporary_rabbitmq_node,
 )
-from infra.mongo import connect
-from infra.settings import Settings
-from paypost.bootstrap import Paypost
 from tests.conftest import OPERATOR, TOKENS, Upstream, payment_body, wait_for
 from tests.integration.helpers import wait_status
 from tests.support.services import Services

@@ -7,8 +7,8 @@ import asyncio
 
 import uvicorn
 
-from infra.settings import Settings
 from paypost.bootstrap import Paypost
+from paypost.infra.runtime.settings import Settings
 
 
 async def main() -> None:

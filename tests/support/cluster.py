@@ -22,7 +22,8 @@ from pathlib import Path
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 
-from infra.local_services import ServiceError, free_port, mongod_binary, port_open
+from paypost.domain.errors import ServiceError
+from paypost.local.servers import free_port, mongod_binary, port_open
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 

@@ -19,15 +19,15 @@ from typing import Any
 
 import uvicorn
 
-from domain.ports import Ledger
-from domain.posting import Integration, LedgerEntryRequest
-from infra.directory import MongoPracticeDirectory
-from infra.ledger_builtin import BuiltinLedger, Ledgers
-from infra.ledger_hosts import HostPolicy
-from infra.ledger_http import HttpLedgers
-from infra.local_services import free_port
-from infra.mongo import Collections, connect, ensure_indexes
-from infra.reference_ledger import Faults, LedgerState, create_reference_ledger
+from paypost.domain.ports import Ledger
+from paypost.domain.posting import Integration, LedgerEntryRequest
+from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
+from paypost.infra.ledgers.hosts import HostPolicy
+from paypost.infra.ledgers.http import HttpLedgers
+from paypost.infra.mongo.database import Collections, connect, ensure_indexes
+from paypost.infra.mongo.directory import MongoPracticeDirectory
+from paypost.local.reference_ledger import Faults, LedgerState, create_reference_ledger
+from paypost.local.servers import free_port
 
 # PATIENT and PRACTICE are re-exported: the suites of this package import them from here.
 from paypost.testing.ledger_suite import PATIENT as PATIENT

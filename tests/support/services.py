@@ -11,7 +11,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from infra.local_services import ensure_rabbitmq, temporary_mongod, temporary_vhost
+from paypost.local.servers import ensure_rabbitmq, temporary_mongod, temporary_vhost
 
 
 def docker_answers() -> bool:

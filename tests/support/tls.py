@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.local_services import MongoTls, RabbitTls
+from paypost.local.servers import MongoTls, RabbitTls
 
 
 @dataclass(frozen=True, slots=True)

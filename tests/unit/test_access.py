@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from domain.access import ApiKey, Role, Scope, same_hash, token_hash
+from paypost.domain.access import ApiKey, Role, Scope, same_hash, token_hash
 
 
 def test_a_scope_covers_its_practices_and_every_covers_all() -> None:

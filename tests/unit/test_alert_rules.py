@@ -1,4 +1,5 @@
-"""The alerts' life cycle (``domain.alerts``), and the database filters ``infra/alerts.py`` derives from it.
+"""The alerts' life cycle (``paypost.domain.alerts``), and the database filters ``infra/mongo/alerts.py``
+derives from it.
 
 As ``test_rules.py`` does for postings: each filter is evaluated on every state (and every
 snooze and age that matter), so a rule the filter does not follow, or the other way round, fails here.
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from domain.alerts import (
+from paypost.domain.alerts import (
     ALERT_TRANSITIONS,
     OPEN_STATES,
     AlertState,
@@ -20,11 +21,11 @@ from domain.alerts import (
     alert_sources_of,
     may_escalate,
 )
-from domain.load_errors import LoadErrorCode
-from domain.model import LoadStatus
-from domain.rules import PAYMENT_REFUNDABLE, refund_waits
-from infra.alerts import becoming, escalation_due, in_states, not_snoozed, state_fields
-from infra.postings import REFUNDABLE_PAYMENTS, WAITING_REFUNDS
+from paypost.domain.load_errors import LoadErrorCode
+from paypost.domain.model import LoadStatus
+from paypost.domain.rules import PAYMENT_REFUNDABLE, refund_waits
+from paypost.infra.mongo.alerts import becoming, escalation_due, in_states, not_snoozed, state_fields
+from paypost.infra.mongo.postings import REFUNDABLE_PAYMENTS, WAITING_REFUNDS
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

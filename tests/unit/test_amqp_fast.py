@@ -1,4 +1,4 @@
-"""infra/amqp_fast.py writes on aiormq's private channel state: this fails on any other aiormq."""
+"""infra/rabbit/amqp_fast.py writes on aiormq's private channel state: this fails on any other aiormq."""
 
 from __future__ import annotations
 
@@ -14,15 +14,16 @@ from pathlib import Path
 import aiormq
 from aiormq.abc import ChannelFrame
 
-from infra import amqp_fast
+from paypost.infra.rabbit import amqp_fast
 
 RECHECK = (
-    f"infra/amqp_fast.py copies what aiormq {amqp_fast.AIORMQ_VERSION}'s Channel.basic_publish does to the channel's "
+    f"infra/rabbit/amqp_fast.py copies what aiormq {amqp_fast.AIORMQ_VERSION}'s Channel.basic_publish does "
+    "to the channel's "
     "private state. On an upgrade, read aiormq/channel.py again (basic_publish, _on_return_frame, "
     "_confirm_delivery, _on_confirm_frame) and the writer in aiormq/connection.py; check that "
     "write_batch still fills the same tables in the same way (the delivery-tag counter, "
     "confirmations, message_id_delivery_tag, the write queue and ChannelFrame), run "
-    "tests/integration/test_publisher.py and `python -m paypost.publish_bench`; then set "
+    "tests/integration/test_publisher.py and `python -m paypost.bench.publishers`; then set "
     "AIORMQ_VERSION and the pin in pyproject.toml. Or drop the framed path for BasicPublisher."
 )
 
@@ -66,5 +67,6 @@ def test_only_the_publisher_imports_the_fast_path() -> None:
     root = Path(__file__).parents[2]
     sources = [path for package in ("api", "consumers", "domain", "infra", "paypost", "producers", "schemas")
                for path in (root / package).rglob("*.py")]
-    importers = {path.relative_to(root).as_posix() for path in sources if "infra.amqp_fast" in imported(path)}
-    assert importers == {"infra/broker.py"}
+    module = "paypost.infra.rabbit.amqp_fast"
+    importers = {path.relative_to(root).as_posix() for path in sources if module in imported(path)}
+    assert importers == {"infra/rabbit/broker.py"}

@@ -11,9 +11,9 @@ import pytest
 from pydantic import ValidationError
 from yarl import URL
 
-from infra.broker import _first_answering, connect, connection_class
-from infra.local_services import free_port
-from infra.settings import Settings, amqp_nodes
+from paypost.infra.rabbit.broker import _first_answering, connect, connection_class
+from paypost.infra.runtime.settings import Settings, amqp_nodes
+from paypost.local.servers import free_port
 
 
 def test_one_broker_is_a_list_of_one() -> None:

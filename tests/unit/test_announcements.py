@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from domain.errors import TransientFailure
-from domain.events import PostingLoaded
-from domain.model import LoadStatus, PostingKind
-from domain.posting import Posting, PostingKey
-from handlers.announcing import Announcer
-from handlers.messagebus import MessageBus
+from paypost.domain.errors import TransientFailure
+from paypost.domain.events import PostingLoaded
+from paypost.domain.model import LoadStatus, PostingKind
+from paypost.domain.posting import Posting, PostingKey
+from paypost.handlers.announcing import Announcer
+from paypost.handlers.messagebus import MessageBus
 
 
 def posting(payment_id: str) -> Posting:

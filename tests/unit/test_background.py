@@ -8,11 +8,11 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from domain.events import PostingLoaded
-from domain.model import LoadStatus, PostingKind
-from domain.posting import Posting, PostingKey
-from handlers.reactions import PostingReactions
 from paypost.background import run_sweeps
+from paypost.domain.events import PostingLoaded
+from paypost.domain.model import LoadStatus, PostingKind
+from paypost.domain.posting import Posting, PostingKey
+from paypost.handlers.reactions import PostingReactions
 
 
 class _Healer:

@@ -26,8 +26,8 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 from pydantic import ValidationError
 
-import handlers.metrics
-from infra.settings import SECRET_FIELDS, Settings
+import paypost.handlers.metrics
+from paypost.infra.runtime.settings import SECRET_FIELDS, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "infra" / "deploy"
@@ -36,7 +36,7 @@ KUBERNETES = DEPLOY / "kubernetes"
 KUBERNETES_VERSION = "1.33.0"
 
 # The comma-separated PAYPOST_AMQP_URL is a value of an existing setting, and the role is a flag
-# (`--role`), no variable: every variable the deployment sets is a setting of infra/settings.py.
+# (`--role`), no variable: every variable the deployment sets is a setting of infra/runtime/settings.py.
 ROLE_ARGS = {"api": ["run", "--role", "api", "--no-local"], "worker": ["run", "--role", "worker", "--no-local"]}
 
 Resource = dict[str, Any]
@@ -332,7 +332,7 @@ def test_the_image_runs_paypost_as_no_root_and_starts_no_local_services() -> Non
 
 def test_the_image_copies_every_package_paypost_installs() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = {name.rstrip("*") for name in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    packages = set(project["tool"]["setuptools"]["package-dir"].values())
     copied = set(re.findall(r"^COPY (\w+) \1$", (DEPLOY / "Dockerfile").read_text(), re.MULTILINE))
     assert copied == packages
 
@@ -351,7 +351,7 @@ SAMPLE_SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "
 def paypost_metric_names() -> set[str]:
     """The names of the samples handlers/metrics.py's metrics expose on /metrics."""
     names = set()
-    for metric in vars(handlers.metrics).values():
+    for metric in vars(paypost.handlers.metrics).values():
         if isinstance(metric, MetricWrapperBase):
             for family in metric.describe():
                 names |= {family.name + suffix for suffix in SAMPLE_SUFFIXES[family.type]}

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from domain.errors import IllegalTransition, LoadFailure
-from domain.load_errors import LoadErrorCode, load_error
-from domain.model import (
+from paypost.domain.errors import IllegalTransition, LoadFailure
+from paypost.domain.load_errors import LoadErrorCode, load_error
+from paypost.domain.model import (
     ALLOWED_TRANSITIONS,
     STILL_FAILING,
     Delivery,
@@ -19,7 +19,7 @@ from domain.model import (
     decide_delivery,
     sources_of,
 )
-from domain.money import InvalidMoney, format_money, parse_money
+from paypost.domain.money import InvalidMoney, format_money, parse_money
 
 S = LoadStatus
 
@@ -107,7 +107,7 @@ def test_every_load_error_has_words_for_the_office(code: LoadErrorCode) -> None:
 async def test_the_pacer_keeps_its_rate_and_sleeps_once_per_slack_not_once_per_replay(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from handlers import operations
+    from paypost.handlers import operations
 
     clock = {"now": 100.0}
     sleeps: list[float] = []
@@ -116,9 +116,9 @@ async def test_the_pacer_keeps_its_rate_and_sleeps_once_per_slack_not_once_per_r
         sleeps.append(seconds)
         clock["now"] += seconds
 
-    # The pacer's clock and sleep, as handlers.operations reaches them (its modules' attributes).
-    monkeypatch.setattr("handlers.operations.time.monotonic", lambda: clock["now"])
-    monkeypatch.setattr("handlers.operations.asyncio.sleep", sleep)
+    # The pacer's clock and sleep, as paypost.handlers.operations reaches them (its modules' attributes).
+    monkeypatch.setattr("paypost.handlers.operations.time.monotonic", lambda: clock["now"])
+    monkeypatch.setattr("paypost.handlers.operations.asyncio.sleep", sleep)
     pacer = operations.Pacer(rate=1000.0, slack=0.02)
     for _ in range(1000):
         await pacer.wait()

@@ -1,4 +1,4 @@
-"""infra/broker.py writes FastStream's private ``_connection_kwargs``: this fails on any other FastStream.
+"""infra/rabbit/broker.py writes FastStream's private ``_connection_kwargs``: this fails on any other FastStream.
 
 FastStream 0.7's ``RabbitBroker`` takes no ``connection_class`` (nor any keyword it would hand on to
 aio-pika's ``connect_robust``), so ``make_broker`` adds it to the keywords the broker keeps. Pinned here
@@ -17,10 +17,11 @@ import aio_pika
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.broker import broker as rabbit_broker
 
-from infra.broker import FASTSTREAM_VERSION, ClusterConnection, make_broker
+from paypost.infra.rabbit.broker import FASTSTREAM_VERSION, ClusterConnection, make_broker
 
 RECHECK = (
-    f"infra/broker.py make_broker writes FastStream {FASTSTREAM_VERSION}'s private RabbitBroker._connection_kwargs "
+    f"infra/rabbit/broker.py make_broker writes FastStream {FASTSTREAM_VERSION}'s private "
+    "RabbitBroker._connection_kwargs "
     "to hand aio-pika's connect_robust a connection_class (the ClusterConnection over every broker of "
     "PAYPOST_AMQP_URL). On an upgrade, read faststream/rabbit/broker/broker.py again (RabbitBroker.__init__ "
     "and _connect) and faststream/_internal/broker/broker.py (where _connection_kwargs is set): if "

@@ -1,5 +1,5 @@
 """How paypost finds, checks, builds and closes the ledgers of installed adapters
-(``infra/ledger_adapters.py``), with adapters written here; the example adapter, installed as a
+(``infra/ledgers/adapters.py``), with adapters written here; the example adapter, installed as a
 package, runs in tests/integration/test_ledger_port.py and test_ledger_adapters.py."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 from structlog.testing import capture_logs
 
-from domain.errors import LedgerUnreachable, LoadFailure, TransientFailure
-from domain.integrations import InvalidLedgerSettings, UnknownLedgerKind
-from domain.load_errors import LoadErrorCode
-from domain.ports import LedgerAdapter
-from domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
-from infra import ledger_adapters
-from infra.ledger_adapters import AdapterLedgers, Unconfigured, installed_entry_points
-from infra.secrets import SecretBox
+from paypost.domain.errors import LedgerUnreachable, LoadFailure, TransientFailure
+from paypost.domain.integrations import InvalidLedgerSettings, UnknownLedgerKind
+from paypost.domain.load_errors import LoadErrorCode
+from paypost.domain.ports import LedgerAdapter
+from paypost.domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
+from paypost.infra.ledgers import adapters as ledger_adapters
+from paypost.infra.ledgers.adapters import AdapterLedgers, Unconfigured, installed_entry_points
+from paypost.infra.ledgers.secrets import SecretBox
 from paypost.testing.ledger_suite import payment_request
 
 CANARY = "canary-2d7e"

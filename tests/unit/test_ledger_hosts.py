@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from domain.errors import RefusedHost
-from infra.ledger_hosts import HostPolicy
+from paypost.domain.errors import RefusedHost
+from paypost.infra.ledgers.hosts import HostPolicy
 
 
 @pytest.mark.parametrize("url", ["https://93.184.216.34/ledger", "https://[2606:2800:220:1::1]/ledger"])

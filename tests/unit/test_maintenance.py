@@ -1,12 +1,12 @@
-"""The maintenance handler the CLI's `audit verify` and `secrets rotate` call (``handlers.maintenance``)."""
+"""The maintenance handler the CLI's `audit verify` and `secrets rotate` call (``paypost.handlers.maintenance``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from domain.audit_chain import Verification
-from domain.integrations import MissingSecretKey
-from handlers.maintenance import Maintenance
+from paypost.domain.audit_chain import Verification
+from paypost.domain.integrations import MissingSecretKey
+from paypost.handlers.maintenance import Maintenance
 
 
 class Trail:

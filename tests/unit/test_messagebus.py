@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from domain.events import PostingCleared, PostingFailed, PostingLoaded
-from domain.model import LoadStatus, PostingKind
-from domain.posting import PAYPOST_ACTOR, AuditEntry, Posting, PostingKey
-from handlers.messagebus import MessageBus
+from paypost.domain.events import PostingCleared, PostingFailed, PostingLoaded
+from paypost.domain.model import LoadStatus, PostingKind
+from paypost.domain.posting import PAYPOST_ACTOR, AuditEntry, Posting, PostingKey
+from paypost.handlers.messagebus import MessageBus
 
 POSTING = Posting(PostingKey("clinic-a", "pay-1"), PostingKind.PAYMENT, LoadStatus.LOADED, "e-1", datetime.now(UTC))
 

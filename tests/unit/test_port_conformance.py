@@ -2,7 +2,7 @@
 
 mypy checks that an adapter *fits* where a port is expected, but it lets a positional parameter be
 renamed, and a port method nobody calls yet is never checked at all: ``MongoOperationStore.record``
-and its port once disagreed that way. Here each Protocol method of ``domain.ports`` (and the other
+and its port once disagreed that way. Here each Protocol method of ``paypost.domain.ports`` (and the other
 ports the handlers declare) is compared with the adapter's: the same parameters, in the same order,
 of the same kind, with the same defaults and the same (resolved) types, and async where the port is.
 """
@@ -16,28 +16,28 @@ from typing import Any, Protocol
 
 import pytest
 
-import domain.ports as ports
-from handlers.outages import Leases
-from infra.alerts import MongoAlertOutbox, MongoAlertStore
-from infra.api_keys import MongoApiKeyStore
-from infra.audit_seals import AuditSealer
-from infra.directory import MongoMappingStore, MongoPracticeDirectory, MongoSealedSecrets
-from infra.event_hub import EventHub
-from infra.failed_keys import MongoFailedKeyCounts
-from infra.failure_groups import MongoFailureGroups
-from infra.leases import DutyLeases
-from infra.ledger_adapters import AdapterLedgers
-from infra.ledger_builtin import BuiltinLedger, Ledgers
-from infra.ledger_hosts import HostPolicy
-from infra.ledger_http import HttpLedger, HttpLedgers, LedgerEvidence
-from infra.notes import MongoPostingNotes
-from infra.operations import MongoOperationStore
-from infra.outages import MongoOutageStore
-from infra.postings import MongoPostingCommands, MongoPostingStore
-from infra.readiness import ServiceReadiness
-from infra.reports import PostingReport
-from infra.secrets import SecretBox
-from infra.transfers import MongoTransferStore
+import paypost.domain.ports as ports
+from paypost.handlers.outages import Leases
+from paypost.infra.ledgers.adapters import AdapterLedgers
+from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
+from paypost.infra.ledgers.hosts import HostPolicy
+from paypost.infra.ledgers.http import HttpLedger, HttpLedgers, LedgerEvidence
+from paypost.infra.ledgers.secrets import SecretBox
+from paypost.infra.mongo.alerts import MongoAlertOutbox, MongoAlertStore
+from paypost.infra.mongo.api_keys import MongoApiKeyStore
+from paypost.infra.mongo.audit_seals import AuditSealer
+from paypost.infra.mongo.directory import MongoMappingStore, MongoPracticeDirectory, MongoSealedSecrets
+from paypost.infra.mongo.failed_keys import MongoFailedKeyCounts
+from paypost.infra.mongo.failure_groups import MongoFailureGroups
+from paypost.infra.mongo.leases import DutyLeases
+from paypost.infra.mongo.notes import MongoPostingNotes
+from paypost.infra.mongo.operations import MongoOperationStore
+from paypost.infra.mongo.outages import MongoOutageStore
+from paypost.infra.mongo.postings import MongoPostingCommands, MongoPostingStore
+from paypost.infra.mongo.reports import PostingReport
+from paypost.infra.mongo.transfers import MongoTransferStore
+from paypost.infra.rabbit.event_hub import EventHub
+from paypost.infra.readiness import ServiceReadiness
 
 # (port, adapter) for every adapter paypost.bootstrap hands to a handler.
 WIRED: list[tuple[type[Any], type[Any]]] = [
@@ -73,7 +73,7 @@ WIRED: list[tuple[type[Any], type[Any]]] = [
     (ports.MappingFailures, MongoPostingCommands),
     (Leases, DutyLeases),
 ]
-# Ports of domain.ports with no class of infra/ behind them, and why.
+# Ports of paypost.domain.ports with no class of infra/ behind them, and why.
 NOT_A_CLASS_OF_INFRA = {
     ports.LedgerAdapter: "a third-party package's entry point (a callable), checked by the shared ledger suite",
     ports.BroadcastEvent: "what EventFeed yields: aio-pika's message, read through two properties",

@@ -7,10 +7,10 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from domain.load_errors import LoadErrorCode
-from domain.posting import KeptMessage
-from schemas.messages import PaymentPosted, PaymentRefunded
-from schemas.reading import Unreadable, assigned_id, read_message
+from paypost.domain.load_errors import LoadErrorCode
+from paypost.domain.posting import KeptMessage
+from paypost.schemas.messages import PaymentPosted, PaymentRefunded
+from paypost.schemas.reading import Unreadable, assigned_id, read_message
 from tests.conftest import payment_body
 
 LIMIT = 64 * 1024

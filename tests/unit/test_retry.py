@@ -7,8 +7,8 @@ import structlog
 from pymongo.errors import ServerSelectionTimeoutError
 from structlog.testing import capture_logs
 
-from domain.errors import TransientFailure
-from infra.retry import log_failure, make_retrying
+from paypost.domain.errors import TransientFailure
+from paypost.infra.runtime.retry import log_failure, make_retrying
 
 log = structlog.get_logger("test")
 
@@ -58,7 +58,7 @@ async def test_retrying_tries_a_transient_failure_again_and_gives_up_on_anything
 def test_a_write_cut_by_a_primary_stepping_down_is_transient() -> None:
     from pymongo.errors import DuplicateKeyError, WriteConcernError
 
-    from infra.retry import is_transient
+    from paypost.infra.runtime.retry import is_transient
 
     stepped_down = WriteConcernError("operation was interrupted", 11602,
                                      {"code": 11602, "codeName": "InterruptedDueToReplStateChange"})

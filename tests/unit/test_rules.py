@@ -1,6 +1,6 @@
 """The posting life cycle's rules, and the database filters derived from them.
 
-``infra/postings.py`` writes each rule as a MongoDB filter; these tests evaluate those filters on
+``infra/mongo/postings.py`` writes each rule as a MongoDB filter; these tests evaluate those filters on
 every combination the rule is defined for, so that a change to the rule that the filter does not
 follow (or the other way round) fails here.
 """
@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from domain.errors import LoadFailure
-from domain.load_errors import LoadErrorCode
-from domain.model import ALLOWED_TRANSITIONS, LoadStatus, PostingKind
-from domain.posting import Posting, PostingKey
-from domain.rules import (
+from paypost.domain.errors import LoadFailure
+from paypost.domain.load_errors import LoadErrorCode
+from paypost.domain.model import ALLOWED_TRANSITIONS, LoadStatus, PostingKind
+from paypost.domain.posting import Posting, PostingKey
+from paypost.domain.rules import (
     MAX_REPLAYS,
     PostingState,
     clear_result,
@@ -26,7 +26,7 @@ from domain.rules import (
     refund_patient,
     retry_result,
 )
-from infra.postings import RETRYABLE, WAITING_REFUNDS, becoming
+from paypost.infra.mongo.postings import RETRYABLE, WAITING_REFUNDS, becoming
 
 KEY = PostingKey("clinic-a", "pay-1")
 

@@ -5,8 +5,8 @@ from typing import Literal
 
 import pytest
 
-from infra.settings import Settings, parse_tokens
-from schemas.export import schema_texts
+from paypost.infra.runtime.settings import Settings, parse_tokens
+from paypost.schemas.export import schema_texts
 
 
 def test_tokens_parse_with_default_names() -> None:
@@ -56,7 +56,7 @@ def test_money_is_a_string_in_every_schema() -> None:
 
 
 def test_committed_asyncapi_document_is_current() -> None:
-    from infra.asyncapi import asyncapi_text
+    from paypost.infra.rabbit.asyncapi import asyncapi_text
 
     committed = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
     assert committed.read_text() == asyncapi_text(), "run `paypost asyncapi` (docs/asyncapi.json is stale)"
@@ -65,7 +65,7 @@ def test_committed_asyncapi_document_is_current() -> None:
 def test_asyncapi_documents_every_routing_key_of_the_contract() -> None:
     import json
 
-    from infra.asyncapi import asyncapi_text
+    from paypost.infra.rabbit.asyncapi import asyncapi_text
 
     channels = json.loads(asyncapi_text())["channels"]
     for key in ("payment.posted", "payment.refunded", "transfer.settled", "patient.mapping.updated",
@@ -78,7 +78,7 @@ def test_asyncapi_documents_every_routing_key_of_the_contract() -> None:
 
 
 def test_each_documented_binding_is_on_the_queue_as_declared() -> None:
-    from infra.asyncapi import INBOUND, bound
+    from paypost.infra.rabbit.asyncapi import INBOUND, bound
 
     for queue, _, key, _, _ in INBOUND:
         documented = bound(queue, key)
@@ -127,7 +127,7 @@ async def test_the_publish_path_chooses_the_publisher(path: Literal["framed", "b
 
 
 def test_a_service_given_as_a_secret_file_counts_as_configured(monkeypatch: pytest.MonkeyPatch) -> None:
-    from paypost.services import configured
+    from paypost.local.services import configured
 
     monkeypatch.delenv("PAYPOST_MONGODB_URI", raising=False)
     monkeypatch.delenv("PAYPOST_MONGODB_URI_FILE", raising=False)

@@ -1,4 +1,4 @@
-"""Failure groups, dry-run outlooks and canary verdicts (domain.triage), in plain Python."""
+"""Failure groups, dry-run outlooks and canary verdicts (paypost.domain.triage), in plain Python."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from decimal import Decimal
 
 import pytest
 
-from domain.load_errors import LoadErrorCode, load_error
-from domain.model import LoadStatus, PostingKind
-from domain.posting import PostingKey
-from domain.rules import MAX_REPLAYS, PostingState
-from domain.triage import (
+from paypost.domain.load_errors import LoadErrorCode, load_error
+from paypost.domain.model import LoadStatus, PostingKind
+from paypost.domain.posting import PostingKey
+from paypost.domain.rules import MAX_REPLAYS, PostingState
+from paypost.domain.triage import (
     FailureGroup,
     canary_verdict,
     failure_group,
@@ -110,7 +110,7 @@ def test_a_canary_waits_for_every_outcome_then_decides() -> None:
 
 
 def test_the_practice_an_alert_id_names() -> None:
-    from domain.alerts import practice_named_by, task_id
+    from paypost.domain.alerts import practice_named_by, task_id
 
     assert practice_named_by(task_id(PostingKey("clinic-a", "pay:1"))) == "clinic-a"
     assert practice_named_by("patient:clinic-b:acct-1:0123abcd") == "clinic-b"

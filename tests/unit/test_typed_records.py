@@ -1,4 +1,4 @@
-"""The typed values the ports carry (``domain.operations``, ``domain.integrations.Practice``), mapped
+"""The typed values the ports carry (``paypost.domain.operations``, ``paypost.domain.integrations.Practice``), mapped
 from and to the documents infra/ keeps, which stay as they were (documents written before still read)."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from domain.integrations import Practice
-from domain.operations import CLAIMED, Canary, CanaryPhase, CanaryPlan, ClearOrder, verdict_phase
-from infra.directory import practice_from
-from infra.operations import canary_from, plan_doc
+from paypost.domain.integrations import Practice
+from paypost.domain.operations import CLAIMED, Canary, CanaryPhase, CanaryPlan, ClearOrder, verdict_phase
+from paypost.infra.mongo.directory import practice_from
+from paypost.infra.mongo.operations import canary_from, plan_doc
 
 DEADLINE = datetime(2026, 3, 1, 12, 5, tzinfo=UTC)
 PLAN = CanaryPlan(payment_ids=("p-1", "p-2"), rest_retry=("p-3",),

@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from infra.watch import WatchedEvent, watch_events
 from paypost.bench.load import PRACTICE, payment
 from paypost.bench.phases import broker_alone
 from paypost.bench.probes import CpuMeter, no_gc_pauses, wakeups_carried, wakeups_detail
 from paypost.bench.rendering import percentile
 from paypost.bench.rig import Rig
+from paypost.infra.rabbit.watch import WatchedEvent, watch_events
 
 RATES = (10, 50)
 

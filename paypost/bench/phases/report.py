@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import orjson
 
-from infra.mongo import Collections, Doc
 from paypost.bench.load import PRACTICE, Publisher
 from paypost.bench.rendering import percentile
 from paypost.bench.rig import Rig
+from paypost.infra.mongo.database import Collections, Doc
 
 
 async def measure(rig: Rig, rows: int) -> None:

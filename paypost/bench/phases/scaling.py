@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 import aio_pika
 import httpx
 
-from infra.mongo import Collections, connect
 from paypost.bench.load import PRACTICE, TOKEN, PaypostProcess, Publisher, payment
 from paypost.bench.outcomes import wait_count
 from paypost.bench.probes import CpuMeter, child_pid, find_pid, no_gc_pauses
 from paypost.bench.rendering import Results
+from paypost.infra.mongo.database import Collections, connect
 
 
 async def _one(amqp: str, mongo: str, workers: int, n: int, log: Callable[[str], None],

@@ -1,0 +1,1 @@
+"""MongoDB: every store paypost keeps, and the one registry of their indexes."""

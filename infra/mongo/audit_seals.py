@@ -1,0 +1,185 @@
+"""Sealing the audit trail into a hash chain, and verifying it.
+
+Writes on the posting path only mark a posting ``audit_dirty``; a sealer, every few seconds, hashes
+the new entries and appends one seal to the chain. ``paypost audit verify`` recomputes every sealed
+entry from the postings and every seal from the one before: an edited, removed or reordered entry,
+an entry sealed twice, or an edited seal, is reported.
+
+Any number of paypost processes may seal at once. Each round is one transaction: it reads the
+dirty postings and the last seal, appends the next seal (``seq`` is unique) and marks what it
+sealed, all or nothing. Two rounds that cover the same entries, or append the same ``seq``,
+conflict, and the one that loses runs again on what is left: the chain stays linear and every
+entry is sealed exactly once, through crashes and a primary's failover. A lease (``infra/mongo/leases.py``)
+lets one process's sealer work at a time, so the others do not waste rounds on conflicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from datetime import UTC, datetime
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import DuplicateKeyError, OperationFailure
+
+from paypost.domain.audit_chain import GENESIS, Verification, entry_hash, seal_hash
+from paypost.domain.model import IN_FLIGHT
+from paypost.infra.mongo.database import Collections
+from paypost.infra.mongo.leases import Lease, holder_name
+
+IN_FLIGHT_VALUES = [status.value for status in IN_FLIGHT]
+
+
+# Rounds that lost a race (another round sealed the same entries or appended the same seq first)
+# run again this often.
+SEQ_RACES = 50
+WRITE_CONFLICT = 112
+
+
+def _is_conflict(exc: OperationFailure) -> bool:
+    return exc.code == WRITE_CONFLICT or "WriteConflict" in str(exc.details or exc)
+
+
+class AuditSealer:
+    def __init__(self, collections: Collections) -> None:
+        self._client = collections.db.client
+        self._postings = collections.postings
+        self._seals = collections.db.get_collection("audit_seals", codec_options=collections.postings.codec_options)
+        self._leases = collections.leases
+
+    def lease(self, holder: str | None = None, ttl: float = 30.0) -> Lease:
+        """A paypost process's claim to be the one sealer at work (the others stand by). A sealer
+        process started again by the same paypost holds it under the same name, at once."""
+        return Lease(self._leases, "audit-sealer", holder or holder_name(), ttl)
+
+    async def seal_leading(self, lease: Lease, limit: int = 200, pause: float = 0.0) -> int:
+        """Seal everything left while ``lease`` is held; 0 while another process's sealer holds it."""
+        if await lease.acquire() is None:
+            return 0
+        return await self.seal_all(limit, pause)
+
+    async def ensure_indexes(self) -> None:
+        await self._seals.create_index([("seq", ASCENDING)], unique=True)
+        # Only dirty postings are in this index (a sealed one leaves it), by status, so the
+        # sealer skips those in flight without reading them.
+        await self._postings.create_indexes([IndexModel([("audit_dirty", ASCENDING), ("load_status", ASCENDING)],
+                                                        name="audit_dirty_by_status",
+                                                        partialFilterExpression={"audit_dirty": True})])
+        with contextlib.suppress(OperationFailure):
+            await self._postings.drop_index("audit_dirty_1")  # the index of earlier versions
+
+    async def seal(self, limit: int = 500) -> int:
+        """Seal what was appended since the last seal; returns how many entries were sealed.
+
+        A round that conflicted with another (the same entries or the same seq) runs again, up to
+        ``SEQ_RACES`` times; any other failure (the database away) is raised at once, not retried
+        here: the driver's own ``with_transaction`` would retry for two minutes, holding a stop.
+        """
+        for race in range(SEQ_RACES):
+            try:
+                async with self._client.start_session() as session, await session.start_transaction():
+                    return await self._round(session, limit)
+            except DuplicateKeyError:
+                pass  # another process appended this seq first: chain onto its seal
+            except OperationFailure as exc:
+                if not exc.has_error_label("TransientTransactionError") or not _is_conflict(exc):
+                    raise
+            # Lost to another round: run again on what is left, after a pause that grows and is
+            # drawn at random, so that rounds racing each other fall out of step.
+            await asyncio.sleep(random.uniform(0, 0.005 * (race + 1)))  # noqa: S311 - jitter, no secret
+        raise RuntimeError(f"{SEQ_RACES} sealing rounds in a row lost the race for the next seal")
+
+    async def _round(self, session: AsyncClientSession, limit: int) -> int:
+        # A posting in flight is sealed once it settles (milliseconds later, as a rule), so that
+        # its trail is read and written back once rather than twice.
+        docs = await self._postings.find({"audit_dirty": True, "load_status": {"$nin": IN_FLIGHT_VALUES}},
+                                         {"audit": 1, "audit_sealed": 1}, session=session).limit(limit).to_list(None)
+        if not docs:
+            return 0
+        covered = [
+            {"posting": doc["_id"], "index": index, "hash": entry_hash(doc["_id"], index, doc["audit"][index])}
+            for doc in docs
+            for index in range(doc.get("audit_sealed", 0), len(doc["audit"]))
+        ]
+        if covered:
+            last = await self._seals.find_one(sort=[("seq", DESCENDING)], session=session)
+            seq = (last["seq"] + 1) if last else 1
+            previous = last["hash"] if last else GENESIS
+            await self._seals.insert_one({
+                "seq": seq, "previous": previous, "entries": covered, "at": datetime.now(UTC),
+                "hash": seal_hash(previous, seq, (c["hash"] for c in covered)),
+            }, session=session)
+        # Marked sealed in one update per trail length (nearly all settled postings have the same
+        # few entries). In the transaction, each trail is as it was read: one that grew since
+        # makes the round conflict and run again.
+        by_length: dict[int, list[str]] = {}
+        for doc in docs:
+            by_length.setdefault(len(doc["audit"]), []).append(doc["_id"])
+        for sealed, ids in by_length.items():
+            await self._postings.update_many({"_id": {"$in": ids}},
+                                             {"$set": {"audit_sealed": sealed, "audit_dirty": False}},
+                                             session=session)
+        return len(covered)
+
+    async def seal_all(self, limit: int = 200, pause: float = 0.0) -> int:
+        """Seal until nothing is left to seal (a busy minute leaves thousands); returns the entries sealed.
+
+        In rounds of ``limit`` postings, each followed by a pause of ``pause`` times as long as the
+        round took: the database serves the payments too, and short rounds with gaps between them
+        delay their writes less than one long burst.
+        """
+        total = 0
+        while True:
+            started = time.monotonic()
+            sealed = await self.seal(limit)
+            total += sealed
+            if sealed == 0:
+                return total
+            await asyncio.sleep((time.monotonic() - started) * pause)
+
+    async def verify(self) -> Verification:
+        """Check the chain of seals, then every posting's trail against what the seals say of it."""
+        result = Verification()
+        sealed = await self._verify_seals(result)
+        await self._verify_trails(sealed, result)
+        return result
+
+    async def _verify_seals(self, result: Verification) -> dict[str, dict[int, str]]:
+        """Each seal follows the one before and hashes what it covers; returns, by posting, the
+        hash of each sealed entry by its index."""
+        previous, expected_seq = GENESIS, 1
+        sealed: dict[str, dict[int, str]] = {}
+        async for seal in self._seals.find({}).sort("seq", ASCENDING):
+            result.seals += 1
+            if seal["seq"] != expected_seq:
+                result.problems.append(f"seal {expected_seq} is missing (found {seal['seq']})")
+            if seal["previous"] != previous:
+                result.problems.append(f"seal {seal['seq']} does not follow seal {seal['seq'] - 1}")
+            if seal_hash(seal["previous"], seal["seq"], (c["hash"] for c in seal["entries"])) != seal["hash"]:
+                result.problems.append(f"seal {seal['seq']} was altered")
+            for c in seal["entries"]:
+                if c["index"] in sealed.setdefault(c["posting"], {}):
+                    result.problems.append(f"{c['posting']} entry {c['index']} is sealed twice")
+                sealed[c["posting"]][c["index"]] = c["hash"]
+            previous, expected_seq = seal["hash"], seal["seq"] + 1
+        return sealed
+
+    async def _verify_trails(self, sealed: dict[str, dict[int, str]], result: Verification) -> None:
+        """Each sealed entry is still there, unedited; a posting sealed but gone is reported."""
+        async for doc in self._postings.find({}, {"audit": 1}):
+            hashes = sealed.pop(doc["_id"], {})
+            for index, entry in enumerate(doc.get("audit", [])):
+                want = hashes.get(index)
+                if want is None:
+                    result.unsealed += 1
+                elif entry_hash(doc["_id"], index, entry) != want:
+                    result.problems.append(f"{doc['_id']}: audit entry {index} was altered")
+                else:
+                    result.entries += 1
+            for index in sorted(i for i in hashes if i >= len(doc.get("audit", []))):
+                result.problems.append(f"{doc['_id']}: audit entry {index} was removed")
+        for posting in sealed:
+            result.problems.append(f"{posting}: the posting and its audit trail were removed")

@@ -1,0 +1,154 @@
+"""Consuming a busy queue in batches, on aio-pika directly.
+
+A batch is whatever the broker has delivered while the previous batch was being handled (up to
+``max_batch``): under light load that is one message and it goes at once; under heavy load
+hundreds go together, their database work done in a few round trips. Each batch is settled once
+it is handled, each delivery by its own outcome: dead-lettered ones rejected one by one, those
+that could not be handled returned to the queue one by one, then every other delivery of the
+batch acknowledged with a single ``multiple=True`` ack. Batches on one channel are handled one
+after another, so that ack never covers a delivery that is still being handled; several channels
+keep the database and the broker busy while one batch waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import aio_pika
+import aiormq
+import structlog
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+
+from paypost.domain.posting import KeptMessage
+from paypost.infra.rabbit.broker import kept_message
+from paypost.infra.runtime.retry import log_failure
+
+log = structlog.get_logger("paypost.intake")
+
+
+class Settle(enum.Enum):
+    ACK = "ack"
+    DEAD_LETTER = "dead_letter"  # reject without requeue: the queue's dead-letter exchange takes it
+    REQUEUE = "requeue"  # not handled: back to the queue, whose delivery limit ends what never can be
+
+
+BatchHandler = Callable[[list[KeptMessage]], Awaitable[list[Settle]]]
+
+
+class _Lane:
+    """One channel and the deliveries it holds that are not handled yet."""
+
+    def __init__(self, name: str, handle: BatchHandler, max_batch: int) -> None:
+        self.name = name
+        self._handle = handle
+        self._max = max_batch
+        self._waiting: list[tuple[AbstractIncomingMessage, datetime]] = []
+        self._ready = asyncio.Event()
+        self._stopping = False
+        self.channel: aio_pika.abc.AbstractChannel | None = None
+        self.queue: aio_pika.abc.AbstractQueue | None = None
+        self.consumer_tag: str | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        if self._stopping:
+            return  # not handled: it goes back to the queue when the channel closes
+        self._waiting.append((message, datetime.now(UTC)))
+        self._ready.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            if not self._waiting:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            batch, self._waiting = self._waiting[:self._max], self._waiting[self._max:]
+            await self._settle(batch)
+
+    async def _settle(self, arrived: list[tuple[AbstractIncomingMessage, datetime]]) -> None:
+        batch = [m for m, _ in arrived]
+        try:
+            settles = await self._handle([kept_message(m, at) for m, at in arrived])
+        except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
+            # The handler gave up (its own retries included): every delivery goes back to the
+            # queue, whose delivery limit ends a message that can never be handled.
+            log_failure(log, "batch_gave_up", exc, lane=self.name, size=len(batch))
+            await _quietly(batch[-1].nack(multiple=True, requeue=True), self.name)
+            return
+        last_ack: AbstractIncomingMessage | None = None
+        for message, settle in zip(batch, settles, strict=True):
+            if settle is Settle.DEAD_LETTER:
+                await _quietly(message.reject(requeue=False), self.name)
+            elif settle is Settle.REQUEUE:
+                await _quietly(message.nack(requeue=True), self.name)
+            else:
+                last_ack = message
+        if last_ack is not None:
+            await _quietly(last_ack.ack(multiple=True), self.name)
+
+    def stop(self) -> None:
+        """Finish the batch in hand; what waits behind it is left unsettled."""
+        self._stopping = True
+        self._waiting = []
+        self._ready.set()
+
+
+async def _quietly(settling: Awaitable[None], lane: str) -> None:
+    """A channel that closed (the connection dropped) cannot settle: the broker redelivers instead."""
+    try:
+        await settling
+    except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, ConnectionError) as exc:
+        log.warning("settle_failed", lane=lane, error=repr(exc)[:200])
+
+
+class BatchConsumer:
+    """Consumes one queue on ``lanes`` channels with ``prefetch`` deliveries each, in batches."""
+
+    def __init__(self, queue: str, handle: BatchHandler, *, prefetch: int, lanes: int = 2,
+                 max_batch: int | None = None, name: str | None = None) -> None:
+        self.queue = queue
+        self._prefetch = prefetch
+        self._lanes = [_Lane(f"{name or queue}-{n}", handle, max_batch or prefetch) for n in range(lanes)]
+
+    async def start(self, connection: AbstractRobustConnection) -> None:
+        for lane in self._lanes:
+            lane.channel = await connection.channel()
+            await lane.channel.set_qos(prefetch_count=self._prefetch)
+            # Declared (passively) through the robust channel, so a reconnect consumes it again.
+            queue = await lane.channel.declare_queue(self.queue, passive=True)
+            lane.task = asyncio.create_task(lane.run(), name=lane.name)
+            lane.queue = queue
+            lane.consumer_tag = await queue.consume(lane.on_message)
+
+    async def stop(self, grace: float = 15.0) -> None:
+        """Stop taking deliveries, finish and settle the batches in hand, then close the channels.
+
+        What was delivered but not handled goes back to the queue when its channel closes. Each
+        step waits a bounded time: a channel whose connection is down waits for it to come back.
+        """
+        for lane in self._lanes:
+            if lane.queue is not None and lane.consumer_tag is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(lane.queue.cancel(lane.consumer_tag), 2)
+            lane.stop()
+        running = [lane.task for lane in self._lanes if lane.task is not None]
+        if running:
+            await asyncio.wait(running, timeout=grace)  # the lanes finish their batches together
+        for lane in self._lanes:
+            if lane.task is not None and not lane.task.done():
+                lane.task.cancel()
+                log.warning("batch_unfinished_at_stop", lane=lane.name)
+            if lane.channel is not None and not lane.channel.is_closed:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(lane.channel.close(), 2)
+
+    def abort(self) -> None:
+        """Stop at once: the batches in hand are left unsettled (the broker delivers them again)."""
+        for lane in self._lanes:
+            lane.stop()
+            if lane.task is not None:
+                lane.task.cancel()

@@ -1,0 +1,1 @@
+"""A process's runtime: settings, logging, retries and the sealer's process."""

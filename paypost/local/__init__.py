@@ -1,0 +1,1 @@
+"""Tools for a local run and the demo: local servers, the reference practice-management system, the demo system."""
