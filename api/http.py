@@ -26,7 +26,7 @@ from paypost.domain.errors import BadCursor, RefusedHost, Unroutable
 from paypost.domain.integrations import InvalidLedgerSettings, MissingSecretKey, UnknownLedgerKind
 from paypost.domain.load_errors import LoadErrorCode
 from paypost.domain.model import LoadStatus
-from paypost.domain.ports import PostingFilter
+from paypost.domain.ports.postings import PostingFilter
 from paypost.domain.posting import PostingKey
 from paypost.handlers.application import Application
 from paypost.handlers.changes import (

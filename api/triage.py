@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from paypost.api import render
 from paypost.api.access import Caller, authenticate
-from paypost.domain.ports import PostingFilter
+from paypost.domain.ports.postings import PostingFilter
 from paypost.domain.posting import PostingKey
 from paypost.schemas.api import (
     AlertOut,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import structlog
 
 from paypost.domain.events import Event, owed_as, owed_event
-from paypost.domain.ports import PostingStore
+from paypost.domain.ports.postings import PostingStore
 from paypost.domain.posting import Posting, PostingKey
 from paypost.handlers.messagebus import MessageBus
 

@@ -9,7 +9,7 @@ import structlog
 
 from paypost.domain.load_errors import LoadErrorCode
 from paypost.domain.model import IN_FLIGHT
-from paypost.domain.ports import PostingStore
+from paypost.domain.ports.postings import PostingStore
 from paypost.domain.posting import PAYPOST_ACTOR, UNKNOWN_PRACTICE, AuditEntry, KeptMessage, PostingKey
 from paypost.handlers.clock import Clock, utc_now
 from paypost.handlers.posting import PostingService, posting_from

@@ -16,7 +16,9 @@ from paypost.domain.events import PostingFailed, PostingLoaded, PostingRetried
 from paypost.domain.load_errors import LoadErrorCode, load_error
 from paypost.domain.model import Delivery, LoadStatus, PostingKind, choose_patient, decide_delivery
 from paypost.domain.outages import PracticeOutage
-from paypost.domain.ports import Ledger, LedgerFactory, MappingStore, PostingStore, PracticeDirectory
+from paypost.domain.ports.ledgers import Ledger, LedgerFactory
+from paypost.domain.ports.postings import PostingStore
+from paypost.domain.ports.practices import MappingStore, PracticeDirectory
 from paypost.domain.posting import (
     PAYPOST_ACTOR,
     Attempt,

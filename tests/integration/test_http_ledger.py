@@ -13,7 +13,7 @@ import pytest
 
 from paypost.domain.errors import LedgerUnreachable, LoadFailure, TransientFailure
 from paypost.domain.load_errors import LoadErrorCode
-from paypost.domain.ports import Ledger
+from paypost.domain.ports.ledgers import Ledger
 from paypost.domain.posting import LedgerEntryRequest, LedgerReceipt
 from paypost.infra.ledgers.http import HttpLedgers
 from paypost.local.reference_ledger import Faults

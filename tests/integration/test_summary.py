@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from paypost.bootstrap import Paypost
-from paypost.domain.ports import PostingFilter
+from paypost.domain.ports.postings import PostingFilter
 from paypost.infra.mongo.reports import summary_pipeline
 from paypost.infra.runtime.settings import Settings
 from tests.conftest import TOKENS, VIEWER, Upstream
