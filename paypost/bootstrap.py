@@ -17,7 +17,8 @@ from fastapi import FastAPI
 from faststream.rabbit import RabbitBroker
 from pymongo import AsyncMongoClient
 
-from paypost.api.http import create_app, health
+from paypost.api.app import create_app
+from paypost.api.routes.health import router as health
 from paypost.background import run_sweeps
 from paypost.consumers.subscribers import intake_consumers, register
 from paypost.domain.access import Principal, Role, Scope, token_hash

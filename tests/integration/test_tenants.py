@@ -15,7 +15,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from paypost.api.http import create_app
+from paypost.api.app import create_app
 from paypost.bootstrap import Paypost
 from paypost.domain.access import Principal, Role, Scope, token_hash
 from paypost.handlers.keys import ApiKeys, FailedKeys

@@ -1,0 +1,1 @@
+"""One router per resource of the HTTP API; ``paypost.api.app`` includes them."""
