@@ -103,8 +103,15 @@ def settings(services: Services, amqp_url: str) -> Settings:
 
 
 @pytest.fixture
-async def paypost(settings: Settings) -> AsyncIterator[Paypost]:
-    app = Paypost(settings, retry_seconds=10)
+def paypost_adapters() -> dict[str, Any]:
+    """Adapters the ``paypost`` fixture is built with instead of the real ones (``Paypost``'s keyword
+    parameters: ``publish``, ``clock``, ``ledgers``); a test module or class overrides this."""
+    return {}
+
+
+@pytest.fixture
+async def paypost(settings: Settings, paypost_adapters: dict[str, Any]) -> AsyncIterator[Paypost]:
+    app = Paypost(settings, retry_seconds=10, **paypost_adapters)
     await app.start()
     try:
         yield app

@@ -144,7 +144,7 @@ async def test_concurrent_retries_and_a_mapping_fix_post_once(
 ) -> None:
     payment_ids = [await failed_payment(api, upstream, practice, patient_account_id="acct-c") for _ in range(5)]
     await api.put("/api/v1/practices/clinic-a/ehr-patients/EHR-C", json={})
-    await paypost.mapping_store.put("clinic-a", "acct-c", "EHR-C", "test", paypost.operations._clock())
+    await paypost.mapping_store.put("clinic-a", "acct-c", "EHR-C", "test", paypost.clock())
 
     second = {"Authorization": "Bearer op2-token"}
     results = await asyncio.gather(

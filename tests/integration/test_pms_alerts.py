@@ -116,7 +116,7 @@ async def test_an_escalation_updates_the_task_in_the_system(
     await upstream.payment(practice_id=practice, payment_id="e-1", ehr_patient_id=UNKNOWN_PATIENT)
     task = await delivered(api, practice, "task", "sent")
     assert system.state.tasks[task["alert_id"]]["escalated"] is False
-    an_hour_ago = paypost.reactions._clock() - timedelta(hours=1)
+    an_hour_ago = paypost.clock() - timedelta(hours=1)
     await paypost.collections.alerts.update_many({"practice_id": practice}, {"$set": {"opened_at": an_hour_ago}})
     assert await paypost.reactions.escalate_due() >= 1
 
