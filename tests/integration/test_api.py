@@ -6,8 +6,9 @@ import httpx
 import pytest
 
 from paypost.bootstrap import Paypost
-from tests.conftest import OPERATOR, VIEWER, Upstream
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
+from tests.support.tokens import OPERATOR, VIEWER
+from tests.support.upstream import Upstream
 
 pytestmark = pytest.mark.integration
 

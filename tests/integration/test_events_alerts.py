@@ -12,20 +12,11 @@ import pytest
 
 from paypost.infra.rabbit.watch import WatchedEvent, watch_events
 from paypost.infra.runtime.settings import Settings
-from tests.conftest import Upstream, wait_for
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
+from tests.support.upstream import Upstream
+from tests.support.waits import drain, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-async def drain(events: asyncio.Queue[WatchedEvent], settle: float = 0.7) -> list[WatchedEvent]:
-    """Everything received until nothing more arrives for ``settle`` seconds."""
-    got = []
-    while True:
-        try:
-            got.append(await asyncio.wait_for(events.get(), timeout=settle))
-        except TimeoutError:
-            return got
 
 
 @pytest.fixture
@@ -281,7 +272,7 @@ async def test_a_dead_lettered_failure_whose_events_could_not_be_sent_is_announc
     If the broker refuses that failure's event once, handling the message again must still send
     the event, the office task and the patient flag, once each."""
     from paypost.domain.errors import TransientFailure
-    from tests.conftest import payment_body
+    from tests.support.payloads import payment_body
 
     real = paypost.outcomes._publish
     refused: list[str] = []

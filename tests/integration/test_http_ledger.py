@@ -19,8 +19,7 @@ from paypost.infra.ledgers.http import HttpLedgers
 from paypost.local.reference_ledger import Faults
 from paypost.local.servers import free_port
 from paypost.testing.ledger_suite import PATIENT, PRACTICE, payment_request
-from tests.conftest import Upstream
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
 from tests.support.ledgers import (
     CLOSED_PATIENT,
     LOCAL_HOSTS,
@@ -31,6 +30,7 @@ from tests.support.ledgers import (
     http_ledger,
     serve_reference_ledger,
 )
+from tests.support.upstream import Upstream
 
 pytestmark = pytest.mark.integration
 

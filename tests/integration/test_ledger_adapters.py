@@ -17,8 +17,8 @@ import httpx
 import pytest
 from paypost_ledger_example import LedgerFile
 
-from tests.conftest import Upstream
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
+from tests.support.upstream import Upstream
 
 pytestmark = pytest.mark.integration
 

@@ -25,9 +25,10 @@ from paypost.infra.ledgers.secrets import SecretBox, SecretKeyError
 from paypost.infra.runtime.settings import Settings
 from paypost.local.reference_ledger import Credentials, LedgerState
 from paypost.testing.ledger_suite import PATIENT, payment_request
-from tests.conftest import OPERATOR, Upstream
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
 from tests.support.ledgers import LOCAL_HOSTS, http_integration, serve_reference_ledger
+from tests.support.tokens import OPERATOR
+from tests.support.upstream import Upstream
 
 pytestmark = pytest.mark.integration
 

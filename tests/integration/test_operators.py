@@ -11,8 +11,11 @@ import httpx
 import pytest
 
 from paypost.bootstrap import Paypost
-from tests.conftest import VIEWER, Upstream, payment_body, wait_for
-from tests.integration.helpers import get_posting, ledger, wait_status
+from tests.support.api_calls import get_posting, ledger, wait_status
+from tests.support.payloads import payment_body
+from tests.support.tokens import VIEWER
+from tests.support.upstream import Upstream
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.integration
 

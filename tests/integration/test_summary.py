@@ -14,8 +14,9 @@ from paypost.bootstrap import Paypost
 from paypost.domain.ports import PostingFilter
 from paypost.infra.mongo.reports import summary_pipeline
 from paypost.infra.runtime.settings import Settings
-from tests.conftest import TOKENS, VIEWER, Upstream
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
+from tests.support.tokens import TOKENS, VIEWER
+from tests.support.upstream import Upstream
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,10 @@ from paypost.domain.access import Principal, Role, Scope, token_hash
 from paypost.handlers.keys import ApiKeys, FailedKeys
 from paypost.infra.rabbit.asyncapi import asyncapi_text
 from paypost.infra.runtime.settings import Settings
-from tests.conftest import OPERATOR, TOKENS, Upstream, wait_for
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
+from tests.support.tokens import OPERATOR, TOKENS
+from tests.support.upstream import Upstream
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,10 @@ from paypost.bootstrap import Paypost
 from paypost.domain.operations import CanaryPhase, CanaryPlan, OperationItem
 from paypost.handlers.reactions import PostingReactions
 from paypost.infra.runtime.settings import Settings
-from tests.conftest import OPERATOR, TOKENS, VIEWER, Upstream, wait_for
-from tests.integration.helpers import get_posting, wait_status
+from tests.support.api_calls import get_posting, wait_status
+from tests.support.tokens import OPERATOR, TOKENS, VIEWER
+from tests.support.upstream import Upstream
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
