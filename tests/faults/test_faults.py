@@ -252,6 +252,7 @@ async def test_a_removed_binding_is_detected_and_nothing_is_lost(
     assert metrics.UNROUTED.labels("payment.posted")._value.get() >= n
 
 
+@pytest.mark.api_only
 async def test_a_command_that_cannot_be_routed_is_reported_not_lost(
     settings: Settings, paypost: Paypost, api: httpx.AsyncClient, store: Collections
 ) -> None:

@@ -202,6 +202,7 @@ async def test_a_transfer_that_arrives_before_its_payments_reconciles(
     assert done["cleared"] == {"count": 1, "amount": "50.00"}
 
 
+@pytest.mark.api_only
 async def test_unsettled_transfer_is_404(api: httpx.AsyncClient) -> None:
     r = await api.get("/api/v1/transfers/clinic-a/MT-none")
     assert r.status_code == 404 and "not settled" in r.json()["error"]["message"]

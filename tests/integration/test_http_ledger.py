@@ -178,6 +178,7 @@ async def test_a_system_at_an_address_paypost_must_not_call_is_refused_before_an
         await http.close()
 
 
+@pytest.mark.api_only
 async def test_saving_a_system_at_a_refused_address_is_400_naming_the_rule_and_saves_nothing(
     api: httpx.AsyncClient,
 ) -> None:

@@ -122,6 +122,7 @@ async def test_clear_without_a_reason_is_refused_whole(api: httpx.AsyncClient, u
         assert [x["action"] for x in posting["audit"]] == ["received", "failed", "dead_lettered"]
 
 
+@pytest.mark.api_only
 async def test_missing_reason_field_is_422(api: httpx.AsyncClient, practice: str) -> None:
     r = await api.post("/api/v1/postings/changes", json={"practice_id": practice, "clear": [{"payment_id": "x"}]})
     assert r.status_code == 422

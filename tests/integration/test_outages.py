@@ -154,6 +154,7 @@ async def test_an_operator_holds_a_practice_by_hand_and_its_payments_load_when_r
     assert [(a["action"], a["actor"]) for a in held["audit"] if a["action"] == "held"] == [("held", "alice")]
 
 
+@pytest.mark.api_only
 async def test_hold_and_release_are_operators_and_name_a_practice_in_scope(
     api: httpx.AsyncClient, pms_practice: str,
 ) -> None:

@@ -398,6 +398,7 @@ async def test_only_failures_and_refunds_enter_their_partial_indexes(
     assert [k.payment_id for k in found["never-seen"]] == [refund["refund_id"]]
 
 
+@pytest.mark.api_only
 async def test_indexes_of_earlier_versions_are_replaced(paypost: Paypost) -> None:
     from paypost.infra.mongo.database import ensure_indexes
 
