@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from paypost.local.servers import ServiceError
+from paypost.domain.errors import ServiceError
 
 
 def _ctl(*args: str, timeout: float = 120) -> str:
