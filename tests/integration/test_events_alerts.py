@@ -16,20 +16,11 @@ from paypost.domain.ports.events import Publish
 from paypost.infra.rabbit.broker import PUBLISHERS, Amqp
 from paypost.infra.rabbit.watch import WatchedEvent, watch_events
 from paypost.infra.runtime.settings import Settings
-from tests.conftest import Upstream, wait_for
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
+from tests.support.upstream import Upstream
+from tests.support.waits import drain, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-async def drain(events: asyncio.Queue[WatchedEvent], settle: float = 0.7) -> list[WatchedEvent]:
-    """Everything received until nothing more arrives for ``settle`` seconds."""
-    got = []
-    while True:
-        try:
-            got.append(await asyncio.wait_for(events.get(), timeout=settle))
-        except TimeoutError:
-            return got
 
 
 @pytest.fixture
@@ -215,6 +206,7 @@ async def test_a_transfer_that_arrives_before_its_payments_reconciles(
     assert done["cleared"] == {"count": 1, "amount": "50.00"}
 
 
+@pytest.mark.api_only
 async def test_unsettled_transfer_is_404(api: httpx.AsyncClient) -> None:
     r = await api.get("/api/v1/transfers/clinic-a/MT-none")
     assert r.status_code == 404 and "not settled" in r.json()["error"]["message"]
@@ -316,7 +308,7 @@ class TestAnOutcomeWhoseEventsTheBrokerRefused:
         """A payment its consumer never finished reaches the dead-letter queue and becomes FAILED there.
         If the broker refuses that failure's event once, handling the message again must still send
         the event, the office task and the patient flag, once each."""
-        from tests.conftest import payment_body
+        from tests.support.payloads import payment_body
 
         refused: list[str] = []
 

@@ -14,9 +14,10 @@ import pytest
 
 from paypost.bootstrap import Paypost
 from paypost.local.reference_ledger import Faults
-from tests.conftest import Upstream, wait_for
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
 from tests.support.ledgers import PATIENT, ReferenceLedger, serve_reference_ledger
+from tests.support.upstream import Upstream
+from tests.support.waits import wait_for
 
 PMS = "clinic-tasks"
 UNKNOWN_PATIENT = "EHR-NOBODY"  # not a patient of the reference system: PATIENT_NOT_FOUND
