@@ -3,7 +3,7 @@
 # on Linux x86_64 (CI's machines and the container image).
 #
 #   requirements/update.sh                                   after a change to pyproject.toml's dependencies
-#   requirements/update.sh --upgrade-package fastapi==0.164  one package moved (the others stay)
+#   requirements/update.sh --upgrade-package cryptography    one package to the newest pyproject allows (the others stay)
 #   requirements/update.sh --upgrade                         everything to the newest that pyproject allows
 #
 # ci.txt (every extra, and setuptools, which builds paypost) is resolved first; paypost.txt (what
