@@ -38,13 +38,14 @@ PROJECT = PYPROJECT["project"]
 # name==version, then its hashes (continued lines), as pip-compile --generate-hashes writes them.
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>\S+)(?P<rest>(?:[^\n]*\\\n)*[^\n]*)", re.M)
 
+HASH = r"--hash=sha256:([0-9a-f]{64})"
 PIN_LINE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[^\s;]+( ; [^\\]+)? \\$")
 
 
 def locked(name: str) -> dict[str, tuple[str, frozenset[str]]]:
     """A lock file's packages: canonical name -> (version, sha256 hashes)."""
     text = (LOCKS / name).read_text()
-    return {canonicalize_name(m["name"]): (m["version"], frozenset(re.findall(r"--hash=sha256:([0-9a-f]{64})", m["rest"])))
+    return {str(canonicalize_name(m["name"])): (m["version"], frozenset(re.findall(HASH, m["rest"])))
             for m in PIN.finditer(text)}
 
 
@@ -69,7 +70,7 @@ def test_every_declared_dependency_is_locked_at_a_version_pyproject_allows(
         lock: str, requirements: list[Requirement]) -> None:
     pins = locked(lock)
     for requirement in requirements:
-        name = canonicalize_name(requirement.name)
+        name = str(canonicalize_name(requirement.name))
         if name == "paypost":  # an extra naming paypost's own (ledger-suite): paypost is installed, not locked
             continue
         assert name in pins, f"{requirement} is not in requirements/{lock}: run requirements/update.sh"
@@ -184,7 +185,7 @@ def test_the_readme_sbom_command_writes_a_valid_cyclonedx_document(tmp_path: Pat
     assert (root["name"], root["version"]) == ("paypost", PROJECT["version"])
     assert root["licenses"] == [{"license": {"acknowledgement": "declared", "id": "Apache-2.0"}}]
     # Every package of the image's lock, with its version, its package URL and the lock's hashes.
-    components = {canonicalize_name(c["name"]): c for c in document["components"]}
+    components = {str(canonicalize_name(c["name"])): c for c in document["components"]}
     pins = locked(Path(command[command.index("requirements") + 1]).name)
     assert set(components) == set(pins)
     for name, (version, hashes) in pins.items():
