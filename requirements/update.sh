@@ -11,12 +11,12 @@
 # so the image runs exactly what CI tested. Needs pip-tools (in the test extra).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PIP_COMPILE=${PIP_COMPILE:-.venv/bin/pip-compile}
+LOCK_COMPILER=${LOCK_COMPILER:-.venv/bin/pip-compile}  # not PIP_...: pip would read that as an option
 common=(--quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links --no-emit-trusted-host)
 
-"$PIP_COMPILE" "${common[@]}" --allow-unsafe --all-extras --build-deps-for wheel \
+"$LOCK_COMPILER" "${common[@]}" --allow-unsafe --all-extras --build-deps-for wheel \
   --output-file requirements/ci.txt "$@" pyproject.toml
-"$PIP_COMPILE" "${common[@]}" --constraint requirements/ci.txt \
+"$LOCK_COMPILER" "${common[@]}" --constraint requirements/ci.txt \
   --output-file requirements/paypost.txt pyproject.toml
-"$PIP_COMPILE" "${common[@]}" --allow-unsafe --constraint requirements/ci.txt --only-build-deps --build-deps-for wheel \
+"$LOCK_COMPILER" "${common[@]}" --allow-unsafe --constraint requirements/ci.txt --only-build-deps --build-deps-for wheel \
   --output-file requirements/build.txt pyproject.toml
