@@ -52,7 +52,7 @@ def rs3() -> Iterator[ReplicaSet]:
 @pytest.fixture(scope="session")
 def rabbit3() -> Iterator[RabbitCluster]:
     if not rabbit_cluster_possible():
-        pytest.skip("needs /usr/lib/rabbitmq/bin/rabbitmq-server, run as root (ENVIRONMENT.md)")
+        pytest.skip("needs /usr/lib/rabbitmq/bin/rabbitmq-server, run as root (README, the fault suite)")
     with rabbit_cluster(3) as cluster:
         yield cluster
 
