@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import orjson
@@ -479,3 +480,28 @@ async def test_two_deliveries_of_a_new_payment_at_once_make_one_row_one_entry_on
     assert row is not None and row["attempts_count"] == 1
     assert [a["action"] for a in row["audit"]] == ["received", "loaded"]
     assert len([e for e in await ledger(api, practice, "EHR-1") if e["payment_id"] == body["payment_id"]]) == 1
+
+
+LATER = timedelta(days=5 * 365)
+
+
+class TestAClockHandedIn:
+    """The composition root takes its clock as a parameter (``Paypost(clock=...)``): the handlers
+    read the one handed in, nothing patched after the build."""
+
+    @pytest.fixture
+    def paypost_adapters(self) -> dict[str, Any]:
+        return {"clock": lambda: datetime.now(UTC) + LATER}
+
+    async def test_a_load_and_its_event_are_timed_by_it(
+        self, settings: Settings, api: httpx.AsyncClient, upstream: Upstream, practice: str,
+    ) -> None:
+        async with watch_events(settings.amqp_url, [f"posting.loaded.{practice}"]) as events:
+            body = await upstream.payment()
+            posting = await wait_status(api, practice, body["payment_id"], "LOADED")
+            event = await asyncio.wait_for(events.get(), 10)
+        later = datetime.now(UTC) + LATER - timedelta(minutes=5)
+        loaded = next(a for a in posting["audit"] if a["action"] == "loaded")
+        assert datetime.fromisoformat(loaded["at"]) > later
+        assert event.body["payment_id"] == body["payment_id"]
+        assert datetime.fromisoformat(event.body["occurred_at"]) > later
