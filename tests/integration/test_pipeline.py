@@ -17,7 +17,7 @@ import pytest
 from paypost.bootstrap import Paypost
 from paypost.domain.load_errors import LoadErrorCode, load_error
 from paypost.domain.model import LoadStatus
-from paypost.domain.posting import KeptMessage
+from paypost.domain.posting import Integration, KeptMessage, LedgerEntryRequest, LedgerReceipt
 from paypost.handlers.posting import Disposition, Outcome
 from paypost.infra.mongo.database import Collections, connect
 from paypost.infra.rabbit.watch import watch_events
@@ -505,3 +505,40 @@ class TestAClockHandedIn:
         assert datetime.fromisoformat(loaded["at"]) > later
         assert event.body["payment_id"] == body["payment_id"]
         assert datetime.fromisoformat(event.body["occurred_at"]) > later
+
+
+class OtherLedgers:
+    """Ledgers handed to the composition root: every practice's entries go to one list here."""
+
+    def __init__(self) -> None:
+        self.entries: list[LedgerEntryRequest] = []
+
+    def for_integration(self, integration: Integration) -> OtherLedgers:
+        return self
+
+    async def post(self, request: LedgerEntryRequest) -> LedgerReceipt:
+        self.entries.append(request)
+        return LedgerReceipt(entry_id=f"other-{len(self.entries)}")
+
+
+class TestLedgersHandedIn:
+    """The composition root takes the posting service's ledgers as a parameter (``Paypost(ledgers=...)``)."""
+
+    @pytest.fixture
+    def other(self) -> OtherLedgers:
+        return OtherLedgers()
+
+    @pytest.fixture
+    def paypost_adapters(self, other: OtherLedgers) -> dict[str, Any]:
+        return {"ledgers": other}
+
+    async def test_a_payment_loads_into_the_ledger_handed_in(
+        self, other: OtherLedgers, api: httpx.AsyncClient, upstream: Upstream, practice: str,
+    ) -> None:
+        body = await upstream.payment(amount="42.00")
+        posting = await wait_status(api, practice, body["payment_id"], "LOADED")
+        assert [(e.payment_id, e.amount, e.ehr_patient_id) for e in other.entries] == [
+            (body["payment_id"], Decimal("42.00"), "EHR-1")]
+        loaded = next(a for a in posting["audit"] if a["action"] == "loaded")
+        assert loaded["detail"] == "ledger entry other-1"
+        assert await ledger(api, practice, "EHR-1") == []  # the built-in ledger was not the one used
