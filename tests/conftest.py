@@ -1,5 +1,6 @@
 """The session's hooks, and the service fixtures every area shares: the real RabbitMQ and MongoDB,
-one vhost and one database per test, paypost on them, its API and an upstream publisher.
+one vhost and one database per test, paypost on them, its API, an upstream publisher, and the
+practice most tests start from.
 
 Helpers live in ``tests/support/`` (the upstream client, payload builders, waits, API reads); each
 area's own fixtures in its ``conftest.py``.
@@ -23,6 +24,7 @@ import pytest
 
 from paypost.bootstrap import Paypost
 from paypost.infra.runtime.settings import Settings
+from tests.support.api_calls import builtin_practice
 from tests.support.services import Services, find_services
 from tests.support.tokens import OPERATOR, TOKENS
 from tests.support.upstream import Upstream
@@ -164,3 +166,9 @@ async def upstream(amqp_url: str, paypost: Paypost, request: pytest.FixtureReque
         yield Upstream(channel)
     finally:
         await connection.close()
+
+
+@pytest.fixture
+async def practice(api: httpx.AsyncClient) -> str:
+    """A practice with the built-in ledger and patients EHR-1 and EHR-2 registered."""
+    return await builtin_practice(api)

@@ -174,6 +174,7 @@ async def test_a_viewer_token_can_change_nothing(
     assert [a["action"] for a in posting["audit"]] == ["received", "failed", "dead_lettered"]
 
 
+@pytest.mark.api_only
 async def test_a_wrong_token_is_refused_at_sign_in(page: Page) -> None:
     await page.goto("/")
     await page.get_by_label("API token").fill("not-a-token")
@@ -249,6 +250,7 @@ async def test_a_key_for_two_practices_picks_between_them(
     assert await row(page, in_b).count() == 0
 
 
+@pytest.mark.api_only
 async def test_the_live_feed_stops_and_says_so_once_the_key_is_revoked(
     page: Page, api: httpx.AsyncClient, practice: str
 ) -> None:
