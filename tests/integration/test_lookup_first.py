@@ -97,18 +97,21 @@ async def loaded_with_the_committed_entry(api: httpx.AsyncClient, system: Refere
 async def test_a_payment_released_from_parking_looks_its_entry_up_before_posting_again(
     api: httpx.AsyncClient, upstream: Upstream, pms_practice: str, system: ReferenceLedger,
 ) -> None:
-    # It commits the first entry, answers 503, and is down for 1 s: less than the 3 s after which
-    # a practice is held, so its payments are parked (in flight) and load when it answers.
-    system.state.faults = Faults(down_after_commit_seconds=1.0)
+    system.state.faults = Faults(down_after_commit_seconds=3600)  # down until the test brings it back
     await upstream.payment(practice_id=pms_practice, payment_id="park-1", ehr_patient_id=PATIENT)
-    await wait_for(lambda: _seen(system, "park-1"))
+    # Its call got no answer: the practice is failing, and a payment that comes now is parked unsent.
+    await wait_for(lambda: _waiting(api, pms_practice, 1), timeout=30)
     await upstream.payment(practice_id=pms_practice, payment_id="park-2", ehr_patient_id=PATIENT)
+    await wait_for(lambda: _waiting(api, pms_practice, 2), timeout=30)
+    system.state.down_until = 0  # it answers again, well before the 3 s after which it would be held
 
     posting = await loaded_with_the_committed_entry(api, system, "park-1")
     await wait_status(api, pms_practice, "park-2", "LOADED", timeout=30)
 
     assert "held" not in [a["action"] for a in posting["audit"]]  # parked, never HELD
     assert_looked_up_before_any_second_post(system, "park-1")
+    # Never sent before its release, the other is posted without a lookup: its row says so.
+    assert requests_for(system, "park-2") == ["POST"]
     assert sorted(e["payment_id"] for e in system.state.entries.values()) == ["park-1", "park-2"]
 
 
@@ -197,6 +200,13 @@ async def _seen(system: ReferenceLedger, payment_id: str, at_least: int = 1) -> 
 
 async def _committed(system: ReferenceLedger, entry_key: str) -> bool:
     return entry_key in system.state.entries
+
+
+async def _waiting(api: httpx.AsyncClient, practice_id: str, count: int) -> bool:
+    r = await api.get(f"/api/v1/practices/{practice_id}")
+    assert r.status_code == 200, r.text
+    hold = r.json()["hold"]
+    return hold is not None and hold["health"] == "failing" and hold["waiting"] == count
 
 
 async def _healthy(api: httpx.AsyncClient, practice_id: str) -> bool:
