@@ -26,9 +26,11 @@ from paypost.bench.load import TOKEN, PaypostProcess
 from paypost.infra.mongo.database import connect
 from paypost.infra.runtime.settings import Settings
 from paypost.local.reference_ledger import Faults
-from tests.conftest import Upstream, payment_body, wait_for
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
 from tests.support.ledgers import PATIENT, ReferenceLedger, serve_reference_ledger
+from tests.support.payloads import payment_body
+from tests.support.upstream import Upstream
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
