@@ -16,11 +16,13 @@ from paypost.api.deps import ERRORS, authenticate
 from paypost.api.routes import (
     alerts,
     changes,
+    deposits,
     events,
     health,
     keys,
     mappings,
     patients,
+    periods,
     postings,
     practices,
     transfers,
@@ -34,7 +36,8 @@ CONSOLE = Path(__file__).with_name("console")
 # Every route of these gets its caller's scoped application (deps.authenticate): none can reach a
 # handler unscoped, or forget the check. The order is the order requests are matched in.
 api = APIRouter(dependencies=[Depends(authenticate)], responses=ERRORS)
-for resource in (practices, patients, mappings, postings, changes, transfers, alerts, triage, keys, events):
+for resource in (practices, patients, mappings, postings, changes, transfers, deposits, periods, alerts, triage,
+                 keys, events):
     api.include_router(resource.router)
 
 

@@ -15,6 +15,7 @@ from paypost.domain.ports.maintenance import Readiness
 from paypost.handlers.changes import SaveChanges
 from paypost.handlers.keys import ApiKeys
 from paypost.handlers.mappings import MappingService
+from paypost.handlers.month_end import MonthEnd
 from paypost.handlers.practices import Practices
 from paypost.handlers.reports import Reports
 from paypost.handlers.tenancy import ScopedApplication
@@ -32,8 +33,10 @@ class Application:
     refresh_metrics: Callable[[], Awaitable[object]]  # queue depths into the gauges, per scrape
     keys: ApiKeys
     triage: Triage
+    month_end: MonthEnd | None = None  # deposits and the close of a month (contract section 11)
 
     def for_principal(self, who: Principal) -> ScopedApplication:
         """The handlers as ``who`` may use them: only its practices, only what its role allows."""
         return ScopedApplication(who, self.practices, self.mappings, self.save_changes, self.reports, self.feed,
-                                 self.keys, self.triage)
+                                 self.keys, self.triage,
+                                 month_end=self.month_end)

@@ -78,6 +78,7 @@ def posting_from(message: PaymentPosted | PaymentRefunded, received_at: datetime
             currency=message.currency,
             method=message.method.value,
             merchant_transfer_id=message.merchant_transfer_id,
+            occurred_at=message.occurred_at,
         )
     return Posting(
         key=PostingKey(message.practice_id, message.refund_id),
@@ -88,6 +89,7 @@ def posting_from(message: PaymentPosted | PaymentRefunded, received_at: datetime
         amount=message.amount,
         currency=message.currency,
         refunded_payment_id=message.payment_id,
+        occurred_at=message.occurred_at,
     )
 
 

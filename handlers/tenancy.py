@@ -29,6 +29,7 @@ from paypost.domain.triage import FailureGroup
 from paypost.handlers.changes import SaveChanges, Selection
 from paypost.handlers.keys import ApiKeys
 from paypost.handlers.mappings import MappingService
+from paypost.handlers.month_end import MonthEnd, ScopedMonthEnd
 from paypost.handlers.practices import Practices, PracticeStatus, practice_not_found
 from paypost.handlers.reports import Reports, operation_not_found
 from paypost.handlers.triage import Triage, alert_not_found
@@ -255,7 +256,8 @@ class ScopedApplication:
     """What a route or command holds for one caller: every handler, narrowed to its scope and role."""
 
     def __init__(self, who: Principal, practices: Practices, mappings: MappingService, save_changes: SaveChanges,
-                 reports: Reports, feed: EventFeed, keys: ApiKeys, triage: Triage) -> None:
+                 reports: Reports, feed: EventFeed, keys: ApiKeys, triage: Triage, *,
+                 month_end: MonthEnd | None = None) -> None:
         guard = Guard(who)
         self.who = who
         self.guard = guard
@@ -266,3 +268,4 @@ class ScopedApplication:
         self.feed = ScopedFeed(feed, guard)
         self.keys = ScopedKeys(keys, guard)
         self.triage = ScopedTriage(triage, guard)
+        self.month_end = ScopedMonthEnd(month_end, guard) if month_end is not None else None
