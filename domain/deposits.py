@@ -16,6 +16,7 @@ deposit stays unmatched with ``search_cut_short`` and an operator matches it by 
 
 from __future__ import annotations
 
+import bisect
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -131,12 +132,24 @@ class _SubsetSum:
         n = len(self.values)
         return self.prefix[n] - self.prefix[n - r] if r else 0
 
+    def _last(self, start: int, picked: list[int], total: int, low_target: int, high: int) -> None:
+        """The last pick: the values in range are found by bisection, not by a walk."""
+        self.steps += 1
+        first = bisect.bisect_left(self.values, low_target - total, lo=start)
+        for i in range(first, bisect.bisect_right(self.values, high - total, lo=start)):
+            self.found.append((*picked, i))
+            if self.done:
+                return
+
     def walk(self, start: int, picked: list[int], total: int, r: int) -> None:
         if r == 0:
             if abs(total - self.target) <= self.tolerance:
                 self.found.append(tuple(picked))
             return
         high, low_target = self.target + self.tolerance, self.target - self.tolerance
+        if r == 1:
+            self._last(start, picked, total, low_target, high)
+            return
         for i in range(start, len(self.values) - r + 1):
             self.steps += 1
             if self.steps > self.budget:

@@ -3,6 +3,7 @@ operator with its candidates; a transfer that arrives after its deposit matches 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -33,7 +34,8 @@ from paypost.schemas.topics import deposit_matched_key
 
 log = structlog.get_logger("paypost.deposits")
 
-ATTEMPTS = 3  # a decision written over a revision another worker moved is decided again, this often
+ATTEMPTS = 5  # a decision written over a revision another worker moved is decided again, this often
+BACKOFF = 0.05  # seconds, times the attempt: a concurrent transaction commits meanwhile
 
 
 def deposit_from_message(message: DepositReceived) -> Deposit:
@@ -66,7 +68,9 @@ class Deposits:
     async def match(self, practice_id: str, deposit_id: str) -> Deposit | None:
         """Decide a waiting deposit, over the revision read; a concurrent decision wins, and is kept."""
         _, settings = await self._settings.settings_of(practice_id)
-        for _ in range(ATTEMPTS):
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(BACKOFF * attempt)
             deposit = await self._store.get(practice_id, deposit_id)
             if deposit is None or deposit.status is DepositStatus.MATCHED:
                 return deposit
