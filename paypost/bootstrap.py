@@ -21,7 +21,9 @@ from paypost.api.http import create_app, health
 from paypost.background import run_sweeps
 from paypost.consumers.subscribers import intake_consumers, register
 from paypost.domain.access import Principal, Role, Scope, token_hash
+from paypost.domain.errors import loggable
 from paypost.domain.events import PostingCleared, PostingFailed, PostingHeld, PostingLoaded, PostingRetried
+from paypost.domain.patient_ref import use_key as use_patient_ref_key
 from paypost.handlers import metrics
 from paypost.handlers.alert_delivery import AlertDelivery
 from paypost.handlers.announcing import Announcer
@@ -46,7 +48,7 @@ from paypost.infra.ledgers.adapters import AdapterLedgers
 from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
 from paypost.infra.ledgers.hosts import HostPolicy
 from paypost.infra.ledgers.http import HttpLedgers, LedgerEvidence
-from paypost.infra.ledgers.secrets import SecretBox
+from paypost.infra.ledgers.secrets import SecretBox, derived_key
 from paypost.infra.mongo.alerts import MongoAlertOutbox, MongoAlertStore
 from paypost.infra.mongo.api_keys import MongoApiKeyStore
 from paypost.infra.mongo.audit_seals import AuditSealer
@@ -81,7 +83,7 @@ async def maintenance(settings: Settings) -> AsyncIterator[Maintenance]:
     client = connect(settings.mongodb_uri)
     try:
         collections = Collections(client[settings.mongodb_db])
-        keys = settings.secret_key.strip()
+        keys = settings.secret_keys
         yield Maintenance(AuditSealer(collections), MongoSealedSecrets(collections, keys) if keys else None)
     finally:
         await client.close()
@@ -111,7 +113,9 @@ class Paypost:
         self.failure_groups = MongoFailureGroups(self.collections)
         self.builtin_ledger = BuiltinLedger(self.collections, self.directory)
         self.hosts = HostPolicy.from_setting(settings.ledger_allowed_hosts)
-        self.secrets = SecretBox(settings.secret_key) if settings.secret_key.strip() else None
+        self.secrets = SecretBox(settings.secret_keys) if settings.secret_keys else None
+        if settings.secret_keys:  # patient_refs in log lines, the same in every process (contract section 12)
+            use_patient_ref_key(derived_key(settings.secret_keys, "patient_ref"))
         self.http_ledgers = HttpLedgers(settings.ledger_attempts, settings.ledger_timeout, hosts=self.hosts,
                                         secrets=self.secrets)
         self.ledger_adapters = AdapterLedgers.discovered(self.secrets)  # entry points of group paypost.ledgers
@@ -346,7 +350,7 @@ class Paypost:
             closer.cancel()
         for closer in done:
             if not closer.cancelled() and (error := closer.exception()) is not None:
-                log.warning("close_failed", error=repr(error)[:200])
+                log.warning("close_failed", error=loggable(error))
 
     async def _stop_in_order(self) -> None:
         # Payments first, so the last sweep and seal below cover the last batch they load.
