@@ -16,7 +16,10 @@ import pytest
 
 from paypost.bootstrap import Paypost
 from paypost.infra.runtime.settings import Settings
+from tests.support import canaries
 from tests.support.services import Services, find_services
+
+pytest_plugins = ["tests.support.log_guard"]  # no log line of the suite names a patient (contract section 12)
 
 OPERATOR = "op-token"
 VIEWER = "view-token"
@@ -165,8 +168,9 @@ class Upstream:
 
 def payment_body(**fields: Any) -> dict[str, Any]:
     body = {"event_id": str(uuid.uuid4()), "practice_id": "clinic-a", "payment_id": f"pay-{uuid.uuid4().hex[:8]}",
-            "patient_account_id": "acct-1", "ehr_patient_id": "EHR-1", "amount": "125.00", "currency": "USD",
-            "method": "card", "occurred_at": "2026-11-25T10:00:00+00:00", **fields}
+            "patient_account_id": canaries.ACCOUNT, "ehr_patient_id": canaries.PATIENT, "amount": "125.00",
+            "currency": "USD", "method": "card", "occurred_at": "2026-11-25T10:00:00+00:00", "memo": canaries.MEMO,
+            **fields}
     return {k: v for k, v in body.items() if v is not None}
 
 
