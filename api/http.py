@@ -20,6 +20,8 @@ from paypost.api.access import AccessLog, Caller, authenticate
 from paypost.api.errors import ApiError, error_response
 from paypost.api.export import csv_chunks
 from paypost.api.keys import PracticeList, WhoAmI
+from paypost.api.routes import tickets
+from paypost.api.security import SecurityHeaders
 from paypost.domain.access import AccessDenied
 from paypost.domain.alerts import AlertState
 from paypost.domain.errors import BadCursor, RefusedHost, Unroutable
@@ -257,7 +259,8 @@ async def whoami(app: Caller) -> dict[str, Any]:
 async def event_stream(
     request: Request, app: Caller,
     practice_id: Annotated[str | None, Query(pattern=PRACTICE_ID_PATTERN)] = None,
-    access_token: Annotated[str | None, Query(description="EventSource cannot send headers")] = None,
+    ticket: Annotated[str | None, Query(description="from POST /api/v1/events/tickets (EventSource cannot send "
+                                                    "headers); or send the key in the Authorization header")] = None,
 ) -> StreamingResponse:
     """Server-sent events: every event of ``paypost.events`` for the key's practices (or one), live.
 
@@ -266,11 +269,11 @@ async def event_stream(
     if practice_id is not None:
         app.guard.read(practice_id)
     keys = request.app.state.application.keys
-    token: str = request.state.token
+    digest: str = request.state.token_digest
     check_every: float = request.app.state.key_check_every
 
     async def still_valid() -> bool:
-        return await keys.authenticate(token) is not None
+        return await keys.holder(digest) is not None
 
     async def stream() -> AsyncIterator[bytes]:
         yield b": connected\n\n"
@@ -348,7 +351,9 @@ def create_app(
 
     app = FastAPI(
         title="paypost", version=PAYPOST_VERSION, lifespan=lifespan,
-        openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None,
+        # No docs page: FastAPI's loads its script from a public CDN, and runs inline script the
+        # Content-Security-Policy refuses (contract section 12). The OpenAPI document is served.
+        openapi_url="/api/v1/openapi.json", docs_url=None, redoc_url=None,
     )
     app.state.application = application
     app.state.asyncapi = asyncapi
@@ -359,7 +364,9 @@ def create_app(
     app.include_router(triage.router)
     app.include_router(keys.router)
     app.include_router(health)
+    app.include_router(tickets.router)
     app.add_middleware(AccessLog)
+    app.add_middleware(SecurityHeaders)
     console = FilePath(__file__).with_name("console")
     app.mount("/console", StaticFiles(directory=console), name="console")
 

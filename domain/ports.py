@@ -519,3 +519,16 @@ class MappingFailures(Protocol):
     async def mapping_failures(self, limit: int, after: PostingKey | None = None) -> list[MappingFailure]:
         """Retryable FAILED postings of every practice that failed for want of a (correct) mapping:
         a page of at most ``limit`` in the order of their keys, from the first after ``after``."""
+
+
+# Live-feed tickets (contract section 12): the live feed is opened with a ticket, never a key in its URL.
+
+
+class FeedTickets(Protocol):
+    """Single-use tickets for the live feed, kept where every API process sees them."""
+
+    async def issue(self, ticket_hash: str, token_hash: str, expires_at: datetime) -> None:
+        """Keep a ticket (its hash) for the key whose token has ``token_hash``, until ``expires_at``."""
+
+    async def redeem(self, ticket_hash: str, at: datetime) -> str | None:
+        """The token hash of the ticket, once: None for a ticket unknown, used already, or expired at ``at``."""

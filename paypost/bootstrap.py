@@ -18,6 +18,7 @@ from faststream.rabbit import RabbitBroker
 from pymongo import AsyncMongoClient
 
 from paypost.api.http import create_app, health
+from paypost.api.security import SecurityHeaders
 from paypost.background import run_sweeps
 from paypost.consumers.subscribers import intake_consumers, register
 from paypost.domain.access import Principal, Role, Scope, token_hash
@@ -56,6 +57,7 @@ from paypost.infra.mongo.database import Collections, Doc, connect, ensure_index
 from paypost.infra.mongo.directory import MongoMappingStore, MongoPracticeDirectory, MongoSealedSecrets
 from paypost.infra.mongo.failed_keys import MongoFailedKeyCounts
 from paypost.infra.mongo.failure_groups import MongoFailureGroups
+from paypost.infra.mongo.feed_tickets import MongoFeedTickets
 from paypost.infra.mongo.leases import DutyLeases
 from paypost.infra.mongo.notes import MongoPostingNotes
 from paypost.infra.mongo.operations import MongoOperationStore
@@ -110,6 +112,7 @@ class Paypost:
         self.operation_store = MongoOperationStore(self.collections)
         self.api_keys = MongoApiKeyStore(self.collections)
         self.failed_key_counts = MongoFailedKeyCounts(self.collections)  # shared by every API process
+        self.feed_tickets = MongoFeedTickets(self.collections)  # the live feed's, any API process takes each once
         self.failure_groups = MongoFailureGroups(self.collections)
         self.builtin_ledger = BuiltinLedger(self.collections, self.directory)
         self.hosts = HostPolicy.from_setting(settings.ledger_allowed_hosts)
@@ -168,7 +171,7 @@ class Paypost:
             refresh_metrics=self.refresh_queue_metrics,
             keys=ApiKeys(self.api_keys, {  # PAYPOST_API_TOKENS, held as hashes
                 token_hash(t.token): Principal(name=t.name, role=Role(t.role), scope=Scope.of(t.practices))
-                for t in settings.tokens.values()}, FailedKeys(self.failed_key_counts)),
+                for t in settings.tokens.values()}, FailedKeys(self.failed_key_counts), tickets=self.feed_tickets),
             triage=Triage(self.failure_groups, MongoPostingNotes(self.collections), self.alerts),
         )
         # Entrypoints on the broker.
@@ -253,6 +256,7 @@ class Paypost:
         app.state.application = self.application
         app.state.asyncapi = asyncapi_text
         app.include_router(health)
+        app.add_middleware(SecurityHeaders)
         return app
 
     async def _seal_periodically(self, every: float = 2.0) -> None:
@@ -295,6 +299,7 @@ class Paypost:
         await self.sealer.ensure_indexes()
         await self.api_keys.ensure_indexes()
         await self.failed_key_counts.ensure_indexes()
+        await self.feed_tickets.ensure_indexes()
         await self.failure_groups.ensure_indexes()
         await self.posting_commands.ensure_indexes()
         await self.broker.connect()

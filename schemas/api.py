@@ -403,3 +403,13 @@ class AlertOut(BaseModel):
 
 class AlertPage(BaseModel):
     items: list[AlertOut]
+
+
+# Live-feed tickets (contract section 12)
+
+
+class TicketOut(BaseModel):
+    """A single-use ticket that opens the live feed: ``GET /api/v1/events/stream?ticket=...``."""
+
+    ticket: str
+    expires_in: int = Field(description="seconds it may still be used in, once")

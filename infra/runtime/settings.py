@@ -127,12 +127,12 @@ class Settings(BaseSettings):
 
     @property
     def tokens(self) -> dict[str, ApiToken]:
-        return parse_tokens(self.api_tokens.get_secret_value())
+        return parse_tokens(_plain(self.api_tokens))
 
     @property
     def secret_keys(self) -> str:
         """``PAYPOST_SECRET_KEY`` as configured (comma-separated keys), or "" when unset."""
-        return self.secret_key.get_secret_value().strip()
+        return _plain(self.secret_key).strip()
 
     @property
     def http_host(self) -> str:
@@ -141,6 +141,12 @@ class Settings(BaseSettings):
     @property
     def http_port(self) -> int:
         return int(self.http.rpartition(":")[2])
+
+
+def _plain(value: object) -> str:
+    """A secret setting's text. ``model_copy(update=...)`` does not validate, so a str set that way
+    is read as it is."""
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
 
 
 SECRET_FIELDS = ("amqp_url", "mongodb_uri", "api_tokens", "secret_key")

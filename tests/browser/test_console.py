@@ -34,6 +34,9 @@ playwright_api = pytest.importorskip("playwright.async_api")
 ONE = "one-practice-token"  # an operator of clinic-a alone
 TWO = "two-practices-token"  # a viewer of clinic-a and clinic-b
 DOCS = Path(__file__).parents[2] / "docs"
+CSP_WATCH = """window.__refused = [];
+document.addEventListener("securitypolicyviolation",
+  (e) => window.__refused.push(`${e.violatedDirective}: ${e.blockedURI || "inline"}`));"""
 
 
 @pytest.fixture
@@ -67,9 +70,14 @@ async def page(live_server: str) -> AsyncIterator[Page]:
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run"])
         context = await browser.new_context(base_url=live_server, viewport={"width": 1500, "height": 900})
+        # Whatever the Content-Security-Policy refuses (an inline script or style, another origin) is
+        # counted: the console must work, every test of it, without anything refused (contract 12).
+        await context.add_init_script(CSP_WATCH)
         page = await context.new_page()
         try:
             yield page
+            if not page.is_closed():
+                assert await page.evaluate("window.__refused") == [], "the console broke its CSP"
         finally:
             await context.close()
             await browser.close()
