@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # The key practice-management secrets are encrypted with (infra/ledgers/secrets.py); several,
     # comma-separated, while rotating: the first encrypts, each decrypts.
     secret_key: SecretStr = SecretStr("")
+    # The key the audit trail's seals are signed with (contract section 12), never stored in the
+    # database; a deployment mounts it as a file (PAYPOST_AUDIT_KEY_FILE).
+    audit_key: SecretStr = SecretStr("")
     log_level: str = "INFO"
     log_format: str = "console"  # or "json"
 
@@ -149,7 +152,7 @@ def _plain(value: object) -> str:
     return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
 
 
-SECRET_FIELDS = ("amqp_url", "mongodb_uri", "api_tokens", "secret_key")
+SECRET_FIELDS = ("amqp_url", "mongodb_uri", "api_tokens", "secret_key", "audit_key")
 
 
 class SecretFiles(PydanticBaseSettingsSource):
