@@ -13,6 +13,7 @@ import aio_pika
 import httpx
 import orjson
 import pytest
+from pydantic import SecretStr
 
 from paypost.bootstrap import Paypost
 from paypost.infra.runtime.settings import Settings
@@ -94,7 +95,7 @@ def settings(services: Services, amqp_url: str) -> Settings:
         amqp_url=amqp_url,
         mongodb_uri=services.mongodb_uri,
         mongodb_db=f"paypost_test_{uuid.uuid4().hex[:10]}",
-        api_tokens=TOKENS,
+        api_tokens=SecretStr(TOKENS),
         ledger_attempts=3,
         ledger_timeout=1.0,
         alert_escalate_after=600,

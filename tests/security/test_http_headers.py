@@ -147,9 +147,9 @@ def test_secrets_in_the_settings_are_never_shown() -> None:
     from pydantic import SecretStr
 
     key = "k" * 43
-    settings = Settings(api_tokens="tok-123:admin", secret_key=key,
+    settings = Settings(api_tokens=SecretStr("tok-123:admin"), secret_key=SecretStr(key),
                         amqp_url="amqp://paypost:hunter2@broker:5672/", mongodb_uri="mongodb://u:hunter3@db/")
-    assert isinstance(settings.api_tokens, SecretStr) and isinstance(settings.secret_key, SecretStr)
+    assert "**" in repr(settings.api_tokens) and "**" in repr(settings.secret_key)
     shown = repr(settings) + str(settings)
     assert "tok-123" not in shown and key not in shown and "hunter2" not in shown and "hunter3" not in shown
     dumped = settings.model_dump_json()

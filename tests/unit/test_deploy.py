@@ -434,7 +434,8 @@ def documented_urls() -> dict[str, list[str]]:
     assert compose_ca and k8s_ca
     urls: dict[str, list[str]] = {"amqp-url": [], "mongodb-uri": []}
     for template, args, file in re.findall(r"printf '([^']*)' ((?:\"[^\"]*\" ?)+)> (amqp-url|mongodb-uri)", text):
-        values = [{"$rmq": "RMQ", "$mongo": "MONGO", "$ca": compose_ca.group(1)}[a] for a in re.findall(r'"([^"]*)"', args)]
+        shell = {"$rmq": "RMQ", "$mongo": "MONGO", "$ca": compose_ca.group(1)}
+        values = [shell[a] for a in re.findall(r'"([^"]*)"', args)]
         urls[file].append(template % tuple(values))
     for name, value in re.findall(r"--from-literal=(amqp-url|mongodb-uri)=\"([^\"]*)\"", text):
         urls[name].append(value.replace("$ca", k8s_ca.group(1)).replace("$n", "n.example").replace("$m", "m.example"))
@@ -480,9 +481,8 @@ def test_the_brokers_and_the_database_take_no_plain_connection() -> None:
     for workload in workloads():
         for container in containers(workload):
             if container.get("image", "").startswith("mongo"):
-                for probe in ("readinessProbe", "livenessProbe"):
-                    if probe in container:
-                        mongo_clients.append(" ".join(container[probe]["exec"]["command"]))
+                mongo_clients += [" ".join(container[probe]["exec"]["command"])
+                                  for probe in ("readinessProbe", "livenessProbe") if probe in container]
                 if container["name"] == "mongosh":
                     mongo_clients.append(" ".join(container["command"]))
     assert len(mongo_clients) == 5
