@@ -270,7 +270,8 @@ async def test_the_live_feed_stops_and_says_so_once_the_key_is_revoked(
     r = await api.delete(f"/api/v1/api-keys/{made['key_id']}", headers={"Authorization": "Bearer root-admin-token"})
     assert r.status_code == 200
     live = page.locator("#live")
-    await page.wait_for_function("document.getElementById('live').textContent.includes('revoked')", timeout=15_000)
+    # Locator assertions, not wait_for_function: a string evaluated in the page is eval, which the CSP refuses.
+    await playwright_api.expect(live).to_contain_text("revoked", timeout=15_000)
     assert await live.inner_text() == "offline: the key was revoked or has expired"
     assert "on" not in (await live.get_attribute("class") or "")
 
@@ -499,12 +500,10 @@ async def test_an_assignee_set_shows_in_the_row(
     await row(page, payment_id).get_by_role("button", name=payment_id).click()
     await page.get_by_role("button", name="Assign to me").click()
     assignee = row(page, payment_id).locator("td.assignee")
-    await page.wait_for_function(
-        f"document.querySelector('tr[data-payment-id=\"{payment_id}\"] td.assignee').textContent === 'alice'")
+    await playwright_api.expect(assignee).to_have_text("alice")
     await page.get_by_label("Assignee", exact=True).fill("bob")
     await page.get_by_role("button", name="Set assignee").click()
-    await page.wait_for_function(
-        f"document.querySelector('tr[data-payment-id=\"{payment_id}\"] td.assignee').textContent === 'bob'")
+    await playwright_api.expect(assignee).to_have_text("bob")
     assert await assignee.inner_text() == "bob"
     posting = await get_posting(api, practice, payment_id)
     assert posting is not None and posting["assignee"] == "bob"
