@@ -16,7 +16,8 @@ MEMO = "Zelda Canaryperson DOB 1961-07-04"  # the builders' memo: a name and a d
 # What a practice's system says back when it refuses an entry, quoting the patient.
 SYSTEM_TEXT = "Patient Zelda Canaryperson (DOB 1961-07-04) has an account on hold"
 
-PATTERNS = re.compile(r"\bacct-[A-Za-z0-9][\w-]*|\bEHR-[A-Za-z0-9][\w-]*|Canaryperson|1961-07-04")
+# The demo's accounts are ACCT-1, ACCT-2...: any case.
+PATTERNS = re.compile(r"\b(?i:acct)-[A-Za-z0-9][\w-]*|\bEHR-[A-Za-z0-9][\w-]*|Canaryperson|1961-07-04")
 
 
 def found(text: str) -> list[str]:

@@ -37,6 +37,13 @@ def _seen(where: str, line: str) -> None:
         _hits.append(f"{where} showed {', '.join(canaries)}: {line.strip()[:400]}")
 
 
+def watch_output(text: str, where: str) -> None:
+    """Look at what a subprocess the test started wrote, as captured by the test (its log lines):
+    a canary fails the test as one of this process's own lines would."""
+    for line in text.splitlines():
+        _seen(where, line)
+
+
 class _GuardedLogger:
     """structlog's PrintLogger, writing to the stdout of the moment (pytest's capture), looking first."""
 
