@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from paypost.domain.access import Principal
-from paypost.domain.ports import EventFeed, Readiness
+from paypost.domain.ports.events import EventFeed
+from paypost.domain.ports.maintenance import Readiness
 from paypost.handlers.changes import SaveChanges
 from paypost.handlers.keys import ApiKeys
 from paypost.handlers.mappings import MappingService

@@ -12,7 +12,7 @@ import structlog
 from paypost.domain.errors import loggable
 from paypost.domain.events import PostingFailed
 from paypost.domain.patient_ref import patient_ref
-from paypost.domain.ports import MappingFailure, MappingFailures, MappingStore
+from paypost.domain.ports.practices import MappingFailure, MappingFailures, MappingStore
 from paypost.domain.posting import PAYPOST_ACTOR, PostingKey
 from paypost.domain.rules import MAPPING_FIXES
 from paypost.handlers.operations import HealRun, PostingOperations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from paypost.domain.audit_chain import Verification
 from paypost.domain.integrations import MissingSecretKey
-from paypost.domain.ports import AuditTrail, SealedSecrets
+from paypost.domain.ports.maintenance import AuditTrail, SealedSecrets
 
 
 class Maintenance:

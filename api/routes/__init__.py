@@ -1,1 +1,1 @@
-"""The API's routers, one module per resource."""
+"""One router per resource of the HTTP API; ``paypost.api.app`` includes them."""
