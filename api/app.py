@@ -13,7 +13,6 @@ from fastapi.staticfiles import StaticFiles
 from paypost.api import errors
 from paypost.api.access_log import AccessLog
 from paypost.api.deps import ERRORS, authenticate
-from paypost.api.security import SecurityHeaders
 from paypost.api.routes import (
     alerts,
     changes,
@@ -27,6 +26,7 @@ from paypost.api.routes import (
     transfers,
     triage,
 )
+from paypost.api.security import SecurityHeaders
 from paypost.handlers.application import Application
 from paypost.schemas import PAYPOST_VERSION
 

@@ -55,8 +55,8 @@ from paypost.infra.mongo.audit_seals import AuditSealer
 from paypost.infra.mongo.database import Collections, Doc, connect, ensure_indexes
 from paypost.infra.mongo.directory import MongoMappingStore, MongoPracticeDirectory, MongoSealedSecrets
 from paypost.infra.mongo.failed_keys import MongoFailedKeyCounts
-from paypost.infra.mongo.feed_tickets import MongoFeedTickets
 from paypost.infra.mongo.failure_groups import MongoFailureGroups
+from paypost.infra.mongo.feed_tickets import MongoFeedTickets
 from paypost.infra.mongo.leases import DutyLeases
 from paypost.infra.mongo.notes import MongoPostingNotes
 from paypost.infra.mongo.operations import MongoOperationStore

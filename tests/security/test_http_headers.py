@@ -15,7 +15,7 @@ from paypost.bootstrap import Paypost
 from paypost.infra.mongo.database import connect
 from paypost.infra.runtime.settings import Settings
 from paypost.local.servers import free_port
-from tests.conftest import OPERATOR, VIEWER
+from tests.support.tokens import OPERATOR, VIEWER
 
 pytestmark = pytest.mark.integration
 

@@ -31,9 +31,10 @@ from paypost.infra.rabbit.watch import WatchedEvent, watch_events
 from paypost.infra.runtime.logging import processors
 from paypost.infra.runtime.settings import Settings
 from paypost.local.servers import free_port
-from tests.conftest import Upstream, wait_for
-from tests.integration.helpers import wait_status
 from tests.support import canaries
+from tests.support.api_calls import wait_status
+from tests.support.upstream import Upstream
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
