@@ -20,6 +20,7 @@ import pytest
 
 import paypost.domain.ports as ports
 from paypost.domain.ports import (
+    deposits,
     access,
     alerts,
     demo,
@@ -40,6 +41,7 @@ from paypost.infra.ledgers.secrets import SecretBox
 from paypost.infra.mongo.alerts import MongoAlertOutbox, MongoAlertStore
 from paypost.infra.mongo.api_keys import MongoApiKeyStore
 from paypost.infra.mongo.audit_seals import AuditSealer
+from paypost.infra.mongo.deposits import MongoDeposits, MongoPeriods
 from paypost.infra.mongo.directory import MongoMappingStore, MongoPracticeDirectory, MongoSealedSecrets
 from paypost.infra.mongo.failed_keys import MongoFailedKeyCounts
 from paypost.infra.mongo.failure_groups import MongoFailureGroups
@@ -76,6 +78,9 @@ WIRED: list[tuple[type[Any], type[Any]]] = [
     (alerts.AlertSystems, Ledgers),
     (alerts.AlertSystems, HttpLedgers),
     (transfers.TransferStore, MongoTransferStore),
+    (deposits.DepositStore, MongoDeposits),
+    (deposits.PeriodSettings, MongoDeposits),
+    (deposits.PeriodStore, MongoPeriods),
     (operations.OperationStore, MongoOperationStore),
     (postings.PostingReader, PostingReport),
     (postings.FailureGroupReader, MongoFailureGroups),
