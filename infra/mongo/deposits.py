@@ -8,6 +8,7 @@ moved (or meets a write conflict) and writes nothing.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -62,11 +63,15 @@ class _Conflict(Exception):
 class MongoDeposits:
     """Deposits and the practice's month settings (``PeriodSettings`` and ``DepositStore``)."""
 
-    def __init__(self, collections: Collections) -> None:
+    def __init__(self, collections: Collections, settings_ttl: float = 5.0) -> None:
         self._c = collections._c("deposits")
         self._transfers = collections.transfers
         self._practices = collections.practices
         self._client = collections.db.client
+        # Every loaded posting asks for its practice's time zone (handlers/periods.py): kept for a few
+        # seconds, as the practice's integration is (a change through this process applies at once).
+        self._ttl = settings_ttl
+        self._settings: dict[str, tuple[float, tuple[str, ReconciliationSettings]]] = {}
 
     async def ensure_indexes(self) -> None:
         await self._c.create_indexes([
@@ -81,15 +86,21 @@ class MongoDeposits:
     # The practice's settings.
 
     async def settings_of(self, practice_id: str) -> tuple[str, ReconciliationSettings]:
+        cached = self._settings.get(practice_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
         doc = await self._practices.find_one({"_id": practice_id}, {"time_zone": 1, "reconciliation": 1}) or {}
         rec = doc.get("reconciliation") or {}
-        return (doc.get("time_zone") or DEFAULT_TIME_ZONE,
-                ReconciliationSettings(Decimal(str(rec.get("amount_tolerance", "0.00"))), int(rec.get("days", 3))))
+        found = (doc.get("time_zone") or DEFAULT_TIME_ZONE,
+                 ReconciliationSettings(Decimal(str(rec.get("amount_tolerance", "0.00"))), int(rec.get("days", 3))))
+        self._settings[practice_id] = (time.monotonic() + self._ttl, found)
+        return found
 
     async def set_settings(self, practice_id: str, time_zone: str, reconciliation: ReconciliationSettings) -> None:
         await self._practices.update_one({"_id": practice_id}, {"$set": {
             "time_zone": time_zone,
             "reconciliation": {"amount_tolerance": reconciliation.amount_tolerance, "days": reconciliation.days}}})
+        self._settings.pop(practice_id, None)
 
     # Deposits.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import statistics
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -26,7 +27,7 @@ def _transfers(rng: random.Random, count: int, spread_hours: int) -> list[OpenTr
 
 def case(name: str, spread_hours: int, parts: int, tolerance: str, runs: int = 20) -> dict[str, object]:
     """Median and worst time of ``runs`` searches for a deposit of ``parts`` transfers among 500."""
-    rng = random.Random(f"{name}-{parts}")
+    rng = random.Random(f"{name}-{parts}")  # noqa: S311  # amounts, not secrets
     settings = ReconciliationSettings(Decimal(tolerance), 3)
     times, outcomes, in_pool = [], [], 0
     for _ in range(runs):
@@ -51,9 +52,10 @@ def main() -> None:
             for tolerance in ("0.00", "1.00"):
                 result = case(name, spread, parts, tolerance)
                 results.append(result)
-                print(f"{name:36} {parts} part(s) ±{tolerance}: {result['in_window']:3} in window, median "
-                      f"{result['median_ms']:8} ms, max {result['max_ms']:8} ms  {result['outcomes']}")
-    print(json.dumps(results))
+                sys.stdout.write(f"{name:36} {parts} part(s) ±{tolerance}: {result['in_window']:3} in window, "
+                                 f"median {result['median_ms']:8} ms, max {result['max_ms']:8} ms  "
+                                 f"{result['outcomes']}\n")
+    sys.stdout.write(json.dumps(results) + "\n")
 
 
 if __name__ == "__main__":

@@ -20,10 +20,10 @@ import pytest
 
 import paypost.domain.ports as ports
 from paypost.domain.ports import (
-    deposits,
     access,
     alerts,
     demo,
+    deposits,
     events,
     ledgers,
     maintenance,
