@@ -10,6 +10,7 @@ validity is looked at), and hands the route the application narrowed to that key
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from typing import Annotated, Any
 
@@ -21,11 +22,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paypost.api.errors import ApiError
 from paypost.domain.access import EVERY_PRACTICE, Principal
+from paypost.domain.access_trail import Via
 from paypost.domain.alerts import practice_named_by
 from paypost.handlers.application import Application
 from paypost.handlers.keys import TooManyFailures, UnknownKey
 from paypost.handlers.tenancy import ScopedApplication
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 bearer = HTTPBearer(auto_error=False, description="An API key: PAYPOST_API_TOKENS, or made with POST /api-keys")
 access_log = structlog.get_logger("paypost.access")
 
@@ -50,18 +53,47 @@ async def authenticate(
     token = _token(request, credentials)
     if not token:
         raise ApiError(401, "unauthorized", "Send Authorization: Bearer <token>.")
+    client = client_address(request)
     try:
-        who = await application.keys.admit(token, request.client.host if request.client else "unknown")
+        who = await application.keys.admit(token, client)
     except TooManyFailures as exc:
         raise ApiError(429, "too_many_requests", str(exc), headers={"Retry-After": str(exc.wait)}) from exc
     except UnknownKey as exc:
         raise ApiError(401, "unauthorized", str(exc)) from exc
-    scoped = application.for_principal(who)
+    scoped = application.for_principal(who, Via(client, getattr(request.scope.get("route"), "path", "unmatched")))
     request.state.scoped = scoped
     request.state.token = token  # the live feed checks it again while it streams
     for practice_id in await named_practices(request):
         scoped.guard.read(practice_id)
     return scoped
+
+
+def _trusted(address: str, proxies: list[IPNetwork]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
+
+
+def client_address(request: Request) -> str:
+    """The caller's address: the connection's peer, or, when the peer is one of
+    ``PAYPOST_TRUSTED_PROXIES``, the first address of ``X-Forwarded-For`` (read from the right,
+    past the trusted proxies) that is not a trusted proxy. A header from anyone else is ignored:
+    a caller cannot name its own address."""
+    peer = request.client.host if request.client else "unknown"
+    proxies: list[IPNetwork] = getattr(request.app.state, "trusted_proxies", [])
+    if not proxies or not _trusted(peer, proxies):
+        return peer
+    hops = [hop.strip() for header in request.headers.getlist("x-forwarded-for") for hop in header.split(",")]
+    for hop in reversed(hops):
+        if _trusted(hop, proxies):
+            continue
+        try:
+            return str(ipaddress.ip_address(hop))
+        except ValueError:
+            return peer  # not an address: the chain cannot be read past it
+    return peer
 
 
 async def named_practices(request: Request) -> list[str]:

@@ -16,10 +16,11 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from paypost.api import errors, keys, render, triage
-from paypost.api.access import AccessLog, Caller, authenticate
+from paypost.api.access import AccessLog, Caller, IPNetwork, authenticate
 from paypost.api.errors import ApiError, error_response
 from paypost.api.export import csv_chunks
 from paypost.api.keys import PracticeList, WhoAmI
+from paypost.api.routes import access_log, legal_hold
 from paypost.domain.access import AccessDenied
 from paypost.domain.alerts import AlertState
 from paypost.domain.errors import BadCursor, RefusedHost, Unroutable
@@ -125,7 +126,8 @@ async def put_ehr_patient(
 async def get_ledger(practice_id: PracticeId, ehr_patient_id: AnyId, app: Caller) -> dict[str, Any]:
     """A patient's entries in the built-in ledger."""
     entries = await app.practices.ledger(practice_id, ehr_patient_id)
-    return {"items": [render.ledger_entry(e) for e in entries]}
+    app.access.read(items := [render.ledger_entry(e) for e in entries], {"practice_id": practice_id})
+    return {"items": items}
 
 
 @router.put("/practices/{practice_id}/patient-accounts/{patient_account_id}/mapping", response_model=MappingOut,
@@ -168,7 +170,8 @@ async def list_postings(
 ) -> dict[str, Any]:
     """The Merchant Transfers report rows, newest first, paged."""
     docs, next_cursor = await app.reports.page(where, limit, cursor)
-    return {"items": [render.row(d) for d in docs], "next_cursor": next_cursor}
+    app.access.read(items := [render.row(d) for d in docs], where)
+    return {"items": items, "next_cursor": next_cursor}
 
 
 @router.get("/postings.csv", tags=["postings"], response_class=StreamingResponse,
@@ -176,7 +179,7 @@ async def list_postings(
 async def export_postings(app: Caller, where: ReportFilter) -> StreamingResponse:
     """Every row the filters select, newest first, as CSV: streamed, a batch at a time."""
     rows = app.reports.every_row(where)  # a practice out of scope is refused here, before the stream starts
-    return StreamingResponse(csv_chunks(rows), media_type="text/csv; charset=utf-8",
+    return StreamingResponse(csv_chunks(app.access.export(rows, where)), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": 'attachment; filename="postings.csv"',
                                       "Cache-Control": "no-store"})
 
@@ -184,7 +187,8 @@ async def export_postings(app: Caller, where: ReportFilter) -> StreamingResponse
 @router.get("/postings/{practice_id}/{payment_id:path}", response_model=PostingDetail, tags=["postings"])
 async def get_posting(practice_id: str, payment_id: str, app: Caller) -> dict[str, Any]:
     """One posting with its attempts, Load Error history and audit trail."""
-    return render.detail(await app.reports.posting(PostingKey(practice_id, payment_id)))
+    app.access.read([shown := render.detail(await app.reports.posting(PostingKey(practice_id, payment_id)))])
+    return shown
 
 
 @router.post("/postings/changes", status_code=202, response_model=OperationAccepted, tags=["postings"],
@@ -238,7 +242,8 @@ async def list_alerts(
 ) -> dict[str, Any]:
     """Office tasks and patient flags; ``state=open`` includes escalated ones."""
     alerts = await app.reports.alerts(practice_id, AlertState(state) if state else None, limit)
-    return {"items": [render.alert(a) for a in alerts]}
+    app.access.read(items := [render.alert(a) for a in alerts], {"practice_id": practice_id, "state": state})
+    return {"items": items}
 
 
 @router.get("/practices", response_model=PracticeList, tags=["practices"])
@@ -327,6 +332,7 @@ def create_app(
     on_start: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
     key_check_every: float = 5.0,
+    trusted_proxies: list[IPNetwork] | None = None,
 ) -> FastAPI:
     """The ASGI app over ``application``'s handlers (its ``keys`` say who holds which token);
     ``asyncapi`` writes the AsyncAPI document of the broker's side.
@@ -353,11 +359,14 @@ def create_app(
     app.state.application = application
     app.state.asyncapi = asyncapi
     app.state.key_check_every = key_check_every
+    app.state.trusted_proxies = trusted_proxies or []  # PAYPOST_TRUSTED_PROXIES: whose X-Forwarded-For is believed
     errors.install(app)
     _install_handler_errors(app)
     app.include_router(router)
     app.include_router(triage.router)
     app.include_router(keys.router)
+    app.include_router(access_log.router)
+    app.include_router(legal_hold.router)
     app.include_router(health)
     app.add_middleware(AccessLog)
     console = FilePath(__file__).with_name("console")

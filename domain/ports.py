@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from paypost.domain.access import EVERY, ApiKey, Scope
+from paypost.domain.access_trail import AccessEntry, AccessQuery, PurgeCounts, Retention
 from paypost.domain.alerts import Alert, AlertState, Delivery, OutboxItem
 from paypost.domain.audit_chain import Verification
 from paypost.domain.integrations import Practice
@@ -460,8 +461,12 @@ class AuditTrail(Protocol):
     async def seal(self, limit: int = 500) -> int:
         """Seal the entries written since the last seal (up to ``limit`` postings); how many were sealed."""
 
-    async def verify(self) -> Verification:
-        """Recompute every sealed entry and every seal from the one before."""
+    async def verify(self, against: list[dict[str, object]] | None = None) -> Verification:
+        """Recompute every sealed entry and record, every seal from the one before, and each seal's
+        signature; with ``against`` (an export of the seals' heads), compare the chain with it."""
+
+    async def heads(self) -> list[dict[str, object]]:
+        """Each seal's head (seq, hash, time, key id, signature), in order."""
 
 
 class SealedSecrets(Protocol):
@@ -519,3 +524,45 @@ class MappingFailures(Protocol):
     async def mapping_failures(self, limit: int, after: PostingKey | None = None) -> list[MappingFailure]:
         """Retryable FAILED postings of every practice that failed for want of a (correct) mapping:
         a page of at most ``limit`` in the order of their keys, from the first after ``after``."""
+
+
+# Patient data (contract section 12): the access trail and retention.
+
+
+class AccessEntries(Protocol):
+    """The access trail: written off the request's path, read by admins."""
+
+    def record(self, entry: AccessEntry) -> None:
+        """Keep ``entry`` for writing; never waits for the database."""
+
+    async def page(self, query: AccessQuery, scope: Scope, limit: int,
+                   cursor: str | None) -> tuple[list[Record], str | None]:
+        """Entries newest first, within ``scope``; raises ``BadCursor`` for a cursor not handed out."""
+        ...
+
+
+PurgeProgress = Any  # a callable (what, counts) -> None or awaitable, told after each page
+
+
+class RetentionStore(Protocol):
+    async def hold(self, practice_id: str, reason: str, by: str) -> Record | None:
+        """Put a practice under legal hold; None for a practice not set up."""
+
+    async def lift(self, practice_id: str) -> Record | None:
+        """Lift a practice's legal hold; None for a practice not set up."""
+
+    async def held(self) -> list[str]:
+        """The practices under legal hold."""
+        ...
+
+    async def purge(self, retention: Retention, now: datetime, *, dry_run: bool, page: int = 1000,
+                    progress: PurgeProgress = None, by: str = "paypost") -> PurgeCounts:
+        """Remove (or count) what retention says must go, in pages; each page and the run recorded."""
+        ...
+
+    async def done_on(self, day: str) -> bool:
+        """Whether the daily purge has run on ``day`` (any process)."""
+        ...
+
+    async def mark_done(self, day: str) -> None:
+        """Say the daily purge has run on ``day``."""

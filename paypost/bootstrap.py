@@ -21,8 +21,10 @@ from paypost.api.http import create_app, health
 from paypost.background import run_sweeps
 from paypost.consumers.subscribers import intake_consumers, register
 from paypost.domain.access import Principal, Role, Scope, token_hash
+from paypost.domain.access_trail import Retention
 from paypost.domain.events import PostingCleared, PostingFailed, PostingHeld, PostingLoaded, PostingRetried
 from paypost.handlers import metrics
+from paypost.handlers.access_trail import AccessTrail
 from paypost.handlers.alert_delivery import AlertDelivery
 from paypost.handlers.announcing import Announcer
 from paypost.handlers.application import Application
@@ -41,12 +43,14 @@ from paypost.handlers.posting import PostingService
 from paypost.handlers.practices import Practices
 from paypost.handlers.reactions import PostingReactions
 from paypost.handlers.reports import Reports
+from paypost.handlers.retention import RetentionService
 from paypost.handlers.triage import Triage
 from paypost.infra.ledgers.adapters import AdapterLedgers
 from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
 from paypost.infra.ledgers.hosts import HostPolicy
 from paypost.infra.ledgers.http import HttpLedgers, LedgerEvidence
 from paypost.infra.ledgers.secrets import SecretBox
+from paypost.infra.mongo.access_log import MongoAccessLog
 from paypost.infra.mongo.alerts import MongoAlertOutbox, MongoAlertStore
 from paypost.infra.mongo.api_keys import MongoApiKeyStore
 from paypost.infra.mongo.audit_seals import AuditSealer
@@ -54,12 +58,13 @@ from paypost.infra.mongo.database import Collections, Doc, connect, ensure_index
 from paypost.infra.mongo.directory import MongoMappingStore, MongoPracticeDirectory, MongoSealedSecrets
 from paypost.infra.mongo.failed_keys import MongoFailedKeyCounts
 from paypost.infra.mongo.failure_groups import MongoFailureGroups
-from paypost.infra.mongo.leases import DutyLeases
+from paypost.infra.mongo.leases import DutyLeases, Lease, holder_name
 from paypost.infra.mongo.notes import MongoPostingNotes
 from paypost.infra.mongo.operations import MongoOperationStore
 from paypost.infra.mongo.outages import MongoOutageStore
 from paypost.infra.mongo.postings import MongoPostingCommands, MongoPostingStore
 from paypost.infra.mongo.reports import PostingReport
+from paypost.infra.mongo.retention import MongoRetention
 from paypost.infra.mongo.transfers import MongoTransferStore
 from paypost.infra.rabbit.asyncapi import asyncapi_text
 from paypost.infra.rabbit.broker import PUBLISHERS, Amqp, QueueInspector, declare_topology, make_broker
@@ -82,9 +87,16 @@ async def maintenance(settings: Settings) -> AsyncIterator[Maintenance]:
     try:
         collections = Collections(client[settings.mongodb_db])
         keys = settings.secret_key.strip()
-        yield Maintenance(AuditSealer(collections), MongoSealedSecrets(collections, keys) if keys else None)
+        yield Maintenance(AuditSealer(collections, settings.audit_keys),
+                          MongoSealedSecrets(collections, keys) if keys else None,
+                          retention=_retention(MongoRetention(collections, settings.audit_keys), settings))
     finally:
         await client.close()
+
+def _retention(store: MongoRetention, settings: Settings) -> RetentionService:
+    """Contract section 12 (issue 27): retention and legal hold, purge records signed with the audit key."""
+    return RetentionService(store, Retention(settings.retention_days, settings.message_retention_days))
+
 
 # What a process does (contract section 9): everything, the HTTP API only, or the consumers only.
 ProcessRole = Literal["all", "api", "worker"]
@@ -122,10 +134,15 @@ class Paypost:
         self.queues = QueueInspector(settings.amqp_url)
         self.event_hub = EventHub(settings.amqp_url)
         self.outcomes = OutcomePublisher(self.publish)
-        self.sealer = AuditSealer(self.collections)
+        # Contract section 12 (issue 27): seals signed with PAYPOST_AUDIT_KEY; the access trail,
+        # written off the request's path; retention.
+        self.sealer = AuditSealer(self.collections, settings.audit_keys)
+        self.access_log = MongoAccessLog(self.collections)
+        self.retention_store = MongoRetention(self.collections, settings.audit_keys)
+        self.retention = _retention(self.retention_store, settings)
         self.sealer_process = (
             SealerProcess(settings.mongodb_uri, settings.mongodb_db, log_level=settings.log_level,
-                          log_format=settings.log_format)
+                          log_format=settings.log_format, audit_key=settings.audit_key)
             if settings.audit_sealer == "process" else None
         )
         # Handlers.
@@ -166,6 +183,8 @@ class Paypost:
                 token_hash(t.token): Principal(name=t.name, role=Role(t.role), scope=Scope.of(t.practices))
                 for t in settings.tokens.values()}, FailedKeys(self.failed_key_counts)),
             triage=Triage(self.failure_groups, MongoPostingNotes(self.collections), self.alerts),
+            access=AccessTrail(self.access_log),
+            retention=self.retention,
         )
         # Entrypoints on the broker.
         register(
@@ -176,10 +195,13 @@ class Paypost:
                                        lanes=settings.intake_lanes, replay_window=settings.replay_window)
         self.consuming = False
         self._stop_background = asyncio.Event()
+        self._stop_access = asyncio.Event()
         self._escalations: asyncio.Task[None] | None = None
         self._sealing: asyncio.Task[None] | None = None
         self._outage_watch: asyncio.Task[None] | None = None
         self._alert_sending: asyncio.Task[None] | None = None
+        self._access_writing: asyncio.Task[None] | None = None  # issue 27: every role that serves the API
+        self._purging: asyncio.Task[None] | None = None  # issue 27: the daily purge
 
     def _subscribe(self) -> None:
         """What follows each domain event, in order: the event for dashboards first, then alerts,
@@ -230,7 +252,8 @@ class Paypost:
         on_stop = self.stop if manage_lifecycle else None
         if role == "worker":
             return self._health_app(on_start, on_stop)
-        return create_app(self.application, asyncapi_text, on_start=on_start, on_stop=on_stop)
+        return create_app(self.application, asyncapi_text, on_start=on_start, on_stop=on_stop,
+                          trusted_proxies=self.settings.proxies)
 
     def _health_app(self, on_start: Callable[[], Awaitable[None]],
                     on_stop: Callable[[], Awaitable[None]] | None) -> FastAPI:
@@ -293,6 +316,8 @@ class Paypost:
         await self.failed_key_counts.ensure_indexes()
         await self.failure_groups.ensure_indexes()
         await self.posting_commands.ensure_indexes()
+        await self.access_log.ensure_indexes()
+        await self.retention_store.ensure_indexes()
         await self.broker.connect()
         await declare_topology(self.broker)
         if consume:
@@ -310,6 +335,13 @@ class Paypost:
                 self._stop_background, on_error=lambda exc: log_failure(log, "outage_round_failed", exc)))
             self._alert_sending = asyncio.create_task(self.alert_delivery.run(
                 self._stop_background, on_error=lambda exc: log_failure(log, "alert_delivery_failed", exc)))
+            self._purging = asyncio.create_task(self.retention.run_daily(
+                Lease(self.collections.leases, "retention-purge", holder_name(), ttl=600), self._stop_background,
+                on_error=lambda exc: log_failure(log, "retention_purge_failed", exc),
+                on_done=lambda counts: log.info("retention_purged", **counts.as_dict())))
+        self._stop_access.clear()
+        self._access_writing = asyncio.create_task(self.access_log.run(
+            self._stop_access, on_error=lambda exc: log_failure(log, "access_log_write_failed", exc)))
         log.info("paypost_started", consuming=consume, database=self.settings.mongodb_db)
 
     async def stop(self) -> None:
@@ -334,10 +366,12 @@ class Paypost:
         for consumer in self.intake:
             consumer.abort()
         self.healing.cancel()
-        for background in (self._escalations, self._sealing, self._outage_watch, self._alert_sending):
+        for background in (self._escalations, self._sealing, self._outage_watch, self._alert_sending,
+                           self._purging, self._access_writing):
             if background is not None:
                 background.cancel()
         self._escalations = self._sealing = self._outage_watch = self._alert_sending = None
+        self._purging = self._access_writing = None
         if self.sealer_process is not None:
             await self.sealer_process.kill()
         closing = [self.event_hub.close(), *(close() for close in self._connections())]
@@ -353,12 +387,15 @@ class Paypost:
         for consumer in self.intake:
             await consumer.stop()
         self._stop_background.set()
+        self._stop_access.set()  # the access trail's last entries are written before the last seal
         await self.event_hub.close()
         await self.healing.wait(grace=30)
-        for task in (self._escalations, self._sealing, self._outage_watch, self._alert_sending):
+        for task in (self._access_writing, self._escalations, self._sealing, self._outage_watch,
+                     self._alert_sending, self._purging):
             if task is not None:
                 await task
         self._escalations = self._sealing = self._outage_watch = self._alert_sending = None
+        self._purging = self._access_writing = None
         for close in self._connections():
             await close()
 

@@ -403,3 +403,38 @@ class AlertOut(BaseModel):
 
 class AlertPage(BaseModel):
     items: list[AlertOut]
+
+
+# Access log (contract section 12).
+
+
+class AccessEntryOut(BaseModel):
+    id: str
+    at: AwareDatetime
+    key_id: str | None
+    key_name: str
+    role: str
+    client: str
+    action: Literal["read", "export", "search"]
+    route: str
+    practice_id: str | None
+    payment_ids: list[str] | None = Field(description="None when more than 500 rows were shown: see filters")
+    count: int
+    filters: dict[str, str] | None = None
+
+
+class AccessPage(BaseModel):
+    items: list[AccessEntryOut]
+    next_cursor: str | None
+
+
+# Legal hold (contract section 12).
+
+
+class LegalHoldIn(Body):
+    reason: str = Field(min_length=1, max_length=2000, pattern=r"\S")
+
+
+class LegalHoldOut(BaseModel):
+    practice_id: str
+    legal_hold: dict[str, Any] | None = Field(description="{reason, by, at}; None once lifted")

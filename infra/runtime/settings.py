@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from paypost.domain.audit_chain import AuditKeys
 from paypost.infra.ledgers.secrets import SecretBox
 from paypost.schemas.types import PRACTICE_ID_PATTERN
 
@@ -30,7 +32,7 @@ class ApiToken:
 class Settings(BaseSettings):
     """Every setting paypost reads, each from a ``PAYPOST_`` variable."""
 
-    model_config = SettingsConfigDict(env_prefix="PAYPOST_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PAYPOST_", extra="ignore", hide_input_in_errors=True)
 
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     mongodb_uri: str = "mongodb://127.0.0.1:27017/"
@@ -74,6 +76,15 @@ class Settings(BaseSettings):
     secret_key: str = ""
     log_level: str = "INFO"
     log_format: str = "console"  # or "json"
+    # Patient data (contract section 12). How long postings, their trails and access entries are
+    # kept after their last change; how long a LOADED or CLEARED posting's message body is kept.
+    retention_days: int = Field(default=2557, ge=1)
+    message_retention_days: int = Field(default=30, ge=1)
+    # The key each audit seal is signed with (HMAC-SHA-256); several, comma-separated, while
+    # rotating: the first signs, each verifies. Never stored in the database.
+    audit_key: str = ""
+    # CIDRs of the proxies whose X-Forwarded-For names the caller (the access trail's client).
+    trusted_proxies: str = ""
 
     @classmethod
     def settings_customise_sources(
@@ -102,6 +113,27 @@ class Settings(BaseSettings):
         if value.strip():
             SecretBox(value)  # a malformed or short key is a configuration error, named at start
         return value
+
+    @field_validator("audit_key")
+    @classmethod
+    def _audit_key_valid(cls, value: str) -> str:
+        if value.strip():
+            AuditKeys(value)  # a short key is a configuration error, named at start (never shown)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: str) -> str:
+        proxy_networks(value)
+        return value
+
+    @property
+    def audit_keys(self) -> AuditKeys | None:
+        return AuditKeys(self.audit_key) if self.audit_key.strip() else None
+
+    @property
+    def proxies(self) -> list[IPNetwork]:
+        return proxy_networks(self.trusted_proxies)
 
     @field_validator("http_tls_cert_file", "http_tls_key_file", mode="before")
     @classmethod
@@ -136,7 +168,20 @@ class Settings(BaseSettings):
         return int(self.http.rpartition(":")[2])
 
 
-SECRET_FIELDS = ("amqp_url", "mongodb_uri", "api_tokens", "secret_key")
+SECRET_FIELDS = ("amqp_url", "mongodb_uri", "api_tokens", "secret_key", "audit_key")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def proxy_networks(text: str) -> list[IPNetwork]:
+    """``PAYPOST_TRUSTED_PROXIES``: addresses or CIDRs, comma-separated."""
+    networks = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError as exc:
+            raise ValueError(f"PAYPOST_TRUSTED_PROXIES: {part!r} is not an address or a CIDR") from exc
+    return networks
 
 
 class SecretFiles(PydanticBaseSettingsSource):
