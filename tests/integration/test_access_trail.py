@@ -30,6 +30,7 @@ pytestmark = pytest.mark.integration
 ADMIN = {"Authorization": "Bearer adm-token"}  # an admin of every practice
 ADMIN_A = {"Authorization": "Bearer adm-a-token"}  # an admin of clinic-a only
 ADMIN_B = {"Authorization": "Bearer adm-b-token"}  # an admin of clinic-b only
+LEDGER_ROUTE = "/api/v1/practices/{practice_id}/ehr-patients/{ehr_patient_id}/ledger"
 
 
 @pytest.fixture
@@ -75,14 +76,14 @@ async def test_every_answer_that_shows_payments_is_recorded_and_read_by_admins_i
     assert (detail["payment_ids"], detail["count"]) == ([bodies[0]["payment_id"]], 1)
     export = by_route["/api/v1/postings.csv"]
     assert export["action"] == "export" and set(export["payment_ids"]) == ids
-    ledger = by_route["/api/v1/practices/{practice_id}/ehr-patients/{ehr_patient_id}/ledger"]
+    ledger = by_route[LEDGER_ROUTE]
     assert set(ledger["payment_ids"]) == ids and ledger["practice_id"] == practice
     assert by_route["/api/v1/alerts"]["count"] == 0  # nothing failed: an answer of none is on record too
 
     # Found by payment, by patient account (never shown in an entry) and by key.
     assert {e["route"] for e in await trail(api, paypost, payment_id=bodies[1]["payment_id"],
                                             since=started.isoformat())} == \
-        {"/api/v1/postings", "/api/v1/postings.csv", "/api/v1/practices/{practice_id}/ehr-patients/{ehr_patient_id}/ledger"}
+        {"/api/v1/postings", "/api/v1/postings.csv", LEDGER_ROUTE}
     by_account = await trail(api, paypost, patient_account_id="acct-77", since=started.isoformat())
     assert by_account and all("patient_account_ids" not in e for e in by_account)
     assert await trail(api, paypost, patient_account_id="acct-nobody") == []
