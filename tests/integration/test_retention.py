@@ -74,8 +74,8 @@ async def posting(collections: Collections, practice: str, n: int, at: datetime,
 
 
 async def access_entry(collections: Collections, practice: str | None, at: datetime) -> ObjectId:
-    entry = {"_id": ObjectId(), "at": at, "key_id": None, "key_name": "alice", "role": "operator", "client": "127.0.0.1",
-             "action": "read", "route": "/api/v1/postings", "practice_id": practice, "payment_ids": ["pay-1"],
+    entry = {"_id": ObjectId(), "at": at, "key_id": None, "key_name": "alice", "role": "operator",
+             "client": "127.0.0.1", "action": "read", "route": "/api/v1/postings", "practice_id": practice, "payment_ids": ["pay-1"],
              "count": 1, "filters": None, "patient_account_ids": ["acct-1"], "sealed": False}
     await collections.db.get_collection("access_log").insert_one(entry)
     return ObjectId(entry["_id"])
@@ -97,7 +97,8 @@ async def test_purge_removes_what_retention_says_keeps_what_is_held_and_the_chai
         r = await api.put(f"/api/v1/practices/{practice}", json={"name": practice, "ledger": {"kind": "builtin"},
                                                                  "enabled": True})
         assert r.status_code == 200, r.text
-    old = [await posting(c, "clinic-a", n, YEARS_AGO) for n in range(5)]
+    for n in range(5):
+        await posting(c, "clinic-a", n, YEARS_AGO)
     held = [await posting(c, "clinic-h", n, YEARS_AGO) for n in range(3)]
     recent_loaded = await posting(c, "clinic-a", 100, WEEKS_AGO)
     recent_failed = await posting(c, "clinic-a", 101, WEEKS_AGO, LoadStatus.FAILED)
@@ -138,7 +139,8 @@ async def test_purge_removes_what_retention_says_keeps_what_is_held_and_the_chai
     access = c.db.get_collection("access_log")
     assert await access.count_documents({"_id": {"$in": old_access[:2]}}) == 0
     assert await access.count_documents({"_id": old_access[2]}) == 1  # its practice is held
-    [summary] = await c.db.get_collection("audit_purges").find({"kind": "summary", "by": "paypost purge"}).to_list(None)
+    purges = c.db.get_collection("audit_purges")
+    [summary] = await purges.find({"kind": "summary", "by": "paypost purge"}).to_list(None)
     assert (summary["postings"], summary["audit_entries"], summary["access_entries"], summary["message_bodies"]) \
         == (5, 10, 2, 1)
     assert summary["held_practices"] == ["clinic-h"] and summary["signature"]
