@@ -74,11 +74,12 @@ async def posting(collections: Collections, practice: str, n: int, at: datetime,
 
 
 async def access_entry(collections: Collections, practice: str | None, at: datetime) -> ObjectId:
-    entry = {"_id": ObjectId(), "at": at, "key_id": None, "key_name": "alice", "role": "operator",
+    entry_id = ObjectId()
+    entry = {"_id": entry_id, "at": at, "key_id": None, "key_name": "alice", "role": "operator",
              "client": "127.0.0.1", "action": "read", "route": "/api/v1/postings", "practice_id": practice,
              "payment_ids": ["pay-1"], "count": 1, "filters": None, "patient_account_ids": ["acct-1"], "sealed": False}
     await collections.db.get_collection("access_log").insert_one(entry)
-    return ObjectId(entry["_id"])
+    return entry_id
 
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
