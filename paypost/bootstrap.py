@@ -386,12 +386,14 @@ class Paypost:
         # Payments first, so the last sweep and seal below cover the last batch they load.
         for consumer in self.intake:
             await consumer.stop()
+        # The access trail's last entries are written first, so that the last seal below covers them.
+        self._stop_access.set()
+        if self._access_writing is not None:
+            await self._access_writing
         self._stop_background.set()
-        self._stop_access.set()  # the access trail's last entries are written before the last seal
         await self.event_hub.close()
         await self.healing.wait(grace=30)
-        for task in (self._access_writing, self._escalations, self._sealing, self._outage_watch,
-                     self._alert_sending, self._purging):
+        for task in (self._escalations, self._sealing, self._outage_watch, self._alert_sending, self._purging):
             if task is not None:
                 await task
         self._escalations = self._sealing = self._outage_watch = self._alert_sending = None

@@ -139,9 +139,10 @@ async def test_recording_waits_for_no_write_and_a_clean_stop_loses_nothing(
     client = connect(settings.mongodb_uri)
     try:
         written = await client[settings.mongodb_db]["access_log"].count_documents({})
+        sealed = await client[settings.mongodb_db]["access_log"].count_documents({"sealed": True})
     finally:
         await client.close()
-    assert written == 31
+    assert written == sealed == 31  # written, then sealed by the stop's last seal
 
 
 async def test_many_reads_write_in_batches_of_200(paypost: Paypost, api: httpx.AsyncClient, practice: str) -> None:
