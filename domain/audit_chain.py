@@ -29,6 +29,7 @@ class Verification:
     records: int = 0  # access entries and purge records verified
     removed_by_retention: int = 0  # sealed entries a purge removed, each named in a signed purge record
     signed: int = 0  # seals whose signature was checked against PAYPOST_AUDIT_KEY
+    unsigned_before_key: int = 0  # the first seals, made before PAYPOST_AUDIT_KEY was set
     keyed: bool = False  # whether a key was given to check signatures with
     head: tuple[int, str] | None = None  # the last seal's (seq, hash)
     problems: list[str] = field(default_factory=list)

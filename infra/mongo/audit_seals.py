@@ -216,6 +216,7 @@ class AuditSealer:
         previous, expected_seq = GENESIS, 1
         sealed: dict[str, dict[int, str]] = {}
         records: dict[tuple[str, str], str] = {}
+        newest_unsigned = False
         async for seal in self._seals.find({}).sort("seq", ASCENDING):
             self._check_seal(seal, previous, expected_seq, result)
             for c in seal["entries"]:
@@ -228,9 +229,13 @@ class AuditSealer:
                 records[(r["kind"], r["id"])] = r["hash"]
             chain[seal["seq"]] = seal["hash"]
             previous, expected_seq = seal["hash"], seal["seq"] + 1
+            newest_unsigned = seal.get("signature") is None
         if chain:
             last = max(chain)
             result.head = (last, chain[last])
+            if self._keys is not None and newest_unsigned:
+                result.problems.append(f"seal {last}, the newest, is not signed: no seal vouches for the chain "
+                                       "(sealed before PAYPOST_AUDIT_KEY was set, or its signatures removed)")
         return sealed, records
 
     def _check_seal(self, seal: Doc, previous: str, expected_seq: int, result: Verification) -> None:
@@ -243,8 +248,13 @@ class AuditSealer:
         hashes = [*(c["hash"] for c in seal["entries"]), *(r["hash"] for r in seal.get("records", []))]
         if seal_hash(seal["previous"], seal["seq"], hashes) != seal["hash"]:
             result.problems.append(f"seal {seal['seq']} was altered")
-        if self._check_signature(f"seal {seal['seq']}", seal.get("key_id"), seal_message(seal["seq"], seal["hash"]),
-                                 seal.get("signature"), result) and self._keys is not None:
+        if self._keys is not None and seal.get("signature") is None and result.signed == 0:
+            # Sealed before PAYPOST_AUDIT_KEY was set: checked by the signed seals after it (each
+            # covers every seal before it), and the newest seal must be signed (see verify).
+            result.unsigned_before_key += 1
+        elif self._check_signature(f"seal {seal['seq']}", seal.get("key_id"),
+                                   seal_message(seal["seq"], seal["hash"]), seal.get("signature"), result) \
+                and self._keys is not None:
             result.signed += 1
 
     async def _purged(self, result: Verification) -> tuple[set[str], set[str]]:

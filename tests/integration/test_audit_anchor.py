@@ -89,10 +89,27 @@ async def test_a_trail_rewritten_and_hashed_again_is_caught_by_the_seals_signatu
     result = cli(settings, "audit", "verify")
     assert result.returncode == 1 and "seal 2: its signature does not match" in result.stdout
 
-    # Nor can the signatures just be taken away.
-    await collections.db.get_collection("audit_seals").update_many({}, {"$unset": {"signature": "", "key_id": ""}})
+    # Nor can the signatures just be taken away: from a seal after a signed one, or from them all.
+    seals = collections.db.get_collection("audit_seals")
+    await seals.update_one({"seq": 3}, {"$unset": {"signature": "", "key_id": ""}})
+    assert "seal 3 is not signed" in (await AuditSealer(collections, keys).verify()).problems
+    await seals.update_many({}, {"$unset": {"signature": "", "key_id": ""}})
     stripped = await AuditSealer(collections, keys).verify()
-    assert "seal 1 is not signed" in stripped.problems
+    assert any(p.startswith("seal 4, the newest, is not signed") for p in stripped.problems), stripped.problems
+
+
+async def test_a_chain_begun_before_the_key_is_checked_from_its_first_signed_seal(collections: Collections) -> None:
+    keys = AuditKeys(KEY)
+    ids = [await loaded_posting(collections, n) for n in range(2)]
+    await AuditSealer(collections).seal_all()  # paypost before PAYPOST_AUDIT_KEY was set
+    await sealed_postings(collections, keys, 10, 2)  # and after
+    upgraded = await AuditSealer(collections, keys).verify()
+    assert upgraded.ok, upgraded.problems
+    assert (upgraded.unsigned_before_key, upgraded.signed) == (1, 2)
+    # An entry of the unsigned era rewritten and the chain hashed again: the signed seals catch it.
+    await rewrite_and_rehash(collections, ids[0])
+    assert set((await AuditSealer(collections, keys).verify()).problems) == {
+        f"seal {seq}: its signature does not match (rewritten and hashed again?)" for seq in (2, 3)}
 
 
 async def test_a_wrong_key_is_reported_and_a_rotated_key_verifies(settings: Settings, collections: Collections) -> None:
