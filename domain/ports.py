@@ -5,7 +5,7 @@ Only ``infra/`` implements them, and only ``infra/`` knows the query language be
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -541,7 +541,8 @@ class AccessEntries(Protocol):
         ...
 
 
-PurgeProgress = Any  # a callable (what, counts) -> None or awaitable, told after each page
+# Told after each page of a purge: what it was purging, and the counts so far.
+PurgeProgress = Callable[[str, PurgeCounts], Awaitable[None] | None]
 
 
 class RetentionStore(Protocol):
@@ -556,7 +557,7 @@ class RetentionStore(Protocol):
         ...
 
     async def purge(self, retention: Retention, now: datetime, *, dry_run: bool, page: int = 1000,
-                    progress: PurgeProgress = None, by: str = "paypost") -> PurgeCounts:
+                    progress: PurgeProgress | None = None, by: str = "paypost") -> PurgeCounts:
         """Remove (or count) what retention says must go, in pages; each page and the run recorded."""
         ...
 

@@ -28,7 +28,7 @@ class Maintenance:
             pass
         return await self._audit.heads()
 
-    async def purge(self, *, dry_run: bool, page: int = 1000, progress: PurgeProgress = None) -> PurgeCounts:
+    async def purge(self, *, dry_run: bool, page: int = 1000, progress: PurgeProgress | None = None) -> PurgeCounts:
         """What retention removes (``dry_run``: would remove), then everything it wrote sealed."""
         counts = await self._retention.purge(dry_run=dry_run, page=page, progress=progress, by="paypost purge")
         if not dry_run:

@@ -62,7 +62,7 @@ class RetentionService:
         if not who.role.may_manage_keys:
             raise AccessDenied(f"{who.name} is not an admin: only an admin places or lifts a legal hold.")
 
-    async def purge(self, *, dry_run: bool, page: int = 1000, progress: PurgeProgress = None,
+    async def purge(self, *, dry_run: bool, page: int = 1000, progress: PurgeProgress | None = None,
                     by: str = "paypost") -> PurgeCounts:
         return await self._store.purge(self.retention, self._clock(), dry_run=dry_run, page=page,
                                        progress=progress, by=by)

@@ -13,7 +13,6 @@ record, its counts, sealed the same way (the purge's audit entry).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from pymongo import ASCENDING, IndexModel
@@ -21,12 +20,12 @@ from pymongo import ASCENDING, IndexModel
 from paypost.domain.access_trail import PurgeCounts, Retention
 from paypost.domain.audit_chain import AuditKeys, purge_message, record_hash
 from paypost.domain.model import IN_FLIGHT, LoadStatus
+from paypost.domain.ports import PurgeProgress
 from paypost.infra.mongo.database import Collections, Doc
 
 SETTLED = [LoadStatus.LOADED.value, LoadStatus.CLEARED.value]
 IN_FLIGHT_VALUES = [s.value for s in IN_FLIGHT]
 
-Progress = Callable[[str, PurgeCounts], Awaitable[None] | None]
 
 
 class MongoRetention:
@@ -71,7 +70,7 @@ class MongoRetention:
     # The purge.
 
     async def purge(self, retention: Retention, now: datetime, *, dry_run: bool, page: int = 1000,
-                    progress: Progress | None = None, by: str = "paypost") -> PurgeCounts:
+                    progress: PurgeProgress | None = None, by: str = "paypost") -> PurgeCounts:
         """Remove (or, ``dry_run``, count) what retention says must go; ``progress`` is called after each page."""
         cutoff, message_cutoff = retention.cutoffs(now)
         counts = PurgeCounts(held_practices=await self.held())
@@ -110,7 +109,7 @@ class MongoRetention:
         await self._purges.insert_one({**record, "sealed": False})
 
     async def _purge_postings(self, cutoff: datetime, counts: PurgeCounts, run: str, page: int,
-                              progress: Progress | None) -> None:
+                              progress: PurgeProgress | None) -> None:
         after: Doc = {}
         while True:
             held = await self.held()  # a hold placed while the purge runs is honoured from its next page
@@ -138,7 +137,7 @@ class MongoRetention:
         return sum(d["entries"] for d in docs if d["_id"] not in still)
 
     async def _purge_access(self, cutoff: datetime, counts: PurgeCounts, run: str, page: int,
-                            progress: Progress | None) -> None:
+                            progress: PurgeProgress | None) -> None:
         while True:
             held = await self.held()
             where = {"at": {"$lt": cutoff}, "practice_id": {"$nin": held}}
@@ -153,7 +152,7 @@ class MongoRetention:
             await _tell(progress, "access entries", counts)
 
     async def _purge_messages(self, cutoff: datetime, counts: PurgeCounts, page: int,
-                              progress: Progress | None) -> None:
+                              progress: PurgeProgress | None) -> None:
         after: Doc = {}
         while True:
             held = await self.held()
@@ -188,7 +187,7 @@ def _kept_messages(cutoff: datetime, held: list[str]) -> Doc:
             "updated_at": {"$lt": cutoff}, "practice_id": {"$nin": held}}
 
 
-async def _tell(progress: Progress | None, what: str, counts: PurgeCounts) -> None:
+async def _tell(progress: PurgeProgress | None, what: str, counts: PurgeCounts) -> None:
     if progress is not None:
         said = progress(what, counts)
         if said is not None:

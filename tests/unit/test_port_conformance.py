@@ -23,6 +23,7 @@ from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
 from paypost.infra.ledgers.hosts import HostPolicy
 from paypost.infra.ledgers.http import HttpLedger, HttpLedgers, LedgerEvidence
 from paypost.infra.ledgers.secrets import SecretBox
+from paypost.infra.mongo.access_log import MongoAccessLog
 from paypost.infra.mongo.alerts import MongoAlertOutbox, MongoAlertStore
 from paypost.infra.mongo.api_keys import MongoApiKeyStore
 from paypost.infra.mongo.audit_seals import AuditSealer
@@ -35,6 +36,7 @@ from paypost.infra.mongo.operations import MongoOperationStore
 from paypost.infra.mongo.outages import MongoOutageStore
 from paypost.infra.mongo.postings import MongoPostingCommands, MongoPostingStore
 from paypost.infra.mongo.reports import PostingReport
+from paypost.infra.mongo.retention import MongoRetention
 from paypost.infra.mongo.transfers import MongoTransferStore
 from paypost.infra.rabbit.event_hub import EventHub
 from paypost.infra.readiness import ServiceReadiness
@@ -67,6 +69,8 @@ WIRED: list[tuple[type[Any], type[Any]]] = [
     (ports.EventFeed, EventHub),
     (ports.Readiness, ServiceReadiness),
     (ports.AuditTrail, AuditSealer),
+    (ports.AccessEntries, MongoAccessLog),
+    (ports.RetentionStore, MongoRetention),
     (ports.SealedSecrets, MongoSealedSecrets),
     (ports.ApiKeyStore, MongoApiKeyStore),
     (ports.FailedKeyCounts, MongoFailedKeyCounts),
