@@ -4,12 +4,14 @@ and what an export of the seals' heads says of a chain."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from paypost.domain.access import Principal, Role, Scope
 from paypost.domain.access_trail import LISTED_IDS_MAX, Retention, Via, access_entry
 from paypost.domain.audit_chain import AuditKeyError, AuditKeys, compare_heads, record_hash
+from paypost.infra.runtime.settings import Settings
 
 WHO = Principal("ann", Role.OPERATOR, Scope.of(["clinic-a"]), key_id="key_1")
 AT = datetime(2026, 12, 6, tzinfo=UTC)
@@ -64,3 +66,21 @@ def test_a_records_hash_covers_its_fields_but_not_its_sealed_mark() -> None:
 def test_retention_cutoffs() -> None:
     postings, messages = Retention().cutoffs(AT)
     assert (AT - postings).days == 2557 and (AT - messages).days == 30
+
+
+def test_the_audit_key_and_the_trusted_proxies_are_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key_file = tmp_path / "audit-key"
+    key_file.write_text(KEY_B + "\n")
+    monkeypatch.setenv("PAYPOST_AUDIT_KEY_FILE", str(key_file))
+    monkeypatch.setenv("PAYPOST_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1")
+    settings = Settings()
+    assert settings.audit_keys is not None and settings.audit_keys.signing_id == AuditKeys(KEY_B).signing_id
+    assert [str(n) for n in settings.proxies] == ["10.0.0.0/8", "192.0.2.1/32"]
+    assert Settings(audit_key="").audit_keys is None
+    monkeypatch.setenv("PAYPOST_TRUSTED_PROXIES", "10.0.0.0/8,not-a-net")
+    with pytest.raises(ValueError, match="'not-a-net' is not an address or a CIDR"):
+        Settings()
+    monkeypatch.delenv("PAYPOST_TRUSTED_PROXIES")
+    with pytest.raises(ValueError, match="at least 32 characters") as refused:
+        Settings(audit_key="tiny-key-value")
+    assert "tiny-key-value" not in str(refused.value)  # a setting's error never shows the secret
