@@ -102,6 +102,8 @@ class AuditSealer:
         ``SEQ_RACES`` times; any other failure (the database away) is raised at once, not retried
         here: the driver's own ``with_transaction`` would retry for two minutes, holding a stop.
         """
+        if not await self._waiting():
+            return 0  # an idle round opens no transaction (one killed midway holds its locks for a minute)
         for race in range(SEQ_RACES):
             try:
                 async with self._client.start_session() as session, await session.start_transaction():
@@ -115,6 +117,16 @@ class AuditSealer:
             # drawn at random, so that rounds racing each other fall out of step.
             await asyncio.sleep(random.uniform(0, 0.005 * (race + 1)))  # noqa: S311 - jitter, no secret
         raise RuntimeError(f"{SEQ_RACES} sealing rounds in a row lost the race for the next seal")
+
+    async def _waiting(self) -> bool:
+        """Whether anything waits to be sealed (read outside a transaction, on the partial indexes)."""
+        if await self._postings.find_one({"audit_dirty": True, "load_status": {"$nin": IN_FLIGHT_VALUES}},
+                                         {"_id": 1}) is not None:
+            return True
+        for records in self._records.values():
+            if await records.find_one({"sealed": False}, {"_id": 1}) is not None:
+                return True
+        return False
 
     async def _round(self, session: AsyncClientSession, limit: int) -> int:
         # A posting in flight is sealed once it settles (milliseconds later, as a rule), so that
