@@ -7,6 +7,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from paypost.domain.access import AccessDenied
+from paypost.domain.errors import BadCursor, RefusedHost
+from paypost.domain.integrations import InvalidLedgerSettings, MissingSecretKey, UnknownLedgerKind
+from paypost.handlers.changes import EmptySelection, InvalidCanary, MissingReason, SelectionTooLarge, UnknownGroup
+from paypost.handlers.keys import InvalidKey
+from paypost.handlers.practices import NotFound
+from paypost.handlers.triage import AlertResolved, NotSnoozable
+
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
@@ -32,6 +40,12 @@ def _describe(exc: RequestValidationError) -> str:
 
 
 def install(app: FastAPI) -> None:
+    """Every error as the API answers it: its own, a request's that is not valid, and the handlers' named errors."""
+    _install_request_errors(app)
+    _install_handler_errors(app)
+
+
+def _install_request_errors(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.headers)
@@ -49,3 +63,38 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
+
+
+def _install_handler_errors(app: FastAPI) -> None:
+    """The handlers' named errors, as the API answers them."""
+
+    answers: dict[type[Exception], tuple[int, str]] = {
+        NotFound: (404, "not_found"),
+        MissingSecretKey: (400, "secret_key_missing"),
+        RefusedHost: (400, "refused_host"),
+        UnknownLedgerKind: (400, "unknown_ledger_kind"),
+        InvalidLedgerSettings: (400, "invalid_ledger_settings"),
+        AccessDenied: (403, "forbidden"),
+        InvalidKey: (422, "invalid_request"),
+        UnknownGroup: (422, "unknown_group"),
+        SelectionTooLarge: (422, "selection_too_large"),
+        InvalidCanary: (422, "invalid_canary"),
+        NotSnoozable: (422, "invalid_request"),
+        AlertResolved: (409, "alert_resolved"),
+    }
+
+    async def _answer(_: Request, exc: Exception) -> JSONResponse:
+        status, code = next(answers[kind] for kind in type(exc).__mro__ if kind in answers)
+        return error_response(status, code, str(exc))
+
+    for error in answers:
+        app.add_exception_handler(error, _answer)
+
+    @app.exception_handler(BadCursor)
+    async def _bad_cursor(_: Request, exc: BadCursor) -> JSONResponse:
+        return error_response(400, "invalid_cursor", str(exc))
+
+    @app.exception_handler(MissingReason)
+    @app.exception_handler(EmptySelection)
+    async def _refused(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(422, "invalid_request", str(exc))

@@ -13,7 +13,7 @@ from paypost.domain.model import LoadStatus
 from paypost.domain.money import format_money
 from paypost.domain.outages import PracticeOutage
 from paypost.domain.ports import Record as Doc
-from paypost.domain.ports import StatusTotal
+from paypost.domain.ports.postings import StatusTotal
 from paypost.domain.posting import AuditEntry
 from paypost.domain.reconciliation import Bucket, Reconciliation
 from paypost.domain.transfers import SettledTransfer

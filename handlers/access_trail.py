@@ -14,7 +14,8 @@ from typing import Any
 
 from paypost.domain.access import AccessDenied, Principal
 from paypost.domain.access_trail import LISTED_IDS_MAX, AccessQuery, Action, Via, access_entry
-from paypost.domain.ports import AccessEntries, Record
+from paypost.domain.ports import Record
+from paypost.domain.ports.patient_data import AccessEntries
 
 
 def _now() -> datetime:

@@ -18,7 +18,8 @@ import structlog
 
 from paypost.domain.alerts import AlertKind, Delivery, OutboxItem, wants_put
 from paypost.domain.errors import LoadFailure, TransientFailure
-from paypost.domain.ports import AlertOutbox, AlertSystem, AlertSystems, MappingStore, PracticeDirectory
+from paypost.domain.ports.alerts import AlertOutbox, AlertSystem, AlertSystems
+from paypost.domain.ports.practices import MappingStore, PracticeDirectory
 from paypost.handlers.clock import Clock, until_set, utc_now
 
 log = structlog.get_logger("paypost.alert_delivery")

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from paypost.domain.access import Principal
 from paypost.domain.access_trail import Via
-from paypost.domain.ports import EventFeed, Readiness
+from paypost.domain.ports.events import EventFeed
+from paypost.domain.ports.maintenance import Readiness
 from paypost.handlers.access_trail import AccessTrail
 from paypost.handlers.changes import SaveChanges
 from paypost.handlers.keys import ApiKeys

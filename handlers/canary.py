@@ -17,13 +17,14 @@ import structlog
 
 from paypost.domain.model import LoadStatus
 from paypost.domain.operations import CARRIED_OUT, Canary, CanaryPhase, verdict_phase
-from paypost.domain.ports import OperationStore, PostingCommands
+from paypost.domain.ports.events import Publish
+from paypost.domain.ports.operations import OperationStore
+from paypost.domain.ports.postings import PostingCommands
 from paypost.domain.posting import PostingKey
 from paypost.domain.rules import ItemResult
 from paypost.domain.triage import canary_verdict
 from paypost.handlers.clock import Clock, utc_now
 from paypost.producers.commands import publish_commands
-from paypost.producers.events import Publish
 from paypost.schemas.messages import ClearItem
 
 log = structlog.get_logger("paypost.canary")

@@ -15,13 +15,14 @@ from datetime import timedelta
 
 from paypost.domain.errors import PaypostError
 from paypost.domain.operations import CanaryPlan, ClearOrder, OperationItem
-from paypost.domain.ports import FailedSelection, OperationStore, PostingCommands
+from paypost.domain.ports.events import Publish
+from paypost.domain.ports.operations import OperationStore
+from paypost.domain.ports.postings import FailedSelection, PostingCommands
 from paypost.domain.posting import PostingKey
 from paypost.domain.rules import ItemResult
 from paypost.domain.triage import would_clear, would_retry
 from paypost.handlers.clock import Clock, utc_now
 from paypost.producers.commands import publish_commands
-from paypost.producers.events import Publish
 from paypost.schemas.messages import ClearItem
 
 MAX_ITEMS = 50_000  # items of one Save Changes, its groups' postings included

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import structlog
 
-from paypost.domain.ports import OperationStore
+from paypost.domain.ports.operations import OperationStore
 from paypost.domain.rules import ItemResult
 from paypost.handlers.clock import Clock, utc_now
 from paypost.handlers.operations import ClearRequest, PostingOperations

@@ -9,9 +9,10 @@ import structlog
 
 from paypost.domain.load_errors import LoadErrorCode
 from paypost.domain.model import IN_FLIGHT
-from paypost.domain.ports import PostingStore
+from paypost.domain.ports.postings import PostingStore
 from paypost.domain.posting import PAYPOST_ACTOR, UNKNOWN_PRACTICE, AuditEntry, KeptMessage, PostingKey
 from paypost.handlers.clock import Clock, utc_now
+from paypost.handlers.outcomes import OutcomeRecorder
 from paypost.handlers.posting import PostingService, posting_from
 from paypost.schemas.messages import PaymentPosted, PaymentRefunded
 from paypost.schemas.reading import Unreadable, assigned_id, read_message
@@ -44,10 +45,11 @@ def death_of(headers: dict[str, Any]) -> Death:
 class DeadLetterService:
     """Keeps each dead-lettered message with its FAILED posting, once per dead-lettering."""
 
-    def __init__(self, postings: PostingStore, service: PostingService, max_message_bytes: int,
-                 clock: Clock = utc_now) -> None:
+    def __init__(self, postings: PostingStore, service: PostingService, outcomes: OutcomeRecorder,
+                 max_message_bytes: int, clock: Clock = utc_now) -> None:
         self._postings = postings
         self._service = service
+        self._outcomes = outcomes
         self._max_bytes = max_message_bytes
         self._clock = clock
 
@@ -84,7 +86,7 @@ class DeadLetterService:
             # other reason (delivery_limit) means no outcome was written: it becomes FAILED so a
             # person sees it (or, handled again, what that failure could not announce is now).
             if death.reason != "rejected" and (existing is None or existing.load_status in IN_FLIGHT
-                                               or self._service.owes(existing)):
+                                               or self._outcomes.owes(existing)):
                 await self._service.fail_unfinished(
                     existing or fresh,
                     f"paypost could not finish loading it ({death.reason} after {death.count} deliveries).", now)

@@ -10,7 +10,7 @@ from typing import TypeVar
 import structlog
 
 from paypost.domain.events import PostingFailed
-from paypost.domain.ports import MappingFailure, MappingFailures, MappingStore
+from paypost.domain.ports.practices import MappingFailure, MappingFailures, MappingStore
 from paypost.domain.posting import PAYPOST_ACTOR, PostingKey
 from paypost.domain.rules import MAPPING_FIXES
 from paypost.handlers.operations import HealRun, PostingOperations

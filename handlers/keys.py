@@ -16,7 +16,8 @@ import structlog
 
 from paypost.domain.access import AccessDenied, ApiKey, Principal, Role, Scope, new_token, same_hash, token_hash
 from paypost.domain.errors import PaypostError
-from paypost.domain.ports import ApiKeyStore, FailedKeyCounts, Record
+from paypost.domain.ports import Record
+from paypost.domain.ports.access import ApiKeyStore, FailedKeyCounts
 from paypost.handlers.clock import Clock, utc_now
 from paypost.handlers.practices import NotFound, practice_not_found
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from paypost.domain.access_trail import PurgeCounts
 from paypost.domain.audit_chain import Verification
 from paypost.domain.integrations import MissingSecretKey
-from paypost.domain.ports import AuditTrail, PurgeProgress, SealedSecrets
+from paypost.domain.ports.maintenance import AuditTrail, SealedSecrets
+from paypost.domain.ports.patient_data import PurgeProgress
 from paypost.handlers.retention import RetentionService
 
 

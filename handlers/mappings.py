@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import structlog
 
-from paypost.domain.ports import MappingStore
+from paypost.domain.ports.practices import MappingStore
 from paypost.handlers.alert_delivery import AlertDelivery
 from paypost.handlers.clock import Clock, utc_now
 from paypost.handlers.healing import Healing

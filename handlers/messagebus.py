@@ -2,7 +2,7 @@
 
 The composition root subscribes every handler, in one place; a service publishes what happened
 and does not know who listens. A handler that raises stops the rest for that event and the error
-reaches the publisher, which keeps the event to publish again (``handlers/announcing.py``); so
+reaches the publisher, which keeps the event to publish again (``handlers/outcomes.py``); so
 every handler must be safe to run twice for the same event.
 """
 

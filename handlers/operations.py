@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 import structlog
 
 from paypost.domain.events import PostingCleared, PostingRetried
-from paypost.domain.ports import ClearEvidence, FailedSelection, PostingCommands
+from paypost.domain.ports.events import Publish
+from paypost.domain.ports.postings import ClearEvidence, FailedSelection, PostingCommands
 from paypost.domain.posting import PAYPOST_ACTOR, AuditEntry, KeptMessage, Posting, PostingKey
 from paypost.domain.rules import MAPPING_FIXES, ItemResult, clear_result, retry_result
 from paypost.handlers import metrics
 from paypost.handlers.clock import Clock, utc_now
 from paypost.handlers.messagebus import MessageBus
-from paypost.producers.events import Publish
 from paypost.producers.replay import replay
 
 log = structlog.get_logger("paypost.operations")

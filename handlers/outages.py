@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Protocol
 
 import structlog
 
@@ -24,7 +23,9 @@ from paypost.domain.errors import LedgerUnreachable
 from paypost.domain.events import PostingHeld
 from paypost.domain.model import LoadStatus
 from paypost.domain.outages import Health, PracticeOutage, next_try, outage_task_id, should_hold, unreachable_reason
-from paypost.domain.ports import AlertStore, OutageStore, PostingStore
+from paypost.domain.ports.alerts import AlertStore
+from paypost.domain.ports.outages import Leases, Loader, OutageStore
+from paypost.domain.ports.postings import PostingStore
 from paypost.domain.posting import PAYPOST_ACTOR, AuditEntry, KeptMessage, Posting
 from paypost.handlers.clock import Clock, until_set, utc_now
 from paypost.handlers.messagebus import MessageBus
@@ -36,18 +37,6 @@ log = structlog.get_logger("paypost.outages")
 RELEASE_BATCH = 200
 
 
-class Leases(Protocol):
-    """Which process does a duty: one at a time (``infra/mongo/leases.py``)."""
-
-    async def hold(self, duty: str, ttl: float) -> int | None:
-        """Take or renew the duty's lease: its fencing token, the same through renewals and higher
-        than any earlier holder's; None while another process holds it."""
-
-
-class Loader(Protocol):
-    """The posting service as the worker uses it: load one kept message now, at the system."""
-
-    async def handle(self, message: KeptMessage, *, trying: bool = False) -> object: ...
 
 
 class OutageBoard:

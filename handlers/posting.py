@@ -12,11 +12,12 @@ from datetime import datetime
 import structlog
 
 from paypost.domain.errors import LedgerUnreachable, LoadFailure
-from paypost.domain.events import PostingFailed, PostingLoaded, PostingRetried
 from paypost.domain.load_errors import LoadErrorCode, load_error
 from paypost.domain.model import Delivery, LoadStatus, PostingKind, choose_patient, decide_delivery
 from paypost.domain.outages import PracticeOutage
-from paypost.domain.ports import Ledger, LedgerFactory, MappingStore, PostingStore, PracticeDirectory
+from paypost.domain.ports.ledgers import Ledger, LedgerFactory
+from paypost.domain.ports.postings import PostingStore
+from paypost.domain.ports.practices import MappingStore, PracticeDirectory
 from paypost.domain.posting import (
     PAYPOST_ACTOR,
     Attempt,
@@ -28,9 +29,9 @@ from paypost.domain.posting import (
 )
 from paypost.domain.rules import refund_account, refund_patient
 from paypost.handlers import metrics
-from paypost.handlers.announcing import Announcer
 from paypost.handlers.clock import Clock, utc_now
 from paypost.handlers.outages import Outages
+from paypost.handlers.outcomes import First, OutcomeRecorder, Written
 from paypost.schemas.messages import PaymentPosted, PaymentRefunded, WireModel
 from paypost.schemas.reading import Unreadable, read_message
 from paypost.schemas.topics import PAYMENT_POSTED, PAYMENT_REFUNDED, REPLAYS_HEADER
@@ -53,15 +54,6 @@ class Outcome:
     key: PostingKey
     load_status: LoadStatus | None = None
     error_code: LoadErrorCode | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class First:
-    """A new posting that has no row yet: its message and its "received" entry, written with its
-    outcome (``PostingService._posts_with_its_row``)."""
-
-    message: KeptMessage
-    received: AuditEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +103,8 @@ def unreadable_posting(unreadable: Unreadable, received_at: datetime) -> Posting
 
 
 class PostingService:
-    """Loads payments and refunds; every outcome is written before the message is settled, and
-    announced (``handlers/announcing.py``) before it is."""
+    """Loads payments and refunds: decides each delivery's outcome, which ``outcomes`` records and
+    announces (``handlers/outcomes.py``) before the message is settled."""
 
     def __init__(
         self,
@@ -120,7 +112,7 @@ class PostingService:
         practices: PracticeDirectory,
         mappings: MappingStore,
         ledgers: LedgerFactory,
-        announcer: Announcer,
+        outcomes: OutcomeRecorder,
         max_message_bytes: int,
         outages: Outages,
         clock: Clock = utc_now,
@@ -129,15 +121,11 @@ class PostingService:
         self._practices = practices
         self._mappings = mappings
         self._ledgers = ledgers
-        self._announcer = announcer
+        self._outcomes = outcomes
         self._max_bytes = max_message_bytes
         self._outages = outages
         self._board = outages.board
         self._clock = clock
-
-    def owes(self, posting: Posting) -> bool:
-        """Whether the posting's outcome is durable but not yet announced (the broker was away)."""
-        return self._announcer.owes(posting)
 
     def read(self, message: KeptMessage) -> PaymentPosted | PaymentRefunded | Unreadable:
         """Read a delivery of the intake queue: a payment, a refund, or an unreadable message."""
@@ -210,7 +198,7 @@ class PostingService:
         """A delivery of a posting paypost holds already: what it means depends on where that stands."""
         match decide_delivery(existing.load_status):
             case Delivery.ALREADY_DONE:
-                await self._announcer.settle_owed(existing)
+                await self._outcomes.settle_owed(existing)
                 log.info("duplicate_ignored", posting=str(fresh.key), load_status=existing.load_status.value)
                 return Outcome(Disposition.ACK, fresh.key, existing.load_status)
             case Delivery.REPLAY_NEW_BODY if existing.event_id == fresh.event_id:
@@ -222,10 +210,9 @@ class PostingService:
                     reason="republished by the payments platform while FAILED",
                     detail=f"event {fresh.event_id}",
                 )
-                if not await self._postings.claim_for_replay(fresh, message, correction):
+                retrying = await self._outcomes.retried(fresh, message, correction, replays=existing.replays)
+                if retrying is None:  # no longer FAILED
                     return Outcome(Disposition.ACK, fresh.key)
-                retrying = replace(fresh, load_status=LoadStatus.RETRYING, replays=existing.replays)
-                await self._announcer.announce(fresh.key, PostingRetried(retrying, correction))
                 return await self._load(retrying)
             case Delivery.LOAD:
                 same_account = existing.patient_account_id == fresh.patient_account_id
@@ -235,7 +222,7 @@ class PostingService:
         """The same event of a FAILED posting again. If its failure's announcement is owed, this
         is the delivery that failed (handled again): announced now, it goes to the dead letters
         as it would have; otherwise a duplicate, acknowledged (the posting keeps its message)."""
-        if await self._announcer.settle_owed(existing):
+        if await self._outcomes.settle_owed(existing):
             code = existing.load_error.code if existing.load_error else None
             return Outcome(Disposition.DEAD_LETTER, existing.key, existing.load_status, code)
         return Outcome(Disposition.ACK, existing.key, existing.load_status)
@@ -245,19 +232,8 @@ class PostingService:
         now = self._clock()
         posting = unreadable_posting(unreadable, now)
         audit = AuditEntry(at=now, actor=PAYPOST_ACTOR, action="failed", detail=unreadable.detail)
-        key, created = await self._postings.insert_unreadable(posting, message, audit)
-        outcome = Outcome(Disposition.DEAD_LETTER, key, LoadStatus.FAILED, unreadable.code)
-        if not created:  # seen before (a redelivery, or back from the dead-letter queue)
-            seen = await self._postings.get(key)
-            if seen is not None:
-                await self._announcer.settle_owed(seen)
-            return outcome
-        log.warning(
-            "message_unreadable", posting=str(key), error_code=unreadable.code.value,
-            routing_key=message.routing_key[:100],
-        )
-        await self._announcer.announce(key, PostingFailed(replace(posting, key=key)))
-        return outcome
+        key = await self._outcomes.unreadable(posting, message, audit)
+        return Outcome(Disposition.DEAD_LETTER, key, LoadStatus.FAILED, unreadable.code)
 
     async def fail_unfinished(self, posting: Posting, detail: str, at: datetime) -> bool:
         """An in-flight posting that paypost could not finish loading (its message reached the
@@ -266,13 +242,12 @@ class PostingService:
         False if it was not in flight any more (or, on a second call, already failed by the first;
         what that first call could not announce is announced now)."""
         error = load_error(LoadErrorCode.LEDGER_UNAVAILABLE, detail)
-        if not await self._postings.record_failed(posting.key, Attempt(at, 0.0, "failed", error), error, None,
-                                                  posting.patient_account_id, posting.refunded_payment_id):
-            await self._announcer.settle_owed(posting)
-            return False
-        failed = replace(posting, load_status=LoadStatus.FAILED, load_error=error)
-        await self._announcer.announce(posting.key, PostingFailed(failed))
-        return True
+        # No patient was tried: the row's ehr_patient_id is cleared.
+        failed = replace(posting, load_status=LoadStatus.FAILED, load_error=error, ehr_patient_id=None)
+        if await self._outcomes.finished(posting, failed, Attempt(at, 0.0, "failed", error)) is Written.RECORDED:
+            return True
+        await self._outcomes.settle_owed(posting)
+        return False
 
     async def _park(self, posting: Posting, outage: PracticeOutage, account: str | None,
                     first: First | None = None) -> Outcome:
@@ -328,44 +303,29 @@ class PostingService:
                                         account, first)
         except LoadFailure as failure:
             error = load_error(failure.code, failure.detail)
-            attempt = Attempt(at, _ms(started), "failed", error)
             failed = replace(posting, load_status=LoadStatus.FAILED, load_error=error,
                              ehr_patient_id=ehr_patient_id, patient_account_id=account)
-            if (instead := await self._write_outcome(posting, failed, attempt, first)) is not None:
-                return instead
-            log.info("posting_failed", posting=str(posting.key), error_code=failure.code.value)
-            await self._announcer.announce(posting.key, PostingFailed(failed))
-            return Outcome(Disposition.DEAD_LETTER, posting.key, LoadStatus.FAILED, failure.code)
-        attempt = Attempt(at, _ms(started), "loaded")
+            return await self._finish(posting, failed, Attempt(at, _ms(started), "failed", error), first)
         loaded = replace(posting, load_status=LoadStatus.LOADED, ehr_patient_id=ehr_patient_id,
                          patient_account_id=account)
-        if (instead := await self._write_outcome(posting, loaded, attempt, first, receipt.entry_id)) is not None:
-            return instead
-        log.info("posting_loaded", posting=str(posting.key), duration_ms=attempt.duration_ms,
-                 already_posted=receipt.already_posted)
-        # A HELD posting may have been a retry: its task, if it has one, resolves.
-        had_failed = posting.load_status in (LoadStatus.RETRYING, LoadStatus.HELD)
-        await self._announcer.announce(posting.key, PostingLoaded(loaded, had_failed=had_failed))
-        return Outcome(Disposition.ACK, posting.key, LoadStatus.LOADED)
+        return await self._finish(posting, loaded, Attempt(at, _ms(started), "loaded"), first, receipt.entry_id,
+                                  receipt.already_posted)
 
-    async def _write_outcome(self, posting: Posting, finished: Posting, attempt: Attempt, first: First | None,
-                             entry_id: str | None = None) -> Outcome | None:
-        """Write ``finished``'s outcome (LOADED or FAILED): None once written, or what the delivery
-        does instead (the posting was no longer in flight, or another delivery wrote its row first)."""
-        if first is not None:
-            if await self._postings.insert_finished(finished, first.message, first.received, attempt, entry_id):
-                return None
+    async def _finish(self, posting: Posting, finished: Posting, attempt: Attempt, first: First | None,
+                      entry_id: str | None = None, already_posted: bool = False) -> Outcome:
+        """The delivery's end once ``finished`` (LOADED or FAILED) is recorded and announced, or what
+        it does instead (the posting was no longer in flight, or another delivery wrote its row first)."""
+        written = await self._outcomes.finished(posting, finished, attempt, first=first, entry_id=entry_id,
+                                                already_posted=already_posted)
+        if written is Written.RACED:
+            assert first is not None
             return await self._raced(posting, first)
+        if written is Written.MOVED_ON:
+            return Outcome(Disposition.ACK, posting.key)
         if finished.load_status is LoadStatus.LOADED:
-            assert finished.ehr_patient_id is not None and entry_id is not None
-            written = await self._postings.record_loaded(posting.key, attempt, finished.ehr_patient_id, entry_id,
-                                                         finished.patient_account_id)
-        else:
-            assert finished.load_error is not None
-            written = await self._postings.record_failed(posting.key, attempt, finished.load_error,
-                                                         finished.ehr_patient_id, finished.patient_account_id,
-                                                         posting.refunded_payment_id)
-        return None if written else Outcome(Disposition.ACK, posting.key)
+            return Outcome(Disposition.ACK, posting.key, LoadStatus.LOADED)
+        assert finished.load_error is not None
+        return Outcome(Disposition.DEAD_LETTER, posting.key, LoadStatus.FAILED, finished.load_error.code)
 
     async def _raced(self, posting: Posting, first: First) -> Outcome:
         """Another delivery of the same payment wrote its row first (an upstream's duplicate publish,

@@ -8,7 +8,9 @@ from paypost.domain.access import Scope
 from paypost.domain.errors import PaypostError
 from paypost.domain.integrations import CONTRACT_KINDS, SEALED, MissingSecretKey, Practice, secret_of, without_secret
 from paypost.domain.outages import PracticeOutage
-from paypost.domain.ports import LedgerEntries, LedgerKinds, PracticeDirectory, Record, SecretBox, UrlPolicy
+from paypost.domain.ports import Record
+from paypost.domain.ports.ledgers import LedgerEntries, LedgerKinds, SecretBox, UrlPolicy
+from paypost.domain.ports.practices import PracticeDirectory
 from paypost.handlers.clock import Clock, utc_now
 from paypost.handlers.outages import Outages
 

@@ -11,7 +11,8 @@ import structlog
 
 from paypost.domain.alerts import Alert, flag_opens
 from paypost.domain.events import PostingCleared, PostingFailed, PostingLoaded
-from paypost.domain.ports import AlertStore, TransferStore
+from paypost.domain.ports.alerts import AlertStore
+from paypost.domain.ports.transfers import TransferStore
 from paypost.domain.posting import Posting
 from paypost.domain.transfers import SettledTransfer
 from paypost.handlers.clock import Clock, utc_now

@@ -6,17 +6,11 @@ from collections.abc import AsyncIterator, Sequence
 
 from paypost.domain.access import EVERY, Scope
 from paypost.domain.alerts import Alert, AlertState
-from paypost.domain.ports import (
-    AlertStore,
-    FailedSelection,
-    OperationStore,
-    PostingCommands,
-    PostingFilter,
-    PostingReader,
-    Record,
-    StatusTotal,
-    TransferStore,
-)
+from paypost.domain.ports import Record
+from paypost.domain.ports.alerts import AlertStore
+from paypost.domain.ports.operations import OperationStore
+from paypost.domain.ports.postings import FailedSelection, PostingCommands, PostingFilter, PostingReader, StatusTotal
+from paypost.domain.ports.transfers import TransferStore
 from paypost.domain.posting import PostingKey
 from paypost.domain.reconciliation import Reconciliation
 from paypost.domain.transfers import SettledTransfer

@@ -17,7 +17,8 @@ from typing import Protocol
 
 from paypost.domain.access import AccessDenied, Principal
 from paypost.domain.access_trail import PurgeCounts, Retention
-from paypost.domain.ports import PurgeProgress, Record, RetentionStore
+from paypost.domain.ports import Record
+from paypost.domain.ports.patient_data import PurgeProgress, RetentionStore
 from paypost.handlers.changes import MissingReason
 from paypost.handlers.practices import practice_not_found
 

@@ -20,7 +20,9 @@ from paypost.domain.access import AccessDenied, ApiKey, Principal, Role
 from paypost.domain.access_trail import AccessQuery, Via
 from paypost.domain.alerts import Alert, AlertState, practice_named_by
 from paypost.domain.integrations import Practice
-from paypost.domain.ports import BroadcastEvent, EventFeed, FailedSelection, PostingFilter, Record, StatusTotal
+from paypost.domain.ports import Record
+from paypost.domain.ports.events import BroadcastEvent, EventFeed
+from paypost.domain.ports.postings import FailedSelection, PostingFilter, StatusTotal
 from paypost.domain.posting import AuditEntry, PostingKey
 from paypost.domain.reconciliation import Reconciliation
 from paypost.domain.rules import ItemResult

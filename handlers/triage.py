@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 from paypost.domain.access import EVERY, Scope
 from paypost.domain.alerts import Alert
 from paypost.domain.errors import PaypostError
-from paypost.domain.ports import AlertStore, FailureGroupReader, PostingNotes
+from paypost.domain.ports.alerts import AlertStore
+from paypost.domain.ports.postings import FailureGroupReader, PostingNotes
 from paypost.domain.posting import AuditEntry, PostingKey
 from paypost.domain.triage import FailureGroup
 from paypost.handlers.clock import Clock, utc_now

@@ -15,7 +15,7 @@ adapter refuses is answered 400 (``InvalidLedgerSettings``), as is a kind no ada
 from paypost.domain.errors import LedgerUnreachable, LoadFailure, TransientFailure
 from paypost.domain.integrations import InvalidLedgerSettings, UnknownLedgerKind
 from paypost.domain.load_errors import LoadErrorCode
-from paypost.domain.ports import Ledger, LedgerAdapter
+from paypost.domain.ports.ledgers import Ledger, LedgerAdapter
 from paypost.domain.posting import LedgerEntryRequest, LedgerReceipt
 from paypost.infra.ledgers.adapters import ENTRY_POINT_GROUP
 

@@ -7,29 +7,29 @@ what follows each domain event is subscribed to the message bus here, in one pla
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Literal
 
 import structlog
 from fastapi import FastAPI
 from faststream.rabbit import RabbitBroker
 from pymongo import AsyncMongoClient
 
-from paypost.api.http import create_app, health
-from paypost.background import run_sweeps
+from paypost.api.app import create_app
+from paypost.api.routes.health import router as health
 from paypost.consumers.subscribers import intake_consumers, register
 from paypost.domain.access import Principal, Role, Scope, token_hash
 from paypost.domain.access_trail import Retention
 from paypost.domain.events import PostingCleared, PostingFailed, PostingHeld, PostingLoaded, PostingRetried
+from paypost.domain.ports.events import Publish
+from paypost.domain.ports.ledgers import LedgerFactory
 from paypost.handlers import metrics
 from paypost.handlers.access_trail import AccessTrail
 from paypost.handlers.alert_delivery import AlertDelivery
-from paypost.handlers.announcing import Announcer
 from paypost.handlers.application import Application
 from paypost.handlers.canary import Canaries
 from paypost.handlers.changes import SaveChanges
+from paypost.handlers.clock import Clock, utc_now
 from paypost.handlers.commands import CommandService
 from paypost.handlers.dead_letters import DeadLetterService
 from paypost.handlers.healing import Healing
@@ -39,6 +39,7 @@ from paypost.handlers.mappings import MappingService
 from paypost.handlers.messagebus import MessageBus
 from paypost.handlers.operations import Pacer, PostingOperations
 from paypost.handlers.outages import OutageBoard, Outages, OutageWorker
+from paypost.handlers.outcomes import OutcomeRecorder
 from paypost.handlers.posting import PostingService
 from paypost.handlers.practices import Practices
 from paypost.handlers.reactions import PostingReactions
@@ -67,14 +68,24 @@ from paypost.infra.mongo.reports import PostingReport
 from paypost.infra.mongo.retention import MongoRetention
 from paypost.infra.mongo.transfers import MongoTransferStore
 from paypost.infra.rabbit.asyncapi import asyncapi_text
-from paypost.infra.rabbit.broker import PUBLISHERS, Amqp, QueueInspector, declare_topology, make_broker
+from paypost.infra.rabbit.broker import (
+    PUBLISHERS,
+    Amqp,
+    BasicPublisher,
+    FramedPublisher,
+    QueueInspector,
+    declare_topology,
+    make_broker,
+)
 from paypost.infra.rabbit.event_hub import EventHub
+from paypost.infra.rabbit.intake import Consuming
 from paypost.infra.rabbit.topology import BINDINGS, UNBOUND
 from paypost.infra.readiness import ServiceReadiness
 from paypost.infra.runtime.retry import log_failure, make_retrying
 from paypost.infra.runtime.sealer_process import SealerProcess
 from paypost.infra.runtime.settings import Settings
 from paypost.producers.events import OutcomePublisher
+from paypost.runtime import CONSUMES, Parts, ProcessRole, Runtime, run_sweeps, seal_periodically
 from paypost.schemas.topics import DEAD_LETTER_QUEUE, INTAKE_QUEUE
 
 log = structlog.get_logger("paypost")
@@ -93,20 +104,55 @@ async def maintenance(settings: Settings) -> AsyncIterator[Maintenance]:
     finally:
         await client.close()
 
+
 def _retention(store: MongoRetention, settings: Settings) -> RetentionService:
     """Contract section 12 (issue 27): retention and legal hold, purge records signed with the audit key."""
     return RetentionService(store, Retention(settings.retention_days, settings.message_retention_days))
 
 
-# What a process does (contract section 9): everything, the HTTP API only, or the consumers only.
-ProcessRole = Literal["all", "api", "worker"]
+class _AccessWriter:
+    """Contract section 12 (issue 27): the access trail's writer, in every role that serves the API
+    (started with the services, stopped first: its last entries are written, then ``stopped`` lets
+    the sealing duty's last seal cover them)."""
+
+    def __init__(self, access_log: MongoAccessLog, on_error: Callable[[BaseException], None]) -> None:
+        self._log, self._on_error = access_log, on_error
+        self._stop = asyncio.Event()
+        self.stopped = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._stop.clear()
+        self.stopped.clear()
+        self._task = asyncio.create_task(self._log.run(self._stop, on_error=self._on_error), name="paypost.access")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        self.stopped.set()
+
+    async def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self.stopped.set()
 
 
 class Paypost:
-    """Every adapter and handler of one paypost process, wired once."""
+    """Every adapter and handler of one paypost process, wired once; its ``runtime`` runs them.
 
-    def __init__(self, settings: Settings, *, retry_seconds: float = 60.0) -> None:
+    The adapters a test (or another deployment) may hand in are parameters, the real ones their
+    defaults: ``publish`` sends to the broker (replays, commands, canaries and outcome events; one
+    handed in is closed by whoever made it), ``clock`` tells every handler the time, and ``ledgers``
+    gives the posting service each practice's ledger.
+    """
+
+    def __init__(self, settings: Settings, *, retry_seconds: float = 60.0, publish: Publish | None = None,
+                 clock: Clock = utc_now, ledgers: LedgerFactory | None = None) -> None:
         self.settings = settings
+        self.clock = clock
         # Adapters.
         self.mongo: AsyncMongoClient[Doc] = connect(settings.mongodb_uri)
         self.collections = Collections(self.mongo[settings.mongodb_db])
@@ -130,10 +176,13 @@ class Paypost:
         self.ledgers = Ledgers(self.builtin_ledger, self.http_ledgers, self.ledger_adapters)
         self.broker: RabbitBroker = make_broker(settings.amqp_url, settings.prefetch)
         self.amqp = Amqp(settings.amqp_url)
-        self.publish = PUBLISHERS[settings.publish_path](self.amqp)
+        own_publisher: BasicPublisher | FramedPublisher | None = None  # closed at the stop, unlike one handed in
+        if publish is None:
+            publish = own_publisher = PUBLISHERS[settings.publish_path](self.amqp)
+        self.publish: Publish = publish
         self.queues = QueueInspector(settings.amqp_url)
         self.event_hub = EventHub(settings.amqp_url)
-        self.outcomes = OutcomePublisher(self.publish)
+        self.outcomes = OutcomePublisher(self.publish, clock)
         # Contract section 12 (issue 27): seals signed with PAYPOST_AUDIT_KEY; the access trail,
         # written off the request's path; retention.
         self.sealer = AuditSealer(self.collections, settings.audit_keys)
@@ -149,31 +198,33 @@ class Paypost:
         self.bus = MessageBus()
         self.outages = Outages(
             self.outage_store, self.postings, self.alerts, OutageBoard(self.outage_store), self.bus, self.outcomes,
-            hold_after=settings.ledger_hold_after, probe_every=settings.ledger_probe_every)
+            hold_after=settings.ledger_hold_after, probe_every=settings.ledger_probe_every, clock=clock)
+        self.recorder = OutcomeRecorder(self.postings, self.bus)
         self.posting_service = PostingService(
-            self.postings, self.directory, self.mapping_store, self.ledgers, Announcer(self.bus, self.postings),
-            settings.max_message_bytes, self.outages,
+            self.postings, self.directory, self.mapping_store, ledgers or self.ledgers, self.recorder,
+            settings.max_message_bytes, self.outages, clock,
         )
         self.outage_worker = OutageWorker(self.outages, self.postings, self.posting_service,
-                                          DutyLeases(self.collections.leases))
-        self.dead_letter_service = DeadLetterService(self.postings, self.posting_service, settings.max_message_bytes)
+                                          DutyLeases(self.collections.leases), clock)
+        self.dead_letter_service = DeadLetterService(self.postings, self.posting_service, self.recorder,
+                                                     settings.max_message_bytes, clock)
         self.operations = PostingOperations(self.posting_commands, self.publish, self.bus, Pacer(settings.replay_rate),
-                                            LedgerEvidence(self.directory, self.http_ledgers))
+                                            LedgerEvidence(self.directory, self.http_ledgers), clock)
         self.retrying = make_retrying(max_seconds=retry_seconds)
         self.healing = Healing(self.operations, self.mapping_store, self.retrying, self.posting_commands)
         self.reactions = PostingReactions(self.alerts, self.transfers, self.outcomes, self.operations,
-                                          settings.alert_escalate_after, mapping_sweep=self.healing.sweep)
+                                          settings.alert_escalate_after, clock, mapping_sweep=self.healing.sweep)
         self.alert_delivery = AlertDelivery(MongoAlertOutbox(self.collections), self.directory, self.ledgers,
-                                            self.mapping_store)
-        self.mapping_service = MappingService(self.mapping_store, self.healing, alerts=self.alert_delivery)
-        self.command_service = CommandService(self.operations, self.operation_store)
-        self.canaries = Canaries(self.operation_store, self.posting_commands, self.publish)
+                                            self.mapping_store, clock)
+        self.mapping_service = MappingService(self.mapping_store, self.healing, clock, alerts=self.alert_delivery)
+        self.command_service = CommandService(self.operations, self.operation_store, clock)
+        self.canaries = Canaries(self.operation_store, self.posting_commands, self.publish, clock)
         self._subscribe()
         self.application = Application(
             practices=Practices(self.directory, self.builtin_ledger, self.hosts, self.secrets, self.outages,
-                                self.ledger_adapters),
+                                self.ledger_adapters, clock),
             mappings=self.mapping_service,
-            save_changes=SaveChanges(self.publish, self.operation_store, self.posting_commands),
+            save_changes=SaveChanges(self.publish, self.operation_store, self.posting_commands, clock),
             reports=Reports(PostingReport(self.collections), self.posting_commands, self.operation_store,
                             self.transfers, self.alerts),
             feed=self.event_hub,
@@ -181,8 +232,8 @@ class Paypost:
             refresh_metrics=self.refresh_queue_metrics,
             keys=ApiKeys(self.api_keys, {  # PAYPOST_API_TOKENS, held as hashes
                 token_hash(t.token): Principal(name=t.name, role=Role(t.role), scope=Scope.of(t.practices))
-                for t in settings.tokens.values()}, FailedKeys(self.failed_key_counts)),
-            triage=Triage(self.failure_groups, MongoPostingNotes(self.collections), self.alerts),
+                for t in settings.tokens.values()}, FailedKeys(self.failed_key_counts, clock), clock),
+            triage=Triage(self.failure_groups, MongoPostingNotes(self.collections), self.alerts, clock),
             access=AccessTrail(self.access_log),
             retention=self.retention,
         )
@@ -193,15 +244,62 @@ class Paypost:
         )
         self.intake = intake_consumers(self.posting_service, self.retrying, prefetch=settings.prefetch,
                                        lanes=settings.intake_lanes, replay_window=settings.replay_window)
-        self.consuming = False
-        self._stop_background = asyncio.Event()
-        self._stop_access = asyncio.Event()
-        self._escalations: asyncio.Task[None] | None = None
-        self._sealing: asyncio.Task[None] | None = None
-        self._outage_watch: asyncio.Task[None] | None = None
-        self._alert_sending: asyncio.Task[None] | None = None
-        self._access_writing: asyncio.Task[None] | None = None  # issue 27: every role that serves the API
-        self._purging: asyncio.Task[None] | None = None  # issue 27: the daily purge
+        self.runtime = Runtime(self._parts(own_publisher), stop_timeout=settings.stop_timeout)
+
+    def _parts(self, own_publisher: BasicPublisher | FramedPublisher | None) -> Parts:
+        """What the runtime starts, runs and stops, in its order."""
+        stores = (self.operation_store, self.alerts, self.transfers, self.sealer, self.api_keys,
+                  self.failed_key_counts, self.failure_groups, self.posting_commands,
+                  self.access_log, self.retention_store)  # the last two: contract section 12
+        broker = self.broker
+
+        async def kill_sealer() -> None:
+            if self.sealer_process is not None:
+                await self.sealer_process.kill()
+
+        async def cancel_healing() -> None:
+            self.healing.cancel()
+
+        def on_error(event: str) -> Callable[[BaseException], None]:
+            return lambda exc: log_failure(log, event, exc)
+
+        writer = _AccessWriter(self.access_log, on_error("access_log_write_failed"))
+
+        return Parts(
+            prepare=[lambda: ensure_indexes(self.collections), *(store.ensure_indexes for store in stores),
+                     broker.connect, lambda: declare_topology(broker), writer.start],
+            intake=Consuming(broker, self.amqp, self.intake),
+            duties={
+                "sweeps": lambda stop: run_sweeps(self.reactions, stop, canaries=self.canaries.advance,
+                                                  escalate_after=self.settings.alert_escalate_after),
+                # Its last seal waits for the access trail's last entries (writer.stop, in drain).
+                "sealing": lambda _: seal_periodically(self.sealer, self.sealer_process, writer.stopped),
+                "outage_watch": lambda stop: self.outage_worker.run(stop, on_error=on_error("outage_round_failed")),
+                "alert_sending": lambda stop: self.alert_delivery.run(
+                    stop, on_error=on_error("alert_delivery_failed")),
+                "retention_purge": lambda stop: self.retention.run_daily(  # contract section 12
+                    Lease(self.collections.leases, "retention-purge", holder_name(), ttl=600), stop,
+                    on_error=on_error("retention_purge_failed"),
+                    on_done=lambda counts: log.info("retention_purged", **counts.as_dict())),
+            },
+            drain=[writer.stop, self.event_hub.close, lambda: self.healing.wait(grace=30)],
+            halt=[writer.cancel, self.event_hub.close, cancel_healing, kill_sealer],
+            close=[broker.stop, *([own_publisher.close] if own_publisher else []), self.amqp.close,
+                   self.http_ledgers.close, self.ledger_adapters.close, self.queues.close, self.mongo.close],
+            about={"database": self.settings.mongodb_db},
+        )
+
+    @property
+    def consuming(self) -> bool:
+        return self.runtime.consuming
+
+    async def start(self, consume: bool = True) -> None:
+        """Create indexes, declare the topology, then start consuming (``paypost/runtime.py``)."""
+        await self.runtime.start(consume)
+
+    async def stop(self) -> None:
+        """Stop consuming, then disconnect, within ``stop_timeout`` (``paypost/runtime.py``)."""
+        await self.runtime.stop()
 
     def _subscribe(self) -> None:
         """What follows each domain event, in order: the event for dashboards first, then alerts,
@@ -245,11 +343,11 @@ class Paypost:
         """
         async def on_start() -> None:
             if manage_lifecycle:
-                await self.start(consume=role != "api")
+                await self.runtime.start(consume=CONSUMES[role])
             if after_start is not None:
                 await after_start()
 
-        on_stop = self.stop if manage_lifecycle else None
+        on_stop = self.runtime.stop if manage_lifecycle else None
         if role == "worker":
             return self._health_app(on_start, on_stop)
         return create_app(self.application, asyncapi_text, on_start=on_start, on_stop=on_stop,
@@ -274,26 +372,6 @@ class Paypost:
         app.include_router(health)
         return app
 
-    async def _seal_periodically(self, every: float = 2.0) -> None:
-        """Seal here (inline), or watch the sealer's process and start it again if it died."""
-        if self.sealer_process is not None:
-            self.sealer_process.start()
-        lease = self.sealer.lease()
-        while not self._stop_background.is_set():
-            try:
-                if self.sealer_process is not None:
-                    self.sealer_process.restart_if_dead()
-                else:
-                    await self.sealer.seal_leading(lease)
-            except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
-                log_failure(log, "audit_seal_failed", exc)
-            with contextlib.suppress(TimeoutError):  # the pause ended without a stop
-                await asyncio.wait_for(self._stop_background.wait(), timeout=every)
-        if self.sealer_process is not None:
-            await self.sealer_process.stop()  # it seals what is left first
-        else:
-            await self.sealer.seal_all()
-
     async def refresh_queue_metrics(self) -> dict[str, tuple[int, int]]:
         """Queue depths and consumers into the Prometheus gauges (called on each scrape)."""
         names = [q.name for q, _, _ in BINDINGS] + [q.name for q in UNBOUND]
@@ -304,104 +382,3 @@ class Paypost:
         metrics.DEAD_LETTER_DEPTH.set(depths.get(DEAD_LETTER_QUEUE, (0, 0))[0])
         metrics.CONSUMER_LAG.set(depths.get(INTAKE_QUEUE, (0, 0))[0])
         return depths
-
-    async def start(self, consume: bool = True) -> None:
-        """Create indexes, declare the topology, then start consuming."""
-        await ensure_indexes(self.collections)
-        await self.operation_store.ensure_indexes()
-        await self.alerts.ensure_indexes()
-        await self.transfers.ensure_indexes()
-        await self.sealer.ensure_indexes()
-        await self.api_keys.ensure_indexes()
-        await self.failed_key_counts.ensure_indexes()
-        await self.failure_groups.ensure_indexes()
-        await self.posting_commands.ensure_indexes()
-        await self.access_log.ensure_indexes()
-        await self.retention_store.ensure_indexes()
-        await self.broker.connect()
-        await declare_topology(self.broker)
-        if consume:
-            await self.broker.start()
-            connection = await self.amqp.open()
-            for consumer in self.intake:
-                await consumer.start(connection)
-            self.consuming = True
-            self._stop_background.clear()
-            self._escalations = asyncio.create_task(run_sweeps(
-                self.reactions, self._stop_background, escalate_after=self.settings.alert_escalate_after,
-                canaries=self.canaries.advance))
-            self._sealing = asyncio.create_task(self._seal_periodically())
-            self._outage_watch = asyncio.create_task(self.outage_worker.run(
-                self._stop_background, on_error=lambda exc: log_failure(log, "outage_round_failed", exc)))
-            self._alert_sending = asyncio.create_task(self.alert_delivery.run(
-                self._stop_background, on_error=lambda exc: log_failure(log, "alert_delivery_failed", exc)))
-            self._purging = asyncio.create_task(self.retention.run_daily(
-                Lease(self.collections.leases, "retention-purge", holder_name(), ttl=600), self._stop_background,
-                on_error=lambda exc: log_failure(log, "retention_purge_failed", exc),
-                on_done=lambda counts: log.info("retention_purged", **counts.as_dict())))
-        self._stop_access.clear()
-        self._access_writing = asyncio.create_task(self.access_log.run(
-            self._stop_access, on_error=lambda exc: log_failure(log, "access_log_write_failed", exc)))
-        log.info("paypost_started", consuming=consume, database=self.settings.mongodb_db)
-
-    async def stop(self) -> None:
-        """Stop consuming (in-flight messages finish or return to their queue), then disconnect.
-
-        Within ``stop_timeout``: a broker or database that does not answer must not keep an
-        operator's stop (or a deploy) waiting. Past it, paypost stops at once; nothing is lost,
-        as a delivery it had not settled is delivered again, and its posting's row is found.
-        """
-        try:
-            async with asyncio.timeout(self.settings.stop_timeout):
-                await self._stop_in_order()
-        except TimeoutError:
-            log.error("stop_timed_out", after_s=self.settings.stop_timeout,
-                      detail="the broker or the database did not answer: unsettled messages go back to "
-                             "their queue and are handled at the next start")
-            await self._stop_now()
-        self.consuming = False
-        log.info("paypost_stopped")
-
-    async def _stop_now(self) -> None:
-        for consumer in self.intake:
-            consumer.abort()
-        self.healing.cancel()
-        for background in (self._escalations, self._sealing, self._outage_watch, self._alert_sending,
-                           self._purging, self._access_writing):
-            if background is not None:
-                background.cancel()
-        self._escalations = self._sealing = self._outage_watch = self._alert_sending = None
-        self._purging = self._access_writing = None
-        if self.sealer_process is not None:
-            await self.sealer_process.kill()
-        closing = [self.event_hub.close(), *(close() for close in self._connections())]
-        done, pending = await asyncio.wait([asyncio.ensure_future(c) for c in closing], timeout=5)
-        for closer in pending:
-            closer.cancel()
-        for closer in done:
-            if not closer.cancelled() and (error := closer.exception()) is not None:
-                log.warning("close_failed", error=repr(error)[:200])
-
-    async def _stop_in_order(self) -> None:
-        # Payments first, so the last sweep and seal below cover the last batch they load.
-        for consumer in self.intake:
-            await consumer.stop()
-        # The access trail's last entries are written first, so that the last seal below covers them.
-        self._stop_access.set()
-        if self._access_writing is not None:
-            await self._access_writing
-        self._stop_background.set()
-        await self.event_hub.close()
-        await self.healing.wait(grace=30)
-        for task in (self._escalations, self._sealing, self._outage_watch, self._alert_sending, self._purging):
-            if task is not None:
-                await task
-        self._escalations = self._sealing = self._outage_watch = self._alert_sending = None
-        self._purging = self._access_writing = None
-        for close in self._connections():
-            await close()
-
-    def _connections(self) -> list[Callable[[], Awaitable[object]]]:
-        """What closes paypost's connections, in the order a normal stop closes them."""
-        return [self.broker.stop, self.publish.close, self.amqp.close, self.http_ledgers.close,
-                self.ledger_adapters.close, self.queues.close, self.mongo.close]

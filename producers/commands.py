@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from paypost.producers.events import Publish
+from paypost.domain.ports.events import Publish
 from paypost.schemas.messages import ClearItem, PostingClear, PostingRetry
 from paypost.schemas.topics import COMMANDS_EXCHANGE, POSTING_CLEAR, POSTING_RETRY
 

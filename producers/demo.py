@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Protocol
 
-from paypost.producers.events import Publish
+from paypost.domain.ports.demo import DemoPractices, DemoSetup
+from paypost.domain.ports.events import Publish
 from paypost.producers.upstream import new_payment, new_refund, publish_payment, publish_refund
 
 DEMO_PRACTICE = "demo-clinic"
 
-
-class DemoPractices(Protocol):
-    """Sets up a practice and registers its patients, as the API does (``paypost.handlers.practices.Practices``)."""
-
-    async def put(self, practice_id: str, name: str, ledger: dict[str, object], enabled: bool) -> object: ...
-
-    async def register_patient(self, practice_id: str, ehr_patient_id: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -65,13 +58,6 @@ async def run_demo(publish: Publish, practices: DemoPractices, practice_id: str 
 DEMO_SYSTEM_PRACTICE = "demo-pms"
 DEMO_SYSTEM_PATIENTS = ("EHR-2001", "EHR-2002")
 
-
-class DemoSetup(Protocol):
-    """Sets up a practice as the API does (its credentials sealed) and enters a mapping."""
-
-    async def practice(self, practice_id: str, name: str, ledger: dict[str, object]) -> object: ...
-
-    async def mapping(self, practice_id: str, patient_account_id: str, ehr_patient_id: str) -> object: ...
 
 
 async def run_system_demo(publish: Publish, setup: DemoSetup, ledger: dict[str, object],

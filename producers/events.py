@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol
 
 import structlog
 
 from paypost.domain.alerts import Alert
 from paypost.domain.load_errors import LoadError
+from paypost.domain.ports.events import Publish
 from paypost.domain.posting import AuditEntry, Posting
 from paypost.schemas.messages import AlertEvent, LoadErrorBody, PaypostEvent, PostingEvent
 from paypost.schemas.topics import (
@@ -25,14 +25,6 @@ from paypost.schemas.topics import (
 
 log = structlog.get_logger("paypost.events")
 
-
-class Publish(Protocol):
-    """Publishes one persistent JSON message with confirms; raises if the broker refuses it."""
-
-    async def __call__(
-        self, exchange: str, routing_key: str, body: bytes, *, message_id: str,
-        headers: dict[str, object] | None = None, broadcast: bool = False,
-    ) -> None: ...
 
 
 def error_body(error: LoadError | None) -> LoadErrorBody | None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from paypost.domain.ports.events import Publish
 from paypost.domain.posting import KeptMessage
-from paypost.producers.events import Publish
 from paypost.schemas.topics import REPLAY_QUEUE, REPLAYS_HEADER, ROUTING_KEY_HEADER
 
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from paypost.producers.events import Publish
+from paypost.domain.ports.events import Publish
 from paypost.schemas.messages import PaymentPosted, PaymentRefunded, WireModel
 from paypost.schemas.topics import PAYMENT_POSTED, PAYMENT_REFUNDED, PAYMENTS_EXCHANGE
 

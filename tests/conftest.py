@@ -1,27 +1,31 @@
-"""Fixtures: the real RabbitMQ and MongoDB, one vhost and one database per test."""
+"""The session's hooks, and the service fixtures every area shares: the real RabbitMQ and MongoDB,
+one vhost and one database per test, paypost on them, its API and an upstream publisher.
+
+Helpers live in ``tests/support/`` (the upstream client, payload builders, waits, API reads); each
+area's own fixtures in its ``conftest.py``.
+
+A test that only calls the API is marked ``api_only`` (``pytestmark`` or ``@pytest.mark.api_only``):
+its paypost starts without consumers and background loops (``Paypost.start(consume=False)``), which
+is cheaper to start and stop. A test that publishes a payment, or waits for a sweep, keeps the whole
+paypost; ``upstream`` refuses to serve an ``api_only`` test, as nothing would consume what it sends.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
 import aio_pika
 import httpx
-import orjson
 import pytest
 
 from paypost.bootstrap import Paypost
 from paypost.infra.runtime.settings import Settings
 from tests.support.services import Services, find_services
-
-OPERATOR = "op-token"
-VIEWER = "view-token"
-TOKENS = f"{OPERATOR}:operator:alice,{VIEWER}:viewer:victor,op2-token:operator:bob"
-
+from tests.support.tokens import OPERATOR, TOKENS
+from tests.support.upstream import Upstream
 
 # Skips in CI fail (PAYPOST_TESTS_NO_SKIP=1, set by .ci/run): a test that skips there because openssl,
 # rabbitmq-server, the wheel's mongod or a local broker is missing would pass unseen. A test that is
@@ -33,6 +37,8 @@ _skipped: list[str] = []
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "may_skip(reason): this test may skip even with PAYPOST_TESTS_NO_SKIP=1, for the reason given")
+    config.addinivalue_line(
+        "markers", "api_only: the test's paypost serves the HTTP API only (no consumer, no background loop)")
 
 
 def _skip_reason(report: pytest.CollectReport | pytest.TestReport) -> str:
@@ -102,14 +108,30 @@ def settings(services: Services, amqp_url: str) -> Settings:
     )
 
 
+def api_only(request: pytest.FixtureRequest) -> bool:
+    """Whether the requesting test is marked ``api_only``."""
+    return request.node.get_closest_marker("api_only") is not None
+
+
 @pytest.fixture
-async def paypost(settings: Settings) -> AsyncIterator[Paypost]:
-    app = Paypost(settings, retry_seconds=10)
-    await app.start()
+def paypost_adapters() -> dict[str, Any]:
+    """Adapters the ``paypost`` fixture is built with instead of the real ones (``Paypost``'s keyword
+    parameters: ``publish``, ``clock``, ``ledgers``); a test module or class overrides this."""
+    return {}
+
+
+@pytest.fixture
+async def paypost(settings: Settings, paypost_adapters: dict[str, Any],
+                  request: pytest.FixtureRequest) -> AsyncIterator[Paypost]:
+    """paypost on the test's vhost and database: whole (consumers and background loops), or the
+    HTTP API only for a test marked ``api_only``."""
+    only_api = api_only(request)
+    app = Paypost(settings, retry_seconds=10, **paypost_adapters)
+    await app.start(consume=not only_api)
     try:
         yield app
     finally:
-        if app.consuming:
+        if app.consuming or only_api:  # a test may have stopped the whole paypost itself
             await app.stop()
         await _drop(settings)
 
@@ -131,74 +153,14 @@ async def api(paypost: Paypost) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-class Upstream:
-    """An upstream system: any AMQP client following the contract (plain aio-pika here)."""
-
-    def __init__(self, channel: aio_pika.abc.AbstractChannel) -> None:
-        self.channel = channel
-
-    async def raw(self, routing_key: str, body: bytes, *, message_id: str | None = None,
-                  headers: dict[str, Any] | None = None, exchange: str = "paypost.payments") -> None:
-        ex = await self.channel.get_exchange(exchange, ensure=False)
-        await ex.publish(
-            aio_pika.Message(body, message_id=message_id, headers=headers, content_type="application/json",
-                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-            routing_key=routing_key,
-        )
-
-    async def send(self, routing_key: str, body: dict[str, Any], **kwargs: Any) -> None:
-        kwargs.setdefault("message_id", body.get("event_id") or body.get("command_id"))
-        await self.raw(routing_key, orjson.dumps(body), **kwargs)
-
-    async def payment(self, **fields: Any) -> dict[str, Any]:
-        body = payment_body(**fields)
-        await self.send("payment.posted", body)
-        return body
-
-    async def refund(self, **fields: Any) -> dict[str, Any]:
-        body = {"event_id": str(uuid.uuid4()), "practice_id": "clinic-a", "refund_id": f"ref-{uuid.uuid4().hex[:8]}",
-                "payment_id": "pay-1", "amount": "10.00", "currency": "USD",
-                "occurred_at": "2026-11-25T10:00:00+00:00", **fields}
-        await self.send("payment.refunded", body)
-        return body
-
-
-def payment_body(**fields: Any) -> dict[str, Any]:
-    body = {"event_id": str(uuid.uuid4()), "practice_id": "clinic-a", "payment_id": f"pay-{uuid.uuid4().hex[:8]}",
-            "patient_account_id": "acct-1", "ehr_patient_id": "EHR-1", "amount": "125.00", "currency": "USD",
-            "method": "card", "occurred_at": "2026-11-25T10:00:00+00:00", **fields}
-    return {k: v for k, v in body.items() if v is not None}
-
-
 @pytest.fixture
-async def upstream(amqp_url: str, paypost: Paypost) -> AsyncIterator[Upstream]:
+async def upstream(amqp_url: str, paypost: Paypost, request: pytest.FixtureRequest) -> AsyncIterator[Upstream]:
+    if api_only(request):
+        pytest.fail("upstream publishes to paypost's consumers, and an api_only test starts none: "
+                    "drop the api_only mark")
     connection = await aio_pika.connect(amqp_url)
     channel = await connection.channel(publisher_confirms=True)
     try:
         yield Upstream(channel)
     finally:
         await connection.close()
-
-
-async def wait_for(check: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll ``check`` until it returns something truthy; fail with what it last returned."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
-
-
-@pytest.fixture
-async def practice(api: httpx.AsyncClient) -> str:
-    """A practice with the built-in ledger and patients EHR-1 and EHR-2 registered."""
-    r = await api.put("/api/v1/practices/clinic-a", json={"name": "Clinic A", "ledger": {"kind": "builtin"},
-                                                           "enabled": True})
-    assert r.status_code == 200, r.text
-    for ehr in ("EHR-1", "EHR-2"):
-        r = await api.put(f"/api/v1/practices/clinic-a/ehr-patients/{ehr}", json={})
-        assert r.status_code == 200, r.text
-    return "clinic-a"

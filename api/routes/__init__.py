@@ -1,1 +1,1 @@
-"""The HTTP API's routes, one router module per resource (``router = APIRouter()``)."""
+"""One router per resource of the HTTP API; ``paypost.api.app`` includes them."""

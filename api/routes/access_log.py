@@ -6,15 +6,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from paypost.api.access import Caller, authenticate
+from paypost.api.deps import API_V1, Caller
 from paypost.domain.access_trail import AccessQuery
-from paypost.schemas.api import AccessPage, ErrorOut
+from paypost.schemas.api.access_log import AccessPage
 from paypost.schemas.types import PRACTICE_ID_PATTERN
 
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 422, 429)}
-router = APIRouter(prefix="/api/v1", responses=ERRORS, dependencies=[Depends(authenticate)], tags=["access log"])
+router = APIRouter(prefix=API_V1, tags=["access log"])
 
 Text = Annotated[str | None, Query(min_length=1, max_length=128)]
 

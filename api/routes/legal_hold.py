@@ -3,17 +3,14 @@ hold is never purged by retention; admin only."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter
 
-from paypost.api.access import Caller, authenticate
-from paypost.schemas.api import ErrorOut, LegalHoldIn, LegalHoldOut
-from paypost.schemas.types import PRACTICE_ID_PATTERN
+from paypost.api.deps import API_V1, Caller, PracticeId
+from paypost.schemas.api.legal_hold import LegalHoldIn, LegalHoldOut
 
-PracticeId = Annotated[str, Path(pattern=PRACTICE_ID_PATTERN, description="A practice id")]
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 422, 429)}
-router = APIRouter(prefix="/api/v1", responses=ERRORS, dependencies=[Depends(authenticate)], tags=["practices"])
+router = APIRouter(prefix=API_V1, tags=["practices"])
 
 
 @router.post("/practices/{practice_id}/legal-hold", response_model=LegalHoldOut)

@@ -33,7 +33,8 @@ from paypost.domain.integrations import (
     opened,
 )
 from paypost.domain.load_errors import LoadErrorCode
-from paypost.domain.ports import Ledger, LedgerAdapter, Record, SecretBox
+from paypost.domain.ports import Record
+from paypost.domain.ports.ledgers import Ledger, LedgerAdapter, SecretBox
 from paypost.domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
 
 log = structlog.get_logger("paypost.ledger_adapters")

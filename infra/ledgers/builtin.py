@@ -9,7 +9,7 @@ from pymongo.errors import DuplicateKeyError
 
 from paypost.domain.errors import LoadFailure
 from paypost.domain.load_errors import LoadErrorCode
-from paypost.domain.ports import Ledger
+from paypost.domain.ports.ledgers import Ledger
 from paypost.domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
 from paypost.infra.batching import inserter
 from paypost.infra.ledgers.adapters import AdapterLedgers

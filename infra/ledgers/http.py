@@ -34,7 +34,8 @@ from paypost.domain.errors import LedgerUnreachable, LoadFailure, RefusedHost, T
 from paypost.domain.integrations import SEALED
 from paypost.domain.load_errors import LoadErrorCode
 from paypost.domain.money import format_money
-from paypost.domain.ports import PracticeDirectory, SecretBox
+from paypost.domain.ports.ledgers import SecretBox
+from paypost.domain.ports.practices import PracticeDirectory
 from paypost.domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
 from paypost.infra.ledgers.hosts import HostPolicy
 from paypost.schemas.practice_system import FlagBody, TaskBody

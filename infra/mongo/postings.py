@@ -13,7 +13,8 @@ from pymongo.errors import DuplicateKeyError
 
 from paypost.domain.load_errors import LoadError, LoadErrorCode
 from paypost.domain.model import IN_FLIGHT, LoadStatus, PostingKind, sources_of
-from paypost.domain.ports import FailedSelection, MappingFailure
+from paypost.domain.ports.postings import FailedSelection
+from paypost.domain.ports.practices import MappingFailure
 from paypost.domain.posting import PAYPOST_ACTOR, Attempt, AuditEntry, KeptMessage, Posting, PostingKey
 from paypost.domain.rules import (
     MAPPING_FIXES,

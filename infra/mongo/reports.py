@@ -12,7 +12,7 @@ from pymongo import DESCENDING
 
 from paypost.domain.errors import BadCursor
 from paypost.domain.model import LoadStatus
-from paypost.domain.ports import PostingFilter, StatusTotal
+from paypost.domain.ports.postings import PostingFilter, StatusTotal
 from paypost.domain.posting import PostingKey
 from paypost.infra.mongo.database import Collections, Doc
 from paypost.infra.mongo.postings import doc_id

@@ -20,7 +20,7 @@ from pymongo import ASCENDING, IndexModel
 from paypost.domain.access_trail import PurgeCounts, Retention
 from paypost.domain.audit_chain import AuditKeys, purge_message, record_hash
 from paypost.domain.model import IN_FLIGHT, LoadStatus
-from paypost.domain.ports import PurgeProgress
+from paypost.domain.ports.patient_data import PurgeProgress
 from paypost.infra.mongo.database import Collections, Doc
 
 SETTLED = [LoadStatus.LOADED.value, LoadStatus.CLEARED.value]

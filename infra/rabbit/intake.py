@@ -15,16 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 import aio_pika
 import aiormq
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from faststream.rabbit import RabbitBroker
 
 from paypost.domain.posting import KeptMessage
-from paypost.infra.rabbit.broker import kept_message
+from paypost.infra.rabbit.broker import Amqp, kept_message
 from paypost.infra.runtime.retry import log_failure
 
 log = structlog.get_logger("paypost.intake")
@@ -152,3 +153,28 @@ class BatchConsumer:
             lane.stop()
             if lane.task is not None:
                 lane.task.cancel()
+
+
+class Consuming:
+    """All a process consumes, started and stopped together: the broker's subscribers (FastStream),
+    then the batch consumers on a connection of their own."""
+
+    def __init__(self, broker: RabbitBroker, amqp: Amqp, batches: Sequence[BatchConsumer]) -> None:
+        self._broker = broker
+        self._amqp = amqp
+        self._batches = batches
+
+    async def start(self) -> None:
+        await self._broker.start()
+        connection = await self._amqp.open()
+        for consumer in self._batches:
+            await consumer.start(connection)
+
+    async def stop(self) -> None:
+        """The batch consumers stop; the broker's subscribers stop when the broker is closed."""
+        for consumer in self._batches:
+            await consumer.stop()
+
+    def abort(self) -> None:
+        for consumer in self._batches:
+            consumer.abort()

@@ -82,7 +82,7 @@ def _p(values: list[float], q: float) -> float:
 
 
 async def measure(mongodb_uri: str, amqp_url: str, postings: int, requests: int, concurrency: int) -> dict[str, float]:
-    from paypost.api.http import create_app
+    from paypost.api.app import create_app
     from paypost.bootstrap import Paypost
     from paypost.infra.rabbit.asyncapi import asyncapi_text
     from paypost.infra.runtime.settings import Settings

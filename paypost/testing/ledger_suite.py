@@ -37,7 +37,7 @@ import pytest
 
 from paypost.domain.errors import LoadFailure
 from paypost.domain.load_errors import LoadErrorCode
-from paypost.domain.ports import Ledger
+from paypost.domain.ports.ledgers import Ledger
 from paypost.domain.posting import Integration, LedgerEntryRequest
 from paypost.infra.ledgers.adapters import AdapterLedgers, Unconfigured
 

@@ -17,8 +17,9 @@ import uvicorn
 from paypost.bootstrap import Paypost
 from paypost.infra.runtime.settings import Settings
 from paypost.local.servers import free_port
-from tests.conftest import OPERATOR, TOKENS, VIEWER, Upstream
-from tests.integration.helpers import get_posting, wait_status
+from tests.support.api_calls import get_posting, wait_status
+from tests.support.tokens import OPERATOR, TOKENS, VIEWER
+from tests.support.upstream import Upstream
 
 if TYPE_CHECKING:
     from playwright.async_api import Locator, Page

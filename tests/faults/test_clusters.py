@@ -27,11 +27,11 @@ from paypost.infra.rabbit.broker import ClusterConnection, QueueInspector, conne
 from paypost.infra.rabbit.topology import BINDINGS, UNBOUND
 from paypost.infra.rabbit.watch import watch_events
 from paypost.infra.runtime.settings import Settings
-from tests.conftest import OPERATOR, payment_body
-from tests.faults.conftest import Figures, account, scale, setup_practice
-from tests.faults.test_faults import Flow, until_final
 from tests.support.cluster import RabbitCluster, ReplicaSet, rabbit_cluster, rabbit_cluster_possible, replica_set
+from tests.support.faults import Figures, Flow, account, scale, setup_practice, until_final
+from tests.support.payloads import payment_body
 from tests.support.services import Services
+from tests.support.tokens import OPERATOR
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -52,7 +52,7 @@ def rs3() -> Iterator[ReplicaSet]:
 @pytest.fixture(scope="session")
 def rabbit3() -> Iterator[RabbitCluster]:
     if not rabbit_cluster_possible():
-        pytest.skip("needs /usr/lib/rabbitmq/bin/rabbitmq-server, run as root (ENVIRONMENT.md)")
+        pytest.skip("needs /usr/lib/rabbitmq/bin/rabbitmq-server, run as root (README, the fault suite)")
     with rabbit_cluster(3) as cluster:
         yield cluster
 

@@ -12,11 +12,9 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Self
 
 import aio_pika
 import httpx
-import orjson
 import pytest
 
 from paypost.bench.load import PaypostProcess
@@ -24,59 +22,12 @@ from paypost.bootstrap import Paypost
 from paypost.infra.mongo.database import Collections, connect
 from paypost.infra.runtime.settings import Settings
 from paypost.local.servers import free_port, rabbitmqctl, start_mongod, temporary_vhost
-from tests.conftest import OPERATOR, payment_body, wait_for
-from tests.faults.conftest import Figures, account, scale, setup_practice
+from tests.support.faults import Figures, Flow, account, scale, setup_practice, until_final
+from tests.support.payloads import payment_body
 from tests.support.services import Services
+from tests.support.tokens import OPERATOR
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
-
-
-class Flow:
-    """An upstream publisher that survives a broker restart: a payment counts as published only
-    once the broker confirmed it, and is published again when the connection drops first."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.connection: aio_pika.abc.AbstractRobustConnection | None = None
-        self.channel: aio_pika.abc.AbstractChannel | None = None
-
-    async def __aenter__(self) -> Self:
-        self.connection = await aio_pika.connect_robust(self.url)
-        self.channel = await self.connection.channel(publisher_confirms=True)
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        assert self.connection is not None
-        await self.connection.close()
-
-    async def publish(self, body: dict[str, object], routing_key: str = "payment.posted") -> None:
-        for attempt in range(200):
-            try:
-                assert self.channel is not None
-                exchange = await self.channel.get_exchange("paypost.payments", ensure=False)
-                await exchange.publish(aio_pika.Message(orjson.dumps(body), message_id=str(body["event_id"]),
-                                                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                                       routing_key=routing_key)
-                return
-            except Exception:  # noqa: BLE001 - the broker is restarting: try again
-                await asyncio.sleep(min(0.1 * (attempt + 1), 1.0))
-        raise RuntimeError("could not publish for 100 s")
-
-    async def paced(self, bodies: list[dict[str, object]], rate: float) -> None:
-        started = time.perf_counter()
-        for i, body in enumerate(bodies):
-            delay = started + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await self.publish(body)
-
-
-async def until_final(c: Collections, ids: list[str], timeout: float) -> None:
-    async def done() -> bool:
-        return await c.postings.count_documents(
-            {"payment_id": {"$in": ids}, "load_status": {"$in": ["LOADED", "FAILED", "CLEARED"]}}) == len(ids)
-
-    await wait_for(done, timeout=timeout, interval=0.5)
 
 
 async def test_kill_9_the_consumer_every_2_seconds(settings: Settings, store: Collections,
@@ -301,6 +252,7 @@ async def test_a_removed_binding_is_detected_and_nothing_is_lost(
     assert metrics.UNROUTED.labels("payment.posted")._value.get() >= n
 
 
+@pytest.mark.api_only
 async def test_a_command_that_cannot_be_routed_is_reported_not_lost(
     settings: Settings, paypost: Paypost, api: httpx.AsyncClient, store: Collections
 ) -> None:

@@ -18,10 +18,10 @@ from paypost.bootstrap import Paypost
 from paypost.infra.mongo.database import Collections
 from paypost.infra.runtime.settings import Settings
 from paypost.local.reference_ledger import Faults
-from tests.conftest import payment_body, wait_for
-from tests.faults.conftest import Figures, account, scale
-from tests.faults.test_faults import Flow, until_final
+from tests.support.faults import Figures, Flow, account, scale, until_final
 from tests.support.ledgers import PATIENT, ReferenceLedger, serve_reference_ledger
+from tests.support.payloads import payment_body
+from tests.support.waits import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

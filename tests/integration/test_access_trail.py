@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from paypost.api.http import create_app
+from paypost.api.app import create_app
 from paypost.bootstrap import Paypost
 from paypost.domain.model import LoadStatus, PostingKind
 from paypost.domain.posting import AuditEntry, KeptMessage, Posting, PostingKey
@@ -22,8 +22,10 @@ from paypost.infra.mongo.database import connect
 from paypost.infra.mongo.postings import new_doc
 from paypost.infra.rabbit.asyncapi import asyncapi_text
 from paypost.infra.runtime.settings import Settings
-from tests.conftest import OPERATOR, TOKENS, Upstream, wait_for
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
+from tests.support.tokens import OPERATOR, TOKENS
+from tests.support.upstream import Upstream
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.integration
 

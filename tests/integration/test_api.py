@@ -6,8 +6,9 @@ import httpx
 import pytest
 
 from paypost.bootstrap import Paypost
-from tests.conftest import OPERATOR, VIEWER, Upstream
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
+from tests.support.tokens import OPERATOR, VIEWER
+from tests.support.upstream import Upstream
 
 pytestmark = pytest.mark.integration
 
@@ -60,6 +61,7 @@ async def changed(api: httpx.AsyncClient, paypost: Paypost) -> set[str]:
     return seen
 
 
+@pytest.mark.api_only
 @pytest.mark.parametrize(("change", "method", "path", "body"), CHANGES)
 async def test_an_operators_change_is_seen(api: httpx.AsyncClient, paypost: Paypost, practice: str, change: str,
                                            method: str, path: str, body: dict[str, object]) -> None:
@@ -69,6 +71,7 @@ async def test_an_operators_change_is_seen(api: httpx.AsyncClient, paypost: Payp
     assert await changed(api, paypost) == {change}
 
 
+@pytest.mark.api_only
 @pytest.mark.parametrize(("change", "method", "path", "body"), CHANGES)
 @pytest.mark.parametrize("auth", [None, "Bearer nope", "Basic b3A6dG9rZW4="])
 async def test_missing_or_unknown_token_gets_401_and_changes_nothing(
@@ -84,6 +87,7 @@ async def test_missing_or_unknown_token_gets_401_and_changes_nothing(
     assert await changed(api, paypost) == set()
 
 
+@pytest.mark.api_only
 @pytest.mark.parametrize(("change", "method", "path", "body"), CHANGES)
 async def test_viewer_cannot_change_anything(api: httpx.AsyncClient, paypost: Paypost, practice: str, change: str,
                                              method: str, path: str, body: dict[str, object]) -> None:
@@ -104,12 +108,14 @@ async def test_viewer_can_read(api: httpx.AsyncClient, upstream: Upstream, pract
     assert r.json() == (await api.get(path)).json()  # what the operator reads
 
 
+@pytest.mark.api_only
 @pytest.mark.parametrize("path", READS)
 async def test_reads_need_a_token(api: httpx.AsyncClient, path: str) -> None:
     r = await api.get(path, headers={"Authorization": ""})
     assert r.status_code == 401
 
 
+@pytest.mark.api_only
 async def test_health_needs_no_token(api: httpx.AsyncClient) -> None:
     api.headers.pop("Authorization")
     assert (await api.get("/healthz")).json()["status"] == "ok"
@@ -120,6 +126,7 @@ async def test_health_needs_no_token(api: httpx.AsyncClient) -> None:
     assert metrics.status_code == 200 and "python_info" in metrics.text
 
 
+@pytest.mark.api_only
 async def test_openapi_document_has_every_call_of_the_contract(api: httpx.AsyncClient) -> None:
     api.headers.pop("Authorization")
     r = await api.get("/api/v1/openapi.json")
@@ -129,6 +136,7 @@ async def test_openapi_document_has_every_call_of_the_contract(api: httpx.AsyncC
     assert missing == []
 
 
+@pytest.mark.api_only
 @pytest.mark.parametrize(
     ("method", "path", "body", "status"),
     [
@@ -162,6 +170,7 @@ async def test_bad_input_gets_a_json_4xx_naming_what_is_wrong(
     assert error["code"] and error["message"]
 
 
+@pytest.mark.api_only
 async def test_malformed_json_body_is_a_422(api: httpx.AsyncClient) -> None:
     r = await api.put("/api/v1/practices/ok", content=b"{nope", headers={"Content-Type": "application/json"})
     assert r.status_code == 422
@@ -205,6 +214,7 @@ async def test_report_pages_newest_first_with_filters(api: httpx.AsyncClient, up
     assert set(row["load_error"]) == {"code", "message", "fix"}
 
 
+@pytest.mark.api_only
 async def test_practice_and_patient_setup(api: httpx.AsyncClient) -> None:
     r = await api.put("/api/v1/practices/clinic-h", json={
         "name": "H", "ledger": {"kind": "http", "base_url": "http://127.0.0.1:9/ledger"}, "enabled": True})
@@ -232,12 +242,14 @@ async def test_metrics_count_outcomes_and_queue_depths(api: httpx.AsyncClient, u
     assert "paypost_consumer_lag_messages" in text
 
 
+@pytest.mark.api_only
 async def test_asyncapi_is_served(api: httpx.AsyncClient) -> None:
     r = await api.get("/api/v1/asyncapi.json", headers={"Authorization": ""})
     assert r.status_code == 200
     assert r.json()["info"]["title"] == "paypost"
 
 
+@pytest.mark.api_only
 async def test_text_that_no_database_can_store_is_a_422(api: httpx.AsyncClient) -> None:
     r = await api.put("/api/v1/practices/clinic-u", content=b'{"name": "\\udaba", "ledger": {"kind": "builtin"}}',
                       headers={"Content-Type": "application/json"})

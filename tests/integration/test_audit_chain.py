@@ -27,8 +27,9 @@ from paypost.infra.mongo.database import Collections, Doc, connect
 from paypost.infra.mongo.postings import doc_id, new_doc
 from paypost.infra.runtime.sealer_process import SealerProcess
 from paypost.infra.runtime.settings import Settings
-from tests.conftest import Upstream, wait_for
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
+from tests.support.upstream import Upstream
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,10 @@ import pytest
 
 from paypost.local.reference_ledger import Faults, LedgerState
 from paypost.testing.ledger_suite import PATIENT
-from tests.conftest import Upstream, wait_for
-from tests.integration.helpers import get_posting, wait_status
+from tests.support.api_calls import get_posting, wait_status
 from tests.support.ledgers import serve_reference_ledger
+from tests.support.upstream import Upstream
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -4,28 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
 
+from paypost.bootstrap import Paypost
+from paypost.domain.errors import TransientFailure
+from paypost.domain.ports.events import Publish
+from paypost.infra.rabbit.broker import PUBLISHERS, Amqp
 from paypost.infra.rabbit.watch import WatchedEvent, watch_events
 from paypost.infra.runtime.settings import Settings
-from tests.conftest import Upstream, wait_for
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
+from tests.support.upstream import Upstream
+from tests.support.waits import drain, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-async def drain(events: asyncio.Queue[WatchedEvent], settle: float = 0.7) -> list[WatchedEvent]:
-    """Everything received until nothing more arrives for ``settle`` seconds."""
-    got = []
-    while True:
-        try:
-            got.append(await asyncio.wait_for(events.get(), timeout=settle))
-        except TimeoutError:
-            return got
 
 
 @pytest.fixture
@@ -211,6 +206,7 @@ async def test_a_transfer_that_arrives_before_its_payments_reconciles(
     assert done["cleared"] == {"count": 1, "amount": "50.00"}
 
 
+@pytest.mark.api_only
 async def test_unsettled_transfer_is_404(api: httpx.AsyncClient) -> None:
     r = await api.get("/api/v1/transfers/clinic-a/MT-none")
     assert r.status_code == 404 and "not settled" in r.json()["error"]["message"]
@@ -237,114 +233,138 @@ async def test_no_patient_detail_in_events_logs_or_errors(
     assert "Canaryperson" not in str(rows)
 
 
-async def test_an_outcome_whose_events_could_not_be_sent_is_announced_when_its_delivery_comes_back(
-    paypost: Any, api: httpx.AsyncClient, upstream: Upstream, practice: str, dashboard: asyncio.Queue[WatchedEvent]
-) -> None:
-    """The broker goes away between a durable outcome and its event: the batch is handled again
-    (or redelivered) and finds the posting already FAILED or LOADED. Its event, the office task
-    and the patient flag must still follow, once."""
-    from paypost.domain.errors import TransientFailure
+class BrokerLink:
+    """The publisher paypost is handed: the real one, except that what ``refuses`` names is refused
+    as a broker that went away refuses it."""
 
-    real = paypost.outcomes._publish
-    refused: list[str] = []
+    def __init__(self, real: Publish) -> None:
+        self.real = real
+        self.refuses: Callable[[str, bytes], bool] = lambda routing_key, body: False
 
-    async def broker_blip(exchange: str, routing_key: str, body: bytes, **kwargs: Any) -> None:
-        if routing_key.startswith(("posting.failed.", "posting.loaded.")) and b'"blip-' in body:
-            key = routing_key.split(".")[1] + body.decode()[body.decode().index('"payment_id"'):][:40]
-            if key not in refused:
-                refused.append(key)
-                raise TransientFailure("the broker is not reachable: injected")
-        await real(exchange, routing_key, body, **kwargs)
-
-    paypost.outcomes._publish = broker_blip
-    failing = await upstream.payment(payment_id="blip-failed", ehr_patient_id=None, patient_account_id="acct-blip")
-    loading = await upstream.payment(payment_id="blip-loaded")
-    await wait_status(api, practice, failing["payment_id"], "FAILED")
-    await wait_status(api, practice, loading["payment_id"], "LOADED")
-    got = await drain(dashboard, settle=1.5)
-
-    assert len(refused) == 2  # each outcome's first event was refused
-    keys = [(e.routing_key, e.body.get("payment_id")) for e in got]
-    assert keys.count(("posting.failed.clinic-a.PATIENT_NOT_MAPPED", "blip-failed")) == 1
-    assert keys.count(("posting.loaded.clinic-a", "blip-loaded")) == 1
-    assert keys.count(("alert.opened.clinic-a.task", "blip-failed")) == 1
-    assert keys.count(("alert.opened.clinic-a.patient", "blip-failed")) == 1
-    alerts = (await api.get("/api/v1/alerts", params={"practice_id": practice, "state": "open"})).json()["items"]
-    assert sorted(a["kind"] for a in alerts if a.get("payment_id") == "blip-failed"
-                  or a.get("patient_account_id") == "acct-blip") == ["patient", "task"]
-
-
-async def test_a_dead_lettered_failure_whose_events_could_not_be_sent_is_announced_when_handled_again(
-    paypost: Any, api: httpx.AsyncClient, upstream: Upstream, practice: str, dashboard: asyncio.Queue[WatchedEvent]
-) -> None:
-    """A payment its consumer never finished reaches the dead-letter queue and becomes FAILED there.
-    If the broker refuses that failure's event once, handling the message again must still send
-    the event, the office task and the patient flag, once each."""
-    from paypost.domain.errors import TransientFailure
-    from tests.conftest import payment_body
-
-    real = paypost.outcomes._publish
-    refused: list[str] = []
-
-    async def broker_blip(exchange: str, routing_key: str, body: bytes, **kwargs: Any) -> None:
-        if routing_key.startswith("posting.failed.") and b'"dl-blip"' in body and not refused:
-            refused.append(routing_key)
+    async def __call__(self, exchange: str, routing_key: str, body: bytes, *, message_id: str,
+                       headers: dict[str, object] | None = None, broadcast: bool = False) -> None:
+        if self.refuses(routing_key, body):
             raise TransientFailure("the broker is not reachable: injected")
-        await real(exchange, routing_key, body, **kwargs)
-
-    paypost.outcomes._publish = broker_blip
-    body = payment_body(payment_id="dl-blip", patient_account_id="acct-dl")
-    death = {"x-death": [{"reason": "delivery_limit", "queue": "paypost.postings", "count": 21}]}
-    # As the broker dead-letters it: through the dead-letter exchange, with its own routing key.
-    await upstream.send("payment.posted", body, headers=death, exchange="paypost.dead-letter")
-    row = await wait_status(api, practice, "dl-blip", "FAILED")
-    assert row["load_error"]["code"] == "LEDGER_UNAVAILABLE"
-    got = await drain(dashboard, settle=1.5)
-
-    assert refused == ["posting.failed.clinic-a.LEDGER_UNAVAILABLE"]
-    keys = [(e.routing_key, e.body.get("payment_id")) for e in got]
-    assert keys.count(("posting.failed.clinic-a.LEDGER_UNAVAILABLE", "dl-blip")) == 1
-    assert keys.count(("alert.opened.clinic-a.task", "dl-blip")) == 1
-    assert keys.count(("alert.opened.clinic-a.patient", "dl-blip")) == 1
+        await self.real(exchange, routing_key, body, message_id=message_id, headers=headers, broadcast=broadcast)
 
 
-async def test_an_outcome_one_worker_could_not_announce_is_announced_by_the_worker_that_gets_it_next(
-    paypost: Any, settings: Settings, upstream: Upstream, practice: str, dashboard: asyncio.Queue[WatchedEvent]
-) -> None:
-    """Workers keep no state of their own: a worker whose broker link refuses the failure's event
-    marks the posting as owing it; stopped, its delivery goes to another worker, which announces it
-    (the event, the office task and the patient flag, once) and clears the mark."""
-    from paypost.bootstrap import Paypost
-    from paypost.domain.errors import TransientFailure
+class TestAnOutcomeWhoseEventsTheBrokerRefused:
+    """paypost is handed a publisher that refuses some events (``BrokerLink``), as a broker that
+    went away between a durable outcome and its event would."""
 
-    real = paypost.outcomes._publish
+    @pytest.fixture
+    async def link(self, settings: Settings) -> AsyncIterator[BrokerLink]:
+        amqp = Amqp(settings.amqp_url)
+        real = PUBLISHERS[settings.publish_path](amqp)
+        try:
+            yield BrokerLink(real)
+        finally:
+            await real.close()
+            await amqp.close()
 
-    async def refused(exchange: str, routing_key: str, body: bytes, **kwargs: Any) -> None:
-        if routing_key.startswith("posting.failed.") and b'"xw-1"' in body:
-            raise TransientFailure("the broker is not reachable: injected")
-        await real(exchange, routing_key, body, **kwargs)
+    @pytest.fixture
+    def paypost_adapters(self, link: BrokerLink) -> dict[str, Any]:
+        return {"publish": link}
 
-    paypost.outcomes._publish = refused
-    await upstream.payment(payment_id="xw-1", ehr_patient_id=None, patient_account_id="acct-xw")
+    async def test_an_outcome_whose_events_could_not_be_sent_is_announced_when_its_delivery_comes_back(
+        self, link: BrokerLink, api: httpx.AsyncClient, upstream: Upstream, practice: str,
+        dashboard: asyncio.Queue[WatchedEvent],
+    ) -> None:
+        """The broker goes away between a durable outcome and its event: the batch is handled again
+        (or redelivered) and finds the posting already FAILED or LOADED. Its event, the office task
+        and the patient flag must still follow, once."""
+        refused: list[str] = []
 
-    async def marked() -> bool:
-        doc = await paypost.collections.postings.find_one({"_id": f"{practice}/xw-1"})
-        return doc is not None and doc.get("announcement_owed") == "failed"
+        def broker_blip(routing_key: str, body: bytes) -> bool:
+            if routing_key.startswith(("posting.failed.", "posting.loaded.")) and b'"blip-' in body:
+                key = routing_key.split(".")[1] + body.decode()[body.decode().index('"payment_id"'):][:40]
+                if key not in refused:
+                    refused.append(key)
+                    return True
+            return False
 
-    await wait_for(marked, timeout=20)
-    await paypost.stop()  # its unsettled delivery goes back to the queue
-    other = Paypost(settings, retry_seconds=10)
-    await other.start()
-    try:
-        async def cleared() -> bool:
-            doc = await other.collections.postings.find_one({"_id": f"{practice}/xw-1"})
-            return doc is not None and "announcement_owed" not in doc
-
-        await wait_for(cleared, timeout=30)
+        link.refuses = broker_blip
+        failing = await upstream.payment(payment_id="blip-failed", ehr_patient_id=None, patient_account_id="acct-blip")
+        loading = await upstream.payment(payment_id="blip-loaded")
+        await wait_status(api, practice, failing["payment_id"], "FAILED")
+        await wait_status(api, practice, loading["payment_id"], "LOADED")
         got = await drain(dashboard, settle=1.5)
-    finally:
-        await other.stop()
-    keys = [(e.routing_key, e.body.get("payment_id")) for e in got]
-    assert keys.count(("posting.failed.clinic-a.PATIENT_NOT_MAPPED", "xw-1")) == 1
-    assert keys.count(("alert.opened.clinic-a.task", "xw-1")) == 1
-    assert keys.count(("alert.opened.clinic-a.patient", "xw-1")) == 1
+
+        assert len(refused) == 2  # each outcome's first event was refused
+        keys = [(e.routing_key, e.body.get("payment_id")) for e in got]
+        assert keys.count(("posting.failed.clinic-a.PATIENT_NOT_MAPPED", "blip-failed")) == 1
+        assert keys.count(("posting.loaded.clinic-a", "blip-loaded")) == 1
+        assert keys.count(("alert.opened.clinic-a.task", "blip-failed")) == 1
+        assert keys.count(("alert.opened.clinic-a.patient", "blip-failed")) == 1
+        alerts = (await api.get("/api/v1/alerts", params={"practice_id": practice, "state": "open"})).json()["items"]
+        assert sorted(a["kind"] for a in alerts if a.get("payment_id") == "blip-failed"
+                      or a.get("patient_account_id") == "acct-blip") == ["patient", "task"]
+
+
+    async def test_a_dead_lettered_failure_whose_events_could_not_be_sent_is_announced_when_handled_again(
+        self, link: BrokerLink, api: httpx.AsyncClient, upstream: Upstream, practice: str,
+        dashboard: asyncio.Queue[WatchedEvent],
+    ) -> None:
+        """A payment its consumer never finished reaches the dead-letter queue and becomes FAILED there.
+        If the broker refuses that failure's event once, handling the message again must still send
+        the event, the office task and the patient flag, once each."""
+        from tests.support.payloads import payment_body
+
+        refused: list[str] = []
+
+        def broker_blip(routing_key: str, body: bytes) -> bool:
+            if routing_key.startswith("posting.failed.") and b'"dl-blip"' in body and not refused:
+                refused.append(routing_key)
+                return True
+            return False
+
+        link.refuses = broker_blip
+        body = payment_body(payment_id="dl-blip", patient_account_id="acct-dl")
+        death = {"x-death": [{"reason": "delivery_limit", "queue": "paypost.postings", "count": 21}]}
+        # As the broker dead-letters it: through the dead-letter exchange, with its own routing key.
+        await upstream.send("payment.posted", body, headers=death, exchange="paypost.dead-letter")
+        row = await wait_status(api, practice, "dl-blip", "FAILED")
+        assert row["load_error"]["code"] == "LEDGER_UNAVAILABLE"
+        got = await drain(dashboard, settle=1.5)
+
+        assert refused == ["posting.failed.clinic-a.LEDGER_UNAVAILABLE"]
+        keys = [(e.routing_key, e.body.get("payment_id")) for e in got]
+        assert keys.count(("posting.failed.clinic-a.LEDGER_UNAVAILABLE", "dl-blip")) == 1
+        assert keys.count(("alert.opened.clinic-a.task", "dl-blip")) == 1
+        assert keys.count(("alert.opened.clinic-a.patient", "dl-blip")) == 1
+
+
+    async def test_an_outcome_one_worker_could_not_announce_is_announced_by_the_worker_that_gets_it_next(
+        self, link: BrokerLink, paypost: Paypost, settings: Settings, upstream: Upstream, practice: str,
+        dashboard: asyncio.Queue[WatchedEvent],
+    ) -> None:
+        """Workers keep no state of their own: a worker whose broker link refuses the failure's event
+        marks the posting as owing it; stopped, its delivery goes to another worker, which announces it
+        (the event, the office task and the patient flag, once) and clears the mark."""
+        def refused(routing_key: str, body: bytes) -> bool:
+            return routing_key.startswith("posting.failed.") and b'"xw-1"' in body
+
+        link.refuses = refused
+        await upstream.payment(payment_id="xw-1", ehr_patient_id=None, patient_account_id="acct-xw")
+
+        async def marked() -> bool:
+            doc = await paypost.collections.postings.find_one({"_id": f"{practice}/xw-1"})
+            return doc is not None and doc.get("announcement_owed") == "failed"
+
+        await wait_for(marked, timeout=20)
+        await paypost.stop()  # its unsettled delivery goes back to the queue
+        other = Paypost(settings, retry_seconds=10)
+        await other.start()
+        try:
+            async def cleared() -> bool:
+                doc = await other.collections.postings.find_one({"_id": f"{practice}/xw-1"})
+                return doc is not None and "announcement_owed" not in doc
+
+            await wait_for(cleared, timeout=30)
+            got = await drain(dashboard, settle=1.5)
+        finally:
+            await other.stop()
+        keys = [(e.routing_key, e.body.get("payment_id")) for e in got]
+        assert keys.count(("posting.failed.clinic-a.PATIENT_NOT_MAPPED", "xw-1")) == 1
+        assert keys.count(("alert.opened.clinic-a.task", "xw-1")) == 1
+        assert keys.count(("alert.opened.clinic-a.patient", "xw-1")) == 1

@@ -57,6 +57,7 @@ def _examined(explain: Any) -> list[int]:
     return found
 
 
+@pytest.mark.api_only
 async def test_failure_groups_read_only_the_failed_postings(paypost: Paypost, api: httpx.AsyncClient) -> None:
     start = datetime(2026, 11, 1, tzinfo=UTC)
     began = time.perf_counter()

@@ -16,9 +16,11 @@ import pytest
 
 from paypost.bench.load import PaypostProcess
 from paypost.infra.mongo.database import Collections, connect
-from tests.conftest import Upstream, payment_body, wait_for
-from tests.faults.conftest import setup_practice
+from tests.support.faults import setup_practice
+from tests.support.payloads import payment_body
 from tests.support.services import Services
+from tests.support.upstream import Upstream
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -81,6 +83,6 @@ async def test_four_paypost_processes_load_each_payment_once_and_their_audit_cha
 
 
 async def _consumers_of_postings(amqp_url: str) -> int:
-    from tests.integration.helpers import queue_depth
+    from tests.support.upstream import queue_depth
 
     return (await queue_depth(amqp_url, "paypost.postings"))[1]

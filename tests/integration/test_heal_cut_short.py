@@ -16,7 +16,9 @@ from paypost.bench.load import TOKEN, PaypostProcess
 from paypost.bootstrap import Paypost
 from paypost.infra.mongo.database import Collections, connect
 from paypost.infra.runtime.settings import Settings
-from tests.conftest import OPERATOR, Upstream, wait_for
+from tests.support.tokens import OPERATOR
+from tests.support.upstream import Upstream
+from tests.support.waits import wait_for
 
 ACCOUNT = "acct-cut"
 N = 600  # more than one claim's chunk (500): a heal stopped in its first chunk leaves 100 FAILED

@@ -13,14 +13,13 @@ import pytest
 
 from paypost.domain.errors import LedgerUnreachable, LoadFailure, TransientFailure
 from paypost.domain.load_errors import LoadErrorCode
-from paypost.domain.ports import Ledger
+from paypost.domain.ports.ledgers import Ledger
 from paypost.domain.posting import LedgerEntryRequest, LedgerReceipt
 from paypost.infra.ledgers.http import HttpLedgers
 from paypost.local.reference_ledger import Faults
 from paypost.local.servers import free_port
 from paypost.testing.ledger_suite import PATIENT, PRACTICE, payment_request
-from tests.conftest import Upstream
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
 from tests.support.ledgers import (
     CLOSED_PATIENT,
     LOCAL_HOSTS,
@@ -31,6 +30,7 @@ from tests.support.ledgers import (
     http_ledger,
     serve_reference_ledger,
 )
+from tests.support.upstream import Upstream
 
 pytestmark = pytest.mark.integration
 
@@ -178,6 +178,7 @@ async def test_a_system_at_an_address_paypost_must_not_call_is_refused_before_an
         await http.close()
 
 
+@pytest.mark.api_only
 async def test_saving_a_system_at_a_refused_address_is_400_naming_the_rule_and_saves_nothing(
     api: httpx.AsyncClient,
 ) -> None:

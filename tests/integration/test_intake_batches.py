@@ -12,7 +12,7 @@ import pytest
 
 from paypost.domain.posting import KeptMessage
 from paypost.infra.rabbit.intake import BatchConsumer, Settle
-from tests.conftest import wait_for
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -127,8 +127,8 @@ async def test_a_poison_message_goes_back_alone_and_its_batch_mates_are_settled_
     shared its batch are settled by their own outcomes, once, and never dead-lettered."""
     from collections import Counter
 
-    from tests.conftest import payment_body
-    from tests.integration.helpers import get_posting, wait_status
+    from tests.support.api_calls import get_posting, wait_status
+    from tests.support.payloads import payment_body
 
     handled: Counter[str] = Counter()
     real = paypost.posting_service.handle

@@ -17,8 +17,8 @@ import httpx
 import pytest
 from paypost_ledger_example import LedgerFile
 
-from tests.conftest import Upstream
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
+from tests.support.upstream import Upstream
 
 pytestmark = pytest.mark.integration
 
@@ -84,6 +84,7 @@ async def test_the_adapters_load_error_reaches_the_office_and_a_retry_loads_once
     assert [e.payment_id for e in ledger_file.entries()] == [body["payment_id"]]
 
 
+@pytest.mark.api_only
 async def test_a_kind_no_adapter_provides_is_400_naming_it_and_the_installed_ones(api: httpx.AsyncClient) -> None:
     r = await api.put("/api/v1/practices/clinic-y", json={"name": "Y", "ledger": {"kind": "sftp", "host": "h"}})
 
@@ -94,6 +95,7 @@ async def test_a_kind_no_adapter_provides_is_400_naming_it_and_the_installed_one
     assert (await api.get("/api/v1/practices/clinic-y")).status_code == 404  # nothing saved
 
 
+@pytest.mark.api_only
 async def test_settings_the_adapter_refuses_are_400_with_its_reason_and_never_their_values(
     api: httpx.AsyncClient, tmp_path: Path,
 ) -> None:
@@ -109,6 +111,7 @@ async def test_settings_the_adapter_refuses_are_400_with_its_reason_and_never_th
     assert (await api.get("/api/v1/practices/clinic-y")).status_code == 404  # nothing saved
 
 
+@pytest.mark.api_only
 async def test_credentials_in_an_adapters_settings_go_in_auth_never_beside_it(api: httpx.AsyncClient,
                                                                              tmp_path: Path) -> None:
     r = await api.put("/api/v1/practices/clinic-y", json={"name": "Y", "ledger": {

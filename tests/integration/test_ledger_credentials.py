@@ -25,9 +25,10 @@ from paypost.infra.ledgers.secrets import SecretBox, SecretKeyError
 from paypost.infra.runtime.settings import Settings
 from paypost.local.reference_ledger import Credentials, LedgerState
 from paypost.testing.ledger_suite import PATIENT, payment_request
-from tests.conftest import OPERATOR, Upstream
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
 from tests.support.ledgers import LOCAL_HOSTS, http_integration, serve_reference_ledger
+from tests.support.tokens import OPERATOR
+from tests.support.upstream import Upstream
 
 pytestmark = pytest.mark.integration
 
@@ -164,6 +165,7 @@ async def test_credentials_are_write_only_sealed_at_rest_and_a_payment_loads_wit
     assert CANARY not in everything
 
 
+@pytest.mark.api_only
 async def test_a_secret_without_a_key_to_seal_it_is_refused_naming_the_variable(api: httpx.AsyncClient) -> None:
     r = await api.put("/api/v1/practices/clinic-n", json={"name": "N", "ledger": {
         "kind": "http", "base_url": "http://127.0.0.1:9/ledger", "auth": {"kind": "bearer", "token": CANARY}}})

@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from paypost.domain.posting import KeptMessage
-from paypost.handlers.announcing import Announcer
 from paypost.handlers.messagebus import MessageBus
 from paypost.handlers.operations import ClearRequest, Pacer, PostingOperations
 from paypost.handlers.outages import OutageBoard, Outages, OutageWorker
+from paypost.handlers.outcomes import OutcomeRecorder
 from paypost.handlers.posting import PostingService
 from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
 from paypost.infra.ledgers.http import HttpLedgers
@@ -80,7 +80,7 @@ def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
             self.outages = Outages(outage_store, postings, MongoAlertStore(self.c),
                                    OutageBoard(outage_store, refresh_every=0), bus, OutcomePublisher(self._publish),
                                    hold_after=60, probe_every=30)
-            self.service = PostingService(postings, directory, self.mappings, ledgers, Announcer(bus, postings),
+            self.service = PostingService(postings, directory, self.mappings, ledgers, OutcomeRecorder(postings, bus),
                                           64 * 1024, self.outages)
             self.worker = OutageWorker(self.outages, postings, self.service, _Alone())
             self.held = False

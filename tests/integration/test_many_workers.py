@@ -15,8 +15,10 @@ import pytest
 from paypost.bootstrap import Paypost
 from paypost.infra.mongo.audit_seals import AuditSealer
 from paypost.infra.runtime.settings import Settings
-from tests.conftest import Upstream, payment_body, wait_for
-from tests.integration.helpers import rows
+from tests.support.api_calls import rows
+from tests.support.payloads import payment_body
+from tests.support.upstream import Upstream
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,11 @@ import httpx
 import pytest
 
 from paypost.bootstrap import Paypost
-from tests.conftest import VIEWER, Upstream, payment_body, wait_for
-from tests.integration.helpers import get_posting, ledger, wait_status
+from tests.support.api_calls import get_posting, ledger, wait_status
+from tests.support.payloads import payment_body
+from tests.support.tokens import VIEWER
+from tests.support.upstream import Upstream
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -119,6 +122,7 @@ async def test_clear_without_a_reason_is_refused_whole(api: httpx.AsyncClient, u
         assert [x["action"] for x in posting["audit"]] == ["received", "failed", "dead_lettered"]
 
 
+@pytest.mark.api_only
 async def test_missing_reason_field_is_422(api: httpx.AsyncClient, practice: str) -> None:
     r = await api.post("/api/v1/postings/changes", json={"practice_id": practice, "clear": [{"payment_id": "x"}]})
     assert r.status_code == 422
@@ -144,7 +148,7 @@ async def test_concurrent_retries_and_a_mapping_fix_post_once(
 ) -> None:
     payment_ids = [await failed_payment(api, upstream, practice, patient_account_id="acct-c") for _ in range(5)]
     await api.put("/api/v1/practices/clinic-a/ehr-patients/EHR-C", json={})
-    await paypost.mapping_store.put("clinic-a", "acct-c", "EHR-C", "test", paypost.operations._clock())
+    await paypost.mapping_store.put("clinic-a", "acct-c", "EHR-C", "test", paypost.clock())
 
     second = {"Authorization": "Bearer op2-token"}
     results = await asyncio.gather(

@@ -17,10 +17,10 @@ import pytest
 
 from paypost.infra.rabbit.watch import watch_events
 from paypost.infra.runtime.settings import Settings
-from tests.conftest import Upstream
-from tests.integration.helpers import get_posting, wait_status
-from tests.integration.test_events_alerts import drain
+from tests.support.api_calls import get_posting, wait_status
 from tests.support.ledgers import PATIENT, ReferenceLedger, serve_reference_ledger
+from tests.support.upstream import Upstream
+from tests.support.waits import drain
 
 PMS = "clinic-pms"
 
@@ -154,10 +154,11 @@ async def test_an_operator_holds_a_practice_by_hand_and_its_payments_load_when_r
     assert [(a["action"], a["actor"]) for a in held["audit"] if a["action"] == "held"] == [("held", "alice")]
 
 
+@pytest.mark.api_only
 async def test_hold_and_release_are_operators_and_name_a_practice_in_scope(
     api: httpx.AsyncClient, pms_practice: str,
 ) -> None:
-    from tests.conftest import VIEWER
+    from tests.support.tokens import VIEWER
 
     r = await api.post(f"/api/v1/practices/{pms_practice}/hold", json={"reason": "x"},
                        headers={"Authorization": f"Bearer {VIEWER}"})

@@ -22,8 +22,10 @@ from paypost.infra.mongo.database import Collections, connect
 from paypost.infra.rabbit.watch import watch_events
 from paypost.infra.runtime.settings import Settings
 from paypost.schemas.topics import DEAD_LETTER_QUEUE, INTAKE_QUEUE
-from tests.conftest import Upstream, payment_body, wait_for
-from tests.integration.helpers import get_posting, ledger, queue_depth, wait_status
+from tests.support.api_calls import get_posting, ledger, wait_status
+from tests.support.payloads import payment_body
+from tests.support.upstream import Upstream, queue_depth
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -396,6 +398,7 @@ async def test_only_failures_and_refunds_enter_their_partial_indexes(
     assert [k.payment_id for k in found["never-seen"]] == [refund["refund_id"]]
 
 
+@pytest.mark.api_only
 async def test_indexes_of_earlier_versions_are_replaced(paypost: Paypost) -> None:
     from paypost.infra.mongo.database import ensure_indexes
 

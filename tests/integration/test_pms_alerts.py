@@ -14,9 +14,10 @@ import pytest
 
 from paypost.bootstrap import Paypost
 from paypost.local.reference_ledger import Faults
-from tests.conftest import Upstream, wait_for
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
 from tests.support.ledgers import PATIENT, ReferenceLedger, serve_reference_ledger
+from tests.support.upstream import Upstream
+from tests.support.waits import wait_for
 
 PMS = "clinic-tasks"
 UNKNOWN_PATIENT = "EHR-NOBODY"  # not a patient of the reference system: PATIENT_NOT_FOUND
@@ -116,7 +117,7 @@ async def test_an_escalation_updates_the_task_in_the_system(
     await upstream.payment(practice_id=practice, payment_id="e-1", ehr_patient_id=UNKNOWN_PATIENT)
     task = await delivered(api, practice, "task", "sent")
     assert system.state.tasks[task["alert_id"]]["escalated"] is False
-    an_hour_ago = paypost.reactions._clock() - timedelta(hours=1)
+    an_hour_ago = paypost.clock() - timedelta(hours=1)
     await paypost.collections.alerts.update_many({"practice_id": practice}, {"$set": {"opened_at": an_hour_ago}})
     assert await paypost.reactions.escalate_due() >= 1
 

@@ -19,9 +19,9 @@ import aio_pika
 import pytest
 
 from paypost.domain.errors import TransientFailure, Unroutable
+from paypost.domain.ports.events import Publish
 from paypost.infra.rabbit.broker import PUBLISHERS, Amqp, BasicPublisher, FramedPublisher
 from paypost.local.servers import free_port
-from paypost.producers.events import Publish
 from paypost.schemas.topics import CONTENT_TYPE, SCHEMA_VERSION, SCHEMA_VERSION_HEADER
 
 pytestmark = pytest.mark.integration

@@ -30,7 +30,8 @@ from paypost.infra.mongo.leases import Lease
 from paypost.infra.mongo.postings import new_doc
 from paypost.infra.mongo.retention import MongoRetention
 from paypost.infra.runtime.settings import Settings
-from tests.conftest import TOKENS, wait_for
+from tests.support.tokens import TOKENS
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.integration
 

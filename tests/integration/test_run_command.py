@@ -98,7 +98,7 @@ def _ready(base: str, proc: subprocess.Popen[str], timeout: float = 60) -> None:
 def _consumers(amqp_url: str, queue: str) -> int:
     import asyncio
 
-    from tests.integration.helpers import queue_depth
+    from tests.support.upstream import queue_depth
 
     return asyncio.run(queue_depth(amqp_url, queue))[1]
 

@@ -11,11 +11,12 @@ import httpx
 import pytest
 
 from paypost.bootstrap import Paypost
-from paypost.domain.ports import PostingFilter
+from paypost.domain.ports.postings import PostingFilter
 from paypost.infra.mongo.reports import summary_pipeline
 from paypost.infra.runtime.settings import Settings
-from tests.conftest import TOKENS, VIEWER, Upstream
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
+from tests.support.tokens import TOKENS, VIEWER
+from tests.support.upstream import Upstream
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +51,7 @@ def _day(**params: str) -> dict[str, str]:
     return {"received_from": DAY.isoformat(), "received_to": (DAY + timedelta(days=1)).isoformat(), **params}
 
 
+@pytest.mark.api_only
 async def test_counts_and_amounts_per_load_status_for_a_practice_and_a_day(api: httpx.AsyncClient,
                                                                           postings: None) -> None:
     r = await api.get("/api/v1/postings/summary", params=_day(practice_id="clinic-a"))
@@ -66,6 +68,7 @@ async def test_counts_and_amounts_per_load_status_for_a_practice_and_a_day(api: 
     assert whole["statuses"]["LOADED"] == {"count": 3, "amount": "1030.50"}  # the day before counts too
 
 
+@pytest.mark.api_only
 async def test_the_summary_is_scoped_as_the_report(api: httpx.AsyncClient, postings: None) -> None:
     viewer = {"Authorization": f"Bearer {A_VIEW}"}
     mine = (await api.get("/api/v1/postings/summary", params=_day(), headers=viewer)).json()
@@ -111,6 +114,7 @@ def _examined(explain: Any) -> list[int]:
     return found
 
 
+@pytest.mark.api_only
 async def test_the_summary_reads_only_the_practices_postings_of_the_span(paypost: Paypost, postings: None) -> None:
     where = PostingFilter(practice_id="clinic-a", received_from=DAY, received_to=DAY + timedelta(days=1))
     explain = await paypost.collections.db.command({

@@ -15,14 +15,16 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from paypost.api.http import create_app
+from paypost.api.app import create_app
 from paypost.bootstrap import Paypost
 from paypost.domain.access import Principal, Role, Scope, token_hash
 from paypost.handlers.keys import ApiKeys, FailedKeys
 from paypost.infra.rabbit.asyncapi import asyncapi_text
 from paypost.infra.runtime.settings import Settings
-from tests.conftest import OPERATOR, TOKENS, Upstream, wait_for
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
+from tests.support.tokens import OPERATOR, TOKENS
+from tests.support.upstream import Upstream
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -276,6 +278,7 @@ async def test_lists_hold_only_practices_in_scope(api: httpx.AsyncClient, world:
     assert r.status_code == 404
 
 
+@pytest.mark.api_only
 async def test_whoami_names_the_role_and_practices(api: httpx.AsyncClient) -> None:
     r = await api.get("/api/v1/whoami", headers=auth(AB_OP))
     assert r.json() == {"name": "abe", "role": "operator", "practices": ["clinic-a", "clinic-b"]}
@@ -307,6 +310,7 @@ async def test_the_live_feed_carries_only_events_in_scope(paypost: Paypost, upst
     assert r.status_code == 404
 
 
+@pytest.mark.api_only
 @pytest.mark.parametrize("ends_by", ["revoked", "expired"])
 async def test_an_open_live_feed_ends_once_its_key_is_revoked_or_expired(paypost: Paypost, api: httpx.AsyncClient,
                                                                          ends_by: str) -> None:
@@ -381,6 +385,7 @@ async def test_a_key_is_made_used_listed_and_revoked(api: httpx.AsyncClient, pay
         ("revoke", "root", made["key_id"]), ("create", "root", made["key_id"])]
 
 
+@pytest.mark.api_only
 async def test_an_expired_key_gets_401(api: httpx.AsyncClient) -> None:
     expires = datetime.now(UTC) + timedelta(seconds=1.5)
     r = await api.post("/api/v1/api-keys", headers=auth(ROOT),
@@ -392,6 +397,7 @@ async def test_an_expired_key_gets_401(api: httpx.AsyncClient) -> None:
     assert (await api.get("/api/v1/whoami", headers=auth(token))).status_code == 401
 
 
+@pytest.mark.api_only
 @pytest.mark.parametrize(("token", "body", "expected"), [
     (A_OP, {"name": "x", "role": "viewer", "practices": ["clinic-a"]}, 403),  # only an admin manages keys
     (A_ADMIN, {"name": "x", "role": "viewer", "practices": ["clinic-b"]}, 404),  # out of its scope
@@ -418,6 +424,7 @@ async def test_a_scoped_admin_sees_and_revokes_only_its_keys(api: httpx.AsyncCli
 
 # Brute force and the access log.
 
+@pytest.mark.api_only
 async def test_unknown_keys_from_one_address_get_429_and_a_valid_key_is_still_served(api: httpx.AsyncClient) -> None:
     for n in range(20):
         r = await api.get("/api/v1/postings", headers=auth(f"guess-{n}"))
@@ -430,6 +437,7 @@ async def test_unknown_keys_from_one_address_get_429_and_a_valid_key_is_still_se
     assert (await api.get("/api/v1/postings", headers=auth("guess-22"))).status_code == 429
 
 
+@pytest.mark.api_only
 async def test_api_processes_on_one_database_share_the_count(paypost: Paypost, api: httpx.AsyncClient) -> None:
     other = Paypost(paypost.settings)  # a second API process: its own app, the same database
     try:
@@ -462,6 +470,7 @@ def _app_with_clock(paypost: Paypost, clock: Clock) -> httpx.ASGITransport:
                                client=("203.0.113.7", 4000))
 
 
+@pytest.mark.api_only
 async def test_the_refusal_lifts_once_the_minute_has_passed(paypost: Paypost) -> None:
     clock = Clock()
     async with httpx.AsyncClient(transport=_app_with_clock(paypost, clock), base_url="http://paypost") as client:
@@ -477,6 +486,7 @@ async def test_the_refusal_lifts_once_the_minute_has_passed(paypost: Paypost) ->
         assert (await client.get("/api/v1/whoami", headers=auth("guess-23"))).status_code == 401
 
 
+@pytest.mark.api_only
 async def test_one_address_refused_leaves_another_served(paypost: Paypost) -> None:
     app = paypost.http_app(manage_lifecycle=False)
     blocked = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("198.51.100.1", 1)),
@@ -490,6 +500,7 @@ async def test_one_address_refused_leaves_another_served(paypost: Paypost) -> No
         assert (await blocked.get("/api/v1/whoami", headers=auth(OPERATOR))).status_code == 200
 
 
+@pytest.mark.api_only
 async def test_a_revoked_key_counts_as_unknown(api: httpx.AsyncClient) -> None:
     made = (await api.post("/api/v1/api-keys", headers=auth(ROOT),
                            json={"name": "gone", "role": "viewer", "practices": ["*"]})).json()

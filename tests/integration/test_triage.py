@@ -18,8 +18,10 @@ from paypost.bootstrap import Paypost
 from paypost.domain.operations import CanaryPhase, CanaryPlan, OperationItem
 from paypost.handlers.reactions import PostingReactions
 from paypost.infra.runtime.settings import Settings
-from tests.conftest import OPERATOR, TOKENS, VIEWER, Upstream, wait_for
-from tests.integration.helpers import get_posting, wait_status
+from tests.support.api_calls import get_posting, wait_status
+from tests.support.tokens import OPERATOR, TOKENS, VIEWER
+from tests.support.upstream import Upstream
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -437,6 +439,7 @@ async def _asgi_get(app: Any, path: str, query: str, token: str) -> tuple[int, d
     return start["status"], headers, [m.get("body", b"") for m in sent[1:] if m.get("body")]
 
 
+@pytest.mark.api_only
 async def test_the_export_is_streamed_a_batch_at_a_time(paypost: Paypost) -> None:
     await _insert_rows(paypost, 3000)
     app = paypost.http_app(manage_lifecycle=False)
@@ -460,6 +463,7 @@ async def test_the_export_is_streamed_a_batch_at_a_time(paypost: Paypost) -> Non
     assert status == 200 and len(failed) == 300 and {r[10] for r in failed} == {"FAILED"}
 
 
+@pytest.mark.api_only
 async def test_the_export_honours_the_scope_and_refuses_bad_filters(paypost: Paypost, api: httpx.AsyncClient) -> None:
     await _insert_rows(paypost, 20)
     r = await api.get("/api/v1/postings.csv", params={"practice_id": "clinic-e"}, headers=auth(A_OP))

@@ -21,9 +21,10 @@ from paypost.cli import app
 from paypost.infra.rabbit.broker_admin import practice_of, topic_read_pattern
 from paypost.infra.rabbit.watch import WatchedEvent, watch_events
 from paypost.local.servers import rabbitmqctl
-from tests.conftest import Upstream, wait_for
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
 from tests.support.services import Services
+from tests.support.upstream import Upstream
+from tests.support.waits import wait_for
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="needs rabbitmqctl to make a user")]

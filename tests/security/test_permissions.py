@@ -15,9 +15,11 @@ import pytest
 from paypost.bootstrap import Paypost
 from paypost.infra.runtime.settings import Settings
 from paypost.local.servers import rabbitmqctl
-from tests.conftest import OPERATOR, TOKENS, Upstream, payment_body
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
+from tests.support.payloads import payment_body
 from tests.support.services import Services
+from tests.support.tokens import OPERATOR, TOKENS
+from tests.support.upstream import Upstream
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import tokenize
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("domain", "schemas", "consumers", "producers", "infra", "api", "paypost")
+PACKAGES = ("domain", "schemas", "consumers", "producers", "handlers", "infra", "api", "paypost")
 
 # A noqa names its rule codes, then says why (after a dash or in brackets); a type: ignore names
 # its error codes, then says why in a comment of its own.
@@ -65,3 +65,29 @@ def test_every_noqa_and_type_ignore_says_why_on_its_line() -> None:
         if (what := unexplained(token.string))
     ]
     assert not missing, "\n".join(missing)
+
+
+# -- one installed name -----------------------------------------------------------------------------
+TOP_FOLDERS = ("domain", "schemas", "producers", "handlers", "infra", "consumers", "api")
+BARE_IMPORT = re.compile(rf"^\s*(?:from|import) (?:{'|'.join(TOP_FOLDERS)})(?:\.|\s|$)", re.MULTILINE)
+
+
+def test_code_imports_the_folders_by_their_installed_name_only() -> None:
+    # ``import infra.x`` would work from a checkout (its root is on the path) and load a second copy
+    # of the module beside ``paypost.infra.x``; an installed wheel has no ``infra`` at all.
+    files = [path for folder in (*TOP_FOLDERS, "paypost", "tests", "examples")
+             for path in sorted((ROOT / folder).rglob("*.py"))]
+    bare = [f"{path.relative_to(ROOT)}: {found.group(0).strip()}"
+            for path in files for found in BARE_IMPORT.finditer(path.read_text())]
+    assert not bare, "\n".join(bare)
+    assert BARE_IMPORT.search("from infra.mongo import x") and not BARE_IMPORT.search("from paypost.infra import x")
+
+
+def test_each_folder_is_linked_under_paypost_and_mapped_there_for_the_wheel() -> None:
+    import tomllib
+
+    package_dir = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    for folder in TOP_FOLDERS:
+        link = ROOT / "paypost" / folder
+        assert link.is_symlink() and link.resolve() == (ROOT / folder).resolve(), folder
+        assert package_dir[f"paypost.{folder}"] == folder

@@ -36,10 +36,13 @@ from paypost.local.servers import (
     temporary_mongod,
     temporary_rabbitmq_node,
 )
-from tests.conftest import OPERATOR, TOKENS, Upstream, payment_body, wait_for
-from tests.integration.helpers import wait_status
+from tests.support.api_calls import wait_status
+from tests.support.payloads import payment_body
 from tests.support.services import Services
 from tests.support.tls import Certificates, make_certificates, openssl_available
+from tests.support.tokens import OPERATOR, TOKENS
+from tests.support.upstream import Upstream
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.integration
 PAYPOST = str(Path(sys.executable).with_name("paypost"))

@@ -1,5 +1,5 @@
 """A RabbitMQ cluster of three and a MongoDB replica set of three, on this machine, for the fault
-suite (ENVIRONMENT.md, "More RabbitMQ nodes" and "A MongoDB replica set of three").
+suite (README, "Nothing lost, nothing posted twice: the fault suite").
 
 Each is started once per test session, by the first test that asks for it, and stopped at the
 session's end (also when a test failed). Everything lives in a temporary folder; the nodes and

@@ -19,7 +19,7 @@ from typing import Any
 
 import uvicorn
 
-from paypost.domain.ports import Ledger
+from paypost.domain.ports.ledgers import Ledger
 from paypost.domain.posting import Integration, LedgerEntryRequest
 from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
 from paypost.infra.ledgers.hosts import HostPolicy

@@ -9,9 +9,10 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from paypost.local.servers import ensure_rabbitmq, temporary_mongod, temporary_vhost
+from paypost.local.servers import ensure_rabbitmq, temporary_mongod
+from tests.support.vhosts import VhostPool
 
 
 def docker_answers() -> bool:
@@ -29,15 +30,19 @@ class Services:
     mongodb_uri: str
     amqp_url: str
     local_rabbit: bool  # vhosts can be made with rabbitmqctl
+    vhosts: VhostPool = field(default_factory=lambda: VhostPool("paypost-test"))
 
     @contextlib.contextmanager
     def vhost(self) -> Iterator[str]:
-        """An AMQP URL of a vhost of its own, when the broker is local; else the shared one."""
+        """An AMQP URL of a vhost of its own (new, deleted after), when the broker is local; else the shared one."""
         if not self.local_rabbit:
             yield self.amqp_url
             return
-        with temporary_vhost("paypost-test") as name:
+        name = self.vhosts.take()
+        try:
             yield f"{self.amqp_url.rstrip('/')}/{name}"
+        finally:
+            self.vhosts.give_back(name)
 
 
 @contextlib.contextmanager
@@ -66,4 +71,7 @@ def find_services() -> Iterator[Services]:
                 ensure_rabbitmq()
                 amqp_url = "amqp://guest:guest@127.0.0.1:5672/"
                 local_rabbit = shutil.which("rabbitmqctl") is not None
-        yield Services(mongodb_uri=mongodb_uri, amqp_url=amqp_url, local_rabbit=local_rabbit)
+        found = Services(mongodb_uri=mongodb_uri, amqp_url=amqp_url, local_rabbit=local_rabbit)
+        if local_rabbit:
+            stack.callback(found.vhosts.close)  # the vhosts made and not yet deleted
+        yield found

@@ -14,8 +14,8 @@ from paypost.domain.errors import TransientFailure
 from paypost.domain.events import PostingLoaded
 from paypost.domain.model import LoadStatus, PostingKind
 from paypost.domain.posting import Posting, PostingKey
-from paypost.handlers.announcing import Announcer
 from paypost.handlers.messagebus import MessageBus
+from paypost.handlers.outcomes import OutcomeRecorder
 
 
 def posting(payment_id: str) -> Posting:
@@ -56,11 +56,11 @@ class Marks:
         return replace(p, announcement_owed=self.owed.get(p.key))
 
 
-def announcer(broker: Broker, marks: Marks, bound: int = 10_000) -> Announcer:
+def announcer(broker: Broker, marks: Marks, bound: int = 10_000) -> OutcomeRecorder:
     bus = MessageBus()
     bus.subscribe(PostingLoaded, broker)
     store: Any = marks
-    return Announcer(bus, store, bound)
+    return OutcomeRecorder(store, bus, bound)
 
 
 async def test_a_failed_announcement_is_marked_on_the_posting_and_made_once_from_the_mark() -> None:

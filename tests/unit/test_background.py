@@ -8,11 +8,11 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from paypost.background import run_sweeps
 from paypost.domain.events import PostingLoaded
 from paypost.domain.model import LoadStatus, PostingKind
 from paypost.domain.posting import Posting, PostingKey
 from paypost.handlers.reactions import PostingReactions
+from paypost.runtime import run_sweeps
 
 
 class _Healer:

@@ -337,6 +337,50 @@ def test_the_image_copies_every_package_paypost_installs() -> None:
     assert copied == packages
 
 
+def test_the_base_image_is_pinned_by_digest_with_its_tag_beside_it() -> None:
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    bases = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
+    assert len(bases) == 2 and len(set(bases)) == 1, bases  # the build stage and the image: one base
+    match = re.fullmatch(r"python:(3\.11\.\d+-slim-bookworm)@sha256:[0-9a-f]{64}", bases[0])
+    assert match, bases[0]
+    # The tag the digest was taken for, said in a comment, and how to check it.
+    assert re.search(rf"^#\s+python:{re.escape(match[1])}$", dockerfile, re.MULTILINE)
+    assert f"docker buildx imagetools inspect python:{match[1]}" in dockerfile
+
+
+def test_the_image_installs_from_the_lock_and_nothing_beside_it() -> None:
+    text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
+    runs = [line for line in text.splitlines() if line.startswith("RUN ")]
+    pip_installs = [cmd.strip() for run in runs for cmd in run.split("&&")
+                    if re.search(r"\bpip (install|wheel)\b", cmd)]
+    # The build backend and every dependency from the lock, checked against their hashes; paypost's
+    # own wheel with --no-deps, so nothing comes in that the lock does not name.
+    assert "pip install --require-hashes -r requirements/build.txt" in pip_installs[0]
+    assert re.search(r"pip wheel --no-deps --no-build-isolation .*\.$", pip_installs[1])
+    assert re.search(r"pip install --require-hashes -r /tmp/paypost\.txt$", pip_installs[2])
+    assert "source=requirements/paypost.txt,target=/tmp/paypost.txt" in runs[-1]
+    assert re.search(r"pip install --no-deps --no-index /wheels/paypost-\*\.whl$", pip_installs[3])
+    assert len(pip_installs) == 4, pip_installs
+    for lock in ("build.txt", "paypost.txt"):
+        assert (ROOT / "requirements" / lock).is_file()
+    # The lock and the licence reach the build: nothing the Dockerfile reads is ignored.
+    ignored = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
+    assert not {"requirements", "LICENSE", "pyproject.toml"} & set(ignored)
+    assert re.search(r"^COPY pyproject.toml README.md LICENSE ./$", text, re.MULTILINE)
+
+
+def test_every_image_tag_is_the_version_of_paypost() -> None:
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    # Every service built from this checkout, every container of paypost, and the build command.
+    images = [service.get("image", "") for service in compose()["services"].values()
+              if "build" in service or service.get("image", "").startswith("paypost")]
+    images += [container["image"] for workload in workloads() for container in containers(workload)
+               if container["image"].startswith("paypost")]
+    images += re.findall(r"-t (paypost:\S+)", (DEPLOY / "Dockerfile").read_text())
+    assert len(images) >= 4, images
+    assert set(images) == {f"paypost:{version}"}
+
+
 def test_the_mongodb_job_runs_the_same_script_as_compose() -> None:
     script = resources("ConfigMap")["mongodb-init"]["data"]["replica-set.js"]
     assert script == (DEPLOY / "mongo" / "replica-set.js").read_text()

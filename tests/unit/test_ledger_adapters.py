@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from paypost.domain.errors import LedgerUnreachable, LoadFailure, TransientFailure
 from paypost.domain.integrations import InvalidLedgerSettings, UnknownLedgerKind
 from paypost.domain.load_errors import LoadErrorCode
-from paypost.domain.ports import LedgerAdapter
+from paypost.domain.ports.ledgers import LedgerAdapter
 from paypost.domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
 from paypost.infra.ledgers import adapters as ledger_adapters
 from paypost.infra.ledgers.adapters import AdapterLedgers, Unconfigured, installed_entry_points

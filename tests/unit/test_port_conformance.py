@@ -2,14 +2,16 @@
 
 mypy checks that an adapter *fits* where a port is expected, but it lets a positional parameter be
 renamed, and a port method nobody calls yet is never checked at all: ``MongoOperationStore.record``
-and its port once disagreed that way. Here each Protocol method of ``paypost.domain.ports`` (and the other
-ports the handlers declare) is compared with the adapter's: the same parameters, in the same order,
+and its port once disagreed that way. Here each Protocol method of the ``paypost.domain.ports`` modules is compared
+with the adapter's: the same parameters, in the same order,
 of the same kind, with the same defaults and the same (resolved) types, and async where the port is.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 import typing
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -17,7 +19,20 @@ from typing import Any, Protocol
 import pytest
 
 import paypost.domain.ports as ports
-from paypost.handlers.outages import Leases
+from paypost.domain.ports import (
+    access,
+    alerts,
+    demo,
+    events,
+    ledgers,
+    maintenance,
+    operations,
+    outages,
+    patient_data,
+    postings,
+    practices,
+    transfers,
+)
 from paypost.infra.ledgers.adapters import AdapterLedgers
 from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
 from paypost.infra.ledgers.hosts import HostPolicy
@@ -38,49 +53,55 @@ from paypost.infra.mongo.postings import MongoPostingCommands, MongoPostingStore
 from paypost.infra.mongo.reports import PostingReport
 from paypost.infra.mongo.retention import MongoRetention
 from paypost.infra.mongo.transfers import MongoTransferStore
+from paypost.infra.rabbit.broker import BasicPublisher, FramedPublisher
 from paypost.infra.rabbit.event_hub import EventHub
 from paypost.infra.readiness import ServiceReadiness
 
 # (port, adapter) for every adapter paypost.bootstrap hands to a handler.
 WIRED: list[tuple[type[Any], type[Any]]] = [
-    (ports.PostingStore, MongoPostingStore),
-    (ports.PostingCommands, MongoPostingCommands),
-    (ports.OutageStore, MongoOutageStore),
-    (ports.PracticeDirectory, MongoPracticeDirectory),
-    (ports.MappingStore, MongoMappingStore),
-    (ports.Ledger, BuiltinLedger),
-    (ports.Ledger, HttpLedger),
-    (ports.LedgerFactory, Ledgers),
-    (ports.LedgerKinds, AdapterLedgers),
-    (ports.ClearEvidence, LedgerEvidence),
-    (ports.SecretBox, SecretBox),
-    (ports.UrlPolicy, HostPolicy),
-    (ports.LedgerEntries, BuiltinLedger),
-    (ports.AlertStore, MongoAlertStore),
-    (ports.AlertOutbox, MongoAlertOutbox),
-    (ports.AlertSystem, HttpLedger),
-    (ports.AlertSystems, Ledgers),
-    (ports.AlertSystems, HttpLedgers),
-    (ports.TransferStore, MongoTransferStore),
-    (ports.OperationStore, MongoOperationStore),
-    (ports.PostingReader, PostingReport),
-    (ports.FailureGroupReader, MongoFailureGroups),
-    (ports.PostingNotes, MongoPostingNotes),
-    (ports.EventFeed, EventHub),
-    (ports.Readiness, ServiceReadiness),
-    (ports.AuditTrail, AuditSealer),
-    (ports.AccessEntries, MongoAccessLog),
-    (ports.RetentionStore, MongoRetention),
-    (ports.SealedSecrets, MongoSealedSecrets),
-    (ports.ApiKeyStore, MongoApiKeyStore),
-    (ports.FailedKeyCounts, MongoFailedKeyCounts),
-    (ports.MappingFailures, MongoPostingCommands),
-    (Leases, DutyLeases),
+    (postings.PostingStore, MongoPostingStore),
+    (postings.PostingCommands, MongoPostingCommands),
+    (outages.OutageStore, MongoOutageStore),
+    (practices.PracticeDirectory, MongoPracticeDirectory),
+    (practices.MappingStore, MongoMappingStore),
+    (ledgers.Ledger, BuiltinLedger),
+    (ledgers.Ledger, HttpLedger),
+    (ledgers.LedgerFactory, Ledgers),
+    (ledgers.LedgerKinds, AdapterLedgers),
+    (postings.ClearEvidence, LedgerEvidence),
+    (ledgers.SecretBox, SecretBox),
+    (ledgers.UrlPolicy, HostPolicy),
+    (ledgers.LedgerEntries, BuiltinLedger),
+    (alerts.AlertStore, MongoAlertStore),
+    (alerts.AlertOutbox, MongoAlertOutbox),
+    (alerts.AlertSystem, HttpLedger),
+    (alerts.AlertSystems, Ledgers),
+    (alerts.AlertSystems, HttpLedgers),
+    (transfers.TransferStore, MongoTransferStore),
+    (operations.OperationStore, MongoOperationStore),
+    (postings.PostingReader, PostingReport),
+    (postings.FailureGroupReader, MongoFailureGroups),
+    (postings.PostingNotes, MongoPostingNotes),
+    (events.EventFeed, EventHub),
+    (maintenance.Readiness, ServiceReadiness),
+    (maintenance.AuditTrail, AuditSealer),
+    (patient_data.AccessEntries, MongoAccessLog),
+    (patient_data.RetentionStore, MongoRetention),
+    (maintenance.SealedSecrets, MongoSealedSecrets),
+    (access.ApiKeyStore, MongoApiKeyStore),
+    (access.FailedKeyCounts, MongoFailedKeyCounts),
+    (practices.MappingFailures, MongoPostingCommands),
+    (outages.Leases, DutyLeases),
+    (events.Publish, BasicPublisher),
+    (events.Publish, FramedPublisher),
 ]
 # Ports of paypost.domain.ports with no class of infra/ behind them, and why.
 NOT_A_CLASS_OF_INFRA = {
-    ports.LedgerAdapter: "a third-party package's entry point (a callable), checked by the shared ledger suite",
-    ports.BroadcastEvent: "what EventFeed yields: aio-pika's message, read through two properties",
+    ledgers.LedgerAdapter: "a third-party package's entry point (a callable), checked by the shared ledger suite",
+    events.BroadcastEvent: "what EventFeed yields: aio-pika's message, read through two properties",
+    outages.Loader: "the posting service (paypost.handlers.posting) as the outage worker uses it",
+    demo.DemoPractices: "the practices handler (paypost.handlers.practices) as the demo uses it",
+    demo.DemoSetup: "a few lines of the composition root around the practices and mappings handlers",
 }
 
 
@@ -128,9 +149,12 @@ def test_the_adapter_has_every_method_of_its_port_with_the_ports_parameters(port
 
 
 def test_every_port_of_the_domain_has_its_adapters_checked_here() -> None:
-    declared = {member for member in vars(ports).values()
-                if isinstance(member, type) and issubclass(member, Protocol) and member.__module__ == ports.__name__
+    modules = [importlib.import_module(f"{ports.__name__}.{info.name}")
+               for info in pkgutil.iter_modules(ports.__path__)]
+    declared = {member for module in modules for member in vars(module).values()
+                if isinstance(member, type) and issubclass(member, Protocol) and member.__module__ == module.__name__
                 and member is not Protocol}
+    assert len(modules) > 5 and len(declared) > 30, "the ports package is read wrong"
     covered = {port for port, _ in WIRED} | set(NOT_A_CLASS_OF_INFRA)
     assert declared - covered == set(), "a port with no adapter in WIRED (or a reason in NOT_A_CLASS_OF_INFRA)"
 

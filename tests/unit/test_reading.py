@@ -11,7 +11,7 @@ from paypost.domain.load_errors import LoadErrorCode
 from paypost.domain.posting import KeptMessage
 from paypost.schemas.messages import PaymentPosted, PaymentRefunded
 from paypost.schemas.reading import Unreadable, assigned_id, read_message
-from tests.conftest import payment_body
+from tests.support.payloads import payment_body
 
 LIMIT = 64 * 1024
 

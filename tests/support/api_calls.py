@@ -1,10 +1,13 @@
+"""Reads of paypost's HTTP API the tests share: a posting, waiting for its status, a ledger, the report;
+and the practice most tests start from."""
+
 from __future__ import annotations
 
 from typing import Any
 
 import httpx
 
-from tests.conftest import wait_for
+from tests.support.waits import wait_for
 
 
 async def get_posting(api: httpx.AsyncClient, practice_id: str, payment_id: str) -> dict[str, Any] | None:
@@ -36,14 +39,12 @@ async def rows(api: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:
     return r.json()["items"]  # type: ignore[no-any-return]  # JSON of the shape the API documents
 
 
-async def queue_depth(amqp_url: str, queue: str) -> tuple[int, int]:
-    """(messages ready, consumers) of a queue, by a passive declare on a connection of its own."""
-    import aio_pika
-
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
-        declared = await channel.declare_queue(queue, passive=True)
-        return declared.declaration_result.message_count or 0, declared.declaration_result.consumer_count or 0
-    finally:
-        await connection.close()
+async def builtin_practice(api: httpx.AsyncClient) -> str:
+    """clinic-a with the built-in ledger and patients EHR-1 and EHR-2 registered."""
+    r = await api.put("/api/v1/practices/clinic-a", json={"name": "Clinic A", "ledger": {"kind": "builtin"},
+                                                           "enabled": True})
+    assert r.status_code == 200, r.text
+    for ehr in ("EHR-1", "EHR-2"):
+        r = await api.put(f"/api/v1/practices/clinic-a/ehr-patients/{ehr}", json={})
+        assert r.status_code == 200, r.text
+    return "clinic-a"

@@ -1,38 +1,45 @@
-"""Who is calling, once per request, and what it may reach (contract section 6).
+"""What the routes share: who is calling, and what it may reach (contract section 6).
 
-``authenticate`` is a dependency of every ``/api/v1`` router: it resolves the key (401 for none,
-429 for an address that keeps sending unknown keys, counted in the database every API process
-shares), refuses at once a practice outside the key's scope that the call names (in its path, its
-query or its JSON body: 404, as for a practice that is not set up, before the role or the body's
-validity is looked at), and hands the route the application narrowed to that key
-(``request.state.scoped``), the only one a route can reach. ``AccessLog`` writes one line per call.
+``authenticate`` is a dependency of every ``/api/v1`` route (``paypost.api.app`` puts it on the
+router they are all included in): it resolves the key (401 for none, 429 for an address that keeps
+sending unknown keys, counted in the database every API process shares), refuses at once a practice
+outside the key's scope that the call names (in its path, its query or its JSON body: 404, as for a
+practice that is not set up, before the role or the body's validity is looked at), and hands the
+route the application narrowed to that key (``Caller``), the only one a route can reach. ``Unscoped``
+is the whole application, for the few calls that need no key (health, readiness, metrics).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import time
 from typing import Annotated, Any
 
 import orjson
-import structlog
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paypost.api.errors import ApiError
-from paypost.domain.access import EVERY_PRACTICE, Principal
+from paypost.domain.access import EVERY_PRACTICE
 from paypost.domain.access_trail import Via
 from paypost.domain.alerts import practice_named_by
 from paypost.handlers.application import Application
 from paypost.handlers.keys import TooManyFailures, UnknownKey
 from paypost.handlers.tenancy import ScopedApplication
+from paypost.schemas.api.common import ErrorOut
+from paypost.schemas.types import PRACTICE_ID_PATTERN
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 bearer = HTTPBearer(auto_error=False, description="An API key: PAYPOST_API_TOKENS, or made with POST /api-keys")
-access_log = structlog.get_logger("paypost.access")
 
-STREAM_PATH = "/api/v1/events/stream"  # EventSource cannot send headers: its token comes as ?access_token=
+API_V1 = "/api/v1"  # every route module's prefix (the access log names a route by its whole path)
+STREAM_PATH = f"{API_V1}/events/stream"  # EventSource cannot send headers: its token comes as ?access_token=
+
+# The error answers every /api/v1 route documents; a route that can also conflict adds CONFLICT.
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 422, 429)}
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorOut}}
+
+PracticeId = Annotated[str, Path(pattern=PRACTICE_ID_PATTERN, description="A practice id")]
+AnyId = Annotated[str, Path(min_length=1, max_length=128)]
 
 
 def _token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
@@ -123,44 +130,10 @@ async def named_practices(request: Request) -> list[str]:
 Caller = Annotated[ScopedApplication, Depends(authenticate)]
 
 
-def principal(request: Request) -> Principal:
-    scoped: ScopedApplication = request.state.scoped
-    return scoped.who
+def unscoped(request: Request) -> Application:
+    """The whole application: only for the calls that need no key (health, readiness, metrics)."""
+    application: Application = request.app.state.application
+    return application
 
 
-class AccessLog:
-    """One line per API call: key name, role, method, route, practice, status, duration.
-
-    Never a token, a query string or a body: the route is the path template, the practice is the
-    one the call named (in its path, its query or its body, as the scope check saw it).
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not str(scope.get("path", "")).startswith("/api/"):
-            await self.app(scope, receive, send)
-            return
-        state: dict[str, Any] = scope.setdefault("state", {})
-        started = time.perf_counter()
-        status = 500
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            scoped: ScopedApplication | None = state.get("scoped")
-            route = scope.get("route")
-            named = scoped.guard.named if scoped is not None else []
-            access_log.info(
-                "api_call", key=scoped.who.name if scoped else None, role=scoped.who.role.value if scoped else None,
-                method=scope.get("method"), route=getattr(route, "path", None) or "unmatched",
-                practice=named[0] if named else None, status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 1),
-            )
+Unscoped = Annotated[Application, Depends(unscoped)]

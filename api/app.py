@@ -1,0 +1,85 @@
+"""The HTTP API, base path ``/api/v1`` (contract section 3): the app, assembled from one router per resource."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from paypost.api import errors
+from paypost.api.access_log import AccessLog
+from paypost.api.deps import ERRORS, IPNetwork, authenticate
+from paypost.api.routes import (
+    access_log,
+    alerts,
+    changes,
+    events,
+    health,
+    keys,
+    legal_hold,
+    mappings,
+    patients,
+    postings,
+    practices,
+    transfers,
+    triage,
+)
+from paypost.handlers.application import Application
+from paypost.schemas import PAYPOST_VERSION
+
+CONSOLE = Path(__file__).with_name("console")
+
+# Every route of these gets its caller's scoped application (deps.authenticate): none can reach a
+# handler unscoped, or forget the check. The order is the order requests are matched in.
+api = APIRouter(dependencies=[Depends(authenticate)], responses=ERRORS)
+for resource in (practices, patients, mappings, postings, changes, transfers, alerts, triage, keys, events,
+                 access_log, legal_hold):  # the last two: contract section 12
+    api.include_router(resource.router)
+
+
+def create_app(
+    application: Application, asyncapi: Callable[[], str], *,
+    on_start: Callable[[], Awaitable[None]] | None = None,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+    key_check_every: float = 5.0,
+    trusted_proxies: list[IPNetwork] | None = None,
+) -> FastAPI:
+    """The ASGI app over ``application``'s handlers (its ``keys`` say who holds which token);
+    ``asyncapi`` writes the AsyncAPI document of the broker's side.
+
+    ``on_start`` and ``on_stop`` run in the app's lifespan (the composition root starts and stops
+    the consumers there: uvicorn re-raises SIGTERM after serve() returns, so clean-up belongs here).
+    ``key_check_every``: how often, in seconds, an open live feed checks that its key still holds.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if on_start is not None:
+            await on_start()
+        try:
+            yield
+        finally:
+            if on_stop is not None:
+                await on_stop()
+
+    app = FastAPI(title="paypost", version=PAYPOST_VERSION, lifespan=lifespan,
+                  openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
+    app.state.application = application
+    app.state.asyncapi = asyncapi
+    app.state.key_check_every = key_check_every
+    app.state.trusted_proxies = trusted_proxies or []  # PAYPOST_TRUSTED_PROXIES: whose X-Forwarded-For is believed
+    errors.install(app)
+    app.include_router(api)
+    app.include_router(health.router)
+    app.add_middleware(AccessLog)
+    app.mount("/console", StaticFiles(directory=CONSOLE), name="console")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(CONSOLE / "index.html")
+
+    return app

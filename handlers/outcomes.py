@@ -1,0 +1,152 @@
+"""A posting's outcome, recorded and announced in one place: written first, then its domain events
+published, and what could not be published noted as owed.
+
+The posting service (``handlers/posting.py``) decides what a delivery's outcome is; this records it.
+An outcome is durable before its events: if they cannot all be sent (the broker went away between
+the outcome and its event), the posting is marked as owing its outcome's event, in the database,
+and the error goes up: the delivery is not settled, so it is handled again, in this process or,
+redelivered, in any other, which finds the mark and announces the outcome instead of taking the
+delivery for a duplicate. No worker keeps this to itself. At least once: a dashboard may see such
+an event twice. What cannot be marked (the database is away too, or an event that is not an
+outcome's) is kept in memory for this process's next try.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+import structlog
+
+from paypost.domain.events import Event, PostingFailed, PostingLoaded, PostingRetried, owed_as, owed_event
+from paypost.domain.model import LoadStatus
+from paypost.domain.ports.postings import PostingStore
+from paypost.domain.posting import Attempt, AuditEntry, KeptMessage, Posting, PostingKey
+from paypost.handlers.messagebus import MessageBus
+
+log = structlog.get_logger("paypost.outcomes")
+
+# Announcements kept in memory at most: a delivery that never comes back to this process (another
+# took it) must not hold memory for ever. Without an outage of both services there are none.
+MAX_UNANNOUNCED = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class First:
+    """A new posting that has no row yet: its message and its "received" entry, written with its
+    outcome (``PostingService._posts_with_its_row``)."""
+
+    message: KeptMessage
+    received: AuditEntry
+
+
+class Written(enum.Enum):
+    """What became of an outcome handed to ``OutcomeRecorder.finished``."""
+
+    RECORDED = "recorded"  # written, and its events published
+    MOVED_ON = "moved_on"  # the posting was no longer in flight: nothing written, nothing announced
+    RACED = "raced"  # a first write: another delivery of the same posting wrote its row first
+
+
+class OutcomeRecorder:
+    """Records each outcome of a posting and announces it; notes what it still owes."""
+
+    def __init__(self, postings: PostingStore, bus: MessageBus, bound: int = MAX_UNANNOUNCED) -> None:
+        self._postings = postings
+        self._bus = bus
+        self._bound = bound
+        self._owed: dict[PostingKey, tuple[Event, ...]] = {}
+
+    async def finished(self, posting: Posting, finished: Posting, attempt: Attempt, *, first: First | None = None,
+                       entry_id: str | None = None, already_posted: bool = False) -> Written:
+        """Write ``finished`` (``posting`` LOADED or FAILED, by ``attempt``), then announce it.
+
+        ``first``: the posting has no row yet, and this outcome is its first write."""
+        if not await self._write(posting, finished, attempt, first, entry_id):
+            return Written.RACED if first is not None else Written.MOVED_ON
+        if finished.load_status is LoadStatus.LOADED:
+            log.info("posting_loaded", posting=str(posting.key), duration_ms=attempt.duration_ms,
+                     already_posted=already_posted)
+            # A HELD posting may have been a retry: its task, if it has one, resolves.
+            had_failed = posting.load_status in (LoadStatus.RETRYING, LoadStatus.HELD)
+            await self.announce(posting.key, PostingLoaded(finished, had_failed=had_failed))
+        else:
+            assert finished.load_error is not None
+            log.info("posting_failed", posting=str(posting.key), error_code=finished.load_error.code.value)
+            await self.announce(posting.key, PostingFailed(finished))
+        return Written.RECORDED
+
+    async def _write(self, posting: Posting, finished: Posting, attempt: Attempt, first: First | None,
+                     entry_id: str | None) -> bool:
+        if first is not None:
+            return await self._postings.insert_finished(finished, first.message, first.received, attempt, entry_id)
+        if finished.load_status is LoadStatus.LOADED:
+            assert finished.ehr_patient_id is not None and entry_id is not None
+            return await self._postings.record_loaded(posting.key, attempt, finished.ehr_patient_id, entry_id,
+                                                      finished.patient_account_id)
+        assert finished.load_error is not None
+        return await self._postings.record_failed(posting.key, attempt, finished.load_error,
+                                                  finished.ehr_patient_id, finished.patient_account_id,
+                                                  posting.refunded_payment_id)
+
+    async def retried(self, fresh: Posting, message: KeptMessage, correction: AuditEntry, *,
+                      replays: int) -> Posting | None:
+        """A FAILED posting republished with a new body becomes RETRYING, announced; None if it was not FAILED."""
+        if not await self._postings.claim_for_replay(fresh, message, correction):
+            return None
+        retrying = replace(fresh, load_status=LoadStatus.RETRYING, replays=replays)
+        await self.announce(fresh.key, PostingRetried(retrying, correction))
+        return retrying
+
+    async def unreadable(self, posting: Posting, message: KeptMessage, audit: AuditEntry) -> PostingKey:
+        """Keep an unreadable message as a FAILED row of its own, announced; seen before (a redelivery,
+        or back from the dead-letter queue), only what its first time still owes is announced."""
+        key, created = await self._postings.insert_unreadable(posting, message, audit)
+        if not created:
+            seen = await self._postings.get(key)
+            if seen is not None:
+                await self.settle_owed(seen)
+            return key
+        assert posting.load_error is not None
+        log.warning("message_unreadable", posting=str(key), error_code=posting.load_error.code.value,
+                    routing_key=message.routing_key[:100])
+        await self.announce(key, PostingFailed(replace(posting, key=key)))
+        return key
+
+    async def announce(self, key: PostingKey, *events: Event) -> None:
+        """Publish the events of ``key``'s outcome; if that fails they are owed, and the error raised."""
+        try:
+            await self._bus.publish(*events)
+        except BaseException:
+            await self._owe(key, events)
+            raise
+
+    async def _owe(self, key: PostingKey, events: tuple[Event, ...]) -> None:
+        owed = [kind for kind in map(owed_as, events) if kind is not None]
+        if len(owed) == len(events) == 1:
+            try:
+                await self._postings.owe_announcement(key, owed[0])
+                return
+            except Exception as exc:  # noqa: BLE001 - the database is away too: kept here instead
+                log.warning("announcement_kept_in_memory", posting=str(key), error=type(exc).__name__)
+        if len(self._owed) >= self._bound and key not in self._owed:
+            dropped = next(iter(self._owed))
+            del self._owed[dropped]
+            log.error("announcement_dropped", posting=str(dropped), kept=self._bound)
+        self._owed[key] = events
+
+    async def settle_owed(self, posting: Posting) -> bool:
+        """Announce what ``posting`` still owes, if anything; whether something was owed (and is now sent)."""
+        noted = owed_event(posting)
+        events = (noted,) if noted is not None else self._owed.pop(posting.key, None)
+        if events is None:
+            return False
+        log.info("outcome_announced_late", posting=str(posting.key))
+        await self.announce(posting.key, *events)
+        if noted is not None:
+            await self._postings.announced(posting.key)
+        return True
+
+    def owes(self, posting: Posting) -> bool:
+        """Whether the posting's outcome is durable but not yet announced (the broker was away)."""
+        return posting.announcement_owed is not None or posting.key in self._owed

@@ -1,0 +1,38 @@
+"""``/alerts``: office tasks and patient flags, and their snoozes."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from paypost.schemas.api.common import Body
+
+
+class SnoozeIn(Body):
+    until: AwareDatetime
+    reason: str = Field(min_length=1, max_length=2000, pattern=r"\S")
+
+
+class AlertOut(BaseModel):
+    alert_id: str
+    kind: Literal["task", "patient"]
+    practice_id: str
+    patient_account_id: str | None
+    payment_id: str | None
+    state: Literal["open", "escalated", "resolved"]
+    opened_at: str
+    resolved_at: str | None
+    escalated_at: str | None
+    title: str | None = None  # (1.1) as the office reads it in its practice-management system
+    detail: str | None = None
+    # (1.1) where it stands in the practice's system: pending, sent, waiting_for_mapping or not_sent
+    delivery: Literal["pending", "sent", "waiting_for_mapping", "not_sent"] | None = None
+    delivery_error: str | None = None
+    snoozed_until: str | None = None  # not escalated before then
+    snooze_reason: str | None = None
+    snoozed_by: str | None = None
+
+
+class AlertPage(BaseModel):
+    items: list[AlertOut]

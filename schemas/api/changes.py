@@ -1,0 +1,77 @@
+"""``/postings/changes`` and ``/operations``: Save Changes (retry and clear, by payment or by failure
+group, with its dry run and canary) and the operation that follows it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from paypost.schemas.api.common import Body
+from paypost.schemas.types import Identifier
+
+
+class ClearIn(Body):
+    payment_id: Identifier
+    reason: str = Field(max_length=2000)
+    manual_reference: str | None = Field(default=None, max_length=200)
+
+
+class ClearGroupIn(Body):
+    group_id: Identifier
+    reason: str = Field(max_length=2000)
+    manual_reference: str | None = Field(default=None, max_length=200)
+
+
+class ChangesIn(Body):
+    practice_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    retry: list[Identifier] = Field(default_factory=list, max_length=50_000)
+    clear: list[ClearIn] = Field(default_factory=list, max_length=50_000)
+    retry_groups: list[Identifier] = Field(default_factory=list, max_length=1000)
+    clear_groups: list[ClearGroupIn] = Field(default_factory=list, max_length=1000)
+    canary: int | None = Field(default=None, ge=1, le=1000,
+                               description="replay the first k retries, and the rest only if every one loads")
+
+
+class OperationAccepted(BaseModel):
+    operation_id: str
+
+
+class OperationItemOut(BaseModel):
+    payment_id: str
+    action: Literal["retry", "clear"]
+    result: Literal["retried", "cleared", "unchanged", "rejected"] | None
+    message: str | None
+
+
+class CanaryOut(BaseModel):
+    size: int
+    state: Literal["waiting", "passed", "stopped"]
+    payment_ids: list[str]
+
+
+class OperationOut(BaseModel):
+    operation_id: str
+    practice_id: str
+    actor: str
+    status: Literal["pending", "running", "completed"]
+    total: int
+    done: int
+    items: list[OperationItemOut]
+    created_at: str
+    canary: CanaryOut | None = None
+    message: str | None = None  # why the operation stopped short (a canary that did not load)
+
+
+class PreviewItemOut(BaseModel):
+    payment_id: str
+    action: Literal["retry", "clear"]
+    result: Literal["retried", "cleared", "unchanged", "rejected"]
+    message: str
+
+
+class PreviewOut(BaseModel):
+    """A dry run of Save Changes: what each item would become now; nothing was changed."""
+
+    total: int
+    items: list[PreviewItemOut]

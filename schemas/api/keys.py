@@ -1,0 +1,53 @@
+"""``/api-keys`` (admin) and ``/whoami``: who holds which key (contract section 6)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+from paypost.domain.access import EVERY_PRACTICE
+from paypost.schemas.types import PRACTICE_ID_PATTERN
+
+
+def _practice_or_every(value: str) -> str:
+    if value != EVERY_PRACTICE and not re.fullmatch(PRACTICE_ID_PATTERN, value):
+        raise ValueError(f"{value!r} is not a practice id (or * for every practice)")
+    return value
+
+
+class ApiKeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f:,]+$")]
+    role: Literal["viewer", "operator", "admin"]
+    practices: Annotated[list[Annotated[str, AfterValidator(_practice_or_every)]],
+                         Field(min_length=1, max_length=1000)]
+    expires_at: AwareDatetime | None = None
+
+
+class ApiKeyOut(BaseModel):
+    key_id: str
+    name: str
+    role: str
+    practices: list[str]
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    token: str = Field(description="Shown in this answer only: paypost keeps its hash alone")
+
+
+class ApiKeyList(BaseModel):
+    items: list[ApiKeyOut]
+
+
+class WhoAmI(BaseModel):
+    name: str
+    role: str
+    practices: list[str]
