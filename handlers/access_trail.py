@@ -7,7 +7,7 @@ path. Reading the trail is for admins, within their scope.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -55,7 +55,7 @@ class AccessTrail:
         self._record(who, via, action, seen or {practice_id: _Seen()}, filters)
 
     async def exported(self, who: Principal, via: Via, rows: AsyncIterator[Record], practice_id: str | None,
-                       filters: Mapping[str, str]) -> AsyncIterator[Record]:
+                       filters: Mapping[str, str]) -> AsyncGenerator[Record, None]:
         """``rows`` as they stream out, recorded once the export ends (or is cut off: what was sent)."""
         seen: dict[str | None, _Seen] = {}
         try:

@@ -3,14 +3,16 @@ and what an export of the seals' heads says of a chain."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from paypost.domain.access import Principal, Role, Scope
-from paypost.domain.access_trail import LISTED_IDS_MAX, Retention, Via, access_entry
+from paypost.domain.access_trail import LISTED_IDS_MAX, AccessEntry, AccessQuery, Retention, Via, access_entry
 from paypost.domain.audit_chain import AuditKeyError, AuditKeys, compare_heads, record_hash
+from paypost.handlers.access_trail import AccessTrail
 from paypost.infra.runtime.settings import Settings
 
 WHO = Principal("ann", Role.OPERATOR, Scope.of(["clinic-a"]), key_id="key_1")
@@ -84,3 +86,54 @@ def test_the_audit_key_and_the_trusted_proxies_are_settings(tmp_path: Path, monk
     with pytest.raises(ValueError, match="at least 32 characters") as refused:
         Settings(audit_key="tiny-key-value")
     assert "tiny-key-value" not in str(refused.value)  # a setting's error never shows the secret
+
+
+class Kept:
+    """The access trail's port, keeping what it is given (the MongoDB adapter is tested in
+    tests/integration/test_access_trail.py)."""
+
+    def __init__(self) -> None:
+        self.entries: list[AccessEntry] = []
+
+    def record(self, entry: AccessEntry) -> None:
+        self.entries.append(entry)
+
+    async def page(self, query: AccessQuery, scope: Scope, limit: int,
+                   cursor: str | None) -> tuple[list[dict[str, object]], str | None]:
+        return [], None
+
+
+def test_an_answer_across_practices_is_one_entry_each_and_a_search_keeps_only_its_count() -> None:
+    kept = Kept()
+    trail = AccessTrail(kept, clock=lambda: AT)
+    via = Via("10.0.0.9", "/api/v1/postings")
+    rows = [{"practice_id": "clinic-a", "payment_id": "p1", "patient_account_id": "acct-1"},
+            {"practice_id": "clinic-b", "payment_id": "p2", "patient_account_id": "acct-2"},
+            {"practice_id": "clinic-a", "payment_id": "p3", "patient_account_id": "acct-1"}]
+    trail.shown(WHO, via, "read", rows, None, {"status": "LOADED"})
+    by_practice = {e.practice_id: e for e in kept.entries}
+    assert set(by_practice) == {"clinic-a", "clinic-b"}
+    assert (by_practice["clinic-a"].payment_ids, by_practice["clinic-a"].patient_account_ids) == \
+        (("p1", "p3"), ("acct-1",))
+    assert by_practice["clinic-b"].count == 1 and by_practice["clinic-b"].filters == {"status": "LOADED"}
+
+    kept.entries.clear()
+    trail.shown(WHO, via, "search", [{} for _ in range(7)], "clinic-a", {"practice_id": "clinic-a"})
+    [search] = kept.entries
+    assert (search.action, search.count, search.payment_ids, search.practice_id) == ("search", 7, (), "clinic-a")
+
+
+async def test_an_export_is_recorded_once_it_ends_even_when_cut_off() -> None:
+    kept = Kept()
+    trail = AccessTrail(kept, clock=lambda: AT)
+
+    async def rows() -> AsyncIterator[dict[str, object]]:
+        for n in range(5):
+            yield {"practice_id": "clinic-a", "payment_id": f"p{n}"}
+
+    stream = trail.exported(WHO, Via(), rows(), "clinic-a", {"practice_id": "clinic-a"})
+    taken = [await anext(stream), await anext(stream)]
+    assert len(taken) == 2 and kept.entries == []  # nothing recorded while it streams
+    await stream.aclose()  # the client went away after two rows
+    [entry] = kept.entries
+    assert (entry.action, entry.count, entry.payment_ids) == ("export", 2, ("p0", "p1"))
