@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
+from pydantic import SecretStr
 
 from paypost.domain.access_trail import AccessEntry, AccessQuery
 from paypost.domain.model import LoadStatus, PostingKind
@@ -88,7 +89,7 @@ async def measure(mongodb_uri: str, amqp_url: str, postings: int, requests: int,
     from paypost.infra.runtime.settings import Settings
 
     settings = Settings(amqp_url=amqp_url, mongodb_uri=mongodb_uri, mongodb_db=f"bench_{uuid.uuid4().hex[:8]}",
-                        api_tokens="bench-token:operator:bench", audit_sealer="inline", log_level="WARNING")
+                        api_tokens=SecretStr("bench-token:operator:bench"), audit_sealer="inline", log_level="WARNING")
     paypost = Paypost(settings)
     await paypost.start(consume=False)  # indexes, and the access trail's writer
     try:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from paypost.domain.access import Principal, Role, Scope
 from paypost.domain.access_trail import LISTED_IDS_MAX, AccessEntry, AccessQuery, Retention, Via, access_entry
@@ -78,13 +79,13 @@ def test_the_audit_key_and_the_trusted_proxies_are_settings(tmp_path: Path, monk
     settings = Settings()
     assert settings.audit_keys is not None and settings.audit_keys.signing_id == AuditKeys(KEY_B).signing_id
     assert [str(n) for n in settings.proxies] == ["10.0.0.0/8", "192.0.2.1/32"]
-    assert Settings(audit_key="").audit_keys is None
+    assert Settings(audit_key=SecretStr("")).audit_keys is None
     monkeypatch.setenv("PAYPOST_TRUSTED_PROXIES", "10.0.0.0/8,not-a-net")
     with pytest.raises(ValueError, match="'not-a-net' is not an address or a CIDR"):
         Settings()
     monkeypatch.delenv("PAYPOST_TRUSTED_PROXIES")
     with pytest.raises(ValueError, match="at least 32 characters") as refused:
-        Settings(audit_key="tiny-key-value")
+        Settings(audit_key=SecretStr("tiny-key-value"))
     assert "tiny-key-value" not in str(refused.value)  # a setting's error never shows the secret
 
 
