@@ -12,14 +12,16 @@ from fastapi.staticfiles import StaticFiles
 
 from paypost.api import errors
 from paypost.api.access_log import AccessLog
-from paypost.api.deps import ERRORS, authenticate
+from paypost.api.deps import ERRORS, IPNetwork, authenticate
 from paypost.api.routes import (
+    access_log,
     alerts,
     changes,
     deposits,
     events,
     health,
     keys,
+    legal_hold,
     mappings,
     patients,
     periods,
@@ -38,7 +40,7 @@ CONSOLE = Path(__file__).with_name("console")
 # handler unscoped, or forget the check. The order is the order requests are matched in.
 api = APIRouter(dependencies=[Depends(authenticate)], responses=ERRORS)
 for resource in (practices, patients, mappings, postings, changes, transfers, deposits, periods, alerts, triage,
-                 keys, events):
+                 keys, events, access_log, legal_hold):  # the last two: contract section 12
     api.include_router(resource.router)
 
 
@@ -47,6 +49,7 @@ def create_app(
     on_start: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
     key_check_every: float = 5.0,
+    trusted_proxies: list[IPNetwork] | None = None,
 ) -> FastAPI:
     """The ASGI app over ``application``'s handlers (its ``keys`` say who holds which token);
     ``asyncapi`` writes the AsyncAPI document of the broker's side.
@@ -73,6 +76,7 @@ def create_app(
     app.state.application = application
     app.state.asyncapi = asyncapi
     app.state.key_check_every = key_check_every
+    app.state.trusted_proxies = trusted_proxies or []  # PAYPOST_TRUSTED_PROXIES: whose X-Forwarded-For is believed
     errors.install(app)
     app.include_router(api)
     app.include_router(health.router)

@@ -14,6 +14,7 @@ from paypost.cli import (
     keys,
     maintenance,
     month_end,
+    patient_data,
     publish,
     report,
     run,
@@ -38,6 +39,8 @@ app.command()(watch.watch)
 app.command()(month_end.deposits)
 app.command()(month_end.aging)
 app.command()(bench.bench)
+app.command("access-log")(patient_data.access_log)
+app.command()(patient_data.purge)
 
 app.add_typer(keys.keys, name="api-keys")
 
@@ -50,6 +53,7 @@ period.command("close")(month_end.period_close)
 audit = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 app.add_typer(audit, name="audit")
 audit.command("verify")(maintenance.audit_verify)
+audit.command("export")(patient_data.audit_export)
 
 dashboard = typer.Typer(help="RabbitMQ users that read one practice's events (contract section 6).",
                          no_args_is_help=True)

@@ -29,6 +29,7 @@ from paypost.domain.ports import (
     maintenance,
     operations,
     outages,
+    patient_data,
     postings,
     practices,
     transfers,
@@ -38,6 +39,7 @@ from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
 from paypost.infra.ledgers.hosts import HostPolicy
 from paypost.infra.ledgers.http import HttpLedger, HttpLedgers, LedgerEvidence
 from paypost.infra.ledgers.secrets import SecretBox
+from paypost.infra.mongo.access_log import MongoAccessLog
 from paypost.infra.mongo.alerts import MongoAlertOutbox, MongoAlertStore
 from paypost.infra.mongo.api_keys import MongoApiKeyStore
 from paypost.infra.mongo.audit_seals import AuditSealer
@@ -52,6 +54,7 @@ from paypost.infra.mongo.operations import MongoOperationStore
 from paypost.infra.mongo.outages import MongoOutageStore
 from paypost.infra.mongo.postings import MongoPostingCommands, MongoPostingStore
 from paypost.infra.mongo.reports import PostingReport
+from paypost.infra.mongo.retention import MongoRetention
 from paypost.infra.mongo.transfers import MongoTransferStore
 from paypost.infra.rabbit.broker import BasicPublisher, FramedPublisher
 from paypost.infra.rabbit.event_hub import EventHub
@@ -88,6 +91,8 @@ WIRED: list[tuple[type[Any], type[Any]]] = [
     (events.EventFeed, EventHub),
     (maintenance.Readiness, ServiceReadiness),
     (maintenance.AuditTrail, AuditSealer),
+    (patient_data.AccessEntries, MongoAccessLog),
+    (patient_data.RetentionStore, MongoRetention),
     (maintenance.SealedSecrets, MongoSealedSecrets),
     (access.ApiKeyStore, MongoApiKeyStore),
     (access.FailedKeyCounts, MongoFailedKeyCounts),
