@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -16,6 +16,7 @@ from paypost.api.deps import API_V1, CONFLICT, Caller, PracticeId
 from paypost.api.errors import ApiError
 from paypost.api.routes.deposits import month_end
 from paypost.domain.periods import CSV_COLUMNS, PeriodClosed, PeriodError, PeriodNotReady, Total, csv_fields
+from paypost.domain.ports import Record
 from paypost.handlers.periods import Month
 from paypost.schemas.api.deposits import CloseIn, PeriodOut
 
@@ -69,15 +70,23 @@ async def get_period(practice_id: PracticeId, month: str, app: Caller) -> Any:
         found = await month_end(app).month(practice_id, _month(month))
     except PeriodError as exc:
         raise ApiError(400, "invalid_month", str(exc)) from exc
+    filters = {"practice_id": practice_id, "month": _month(month)}
     if not month.endswith(".csv"):
-        return period_out(practice_id, found)
+        shown = period_out(practice_id, found)
+        app.access.read([{"practice_id": practice_id, "payment_id": p} for p in shown["late_payment_ids"]], filters)
+        return shown
+    rows = sorted(found.rows, key=lambda r: (r.occurred_at, r.payment_id))
 
-    def lines() -> Iterator[str]:
+    async def each() -> AsyncIterator[Record]:
+        for row in rows:
+            yield {"practice_id": practice_id, "payment_id": row.payment_id, "row": row}
+
+    async def lines() -> AsyncIterator[str]:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
-        for row in sorted(found.rows, key=lambda r: (r.occurred_at, r.payment_id)):
-            writer.writerow(csv_fields(row))
+        async for item in app.access.export(each(), filters):  # recorded in the access trail when it ends
+            writer.writerow(csv_fields(item["row"]))
             if buffer.tell() > 65_536:
                 yield buffer.getvalue()
                 buffer.seek(0)
@@ -85,8 +94,9 @@ async def get_period(practice_id: PracticeId, month: str, app: Caller) -> Any:
         yield buffer.getvalue()
 
     name = f"{practice_id}-{_month(month)}.csv"
-    return StreamingResponse(lines(), media_type="text/csv",
-                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return StreamingResponse(lines(), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{name}"',
+                                      "Cache-Control": "no-store"})
 
 
 @router.post("/practices/{practice_id}/periods/{month}/close", response_model=PeriodOut, responses=CONFLICT)
