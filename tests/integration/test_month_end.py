@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from typing import Any
 
@@ -61,7 +62,7 @@ async def transfers_in(upstream: Upstream, api: httpx.AsyncClient, *transfers: t
     for tid, gross, fees in transfers:
         await upstream.send("transfer.settled", settled(tid, [], gross, fees, "2026-10-20T12:00:00+00:00"))
     for tid, _, _ in transfers:
-        await wait_for(lambda t=tid: _transfer_known(api, t))  # type: ignore[misc]
+        await wait_for(functools.partial(_transfer_known, api, tid))
 
 
 async def _transfer_known(api: httpx.AsyncClient, tid: str) -> bool:
