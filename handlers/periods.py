@@ -84,7 +84,6 @@ class Periods:
             "audit": [{"at": self._clock(), "actor": actor, "action": "close", "reason": reason if force else note,
                        "detail": f"{len(current.rows)} rows, net {r.net_amount}, digest {digest(current.rows)}"
                                  + (f"; forced past {len(r.blockers)} blockers" if force else "")}],
-            "late": [],
         }
         if not await self._store.record_close(practice_id, month, record):
             raise PeriodClosed(f"{month} is closed already.")

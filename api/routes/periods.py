@@ -33,7 +33,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if k != "_id"}
+        return {k: _plain(v) for k, v in value.items() if k not in ("_id", "sealed")}
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value

@@ -33,6 +33,7 @@ from paypost.infra.mongo.alerts import alert_from, outbox_fields, state_fields
 from paypost.infra.mongo.database import Collections, Doc
 from paypost.infra.mongo.postings import audit_doc
 
+PERIOD_CLOSES = "period_closes"
 WAITING = [DepositStatus.UNMATCHED.value, DepositStatus.AMBIGUOUS.value]
 REVERSAL_TASK_KINDS = ("return", "chargeback")
 
@@ -226,7 +227,9 @@ class MongoPeriods:
         self._transfers = collections.transfers
         self._deposits = collections._c("deposits")
         self._alerts = collections.alerts
-        self._periods = collections._c("periods")
+        # A close is a record sealed into the audit chain beside the access trail (infra/mongo/audit_seals.py,
+        # kind ``period``): written once, never changed, ``sealed: false`` until a seal covers it.
+        self._periods = collections._c(PERIOD_CLOSES)
 
     async def ensure_indexes(self) -> None:
         await self._postings.create_indexes([
@@ -281,7 +284,7 @@ class MongoPeriods:
     async def record_close(self, practice_id: str, month: str, record: Record) -> bool:
         try:
             await self._periods.insert_one({"_id": _id(practice_id, month), "practice_id": practice_id,
-                                            "month": month, **record})
+                                            "month": month, **record, "sealed": False})
         except DuplicateKeyError:
             return False
         return True
@@ -294,8 +297,6 @@ class MongoPeriods:
             {"_id": _id(practice_id, payment_id), "late_for_closed_period": {"$ne": True}},
             {"$set": {"late_for_closed_period": True, "late_for_month": month, "audit_dirty": True},
              "$push": {"audit": audit_doc(audit)}})
-        if result.modified_count == 1:
-            await self._periods.update_one({"_id": _id(practice_id, month)}, {"$addToSet": {"late": payment_id}})
         return result.modified_count == 1
 
     async def late_ids(self, practice_id: str, payment_ids: Sequence[str]) -> set[str]:

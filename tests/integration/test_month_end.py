@@ -6,6 +6,7 @@ import asyncio
 import functools
 import uuid
 from typing import Any
+from unittest.mock import ANY
 
 import aio_pika
 import httpx
@@ -183,6 +184,13 @@ async def test_a_month_becomes_ready_is_refused_then_forced_and_a_late_payment_i
     assert closed["forced"] is True and closed["closed_by"] == "alice" and closed["rows"] == 2
     assert len(closed["digest"]) == 64 and closed["audit"][0]["action"] == "close"
     assert (await api.post(f"{month}/close", json={"note": "again"})).status_code == 409
+    # The close is a record of the sealed audit chain: sealed once, and verified unaltered.
+    await paypost.sealer.seal_all()
+    seals = paypost.collections.db.get_collection("audit_seals")
+    assert [r async for s in seals.find({"records.kind": "period"}) for r in s["records"] if r["kind"] == "period"] \
+        == [{"kind": "period", "id": f"{P}/2026-10", "hash": ANY}]
+    verified = await paypost.sealer.verify()
+    assert verified.problems == [] and verified.records >= 1
     csv_text = (await api.get(f"{month}.csv")).text
     assert csv_text.splitlines()[0].startswith("payment_id,kind,method,amount") and len(csv_text.splitlines()) == 3
     assert "acct-" not in csv_text  # no patient account in the export
