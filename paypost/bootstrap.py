@@ -20,8 +20,8 @@ from paypost.api.routes.health import router as health
 from paypost.api.security import SecurityHeaders
 from paypost.consumers.subscribers import intake_consumers, register
 from paypost.domain.access import Principal, Role, Scope, token_hash
-from paypost.domain.alerts import Alert
 from paypost.domain.access_trail import Retention
+from paypost.domain.alerts import Alert
 from paypost.domain.events import PostingCleared, PostingFailed, PostingHeld, PostingLoaded, PostingRetried
 from paypost.domain.patient_ref import use_key as use_patient_ref_key
 from paypost.domain.ports.events import Publish
