@@ -12,13 +12,15 @@ from fastapi.staticfiles import StaticFiles
 
 from paypost.api import errors
 from paypost.api.access_log import AccessLog
-from paypost.api.deps import ERRORS, authenticate
+from paypost.api.deps import ERRORS, IPNetwork, authenticate
 from paypost.api.routes import (
+    access_log,
     alerts,
     changes,
     events,
     health,
     keys,
+    legal_hold,
     mappings,
     patients,
     postings,
@@ -26,6 +28,7 @@ from paypost.api.routes import (
     transfers,
     triage,
 )
+from paypost.api.security import SecurityHeaders
 from paypost.handlers.application import Application
 from paypost.schemas import PAYPOST_VERSION
 
@@ -34,7 +37,8 @@ CONSOLE = Path(__file__).with_name("console")
 # Every route of these gets its caller's scoped application (deps.authenticate): none can reach a
 # handler unscoped, or forget the check. The order is the order requests are matched in.
 api = APIRouter(dependencies=[Depends(authenticate)], responses=ERRORS)
-for resource in (practices, patients, mappings, postings, changes, transfers, alerts, triage, keys, events):
+for resource in (practices, patients, mappings, postings, changes, transfers, alerts, triage, keys, events,
+                 access_log, legal_hold):  # the last two: contract section 12
     api.include_router(resource.router)
 
 
@@ -43,6 +47,7 @@ def create_app(
     on_start: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
     key_check_every: float = 5.0,
+    trusted_proxies: list[IPNetwork] | None = None,
 ) -> FastAPI:
     """The ASGI app over ``application``'s handlers (its ``keys`` say who holds which token);
     ``asyncapi`` writes the AsyncAPI document of the broker's side.
@@ -63,14 +68,18 @@ def create_app(
                 await on_stop()
 
     app = FastAPI(title="paypost", version=PAYPOST_VERSION, lifespan=lifespan,
-                  openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
+                  # No docs page: FastAPI's loads its script from a public CDN and runs inline script the
+                  # Content-Security-Policy refuses (contract section 12). The OpenAPI document is served.
+                  openapi_url="/api/v1/openapi.json", docs_url=None, redoc_url=None)
     app.state.application = application
     app.state.asyncapi = asyncapi
     app.state.key_check_every = key_check_every
+    app.state.trusted_proxies = trusted_proxies or []  # PAYPOST_TRUSTED_PROXIES: whose X-Forwarded-For is believed
     errors.install(app)
     app.include_router(api)
     app.include_router(health.router)
     app.add_middleware(AccessLog)
+    app.add_middleware(SecurityHeaders)
     app.mount("/console", StaticFiles(directory=CONSOLE), name="console")
 
     @app.get("/", include_in_schema=False)

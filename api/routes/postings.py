@@ -48,7 +48,8 @@ async def list_postings(
 ) -> dict[str, Any]:
     """The Merchant Transfers report rows, newest first, paged."""
     docs, next_cursor = await app.reports.page(where, limit, cursor)
-    return {"items": [render.row(d) for d in docs], "next_cursor": next_cursor}
+    app.access.read(items := [render.row(d) for d in docs], where)
+    return {"items": items, "next_cursor": next_cursor}
 
 
 @router.get("/postings.csv", response_class=StreamingResponse,
@@ -56,7 +57,7 @@ async def list_postings(
 async def export_postings(app: Caller, where: ReportFilter) -> StreamingResponse:
     """Every row the filters select, newest first, as CSV: streamed, a batch at a time."""
     rows = app.reports.every_row(where)  # a practice out of scope is refused here, before the stream starts
-    return StreamingResponse(csv_chunks(rows), media_type="text/csv; charset=utf-8",
+    return StreamingResponse(csv_chunks(app.access.export(rows, where)), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": 'attachment; filename="postings.csv"',
                                       "Cache-Control": "no-store"})
 
@@ -64,7 +65,8 @@ async def export_postings(app: Caller, where: ReportFilter) -> StreamingResponse
 @router.get("/postings/{practice_id}/{payment_id:path}", response_model=PostingDetail)
 async def get_posting(practice_id: str, payment_id: str, app: Caller) -> dict[str, Any]:
     """One posting with its attempts, Load Error history and audit trail."""
-    return render.detail(await app.reports.posting(PostingKey(practice_id, payment_id)))
+    app.access.read([shown := render.detail(await app.reports.posting(PostingKey(practice_id, payment_id)))])
+    return shown
 
 
 # The console's triage view opens on these totals; the document has always listed it under triage too.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -9,10 +10,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from paypost.domain.audit_chain import AuditKeys
 from paypost.infra.ledgers.secrets import SecretBox
 from paypost.schemas.types import PRACTICE_ID_PATTERN
 
@@ -30,16 +32,18 @@ class ApiToken:
 class Settings(BaseSettings):
     """Every setting paypost reads, each from a ``PAYPOST_`` variable."""
 
-    model_config = SettingsConfigDict(env_prefix="PAYPOST_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PAYPOST_", extra="ignore", hide_input_in_errors=True)
 
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    mongodb_uri: str = "mongodb://127.0.0.1:27017/"
+    # The two URLs may carry a password: never shown in the settings' repr (a traceback's, a log's).
+    # The keys and tokens below are SecretStr: read with get_secret_value(), shown as '**********'.
+    amqp_url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/", repr=False)
+    mongodb_uri: str = Field(default="mongodb://127.0.0.1:27017/", repr=False)
     mongodb_db: str = "paypost"
     http: str = "127.0.0.1:8080"
     # HTTPS (contract section 9): both set, the API and the console are served over TLS only.
     http_tls_cert_file: Path | None = None  # the server's certificate (with its chain), PEM
     http_tls_key_file: Path | None = Field(default=None, validate_default=True)  # its private key, PEM
-    api_tokens: str = ""
+    api_tokens: SecretStr = SecretStr("")
     alert_escalate_after: float = 600.0
 
     # Not in the contract; documented in the README.
@@ -71,9 +75,19 @@ class Settings(BaseSettings):
     ledger_probe_every: float = Field(default=30.0, gt=0)
     # The key practice-management secrets are encrypted with (infra/ledgers/secrets.py); several,
     # comma-separated, while rotating: the first encrypts, each decrypts.
-    secret_key: str = ""
+    secret_key: SecretStr = SecretStr("")
+    # The key the audit trail's seals are signed with (contract section 12: HMAC-SHA-256), never
+    # stored in the database; a deployment mounts it as a file (PAYPOST_AUDIT_KEY_FILE). Several,
+    # comma-separated, while rotating: the first signs, each verifies.
+    audit_key: SecretStr = SecretStr("")
     log_level: str = "INFO"
     log_format: str = "console"  # or "json"
+    # Patient data (contract section 12). How long postings, their trails and access entries are
+    # kept after their last change; how long a LOADED or CLEARED posting's message body is kept.
+    retention_days: int = Field(default=2557, ge=1)
+    message_retention_days: int = Field(default=30, ge=1)
+    # CIDRs of the proxies whose X-Forwarded-For names the caller (the access trail's client).
+    trusted_proxies: str = ""
 
     @classmethod
     def settings_customise_sources(
@@ -92,16 +106,41 @@ class Settings(BaseSettings):
 
     @field_validator("api_tokens")
     @classmethod
-    def _tokens_parse(cls, value: str) -> str:
-        parse_tokens(value)
+    def _tokens_parse(cls, value: SecretStr) -> SecretStr:
+        parse_tokens(value.get_secret_value())
         return value
 
     @field_validator("secret_key")
     @classmethod
-    def _secret_key_opens(cls, value: str) -> str:
-        if value.strip():
-            SecretBox(value)  # a malformed or short key is a configuration error, named at start
+    def _secret_key_opens(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value().strip():
+            SecretBox(value.get_secret_value())  # a malformed or short key is a configuration error, named at start
         return value
+
+    @field_validator("audit_key")
+    @classmethod
+    def _audit_key_valid(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value().strip():
+            AuditKeys(value.get_secret_value())  # a short key is a configuration error, named at start (never shown)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: str) -> str:
+        proxy_networks(value)
+        return value
+
+    @property
+    def audit_key_text(self) -> str:
+        return _plain(self.audit_key).strip()
+
+    @property
+    def audit_keys(self) -> AuditKeys | None:
+        return AuditKeys(self.audit_key_text) if self.audit_key_text else None
+
+    @property
+    def proxies(self) -> list[IPNetwork]:
+        return proxy_networks(self.trusted_proxies)
 
     @field_validator("http_tls_cert_file", "http_tls_key_file", mode="before")
     @classmethod
@@ -125,7 +164,12 @@ class Settings(BaseSettings):
 
     @property
     def tokens(self) -> dict[str, ApiToken]:
-        return parse_tokens(self.api_tokens)
+        return parse_tokens(_plain(self.api_tokens))
+
+    @property
+    def secret_keys(self) -> str:
+        """``PAYPOST_SECRET_KEY`` as configured (comma-separated keys), or "" when unset."""
+        return _plain(self.secret_key).strip()
 
     @property
     def http_host(self) -> str:
@@ -136,7 +180,27 @@ class Settings(BaseSettings):
         return int(self.http.rpartition(":")[2])
 
 
-SECRET_FIELDS = ("amqp_url", "mongodb_uri", "api_tokens", "secret_key")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def proxy_networks(text: str) -> list[IPNetwork]:
+    """``PAYPOST_TRUSTED_PROXIES``: addresses or CIDRs, comma-separated."""
+    networks = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError as exc:
+            raise ValueError(f"PAYPOST_TRUSTED_PROXIES: {part!r} is not an address or a CIDR") from exc
+    return networks
+
+
+def _plain(value: object) -> str:
+    """A secret setting's text. ``model_copy(update=...)`` does not validate, so a str set that way
+    is read as it is."""
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
+
+SECRET_FIELDS = ("amqp_url", "mongodb_uri", "api_tokens", "secret_key", "audit_key")
 
 
 class SecretFiles(PydanticBaseSettingsSource):
