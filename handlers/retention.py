@@ -13,22 +13,13 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol
 
 from paypost.domain.access import AccessDenied, Principal
 from paypost.domain.access_trail import PurgeCounts, Retention
 from paypost.domain.ports import Record
-from paypost.domain.ports.patient_data import PurgeProgress, RetentionStore
+from paypost.domain.ports.patient_data import DutyLease, PurgeProgress, RetentionStore
 from paypost.handlers.changes import MissingReason
 from paypost.handlers.practices import practice_not_found
-
-
-class DutyLease(Protocol):
-    async def acquire(self) -> object | None:
-        """Take or renew the lease; None while another process holds it."""
-
-    async def release(self) -> None:
-        """Give it up at once."""
 
 
 def _now() -> datetime:

@@ -49,3 +49,11 @@ class RetentionStore(Protocol):
 
     async def mark_done(self, day: str) -> None:
         """Say the daily purge has run on ``day``."""
+
+
+class DutyLease(Protocol):
+    async def acquire(self) -> object | None:
+        """Take or renew the lease; None while another process holds it."""
+
+    async def release(self) -> None:
+        """Give it up at once."""
