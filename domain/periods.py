@@ -124,7 +124,8 @@ class MonthReport:
     month: str
     time_zone: str
     by_kind: dict[str, Total]
-    by_method: dict[str, Total]
+    by_method: dict[str, Total]  # the payments, by method
+    by_kind_and_method: dict[str, dict[str, Total]]  # payments, refunds and reversals, by kind then method
     by_status: dict[str, Total]
     clears_verified: Total
     clears_unverified: Total
@@ -142,6 +143,7 @@ def report(month: str, time_zone: str, rows: Iterable[PeriodRow], facts: MonthFa
     """The month's figures and its blockers, from its rows and facts."""
     by_kind: dict[str, Total] = {}
     by_method: dict[str, Total] = {}
+    by_kind_and_method: dict[str, dict[str, Total]] = {}
     by_status: dict[str, Total] = {}
     verified, unverified, late = Total(), Total(), Total()
     net = ZERO
@@ -149,6 +151,7 @@ def report(month: str, time_zone: str, rows: Iterable[PeriodRow], facts: MonthFa
         by_kind.setdefault(row.kind, Total()).add(row.amount)
         if row.kind == "payment":
             by_method.setdefault(row.method or "other", Total()).add(row.amount)
+        by_kind_and_method.setdefault(row.kind, {}).setdefault(row.method or "unknown", Total()).add(row.amount)
         status = "WAITING" if row.load_status in WAITING_STATUSES else row.load_status
         by_status.setdefault(status, Total()).add(row.signed_amount)
         if row.load_status == "CLEARED":
@@ -166,7 +169,8 @@ def report(month: str, time_zone: str, rows: Iterable[PeriodRow], facts: MonthFa
         ("deposits_not_matched", facts.deposits_unmatched),
         *((f"open_{kind}_tasks", total) for kind, total in sorted(facts.open_reversal_tasks.items())),
     ) if total.count]
-    return MonthReport(month, time_zone, by_kind, by_method, by_status, verified, unverified, late, facts,
+    return MonthReport(month, time_zone, by_kind, by_method, by_kind_and_method, by_status, verified, unverified,
+                       late, facts,
                        blockers, net)
 
 

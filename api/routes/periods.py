@@ -45,6 +45,8 @@ def period_out(practice_id: str, month: Month) -> dict[str, Any]:
         "practice_id": practice_id, "month": r.month, "time_zone": r.time_zone,
         "by_kind": {k: _total(t) for k, t in sorted(r.by_kind.items())},
         "by_method": {k: _total(t) for k, t in sorted(r.by_method.items())},
+        "by_kind_and_method": {kind: {m: _total(t) for m, t in sorted(methods.items())}
+                               for kind, methods in sorted(r.by_kind_and_method.items())},
         "by_status": {k: _total(t) for k, t in sorted(r.by_status.items())},
         "clears": {"verified": _total(r.clears_verified), "not_verified": _total(r.clears_unverified)},
         "transfers": {"reconciled": _total(r.facts.transfers_reconciled),

@@ -241,17 +241,25 @@ class MongoPeriods:
         ])
 
     async def rows(self, practice_id: str, start: datetime, end: datetime) -> list[PeriodRow]:
-        docs = self._postings.find(
+        docs = await self._postings.find(
             {"practice_id": practice_id, "occurred_at": {"$gte": start, "$lt": end}},
             {"payment_id": 1, "kind": 1, "method": 1, "amount": 1, "currency": 1, "occurred_at": 1,
-             "load_status": 1, "cleared.verified": 1, "merchant_transfer_id": 1, "late_for_closed_period": 1},
-            hint="by_month")
+             "load_status": 1, "cleared.verified": 1, "merchant_transfer_id": 1, "late_for_closed_period": 1,
+             "refunded_payment_id": 1, "reversed_payment_id": 1},
+            hint="by_month").to_list(None)
+        # A refund or reversal is counted under its payment's method (it has none of its own).
+        originals = {d.get("refunded_payment_id") or d.get("reversed_payment_id") for d in docs if not d.get("method")}
+        originals.discard(None)
+        methods = {d["payment_id"]: d.get("method") async for d in self._postings.find(
+            {"_id": {"$in": [_id(practice_id, str(p)) for p in originals]}}, {"payment_id": 1, "method": 1})} \
+            if originals else {}
         return [PeriodRow(
-            payment_id=d["payment_id"], kind=d.get("kind") or "payment", method=d.get("method"),
+            payment_id=d["payment_id"], kind=d.get("kind") or "payment",
+            method=d.get("method") or methods.get(d.get("refunded_payment_id") or d.get("reversed_payment_id")),
             amount=d.get("amount") or Decimal("0.00"), currency=d.get("currency"), occurred_at=d["occurred_at"],
             load_status=d["load_status"], clear_verified=(d.get("cleared") or {}).get("verified"),
             merchant_transfer_id=d.get("merchant_transfer_id"),
-            late_for_closed_period=bool(d.get("late_for_closed_period"))) async for d in docs]
+            late_for_closed_period=bool(d.get("late_for_closed_period"))) for d in docs]
 
     async def facts(self, practice_id: str, start: datetime, end: datetime) -> MonthFacts:
         reconciled, unreconciled, matched, unmatched = Total(), Total(), Total(), Total()

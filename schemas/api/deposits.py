@@ -94,7 +94,8 @@ class PeriodOut(BaseModel):
     month: str
     time_zone: str
     by_kind: dict[str, TotalOut]
-    by_method: dict[str, TotalOut]
+    by_method: dict[str, TotalOut]  # the payments, by method
+    by_kind_and_method: dict[str, dict[str, TotalOut]]  # payments, refunds and reversals (by their payment's method)
     by_status: dict[str, TotalOut]  # LOADED, CLEARED, FAILED, HELD, WAITING
     clears: dict[str, TotalOut]  # verified, not_verified
     transfers: dict[str, TotalOut]  # reconciled, not_reconciled

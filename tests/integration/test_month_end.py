@@ -166,8 +166,14 @@ async def test_a_month_becomes_ready_is_refused_then_forced_and_a_late_payment_i
                                                     "2026-10-30T12:00:00+00:00"))
     await upstream.send("deposit.received", deposit_body("D-1", "97.05", "2026-10-31T09:00:00+00:00"))
     await wait_for(lambda: deposit(api, "D-1", "matched"))
+    refund = await upstream.refund(payment_id=paid["payment_id"], amount="10.00",
+                                   occurred_at="2026-10-31T12:00:00+00:00")
+    await wait_status(api, P, refund["refund_id"], "LOADED")
     report = await wait_for(lambda: _ready(api, month))
     assert report["by_method"]["card"] == {"count": 1, "amount": "100.00"}
+    assert report["by_kind_and_method"] == {"payment": {"card": {"count": 1, "amount": "100.00"}},
+                                            "refund": {"card": {"count": 1, "amount": "10.00"}}}
+    assert report["net_amount"] == "90.00"
     assert report["transfers"]["reconciled"]["count"] == 1 and report["deposits"]["matched"]["count"] == 1
     # A failed payment of the month blocks it.
     failed = await upstream.payment(amount="25.00", occurred_at="2026-10-15T12:00:00+00:00",
@@ -181,7 +187,7 @@ async def test_a_month_becomes_ready_is_refused_then_forced_and_a_late_payment_i
     r = await api.post(f"{month}/close", json={"note": "October", "force": True, "reason": "posted by hand"})
     assert r.status_code == 200, r.text
     closed = r.json()["closed"]
-    assert closed["forced"] is True and closed["closed_by"] == "alice" and closed["rows"] == 2
+    assert closed["forced"] is True and closed["closed_by"] == "alice" and closed["rows"] == 3
     assert len(closed["digest"]) == 64 and closed["audit"][0]["action"] == "close"
     assert (await api.post(f"{month}/close", json={"note": "again"})).status_code == 409
     # The close is a record of the sealed audit chain: sealed once, and verified unaltered.
@@ -192,12 +198,12 @@ async def test_a_month_becomes_ready_is_refused_then_forced_and_a_late_payment_i
     verified = await paypost.sealer.verify()
     assert verified.problems == [] and verified.records >= 1
     csv_text = (await api.get(f"{month}.csv")).text
-    assert csv_text.splitlines()[0].startswith("payment_id,kind,method,amount") and len(csv_text.splitlines()) == 3
+    assert csv_text.splitlines()[0].startswith("payment_id,kind,method,amount") and len(csv_text.splitlines()) == 4
     assert "acct-" not in csv_text  # no patient account in the export
     await paypost.access_log.flush()  # the export is in the access trail (contract section 12)
     trail = (await api.get("/api/v1/access-log", params={"practice_id": P}, headers=ADMIN)).json()["items"]
     exports = [e for e in trail if e["action"] == "export" and "/periods/" in e["route"]]
-    assert len(exports) == 1 and exports[0]["count"] == 2 and exports[0]["key_name"] == "alice"
+    assert len(exports) == 1 and exports[0]["count"] == 3 and exports[0]["key_name"] == "alice"
     # A payment of October arriving now: loaded, marked late, in the report, and a task.
     late = await upstream.payment(amount="12.00", occurred_at="2026-10-20T12:00:00+00:00")
     await wait_status(api, P, late["payment_id"], "LOADED")
