@@ -252,3 +252,18 @@ async def _drain(events: asyncio.Queue[bytes], at_most: int) -> list[bytes]:
         except TimeoutError:
             break
     return got
+
+
+async def test_a_deposit_that_breaks_the_contract_is_an_unreadable_row(
+        upstream: Upstream, api: httpx.AsyncClient, practice: str) -> None:
+    body = deposit_body("D-bad", "12.345", "2026-10-21T09:00:00+00:00")
+    await upstream.send("deposit.received", body)
+    row = await wait_for(lambda: _row(api, body["event_id"]))
+    assert row["kind"] == "unreadable" and row["load_status"] == "FAILED"
+    assert row["load_error"]["code"] == "INVALID_MESSAGE" and "amount" in row["load_error"]["message"]
+    assert await deposit(api, "D-bad") is None
+
+
+async def _row(api: httpx.AsyncClient, payment_id: str) -> dict[str, Any] | None:
+    r = await api.get(f"/api/v1/postings/{P}/{payment_id}")
+    return r.json() if r.status_code == 200 else None  # type: ignore[no-any-return]  # the API's JSON object
