@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -16,7 +15,7 @@ from paypost.domain.model import LoadStatus
 from paypost.domain.ports.postings import PostingFilter
 from paypost.domain.posting import PostingKey
 from paypost.schemas.api.postings import PostingDetail, PostingPage, PostingSummaryOut
-from paypost.schemas.types import PRACTICE_ID_PATTERN
+from paypost.schemas.types import PRACTICE_ID_PATTERN, Rfc3339
 
 router = APIRouter(prefix=API_V1, tags=["postings"])
 
@@ -27,8 +26,8 @@ def report_filter(
     error_code: LoadErrorCode | None = None,
     merchant_transfer_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
     patient_account_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
-    received_from: datetime | None = None,
-    received_to: datetime | None = None,
+    received_from: Rfc3339 | None = None,
+    received_to: Rfc3339 | None = None,
 ) -> PostingFilter:
     """The report's filters, the same for its pages and its export."""
     return PostingFilter(
@@ -73,7 +72,7 @@ async def get_posting(practice_id: str, payment_id: str, app: Caller) -> dict[st
 @router.get("/postings/summary", response_model=PostingSummaryOut, tags=["triage"], responses=CONFLICT)
 async def postings_summary(
     app: Caller, practice_id: Annotated[str | None, Query(pattern=PRACTICE_ID_PATTERN)] = None,
-    received_from: datetime | None = None, received_to: datetime | None = None,
+    received_from: Rfc3339 | None = None, received_to: Rfc3339 | None = None,
 ) -> dict[str, Any]:
     """Count and amount per Load Status of the postings received in the span (``received_to``
     excluded), for one practice or every practice of the key's scope. Amounts are the rows' as

@@ -6,10 +6,10 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from paypost.domain.access import EVERY_PRACTICE
-from paypost.schemas.types import PRACTICE_ID_PATTERN
+from paypost.schemas.types import PRACTICE_ID_PATTERN, Rfc3339
 
 
 def _practice_or_every(value: str) -> str:
@@ -25,7 +25,7 @@ class ApiKeyIn(BaseModel):
     role: Literal["viewer", "operator", "admin"]
     practices: Annotated[list[Annotated[str, AfterValidator(_practice_or_every)]],
                          Field(min_length=1, max_length=1000)]
-    expires_at: AwareDatetime | None = None
+    expires_at: Rfc3339 | None = None
 
 
 class ApiKeyOut(BaseModel):
