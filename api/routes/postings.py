@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from paypost.api import render
-from paypost.api.deps import API_V1, CONFLICT, Caller
+from paypost.api.deps import API_V1, CONFLICT, Caller, PracticeId
 from paypost.api.export import csv_chunks
 from paypost.domain.load_errors import LoadErrorCode
 from paypost.domain.model import LoadStatus
@@ -43,7 +43,8 @@ ReportFilter = Annotated[PostingFilter, Depends(report_filter)]
 async def list_postings(
     app: Caller, where: ReportFilter,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+    cursor: Annotated[str | None, Query(max_length=1000, description="the next_cursor of the page before, as "
+                                       "it came; any other is a 400 invalid_cursor")] = None,
 ) -> dict[str, Any]:
     """The Merchant Transfers report rows, newest first, paged."""
     docs, next_cursor = await app.reports.page(where, limit, cursor)
@@ -62,7 +63,7 @@ async def export_postings(app: Caller, where: ReportFilter) -> StreamingResponse
 
 
 @router.get("/postings/{practice_id}/{payment_id:path}", response_model=PostingDetail)
-async def get_posting(practice_id: str, payment_id: str, app: Caller) -> dict[str, Any]:
+async def get_posting(practice_id: PracticeId, payment_id: str, app: Caller) -> dict[str, Any]:
     """One posting with its attempts, Load Error history and audit trail."""
     app.access.read([shown := render.detail(await app.reports.posting(PostingKey(practice_id, payment_id)))])
     return shown

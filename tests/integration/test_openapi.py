@@ -1,5 +1,5 @@
 """The OpenAPI document says what the API accepts and answers (issue 32): the methods of each path, the
-times it reads, the content types of its answers."""
+times it reads, the content types of its answers, the patterns of the ids it checks."""
 
 from __future__ import annotations
 
@@ -8,6 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import BaseModel, ValidationError
+
+from paypost.schemas.api.changes import ChangesIn, ClearGroupIn
+from paypost.schemas.api.keys import ApiKeyIn
+from paypost.schemas.api.practices import AdapterLedgerConfig
+from paypost.schemas.types import PRACTICE_ID_PATTERN
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +87,48 @@ async def test_the_feed_and_the_metrics_are_documented_with_their_own_content_ty
     r = await api.get("/metrics")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain;")
+
+
+async def test_a_posting_path_names_a_practice_id_as_the_document_says(api: httpx.AsyncClient) -> None:
+    parameters = (await document(api))["paths"]["/api/v1/postings/{practice_id}/{payment_id}"]["get"]["parameters"]
+    practice = next(p for p in parameters if p["name"] == "practice_id")
+    assert practice["schema"]["pattern"] == PRACTICE_ID_PATTERN
+    r = await api.get("/api/v1/postings/not%20a%20practice/pay-1")
+    assert r.status_code == 422
+    assert "path.practice_id:" in r.json()["error"]["message"]
+
+
+async def test_a_malformed_group_id_is_refused_as_the_document_says(api: httpx.AsyncClient) -> None:
+    r = await api.post("/api/v1/postings/changes", json={"practice_id": "clinic-a", "retry_groups": ["G"]})
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "invalid_request" and "retry_groups.0:" in r.json()["error"]["message"]
+
+
+def _refused(model: type[BaseModel], body: dict[str, Any]) -> bool:
+    try:
+        model.model_validate(body)
+    except ValidationError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize(("model", "pointer", "body", "values"), [
+    (ApiKeyIn, ("ApiKeyIn", "properties", "practices", "items", "pattern"),
+     lambda v: {"name": "k", "role": "viewer", "practices": [v]},
+     ["*", "clinic-a", "a" * 64, "a" * 65, "**", "clinic a", "", "clinic-a|clinic-b"]),
+    (ChangesIn, ("ChangesIn", "properties", "retry_groups", "items", "pattern"),
+     lambda v: {"practice_id": "clinic-a", "retry_groups": [v]},
+     ["0123456789abcdef", "0123456789ABCDEF", "0123456789abcde", "0123456789abcdef0", "G", ""]),
+    (ClearGroupIn, ("ClearGroupIn", "properties", "group_id", "pattern"),
+     lambda v: {"group_id": v, "reason": "r"}, ["0123456789abcdef", "g123456789abcdef"]),
+    (AdapterLedgerConfig, ("AdapterLedgerConfig", "propertyNames", "pattern"),
+     lambda v: {"kind": "sftp", v: 1}, ["host", "_port", "Port2", "a.b", "2fa", "$where", "x" * 64, "x" * 65]),
+])
+async def test_the_document_and_the_check_agree(api: httpx.AsyncClient, model: type[BaseModel],
+                                                pointer: tuple[str, ...], body: Any, values: list[str]) -> None:
+    """Both come from one constraint: a value the document's pattern allows the model takes, and no other."""
+    found: Any = (await document(api))["components"]["schemas"]
+    for key in pointer:
+        found = found[key]
+    disagree = [v for v in values if (re.search(found, v) is None) != _refused(model, body(v))]
+    assert disagree == []
