@@ -15,9 +15,7 @@ from fastapi import FastAPI
 from faststream.rabbit import RabbitBroker
 from pymongo import AsyncMongoClient
 
-from paypost.api.app import create_app
-from paypost.api.routes.health import router as health
-from paypost.api.security import SecurityHeaders
+from paypost.api.app import create_app, create_worker_app
 from paypost.consumers.subscribers import intake_consumers, register
 from paypost.domain.access import Principal, Role, Scope, token_hash
 from paypost.domain.access_trail import Retention
@@ -385,29 +383,9 @@ class Paypost:
 
         on_stop = self.runtime.stop if manage_lifecycle else None
         if role == "worker":
-            return self._health_app(on_start, on_stop)
+            return create_worker_app(self.application, asyncapi_text, on_start=on_start, on_stop=on_stop)
         return create_app(self.application, asyncapi_text, on_start=on_start, on_stop=on_stop,
                           trusted_proxies=self.settings.proxies)
-
-    def _health_app(self, on_start: Callable[[], Awaitable[None]],
-                    on_stop: Callable[[], Awaitable[None]] | None) -> FastAPI:
-        """A worker's HTTP side: health, readiness and metrics, no API route and no console."""
-
-        @asynccontextmanager
-        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-            await on_start()
-            try:
-                yield
-            finally:
-                if on_stop is not None:
-                    await on_stop()
-
-        app = FastAPI(title="paypost worker", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
-        app.state.application = self.application
-        app.state.asyncapi = asyncapi_text
-        app.include_router(health)
-        app.add_middleware(SecurityHeaders)
-        return app
 
     async def refresh_queue_metrics(self) -> dict[str, tuple[int, int]]:
         """Queue depths and consumers into the Prometheus gauges (called on each scrape)."""

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from paypost.domain.audit_chain import (
@@ -61,11 +62,13 @@ def _is_conflict(exc: OperationFailure) -> bool:
 
 
 class AuditSealer:
-    def __init__(self, collections: Collections, keys: AuditKeys | None = None) -> None:
+    def __init__(self, collections: Collections, keys: AuditKeys | None = None,
+                 seals: AsyncCollection[Doc] | None = None) -> None:
+        """``seals``: where the seals are kept, when not the database's ``audit_seals`` (a test's stand-in)."""
         self._client = collections.db.client
         self._postings = collections.postings
         codecs = collections.postings.codec_options
-        self._seals = collections.db.get_collection("audit_seals", codec_options=codecs)
+        self._seals = seals if seals is not None else collections.db.get_collection("audit_seals", codec_options=codecs)
         self._records = {"access": collections.db.get_collection("access_log", codec_options=codecs),
                          "purge": collections.db.get_collection("audit_purges", codec_options=codecs),
                          # a month's close (contract section 11, infra/mongo/deposits.py)
