@@ -74,6 +74,7 @@ class Deposit:
     candidates: tuple[tuple[str, ...], ...] = ()
     search_cut_short: bool = False
     revision: int = 0  # grows with every change: a match is written only over the revision it read
+    unmatched_by_hand: bool = False  # an operator undid its match: only an operator matches it again
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,8 +72,8 @@ class Deposits:
             if attempt:
                 await asyncio.sleep(BACKOFF * attempt)
             deposit = await self._store.get(practice_id, deposit_id)
-            if deposit is None or deposit.status is DepositStatus.MATCHED:
-                return deposit
+            if deposit is None or deposit.status is DepositStatus.MATCHED or deposit.unmatched_by_hand:
+                return deposit  # matched, or unmatched by an operator: not decided again by itself
             open_transfers = await self._window(deposit, settings)
             decision = decide(deposit, open_transfers, settings)
             if _unchanged(deposit, decision):

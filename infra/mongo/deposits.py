@@ -50,6 +50,7 @@ def deposit_from(doc: Doc) -> Deposit:
         merchant_transfer_ids=tuple(doc.get("merchant_transfer_ids") or ()), difference=doc.get("difference"),
         candidates=tuple(tuple(c) for c in doc.get("candidates") or ()),
         search_cut_short=bool(doc.get("search_cut_short")), revision=int(doc.get("revision", 0)),
+        unmatched_by_hand=bool(doc.get("unmatched_by_hand")),
     )
 
 

@@ -116,11 +116,16 @@ async def test_matching_by_hand_and_unmatching_are_audited_and_a_viewer_cannot(
     assert r.status_code == 409
     r = await api.post(f"{url}/unmatch", json={"reason": "wrong transfer"})
     assert r.status_code == 200 and r.json()["status"] == "unmatched"
+    # A transfer arriving later does not match by itself a deposit an operator unmatched.
+    await upstream.send("transfer.settled", settled("MT-8", [], "40.00", "1.00", "2026-10-21T00:00:00+00:00"))
+    await wait_for(lambda: _transfer_known(api, "MT-8"))
+    still = await deposit(api, "D-two")
+    assert still is not None and still["status"] == "unmatched"
     trail = (await api.get(f"{url}/audit")).json()["items"]
     by_hand = [(e["actor"], e["action"], e["reason"]) for e in trail if e["actor"] != "paypost"]
     assert by_hand == [("alice", "match", "bank ref 8812"), ("alice", "unmatch", "wrong transfer")]
     aging = (await api.get(f"/api/v1/practices/{P}/aging")).json()
-    assert aging["transfers"]["over-10"] == {"count": 2, "amount": "78.00"}  # settled 2026-10-20
+    assert aging["transfers"]["over-10"] == {"count": 3, "amount": "117.00"}  # settled in October
     assert aging["deposits"]["over-10"] == {"count": 1, "amount": "39.00"}
 
 
