@@ -20,6 +20,7 @@ from paypost.api.access import AccessLog, Caller, authenticate
 from paypost.api.errors import ApiError, error_response
 from paypost.api.export import csv_chunks
 from paypost.api.keys import PracticeList, WhoAmI
+from paypost.api.routes import alerts_resolve
 from paypost.domain.access import AccessDenied
 from paypost.domain.alerts import AlertState
 from paypost.domain.errors import BadCursor, RefusedHost, Unroutable
@@ -40,7 +41,7 @@ from paypost.handlers.changes import (
 )
 from paypost.handlers.keys import InvalidKey
 from paypost.handlers.practices import NotFound
-from paypost.handlers.triage import AlertResolved, NotSnoozable
+from paypost.handlers.triage import AlertResolved, NotResolvable, NotSnoozable
 from paypost.schemas import PAYPOST_VERSION
 from paypost.schemas.api import (
     AlertPage,
@@ -357,6 +358,7 @@ def create_app(
     _install_handler_errors(app)
     app.include_router(router)
     app.include_router(triage.router)
+    app.include_router(alerts_resolve.router)  # (1.2) api/routes/alerts_resolve.py
     app.include_router(keys.router)
     app.include_router(health)
     app.add_middleware(AccessLog)
@@ -386,6 +388,7 @@ def _install_handler_errors(app: FastAPI) -> None:
         InvalidCanary: (422, "invalid_canary"),
         NotSnoozable: (422, "invalid_request"),
         AlertResolved: (409, "alert_resolved"),
+        NotResolvable: (422, "invalid_request"),
     }
 
     async def _answer(_: Request, exc: Exception) -> JSONResponse:

@@ -29,6 +29,20 @@ def money(value: Decimal | None) -> str | None:
     return format_money(value) if value is not None else None
 
 
+def follows(doc: Doc) -> dict[str, Any]:
+    """What a refund or reversal is against (contract sections 3 and 10): a refund's payment in
+    ``refunded_payment_id``, a void's, return's or chargeback's in ``reversed_payment_id``, a won
+    dispute's chargeback in ``dispute_id``; a return's code and fee."""
+    kind, followed = doc["kind"], doc.get("refunded_payment_id")
+    return {
+        "refunded_payment_id": followed if kind == "refund" else None,
+        "reversed_payment_id": followed if kind in ("void", "return", "chargeback") else None,
+        "dispute_id": followed if kind == "dispute_won" else None,
+        "return_code": doc.get("return_code"),
+        "fee_amount": money(doc.get("fee_amount")),
+    }
+
+
 def row(doc: Doc) -> dict[str, Any]:
     return {
         "practice_id": doc["practice_id"],
@@ -40,7 +54,7 @@ def row(doc: Doc) -> dict[str, Any]:
         "currency": doc.get("currency"),
         "method": doc.get("method"),
         "merchant_transfer_id": doc.get("merchant_transfer_id"),
-        "refunded_payment_id": doc.get("refunded_payment_id"),
+        **follows(doc),
         "load_status": doc["load_status"],
         "load_error": doc.get("load_error"),
         "attempts_count": doc.get("attempts_count", 0),
@@ -72,6 +86,8 @@ def ledger_entry(doc: Doc) -> dict[str, Any]:
         "entry_id": doc["entry_id"],
         "payment_id": doc["payment_id"],
         "refund_id": doc.get("refund_id"),
+        "kind": doc.get("kind") or ("refund" if doc.get("refund_id") else "payment"),
+        "reversal_id": doc.get("reversal_id"),
         "amount": format_money(doc["amount"]),
         "currency": doc["currency"],
         "posted_at": iso(doc["posted_at"]),

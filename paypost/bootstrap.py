@@ -41,6 +41,8 @@ from paypost.handlers.posting import PostingService
 from paypost.handlers.practices import Practices
 from paypost.handlers.reactions import PostingReactions
 from paypost.handlers.reports import Reports
+from paypost.handlers.reversal_alerts import ReversalAlerts
+from paypost.handlers.reversals import Reversals
 from paypost.handlers.triage import Triage
 from paypost.infra.ledgers.adapters import AdapterLedgers
 from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
@@ -60,6 +62,8 @@ from paypost.infra.mongo.operations import MongoOperationStore
 from paypost.infra.mongo.outages import MongoOutageStore
 from paypost.infra.mongo.postings import MongoPostingCommands, MongoPostingStore
 from paypost.infra.mongo.reports import PostingReport
+from paypost.infra.mongo.reversal_alerts import MongoReversalAlerts
+from paypost.infra.mongo.reversals import MongoPaymentBalances
 from paypost.infra.mongo.transfers import MongoTransferStore
 from paypost.infra.rabbit.asyncapi import asyncapi_text
 from paypost.infra.rabbit.broker import PUBLISHERS, Amqp, QueueInspector, declare_topology, make_broker
@@ -136,6 +140,7 @@ class Paypost:
         self.posting_service = PostingService(
             self.postings, self.directory, self.mapping_store, self.ledgers, Announcer(self.bus, self.postings),
             settings.max_message_bytes, self.outages,
+            Reversals(self.postings, MongoPaymentBalances(self.collections)),  # issue 26: money that moves back
         )
         self.outage_worker = OutageWorker(self.outages, self.postings, self.posting_service,
                                           DutyLeases(self.collections.leases))
@@ -148,6 +153,9 @@ class Paypost:
                                           settings.alert_escalate_after, mapping_sweep=self.healing.sweep)
         self.alert_delivery = AlertDelivery(MongoAlertOutbox(self.collections), self.directory, self.ledgers,
                                             self.mapping_store)
+        # (1.2) a reversal's alerts (contract section 10)
+        self.reversal_alerts = ReversalAlerts(MongoReversalAlerts(self.collections), self.outcomes,
+                                              self.alert_delivery.wake)
         self.mapping_service = MappingService(self.mapping_store, self.healing, alerts=self.alert_delivery)
         self.command_service = CommandService(self.operations, self.operation_store)
         self.canaries = Canaries(self.operation_store, self.posting_commands, self.publish)
@@ -165,7 +173,8 @@ class Paypost:
             keys=ApiKeys(self.api_keys, {  # PAYPOST_API_TOKENS, held as hashes
                 token_hash(t.token): Principal(name=t.name, role=Role(t.role), scope=Scope.of(t.practices))
                 for t in settings.tokens.values()}, FailedKeys(self.failed_key_counts)),
-            triage=Triage(self.failure_groups, MongoPostingNotes(self.collections), self.alerts),
+            triage=Triage(self.failure_groups, MongoPostingNotes(self.collections), self.alerts,
+                          resolver=self.reversal_alerts),
         )
         # Entrypoints on the broker.
         register(
@@ -202,7 +211,7 @@ class Paypost:
             await outcomes.held(event.posting)
 
         self.bus.subscribe(PostingFailed, failed, reactions.failed, self.healing.failed, self._alerts_changed)
-        self.bus.subscribe(PostingLoaded, loaded, reactions.loaded, self._alerts_changed)
+        self.bus.subscribe(PostingLoaded, loaded, reactions.loaded, self._alerts_changed, self.reversal_alerts.loaded)
         self.bus.subscribe(PostingRetried, retried)
         self.bus.subscribe(PostingCleared, cleared, reactions.cleared, self._alerts_changed)
         self.bus.subscribe(PostingHeld, held)

@@ -172,7 +172,7 @@ class LoadErrorOut(BaseModel):
 class PostingRow(BaseModel):
     practice_id: str
     payment_id: str
-    kind: Literal["payment", "refund", "unreadable"]
+    kind: Literal["payment", "refund", "void", "return", "chargeback", "dispute_won", "unreadable"]
     patient_account_id: str | None
     ehr_patient_id: str | None
     amount: str | None
@@ -180,6 +180,10 @@ class PostingRow(BaseModel):
     method: str | None
     merchant_transfer_id: str | None
     refunded_payment_id: str | None = None
+    reversed_payment_id: str | None = None  # (1.2) the payment a void, return or chargeback reverses
+    dispute_id: str | None = None  # (1.2) a won dispute's chargeback
+    return_code: str | None = None  # (1.2) a return's bank code
+    fee_amount: str | None = None  # (1.2) a return's fee to charge
     load_status: str
     load_error: LoadErrorOut | None
     attempts_count: int
@@ -220,6 +224,8 @@ class LedgerEntryOut(BaseModel):
     entry_id: str
     payment_id: str
     refund_id: str | None
+    kind: str = "payment"  # (1.2) payment, refund, void, return, chargeback or dispute_won
+    reversal_id: str | None = None  # (1.2) a reversal's own id (a refund's is refund_id)
     amount: str
     currency: str
     posted_at: str
@@ -403,3 +409,10 @@ class AlertOut(BaseModel):
 
 class AlertPage(BaseModel):
     items: list[AlertOut]
+
+
+# alerts (1.2): resolved by hand (contract section 10)
+
+
+class ResolveIn(Body):
+    reason: str = Field(min_length=1, max_length=2000, pattern=r"\S")

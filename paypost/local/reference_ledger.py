@@ -265,6 +265,8 @@ async def post_entry(request: Request, idempotency_key: Annotated[str, Header()]
         return JSONResponse({"error": {"message": "no such patient"}}, status_code=404)
     if patient in ledger.faults.reject_patients:
         return JSONResponse({"error": {"message": "account is closed for new entries"}}, status_code=422)
+    if (refused := _refuses_kind(body)) is not None:
+        return JSONResponse({"error": {"message": refused}}, status_code=422)
     ledger.posts += 1
     if idempotency_key in ledger.entries:
         if idempotency_key in ledger.dropped_keys:
@@ -278,6 +280,27 @@ async def post_entry(request: Request, idempotency_key: Annotated[str, Header()]
         ledger.dropped_keys.add(idempotency_key)
         raise
     return JSONResponse(entry, status_code=201)
+
+
+# What an entry may be (contract section 10): money in is positive, money back out negative. An
+# entry without ``kind`` is a payment's or a refund's from a paypost before version 1.2.
+MONEY_IN = frozenset({"payment", "dispute_won"})
+MONEY_OUT = frozenset({"refund", "void", "return", "chargeback"})
+
+
+def _refuses_kind(body: dict[str, Any]) -> str | None:
+    kind = body.get("kind") or ("refund" if body.get("refund_id") else "payment")
+    if kind not in MONEY_IN | MONEY_OUT:
+        return f"unknown entry kind {str(kind)[:20]!r}"
+    try:
+        negative = str(body.get("amount", "")).startswith("-")
+    except TypeError:
+        return "amount is not a string"
+    if negative != (kind in MONEY_OUT):
+        return f"a {kind} entry must be {'negative' if kind in MONEY_OUT else 'positive'}"
+    if kind in MONEY_OUT - {"refund"} and not body.get("reversal_id"):
+        return f"a {kind} entry needs its reversal_id"
+    return None
 
 
 def create_reference_ledger(state: LedgerState | None = None) -> FastAPI:

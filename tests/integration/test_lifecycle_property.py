@@ -1,9 +1,11 @@
 """A Hypothesis stateful test of the posting life cycle, on the real MongoDB.
 
-Random sequences of deliveries, duplicates, corrections, refunds, retries, clears, mapping
-fixes, and the practice held and released by hand. Throughout: at most one ledger entry per
-payment or refund, never both CLEARED and posted, LOADED exactly when posted, nothing left in
-flight (but HELD while the practice is held), and the ledger's sums equal what LOADED says.
+Random sequences of deliveries, duplicates, corrections, refunds, reversals (voids, returns,
+chargebacks, disputes won and lost), retries, clears, mapping fixes, and the practice held and
+released by hand. Throughout: at most one ledger entry per payment, refund or reversal, never both
+CLEARED and posted, LOADED exactly when posted, nothing left in flight (but HELD while the
+practice is held), the ledger's sums equal what LOADED says, and the sum of a payment's entries is
+never below zero nor above the payment (contract section 10).
 
 The broker is replaced here by direct calls (a replay goes straight to the posting service):
 the broker paths have their own tests; this one is about the states and the database.
@@ -29,6 +31,7 @@ from paypost.handlers.messagebus import MessageBus
 from paypost.handlers.operations import ClearRequest, Pacer, PostingOperations
 from paypost.handlers.outages import OutageBoard, Outages, OutageWorker
 from paypost.handlers.posting import PostingService
+from paypost.handlers.reversals import Reversals
 from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
 from paypost.infra.ledgers.http import HttpLedgers
 from paypost.infra.mongo.alerts import MongoAlertStore
@@ -36,6 +39,7 @@ from paypost.infra.mongo.database import Collections, connect, ensure_indexes
 from paypost.infra.mongo.directory import MongoMappingStore, MongoPracticeDirectory
 from paypost.infra.mongo.outages import MongoOutageStore
 from paypost.infra.mongo.postings import MongoPostingCommands, MongoPostingStore
+from paypost.infra.mongo.reversals import MongoPaymentBalances
 from paypost.producers.events import OutcomePublisher
 from paypost.schemas.topics import ROUTING_KEY_HEADER
 from tests.support.services import Services
@@ -62,7 +66,8 @@ def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
             self.client = connect(mongodb_uri)
             self.c = Collections(self.client[f"prop_{uuid.uuid4().hex[:10]}"])
             self.bodies: dict[str, dict[str, Any]] = {}
-            self.refunds: list[str] = []
+            self.refunds: list[str] = []  # refunds and reversals, in the order sent
+            self.disputes: list[str] = []
             self.run(self._build())
 
         def run(self, coro: Any) -> Any:
@@ -81,7 +86,7 @@ def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
                                    OutageBoard(outage_store, refresh_every=0), bus, OutcomePublisher(self._publish),
                                    hold_after=60, probe_every=30)
             self.service = PostingService(postings, directory, self.mappings, ledgers, Announcer(bus, postings),
-                                          64 * 1024, self.outages)
+                                          64 * 1024, self.outages, Reversals(postings, MongoPaymentBalances(self.c)))
             self.worker = OutageWorker(self.outages, postings, self.service, _Alone())
             self.held = False
             self.ops = PostingOperations(MongoPostingCommands(self.c), self._publish, bus, Pacer(1e9))
@@ -133,6 +138,37 @@ def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
                 "payment_id": PAYMENTS[i], "amount": amount, "currency": "USD",
                 "occurred_at": "2026-11-25T10:00:00+00:00"}))
 
+        def _reverse(self, routing_key: str, id_field: str, prefix: str, i: int, **fields: str) -> str:
+            own = f"{prefix}-{len(self.refunds)}"
+            self.refunds.append(own)
+            self.run(self._deliver(routing_key, {
+                "event_id": str(uuid.uuid4()), "practice_id": "clinic-p", id_field: own, "payment_id": PAYMENTS[i],
+                "occurred_at": "2026-11-26T10:00:00+00:00", **fields}))
+            return own
+
+        @rule(i=st.integers(0, len(PAYMENTS) - 1))
+        def void(self, i: int) -> None:
+            self._reverse("payment.voided", "void_id", "void", i)
+
+        @rule(i=st.integers(0, len(PAYMENTS) - 1), amount=AMOUNTS, code=st.sampled_from(["R01", "R02", "X9"]))
+        def returned(self, i: int, amount: str, code: str) -> None:
+            self._reverse("payment.returned", "return_id", "ret", i, amount=amount, currency="USD", return_code=code)
+
+        @rule(i=st.integers(0, len(PAYMENTS) - 1), amount=AMOUNTS)
+        def dispute(self, i: int, amount: str) -> None:
+            self.disputes.append(self._reverse("payment.disputed", "dispute_id", "dsp", i, amount=amount,
+                                               currency="USD", reason="fraud"))
+
+        @rule(j=st.integers(0, 3), outcome=st.sampled_from(["won", "lost"]))
+        def close_dispute(self, j: int, outcome: str) -> None:
+            if j < len(self.disputes):
+                won = f"{self.disputes[j]}.won"
+                if outcome == "won" and won not in self.refunds:
+                    self.refunds.append(won)
+                self.run(self._deliver("dispute.closed", {
+                    "event_id": str(uuid.uuid4()), "practice_id": "clinic-p", "dispute_id": self.disputes[j],
+                    "outcome": outcome, "occurred_at": "2026-11-27T10:00:00+00:00"}))
+
         @rule(ids=st.lists(st.sampled_from(PAYMENTS), min_size=1, max_size=3))
         def retry(self, ids: list[str]) -> None:
             self.run(self.ops.retry("clinic-p", ids + self.refunds[-1:], actor="prop", command_id=str(uuid.uuid4())))
@@ -175,7 +211,7 @@ def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
                 postings = {d["payment_id"]: d for d in await self.c.postings.find({}).to_list(None)}
                 posted: dict[str, int] = {}
                 for e in entries:
-                    key = e["refund_id"] or e["payment_id"]
+                    key = e.get("reversal_id") or e["refund_id"] or e["payment_id"]
                     posted[key] = posted.get(key, 0) + 1
                 assert all(n == 1 for n in posted.values()), f"posted twice: {posted}"
                 for pid, doc in postings.items():
@@ -185,9 +221,20 @@ def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
                     settled = ("LOADED", "FAILED", "CLEARED", *(("HELD",) if self.held else ()))
                     assert status in settled, f"{pid} left {status} (held: {self.held})"
                 total_ledger = sum((e["amount"] for e in entries), Decimal(0))
-                total_loaded = sum((d["amount"] if d["kind"] == "payment" else -d["amount"]
+                total_loaded = sum((d["amount"] if d["kind"] in ("payment", "dispute_won") else -d["amount"]
                                     for d in postings.values() if d["load_status"] == "LOADED"), Decimal(0))
                 assert total_ledger == total_loaded
+                # Refunds and reversals never take back more than the payment, nor a won dispute give
+                # back more than was taken.
+                for pid in PAYMENTS:
+                    payment = postings.get(pid)
+                    mine = [e["amount"] for e in entries if e["payment_id"] == pid]
+                    held = sum(mine, Decimal(0))
+                    if payment is None or payment["load_status"] != "LOADED":
+                        assert mine == [], f"{pid} is not loaded, yet has entries {mine}"
+                        continue
+                    assert Decimal(0) <= held <= payment["amount"], f"{pid}: {held} of {payment['amount']}"
+                    assert payment["amount"] - payment.get("reversed_total", Decimal(0)) == held
 
             self.run(check())
 
