@@ -78,7 +78,19 @@ def detail(doc: Doc) -> dict[str, Any]:
         for a in doc.get("audit", [])
     ]
     history = [a["load_error"] for a in attempts if a["load_error"]]
-    return {**row(doc), "attempts": attempts, "audit": audit, "load_error_history": history}
+    return {**row(doc), "attempts": attempts, "audit": audit, "load_error_history": history, **taken_back(doc)}
+
+
+def taken_back(doc: Doc) -> dict[str, Any]:
+    """(1.2) A payment's refunds and reversals, and what is left of it once they are counted."""
+    if doc["kind"] != "payment":
+        return {}
+    amount = doc.get("amount")
+    left = amount - doc.get("reversed_total", Decimal(0)) if amount is not None else None
+    return {"taken_back": [{"payment_id": d["payment_id"], "kind": d["kind"], "amount": money(d.get("amount")),
+                            "currency": d.get("currency"), "load_status": d["load_status"]}
+                           for d in doc.get("taken_back", [])],
+            "left": money(left) if doc["load_status"] == "LOADED" else None}
 
 
 def ledger_entry(doc: Doc) -> dict[str, Any]:

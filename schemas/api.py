@@ -209,10 +209,23 @@ class AuditOut(BaseModel):
     detail: str | None
 
 
+class TakenBackOut(BaseModel):
+    """(1.2) A refund or reversal of a payment, or a won dispute of one of its chargebacks."""
+
+    payment_id: str
+    kind: str
+    amount: str | None
+    currency: str | None
+    load_status: str
+
+
 class PostingDetail(PostingRow):
     attempts: list[AttemptOut]
     audit: list[AuditOut]
     load_error_history: list[LoadErrorOut]
+    # (1.2) a payment's: what took money back from it, and what is left of it once that is counted
+    taken_back: list[TakenBackOut] | None = None
+    left: str | None = None
 
 
 class PostingPage(BaseModel):

@@ -31,6 +31,10 @@ class Faults(BaseModel):
     retry_after_seconds: float = Field(default=0.1, ge=0)
     reject_patients: list[str] = Field(default_factory=list)
     alerts_down: bool = False  # tasks and flags answered 503, entries as usual
+    # Entries of these kinds are committed, then answered only after ``hang_seconds`` (a process
+    # killed meanwhile dies between its entry and its outcome).
+    hang_after_commit_kinds: list[str] = Field(default_factory=list)
+    hang_seconds: float = Field(default=60, ge=0)
 
 
 @dataclass
@@ -274,6 +278,8 @@ async def post_entry(request: Request, idempotency_key: Annotated[str, Header()]
         return JSONResponse(ledger.entries[idempotency_key], status_code=200)
     entry = {"entry_id": str(uuid.uuid4()), "idempotency_key": idempotency_key, **body}
     ledger.entries[idempotency_key] = entry
+    if body.get("kind") in ledger.faults.hang_after_commit_kinds:
+        await asyncio.sleep(ledger.faults.hang_seconds)
     try:
         _maybe_drop(ledger)
     except Dropped:

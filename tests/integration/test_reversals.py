@@ -187,3 +187,69 @@ async def test_a_bad_reversal_message_is_an_unreadable_row(api: httpx.AsyncClien
     assert row["load_error"]["code"] == "INVALID_MESSAGE"
     assert where in row["load_error"]["message"]
     assert await get_posting(api, practice, "p") is None  # the payment it names is not touched
+
+
+async def test_a_payments_detail_lists_what_took_money_back_and_what_is_left(
+        api: httpx.AsyncClient, upstream: Upstream, practice: str) -> None:
+    payment = await upstream.payment(amount="100.00")
+    await wait_status(api, practice, payment["payment_id"], "LOADED")
+    refund = await upstream.refund(payment_id=payment["payment_id"], amount="10.00")
+    await wait_status(api, practice, refund["refund_id"], "LOADED")
+    chargeback = await reverse(upstream, "chargeback", payment["payment_id"], amount="50.00")
+    await wait_status(api, practice, chargeback["dispute_id"], "LOADED")
+    detail = await get_posting(api, practice, payment["payment_id"])
+    assert detail is not None and detail["left"] == "40.00"
+
+    await close_dispute(upstream, chargeback["dispute_id"], "won")
+    await wait_status(api, practice, f"{chargeback['dispute_id']}.won", "LOADED")
+
+    detail = await get_posting(api, practice, payment["payment_id"])
+    assert detail is not None
+    assert [(t["kind"], t["payment_id"], t["amount"], t["load_status"]) for t in detail["taken_back"]] == [
+        ("refund", refund["refund_id"], "10.00", "LOADED"),
+        ("chargeback", chargeback["dispute_id"], "50.00", "LOADED"),
+        ("dispute_won", f"{chargeback['dispute_id']}.won", "50.00", "LOADED")]
+    assert detail["left"] == "90.00"
+    reversal = await get_posting(api, practice, chargeback["dispute_id"])
+    assert reversal is not None and reversal.get("taken_back") is None and reversal.get("left") is None
+
+
+async def test_the_report_and_its_csv_show_the_kind_and_the_payment_reversed(
+        api: httpx.AsyncClient, upstream: Upstream, practice: str) -> None:
+    payment = await upstream.payment(amount="20.00")
+    await wait_status(api, practice, payment["payment_id"], "LOADED")
+    returned = await reverse(upstream, "return", payment["payment_id"], amount="20.00", return_code="R02")
+    await wait_status(api, practice, returned["return_id"], "LOADED")
+
+    r = await api.get("/api/v1/postings", params={"practice_id": practice})
+    [row] = [i for i in r.json()["items"] if i["payment_id"] == returned["return_id"]]
+    assert (row["kind"], row["reversed_payment_id"], row["return_code"], row["amount"]) == (
+        "return", payment["payment_id"], "R02", "20.00")
+    csv_text = (await api.get("/api/v1/postings.csv", params={"practice_id": practice})).text
+    header, *lines = [line.split(",") for line in csv_text.strip().splitlines()]
+    [mine] = [dict(zip(header, line, strict=True)) for line in lines if line[1] == returned["return_id"]]
+    assert (mine["kind"], mine["reversed_payment_id"], mine["return_code"], mine["refunded_payment_id"]) == (
+        "return", payment["payment_id"], "R02", "")
+
+
+async def test_a_transfer_that_deducts_a_return_reconciles_with_it_counted(
+        api: httpx.AsyncClient, upstream: Upstream, practice: str) -> None:
+    kept = await upstream.payment(amount="100.00", merchant_transfer_id="MT-R")
+    bounced = await upstream.payment(amount="30.00")
+    for p in (kept, bounced):
+        await wait_status(api, practice, p["payment_id"], "LOADED")
+    returned = await reverse(upstream, "return", bounced["payment_id"], amount="30.00")
+    settled = {"event_id": str(uuid.uuid4()), "practice_id": practice, "merchant_transfer_id": "MT-R",
+               "payment_ids": [kept["payment_id"]], "refund_ids": [], "reversal_ids": [returned["return_id"]],
+               "gross_amount": "70.00", "fees_amount": "2.00", "net_amount": "68.00", "currency": "USD",
+               "settled_at": AT}
+    await upstream.send("transfer.settled", settled)
+
+    async def reconciled() -> dict[str, Any] | None:
+        r = await api.get(f"/api/v1/transfers/{practice}/MT-R")
+        return r.json() if r.status_code == 200 and r.json()["balanced"] else None
+
+    transfer = await wait_for(reconciled, timeout=20)
+    assert transfer["expected"]["count"] == 2
+    assert transfer["loaded"] == {"count": 2, "amount": "70.00"}
+    assert transfer["variance"] == "0.00"
