@@ -103,19 +103,27 @@ def may_take(payment_amount: Decimal, taken: Iterable[Taken], posting_id: str, a
     return wanted
 
 
+class WaitsForPayment(LoadFailure):
+    """``ORIGINAL_PAYMENT_NOT_LOADED``: what the posting follows is not LOADED. It waits; its failure
+    belongs to the payment's patient account all the same, when the payment is known."""
+
+    def __init__(self, detail: str, patient_account_id: str | None) -> None:
+        super().__init__(LoadErrorCode.ORIGINAL_PAYMENT_NOT_LOADED, detail)
+        self.patient_account_id = patient_account_id
+
+
 def followed(posting: Posting, followed_posting: Posting | None) -> None:
     """Check that what a refund or reversal follows is loaded (a won dispute: its chargeback).
 
     Raises ``LoadFailure(ORIGINAL_PAYMENT_NOT_LOADED)`` while it is not; the posting then waits
     for it and loads by itself when it does."""
+    account = followed_posting.patient_account_id if followed_posting is not None else None
     if followed_posting is None or followed_posting.load_status is not LoadStatus.LOADED:
         state = "not received" if followed_posting is None else followed_posting.load_status.value
         what = "Dispute" if posting.kind is PostingKind.DISPUTE_WON else "Payment"
-        raise LoadFailure(LoadErrorCode.ORIGINAL_PAYMENT_NOT_LOADED,
-                          f"{what} {posting.refunded_payment_id} is {state}.")
+        raise WaitsForPayment(f"{what} {posting.refunded_payment_id} is {state}.", account)
     if posting.kind is PostingKind.DISPUTE_WON and followed_posting.kind is not PostingKind.CHARGEBACK:
-        raise LoadFailure(LoadErrorCode.ORIGINAL_PAYMENT_NOT_LOADED,
-                          f"{posting.refunded_payment_id} is not a dispute.")
+        raise WaitsForPayment(f"{posting.refunded_payment_id} is not a dispute.", account)
 
 
 def reversal_task_text(posting: Posting, return_code: str | None, fee_amount: Decimal | None) -> tuple[str, str]:

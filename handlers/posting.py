@@ -36,6 +36,7 @@ from paypost.handlers.reversals import (
     ReversalMessage,
     Reversals,
     entry_for,
+    failure_account,
     refund_posting,
     reversal_posting,
 )
@@ -331,7 +332,7 @@ class PostingService:
         try:
             if posting.kind in FOLLOWS_A_PAYMENT:
                 # Its payment's patient, known before it can load: its failure, too, belongs to the patient.
-                against = await self._reversals.against(posting)
+                against = await self._reversals.against(posting)  # WaitsForPayment names the account too
                 account = against.patient_account_id or account
                 ehr_patient_id = against.ehr_patient_id
             else:
@@ -359,7 +360,7 @@ class PostingService:
             error = load_error(failure.code, failure.detail)
             attempt = Attempt(at, _ms(started), "failed", error)
             failed = replace(posting, load_status=LoadStatus.FAILED, load_error=error,
-                             ehr_patient_id=ehr_patient_id, patient_account_id=account)
+                             ehr_patient_id=ehr_patient_id, patient_account_id=failure_account(failure, account))
             if (instead := await self._write_outcome(posting, failed, attempt, first)) is not None:
                 return instead
             log.info("posting_failed", posting=str(posting.key), error_code=failure.code.value)

@@ -20,7 +20,16 @@ from paypost.domain.load_errors import LoadErrorCode
 from paypost.domain.model import LoadStatus, PostingKind
 from paypost.domain.ports import PaymentBalances, PostingStore
 from paypost.domain.posting import LedgerEntryRequest, Posting, PostingKey
-from paypost.domain.reversals import REVERSAL_KINDS, Taken, counted_against, entry_sign, followed, left_of, won_id
+from paypost.domain.reversals import (
+    REVERSAL_KINDS,
+    Taken,
+    WaitsForPayment,
+    counted_against,
+    entry_sign,
+    followed,
+    left_of,
+    won_id,
+)
 from paypost.schemas.messages import (
     DisputeClosed,
     PaymentDisputed,
@@ -126,6 +135,14 @@ class Reversals:
     async def give_back(self, posting: Posting, against: Against) -> None:
         """Its entry failed: what it counted against the payment is left again."""
         await self._balances.give_back(against.payment.key, posting.key.payment_id)
+
+
+def failure_account(failure: LoadFailure, account: str | None) -> str | None:
+    """The patient account a failure belongs to: a refund's or reversal's waiting for its payment
+    is the payment's, known before it can load."""
+    if isinstance(failure, WaitsForPayment) and failure.patient_account_id:
+        return failure.patient_account_id
+    return account
 
 
 def entry_for(posting: Posting, ehr_patient_id: str, against: Against | None) -> LedgerEntryRequest:
