@@ -5,6 +5,16 @@ The posting service (``handlers/posting.py``) loads every posting the same way; 
 follows a payment it asks this module whom the entry goes to, and counts it against the payment
 just before the entry is posted (undone if the entry fails), so that refunds and reversals of one
 payment never take back more than the payment, however many workers load them at once.
+
+Exactly once, through crashes: the count is written (durably) before the entry, and names the
+posting, so a delivery handled again finds its count and goes on to find its entry by its key.
+Killed between the count and the entry, or between the entry and the outcome, the redelivery ends
+LOADED with one entry, counted once. An entry the ledger refuses gives its count back before the
+FAILED outcome is written (killed in between, the redelivery counts and fails again). A posting
+waiting for its practice's system (HELD) keeps its count: it loads by itself. One that the dead
+letters fail as LEDGER_UNAVAILABLE keeps it too, since its entry may have been made: what is left
+of the payment is then understated, never overstated, until it is retried (counted as before) or
+cleared.
 """
 
 from __future__ import annotations
