@@ -16,7 +16,8 @@ from paypost.domain.ports import Record
 
 # The report's columns (a row of GET /postings, its Load Error in two columns).
 COLUMNS = ["practice_id", "payment_id", "kind", "patient_account_id", "ehr_patient_id", "amount", "currency",
-           "method", "merchant_transfer_id", "refunded_payment_id", "load_status", "load_error_code",
+           "method", "merchant_transfer_id", "refunded_payment_id", "reversed_payment_id", "dispute_id", "return_code",
+           "load_status", "load_error_code",
            "load_error_message", "attempts_count", "clear_verified", "assignee", "notes_count", "received_at",
            "updated_at"]
 NUMERIC = {"amount", "attempts_count", "notes_count"}
