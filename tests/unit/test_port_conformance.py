@@ -35,6 +35,7 @@ from paypost.infra.mongo.operations import MongoOperationStore
 from paypost.infra.mongo.outages import MongoOutageStore
 from paypost.infra.mongo.postings import MongoPostingCommands, MongoPostingStore
 from paypost.infra.mongo.reports import PostingReport
+from paypost.infra.mongo.reversal_alerts import MongoReversalAlerts
 from paypost.infra.mongo.reversals import MongoPaymentBalances
 from paypost.infra.mongo.transfers import MongoTransferStore
 from paypost.infra.rabbit.event_hub import EventHub
@@ -44,6 +45,7 @@ from paypost.infra.readiness import ServiceReadiness
 WIRED: list[tuple[type[Any], type[Any]]] = [
     (ports.PostingStore, MongoPostingStore),
     (ports.PaymentBalances, MongoPaymentBalances),
+    (ports.ReversalAlertStore, MongoReversalAlerts),
     (ports.PostingCommands, MongoPostingCommands),
     (ports.OutageStore, MongoOutageStore),
     (ports.PracticeDirectory, MongoPracticeDirectory),
