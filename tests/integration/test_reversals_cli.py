@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -30,8 +32,9 @@ def test_publish_a_payment_and_its_ach_return_from_the_command_line(running: dic
     assert returned.returncode == 0, returned.stderr
     assert "published payment.returned" in returned.stdout
     rows = wait_output(env, ["postings", "--practice", "demo-clinic", "--status", "LOADED", "--csv"], "CLI-RET-1")
-    [line] = [r for r in rows.splitlines() if r.startswith("demo-clinic,CLI-RET-1,")]
-    assert ",return," in line and ",CLI-PAY-1," in line and ",R01," in line
+    [row] = [r for r in csv.DictReader(io.StringIO(rows)) if r["payment_id"] == "CLI-RET-1"]
+    assert (row["kind"], row["reversed_payment_id"], row["return_code"], row["amount"]) == (
+        "return", "CLI-PAY-1", "R01", "80.00")
 
 
 @pytest.mark.parametrize(("args", "words"), [
