@@ -16,7 +16,7 @@ from paypost.handlers import metrics
 from paypost.handlers.commands import CommandService
 from paypost.handlers.dead_letters import DeadLetterService
 from paypost.handlers.mappings import MappingService
-from paypost.handlers.posting import Disposition, Outcome, PostingService
+from paypost.handlers.posting import POSTING_MESSAGES, Disposition, Outcome, PostingService
 from paypost.infra.rabbit import topology
 from paypost.infra.rabbit.broker import kept_message
 from paypost.infra.rabbit.intake import BatchConsumer, Settle
@@ -24,8 +24,6 @@ from paypost.infra.runtime.retry import is_transient, log_failure
 from paypost.schemas.messages import (
     DepositReceived,
     PatientMappingUpdated,
-    PaymentPosted,
-    PaymentRefunded,
     PostingClear,
     PostingRetry,
     TransferSettled,
@@ -131,7 +129,7 @@ async def keep_unrouted(message: KeptMessage, postings: PostingService, retrying
     read = read_message(message, max_message_bytes)
     label = metrics.unrouted_label(message.routing_key, readable=not isinstance(read, Unreadable))
     metrics.UNROUTED.labels(label).inc()
-    if isinstance(read, (PaymentPosted, PaymentRefunded)):
+    if isinstance(read, POSTING_MESSAGES):
         log.error("binding_missing", routing_key=message.routing_key[:100], queue=INTAKE_QUEUE)
         outcome = await retrying(lambda: postings.handle(message))
         return outcome.disposition is Disposition.DEAD_LETTER

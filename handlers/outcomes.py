@@ -22,6 +22,7 @@ from paypost.domain.events import Event, PostingFailed, PostingLoaded, PostingRe
 from paypost.domain.model import LoadStatus
 from paypost.domain.ports.postings import PostingStore
 from paypost.domain.posting import Attempt, AuditEntry, KeptMessage, Posting, PostingKey
+from paypost.domain.reversals import LEARNS_ITS_AMOUNT
 from paypost.handlers.messagebus import MessageBus
 
 log = structlog.get_logger("paypost.outcomes")
@@ -82,8 +83,11 @@ class OutcomeRecorder:
             return await self._postings.insert_finished(finished, first.message, first.received, attempt, entry_id)
         if finished.load_status is LoadStatus.LOADED:
             assert finished.ehr_patient_id is not None and entry_id is not None
+            # A void's and a won dispute's amount is learnt as they load (handlers/reversals.py).
+            settled = ((finished.amount, finished.currency) if finished.kind in LEARNS_ITS_AMOUNT
+                       and finished.amount is not None and finished.currency else None)
             return await self._postings.record_loaded(posting.key, attempt, finished.ehr_patient_id, entry_id,
-                                                      finished.patient_account_id)
+                                                      finished.patient_account_id, settled)
         assert finished.load_error is not None
         return await self._postings.record_failed(posting.key, attempt, finished.load_error,
                                                   finished.ehr_patient_id, finished.patient_account_id,

@@ -50,6 +50,8 @@ from paypost.handlers.practices import Practices
 from paypost.handlers.reactions import PostingReactions
 from paypost.handlers.reports import Reports
 from paypost.handlers.retention import RetentionService
+from paypost.handlers.reversal_alerts import ReversalAlerts
+from paypost.handlers.reversals import Reversals
 from paypost.handlers.triage import Triage
 from paypost.infra.ledgers.adapters import AdapterLedgers
 from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
@@ -73,6 +75,8 @@ from paypost.infra.mongo.outages import MongoOutageStore
 from paypost.infra.mongo.postings import MongoPostingCommands, MongoPostingStore
 from paypost.infra.mongo.reports import PostingReport
 from paypost.infra.mongo.retention import MongoRetention
+from paypost.infra.mongo.reversal_alerts import MongoReversalAlerts
+from paypost.infra.mongo.reversals import MongoPaymentBalances
 from paypost.infra.mongo.transfers import MongoTransferStore
 from paypost.infra.rabbit.asyncapi import asyncapi_text
 from paypost.infra.rabbit.broker import (
@@ -213,7 +217,9 @@ class Paypost:
         self.recorder = OutcomeRecorder(self.postings, self.bus)
         self.posting_service = PostingService(
             self.postings, self.directory, self.mapping_store, ledgers or self.ledgers, self.recorder,
-            settings.max_message_bytes, self.outages, clock,
+            settings.max_message_bytes, self.outages,
+            Reversals(self.postings, MongoPaymentBalances(self.collections)),  # contract section 10
+            clock,
         )
         self.outage_worker = OutageWorker(self.outages, self.postings, self.posting_service,
                                           DutyLeases(self.collections.leases), clock)
@@ -227,6 +233,9 @@ class Paypost:
                                           settings.alert_escalate_after, clock, mapping_sweep=self.healing.sweep)
         self.alert_delivery = AlertDelivery(MongoAlertOutbox(self.collections), self.directory, self.ledgers,
                                             self.mapping_store, clock)
+        # A reversal's alerts (contract section 10)
+        self.reversal_alerts = ReversalAlerts(MongoReversalAlerts(self.collections), self.outcomes,
+                                              self.alert_delivery.wake, clock)
         self.mapping_service = MappingService(self.mapping_store, self.healing, clock, alerts=self.alert_delivery)
         self.command_service = CommandService(self.operations, self.operation_store, clock)
         self.canaries = Canaries(self.operation_store, self.posting_commands, self.publish, clock)
@@ -252,7 +261,8 @@ class Paypost:
                 token_hash(t.token): Principal(name=t.name, role=Role(t.role), scope=Scope.of(t.practices))
                 for t in settings.tokens.values()}, FailedKeys(self.failed_key_counts, clock), clock,
                 tickets=self.feed_tickets),
-            triage=Triage(self.failure_groups, MongoPostingNotes(self.collections), self.alerts, clock),
+            triage=Triage(self.failure_groups, MongoPostingNotes(self.collections), self.alerts, clock,
+                          resolver=self.reversal_alerts),
             access=AccessTrail(self.access_log),
             retention=self.retention,
         )
@@ -343,7 +353,8 @@ class Paypost:
             await outcomes.held(event.posting)
 
         self.bus.subscribe(PostingFailed, failed, reactions.failed, self.healing.failed, self._alerts_changed)
-        self.bus.subscribe(PostingLoaded, loaded, reactions.loaded, self.month_end.periods.loaded, self._alerts_changed)
+        self.bus.subscribe(PostingLoaded, loaded, reactions.loaded, self._alerts_changed, self.reversal_alerts.loaded,
+                           self.month_end.periods.loaded)
         self.bus.subscribe(PostingRetried, retried)
         self.bus.subscribe(PostingCleared, cleared, reactions.cleared, self._alerts_changed)
         self.bus.subscribe(PostingHeld, held)

@@ -4,7 +4,9 @@ Protocol (documented in the README):
 
 - ``GET  {base_url}/entries/{idempotency_key}``: 200 with ``{"entry_id"}`` if that posting exists, else 404.
 - ``POST {base_url}/entries`` with header ``Idempotency-Key`` and body ``{practice_id, patient_id,
-  payment_id, refund_id, amount, currency, occurred_at}``: 201 or 200 with ``{"entry_id"}``;
+  payment_id, refund_id, kind, reversal_id, amount, currency, occurred_at}``: 201 or 200 with
+  ``{"entry_id"}``; ``kind`` is ``payment``, ``refund``, ``void``, ``return``, ``chargeback`` or
+  ``dispute_won``, and ``payment_id`` the payment a refund or reversal is against;
   404 when the patient does not exist; 400, 409 or 422 with ``{"error": {"message"}}`` when refused.
 - 5xx, timeouts and refused connections are transient: paypost looks the entry up before every
   re-post (a response may have been lost after the ledger committed), the first request of a call
@@ -297,6 +299,8 @@ class HttpLedger:
             json={
                 "practice_id": request.practice_id, "patient_id": request.ehr_patient_id,
                 "payment_id": request.payment_id, "refund_id": request.refund_id,
+                # (1.2) what the entry is, and a reversal's own id (contract section 10)
+                "kind": request.kind, "reversal_id": request.reversal_id,
                 "amount": format_money(request.amount), "currency": request.currency,
                 "occurred_at": request.occurred_at.isoformat(),
             },

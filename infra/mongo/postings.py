@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -124,8 +125,11 @@ def posting_fields(posting: Posting) -> Doc:
         "merchant_transfer_id": posting.merchant_transfer_id,
         "event_id": posting.event_id,
         "occurred_at": posting.occurred_at,
-        # Only a refund has the field, so only refunds are in the index on it.
+        # Only a refund or reversal has the field (what it follows: its payment, or a won dispute's
+        # dispute), so only they are in the index on it.
         **({"refunded_payment_id": posting.refunded_payment_id} if posting.refunded_payment_id else {}),
+        **({"return_code": posting.return_code} if posting.return_code else {}),
+        **({"fee_amount": posting.fee_amount} if posting.fee_amount is not None else {}),
     }
 
 
@@ -144,6 +148,8 @@ def posting_from(doc: Doc) -> Posting:
         method=doc.get("method"),
         merchant_transfer_id=doc.get("merchant_transfer_id"),
         refunded_payment_id=doc.get("refunded_payment_id"),
+        return_code=doc.get("return_code"),
+        fee_amount=doc.get("fee_amount"),
         load_error=error_from(doc.get("load_error")),
         replays=doc.get("replays", 0),
         announcement_owed=doc.get("announcement_owed"),
@@ -257,9 +263,11 @@ class MongoPostingStore:
         return written
 
     async def record_loaded(self, key: PostingKey, attempt: Attempt, ehr_patient_id: str, entry_id: str,
-                            patient_account_id: str | None) -> bool:
-        return await self._finish(key, attempt, _loaded_fields(ehr_patient_id, entry_id, patient_account_id),
-                                  _loaded_audit(attempt, entry_id))
+                            patient_account_id: str | None, settled: tuple[Decimal, str] | None = None) -> bool:
+        fields = _loaded_fields(ehr_patient_id, entry_id, patient_account_id)
+        if settled is not None:  # a void's or won dispute's amount, learnt as it loaded
+            fields.update(amount=settled[0], currency=settled[1])
+        return await self._finish(key, attempt, fields, _loaded_audit(attempt, entry_id))
 
     async def record_failed(
         self, key: PostingKey, attempt: Attempt, error: LoadError, ehr_patient_id: str | None,

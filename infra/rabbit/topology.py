@@ -14,11 +14,15 @@ from paypost.schemas.topics import (
     COMMANDS_EXCHANGE,
     DEAD_LETTER_QUEUE,
     DEPOSIT_RECEIVED,
+    DISPUTE_CLOSED,
     EVENTS_EXCHANGE,
     INTAKE_QUEUE,
     PATIENT_MAPPING_UPDATED,
+    PAYMENT_DISPUTED,
     PAYMENT_POSTED,
     PAYMENT_REFUNDED,
+    PAYMENT_RETURNED,
+    PAYMENT_VOIDED,
     PAYMENTS_EXCHANGE,
     POSTING_CLEAR,
     POSTING_RETRY,
@@ -85,7 +89,8 @@ EXCHANGES = (unrouted, dead_letter, payments, commands, events)
 
 # (queue, exchange, routing keys)
 BINDINGS: tuple[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]], ...] = (
-    (intake, payments, (PAYMENT_POSTED, PAYMENT_REFUNDED)),
+    (intake, payments, (PAYMENT_POSTED, PAYMENT_REFUNDED, PAYMENT_VOIDED, PAYMENT_RETURNED, PAYMENT_DISPUTED,
+                        DISPUTE_CLOSED)),
     (mappings, payments, (PATIENT_MAPPING_UPDATED,)),
     (transfers, payments, (TRANSFER_SETTLED,)),
     (deposits, payments, (DEPOSIT_RECEIVED,)),
