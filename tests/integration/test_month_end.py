@@ -273,3 +273,42 @@ async def _row(api: httpx.AsyncClient, payment_id: str) -> dict[str, Any] | None
     r = await api.get(f"/api/v1/postings/{P}/{payment_id}")
     found: dict[str, Any] | None = r.json() if r.status_code == 200 else None
     return found
+
+
+async def test_a_months_returns_and_chargebacks_count_by_kind_block_until_their_tasks_resolve_and_arrive_late(
+        upstream: Upstream, api: httpx.AsyncClient, practice: str) -> None:
+    month = f"/api/v1/practices/{P}/periods/2026-10"
+    paid = await upstream.payment(amount="80.00", method="ach", occurred_at="2026-10-05T12:00:00+00:00")
+    await wait_status(api, P, paid["payment_id"], "LOADED")
+    returned = {"event_id": str(uuid.uuid4()), "practice_id": P, "return_id": "ret-1", "payment_id": paid["payment_id"],
+                "amount": "30.00", "currency": "USD", "return_code": "R01", "occurred_at": "2026-10-09T12:00:00+00:00"}
+    await upstream.send("payment.returned", returned)
+    await wait_status(api, P, "ret-1", "LOADED")
+    report = await wait_for(lambda: _blocked_by(api, month, "open_return_tasks"))
+    assert report["by_kind"]["return"] == {"count": 1, "amount": "30.00"}
+    assert report["by_kind_and_method"]["return"] == {"ach": {"count": 1, "amount": "30.00"}}
+    assert report["net_amount"] == "50.00"
+    assert report["blockers"] == [{"kind": "open_return_tasks", "count": 1, "amount": "30.00"}]
+    alerts = (await api.get("/api/v1/alerts", params={"practice_id": P, "state": "open"})).json()["items"]
+    for alert in alerts:
+        if alert["payment_id"] == "ret-1" and alert["kind"] == "task":
+            r = await api.post(f"/api/v1/alerts/{alert['alert_id']}/resolve", json={"reason": "fee charged"})
+            assert r.status_code == 200, r.text
+    assert (await api.get(month)).json()["ready"] is True
+    assert (await api.post(f"{month}/close", json={"note": "October"})).status_code == 200
+    # A chargeback of October that arrives after the close: loaded, marked late, and a task.
+    disputed = {"event_id": str(uuid.uuid4()), "practice_id": P, "dispute_id": "dis-1",
+                "payment_id": paid["payment_id"], "amount": "20.00", "currency": "USD", "reason": "not recognised",
+                "occurred_at": "2026-10-30T12:00:00+00:00"}
+    await upstream.send("payment.disputed", disputed)
+    await wait_status(api, P, "dis-1", "LOADED")
+    row = await wait_for(lambda: _late_row(api, "dis-1"))
+    assert row["kind"] == "chargeback"
+    await wait_for(lambda: _late_task(api, "dis-1"))
+    report = (await api.get(month)).json()
+    assert report["late_payment_ids"] == ["dis-1"] and report["by_kind"]["chargeback"]["count"] == 1
+
+
+async def _blocked_by(api: httpx.AsyncClient, url: str, kind: str) -> dict[str, Any] | None:
+    report: dict[str, Any] = (await api.get(url)).json()
+    return report if any(b["kind"] == kind for b in report["blockers"]) else None
