@@ -19,6 +19,11 @@ def test_the_month_end_at_a_terminal(running: dict[str, str]) -> None:
     assert bad.returncode == 2 and "not a valid deposit" in bad.stderr
     sent = cli(env, "publish-deposit", "--practice", "demo-clinic", "--deposit", "D-1", "--amount", "964.10")
     assert sent.returncode == 0, sent.stderr
+    other = cli(env, "publish", "--message", "deposit.received", "--body",
+                '{"practice_id": "demo-clinic", "deposit_id": "D-2", "amount": "5.00", "currency": "USD", '
+                '"deposited_at": "2026-11-02T09:00:00+00:00"}')
+    assert other.returncode == 0, other.stderr
+    wait_output(env, ["deposits", "demo-clinic"], "D-2")
     listed = wait_output(env, ["deposits", "demo-clinic"], "D-1")
     assert "unmatched" in listed and "964.10" in listed
     refused = cli(env, "deposits", "demo-clinic", "--match", "D-1", "--transfer", "MT-0")
