@@ -9,10 +9,12 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi.telemetry import TelemetryConfig
 
 from paypost.api import errors
 from paypost.api.access_log import AccessLog
 from paypost.api.deps import ERRORS, authenticate
+from paypost.api.request_ids import RequestIds
 from paypost.api.routes import (
     alerts,
     changes,
@@ -30,6 +32,10 @@ from paypost.handlers.application import Application
 from paypost.schemas import PAYPOST_VERSION
 
 CONSOLE = Path(__file__).with_name("console")
+# FastAPI's own telemetry: a server span per call (once paypost installs a tracer provider:
+# infra/runtime/tracing.py), nothing else. Its logs would record validation failures and
+# exceptions with their inputs (a body holds patient data), its metrics duplicate paypost's.
+TELEMETRY: TelemetryConfig = {"tracing": True, "logs": False, "metrics": False, "operation_spans": False}
 
 # Every route of these gets its caller's scoped application (deps.authenticate): none can reach a
 # handler unscoped, or forget the check. The order is the order requests are matched in.
@@ -63,7 +69,8 @@ def create_app(
                 await on_stop()
 
     app = FastAPI(title="paypost", version=PAYPOST_VERSION, lifespan=lifespan,
-                  openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
+                  openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None,
+                  telemetry=TELEMETRY)
     app.state.application = application
     app.state.asyncapi = asyncapi
     app.state.key_check_every = key_check_every
@@ -71,6 +78,7 @@ def create_app(
     app.include_router(api)
     app.include_router(health.router)
     app.add_middleware(AccessLog)
+    app.add_middleware(RequestIds)  # outside the access log: its line carries the request id
     app.mount("/console", StaticFiles(directory=CONSOLE), name="console")
 
     @app.get("/", include_in_schema=False)
