@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
@@ -73,7 +74,7 @@ def intake_consumers(
         each = traced(queue)
 
         async def settle(messages: list[KeptMessage]) -> list[Settle]:
-            return await settle_batch(postings, retrying, messages, each=each)
+            return await settle_batch(postings, retrying, messages, each=each, objective=queue == INTAKE_QUEUE)
 
         return settle
 
@@ -88,7 +89,8 @@ def _settle_of(outcome: Outcome) -> Settle:
 
 
 async def settle_batch(postings: PostingService, retrying: Retrying[Any], messages: list[KeptMessage], *,
-                       each: Callable[[KeptMessage], AbstractContextManager[object]] | None = None) -> list[Settle]:
+                       each: Callable[[KeptMessage], AbstractContextManager[object]] | None = None,
+                       objective: bool = False) -> list[Settle]:
     """Handle a batch and settle each delivery by its own outcome.
 
     Deliveries that failed transiently (the database did not answer) are handled again, alone,
@@ -107,6 +109,10 @@ async def settle_batch(postings: PostingService, retrying: Retrying[Any], messag
         for index, result in zip(waiting, results, strict=True):
             if isinstance(result, Outcome):
                 metrics.observe(result.load_status, result.error_code, started)
+                if objective:  # new payments (not replays) count toward the posting objective
+                    arrived = messages[index].arrived_at
+                    metrics.objective(result.load_status, result.error_code,
+                                      (datetime.now(UTC) - arrived).total_seconds() if arrived else 0.0)
                 settles[index] = _settle_of(result)
             elif is_transient(result):
                 again.append(index)

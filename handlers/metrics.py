@@ -66,6 +66,22 @@ BUILD_INFO = Gauge("paypost_build_info", "paypost's version (always 1)", ["versi
 BUILD_INFO.labels(PAYPOST_VERSION, platform.python_version()).set(1)
 
 
+# The posting objective (README "Following a payment"): 99 % of payments LOADED, or FAILED with a
+# Load Error code, within OBJECTIVE_SECONDS of paypost taking their delivery from the broker.
+OBJECTIVE_SECONDS = 60.0
+OBJECTIVE_PAYMENTS = Counter("paypost_objective_payments", "Payments taken from the intake queue and settled")
+OBJECTIVE_ON_TIME = Counter("paypost_objective_payments_on_time",
+                            "Payments LOADED, or FAILED with a Load Error code, within 60 s of arriving")
+
+
+def objective(load_status: LoadStatus | None, error_code: LoadErrorCode | None, seconds: float) -> None:
+    """Count one payment toward the posting objective: on time if it ended within the objective."""
+    OBJECTIVE_PAYMENTS.inc()
+    done = load_status is LoadStatus.LOADED or (load_status is LoadStatus.FAILED and error_code is not None)
+    if done and seconds <= OBJECTIVE_SECONDS:
+        OBJECTIVE_ON_TIME.inc()
+
+
 def practice_system_request(part: str, status: int | None, seconds: float, *, timed_out: bool = False) -> None:
     """One request to a practice's system: its status class (2xx .. 5xx; timeout or error without an answer)."""
     status_class = f"{status // 100}xx" if status is not None else "timeout" if timed_out else "error"

@@ -27,6 +27,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 TRACER_NAME = "paypost"
@@ -201,7 +202,7 @@ def _template(url: str) -> str:
     return _SEGMENT_AFTER.sub(lambda m: f"/{m.group(1)}/{{id}}", url.split("?", 1)[0])
 
 
-class PatientDataGuard:
+class PatientDataGuard(SpanProcessor):
     """A span processor that rewrites what a server span took from the request line: ``url.path``
     to its template form and ``url.query`` to its parameters' names (FastAPI's telemetry records
     both, and paths such as ``/practices/{id}/ehr-patients/{ehr_patient_id}`` name a patient)."""
@@ -215,11 +216,3 @@ class PatientDataGuard:
         if isinstance(query, str):
             span.set_attribute("url.query", "&".join(p.split("=", 1)[0] + "=REDACTED" for p in query.split("&") if p))
 
-    def on_end(self, span: Any) -> None:
-        return None
-
-    def shutdown(self) -> None:
-        return None
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
