@@ -54,7 +54,7 @@ class OtlpReceiver:
         received = self.requests
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802  # http.server's name
+            def do_POST(self) -> None:  # http.server's name
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
@@ -66,7 +66,7 @@ class OtlpReceiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  # http.server's name
+            def log_message(self, format: str, *args: Any) -> None:  # http.server's name
                 return
 
         self.server = HTTPServer(("127.0.0.1", 0), Handler)
@@ -140,7 +140,8 @@ async def next_event(queue: aio_pika.abc.AbstractQueue, payment_id: str) -> aio_
             return message
         return None
 
-    return await wait_for(found, timeout=20)
+    message: aio_pika.abc.AbstractIncomingMessage = await wait_for(found, timeout=20)
+    return message
 
 
 def of_payment(exported: InMemorySpanExporter, payment_id: str) -> ReadableSpan:
