@@ -457,3 +457,34 @@ def test_prometheus_scrapes_every_paypost_process_of_compose() -> None:
     assert {f"{name}:{http_port()}" for name in processes} <= targets
     api = next(job for job in config["scrape_configs"] if job["job_name"] == "paypost-api")
     assert api["scheme"] == "https"
+
+
+def test_prometheus_loads_the_alert_rules_the_prometheus_rule_holds() -> None:
+    """One set of rules: compose's Prometheus loads rules.yml, and the PrometheusRule (for the
+    Prometheus Operator, in kubernetes/monitoring/) holds the same groups."""
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    configs = compose()["configs"]
+    mounted = {c["target"]: configs[c["source"]]["file"] for c in compose()["services"]["prometheus"]["configs"]}
+    assert config["rule_files"] == ["/etc/prometheus/rules.yml"]
+    assert mounted["/etc/prometheus/rules.yml"] == "./prometheus/rules.yml"
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "rules.yml").read_text())
+    [rule] = parsed(KUBERNETES / "monitoring" / "60-paypost-rules.yaml")
+    assert (rule["apiVersion"], rule["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
+    assert rule["metadata"]["namespace"] == resources("Namespace").popitem()[0]
+    assert rule["spec"]["groups"] == rules["groups"]
+
+
+def test_a_mongodb_exporter_stands_beside_the_stack_and_is_scraped() -> None:
+    services = compose()["services"]
+    exporter = services["mongodb-exporter"]
+    assert exporter["image"].startswith("percona/mongodb_exporter:")
+    assert "replicaSet=rs0" in " ".join(exporter["command"])
+    assert exporter["environment"]["MONGODB_USER"] == "exporter"
+    # From .env (as RabbitMQ's password is), never a value written in the file.
+    assert exporter["environment"]["MONGODB_PASSWORD"].startswith("${MONGO_EXPORTER_PASSWORD:?")
+    assert "MONGO_EXPORTER_PASSWORD" in services["mongo-init"]["environment"]
+    assert 'admin.getUser("exporter")' in (DEPLOY / "mongo" / "replica-set.js").read_text()
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    [job] = [job for job in config["scrape_configs"] if job["job_name"] == "mongodb"]
+    assert job["static_configs"][0]["targets"] == ["mongodb-exporter:9216"]
+    assert "MONGO_EXPORTER_PASSWORD=" in (DEPLOY / "README.md").read_text()
