@@ -418,15 +418,36 @@ def test_metric_names_are_read_from_promql() -> None:
     assert metric_names(expr) == {"paypost_posting_latency_seconds_bucket", "up"}
 
 
+def recorded_rules() -> set[str]:
+    """The series the alert rules record (prometheus/rules.yml), which the dashboard may show."""
+    groups = yaml.safe_load((DEPLOY / "prometheus" / "rules.yml").read_text())["groups"]
+    return {rule["record"] for group in groups for rule in group["rules"] if "record" in rule}
+
+
 def test_every_dashboard_panel_shows_metrics_paypost_exposes() -> None:
+    """paypost's metrics and the series its rules record; a "MongoDB:" panel, the exporter's."""
     dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "paypost.json").read_text())
-    known = paypost_metric_names()
+    known = paypost_metric_names() | recorded_rules()
     assert dashboard["panels"]
     for panel in dashboard["panels"]:
         for target in panel["targets"]:
             used = metric_names(target["expr"])
             assert used, panel["title"]
+            if panel["title"].startswith("MongoDB:"):
+                assert all(name.startswith("mongodb_") for name in used), (panel["title"], used)
+                continue
             assert used <= known, (panel["title"], used - known)
+
+
+def test_the_dashboard_shows_the_objective_and_what_the_alerts_watch() -> None:
+    exprs = " ".join(target["expr"] for panel in json.loads(
+        (DEPLOY / "grafana" / "dashboards" / "paypost.json").read_text())["panels"] for target in panel["targets"])
+    for name in ("paypost_objective_payments_on_time_total", "paypost:objective_errors:ratio_rate1h",
+                 "paypost_practice_system_request_seconds_bucket", "paypost_practice_system_throttled_total",
+                 "paypost_practice_system_token_fetches_total", "paypost_practices_held", "paypost_alert_outbox_backlog",
+                 "paypost_alert_outbox_oldest_seconds", "paypost_announcements_owed", "paypost_audit_entries_unsealed",
+                 "paypost_audit_last_seal_age_seconds", "paypost_build_info", "mongodb_op_counters_total"):
+        assert name in exprs, name
 
 
 def test_the_dashboard_covers_what_the_office_watches() -> None:
