@@ -35,7 +35,9 @@ CONSOLE = Path(__file__).with_name("console")
 # FastAPI's own telemetry: a server span per call (once paypost installs a tracer provider:
 # infra/runtime/tracing.py), nothing else. Its logs would record validation failures and
 # exceptions with their inputs (a body holds patient data), its metrics duplicate paypost's.
-TELEMETRY: TelemetryConfig = {"tracing": True, "logs": False, "metrics": False, "operation_spans": False}
+# Probes and scrapes (every few seconds, from the orchestrator and Prometheus) are no trace.
+TELEMETRY: TelemetryConfig = {"tracing": True, "logs": False, "metrics": False, "operation_spans": False,
+                              "exclude": lambda scope: scope.get("path") in ("/metrics", "/healthz", "/readyz")}
 
 # Every route of these gets its caller's scoped application (deps.authenticate): none can reach a
 # handler unscoped, or forget the check. The order is the order requests are matched in.

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from faststream.rabbit import RabbitBroker
 from pymongo import AsyncMongoClient
 
-from paypost.api.app import create_app
+from paypost.api.app import TELEMETRY, create_app
 from paypost.api.routes.health import router as health
 from paypost.consumers.subscribers import intake_consumers, register
 from paypost.domain.access import Principal, Role, Scope, token_hash
@@ -309,7 +309,8 @@ class Paypost:
                 if on_stop is not None:
                     await on_stop()
 
-        app = FastAPI(title="paypost worker", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+        app = FastAPI(title="paypost worker", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None,
+                      telemetry=TELEMETRY)
         app.state.application = self.application
         app.state.asyncapi = asyncapi_text
         app.include_router(health)
