@@ -445,7 +445,8 @@ def test_the_dashboard_shows_the_objective_and_what_the_alerts_watch() -> None:
     for name in ("paypost_objective_payments_on_time_total", "paypost:objective_errors:ratio_rate1h",
                  "paypost_practice_system_request_seconds_bucket", "paypost_practice_system_throttled_total",
                  "paypost_practice_system_token_fetches_total", "paypost_practices_held",
-                 "paypost_alert_outbox_backlog", "paypost_alert_outbox_oldest_seconds", "paypost_announcements_owed", "paypost_audit_entries_unsealed",
+                 "paypost_alert_outbox_backlog", "paypost_alert_outbox_oldest_seconds", "paypost_announcements_owed",
+                 "paypost_audit_entries_unsealed",
                  "paypost_audit_last_seal_age_seconds", "paypost_build_info", "mongodb_op_counters_total"):
         assert name in exprs, name
 
