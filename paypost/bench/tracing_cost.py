@@ -5,6 +5,10 @@ back, off and on in turn, a fresh paypost for each: the machine is shared, so th
 neighbouring runs says more than either figure.
 
     python -m paypost.bench.tracing_cost [--rounds 3] [--burst 2000] [--light-seconds 20]
+    python -m paypost.bench.tracing_cost --against /path/to/an/earlier/checkout ...
+
+``--against``: instead of on against off, off against paypost as that checkout has it (its
+``paypost run`` imported from there through ``PYTHONPATH``): what tracing's hooks cost when off.
 """
 
 from __future__ import annotations
@@ -57,17 +61,25 @@ def otlp_sink() -> Iterator[str]:
 
 
 @contextmanager
-def tracing_env(endpoint: str | None) -> Iterator[None]:
-    """The variable the paypost started next reads (``PaypostProcess`` copies the environment)."""
-    before = os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
-    if endpoint is not None:
-        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+def _variable(name: str, value: str | None) -> Iterator[None]:
+    """``name`` as the paypost started next reads it (``PaypostProcess`` copies the environment)."""
+    before = os.environ.pop(name, None)
+    if value is not None:
+        os.environ[name] = value
     try:
         yield
     finally:
-        os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+        os.environ.pop(name, None)
         if before is not None:
-            os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = before
+            os.environ[name] = before
+
+
+@contextmanager
+def tracing_env(endpoint: str | None, code: str | None = None) -> Iterator[None]:
+    """Tracing to ``endpoint`` (None: off), in paypost as ``code`` has it (None: as this one)."""
+    with _variable("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint), \
+            _variable("PYTHONPATH", code if code is not None else os.environ.get("PYTHONPATH")):
+        yield
 
 
 async def _cpu_per_payment(rig: Rig, prefix: str, count: int, rate: float | None) -> float:
@@ -90,7 +102,8 @@ async def _cpu_per_payment(rig: Rig, prefix: str, count: int, rate: float | None
     return (after - before) / count * 1e6
 
 
-async def measure(rounds: int, burst: int, light_seconds: float) -> list[dict[str, float]]:
+async def measure(rounds: int, burst: int, light_seconds: float, against: str | None = None) -> list[dict[str, float]]:
+    """Each round: (off, on), or with ``against``: (that checkout, off), as ``*_off`` and ``*_on``."""
     results = Results()
     figures: list[dict[str, float]] = []
     light = max(20, int(10 * light_seconds))
@@ -102,8 +115,10 @@ async def measure(rounds: int, burst: int, light_seconds: float) -> list[dict[st
         with otlp_sink() as sink:
             for n in range(rounds):
                 row: dict[str, float] = {}
-                for mode, endpoint in (("off", None), ("on", sink)):
-                    with tracing_env(endpoint):
+                modes = (("off", None, against), ("on", None, None)) if against else (("off", None, None),
+                                                                                      ("on", sink, None))
+                for mode, endpoint, code in modes:
+                    with tracing_env(endpoint, code):
                         async with started_rig(amqp, mongo, results, log, time.time() - time.perf_counter()) as rig:
                             log(f"round {n + 1}, tracing {mode}: a burst of {burst}, then {light} at 10/s")
                             row[f"burst_{mode}"] = await _cpu_per_payment(rig, f"b{n}{mode}-", burst, None)
@@ -121,9 +136,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--burst", type=int, default=2000)
     parser.add_argument("--light-seconds", type=float, default=20.0)
+    parser.add_argument("--against", help="an earlier checkout: compare tracing off with it instead of on with off")
     args = parser.parse_args()
-    figures = asyncio.run(measure(args.rounds, args.burst, args.light_seconds))
-    print("round  burst off  burst on  ratio   10/s off  10/s on  ratio   (paypost's CPU, µs per payment)")  # noqa: T201
+    figures = asyncio.run(measure(args.rounds, args.burst, args.light_seconds, args.against))
+    off, on = ("before", "off") if args.against else ("off", "on")
+    print(f"round  burst {off:>4}  burst {on:>3}  ratio   10/s {off:>4}  10/s {on:>3}  ratio"  # noqa: T201
+          "   (paypost's CPU, µs per payment)")
     for n, row in enumerate(figures, 1):
         print(f"{n:>5}  {row['burst_off']:>9.0f}  {row['burst_on']:>8.0f}  {row['burst_ratio']:>5.2f}"  # noqa: T201
               f"   {row['10pps_off']:>8.0f}  {row['10pps_on']:>7.0f}  {row['10pps_ratio']:>5.2f}")
