@@ -18,7 +18,7 @@ from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from paypost.api.errors import ApiError
-from paypost.domain.access import EVERY_PRACTICE
+from paypost.domain.access import EVERY_PRACTICE, token_hash
 from paypost.domain.alerts import practice_named_by
 from paypost.handlers.application import Application
 from paypost.handlers.keys import TooManyFailures, UnknownKey
@@ -29,7 +29,9 @@ from paypost.schemas.types import PRACTICE_ID_PATTERN
 bearer = HTTPBearer(auto_error=False, description="An API key: PAYPOST_API_TOKENS, or made with POST /api-keys")
 
 API_V1 = "/api/v1"  # every route module's prefix (the access log names a route by its whole path)
-STREAM_PATH = f"{API_V1}/events/stream"  # EventSource cannot send headers: its token comes as ?access_token=
+# EventSource cannot send headers: the live feed also opens with a single-use ticket, ?ticket=
+# (POST /api/v1/events/tickets). Never a key in a URL, where proxies log it (contract section 12).
+STREAM_PATH = f"{API_V1}/events/stream"
 
 # The error answers every /api/v1 route documents; a route that can also conflict adds CONFLICT.
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 422, 429)}
@@ -39,13 +41,15 @@ PracticeId = Annotated[str, Path(pattern=PRACTICE_ID_PATTERN, description="A pra
 AnyId = Annotated[str, Path(min_length=1, max_length=128)]
 
 
-def _token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
+def _token(credentials: HTTPAuthorizationCredentials | None) -> str | None:
     if credentials is not None and credentials.scheme.lower() == "bearer":
         return credentials.credentials
-    if request.headers.get("authorization"):
-        return None  # another scheme (Basic, ...): not a key
-    if request.url.path == STREAM_PATH:
-        return request.query_params.get("access_token")
+    return None  # none, or another scheme (Basic, ...): not a key
+
+
+def _ticket(request: Request) -> str | None:
+    if request.url.path == STREAM_PATH and not request.headers.get("authorization"):
+        return request.query_params.get("ticket")
     return None
 
 
@@ -54,18 +58,23 @@ async def authenticate(
 ) -> ScopedApplication:
     """The caller's application, narrowed to its key; raises 401, 429 or 404 (a practice out of scope)."""
     application: Application = request.app.state.application
-    token = _token(request, credentials)
-    if not token:
+    token, ticket = _token(credentials), _ticket(request)
+    if not token and not ticket:
         raise ApiError(401, "unauthorized", "Send Authorization: Bearer <token>.")
+    address = request.client.host if request.client else "unknown"
     try:
-        who = await application.keys.admit(token, request.client.host if request.client else "unknown")
+        if token:
+            who, digest = await application.keys.admit(token, address), token_hash(token)
+        else:
+            who, digest = await application.keys.admit_ticket(ticket or "", address)
     except TooManyFailures as exc:
         raise ApiError(429, "too_many_requests", str(exc), headers={"Retry-After": str(exc.wait)}) from exc
     except UnknownKey as exc:
         raise ApiError(401, "unauthorized", str(exc)) from exc
     scoped = application.for_principal(who)
     request.state.scoped = scoped
-    request.state.token = token  # the live feed checks it again while it streams
+    request.state.token = token  # a ticket is asked for with the key itself (None with a ticket)
+    request.state.token_digest = digest  # the live feed checks its key again while it streams
     for practice_id in await named_practices(request):
         scoped.guard.read(practice_id)
     return scoped

@@ -140,7 +140,8 @@ async def keep_unrouted(message: KeptMessage, postings: PostingService, retrying
     becomes an unreadable row.
     """
     read = read_message(message, max_message_bytes)
-    metrics.UNROUTED.labels(message.routing_key if not isinstance(read, Unreadable) else "unknown").inc()
+    label = metrics.unrouted_label(message.routing_key, readable=not isinstance(read, Unreadable))
+    metrics.UNROUTED.labels(label).inc()
     if isinstance(read, (PaymentPosted, PaymentRefunded)):
         log.error("binding_missing", routing_key=message.routing_key[:100], queue=INTAKE_QUEUE)
         outcome = await retrying(lambda: postings.handle(message))

@@ -30,6 +30,17 @@ class LoadFailure(PaypostError):
         self.detail = detail
 
 
+def loggable(error: BaseException) -> str:
+    """What a log line may say of ``error``: a Load Error's code (its detail may quote the practice's
+    system or name the patient), a transient failure's own words (paypost's: a system that did not
+    answer), else only the error's type."""
+    if isinstance(error, LoadFailure):
+        return error.code.value
+    if isinstance(error, TransientFailure):
+        return f"{type(error).__name__}: {str(error)[:200]}"
+    return type(error).__name__
+
+
 class TransientFailure(PaypostError):
     """A failure that may pass by itself (a ledger or database that does not answer).
 

@@ -80,6 +80,10 @@ class Posting:
     # The outcome is durable but its events could not all be sent: which event it still owes
     # (paypost.domain.events.owed_as), for whichever process meets the posting next.
     announcement_owed: str | None = None
+    # When its entry was first sent to a practice's system that paypost calls out to (None: never).
+    # From then on an answer may have been lost after the system committed the entry, so every
+    # later call looks the entry up before posting it (``LedgerEntryRequest.maybe_posted``).
+    sent_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,10 @@ class LedgerEntryRequest:
     amount: Decimal  # negative for a refund
     currency: str
     occurred_at: datetime
+    # An earlier call for this entry (in any process, before a crash, a park, a hold or a retry)
+    # may have reached the system with its answer lost: the ledger finds the entry by its
+    # idempotency key before it posts anything. False: no call for it was ever sent.
+    maybe_posted: bool = False
 
     @property
     def idempotency_key(self) -> str:

@@ -17,7 +17,8 @@ from datetime import timedelta
 import structlog
 
 from paypost.domain.alerts import AlertKind, Delivery, OutboxItem, wants_put
-from paypost.domain.errors import LoadFailure, TransientFailure
+from paypost.domain.errors import LoadFailure, TransientFailure, loggable
+from paypost.domain.patient_ref import patient_ref
 from paypost.domain.ports.alerts import AlertOutbox, AlertSystem, AlertSystems
 from paypost.domain.ports.practices import MappingStore, PracticeDirectory
 from paypost.handlers.clock import Clock, until_set, utc_now
@@ -71,7 +72,8 @@ class AlertDelivery:
     async def nudge(self, practice_id: str, patient_account_id: str) -> None:
         """A mapping was entered: the account's flag that waited for it goes now."""
         if await self._outbox.nudge(practice_id, patient_account_id):
-            log.info("flag_mapping_entered", practice_id=practice_id, patient_account_id=patient_account_id)
+            log.info("flag_mapping_entered", practice_id=practice_id,
+                     patient_ref=patient_ref(practice_id, patient_account_id))
 
     async def _deliver(self, item: OutboxItem) -> None:
         alert = item.alert
@@ -87,8 +89,9 @@ class AlertDelivery:
                 await self._flag(item, system)
         except (TransientFailure, LoadFailure) as exc:
             wait = backoff(item.attempts)
+            # The code only: a refusal's text is the practice system's, and its path names the patient.
             log.warning("alert_not_delivered", alert_id=alert.alert_id, practice_id=alert.practice_id,
-                        attempts=item.attempts + 1, retry_in_s=wait, error=str(exc)[:200])
+                        attempts=item.attempts + 1, retry_in_s=wait, error=loggable(exc))
             await self._outbox.later(item, self._clock() + timedelta(seconds=wait), Delivery.PENDING, str(exc)[:300])
 
     async def _task(self, item: OutboxItem, system: AlertSystem) -> None:

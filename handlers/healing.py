@@ -9,7 +9,9 @@ from typing import TypeVar
 
 import structlog
 
+from paypost.domain.errors import loggable
 from paypost.domain.events import PostingFailed
+from paypost.domain.patient_ref import patient_ref
 from paypost.domain.ports.practices import MappingFailure, MappingFailures, MappingStore
 from paypost.domain.posting import PAYPOST_ACTOR, PostingKey
 from paypost.domain.rules import MAPPING_FIXES
@@ -75,7 +77,8 @@ class Healing:
             return
         held = await self._mappings.get(posting.key.practice_id, account)
         if held and held != posting.ehr_patient_id:
-            log.info("mapping_changed_while_failing", posting=str(posting.key), patient_account_id=account)
+            log.info("mapping_changed_while_failing", posting=str(posting.key),
+                     patient_ref=patient_ref(posting.key.practice_id, account))
             await self.after_mapping(posting.key.practice_id, account, held, caused_by=None)
 
     async def sweep(self, limit: int = 1000) -> int:
@@ -112,7 +115,7 @@ class Healing:
         error = None if task.cancelled() else task.exception()
         if error is not None:
             # What was claimed is replayed by the stale-retry sweep, what was not by ``sweep``.
-            log.error("self_heal_failed", error=repr(error)[:300])
+            log.error("self_heal_failed", error=loggable(error))
 
     async def wait(self, grace: float) -> None:
         """Let the replays under way finish (at a stop), for at most ``grace`` seconds."""

@@ -17,7 +17,7 @@ import structlog
 from paypost.domain.access import AccessDenied, ApiKey, Principal, Role, Scope, new_token, same_hash, token_hash
 from paypost.domain.errors import PaypostError
 from paypost.domain.ports import Record
-from paypost.domain.ports.access import ApiKeyStore, FailedKeyCounts
+from paypost.domain.ports.access import ApiKeyStore, FailedKeyCounts, FeedTickets
 from paypost.handlers.clock import Clock, utc_now
 from paypost.handlers.practices import NotFound, practice_not_found
 
@@ -38,6 +38,10 @@ class TooManyFailures(PaypostError):
     def __init__(self, wait: int) -> None:
         super().__init__(f"Too many calls with unknown keys; try again in {wait} s.")
         self.wait = wait
+
+
+class NoTickets(PaypostError):
+    """Live-feed tickets asked of a paypost built without a place to keep them (the API answers 501)."""
 
 
 def key_not_found(key_id: str) -> NotFound:
@@ -67,30 +71,62 @@ class FailedKeys:
         return max(1, math.ceil((started + self.window - now).total_seconds()))
 
 
+# How long a live-feed ticket may wait to be used (contract section 12: within 60 seconds).
+TICKET_LIFETIME = timedelta(seconds=30)
+
+
 class ApiKeys:
     def __init__(self, store: ApiKeyStore, configured: Mapping[str, Principal], failures: FailedKeys,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, tickets: FeedTickets | None = None) -> None:
         """``configured``: the principals of ``PAYPOST_API_TOKENS``, by their token's SHA-256;
-        ``failures``: the count of calls with unknown keys per address."""
+        ``failures``: the count of calls with unknown keys per address; ``tickets``: where the live
+        feed's tickets are kept (None: no tickets are issued, the feed takes the key in a header)."""
         self._store = store
         self._configured = list(configured.items())
         self._failures = failures
         self._clock = clock
+        self._tickets = tickets
 
     async def admit(self, token: str, address: str) -> Principal:
         """Who holds ``token``, calling from ``address``. A valid key is never refused; otherwise
         ``UnknownKey``, or ``TooManyFailures`` once the address has sent too many unknown keys."""
-        who = await self.authenticate(token)
+        return await self._admit(token_hash(token), address,
+                                 "The token is not one paypost knows (or it was revoked or expired).")
+
+    async def _admit(self, digest: str | None, address: str, unknown: str) -> Principal:
+        who = await self.holder(digest) if digest is not None else None
         if who is not None:
             return who
         wait = await self._failures.failed(address)
         if wait is not None:
             raise TooManyFailures(wait)
-        raise UnknownKey("The token is not one paypost knows (or it was revoked or expired).")
+        raise UnknownKey(unknown)
+
+    async def ticket(self, token: str) -> tuple[str, int]:
+        """A single-use ticket for the live feed, for the key whose token is ``token``, and the
+        seconds it may be used within. Only its hash is kept, with the token's hash."""
+        if self._tickets is None:
+            raise NoTickets("This paypost issues no live-feed tickets: send the key in the Authorization header.")
+        ticket = new_token()
+        await self._tickets.issue(token_hash(ticket), token_hash(token), self._clock() + TICKET_LIFETIME)
+        return ticket, int(TICKET_LIFETIME.total_seconds())
+
+    async def admit_ticket(self, ticket: str, address: str) -> tuple[Principal, str]:
+        """Who a live-feed ticket was issued to, and their token's hash; the ticket is used up.
+        ``UnknownKey`` for a ticket unknown, used, expired, or whose key no longer holds (and
+        ``TooManyFailures`` as for keys)."""
+        digest = await self._tickets.redeem(token_hash(ticket), self._clock()) if self._tickets else None
+        who = await self._admit(digest, address, "The ticket is not one paypost issued, or it was used or has "
+                                "expired: ask POST /api/v1/events/tickets for another.")
+        assert digest is not None  # _admit admits no one without it
+        return who, digest
 
     async def authenticate(self, token: str) -> Principal | None:
         """Who holds ``token``; None for a token that is unknown, revoked or expired."""
-        digest = token_hash(token)
+        return await self.holder(token_hash(token))
+
+    async def holder(self, digest: str) -> Principal | None:
+        """Who holds the token whose SHA-256 is ``digest``; None for one unknown, revoked or expired."""
         found = None
         for known, principal in self._configured:  # every one compared: the time says nothing either
             if same_hash(known, digest):

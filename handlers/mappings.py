@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import structlog
 
+from paypost.domain.patient_ref import patient_ref
 from paypost.domain.ports.practices import MappingStore
 from paypost.handlers.alert_delivery import AlertDelivery
 from paypost.handlers.clock import Clock, utc_now
@@ -26,7 +27,7 @@ class MappingService:
                      source: str) -> int:
         """Store the mapping; returns how many failed postings are sent back by themselves."""
         before = await self._mappings.put(practice_id, patient_account_id, ehr_patient_id, source, self._clock())
-        log.info("mapping_updated", practice_id=practice_id, patient_account_id=patient_account_id,
+        log.info("mapping_updated", practice_id=practice_id, patient_ref=patient_ref(practice_id, patient_account_id),
                  changed=before != ehr_patient_id, source=source)
         if self._alerts is not None:  # a flag that waited for the mapping goes to the system now
             await self._alerts.nudge(practice_id, patient_account_id)

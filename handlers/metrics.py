@@ -10,6 +10,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from paypost.domain.load_errors import LoadErrorCode
 from paypost.domain.model import LoadStatus
 from paypost.schemas import PAYPOST_VERSION
+from paypost.schemas.messages import INBOUND_MESSAGES
 
 RECEIVED = Counter("paypost_payments_received", "Payment and refund messages received", ["kind"])
 LOADED = Counter("paypost_postings_loaded", "Postings loaded into a ledger", ["kind"])
@@ -17,6 +18,16 @@ FAILED = Counter("paypost_postings_failed", "Postings that failed to load, by Lo
 RETRIED = Counter("paypost_postings_retried", "Postings sent back for loading", ["action"])
 UNROUTED = Counter("paypost_unrouted", "Messages paypost.payments routed to no queue (kept via its alternate exchange)",
                    ["routing_key"])
+# Its label's values: a publisher chooses the routing key, so only the contract's own are labels.
+UNROUTED_LABELS = frozenset(INBOUND_MESSAGES)
+
+
+def unrouted_label(routing_key: str, *, readable: bool) -> str:
+    """The contract's routing key as it came; ``other`` for another key of a readable message,
+    ``unknown`` for an unreadable one: a bounded set, whatever a publisher sends."""
+    if not readable:
+        return "unknown"
+    return routing_key if routing_key in UNROUTED_LABELS else "other"
 CLEARED = Counter("paypost_postings_cleared", "Postings cleared by an operator")
 LATENCY = Histogram(
     "paypost_posting_latency_seconds",

@@ -19,7 +19,7 @@ from dataclasses import replace
 
 import structlog
 
-from paypost.domain.errors import LedgerUnreachable
+from paypost.domain.errors import LedgerUnreachable, loggable
 from paypost.domain.events import PostingHeld
 from paypost.domain.model import LoadStatus
 from paypost.domain.outages import Health, PracticeOutage, next_try, outage_task_id, should_hold, unreachable_reason
@@ -224,7 +224,7 @@ class OutageWorker:
             if token is not None:
                 await self.step(practice_id, outage, token)
         except Exception as exc:  # noqa: BLE001 (logged; the next round steps it again)
-            log.warning("outage_step_failed", practice_id=practice_id, error=f"{type(exc).__name__}: {exc}"[:300])
+            log.warning("outage_step_failed", practice_id=practice_id, error=loggable(exc))
 
     async def step(self, practice_id: str, outage: PracticeOutage | None, token: int | None = None) -> None:
         """Release what waits for a healthy system; try one payment of a failing or held one when due.

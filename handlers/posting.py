@@ -276,12 +276,19 @@ class PostingService:
             return None
         return HeldMapping(await self._mappings.get(posting.key.practice_id, posting.patient_account_id))
 
-    async def _ledger_for(self, practice_id: str) -> Ledger:
-        """The practice's ledger; ``LoadFailure(INTEGRATION_NOT_CONFIGURED)`` without an enabled one."""
+    async def _ledger_for(self, practice_id: str) -> tuple[Ledger, bool]:
+        """The practice's ledger, and whether it is a call out of paypost's database (not the built-in
+        ledger); ``LoadFailure(INTEGRATION_NOT_CONFIGURED)`` without an enabled one."""
         integration = await self._practices.integration(practice_id)
         if integration is None or not integration.enabled:
             raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED)
-        return self._ledgers.for_integration(integration)
+        return self._ledgers.for_integration(integration), not integration.posts_with_its_row
+
+    async def _maybe_posted(self, posting: Posting, at: datetime) -> bool:
+        """Whether an earlier call may have reached the practice's system with its answer lost, as the
+        posting's row says (``Posting.sent_at``): one was sent before, in any process, before a crash,
+        a park, a hold or an operator's retry. This call is noted on the row before it is sent."""
+        return posting.sent_at is not None or not await self._postings.mark_sent(posting.key, at)
 
     async def _load(self, posting: Posting, held: HeldMapping | None = None, *, trying: bool = False,
                     first: First | None = None) -> Outcome:
@@ -301,13 +308,16 @@ class PostingService:
                 held = held or await self._mapping_for(posting)
                 ehr_patient_id = choose_patient(held.ehr_patient_id if held else None,
                                                 posting.event_ehr_patient_id).ehr_patient_id
-            ledger = await self._ledger_for(posting.key.practice_id)
+            ledger, calls_out = await self._ledger_for(posting.key.practice_id)
             # A first write's practice was looked up on the board just before (_posts_with_its_row).
             outage = None if trying or first is not None else await self._board.of(posting.key.practice_id)
             if outage is not None:  # its system is failing or held: the payment waits, off the queue
                 return await self._park(posting, outage, account, first)
+            entry = _entry(posting, ehr_patient_id)
+            if calls_out:
+                entry = replace(entry, maybe_posted=await self._maybe_posted(posting, at))
             try:
-                receipt = await ledger.post(_entry(posting, ehr_patient_id))
+                receipt = await ledger.post(entry)
             except LedgerUnreachable as exc:
                 if trying:
                     raise

@@ -16,9 +16,11 @@ from pymongo import AsyncMongoClient
 
 from paypost.api.app import TELEMETRY, create_app
 from paypost.api.routes.health import router as health
+from paypost.api.security import SecurityHeaders
 from paypost.consumers.subscribers import intake_consumers, register
 from paypost.domain.access import Principal, Role, Scope, token_hash
 from paypost.domain.events import PostingCleared, PostingFailed, PostingHeld, PostingLoaded, PostingRetried
+from paypost.domain.patient_ref import use_key as use_patient_ref_key
 from paypost.domain.ports.events import Publish
 from paypost.domain.ports.ledgers import LedgerFactory
 from paypost.handlers import metrics
@@ -46,7 +48,7 @@ from paypost.infra.ledgers.adapters import AdapterLedgers
 from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
 from paypost.infra.ledgers.hosts import HostPolicy
 from paypost.infra.ledgers.http import HttpLedgers, LedgerEvidence
-from paypost.infra.ledgers.secrets import SecretBox
+from paypost.infra.ledgers.secrets import SecretBox, derived_key
 from paypost.infra.mongo.alerts import MongoAlertOutbox, MongoAlertStore
 from paypost.infra.mongo.api_keys import MongoApiKeyStore
 from paypost.infra.mongo.audit_seals import AuditSealer
@@ -54,6 +56,7 @@ from paypost.infra.mongo.database import Collections, Doc, connect, ensure_index
 from paypost.infra.mongo.directory import MongoMappingStore, MongoPracticeDirectory, MongoSealedSecrets
 from paypost.infra.mongo.failed_keys import MongoFailedKeyCounts
 from paypost.infra.mongo.failure_groups import MongoFailureGroups
+from paypost.infra.mongo.feed_tickets import MongoFeedTickets
 from paypost.infra.mongo.leases import DutyLeases
 from paypost.infra.mongo.notes import MongoPostingNotes
 from paypost.infra.mongo.operations import MongoOperationStore
@@ -92,7 +95,7 @@ async def maintenance(settings: Settings) -> AsyncIterator[Maintenance]:
     client = connect(settings.mongodb_uri)
     try:
         collections = Collections(client[settings.mongodb_db])
-        keys = settings.secret_key.strip()
+        keys = settings.secret_keys
         yield Maintenance(AuditSealer(collections), MongoSealedSecrets(collections, keys) if keys else None)
     finally:
         await client.close()
@@ -125,10 +128,13 @@ class Paypost:
         self.operation_store = MongoOperationStore(self.collections)
         self.api_keys = MongoApiKeyStore(self.collections)
         self.failed_key_counts = MongoFailedKeyCounts(self.collections)  # shared by every API process
+        self.feed_tickets = MongoFeedTickets(self.collections)  # the live feed's, any API process takes each once
         self.failure_groups = MongoFailureGroups(self.collections)
         self.builtin_ledger = BuiltinLedger(self.collections, self.directory)
         self.hosts = HostPolicy.from_setting(settings.ledger_allowed_hosts)
-        self.secrets = SecretBox(settings.secret_key) if settings.secret_key.strip() else None
+        self.secrets = SecretBox(settings.secret_keys) if settings.secret_keys else None
+        if settings.secret_keys:  # patient_refs in log lines, the same in every process (contract section 12)
+            use_patient_ref_key(derived_key(settings.secret_keys, "patient_ref"))
         self.http_ledgers = HttpLedgers(settings.ledger_attempts, settings.ledger_timeout, hosts=self.hosts,
                                         secrets=self.secrets)
         self.ledger_adapters = AdapterLedgers.discovered(self.secrets)  # entry points of group paypost.ledgers
@@ -186,7 +192,8 @@ class Paypost:
             refresh_metrics=self.refresh_queue_metrics,
             keys=ApiKeys(self.api_keys, {  # PAYPOST_API_TOKENS, held as hashes
                 token_hash(t.token): Principal(name=t.name, role=Role(t.role), scope=Scope.of(t.practices))
-                for t in settings.tokens.values()}, FailedKeys(self.failed_key_counts, clock), clock),
+                for t in settings.tokens.values()}, FailedKeys(self.failed_key_counts, clock), clock,
+                tickets=self.feed_tickets),
             triage=Triage(self.failure_groups, MongoPostingNotes(self.collections), self.alerts, clock),
         )
         # Entrypoints on the broker.
@@ -201,7 +208,8 @@ class Paypost:
     def _parts(self, own_publisher: BasicPublisher | FramedPublisher | None) -> Parts:
         """What the runtime starts, runs and stops, in its order."""
         stores = (self.operation_store, self.alerts, self.transfers, self.sealer, self.api_keys,
-                  self.failed_key_counts, self.failure_groups, self.posting_commands, self.standing)
+                  self.failed_key_counts, self.feed_tickets, self.failure_groups, self.posting_commands,
+                  self.standing)
         broker = self.broker
 
         async def kill_sealer() -> None:
@@ -314,6 +322,7 @@ class Paypost:
         app.state.application = self.application
         app.state.asyncapi = asyncapi_text
         app.include_router(health)
+        app.add_middleware(SecurityHeaders)
         return app
 
     async def refresh_queue_metrics(self) -> dict[str, tuple[int, int]]:

@@ -17,6 +17,7 @@ from typing import Literal, Protocol
 
 import structlog
 
+from paypost.domain.errors import loggable
 from paypost.handlers.reactions import PostingReactions
 from paypost.infra.mongo.audit_seals import AuditSealer
 from paypost.infra.runtime.retry import log_failure
@@ -136,7 +137,7 @@ class Runtime:
             closer.cancel()
         for closer in done:
             if not closer.cancelled() and (error := closer.exception()) is not None:
-                log.warning("close_failed", error=repr(error)[:200])
+                log.warning("close_failed", error=loggable(error))
 
 
 async def run_sweeps(reactions: PostingReactions, stop: asyncio.Event, *, escalate_after: float,

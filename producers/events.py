@@ -1,4 +1,7 @@
-"""Outcome events on ``paypost.events`` for dashboards (contract section 1.3)."""
+"""Outcome events on ``paypost.events`` for dashboards (contract section 1.3).
+
+Dashboards are not the office: an event names no patient (no patient account id, no
+practice-management id, no text from the practice's system; contract section 12)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from datetime import UTC, datetime
 import structlog
 
 from paypost.domain.alerts import Alert
-from paypost.domain.load_errors import LoadError
+from paypost.domain.load_errors import LoadError, base_message
 from paypost.domain.ports.events import Publish
 from paypost.domain.posting import AuditEntry, Posting
 from paypost.schemas.messages import AlertEvent, LoadErrorBody, PaypostEvent, PostingEvent
@@ -28,9 +31,14 @@ log = structlog.get_logger("paypost.events")
 
 
 def error_body(error: LoadError | None) -> LoadErrorBody | None:
+    """The Load Error as an event carries it: its code's plain words only (contract section 12).
+
+    The posting's own message may add a detail that names the patient (the practice-management id
+    its system did not know) or quotes the practice's system; the API's posting row shows the office
+    that full message, while events go to dashboards."""
     if error is None:
         return None
-    return LoadErrorBody(code=error.code.value, message=error.message, fix=error.fix)
+    return LoadErrorBody(code=error.code.value, message=base_message(error.code), fix=error.fix)
 
 
 class OutcomePublisher:
@@ -56,7 +64,6 @@ class OutcomePublisher:
             kind=posting.kind.value,
             load_status=posting.load_status.value,
             load_error=error_body(posting.load_error),
-            patient_account_id=posting.patient_account_id,
             merchant_transfer_id=posting.merchant_transfer_id,
             amount=posting.amount,
             currency=posting.currency,
@@ -82,7 +89,7 @@ class OutcomePublisher:
         await self.emit(alert_key(transition, alert.practice_id, alert.kind.value), AlertEvent(
             event_id=str(uuid.uuid4()), occurred_at=self._clock(), practice_id=alert.practice_id,
             event_type=f"alert.{transition}",  # type: ignore[arg-type]  # one of the three Literal values
-            alert_id=alert.alert_id, kind=alert.kind.value, patient_account_id=alert.patient_account_id,
+            alert_id=alert.alert_id, kind=alert.kind.value,
             payment_id=alert.payment_id, state=alert.state.value,
             load_status=posting.load_status.value if posting else None,
             load_error=error_body(posting.load_error) if posting else None,

@@ -131,7 +131,7 @@ class PostingClear(WireModel):
 
 
 class LoadErrorBody(WireModel):
-    """A Load Error: code, plain-language message, and what fixes it."""
+    """A Load Error: code, plain-language message (the code's own words in an event), and what fixes it."""
 
     code: str
     message: str
@@ -139,7 +139,8 @@ class LoadErrorBody(WireModel):
 
 
 class PaypostEvent(WireModel):
-    """Fields every event on ``paypost.events`` carries. No patient detail beyond ids, ever."""
+    """Fields every event on ``paypost.events`` carries. No patient identifier or detail, ever
+    (contract section 12): not the patient account id, not the practice-management id."""
 
     model_config = ConfigDict(strict=True, extra="allow", frozen=True)
 
@@ -156,7 +157,6 @@ class PostingEvent(PaypostEvent):
     kind: str
     load_status: str
     load_error: LoadErrorBody | None = None
-    patient_account_id: str | None = None
     merchant_transfer_id: str | None = None
     amount: Money | None = None
     currency: str | None = None
@@ -170,7 +170,6 @@ class AlertEvent(PaypostEvent):
     event_type: Literal["alert.opened", "alert.resolved", "alert.escalated"]
     alert_id: str
     kind: Literal["task", "patient"]
-    patient_account_id: str | None = None
     payment_id: str | None = None
     load_status: str | None = None
     load_error: LoadErrorBody | None = None

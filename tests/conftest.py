@@ -1,5 +1,6 @@
 """The session's hooks, and the service fixtures every area shares: the real RabbitMQ and MongoDB,
-one vhost and one database per test, paypost on them, its API and an upstream publisher.
+one vhost and one database per test, paypost on them, its API, an upstream publisher, and the
+practice most tests start from.
 
 Helpers live in ``tests/support/`` (the upstream client, payload builders, waits, API reads); each
 area's own fixtures in its ``conftest.py``.
@@ -20,12 +21,16 @@ from typing import Any
 import aio_pika
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from paypost.bootstrap import Paypost
 from paypost.infra.runtime.settings import Settings
+from tests.support.api_calls import builtin_practice
 from tests.support.services import Services, find_services
 from tests.support.tokens import OPERATOR, TOKENS
 from tests.support.upstream import Upstream
+
+pytest_plugins = ["tests.support.log_guard"]  # no log line of the suite names a patient (contract section 12)
 
 # Skips in CI fail (PAYPOST_TESTS_NO_SKIP=1, set by .ci/run): a test that skips there because openssl,
 # rabbitmq-server, the wheel's mongod or a local broker is missing would pass unseen. A test that is
@@ -97,7 +102,7 @@ def settings(services: Services, amqp_url: str) -> Settings:
         amqp_url=amqp_url,
         mongodb_uri=services.mongodb_uri,
         mongodb_db=f"paypost_test_{uuid.uuid4().hex[:10]}",
-        api_tokens=TOKENS,
+        api_tokens=SecretStr(TOKENS),
         ledger_attempts=3,
         ledger_timeout=1.0,
         alert_escalate_after=600,
@@ -164,3 +169,9 @@ async def upstream(amqp_url: str, paypost: Paypost, request: pytest.FixtureReque
         yield Upstream(channel)
     finally:
         await connection.close()
+
+
+@pytest.fixture
+async def practice(api: httpx.AsyncClient) -> str:
+    """A practice with the built-in ledger and patients EHR-1 and EHR-2 registered."""
+    return await builtin_practice(api)

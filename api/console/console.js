@@ -299,17 +299,39 @@ $("older").addEventListener("click", () => { state.page += 1; show(false); });
 $("newer").addEventListener("click", () => { state.page = Math.max(0, state.page - 1); show(false); });
 
 // ---- live updates ----------------------------------------------------------------------
-function connectStream(practice) {
+// The feed opens with a single-use ticket asked for with the key in a header: the key never goes
+// into a URL (where proxies log it). A ticket works once, so each reconnection asks for a new one.
+let reconnectTimer = null;
+async function connectStream(practice) {
+  clearTimeout(reconnectTimer);
   if (state.stream) state.stream.close();
-  const query = new URLSearchParams({ practice_id: practice, access_token: state.token });
+  state.stream = null;
+  let ticket;
+  try {
+    ({ ticket } = await api("/events/tickets", { method: "POST" }));
+  } catch (error) {
+    $("live").textContent = error.status === 401 ? "offline: the key was revoked or has expired" : "reconnecting";
+    $("live").classList.remove("on");
+    if (error.status !== 401) reconnectTimer = setTimeout(() => connectStream(practice), 3000);
+    return;
+  }
+  if (practice !== state.practice) return;  // another practice was chosen meanwhile
+  const query = new URLSearchParams({ practice_id: practice, ticket });
   const stream = new EventSource(`/api/v1/events/stream?${query}`);
   state.stream = stream;
   stream.onopen = () => { $("live").textContent = "live"; $("live").classList.add("on"); };
-  stream.onerror = () => { $("live").textContent = "reconnecting"; $("live").classList.remove("on"); };
+  stream.onerror = () => {
+    // The browser would reconnect with the same, used ticket: close, and open again with a new one.
+    stream.close();
+    if (state.stream !== stream) return;
+    $("live").textContent = "reconnecting"; $("live").classList.remove("on");
+    reconnectTimer = setTimeout(() => connectStream(practice), 2000);
+  };
   stream.addEventListener("paypost", (message) => onEvent(JSON.parse(message.data)));
   // The key was revoked or has expired while the feed was open: stop, and say so (no reconnecting).
   stream.addEventListener("end", (message) => {
     stream.close();
+    state.stream = null;
     $("live").textContent = `offline: ${JSON.parse(message.data).reason}`;
     $("live").classList.remove("on");
   });

@@ -41,3 +41,14 @@ class FailedKeyCounts(Protocol):
         than ``window`` before ``at``, else in a new one beginning at ``at``; that window's count so
         far (this call included) and when it began."""
         ...
+
+
+class FeedTickets(Protocol):
+    """Single-use tickets for the live feed (contract section 12: never a key in its URL), kept where
+    every API process sees them."""
+
+    async def issue(self, ticket_hash: str, token_hash: str, expires_at: datetime) -> None:
+        """Keep a ticket (its hash) for the key whose token has ``token_hash``, until ``expires_at``."""
+
+    async def redeem(self, ticket_hash: str, at: datetime) -> str | None:
+        """The token hash of the ticket, once: None for a ticket unknown, used already, or expired at ``at``."""

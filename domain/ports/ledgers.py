@@ -16,7 +16,9 @@ class Ledger(Protocol):
     """A practice-management ledger. Posting the same request twice makes one entry."""
 
     async def post(self, request: LedgerEntryRequest) -> LedgerReceipt:
-        """Post an entry; raises LoadFailure for what only a person can fix."""
+        """Post an entry; raises LoadFailure for what only a person can fix. With
+        ``request.maybe_posted`` an earlier call may have made the entry, its answer lost: find it
+        by its idempotency key before making one."""
 
 
 class LedgerFactory(Protocol):

@@ -42,6 +42,11 @@ class PostingStore(Protocol):
                             patient_account_id: str | None, refunded_payment_id: str | None = None) -> bool:
         """In flight → FAILED, in its failure group (``paypost.domain.triage``); False if no longer in flight."""
 
+    async def mark_sent(self, key: PostingKey, at: datetime) -> bool:
+        """Note on an in-flight posting that its entry is about to be sent to the practice's system
+        (``Posting.sent_at``), unless noted before: True if no call for it was noted before (none
+        was sent), False if one was (its answer may have been lost: look the entry up first)."""
+
     async def insert_finished(self, posting: Posting, message: KeptMessage, received: AuditEntry,
                               attempt: Attempt, entry_id: str | None) -> bool:
         """Insert a new posting with its outcome (``posting.load_status``, LOADED or FAILED) at once, for

@@ -7,7 +7,8 @@ Protocol (documented in the README):
   payment_id, refund_id, amount, currency, occurred_at}``: 201 or 200 with ``{"entry_id"}``;
   404 when the patient does not exist; 400, 409 or 422 with ``{"error": {"message"}}`` when refused.
 - 5xx, timeouts and refused connections are transient: paypost looks the entry up before every
-  re-post (a response may have been lost after the ledger committed), and after its attempts
+  re-post (a response may have been lost after the ledger committed), the first request of a call
+  included when an earlier call was sent (``LedgerEntryRequest.maybe_posted``), and after its attempts
   raises ``LedgerUnreachable``: the payment waits for the system (``handlers/outages.py``), never FAILED.
 - 429 is the system asking paypost to slow down: it waits ``Retry-After`` (or a backoff) and
   asks again, for up to ``THROTTLED_FOR`` seconds, without counting it as an attempt; past that
@@ -253,7 +254,9 @@ class HttpLedger:
 
     async def post(self, request: LedgerEntryRequest) -> LedgerReceipt:
         async def attempt(number: int) -> LedgerReceipt:
-            if number > 1:  # an answer may have been lost after the ledger committed
+            # An answer may have been lost after the ledger committed: an earlier attempt of this call,
+            # or an earlier call (the request says so, from the posting's row).
+            if number > 1 or request.maybe_posted:
                 found = await self._lookup(request)
                 if found is not None:
                     return found

@@ -20,12 +20,12 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from paypost.domain.integrations import SecretKeyError
 
-__all__ = ["MIN_KEY_BYTES", "SecretBox", "SecretKeyError"]
+__all__ = ["MIN_KEY_BYTES", "SecretBox", "SecretKeyError", "derived_key"]
 
 MIN_KEY_BYTES = 32
 
 
-def _fernet(text: str) -> Fernet:
+def _raw(text: str) -> bytes:
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
@@ -33,8 +33,23 @@ def _fernet(text: str) -> Fernet:
     if len(raw) < MIN_KEY_BYTES:
         raise SecretKeyError(f"PAYPOST_SECRET_KEY: a key must hold at least {MIN_KEY_BYTES} random bytes "
                              f"(this one holds {len(raw)})")
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"paypost secrets v1").derive(raw)
+    return raw
+
+
+def _fernet(text: str) -> Fernet:
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"paypost secrets v1").derive(_raw(text))
     return Fernet(base64.urlsafe_b64encode(derived))
+
+
+def derived_key(keys: str, purpose: str) -> bytes:
+    """A 32-byte key for ``purpose`` (``"patient_ref"``, say), derived with HKDF-SHA256 from the
+    first of ``PAYPOST_SECRET_KEY``'s keys: one secret to keep, and no derived key reveals another
+    or the secret key itself."""
+    first = next((k.strip() for k in keys.split(",") if k.strip()), "")
+    if not first:
+        raise SecretKeyError("PAYPOST_SECRET_KEY is empty")
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=f"paypost {purpose} v1".encode()).derive(_raw(first))
 
 
 class SecretBox:

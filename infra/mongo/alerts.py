@@ -160,7 +160,9 @@ class MongoAlertStore:
 
     async def _open_flag(self, practice_id: str, account: str, payment_id: str, at: datetime, title: str,
                          detail: str) -> Doc | None:
-        alert_id = f"patient:{practice_id}:{account}:{uuid.uuid4().hex[:12]}"
+        # The id names the practice (a key's scope check reads it), never the account: an alert's id
+        # goes into events, log lines and URLs (contract section 12).
+        alert_id = f"patient:{practice_id}:{uuid.uuid4().hex[:16]}"
         try:
             result = await self._c.update_one(
                 {"kind": AlertKind.PATIENT.value, "practice_id": practice_id, "patient_account_id": account,

@@ -146,6 +146,7 @@ def posting_from(doc: Doc) -> Posting:
         load_error=error_from(doc.get("load_error")),
         replays=doc.get("replays", 0),
         announcement_owed=doc.get("announcement_owed"),
+        sent_at=doc.get("sent_at"),
     )
 
 
@@ -208,6 +209,9 @@ class MongoPostingStore:
         # A posting written once, with its outcome: that write is the one that waits for the journal.
         self._finished_inserts = inserter(self._c)
         self._gets = finder(self._c, {"message": 0, "audit": 0, "attempts": 0})
+        # The note that an entry is about to be sent waits for the journal: if it were lost with an
+        # entry the system committed, the next call would post without looking the entry up first.
+        self._sends = conditional_updater(self._c)
 
     async def insert_received(self, posting: Posting, message: KeptMessage, audit: AuditEntry) -> bool:
         doc = new_doc(posting, message, [audit], LoadStatus.PENDING)
@@ -262,6 +266,12 @@ class MongoPostingStore:
         return await self._finish(
             key, attempt, _failed_fields(key, attempt, error, ehr_patient_id, patient_account_id, refunded_payment_id),
             _failed_audit(attempt, error))
+
+    async def mark_sent(self, key: PostingKey, at: datetime) -> bool:
+        # Set once and never unset: whatever the system answered later, a call that follows looks first.
+        noted: bool = await self._sends.submit(({"_id": doc_id(key), "sent_at": {"$exists": False}},
+                                                {"$set": {"sent_at": at}}))
+        return noted
 
     async def insert_finished(self, posting: Posting, message: KeptMessage, received: AuditEntry,
                               attempt: Attempt, entry_id: str | None) -> bool:

@@ -25,6 +25,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from faststream.rabbit import RabbitBroker
 
+from paypost.domain.errors import loggable
 from paypost.domain.posting import KeptMessage
 from paypost.infra.rabbit.broker import Amqp, kept_message
 from paypost.infra.runtime import tracing
@@ -116,7 +117,7 @@ async def _quietly(settling: Awaitable[None], lane: str) -> None:
     try:
         await settling
     except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, ConnectionError) as exc:
-        log.warning("settle_failed", lane=lane, error=repr(exc)[:200])
+        log.warning("settle_failed", lane=lane, error=loggable(exc))
 
 
 class BatchConsumer:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -32,14 +32,16 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PAYPOST_", extra="ignore")
 
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    mongodb_uri: str = "mongodb://127.0.0.1:27017/"
+    # The two URLs may carry a password: never shown in the settings' repr (a traceback's, a log's).
+    # The keys and tokens below are SecretStr: read with get_secret_value(), shown as '**********'.
+    amqp_url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/", repr=False)
+    mongodb_uri: str = Field(default="mongodb://127.0.0.1:27017/", repr=False)
     mongodb_db: str = "paypost"
     http: str = "127.0.0.1:8080"
     # HTTPS (contract section 9): both set, the API and the console are served over TLS only.
     http_tls_cert_file: Path | None = None  # the server's certificate (with its chain), PEM
     http_tls_key_file: Path | None = Field(default=None, validate_default=True)  # its private key, PEM
-    api_tokens: str = ""
+    api_tokens: SecretStr = SecretStr("")
     alert_escalate_after: float = 600.0
 
     # Not in the contract; documented in the README.
@@ -71,7 +73,10 @@ class Settings(BaseSettings):
     ledger_probe_every: float = Field(default=30.0, gt=0)
     # The key practice-management secrets are encrypted with (infra/ledgers/secrets.py); several,
     # comma-separated, while rotating: the first encrypts, each decrypts.
-    secret_key: str = ""
+    secret_key: SecretStr = SecretStr("")
+    # The key the audit trail's seals are signed with (contract section 12), never stored in the
+    # database; a deployment mounts it as a file (PAYPOST_AUDIT_KEY_FILE).
+    audit_key: SecretStr = SecretStr("")
     log_level: str = "INFO"
     log_format: str = "console"  # or "json"
 
@@ -92,15 +97,15 @@ class Settings(BaseSettings):
 
     @field_validator("api_tokens")
     @classmethod
-    def _tokens_parse(cls, value: str) -> str:
-        parse_tokens(value)
+    def _tokens_parse(cls, value: SecretStr) -> SecretStr:
+        parse_tokens(value.get_secret_value())
         return value
 
     @field_validator("secret_key")
     @classmethod
-    def _secret_key_opens(cls, value: str) -> str:
-        if value.strip():
-            SecretBox(value)  # a malformed or short key is a configuration error, named at start
+    def _secret_key_opens(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value().strip():
+            SecretBox(value.get_secret_value())  # a malformed or short key is a configuration error, named at start
         return value
 
     @field_validator("http_tls_cert_file", "http_tls_key_file", mode="before")
@@ -125,7 +130,12 @@ class Settings(BaseSettings):
 
     @property
     def tokens(self) -> dict[str, ApiToken]:
-        return parse_tokens(self.api_tokens)
+        return parse_tokens(_plain(self.api_tokens))
+
+    @property
+    def secret_keys(self) -> str:
+        """``PAYPOST_SECRET_KEY`` as configured (comma-separated keys), or "" when unset."""
+        return _plain(self.secret_key).strip()
 
     @property
     def http_host(self) -> str:
@@ -136,7 +146,13 @@ class Settings(BaseSettings):
         return int(self.http.rpartition(":")[2])
 
 
-SECRET_FIELDS = ("amqp_url", "mongodb_uri", "api_tokens", "secret_key")
+def _plain(value: object) -> str:
+    """A secret setting's text. ``model_copy(update=...)`` does not validate, so a str set that way
+    is read as it is."""
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
+
+SECRET_FIELDS = ("amqp_url", "mongodb_uri", "api_tokens", "secret_key", "audit_key")
 
 
 class SecretFiles(PydanticBaseSettingsSource):

@@ -92,8 +92,10 @@ def run(
     # uvicorn re-raises the SIGTERM it caught once it has shut down (lifespan included); exit 0 then.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        uvicorn.run(api, host=settings.http_host, port=settings.http_port, log_level="warning",
-                    loop="uvloop" if sys.platform != "win32" else "asyncio", lifespan="on",
+        # log_config=None: uvicorn's errors go through paypost's logging (structured, no locals); no access
+        # log (its lines carry the query string: a patient account searched for).
+        uvicorn.run(api, host=settings.http_host, port=settings.http_port, log_level="warning", log_config=None,
+                    access_log=False, loop="uvloop" if sys.platform != "win32" else "asyncio", lifespan="on",
                     ssl_certfile=cert_file, ssl_keyfile=key_file)
     finally:
         if started:

@@ -2,8 +2,11 @@
 
 It keeps entries in memory, one per ``Idempotency-Key``, and injects faults on demand through
 ``PUT /_faults``: ``latency_ms``, ``error_rate`` (5xx), ``timeout_rate`` (sleeps past the client's
-timeout), ``drop_after_commit_rate`` (commits the entry, then drops the response) and
-``throttle_rate`` (429 with ``Retry-After: retry_after_seconds``).
+timeout), ``drop_after_commit_rate`` (commits the entry, then drops the response),
+``throttle_rate`` (429 with ``Retry-After: retry_after_seconds``), ``down_after_commit_seconds``
+(commits the next entry, answers 503 and stays down that long: an outage that began after a commit)
+and ``answer_after_commit_seconds`` (commits each entry and answers only that long after, or once
+the fault is lifted: time for the caller to die in between).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ class Faults(BaseModel):
     retry_after_seconds: float = Field(default=0.1, ge=0)
     reject_patients: list[str] = Field(default_factory=list)
     alerts_down: bool = False  # tasks and flags answered 503, entries as usual
+    down_after_commit_seconds: float = Field(default=0, ge=0)  # once: commit, 503, down this long
+    answer_after_commit_seconds: float = Field(default=0, ge=0)  # commit, then answer this late
 
 
 @dataclass
@@ -52,8 +57,11 @@ class LedgerState:
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
     posts: int = 0
     dropped: int = 0  # responses dropped after the entry was committed
-    dropped_keys: set[str] = field(default_factory=set)  # the entries whose answer was dropped
-    reposted_after_drop: int = 0  # posts of an entry whose answer was dropped (the lookup should find it first)
+    # The entries whose answer was lost: dropped, or 503 after the commit (down_after_commit_seconds).
+    dropped_keys: set[str] = field(default_factory=set)
+    reposted_after_drop: int = 0  # posts of an entry whose answer was lost (the lookup should find it first)
+    # Every lookup and post of an entry as it arrived, before any fault: (GET or POST, idempotency key).
+    entry_requests: list[tuple[str, str]] = field(default_factory=list)
     errors: int = 0  # injected 5xx
     throttled: int = 0  # injected 429s
     request_times: list[float] = field(default_factory=list)  # when each request arrived (monotonic)
@@ -240,6 +248,7 @@ async def by_reference(reference: str, ledger: Ledger, authorization: Authorizat
 
 @router.get("/entries/{key}")
 async def get_entry(key: str, ledger: Ledger, authorization: Authorization = None) -> JSONResponse:
+    ledger.entry_requests.append(("GET", key))
     if (fault := await _inject(ledger, authorization)) is not None:
         return fault
     entry = ledger.entries.get(key)
@@ -257,6 +266,7 @@ async def all_entries(ledger: Ledger) -> dict[str, Any]:
 @router.post("/entries")
 async def post_entry(request: Request, idempotency_key: Annotated[str, Header()], ledger: Ledger,
                      authorization: Authorization = None) -> JSONResponse:
+    ledger.entry_requests.append(("POST", idempotency_key))
     if (fault := await _inject(ledger, authorization)) is not None:
         return fault
     body = await request.json()
@@ -272,6 +282,16 @@ async def post_entry(request: Request, idempotency_key: Annotated[str, Header()]
         return JSONResponse(ledger.entries[idempotency_key], status_code=200)
     entry = {"entry_id": str(uuid.uuid4()), "idempotency_key": idempotency_key, **body}
     ledger.entries[idempotency_key] = entry
+    if down := ledger.faults.down_after_commit_seconds:
+        ledger.faults = ledger.faults.model_copy(update={"down_after_commit_seconds": 0})  # once
+        ledger.down_until = time.monotonic() + down
+        ledger.dropped_keys.add(idempotency_key)
+        ledger.errors += 1
+        return JSONResponse({"error": {"message": "down for maintenance"}}, status_code=503)
+    for _ in range(round(ledger.faults.answer_after_commit_seconds / 0.02)):  # in steps, to end when lifted
+        if not ledger.faults.answer_after_commit_seconds:
+            break
+        await asyncio.sleep(0.02)
     try:
         _maybe_drop(ledger)
     except Dropped:

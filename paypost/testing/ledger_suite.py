@@ -189,3 +189,19 @@ class LedgerPortSuite:
         assert entry == held(request, entry.entry_id)
         assert {r.entry_id for r in receipts} == {entry.entry_id}
         assert sorted(r.already_posted for r in receipts) == [False] + [True] * 9  # made once, found nine times
+
+    async def test_a_request_that_may_have_been_posted_finds_its_entry_or_makes_it(
+        self, subject: LedgerUnderTest,
+    ) -> None:
+        """paypost says ``maybe_posted`` when an earlier call for the entry may have reached the system
+        with its answer lost: the entry made then is found, not made again; if none was, it is made."""
+        made_before, never_made = payment_request("pay-1"), payment_request("pay-2", amount="9.00")
+        first = await subject.ledger.post(made_before)
+
+        found = await subject.ledger.post(replace(made_before, maybe_posted=True))
+        made = await subject.ledger.post(replace(never_made, maybe_posted=True))
+
+        assert (found.entry_id, found.already_posted) == (first.entry_id, True)
+        assert not made.already_posted and made.entry_id not in ("", first.entry_id)
+        assert sorted(await subject.entries(), key=lambda e: e.payment_id) == [
+            held(made_before, first.entry_id), held(never_made, made.entry_id)]

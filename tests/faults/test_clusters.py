@@ -17,6 +17,7 @@ from typing import Any, Literal, Self
 import aio_pika
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from paypost.bench.load import TOKEN, PaypostProcess
 from paypost.bootstrap import Paypost
@@ -85,7 +86,8 @@ async def running(settings: Settings) -> AsyncIterator[tuple[Paypost, httpx.Asyn
 
 def rs_settings(rs: ReplicaSet, amqp_url: str, audit_sealer: Literal["inline", "process"] = "inline") -> Settings:
     return Settings(amqp_url=amqp_url, mongodb_uri=rs.uri, mongodb_db=f"rs3_{uuid.uuid4().hex[:8]}",
-                    api_tokens=f"{OPERATOR}:operator", audit_sealer=audit_sealer, ledger_attempts=3, ledger_timeout=2)
+                    api_tokens=SecretStr(f"{OPERATOR}:operator"), audit_sealer=audit_sealer, ledger_attempts=3,
+                    ledger_timeout=2)
 
 
 async def make_failures(store: Collections, amqp_url: str, n: int) -> list[str]:
@@ -260,7 +262,7 @@ async def test_rabbit_cluster_node_leading_the_postings_queue_stopped_mid_stream
         nodes = [leader] + [node for node in rabbit3.nodes if node is not leader]
         url = ",".join(f"{node.url}{vhost}?reconnect_interval=1" for node in nodes)
         settings = Settings(amqp_url=url, mongodb_uri=services.mongodb_uri,
-                            mongodb_db=f"rmq3_{uuid.uuid4().hex[:8]}", api_tokens=f"{OPERATOR}:operator",
+                            mongodb_db=f"rmq3_{uuid.uuid4().hex[:8]}", api_tokens=SecretStr(f"{OPERATOR}:operator"),
                             audit_sealer="inline")
         bodies = [payment_body(payment_id=f"rq-{i}", ehr_patient_id=f"EHR-{i % 5}") for i in range(n)]
         async with running(settings) as (app, _, store):

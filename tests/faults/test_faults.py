@@ -16,6 +16,7 @@ from pathlib import Path
 import aio_pika
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from paypost.bench.load import PaypostProcess
 from paypost.bootstrap import Paypost
@@ -91,7 +92,8 @@ async def test_mongodb_stopped_for_30_seconds_under_load(amqp_url: str, report: 
     with tempfile.TemporaryDirectory(prefix="paypost-fault-mongo-") as folder:
         proc = start_mongod(Path(folder) / "db", port)
         uri = f"mongodb://127.0.0.1:{port}/?replicaSet=rs0"
-        settings = Settings(amqp_url=amqp_url, mongodb_uri=uri, mongodb_db="fault", api_tokens=f"{OPERATOR}:operator")
+        settings = Settings(amqp_url=amqp_url, mongodb_uri=uri, mongodb_db="fault",
+                            api_tokens=SecretStr(f"{OPERATOR}:operator"))
         client = connect(uri)
         c = Collections(client["fault"])
         await setup_practice(c)
@@ -130,7 +132,7 @@ async def test_a_stop_is_bounded_when_the_broker_and_the_database_are_gone(servi
         proc = start_mongod(Path(folder) / "db", port)
         amqp_url = f"{services.amqp_url.rstrip('/')}/{vhost}"
         settings = Settings(amqp_url=amqp_url, mongodb_uri=f"mongodb://127.0.0.1:{port}/?replicaSet=rs0",
-                            mongodb_db="stop", api_tokens=f"{OPERATOR}:operator", stop_timeout=5,
+                            mongodb_db="stop", api_tokens=SecretStr(f"{OPERATOR}:operator"), stop_timeout=5,
                             audit_sealer="process")
         app = Paypost(settings, retry_seconds=120)
         await app.start()

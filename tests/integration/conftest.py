@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import httpx
+from collections.abc import AsyncIterator
+
 import pytest
 
-from tests.support.api_calls import builtin_practice
+from tests.support.ledgers import ReferenceLedger, serve_reference_ledger
 
 
 @pytest.fixture
-async def practice(api: httpx.AsyncClient) -> str:
-    """A practice with the built-in ledger and patients EHR-1 and EHR-2 registered."""
-    return await builtin_practice(api)
+async def system() -> AsyncIterator[ReferenceLedger]:
+    """The reference practice-management system, served on a free port for the test."""
+    async with serve_reference_ledger() as server:
+        yield server

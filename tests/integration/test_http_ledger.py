@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -94,6 +95,25 @@ async def test_an_entry_whose_answer_was_lost_is_found_not_posted_again(subject:
     assert subject.server.requests == [POST, lookup(subject, request)]
     assert (state.posts, state.dropped) == (1, 1)
     assert receipt == LedgerReceipt(entry_id=state.entries[request.idempotency_key]["entry_id"], already_posted=True)
+
+
+async def test_a_call_after_an_earlier_one_looks_the_entry_up_before_it_posts(subject: HttpLedgerUnderTest) -> None:
+    """An earlier call (another process's, before a crash, a park or a retry) may have been committed
+    with its answer lost: its posting's row says so, and the next call's first request is the lookup."""
+    state = subject.server.state
+    committed, never_made = payment_request("pay-1"), payment_request("pay-2", amount="9.00")
+    state.faults = Faults(down_after_commit_seconds=3600)  # it commits, answers 503 and stays down
+    assert "503" in await unavailable(subject.ledger, committed)
+    state.down_until = 0  # it answers again
+    subject.server.requests.clear()
+
+    found = await subject.ledger.post(replace(committed, maybe_posted=True))
+    made = await subject.ledger.post(replace(never_made, maybe_posted=True))
+
+    assert subject.server.requests == [lookup(subject, committed), lookup(subject, never_made), POST]
+    assert found == LedgerReceipt(entry_id=state.entries[committed.idempotency_key]["entry_id"], already_posted=True)
+    assert made == LedgerReceipt(entry_id=state.entries[never_made.idempotency_key]["entry_id"])
+    assert (state.posts, state.reposted_after_drop) == (2, 0)
 
 
 @pytest.mark.parametrize(("faults", "detail"), [

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -18,17 +17,11 @@ import pytest
 from paypost.infra.rabbit.watch import watch_events
 from paypost.infra.runtime.settings import Settings
 from tests.support.api_calls import get_posting, wait_status
-from tests.support.ledgers import PATIENT, ReferenceLedger, serve_reference_ledger
+from tests.support.ledgers import PATIENT, ReferenceLedger
 from tests.support.upstream import Upstream
 from tests.support.waits import drain
 
 PMS = "clinic-pms"
-
-
-@pytest.fixture
-async def system() -> AsyncIterator[ReferenceLedger]:
-    async with serve_reference_ledger() as server:
-        yield server
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import orjson
@@ -16,7 +17,7 @@ import pytest
 from paypost.bootstrap import Paypost
 from paypost.domain.load_errors import LoadErrorCode, load_error
 from paypost.domain.model import LoadStatus
-from paypost.domain.posting import KeptMessage
+from paypost.domain.posting import Integration, KeptMessage, LedgerEntryRequest, LedgerReceipt
 from paypost.handlers.posting import Disposition, Outcome
 from paypost.infra.mongo.database import Collections, connect
 from paypost.infra.rabbit.watch import watch_events
@@ -482,3 +483,65 @@ async def test_two_deliveries_of_a_new_payment_at_once_make_one_row_one_entry_on
     assert row is not None and row["attempts_count"] == 1
     assert [a["action"] for a in row["audit"]] == ["received", "loaded"]
     assert len([e for e in await ledger(api, practice, "EHR-1") if e["payment_id"] == body["payment_id"]]) == 1
+
+
+LATER = timedelta(days=5 * 365)
+
+
+class TestAClockHandedIn:
+    """The composition root takes its clock as a parameter (``Paypost(clock=...)``): the handlers
+    read the one handed in, nothing patched after the build."""
+
+    @pytest.fixture
+    def paypost_adapters(self) -> dict[str, Any]:
+        return {"clock": lambda: datetime.now(UTC) + LATER}
+
+    async def test_a_load_and_its_event_are_timed_by_it(
+        self, settings: Settings, api: httpx.AsyncClient, upstream: Upstream, practice: str,
+    ) -> None:
+        async with watch_events(settings.amqp_url, [f"posting.loaded.{practice}"]) as events:
+            body = await upstream.payment()
+            posting = await wait_status(api, practice, body["payment_id"], "LOADED")
+            event = await asyncio.wait_for(events.get(), 10)
+        later = datetime.now(UTC) + LATER - timedelta(minutes=5)
+        loaded = next(a for a in posting["audit"] if a["action"] == "loaded")
+        assert datetime.fromisoformat(loaded["at"]) > later
+        assert event.body["payment_id"] == body["payment_id"]
+        assert datetime.fromisoformat(event.body["occurred_at"]) > later
+
+
+class OtherLedgers:
+    """Ledgers handed to the composition root: every practice's entries go to one list here."""
+
+    def __init__(self) -> None:
+        self.entries: list[LedgerEntryRequest] = []
+
+    def for_integration(self, integration: Integration) -> OtherLedgers:
+        return self
+
+    async def post(self, request: LedgerEntryRequest) -> LedgerReceipt:
+        self.entries.append(request)
+        return LedgerReceipt(entry_id=f"other-{len(self.entries)}")
+
+
+class TestLedgersHandedIn:
+    """The composition root takes the posting service's ledgers as a parameter (``Paypost(ledgers=...)``)."""
+
+    @pytest.fixture
+    def other(self) -> OtherLedgers:
+        return OtherLedgers()
+
+    @pytest.fixture
+    def paypost_adapters(self, other: OtherLedgers) -> dict[str, Any]:
+        return {"ledgers": other}
+
+    async def test_a_payment_loads_into_the_ledger_handed_in(
+        self, other: OtherLedgers, api: httpx.AsyncClient, upstream: Upstream, practice: str,
+    ) -> None:
+        body = await upstream.payment(amount="42.00")
+        posting = await wait_status(api, practice, body["payment_id"], "LOADED")
+        assert [(e.payment_id, e.amount, e.ehr_patient_id) for e in other.entries] == [
+            (body["payment_id"], Decimal("42.00"), "EHR-1")]
+        loaded = next(a for a in posting["audit"] if a["action"] == "loaded")
+        assert loaded["detail"] == "ledger entry other-1"
+        assert await ledger(api, practice, "EHR-1") == []  # the built-in ledger was not the one used

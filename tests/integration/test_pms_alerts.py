@@ -5,28 +5,20 @@ mapping, none for ``tasks: false``, and one of each however often an answer is l
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
-import pytest
 
 from paypost.bootstrap import Paypost
 from paypost.local.reference_ledger import Faults
 from tests.support.api_calls import wait_status
-from tests.support.ledgers import PATIENT, ReferenceLedger, serve_reference_ledger
+from tests.support.ledgers import PATIENT, ReferenceLedger
 from tests.support.upstream import Upstream
 from tests.support.waits import wait_for
 
 PMS = "clinic-tasks"
 UNKNOWN_PATIENT = "EHR-NOBODY"  # not a patient of the reference system: PATIENT_NOT_FOUND
-
-
-@pytest.fixture
-async def system() -> AsyncIterator[ReferenceLedger]:
-    async with serve_reference_ledger() as server:
-        yield server
 
 
 async def set_up(api: httpx.AsyncClient, system: ReferenceLedger, practice_id: str = PMS, **ledger: Any) -> str:

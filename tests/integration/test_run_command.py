@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from paypost.local.servers import free_port
+from tests.support.log_guard import watch_output
 from tests.support.services import Services
 
 pytestmark = pytest.mark.integration
@@ -71,6 +72,7 @@ def test_run_with_demo_shows_loaded_and_failed_rows_then_stops_cleanly(
     assert proc.returncode == 0, output
     assert "paypost_stopped" in output
     assert "Traceback" not in output
+    watch_output(output, "paypost run --demo")  # the demo's accounts and patients are in no log line
 
 
 def _start(role: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:

@@ -330,9 +330,10 @@ async def test_an_open_live_feed_ends_once_its_key_is_revoked_or_expired(paypost
     while not server.started:  # noqa: ASYNC110 - uvicorn says it started with a flag, not an event
         await asyncio.sleep(0.02)
     url = f"http://127.0.0.1:{port}/api/v1/events/stream"
+    ticket = (await api.post("/api/v1/events/tickets", headers=auth(made["token"]))).json()["ticket"]
     try:
         async with httpx.AsyncClient(timeout=10) as client, client.stream(
-                "GET", url, params={"access_token": made["token"]}) as feed:
+                "GET", url, params={"ticket": ticket}) as feed:
             assert feed.status_code == 200
             lines = feed.aiter_lines()
             assert await anext(lines) == ": connected"
@@ -342,7 +343,8 @@ async def test_an_open_live_feed_ends_once_its_key_is_revoked_or_expired(paypost
             rest = await asyncio.wait_for(_to_the_end(lines), timeout=5)  # it ends by itself
         assert "event: end" in rest and "revoked or has expired" in rest
         async with httpx.AsyncClient() as client:
-            assert (await client.get(url, params={"access_token": made["token"]})).status_code == 401
+            assert (await client.get(url, headers=auth(made["token"]))).status_code == 401
+        assert (await api.post("/api/v1/events/tickets", headers=auth(made["token"]))).status_code == 401
     finally:
         await paypost.event_hub.close()  # ends any stream left, so the server can stop
         server.should_exit = True
@@ -514,7 +516,7 @@ async def test_each_call_is_logged_without_its_token(api: httpx.AsyncClient, wor
         await api.get("/api/v1/postings/clinic-a/a-pay-1", headers=auth(A_VIEW))
         await api.post("/api/v1/postings/changes", headers=auth(A_VIEW),
                        json={"practice_id": "clinic-b", "retry": ["b-pay-2"]})
-        await api.get("/api/v1/events/stream", params={"access_token": "secret-guess", "practice_id": "clinic-a"},
+        await api.get("/api/v1/events/stream", params={"ticket": "secret-guess", "practice_id": "clinic-a"},
                       headers={"Authorization": ""})
     calls = [entry for entry in logs if entry["event"] == "api_call"]
     assert [(c["key"], c["role"], c["method"], c["route"], c["practice"], c["status"]) for c in calls] == [

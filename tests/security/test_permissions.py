@@ -11,6 +11,7 @@ import uuid
 import aio_pika
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from paypost.bootstrap import Paypost
 from paypost.infra.runtime.settings import Settings
@@ -44,7 +45,7 @@ async def test_paypost_runs_with_the_documented_permissions_alone(services: Serv
         rabbitmqctl("set_permissions", "-p", vhost, user, CONFIGURE, WRITE, READ)
         settings = Settings(amqp_url=f"amqp://{user}:{password}@127.0.0.1:5672/{vhost}",
                             mongodb_uri=services.mongodb_uri, mongodb_db=f"perm_{uuid.uuid4().hex[:8]}",
-                            api_tokens=TOKENS)
+                            api_tokens=SecretStr(TOKENS))
         app = Paypost(settings)
         await app.start()
         connection = await aio_pika.connect(amqp_url)  # the upstream publisher, with its own account

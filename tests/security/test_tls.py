@@ -21,6 +21,7 @@ from typing import Any
 import aio_pika
 import httpx
 import pytest
+from pydantic import SecretStr
 from pymongo import MongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 
@@ -92,7 +93,7 @@ def tls_mongodb_uri(certificates: Certificates) -> Iterator[str]:
 
 def settings_for(amqp_url: str, mongodb_uri: str) -> Settings:
     return Settings(amqp_url=amqp_url, mongodb_uri=mongodb_uri, mongodb_db=f"tls_{uuid.uuid4().hex[:8]}",
-                    api_tokens=TOKENS, audit_sealer="inline")
+                    api_tokens=SecretStr(TOKENS), audit_sealer="inline")
 
 
 @pytest.fixture

@@ -76,14 +76,21 @@ def known_variables() -> frozenset[str]:
     return frozenset(fields | secret_files)
 
 
+def pod_spec(workload: Resource) -> Resource:
+    """The pod a workload runs (a CronJob's, through its Job's template)."""
+    spec = workload["spec"]["jobTemplate"]["spec"] if workload["kind"] == "CronJob" else workload["spec"]
+    pod: Resource = spec["template"]["spec"]
+    return pod
+
+
 def containers(workload: Resource) -> Iterator[Resource]:
-    spec = workload["spec"]["template"]["spec"]
+    spec = pod_spec(workload)
     yield from spec.get("initContainers", [])
     yield from spec["containers"]
 
 
 def workloads() -> list[Resource]:
-    return [doc for _, doc in manifests() if doc["kind"] in ("Deployment", "StatefulSet", "Job")]
+    return [doc for _, doc in manifests() if doc["kind"] in ("Deployment", "StatefulSet", "Job", "CronJob")]
 
 
 def config_map_data() -> dict[str, str]:
@@ -204,8 +211,8 @@ def test_every_value_set_is_one_paypost_accepts(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_secret_files_are_mounted_where_the_variables_say() -> None:
-    for deployment in resources("Deployment").values():
-        spec = deployment["spec"]["template"]["spec"]
+    for deployment in [*resources("Deployment").values(), *resources("CronJob").values()]:
+        spec = pod_spec(deployment)
         secret_volumes = {volume["name"] for volume in spec["volumes"] if "secret" in volume}
         for container in spec["containers"]:
             mounts = [m["mountPath"] for m in container["volumeMounts"] if m["name"] in secret_volumes]
@@ -299,7 +306,7 @@ def documented_secrets() -> dict[str, set[str]]:
 def test_every_secret_the_manifests_read_is_made_as_the_readme_says() -> None:
     made = documented_secrets()
     for workload in workloads():
-        spec = workload["spec"]["template"]["spec"]
+        spec = pod_spec(workload)
         volumes = {v["name"]: v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
         for container in containers(workload):
             where = f"{workload['kind']} {workload['metadata']['name']}"
@@ -501,6 +508,8 @@ def test_a_mongodb_exporter_stands_beside_the_stack_and_is_scraped() -> None:
     exporter = services["mongodb-exporter"]
     assert exporter["image"].startswith("percona/mongodb_exporter:")
     assert "replicaSet=rs0" in " ".join(exporter["command"])
+    assert "tls=true&tlsCAFile=/run/secrets/ca_crt" in " ".join(exporter["command"])  # mongod takes TLS only
+    assert "ca_crt" in exporter["secrets"]
     assert exporter["environment"]["MONGODB_USER"] == "exporter"
     # From .env (as RabbitMQ's password is), never a value written in the file.
     assert exporter["environment"]["MONGODB_PASSWORD"].startswith("${MONGO_EXPORTER_PASSWORD:?")
@@ -510,3 +519,112 @@ def test_a_mongodb_exporter_stands_beside_the_stack_and_is_scraped() -> None:
     [job] = [job for job in config["scrape_configs"] if job["job_name"] == "mongodb"]
     assert job["static_configs"][0]["targets"] == ["mongodb-exporter:9216"]
     assert "MONGO_EXPORTER_PASSWORD=" in (DEPLOY / "README.md").read_text()
+
+
+# -- patient data (contract section 12): TLS to the services, keys as files, the purge, volumes ----
+
+
+def documented_urls() -> dict[str, list[str]]:
+    """The amqp-url and mongodb-uri the README's commands write, for compose and for Kubernetes,
+    with the shell's variables as the commands set them."""
+    text = (DEPLOY / "README.md").read_text().replace("\\\n", " ")
+    compose_ca = re.search(r"^ca=(\S+)$", text, re.MULTILINE)
+    k8s_ca = re.search(r" ca=(cafile=\S+)", text)
+    assert compose_ca and k8s_ca
+    urls: dict[str, list[str]] = {"amqp-url": [], "mongodb-uri": []}
+    for template, args, file in re.findall(r"printf '([^']*)' ((?:\"[^\"]*\" ?)+)> (amqp-url|mongodb-uri)", text):
+        shell = {"$rmq": "RMQ", "$mongo": "MONGO", "$ca": compose_ca.group(1)}
+        values = [shell[a] for a in re.findall(r'"([^"]*)"', args)]
+        urls[file].append(template % tuple(values))
+    for name, value in re.findall(r"--from-literal=(amqp-url|mongodb-uri)=\"([^\"]*)\"", text):
+        urls[name].append(value.replace("$ca", k8s_ca.group(1)).replace("$n", "n.example").replace("$m", "m.example"))
+    return urls
+
+
+def test_paypost_reaches_rabbitmq_and_mongodb_over_tls_only() -> None:
+    from paypost.infra.runtime.settings import amqp_nodes
+
+    urls = documented_urls()
+    assert len(urls["amqp-url"]) == 2 and len(urls["mongodb-uri"]) == 2  # compose's and Kubernetes'
+    for url in urls["amqp-url"]:
+        nodes = amqp_nodes(url)  # one cluster: the same options for each node
+        assert len(nodes) == 3
+        assert all(n.startswith("amqps://") and ":5671/" in n and "cafile=/run/secrets/" in n for n in nodes), url
+    for url in urls["mongodb-uri"]:
+        assert "tls=true" in url and "tlsCAFile=/run/secrets/" in url, url
+    # The CA the URLs name is mounted where they say.
+    assert "ca_crt" in compose()["services"]["api-1"]["secrets"]
+    assert "ca.crt" in documented_secrets()["paypost"]
+
+
+def test_the_brokers_and_the_database_take_no_plain_connection() -> None:
+    configs = [(DEPLOY / "rabbitmq" / "rabbitmq.conf").read_text(),
+               resources("ConfigMap")["rabbitmq"]["data"]["20-paypost.conf"]]
+    for config in configs:
+        settings = dict(line.split(" = ", 1) for line in config.splitlines() if " = " in line
+                        and not line.startswith("#"))
+        assert settings["listeners.tcp"] == "none"
+        assert settings["listeners.ssl.default"] == "5671"
+        assert {"ssl_options.cacertfile", "ssl_options.certfile", "ssl_options.keyfile"} <= settings.keys()
+        assert "management.tcp.port" not in settings and settings["management.ssl.port"] == "15671"
+    ports = {p["port"] for p in resources("Service")["rabbitmq-nodes"]["spec"]["ports"]}
+    assert 5671 in ports and 5672 not in ports
+    mongod_commands = [compose()["services"]["mongo-1"].get("command") or compose()["services"]["mongo-2"]["command"],
+                       resources("StatefulSet")["mongodb"]["spec"]["template"]["spec"]["containers"][0]["args"]]
+    for command in mongod_commands:
+        assert command[command.index("--tlsMode") + 1] == "requireTLS"
+        assert "--tlsCertificateKeyFile" in command and "--tlsCAFile" in command
+    # What talks to mongod besides paypost (health checks, the replica set's init) talks TLS too.
+    mongo_clients = [" ".join(compose()["services"]["mongo-1"]["healthcheck"]["test"]),
+                     " ".join(compose()["services"]["mongo-init"]["entrypoint"])]
+    for workload in workloads():
+        for container in containers(workload):
+            if container.get("image", "").startswith("mongo"):
+                mongo_clients += [" ".join(container[probe]["exec"]["command"])
+                                  for probe in ("readinessProbe", "livenessProbe") if probe in container]
+                if container["name"] == "mongosh":
+                    mongo_clients.append(" ".join(container["command"]))
+    assert len(mongo_clients) == 5
+    for client in mongo_clients:
+        assert "--tls " in client or "tls=true" in client, client
+
+
+def test_the_secret_key_and_the_audit_key_are_files_every_paypost_process_reads() -> None:
+    keys = {"PAYPOST_SECRET_KEY_FILE", "PAYPOST_AUDIT_KEY_FILE"}
+    for name, service in compose()["services"].items():
+        if name.startswith(("api-", "worker-")) or name == "purge":
+            assert keys <= compose_environment(service).keys(), name
+    for workload in [*resources("Deployment").values(), *resources("CronJob").values()]:
+        for container in containers(workload):
+            env = kubernetes_environment(container)
+            assert keys <= env.keys(), workload["metadata"]["name"]
+            assert {env[key].rpartition("/")[2] for key in keys} <= documented_secrets()["paypost"]
+    found = paypost_variables_set()
+    assert "PAYPOST_SECRET_KEY" not in found and "PAYPOST_AUDIT_KEY" not in found  # never a value
+
+
+def test_the_purge_runs_once_a_day_with_what_paypost_runs_with() -> None:
+    cron = resources("CronJob")["paypost-purge"]
+    minute, hour, *every = cron["spec"]["schedule"].split()
+    assert minute.isdigit() and hour.isdigit() and every == ["*", "*", "*"]  # daily, at a fixed time
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    purge = next(containers(cron))
+    api = resources("Deployment")["paypost-api"]["spec"]["template"]["spec"]["containers"][0]
+    assert purge["args"] == ["purge"] and purge["image"] == api["image"]
+    assert purge["envFrom"] == api["envFrom"]
+    assert pod_spec(cron)["securityContext"]["runAsNonRoot"] is True
+    service = compose()["services"]["purge"]
+    loop = " ".join(service["entrypoint"])
+    assert "paypost purge" in loop and "sleep 86400" in loop
+    assert service["image"] == compose()["services"]["api-1"]["image"]
+
+
+def test_the_database_and_broker_volumes_ask_for_encrypted_storage() -> None:
+    for name in ("mongodb", "rabbitmq"):
+        claims = resources("StatefulSet")[name]["spec"]["volumeClaimTemplates"]
+        assert [claim["spec"].get("storageClassName") for claim in claims] == ["encrypted"], name
+    text = (DEPLOY / "README.md").read_text()
+    section = text[text.index("## Encryption at rest"):]
+    section = section[:section.index("\n## ", 1)]
+    for needed in ("StorageClass `encrypted`", "LUKS", "MongoDB Community", "164.312", "Backups"):
+        assert needed in section, needed

@@ -43,6 +43,7 @@ from paypost.infra.mongo.audit_seals import AuditSealer
 from paypost.infra.mongo.directory import MongoMappingStore, MongoPracticeDirectory, MongoSealedSecrets
 from paypost.infra.mongo.failed_keys import MongoFailedKeyCounts
 from paypost.infra.mongo.failure_groups import MongoFailureGroups
+from paypost.infra.mongo.feed_tickets import MongoFeedTickets
 from paypost.infra.mongo.leases import DutyLeases
 from paypost.infra.mongo.notes import MongoPostingNotes
 from paypost.infra.mongo.operations import MongoOperationStore
@@ -85,6 +86,7 @@ WIRED: list[tuple[type[Any], type[Any]]] = [
     (maintenance.SealedSecrets, MongoSealedSecrets),
     (access.ApiKeyStore, MongoApiKeyStore),
     (access.FailedKeyCounts, MongoFailedKeyCounts),
+    (access.FeedTickets, MongoFeedTickets),
     (practices.MappingFailures, MongoPostingCommands),
     (outages.Leases, DutyLeases),
     (events.Publish, BasicPublisher),

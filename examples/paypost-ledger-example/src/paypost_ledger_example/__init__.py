@@ -109,6 +109,8 @@ class SqliteLedger:
             raise TransientFailure(f"the ledger file could not be written ({exc})") from exc
 
     def _post(self, request: LedgerEntryRequest) -> LedgerReceipt:
+        # The entry is looked up first, in the transaction that would make it, whatever
+        # ``request.maybe_posted`` says: a call whose answer was lost is found here, never doubled.
         with self.file.transaction() as db:
             found = db.execute("SELECT entry_id FROM entries WHERE idempotency_key = ?",
                                (request.idempotency_key,)).fetchone()

@@ -1,4 +1,4 @@
-"""Fixtures of the security tests."""
+"""Fixtures of the console's browser tests."""
 
 from __future__ import annotations
 
