@@ -29,9 +29,11 @@ from opentelemetry.trace import SpanKind
 
 from paypost.infra.runtime import tracing
 from paypost.infra.runtime.logging import configure_logging
+from paypost.local.reference_ledger import Faults
 from paypost.schemas.topics import EVENTS_EXCHANGE
+from tests.support import canaries
 from tests.support.api_calls import wait_status
-from tests.support.ledgers import PATIENT, ReferenceLedger, serve_reference_ledger
+from tests.support.ledgers import CLOSED_PATIENT, PATIENT, ReferenceLedger, serve_reference_ledger
 from tests.support.payloads import payment_body
 from tests.support.upstream import Upstream
 from tests.support.waits import wait_for
@@ -41,9 +43,10 @@ pytestmark = pytest.mark.integration
 UPSTREAM_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 UPSTREAM_SPAN = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{UPSTREAM_TRACE}-{UPSTREAM_SPAN}-01"
-# What a payment names that is the patient's (contract section 12): never on a span.
+# What a payment names that is the patient's (contract section 12): never on a span. The suite's
+# canaries (tests/support/canaries.py), whose patterns the log guard also looks for.
 ACCOUNT = "acct-canary-7f3a"
-MEMO = "canary memo 7f3a: Jane Doe, knee"
+MEMO = canaries.MEMO
 
 
 class OtlpReceiver:
@@ -196,11 +199,35 @@ async def test_one_trace_from_the_upstream_traceparent_to_the_ledger_and_the_out
     # No patient data on any span of the trace (section 12).
     trace_spans = [s for s in spans.get_finished_spans() if s.context.trace_id == consumer.context.trace_id]
     assert len(trace_spans) >= 3
-    canaries = (ACCOUNT, PATIENT, MEMO, "Jane Doe")
-    for span in spans.get_finished_spans():
+    assert_no_patient_data(spans)
+
+
+def assert_no_patient_data(exported: InMemorySpanExporter) -> None:
+    """No span, attribute or event names a patient: the canaries' patterns, and this test's values."""
+    for span in exported.get_finished_spans():
         said = json.dumps([span.name, dict(span.attributes or {}),
                            [(e.name, dict(e.attributes or {})) for e in span.events]], default=str)
-        assert not [c for c in canaries if c in said], (span.name, said)
+        assert not canaries.found(said), (span.name, said)
+        assert not [c for c in (ACCOUNT, PATIENT, CLOSED_PATIENT, MEMO) if c in said], (span.name, said)
+
+
+async def test_a_refusal_of_the_practices_system_is_on_the_spans_as_its_code_never_its_words(
+    spans: InMemorySpanExporter, api: httpx.AsyncClient, upstream: Upstream, http_practice: str,
+    reference_ledger: ReferenceLedger,
+) -> None:
+    reference_ledger.state.faults = Faults(reject_patients=[CLOSED_PATIENT])
+    body = payment_body(practice_id=http_practice, patient_account_id=ACCOUNT, ehr_patient_id=CLOSED_PATIENT)
+    await upstream.send("payment.posted", body, headers={"traceparent": TRACEPARENT})
+    posting = await wait_status(api, http_practice, body["payment_id"], "FAILED")
+    assert posting["load_error"]["code"] == "LEDGER_REJECTED"
+
+    consumer = await wait_for(lambda: _maybe(of_payment, spans, body["payment_id"]))
+    assert (consumer.attributes or {})["paypost.load_error.code"] == "LEDGER_REJECTED"
+    assert (consumer.attributes or {})["paypost.load_status"] == "FAILED"
+    [client] = [s for s in children(spans, consumer) if s.kind is SpanKind.CLIENT]
+    assert (client.attributes or {})["http.response.status_code"] == 422
+    assert "closed" not in json.dumps(dict(client.attributes or {}))  # the system's words stay off the span
+    assert_no_patient_data(spans)
 
 
 async def _maybe(find: Any, *args: Any) -> Any:
