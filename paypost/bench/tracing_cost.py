@@ -109,7 +109,7 @@ async def measure(rounds: int, burst: int, light_seconds: float, against: str | 
     light = max(20, int(10 * light_seconds))
 
     def log(text: str) -> None:
-        print(text, file=sys.stderr)  # noqa: T201  # progress, beside the table on stdout
+        print(text, file=sys.stderr)  # progress, beside the table on stdout
 
     async with services(log) as (amqp, mongo):
         with otlp_sink() as sink:
@@ -140,10 +140,10 @@ def main() -> None:
     args = parser.parse_args()
     figures = asyncio.run(measure(args.rounds, args.burst, args.light_seconds, args.against))
     off, on = ("before", "off") if args.against else ("off", "on")
-    print(f"round  burst {off:>4}  burst {on:>3}  ratio   10/s {off:>4}  10/s {on:>3}  ratio"  # noqa: T201
+    print(f"round  burst {off:>4}  burst {on:>3}  ratio   10/s {off:>4}  10/s {on:>3}  ratio"
           "   (paypost's CPU, µs per payment)")
     for n, row in enumerate(figures, 1):
-        print(f"{n:>5}  {row['burst_off']:>9.0f}  {row['burst_on']:>8.0f}  {row['burst_ratio']:>5.2f}"  # noqa: T201
+        print(f"{n:>5}  {row['burst_off']:>9.0f}  {row['burst_on']:>8.0f}  {row['burst_ratio']:>5.2f}"
               f"   {row['10pps_off']:>8.0f}  {row['10pps_on']:>7.0f}  {row['10pps_ratio']:>5.2f}")
 
 
