@@ -1,121 +1,128 @@
-"""paypost's Prometheus rules (infra/deploy/prometheus/rules.yml): valid, tested by promtool's own
-unit tests (rules.test.yml: each alert fires on what it watches and stays quiet when healthy), each
-with a runbook, and reading only metrics paypost exposes. promtool is Debian's ``prometheus``
-package (.ci/run installs it as it installs chromium)."""
+"""The alerts' life cycle (``paypost.domain.alerts``), and the database filters ``infra/mongo/alerts.py``
+derives from it.
+
+As ``test_rules.py`` does for postings: each filter is evaluated on every state (and every
+snooze and age that matter), so a rule the filter does not follow, or the other way round, fails here.
+"""
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
-from pathlib import Path
+import itertools
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.unit.test_deploy import DEPLOY, paypost_metric_names
+from paypost.domain.alerts import (
+    ALERT_TRANSITIONS,
+    OPEN_STATES,
+    AlertState,
+    alert_may_become,
+    alert_sources_of,
+    may_escalate,
+)
+from paypost.domain.load_errors import LoadErrorCode
+from paypost.domain.model import LoadStatus
+from paypost.domain.rules import PAYMENT_REFUNDABLE, refund_waits
+from paypost.infra.mongo.alerts import becoming, escalation_due, in_states, not_snoozed, state_fields
+from paypost.infra.mongo.postings import REFUNDABLE_PAYMENTS, WAITING_REFUNDS
 
-ROOT = Path(__file__).resolve().parents[2]
-PROMETHEUS = DEPLOY / "prometheus"
-RULES = PROMETHEUS / "rules.yml"
-# Metrics from elsewhere than paypost's /metrics: Prometheus's own scrape health.
-FOREIGN = {"up"}
-# Label matchers, ranges, grouping clauses, strings and numbers: what is left names metrics.
-NOT_NAMES = r'\{[^}]*\}|\[[^\]]*\]|\b(?:by|without)\s*\([^)]*\)|"[^"]*"|(?<![\w:])\d+(\.\d+)?'
-PROMQL_FUNCTIONS = {"sum", "max", "min", "rate", "deriv", "min_over_time", "absent", "and", "or", "by", "round"}
-
-
-def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        pytest.fail("promtool is required: apt-get install -y prometheus (Debian's package carries it)")
-    return found
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def rules() -> list[dict[str, Any]]:
-    loaded: dict[str, Any] = yaml.safe_load(RULES.read_text())
-    return [rule for group in loaded["groups"] for rule in group["rules"]]
-
-
-def test_the_rules_are_valid_prometheus_rules() -> None:
-    result = subprocess.run([promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(rules())} rules found" in result.stdout
-
-
-def test_every_alert_fires_and_stays_quiet_as_its_promtool_tests_say() -> None:
-    result = subprocess.run([promtool(), "test", "rules", "rules.test.yml"], cwd=PROMETHEUS, capture_output=True,
-                            text=True, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout
-
-
-def test_every_alert_is_tested_by_promtool() -> None:
-    tests = yaml.safe_load((PROMETHEUS / "rules.test.yml").read_text())["tests"]
-    firing = {check["alertname"] for test in tests for check in test.get("alert_rule_test", []) if check["exp_alerts"]}
-    quiet = {check["alertname"] for test in tests for check in test.get("alert_rule_test", [])
-             if not check["exp_alerts"]}
-    alerts = {rule["alert"] for rule in rules() if "alert" in rule}
-    assert alerts == firing  # each one seen firing
-    assert alerts == quiet  # and each one seen quiet
-
-
-def test_a_broken_expectation_fails_promtool(tmp_path: Path) -> None:
-    """The promtool tests can fail: one expected annotation changed makes the run fail."""
-    (tmp_path / "rules.yml").write_text(RULES.read_text())
-    text = (PROMETHEUS / "rules.test.yml").read_text()
-    broken = text.replace('"20% of recent payments', '"21% of recent payments')
-    assert broken != text
-    (tmp_path / "rules.test.yml").write_text(broken)
-    result = subprocess.run([promtool(), "test", "rules", "rules.test.yml"], cwd=tmp_path, capture_output=True,
-                            text=True, check=False)
-    assert result.returncode != 0
-    assert "PaypostPostingObjectiveFastBurn" in result.stdout + result.stderr
-
-
-def test_every_alert_has_a_runbook_page_with_its_three_parts() -> None:
-    for rule in rules():
-        if "alert" not in rule:
+def matches(query: dict[str, Any], doc: dict[str, Any]) -> bool:
+    """The subset of MongoDB's query language these filters use: equality, $in, $lte, $or."""
+    for field, condition in query.items():
+        if field == "$or":
+            if not any(matches(branch, doc) for branch in condition):
+                return False
             continue
-        page = ROOT / rule["annotations"]["runbook"]
-        assert page.is_file(), (rule["alert"], page)
-        text = page.read_text()
-        for part in ("## What it means", "## How to see it", "## What to do"):
-            assert part in text, (page, part)
+        value = doc.get(field)
+        if isinstance(condition, dict):
+            for op, operand in condition.items():
+                if op == "$in" and value not in operand:
+                    return False
+                if op == "$lte" and (value is None or not value <= operand):
+                    return False
+                if op not in ("$in", "$lte"):
+                    raise AssertionError(f"operator {op} not understood by this test")
+        elif value != condition:
+            return False
+    return True
 
 
-def test_every_load_error_code_has_a_runbook_page() -> None:
-    from paypost.domain.load_errors import LoadErrorCode
-
-    for code in LoadErrorCode:
-        page = ROOT / "docs" / "runbooks" / "load-errors" / f"{code.value}.md"
-        assert page.is_file(), page
-        text = page.read_text()
-        assert code.value in text
-        for part in ("## What it means", "## How to see it", "## What to do"):
-            assert part in text, (page, part)
+def stored(state: AlertState, **fields: Any) -> dict[str, Any]:
+    return {**state_fields(state), **fields}
 
 
-def test_the_rules_read_only_metrics_paypost_exposes() -> None:
-    known = paypost_metric_names() | FOREIGN
-    recorded = {rule["record"] for rule in rules() if "record" in rule}
-    for rule in rules():
-        expr = re.sub(NOT_NAMES, " ", rule["expr"])
-        used = set(re.findall(r"\b[a-zA-Z_:][a-zA-Z0-9_:]*", expr)) - PROMQL_FUNCTIONS
-        assert used, rule
-        assert used <= known | recorded, (rule.get("alert") or rule.get("record"), used - known - recorded)
+def test_an_open_alert_escalates_or_resolves_an_escalated_one_resolves_and_a_resolved_one_stays() -> None:
+    assert alert_may_become(AlertState.OPEN, AlertState.ESCALATED)
+    assert alert_may_become(AlertState.OPEN, AlertState.RESOLVED)
+    assert alert_may_become(AlertState.ESCALATED, AlertState.RESOLVED)
+    assert not alert_may_become(AlertState.ESCALATED, AlertState.OPEN)
+    assert not alert_may_become(AlertState.ESCALATED, AlertState.ESCALATED)  # escalated once
+    assert not any(alert_may_become(AlertState.RESOLVED, t) for t in AlertState)
+    assert {AlertState.OPEN, AlertState.ESCALATED} == OPEN_STATES
 
 
-def test_no_practice_label_on_a_histogram() -> None:
-    """Cardinality: a histogram's series are labels times buckets; with 10,000 practices a practice
-    label on one would be a quarter of a million series. Only the held practices' gauge names one."""
-    from prometheus_client import Gauge, Histogram
+@pytest.mark.parametrize("target", list(AlertState))
+def test_the_write_that_makes_an_alert_state_matches_exactly_the_states_allowed_to_become_it(
+    target: AlertState,
+) -> None:
+    reachable = any(target in t for t in ALERT_TRANSITIONS.values())
+    for current in AlertState:
+        allowed = target in ALERT_TRANSITIONS[current]
+        assert (reachable and matches(becoming(target), stored(current))) is allowed, (current, target)
 
-    import paypost.handlers.metrics as metrics
 
-    for value in vars(metrics).values():
-        if isinstance(value, Histogram):
-            assert "practice_id" not in value._labelnames, value
-        if isinstance(value, Gauge) and "practice_id" in value._labelnames:
-            assert value is metrics.PRACTICE_HELD
+@pytest.mark.parametrize("of", [frozenset(c) for n in range(1, 4) for c in itertools.combinations(AlertState, n)])
+def test_a_filter_on_states_matches_exactly_those_states(of: frozenset[AlertState]) -> None:
+    for current in AlertState:
+        assert matches(in_states(of), stored(current)) is (current in of)
+
+
+def test_the_stored_open_field_is_true_exactly_for_the_open_states() -> None:
+    assert {s for s in AlertState if state_fields(s)["open"]} == OPEN_STATES
+    assert alert_sources_of(AlertState.RESOLVED) == OPEN_STATES
+
+
+SNOOZES = [None, NOW - timedelta(minutes=1), NOW, NOW + timedelta(minutes=1)]
+OPENED = [NOW - timedelta(hours=2), NOW - timedelta(hours=1), NOW]
+
+
+def test_the_escalation_sweep_finds_exactly_the_alerts_the_domain_lets_escalate() -> None:
+    before = NOW - timedelta(hours=1)
+    for state, opened_at, snoozed_until in itertools.product(AlertState, OPENED, SNOOZES):
+        doc = stored(state, opened_at=opened_at, snoozed_until=snoozed_until)
+        expected = may_escalate(state, opened_at, before, snoozed_until, NOW)
+        assert matches(escalation_due(before, NOW), doc) is expected, doc
+
+
+def test_a_snoozed_alert_escalates_only_once_its_snooze_is_over() -> None:
+    opened = NOW - timedelta(days=1)
+    assert not may_escalate(AlertState.OPEN, opened, NOW, NOW + timedelta(seconds=1), NOW)
+    assert may_escalate(AlertState.OPEN, opened, NOW, NOW, NOW)  # a snooze until now is over
+    assert may_escalate(AlertState.OPEN, opened, NOW, None, NOW)
+    assert not may_escalate(AlertState.ESCALATED, opened, NOW, None, NOW)
+    for snoozed_until in SNOOZES:
+        over = snoozed_until is None or snoozed_until <= NOW
+        assert matches(not_snoozed(NOW), {"snoozed_until": snoozed_until}) is over
+
+
+def test_the_escalation_claim_is_the_sweep_at_the_moment_of_the_write() -> None:
+    """``escalate`` re-checks the state and the snooze (a snooze that came after the sweep holds)."""
+    for state, snoozed_until in itertools.product(AlertState, SNOOZES):
+        claim = {**becoming(AlertState.ESCALATED), **not_snoozed(NOW)}
+        doc = stored(state, snoozed_until=snoozed_until)
+        assert matches(claim, doc) is may_escalate(state, NOW, NOW, snoozed_until, NOW)
+
+
+def test_refunds_waiting_for_their_payment_are_found_by_the_domain_rule() -> None:
+    for status, code in itertools.product(LoadStatus, [None, *LoadErrorCode]):
+        doc = {"load_status": status.value, "load_error.code": code.value if code else None}
+        assert matches(WAITING_REFUNDS, doc) is refund_waits(status, code), doc
+
+
+def test_a_waiting_refund_goes_once_its_payment_is_in_the_status_a_refund_needs() -> None:
+    for status in LoadStatus:
+        assert matches(REFUNDABLE_PAYMENTS, {"load_status": status.value}) is (status is PAYMENT_REFUNDABLE)
