@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -27,7 +28,7 @@ from paypost.domain.posting import (
     PostingKey,
 )
 from paypost.domain.reversals import FOLLOWS_A_PAYMENT
-from paypost.handlers import metrics
+from paypost.handlers import metrics, spans
 from paypost.handlers.clock import Clock, utc_now
 from paypost.handlers.outages import Outages
 from paypost.handlers.outcomes import First, OutcomeRecorder, Written
@@ -154,13 +155,22 @@ class PostingService:
         assert isinstance(read, (*POSTING_MESSAGES, Unreadable))  # the models asked for
         return read
 
-    async def handle_batch(self, messages: Sequence[KeptMessage]) -> list[Outcome | Exception]:
+    async def handle_batch(self, messages: Sequence[KeptMessage], *,
+                           each: Callable[[KeptMessage], AbstractContextManager[object]] | None = None,
+                           ) -> list[Outcome | Exception]:
         """Receive a batch of deliveries together; their database calls go in shared round trips.
 
         Each message gets its own result: its outcome, or the error that stopped it (each is
-        safe to handle again), so one message's failure never holds up the others.
+        safe to handle again), so one message's failure never holds up the others. ``each``: a
+        context each message is handled in (its consumer span: ``infra/rabbit/intake.py``).
         """
-        results = await asyncio.gather(*(self.handle(m) for m in messages), return_exceptions=True)
+        async def one(message: KeptMessage) -> Outcome:
+            if each is None:
+                return await self.handle(message)
+            with each(message):
+                return await self.handle(message)
+
+        results = await asyncio.gather(*(one(m) for m in messages), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, Exception):
                 raise result  # a cancel or an exit is not a message's failure
@@ -180,6 +190,7 @@ class PostingService:
             return Outcome(Disposition.ACK, PostingKey(read.practice_id, read.dispute_id))
         now = message.arrived_at or self._clock()
         fresh = posting_from(read, now)
+        spans.payment(fresh.key)
         metrics.RECEIVED.labels(fresh.kind.value).inc()
         received = AuditEntry(
             at=now, actor=PAYPOST_ACTOR, action="received",
@@ -198,6 +209,7 @@ class PostingService:
                 return await self._known(existing, fresh, message, held, trying)
             inserted, held = await asyncio.gather(
                 self._postings.insert_received(fresh, message, received), self._mapping_for(fresh))
+            spans.write("insert_received", "postings", written=inserted)
             if inserted:
                 return await self._load(fresh, held, trying=trying)
             existing = await self._postings.get(fresh.key)

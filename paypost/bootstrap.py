@@ -72,11 +72,13 @@ from paypost.infra.mongo.leases import DutyLeases, Lease, holder_name
 from paypost.infra.mongo.notes import MongoPostingNotes
 from paypost.infra.mongo.operations import MongoOperationStore
 from paypost.infra.mongo.outages import MongoOutageStore
-from paypost.infra.mongo.postings import MongoPostingCommands, MongoPostingStore
+from paypost.infra.mongo.posting_commands import MongoPostingCommands
+from paypost.infra.mongo.postings import MongoPostingStore
 from paypost.infra.mongo.reports import PostingReport
 from paypost.infra.mongo.retention import MongoRetention
 from paypost.infra.mongo.reversal_alerts import MongoReversalAlerts
 from paypost.infra.mongo.reversals import MongoPaymentBalances
+from paypost.infra.mongo.standing import StandingFigures
 from paypost.infra.mongo.transfers import MongoTransferStore
 from paypost.infra.rabbit.asyncapi import asyncapi_text
 from paypost.infra.rabbit.broker import (
@@ -175,6 +177,7 @@ class Paypost:
         self.transfers = MongoTransferStore(self.collections)
         self.alerts = MongoAlertStore(self.collections)
         self.outage_store = MongoOutageStore(self.collections)
+        self.standing = StandingFigures(self.collections)
         self.operation_store = MongoOperationStore(self.collections)
         self.api_keys = MongoApiKeyStore(self.collections)
         self.failed_key_counts = MongoFailedKeyCounts(self.collections)  # shared by every API process
@@ -280,8 +283,8 @@ class Paypost:
         """What the runtime starts, runs and stops, in its order."""
         stores = (self.operation_store, self.alerts, self.transfers, self.sealer, self.api_keys,
                   self.failed_key_counts, self.feed_tickets, self.failure_groups, self.posting_commands,
-                  self.access_log, self.retention_store,  # these two: contract section 12
-                  self.deposit_store, self.period_store)
+                  self.access_log, self.retention_store,  # contract section 12
+                  self.standing, self.deposit_store, self.period_store)
         broker = self.broker
 
         async def kill_sealer() -> None:
@@ -407,4 +410,16 @@ class Paypost:
             metrics.QUEUE_CONSUMERS.labels(name).set(consumers)
         metrics.DEAD_LETTER_DEPTH.set(depths.get(DEAD_LETTER_QUEUE, (0, 0))[0])
         metrics.CONSUMER_LAG.set(depths.get(INTAKE_QUEUE, (0, 0))[0])
+        await self.refresh_standing_metrics()
         return depths
+
+    async def refresh_standing_metrics(self) -> None:
+        """What stands in the database into the gauges the alert rules watch (infra/mongo/standing.py)."""
+        standing = await self.standing.read()
+        metrics.held(set(standing.held))
+        metrics.OUTBOX_BACKLOG.set(standing.outbox_backlog)
+        metrics.OUTBOX_OLDEST_SECONDS.set(standing.outbox_oldest_seconds)
+        metrics.ANNOUNCEMENTS_OWED.set(standing.announcements_owed)
+        metrics.AUDIT_UNSEALED.set(standing.audit_unsealed)
+        if standing.last_seal_age_seconds is not None:
+            metrics.LAST_SEAL_AGE_SECONDS.set(standing.last_seal_age_seconds)

@@ -40,7 +40,9 @@ from paypost.domain.money import format_money
 from paypost.domain.ports.ledgers import Credentials, SecretBox
 from paypost.domain.ports.practices import PracticeDirectory
 from paypost.domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
+from paypost.handlers import metrics
 from paypost.infra.ledgers.hosts import HostPolicy
+from paypost.infra.runtime import tracing
 from paypost.schemas.practice_system import FlagBody, TaskBody
 
 T = TypeVar("T")
@@ -81,18 +83,41 @@ def _retry_after(response: httpx.Response) -> float | None:
 async def _answer(client: httpx.AsyncClient, who: str, method: str, url: str, *, within: float,
                   **kwargs: Any) -> httpx.Response:
     """One request to the practice's system (``who`` names the part for the office): what may pass by
-    itself (a timeout, a refused connection, 429, 5xx) is raised as transient; any other answer returned."""
+    itself (a timeout, a refused connection, 429, 5xx) is raised as transient; any other answer returned.
+
+    Each request is a client span carrying its ``traceparent`` (``infra/runtime/tracing.py``) and is
+    counted by part and status class (``handlers/metrics.py``: no practice label)."""
+    part = "token" if who == "the token endpoint" else "ledger"
+    headers: dict[str, str] = dict(kwargs.pop("headers", None) or {})
+    started = time.perf_counter()
+    status: int | None = None
+    timed_out = False
     try:
-        response = await client.request(method, url, timeout=within, **kwargs)
-    except httpx.TimeoutException as exc:
-        raise _Transient(f"{who} did not answer within {within:g}s") from exc
-    except httpx.TransportError as exc:
-        raise _Transient(f"{who} could not be reached ({type(exc).__name__})") from exc
+        with tracing.client_span(method, url, headers, server=_server(url)) as span:
+            try:
+                response = await client.request(method, url, timeout=within, headers=headers, **kwargs)
+            except httpx.TimeoutException as exc:
+                timed_out = True
+                raise _Transient(f"{who} did not answer within {within:g}s") from exc
+            except httpx.TransportError as exc:
+                raise _Transient(f"{who} could not be reached ({type(exc).__name__})") from exc
+            status = response.status_code
+            tracing.answered(span, status)
+    finally:
+        metrics.practice_system_request(part, status, time.perf_counter() - started, timed_out=timed_out)
     if response.status_code == 429:
         raise _Transient(f"{who} answered 429", retry_after=_retry_after(response), throttled=True)
     if response.status_code >= 500:
         raise _Transient(f"{who} answered {response.status_code}")
     return response
+
+
+def _server(url: str) -> tuple[str, int | None] | None:
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return None
+    return (parsed.host, parsed.port) if parsed.host else None
 
 
 class _Budget:
@@ -194,6 +219,7 @@ class ClientCredentials:
             raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED, f"Its token URL is refused: {exc}.") from exc
         response = await _answer(self._client, "the token endpoint", "POST", self._token_url,
                                  data=self._form, within=self._timeout)
+        metrics.TOKEN_FETCHES.labels("issued" if response.status_code == 200 else "refused").inc()
         if response.status_code != 200:
             raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED,
                               f"The practice's system refused paypost's client credentials ({response.status_code}).")

@@ -38,7 +38,8 @@ from paypost.infra.mongo.alerts import MongoAlertStore
 from paypost.infra.mongo.database import Collections, connect, ensure_indexes
 from paypost.infra.mongo.directory import MongoMappingStore, MongoPracticeDirectory
 from paypost.infra.mongo.outages import MongoOutageStore
-from paypost.infra.mongo.postings import MongoPostingCommands, MongoPostingStore
+from paypost.infra.mongo.posting_commands import MongoPostingCommands
+from paypost.infra.mongo.postings import MongoPostingStore
 from paypost.infra.mongo.reversals import MongoPaymentBalances
 from paypost.producers.events import OutcomePublisher
 from paypost.schemas.topics import ROUTING_KEY_HEADER

@@ -61,7 +61,8 @@ from paypost.infra.mongo.leases import DutyLeases, Lease
 from paypost.infra.mongo.notes import MongoPostingNotes
 from paypost.infra.mongo.operations import MongoOperationStore
 from paypost.infra.mongo.outages import MongoOutageStore
-from paypost.infra.mongo.postings import MongoPostingCommands, MongoPostingStore
+from paypost.infra.mongo.posting_commands import MongoPostingCommands
+from paypost.infra.mongo.postings import MongoPostingStore
 from paypost.infra.mongo.reports import PostingReport
 from paypost.infra.mongo.retention import MongoRetention
 from paypost.infra.mongo.reversal_alerts import MongoReversalAlerts
