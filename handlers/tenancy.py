@@ -18,6 +18,7 @@ from datetime import datetime
 from paypost.domain.access import AccessDenied, ApiKey, Principal, Role
 from paypost.domain.alerts import Alert, AlertState, practice_named_by
 from paypost.domain.integrations import Practice
+from paypost.domain.patient_search import PatientMatch
 from paypost.domain.ports import Record
 from paypost.domain.ports.events import BroadcastEvent, EventFeed
 from paypost.domain.ports.postings import FailedSelection, PostingFilter, StatusTotal
@@ -76,6 +77,10 @@ class ScopedPractices:
     async def release(self, practice_id: str) -> PracticeStatus:
         self._guard.change(practice_id)
         return await self._inner.release(practice_id, self._guard.who.name)
+
+    async def search_patients(self, practice_id: str, query: str, limit: int) -> list[PatientMatch]:
+        self._guard.change(practice_id)  # an operator's (contract section 14): it finds a patient to map
+        return await self._inner.search_patients(practice_id, query, limit)
 
     async def register_patient(self, practice_id: str, ehr_patient_id: str) -> bool:
         self._guard.change(practice_id)

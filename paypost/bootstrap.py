@@ -48,6 +48,7 @@ from paypost.infra.ledgers.adapters import AdapterLedgers
 from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
 from paypost.infra.ledgers.hosts import HostPolicy
 from paypost.infra.ledgers.http import HttpLedgers, LedgerEvidence
+from paypost.infra.ledgers.patient_search import SystemPatientSearch
 from paypost.infra.ledgers.secrets import SecretBox, derived_key
 from paypost.infra.mongo.alerts import MongoAlertOutbox, MongoAlertStore
 from paypost.infra.mongo.api_keys import MongoApiKeyStore
@@ -180,7 +181,8 @@ class Paypost:
         self._subscribe()
         self.application = Application(
             practices=Practices(self.directory, self.builtin_ledger, self.hosts, self.secrets, self.outages,
-                                self.ledger_adapters, clock),
+                                self.ledger_adapters, clock,
+                                patients=SystemPatientSearch(self.directory, self.http_ledgers, self.ledgers)),
             mappings=self.mapping_service,
             save_changes=SaveChanges(self.publish, self.operation_store, self.posting_commands, clock),
             reports=Reports(PostingReport(self.collections), self.posting_commands, self.operation_store,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from paypost.domain.patient_search import PatientMatch
 from paypost.domain.ports import Record
 from paypost.domain.posting import (
     Integration,
@@ -66,3 +67,14 @@ class LedgerEntries(Protocol):
 
     async def entries(self, practice_id: str, ehr_patient_id: str) -> list[Record]:
         """The entries as stored (a Record: only rendered by the API, never inspected)."""
+
+
+# ---- finding the patient (contract section 14) ---------------------------------------------------
+
+class PatientSearch(Protocol):
+    """Asks a practice's system for the patients matching a text (``paypost.domain.patient_search``)."""
+
+    async def search(self, practice_id: str, query: str, limit: int) -> list[PatientMatch]:
+        """At most ``limit`` matches, as the system gave them. Raises ``SearchNotOffered`` where the
+        practice's system has no search, ``SystemUnreachable`` or ``SearchFailed`` where it could not
+        be asked; the query is never logged, stored or put in an error."""
