@@ -78,9 +78,10 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 async def _answer(client: httpx.AsyncClient, who: str, method: str, url: str, *, within: float,
-                  **kwargs: Any) -> httpx.Response:
+                  keep: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:
     """One request to the practice's system (``who`` names the part for the office): what may pass by
-    itself (a timeout, a refused connection, 429, 5xx) is raised as transient; any other answer returned."""
+    itself (a timeout, a refused connection, 429, 5xx) is raised as transient; any other answer returned,
+    and a status in ``keep`` too (a search's 501: the system has none, which no retry changes)."""
     try:
         response = await client.request(method, url, timeout=within, **kwargs)
     except httpx.TimeoutException as exc:
@@ -89,7 +90,7 @@ async def _answer(client: httpx.AsyncClient, who: str, method: str, url: str, *,
         raise _Transient(f"{who} could not be reached ({type(exc).__name__})") from exc
     if response.status_code == 429:
         raise _Transient(f"{who} answered 429", retry_after=_retry_after(response), throttled=True)
-    if response.status_code >= 500:
+    if response.status_code >= 500 and response.status_code not in keep:
         raise _Transient(f"{who} answered {response.status_code}")
     return response
 
@@ -270,14 +271,14 @@ class HttpLedger:
                               "The practice's system refused paypost's credentials (401).")
         return response
 
-    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async def _send(self, method: str, url: str, keep: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:
         if self._limiter is not None:
             await self._limiter.wait()
         headers = dict(kwargs.pop("headers", {}))
         if (authorization := await self._credentials.authorization()) is not None:
             headers["Authorization"] = authorization
         return await _answer(self._client, "the ledger", method, url, within=self._timeout, headers=headers,
-                             **kwargs)
+                             keep=keep, **kwargs)
 
     async def find_reference(self, manual_reference: str) -> tuple[str, Decimal] | Literal[False] | None:
         """The entry the system holds under a manual reference: (entry_id, amount); False if it holds
@@ -301,7 +302,8 @@ class HttpLedger:
         timeouts, 429 for longer than an office waits); ``SearchFailed`` for a refusal or an answer
         paypost cannot read. The query travels only in the request: no log line, no error names it."""
         async def attempt(_: int) -> httpx.Response:
-            return await self._call("GET", f"{self._base}/patients", params={"q": query, "limit": str(limit)})
+            return await self._call("GET", f"{self._base}/patients", params={"q": query, "limit": str(limit)},
+                                    keep=(501,))
 
         try:
             response = await self._retried(attempt)
