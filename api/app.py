@@ -20,6 +20,7 @@ from paypost.api.routes import (
     health,
     keys,
     mappings,
+    overview,
     patient_search,
     patients,
     postings,
@@ -36,8 +37,8 @@ CONSOLE = Path(__file__).with_name("console")
 # Every route of these gets its caller's scoped application (deps.authenticate): none can reach a
 # handler unscoped, or forget the check. The order is the order requests are matched in.
 api = APIRouter(dependencies=[Depends(authenticate)], responses=ERRORS)
-for resource in (practices, patients, mappings, patient_search, postings, changes, transfers, alerts, triage, keys,
-                 events):
+for resource in (practices, patients, mappings, patient_search, postings, changes, transfers, alerts, triage,
+                 overview, keys, events):
     api.include_router(resource.router)
 
 

@@ -14,7 +14,7 @@ from paypost.domain.patient_search import SearchFailed, SearchNotOffered, System
 from paypost.handlers.changes import EmptySelection, InvalidCanary, MissingReason, SelectionTooLarge, UnknownGroup
 from paypost.handlers.keys import InvalidKey
 from paypost.handlers.practices import InvalidSearch, NotFound
-from paypost.handlers.triage import AlertResolved, NotSnoozable
+from paypost.handlers.triage import AlertResolved, InvalidOverview, NotSnoozable
 
 
 class ApiError(Exception):
@@ -83,6 +83,7 @@ def _install_handler_errors(app: FastAPI) -> None:
         NotSnoozable: (422, "invalid_request"),
         AlertResolved: (409, "alert_resolved"),
         InvalidSearch: (422, "invalid_request"),
+        InvalidOverview: (422, "invalid_request"),
         SearchNotOffered: (501, "search_not_offered"),
         SystemUnreachable: (503, "practice_system_unavailable"),
         SearchFailed: (502, "practice_system_error"),

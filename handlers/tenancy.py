@@ -18,6 +18,7 @@ from datetime import datetime
 from paypost.domain.access import AccessDenied, ApiKey, Principal, Role
 from paypost.domain.alerts import Alert, AlertState, practice_named_by
 from paypost.domain.integrations import Practice
+from paypost.domain.overview import OverviewPage
 from paypost.domain.patient_search import PatientMatch
 from paypost.domain.ports import Record
 from paypost.domain.ports.events import BroadcastEvent, EventFeed
@@ -171,6 +172,9 @@ class ScopedTriage:
         if practice_id is not None:
             self._guard.read(practice_id)
         return await self._inner.failure_groups(practice_id, self._guard.who.scope)
+
+    async def overview(self, limit: int, cursor: str | None) -> OverviewPage:
+        return await self._inner.overview(self._guard.who.scope, limit, cursor)
 
     async def add_note(self, key: PostingKey, text: str) -> tuple[AuditEntry, int]:
         self._guard.change(key.practice_id)

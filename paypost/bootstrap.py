@@ -194,7 +194,8 @@ class Paypost:
                 token_hash(t.token): Principal(name=t.name, role=Role(t.role), scope=Scope.of(t.practices))
                 for t in settings.tokens.values()}, FailedKeys(self.failed_key_counts, clock), clock,
                 tickets=self.feed_tickets),
-            triage=Triage(self.failure_groups, MongoPostingNotes(self.collections), self.alerts, clock),
+            triage=Triage(self.failure_groups, MongoPostingNotes(self.collections), self.alerts, clock,
+                          overviews=self.failure_groups),
         )
         # Entrypoints on the broker.
         register(
