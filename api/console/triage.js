@@ -2,7 +2,8 @@
 // once for the group; and the counts and amounts per Load Status for the chosen dates.
 "use strict";
 
-import { $, api, el, MAPPING_ERRORS, mayChange, plural, say, sayError, span, state, when } from "./lib.js";
+import { $, api, el, MAPPING_ERRORS, mayChange, plural, sayError, span, state, when } from "./lib.js";
+import { saveMapping, searchFor, searchOffered } from "./search.js";
 
 const STATUSES = ["FAILED", "HELD", "RETRYING", "PENDING", "LOADED", "CLEARED"];
 
@@ -85,10 +86,7 @@ function mappingFor(g, id) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
-      const account = g.cause;
-      const result = await api(`/practices/${encodeURIComponent(state.practice)}/patient-accounts/${encodeURIComponent(account)}/mapping`,
-        { method: "PUT", body: JSON.stringify({ ehr_patient_id: input.value.trim() }) });
-      say(`Mapping saved for ${account}: ${plural(result.retried, "failed payment")} sent back by themselves.`);
+      await saveMapping(g.cause, input.value.trim());
       input.value = "";
       form.hidden = true;
     } catch (error) { sayError(error); }
@@ -96,7 +94,14 @@ function mappingFor(g, id) {
   const open = el("button", { type: "button", "aria-expanded": "false", "aria-controls": `${id}-ehr`,
     onclick: () => { form.hidden = !form.hidden; open.setAttribute("aria-expanded", String(!form.hidden));
                      if (!form.hidden) input.focus(); } }, `Enter mapping for ${g.cause}`);
-  return [open, form];
+  if (!searchOffered()) return [open, form];
+  // Beside it: find the patient in the practice's system, and choose them (section 14).
+  const search = searchFor(g.cause);
+  search.hidden = true;
+  const find = el("button", { type: "button", "aria-expanded": "false",
+    onclick: () => { search.hidden = !search.hidden; find.setAttribute("aria-expanded", String(!search.hidden));
+                     if (!search.hidden) search.querySelector("input").focus(); } }, `Find the patient of ${g.cause}`);
+  return [open, find, form, search];
 }
 
 // Retry or clear the whole group: ticked here, applied by Save Changes at the top of the screen.
