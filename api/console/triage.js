@@ -45,12 +45,15 @@ export async function loadGroups() {
     ({ items } = await api(`/failure-groups?practice_id=${encodeURIComponent(state.practice)}`));
   } catch (error) { return; }
   // What was ticked in a group that is still there stays ticked (a live reload must not lose it).
+  // So does a patient search open in it, with what was typed and found, and the focus.
+  const focused = document.activeElement;
   const kept = new Map([...state.groups].map(([id, g]) => [id, {
     retry: g.node.querySelector("input.retry-group")?.checked, clear: g.node.querySelector("input.clear-group")?.checked,
-    reason: g.node.querySelector("input.group-reason")?.value || "" }]));
+    reason: g.node.querySelector("input.group-reason")?.value || "", search: g.search }]));
   state.groups.clear();
   const list = $("groups");
   list.replaceChildren(...items.map((g) => groupFor(g, kept.get(g.group_id))));
+  if (focused && focused !== document.activeElement && document.contains(focused)) focused.focus();
   $("attention-none").hidden = items.length > 0;
   state.on.selectionChanged();
 }
@@ -70,15 +73,20 @@ function groupFor(g, was) {
         : `Failing since ${when(g.first_failed_at)}, last ${when(g.last_failed_at)}.`)),
     el("p", { class: "fix" }, el("strong", {}, "What fixes it: "), g.fix));
   const actions = el("div", { class: "actions" });
-  if (MAPPING_ERRORS.has(g.error_code) && g.cause && canChange) actions.append(...mappingFor(g, id));
+  let search = null;
+  if (MAPPING_ERRORS.has(g.error_code) && g.cause && canChange) {
+    const parts = mappingFor(g, id, was?.search);
+    search = parts.find((part) => part.classList.contains("patient-search")) || null;
+    actions.append(...parts);
+  }
   actions.append(...choicesFor(g, id, canChange, was || {}));
   node.append(actions);
-  state.groups.set(g.group_id, { group: g, node });
+  state.groups.set(g.group_id, { group: g, node, search });
   return node;
 }
 
 // Fix the cause where paypost can: the patient account's mapping (paypost then retries by itself).
-function mappingFor(g, id) {
+function mappingFor(g, id, keptSearch = null) {
   const input = el("input", { id: `${id}-ehr`, required: true, autocomplete: "off" });
   const form = el("form", { class: "group-mapping", hidden: true },
     el("label", { for: `${id}-ehr` }, `Practice-management patient id for ${g.cause}`), " ", input, " ",
@@ -96,9 +104,9 @@ function mappingFor(g, id) {
                      if (!form.hidden) input.focus(); } }, `Enter mapping for ${g.cause}`);
   if (!searchOffered()) return [open, form];
   // Beside it: find the patient in the practice's system, and choose them (section 14).
-  const search = searchFor(g.cause);
-  search.hidden = true;
-  const find = el("button", { type: "button", "aria-expanded": "false",
+  const search = keptSearch || searchFor(g.cause);
+  if (!keptSearch) search.hidden = true;
+  const find = el("button", { type: "button", "aria-expanded": String(!search.hidden),
     onclick: () => { search.hidden = !search.hidden; find.setAttribute("aria-expanded", String(!search.hidden));
                      if (!search.hidden) search.querySelector("input").focus(); } }, `Find the patient of ${g.cause}`);
   return [open, find, form, search];
