@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI
@@ -12,13 +12,15 @@ from fastapi.staticfiles import StaticFiles
 
 from paypost.api import errors
 from paypost.api.access_log import AccessLog
-from paypost.api.deps import ERRORS, authenticate
+from paypost.api.deps import ERRORS, IPNetwork, authenticate
 from paypost.api.routes import (
+    access_log,
     alerts,
     changes,
     events,
     health,
     keys,
+    legal_hold,
     mappings,
     overview,
     patient_search,
@@ -38,8 +40,29 @@ CONSOLE = Path(__file__).with_name("console")
 # handler unscoped, or forget the check. The order is the order requests are matched in.
 api = APIRouter(dependencies=[Depends(authenticate)], responses=ERRORS)
 for resource in (practices, patients, mappings, patient_search, postings, changes, transfers, alerts, triage,
-                 overview, keys, events):
+                 overview, keys, events, access_log, legal_hold):  # the last two: contract section 12
     api.include_router(resource.router)
+
+
+Hook = Callable[[], Awaitable[None]]
+
+
+def lifespan(on_start: Hook | None, on_stop: Hook | None) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """An app's lifespan that runs ``on_start`` before it serves and ``on_stop`` after (the
+    composition root starts and stops the consumers there: uvicorn re-raises SIGTERM after serve()
+    returns, so clean-up belongs here). One for the API and the worker's app alike."""
+
+    @asynccontextmanager
+    async def span(_: FastAPI) -> AsyncIterator[None]:
+        if on_start is not None:
+            await on_start()
+        try:
+            yield
+        finally:
+            if on_stop is not None:
+                await on_stop()
+
+    return span
 
 
 def create_app(
@@ -47,6 +70,7 @@ def create_app(
     on_start: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
     key_check_every: float = 5.0,
+    trusted_proxies: list[IPNetwork] | None = None,
 ) -> FastAPI:
     """The ASGI app over ``application``'s handlers (its ``keys`` say who holds which token);
     ``asyncapi`` writes the AsyncAPI document of the broker's side.
@@ -56,23 +80,14 @@ def create_app(
     ``key_check_every``: how often, in seconds, an open live feed checks that its key still holds.
     """
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if on_start is not None:
-            await on_start()
-        try:
-            yield
-        finally:
-            if on_stop is not None:
-                await on_stop()
-
-    app = FastAPI(title="paypost", version=PAYPOST_VERSION, lifespan=lifespan,
+    app = FastAPI(title="paypost", version=PAYPOST_VERSION, lifespan=lifespan(on_start, on_stop),
                   # No docs page: FastAPI's loads its script from a public CDN and runs inline script the
                   # Content-Security-Policy refuses (contract section 12). The OpenAPI document is served.
                   openapi_url="/api/v1/openapi.json", docs_url=None, redoc_url=None)
     app.state.application = application
     app.state.asyncapi = asyncapi
     app.state.key_check_every = key_check_every
+    app.state.trusted_proxies = trusted_proxies or []  # PAYPOST_TRUSTED_PROXIES: whose X-Forwarded-For is believed
     errors.install(app)
     app.include_router(api)
     app.include_router(health.router)
@@ -84,4 +99,16 @@ def create_app(
     async def index() -> FileResponse:
         return FileResponse(CONSOLE / "index.html")
 
+    return app
+
+
+def create_worker_app(application: Application, asyncapi: Callable[[], str], *,
+                      on_start: Hook | None = None, on_stop: Hook | None = None) -> FastAPI:
+    """A worker's HTTP side: health, readiness and metrics, no API route and no console."""
+    app = FastAPI(title="paypost worker", lifespan=lifespan(on_start, on_stop),
+                  openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.application = application
+    app.state.asyncapi = asyncapi
+    app.include_router(health.router)
+    app.add_middleware(SecurityHeaders)
     return app

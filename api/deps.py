@@ -11,6 +11,7 @@ is the whole application, for the few calls that need no key (health, readiness,
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any
 
 import orjson
@@ -19,6 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from paypost.api.errors import ApiError
 from paypost.domain.access import EVERY_PRACTICE, token_hash
+from paypost.domain.access_trail import Via
 from paypost.domain.alerts import practice_named_by
 from paypost.handlers.application import Application
 from paypost.handlers.keys import TooManyFailures, UnknownKey
@@ -26,6 +28,7 @@ from paypost.handlers.tenancy import ScopedApplication
 from paypost.schemas.api.common import ErrorOut
 from paypost.schemas.types import PRACTICE_ID_PATTERN
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 bearer = HTTPBearer(auto_error=False, description="An API key: PAYPOST_API_TOKENS, or made with POST /api-keys")
 
 API_V1 = "/api/v1"  # every route module's prefix (the access log names a route by its whole path)
@@ -61,23 +64,51 @@ async def authenticate(
     token, ticket = _token(credentials), _ticket(request)
     if not token and not ticket:
         raise ApiError(401, "unauthorized", "Send Authorization: Bearer <token>.")
-    address = request.client.host if request.client else "unknown"
+    client = client_address(request)  # PAYPOST_TRUSTED_PROXIES: X-Forwarded-For from them only
     try:
         if token:
-            who, digest = await application.keys.admit(token, address), token_hash(token)
+            who, digest = await application.keys.admit(token, client), token_hash(token)
         else:
-            who, digest = await application.keys.admit_ticket(ticket or "", address)
+            who, digest = await application.keys.admit_ticket(ticket or "", client)
     except TooManyFailures as exc:
         raise ApiError(429, "too_many_requests", str(exc), headers={"Retry-After": str(exc.wait)}) from exc
     except UnknownKey as exc:
         raise ApiError(401, "unauthorized", str(exc)) from exc
-    scoped = application.for_principal(who)
+    scoped = application.for_principal(who, Via(client, getattr(request.scope.get("route"), "path", "unmatched")))
     request.state.scoped = scoped
     request.state.token = token  # a ticket is asked for with the key itself (None with a ticket)
     request.state.token_digest = digest  # the live feed checks its key again while it streams
     for practice_id in await named_practices(request):
         scoped.guard.read(practice_id)
     return scoped
+
+
+def _trusted(address: str, proxies: list[IPNetwork]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
+
+
+def client_address(request: Request) -> str:
+    """The caller's address: the connection's peer, or, when the peer is one of
+    ``PAYPOST_TRUSTED_PROXIES``, the first address of ``X-Forwarded-For`` (read from the right,
+    past the trusted proxies) that is not a trusted proxy. A header from anyone else is ignored:
+    a caller cannot name its own address."""
+    peer = request.client.host if request.client else "unknown"
+    proxies: list[IPNetwork] = getattr(request.app.state, "trusted_proxies", [])
+    if not proxies or not _trusted(peer, proxies):
+        return peer
+    hops = [hop.strip() for header in request.headers.getlist("x-forwarded-for") for hop in header.split(",")]
+    for hop in reversed(hops):
+        if _trusted(hop, proxies):
+            continue
+        try:
+            return str(ipaddress.ip_address(hop))
+        except ValueError:
+            return peer  # not an address: the chain cannot be read past it
+    return peer
 
 
 async def named_practices(request: Request) -> list[str]:

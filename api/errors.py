@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 from paypost.domain.access import AccessDenied
 from paypost.domain.errors import BadCursor, RefusedHost
@@ -61,9 +62,32 @@ def _install_request_errors(app: FastAPI) -> None:
         return error_response(422, "invalid_request", "Text must be valid Unicode (a lone surrogate was sent).")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return error_response(exc.status_code, code, str(exc.detail), headers)
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route of the app answers at this request's path (RFC 9110: a 405 says them in
+    ``Allow``). A path can be several routes (``GET`` and ``PUT /practices/{id}`` are two): each is asked
+    in turn whether it takes the path with each method. The console's static files take ``GET`` and ``HEAD``."""
+    allowed = []
+    for method in METHODS:
+        probe = {"type": "http", "method": method, "path": request.scope["path"],
+                 "root_path": request.scope.get("app_root_path", request.scope.get("root_path", "")), "headers": []}
+        for route in request.app.router.routes:
+            match, _ = route.matches(probe)
+            if match == Match.FULL:
+                if not isinstance(route, Mount) or method in ("GET", "HEAD"):
+                    allowed.append(method)
+                break
+    return allowed
 
 
 def _install_handler_errors(app: FastAPI) -> None:

@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+from paypost.domain.access_trail import PurgeCounts
 from paypost.domain.audit_chain import Verification
 from paypost.domain.integrations import MissingSecretKey
 from paypost.domain.ports.maintenance import AuditTrail, SealedSecrets
+from paypost.domain.ports.patient_data import PurgeProgress
+from paypost.handlers.retention import RetentionService
 
 
 class Maintenance:
-    def __init__(self, audit: AuditTrail, secrets: SealedSecrets | None) -> None:
+    def __init__(self, audit: AuditTrail, secrets: SealedSecrets | None, retention: RetentionService) -> None:
         self._audit = audit
         self._secrets = secrets  # None: paypost has no PAYPOST_SECRET_KEY
+        self._retention = retention
 
-    async def verify_audit(self) -> Verification:
-        """Seal what is not sealed yet, then check the whole chain."""
-        await self._audit.seal()
-        return await self._audit.verify()
+    async def verify_audit(self, against: list[dict[str, object]] | None = None) -> Verification:
+        """Seal what is not sealed yet, then check the whole chain (and, given an export of the
+        seals' heads, that the chain is still the one exported)."""
+        while await self._audit.seal():
+            pass
+        return await self._audit.verify(against)
+
+    async def audit_heads(self) -> list[dict[str, object]]:
+        """The seals' heads, to keep outside the database (everything is sealed first)."""
+        while await self._audit.seal():
+            pass
+        return await self._audit.heads()
+
+    async def purge(self, *, dry_run: bool, page: int = 1000, progress: PurgeProgress | None = None) -> PurgeCounts:
+        """What retention removes (``dry_run``: would remove), then everything it wrote sealed."""
+        counts = await self._retention.purge(dry_run=dry_run, page=page, progress=progress, by="paypost purge")
+        if not dry_run:
+            while await self._audit.seal():
+                pass
+        return counts
 
     async def reseal_secrets(self) -> int:
         """Seal every stored practice secret again with the first key of PAYPOST_SECRET_KEY; how many.

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import replace
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import fields, replace
 from datetime import datetime
+from typing import Any
 
 from paypost.domain.access import AccessDenied, ApiKey, Principal, Role
+from paypost.domain.access_trail import AccessQuery, Via
 from paypost.domain.alerts import Alert, AlertState, practice_named_by
 from paypost.domain.integrations import Practice
 from paypost.domain.overview import OverviewPage
@@ -28,11 +30,13 @@ from paypost.domain.reconciliation import Reconciliation
 from paypost.domain.rules import ItemResult
 from paypost.domain.transfers import SettledTransfer
 from paypost.domain.triage import FailureGroup
+from paypost.handlers.access_trail import AccessTrail
 from paypost.handlers.changes import SaveChanges, Selection
 from paypost.handlers.keys import ApiKeys
 from paypost.handlers.mappings import MappingService
 from paypost.handlers.practices import Practices, PracticeStatus, practice_not_found
 from paypost.handlers.reports import Reports, operation_not_found
+from paypost.handlers.retention import RetentionService
 from paypost.handlers.triage import Triage, alert_not_found
 from paypost.schemas.messages import ClearItem
 
@@ -260,11 +264,64 @@ class ScopedKeys:
         return await self._inner.trail(self._who)
 
 
+class ScopedAccess:
+    """The access trail as one call records it (contract section 12), and as an admin reads it."""
+
+    def __init__(self, inner: AccessTrail, guard: Guard, via: Via) -> None:
+        self._inner, self._guard, self._via = inner, guard, via
+
+    @staticmethod
+    def _filters(filters: Mapping[str, object] | PostingFilter | None) -> dict[str, str]:
+        """A filter as the entry keeps it: what was set, in words."""
+        if filters is None:
+            return {}
+        items = filters.items() if isinstance(filters, Mapping) else \
+            [(f.name, getattr(filters, f.name)) for f in fields(filters)]
+        return {k: v.isoformat() if isinstance(v, datetime) else str(v) for k, v in items
+                if v is not None and k != "scope"}
+
+    def read(self, rows: Sequence[Mapping[str, Any]], filters: Mapping[str, object] | PostingFilter | None = None,
+             ) -> None:
+        """Record that this call showed ``rows`` (a list, a posting, a ledger, alerts)."""
+        kept = self._filters(filters)
+        self._inner.shown(self._guard.who, self._via, "read", rows, kept.get("practice_id"), kept)
+
+    def search(self, rows: Sequence[Mapping[str, Any]], practice_id: str) -> None:
+        """Record a patient search's answer (its count; neither the query nor the answer is kept)."""
+        self._inner.shown(self._guard.who, self._via, "search", [{} for _ in rows], practice_id,
+                          {"practice_id": practice_id})
+
+    def export(self, rows: AsyncIterator[Record], filters: Mapping[str, object] | PostingFilter | None = None,
+               ) -> AsyncIterator[Record]:
+        """``rows`` as an export streams them, recorded when it ends."""
+        kept = self._filters(filters)
+        return self._inner.exported(self._guard.who, self._via, rows, kept.get("practice_id"), kept)
+
+    async def page(self, query: AccessQuery, limit: int, cursor: str | None) -> tuple[list[Record], str | None]:
+        if query.practice_id is not None:
+            self._guard.read(query.practice_id)
+        return await self._inner.page(self._guard.who, query, limit, cursor)
+
+
+class ScopedRetention:
+    def __init__(self, inner: RetentionService, guard: Guard) -> None:
+        self._inner, self._guard = inner, guard
+
+    async def hold(self, practice_id: str, reason: str) -> Record:
+        self._guard.change(practice_id)
+        return await self._inner.hold(self._guard.who, practice_id, reason)
+
+    async def lift(self, practice_id: str) -> Record:
+        self._guard.change(practice_id)
+        return await self._inner.lift(self._guard.who, practice_id)
+
+
 class ScopedApplication:
     """What a route or command holds for one caller: every handler, narrowed to its scope and role."""
 
     def __init__(self, who: Principal, practices: Practices, mappings: MappingService, save_changes: SaveChanges,
-                 reports: Reports, feed: EventFeed, keys: ApiKeys, triage: Triage) -> None:
+                 reports: Reports, feed: EventFeed, keys: ApiKeys, triage: Triage, access: AccessTrail,
+                 retention: RetentionService, via: Via) -> None:
         guard = Guard(who)
         self.who = who
         self.guard = guard
@@ -275,3 +332,5 @@ class ScopedApplication:
         self.feed = ScopedFeed(feed, guard)
         self.keys = ScopedKeys(keys, guard)
         self.triage = ScopedTriage(triage, guard)
+        self.access = ScopedAccess(access, guard, via)
+        self.retention = ScopedRetention(retention, guard)

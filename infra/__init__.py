@@ -1,1 +1,2 @@
-"""Adapters: the only code that talks to RabbitMQ, MongoDB, HTTP ledgers and local processes."""
+"""Adapters behind the ports, grouped by what they talk to: MongoDB (``mongo/``), RabbitMQ (``rabbit/``),
+ledgers (``ledgers/``) and the process itself (``runtime/``)."""

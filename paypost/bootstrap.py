@@ -6,6 +6,7 @@ what follows each domain event is subscribed to the message bus here, in one pla
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -14,16 +15,16 @@ from fastapi import FastAPI
 from faststream.rabbit import RabbitBroker
 from pymongo import AsyncMongoClient
 
-from paypost.api.app import create_app
-from paypost.api.routes.health import router as health
-from paypost.api.security import SecurityHeaders
+from paypost.api.app import create_app, create_worker_app
 from paypost.consumers.subscribers import intake_consumers, register
 from paypost.domain.access import Principal, Role, Scope, token_hash
+from paypost.domain.access_trail import Retention
 from paypost.domain.events import PostingCleared, PostingFailed, PostingHeld, PostingLoaded, PostingRetried
 from paypost.domain.patient_ref import use_key as use_patient_ref_key
 from paypost.domain.ports.events import Publish
 from paypost.domain.ports.ledgers import LedgerFactory
 from paypost.handlers import metrics
+from paypost.handlers.access_trail import AccessTrail
 from paypost.handlers.alert_delivery import AlertDelivery
 from paypost.handlers.application import Application
 from paypost.handlers.canary import Canaries
@@ -43,6 +44,7 @@ from paypost.handlers.posting import PostingService
 from paypost.handlers.practices import Practices
 from paypost.handlers.reactions import PostingReactions
 from paypost.handlers.reports import Reports
+from paypost.handlers.retention import RetentionService
 from paypost.handlers.triage import Triage
 from paypost.infra.ledgers.adapters import AdapterLedgers
 from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
@@ -50,6 +52,7 @@ from paypost.infra.ledgers.hosts import HostPolicy
 from paypost.infra.ledgers.http import HttpLedgers, LedgerEvidence
 from paypost.infra.ledgers.patient_search import SystemPatientSearch
 from paypost.infra.ledgers.secrets import SecretBox, derived_key
+from paypost.infra.mongo.access_log import MongoAccessLog
 from paypost.infra.mongo.alerts import MongoAlertOutbox, MongoAlertStore
 from paypost.infra.mongo.api_keys import MongoApiKeyStore
 from paypost.infra.mongo.audit_seals import AuditSealer
@@ -58,12 +61,13 @@ from paypost.infra.mongo.directory import MongoMappingStore, MongoPracticeDirect
 from paypost.infra.mongo.failed_keys import MongoFailedKeyCounts
 from paypost.infra.mongo.failure_groups import MongoFailureGroups
 from paypost.infra.mongo.feed_tickets import MongoFeedTickets
-from paypost.infra.mongo.leases import DutyLeases
+from paypost.infra.mongo.leases import DutyLeases, Lease, holder_name
 from paypost.infra.mongo.notes import MongoPostingNotes
 from paypost.infra.mongo.operations import MongoOperationStore
 from paypost.infra.mongo.outages import MongoOutageStore
 from paypost.infra.mongo.postings import MongoPostingCommands, MongoPostingStore
 from paypost.infra.mongo.reports import PostingReport
+from paypost.infra.mongo.retention import MongoRetention
 from paypost.infra.mongo.transfers import MongoTransferStore
 from paypost.infra.rabbit.asyncapi import asyncapi_text
 from paypost.infra.rabbit.broker import (
@@ -96,9 +100,46 @@ async def maintenance(settings: Settings) -> AsyncIterator[Maintenance]:
     try:
         collections = Collections(client[settings.mongodb_db])
         keys = settings.secret_keys
-        yield Maintenance(AuditSealer(collections), MongoSealedSecrets(collections, keys) if keys else None)
+        yield Maintenance(AuditSealer(collections, settings.audit_keys),
+                          MongoSealedSecrets(collections, keys) if keys else None,
+                          retention=_retention(MongoRetention(collections, settings.audit_keys), settings))
     finally:
         await client.close()
+
+
+def _retention(store: MongoRetention, settings: Settings) -> RetentionService:
+    """Contract section 12 (issue 27): retention and legal hold, purge records signed with the audit key."""
+    return RetentionService(store, Retention(settings.retention_days, settings.message_retention_days))
+
+
+class _AccessWriter:
+    """Contract section 12 (issue 27): the access trail's writer, in every role that serves the API
+    (started with the services, stopped first: its last entries are written, then ``stopped`` lets
+    the sealing duty's last seal cover them)."""
+
+    def __init__(self, access_log: MongoAccessLog, on_error: Callable[[BaseException], None]) -> None:
+        self._log, self._on_error = access_log, on_error
+        self._stop = asyncio.Event()
+        self.stopped = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._stop.clear()
+        self.stopped.clear()
+        self._task = asyncio.create_task(self._log.run(self._stop, on_error=self._on_error), name="paypost.access")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        self.stopped.set()
+
+    async def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self.stopped.set()
 
 
 class Paypost:
@@ -147,10 +188,15 @@ class Paypost:
         self.queues = QueueInspector(settings.amqp_url)
         self.event_hub = EventHub(settings.amqp_url)
         self.outcomes = OutcomePublisher(self.publish, clock)
-        self.sealer = AuditSealer(self.collections)
+        # Contract section 12 (issue 27): seals signed with PAYPOST_AUDIT_KEY; the access trail,
+        # written off the request's path; retention.
+        self.sealer = AuditSealer(self.collections, settings.audit_keys)
+        self.access_log = MongoAccessLog(self.collections)
+        self.retention_store = MongoRetention(self.collections, settings.audit_keys)
+        self.retention = _retention(self.retention_store, settings)
         self.sealer_process = (
             SealerProcess(settings.mongodb_uri, settings.mongodb_db, log_level=settings.log_level,
-                          log_format=settings.log_format)
+                          log_format=settings.log_format, audit_key=settings.audit_key_text)
             if settings.audit_sealer == "process" else None
         )
         # Handlers.
@@ -196,6 +242,8 @@ class Paypost:
                 tickets=self.feed_tickets),
             triage=Triage(self.failure_groups, MongoPostingNotes(self.collections), self.alerts, clock,
                           overviews=self.failure_groups),
+            access=AccessTrail(self.access_log),
+            retention=self.retention,
         )
         # Entrypoints on the broker.
         register(
@@ -209,7 +257,8 @@ class Paypost:
     def _parts(self, own_publisher: BasicPublisher | FramedPublisher | None) -> Parts:
         """What the runtime starts, runs and stops, in its order."""
         stores = (self.operation_store, self.alerts, self.transfers, self.sealer, self.api_keys,
-                  self.failed_key_counts, self.feed_tickets, self.failure_groups, self.posting_commands)
+                  self.failed_key_counts, self.feed_tickets, self.failure_groups, self.posting_commands,
+                  self.access_log, self.retention_store)  # the last two: contract section 12
         broker = self.broker
 
         async def kill_sealer() -> None:
@@ -222,20 +271,27 @@ class Paypost:
         def on_error(event: str) -> Callable[[BaseException], None]:
             return lambda exc: log_failure(log, event, exc)
 
+        writer = _AccessWriter(self.access_log, on_error("access_log_write_failed"))
+
         return Parts(
             prepare=[lambda: ensure_indexes(self.collections), *(store.ensure_indexes for store in stores),
-                     broker.connect, lambda: declare_topology(broker)],
+                     broker.connect, lambda: declare_topology(broker), writer.start],
             intake=Consuming(broker, self.amqp, self.intake),
             duties={
                 "sweeps": lambda stop: run_sweeps(self.reactions, stop, canaries=self.canaries.advance,
                                                   escalate_after=self.settings.alert_escalate_after),
-                "sealing": lambda stop: seal_periodically(self.sealer, self.sealer_process, stop),
+                # Its last seal waits for the access trail's last entries (writer.stop, in drain).
+                "sealing": lambda _: seal_periodically(self.sealer, self.sealer_process, writer.stopped),
                 "outage_watch": lambda stop: self.outage_worker.run(stop, on_error=on_error("outage_round_failed")),
                 "alert_sending": lambda stop: self.alert_delivery.run(
                     stop, on_error=on_error("alert_delivery_failed")),
+                "retention_purge": lambda stop: self.retention.run_daily(  # contract section 12
+                    Lease(self.collections.leases, "retention-purge", holder_name(), ttl=600), stop,
+                    on_error=on_error("retention_purge_failed"),
+                    on_done=lambda counts: log.info("retention_purged", **counts.as_dict())),
             },
-            drain=[self.event_hub.close, lambda: self.healing.wait(grace=30)],
-            halt=[self.event_hub.close, cancel_healing, kill_sealer],
+            drain=[writer.stop, self.event_hub.close, lambda: self.healing.wait(grace=30)],
+            halt=[writer.cancel, self.event_hub.close, cancel_healing, kill_sealer],
             close=[broker.stop, *([own_publisher.close] if own_publisher else []), self.amqp.close,
                    self.http_ledgers.close, self.ledger_adapters.close, self.queues.close, self.mongo.close],
             about={"database": self.settings.mongodb_db},
@@ -301,28 +357,9 @@ class Paypost:
 
         on_stop = self.runtime.stop if manage_lifecycle else None
         if role == "worker":
-            return self._health_app(on_start, on_stop)
-        return create_app(self.application, asyncapi_text, on_start=on_start, on_stop=on_stop)
-
-    def _health_app(self, on_start: Callable[[], Awaitable[None]],
-                    on_stop: Callable[[], Awaitable[None]] | None) -> FastAPI:
-        """A worker's HTTP side: health, readiness and metrics, no API route and no console."""
-
-        @asynccontextmanager
-        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-            await on_start()
-            try:
-                yield
-            finally:
-                if on_stop is not None:
-                    await on_stop()
-
-        app = FastAPI(title="paypost worker", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
-        app.state.application = self.application
-        app.state.asyncapi = asyncapi_text
-        app.include_router(health)
-        app.add_middleware(SecurityHeaders)
-        return app
+            return create_worker_app(self.application, asyncapi_text, on_start=on_start, on_stop=on_stop)
+        return create_app(self.application, asyncapi_text, on_start=on_start, on_stop=on_stop,
+                          trusted_proxies=self.settings.proxies)
 
     async def refresh_queue_metrics(self) -> dict[str, tuple[int, int]]:
         """Queue depths and consumers into the Prometheus gauges (called on each scrape)."""

@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
 import structlog
 
 from paypost.domain.errors import loggable
+from paypost.domain.ports.runtime import Intake
 from paypost.handlers.reactions import PostingReactions
 from paypost.infra.mongo.audit_seals import AuditSealer
 from paypost.infra.runtime.retry import log_failure
@@ -34,17 +35,6 @@ Step = Callable[[], Awaitable[object]]
 # A background duty: runs until the event is set, then finishes what it holds and returns.
 Duty = Callable[[asyncio.Event], Awaitable[None]]
 
-
-class Intake(Protocol):
-    """What consumes the broker's queues: started after the services are prepared, stopped first."""
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None:
-        """Stop taking deliveries; those in flight finish or go back to their queue."""
-
-    def abort(self) -> None:
-        """Stop at once (what is not settled is delivered again)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AwareDatetime, PlainSerializer, PlainValidator, StringConstraints, WithJsonSchema
+from pydantic import AwareDatetime, BeforeValidator, PlainSerializer, PlainValidator, StringConstraints, WithJsonSchema
 
 from paypost.domain.money import InvalidMoney, format_money, parse_money
 
@@ -22,6 +24,22 @@ Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 
 Timestamp = AwareDatetime
 """RFC 3339 with an offset."""
+
+# RFC 3339's date-time (section 5.6): a date, "T", a time, an offset. Nothing else is read as a time
+# (pydantic alone would read "0.5" as half a second after 1970, and a time without an offset).
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339(value: object) -> object:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not RFC3339.match(value):
+        raise ValueError("must be an RFC 3339 date-time with an offset, such as 2026-01-31T09:00:00Z")
+    return value.upper()  # pydantic reads "T" and "Z"; RFC 3339 allows "t" and "z" too
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+"""A time the HTTP API reads (a query's or a body's): an RFC 3339 date-time with its offset, nothing else."""
 
 
 _NOT_A_STRING = 'money must be a decimal string such as "125.00", never a number'

@@ -24,7 +24,8 @@ async def list_alerts(
 ) -> dict[str, Any]:
     """Office tasks and patient flags; ``state=open`` includes escalated ones."""
     alerts = await app.reports.alerts(practice_id, AlertState(state) if state else None, limit)
-    return {"items": [render.alert(a) for a in alerts]}
+    app.access.read(items := [render.alert(a) for a in alerts], {"practice_id": practice_id, "state": state})
+    return {"items": items}
 
 
 @router.post("/alerts/{alert_id:path}/snooze", response_model=AlertOut, tags=["triage"], responses=CONFLICT)

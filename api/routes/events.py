@@ -25,7 +25,9 @@ from paypost.schemas.types import PRACTICE_ID_PATTERN
 router = APIRouter(prefix=API_V1, tags=["console"])
 
 
-@router.get("/events/stream")
+@router.get("/events/stream", response_class=StreamingResponse, responses={200: {
+    "description": "Server-sent events, one per event of paypost.events: `event: paypost` and its JSON as `data`",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
 async def event_stream(
     request: Request, app: Caller, application: Unscoped,
     practice_id: Annotated[str | None, Query(pattern=PRACTICE_ID_PATTERN)] = None,

@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from paypost.api.deps import API_V1, Unscoped
@@ -45,7 +45,8 @@ async def asyncapi(request: Request) -> Response:
     return Response(document(), media_type="application/json")
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse,
+            responses={200: {"description": "Prometheus' text exposition format (its version in the content type)"}})
 async def metrics(app: Unscoped) -> Response:
     try:
         await app.refresh_metrics()

@@ -29,5 +29,5 @@ async def patient_search(
     """The patients the practice's system finds for ``q`` (operators): 501 where it offers no search."""
     found = await app.practices.search_patients(practice_id, q, limit)
     items = [{"patient_id": m.patient_id, "display": m.display} for m in found]
-    # ACCESS TRAIL HOOK (issue 30, contract 12): record action "search" with len(items) through h-27b's recorder.
+    app.access.search(items, practice_id)  # the access trail: who searched which practice, and how many were found
     return {"items": items}

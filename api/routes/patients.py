@@ -27,4 +27,5 @@ async def put_ehr_patient(
 async def get_ledger(practice_id: PracticeId, ehr_patient_id: AnyId, app: Caller) -> dict[str, Any]:
     """A patient's entries in the built-in ledger."""
     entries = await app.practices.ledger(practice_id, ehr_patient_id)
-    return {"items": [render.ledger_entry(e) for e in entries]}
+    app.access.read(items := [render.ledger_entry(e) for e in entries], {"practice_id": practice_id})
+    return {"items": items}

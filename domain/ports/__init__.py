@@ -1,6 +1,6 @@
 """What the handlers need from the outside world, as protocols taking and giving domain values: one
 module per context (postings, practices, ledgers, alerts, outages, transfers, operations, events,
-access, maintenance, demo).
+access, maintenance, patient data, demo).
 
 Only ``infra/`` implements them, and only ``infra/`` knows the query language behind them.
 """

@@ -69,6 +69,16 @@ class LedgerEntries(Protocol):
         """The entries as stored (a Record: only rendered by the API, never inspected)."""
 
 
+class Credentials(Protocol):
+    """What a request to a practice's system carries to say it is paypost."""
+
+    async def authorization(self) -> str | None:
+        """The ``Authorization`` header's value (None: the system needs none)."""
+
+    def refused(self) -> bool:
+        """The system answered 401: forget what was sent; whether asking once more may help."""
+
+
 # ---- finding the patient (contract section 14) ---------------------------------------------------
 
 class PatientSearch(Protocol):

@@ -21,8 +21,12 @@ class AuditTrail(Protocol):
     async def seal(self, limit: int = 500) -> int:
         """Seal the entries written since the last seal (up to ``limit`` postings); how many were sealed."""
 
-    async def verify(self) -> Verification:
-        """Recompute every sealed entry and every seal from the one before."""
+    async def verify(self, against: list[dict[str, object]] | None = None) -> Verification:
+        """Recompute every sealed entry and record, every seal from the one before, and each seal's
+        signature; with ``against`` (an export of the seals' heads), compare the chain with it."""
+
+    async def heads(self) -> list[dict[str, object]]:
+        """Each seal's head (seq, hash, time, key id, signature), in order."""
 
 
 class SealedSecrets(Protocol):

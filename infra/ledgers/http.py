@@ -23,7 +23,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -36,7 +36,7 @@ from paypost.domain.integrations import SEALED
 from paypost.domain.load_errors import LoadErrorCode
 from paypost.domain.money import format_money
 from paypost.domain.patient_search import PatientMatch, SearchFailed, SearchNotOffered, SystemUnreachable, matches
-from paypost.domain.ports.ledgers import SecretBox
+from paypost.domain.ports.ledgers import Credentials, SecretBox
 from paypost.domain.ports.practices import PracticeDirectory
 from paypost.domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
 from paypost.infra.ledgers.hosts import HostPolicy
@@ -138,15 +138,6 @@ class Limiter:
         if ahead > 0:
             await asyncio.sleep(ahead)
 
-
-class Credentials(Protocol):
-    """What a request to a practice's system carries to say it is paypost."""
-
-    async def authorization(self) -> str | None:
-        """The ``Authorization`` header's value (None: the system needs none)."""
-
-    def refused(self) -> bool:
-        """The system answered 401: forget what was sent; whether asking once more may help."""
 
 
 class NoCredentials:

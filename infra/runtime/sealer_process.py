@@ -22,8 +22,8 @@ import structlog
 log = structlog.get_logger("paypost.sealer")
 
 
-def _seal_until_stopped(uri: str, db: str, every: float, holder: str, stop: StopEvent, log_level: str,
-                        log_format: str, parent: int) -> None:
+def _seal_until_stopped(uri: str, db: str, every: float, holder: str, audit_key: str, stop: StopEvent,
+                        log_level: str, log_format: str, parent: int) -> None:
     """The child's main: seal every ``every`` seconds until ``stop`` is set or ``parent`` is gone,
     then once more."""
     from paypost.infra.runtime.logging import configure_logging
@@ -36,16 +36,18 @@ def _seal_until_stopped(uri: str, db: str, every: float, holder: str, stop: Stop
     # its last round still runs. SIGTERM (a service manager stopping the group) asks the same.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    asyncio.run(_seal_loop(uri, db, every, holder, stop, parent))
+    asyncio.run(_seal_loop(uri, db, every, holder, audit_key, stop, parent))
 
 
-async def _seal_loop(uri: str, db: str, every: float, holder: str, stop: StopEvent, parent: int) -> None:
+async def _seal_loop(uri: str, db: str, every: float, holder: str, audit_key: str, stop: StopEvent,
+                     parent: int) -> None:
+    from paypost.domain.audit_chain import AuditKeys
     from paypost.infra.mongo.audit_seals import AuditSealer
     from paypost.infra.mongo.database import Collections, connect
     from paypost.infra.runtime.retry import log_failure
 
     client = connect(uri)
-    sealer = AuditSealer(Collections(client[db]))
+    sealer = AuditSealer(Collections(client[db]), AuditKeys(audit_key) if audit_key.strip() else None)
     lease = sealer.lease(holder)
     log.info("audit_sealer_started", every_s=every)
     try:
@@ -83,11 +85,12 @@ class SealerProcess:
     """Starts, watches and stops the sealer's process."""
 
     def __init__(self, uri: str, db: str, *, every: float = 2.0, log_level: str = "INFO",
-                 log_format: str = "console") -> None:
+                 log_format: str = "console", audit_key: str = "") -> None:
         from paypost.infra.mongo.leases import holder_name
 
         # The sealing lease is this paypost's: a sealer started again after a crash takes it at once.
-        self._args = (uri, db, every, holder_name())
+        # The audit key reaches the child through the spawn's pipe, never its command line.
+        self._args = (uri, db, every, holder_name(), audit_key)
         self._logging = (log_level, log_format)
         self._context = multiprocessing.get_context("spawn")  # a fresh interpreter: no loop or sockets inherited
         self._stop = self._context.Event()

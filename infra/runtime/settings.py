@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from paypost.domain.audit_chain import AuditKeys
 from paypost.infra.ledgers.secrets import SecretBox
 from paypost.schemas.types import PRACTICE_ID_PATTERN
 
@@ -30,7 +32,7 @@ class ApiToken:
 class Settings(BaseSettings):
     """Every setting paypost reads, each from a ``PAYPOST_`` variable."""
 
-    model_config = SettingsConfigDict(env_prefix="PAYPOST_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PAYPOST_", extra="ignore", hide_input_in_errors=True)
 
     # The two URLs may carry a password: never shown in the settings' repr (a traceback's, a log's).
     # The keys and tokens below are SecretStr: read with get_secret_value(), shown as '**********'.
@@ -74,11 +76,18 @@ class Settings(BaseSettings):
     # The key practice-management secrets are encrypted with (infra/ledgers/secrets.py); several,
     # comma-separated, while rotating: the first encrypts, each decrypts.
     secret_key: SecretStr = SecretStr("")
-    # The key the audit trail's seals are signed with (contract section 12), never stored in the
-    # database; a deployment mounts it as a file (PAYPOST_AUDIT_KEY_FILE).
+    # The key the audit trail's seals are signed with (contract section 12: HMAC-SHA-256), never
+    # stored in the database; a deployment mounts it as a file (PAYPOST_AUDIT_KEY_FILE). Several,
+    # comma-separated, while rotating: the first signs, each verifies.
     audit_key: SecretStr = SecretStr("")
     log_level: str = "INFO"
     log_format: str = "console"  # or "json"
+    # Patient data (contract section 12). How long postings, their trails and access entries are
+    # kept after their last change; how long a LOADED or CLEARED posting's message body is kept.
+    retention_days: int = Field(default=2557, ge=1)
+    message_retention_days: int = Field(default=30, ge=1)
+    # CIDRs of the proxies whose X-Forwarded-For names the caller (the access trail's client).
+    trusted_proxies: str = ""
 
     @classmethod
     def settings_customise_sources(
@@ -107,6 +116,31 @@ class Settings(BaseSettings):
         if value.get_secret_value().strip():
             SecretBox(value.get_secret_value())  # a malformed or short key is a configuration error, named at start
         return value
+
+    @field_validator("audit_key")
+    @classmethod
+    def _audit_key_valid(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value().strip():
+            AuditKeys(value.get_secret_value())  # a short key is a configuration error, named at start (never shown)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: str) -> str:
+        proxy_networks(value)
+        return value
+
+    @property
+    def audit_key_text(self) -> str:
+        return _plain(self.audit_key).strip()
+
+    @property
+    def audit_keys(self) -> AuditKeys | None:
+        return AuditKeys(self.audit_key_text) if self.audit_key_text else None
+
+    @property
+    def proxies(self) -> list[IPNetwork]:
+        return proxy_networks(self.trusted_proxies)
 
     @field_validator("http_tls_cert_file", "http_tls_key_file", mode="before")
     @classmethod
@@ -144,6 +178,20 @@ class Settings(BaseSettings):
     @property
     def http_port(self) -> int:
         return int(self.http.rpartition(":")[2])
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def proxy_networks(text: str) -> list[IPNetwork]:
+    """``PAYPOST_TRUSTED_PROXIES``: addresses or CIDRs, comma-separated."""
+    networks = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError as exc:
+            raise ValueError(f"PAYPOST_TRUSTED_PROXIES: {part!r} is not an address or a CIDR") from exc
+    return networks
 
 
 def _plain(value: object) -> str:

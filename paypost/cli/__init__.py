@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from paypost.cli import bench, changes, dashboards, holds, keys, maintenance, publish, report, run, watch
+from paypost.cli import bench, changes, dashboards, holds, keys, maintenance, patient_data, publish, report, run, watch
 
 app = typer.Typer(help="paypost: load every payment into the right patient ledger.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -23,12 +23,15 @@ app.command()(holds.hold)
 app.command()(holds.release)
 app.command()(watch.watch)
 app.command()(bench.bench)
+app.command("access-log")(patient_data.access_log)
+app.command()(patient_data.purge)
 
 app.add_typer(keys.keys, name="api-keys")
 
 audit = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 app.add_typer(audit, name="audit")
 audit.command("verify")(maintenance.audit_verify)
+audit.command("export")(patient_data.audit_export)
 
 dashboard = typer.Typer(help="RabbitMQ users that read one practice's events (contract section 6).",
                          no_args_is_help=True)

@@ -21,18 +21,35 @@ def topology() -> None:
     run_async(go)
 
 
-def audit_verify() -> None:
-    """Recompute the audit trail's hash chain; exit 1 if any entry or seal was altered or removed.
+def audit_verify(
+    against: Annotated[Path | None, typer.Option(
+        help="an export of the seals' heads (`paypost audit export`): the chain must still hold them")] = None,
+) -> None:
+    """Recompute the audit trail's hash chain and check each seal's signature (PAYPOST_AUDIT_KEY); exit 1
+    if any entry, access entry or seal was altered or removed, a seal was signed with another key, or
+    (with --against) the trail was cut short or rolled back.
 
     A maintenance command: it reads the database directly, as the platform's staff do."""
     from paypost.bootstrap import maintenance
+    from paypost.cli.patient_data import read_export
+
+    exported = read_export(against) if against is not None else None
 
     async def go() -> bool:
         async with maintenance(load_settings()) as staff:
-            result = await staff.verify_audit()
+            result = await staff.verify_audit(exported)
         out.print(f"{result.seals} seals, {result.entries} audit entries verified, {result.unsealed} not sealed yet")
+        out.print(f"{result.records} access entries and purge records verified; "
+                  f"{result.removed_by_retention} entries removed by retention", highlight=False)
+        if result.keyed:
+            out.print(f"{result.signed} seals signed with PAYPOST_AUDIT_KEY", highlight=False)
+        else:
+            out.print("[yellow]no PAYPOST_AUDIT_KEY: signatures not checked[/yellow] (someone who can write to "
+                      "the database could rewrite the trail and hash it again)")
+        if exported is not None:
+            out.print(f"compared with {len(exported)} exported seal heads", highlight=False)
         for problem in result.problems:
-            out.print(f"[red]TAMPERED[/red] {problem}")
+            out.print(f"[red]TAMPERED[/red] {problem}", highlight=False)
         return result.ok
 
     if not run_async(go):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from paypost.schemas.api.common import Body
+from paypost.schemas.types import Rfc3339
 
 
 class SnoozeIn(Body):
-    until: AwareDatetime
+    until: Rfc3339
     reason: str = Field(min_length=1, max_length=2000, pattern=r"\S")
 
 

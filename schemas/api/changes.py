@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
+from paypost.domain.triage import GROUP_ID_LENGTH
 from paypost.schemas.api.common import Body
 from paypost.schemas.types import Identifier
+
+GroupId = Annotated[str, StringConstraints(pattern=f"^[0-9a-f]{{{GROUP_ID_LENGTH}}}$")]
+"""A failure group's id, as ``GET /failure-groups`` hands it out."""
 
 
 class ClearIn(Body):
@@ -18,7 +22,7 @@ class ClearIn(Body):
 
 
 class ClearGroupIn(Body):
-    group_id: Identifier
+    group_id: GroupId
     reason: str = Field(max_length=2000)
     manual_reference: str | None = Field(default=None, max_length=200)
 
@@ -27,7 +31,7 @@ class ChangesIn(Body):
     practice_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
     retry: list[Identifier] = Field(default_factory=list, max_length=50_000)
     clear: list[ClearIn] = Field(default_factory=list, max_length=50_000)
-    retry_groups: list[Identifier] = Field(default_factory=list, max_length=1000)
+    retry_groups: list[GroupId] = Field(default_factory=list, max_length=1000)
     clear_groups: list[ClearGroupIn] = Field(default_factory=list, max_length=1000)
     canary: int | None = Field(default=None, ge=1, le=1000,
                                description="replay the first k retries, and the rest only if every one loads")

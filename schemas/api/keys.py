@@ -6,14 +6,16 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from paypost.domain.access import EVERY_PRACTICE
-from paypost.schemas.types import PRACTICE_ID_PATTERN
+from paypost.schemas.types import PRACTICE_ID_PATTERN, Rfc3339
+
+PRACTICE_OR_EVERY = f"^({re.escape(EVERY_PRACTICE)}|{PRACTICE_ID_PATTERN.strip('^$')})$"
 
 
 def _practice_or_every(value: str) -> str:
-    if value != EVERY_PRACTICE and not re.fullmatch(PRACTICE_ID_PATTERN, value):
+    if not re.fullmatch(PRACTICE_OR_EVERY, value):
         raise ValueError(f"{value!r} is not a practice id (or * for every practice)")
     return value
 
@@ -23,9 +25,10 @@ class ApiKeyIn(BaseModel):
 
     name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f:,]+$")]
     role: Literal["viewer", "operator", "admin"]
-    practices: Annotated[list[Annotated[str, AfterValidator(_practice_or_every)]],
+    practices: Annotated[list[Annotated[str, AfterValidator(_practice_or_every),
+                                        WithJsonSchema({"type": "string", "pattern": PRACTICE_OR_EVERY})]],
                          Field(min_length=1, max_length=1000)]
-    expires_at: AwareDatetime | None = None
+    expires_at: Rfc3339 | None = None
 
 
 class ApiKeyOut(BaseModel):

@@ -66,7 +66,7 @@ class AdapterLedgerConfig(BaseModel):
     credentials go in ``auth`` (sealed, write-only, as an ``http`` ledger's), never in another field.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra={"propertyNames": {"pattern": _SETTING_NAME.pattern}})
 
     kind: Annotated[str, Field(pattern=LEDGER_KIND_PATTERN)]
     auth: Annotated[BearerAuth | ClientCredentialsAuth, Field(discriminator="kind")] | None = None

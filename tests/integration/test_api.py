@@ -41,6 +41,10 @@ CONTRACT_CALLS = [
     ("put", "/api/v1/postings/{practice_id}/{payment_id}/assignee"),
     ("post", "/api/v1/alerts/{alert_id}/snooze"),
     ("get", "/api/v1/postings.csv"),
+    # Section 12 (1.2): patient data.
+    ("get", "/api/v1/access-log"),
+    ("post", "/api/v1/practices/{practice_id}/legal-hold"),
+    ("delete", "/api/v1/practices/{practice_id}/legal-hold"),
 ]
 
 

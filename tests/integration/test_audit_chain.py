@@ -131,7 +131,6 @@ async def test_a_trail_that_grows_while_it_is_sealed_is_sealed_whole_and_once(
     # No paypost here (its own sealer would seal too): postings are written as paypost writes them.
     postings = collections.postings
     ids = [await loaded_posting(collections, n) for n in range(3)]
-    sealer = AuditSealer(collections)
     appended: list[str] = []
     seals_written: list[int] = []
 
@@ -152,7 +151,8 @@ async def test_a_trail_that_grows_while_it_is_sealed_is_sealed_whole_and_once(
                                                             "$set": {"audit_dirty": True}})
             return await self._seals.insert_one(doc, **kwargs)
 
-    sealer._seals = GrowsOneTrail(sealer._seals)  # type: ignore[assignment]  # a stand-in, injected
+    seals = GrowsOneTrail(collections.db.get_collection("audit_seals", codec_options=postings.codec_options))
+    sealer = AuditSealer(collections, seals=seals)  # type: ignore[arg-type]  # a stand-in for the collection
     assert await sealer.seal(limit=10) == 7  # the round ran again and sealed the grown trail too
     assert seals_written == [1, 1]  # its first seal was never committed
     assert await postings.count_documents({"_id": {"$in": ids}, "audit_dirty": False}) == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -303,3 +304,19 @@ def _publish_until_it_prints(env: dict[str, str], watcher: subprocess.Popen[str]
         except subprocess.TimeoutExpired:
             continue
     return watcher.communicate(timeout=10)
+
+
+def test_access_log_shows_who_was_shown_what_to_an_admin(running: dict[str, str]) -> None:
+    """`paypost access-log` (contract section 12): through the API, an admin's key only."""
+    wait_output(running, ["postings", "--practice", "demo-clinic"], "demo-clinic")  # ops ("t") reads the report
+    admin = {**running, "PAYPOST_API_KEY": ADMIN}
+    lines = wait_output(admin, ["access-log", "--practice", "demo-clinic", "--json"], '"route": "/api/v1/postings"')
+    entries = [json.loads(line) for line in lines.splitlines() if line.strip()]
+    listed = next(e for e in entries if e["route"] == "/api/v1/postings")
+    assert (listed["key_name"], listed["role"], listed["action"], listed["client"]) == \
+        ("ops", "operator", "read", "127.0.0.1")
+    assert listed["count"] == len(listed["payment_ids"]) > 0
+    table = cli(admin, "access-log", "--practice", "demo-clinic", "--limit", "5")
+    assert table.returncode == 0 and "/api/v1/postings" in table.stdout and "ops" in table.stdout
+    refused = cli(running, "access-log")  # an operator's key
+    assert refused.returncode == 2 and "403" in refused.stderr

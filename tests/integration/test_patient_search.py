@@ -10,17 +10,25 @@ from typing import Any
 import httpx
 import pytest
 
+from paypost.bootstrap import Paypost
+from paypost.infra.runtime.settings import Settings
 from paypost.local.reference_ledger import Faults
 from tests.support.api_calls import builtin_practice, get_posting, wait_status
 from tests.support.canaries import MEMO
 from tests.support.ledgers import ReferenceLedger
-from tests.support.tokens import VIEWER
+from tests.support.tokens import TOKENS, VIEWER
 from tests.support.upstream import Upstream
 
 PMS = "clinic-search"
+ADMIN = {"Authorization": "Bearer adm-token"}  # reads the access trail
 # A patient as the practice's system shows them: the id a mapping needs, a name and a date of birth.
 ZELDA = {"patient_id": "EHR-ZELDA", "display": MEMO}
 OTHER = {"patient_id": "EHR-OTHER", "display": "Yusuf Canaryperson, born 1970-01-01"}
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"api_tokens": f"{TOKENS},adm-token:admin:ada"})
 
 
 async def set_up(api: httpx.AsyncClient, system: ReferenceLedger, **ledger: Any) -> str:
@@ -121,3 +129,25 @@ async def test_choosing_a_found_patient_enters_the_mapping_and_the_failure_loads
     assert posting is not None and posting["ehr_patient_id"] == "EHR-ZELDA"
     [entry] = [e for e in system.state.entries.values() if e["payment_id"] == "s-1"]
     assert entry["patient_id"] == "EHR-ZELDA"
+
+
+@pytest.mark.api_only
+async def test_the_search_is_in_the_access_trail_with_its_count_and_nowhere_its_query(
+    api: httpx.AsyncClient, paypost: Paypost, system: ReferenceLedger,
+) -> None:
+    practice = await set_up(api, system)
+    assert (await search(api, practice, "canaryperson")).status_code == 200
+    assert (await search(api, practice, "nobody")).status_code == 200
+    system.state.faults = Faults(search_offered=False)
+    assert (await search(api, practice, "zelda")).status_code == 501  # nothing shown: nothing recorded
+    await paypost.access_log.flush()
+    r = await api.get("/api/v1/access-log", params={"practice_id": practice}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    searches = [e for e in r.json()["items"] if e["action"] == "search"]
+    assert sorted(e["count"] for e in searches) == [0, 2]
+    for entry in searches:
+        assert entry["key_name"] == "alice" and entry["role"] == "operator"
+        assert entry["route"] == "/api/v1/practices/{practice_id}/patient-search"
+        assert entry["practice_id"] == practice
+    text = r.text.lower()
+    assert "canaryperson" not in text and "nobody" not in text and "ehr-zelda" not in text

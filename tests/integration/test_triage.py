@@ -188,7 +188,7 @@ async def test_a_bad_selection_is_refused_whole(api: httpx.AsyncClient, paypost:
 
 @pytest.mark.parametrize(("method", "path", "body"), [
     ("POST", "/api/v1/postings/changes?dry_run=true", {"practice_id": "clinic-a", "retry": ["x-0"]}),
-    ("POST", "/api/v1/postings/changes", {"practice_id": "clinic-a", "retry_groups": ["G"]}),
+    ("POST", "/api/v1/postings/changes", {"practice_id": "clinic-a", "retry_groups": ["0000000000000000"]}),
     ("POST", "/api/v1/postings/clinic-a/x-0/notes", {"text": "looking"}),
     ("PUT", "/api/v1/postings/clinic-a/x-0/assignee", {"assignee": "victor"}),
 ])

@@ -29,6 +29,7 @@ def _client(paypost: Paypost, scheme: str = "http", role: str = "all") -> httpx.
                              headers={"Authorization": f"Bearer {OPERATOR}"})
 
 
+@pytest.mark.api_only
 @pytest.mark.parametrize("path", PAGES)
 async def test_every_answer_carries_the_protective_headers(paypost: Paypost, path: str) -> None:
     async with _client(paypost) as client:
@@ -45,6 +46,7 @@ async def test_every_answer_carries_the_protective_headers(paypost: Paypost, pat
     assert "strict-transport-security" not in r.headers  # plain HTTP: a browser would ignore it anyway
 
 
+@pytest.mark.api_only
 async def test_over_tls_answers_ask_browsers_to_keep_to_https(paypost: Paypost) -> None:
     for role in ("all", "worker"):
         async with _client(paypost, "https", role) as client:
@@ -53,6 +55,7 @@ async def test_over_tls_answers_ask_browsers_to_keep_to_https(paypost: Paypost) 
         assert r.headers["x-content-type-options"] == "nosniff"
 
 
+@pytest.mark.api_only
 async def test_no_docs_page_and_the_console_loads_nothing_from_another_origin(paypost: Paypost) -> None:
     async with _client(paypost) as client:
         assert (await client.get("/api/v1/docs")).status_code == 404
@@ -108,6 +111,7 @@ async def test_a_ticket_opens_the_live_feed_once(served: str) -> None:
         assert (await client.post("/api/v1/events/tickets", params={"ticket": other})).status_code == 401
 
 
+@pytest.mark.api_only
 async def test_a_ticket_carries_its_keys_scope_and_lapses(paypost: Paypost, settings: Settings) -> None:
     async with _client(paypost) as client:
         ticket = await _ticket(client, VIEWER)
@@ -128,6 +132,7 @@ async def test_a_ticket_carries_its_keys_scope_and_lapses(paypost: Paypost, sett
     assert r.status_code == 401
 
 
+@pytest.mark.api_only
 async def test_any_api_process_accepts_a_ticket_once(paypost: Paypost, settings: Settings) -> None:
     other = Paypost(settings)  # a second API process of the same database
     try:

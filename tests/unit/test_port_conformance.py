@@ -28,15 +28,25 @@ from paypost.domain.ports import (
     maintenance,
     operations,
     outages,
+    patient_data,
     postings,
     practices,
+    runtime,
     transfers,
 )
 from paypost.infra.ledgers.adapters import AdapterLedgers
 from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
 from paypost.infra.ledgers.hosts import HostPolicy
-from paypost.infra.ledgers.http import HttpLedger, HttpLedgers, LedgerEvidence
+from paypost.infra.ledgers.http import (
+    BearerToken,
+    ClientCredentials,
+    HttpLedger,
+    HttpLedgers,
+    LedgerEvidence,
+    NoCredentials,
+)
 from paypost.infra.ledgers.secrets import SecretBox
+from paypost.infra.mongo.access_log import MongoAccessLog
 from paypost.infra.mongo.alerts import MongoAlertOutbox, MongoAlertStore
 from paypost.infra.mongo.api_keys import MongoApiKeyStore
 from paypost.infra.mongo.audit_seals import AuditSealer
@@ -44,15 +54,17 @@ from paypost.infra.mongo.directory import MongoMappingStore, MongoPracticeDirect
 from paypost.infra.mongo.failed_keys import MongoFailedKeyCounts
 from paypost.infra.mongo.failure_groups import MongoFailureGroups
 from paypost.infra.mongo.feed_tickets import MongoFeedTickets
-from paypost.infra.mongo.leases import DutyLeases
+from paypost.infra.mongo.leases import DutyLeases, Lease
 from paypost.infra.mongo.notes import MongoPostingNotes
 from paypost.infra.mongo.operations import MongoOperationStore
 from paypost.infra.mongo.outages import MongoOutageStore
 from paypost.infra.mongo.postings import MongoPostingCommands, MongoPostingStore
 from paypost.infra.mongo.reports import PostingReport
+from paypost.infra.mongo.retention import MongoRetention
 from paypost.infra.mongo.transfers import MongoTransferStore
 from paypost.infra.rabbit.broker import BasicPublisher, FramedPublisher
 from paypost.infra.rabbit.event_hub import EventHub
+from paypost.infra.rabbit.intake import Consuming
 from paypost.infra.readiness import ServiceReadiness
 
 # (port, adapter) for every adapter paypost.bootstrap hands to a handler.
@@ -83,12 +95,19 @@ WIRED: list[tuple[type[Any], type[Any]]] = [
     (events.EventFeed, EventHub),
     (maintenance.Readiness, ServiceReadiness),
     (maintenance.AuditTrail, AuditSealer),
+    (patient_data.AccessEntries, MongoAccessLog),
+    (patient_data.RetentionStore, MongoRetention),
     (maintenance.SealedSecrets, MongoSealedSecrets),
     (access.ApiKeyStore, MongoApiKeyStore),
     (access.FailedKeyCounts, MongoFailedKeyCounts),
     (access.FeedTickets, MongoFeedTickets),
     (practices.MappingFailures, MongoPostingCommands),
     (outages.Leases, DutyLeases),
+    (patient_data.DutyLease, Lease),
+    (ledgers.Credentials, NoCredentials),
+    (ledgers.Credentials, BearerToken),
+    (ledgers.Credentials, ClientCredentials),
+    (runtime.Intake, Consuming),
     (events.Publish, BasicPublisher),
     (events.Publish, FramedPublisher),
 ]
