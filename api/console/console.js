@@ -145,27 +145,30 @@ function choices(item) {
   const retry = el("input", { type: "checkbox", class: "retry", "aria-label": `Retry ${item.payment_id}`,
                               disabled: !canChange, onchange: updateSave });
   const reason = el("input", { class: "reason", hidden: true, "aria-label": `Reason to clear ${item.payment_id}`,
-                               placeholder: "reason (required)", oninput: updateSave });
+                               placeholder: "reason", required: true, oninput: updateSave });
   const box = el("input", { type: "checkbox", class: "clear", "aria-label": `Clear ${item.payment_id}`, disabled: !canChange,
                             onchange: () => { reason.hidden = !box.checked; if (box.checked) reason.focus(); updateSave(); } });
   return [retry, el("span", {}, box, " ", reason)];
 }
+
+// A Load Error code may break after its underscores in a narrow column, and nowhere else.
+const breakable = (code) => code.split("_").flatMap((part, i) => (i ? ["_", el("wbr"), part] : [part]));
 
 function rowFor(item) {
   const [retry, clear] = item.load_status === "FAILED" ? choices(item) : ["", ""];
   const error = item.load_error;
   // The row says what went wrong; what fixes it is said once, for its group, under Needs attention.
   // A long message is cut to two lines here; the whole of it is its title (on hover) and in the detail.
-  const errorCell = error ? el("td", { class: "load-error" }, el("span", { class: "error-code" }, error.code), " ",
+  const errorCell = error ? el("td", { class: "load-error" }, el("span", { class: "error-code" }, ...breakable(error.code)), " ",
                                el("span", { class: "msg", title: error.message }, error.message)) : el("td", {});
   const link = (text, label, onclick) => el("button", { type: "button", class: "link", "aria-label": label, onclick }, text);
   const row = el("tr", { "data-payment-id": item.payment_id, "data-status": item.load_status },
     el("td", { class: "received" }, whenShort(item.received_at)),
-    el("td", {}, link(item.payment_id, null, () => openDetail(item.payment_id, "detail-title"))),
+    el("td", { class: "id" }, link(item.payment_id, null, () => openDetail(item.payment_id, "detail-title"))),
     el("td", {}, item.method ? `${item.kind}, ${item.method}` : item.kind),
-    el("td", {}, item.patient_account_id || ""),
+    el("td", { class: "id" }, item.patient_account_id || ""),
     el("td", { class: "num" }, item.amount ? `${item.amount} ${item.currency || ""}` : ""),
-    el("td", {}, item.merchant_transfer_id ? link(item.merchant_transfer_id, null, () => showTransfer(item.merchant_transfer_id)) : ""),
+    el("td", { class: "id" }, item.merchant_transfer_id ? link(item.merchant_transfer_id, null, () => showTransfer(item.merchant_transfer_id)) : ""),
     el("td", { class: `status-${item.load_status}` }, item.load_status),
     errorCell,
     el("td", { class: "assignee" }, item.assignee || ""),
