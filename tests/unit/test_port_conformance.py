@@ -45,6 +45,7 @@ from paypost.infra.ledgers.http import (
     LedgerEvidence,
     NoCredentials,
 )
+from paypost.infra.ledgers.patient_search import SystemPatientSearch
 from paypost.infra.ledgers.secrets import SecretBox
 from paypost.infra.mongo.access_log import MongoAccessLog
 from paypost.infra.mongo.alerts import MongoAlertOutbox, MongoAlertStore
@@ -110,6 +111,8 @@ WIRED: list[tuple[type[Any], type[Any]]] = [
     (runtime.Intake, Consuming),
     (events.Publish, BasicPublisher),
     (events.Publish, FramedPublisher),
+    (ledgers.PatientSearch, SystemPatientSearch),
+    (postings.PracticeOverviews, MongoFailureGroups),
 ]
 # Ports of paypost.domain.ports with no class of infra/ behind them, and why.
 NOT_A_CLASS_OF_INFRA = {
