@@ -15,7 +15,7 @@ from paypost.domain.patient_search import SearchFailed, SearchNotOffered, System
 from paypost.handlers.changes import EmptySelection, InvalidCanary, MissingReason, SelectionTooLarge, UnknownGroup
 from paypost.handlers.keys import InvalidKey
 from paypost.handlers.practices import InvalidSearch, NotFound
-from paypost.handlers.triage import AlertResolved, InvalidOverview, NotSnoozable
+from paypost.handlers.triage import AlertResolved, InvalidOverview, NotResolvable, NotSnoozable
 
 
 class ApiError(Exception):
@@ -111,6 +111,7 @@ def _install_handler_errors(app: FastAPI) -> None:
         SearchNotOffered: (501, "search_not_offered"),
         SystemUnreachable: (503, "practice_system_unavailable"),
         SearchFailed: (502, "practice_system_error"),
+        NotResolvable: (422, "invalid_request"),
     }
 
     async def _answer(_: Request, exc: Exception) -> JSONResponse:
