@@ -57,6 +57,7 @@ from paypost.infra.ledgers.adapters import AdapterLedgers
 from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
 from paypost.infra.ledgers.hosts import HostPolicy
 from paypost.infra.ledgers.http import HttpLedgers, LedgerEvidence
+from paypost.infra.ledgers.patient_search import SystemPatientSearch
 from paypost.infra.ledgers.secrets import SecretBox, derived_key
 from paypost.infra.mongo.access_log import MongoAccessLog
 from paypost.infra.mongo.alerts import MongoAlertOutbox, MongoAlertStore
@@ -251,7 +252,8 @@ class Paypost:
         self._subscribe()
         self.application = Application(
             practices=Practices(self.directory, self.builtin_ledger, self.hosts, self.secrets, self.outages,
-                                self.ledger_adapters, clock),
+                                self.ledger_adapters, clock,
+                                patients=SystemPatientSearch(self.directory, self.http_ledgers, self.ledgers)),
             month_end=self.month_end,
             mappings=self.mapping_service,
             save_changes=SaveChanges(self.publish, self.operation_store, self.posting_commands, clock),
@@ -265,7 +267,7 @@ class Paypost:
                 for t in settings.tokens.values()}, FailedKeys(self.failed_key_counts, clock), clock,
                 tickets=self.feed_tickets),
             triage=Triage(self.failure_groups, MongoPostingNotes(self.collections), self.alerts, clock,
-                          resolver=self.reversal_alerts),
+                          resolver=self.reversal_alerts, overviews=self.failure_groups),
             access=AccessTrail(self.access_log),
             retention=self.retention,
         )

@@ -33,10 +33,11 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from paypost.domain.alerts import Alert, AlertState
-from paypost.domain.errors import LedgerUnreachable, LoadFailure, RefusedHost, TransientFailure
+from paypost.domain.errors import LedgerUnreachable, LoadFailure, RefusedHost, TransientFailure, loggable
 from paypost.domain.integrations import SEALED
 from paypost.domain.load_errors import LoadErrorCode
 from paypost.domain.money import format_money
+from paypost.domain.patient_search import PatientMatch, SearchFailed, SearchNotOffered, SystemUnreachable, matches
 from paypost.domain.ports.ledgers import Credentials, SecretBox
 from paypost.domain.ports.practices import PracticeDirectory
 from paypost.domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
@@ -155,14 +156,14 @@ class HttpLedger:
                               "The practice's system refused paypost's credentials (401).")
         return response
 
-    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async def _send(self, method: str, url: str, keep: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:
         if self._limiter is not None:
             await self._limiter.wait()
         headers = dict(kwargs.pop("headers", {}))
         if (authorization := await self._credentials.authorization()) is not None:
             headers["Authorization"] = authorization
         return await answer(self._client, "the ledger", method, url, within=self._timeout, headers=headers,
-                             **kwargs)
+                            keep=keep, **kwargs)
 
     async def find_reference(self, manual_reference: str) -> tuple[str, Decimal] | Literal[False] | None:
         """The entry the system holds under a manual reference: (entry_id, amount); False if it holds
@@ -178,6 +179,32 @@ class HttpLedger:
             return str(body["entry_id"]), Decimal(str(body["amount"]))
         except (ValueError, KeyError, TypeError, ArithmeticError):
             return None
+
+    async def search_patients(self, query: str, limit: int) -> list[PatientMatch]:
+        """``GET {base_url}/patients?q=&limit=`` (contract section 14): the system's matches.
+
+        ``SearchNotOffered`` for 404 or 501; ``SystemUnreachable`` once its tries are spent (5xx,
+        timeouts, 429 for longer than an office waits); ``SearchFailed`` for a refusal or an answer
+        paypost cannot read. The query travels only in the request: no log line, no error names it."""
+        async def attempt(_: int) -> httpx.Response:
+            return await self._call("GET", f"{self._base}/patients", params={"q": query, "limit": str(limit)},
+                                    keep=(501,))
+
+        try:
+            response = await self._retried(attempt)
+        except LoadFailure as exc:  # a refused host, credentials it cannot open or that are refused
+            raise SearchFailed(f"The practice's system could not be asked: {exc.detail or exc.code.value}") from exc
+        except TransientFailure as exc:
+            raise SystemUnreachable(f"The practice's system did not answer the search ({loggable(exc)}).") from exc
+        if response.status_code in (404, 501):
+            raise SearchNotOffered("The practice's system offers no patient search.")
+        if response.status_code != 200:
+            raise SearchFailed(f"The practice's system refused the search ({response.status_code}).")
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise SearchFailed("The practice's system answered the search with something other than JSON.") from exc
+        return matches(answer, limit)
 
     async def _lookup(self, request: LedgerEntryRequest) -> LedgerReceipt | None:
         response = await self._call("GET", f"{self._base}/entries/{quote(request.idempotency_key, safe='')}")

@@ -41,9 +41,10 @@ def retry_after(response: httpx.Response) -> float | None:
 
 
 async def answer(client: httpx.AsyncClient, who: str, method: str, url: str, *, within: float,
-                  **kwargs: Any) -> httpx.Response:
+                 keep: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:
     """One request to the practice's system (``who`` names the part for the office): what may pass by
-    itself (a timeout, a refused connection, 429, 5xx) is raised as transient; any other answer returned.
+    itself (a timeout, a refused connection, 429, 5xx) is raised as transient; any other answer returned,
+    and a status in ``keep`` too (a search's 501: the system has none, which no retry changes).
 
     Each request is a client span carrying its ``traceparent`` (``infra/runtime/tracing.py``) and is
     counted by part and status class (``handlers/metrics.py``: no practice label)."""
@@ -67,7 +68,7 @@ async def answer(client: httpx.AsyncClient, who: str, method: str, url: str, *, 
         metrics.practice_system_request(part, status, time.perf_counter() - started, timed_out=timed_out)
     if response.status_code == 429:
         raise Transient(f"{who} answered 429", retry_after=retry_after(response), throttled=True)
-    if response.status_code >= 500:
+    if response.status_code >= 500 and response.status_code not in keep:
         raise Transient(f"{who} answered {response.status_code}")
     return response
 

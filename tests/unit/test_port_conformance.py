@@ -38,15 +38,10 @@ from paypost.domain.ports import (
 )
 from paypost.infra.ledgers.adapters import AdapterLedgers
 from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
+from paypost.infra.ledgers.credentials import BearerToken, ClientCredentials, NoCredentials
 from paypost.infra.ledgers.hosts import HostPolicy
-from paypost.infra.ledgers.http import (
-    BearerToken,
-    ClientCredentials,
-    HttpLedger,
-    HttpLedgers,
-    LedgerEvidence,
-    NoCredentials,
-)
+from paypost.infra.ledgers.http import HttpLedger, HttpLedgers, LedgerEvidence
+from paypost.infra.ledgers.patient_search import SystemPatientSearch
 from paypost.infra.ledgers.secrets import SecretBox
 from paypost.infra.mongo.access_log import MongoAccessLog
 from paypost.infra.mongo.alerts import MongoAlertOutbox, MongoAlertStore
@@ -121,6 +116,8 @@ WIRED: list[tuple[type[Any], type[Any]]] = [
     (runtime.Intake, Consuming),
     (events.Publish, BasicPublisher),
     (events.Publish, FramedPublisher),
+    (ledgers.PatientSearch, SystemPatientSearch),
+    (postings.PracticeOverviews, MongoFailureGroups),
 ]
 # Ports of paypost.domain.ports with no class of infra/ behind them, and why.
 NOT_A_CLASS_OF_INFRA = {
