@@ -248,7 +248,7 @@ class Paypost:
         self.month_end = MonthEnd(
             Deposits(self.deposit_store, self.deposit_store, self.outcomes, clock),
             Periods(self.period_store, self.deposit_store, self.directory, self._open_late_task,
-                    self._late_task_opened, clock),
+                    self._late_task_opened, clock, posting=self.postings.get),
             self.deposit_store)
         self._subscribe()
         self.application = Application(
