@@ -116,7 +116,8 @@ async def maintenance(settings: Settings) -> AsyncIterator[Maintenance]:
         keys = settings.secret_keys
         yield Maintenance(AuditSealer(collections, settings.audit_keys),
                           MongoSealedSecrets(collections, keys) if keys else None,
-                          retention=_retention(MongoRetention(collections, settings.audit_keys), settings))
+                          retention=_retention(MongoRetention(collections, settings.audit_keys), settings),
+                          daily_lease=Lease(collections.leases, "retention-purge", holder_name(), ttl=600))
     finally:
         await client.close()
 
