@@ -173,7 +173,9 @@ def operation(op: Doc) -> dict[str, Any]:
     canary = op.get("canary")
     shown = {"size": canary["size"], "state": CANARY_STATES[canary["phase"]],
              "payment_ids": canary["payment_ids"]} if canary else None
-    return {**op, "created_at": iso(op["created_at"]), "canary": shown}
+    cancelled_at = op.get("cancelled_at")
+    return {**op, "created_at": iso(op["created_at"]), "canary": shown,
+            "cancelled_at": iso(cancelled_at) if cancelled_at else None}
 
 
 def practice(p: Practice | PracticeStatus) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import structlog
+
 from paypost.domain.errors import PaypostError
 from paypost.domain.operations import CanaryPlan, ClearOrder, OperationItem
 from paypost.domain.ports.events import Publish
@@ -24,6 +26,8 @@ from paypost.domain.triage import would_clear, would_retry
 from paypost.handlers.clock import Clock, utc_now
 from paypost.producers.commands import publish_commands
 from paypost.schemas.messages import ClearItem
+
+log = structlog.get_logger("paypost.changes")
 
 MAX_ITEMS = 50_000  # items of one Save Changes, its groups' postings included
 CANARY_WAIT_SECONDS = 300.0  # a canary whose outcomes take longer stops the operation
@@ -130,6 +134,14 @@ class SaveChanges:
         return ([would_retry(states.get(PostingKey(practice_id, p)), p, practice_id) for p in expanded.retry]
                 + [would_clear(states.get(PostingKey(practice_id, c.payment_id)), c.payment_id, practice_id)
                    for c in expanded.clear])
+
+    async def cancel(self, operation_id: str, operator: str) -> bool:
+        """Stop a running operation: the worker replaying it stops before its next chunk, what it has not
+        replayed stays FAILED. Recorded on the operation (by whom, when); False if it was cancelled already."""
+        cancelled = await self._operations.cancel(operation_id, operator, self._clock())
+        if cancelled:
+            log.info("operation_cancelled", operation_id=operation_id, actor=operator)
+        return cancelled
 
     async def __call__(self, practice_id: str, retry: Sequence[str], clear: Sequence[ClearItem],
                        operator: str, selection: Selection | None = None) -> str:

@@ -24,8 +24,14 @@ class CommandService:
 
     async def apply(self, command: PostingRetry | PostingClear) -> list[ItemResult]:
         if isinstance(command, PostingRetry):
+            operation_id = command.operation_id
+
+            async def stopped() -> bool:  # a cancel through any API process, read in MongoDB
+                return operation_id is not None and await self._results.cancelled(operation_id)
+
             results = await self._operations.retry(
-                command.practice_id, command.payment_ids, actor=command.operator, command_id=command.command_id)
+                command.practice_id, command.payment_ids, actor=command.operator, command_id=command.command_id,
+                stopped=stopped if operation_id else None)
         else:
             results = await self._operations.clear(
                 command.practice_id,

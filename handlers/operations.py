@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -23,6 +23,9 @@ from paypost.producers.replay import replay
 log = structlog.get_logger("paypost.operations")
 
 CHUNK = 500
+# An operator's retry (Save Changes) claims and replays this many at a time, reading between them
+# whether the operation was cancelled: a Stop takes effect within one such chunk (a fraction of a second).
+STOPPABLE_CHUNK = 50
 
 
 @dataclass(slots=True)
@@ -87,11 +90,22 @@ class PostingOperations:
         self._clock = clock
 
     async def retry(self, practice_id: str, payment_ids: Sequence[str], *, actor: str, command_id: str,
-                    action: str = "retry", reason: str | None = None) -> list[ItemResult]:
-        """Send FAILED postings back through loading by replaying their kept messages."""
+                    action: str = "retry", reason: str | None = None,
+                    stopped: Callable[[], Awaitable[bool]] | None = None) -> list[ItemResult]:
+        """Send FAILED postings back through loading by replaying their kept messages.
+
+        ``stopped`` is asked before each chunk: once it says so, the rest is not replayed (it stays
+        FAILED) and each of those items is a ``cancelled`` result."""
         keys = [PostingKey(practice_id, p) for p in _unique(payment_ids)]
         results: list[ItemResult] = []
-        for chunk in chunks(keys):
+        size = CHUNK if stopped is None else STOPPABLE_CHUNK
+        for start, chunk in enumerate(chunks(keys, size)):
+            if stopped is not None and await stopped():
+                rest = keys[start * size:]
+                results += [ItemResult(k.payment_id, "retry", "cancelled",
+                                       "Stopped before it was replayed: still FAILED.") for k in rest]
+                log.info("retry_cancelled", practice_id=practice_id, command_id=command_id, left=len(rest))
+                break
             audit = AuditEntry(at=self._clock(), actor=actor, action=action, reason=reason,
                                detail=f"command {command_id}")
             claimed = await self._store.claim_for_retry(chunk, command_id, audit)

@@ -116,6 +116,11 @@ class ScopedSaveChanges:
         self._guard.change(practice_id)
         return await self._inner(practice_id, retry, clear, operator, selection)
 
+    async def cancel(self, operation: Record, operator: str) -> bool:
+        """Stop an operation (read through ScopedReports, so one out of scope is not found): an operator's."""
+        self._guard.change(str(operation["practice_id"]))
+        return await self._inner.cancel(str(operation["operation_id"]), operator)
+
     async def preview(self, practice_id: str, selection: Selection) -> list[ItemResult]:
         """A dry run changes nothing, but says what a change would do: the same role is needed."""
         self._guard.change(practice_id)

@@ -307,21 +307,41 @@ async function apply(body) {
   await follow(operationId);
 }
 
+// Stop: the running Save Changes is cancelled; what is not yet replayed stays FAILED.
+let following = null;
+$("stop").addEventListener("click", async () => {
+  if (!following) return;
+  $("stop").disabled = true;
+  try {
+    await api(`/operations/${encodeURIComponent(following)}/cancel`, { method: "POST" });
+  } catch (error) {
+    if (error.status !== 409) { sayError(error); $("stop").disabled = false; }  // 409: it had finished
+  }
+});
+
 async function follow(operationId) {
   const progress = $("progress");
   progress.hidden = false;
+  following = operationId;
+  $("stop").hidden = false; $("stop").disabled = false;
+  try { await track(operationId, progress); } finally { following = null; $("stop").hidden = true; }
+}
+
+async function track(operationId, progress) {
   for (;;) {
     const op = await api(`/operations/${encodeURIComponent(operationId)}`);
     progress.max = op.total; progress.value = op.done;
     const canary = op.canary && op.canary.state === "waiting" ? ` (trying ${op.canary.size} first)` : "";
-    $("progress-text").textContent = `${op.done} of ${op.total} applied${canary}`;
-    if (op.status === "completed") {
+    const stopping = op.cancelled_at && op.status !== "cancelled" ? " (stopping)" : "";
+    $("progress-text").textContent = `${op.done} of ${op.total} applied${canary}${stopping}`;
+    if (op.status === "completed" || op.status === "cancelled") {
       const counts = {};
       for (const item of op.items) counts[item.result] = (counts[item.result] || 0) + 1;
       const notes = op.items.filter((i) => i.result === "rejected" || i.result === "unchanged")
                             .slice(0, 10).map((i) => `${i.payment_id}: ${i.message}`);
       await show(false, true);
-      say(`Saved: ${Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(", ")}.`
+      const saved = op.status === "cancelled" ? `Stopped by ${op.cancelled_by}; not replayed items stay FAILED` : "Saved";
+      say(`${saved}: ${Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(", ")}.`
           + `${op.message ? ` ${op.message}` : ""}${notes.length ? " " + notes.join(" ") : ""}`);
       return;
     }

@@ -50,6 +50,18 @@ async def save_changes(
     return JSONResponse({"operation_id": operation_id}, status_code=202)
 
 
+@router.post("/operations/{operation_id}/cancel", response_model=OperationOut)
+async def cancel_operation(operation_id: AnyId, app: Caller) -> dict[str, Any]:
+    """Stop a running Save Changes: what is not yet replayed stays FAILED and the operation ends
+    ``cancelled`` with its counts. One already completed (or cancelled) is a 409."""
+    op = await app.reports.operation(operation_id)
+    if op["status"] in ("completed", "cancelled") or op.get("cancelled_at") is not None:
+        raise ApiError(409, "operation_finished", f"Operation {operation_id} is already {op['status']}.")
+    if not await app.save_changes.cancel(op, app.who.name):
+        raise ApiError(409, "operation_finished", f"Operation {operation_id} was cancelled already.")
+    return render.operation(await app.reports.operation(operation_id))
+
+
 @router.get("/operations/{operation_id}", response_model=OperationOut)
 async def get_operation(operation_id: AnyId, app: Caller) -> dict[str, Any]:
     """Progress and per-item result of a Save Changes."""

@@ -36,5 +36,11 @@ class OperationStore(Protocol):
     async def record(self, operation_id: str, results: Sequence[ItemResult], at: datetime) -> None:
         """Keep each item's result; writing the same result again changes nothing."""
 
+    async def cancel(self, operation_id: str, by: str, at: datetime) -> bool:
+        """Mark a running operation cancelled (by whom, when); False if it was cancelled already."""
+
+    async def cancelled(self, operation_id: str) -> bool:
+        """Whether the operation was cancelled (read between chunks by the worker replaying it)."""
+
     async def get(self, operation_id: str) -> Record | None:
         """The operation with each item's result, as the API shows it (read to be rendered, never inspected)."""

@@ -96,6 +96,15 @@ class MongoOperationStore:
             for r in results
         ], ordered=False)
 
+    async def cancel(self, operation_id: str, by: str, at: datetime) -> bool:
+        """Mark the operation cancelled, once: every API process and worker reads it here."""
+        result = await self._ops.update_one({"_id": operation_id, "cancelled_at": {"$exists": False}},
+                                            {"$set": {"cancelled_at": at, "cancelled_by": by}})
+        return result.modified_count == 1
+
+    async def cancelled(self, operation_id: str) -> bool:
+        return await self._ops.count_documents({"_id": operation_id, "cancelled_at": {"$exists": True}}, limit=1) > 0
+
     async def get(self, operation_id: str) -> Doc | None:
         op = await self._ops.find_one({"_id": operation_id})
         if op is None:
@@ -111,9 +120,13 @@ class MongoOperationStore:
         done = sum(1 for i in items if i["result"] is not None)
         total = op["total"]
         status = "completed" if done >= total else ("running" if done else "pending")
+        if op.get("cancelled_at") is not None and done >= total:
+            status = "cancelled"  # the worker stopped: what it had not replayed is recorded as such
         canary = op.get("canary")
         return {"operation_id": operation_id, "practice_id": op["practice_id"], "actor": op["actor"],
                 "status": status, "total": total, "done": done, "items": items,
+                "cancelled": sum(1 for i in items if i["result"] == "cancelled"),
+                "cancelled_at": op.get("cancelled_at"), "cancelled_by": op.get("cancelled_by"),
                 "created_at": op["created_at"], "canary": canary,
                 "message": canary.get("message") if canary else None}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -144,6 +144,18 @@ class Api:
 
     def get(self, path: str, **params: Any) -> Any:
         return self.call("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="the rows as the API answers them, as one JSON document")]
+
+
+def print_json(document: Any) -> None:
+    """``document`` (an API's answer) alone on stdout as one indented JSON document, for a script."""
+    import sys
+
+    import orjson
+
+    sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from paypost.cli.common import err, load_settings, out
+from paypost.cli.common import JsonOption, err, load_settings, out, print_json
 from paypost.domain.errors import ServiceError
 from paypost.infra.rabbit.broker_admin import BrokerAdmin, grant_commands
 
@@ -119,11 +119,15 @@ def revoke(
     err.print(f"user {user} {'removed' if delete_user else f'has no access to vhost {vhost} any more'}")
 
 
-def list_dashboards(vhost: Vhost = None, node: Node = None) -> None:
+def list_dashboards(vhost: Vhost = None, node: Node = None, as_json: JsonOption = False) -> None:
     """The users with a topic permission on paypost.events in the vhost, and the practice each reads."""
     vhost = _vhost(vhost)
     with _exit_codes():
         found = BrokerAdmin(node=node).dashboards(vhost)
+    if as_json:  # not an API's answer (the broker's), in the shape the API's lists take
+        print_json({"items": [{"user": d.user, "vhost": d.vhost, "practice_id": d.practice_id,
+                               "read_pattern": d.read_pattern} for d in found]})
+        return
     table = Table("user", "practice", "topic read pattern", title=f"dashboards in vhost {vhost}")
     for dashboard in found:
         table.add_row(escape(dashboard.user), escape(dashboard.practice_id or "(not made by paypost)"),

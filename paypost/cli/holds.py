@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import typer
 
-from paypost.cli.common import api, out
+from paypost.cli.common import JsonOption, api, out, print_json
 
 PracticeArg = Annotated[str, typer.Argument(help="practice_id")]
 
@@ -28,10 +28,13 @@ def describe(practice: dict[str, Any]) -> str:
     return f"{name}: HELD {by} since {hold['held_since']}: {hold['reason']} ({waiting}{again})."
 
 
-def practice(practice_id: PracticeArg) -> None:
+def practice(practice_id: PracticeArg, as_json: JsonOption = False) -> None:
     """Show a practice: its integration, and whether its system is failing or held."""
     with api() as paypost:
         found = paypost.get(f"/practices/{quote(practice_id, safe='')}")
+    if as_json:
+        print_json(found)
+        return
     out.print(describe(found), highlight=False)
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from paypost.cli.common import api, err, out
+from paypost.cli.common import JsonOption, api, err, out, print_json
 
 keys = typer.Typer(help="API keys: who may see and change which practices (an admin's PAYPOST_API_KEY).",
                    no_args_is_help=True)
@@ -42,10 +42,14 @@ def create(
 
 
 @keys.command("list")
-def list_keys() -> None:
+def list_keys(as_json: JsonOption = False) -> None:
     """The keys within the admin's scope (never a token)."""
     with api() as paypost:
-        items = paypost.get("/api-keys")["items"]
+        page = paypost.get("/api-keys")
+    if as_json:
+        print_json(page)
+        return
+    items = page["items"]
     table = Table("key_id", "name", "role", "practices", "created", "by", "expires", "revoked")
     for k in items:
         table.add_row(k["key_id"], k["name"], k["role"], ", ".join(k["practices"]), k["created_at"][:19],

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import typer
 from rich.table import Table
 
-from paypost.cli.common import api, err, out, publishing_paypost, run_async
+from paypost.cli.common import JsonOption, api, err, out, print_json, publishing_paypost, run_async
 
 PracticeArg = Annotated[str, typer.Argument(help="practice_id")]
 MonthArg = Annotated[str, typer.Argument(help="the month, YYYY-MM, in the practice's time zone")]
@@ -26,6 +26,7 @@ def deposits(
     unmatch: Annotated[str | None, typer.Option(help="a deposit_id to unmatch (with --reason)")] = None,
     transfer: Annotated[list[str] | None, typer.Option(help="a merchant_transfer_id (repeat for several)")] = None,
     reason: Annotated[str | None, typer.Option(help="why, for the audit trail")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """The practice's deposits and what each matched; or match or unmatch one by hand."""
     if status is not None and status not in ("matched", "unmatched", "ambiguous"):
@@ -49,7 +50,11 @@ def deposits(
                                 json={"reason": reason})
             out.print(f"deposit {done['deposit_id']} is unmatched; its transfers are open again", highlight=False)
             return
-        items = paypost.get(f"{_p(practice_id)}/deposits", status=status)["items"]
+        page = paypost.get(f"{_p(practice_id)}/deposits", status=status)
+    if as_json:
+        print_json(page)
+        return
+    items = page["items"]
     table = Table("deposit", "amount", "deposited", "status", "transfers", "difference", "candidates")
     for d in items:
         candidates = " | ".join("+".join(c) for c in d.get("candidates") or [])
@@ -58,10 +63,13 @@ def deposits(
     out.print(table)
 
 
-def aging(practice_id: PracticeArg) -> None:
+def aging(practice_id: PracticeArg, as_json: JsonOption = False) -> None:
     """Transfers without a deposit and deposits without a transfer, by age in days."""
     with api() as paypost:
         found = paypost.get(f"{_p(practice_id)}/aging")
+    if as_json:
+        print_json(found)
+        return
     table = Table("age (days)", "transfers", "amount", "deposits", "amount")
     for bucket in ("0-2", "3-5", "6-10", "over-10"):
         t, d = found["transfers"][bucket], found["deposits"][bucket]
@@ -94,6 +102,7 @@ def describe_period(p: dict[str, Any]) -> str:
 def period_show(
     practice_id: PracticeArg, month: MonthArg,
     as_csv: Annotated[bool, typer.Option("--csv", help="the month's rows as CSV on stdout")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """A month's figures, readiness and blockers (or its rows as CSV)."""
     import sys
@@ -103,6 +112,9 @@ def period_show(
             paypost.stream_to(f"{_p(practice_id)}/periods/{quote(month, safe='')}.csv", sys.stdout.buffer)
             return
         found = paypost.get(f"{_p(practice_id)}/periods/{quote(month, safe='')}")
+    if as_json:
+        print_json(found)
+        return
     out.print(describe_period(found), highlight=False)
 
 

@@ -6,13 +6,12 @@ import sys
 from collections.abc import Callable
 from typing import Annotated, Any
 
-import orjson
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from paypost.cli.common import api, err, out
+from paypost.cli.common import api, err, out, print_json
 
 # The report's columns, in the order they read, each with how it shows a row (as the API renders it).
 # A narrow terminal gets the first ones of ``PRIORITY`` that fit whole, never a column cut to "PATIEN…".
@@ -105,7 +104,7 @@ def postings(
             return
         page = paypost.get("/postings", **filters, limit=limit)
     if as_json:
-        sys.stdout.write(orjson.dumps(page, option=orjson.OPT_INDENT_2).decode() + "\n")
+        print_json(page)
         return
     print_report(page["items"], wide=wide, practice=practice)
 

@@ -44,7 +44,7 @@ class OperationAccepted(BaseModel):
 class OperationItemOut(BaseModel):
     payment_id: str
     action: Literal["retry", "clear"]
-    result: Literal["retried", "cleared", "unchanged", "rejected"] | None
+    result: Literal["retried", "cleared", "unchanged", "rejected", "cancelled"] | None
     message: str | None
 
 
@@ -58,9 +58,12 @@ class OperationOut(BaseModel):
     operation_id: str
     practice_id: str
     actor: str
-    status: Literal["pending", "running", "completed"]
+    status: Literal["pending", "running", "completed", "cancelled"]
     total: int
     done: int
+    cancelled: int = 0  # the items stopped before they were replayed (still FAILED)
+    cancelled_at: str | None = None
+    cancelled_by: str | None = None
     items: list[OperationItemOut]
     created_at: str
     canary: CanaryOut | None = None

@@ -44,10 +44,12 @@ document.addEventListener("securitypolicyviolation",
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    # A test may ask for slower replays (parametrize "settings" indirectly with a rate a second).
+    rate = getattr(request, "param", None)
     return settings.model_copy(update={
         "api_tokens": f"{TOKENS},{ONE}:operator:olive:clinic-a,{TWO}:viewer:tess:clinic-a|clinic-b,"
-                      "root-admin-token:admin:root"})
+                      "root-admin-token:admin:root", **({"replay_rate": rate} if rate else {})})
 
 
 @pytest.fixture
@@ -440,6 +442,36 @@ async def test_a_large_retry_is_offered_a_canary(
     assert operation["canary"]["size"] == 5 and operation["canary"]["state"] == "passed"
     r = await api.get("/api/v1/postings", params={"practice_id": practice, "status": "LOADED"})
     assert {item["payment_id"] for item in r.json()["items"]} == set(ids)
+
+
+@pytest.mark.parametrize("settings", [10.0], indirect=True)  # ten replays a second: 150 take 15 s
+async def test_a_running_save_changes_is_stopped_with_its_stop_button(
+    page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str, paypost: Paypost
+) -> None:
+    from tests.integration.test_heal_cut_short import fail_for_want_of_a_mapping
+
+    ids = await fail_for_want_of_a_mapping(upstream, paypost.collections, 150)
+    await sign_in(page, OPERATOR)
+    await group(page, "acct-cut").get_by_label("Retry all 150").check()
+    await page.get_by_role("button", name="Save Changes").click()
+    await page.get_by_text("Save Changes would retry 150 now (150 payments in all).").wait_for()
+    await page.get_by_label("Try 5 first, and go on only if every one of them loads").uncheck()
+    stop = page.get_by_role("button", name="Stop")
+    assert await stop.is_hidden()  # only while a Save Changes runs
+    async with page.expect_response(lambda r: r.url.endswith("/api/v1/postings/changes")) as sent:
+        await page.get_by_role("button", name="Apply").click()
+    operation_id = (await (await sent.value).json())["operation_id"]
+    await stop.wait_for(state="visible")
+    assert await page.locator("#progress").is_visible()
+    await stop.click()
+    await page.get_by_text("Stopped by alice").wait_for(timeout=30_000)
+    await stop.wait_for(state="hidden")
+    operation = (await api.get(f"/api/v1/operations/{operation_id}")).json()
+    assert operation["status"] == "cancelled" and 0 < operation["cancelled"] < 150
+    stopped = [i["payment_id"] for i in operation["items"] if i["result"] == "cancelled"]
+    for payment_id in stopped[:5]:
+        assert (await get_posting(api, practice, payment_id) or {})["load_status"] == "FAILED"
+    assert set(stopped) <= set(ids)
 
 
 async def test_save_changes_is_at_the_top_and_counts_what_is_ticked(

@@ -320,3 +320,38 @@ def test_access_log_shows_who_was_shown_what_to_an_admin(running: dict[str, str]
     assert table.returncode == 0 and "/api/v1/postings" in table.stdout and "ops" in table.stdout
     refused = cli(running, "access-log")  # an operator's key
     assert refused.returncode == 2 and "403" in refused.stderr
+
+
+@pytest.mark.parametrize(("args", "path", "key"), [
+    (["deposits", "demo-clinic"], "/practices/demo-clinic/deposits", "t"),
+    (["deposits", "demo-clinic", "--status", "unmatched"], "/practices/demo-clinic/deposits?status=unmatched", "t"),
+    (["aging", "demo-clinic"], "/practices/demo-clinic/aging", "t"),
+    (["period", "show", "demo-clinic", "2026-12"], "/practices/demo-clinic/periods/2026-12", "t"),
+    (["practice", "demo-clinic"], "/practices/demo-clinic", "t"),
+    (["api-keys", "list"], "/api-keys", ADMIN),
+    (["failures", "--practice", "demo-clinic"], "/postings?practice_id=demo-clinic&status=FAILED&limit=50", "t"),
+])
+def test_each_listing_prints_the_apis_answer_with_json(running: dict[str, str], args: list[str], path: str,
+                                                       key: str) -> None:
+    """`--json` (issue 30): the rows the API answers, as one JSON document on stdout, nothing else there."""
+    import httpx
+
+    env = {**running, "PAYPOST_API_KEY": key}
+    wait_output(env, ["failures", "--practice", "demo-clinic"], "PATIENT_NOT_FOUND")  # the demo has loaded
+    done = cli(env, *args, "--json")
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)  # one document, nothing around it
+    answer = httpx.get(f"{env['PAYPOST_API_URL']}/api/v1{path}", headers={"Authorization": f"Bearer {key}"})
+    assert answer.status_code == 200, answer.text
+    assert printed == answer.json()
+    assert printed  # a page or a record, never an empty answer
+    table = cli(env, *args)
+    assert table.returncode == 0 and table.stdout != done.stdout  # without --json: the table, as before
+
+
+def test_json_listings_refuse_as_the_tables_do(running: dict[str, str]) -> None:
+    other = {**running, "PAYPOST_API_KEY": OTHER}
+    wait_output(running, ["postings"], "practice")
+    for args in (["deposits", "demo-clinic"], ["aging", "demo-clinic"], ["api-keys", "list"]):
+        refused = cli(other, *args, "--json")
+        assert refused.returncode == 2 and refused.stdout == "" and "Traceback" not in refused.stderr, args

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import shutil
 import uuid
@@ -87,6 +88,9 @@ async def test_a_granted_user_binds_only_its_practices_keys_and_receives_only_it
         assert found, granted
         url = f"amqp://{user}:{found[1]}@127.0.0.1:5672/{vhost}"
         assert user in await asyncio.to_thread(paypost_cli, "dashboards", "list", "--vhost", vhost)
+        listed = json.loads(await asyncio.to_thread(paypost_cli, "dashboards", "list", "--vhost", vhost, "--json"))
+        assert {"user": user, "vhost": vhost, "practice_id": practice,
+                "read_pattern": topic_read_pattern(practice)} in listed["items"]
 
         for allowed in ("posting.failed.clinic-a.#", "alert.opened.clinic-a.task", "posting.loaded.clinic-a"):
             await _bind(url, allowed)
