@@ -37,7 +37,13 @@ def test_the_adapters_author_runs_the_shipped_suite_in_the_adapters_own_project(
                             capture_output=True, text=True, timeout=120, check=False)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "16 passed" in result.stdout  # the suite's twelve tests and the four refused settings
+    # Every test it collects passes (none skipped): the shipped suite's (paypost.testing.ledger_suite),
+    # reversals and the lookup-first request among them, and the example's four refused settings.
+    collected = subprocess.run([sys.executable, "-m", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider"],
+                               cwd=EXAMPLE, capture_output=True, text=True, timeout=120, check=True).stdout
+    count = sum(1 for line in collected.splitlines() if "::" in line)
+    assert count >= 17 and f"{count} passed" in result.stdout, (count, result.stdout)
+    assert "reversal" in collected and "may_have_been_posted" in collected
 
 
 @pytest.fixture
