@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from paypost.domain.access import EVERY, Scope
-from paypost.domain.alerts import Alert
+from paypost.domain.alerts import MAX_SNOOZE, Alert
 from paypost.domain.errors import PaypostError
 from paypost.domain.ports.alerts import AlertStore
 from paypost.domain.ports.postings import FailureGroupReader, PostingNotes
@@ -13,8 +13,6 @@ from paypost.domain.posting import AuditEntry, PostingKey
 from paypost.domain.triage import FailureGroup
 from paypost.handlers.clock import Clock, utc_now
 from paypost.handlers.practices import NotFound
-
-MAX_SNOOZE = timedelta(days=90)
 
 
 class NotSnoozable(PaypostError, ValueError):

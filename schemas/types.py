@@ -41,6 +41,9 @@ def _rfc3339(value: object) -> object:
 Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 """A time the HTTP API reads (a query's or a body's): an RFC 3339 date-time with its offset, nothing else."""
 
+CURSOR = "the next_cursor of the page before, as it came; any other is a 400 invalid_cursor"
+"""What a page's ``cursor`` is: opaque, so the document can only say where it comes from."""
+
 
 _NOT_A_STRING = 'money must be a decimal string such as "125.00", never a number'
 
