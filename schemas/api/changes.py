@@ -38,6 +38,8 @@ class ChangesIn(Body):
         "if": {"required": ["canary"], "properties": {"canary": {"type": "integer"}}},
         "then": {"anyOf": [{"required": [name], "properties": {name: {"minItems": 1}}}
                            for name in ("retry", "retry_groups")]},
+        "examples": [{"practice_id": "clinic-a", "retry": ["pay-1"],
+                      "clear": [{"payment_id": "pay-2", "reason": "posted by hand", "manual_reference": "JE-7"}]}],
     })
 
     practice_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]

@@ -131,6 +131,12 @@ LedgerConfig = Annotated[
 
 
 class PracticeIn(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"name": "Clinic A", "ledger": {"kind": "builtin"}, "enabled": True},
+        {"name": "Clinic B", "ledger": {"kind": "http", "base_url": "https://pms.clinic-b.example/api",
+                                        "auth": {"kind": "bearer", "token": "a-secret"}}},
+    ]})
+
     name: str = Field(min_length=1, max_length=200)
     ledger: LedgerConfig
     enabled: StrictBool = True
