@@ -7,7 +7,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from paypost.schemas.types import Currency, Identifier, Money, PracticeId, Timestamp
+from paypost.schemas.types import (
+    Currency,
+    Identifier,
+    LoadErrorCodeName,
+    LoadStatusName,
+    Money,
+    PostingKindName,
+    PracticeId,
+    Timestamp,
+)
 
 
 class WireModel(BaseModel):
@@ -133,7 +142,7 @@ class PostingClear(WireModel):
 class LoadErrorBody(WireModel):
     """A Load Error: code, plain-language message (the code's own words in an event), and what fixes it."""
 
-    code: str
+    code: LoadErrorCodeName
     message: str
     fix: str
 
@@ -146,20 +155,20 @@ class PaypostEvent(WireModel):
 
     event_id: str
     occurred_at: Timestamp
-    practice_id: str
+    practice_id: PracticeId
 
 
 class PostingEvent(PaypostEvent):
     """``posting.loaded|failed|retried|cleared|held.*``: a posting's outcome, operator action, or wait."""
 
     event_type: Literal["posting.loaded", "posting.failed", "posting.retried", "posting.cleared", "posting.held"]
-    payment_id: str
-    kind: str
-    load_status: str
+    payment_id: Identifier
+    kind: PostingKindName
+    load_status: LoadStatusName
     load_error: LoadErrorBody | None = None
-    merchant_transfer_id: str | None = None
+    merchant_transfer_id: Identifier | None = None
     amount: Money | None = None
-    currency: str | None = None
+    currency: Currency | None = None
     actor: str | None = None
     reason: str | None = None
 
@@ -170,8 +179,8 @@ class AlertEvent(PaypostEvent):
     event_type: Literal["alert.opened", "alert.resolved", "alert.escalated"]
     alert_id: str
     kind: Literal["task", "patient"]
-    payment_id: str | None = None
-    load_status: str | None = None
+    payment_id: Identifier | None = None
+    load_status: LoadStatusName | None = None
     load_error: LoadErrorBody | None = None
     state: Literal["open", "escalated", "resolved"]
 
@@ -180,8 +189,8 @@ class TransferReconciledEvent(PaypostEvent):
     """``transfer.reconciled.<practice_id>``: every item is loaded or cleared and amounts balance."""
 
     event_type: Literal["transfer.reconciled"]
-    merchant_transfer_id: str
-    expected_count: int
+    merchant_transfer_id: Identifier
+    expected_count: int = Field(ge=0)
     expected_amount: Money
     variance: Money
 

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import enum
 import re
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AwareDatetime, BeforeValidator, PlainSerializer, PlainValidator, StringConstraints, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    JsonValue,
+    PlainSerializer,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+)
 
+from paypost.domain.load_errors import LoadErrorCode
+from paypost.domain.model import LoadStatus, PostingKind
 from paypost.domain.money import InvalidMoney, format_money, parse_money
 
 PRACTICE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -66,3 +79,24 @@ Money = Annotated[
     WithJsonSchema({"type": "string", "pattern": r"^-?\d{1,13}(\.\d{1,2})?$", "examples": ["125.00"]}),
 ]
 """A decimal string with at most 2 places on the wire; a :class:`~decimal.Decimal` in Python."""
+
+
+def _one_of(kind: type[enum.StrEnum]) -> Callable[[str], str]:
+    names = [member.value for member in kind]
+
+    def check(value: str) -> str:
+        if value not in names:
+            raise ValueError(f"must be one of {', '.join(names)}")
+        return value
+
+    return check
+
+
+def _enum_schema(kind: type[enum.StrEnum]) -> dict[str, JsonValue]:
+    return {"type": "string", "enum": [member.value for member in kind]}
+
+
+# The names an event carries as text, checked and documented (AsyncAPI) as the domain's enums.
+LoadStatusName = Annotated[str, AfterValidator(_one_of(LoadStatus)), WithJsonSchema(_enum_schema(LoadStatus))]
+PostingKindName = Annotated[str, AfterValidator(_one_of(PostingKind)), WithJsonSchema(_enum_schema(PostingKind))]
+LoadErrorCodeName = Annotated[str, AfterValidator(_one_of(LoadErrorCode)), WithJsonSchema(_enum_schema(LoadErrorCode))]

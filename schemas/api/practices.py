@@ -63,7 +63,7 @@ SETTING_SCHEMA: dict[str, Any] = {
     "description": f"An adapter's setting: plain JSON, names of letters, digits and _, numbers within 64 bits, "
                    f"at most {MAX_SETTINGS_DEPTH} deep and {MAX_SETTINGS_BYTES} bytes in all",
     "anyOf": [
-        {"type": ["null", "boolean", "string"]},
+        {"type": "null"}, {"type": "boolean"}, {"type": "string"},
         {"type": "number", "minimum": -LIMIT_64, "exclusiveMaximum": LIMIT_64},
         {"type": "array", "items": SETTING_REF},
         {"type": "object", "propertyNames": {"pattern": _SETTING_NAME.pattern}, "additionalProperties": SETTING_REF},

@@ -209,3 +209,16 @@ async def test_what_save_changes_must_select_is_the_documents_and_the_models(api
     assert allowed != refused_by_shape, (body, r.text)
     assert SELECTIONS == ("retry", "clear", "retry_groups", "clear_groups")
 
+
+
+async def test_the_document_is_valid_openapi_3_1(api: httpx.AsyncClient) -> None:
+    """What a platform's generator reads first: the document validates against OpenAPI 3.1's own schema."""
+    from openapi_spec_validator import validate
+    from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+
+    doc = await document(api)
+    assert doc["openapi"].startswith("3.1.")
+    validate(doc)
+    broken = {**doc, "paths": {"/x": {"get": {"responses": {"200": {"description": 1}}}}}}
+    with pytest.raises(OpenAPIValidationError):  # the validator does refuse a broken one
+        validate(broken)
