@@ -162,7 +162,7 @@ class PostingEvent(PaypostEvent):
     """``posting.loaded|failed|retried|cleared|held.*``: a posting's outcome, operator action, or wait."""
 
     event_type: Literal["posting.loaded", "posting.failed", "posting.retried", "posting.cleared", "posting.held"]
-    payment_id: Identifier
+    payment_id: str  # an unreadable row's is its message's id, which no pattern of ours bounds
     kind: PostingKindName
     load_status: LoadStatusName
     load_error: LoadErrorBody | None = None
@@ -179,7 +179,7 @@ class AlertEvent(PaypostEvent):
     event_type: Literal["alert.opened", "alert.resolved", "alert.escalated"]
     alert_id: str
     kind: Literal["task", "patient"]
-    payment_id: Identifier | None = None
+    payment_id: str | None = None  # as PostingEvent's
     load_status: LoadStatusName | None = None
     load_error: LoadErrorBody | None = None
     state: Literal["open", "escalated", "resolved"]
