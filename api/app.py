@@ -9,10 +9,12 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi.telemetry import TelemetryConfig
 
 from paypost.api import document, errors
 from paypost.api.access_log import AccessLog
 from paypost.api.deps import ERRORS, IPNetwork, authenticate
+from paypost.api.request_ids import RequestIds
 from paypost.api.routes import (
     access_log,
     alerts,
@@ -33,6 +35,12 @@ from paypost.handlers.application import Application
 from paypost.schemas import PAYPOST_VERSION
 
 CONSOLE = Path(__file__).with_name("console")
+# FastAPI's own telemetry: a server span per call (once paypost installs a tracer provider:
+# infra/runtime/tracing.py), nothing else. Its logs would record validation failures and
+# exceptions with their inputs (a body holds patient data), its metrics duplicate paypost's.
+# Probes and scrapes (every few seconds, from the orchestrator and Prometheus) are no trace.
+TELEMETRY: TelemetryConfig = {"tracing": True, "logs": False, "metrics": False, "operation_spans": False,
+                              "exclude": lambda scope: scope.get("path") in ("/metrics", "/healthz", "/readyz")}
 
 # Every route of these gets its caller's scoped application (deps.authenticate): none can reach a
 # handler unscoped, or forget the check. The order is the order requests are matched in.
@@ -84,7 +92,7 @@ def create_app(
     app = FastAPI(title="paypost", version=PAYPOST_VERSION, lifespan=lifespan(on_start, on_stop),
                   # No docs page: FastAPI's loads its script from a public CDN and runs inline script the
                   # Content-Security-Policy refuses (contract section 12). The OpenAPI document is served.
-                  openapi_url="/api/v1/openapi.json", docs_url=None, redoc_url=None)
+                  openapi_url="/api/v1/openapi.json", docs_url=None, redoc_url=None, telemetry=TELEMETRY)
     app.state.application = application
     app.state.asyncapi = asyncapi
     app.state.key_check_every = key_check_every
@@ -94,6 +102,7 @@ def create_app(
     app.include_router(health.router)
     app.add_middleware(AccessLog)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestIds)  # outside the access log: its line carries the request id
     app.mount("/console", StaticFiles(directory=CONSOLE), name="console")
 
     document.install(app, ledger_kinds=ledger_kinds)
@@ -109,7 +118,7 @@ def create_worker_app(application: Application, asyncapi: Callable[[], str], *,
                       on_start: Hook | None = None, on_stop: Hook | None = None) -> FastAPI:
     """A worker's HTTP side: health, readiness and metrics, no API route and no console."""
     app = FastAPI(title="paypost worker", lifespan=lifespan(on_start, on_stop),
-                  openapi_url=None, docs_url=None, redoc_url=None)
+                  openapi_url=None, docs_url=None, redoc_url=None, telemetry=TELEMETRY)
     app.state.application = application
     app.state.asyncapi = asyncapi
     app.include_router(health.router)

@@ -14,7 +14,7 @@ from paypost.domain.integrations import InvalidLedgerSettings, MissingSecretKey,
 from paypost.handlers.changes import EmptySelection, InvalidCanary, MissingReason, SelectionTooLarge, UnknownGroup
 from paypost.handlers.keys import InvalidKey
 from paypost.handlers.practices import NotFound
-from paypost.handlers.triage import AlertResolved, NotSnoozable
+from paypost.handlers.triage import AlertResolved, NotResolvable, NotSnoozable
 
 
 class ApiError(Exception):
@@ -105,6 +105,7 @@ def _install_handler_errors(app: FastAPI) -> None:
         InvalidCanary: (422, "invalid_canary"),
         NotSnoozable: (422, "invalid_request"),
         AlertResolved: (409, "alert_resolved"),
+        NotResolvable: (422, "invalid_request"),
     }
 
     async def _answer(_: Request, exc: Exception) -> JSONResponse:

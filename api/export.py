@@ -18,7 +18,9 @@ from paypost.domain.ports import Record
 COLUMNS = ["practice_id", "payment_id", "kind", "patient_account_id", "ehr_patient_id", "amount", "currency",
            "method", "merchant_transfer_id", "refunded_payment_id", "load_status", "load_error_code",
            "load_error_message", "attempts_count", "clear_verified", "assignee", "notes_count", "received_at",
-           "updated_at"]
+           "updated_at",
+           # (1.2) money that moves back, after the columns of version 1.1 so their positions stay
+           "reversed_payment_id", "dispute_id", "return_code"]
 NUMERIC = {"amount", "attempts_count", "notes_count"}
 # A text cell starting with one of these is a formula to a spreadsheet: it is written with a
 # leading apostrophe, so that opening the export never runs what a publisher put in an id.

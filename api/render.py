@@ -29,6 +29,20 @@ def money(value: Decimal | None) -> str | None:
     return format_money(value) if value is not None else None
 
 
+def follows(doc: Doc) -> dict[str, Any]:
+    """What a refund or reversal is against (contract sections 3 and 10): a refund's payment in
+    ``refunded_payment_id``, a void's, return's or chargeback's in ``reversed_payment_id``, a won
+    dispute's chargeback in ``dispute_id``; a return's code and fee."""
+    kind, followed = doc["kind"], doc.get("refunded_payment_id")
+    return {
+        "refunded_payment_id": followed if kind == "refund" else None,
+        "reversed_payment_id": followed if kind in ("void", "return", "chargeback") else None,
+        "dispute_id": followed if kind == "dispute_won" else None,
+        "return_code": doc.get("return_code"),
+        "fee_amount": money(doc.get("fee_amount")),
+    }
+
+
 def row(doc: Doc) -> dict[str, Any]:
     return {
         "practice_id": doc["practice_id"],
@@ -40,7 +54,7 @@ def row(doc: Doc) -> dict[str, Any]:
         "currency": doc.get("currency"),
         "method": doc.get("method"),
         "merchant_transfer_id": doc.get("merchant_transfer_id"),
-        "refunded_payment_id": doc.get("refunded_payment_id"),
+        **follows(doc),
         "load_status": doc["load_status"],
         "load_error": doc.get("load_error"),
         "attempts_count": doc.get("attempts_count", 0),
@@ -64,7 +78,19 @@ def detail(doc: Doc) -> dict[str, Any]:
         for a in doc.get("audit", [])
     ]
     history = [a["load_error"] for a in attempts if a["load_error"]]
-    return {**row(doc), "attempts": attempts, "audit": audit, "load_error_history": history}
+    return {**row(doc), "attempts": attempts, "audit": audit, "load_error_history": history, **taken_back(doc)}
+
+
+def taken_back(doc: Doc) -> dict[str, Any]:
+    """(1.2) A payment's refunds and reversals, and what is left of it once they are counted."""
+    if doc["kind"] != "payment":
+        return {}
+    amount = doc.get("amount")
+    left = amount - doc.get("reversed_total", Decimal(0)) if amount is not None else None
+    return {"taken_back": [{"payment_id": d["payment_id"], "kind": d["kind"], "amount": money(d.get("amount")),
+                            "currency": d.get("currency"), "load_status": d["load_status"]}
+                           for d in doc.get("taken_back", [])],
+            "left": money(left) if doc["load_status"] == "LOADED" else None}
 
 
 def ledger_entry(doc: Doc) -> dict[str, Any]:
@@ -72,6 +98,8 @@ def ledger_entry(doc: Doc) -> dict[str, Any]:
         "entry_id": doc["entry_id"],
         "payment_id": doc["payment_id"],
         "refund_id": doc.get("refund_id"),
+        "kind": doc.get("kind") or ("refund" if doc.get("refund_id") else "payment"),
+        "reversal_id": doc.get("reversal_id"),
         "amount": format_money(doc["amount"]),
         "currency": doc["currency"],
         "posted_at": iso(doc["posted_at"]),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import structlog
@@ -16,15 +18,13 @@ from paypost.handlers import metrics
 from paypost.handlers.commands import CommandService
 from paypost.handlers.dead_letters import DeadLetterService
 from paypost.handlers.mappings import MappingService
-from paypost.handlers.posting import Disposition, Outcome, PostingService
+from paypost.handlers.posting import POSTING_MESSAGES, Disposition, Outcome, PostingService
 from paypost.infra.rabbit import topology
 from paypost.infra.rabbit.broker import kept_message
-from paypost.infra.rabbit.intake import BatchConsumer, Settle
+from paypost.infra.rabbit.intake import BatchConsumer, BatchHandler, Settle, traced
 from paypost.infra.runtime.retry import is_transient, log_failure
 from paypost.schemas.messages import (
     PatientMappingUpdated,
-    PaymentPosted,
-    PaymentRefunded,
     PostingClear,
     PostingRetry,
     TransferSettled,
@@ -68,12 +68,17 @@ def intake_consumers(
     thousands never stands in front of new payments for long.
     """
 
-    async def on_batch(messages: list[KeptMessage]) -> list[Settle]:
-        return await settle_batch(postings, retrying, messages)
+    def on_batch(queue: str) -> BatchHandler:
+        each = traced(queue)
+
+        async def settle(messages: list[KeptMessage]) -> list[Settle]:
+            return await settle_batch(postings, retrying, messages, each=each, objective=queue == INTAKE_QUEUE)
+
+        return settle
 
     return [
-        BatchConsumer(INTAKE_QUEUE, on_batch, prefetch=prefetch, lanes=lanes, name="intake"),
-        BatchConsumer(REPLAY_QUEUE, on_batch, prefetch=replay_window, lanes=2, name="replays"),
+        BatchConsumer(INTAKE_QUEUE, on_batch(INTAKE_QUEUE), prefetch=prefetch, lanes=lanes, name="intake"),
+        BatchConsumer(REPLAY_QUEUE, on_batch(REPLAY_QUEUE), prefetch=replay_window, lanes=2, name="replays"),
     ]
 
 
@@ -81,7 +86,9 @@ def _settle_of(outcome: Outcome) -> Settle:
     return Settle.DEAD_LETTER if outcome.disposition is Disposition.DEAD_LETTER else Settle.ACK
 
 
-async def settle_batch(postings: PostingService, retrying: Retrying[Any], messages: list[KeptMessage]) -> list[Settle]:
+async def settle_batch(postings: PostingService, retrying: Retrying[Any], messages: list[KeptMessage], *,
+                       each: Callable[[KeptMessage], AbstractContextManager[object]] | None = None,
+                       objective: bool = False) -> list[Settle]:
     """Handle a batch and settle each delivery by its own outcome.
 
     Deliveries that failed transiently (the database did not answer) are handled again, alone,
@@ -94,12 +101,16 @@ async def settle_batch(postings: PostingService, retrying: Retrying[Any], messag
     waiting = list(range(len(messages)))
 
     async def attempt() -> None:
-        results = await postings.handle_batch([messages[i] for i in waiting])
+        results = await postings.handle_batch([messages[i] for i in waiting], each=each)
         transient: Exception | None = None
         again = []
         for index, result in zip(waiting, results, strict=True):
             if isinstance(result, Outcome):
                 metrics.observe(result.load_status, result.error_code, started)
+                if objective:  # new payments (not replays) count toward the posting objective
+                    arrived = messages[index].arrived_at
+                    metrics.objective(result.load_status, result.error_code,
+                                      (datetime.now(UTC) - arrived).total_seconds() if arrived else 0.0)
                 settles[index] = _settle_of(result)
             elif is_transient(result):
                 again.append(index)
@@ -129,7 +140,7 @@ async def keep_unrouted(message: KeptMessage, postings: PostingService, retrying
     read = read_message(message, max_message_bytes)
     label = metrics.unrouted_label(message.routing_key, readable=not isinstance(read, Unreadable))
     metrics.UNROUTED.labels(label).inc()
-    if isinstance(read, (PaymentPosted, PaymentRefunded)):
+    if isinstance(read, POSTING_MESSAGES):
         log.error("binding_missing", routing_key=message.routing_key[:100], queue=INTAKE_QUEUE)
         outcome = await retrying(lambda: postings.handle(message))
         return outcome.disposition is Disposition.DEAD_LETTER

@@ -93,6 +93,9 @@ class Alert:
     snoozed_until: datetime | None = None  # not escalated before then (contract section 8)
     snooze_reason: str | None = None
     snoozed_by: str | None = None
+    # (1.2) a reversal's flag knows its patient (the one the payment went to): it goes to the
+    # practice's system without waiting for a mapping (a mapping held is newer knowledge and wins).
+    ehr_patient_id: str | None = None
 
 
 OUTAGE_TITLE = "The practice-management system is unreachable: payments are held"

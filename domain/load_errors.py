@@ -16,6 +16,7 @@ class LoadErrorCode(enum.StrEnum):
     LEDGER_UNAVAILABLE = "LEDGER_UNAVAILABLE"
     ORIGINAL_PAYMENT_NOT_LOADED = "ORIGINAL_PAYMENT_NOT_LOADED"
     INVALID_MESSAGE = "INVALID_MESSAGE"
+    REVERSAL_EXCEEDS_PAYMENT = "REVERSAL_EXCEEDS_PAYMENT"
     UNSUPPORTED_SCHEMA_VERSION = "UNSUPPORTED_SCHEMA_VERSION"
 
 
@@ -51,8 +52,12 @@ _MESSAGES: dict[LoadErrorCode, tuple[str, str]] = {
         "Retry later.",
     ),
     LoadErrorCode.ORIGINAL_PAYMENT_NOT_LOADED: (
-        "This refund's original payment is not loaded.",
+        "This refund's or reversal's original payment is not loaded.",
         "Load or clear the original payment, then retry the refund.",
+    ),
+    LoadErrorCode.REVERSAL_EXCEEDS_PAYMENT: (
+        "Refunds and reversals of this payment together would take back more than the payment.",
+        "Check the payment in the payments platform; clear this once it is reviewed.",
     ),
     LoadErrorCode.INVALID_MESSAGE: (
         "The message is not valid JSON or breaks the paypost contract.",

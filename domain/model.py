@@ -26,6 +26,11 @@ class PostingKind(enum.StrEnum):
 
     PAYMENT = "payment"
     REFUND = "refund"
+    # Money that moves back (contract section 10): each a posting of its own against its payment.
+    VOID = "void"
+    RETURN = "return"
+    CHARGEBACK = "chargeback"
+    DISPUTE_WON = "dispute_won"  # a won dispute gives its chargeback's amount back
     UNREADABLE = "unreadable"
 
 

@@ -74,7 +74,10 @@ class Posting:
     currency: str | None = None
     method: str | None = None
     merchant_transfer_id: str | None = None
+    # What a refund or reversal follows: the payment it takes back from (a won dispute: its dispute).
     refunded_payment_id: str | None = None
+    return_code: str | None = None  # a return's bank code (contract section 10)
+    fee_amount: Decimal | None = None  # a return's fee to charge the patient, if the practice charges one
     load_error: LoadError | None = None
     replays: int = 0
     # The outcome is durable but its events could not all be sent: which event it still owes
@@ -107,20 +110,25 @@ class Integration:
 
 @dataclass(frozen=True, slots=True)
 class LedgerEntryRequest:
-    """What is posted to a ledger. ``posting_id`` is the payment's or refund's id: one entry each."""
+    """What is posted to a ledger. ``posting_id`` is the payment's, refund's or reversal's id: one
+    entry each. ``payment_id`` is the payment it is against; ``kind`` says what the entry is
+    (``payment``, ``refund``, ``void``, ``return``, ``chargeback``, ``dispute_won``), and a
+    reversal's own id is ``reversal_id`` (a refund's is ``refund_id``)."""
 
     practice_id: str
     ehr_patient_id: str
     posting_id: str
     payment_id: str
     refund_id: str | None
-    amount: Decimal  # negative for a refund
+    amount: Decimal  # negative for a refund or reversal, positive for a payment or a won dispute
     currency: str
     occurred_at: datetime
     # An earlier call for this entry (in any process, before a crash, a park, a hold or a retry)
     # may have reached the system with its answer lost: the ledger finds the entry by its
     # idempotency key before it posts anything. False: no call for it was ever sent.
     maybe_posted: bool = False
+    kind: str = "payment"
+    reversal_id: str | None = None
 
     @property
     def idempotency_key(self) -> str:

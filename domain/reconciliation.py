@@ -13,7 +13,8 @@ ZERO = Decimal("0.00")
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """A posting the transfer carries: its id, whether it is a refund, its status and amount as published."""
+    """A posting the transfer carries: its id, whether it takes money out (a refund, a return, a
+    chargeback), its status and amount as published."""
 
     posting_id: str
     is_refund: bool
@@ -23,7 +24,7 @@ class Item:
 
     @property
     def signed_amount(self) -> Decimal:
-        """A refund takes money out of the transfer."""
+        """A refund or a reversal takes money out of the transfer."""
         if self.amount is None:
             return ZERO
         return -self.amount if self.is_refund else self.amount
@@ -92,6 +93,9 @@ def reconcile(items: Sequence[Item], gross_amount: Decimal, fees_amount: Decimal
     )
 
 
-def expected_items(payment_ids: Iterable[str], refund_ids: Iterable[str]) -> list[tuple[str, bool]]:
+def expected_items(payment_ids: Iterable[str], refund_ids: Iterable[str],
+                   reversal_ids: Iterable[str] = ()) -> list[tuple[str, bool]]:
+    """The transfer's items, each with whether it takes money out: its refunds and (1.2) the returns
+    and chargebacks deducted from it are expected negative items."""
     ids = [(p, False) for p in dict.fromkeys(payment_ids)]
-    return ids + [(r, True) for r in dict.fromkeys(refund_ids)]
+    return ids + [(r, True) for r in dict.fromkeys([*refund_ids, *reversal_ids])]

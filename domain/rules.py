@@ -16,9 +16,10 @@ from paypost.domain.posting import Posting, PostingKey
 
 # A posting replayed this many times is not replayed again: a loop, or a cause nobody fixed.
 MAX_REPLAYS = 25
-# Retry claims FAILED → RETRYING; only a payment or refund can load again.
+# Retry claims FAILED → RETRYING; only a payment, refund or reversal can load again.
 RETRYABLE_FROM = sources_of(LoadStatus.RETRYING)
-RETRYABLE_KINDS = frozenset({PostingKind.PAYMENT, PostingKind.REFUND})
+RETRYABLE_KINDS = frozenset({PostingKind.PAYMENT, PostingKind.REFUND, PostingKind.VOID, PostingKind.RETURN,
+                             PostingKind.CHARGEBACK, PostingKind.DISPUTE_WON})
 CLEARABLE_FROM = sources_of(LoadStatus.CLEARED)
 
 # Fixing a mapping is the cause the office can fix once for every payment it blocked.

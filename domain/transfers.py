@@ -20,3 +20,5 @@ class SettledTransfer:
     settled_at: datetime
     event_id: str
     reconciled_at: datetime | None = None
+    # (1.2) returns and chargebacks deducted from the transfer: expected negative items
+    reversal_ids: tuple[str, ...] = ()

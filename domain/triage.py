@@ -59,8 +59,8 @@ def failure_group(practice_id: str, error: LoadError, patient_account_id: str | 
     cause: str | None
     if error.code in MAPPING_FIXES:
         cause = patient_account_id
-    elif error.code is WAITS_FOR_PAYMENT:
-        cause = refunded_payment_id
+    elif error.code in (WAITS_FOR_PAYMENT, LoadErrorCode.REVERSAL_EXCEEDS_PAYMENT):
+        cause = refunded_payment_id  # the payment: one look at it settles every item of the group
     elif error.code is LoadErrorCode.LEDGER_REJECTED:
         reason = reason_of(error)
         cause = reason[:CAUSE_LIMIT] if reason else None

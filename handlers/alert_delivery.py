@@ -115,7 +115,7 @@ class AlertDelivery:
             else:
                 await self._outbox.delivered(item, Delivery.NOT_SENT, False, None)
             return
-        patient = await self._mappings.get(alert.practice_id, alert.patient_account_id)
+        patient = await self._mappings.get(alert.practice_id, alert.patient_account_id) or alert.ehr_patient_id
         if patient is None:
             await self._outbox.later(item, self._clock() + timedelta(seconds=WAIT_FOR_MAPPING),
                                      Delivery.WAITING_FOR_MAPPING, None)

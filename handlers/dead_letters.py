@@ -13,8 +13,7 @@ from paypost.domain.ports.postings import PostingStore
 from paypost.domain.posting import PAYPOST_ACTOR, UNKNOWN_PRACTICE, AuditEntry, KeptMessage, PostingKey
 from paypost.handlers.clock import Clock, utc_now
 from paypost.handlers.outcomes import OutcomeRecorder
-from paypost.handlers.posting import PostingService, posting_from
-from paypost.schemas.messages import PaymentPosted, PaymentRefunded
+from paypost.handlers.posting import POSTING_MESSAGES, PostingService, posting_from, posts_nothing
 from paypost.schemas.reading import Unreadable, assigned_id, read_message
 
 log = structlog.get_logger("paypost.dead_letters")
@@ -61,7 +60,7 @@ class DeadLetterService:
                            reason=death.reason, detail=marker)
         # The dead-letter queue gets every kind of message: each is read by its routing key.
         read = read_message(message, self._max_bytes)
-        if not isinstance(read, (PaymentPosted, PaymentRefunded)):
+        if not isinstance(read, POSTING_MESSAGES) or posts_nothing(read):
             if not isinstance(read, Unreadable):
                 # A readable mapping, transfer or command that its consumer could not apply.
                 read = Unreadable(

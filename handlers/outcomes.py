@@ -22,6 +22,8 @@ from paypost.domain.events import Event, PostingFailed, PostingLoaded, PostingRe
 from paypost.domain.model import LoadStatus
 from paypost.domain.ports.postings import PostingStore
 from paypost.domain.posting import Attempt, AuditEntry, KeptMessage, Posting, PostingKey
+from paypost.domain.reversals import LEARNS_ITS_AMOUNT
+from paypost.handlers import spans
 from paypost.handlers.messagebus import MessageBus
 
 log = structlog.get_logger("paypost.outcomes")
@@ -62,8 +64,12 @@ class OutcomeRecorder:
         """Write ``finished`` (``posting`` LOADED or FAILED, by ``attempt``), then announce it.
 
         ``first``: the posting has no row yet, and this outcome is its first write."""
-        if not await self._write(posting, finished, attempt, first, entry_id):
+        written = await self._write(posting, finished, attempt, first, entry_id)
+        spans.write("insert_finished" if first is not None else f"record_{finished.load_status.value.lower()}",
+                    "postings", written=written)
+        if not written:
             return Written.RACED if first is not None else Written.MOVED_ON
+        spans.outcome(posting.key, finished.load_status, finished.load_error.code if finished.load_error else None)
         if finished.load_status is LoadStatus.LOADED:
             log.info("posting_loaded", posting=str(posting.key), duration_ms=attempt.duration_ms,
                      already_posted=already_posted)
@@ -82,8 +88,11 @@ class OutcomeRecorder:
             return await self._postings.insert_finished(finished, first.message, first.received, attempt, entry_id)
         if finished.load_status is LoadStatus.LOADED:
             assert finished.ehr_patient_id is not None and entry_id is not None
+            # A void's and a won dispute's amount is learnt as they load (handlers/reversals.py).
+            settled = ((finished.amount, finished.currency) if finished.kind in LEARNS_ITS_AMOUNT
+                       and finished.amount is not None and finished.currency else None)
             return await self._postings.record_loaded(posting.key, attempt, finished.ehr_patient_id, entry_id,
-                                                      finished.patient_account_id)
+                                                      finished.patient_account_id, settled)
         assert finished.load_error is not None
         return await self._postings.record_failed(posting.key, attempt, finished.load_error,
                                                   finished.ehr_patient_id, finished.patient_account_id,
@@ -92,7 +101,9 @@ class OutcomeRecorder:
     async def retried(self, fresh: Posting, message: KeptMessage, correction: AuditEntry, *,
                       replays: int) -> Posting | None:
         """A FAILED posting republished with a new body becomes RETRYING, announced; None if it was not FAILED."""
-        if not await self._postings.claim_for_replay(fresh, message, correction):
+        claimed = await self._postings.claim_for_replay(fresh, message, correction)
+        spans.write("claim_for_replay", "postings", written=claimed)
+        if not claimed:
             return None
         retrying = replace(fresh, load_status=LoadStatus.RETRYING, replays=replays)
         await self.announce(fresh.key, PostingRetried(retrying, correction))
@@ -102,6 +113,9 @@ class OutcomeRecorder:
         """Keep an unreadable message as a FAILED row of its own, announced; seen before (a redelivery,
         or back from the dead-letter queue), only what its first time still owes is announced."""
         key, created = await self._postings.insert_unreadable(posting, message, audit)
+        spans.write("insert_unreadable", "postings", written=created)
+        if posting.load_error is not None:
+            spans.outcome(key, LoadStatus.FAILED, posting.load_error.code)
         if not created:
             seen = await self._postings.get(key)
             if seen is not None:

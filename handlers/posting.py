@@ -1,11 +1,12 @@
-"""The posting service: load one payment or refund into its practice's ledger, exactly once."""
+"""The posting service: load one payment, refund or reversal into its practice's ledger, exactly once."""
 
 from __future__ import annotations
 
 import asyncio
 import enum
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -23,20 +24,40 @@ from paypost.domain.posting import (
     Attempt,
     AuditEntry,
     KeptMessage,
-    LedgerEntryRequest,
     Posting,
     PostingKey,
 )
-from paypost.domain.rules import refund_account, refund_patient
-from paypost.handlers import metrics
+from paypost.domain.reversals import FOLLOWS_A_PAYMENT
+from paypost.handlers import metrics, spans
 from paypost.handlers.clock import Clock, utc_now
 from paypost.handlers.outages import Outages
 from paypost.handlers.outcomes import First, OutcomeRecorder, Written
-from paypost.schemas.messages import PaymentPosted, PaymentRefunded, WireModel
+from paypost.handlers.reversals import (
+    REVERSAL_MESSAGES,
+    Against,
+    ReversalMessage,
+    Reversals,
+    entry_for,
+    failure_account,
+    refund_posting,
+    reversal_posting,
+)
+from paypost.schemas.messages import INBOUND_MESSAGES, DisputeClosed, DisputeOutcome, PaymentPosted, PaymentRefunded
 from paypost.schemas.reading import Unreadable, read_message
-from paypost.schemas.topics import PAYMENT_POSTED, PAYMENT_REFUNDED, REPLAYS_HEADER
+from paypost.schemas.topics import (
+    DISPUTE_CLOSED,
+    PAYMENT_DISPUTED,
+    PAYMENT_POSTED,
+    PAYMENT_REFUNDED,
+    PAYMENT_RETURNED,
+    PAYMENT_VOIDED,
+    REPLAYS_HEADER,
+)
 
-INTAKE_MESSAGES: dict[str, type[WireModel]] = {PAYMENT_POSTED: PaymentPosted, PAYMENT_REFUNDED: PaymentRefunded}
+PostingMessage = PaymentPosted | PaymentRefunded | ReversalMessage
+POSTING_MESSAGES = (PaymentPosted, PaymentRefunded, *REVERSAL_MESSAGES)
+INTAKE_MESSAGES = {key: INBOUND_MESSAGES[key] for key in (
+    PAYMENT_POSTED, PAYMENT_REFUNDED, PAYMENT_VOIDED, PAYMENT_RETURNED, PAYMENT_DISPUTED, DISPUTE_CLOSED)}
 
 log = structlog.get_logger("paypost.posting")
 
@@ -63,8 +84,10 @@ class HeldMapping:
     ehr_patient_id: str | None
 
 
-def posting_from(message: PaymentPosted | PaymentRefunded, received_at: datetime) -> Posting:
-    """The new PENDING posting a payment or refund message stands for."""
+def posting_from(message: PostingMessage, received_at: datetime) -> Posting:
+    """The new PENDING posting a payment, refund or reversal message stands for."""
+    if isinstance(message, REVERSAL_MESSAGES):
+        return reversal_posting(message, received_at)
     if isinstance(message, PaymentPosted):
         return Posting(
             key=PostingKey(message.practice_id, message.payment_id),
@@ -79,16 +102,12 @@ def posting_from(message: PaymentPosted | PaymentRefunded, received_at: datetime
             method=message.method.value,
             merchant_transfer_id=message.merchant_transfer_id,
         )
-    return Posting(
-        key=PostingKey(message.practice_id, message.refund_id),
-        kind=PostingKind.REFUND,
-        load_status=LoadStatus.PENDING,
-        event_id=message.event_id,
-        received_at=received_at,
-        amount=message.amount,
-        currency=message.currency,
-        refunded_payment_id=message.payment_id,
-    )
+    return refund_posting(message, received_at)
+
+
+def posts_nothing(message: PostingMessage) -> bool:
+    """A lost dispute posts nothing more: the chargeback stands (contract section 10)."""
+    return isinstance(message, DisputeClosed) and message.outcome is DisputeOutcome.LOST
 
 
 def unreadable_posting(unreadable: Unreadable, received_at: datetime) -> Posting:
@@ -115,6 +134,7 @@ class PostingService:
         outcomes: OutcomeRecorder,
         max_message_bytes: int,
         outages: Outages,
+        reversals: Reversals,
         clock: Clock = utc_now,
     ) -> None:
         self._postings = postings
@@ -126,20 +146,30 @@ class PostingService:
         self._outages = outages
         self._board = outages.board
         self._clock = clock
+        self._reversals = reversals
 
-    def read(self, message: KeptMessage) -> PaymentPosted | PaymentRefunded | Unreadable:
-        """Read a delivery of the intake queue: a payment, a refund, or an unreadable message."""
+    def read(self, message: KeptMessage) -> PostingMessage | Unreadable:
+        """Read a delivery of the intake queue: a payment, a refund, a reversal, or an unreadable message."""
         read = read_message(message, self._max_bytes, INTAKE_MESSAGES)
-        assert isinstance(read, (PaymentPosted, PaymentRefunded, Unreadable))  # the models asked for
+        assert isinstance(read, (*POSTING_MESSAGES, Unreadable))  # the models asked for
         return read
 
-    async def handle_batch(self, messages: Sequence[KeptMessage]) -> list[Outcome | Exception]:
+    async def handle_batch(self, messages: Sequence[KeptMessage], *,
+                           each: Callable[[KeptMessage], AbstractContextManager[object]] | None = None,
+                           ) -> list[Outcome | Exception]:
         """Receive a batch of deliveries together; their database calls go in shared round trips.
 
         Each message gets its own result: its outcome, or the error that stopped it (each is
-        safe to handle again), so one message's failure never holds up the others.
+        safe to handle again), so one message's failure never holds up the others. ``each``: a
+        context each message is handled in (its consumer span: ``infra/rabbit/intake.py``).
         """
-        results = await asyncio.gather(*(self.handle(m) for m in messages), return_exceptions=True)
+        async def one(message: KeptMessage) -> Outcome:
+            if each is None:
+                return await self.handle(message)
+            with each(message):
+                return await self.handle(message)
+
+        results = await asyncio.gather(*(one(m) for m in messages), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, Exception):
                 raise result  # a cancel or an exit is not a message's failure
@@ -153,8 +183,13 @@ class PostingService:
         read = self.read(message)
         if isinstance(read, Unreadable):
             return await self.keep_unreadable(read, message)
+        if posts_nothing(read):
+            assert isinstance(read, DisputeClosed)
+            log.info("dispute_lost", posting=f"{read.practice_id}/{read.dispute_id}")
+            return Outcome(Disposition.ACK, PostingKey(read.practice_id, read.dispute_id))
         now = message.arrived_at or self._clock()
         fresh = posting_from(read, now)
+        spans.payment(fresh.key)
         metrics.RECEIVED.labels(fresh.kind.value).inc()
         received = AuditEntry(
             at=now, actor=PAYPOST_ACTOR, action="received",
@@ -173,6 +208,7 @@ class PostingService:
                 return await self._known(existing, fresh, message, held, trying)
             inserted, held = await asyncio.gather(
                 self._postings.insert_received(fresh, message, received), self._mapping_for(fresh))
+            spans.write("insert_received", "postings", written=inserted)
             if inserted:
                 return await self._load(fresh, held, trying=trying)
             existing = await self._postings.get(fresh.key)
@@ -285,13 +321,14 @@ class PostingService:
         at = self._clock()
         ehr_patient_id: str | None = None
         account = posting.patient_account_id
+        against: Against | None = None  # a refund's or reversal's payment (handlers/reversals.py)
+        counted = False
         try:
-            if posting.kind is PostingKind.REFUND:
-                assert posting.refunded_payment_id is not None
-                original = await self._postings.get(PostingKey(posting.key.practice_id, posting.refunded_payment_id))
-                # Known before the refund can load: its failure, too, belongs to the patient.
-                account = refund_account(original) or account
-                ehr_patient_id = refund_patient(posting, original)
+            if posting.kind in FOLLOWS_A_PAYMENT:
+                # Its payment's patient, known before it can load: its failure, too, belongs to the patient.
+                against = await self._reversals.against(posting)  # WaitsForPayment names the account too
+                account = against.patient_account_id or account
+                ehr_patient_id = against.ehr_patient_id
             else:
                 held = held or await self._mapping_for(posting)
                 ehr_patient_id = choose_patient(held.ehr_patient_id if held else None,
@@ -301,7 +338,10 @@ class PostingService:
             outage = None if trying or first is not None else await self._board.of(posting.key.practice_id)
             if outage is not None:  # its system is failing or held: the payment waits, off the queue
                 return await self._park(posting, outage, account, first)
-            entry = _entry(posting, ehr_patient_id)
+            if against is not None:  # counted against its payment just before its entry, undone if it fails
+                posting = await self._reversals.count(posting, against)
+                counted = True
+            entry = entry_for(posting, ehr_patient_id, against)
             if calls_out:
                 entry = replace(entry, maybe_posted=await self._maybe_posted(posting, at))
             try:
@@ -312,9 +352,11 @@ class PostingService:
                 return await self._park(posting, await self._outages.unanswered(posting.key.practice_id, str(exc)),
                                         account, first)
         except LoadFailure as failure:
+            if counted and against is not None:
+                await self._reversals.give_back(posting, against)
             error = load_error(failure.code, failure.detail)
             failed = replace(posting, load_status=LoadStatus.FAILED, load_error=error,
-                             ehr_patient_id=ehr_patient_id, patient_account_id=account)
+                             ehr_patient_id=ehr_patient_id, patient_account_id=failure_account(failure, account))
             return await self._finish(posting, failed, Attempt(at, _ms(started), "failed", error), first)
         loaded = replace(posting, load_status=LoadStatus.LOADED, ehr_patient_id=ehr_patient_id,
                          patient_account_id=account)
@@ -345,20 +387,6 @@ class PostingService:
         if existing is None:  # deleted in between: nothing paypost does
             return Outcome(Disposition.ACK, posting.key)
         return await self._known(existing, posting, first.message, None)
-
-
-def _entry(posting: Posting, ehr_patient_id: str) -> LedgerEntryRequest:
-    """The ledger entry of a payment, or of a refund (negative, against its payment)."""
-    assert posting.amount is not None and posting.currency is not None  # every payment and refund has them
-    refund = posting.kind is PostingKind.REFUND
-    payment_id = posting.refunded_payment_id if refund else posting.key.payment_id
-    assert payment_id is not None
-    return LedgerEntryRequest(
-        practice_id=posting.key.practice_id, ehr_patient_id=ehr_patient_id, posting_id=posting.key.payment_id,
-        payment_id=payment_id, refund_id=posting.key.payment_id if refund else None,
-        amount=-posting.amount if refund else posting.amount, currency=posting.currency,
-        occurred_at=posting.received_at,
-    )
 
 
 def _ms(started: float) -> float:

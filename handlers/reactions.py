@@ -30,6 +30,7 @@ def settled_transfer(message: TransferSettled) -> SettledTransfer:
         payment_ids=tuple(message.payment_ids), refund_ids=tuple(message.refund_ids),
         gross_amount=message.gross_amount, fees_amount=message.fees_amount, net_amount=message.net_amount,
         currency=message.currency, settled_at=message.settled_at, event_id=message.event_id,
+        reversal_ids=tuple(message.reversal_ids),
     )
 
 

@@ -189,6 +189,17 @@ class ScopedTriage:
         self._guard.change(found.practice_id)
         return await self._inner.snooze(alert_id, until, reason, self._guard.who.name)
 
+    async def resolve(self, alert_id: str, reason: str) -> Alert:
+        """(1.2) Resolve an alert by hand: in scope, an operator's change."""
+        named = practice_named_by(alert_id)
+        if named is not None:
+            self._guard.read(named)  # a practice out of scope: as if it did not exist, before any lookup
+        found = await self._inner.alert(alert_id)
+        if not self._guard.who.scope.covers(found.practice_id):
+            raise alert_not_found(alert_id)  # as if it did not exist
+        self._guard.change(found.practice_id)
+        return await self._inner.resolve(alert_id, reason, self._guard.who.name)
+
 
 class ScopedFeed:
     """The live feed with only the events of in-scope practices."""

@@ -13,6 +13,7 @@ from paypost.domain.posting import AuditEntry, PostingKey
 from paypost.domain.triage import FailureGroup
 from paypost.handlers.clock import Clock, utc_now
 from paypost.handlers.practices import NotFound
+from paypost.handlers.reversal_alerts import ReversalAlerts
 
 
 class NotSnoozable(PaypostError, ValueError):
@@ -21,6 +22,10 @@ class NotSnoozable(PaypostError, ValueError):
 
 class AlertResolved(PaypostError):
     """A resolved alert escalates no more: there is nothing to snooze."""
+
+
+class NotResolvable(PaypostError, ValueError):
+    """A resolve by hand without a reason (contract section 10: the office says why)."""
 
 
 def posting_not_found(key: PostingKey) -> NotFound:
@@ -33,11 +38,13 @@ def alert_not_found(alert_id: str) -> NotFound:
 
 class Triage:
     def __init__(self, groups: FailureGroupReader, notes: PostingNotes, alerts: AlertStore,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now,
+                 resolver: ReversalAlerts | None = None) -> None:
         self._groups = groups
         self._notes = notes
         self._alerts = alerts
         self._clock = clock
+        self._resolver = resolver  # (1.2) resolving an alert by hand: handlers/reversal_alerts.py
 
     async def failure_groups(self, practice_id: str | None, scope: Scope = EVERY) -> list[FailureGroup]:
         """FAILED postings grouped by practice, Load Error and cause, largest first."""
@@ -83,3 +90,16 @@ class Triage:
                 raise alert_not_found(alert_id)
             raise AlertResolved(f"Alert {alert_id} is resolved: it escalates no more.")
         return snoozed
+
+    async def resolve(self, alert_id: str, reason: str, actor: str) -> Alert:
+        """Resolve an open alert by hand, with a reason, recorded in its posting's audit trail
+        (contract section 10: a reversal's alerts are resolved by the office)."""
+        if not reason.strip():
+            raise NotResolvable("resolving an alert needs a non-empty reason")
+        assert self._resolver is not None  # the composition root gives it
+        resolved = await self._resolver.resolve_by_hand(alert_id, reason.strip(), actor)
+        if resolved is None:
+            if await self._alerts.get(alert_id) is None:
+                raise alert_not_found(alert_id)
+            raise AlertResolved(f"Alert {alert_id} is resolved already.")
+        return resolved

@@ -45,6 +45,8 @@ from paypost.handlers.practices import Practices
 from paypost.handlers.reactions import PostingReactions
 from paypost.handlers.reports import Reports
 from paypost.handlers.retention import RetentionService
+from paypost.handlers.reversal_alerts import ReversalAlerts
+from paypost.handlers.reversals import Reversals
 from paypost.handlers.triage import Triage
 from paypost.infra.ledgers.adapters import AdapterLedgers
 from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
@@ -64,9 +66,13 @@ from paypost.infra.mongo.leases import DutyLeases, Lease, holder_name
 from paypost.infra.mongo.notes import MongoPostingNotes
 from paypost.infra.mongo.operations import MongoOperationStore
 from paypost.infra.mongo.outages import MongoOutageStore
-from paypost.infra.mongo.postings import MongoPostingCommands, MongoPostingStore
+from paypost.infra.mongo.posting_commands import MongoPostingCommands
+from paypost.infra.mongo.postings import MongoPostingStore
 from paypost.infra.mongo.reports import PostingReport
 from paypost.infra.mongo.retention import MongoRetention
+from paypost.infra.mongo.reversal_alerts import MongoReversalAlerts
+from paypost.infra.mongo.reversals import MongoPaymentBalances
+from paypost.infra.mongo.standing import StandingFigures
 from paypost.infra.mongo.transfers import MongoTransferStore
 from paypost.infra.rabbit.asyncapi import asyncapi_text
 from paypost.infra.rabbit.broker import (
@@ -164,6 +170,7 @@ class Paypost:
         self.transfers = MongoTransferStore(self.collections)
         self.alerts = MongoAlertStore(self.collections)
         self.outage_store = MongoOutageStore(self.collections)
+        self.standing = StandingFigures(self.collections)
         self.operation_store = MongoOperationStore(self.collections)
         self.api_keys = MongoApiKeyStore(self.collections)
         self.failed_key_counts = MongoFailedKeyCounts(self.collections)  # shared by every API process
@@ -206,7 +213,9 @@ class Paypost:
         self.recorder = OutcomeRecorder(self.postings, self.bus)
         self.posting_service = PostingService(
             self.postings, self.directory, self.mapping_store, ledgers or self.ledgers, self.recorder,
-            settings.max_message_bytes, self.outages, clock,
+            settings.max_message_bytes, self.outages,
+            Reversals(self.postings, MongoPaymentBalances(self.collections)),  # contract section 10
+            clock,
         )
         self.outage_worker = OutageWorker(self.outages, self.postings, self.posting_service,
                                           DutyLeases(self.collections.leases), clock)
@@ -220,6 +229,9 @@ class Paypost:
                                           settings.alert_escalate_after, clock, mapping_sweep=self.healing.sweep)
         self.alert_delivery = AlertDelivery(MongoAlertOutbox(self.collections), self.directory, self.ledgers,
                                             self.mapping_store, clock)
+        # A reversal's alerts (contract section 10)
+        self.reversal_alerts = ReversalAlerts(MongoReversalAlerts(self.collections), self.outcomes,
+                                              self.alert_delivery.wake, clock)
         self.mapping_service = MappingService(self.mapping_store, self.healing, clock, alerts=self.alert_delivery)
         self.command_service = CommandService(self.operations, self.operation_store, clock)
         self.canaries = Canaries(self.operation_store, self.posting_commands, self.publish, clock)
@@ -239,7 +251,8 @@ class Paypost:
                 for t in settings.tokens.values()},
                 FailedKeys(self.failed_key_counts, clock, settings.unknown_key_limit), clock,
                 tickets=self.feed_tickets),
-            triage=Triage(self.failure_groups, MongoPostingNotes(self.collections), self.alerts, clock),
+            triage=Triage(self.failure_groups, MongoPostingNotes(self.collections), self.alerts, clock,
+                          resolver=self.reversal_alerts),
             access=AccessTrail(self.access_log),
             retention=self.retention,
         )
@@ -256,7 +269,8 @@ class Paypost:
         """What the runtime starts, runs and stops, in its order."""
         stores = (self.operation_store, self.alerts, self.transfers, self.sealer, self.api_keys,
                   self.failed_key_counts, self.feed_tickets, self.failure_groups, self.posting_commands,
-                  self.access_log, self.retention_store)  # the last two: contract section 12
+                  self.access_log, self.retention_store,  # contract section 12
+                  self.standing)
         broker = self.broker
 
         async def kill_sealer() -> None:
@@ -328,7 +342,7 @@ class Paypost:
             await outcomes.held(event.posting)
 
         self.bus.subscribe(PostingFailed, failed, reactions.failed, self.healing.failed, self._alerts_changed)
-        self.bus.subscribe(PostingLoaded, loaded, reactions.loaded, self._alerts_changed)
+        self.bus.subscribe(PostingLoaded, loaded, reactions.loaded, self._alerts_changed, self.reversal_alerts.loaded)
         self.bus.subscribe(PostingRetried, retried)
         self.bus.subscribe(PostingCleared, cleared, reactions.cleared, self._alerts_changed)
         self.bus.subscribe(PostingHeld, held)
@@ -368,4 +382,16 @@ class Paypost:
             metrics.QUEUE_CONSUMERS.labels(name).set(consumers)
         metrics.DEAD_LETTER_DEPTH.set(depths.get(DEAD_LETTER_QUEUE, (0, 0))[0])
         metrics.CONSUMER_LAG.set(depths.get(INTAKE_QUEUE, (0, 0))[0])
+        await self.refresh_standing_metrics()
         return depths
+
+    async def refresh_standing_metrics(self) -> None:
+        """What stands in the database into the gauges the alert rules watch (infra/mongo/standing.py)."""
+        standing = await self.standing.read()
+        metrics.held(set(standing.held))
+        metrics.OUTBOX_BACKLOG.set(standing.outbox_backlog)
+        metrics.OUTBOX_OLDEST_SECONDS.set(standing.outbox_oldest_seconds)
+        metrics.ANNOUNCEMENTS_OWED.set(standing.announcements_owed)
+        metrics.AUDIT_UNSEALED.set(standing.audit_unsealed)
+        if standing.last_seal_age_seconds is not None:
+            metrics.LAST_SEAL_AGE_SECONDS.set(standing.last_seal_age_seconds)

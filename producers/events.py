@@ -13,8 +13,10 @@ import structlog
 
 from paypost.domain.alerts import Alert
 from paypost.domain.load_errors import LoadError, base_message
+from paypost.domain.model import PostingKind
 from paypost.domain.ports.events import Publish
 from paypost.domain.posting import AuditEntry, Posting
+from paypost.domain.reversals import REVERSAL_KINDS
 from paypost.schemas.messages import AlertEvent, LoadErrorBody, PaypostEvent, PostingEvent
 from paypost.schemas.topics import (
     EVENTS_EXCHANGE,
@@ -24,10 +26,22 @@ from paypost.schemas.topics import (
     held_key,
     loaded_key,
     retried_key,
+    reversed_key,
 )
 
 log = structlog.get_logger("paypost.events")
 
+
+
+def _follows(posting: Posting) -> dict[str, str | None]:
+    """What a refund or reversal is against, by the name its row gives it (contract sections 3 and 10)."""
+    if posting.refunded_payment_id is None:
+        return {}
+    if posting.kind is PostingKind.REFUND:
+        return {"refunded_payment_id": posting.refunded_payment_id}
+    if posting.kind is PostingKind.DISPUTE_WON:
+        return {"dispute_id": posting.refunded_payment_id}
+    return {"reversed_payment_id": posting.refunded_payment_id, "return_code": posting.return_code}
 
 
 def error_body(error: LoadError | None) -> LoadErrorBody | None:
@@ -67,12 +81,16 @@ class OutcomePublisher:
             merchant_transfer_id=posting.merchant_transfer_id,
             amount=posting.amount,
             currency=posting.currency,
+            **_follows(posting),
             actor=audit.actor if audit else None,
             reason=audit.reason if audit else None,
         )
 
     async def loaded(self, posting: Posting) -> None:
         await self.emit(loaded_key(posting.key.practice_id), self._event("posting.loaded", posting))
+        if posting.kind in REVERSAL_KINDS:  # contract section 10: a void, return or chargeback loaded
+            await self.emit(reversed_key(posting.key.practice_id, posting.kind.value),
+                            self._event("payment.reversed", posting))
 
     async def failed(self, posting: Posting) -> None:
         code = posting.load_error.code.value if posting.load_error else "UNKNOWN"

@@ -7,8 +7,50 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from paypost.domain.ports.events import Publish
-from paypost.schemas.messages import PaymentPosted, PaymentRefunded, WireModel
-from paypost.schemas.topics import PAYMENT_POSTED, PAYMENT_REFUNDED, PAYMENTS_EXCHANGE
+from paypost.schemas.messages import INBOUND_MESSAGES, PaymentPosted, PaymentRefunded, WireModel
+from paypost.schemas.reading import describe_validation
+from paypost.schemas.topics import (
+    DISPUTE_CLOSED,
+    PATIENT_MAPPING_UPDATED,
+    PAYMENT_DISPUTED,
+    PAYMENT_POSTED,
+    PAYMENT_REFUNDED,
+    PAYMENT_RETURNED,
+    PAYMENT_VOIDED,
+    PAYMENTS_EXCHANGE,
+    TRANSFER_SETTLED,
+)
+
+# What an upstream publishes on paypost.payments, by routing key (``paypost publish --message``).
+UPSTREAM_MESSAGES: dict[str, type[WireModel]] = {key: INBOUND_MESSAGES[key] for key in (
+    PAYMENT_POSTED, PAYMENT_REFUNDED, PAYMENT_VOIDED, PAYMENT_RETURNED, PAYMENT_DISPUTED, DISPUTE_CLOSED,
+    TRANSFER_SETTLED, PATIENT_MAPPING_UPDATED)}
+
+
+class NotAMessage(ValueError):
+    """A body that is not JSON, or breaks the contract (what is wrong is named, no value echoed)."""
+
+
+def upstream_message(routing_key: str, text: str) -> tuple[WireModel, str]:
+    """Read ``text`` as the message ``routing_key`` names, with ``event_id`` (a new one) and
+    ``occurred_at`` (now) filled in when missing: the message and its event id."""
+    import orjson
+    from pydantic import ValidationError
+
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise NotAMessage("the body is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise NotAMessage("the body is not a JSON object")
+    event_id = str(data.setdefault("event_id", str(uuid.uuid4())))
+    model = UPSTREAM_MESSAGES[routing_key]
+    if "occurred_at" in model.model_fields:
+        data.setdefault("occurred_at", datetime.now(UTC).isoformat())
+    try:
+        return model.model_validate_json(orjson.dumps(data)), event_id
+    except ValidationError as exc:
+        raise NotAMessage(describe_validation(exc)) from exc
 
 
 async def publish_upstream(publish: Publish, routing_key: str, message: WireModel, event_id: str) -> None:

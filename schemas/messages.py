@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import enum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from paypost.schemas.types import (
     Currency,
@@ -57,6 +57,14 @@ class PaymentPosted(WireModel):
     memo: Memo | None = Field(default=None, max_length=2000)
 
 
+def _more_than_zero(amount: object, what: str) -> object:
+    from decimal import Decimal
+
+    if isinstance(amount, Decimal) and amount <= 0:
+        raise ValueError(f"{what} must be greater than 0")
+    return amount
+
+
 class PaymentRefunded(WireModel):
     """``payment.refunded``: posted to the ledger as a negative entry against the original payment."""
 
@@ -72,11 +80,87 @@ class PaymentRefunded(WireModel):
     @field_validator("amount")
     @classmethod
     def _positive(cls, amount: object) -> object:
+        return _more_than_zero(amount, "a refund's amount")
+
+
+# 1.1 paypost.payments, version 1.2: money that moves back (contract section 10)
+
+
+class PaymentVoided(WireModel):
+    """``payment.voided``: the payment is undone before it settled; what is left of it is reversed."""
+
+    event_id: Identifier
+    practice_id: PracticeId
+    void_id: Identifier
+    payment_id: Identifier
+    occurred_at: Timestamp
+    memo: Memo | None = Field(default=None, max_length=2000)
+
+
+ReturnCode = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=r"^[^\x00-\x1f\x7f]+$")]
+"""A bank's return code: ``R01`` … ``R99`` for ACH, free text up to 16 characters otherwise."""
+
+
+class PaymentReturned(WireModel):
+    """``payment.returned``: the bank returned the money (ACH, check)."""
+
+    event_id: Identifier
+    practice_id: PracticeId
+    return_id: Identifier
+    payment_id: Identifier
+    amount: Money
+    currency: Currency
+    return_code: ReturnCode
+    occurred_at: Timestamp
+    fee_amount: Money | None = None
+    memo: Memo | None = Field(default=None, max_length=2000)
+
+    @field_validator("amount")
+    @classmethod
+    def _positive(cls, amount: object) -> object:
+        return _more_than_zero(amount, "a return's amount")
+
+    @field_validator("fee_amount")
+    @classmethod
+    def _fee_not_negative(cls, fee: object) -> object:
         from decimal import Decimal
 
-        if isinstance(amount, Decimal) and amount <= 0:
-            raise ValueError("a refund's amount must be greater than 0")
-        return amount
+        if isinstance(fee, Decimal) and fee < 0:
+            raise ValueError("a fee may not be negative")
+        return fee
+
+
+class PaymentDisputed(WireModel):
+    """``payment.disputed``: a chargeback; the amount is taken from the practice."""
+
+    event_id: Identifier
+    practice_id: PracticeId
+    dispute_id: Identifier
+    payment_id: Identifier
+    amount: Money
+    currency: Currency
+    reason: str = Field(min_length=1, max_length=200)
+    occurred_at: Timestamp
+
+    @field_validator("amount")
+    @classmethod
+    def _positive(cls, amount: object) -> object:
+        return _more_than_zero(amount, "a dispute's amount")
+
+
+class DisputeOutcome(enum.StrEnum):
+    WON = "won"
+    LOST = "lost"
+
+
+class DisputeClosed(WireModel):
+    """``dispute.closed``: won gives the disputed amount back to the practice; lost leaves it taken."""
+
+    event_id: Identifier
+    practice_id: PracticeId
+    dispute_id: Identifier
+    outcome: DisputeOutcome
+    occurred_at: Timestamp
 
 
 class TransferSettled(WireModel):
@@ -87,6 +171,8 @@ class TransferSettled(WireModel):
     merchant_transfer_id: Identifier
     payment_ids: list[Identifier]
     refund_ids: list[Identifier] = Field(default_factory=list)
+    # (1.2) returns and chargebacks deducted from this transfer: expected negative items
+    reversal_ids: list[Identifier] = Field(default_factory=list)
     gross_amount: Money
     fees_amount: Money
     net_amount: Money
@@ -159,11 +245,17 @@ class PaypostEvent(WireModel):
 
 
 class PostingEvent(PaypostEvent):
-    """``posting.loaded|failed|retried|cleared|held.*``: a posting's outcome, operator action, or wait."""
+    """``posting.loaded|failed|retried|cleared|held.*``: a posting's outcome, operator action, or wait;
+    ``payment.reversed.<practice_id>.<kind>`` (1.2): a void, return or chargeback loaded."""
 
-    event_type: Literal["posting.loaded", "posting.failed", "posting.retried", "posting.cleared", "posting.held"]
+    event_type: Literal["posting.loaded", "posting.failed", "posting.retried", "posting.cleared", "posting.held",
+                        "payment.reversed"]
     payment_id: str  # an unreadable row's is its message's id, which no pattern of ours bounds
-    kind: PostingKindName
+    kind: PostingKindName  # payment, refund, void, return, chargeback, dispute_won or unreadable
+    refunded_payment_id: str | None = None  # a refund's payment
+    reversed_payment_id: str | None = None  # (1.2) a void's, return's or chargeback's payment
+    dispute_id: str | None = None  # (1.2) a won dispute's chargeback
+    return_code: str | None = None  # (1.2) a return's bank code
     load_status: LoadStatusName
     load_error: LoadErrorBody | None = None
     merchant_transfer_id: Identifier | None = None
@@ -198,6 +290,10 @@ class TransferReconciledEvent(PaypostEvent):
 INBOUND_MESSAGES: dict[str, type[WireModel]] = {
     "payment.posted": PaymentPosted,
     "payment.refunded": PaymentRefunded,
+    "payment.voided": PaymentVoided,
+    "payment.returned": PaymentReturned,
+    "payment.disputed": PaymentDisputed,
+    "dispute.closed": DisputeClosed,
     "transfer.settled": TransferSettled,
     "patient.mapping.updated": PatientMappingUpdated,
     "posting.retry": PostingRetry,

@@ -9,6 +9,11 @@ DEAD_LETTER_QUEUE = "paypost.postings.dead"
 
 PAYMENT_POSTED = "payment.posted"
 PAYMENT_REFUNDED = "payment.refunded"
+# (1.2) money that moves back (contract section 10)
+PAYMENT_VOIDED = "payment.voided"
+PAYMENT_RETURNED = "payment.returned"
+PAYMENT_DISPUTED = "payment.disputed"
+DISPUTE_CLOSED = "dispute.closed"
 TRANSFER_SETTLED = "transfer.settled"
 PATIENT_MAPPING_UPDATED = "patient.mapping.updated"
 
@@ -35,6 +40,11 @@ def loaded_key(practice_id: str) -> str:
 
 def failed_key(practice_id: str, error_code: str) -> str:
     return f"posting.failed.{practice_id}.{error_code}"
+
+
+def reversed_key(practice_id: str, kind: str) -> str:
+    """``payment.reversed.<practice_id>.<kind>``: a void, return or chargeback loaded (contract section 10)."""
+    return f"payment.reversed.{practice_id}.{kind}"
 
 
 def retried_key(practice_id: str) -> str:

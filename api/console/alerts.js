@@ -17,13 +17,35 @@ export async function loadAlerts() {
 function alertFor(a, index) {
   const what = `${a.kind === "task" ? "Office task" : "Patient flag"}: ${a.kind === "task" ? a.payment_id : a.patient_account_id}`;
   const item = el("li", { class: a.state, "data-alert-id": a.alert_id },
-    what, a.state === "escalated" ? " (escalated)" : "", ` since ${when(a.opened_at)}`);
+    what, a.state === "escalated" ? " (escalated)" : "", ` since ${when(a.opened_at)}`,
+    a.title ? el("span", { class: "alert-title" }, `: ${a.title}`) : "");
   if (a.snoozed_until && new Date(a.snoozed_until) > new Date()) {
     item.append(el("span", { class: "snoozed" },
       ` Snoozed until ${when(a.snoozed_until)} by ${a.snoozed_by}: ${a.snooze_reason}`));
   }
-  if (mayChange()) item.append(" ", ...snoozeFor(a, what, `alert-${index}`));
+  if (mayChange()) item.append(" ", ...snoozeFor(a, what, `alert-${index}`), " ", ...resolveFor(a, what, `alert-${index}`));
   return item;
+}
+
+// A reversal's alerts are resolved by the office (contract section 10): with a reason, audited.
+function resolveFor(a, what, id) {
+  const reason = el("input", { id: `${id}-resolve-reason`, required: true, maxlength: "500" });
+  const form = el("form", { class: "snooze", hidden: true, "aria-label": `Resolve ${what}` },
+    el("label", { for: `${id}-resolve-reason` }, "Reason for resolving"), " ", reason, " ",
+    el("button", { type: "submit" }, "Resolve"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await api(`/alerts/${encodeURIComponent(a.alert_id)}/resolve`,
+        { method: "POST", body: JSON.stringify({ reason: reason.value.trim() }) });
+      say(`${what} resolved.`);
+      await loadAlerts();
+    } catch (error) { sayError(error); }
+  });
+  const open = el("button", { type: "button", class: "link", "aria-expanded": "false", "aria-label": `Resolve ${what}`,
+    onclick: () => { form.hidden = !form.hidden; open.setAttribute("aria-expanded", String(!form.hidden));
+                     if (!form.hidden) reason.focus(); } }, "Resolve");
+  return [open, form];
 }
 
 function snoozeFor(a, what, id) {

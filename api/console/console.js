@@ -131,7 +131,8 @@ function rowFor(item) {
   const row = el("tr", { "data-payment-id": item.payment_id, "data-status": item.load_status },
     el("td", {}, when(item.received_at)),
     el("td", {}, link(item.payment_id, null, () => openDetail(item.payment_id, "detail-title"))),
-    el("td", {}, item.method ? `${item.kind}, ${item.method}` : item.kind),
+    el("td", {}, item.method ? `${item.kind}, ${item.method}`
+      : (item.reversed_payment_id ? `${item.kind} of ${item.reversed_payment_id}` : item.kind)),
     el("td", {}, item.patient_account_id || ""),
     el("td", { class: "num" }, item.amount ? `${item.amount} ${item.currency || ""}` : ""),
     el("td", {}, item.merchant_transfer_id ? link(item.merchant_transfer_id, null, () => showTransfer(item.merchant_transfer_id)) : ""),

@@ -15,7 +15,12 @@ export async function openDetail(paymentId, focus = null) {
     fields.replaceChildren();
     for (const [label, value] of [["Load Status", p.load_status], ["Kind", p.kind], ["Patient account", p.patient_account_id],
       ["Practice-management patient", p.ehr_patient_id], ["Amount", p.amount && `${p.amount} ${p.currency}`],
-      ["Refunded payment", p.refunded_payment_id], ["Transfer", p.merchant_transfer_id], ["Received", when(p.received_at)],
+      ["Refunded payment", p.refunded_payment_id], ["Reversed payment", p.reversed_payment_id],
+      ["Dispute", p.dispute_id], ["Return code", p.return_code], ["Fee to charge", p.fee_amount],
+      ["Taken back", p.taken_back && p.taken_back.length
+        ? p.taken_back.map((t) => `${t.kind} ${t.payment_id} ${t.amount || ""} (${t.load_status})`).join("; ") : ""],
+      ["Left of the payment", p.left && `${p.left} ${p.currency}`],
+      ["Transfer", p.merchant_transfer_id], ["Received", when(p.received_at)],
       ["Load Error", p.load_error && `${p.load_error.code}: ${p.load_error.message}`],
       ["What fixes it", p.load_error && p.load_error.fix], ["Assignee", p.assignee],
       ["Notes", p.notes_count ? plural(p.notes_count, "note") : ""]]) {

@@ -32,7 +32,8 @@ export async function loadSummary() {
 function causeText(g) {
   if (!g.cause) return "";
   if (MAPPING_ERRORS.has(g.error_code)) return `patient account ${g.cause}`;
-  if (g.error_code === "ORIGINAL_PAYMENT_NOT_LOADED") return `refunds of payment ${g.cause}`;
+  if (g.error_code === "ORIGINAL_PAYMENT_NOT_LOADED") return `refunds and reversals of payment ${g.cause}`;
+  if (g.error_code === "REVERSAL_EXCEEDS_PAYMENT") return `more taken back than payment ${g.cause}`;
   if (g.error_code === "LEDGER_REJECTED") return `the ledger said: ${g.cause}`;
   return g.cause;
 }

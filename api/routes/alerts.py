@@ -1,4 +1,5 @@
-"""``/alerts``: office tasks and patient flags, and their snoozes (contract section 8)."""
+"""``/alerts``: office tasks and patient flags, their snoozes (contract section 8) and their resolving
+by hand (section 10)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Query
 from paypost.api import render
 from paypost.api.deps import API_V1, CONFLICT, Caller
 from paypost.domain.alerts import AlertState
-from paypost.schemas.api.alerts import AlertOut, AlertPage, SnoozeIn
+from paypost.schemas.api.alerts import AlertOut, AlertPage, ResolveIn, SnoozeIn
 from paypost.schemas.types import PRACTICE_ID_PATTERN
 
 router = APIRouter(prefix=API_V1)
@@ -32,3 +33,10 @@ async def list_alerts(
 async def snooze_alert(alert_id: str, body: SnoozeIn, app: Caller) -> dict[str, Any]:
     """Keep an alert from escalating before ``until``; the alert shows its snooze."""
     return render.alert(await app.triage.snooze(alert_id, body.until, body.reason))
+
+
+@router.post("/alerts/{alert_id:path}/resolve", response_model=AlertOut, tags=["alerts"], responses=CONFLICT)
+async def resolve_alert(alert_id: str, body: ResolveIn, app: Caller) -> dict[str, Any]:
+    """Resolve an open office task or patient flag by hand, with a reason (operator; contract
+    section 10: a reversal's alerts are resolved this way); 409 if it is resolved already."""
+    return render.alert(await app.triage.resolve(alert_id, body.reason))

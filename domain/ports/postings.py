@@ -35,8 +35,9 @@ class PostingStore(Protocol):
         """FAILED → RETRYING with a republished body; False if the posting was not FAILED."""
 
     async def record_loaded(self, key: PostingKey, attempt: Attempt, ehr_patient_id: str, entry_id: str,
-                            patient_account_id: str | None) -> bool:
-        """In flight → LOADED; False if the posting was no longer in flight."""
+                            patient_account_id: str | None, settled: tuple[Decimal, str] | None = None) -> bool:
+        """In flight → LOADED; False if the posting was no longer in flight. ``settled``: the amount
+        and currency learnt as it loaded (a void's, a won dispute's), set on its row."""
 
     async def record_failed(self, key: PostingKey, attempt: Attempt, error: LoadError, ehr_patient_id: str | None,
                             patient_account_id: str | None, refunded_payment_id: str | None = None) -> bool:

@@ -1,4 +1,4 @@
-"""The built-in ledger in MongoDB: one entry per (practice, payment or refund), by its _id."""
+"""The built-in ledger in MongoDB: one entry per (practice, payment, refund or reversal), by its _id."""
 
 from __future__ import annotations
 
@@ -43,6 +43,8 @@ class BuiltinLedger:
                 "ehr_patient_id": request.ehr_patient_id,
                 "payment_id": request.payment_id,
                 "refund_id": request.refund_id,
+                "kind": request.kind,
+                "reversal_id": request.reversal_id,
                 "amount": request.amount,
                 "currency": request.currency,
                 "posted_at": datetime.now(UTC),

@@ -4,7 +4,9 @@ Protocol (documented in the README):
 
 - ``GET  {base_url}/entries/{idempotency_key}``: 200 with ``{"entry_id"}`` if that posting exists, else 404.
 - ``POST {base_url}/entries`` with header ``Idempotency-Key`` and body ``{practice_id, patient_id,
-  payment_id, refund_id, amount, currency, occurred_at}``: 201 or 200 with ``{"entry_id"}``;
+  payment_id, refund_id, kind, reversal_id, amount, currency, occurred_at}``: 201 or 200 with
+  ``{"entry_id"}``; ``kind`` is ``payment``, ``refund``, ``void``, ``return``, ``chargeback`` or
+  ``dispute_won``, and ``payment_id`` the payment a refund or reversal is against;
   404 when the patient does not exist; 400, 409 or 422 with ``{"error": {"message"}}`` when refused.
 - 5xx, timeouts and refused connections are transient: paypost looks the entry up before every
   re-post (a response may have been lost after the ledger committed), the first request of a call
@@ -38,7 +40,9 @@ from paypost.domain.money import format_money
 from paypost.domain.ports.ledgers import Credentials, SecretBox
 from paypost.domain.ports.practices import PracticeDirectory
 from paypost.domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
+from paypost.handlers import metrics
 from paypost.infra.ledgers.hosts import HostPolicy
+from paypost.infra.runtime import tracing
 from paypost.schemas.practice_system import FlagBody, TaskBody
 
 T = TypeVar("T")
@@ -79,18 +83,41 @@ def _retry_after(response: httpx.Response) -> float | None:
 async def _answer(client: httpx.AsyncClient, who: str, method: str, url: str, *, within: float,
                   **kwargs: Any) -> httpx.Response:
     """One request to the practice's system (``who`` names the part for the office): what may pass by
-    itself (a timeout, a refused connection, 429, 5xx) is raised as transient; any other answer returned."""
+    itself (a timeout, a refused connection, 429, 5xx) is raised as transient; any other answer returned.
+
+    Each request is a client span carrying its ``traceparent`` (``infra/runtime/tracing.py``) and is
+    counted by part and status class (``handlers/metrics.py``: no practice label)."""
+    part = "token" if who == "the token endpoint" else "ledger"
+    headers: dict[str, str] = dict(kwargs.pop("headers", None) or {})
+    started = time.perf_counter()
+    status: int | None = None
+    timed_out = False
     try:
-        response = await client.request(method, url, timeout=within, **kwargs)
-    except httpx.TimeoutException as exc:
-        raise _Transient(f"{who} did not answer within {within:g}s") from exc
-    except httpx.TransportError as exc:
-        raise _Transient(f"{who} could not be reached ({type(exc).__name__})") from exc
+        with tracing.client_span(method, url, headers, server=_server(url)) as span:
+            try:
+                response = await client.request(method, url, timeout=within, headers=headers, **kwargs)
+            except httpx.TimeoutException as exc:
+                timed_out = True
+                raise _Transient(f"{who} did not answer within {within:g}s") from exc
+            except httpx.TransportError as exc:
+                raise _Transient(f"{who} could not be reached ({type(exc).__name__})") from exc
+            status = response.status_code
+            tracing.answered(span, status)
+    finally:
+        metrics.practice_system_request(part, status, time.perf_counter() - started, timed_out=timed_out)
     if response.status_code == 429:
         raise _Transient(f"{who} answered 429", retry_after=_retry_after(response), throttled=True)
     if response.status_code >= 500:
         raise _Transient(f"{who} answered {response.status_code}")
     return response
+
+
+def _server(url: str) -> tuple[str, int | None] | None:
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return None
+    return (parsed.host, parsed.port) if parsed.host else None
 
 
 class _Budget:
@@ -192,6 +219,7 @@ class ClientCredentials:
             raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED, f"Its token URL is refused: {exc}.") from exc
         response = await _answer(self._client, "the token endpoint", "POST", self._token_url,
                                  data=self._form, within=self._timeout)
+        metrics.TOKEN_FETCHES.labels("issued" if response.status_code == 200 else "refused").inc()
         if response.status_code != 200:
             raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED,
                               f"The practice's system refused paypost's client credentials ({response.status_code}).")
@@ -297,6 +325,8 @@ class HttpLedger:
             json={
                 "practice_id": request.practice_id, "patient_id": request.ehr_patient_id,
                 "payment_id": request.payment_id, "refund_id": request.refund_id,
+                # (1.2) what the entry is, and a reversal's own id (contract section 10)
+                "kind": request.kind, "reversal_id": request.reversal_id,
                 "amount": format_money(request.amount), "currency": request.currency,
                 "occurred_at": request.occurred_at.isoformat(),
             },

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from paypost.domain.access import EVERY, Scope
 from paypost.domain.alerts import (
@@ -32,6 +33,8 @@ from paypost.infra.batching import Coalescer, conditional_updater, inserter
 from paypost.infra.mongo.database import Collections, Doc
 
 _OPEN = sorted(s.value for s in OPEN_STATES)
+# A failure's flag, not a reversal's (contract section 10): a later load never resolves a reversal's.
+FAILURE_FLAG: Doc = {"reversal_id": None}
 
 
 def alert_from(doc: Doc) -> Alert:
@@ -41,7 +44,8 @@ def alert_from(doc: Doc) -> Alert:
                  escalated_at=doc.get("escalated_at"), title=doc.get("title"), detail=doc.get("detail"),
                  delivery=Delivery(doc["pms_state"]) if doc.get("pms_state") else None,
                  delivery_error=doc.get("pms_error"), snoozed_until=doc.get("snoozed_until"),
-                 snooze_reason=doc.get("snooze_reason"), snoozed_by=doc.get("snoozed_by"))
+                 snooze_reason=doc.get("snooze_reason"), snoozed_by=doc.get("snoozed_by"),
+                 ehr_patient_id=doc.get("ehr_patient_id"))
 
 
 def in_states(of: frozenset[AlertState]) -> Doc:
@@ -127,9 +131,15 @@ class MongoAlertStore:
             lambda requests: _once_per_account(requests, self._resolve_flag_if_clear))
 
     async def ensure_indexes(self) -> None:
+        # Before 1.2 the one-open-flag index had no reversal_id: a reversal's flag (one each,
+        # infra/mongo/reversal_alerts.py) stands beside the account's failure flag.
+        with contextlib.suppress(OperationFailure):
+            await self._c.drop_index("kind_1_practice_id_1_patient_account_id_1")
         await self._c.create_indexes([
-            # One open flag per patient account: concurrent failures open it once.
-            IndexModel([("kind", ASCENDING), ("practice_id", ASCENDING), ("patient_account_id", ASCENDING)],
+            # One open failure flag per patient account: concurrent failures open it once (a reversal's
+            # flag has its reversal_id; a failure flag has none).
+            IndexModel([("kind", ASCENDING), ("practice_id", ASCENDING), ("patient_account_id", ASCENDING),
+                        ("reversal_id", ASCENDING)],
                        unique=True, partialFilterExpression={"open": True, "kind": "patient"}),
             IndexModel([("open", ASCENDING), ("opened_at", ASCENDING)]),
             IndexModel([("practice_id", ASCENDING), ("state", ASCENDING), ("opened_at", ASCENDING)]),
@@ -166,7 +176,7 @@ class MongoAlertStore:
         try:
             result = await self._c.update_one(
                 {"kind": AlertKind.PATIENT.value, "practice_id": practice_id, "patient_account_id": account,
-                 **in_states(OPEN_STATES)},
+                 **FAILURE_FLAG, **in_states(OPEN_STATES)},
                 {"$setOnInsert": {"_id": alert_id, "alert_id": alert_id, "state": AlertState.OPEN.value,
                                   "payment_id": payment_id,
                                   "opened_at": at, "resolved_at": None, "escalated_at": None, "title": title,
@@ -218,7 +228,7 @@ class MongoAlertStore:
             return None
         return await self._c.find_one_and_update(
             {"kind": AlertKind.PATIENT.value, "practice_id": practice_id, "patient_account_id": account,
-             **becoming(AlertState.RESOLVED)},
+             **FAILURE_FLAG, **becoming(AlertState.RESOLVED)},
             changed(resolved_at(at), at),
             return_document=ReturnDocument.AFTER,
         )

@@ -101,7 +101,20 @@ class PostingReport:
             await cursor.close()
 
     async def one(self, key: PostingKey) -> Doc | None:
-        return await self._c.find_one({"_id": doc_id(key)}, {"message": 0, "dead_letters": 0})
+        doc = await self._c.find_one({"_id": doc_id(key)}, {"message": 0, "dead_letters": 0})
+        if doc is not None and doc.get("kind") == "payment":  # (1.2) what took money back from it
+            doc["taken_back"] = await self._following(key.practice_id, [key.payment_id])
+            disputes = [d["payment_id"] for d in doc["taken_back"] if d["kind"] == "chargeback"]
+            if disputes:
+                doc["taken_back"] += await self._following(key.practice_id, disputes)
+        return doc
+
+    async def _following(self, practice_id: str, ids: list[str]) -> list[Doc]:
+        """The refunds and reversals that follow these postings (a won dispute follows its chargeback)."""
+        return await self._c.find(
+            {"practice_id": practice_id, "refunded_payment_id": {"$in": ids}},
+            {"payment_id": 1, "kind": 1, "amount": 1, "currency": 1, "load_status": 1, "received_at": 1},
+            sort=[("received_at", 1), ("_id", 1)], hint="refunds_by_payment").to_list(None)
 
     async def rows(self, practice_id: str, payment_ids: Sequence[str]) -> list[Doc]:
         return await self._c.find({"_id": {"$in": [doc_id(PostingKey(practice_id, p)) for p in payment_ids]}},

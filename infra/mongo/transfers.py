@@ -23,7 +23,7 @@ def transfer_from(doc: Doc) -> SettledTransfer:
         payment_ids=tuple(doc["payment_ids"]), refund_ids=tuple(doc["refund_ids"]),
         gross_amount=doc["gross_amount"], fees_amount=doc["fees_amount"], net_amount=doc["net_amount"],
         currency=doc["currency"], settled_at=doc["settled_at"], event_id=doc["event_id"],
-        reconciled_at=doc.get("reconciled_at"),
+        reconciled_at=doc.get("reconciled_at"), reversal_ids=tuple(doc.get("reversal_ids") or ()),
     )
 
 
@@ -36,6 +36,7 @@ class MongoTransferStore:
         await self._c.create_indexes([
             IndexModel([("practice_id", ASCENDING), ("payment_ids", ASCENDING)]),
             IndexModel([("practice_id", ASCENDING), ("refund_ids", ASCENDING)]),
+            IndexModel([("practice_id", ASCENDING), ("reversal_ids", ASCENDING)]),
             # The sweep's transfers not yet reconciled, newest first: read from the index, not by
             # walking and sorting every transfer the platform ever settled.
             IndexModel([("reconciled_at", ASCENDING), ("updated_at", DESCENDING)], name="unreconciled"),
@@ -50,6 +51,7 @@ class MongoTransferStore:
                 "merchant_transfer_id": transfer.merchant_transfer_id,
                 "payment_ids": list(transfer.payment_ids),
                 "refund_ids": list(transfer.refund_ids),
+                "reversal_ids": list(transfer.reversal_ids),
                 "gross_amount": transfer.gross_amount,
                 "fees_amount": transfer.fees_amount,
                 "net_amount": transfer.net_amount,
@@ -66,7 +68,7 @@ class MongoTransferStore:
         return transfer_from(doc) if doc else None
 
     async def reconcile(self, transfer: SettledTransfer) -> Reconciliation:
-        wanted = expected_items(transfer.payment_ids, transfer.refund_ids)
+        wanted = expected_items(transfer.payment_ids, transfer.refund_ids, transfer.reversal_ids)
         ids = [f"{transfer.practice_id}/{pid}" for pid, _ in wanted]
         found = {d["payment_id"]: d async for d in self._postings.find(
             {"_id": {"$in": ids}}, {"payment_id": 1, "load_status": 1, "amount": 1, "cleared.verified": 1})}
@@ -81,7 +83,8 @@ class MongoTransferStore:
     async def unreconciled_with_any(self, practice_id: str, posting_ids: Sequence[str]) -> list[SettledTransfer]:
         ids = list(posting_ids)
         docs = self._c.find({"practice_id": practice_id, "reconciled_at": None,
-                             "$or": [{"payment_ids": {"$in": ids}}, {"refund_ids": {"$in": ids}}]})
+                             "$or": [{"payment_ids": {"$in": ids}}, {"refund_ids": {"$in": ids}},
+                                     {"reversal_ids": {"$in": ids}}]})
         return [transfer_from(d) async for d in docs]
 
     async def unreconciled(self, limit: int) -> list[SettledTransfer]:

@@ -17,9 +17,13 @@ from paypost.infra.rabbit import topology
 from paypost.schemas import PAYPOST_VERSION
 from paypost.schemas.messages import (
     AlertEvent,
+    DisputeClosed,
     PatientMappingUpdated,
+    PaymentDisputed,
     PaymentPosted,
     PaymentRefunded,
+    PaymentReturned,
+    PaymentVoided,
     PostingClear,
     PostingEvent,
     PostingRetry,
@@ -28,9 +32,13 @@ from paypost.schemas.messages import (
     WireModel,
 )
 from paypost.schemas.topics import (
+    DISPUTE_CLOSED,
     PATIENT_MAPPING_UPDATED,
+    PAYMENT_DISPUTED,
     PAYMENT_POSTED,
     PAYMENT_REFUNDED,
+    PAYMENT_RETURNED,
+    PAYMENT_VOIDED,
     POSTING_CLEAR,
     POSTING_RETRY,
     TRANSFER_SETTLED,
@@ -40,6 +48,14 @@ INBOUND: list[tuple[RabbitQueue, RabbitExchange, str, type[WireModel], str]] = [
     (topology.intake, topology.payments, PAYMENT_POSTED, PaymentPosted, "A payment to load into the ledger."),
     (topology.intake, topology.payments, PAYMENT_REFUNDED, PaymentRefunded,
      "A refund, posted as a negative entry against its payment."),
+    (topology.intake, topology.payments, PAYMENT_VOIDED, PaymentVoided,
+     "A payment voided before it settled: what is left of it is posted as a negative entry against it."),
+    (topology.intake, topology.payments, PAYMENT_RETURNED, PaymentReturned,
+     "A payment the bank returned (ACH, check): a negative entry against it, an office task and a patient flag."),
+    (topology.intake, topology.payments, PAYMENT_DISPUTED, PaymentDisputed,
+     "A chargeback: a negative entry against its payment, an office task and a patient flag."),
+    (topology.intake, topology.payments, DISPUTE_CLOSED, DisputeClosed,
+     "A dispute closed: won posts the amount back (posting <dispute_id>.won); lost posts nothing more."),
     (topology.transfers, topology.payments, TRANSFER_SETTLED, TransferSettled, "A settled merchant transfer."),
     (topology.mappings, topology.payments, PATIENT_MAPPING_UPDATED, PatientMappingUpdated,
      "A patient account's practice-management id; paypost then retries that account's failures."),
@@ -48,7 +64,10 @@ INBOUND: list[tuple[RabbitQueue, RabbitExchange, str, type[WireModel], str]] = [
 ]
 
 OUTBOUND: list[tuple[str, type[WireModel], str]] = [
-    ("posting.loaded.{practice_id}", PostingEvent, "A payment or refund was loaded into the ledger."),
+    ("posting.loaded.{practice_id}", PostingEvent,
+     "A payment, refund or reversal was loaded into the ledger; the body's kind says which."),
+    ("payment.reversed.{practice_id}.{kind}", PostingEvent,
+     "A void, return or chargeback was loaded: the payment it reverses is in reversed_payment_id."),
     ("posting.failed.{practice_id}.{error_code}", PostingEvent, "A load failed; the body carries the Load Error."),
     ("posting.retried.{practice_id}", PostingEvent, "An operator or a mapping update sent a failed payment back."),
     ("posting.cleared.{practice_id}", PostingEvent, "An operator cleared a failed payment."),

@@ -14,6 +14,7 @@ import aiormq
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from faststream.rabbit import RabbitBroker
+from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
 from faststream.rabbit.schemas import Channel
 from pamqp.common import FieldTable
 from yarl import URL
@@ -22,6 +23,7 @@ from paypost.domain.errors import TransientFailure, Unroutable
 from paypost.domain.posting import KeptMessage
 from paypost.infra.batching import Coalescer
 from paypost.infra.rabbit import amqp_fast, topology
+from paypost.infra.runtime import tracing
 from paypost.infra.runtime.settings import amqp_nodes
 from paypost.schemas.topics import CONTENT_TYPE, ROUTING_KEY_HEADER, SCHEMA_VERSION, SCHEMA_VERSION_HEADER
 
@@ -117,6 +119,9 @@ def make_broker(url: str, prefetch: int) -> RabbitBroker:
         logger=None,  # paypost logs outcomes itself, with ids and no patient detail
         graceful_timeout=15.0,
         fail_fast=True,
+        # FastStream's own spans for its subscribers (mappings, transfers, commands, dead letters):
+        # only when tracing is on, so that off costs nothing.
+        middlewares=(RabbitTelemetryMiddleware(),) if tracing.enabled() else (),
     )
     broker._connection_kwargs["connection_class"] = connection_class(url)  # FastStream has no public hook
     return broker
@@ -172,8 +177,11 @@ _UNREACHABLE = (RuntimeError, ConnectionError, aiormq.exceptions.AMQPError)
 
 
 def _properties(message_id: str, headers: dict[str, object] | None) -> aiormq.spec.Basic.Properties:
-    """Persistent JSON with its id and schema version; the port's headers are plain values."""
-    table = cast(FieldTable, {SCHEMA_VERSION_HEADER: SCHEMA_VERSION, **(headers or {})})
+    """Persistent JSON with its id and schema version; the port's headers are plain values, and the
+    current trace's ``traceparent`` goes with it (contract section 13: events, replays, commands)."""
+    values: dict[str, object] = {SCHEMA_VERSION_HEADER: SCHEMA_VERSION, **(headers or {})}
+    tracing.inject(values)
+    table = cast(FieldTable, values)
     return aiormq.spec.Basic.Properties(content_type=CONTENT_TYPE, delivery_mode=2, message_id=message_id,
                                         headers=table)
 

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import enum
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
 import aio_pika
@@ -27,6 +28,7 @@ from faststream.rabbit import RabbitBroker
 from paypost.domain.errors import loggable
 from paypost.domain.posting import KeptMessage
 from paypost.infra.rabbit.broker import Amqp, kept_message
+from paypost.infra.runtime import tracing
 from paypost.infra.runtime.retry import log_failure
 
 log = structlog.get_logger("paypost.intake")
@@ -39,6 +41,17 @@ class Settle(enum.Enum):
 
 
 BatchHandler = Callable[[list[KeptMessage]], Awaitable[list[Settle]]]
+
+
+def traced(queue: str) -> Callable[[KeptMessage], AbstractContextManager[object]]:
+    """The consumer span each message of ``queue`` is handled in (contract section 13): it continues
+    the trace of the message's ``traceparent``, or starts one. Nothing when tracing is off."""
+
+    def span(message: KeptMessage) -> AbstractContextManager[object]:
+        return tracing.consumer_span(queue, message.message_id, message.headers, routing_key=message.routing_key,
+                                     body_size=len(message.body))
+
+    return span
 
 
 class _Lane:

@@ -13,11 +13,15 @@ from faststream.rabbit.schemas.queue import QuorumQueueArgs
 from paypost.schemas.topics import (
     COMMANDS_EXCHANGE,
     DEAD_LETTER_QUEUE,
+    DISPUTE_CLOSED,
     EVENTS_EXCHANGE,
     INTAKE_QUEUE,
     PATIENT_MAPPING_UPDATED,
+    PAYMENT_DISPUTED,
     PAYMENT_POSTED,
     PAYMENT_REFUNDED,
+    PAYMENT_RETURNED,
+    PAYMENT_VOIDED,
     PAYMENTS_EXCHANGE,
     POSTING_CLEAR,
     POSTING_RETRY,
@@ -82,7 +86,8 @@ EXCHANGES = (unrouted, dead_letter, payments, commands, events)
 
 # (queue, exchange, routing keys)
 BINDINGS: tuple[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]], ...] = (
-    (intake, payments, (PAYMENT_POSTED, PAYMENT_REFUNDED)),
+    (intake, payments, (PAYMENT_POSTED, PAYMENT_REFUNDED, PAYMENT_VOIDED, PAYMENT_RETURNED, PAYMENT_DISPUTED,
+                        DISPUTE_CLOSED)),
     (mappings, payments, (PATIENT_MAPPING_UPDATED,)),
     (transfers, payments, (TRANSFER_SETTLED,)),
     (operator_commands, commands, (POSTING_RETRY, POSTING_CLEAR)),

@@ -21,6 +21,7 @@ from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from paypost.domain.errors import LoadFailure, PaypostError
+from paypost.infra.runtime.trace_ids import add_trace_ids
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
@@ -127,6 +128,7 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_trace_ids,
             structlog.processors.add_log_level,
             timestamper,
             *processors(fmt),
@@ -136,7 +138,8 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     )
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[structlog.stdlib.add_logger_name, structlog.processors.add_log_level, timestamper],
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, add_trace_ids, structlog.processors.add_log_level,
+                           timestamper],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *processors(fmt)],
     ))
     root = logging.getLogger()

@@ -15,8 +15,10 @@ import typer
 from paypost.cli.common import err, load_settings
 from paypost.infra.runtime.logging import configure_logging
 from paypost.infra.runtime.settings import Settings
+from paypost.infra.runtime.tracing import TracingSettingError, configure_tracing
 from paypost.local.servers import data_dir
 from paypost.local.services import configured
+from paypost.schemas import PAYPOST_VERSION
 
 
 class RunRole(enum.StrEnum):
@@ -52,6 +54,11 @@ def run(
             started.stop()
         raise
     configure_logging(settings.log_level, settings.log_format)
+    try:
+        configure_tracing(PAYPOST_VERSION)  # OTEL_* (contract section 13); off when no endpoint is set
+    except TracingSettingError as exc:
+        err.print(f"paypost: {exc}")
+        raise typer.Exit(2) from exc
     paypost = Paypost(settings)
 
     async def publish_demo() -> None:

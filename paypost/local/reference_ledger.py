@@ -36,6 +36,10 @@ class Faults(BaseModel):
     alerts_down: bool = False  # tasks and flags answered 503, entries as usual
     down_after_commit_seconds: float = Field(default=0, ge=0)  # once: commit, 503, down this long
     answer_after_commit_seconds: float = Field(default=0, ge=0)  # commit, then answer this late
+    # Entries of these kinds are committed, then answered only after ``hang_seconds`` (a process
+    # killed meanwhile dies between its entry and its outcome).
+    hang_after_commit_kinds: list[str] = Field(default_factory=list)
+    hang_seconds: float = Field(default=60, ge=0)
 
 
 @dataclass
@@ -275,6 +279,8 @@ async def post_entry(request: Request, idempotency_key: Annotated[str, Header()]
         return JSONResponse({"error": {"message": "no such patient"}}, status_code=404)
     if patient in ledger.faults.reject_patients:
         return JSONResponse({"error": {"message": "account is closed for new entries"}}, status_code=422)
+    if (refused := _refuses_kind(body)) is not None:
+        return JSONResponse({"error": {"message": refused}}, status_code=422)
     ledger.posts += 1
     if idempotency_key in ledger.entries:
         if idempotency_key in ledger.dropped_keys:
@@ -282,6 +288,19 @@ async def post_entry(request: Request, idempotency_key: Annotated[str, Header()]
         return JSONResponse(ledger.entries[idempotency_key], status_code=200)
     entry = {"entry_id": str(uuid.uuid4()), "idempotency_key": idempotency_key, **body}
     ledger.entries[idempotency_key] = entry
+    if (lost := await _after_commit(ledger, idempotency_key, body)) is not None:
+        return lost
+    try:
+        _maybe_drop(ledger)
+    except Dropped:
+        ledger.dropped_keys.add(idempotency_key)
+        raise
+    return JSONResponse(entry, status_code=201)
+
+
+async def _after_commit(ledger: Ledger, idempotency_key: str, body: dict[str, Any]) -> JSONResponse | None:
+    """The faults between an entry's commit and its answer: a 503 (the answer lost, the system down
+    for a while), a late answer, or a hang for entries of some kinds; None: answer now."""
     if down := ledger.faults.down_after_commit_seconds:
         ledger.faults = ledger.faults.model_copy(update={"down_after_commit_seconds": 0})  # once
         ledger.down_until = time.monotonic() + down
@@ -292,12 +311,30 @@ async def post_entry(request: Request, idempotency_key: Annotated[str, Header()]
         if not ledger.faults.answer_after_commit_seconds:
             break
         await asyncio.sleep(0.02)
+    if body.get("kind") in ledger.faults.hang_after_commit_kinds:
+        await asyncio.sleep(ledger.faults.hang_seconds)
+    return None
+
+
+# What an entry may be (contract section 10): money in is positive, money back out negative. An
+# entry without ``kind`` is a payment's or a refund's from a paypost before version 1.2.
+MONEY_IN = frozenset({"payment", "dispute_won"})
+MONEY_OUT = frozenset({"refund", "void", "return", "chargeback"})
+
+
+def _refuses_kind(body: dict[str, Any]) -> str | None:
+    kind = body.get("kind") or ("refund" if body.get("refund_id") else "payment")
+    if kind not in MONEY_IN | MONEY_OUT:
+        return f"unknown entry kind {str(kind)[:20]!r}"
     try:
-        _maybe_drop(ledger)
-    except Dropped:
-        ledger.dropped_keys.add(idempotency_key)
-        raise
-    return JSONResponse(entry, status_code=201)
+        negative = str(body.get("amount", "")).startswith("-")
+    except TypeError:
+        return "amount is not a string"
+    if negative != (kind in MONEY_OUT):
+        return f"a {kind} entry must be {'negative' if kind in MONEY_OUT else 'positive'}"
+    if kind in MONEY_OUT - {"refund"} and not body.get("reversal_id"):
+        return f"a {kind} entry needs its reversal_id"
+    return None
 
 
 def create_reference_ledger(state: LedgerState | None = None) -> FastAPI:

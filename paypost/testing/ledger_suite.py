@@ -58,7 +58,15 @@ def payment_request(payment_id: str = "pay-1", *, amount: str = "125.00",
 
 def refund_request(payment: LedgerEntryRequest, refund_id: str, amount: str) -> LedgerEntryRequest:
     """The entry paypost posts for a refund: negative, against its payment, under the refund's own id."""
-    return replace(payment, posting_id=refund_id, refund_id=refund_id, amount=-Decimal(amount))
+    return replace(payment, posting_id=refund_id, refund_id=refund_id, amount=-Decimal(amount), kind="refund")
+
+
+def reversal_request(payment: LedgerEntryRequest, reversal_id: str, kind: str, amount: str) -> LedgerEntryRequest:
+    """The entry paypost posts for a void, return or chargeback (negative) or a won dispute (positive,
+    ``amount`` as given): against its payment, under the reversal's own id, ``kind`` saying which."""
+    signed = Decimal(amount) if kind == "dispute_won" else -Decimal(amount)
+    return replace(payment, posting_id=reversal_id, refund_id=None, reversal_id=reversal_id, amount=signed,
+                   kind=kind)
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,8 @@ class HeldEntry:
     refund_id: str | None
     amount: Decimal
     currency: str
+    kind: str = "payment"  # (1.2) payment, refund, void, return, chargeback or dispute_won
+    reversal_id: str | None = None  # (1.2) a reversal's own id
 
 
 class LedgerUnderTest(ABC):
@@ -108,7 +118,7 @@ async def adapter_ledger(kind: str, settings: dict[str, object]) -> AsyncIterato
 def held(request: LedgerEntryRequest, entry_id: str) -> HeldEntry:
     """The entry a ledger should hold for ``request``."""
     return HeldEntry(entry_id, request.practice_id, request.ehr_patient_id, request.payment_id, request.refund_id,
-                     request.amount, request.currency)
+                     request.amount, request.currency, request.kind, request.reversal_id)
 
 
 async def failure_of(subject: LedgerUnderTest, request: LedgerEntryRequest) -> LoadFailure:
@@ -163,6 +173,48 @@ class LedgerPortSuite:
         assert refund_entry == held(refund, refunded.entry_id)
         assert (refund_entry.amount, refund_entry.payment_id, refund_entry.refund_id) == (
             Decimal("-30.50"), payment.payment_id, "ref-1")
+
+    @pytest.mark.parametrize("kind", ["void", "return", "chargeback"])
+    async def test_a_reversal_is_a_negative_entry_of_its_kind_against_its_payment(
+            self, subject: LedgerUnderTest, kind: str) -> None:
+        payment = payment_request(amount="100.00")
+        reversal = reversal_request(payment, f"{kind}-1", kind, "100.00")
+
+        paid = await subject.ledger.post(payment)
+        reversed_ = await subject.ledger.post(reversal)
+
+        assert reversed_.entry_id != paid.entry_id and not reversed_.already_posted
+        reversal_entry, payment_entry = sorted(await subject.entries(), key=lambda e: e.amount)
+        assert payment_entry == held(payment, paid.entry_id)
+        assert reversal_entry == held(reversal, reversed_.entry_id)
+        assert (reversal_entry.kind, reversal_entry.reversal_id, reversal_entry.payment_id, reversal_entry.refund_id,
+                reversal_entry.amount) == (kind, f"{kind}-1", payment.payment_id, None, Decimal("-100.00"))
+        assert sum(e.amount for e in await subject.entries()) == Decimal("0.00")
+
+    async def test_a_reversal_posted_twice_makes_one_entry(self, subject: LedgerUnderTest) -> None:
+        payment = payment_request(amount="80.00")
+        returned = reversal_request(payment, "ret-1", "return", "80.00")
+        await subject.ledger.post(payment)
+
+        first = await subject.ledger.post(returned)
+        again = await asyncio.gather(*(subject.ledger.post(returned) for _ in range(3)))
+
+        assert {r.entry_id for r in again} == {first.entry_id} and all(r.already_posted for r in again)
+        assert [e.kind for e in sorted(await subject.entries(), key=lambda e: e.amount)] == ["return", "payment"]
+
+    async def test_a_won_dispute_is_a_positive_entry_after_its_chargeback(self, subject: LedgerUnderTest) -> None:
+        payment = payment_request(amount="60.00")
+        chargeback = reversal_request(payment, "dsp-1", "chargeback", "60.00")
+        won = reversal_request(payment, "dsp-1.won", "dispute_won", "60.00")
+
+        for request in (payment, chargeback, won):
+            await subject.ledger.post(request)
+
+        entries = await subject.entries()
+        assert sorted((e.kind, e.amount, e.reversal_id) for e in entries) == [
+            ("chargeback", Decimal("-60.00"), "dsp-1"), ("dispute_won", Decimal("60.00"), "dsp-1.won"),
+            ("payment", Decimal("60.00"), None)]
+        assert {e.payment_id for e in entries} == {payment.payment_id}
 
     async def test_an_unknown_patient_is_patient_not_found(self, subject: LedgerUnderTest) -> None:
         failure = await failure_of(subject, payment_request(patient=UNKNOWN_PATIENT))

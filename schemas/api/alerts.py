@@ -42,3 +42,9 @@ class AlertOut(BaseModel):
 
 class AlertPage(BaseModel):
     items: list[AlertOut]
+
+
+class ResolveIn(Body):
+    """An alert resolved by hand (contract section 10): why, in the office's words."""
+
+    reason: str = Field(min_length=1, max_length=2000, pattern=r"\S")

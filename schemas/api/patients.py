@@ -19,6 +19,8 @@ class LedgerEntryOut(BaseModel):
     entry_id: str
     payment_id: str
     refund_id: str | None
+    kind: str = "payment"  # payment, refund, void, return, chargeback or dispute_won (section 10)
+    reversal_id: str | None = None  # a reversal's own id (a refund's is refund_id)
     amount: str
     currency: str
     posted_at: str

@@ -16,7 +16,7 @@ class LoadErrorOut(BaseModel):
 class PostingRow(BaseModel):
     practice_id: str
     payment_id: str
-    kind: Literal["payment", "refund", "unreadable"]
+    kind: Literal["payment", "refund", "void", "return", "chargeback", "dispute_won", "unreadable"]
     patient_account_id: str | None
     ehr_patient_id: str | None
     amount: str | None
@@ -24,6 +24,10 @@ class PostingRow(BaseModel):
     method: str | None
     merchant_transfer_id: str | None
     refunded_payment_id: str | None = None
+    reversed_payment_id: str | None = None  # the payment a void, return or chargeback reverses (section 10)
+    dispute_id: str | None = None  # a won dispute's chargeback
+    return_code: str | None = None  # a return's bank code
+    fee_amount: str | None = None  # a return's fee to charge
     load_status: str
     load_error: LoadErrorOut | None
     attempts_count: int
@@ -49,10 +53,23 @@ class AuditOut(BaseModel):
     detail: str | None
 
 
+class TakenBackOut(BaseModel):
+    """A refund or reversal of a payment, or a won dispute of one of its chargebacks (section 10)."""
+
+    payment_id: str
+    kind: str
+    amount: str | None
+    currency: str | None
+    load_status: str
+
+
 class PostingDetail(PostingRow):
     attempts: list[AttemptOut]
     audit: list[AuditOut]
     load_error_history: list[LoadErrorOut]
+    # a payment's: what took money back from it, and what is left of it once that is counted
+    taken_back: list[TakenBackOut] | None = None
+    left: str | None = None
 
 
 class PostingPage(BaseModel):

@@ -533,6 +533,34 @@ async def test_an_alert_is_snoozed_where_it_is_listed(
     assert 23 * 3600 < ahead <= 24 * 3600
 
 
+async def test_a_returns_alert_is_resolved_by_hand_where_it_is_listed(
+    page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str
+) -> None:
+    """Contract section 10: a return's task says what came back; the office resolves it, with a reason."""
+    payment = await upstream.payment(amount="70.00", method="ach")
+    await wait_status(api, practice, payment["payment_id"], "LOADED")
+    return_id = f"ret-{payment['payment_id']}"
+    await upstream.send("payment.returned", {
+        "event_id": f"ev-{return_id}", "practice_id": practice, "return_id": return_id,
+        "payment_id": payment["payment_id"], "amount": "70.00", "currency": "USD", "return_code": "R01",
+        "occurred_at": "2026-12-06T10:00:00+00:00"})
+    await wait_status(api, practice, return_id, "LOADED")
+    await sign_in(page, OPERATOR)
+    task = page.locator("#alerts-list li", has_text=f"Office task: {return_id}")
+    await task.wait_for()
+    assert "returned by the bank (R01)" in await task.inner_text()
+
+    await task.get_by_role("button", name=f"Resolve Office task: {return_id}").click()
+    await task.get_by_label("Reason for resolving").fill("the patient paid again by card")
+    await task.get_by_role("button", name="Resolve", exact=True).click()
+    await task.wait_for(state="detached")
+
+    posting = await get_posting(api, practice, return_id)
+    assert posting is not None
+    assert [(a["actor"], a["reason"]) for a in posting["audit"] if a["action"] == "alert_resolved"] == [
+        ("alice", "the patient paid again by card")]
+
+
 # ---- accessibility: axe-core (bundled by axe-playwright-python) on each main view ------------------
 
 async def audit(page: Page, view: str) -> None:

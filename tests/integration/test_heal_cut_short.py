@@ -141,7 +141,8 @@ async def test_a_heal_whose_retries_ran_out_on_a_failover_is_finished_by_a_worke
 
 def test_the_sweep_reads_the_mapping_failures_through_their_index(settings: Settings) -> None:
     """The sweep's query is answered from the partial index of FAILED postings by error code."""
-    from paypost.infra.mongo.postings import MAPPING_FAILURES, MAPPING_FAILURES_INDEX, MongoPostingCommands
+    from paypost.infra.mongo.posting_commands import MongoPostingCommands
+    from paypost.infra.mongo.postings import MAPPING_FAILURES, MAPPING_FAILURES_INDEX
 
     async def plan() -> str:
         client = connect(settings.mongodb_uri)

@@ -69,7 +69,8 @@ async def test_an_entry_is_posted_as_the_protocol_says(subject: HttpLedgerUnderT
     assert subject.server.state.entries == {f"paypost:{PRACTICE}:pay-1": {
         "entry_id": receipt.entry_id, "idempotency_key": f"paypost:{PRACTICE}:pay-1",
         "practice_id": PRACTICE, "patient_id": PATIENT, "payment_id": "pay-1", "refund_id": None,
-        "amount": "125.50", "currency": "USD", "occurred_at": "2026-11-25T10:00:00+00:00",
+        "kind": "payment", "reversal_id": None, "amount": "125.50", "currency": "USD",
+        "occurred_at": "2026-11-25T10:00:00+00:00",
     }}
 
 

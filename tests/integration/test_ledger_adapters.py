@@ -37,7 +37,7 @@ def test_the_adapters_author_runs_the_shipped_suite_in_the_adapters_own_project(
                             capture_output=True, text=True, timeout=120, check=False)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "11 passed" in result.stdout  # the suite's seven tests and the four refused settings
+    assert "16 passed" in result.stdout  # the suite's twelve tests and the four refused settings
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
 """A Hypothesis stateful test of the posting life cycle, on the real MongoDB.
 
-Random sequences of deliveries, duplicates, corrections, refunds, retries, clears, mapping
-fixes, and the practice held and released by hand. Throughout: at most one ledger entry per
-payment or refund, never both CLEARED and posted, LOADED exactly when posted, nothing left in
-flight (but HELD while the practice is held), and the ledger's sums equal what LOADED says.
+Random sequences of deliveries, duplicates, corrections, refunds, reversals (voids, returns,
+chargebacks, disputes won and lost), retries, clears, mapping fixes, and the practice held and
+released by hand. Throughout: at most one ledger entry per payment, refund or reversal, never both
+CLEARED and posted, LOADED exactly when posted, nothing left in flight (but HELD while the
+practice is held), the ledger's sums equal what LOADED says, and the sum of a payment's entries is
+never below zero nor above the payment (contract section 10).
 
 The broker is replaced here by direct calls (a replay goes straight to the posting service):
 the broker paths have their own tests; this one is about the states and the database.
@@ -29,13 +31,16 @@ from paypost.handlers.operations import ClearRequest, Pacer, PostingOperations
 from paypost.handlers.outages import OutageBoard, Outages, OutageWorker
 from paypost.handlers.outcomes import OutcomeRecorder
 from paypost.handlers.posting import PostingService
+from paypost.handlers.reversals import Reversals
 from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
 from paypost.infra.ledgers.http import HttpLedgers
 from paypost.infra.mongo.alerts import MongoAlertStore
 from paypost.infra.mongo.database import Collections, connect, ensure_indexes
 from paypost.infra.mongo.directory import MongoMappingStore, MongoPracticeDirectory
 from paypost.infra.mongo.outages import MongoOutageStore
-from paypost.infra.mongo.postings import MongoPostingCommands, MongoPostingStore
+from paypost.infra.mongo.posting_commands import MongoPostingCommands
+from paypost.infra.mongo.postings import MongoPostingStore
+from paypost.infra.mongo.reversals import MongoPaymentBalances
 from paypost.producers.events import OutcomePublisher
 from paypost.schemas.topics import ROUTING_KEY_HEADER
 from tests.support.services import Services
@@ -43,6 +48,7 @@ from tests.support.services import Services
 pytestmark = pytest.mark.integration
 
 PAYMENTS = [f"pay-{i}" for i in range(4)]
+SEED = "pay-seed"  # loaded when each example starts
 ACCOUNTS = ["acct-0", "acct-1"]
 AMOUNTS = st.sampled_from(["10.00", "25.50", "99.99", "1.00"])
 
@@ -62,7 +68,8 @@ def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
             self.client = connect(mongodb_uri)
             self.c = Collections(self.client[f"prop_{uuid.uuid4().hex[:10]}"])
             self.bodies: dict[str, dict[str, Any]] = {}
-            self.refunds: list[str] = []
+            self.refunds: list[str] = []  # refunds and reversals, in the order sent
+            self.disputes: list[str] = []
             self.run(self._build())
 
         def run(self, coro: Any) -> Any:
@@ -81,7 +88,7 @@ def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
                                    OutageBoard(outage_store, refresh_every=0), bus, OutcomePublisher(self._publish),
                                    hold_after=60, probe_every=30)
             self.service = PostingService(postings, directory, self.mappings, ledgers, OutcomeRecorder(postings, bus),
-                                          64 * 1024, self.outages)
+                                          64 * 1024, self.outages, Reversals(postings, MongoPaymentBalances(self.c)))
             self.worker = OutageWorker(self.outages, postings, self.service, _Alone())
             self.held = False
             self.ops = PostingOperations(MongoPostingCommands(self.c), self._publish, bus, Pacer(1e9))
@@ -106,7 +113,12 @@ def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
 
         @initialize()
         def start(self) -> None:
-            pass
+            # One payment loaded from the start, beside the four drawn: the reversals have a payment
+            # to take back from in most examples, not only in those that happened to load one.
+            self.run(self._deliver("payment.posted", {
+                "event_id": str(uuid.uuid4()), "practice_id": "clinic-p", "payment_id": SEED,
+                "patient_account_id": "acct-1", "ehr_patient_id": "EHR-1", "amount": "99.99", "currency": "USD",
+                "method": "ach", "occurred_at": "2026-11-25T09:00:00+00:00"}))
 
         @rule(i=st.integers(0, len(PAYMENTS) - 1), account=st.sampled_from(ACCOUNTS),
               ehr=st.sampled_from([None, "EHR-0", "EHR-404"]), amount=AMOUNTS)
@@ -132,6 +144,43 @@ def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
                 "event_id": str(uuid.uuid4()), "practice_id": "clinic-p", "refund_id": refund_id,
                 "payment_id": PAYMENTS[i], "amount": amount, "currency": "USD",
                 "occurred_at": "2026-11-25T10:00:00+00:00"}))
+
+        def _reverse(self, routing_key: str, id_field: str, prefix: str, i: int, **fields: str) -> str:
+            """A reversal of a LOADED payment when there is one (a payment not loaded is drawn too, by
+            the refunds, and when none is loaded), so that most reversals are loaded, not waiting."""
+            own = f"{prefix}-{len(self.refunds)}"
+            self.refunds.append(own)
+            loaded = sorted(self.run(self.c.postings.distinct(
+                "payment_id", {"kind": "payment", "load_status": "LOADED"})))
+            payment_id = loaded[i % len(loaded)] if loaded else PAYMENTS[i]
+            self.run(self._deliver(routing_key, {
+                "event_id": str(uuid.uuid4()), "practice_id": "clinic-p", id_field: own, "payment_id": payment_id,
+                "occurred_at": "2026-11-26T10:00:00+00:00", **fields}))
+            return own
+
+        # A void takes all that is left: drawn less often than a return or a chargeback, so that
+        # those load too, and take part of a payment with refunds beside them.
+        @rule(i=st.integers(0, len(PAYMENTS) - 1), amount=AMOUNTS, code=st.sampled_from(["R01", "R02", "X9"]),
+              kind=st.sampled_from(["return", "return", "chargeback", "chargeback", "void"]))
+        def reverse(self, i: int, amount: str, code: str, kind: str) -> None:
+            if kind == "void":
+                self._reverse("payment.voided", "void_id", "void", i)
+            elif kind == "return":
+                self._reverse("payment.returned", "return_id", "ret", i, amount=amount, currency="USD",
+                              return_code=code)
+            else:
+                self.disputes.append(self._reverse("payment.disputed", "dispute_id", "dsp", i, amount=amount,
+                                                   currency="USD", reason="fraud"))
+
+        @rule(j=st.integers(0, 3), outcome=st.sampled_from(["won", "lost"]))
+        def close_dispute(self, j: int, outcome: str) -> None:
+            if j < len(self.disputes):
+                won = f"{self.disputes[j]}.won"
+                if outcome == "won" and won not in self.refunds:
+                    self.refunds.append(won)
+                self.run(self._deliver("dispute.closed", {
+                    "event_id": str(uuid.uuid4()), "practice_id": "clinic-p", "dispute_id": self.disputes[j],
+                    "outcome": outcome, "occurred_at": "2026-11-27T10:00:00+00:00"}))
 
         @rule(ids=st.lists(st.sampled_from(PAYMENTS), min_size=1, max_size=3))
         def retry(self, ids: list[str]) -> None:
@@ -175,7 +224,7 @@ def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
                 postings = {d["payment_id"]: d for d in await self.c.postings.find({}).to_list(None)}
                 posted: dict[str, int] = {}
                 for e in entries:
-                    key = e["refund_id"] or e["payment_id"]
+                    key = e.get("reversal_id") or e["refund_id"] or e["payment_id"]
                     posted[key] = posted.get(key, 0) + 1
                 assert all(n == 1 for n in posted.values()), f"posted twice: {posted}"
                 for pid, doc in postings.items():
@@ -185,9 +234,20 @@ def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
                     settled = ("LOADED", "FAILED", "CLEARED", *(("HELD",) if self.held else ()))
                     assert status in settled, f"{pid} left {status} (held: {self.held})"
                 total_ledger = sum((e["amount"] for e in entries), Decimal(0))
-                total_loaded = sum((d["amount"] if d["kind"] == "payment" else -d["amount"]
+                total_loaded = sum((d["amount"] if d["kind"] in ("payment", "dispute_won") else -d["amount"]
                                     for d in postings.values() if d["load_status"] == "LOADED"), Decimal(0))
                 assert total_ledger == total_loaded
+                # Refunds and reversals never take back more than the payment, nor a won dispute give
+                # back more than was taken.
+                for pid in [*PAYMENTS, SEED]:
+                    payment = postings.get(pid)
+                    mine = [e["amount"] for e in entries if e["payment_id"] == pid]
+                    held = sum(mine, Decimal(0))
+                    if payment is None or payment["load_status"] != "LOADED":
+                        assert mine == [], f"{pid} is not loaded, yet has entries {mine}"
+                        continue
+                    assert Decimal(0) <= held <= payment["amount"], f"{pid}: {held} of {payment['amount']}"
+                    assert payment["amount"] - payment.get("reversed_total", Decimal(0)) == held
 
             self.run(check())
 
@@ -196,6 +256,6 @@ def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
 
 def test_posting_lifecycle_invariants(services: Services) -> None:
     machine = make_machine(services.mongodb_uri)
-    machine.TestCase.settings = settings(max_examples=30, stateful_step_count=20, deadline=None,
+    machine.TestCase.settings = settings(max_examples=40, stateful_step_count=20, deadline=None,
                                          suppress_health_check=list(HealthCheck))
     machine.TestCase().runTest()

@@ -232,11 +232,11 @@ async def test_unreadable_row_never_changes_the_payment_it_names(api: httpx.Asyn
 
 async def test_unknown_routing_key_is_kept_as_an_unreadable_row(api: httpx.AsyncClient, upstream: Upstream,
                                                                   practice: str) -> None:
-    await upstream.send("payment.voided", {"event_id": "ev-void", "practice_id": "clinic-a", "payment_id": "p"})
+    await upstream.send("payment.teleported", {"event_id": "ev-void", "practice_id": "clinic-a", "payment_id": "p"})
 
     posting = await wait_for(lambda: get_posting(api, "clinic-a", "ev-void"))
     assert posting["kind"] == "unreadable"
-    assert "payment.voided" in posting["load_error"]["message"]
+    assert "payment.teleported" in posting["load_error"]["message"]
 
 
 async def test_payments_published_while_paypost_is_stopped_wait_for_it(

@@ -49,7 +49,7 @@ class BuiltinLedgerUnderTest(LedgerUnderTest):
     async def entries(self) -> list[HeldEntry]:
         docs = await self._collections.ledger_entries.find({}).to_list(None)
         return [HeldEntry(d["entry_id"], d["practice_id"], d["ehr_patient_id"], d["payment_id"], d["refund_id"],
-                          d["amount"], d["currency"]) for d in docs]
+                          d["amount"], d["currency"], d["kind"], d["reversal_id"]) for d in docs]
 
     def refusing(self, request: LedgerEntryRequest) -> tuple[LedgerEntryRequest, str]:
         # The built-in ledger keeps one currency per practice (USD unless set).
@@ -139,7 +139,8 @@ class HttpLedgerUnderTest(LedgerUnderTest):
 
     async def entries(self) -> list[HeldEntry]:
         return [HeldEntry(e["entry_id"], e["practice_id"], e["patient_id"], e["payment_id"], e["refund_id"],
-                          Decimal(e["amount"]), e["currency"]) for e in self.server.state.entries.values()]
+                          Decimal(e["amount"]), e["currency"], e["kind"], e["reversal_id"])
+                for e in self.server.state.entries.values()]
 
     def refusing(self, request: LedgerEntryRequest) -> tuple[LedgerEntryRequest, str]:
         self.server.state.faults = Faults(reject_patients=[CLOSED_PATIENT])

@@ -425,15 +425,37 @@ def test_metric_names_are_read_from_promql() -> None:
     assert metric_names(expr) == {"paypost_posting_latency_seconds_bucket", "up"}
 
 
+def recorded_rules() -> set[str]:
+    """The series the alert rules record (prometheus/rules.yml), which the dashboard may show."""
+    groups = yaml.safe_load((DEPLOY / "prometheus" / "rules.yml").read_text())["groups"]
+    return {rule["record"] for group in groups for rule in group["rules"] if "record" in rule}
+
+
 def test_every_dashboard_panel_shows_metrics_paypost_exposes() -> None:
+    """paypost's metrics and the series its rules record; a "MongoDB:" panel, the exporter's."""
     dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "paypost.json").read_text())
-    known = paypost_metric_names()
+    known = paypost_metric_names() | recorded_rules()
     assert dashboard["panels"]
     for panel in dashboard["panels"]:
         for target in panel["targets"]:
             used = metric_names(target["expr"])
             assert used, panel["title"]
+            if panel["title"].startswith("MongoDB:"):
+                assert all(name.startswith("mongodb_") for name in used), (panel["title"], used)
+                continue
             assert used <= known, (panel["title"], used - known)
+
+
+def test_the_dashboard_shows_the_objective_and_what_the_alerts_watch() -> None:
+    exprs = " ".join(target["expr"] for panel in json.loads(
+        (DEPLOY / "grafana" / "dashboards" / "paypost.json").read_text())["panels"] for target in panel["targets"])
+    for name in ("paypost_objective_payments_on_time_total", "paypost:objective_errors:ratio_rate1h",
+                 "paypost_practice_system_request_seconds_bucket", "paypost_practice_system_throttled_total",
+                 "paypost_practice_system_token_fetches_total", "paypost_practices_held",
+                 "paypost_alert_outbox_backlog", "paypost_alert_outbox_oldest_seconds", "paypost_announcements_owed",
+                 "paypost_audit_entries_unsealed",
+                 "paypost_audit_last_seal_age_seconds", "paypost_build_info", "mongodb_op_counters_total"):
+        assert name in exprs, name
 
 
 def test_the_dashboard_covers_what_the_office_watches() -> None:
@@ -464,6 +486,39 @@ def test_prometheus_scrapes_every_paypost_process_of_compose() -> None:
     assert {f"{name}:{http_port()}" for name in processes} <= targets
     api = next(job for job in config["scrape_configs"] if job["job_name"] == "paypost-api")
     assert api["scheme"] == "https"
+
+
+def test_prometheus_loads_the_alert_rules_the_prometheus_rule_holds() -> None:
+    """One set of rules: compose's Prometheus loads rules.yml, and the PrometheusRule (for the
+    Prometheus Operator, in kubernetes/monitoring/) holds the same groups."""
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    configs = compose()["configs"]
+    mounted = {c["target"]: configs[c["source"]]["file"] for c in compose()["services"]["prometheus"]["configs"]}
+    assert config["rule_files"] == ["/etc/prometheus/rules.yml"]
+    assert mounted["/etc/prometheus/rules.yml"] == "./prometheus/rules.yml"
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "rules.yml").read_text())
+    [rule] = parsed(KUBERNETES / "monitoring" / "60-paypost-rules.yaml")
+    assert (rule["apiVersion"], rule["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
+    assert rule["metadata"]["namespace"] == resources("Namespace").popitem()[0]
+    assert rule["spec"]["groups"] == rules["groups"]
+
+
+def test_a_mongodb_exporter_stands_beside_the_stack_and_is_scraped() -> None:
+    services = compose()["services"]
+    exporter = services["mongodb-exporter"]
+    assert exporter["image"].startswith("percona/mongodb_exporter:")
+    assert "replicaSet=rs0" in " ".join(exporter["command"])
+    assert "tls=true&tlsCAFile=/run/secrets/ca_crt" in " ".join(exporter["command"])  # mongod takes TLS only
+    assert "ca_crt" in exporter["secrets"]
+    assert exporter["environment"]["MONGODB_USER"] == "exporter"
+    # From .env (as RabbitMQ's password is), never a value written in the file.
+    assert exporter["environment"]["MONGODB_PASSWORD"].startswith("${MONGO_EXPORTER_PASSWORD:?")
+    assert "MONGO_EXPORTER_PASSWORD" in services["mongo-init"]["environment"]
+    assert 'admin.getUser("exporter")' in (DEPLOY / "mongo" / "replica-set.js").read_text()
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    [job] = [job for job in config["scrape_configs"] if job["job_name"] == "mongodb"]
+    assert job["static_configs"][0]["targets"] == ["mongodb-exporter:9216"]
+    assert "MONGO_EXPORTER_PASSWORD=" in (DEPLOY / "README.md").read_text()
 
 
 # -- patient data (contract section 12): TLS to the services, keys as files, the purge, volumes ----

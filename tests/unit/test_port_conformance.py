@@ -31,6 +31,7 @@ from paypost.domain.ports import (
     patient_data,
     postings,
     practices,
+    reversals,
     runtime,
     transfers,
 )
@@ -58,9 +59,12 @@ from paypost.infra.mongo.leases import DutyLeases, Lease
 from paypost.infra.mongo.notes import MongoPostingNotes
 from paypost.infra.mongo.operations import MongoOperationStore
 from paypost.infra.mongo.outages import MongoOutageStore
-from paypost.infra.mongo.postings import MongoPostingCommands, MongoPostingStore
+from paypost.infra.mongo.posting_commands import MongoPostingCommands
+from paypost.infra.mongo.postings import MongoPostingStore
 from paypost.infra.mongo.reports import PostingReport
 from paypost.infra.mongo.retention import MongoRetention
+from paypost.infra.mongo.reversal_alerts import MongoReversalAlerts
+from paypost.infra.mongo.reversals import MongoPaymentBalances
 from paypost.infra.mongo.transfers import MongoTransferStore
 from paypost.infra.rabbit.broker import BasicPublisher, FramedPublisher
 from paypost.infra.rabbit.event_hub import EventHub
@@ -70,6 +74,8 @@ from paypost.infra.readiness import ServiceReadiness
 # (port, adapter) for every adapter paypost.bootstrap hands to a handler.
 WIRED: list[tuple[type[Any], type[Any]]] = [
     (postings.PostingStore, MongoPostingStore),
+    (reversals.PaymentBalances, MongoPaymentBalances),
+    (reversals.ReversalAlertStore, MongoReversalAlerts),
     (postings.PostingCommands, MongoPostingCommands),
     (outages.OutageStore, MongoOutageStore),
     (practices.PracticeDirectory, MongoPracticeDirectory),

@@ -70,8 +70,8 @@ def test_oversize_is_refused_before_parsing() -> None:
 
 
 def test_unknown_routing_key() -> None:
-    read = read_message(kept(payment_body(), "payment.voided"), LIMIT)
-    assert isinstance(read, Unreadable) and "payment.voided" in read.detail
+    read = read_message(kept(payment_body(), "payment.teleported"), LIMIT)
+    assert isinstance(read, Unreadable) and "payment.teleported" in read.detail
 
 
 def test_a_message_without_an_id_gets_the_same_assigned_id_for_the_same_bytes() -> None:

@@ -4,6 +4,7 @@
 // file: tests/unit/test_deploy.py keeps the two the same).
 //   MONGO_MEMBERS                host:port of each member, comma-separated, the first one preferred
 //   MONGO_PAYPOST_PASSWORD_FILE  the file holding the password of the user "paypost"
+//   MONGO_EXPORTER_PASSWORD      if set, the password of the user "exporter" (compose's mongodb-exporter)
 const fs = require("fs");
 const members = process.env.MONGO_MEMBERS.split(",");
 
@@ -26,5 +27,14 @@ if (admin.getUser("paypost") === null) {
     pwd: fs.readFileSync(process.env.MONGO_PAYPOST_PASSWORD_FILE, "utf8").trim(),
     // paypost's one database (PAYPOST_MONGODB_DB): its collections, indexes and change streams.
     roles: [{ role: "readWrite", db: "paypost" }],
+  });
+}
+
+// The metrics exporter beside compose's stack: MongoDB's own figures, read-only.
+if (process.env.MONGO_EXPORTER_PASSWORD && admin.getUser("exporter") === null) {
+  admin.createUser({
+    user: "exporter",
+    pwd: process.env.MONGO_EXPORTER_PASSWORD,
+    roles: [{ role: "clusterMonitor", db: "admin" }, { role: "read", db: "local" }],
   });
 }

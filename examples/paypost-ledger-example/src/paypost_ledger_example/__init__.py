@@ -30,8 +30,11 @@ CREATE TABLE IF NOT EXISTS patients (
 CREATE TABLE IF NOT EXISTS entries (
     idempotency_key TEXT PRIMARY KEY, entry_id TEXT NOT NULL UNIQUE, practice_id TEXT NOT NULL,
     patient_id TEXT NOT NULL, payment_id TEXT NOT NULL, refund_id TEXT, amount TEXT NOT NULL,
-    currency TEXT NOT NULL, occurred_at TEXT NOT NULL, posted_at TEXT NOT NULL);
+    currency TEXT NOT NULL, occurred_at TEXT NOT NULL, posted_at TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'payment', reversal_id TEXT);
 """
+# A file made before paypost 1.2 has no kind and no reversal_id: they are added to it.
+_ADDED_COLUMNS = {"kind": "TEXT NOT NULL DEFAULT 'payment'", "reversal_id": "TEXT"}
 
 
 class Settings(BaseModel):
@@ -63,6 +66,8 @@ class Entry:
     refund_id: str | None
     amount: Decimal
     currency: str
+    kind: str = "payment"  # payment, refund, void, return, chargeback or dispute_won
+    reversal_id: str | None = None  # a void's, return's, chargeback's or won dispute's own id
 
 
 class LedgerFile:
@@ -76,6 +81,10 @@ class LedgerFile:
         """One write transaction: another writer waits for it (``BEGIN IMMEDIATE``), up to 10 s."""
         with closing(sqlite3.connect(self.path, timeout=10, isolation_level=None)) as db:
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(entries)")}
+            for name, declared in _ADDED_COLUMNS.items():
+                if name not in columns:
+                    db.execute(f"ALTER TABLE entries ADD COLUMN {name} {declared}")
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -91,9 +100,9 @@ class LedgerFile:
 
     def entries(self) -> list[Entry]:
         with self.transaction() as db:
-            rows = db.execute("SELECT entry_id, practice_id, patient_id, payment_id, refund_id, amount, currency "
-                              "FROM entries ORDER BY posted_at, entry_id").fetchall()
-        return [Entry(r[0], r[1], r[2], r[3], r[4], Decimal(r[5]), r[6]) for r in rows]
+            rows = db.execute("SELECT entry_id, practice_id, patient_id, payment_id, refund_id, amount, currency, "
+                              "kind, reversal_id FROM entries ORDER BY posted_at, entry_id").fetchall()
+        return [Entry(r[0], r[1], r[2], r[3], r[4], Decimal(r[5]), r[6], r[7], r[8]) for r in rows]
 
 
 class SqliteLedger:
@@ -125,10 +134,10 @@ class SqliteLedger:
                 raise LoadFailure(LoadErrorCode.LEDGER_REJECTED,
                                   f"Patient {request.ehr_patient_id}'s account is closed for new entries.")
             entry_id = str(uuid.uuid4())
-            db.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
+            db.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
                 request.idempotency_key, entry_id, request.practice_id, request.ehr_patient_id, request.payment_id,
                 request.refund_id, str(request.amount), request.currency, request.occurred_at.isoformat(),
-                datetime.now(UTC).isoformat()))
+                datetime.now(UTC).isoformat(), request.kind, request.reversal_id))
         return LedgerReceipt(entry_id=entry_id)
 
 

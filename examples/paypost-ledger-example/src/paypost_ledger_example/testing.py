@@ -22,7 +22,8 @@ class ExampleLedgerUnderTest(LedgerUnderTest):
         self.file = file
 
     async def entries(self) -> list[HeldEntry]:
-        return [HeldEntry(e.entry_id, e.practice_id, e.patient_id, e.payment_id, e.refund_id, e.amount, e.currency)
+        return [HeldEntry(e.entry_id, e.practice_id, e.patient_id, e.payment_id, e.refund_id, e.amount, e.currency,
+                          e.kind, e.reversal_id)
                 for e in self.file.entries()]
 
     def refusing(self, request: LedgerEntryRequest) -> tuple[LedgerEntryRequest, str]:
