@@ -50,7 +50,6 @@ def error_answer(status: int, *codes: str, when: str = "") -> dict[int | str, di
 
 # The error answers every /api/v1 route documents; a route adds those only it gives (409, 503, ...).
 ERRORS: dict[int | str, dict[str, Any]] = {
-    **error_answer(400, when="A request paypost cannot act on"),
     **error_answer(401, when="No key, or a key paypost does not know"),
     **error_answer(403, when="The key's role may not do this"),
     **error_answer(404, when="Nothing there, or a practice outside the key's scope"),
@@ -58,6 +57,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     **error_answer(429, when="Too many unknown keys from this address (Retry-After says when to try again)"),
 }
 CONFLICT: dict[int | str, dict[str, Any]] = error_answer(409, when="The resource's state refuses it")
+# A 400 only where it happens: a cursor not handed out; a practice's ledger paypost cannot use.
+BAD_CURSOR = error_answer(400, "invalid_cursor", when="A cursor that is not a next_cursor paypost handed out")
+BAD_LEDGER = error_answer(400, "unknown_ledger_kind", "invalid_ledger_settings", "refused_host", "secret_key_missing",
+                          when="A ledger paypost cannot use: a kind not installed, settings its adapter refuses, "
+                               "a host outside PAYPOST_LEDGER_ALLOWED_HOSTS, credentials and no key to seal them")
 
 PracticeId = Annotated[str, Path(pattern=PRACTICE_ID_PATTERN, description="A practice id")]
 AnyId = Annotated[str, Path(min_length=1, max_length=128)]

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from paypost.api.deps import API_V1, Caller
+from paypost.api.deps import API_V1, BAD_CURSOR, Caller
 from paypost.domain.access_trail import AccessQuery
 from paypost.schemas.api.access_log import AccessPage
 from paypost.schemas.types import CURSOR, PRACTICE_ID_PATTERN, Rfc3339
@@ -17,7 +17,7 @@ router = APIRouter(prefix=API_V1, tags=["access log"])
 Text = Annotated[str | None, Query(min_length=1, max_length=128)]
 
 
-@router.get("/access-log", response_model=AccessPage)
+@router.get("/access-log", response_model=AccessPage, responses=BAD_CURSOR)
 async def access_log(
     app: Caller,
     practice_id: Annotated[str | None, Query(pattern=PRACTICE_ID_PATTERN)] = None,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from paypost.api import render
-from paypost.api.deps import API_V1, Caller, PracticeId
+from paypost.api.deps import API_V1, BAD_CURSOR, Caller, PracticeId
 from paypost.api.export import csv_chunks
 from paypost.domain.load_errors import LoadErrorCode
 from paypost.domain.model import LoadStatus
@@ -40,7 +40,7 @@ def report_filter(
 ReportFilter = Annotated[PostingFilter, Depends(report_filter)]
 
 
-@router.get("/postings", response_model=PostingPage)
+@router.get("/postings", response_model=PostingPage, responses=BAD_CURSOR)
 async def list_postings(
     app: Caller, where: ReportFilter,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,

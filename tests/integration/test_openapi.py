@@ -171,11 +171,18 @@ async def test_every_error_code_the_api_answers_is_in_the_documents_one_list(api
                     assert answer["content"]["application/json"]["example"]["error"]["code"] in named
 
 
-async def test_a_409_is_documented_only_where_it_happens(api: httpx.AsyncClient) -> None:
+@pytest.mark.parametrize(("status", "where"), [
+    ("409", {("post", "/api/v1/alerts/{alert_id}/snooze")}),
+    ("400", {("get", "/api/v1/postings"), ("get", "/api/v1/access-log"), ("put", "/api/v1/practices/{practice_id}"),
+             ("get", "/api/v1/practices/{practice_id}/ehr-patients/{ehr_patient_id}/ledger")}),
+    ("503", {("post", "/api/v1/postings/changes"), ("get", "/readyz")}),
+])
+async def test_a_400_409_or_503_is_documented_only_where_it_happens(api: httpx.AsyncClient, status: str,
+                                                                   where: set[tuple[str, str]]) -> None:
     paths = (await document(api))["paths"]
-    conflicting = {(method, path) for path, operations in paths.items() for method, operation in operations.items()
-                   if "409" in operation["responses"]}
-    assert conflicting == {("post", "/api/v1/alerts/{alert_id}/snooze")}
+    found = {(method, path) for path, operations in paths.items() for method, operation in operations.items()
+             if status in operation["responses"]}
+    assert found == where
 
 
 async def test_the_ledger_kinds_are_the_installed_ones(api: httpx.AsyncClient) -> None:
