@@ -172,7 +172,7 @@ async def test_every_error_code_the_api_answers_is_in_the_documents_one_list(api
 
 
 @pytest.mark.parametrize(("status", "where"), [
-    ("409", {("post", "/api/v1/alerts/{alert_id}/snooze")}),
+    ("409", {("post", "/api/v1/alerts/{alert_id}/snooze"), ("post", "/api/v1/alerts/{alert_id}/resolve")}),
     ("400", {("get", "/api/v1/postings"), ("get", "/api/v1/access-log"), ("put", "/api/v1/practices/{practice_id}"),
              ("get", "/api/v1/practices/{practice_id}/ehr-patients/{ehr_patient_id}/ledger")}),
     ("503", {("post", "/api/v1/postings/changes"), ("get", "/readyz")}),
@@ -229,3 +229,9 @@ async def test_the_document_is_valid_openapi_3_1(api: httpx.AsyncClient) -> None
     broken = {**doc, "paths": {"/x": {"get": {"responses": {"200": {"description": 1}}}}}}
     with pytest.raises(OpenAPIValidationError):  # the validator does refuse a broken one
         validate(broken)
+
+
+async def test_a_body_that_is_not_utf_8_is_a_422_as_documented(api: httpx.AsyncClient, practice: str) -> None:
+    r = await api.post(f"/api/v1/postings/{practice}/pay-1/notes", content=b"N\xff\xfeSD",
+                       headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request", r.text
