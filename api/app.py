@@ -19,12 +19,16 @@ from paypost.api.routes import (
     access_log,
     alerts,
     changes,
+    deposits,
     events,
     health,
     keys,
     legal_hold,
     mappings,
+    overview,
+    patient_search,
     patients,
+    periods,
     postings,
     practices,
     transfers,
@@ -45,8 +49,8 @@ TELEMETRY: TelemetryConfig = {"tracing": True, "logs": False, "metrics": False, 
 # Every route of these gets its caller's scoped application (deps.authenticate): none can reach a
 # handler unscoped, or forget the check. The order is the order requests are matched in.
 api = APIRouter(dependencies=[Depends(authenticate)], responses=ERRORS)
-for resource in (practices, patients, mappings, postings, changes, transfers, alerts, triage, keys, events,
-                 access_log, legal_hold):  # the last two: contract section 12
+for resource in (practices, patients, mappings, patient_search, postings, changes, transfers, deposits, periods,
+                 alerts, triage, overview, keys, events, access_log, legal_hold):  # the last two: contract section 12
     api.include_router(resource.router)
 
 

@@ -11,10 +11,11 @@ from starlette.routing import Match, Mount
 from paypost.domain.access import AccessDenied
 from paypost.domain.errors import BadCursor, RefusedHost
 from paypost.domain.integrations import InvalidLedgerSettings, MissingSecretKey, UnknownLedgerKind
+from paypost.domain.patient_search import SearchFailed, SearchNotOffered, SystemUnreachable
 from paypost.handlers.changes import EmptySelection, InvalidCanary, MissingReason, SelectionTooLarge, UnknownGroup
 from paypost.handlers.keys import InvalidKey
-from paypost.handlers.practices import NotFound
-from paypost.handlers.triage import AlertResolved, NotResolvable, NotSnoozable
+from paypost.handlers.practices import InvalidSearch, NotFound
+from paypost.handlers.triage import AlertResolved, InvalidOverview, NotResolvable, NotSnoozable
 
 
 class ApiError(Exception):
@@ -107,6 +108,11 @@ def _install_handler_errors(app: FastAPI) -> None:
         InvalidCanary: (422, "invalid_canary"),
         NotSnoozable: (422, "invalid_request"),
         AlertResolved: (409, "alert_resolved"),
+        InvalidSearch: (422, "invalid_request"),
+        InvalidOverview: (422, "invalid_request"),
+        SearchNotOffered: (501, "search_not_offered"),
+        SystemUnreachable: (503, "practice_system_unavailable"),
+        SearchFailed: (502, "practice_system_error"),
         NotResolvable: (422, "invalid_request"),
     }
 

@@ -61,6 +61,7 @@ def row(doc: Doc) -> dict[str, Any]:
         "clear_verified": (doc.get("cleared") or {}).get("verified"),
         "assignee": doc.get("assignee"),
         "notes_count": doc.get("notes_count", 0),
+        "late_for_closed_period": bool(doc.get("late_for_closed_period")),  # (section 11)
         "received_at": iso(doc["received_at"]),
         "updated_at": iso(doc["updated_at"]),
     }

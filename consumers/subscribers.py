@@ -24,6 +24,7 @@ from paypost.infra.rabbit.broker import kept_message
 from paypost.infra.rabbit.intake import BatchConsumer, BatchHandler, Settle, traced
 from paypost.infra.runtime.retry import is_transient, log_failure
 from paypost.schemas.messages import (
+    DepositReceived,
     PatientMappingUpdated,
     PostingClear,
     PostingRetry,
@@ -32,6 +33,7 @@ from paypost.schemas.messages import (
 )
 from paypost.schemas.reading import Unreadable, assigned_id, read_message
 from paypost.schemas.topics import (
+    DEPOSIT_RECEIVED,
     INTAKE_QUEUE,
     PATIENT_MAPPING_UPDATED,
     POSTING_CLEAR,
@@ -166,6 +168,8 @@ def register(
     commands: CommandService,
     retrying: Retrying[Any],
     max_message_bytes: int,
+    *,
+    deposits: Callable[[DepositReceived], Awaitable[object]],
 ) -> None:
     """Subscribe paypost's other consumers. Each acks only after its outcome is durable.
 
@@ -211,6 +215,7 @@ def register(
 
     applier(topology.mappings, {PATIENT_MAPPING_UPDATED: PatientMappingUpdated}, apply_mapping, "mappings")
     applier(topology.transfers, {TRANSFER_SETTLED: TransferSettled}, transfers, "transfers")
+    applier(topology.deposits, {DEPOSIT_RECEIVED: DepositReceived}, deposits, "deposits")
     applier(topology.operator_commands, {POSTING_RETRY: PostingRetry, POSTING_CLEAR: PostingClear},
             commands.apply, "commands")
 

@@ -87,6 +87,8 @@ class Posting:
     # From then on an answer may have been lost after the system committed the entry, so every
     # later call looks the entry up before posting it (``LedgerEntryRequest.maybe_posted``).
     sent_at: datetime | None = None
+    # When it happened at the payments platform: the month it belongs to (contract section 11).
+    occurred_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

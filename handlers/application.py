@@ -17,6 +17,7 @@ from paypost.handlers.access_trail import AccessTrail
 from paypost.handlers.changes import SaveChanges
 from paypost.handlers.keys import ApiKeys
 from paypost.handlers.mappings import MappingService
+from paypost.handlers.month_end import MonthEnd
 from paypost.handlers.practices import Practices
 from paypost.handlers.reports import Reports
 from paypost.handlers.retention import RetentionService
@@ -37,9 +38,11 @@ class Application:
     triage: Triage
     access: AccessTrail  # contract section 12: who was shown what
     retention: RetentionService
+    month_end: MonthEnd | None = None  # deposits and the close of a month (contract section 11)
 
     def for_principal(self, who: Principal, via: Via | None = None) -> ScopedApplication:
         """The handlers as ``who`` may use them: only its practices, only what its role allows;
         ``via``: the caller's address and the route, for the access trail."""
         return ScopedApplication(who, self.practices, self.mappings, self.save_changes, self.reports, self.feed,
-                                 self.keys, self.triage, self.access, self.retention, via or Via())
+                                 self.keys, self.triage, self.access, self.retention, via or Via(),
+                                 month_end=self.month_end)

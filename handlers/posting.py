@@ -86,8 +86,8 @@ class HeldMapping:
 
 def posting_from(message: PostingMessage, received_at: datetime) -> Posting:
     """The new PENDING posting a payment, refund or reversal message stands for."""
-    if isinstance(message, REVERSAL_MESSAGES):
-        return reversal_posting(message, received_at)
+    if isinstance(message, REVERSAL_MESSAGES):  # the month it belongs to is its occurred_at's (section 11)
+        return replace(reversal_posting(message, received_at), occurred_at=message.occurred_at)
     if isinstance(message, PaymentPosted):
         return Posting(
             key=PostingKey(message.practice_id, message.payment_id),
@@ -101,8 +101,9 @@ def posting_from(message: PostingMessage, received_at: datetime) -> Posting:
             currency=message.currency,
             method=message.method.value,
             merchant_transfer_id=message.merchant_transfer_id,
+            occurred_at=message.occurred_at,
         )
-    return refund_posting(message, received_at)
+    return replace(refund_posting(message, received_at), occurred_at=message.occurred_at)
 
 
 def posts_nothing(message: PostingMessage) -> bool:

@@ -8,8 +8,9 @@ from paypost.domain.access import Scope
 from paypost.domain.errors import PaypostError
 from paypost.domain.integrations import CONTRACT_KINDS, SEALED, MissingSecretKey, Practice, secret_of, without_secret
 from paypost.domain.outages import PracticeOutage
+from paypost.domain.patient_search import LIMIT_MAX, QUERY_MAX, PatientMatch, SearchNotOffered
 from paypost.domain.ports import Record
-from paypost.domain.ports.ledgers import LedgerEntries, LedgerKinds, SecretBox, UrlPolicy
+from paypost.domain.ports.ledgers import LedgerEntries, LedgerKinds, PatientSearch, SecretBox, UrlPolicy
 from paypost.domain.ports.practices import PracticeDirectory
 from paypost.handlers.clock import Clock, utc_now
 from paypost.handlers.outages import Outages
@@ -35,8 +36,10 @@ class PracticeStatus:
 
 class Practices:
     def __init__(self, directory: PracticeDirectory, ledger: LedgerEntries, urls: UrlPolicy,
-                 secrets: SecretBox | None, outages: Outages, kinds: LedgerKinds, clock: Clock = utc_now) -> None:
+                 secrets: SecretBox | None, outages: Outages, kinds: LedgerKinds, clock: Clock = utc_now,
+                 patients: PatientSearch | None = None) -> None:
         self._directory = directory
+        self._patients = patients  # None: no practice's system is asked (every search is 501)
         self._ledger = ledger
         self._urls = urls
         self._secrets = secrets  # None: paypost has no PAYPOST_SECRET_KEY
@@ -102,3 +105,25 @@ class Practices:
         if not await self._directory.patient_registered(practice_id, ehr_patient_id):
             raise NotFound(f"Patient {ehr_patient_id} is not registered for practice {practice_id}.")
         return await self._ledger.entries(practice_id, ehr_patient_id)
+
+    async def search_patients(self, practice_id: str, query: str, limit: int) -> list[PatientMatch]:
+        """Ask the practice's system for the patients matching ``query`` (contract section 14).
+
+        Nothing of the query or the answer is stored or logged here: the caller records the search's
+        count in the access trail. ``InvalidSearch`` for an empty or overlong query or a limit out of
+        range; ``SearchNotOffered`` where the system has no search."""
+        text = query.strip()
+        if not text:
+            raise InvalidSearch("Say what to search for: q is empty.")
+        if len(text) > QUERY_MAX:
+            raise InvalidSearch(f"q is at most {QUERY_MAX} characters.")
+        if not 1 <= limit <= LIMIT_MAX:
+            raise InvalidSearch(f"limit is from 1 to {LIMIT_MAX}.")
+        await self.get(practice_id)  # a practice that is not set up: 404
+        if self._patients is None:
+            raise SearchNotOffered("This paypost asks no practice's system for patients.")
+        return await self._patients.search(practice_id, text, limit)
+
+
+class InvalidSearch(PaypostError, ValueError):
+    """A patient search paypost cannot send: no text, too much, or a limit out of range."""

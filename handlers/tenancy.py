@@ -20,6 +20,8 @@ from paypost.domain.access import AccessDenied, ApiKey, Principal, Role
 from paypost.domain.access_trail import AccessQuery, Via
 from paypost.domain.alerts import Alert, AlertState, practice_named_by
 from paypost.domain.integrations import Practice
+from paypost.domain.overview import OverviewPage
+from paypost.domain.patient_search import PatientMatch
 from paypost.domain.ports import Record
 from paypost.domain.ports.events import BroadcastEvent, EventFeed
 from paypost.domain.ports.postings import FailedSelection, PostingFilter, StatusTotal
@@ -32,6 +34,7 @@ from paypost.handlers.access_trail import AccessTrail
 from paypost.handlers.changes import SaveChanges, Selection
 from paypost.handlers.keys import ApiKeys
 from paypost.handlers.mappings import MappingService
+from paypost.handlers.month_end import MonthEnd, ScopedMonthEnd
 from paypost.handlers.practices import Practices, PracticeStatus, practice_not_found
 from paypost.handlers.reports import Reports, operation_not_found
 from paypost.handlers.retention import RetentionService
@@ -80,6 +83,10 @@ class ScopedPractices:
     async def release(self, practice_id: str) -> PracticeStatus:
         self._guard.change(practice_id)
         return await self._inner.release(practice_id, self._guard.who.name)
+
+    async def search_patients(self, practice_id: str, query: str, limit: int) -> list[PatientMatch]:
+        self._guard.change(practice_id)  # an operator's (contract section 14): it finds a patient to map
+        return await self._inner.search_patients(practice_id, query, limit)
 
     async def register_patient(self, practice_id: str, ehr_patient_id: str) -> bool:
         self._guard.change(practice_id)
@@ -170,6 +177,9 @@ class ScopedTriage:
         if practice_id is not None:
             self._guard.read(practice_id)
         return await self._inner.failure_groups(practice_id, self._guard.who.scope)
+
+    async def overview(self, limit: int, cursor: str | None) -> OverviewPage:
+        return await self._inner.overview(self._guard.who.scope, limit, cursor)
 
     async def add_note(self, key: PostingKey, text: str) -> tuple[AuditEntry, int]:
         self._guard.change(key.practice_id)
@@ -323,7 +333,7 @@ class ScopedApplication:
 
     def __init__(self, who: Principal, practices: Practices, mappings: MappingService, save_changes: SaveChanges,
                  reports: Reports, feed: EventFeed, keys: ApiKeys, triage: Triage, access: AccessTrail,
-                 retention: RetentionService, via: Via) -> None:
+                 retention: RetentionService, via: Via, *, month_end: MonthEnd | None = None) -> None:
         guard = Guard(who)
         self.who = who
         self.guard = guard
@@ -336,3 +346,4 @@ class ScopedApplication:
         self.triage = ScopedTriage(triage, guard)
         self.access = ScopedAccess(access, guard, via)
         self.retention = ScopedRetention(retention, guard)
+        self.month_end = ScopedMonthEnd(month_end, guard) if month_end is not None else None

@@ -7,8 +7,9 @@ from datetime import datetime
 from paypost.domain.access import EVERY, Scope
 from paypost.domain.alerts import MAX_SNOOZE, Alert
 from paypost.domain.errors import PaypostError
+from paypost.domain.overview import OVERVIEW_LIMIT_MAX, OverviewPage, overview_cursor, overview_offset
 from paypost.domain.ports.alerts import AlertStore
-from paypost.domain.ports.postings import FailureGroupReader, PostingNotes
+from paypost.domain.ports.postings import FailureGroupReader, PostingNotes, PracticeOverviews
 from paypost.domain.posting import AuditEntry, PostingKey
 from paypost.domain.triage import FailureGroup
 from paypost.handlers.clock import Clock, utc_now
@@ -18,6 +19,10 @@ from paypost.handlers.reversal_alerts import ReversalAlerts
 
 class NotSnoozable(PaypostError, ValueError):
     """A snooze that cannot be: its time is not ahead, is too far ahead, or it has no reason."""
+
+
+class InvalidOverview(PaypostError, ValueError):
+    """An overview page paypost cannot give: a limit out of range."""
 
 
 class AlertResolved(PaypostError):
@@ -39,8 +44,9 @@ def alert_not_found(alert_id: str) -> NotFound:
 class Triage:
     def __init__(self, groups: FailureGroupReader, notes: PostingNotes, alerts: AlertStore,
                  clock: Clock = utc_now,
-                 resolver: ReversalAlerts | None = None) -> None:
+                 resolver: ReversalAlerts | None = None, overviews: PracticeOverviews | None = None) -> None:
         self._groups = groups
+        self._overviews = overviews
         self._notes = notes
         self._alerts = alerts
         self._clock = clock
@@ -49,6 +55,17 @@ class Triage:
     async def failure_groups(self, practice_id: str | None, scope: Scope = EVERY) -> list[FailureGroup]:
         """FAILED postings grouped by practice, Load Error and cause, largest first."""
         return await self._groups.groups(practice_id, scope)
+
+    async def overview(self, scope: Scope, limit: int, cursor: str | None) -> OverviewPage:
+        """Every practice in ``scope``, most FAILED payments first, paged (issue 30's first screen)."""
+        if not 1 <= limit <= OVERVIEW_LIMIT_MAX:
+            raise InvalidOverview(f"limit is from 1 to {OVERVIEW_LIMIT_MAX}.")
+        offset = overview_offset(cursor)
+        if self._overviews is None:
+            return OverviewPage([], 0, None)
+        items, total = await self._overviews.overview(scope, limit, offset)
+        after = offset + len(items)
+        return OverviewPage(items, total, overview_cursor(after) if items and after < total else None)
 
     async def add_note(self, key: PostingKey, text: str, actor: str) -> tuple[AuditEntry, int]:
         """Add a note to a posting's audit trail; the entry and the posting's notes count."""

@@ -19,10 +19,12 @@ from paypost.api.app import create_app, create_worker_app
 from paypost.consumers.subscribers import intake_consumers, register
 from paypost.domain.access import Principal, Role, Scope, token_hash
 from paypost.domain.access_trail import Retention
+from paypost.domain.alerts import Alert
 from paypost.domain.events import PostingCleared, PostingFailed, PostingHeld, PostingLoaded, PostingRetried
 from paypost.domain.patient_ref import use_key as use_patient_ref_key
 from paypost.domain.ports.events import Publish
 from paypost.domain.ports.ledgers import LedgerFactory
+from paypost.domain.posting import Posting
 from paypost.handlers import metrics
 from paypost.handlers.access_trail import AccessTrail
 from paypost.handlers.alert_delivery import AlertDelivery
@@ -32,14 +34,17 @@ from paypost.handlers.changes import SaveChanges
 from paypost.handlers.clock import Clock, utc_now
 from paypost.handlers.commands import CommandService
 from paypost.handlers.dead_letters import DeadLetterService
+from paypost.handlers.deposits import Deposits
 from paypost.handlers.healing import Healing
 from paypost.handlers.keys import ApiKeys, FailedKeys
 from paypost.handlers.maintenance import Maintenance
 from paypost.handlers.mappings import MappingService
 from paypost.handlers.messagebus import MessageBus
+from paypost.handlers.month_end import MonthEnd
 from paypost.handlers.operations import Pacer, PostingOperations
 from paypost.handlers.outages import OutageBoard, Outages, OutageWorker
 from paypost.handlers.outcomes import OutcomeRecorder
+from paypost.handlers.periods import Periods
 from paypost.handlers.posting import PostingService
 from paypost.handlers.practices import Practices
 from paypost.handlers.reactions import PostingReactions
@@ -52,12 +57,14 @@ from paypost.infra.ledgers.adapters import AdapterLedgers
 from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
 from paypost.infra.ledgers.hosts import HostPolicy
 from paypost.infra.ledgers.http import HttpLedgers, LedgerEvidence
+from paypost.infra.ledgers.patient_search import SystemPatientSearch
 from paypost.infra.ledgers.secrets import SecretBox, derived_key
 from paypost.infra.mongo.access_log import MongoAccessLog
 from paypost.infra.mongo.alerts import MongoAlertOutbox, MongoAlertStore
 from paypost.infra.mongo.api_keys import MongoApiKeyStore
 from paypost.infra.mongo.audit_seals import AuditSealer
 from paypost.infra.mongo.database import Collections, Doc, connect, ensure_indexes
+from paypost.infra.mongo.deposits import MongoDeposits, MongoPeriods, open_late_task
 from paypost.infra.mongo.directory import MongoMappingStore, MongoPracticeDirectory, MongoSealedSecrets
 from paypost.infra.mongo.failed_keys import MongoFailedKeyCounts
 from paypost.infra.mongo.failure_groups import MongoFailureGroups
@@ -93,6 +100,7 @@ from paypost.infra.runtime.sealer_process import SealerProcess
 from paypost.infra.runtime.settings import Settings
 from paypost.producers.events import OutcomePublisher
 from paypost.runtime import CONSUMES, Parts, ProcessRole, Runtime, run_sweeps, seal_periodically
+from paypost.schemas.messages import TransferSettled
 from paypost.schemas.topics import DEAD_LETTER_QUEUE, INTAKE_QUEUE
 
 log = structlog.get_logger("paypost")
@@ -235,10 +243,18 @@ class Paypost:
         self.mapping_service = MappingService(self.mapping_store, self.healing, clock, alerts=self.alert_delivery)
         self.command_service = CommandService(self.operations, self.operation_store, clock)
         self.canaries = Canaries(self.operation_store, self.posting_commands, self.publish, clock)
+        self.deposit_store, self.period_store = MongoDeposits(self.collections), MongoPeriods(self.collections)
+        self.month_end = MonthEnd(
+            Deposits(self.deposit_store, self.deposit_store, self.outcomes, clock),
+            Periods(self.period_store, self.deposit_store, self.directory, self._open_late_task,
+                    self._late_task_opened, clock),
+            self.deposit_store)
         self._subscribe()
         self.application = Application(
             practices=Practices(self.directory, self.builtin_ledger, self.hosts, self.secrets, self.outages,
-                                self.ledger_adapters, clock),
+                                self.ledger_adapters, clock,
+                                patients=SystemPatientSearch(self.directory, self.http_ledgers, self.ledgers)),
+            month_end=self.month_end,
             mappings=self.mapping_service,
             save_changes=SaveChanges(self.publish, self.operation_store, self.posting_commands, clock),
             reports=Reports(PostingReport(self.collections), self.posting_commands, self.operation_store,
@@ -252,14 +268,15 @@ class Paypost:
                 FailedKeys(self.failed_key_counts, clock, settings.unknown_key_limit), clock,
                 tickets=self.feed_tickets),
             triage=Triage(self.failure_groups, MongoPostingNotes(self.collections), self.alerts, clock,
-                          resolver=self.reversal_alerts),
+                          resolver=self.reversal_alerts, overviews=self.failure_groups),
             access=AccessTrail(self.access_log),
             retention=self.retention,
         )
         # Entrypoints on the broker.
         register(
             self.broker, self.posting_service, self.dead_letter_service, self.mapping_service,
-            self.reactions.transfer_settled, self.command_service, self.retrying, settings.max_message_bytes,
+            self._transfer_settled, self.command_service, self.retrying, settings.max_message_bytes,
+            deposits=self.month_end.deposits.received,
         )
         self.intake = intake_consumers(self.posting_service, self.retrying, prefetch=settings.prefetch,
                                        lanes=settings.intake_lanes, replay_window=settings.replay_window)
@@ -270,7 +287,7 @@ class Paypost:
         stores = (self.operation_store, self.alerts, self.transfers, self.sealer, self.api_keys,
                   self.failed_key_counts, self.feed_tickets, self.failure_groups, self.posting_commands,
                   self.access_log, self.retention_store,  # contract section 12
-                  self.standing)
+                  self.standing, self.deposit_store, self.period_store)
         broker = self.broker
 
         async def kill_sealer() -> None:
@@ -342,10 +359,24 @@ class Paypost:
             await outcomes.held(event.posting)
 
         self.bus.subscribe(PostingFailed, failed, reactions.failed, self.healing.failed, self._alerts_changed)
-        self.bus.subscribe(PostingLoaded, loaded, reactions.loaded, self._alerts_changed, self.reversal_alerts.loaded)
+        self.bus.subscribe(PostingLoaded, loaded, reactions.loaded, self._alerts_changed, self.reversal_alerts.loaded,
+                           self.month_end.periods.loaded)
         self.bus.subscribe(PostingRetried, retried)
         self.bus.subscribe(PostingCleared, cleared, reactions.cleared, self._alerts_changed)
         self.bus.subscribe(PostingHeld, held)
+
+    async def _transfer_settled(self, message: TransferSettled) -> None:
+        """A settled transfer reconciles, then the deposits waiting for it match (section 11)."""
+        await self.reactions.transfer_settled(message)
+        await self.month_end.deposits.transfer_settled(message)
+
+    async def _open_late_task(self, posting: Posting, month: str) -> Alert | None:
+        return await open_late_task(self.collections, posting.key.practice_id, posting.key.payment_id, month,
+                                    posting.amount, posting.currency, self.clock())
+
+    async def _late_task_opened(self, task: Alert, posting: Posting) -> None:
+        await self.outcomes.alert("opened", task, posting)
+        self.alert_delivery.wake()
 
     async def _alerts_changed(self, event: PostingFailed | PostingLoaded | PostingCleared) -> None:
         """Its alerts opened or resolved just before (``reactions``): their delivery goes now."""

@@ -57,6 +57,11 @@ async def run_demo(publish: Publish, practices: DemoPractices, practice_id: str 
 
 DEMO_SYSTEM_PRACTICE = "demo-pms"
 DEMO_SYSTEM_PATIENTS = ("EHR-2001", "EHR-2002")
+# What the demo's system shows the office of its patients, for the search (contract section 14): made-up
+# people. ACCT-29's mapping names EHR-2999, which the system does not know: searching "Example" finds
+# EHR-2009, the patient it should have named, and entering it retries the payment.
+DEMO_SYSTEM_DISPLAYS = {"EHR-2001": "Avery Example, born 1979-03-14", "EHR-2002": "Blair Sample, born 1990-11-02",
+                        "EHR-2009": "Rosa Example, born 1984-02-11"}
 
 
 

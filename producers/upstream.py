@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from paypost.domain.ports.events import Publish
-from paypost.schemas.messages import INBOUND_MESSAGES, PaymentPosted, PaymentRefunded, WireModel
+from paypost.schemas.messages import INBOUND_MESSAGES, DepositReceived, PaymentPosted, PaymentRefunded, WireModel
 from paypost.schemas.reading import describe_validation
 from paypost.schemas.topics import (
+    DEPOSIT_RECEIVED,
     DISPUTE_CLOSED,
     PATIENT_MAPPING_UPDATED,
     PAYMENT_DISPUTED,
@@ -24,7 +25,7 @@ from paypost.schemas.topics import (
 # What an upstream publishes on paypost.payments, by routing key (``paypost publish --message``).
 UPSTREAM_MESSAGES: dict[str, type[WireModel]] = {key: INBOUND_MESSAGES[key] for key in (
     PAYMENT_POSTED, PAYMENT_REFUNDED, PAYMENT_VOIDED, PAYMENT_RETURNED, PAYMENT_DISPUTED, DISPUTE_CLOSED,
-    TRANSFER_SETTLED, PATIENT_MAPPING_UPDATED)}
+    TRANSFER_SETTLED, PATIENT_MAPPING_UPDATED, DEPOSIT_RECEIVED)}
 
 
 class NotAMessage(ValueError):
@@ -87,3 +88,18 @@ async def publish_payment(publish: Publish, payment: PaymentPosted) -> None:
 
 async def publish_refund(publish: Publish, refund: PaymentRefunded) -> None:
     await publish_upstream(publish, PAYMENT_REFUNDED, refund, refund.event_id)
+
+
+def new_deposit(practice_id: str, deposit_id: str, amount: Decimal | str, *, currency: str = "USD",
+                deposited_at: str | None = None, merchant_transfer_ids: list[str] | None = None,
+                bank_reference: str | None = None) -> DepositReceived:
+    """A ``deposit.received`` (contract section 11), as the bank feed would publish it."""
+    return DepositReceived.model_validate({
+        "event_id": str(uuid.uuid4()), "practice_id": practice_id, "deposit_id": deposit_id,
+        "amount": str(amount), "currency": currency, "deposited_at": deposited_at or datetime.now(UTC).isoformat(),
+        "merchant_transfer_ids": merchant_transfer_ids or None, "bank_reference": bank_reference,
+    }, strict=False)
+
+
+async def publish_deposit(publish: Publish, deposit: DepositReceived) -> None:
+    await publish_upstream(publish, DEPOSIT_RECEIVED, deposit, deposit.event_id)

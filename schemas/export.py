@@ -8,6 +8,7 @@ from pathlib import Path
 from paypost.schemas.messages import (
     INBOUND_MESSAGES,
     AlertEvent,
+    DepositMatchedEvent,
     PostingEvent,
     TransferReconciledEvent,
     WireModel,
@@ -19,6 +20,7 @@ SCHEMAS: dict[str, type[WireModel]] = {
     "posting.event": PostingEvent,
     "alert.event": AlertEvent,
     "transfer.reconciled": TransferReconciledEvent,
+    "deposit.matched": DepositMatchedEvent,
 }
 
 

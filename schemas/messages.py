@@ -180,6 +180,19 @@ class TransferSettled(WireModel):
     settled_at: Timestamp
 
 
+class DepositReceived(WireModel):
+    """``deposit.received`` (section 11): a deposit the bank shows, to be matched to merchant transfers."""
+
+    event_id: Identifier
+    practice_id: PracticeId
+    deposit_id: Identifier
+    amount: Money
+    currency: Currency
+    deposited_at: Timestamp
+    merchant_transfer_ids: list[Identifier] | None = Field(default=None, max_length=100)
+    bank_reference: str | None = Field(default=None, max_length=200)
+
+
 class PatientMappingUpdated(WireModel):
     """``patient.mapping.updated``: the practice-management id of a patient account."""
 
@@ -287,6 +300,17 @@ class TransferReconciledEvent(PaypostEvent):
     variance: Money
 
 
+class DepositMatchedEvent(PaypostEvent):
+    """``deposit.matched.<practice_id>`` (section 11): a deposit was matched to its transfers."""
+
+    event_type: Literal["deposit.matched"]
+    deposit_id: str
+    amount: Money
+    merchant_transfer_ids: list[str]
+    difference: Money
+    matched_by: str  # "named", "amount" or the operator who matched it by hand
+
+
 INBOUND_MESSAGES: dict[str, type[WireModel]] = {
     "payment.posted": PaymentPosted,
     "payment.refunded": PaymentRefunded,
@@ -295,6 +319,7 @@ INBOUND_MESSAGES: dict[str, type[WireModel]] = {
     "payment.disputed": PaymentDisputed,
     "dispute.closed": DisputeClosed,
     "transfer.settled": TransferSettled,
+    "deposit.received": DepositReceived,
     "patient.mapping.updated": PatientMappingUpdated,
     "posting.retry": PostingRetry,
     "posting.clear": PostingClear,

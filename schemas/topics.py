@@ -16,6 +16,7 @@ PAYMENT_DISPUTED = "payment.disputed"
 DISPUTE_CLOSED = "dispute.closed"
 TRANSFER_SETTLED = "transfer.settled"
 PATIENT_MAPPING_UPDATED = "patient.mapping.updated"
+DEPOSIT_RECEIVED = "deposit.received"
 
 POSTING_RETRY = "posting.retry"
 POSTING_CLEAR = "posting.clear"
@@ -65,3 +66,7 @@ def alert_key(transition: str, practice_id: str, kind: str) -> str:
 
 def reconciled_key(practice_id: str) -> str:
     return f"transfer.reconciled.{practice_id}"
+
+
+def deposit_matched_key(practice_id: str) -> str:
+    return f"deposit.matched.{practice_id}"

@@ -75,6 +75,8 @@ export async function loadSystem() {
   if (!state.practice) return;
   try {
     const practice = await api(`/practices/${encodeURIComponent(state.practice)}`);
+    // The built-in ledger keeps no names: it has no patient search to offer (section 14).
+    state.searchOffered = practice.ledger?.kind !== "builtin";
     const hold = practice.hold;
     let text = "It answers: payments load as they arrive.";
     if (hold && hold.health === "failing") {

@@ -4,7 +4,8 @@
 
 import { loadAlerts, loadSystem, showTransfer } from "./alerts.js";
 import { openDetail } from "./detail.js";
-import { $, api, el, mayChange, plural, postingPath, say, sayError, span, state, when } from "./lib.js";
+import { $, api, el, mayChange, plural, postingPath, say, sayError, span, state, whenShort } from "./lib.js";
+import { onOpen, showOverview } from "./overview.js";
 import { groupSelection, loadGroups, loadSummary } from "./triage.js";
 
 const CANARY_FROM = 20;  // a retry of this many payments or more is offered a canary
@@ -27,10 +28,15 @@ async function signIn(token) {
     $("signin").hidden = true;
     $("app").hidden = false;
     $("signin-error").textContent = "";
+    // It opens on something useful at once: the practice chosen last time (or the only one) at its
+    // Needs attention; else, for a key with several, every practice with what needs attention first.
     if ($("f-practice").value) {
       await show();
-      $("attention-title").focus();  // it opens on what needs attention
-    } else if (practices.length) $("f-practice").focus();
+      $("attention-title").focus();
+    } else if (practices.length) {
+      await showOverview();
+      $("overview-title").focus();
+    }
   } catch (error) {
     state.token = "";
     sessionStorage.removeItem("paypost.token");
@@ -48,6 +54,7 @@ function offerPractices(practices, wanted) {
   picker.size = listed ? practices.length : 0;
   picker.replaceChildren(...(practices.length === 1 || listed ? [] : [el("option", { value: "" }, "Choose a practice")]),
     ...practices.map((p) => el("option", { value: p.practice_id }, label(p))));
+  $("all-practices").hidden = practices.length < 2;
   if (practices.length === 1) {
     picker.value = practices[0].practice_id;
     $("practice-picker").hidden = true;
@@ -62,6 +69,24 @@ function offerPractices(practices, wanted) {
 }
 
 $("f-practice").addEventListener("change", () => { if ($("f-practice").value) show(); });
+
+// From the overview: that practice (one with payments but not set up is offered for the while).
+onOpen(async (practiceId, label) => {
+  const picker = $("f-practice");
+  if (![...picker.options].some((o) => o.value === practiceId)) picker.append(el("option", { value: practiceId }, label));
+  picker.value = practiceId;
+  await show();
+  $("attention-title").focus();
+});
+$("all-practices").addEventListener("click", async () => {
+  localStorage.removeItem("paypost.practice");  // the next sign-in opens on the overview too
+  if (state.stream) state.stream.close();
+  state.stream = null;
+  state.practice = "";
+  $("live").textContent = "offline"; $("live").classList.remove("on");
+  await showOverview();
+  $("overview-title").focus();
+});
 $("signin-form").addEventListener("submit", (event) => { event.preventDefault(); signIn($("token").value.trim()); });
 $("signout").addEventListener("click", () => {
   sessionStorage.removeItem("paypost.token");
@@ -81,9 +106,13 @@ function filters() {
 async function show(resetPaging = true, quiet = false) {
   const practice = $("f-practice").value.trim();
   if (!$("filters").reportValidity()) return;
-  if (practice !== state.practice) { connectStream(practice); state.groups.clear(); }
+  const changed = practice !== state.practice;
+  if (changed) { connectStream(practice); state.groups.clear(); state.searchOffered = undefined; }
   state.practice = practice;
   localStorage.setItem("paypost.practice", practice);
+  $("practices-overview").hidden = true;
+  $("practice-view").hidden = false;
+  if (changed) await loadSystem();  // what its system offers (a patient search) before the groups show
   if (resetPaging) { state.cursors = [null]; state.page = 0; }
   const query = filters();
   const cursor = state.cursors[state.page];
@@ -116,26 +145,31 @@ function choices(item) {
   const retry = el("input", { type: "checkbox", class: "retry", "aria-label": `Retry ${item.payment_id}`,
                               disabled: !canChange, onchange: updateSave });
   const reason = el("input", { class: "reason", hidden: true, "aria-label": `Reason to clear ${item.payment_id}`,
-                               placeholder: "reason (required)", oninput: updateSave });
+                               placeholder: "reason", required: true, oninput: updateSave });
   const box = el("input", { type: "checkbox", class: "clear", "aria-label": `Clear ${item.payment_id}`, disabled: !canChange,
                             onchange: () => { reason.hidden = !box.checked; if (box.checked) reason.focus(); updateSave(); } });
   return [retry, el("span", {}, box, " ", reason)];
 }
 
+// A Load Error code may break after its underscores in a narrow column, and nowhere else.
+const breakable = (code) => code.split("_").flatMap((part, i) => (i ? ["_", el("wbr"), part] : [part]));
+
 function rowFor(item) {
   const [retry, clear] = item.load_status === "FAILED" ? choices(item) : ["", ""];
   const error = item.load_error;
   // The row says what went wrong; what fixes it is said once, for its group, under Needs attention.
-  const errorCell = error ? el("td", {}, el("span", { class: "error-code" }, error.code), " ", error.message) : el("td", {});
+  // A long message is cut to two lines here; the whole of it is its title (on hover) and in the detail.
+  const errorCell = error ? el("td", { class: "load-error" }, el("span", { class: "error-code" }, ...breakable(error.code)), " ",
+                               el("span", { class: "msg", title: error.message }, error.message)) : el("td", {});
   const link = (text, label, onclick) => el("button", { type: "button", class: "link", "aria-label": label, onclick }, text);
   const row = el("tr", { "data-payment-id": item.payment_id, "data-status": item.load_status },
-    el("td", {}, when(item.received_at)),
-    el("td", {}, link(item.payment_id, null, () => openDetail(item.payment_id, "detail-title"))),
+    el("td", { class: "received" }, whenShort(item.received_at)),
+    el("td", { class: "id" }, link(item.payment_id, null, () => openDetail(item.payment_id, "detail-title"))),
     el("td", {}, item.method ? `${item.kind}, ${item.method}`
       : (item.reversed_payment_id ? `${item.kind} of ${item.reversed_payment_id}` : item.kind)),
-    el("td", {}, item.patient_account_id || ""),
+    el("td", { class: "id" }, item.patient_account_id || ""),
     el("td", { class: "num" }, item.amount ? `${item.amount} ${item.currency || ""}` : ""),
-    el("td", {}, item.merchant_transfer_id ? link(item.merchant_transfer_id, null, () => showTransfer(item.merchant_transfer_id)) : ""),
+    el("td", { class: "id" }, item.merchant_transfer_id ? link(item.merchant_transfer_id, null, () => showTransfer(item.merchant_transfer_id)) : ""),
     el("td", { class: `status-${item.load_status}` }, item.load_status),
     errorCell,
     el("td", { class: "assignee" }, item.assignee || ""),

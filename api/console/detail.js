@@ -3,6 +3,7 @@
 "use strict";
 
 import { $, api, el, MAPPING_ERRORS, mayChange, plural, postingPath, say, sayError, state, when, whenShort } from "./lib.js";
+import { saveMapping, searchFor, searchOffered } from "./search.js";
 
 export async function openDetail(paymentId, focus = null) {
   try {
@@ -35,6 +36,13 @@ export async function openDetail(paymentId, focus = null) {
     const mappable = p.load_status === "FAILED" && p.load_error && MAPPING_ERRORS.has(p.load_error.code)
       && p.patient_account_id && mayChange();
     $("mapping-form").hidden = !mappable;
+    // Beside the id: a search of the practice's system for this account's patient (section 14).
+    const account = p.patient_account_id || "";
+    if (mappable && searchOffered() && $("mapping-search").dataset.account !== account) {
+      $("mapping-search").replaceChildren(searchFor(account, () => { $("mapping-search").hidden = true; }));
+      $("mapping-search").dataset.account = account;
+    }
+    $("mapping-search").hidden = !mappable || !searchOffered();
     $("mapping-form").dataset.account = p.patient_account_id || "";
     $("mapping-account").textContent = p.patient_account_id || "";
     $("assignee-form").hidden = !mayChange();
@@ -52,9 +60,7 @@ $("mapping-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const account = $("mapping-form").dataset.account;
   try {
-    const result = await api(`/practices/${encodeURIComponent(state.practice)}/patient-accounts/${encodeURIComponent(account)}/mapping`,
-      { method: "PUT", body: JSON.stringify({ ehr_patient_id: $("mapping-ehr").value.trim() }) });
-    say(`Mapping saved for ${account}: ${plural(result.retried, "failed payment")} sent back by themselves.`);
+    await saveMapping(account, $("mapping-ehr").value.trim());
     $("mapping-ehr").value = "";
   } catch (error) { sayError(error); }
 });

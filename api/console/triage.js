@@ -2,7 +2,8 @@
 // once for the group; and the counts and amounts per Load Status for the chosen dates.
 "use strict";
 
-import { $, api, el, MAPPING_ERRORS, mayChange, plural, say, sayError, span, state, when } from "./lib.js";
+import { $, api, el, MAPPING_ERRORS, mayChange, plural, sayError, span, state, when } from "./lib.js";
+import { saveMapping, searchFor, searchOffered } from "./search.js";
 
 const STATUSES = ["FAILED", "HELD", "RETRYING", "PENDING", "LOADED", "CLEARED"];
 
@@ -45,12 +46,15 @@ export async function loadGroups() {
     ({ items } = await api(`/failure-groups?practice_id=${encodeURIComponent(state.practice)}`));
   } catch (error) { return; }
   // What was ticked in a group that is still there stays ticked (a live reload must not lose it).
+  // So does a patient search open in it, with what was typed and found, and the focus.
+  const focused = document.activeElement;
   const kept = new Map([...state.groups].map(([id, g]) => [id, {
     retry: g.node.querySelector("input.retry-group")?.checked, clear: g.node.querySelector("input.clear-group")?.checked,
-    reason: g.node.querySelector("input.group-reason")?.value || "" }]));
+    reason: g.node.querySelector("input.group-reason")?.value || "", search: g.search }]));
   state.groups.clear();
   const list = $("groups");
   list.replaceChildren(...items.map((g) => groupFor(g, kept.get(g.group_id))));
+  if (focused && focused !== document.activeElement && document.contains(focused)) focused.focus();
   $("attention-none").hidden = items.length > 0;
   state.on.selectionChanged();
 }
@@ -70,15 +74,20 @@ function groupFor(g, was) {
         : `Failing since ${when(g.first_failed_at)}, last ${when(g.last_failed_at)}.`)),
     el("p", { class: "fix" }, el("strong", {}, "What fixes it: "), g.fix));
   const actions = el("div", { class: "actions" });
-  if (MAPPING_ERRORS.has(g.error_code) && g.cause && canChange) actions.append(...mappingFor(g, id));
+  let search = null;
+  if (MAPPING_ERRORS.has(g.error_code) && g.cause && canChange) {
+    const parts = mappingFor(g, id, was?.search);
+    search = parts.find((part) => part.classList.contains("patient-search")) || null;
+    actions.append(...parts);
+  }
   actions.append(...choicesFor(g, id, canChange, was || {}));
   node.append(actions);
-  state.groups.set(g.group_id, { group: g, node });
+  state.groups.set(g.group_id, { group: g, node, search });
   return node;
 }
 
 // Fix the cause where paypost can: the patient account's mapping (paypost then retries by itself).
-function mappingFor(g, id) {
+function mappingFor(g, id, keptSearch = null) {
   const input = el("input", { id: `${id}-ehr`, required: true, autocomplete: "off" });
   const form = el("form", { class: "group-mapping", hidden: true },
     el("label", { for: `${id}-ehr` }, `Practice-management patient id for ${g.cause}`), " ", input, " ",
@@ -86,10 +95,7 @@ function mappingFor(g, id) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
-      const account = g.cause;
-      const result = await api(`/practices/${encodeURIComponent(state.practice)}/patient-accounts/${encodeURIComponent(account)}/mapping`,
-        { method: "PUT", body: JSON.stringify({ ehr_patient_id: input.value.trim() }) });
-      say(`Mapping saved for ${account}: ${plural(result.retried, "failed payment")} sent back by themselves.`);
+      await saveMapping(g.cause, input.value.trim());
       input.value = "";
       form.hidden = true;
     } catch (error) { sayError(error); }
@@ -97,7 +103,14 @@ function mappingFor(g, id) {
   const open = el("button", { type: "button", "aria-expanded": "false", "aria-controls": `${id}-ehr`,
     onclick: () => { form.hidden = !form.hidden; open.setAttribute("aria-expanded", String(!form.hidden));
                      if (!form.hidden) input.focus(); } }, `Enter mapping for ${g.cause}`);
-  return [open, form];
+  if (!searchOffered()) return [open, form];
+  // Beside it: find the patient in the practice's system, and choose them (section 14).
+  const search = keptSearch || searchFor(g.cause);
+  if (!keptSearch) search.hidden = true;
+  const find = el("button", { type: "button", "aria-expanded": String(!search.hidden),
+    onclick: () => { search.hidden = !search.hidden; find.setAttribute("aria-expanded", String(!search.hidden));
+                     if (!search.hidden) search.querySelector("input").focus(); } }, `Find the patient of ${g.cause}`);
+  return [open, find, form, search];
 }
 
 // Retry or clear the whole group: ticked here, applied by Save Changes at the top of the screen.

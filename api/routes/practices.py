@@ -17,12 +17,20 @@ router = APIRouter(prefix=API_V1, tags=["practices"])
 async def put_practice(practice_id: PracticeId, body: PracticeIn, app: Caller) -> dict[str, Any]:
     """Set up a practice's ledger integration."""
     ledger = body.ledger.model_dump(mode="json", exclude_none=True)
-    return render.practice(await app.practices.put(practice_id, body.name, ledger, body.enabled))
+    shown = render.practice(await app.practices.put(practice_id, body.name, ledger, body.enabled))
+    if app.month_end is not None:
+        await app.month_end.configure(practice_id, body.time_zone, body.reconciliation.amount_tolerance,
+                                      body.reconciliation.days)
+        shown.update(await app.month_end.settings(practice_id))
+    return shown
 
 
 @router.get("/practices/{practice_id}", response_model=PracticeOut)
 async def get_practice(practice_id: PracticeId, app: Caller) -> dict[str, Any]:
-    return render.practice(await app.practices.get(practice_id))
+    shown = render.practice(await app.practices.get(practice_id))
+    if app.month_end is not None:
+        shown.update(await app.month_end.settings(practice_id))
+    return shown
 
 
 @router.post("/practices/{practice_id}/hold", response_model=PracticeOut)

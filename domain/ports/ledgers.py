@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from paypost.domain.patient_search import PatientMatch
 from paypost.domain.ports import Record
 from paypost.domain.posting import (
     Integration,
@@ -76,3 +77,14 @@ class Credentials(Protocol):
 
     def refused(self) -> bool:
         """The system answered 401: forget what was sent; whether asking once more may help."""
+
+
+# ---- finding the patient (contract section 14) ---------------------------------------------------
+
+class PatientSearch(Protocol):
+    """Asks a practice's system for the patients matching a text (``paypost.domain.patient_search``)."""
+
+    async def search(self, practice_id: str, query: str, limit: int) -> list[PatientMatch]:
+        """At most ``limit`` matches, as the system gave them. Raises ``SearchNotOffered`` where the
+        practice's system has no search, ``SystemUnreachable`` or ``SearchFailed`` where it could not
+        be asked; the query is never logged, stored or put in an error."""

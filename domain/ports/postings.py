@@ -11,6 +11,7 @@ from typing import Protocol
 from paypost.domain.access import EVERY, Scope
 from paypost.domain.load_errors import LoadError, LoadErrorCode
 from paypost.domain.model import LoadStatus
+from paypost.domain.overview import PracticeOverview
 from paypost.domain.ports import Record
 from paypost.domain.posting import (
     Attempt,
@@ -190,3 +191,13 @@ class PostingNotes(Protocol):
 
     async def assign(self, key: PostingKey, assignee: str | None, entry: AuditEntry) -> bool:
         """Set or clear who is looking at the posting; False if no such posting."""
+
+
+# ---- the overview of a key's practices (issue 30) ------------------------------------------------
+
+class PracticeOverviews(Protocol):
+    """Every practice in a scope with its failures, hold and open alerts: one aggregation, paged."""
+
+    async def overview(self, scope: Scope, limit: int, offset: int) -> tuple[list[PracticeOverview], int]:
+        """The practices from ``offset``, most FAILED payments first (then the most money, then by
+        id), at most ``limit``; and how many there are in all."""

@@ -33,16 +33,17 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from paypost.domain.alerts import Alert, AlertState
-from paypost.domain.errors import LedgerUnreachable, LoadFailure, RefusedHost, TransientFailure
+from paypost.domain.errors import LedgerUnreachable, LoadFailure, RefusedHost, TransientFailure, loggable
 from paypost.domain.integrations import SEALED
 from paypost.domain.load_errors import LoadErrorCode
 from paypost.domain.money import format_money
+from paypost.domain.patient_search import PatientMatch, SearchFailed, SearchNotOffered, SystemUnreachable, matches
 from paypost.domain.ports.ledgers import Credentials, SecretBox
 from paypost.domain.ports.practices import PracticeDirectory
 from paypost.domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
-from paypost.handlers import metrics
+from paypost.infra.ledgers.credentials import BearerToken, ClientCredentials, NoCredentials
 from paypost.infra.ledgers.hosts import HostPolicy
-from paypost.infra.runtime import tracing
+from paypost.infra.ledgers.requests import Transient, answer, reason
 from paypost.schemas.practice_system import FlagBody, TaskBody
 
 T = TypeVar("T")
@@ -52,72 +53,6 @@ log = structlog.get_logger("paypost.ledger_http")
 THROTTLED_FOR = 60.0
 # The longest Retry-After honoured in one wait (a larger one is waited in steps, within THROTTLED_FOR).
 MAX_RETRY_AFTER = 10.0
-
-
-class _Transient(TransientFailure):
-    def __init__(self, message: str, retry_after: float | None = None, throttled: bool = False) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-        self.throttled = throttled
-
-
-def _reason(response: httpx.Response) -> str:
-    try:
-        body: Any = response.json()
-        message = body.get("error", {}).get("message") if isinstance(body, dict) else None
-    except ValueError:
-        message = None
-    text = str(message or response.text or response.reason_phrase)
-    return text[:300]
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """``Retry-After`` in seconds (an HTTP date is not used by the protocol; it is read as absent)."""
-    value = response.headers.get("retry-after", "")
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-async def _answer(client: httpx.AsyncClient, who: str, method: str, url: str, *, within: float,
-                  **kwargs: Any) -> httpx.Response:
-    """One request to the practice's system (``who`` names the part for the office): what may pass by
-    itself (a timeout, a refused connection, 429, 5xx) is raised as transient; any other answer returned.
-
-    Each request is a client span carrying its ``traceparent`` (``infra/runtime/tracing.py``) and is
-    counted by part and status class (``handlers/metrics.py``: no practice label)."""
-    part = "token" if who == "the token endpoint" else "ledger"
-    headers: dict[str, str] = dict(kwargs.pop("headers", None) or {})
-    started = time.perf_counter()
-    status: int | None = None
-    timed_out = False
-    try:
-        with tracing.client_span(method, url, headers, server=_server(url)) as span:
-            try:
-                response = await client.request(method, url, timeout=within, headers=headers, **kwargs)
-            except httpx.TimeoutException as exc:
-                timed_out = True
-                raise _Transient(f"{who} did not answer within {within:g}s") from exc
-            except httpx.TransportError as exc:
-                raise _Transient(f"{who} could not be reached ({type(exc).__name__})") from exc
-            status = response.status_code
-            tracing.answered(span, status)
-    finally:
-        metrics.practice_system_request(part, status, time.perf_counter() - started, timed_out=timed_out)
-    if response.status_code == 429:
-        raise _Transient(f"{who} answered 429", retry_after=_retry_after(response), throttled=True)
-    if response.status_code >= 500:
-        raise _Transient(f"{who} answered {response.status_code}")
-    return response
-
-
-def _server(url: str) -> tuple[str, int | None] | None:
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
-        return None
-    return (parsed.host, parsed.port) if parsed.host else None
 
 
 class _Budget:
@@ -130,7 +65,7 @@ class _Budget:
 
     def __call__(self, state: RetryCallState) -> bool:
         error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, _Transient) and error.throttled:
+        if isinstance(error, Transient) and error.throttled:
             return (state.seconds_since_start or 0.0) > THROTTLED_FOR
         self._failures += 1
         return self._failures >= self._attempts
@@ -142,7 +77,7 @@ _backoff = wait_exponential_jitter(multiplier=0.05, max=1.0)
 def _wait(state: RetryCallState) -> float:
     """A 429's ``Retry-After`` (at most ``MAX_RETRY_AFTER``), else a short backoff with jitter."""
     error = state.outcome.exception() if state.outcome else None
-    if isinstance(error, _Transient) and error.throttled:
+    if isinstance(error, Transient) and error.throttled:
         return min(error.retry_after if error.retry_after is not None else 1.0, MAX_RETRY_AFTER)
     return _backoff(state)
 
@@ -163,73 +98,6 @@ class Limiter:
         if ahead > 0:
             await asyncio.sleep(ahead)
 
-
-
-class NoCredentials:
-    async def authorization(self) -> str | None:
-        return None
-
-    def refused(self) -> bool:
-        return False
-
-
-class BearerToken:
-    def __init__(self, token: str) -> None:
-        self._value = f"Bearer {token}"
-
-    async def authorization(self) -> str | None:
-        return self._value
-
-    def refused(self) -> bool:
-        return False  # the same token would be refused again
-
-
-class ClientCredentials:
-    """An OAuth2 access token from the client-credentials grant, cached until shortly before it
-    expires, and fetched again after the system refused it (a 401)."""
-
-    EARLY = 30.0  # seconds before its expiry a token is fetched anew
-
-    def __init__(self, client: httpx.AsyncClient, hosts: HostPolicy, token_url: str, client_id: str,
-                 client_secret: str, scope: str | None, timeout: float) -> None:
-        self._client = client
-        self._hosts = hosts
-        self._form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret,
-                      **({"scope": scope} if scope else {})}
-        self._token_url = token_url
-        self._timeout = timeout
-        self._token: str | None = None
-        self._until = 0.0
-        self._lock = asyncio.Lock()
-
-    async def authorization(self) -> str | None:
-        async with self._lock:  # one fetch however many requests need the token at once
-            if self._token is None or time.monotonic() >= self._until:
-                self._token, self._until = await self._fetch()
-            return f"Bearer {self._token}"
-
-    def refused(self) -> bool:
-        self._token = None
-        return True
-
-    async def _fetch(self) -> tuple[str, float]:
-        try:
-            await self._hosts.check(self._token_url)
-        except RefusedHost as exc:
-            raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED, f"Its token URL is refused: {exc}.") from exc
-        response = await _answer(self._client, "the token endpoint", "POST", self._token_url,
-                                 data=self._form, within=self._timeout)
-        metrics.TOKEN_FETCHES.labels("issued" if response.status_code == 200 else "refused").inc()
-        if response.status_code != 200:
-            raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED,
-                              f"The practice's system refused paypost's client credentials ({response.status_code}).")
-        try:
-            body = response.json()
-            token, lifetime = str(body["access_token"]), float(body.get("expires_in", 300))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED,
-                              "The practice's token endpoint gave no access_token.") from exc
-        return token, time.monotonic() + max(0.0, lifetime - self.EARLY)
 
 
 class HttpLedger:
@@ -269,11 +137,11 @@ class HttpLedger:
         except RefusedHost as exc:
             raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED, f"Its system is refused: {exc}.") from exc
         try:
-            async for tried in AsyncRetrying(retry=retry_if_exception_type(_Transient), stop=_Budget(self._attempts),
+            async for tried in AsyncRetrying(retry=retry_if_exception_type(Transient), stop=_Budget(self._attempts),
                                              wait=_wait, reraise=True):
                 with tried:
                     return await attempt(tried.retry_state.attempt_number)
-        except _Transient as exc:
+        except Transient as exc:
             if exc.throttled:
                 raise TransientFailure(f"the practice's system kept answering 429 for {THROTTLED_FOR:g}s") from exc
             raise LedgerUnreachable(f"no answer after {self._attempts} attempts; last error: {exc}") from exc
@@ -288,14 +156,14 @@ class HttpLedger:
                               "The practice's system refused paypost's credentials (401).")
         return response
 
-    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async def _send(self, method: str, url: str, keep: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:
         if self._limiter is not None:
             await self._limiter.wait()
         headers = dict(kwargs.pop("headers", {}))
         if (authorization := await self._credentials.authorization()) is not None:
             headers["Authorization"] = authorization
-        return await _answer(self._client, "the ledger", method, url, within=self._timeout, headers=headers,
-                             **kwargs)
+        return await answer(self._client, "the ledger", method, url, within=self._timeout, headers=headers,
+                            keep=keep, **kwargs)
 
     async def find_reference(self, manual_reference: str) -> tuple[str, Decimal] | Literal[False] | None:
         """The entry the system holds under a manual reference: (entry_id, amount); False if it holds
@@ -311,6 +179,32 @@ class HttpLedger:
             return str(body["entry_id"]), Decimal(str(body["amount"]))
         except (ValueError, KeyError, TypeError, ArithmeticError):
             return None
+
+    async def search_patients(self, query: str, limit: int) -> list[PatientMatch]:
+        """``GET {base_url}/patients?q=&limit=`` (contract section 14): the system's matches.
+
+        ``SearchNotOffered`` for 404 or 501; ``SystemUnreachable`` once its tries are spent (5xx,
+        timeouts, 429 for longer than an office waits); ``SearchFailed`` for a refusal or an answer
+        paypost cannot read. The query travels only in the request: no log line, no error names it."""
+        async def attempt(_: int) -> httpx.Response:
+            return await self._call("GET", f"{self._base}/patients", params={"q": query, "limit": str(limit)},
+                                    keep=(501,))
+
+        try:
+            response = await self._retried(attempt)
+        except LoadFailure as exc:  # a refused host, credentials it cannot open or that are refused
+            raise SearchFailed(f"The practice's system could not be asked: {exc.detail or exc.code.value}") from exc
+        except TransientFailure as exc:
+            raise SystemUnreachable(f"The practice's system did not answer the search ({loggable(exc)}).") from exc
+        if response.status_code in (404, 501):
+            raise SearchNotOffered("The practice's system offers no patient search.")
+        if response.status_code != 200:
+            raise SearchFailed(f"The practice's system refused the search ({response.status_code}).")
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise SearchFailed("The practice's system answered the search with something other than JSON.") from exc
+        return matches(answer, limit)
 
     async def _lookup(self, request: LedgerEntryRequest) -> LedgerReceipt | None:
         response = await self._call("GET", f"{self._base}/entries/{quote(request.idempotency_key, safe='')}")
@@ -337,7 +231,7 @@ class HttpLedger:
         if response.status_code == 404:
             raise LoadFailure(LoadErrorCode.PATIENT_NOT_FOUND,
                               f"The ledger does not know patient {request.ehr_patient_id}.")
-        raise LoadFailure(LoadErrorCode.LEDGER_REJECTED, f"The ledger said: {_reason(response)}")
+        raise LoadFailure(LoadErrorCode.LEDGER_REJECTED, f"The ledger said: {reason(response)}")
 
 
     # Office tasks and patient flags (contract section 7): the AlertSystem port.
@@ -370,7 +264,7 @@ class HttpLedger:
         response = await self._retried(attempt)
         if response.is_success or (method == "DELETE" and response.status_code == 404):
             return
-        raise LoadFailure(LoadErrorCode.LEDGER_REJECTED, f"The system refused {method} {path}: {_reason(response)}")
+        raise LoadFailure(LoadErrorCode.LEDGER_REJECTED, f"The system refused {method} {path}: {reason(response)}")
 
 def _flag_path(patient_id: str, alert_id: str) -> str:
     return f"/patients/{quote(patient_id, safe='')}/flags/{quote(alert_id, safe='')}"

@@ -70,7 +70,9 @@ class AuditSealer:
         codecs = collections.postings.codec_options
         self._seals = seals if seals is not None else collections.db.get_collection("audit_seals", codec_options=codecs)
         self._records = {"access": collections.db.get_collection("access_log", codec_options=codecs),
-                         "purge": collections.db.get_collection("audit_purges", codec_options=codecs)}
+                         "purge": collections.db.get_collection("audit_purges", codec_options=codecs),
+                         # a month's close (contract section 11, infra/mongo/deposits.py)
+                         "period": collections.db.get_collection("period_closes", codec_options=codecs)}
         self._leases = collections.leases
         self._keys = keys  # None: seals are not signed (no PAYPOST_AUDIT_KEY)
 

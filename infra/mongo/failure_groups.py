@@ -16,10 +16,14 @@ from pymongo import ASCENDING, IndexModel, UpdateOne
 from paypost.domain.access import Scope
 from paypost.domain.load_errors import LoadError, LoadErrorCode
 from paypost.domain.model import LoadStatus
+from paypost.domain.overview import PracticeOverview
 from paypost.domain.triage import FailureGroup, FailureGroupKey, failure_group, largest_first
 from paypost.infra.mongo.database import Collections, Doc
 
 GROUP_INDEX = "failure_groups"
+# The overview of a key's practices (issue 30) reads the FAILED postings by practice through the same
+# partial index as the groups: only FAILED postings are read, never the rest of the collection.
+OVERVIEW_INDEX = GROUP_INDEX
 # What a posting leaving FAILED drops (an $unset).
 LEFT_FAILED: Doc = {"group_id": "", "group_cause": "", "failed_at": ""}
 
@@ -42,6 +46,30 @@ def error_from(doc: Doc | None) -> LoadError | None:
 def group_index() -> IndexModel:
     return IndexModel([("practice_id", ASCENDING), ("group_id", ASCENDING)], name=GROUP_INDEX,
                       partialFilterExpression={"load_status": LoadStatus.FAILED.value})
+
+
+def overview_pipeline(scope: Scope, limit: int, offset: int, practices: str, outages: str, alerts: str) -> list[Doc]:
+    """One aggregation over the FAILED postings (run with ``hint=OVERVIEW_INDEX``) that takes in the
+    practices set up, their systems' holds and their open alerts, sorted and paged in the database."""
+    in_scope = _practices(None, scope)
+    by_id: Doc = {} if scope.practices is None else {"_id": {"$in": sorted(scope.practices)}}
+    return [
+        {"$match": {**in_scope, "load_status": LoadStatus.FAILED.value}},
+        {"$project": {"_id": 0, "practice_id": 1, "failed_at": 1, "amount": 1}},
+        {"$group": {"_id": "$practice_id", "failed": {"$sum": 1}, "amount": {"$sum": "$amount"},
+                    "oldest": {"$min": "$failed_at"}}},
+        {"$unionWith": {"coll": practices, "pipeline": [
+            {"$match": by_id}, {"$project": {"name": 1, "enabled": 1}}]}},
+        {"$unionWith": {"coll": outages, "pipeline": [{"$match": by_id}, {"$project": {"health": 1}}]}},
+        {"$unionWith": {"coll": alerts, "pipeline": [
+            {"$match": {**in_scope, "open": True}}, {"$project": {"_id": 0, "practice_id": 1}},
+            {"$group": {"_id": "$practice_id", "open_alerts": {"$sum": 1}}}]}},
+        {"$group": {"_id": "$_id", "failed": {"$sum": "$failed"}, "amount": {"$sum": "$amount"},
+                    "oldest": {"$min": "$oldest"}, "name": {"$max": "$name"}, "enabled": {"$max": "$enabled"},
+                    "health": {"$max": "$health"}, "open_alerts": {"$sum": "$open_alerts"}}},
+        {"$sort": {"failed": -1, "amount": -1, "_id": 1}},
+        {"$facet": {"items": [{"$skip": offset}, {"$limit": limit}], "total": [{"$count": "n"}]}},
+    ]
 
 
 def _practices(practice_id: str | None, scope: Scope) -> Doc:
@@ -67,6 +95,7 @@ class MongoFailureGroups:
 
     def __init__(self, collections: Collections) -> None:
         self._c = collections.postings
+        self._collections = collections
 
     async def ensure_indexes(self) -> None:
         await self._c.create_indexes([group_index()])
@@ -107,3 +136,20 @@ class MongoFailureGroups:
                 count=g["count"], amount=amount if isinstance(amount, Decimal) else Decimal(amount or 0),
                 first_failed_at=g["first"], last_failed_at=g["last"]))
         return largest_first(found)
+
+    async def overview(self, scope: Scope, limit: int, offset: int) -> tuple[list[PracticeOverview], int]:
+        """The PracticeOverviews port: one aggregation, sorted and paged in the database."""
+        c = self._collections
+        pipeline = overview_pipeline(scope, limit, offset, c.practices.name, c.outages.name, c.alerts.name)
+        cursor = await self._c.aggregate(pipeline, hint=OVERVIEW_INDEX)
+        [page] = await cursor.to_list(None)
+        items = []
+        for d in page["items"]:
+            amount = d.get("amount")
+            items.append(PracticeOverview(
+                practice_id=d["_id"], name=d.get("name"), enabled=bool(d.get("enabled")),
+                failed_count=int(d.get("failed") or 0),
+                failed_amount=amount if isinstance(amount, Decimal) else Decimal(amount or 0),
+                oldest_failed_at=d.get("oldest"), hold=d.get("health"), open_alerts=int(d.get("open_alerts") or 0)))
+        total = page["total"][0]["n"] if page["total"] else 0
+        return items, total

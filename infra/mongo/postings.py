@@ -120,6 +120,7 @@ def posting_fields(posting: Posting) -> Doc:
         "method": posting.method,
         "merchant_transfer_id": posting.merchant_transfer_id,
         "event_id": posting.event_id,
+        "occurred_at": posting.occurred_at,
         # Only a refund or reversal has the field (what it follows: its payment, or a won dispute's
         # dispute), so only they are in the index on it.
         **({"refunded_payment_id": posting.refunded_payment_id} if posting.refunded_payment_id else {}),
@@ -149,6 +150,7 @@ def posting_from(doc: Doc) -> Posting:
         replays=doc.get("replays", 0),
         announcement_owed=doc.get("announcement_owed"),
         sent_at=doc.get("sent_at"),
+        occurred_at=doc.get("occurred_at"),
     )
 
 

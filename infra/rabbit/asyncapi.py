@@ -17,6 +17,8 @@ from paypost.infra.rabbit import topology
 from paypost.schemas import PAYPOST_VERSION
 from paypost.schemas.messages import (
     AlertEvent,
+    DepositMatchedEvent,
+    DepositReceived,
     DisputeClosed,
     PatientMappingUpdated,
     PaymentDisputed,
@@ -32,6 +34,7 @@ from paypost.schemas.messages import (
     WireModel,
 )
 from paypost.schemas.topics import (
+    DEPOSIT_RECEIVED,
     DISPUTE_CLOSED,
     PATIENT_MAPPING_UPDATED,
     PAYMENT_DISPUTED,
@@ -57,6 +60,8 @@ INBOUND: list[tuple[RabbitQueue, RabbitExchange, str, type[WireModel], str]] = [
     (topology.intake, topology.payments, DISPUTE_CLOSED, DisputeClosed,
      "A dispute closed: won posts the amount back (posting <dispute_id>.won); lost posts nothing more."),
     (topology.transfers, topology.payments, TRANSFER_SETTLED, TransferSettled, "A settled merchant transfer."),
+    (topology.deposits, topology.payments, DEPOSIT_RECEIVED, DepositReceived,
+     "A deposit the bank shows, matched to the merchant transfers it carries (contract section 11)."),
     (topology.mappings, topology.payments, PATIENT_MAPPING_UPDATED, PatientMappingUpdated,
      "A patient account's practice-management id; paypost then retries that account's failures."),
     (topology.operator_commands, topology.commands, POSTING_RETRY, PostingRetry, "Retry failed postings."),
@@ -78,6 +83,8 @@ OUTBOUND: list[tuple[str, type[WireModel], str]] = [
     ("alert.escalated.{practice_id}.{kind}", AlertEvent, "It stayed open past the escalation time."),
     ("transfer.reconciled.{practice_id}", TransferReconciledEvent,
      "Every item of a merchant transfer is loaded or cleared and the amounts balance."),
+    ("deposit.matched.{practice_id}", DepositMatchedEvent,
+     "A bank deposit was matched to its merchant transfers (by name, by amount and date, or by hand)."),
 ]
 
 

@@ -13,6 +13,7 @@ from faststream.rabbit.schemas.queue import QuorumQueueArgs
 from paypost.schemas.topics import (
     COMMANDS_EXCHANGE,
     DEAD_LETTER_QUEUE,
+    DEPOSIT_RECEIVED,
     DISPUTE_CLOSED,
     EVENTS_EXCHANGE,
     INTAKE_QUEUE,
@@ -39,6 +40,7 @@ UNROUTED_EXCHANGE = "paypost.payments.unrouted"
 
 MAPPINGS_QUEUE = "paypost.mappings"
 TRANSFERS_QUEUE = "paypost.transfers"
+DEPOSITS_QUEUE = "paypost.deposits"
 COMMANDS_QUEUE = "paypost.commands.postings"
 UNROUTED_QUEUE = "paypost.payments.unrouted"
 
@@ -76,6 +78,7 @@ intake = quorum_queue(INTAKE_QUEUE)
 replays = quorum_queue(REPLAY_QUEUE)
 mappings = quorum_queue(MAPPINGS_QUEUE)
 transfers = quorum_queue(TRANSFERS_QUEUE)
+deposits = quorum_queue(DEPOSITS_QUEUE)
 operator_commands = quorum_queue(COMMANDS_QUEUE)
 unrouted_queue = quorum_queue(UNROUTED_QUEUE)
 # The end of the line: no delivery limit and no further dead-lettering. paypost consumes it
@@ -90,6 +93,7 @@ BINDINGS: tuple[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]], ...] = (
                         DISPUTE_CLOSED)),
     (mappings, payments, (PATIENT_MAPPING_UPDATED,)),
     (transfers, payments, (TRANSFER_SETTLED,)),
+    (deposits, payments, (DEPOSIT_RECEIVED,)),
     (operator_commands, commands, (POSTING_RETRY, POSTING_CLEAR)),
     (unrouted_queue, unrouted, ("",)),
     (dead_letters, dead_letter, ("",)),

@@ -6,7 +6,20 @@ import os
 
 import typer
 
-from paypost.cli import bench, changes, dashboards, holds, keys, maintenance, patient_data, publish, report, run, watch
+from paypost.cli import (
+    bench,
+    changes,
+    dashboards,
+    holds,
+    keys,
+    maintenance,
+    month_end,
+    patient_data,
+    publish,
+    report,
+    run,
+    watch,
+)
 
 app = typer.Typer(help="paypost: load every payment into the right patient ledger.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -14,6 +27,7 @@ app = typer.Typer(help="paypost: load every payment into the right patient ledge
 app.command()(run.run)
 app.command()(publish.demo)
 app.command()(publish.publish)
+app.command("publish-deposit")(month_end.publish_deposit)
 app.command()(report.postings)
 app.command()(report.failures)
 app.command()(changes.retry)
@@ -22,11 +36,19 @@ app.command()(holds.practice)
 app.command()(holds.hold)
 app.command()(holds.release)
 app.command()(watch.watch)
+app.command()(month_end.deposits)
+app.command()(month_end.aging)
 app.command()(bench.bench)
 app.command("access-log")(patient_data.access_log)
 app.command()(patient_data.purge)
 
 app.add_typer(keys.keys, name="api-keys")
+
+period = typer.Typer(help="A practice's month: its figures, readiness and close (contract section 11).",
+                     no_args_is_help=True)
+app.add_typer(period, name="period")
+period.command("show")(month_end.period_show)
+period.command("close")(month_end.period_close)
 
 audit = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 app.add_typer(audit, name="audit")

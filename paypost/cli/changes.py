@@ -12,7 +12,7 @@ from urllib.parse import quote
 import typer
 
 from paypost.cli.common import Api, api, err, out
-from paypost.cli.report import load_error_code, report_table
+from paypost.cli.report import load_error_code, print_report
 
 Record = dict[str, Any]  # an answer of the API, as JSON
 
@@ -96,7 +96,7 @@ def _bulk(action: str, practice: str, ids: list[str], error_code: str | None, tr
             return
         preview = [found for p in selected[:PREVIEW_ROWS]
                    if (found := known.get(p) or _row(paypost, practice, p)) is not None]
-        out.print(report_table(preview))
+        print_report(preview, practice=practice)
         out.print(f"{'Would' if dry_run else 'Will'} {action} [bold]{len(selected)}[/bold] posting(s) of "
                   f"practice {practice}" + (f" (showing {len(preview)})" if len(selected) > len(preview) else ""))
         if dry_run:

@@ -34,7 +34,7 @@ def publish(
     message: Annotated[str | None, typer.Option(
         help="publish another message of paypost.payments by its routing key instead (payment.refunded, "
              "payment.voided, payment.returned, payment.disputed, dispute.closed, transfer.settled, "
-             "patient.mapping.updated), with --body")] = None,
+             "patient.mapping.updated, deposit.received), with --body")] = None,
     body: Annotated[str | None, typer.Option(
         help="that message's JSON body, or @file to read it from a file, or - for standard input; "
              "event_id and occurred_at are filled in when missing")] = None,

@@ -6,7 +6,9 @@ timeout), ``drop_after_commit_rate`` (commits the entry, then drops the response
 ``throttle_rate`` (429 with ``Retry-After: retry_after_seconds``), ``down_after_commit_seconds``
 (commits the next entry, answers 503 and stays down that long: an outage that began after a commit)
 and ``answer_after_commit_seconds`` (commits each entry and answers only that long after, or once
-the fault is lifted: time for the caller to die in between).
+the fault is lifted: time for the caller to die in between). It answers patient searches
+(``GET /patients?q=&limit=``, contract section 14) from the displays given with ``PUT /patients/{id}``
+(``{display}``), unless ``search_offered`` is false (then 501, as a system without search).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Faults(BaseModel):
     # killed meanwhile dies between its entry and its outcome).
     hang_after_commit_kinds: list[str] = Field(default_factory=list)
     hang_seconds: float = Field(default=60, ge=0)
+    search_offered: bool = True  # False: GET /patients answers 501, as a system without search
 
 
 @dataclass
@@ -58,6 +61,9 @@ class Credentials:
 @dataclass
 class LedgerState:
     patients: set[str] = field(default_factory=set)
+    # What the office recognises a patient by (a name, a date of birth), for GET /patients?q= (section 14).
+    displays: dict[str, str] = field(default_factory=dict)
+    searches: int = 0  # patient searches answered
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
     posts: int = 0
     dropped: int = 0  # responses dropped after the entry was committed
@@ -91,6 +97,7 @@ def _ledger(request: Request) -> LedgerState:
 
 
 Ledger = Annotated[LedgerState, Depends(_ledger)]
+Authorization = Annotated[str | None, Header()]
 router = APIRouter()
 
 
@@ -206,13 +213,32 @@ async def all_alerts(ledger: Ledger) -> dict[str, Any]:
             "flags": [{"patient_id": p, **body} for (p, _), body in ledger.flags.items()]}
 
 
+class PatientIn(BaseModel):
+    display: str | None = Field(default=None, max_length=500)  # a name and date of birth, say
+
+
 @router.put("/patients/{patient_id}")
-async def put_patient(patient_id: str, ledger: Ledger) -> dict[str, str]:
+async def put_patient(patient_id: str, ledger: Ledger, body: PatientIn | None = None) -> dict[str, str]:
     ledger.patients.add(patient_id)
+    if body is not None and body.display:
+        ledger.displays[patient_id] = body.display
     return {"patient_id": patient_id}
 
 
-Authorization = Annotated[str | None, Header()]
+@router.get("/patients")
+async def search_patients(ledger: Ledger, q: str = "", limit: int = 20,
+                          authorization: Authorization = None) -> JSONResponse:
+    """The patients whose id or display holds every word of ``q`` (any case), at most ``limit``."""
+    if (fault := await _inject(ledger, authorization)) is not None:
+        return fault
+    if not ledger.faults.search_offered:
+        return JSONResponse({"error": {"message": "no patient search here"}}, status_code=501)
+    ledger.searches += 1
+    words = q.casefold().split()
+    found = [{"patient_id": p, "display": ledger.displays.get(p, "")} for p in sorted(ledger.patients)
+             if words and all(w in f"{p} {ledger.displays.get(p, '')}".casefold() for w in words)]
+    return JSONResponse({"items": found[:max(0, min(limit, 100))]})
+
 
 
 @router.post("/oauth/token")

@@ -34,6 +34,7 @@ class PostingRow(BaseModel):
     clear_verified: bool | None = None  # a clear's manual reference found in the practice's system
     assignee: str | None = None  # who is looking at it (contract section 8)
     notes_count: int = 0
+    late_for_closed_period: bool = False  # it arrived after its month was closed (contract section 11)
     received_at: str
     updated_at: str
 

@@ -16,11 +16,13 @@ from pydantic import (
     StrictBool,
     StrictFloat,
     Tag,
+    field_validator,
     model_validator,
 )
 
 from paypost.domain.integrations import CONTRACT_KINDS, LEDGER_KIND_PATTERN, SECRET_FIELDS
 from paypost.schemas.api.common import Body
+from paypost.schemas.api.deposits import ReconciliationIn, check_time_zone
 
 
 class BuiltinLedgerConfig(Body):
@@ -140,6 +142,11 @@ class PracticeIn(Body):
     name: str = Field(min_length=1, max_length=200)
     ledger: LedgerConfig
     enabled: StrictBool = True
+    # The practice's month (contract section 11): its IANA time zone, and how deposits are matched.
+    time_zone: str = Field(default="UTC", max_length=64)
+    reconciliation: ReconciliationIn = Field(default_factory=ReconciliationIn)
+
+    _zone = field_validator("time_zone")(check_time_zone)
 
 
 class HoldIn(Body):
@@ -165,6 +172,8 @@ class PracticeOut(BaseModel):
     ledger: dict[str, object]
     enabled: bool
     hold: HoldOut | None = None
+    time_zone: str | None = None  # (section 11) shown where this paypost keeps months
+    reconciliation: dict[str, object] | None = None
 
 
 class PracticeSummary(BaseModel):

@@ -16,8 +16,11 @@ import uvicorn
 
 from paypost.bootstrap import Paypost
 from paypost.infra.runtime.settings import Settings
+from paypost.local.reference_ledger import Faults
 from paypost.local.servers import free_port
 from tests.support.api_calls import get_posting, wait_status
+from tests.support.canaries import MEMO
+from tests.support.ledgers import ReferenceLedger, serve_reference_ledger
 from tests.support.tokens import OPERATOR, TOKENS, VIEWER
 from tests.support.upstream import Upstream
 
@@ -228,32 +231,45 @@ async def test_a_key_for_one_practice_sees_only_it_chosen_for_it(
     assert status == 404
 
 
-async def test_a_key_for_two_practices_picks_between_them(
+async def test_a_key_for_several_practices_opens_on_every_practice_most_failures_first(
     page: Page, api: httpx.AsyncClient, upstream: Upstream
 ) -> None:
     in_a, in_b = await _two_practices(api, upstream)
+    await _fails(api, upstream, "clinic-b", 1, practice_id="clinic-b", ehr_patient_id=None,
+                 patient_account_id="acct-b2", amount="30.00")
     await page.goto("/")
     await page.evaluate("localStorage.clear()")
     await page.get_by_label("API token").fill(TWO)
     await page.get_by_label("API token").press("Enter")
-    await page.locator("#app").wait_for(state="visible")
-    picker = page.locator("#f-practice")
-    options = await picker.locator("option").all_text_contents()
-    assert options == ["Clinic A (clinic-a)", "Clinic B (clinic-b)"]  # never clinic-c
-    assert await picker.get_attribute("size") == "2"  # a list with both in sight, not a closed drop-down
-    assert await picker.input_value() == ""  # nothing chosen for the viewer yet
+    overview = page.locator("#practices-overview")
+    await overview.wait_for()  # something useful at once: no practice to pick first
+    await playwright_api.expect(page.locator("#overview-title")).to_be_focused()
+    assert await page.locator("#practice-view").is_hidden()
+    lines = page.locator("#overview-table tbody tr")
+    await playwright_api.expect(lines).to_have_count(2)  # never clinic-c
+    assert await lines.evaluate_all("rows => rows.map(r => r.dataset.practiceId)") == ["clinic-b", "clinic-a"]
+    assert await lines.nth(0).locator("td").all_inner_texts() == [
+        "2", "155.00", await lines.nth(0).locator("td").nth(2).inner_text(), "Answering", "4"]  # 2 tasks, 2 flags
+    assert await page.locator("#overview-count").inner_text() == \
+        "2 practices in your scope; 2 practices on this page with FAILED payments, most first."
     assert await page.locator("#who-name").inner_text() == "tess (viewer)"
+    if os.environ.get("PAYPOST_DOCS_SCREENSHOTS"):
+        await page.screenshot(path=str(DOCS / "console-two-practices.png"), full_page=True)
 
-    await picker.select_option("clinic-b")
+    # Each opens that practice at its Needs attention, and the choice is remembered.
+    await page.get_by_role("button", name="Clinic B (clinic-b)").click()
     await row(page, in_b).wait_for()
     assert await row(page, in_a).count() == 0
     assert await page.get_by_label(f"Retry {in_b}").is_disabled()  # a viewer
-    await page.locator("#live.on").wait_for()
-    if os.environ.get("PAYPOST_DOCS_SCREENSHOTS"):
-        await picker.focus()
-        await page.screenshot(path=str(DOCS / "console-two-practices.png"), full_page=True)
+    await playwright_api.expect(page.locator("#attention-title")).to_be_focused()
+    await page.reload()  # signed in still (the session's token): the practice chosen opens at once
+    await row(page, in_b).wait_for()
+    assert await overview.is_hidden()
 
-    await picker.select_option("clinic-a")
+    # "All practices" goes back, and forgets the choice: the next sign-in opens on them again.
+    await page.get_by_role("button", name="All practices").click()
+    await overview.wait_for()
+    await page.get_by_role("button", name="Clinic A (clinic-a)").click()
     await row(page, in_a).wait_for()
     assert await row(page, in_b).count() == 0
 
@@ -339,6 +355,8 @@ async def test_it_opens_on_the_failure_groups_largest_first_with_their_fix_said_
     assert attention_box["y"] < report_box["y"]
     # A cause paypost can fix is offered where the group is (operators only), a ledger's refusal is not.
     assert await group(page, "acct-big").get_by_role("button", name="Enter mapping for acct-big").count() == 1
+    # The built-in ledger keeps no names: no patient search is offered for it (contract section 14).
+    assert await page.get_by_role("button", name="Find the patient of acct-big").count() == 0
     rejected = group(page, "The ledger keeps USD; this entry is in EUR.")
     assert await rejected.get_by_role("button", name="Enter mapping", exact=False).count() == 0
     if os.environ.get("PAYPOST_DOCS_SCREENSHOTS"):  # README's picture: what the office sees first
@@ -606,3 +624,134 @@ async def test_the_main_views_pass_an_accessibility_audit(
     await page.evaluate("document.getElementById('detail').append(document.createElement('input'))")
     with pytest.raises(AssertionError, match="'label', 'critical'"):
         await audit(page, "posting detail with an unlabelled input")
+
+
+# ---- a laptop's screen: Retry and Clear in view, long texts wrapped or cut with the whole reachable --
+
+LONG_ACCOUNT = "acct-" + "x" * 70  # no space to break at
+LAPTOPS = [(1280, 800), (1024, 768)]
+
+
+@pytest.mark.parametrize(("width", "height"), LAPTOPS, ids=[f"{w}x{h}" for w, h in LAPTOPS])
+async def test_on_a_laptop_a_failed_rows_retry_and_clear_are_in_view_without_scrolling_sideways(
+    page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str, width: int, height: int
+) -> None:
+    [long_row] = await _fails(api, upstream, practice, 1, ehr_patient_id=None, patient_account_id=LONG_ACCOUNT,
+                              merchant_transfer_id="MT-" + "9" * 60)
+    # PATIENT_NOT_FOUND names the id the ledger does not know: a long one makes a long message.
+    [long_message] = await _fails(api, upstream, practice, 1, patient_account_id="acct-long-id",
+                                  ehr_patient_id="EHR-" + "-".join(["unknown"] * 14))
+    invalid = {"payment_id": long_message}
+    loaded = await upstream.payment(amount="60.00")
+    await wait_status(api, practice, loaded["payment_id"], "LOADED")
+    await page.set_viewport_size({"width": width, "height": height})
+    await sign_in(page, OPERATOR)
+    await row(page, long_row).locator("td.status-FAILED").wait_for()
+
+    for payment_id in (long_row, invalid["payment_id"]):
+        await row(page, payment_id).scroll_into_view_if_needed()
+        for label in (f"Retry {payment_id}", f"Clear {payment_id}"):
+            box = await page.get_by_label(label, exact=True).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (label, box, width)
+        assert await page.evaluate("window.scrollX") == 0
+    widths = await page.evaluate("""() => ({page: document.documentElement.scrollWidth, view: innerWidth,
+        report: document.querySelector('.report').scrollWidth,
+        column: document.querySelector('.report').clientWidth})""")
+    assert widths["page"] <= widths["view"] and widths["report"] <= widths["column"], widths
+    # Ticking Clear opens its reason in the row, and still nothing goes past the window's edge.
+    await page.get_by_label(f"Clear {long_row}", exact=True).check()
+    reason = await page.get_by_label(f"Reason to clear {long_row}").bounding_box()
+    assert reason is not None and reason["x"] + reason["width"] <= width
+    assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+    assert await page.evaluate("""() => document.getElementById('report').getBoundingClientRect().right
+        <= document.querySelector('.report').getBoundingClientRect().right""")  # within its column, not past it
+
+    # A long Load Error message is cut to two lines in the row; the whole of it is its title, and the detail's.
+    posting = await get_posting(api, practice, invalid["payment_id"])
+    assert posting is not None
+    message = posting["load_error"]["message"]
+    shown = row(page, invalid["payment_id"]).locator(".msg")
+    assert await shown.get_attribute("title") == message
+    lines = await shown.evaluate("e => e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight)")
+    assert 1.8 <= lines <= 2.2, lines
+    assert await shown.evaluate("e => e.scrollHeight > e.clientHeight")  # cut: more of it than shows
+    await row(page, invalid["payment_id"]).get_by_role("button", name=invalid["payment_id"]).click()
+    await page.locator("#detail").wait_for()
+    assert message in await page.locator("#detail-fields").inner_text()
+    # The alerts go below the report on a laptop, not beside it.
+    report_box, alerts_box = await page.locator("#report").bounding_box(), await page.locator("#alerts").bounding_box()
+    assert report_box is not None and alerts_box is not None
+    assert alerts_box["y"] > report_box["y"] + report_box["height"]
+    await page.locator("#report-title").scroll_into_view_if_needed()
+    await audit(page, f"report at {width}x{height}")
+    if os.environ.get("PAYPOST_DOCS_SCREENSHOTS") and width == 1024:  # the report as the window shows it
+        await page.locator("#detail-close").click()
+        await page.evaluate("""() => { document.getElementById('report-title').scrollIntoView();
+            window.scrollBy(0, -document.querySelector('.topbar').offsetHeight - 8); }""")
+        await page.screenshot(path=str(DOCS / "console-laptop.png"), full_page=False)
+
+
+# ---- finding the patient (contract section 14) -----------------------------------------------------
+
+@pytest.fixture
+async def system_practice(api: httpx.AsyncClient) -> AsyncIterator[tuple[str, ReferenceLedger]]:
+    """clinic-pms, whose ledger is the reference practice-management system, knowing two patients by name."""
+    async with serve_reference_ledger() as system:
+        for patient_id, display in (("EHR-ZELDA", MEMO), ("EHR-YUSUF", "Yusuf Canaryperson, born 1970-01-01")):
+            system.state.patients.add(patient_id)
+            system.state.displays[patient_id] = display
+        r = await api.put("/api/v1/practices/clinic-pms", json={
+            "name": "Clinic on its system", "ledger": {"kind": "http", "base_url": system.url}, "enabled": True})
+        assert r.status_code == 200, r.text
+        yield "clinic-pms", system
+
+
+async def test_the_office_finds_the_patient_beside_enter_mapping_and_the_payment_loads(
+    page: Page, api: httpx.AsyncClient, upstream: Upstream, system_practice: tuple[str, ReferenceLedger]
+) -> None:
+    practice, system = system_practice
+    [payment_id] = await _fails(api, upstream, practice, 1, practice_id=practice, ehr_patient_id=None,
+                                patient_account_id="acct-find", amount="42.00")
+    await sign_in(page, OPERATOR, practice)
+    await group(page, "acct-find").get_by_role("button", name="Find the patient of acct-find").click()
+    search = page.get_by_label("Find the patient of acct-find in the practice's system")
+    await playwright_api.expect(search).to_be_focused()
+    await search.fill("canaryperson")
+    await search.press("Enter")
+    found = group(page, "acct-find").locator("li.match")
+    await playwright_api.expect(found).to_have_count(2)
+    assert await found.locator(".patient-id").all_inner_texts() == ["EHR-YUSUF", "EHR-ZELDA"]
+    await search.fill("zelda 1961")
+    await group(page, "acct-find").get_by_role("button", name="Search").click()
+    await playwright_api.expect(found).to_have_count(1)
+    assert await found.locator(".display").inner_text() == MEMO
+    if os.environ.get("PAYPOST_DOCS_SCREENSHOTS"):
+        await page.locator("#live.on").wait_for()
+        await page.screenshot(path=str(DOCS / "console-search.png"), full_page=False)
+    await page.get_by_role("button", name=f"Choose {MEMO} (EHR-ZELDA) for acct-find").click()
+
+    await row(page, payment_id).locator("td.status-LOADED").wait_for(timeout=10_000)
+    await page.get_by_text("Mapping saved for acct-find: 1 failed payment sent back by themselves.").wait_for()
+    posting = await get_posting(api, practice, payment_id)
+    assert posting is not None and posting["ehr_patient_id"] == "EHR-ZELDA"
+    assert system.state.searches == 2
+    assert not await page.evaluate("Object.keys(localStorage).some(k => localStorage[k].includes('Zelda'))")
+
+
+async def test_a_system_without_search_says_so_and_the_id_can_still_be_entered(
+    page: Page, api: httpx.AsyncClient, upstream: Upstream, system_practice: tuple[str, ReferenceLedger]
+) -> None:
+    practice, system = system_practice
+    system.state.faults = Faults(search_offered=False)
+    [payment_id] = await _fails(api, upstream, practice, 1, practice_id=practice, ehr_patient_id=None,
+                                patient_account_id="acct-nosearch")
+    await sign_in(page, OPERATOR, practice)
+    await row(page, payment_id).get_by_role("button", name=payment_id).click()
+    search = page.locator("#mapping-search").get_by_label("Find the patient of acct-nosearch in the practice's system")
+    await search.fill("zelda")
+    await search.press("Enter")
+    await page.locator("#mapping-search").get_by_text(
+        "This practice's system offers no patient search: enter the id from it.").wait_for()
+    await page.get_by_label("Patient id in the practice-management system for acct-nosearch").fill("EHR-ZELDA")
+    await page.locator("#mapping-form").get_by_role("button", name="Save mapping").click()
+    await row(page, payment_id).locator("td.status-LOADED").wait_for(timeout=10_000)

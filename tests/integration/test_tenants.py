@@ -116,7 +116,8 @@ def _b_markers(world: World) -> list[str]:
 def _fill(path: str, world: World) -> str:
     values = {"practice_id": "clinic-b", "payment_id": world.b_loaded, "ehr_patient_id": "EHR-1",
               "patient_account_id": "b-acct-2", "merchant_transfer_id": "b-mt-1", "operation_id": world.b_operation,
-              "key_id": world.b_key, "alert_id": world.b_alert, "group_id": "b-group"}
+              "key_id": world.b_key, "alert_id": world.b_alert, "group_id": "b-group",
+              "deposit_id": "b-dep-1", "month": "2026-10"}
     for name, value in values.items():
         path = path.replace("{" + name + "}", value).replace("{" + name + ":path}", value)
     assert "{" not in path, f"the walk does not know how to fill {path}: add the parameter to _fill"
@@ -134,6 +135,11 @@ BODIES: dict[str, dict[str, Any]] = {
     "/api/v1/postings/{practice_id}/{payment_id}/notes": {"text": "taken over"},
     "/api/v1/postings/{practice_id}/{payment_id}/assignee": {"assignee": "intruder"},
     "/api/v1/alerts/{alert_id}/snooze": {"until": "2999-01-01T00:00:00+00:00", "reason": "taken over"},
+    "/api/v1/practices/{practice_id}/deposits/{deposit_id}/match": {"merchant_transfer_ids": ["b-mt-1"],
+                                                                    "reason": "taken over"},
+    "/api/v1/practices/{practice_id}/deposits/{deposit_id}/unmatch": {"reason": "taken over"},
+    "/api/v1/practices/{practice_id}/periods/{month}/close": {"note": "taken over", "force": True,
+                                                             "reason": "taken over"},
 }
 # The contract's exceptions to "a call naming a practice out of scope is 404, with the body of a
 # practice that does not exist", each on purpose:

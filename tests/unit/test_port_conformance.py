@@ -23,6 +23,7 @@ from paypost.domain.ports import (
     access,
     alerts,
     demo,
+    deposits,
     events,
     ledgers,
     maintenance,
@@ -37,20 +38,16 @@ from paypost.domain.ports import (
 )
 from paypost.infra.ledgers.adapters import AdapterLedgers
 from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
+from paypost.infra.ledgers.credentials import BearerToken, ClientCredentials, NoCredentials
 from paypost.infra.ledgers.hosts import HostPolicy
-from paypost.infra.ledgers.http import (
-    BearerToken,
-    ClientCredentials,
-    HttpLedger,
-    HttpLedgers,
-    LedgerEvidence,
-    NoCredentials,
-)
+from paypost.infra.ledgers.http import HttpLedger, HttpLedgers, LedgerEvidence
+from paypost.infra.ledgers.patient_search import SystemPatientSearch
 from paypost.infra.ledgers.secrets import SecretBox
 from paypost.infra.mongo.access_log import MongoAccessLog
 from paypost.infra.mongo.alerts import MongoAlertOutbox, MongoAlertStore
 from paypost.infra.mongo.api_keys import MongoApiKeyStore
 from paypost.infra.mongo.audit_seals import AuditSealer
+from paypost.infra.mongo.deposits import MongoDeposits, MongoPeriods
 from paypost.infra.mongo.directory import MongoMappingStore, MongoPracticeDirectory, MongoSealedSecrets
 from paypost.infra.mongo.failed_keys import MongoFailedKeyCounts
 from paypost.infra.mongo.failure_groups import MongoFailureGroups
@@ -94,6 +91,9 @@ WIRED: list[tuple[type[Any], type[Any]]] = [
     (alerts.AlertSystems, Ledgers),
     (alerts.AlertSystems, HttpLedgers),
     (transfers.TransferStore, MongoTransferStore),
+    (deposits.DepositStore, MongoDeposits),
+    (deposits.PeriodSettings, MongoDeposits),
+    (deposits.PeriodStore, MongoPeriods),
     (operations.OperationStore, MongoOperationStore),
     (postings.PostingReader, PostingReport),
     (postings.FailureGroupReader, MongoFailureGroups),
@@ -116,6 +116,8 @@ WIRED: list[tuple[type[Any], type[Any]]] = [
     (runtime.Intake, Consuming),
     (events.Publish, BasicPublisher),
     (events.Publish, FramedPublisher),
+    (ledgers.PatientSearch, SystemPatientSearch),
+    (postings.PracticeOverviews, MongoFailureGroups),
 ]
 # Ports of paypost.domain.ports with no class of infra/ behind them, and why.
 NOT_A_CLASS_OF_INFRA = {
