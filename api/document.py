@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from paypost.domain.integrations import CONTRACT_KINDS
-from paypost.schemas.api.practices import SETTING_SCHEMA, SETTING_SCHEMA_NAME
+from paypost.schemas.api.practices import SETTING_REF, SETTING_SCHEMA, SETTING_SCHEMA_NAME
 
 
 def install(app: FastAPI, *, ledger_kinds: Sequence[str]) -> None:
@@ -27,6 +27,7 @@ def install(app: FastAPI, *, ledger_kinds: Sequence[str]) -> None:
         if adapter is not None:
             kinds = [kind for kind in ledger_kinds if kind not in CONTRACT_KINDS]
             schemas[SETTING_SCHEMA_NAME] = SETTING_SCHEMA
+            adapter["additionalProperties"] = SETTING_REF
             if kinds:
                 adapter["properties"]["kind"]["enum"] = kinds
                 adapter["properties"]["kind"]["description"] = (

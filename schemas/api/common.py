@@ -27,13 +27,20 @@ ERROR_CODES: dict[str, int] = {
     "too_many_requests": 429,  # an address that keeps sending unknown keys; Retry-After says when
     "not_implemented": 501,  # the live feed where this paypost has no event hub
     "commands_unroutable": 503,  # Save Changes could not be sent: paypost's topology is damaged
+    "invalid_month": 400,  # a month that is not YYYY-MM (section 11)
+    "deposit_conflict": 409,  # a deposit matched or unmatched against its state (section 11)
+    "period_closed": 409,  # a closed month, or one not ready to close (section 11)
+    "search_not_offered": 501,  # a practice's system that offers no patient search (section 14)
+    "practice_system_error": 502,  # the practice's system answered a search with an error
+    "practice_system_unavailable": 503,  # the practice's system did not answer a search
     "http_error": 500,  # any other HTTP error of the framework (not expected)
 }
 ErrorCode = Literal[
     "invalid_cursor", "unknown_ledger_kind", "invalid_ledger_settings", "refused_host", "secret_key_missing",
     "unauthorized", "forbidden", "not_found", "method_not_allowed", "alert_resolved", "invalid_request",
     "unknown_group", "selection_too_large", "invalid_canary", "too_many_requests", "not_implemented",
-    "commands_unroutable", "http_error",
+    "commands_unroutable", "invalid_month", "deposit_conflict", "period_closed", "search_not_offered",
+    "practice_system_error", "practice_system_unavailable", "http_error",
 ]
 
 

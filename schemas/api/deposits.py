@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StrictInt, field_validator
 
 from paypost.domain.periods import DEFAULT_TIME_ZONE, PeriodError, zone
 from paypost.schemas.api.common import Body
@@ -17,7 +17,7 @@ class ReconciliationIn(Body):
     """How deposits are matched by amount and date: a tolerance either way, and a window of days."""
 
     amount_tolerance: Decimal = Field(default=Decimal("0.00"), ge=0, le=Decimal("1000.00"), decimal_places=2)
-    days: int = Field(default=3, ge=0, le=31)
+    days: StrictInt = Field(default=3, ge=0, le=31)
 
 
 def check_time_zone(value: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Annotated, Any, Literal, Self
+from zoneinfo import available_timezones
 
 from pydantic import (
     BaseModel,
@@ -96,8 +97,9 @@ class AdapterLedgerConfig(BaseModel):
     credentials go in ``auth`` (sealed, write-only, as an ``http`` ledger's), never in another field.
     """
 
-    model_config = ConfigDict(extra="allow", json_schema_extra={
-        "propertyNames": {"pattern": _SETTING_NAME.pattern}, "additionalProperties": SETTING_REF})
+    # Its other fields' schema (SETTING_SCHEMA, recursive) is the OpenAPI document's AdapterSetting
+    # component, which paypost.api.document adds as additionalProperties.
+    model_config = ConfigDict(extra="allow", json_schema_extra={"propertyNames": {"pattern": _SETTING_NAME.pattern}})
 
     kind: Annotated[str, Field(pattern=LEDGER_KIND_PATTERN)]
     auth: Annotated[BearerAuth | ClientCredentialsAuth, Field(discriminator="kind")] | None = None
@@ -143,7 +145,8 @@ class PracticeIn(Body):
     ledger: LedgerConfig
     enabled: StrictBool = True
     # The practice's month (contract section 11): its IANA time zone, and how deposits are matched.
-    time_zone: str = Field(default="UTC", max_length=64)
+    time_zone: str = Field(default="UTC", max_length=64,
+                           json_schema_extra={"enum": list[JsonValue](sorted(available_timezones()))})
     reconciliation: ReconciliationIn = Field(default_factory=ReconciliationIn)
 
     _zone = field_validator("time_zone")(check_time_zone)

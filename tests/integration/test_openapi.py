@@ -172,10 +172,15 @@ async def test_every_error_code_the_api_answers_is_in_the_documents_one_list(api
 
 
 @pytest.mark.parametrize(("status", "where"), [
-    ("409", {("post", "/api/v1/alerts/{alert_id}/snooze"), ("post", "/api/v1/alerts/{alert_id}/resolve")}),
+    ("409", {("post", "/api/v1/alerts/{alert_id}/snooze"), ("post", "/api/v1/alerts/{alert_id}/resolve"),
+             ("post", "/api/v1/practices/{practice_id}/periods/{month}/close"),
+             ("post", "/api/v1/practices/{practice_id}/deposits/{deposit_id}/match"),
+             ("post", "/api/v1/practices/{practice_id}/deposits/{deposit_id}/unmatch")}),
     ("400", {("get", "/api/v1/postings"), ("get", "/api/v1/access-log"), ("put", "/api/v1/practices/{practice_id}"),
+             ("get", "/api/v1/overview"),
              ("get", "/api/v1/practices/{practice_id}/ehr-patients/{ehr_patient_id}/ledger")}),
-    ("503", {("post", "/api/v1/postings/changes"), ("get", "/readyz")}),
+    ("503", {("post", "/api/v1/postings/changes"), ("get", "/readyz"),
+             ("get", "/api/v1/practices/{practice_id}/patient-search")}),
 ])
 async def test_a_400_409_or_503_is_documented_only_where_it_happens(api: httpx.AsyncClient, status: str,
                                                                    where: set[tuple[str, str]]) -> None:
