@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from paypost.api.deps import API_V1, CONFLICT, Caller, PracticeId
+from paypost.api.deps import API_V1, CONFLICT, Caller, PracticeId, error_answer
 from paypost.api.errors import ApiError
 from paypost.api.routes.deposits import month_end
 from paypost.domain.periods import CSV_COLUMNS, PeriodClosed, PeriodError, PeriodNotReady, Total, csv_fields
@@ -107,7 +107,8 @@ async def get_period(practice_id: PracticeId, month: MonthOrCsv, app: Caller) ->
                                       "Cache-Control": "no-store"})
 
 
-@router.post("/practices/{practice_id}/periods/{month}/close", response_model=PeriodOut, responses=CONFLICT)
+@router.post("/practices/{practice_id}/periods/{month}/close", response_model=PeriodOut, responses={
+    **CONFLICT, **error_answer(400, "invalid_request", when="A month that has not ended yet in the practice's time zone")})
 async def close_period(practice_id: PracticeId, month: MonthPath, body: CloseIn, app: Caller) -> Any:
     """Close a ready month (operator); 409 with its blockers unless forced with a reason."""
     try:

@@ -177,7 +177,7 @@ async def test_every_error_code_the_api_answers_is_in_the_documents_one_list(api
              ("post", "/api/v1/practices/{practice_id}/deposits/{deposit_id}/match"),
              ("post", "/api/v1/practices/{practice_id}/deposits/{deposit_id}/unmatch")}),
     ("400", {("get", "/api/v1/postings"), ("get", "/api/v1/access-log"), ("put", "/api/v1/practices/{practice_id}"),
-             ("get", "/api/v1/overview"),
+             ("get", "/api/v1/overview"), ("post", "/api/v1/practices/{practice_id}/periods/{month}/close"),
              ("get", "/api/v1/practices/{practice_id}/ehr-patients/{ehr_patient_id}/ledger")}),
     ("503", {("post", "/api/v1/postings/changes"), ("get", "/readyz"),
              ("get", "/api/v1/practices/{practice_id}/patient-search")}),

@@ -29,6 +29,9 @@ KEYS = {"admin": "st-admin", "operator": "st-operator", "viewer": "st-viewer"}
 # Every exception the run needs, with its reason in the README ("The OpenAPI document"):
 EXCLUDED_PATHS = [
     "/api/v1/events/stream",  # the live feed: an answer that never ends; tested in test_events_alerts
+    # The run's practices keep the built-in ledger, which offers no patient search: every call is the
+    # documented 501 search_not_offered, which not_a_server_error counts as a failure.
+    "/api/v1/practices/{practice_id}/patient-search",
 ]
 EXCLUDED_CHECKS: list[str] = []
 CONFIG = Path(__file__).with_name("schemathesis.toml")  # the exceptions of single operations, each with its reason
