@@ -108,7 +108,9 @@ async def get_period(practice_id: PracticeId, month: MonthOrCsv, app: Caller) ->
 
 
 @router.post("/practices/{practice_id}/periods/{month}/close", response_model=PeriodOut, responses={
-    **CONFLICT, **error_answer(400, "invalid_request", when="A month that has not ended yet in the practice's time zone")})
+    **CONFLICT,
+    **error_answer(400, "invalid_request", when="A month that has not ended yet in the practice's time zone"),
+})
 async def close_period(practice_id: PracticeId, month: MonthPath, body: CloseIn, app: Caller) -> Any:
     """Close a ready month (operator); 409 with its blockers unless forced with a reason."""
     try:
