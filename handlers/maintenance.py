@@ -6,12 +6,15 @@ from paypost.domain.access_trail import PurgeCounts
 from paypost.domain.audit_chain import Verification
 from paypost.domain.integrations import MissingSecretKey
 from paypost.domain.ports.maintenance import AuditTrail, SealedSecrets
-from paypost.domain.ports.patient_data import PurgeProgress
+from paypost.domain.ports.patient_data import DutyLease, PurgeProgress
 from paypost.handlers.retention import RetentionService
 
 
 class Maintenance:
-    def __init__(self, audit: AuditTrail, secrets: SealedSecrets | None, retention: RetentionService) -> None:
+    def __init__(self, audit: AuditTrail, secrets: SealedSecrets | None, retention: RetentionService,
+                 daily_lease: DutyLease | None = None) -> None:
+        """``daily_lease``: the lease of the day's purge, the one ``paypost run``'s workers take."""
+        self._daily_lease = daily_lease
         self._audit = audit
         self._secrets = secrets  # None: paypost has no PAYPOST_SECRET_KEY
         self._retention = retention
@@ -33,6 +36,16 @@ class Maintenance:
         """What retention removes (``dry_run``: would remove), then everything it wrote sealed."""
         counts = await self._retention.purge(dry_run=dry_run, page=page, progress=progress, by="paypost purge")
         if not dry_run:
+            while await self._audit.seal():
+                pass
+        return counts
+
+    async def purge_daily(self, page: int = 1000) -> PurgeCounts | None:
+        """The day's purge, as a scheduler runs it: under the lease the workers' daily purge takes, and
+        nothing if today's purge is done or another process is doing it (None then)."""
+        assert self._daily_lease is not None, "built by paypost.bootstrap.maintenance, which hands the lease in"
+        counts = await self._retention.purge_once_today(self._daily_lease, page)
+        if counts is not None:
             while await self._audit.seal():
                 pass
         return counts

@@ -10,6 +10,7 @@ import structlog
 
 from paypost.domain.alerts import Alert
 from paypost.domain.events import PostingLoaded
+from paypost.domain.model import LoadStatus
 from paypost.domain.periods import (
     MonthReport,
     PeriodClosed,
@@ -24,7 +25,7 @@ from paypost.domain.periods import (
 from paypost.domain.ports import Record
 from paypost.domain.ports.deposits import PeriodSettings, PeriodStore
 from paypost.domain.ports.practices import PracticeDirectory
-from paypost.domain.posting import PAYPOST_ACTOR, AuditEntry, Posting
+from paypost.domain.posting import PAYPOST_ACTOR, AuditEntry, Posting, PostingKey
 from paypost.handlers.clock import Clock, utc_now
 from paypost.handlers.practices import practice_not_found
 
@@ -32,6 +33,7 @@ log = structlog.get_logger("paypost.periods")
 
 OpenLateTask = Callable[[Posting, str], Awaitable[Alert | None]]
 AnnounceAlert = Callable[[Alert, Posting], Awaitable[None]]
+PostingLookup = Callable[[PostingKey], Awaitable[Posting | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +45,11 @@ class Month:
 
 class Periods:
     def __init__(self, store: PeriodStore, settings: PeriodSettings, directory: PracticeDirectory,
-                 open_late_task: OpenLateTask, announce: AnnounceAlert, clock: Clock = utc_now) -> None:
+                 open_late_task: OpenLateTask, announce: AnnounceAlert, clock: Clock = utc_now,
+                 posting: PostingLookup | None = None) -> None:
+        """``posting``: a posting by its key, to mark late one that loaded while its month was closing."""
         self._store = store
+        self._posting = posting
         self._settings = settings
         self._directory = directory
         self._open_late_task = open_late_task
@@ -88,7 +93,22 @@ class Periods:
         if not await self._store.record_close(practice_id, month, record):
             raise PeriodClosed(f"{month} is closed already.")
         log.info("period_closed", practice_id=practice_id, month=month, rows=len(current.rows), forced=force)
-        return await self.month(practice_id, month)
+        closed = await self.month(practice_id, month)
+        await self._late_while_closing(practice_id, current.rows, closed.rows)
+        return await self.month(practice_id, month) if self._posting is not None else closed
+
+    async def _late_while_closing(self, practice_id: str, digested: list[PeriodRow], now: list[PeriodRow]) -> None:
+        """A posting of the month that loaded between the close's read and its record is not in the
+        digest, and its load saw the month still open: it is late, as one that arrives after."""
+        if self._posting is None:
+            return
+        known = {row.payment_id for row in digested}
+        for row in now:
+            if row.payment_id in known or row.load_status != LoadStatus.LOADED.value or row.late_for_closed_period:
+                continue
+            posting = await self._posting(PostingKey(practice_id, row.payment_id))
+            if posting is not None:
+                await self.loaded(PostingLoaded(posting, had_failed=False))
 
     async def loaded(self, event: PostingLoaded) -> None:
         """A posting of a closed month loaded: mark it late, and open an office task (once)."""

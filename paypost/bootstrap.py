@@ -63,12 +63,13 @@ from paypost.infra.mongo.access_log import MongoAccessLog
 from paypost.infra.mongo.alerts import MongoAlertOutbox, MongoAlertStore
 from paypost.infra.mongo.api_keys import MongoApiKeyStore
 from paypost.infra.mongo.audit_seals import AuditSealer
-from paypost.infra.mongo.database import Collections, Doc, connect, ensure_indexes
+from paypost.infra.mongo.database import Collections, Doc, connect
 from paypost.infra.mongo.deposits import MongoDeposits, MongoPeriods, open_late_task
 from paypost.infra.mongo.directory import MongoMappingStore, MongoPracticeDirectory, MongoSealedSecrets
 from paypost.infra.mongo.failed_keys import MongoFailedKeyCounts
 from paypost.infra.mongo.failure_groups import MongoFailureGroups
 from paypost.infra.mongo.feed_tickets import MongoFeedTickets
+from paypost.infra.mongo.indexes import apply_indexes
 from paypost.infra.mongo.leases import DutyLeases, Lease, holder_name
 from paypost.infra.mongo.notes import MongoPostingNotes
 from paypost.infra.mongo.operations import MongoOperationStore
@@ -115,7 +116,8 @@ async def maintenance(settings: Settings) -> AsyncIterator[Maintenance]:
         keys = settings.secret_keys
         yield Maintenance(AuditSealer(collections, settings.audit_keys),
                           MongoSealedSecrets(collections, keys) if keys else None,
-                          retention=_retention(MongoRetention(collections, settings.audit_keys), settings))
+                          retention=_retention(MongoRetention(collections, settings.audit_keys), settings),
+                          daily_lease=Lease(collections.leases, "retention-purge", holder_name(), ttl=600))
     finally:
         await client.close()
 
@@ -247,7 +249,7 @@ class Paypost:
         self.month_end = MonthEnd(
             Deposits(self.deposit_store, self.deposit_store, self.outcomes, clock),
             Periods(self.period_store, self.deposit_store, self.directory, self._open_late_task,
-                    self._late_task_opened, clock),
+                    self._late_task_opened, clock, posting=self.postings.get),
             self.deposit_store)
         self._subscribe()
         self.application = Application(
@@ -284,10 +286,6 @@ class Paypost:
 
     def _parts(self, own_publisher: BasicPublisher | FramedPublisher | None) -> Parts:
         """What the runtime starts, runs and stops, in its order."""
-        stores = (self.operation_store, self.alerts, self.transfers, self.sealer, self.api_keys,
-                  self.failed_key_counts, self.feed_tickets, self.failure_groups, self.posting_commands,
-                  self.access_log, self.retention_store,  # contract section 12
-                  self.standing, self.deposit_store, self.period_store)
         broker = self.broker
 
         async def kill_sealer() -> None:
@@ -303,7 +301,7 @@ class Paypost:
         writer = _AccessWriter(self.access_log, on_error("access_log_write_failed"))
 
         return Parts(
-            prepare=[lambda: ensure_indexes(self.collections), *(store.ensure_indexes for store in stores),
+            prepare=[lambda: apply_indexes(self.collections),
                      broker.connect, lambda: declare_topology(broker), writer.start],
             intake=Consuming(broker, self.amqp, self.intake),
             duties={

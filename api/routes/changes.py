@@ -41,9 +41,11 @@ async def save_changes(
         items = await app.save_changes.preview(body.practice_id, Selection(
             retry=body.retry, clear=selection.clear, retry_groups=selection.retry_groups,
             clear_groups=selection.clear_groups, canary=selection.canary))
-        return JSONResponse({"total": len(items), "items": [
-            {"payment_id": i.payment_id, "action": i.action, "result": i.result, "message": i.message}
-            for i in items]})
+        shown = [{"payment_id": i.payment_id, "action": i.action, "result": i.result, "message": i.message}
+                 for i in items]
+        app.access.read([{"practice_id": body.practice_id, **row} for row in shown],  # contract section 12
+                        {"practice_id": body.practice_id, "dry_run": "true"})
+        return JSONResponse({"total": len(items), "items": shown})
     try:
         operation_id = await app.save_changes(body.practice_id, body.retry, [], app.who.name, selection)
     except Unroutable as exc:
@@ -55,4 +57,8 @@ async def save_changes(
 @router.get("/operations/{operation_id}", response_model=OperationOut)
 async def get_operation(operation_id: AnyId, app: Caller) -> dict[str, Any]:
     """Progress and per-item result of a Save Changes."""
-    return render.operation(await app.reports.operation(operation_id))
+    operation = render.operation(await app.reports.operation(operation_id))
+    items = operation.get("items") or []
+    app.access.read([{"practice_id": operation.get("practice_id"), **item} for item in items],  # section 12
+                    {"practice_id": operation.get("practice_id"), "operation_id": operation_id})
+    return operation

@@ -25,7 +25,9 @@ async def failure_groups(
 ) -> dict[str, Any]:
     """FAILED postings grouped by practice, Load Error and cause, largest count first."""
     groups = await app.triage.failure_groups(practice_id)
-    return {"items": [render.failure_group(g) for g in groups]}
+    # A group's cause may be a patient's account (a mapping failure): who saw it is on record (section 12).
+    app.access.read(items := [render.failure_group(g) for g in groups], {"practice_id": practice_id})
+    return {"items": items}
 
 
 @router.post("/postings/{practice_id}/{payment_id:path}/notes", status_code=201, response_model=NoteOut)

@@ -104,8 +104,10 @@ async def services(log: Callable[[str], None]) -> AsyncIterator[tuple[str, str]]
 class PaypostProcess:
     """`paypost run` as its own process, so its peak memory is its own."""
 
-    def __init__(self, amqp: str, mongo: str, db: str, role: str = "all") -> None:
+    def __init__(self, amqp: str, mongo: str, db: str, role: str = "all", output: Path | None = None) -> None:
+        """``output``: a file its log lines are appended to (none: they are dropped)."""
         self.role = role
+        self.output = output
         self.port = free_port()
         self.env = {**os.environ, "PAYPOST_AMQP_URL": amqp, "PAYPOST_MONGODB_URI": mongo, "PAYPOST_MONGODB_DB": db,
                     "PAYPOST_HTTP": f"127.0.0.1:{self.port}", "PAYPOST_API_TOKENS": f"{TOKEN}:operator:bench",
@@ -115,9 +117,14 @@ class PaypostProcess:
 
     async def start(self) -> None:
         paypost = str(Path(sys.executable).with_name("paypost"))
-        self.proc = subprocess.Popen(  # noqa: ASYNC220 - Popen only starts it; waiting for it is async below
-            [paypost, "run", "--no-local", "--role", self.role], env=self.env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+        sink = self.output.open("ab") if self.output is not None else None
+        try:
+            self.proc = subprocess.Popen(  # noqa: ASYNC220 - Popen only starts it; waiting for it is async below
+                [paypost, "run", "--no-local", "--role", self.role], env=self.env,
+                stdout=sink or subprocess.DEVNULL, stderr=sink or subprocess.DEVNULL)
+        finally:
+            if sink is not None:
+                sink.close()  # the process holds its own descriptor
         async with httpx.AsyncClient() as client:
             for _ in range(300):
                 with contextlib.suppress(httpx.HTTPError):

@@ -62,6 +62,8 @@ def _iso(at: datetime | None) -> str | None:
 def purge(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would go; remove nothing")] = False,
     page: Annotated[int, typer.Option(min=1, max=10000, help="postings or entries removed per round")] = 1000,
+    daily: Annotated[bool, typer.Option("--daily", help="as the day's purge: under the workers' lease, and "
+                                                         "nothing if today's purge is done or running")] = False,
 ) -> None:
     """Remove what retention says must go (PAYPOST_RETENTION_DAYS, PAYPOST_MESSAGE_RETENTION_DAYS), never
     a practice under legal hold; in pages, saying how far it has got. A maintenance command: it reads and
@@ -74,11 +76,16 @@ def purge(
     def progress(what: str, counts: PurgeCounts) -> None:
         err.print(f"  ... {what}: {counts.as_dict()}", highlight=False)
 
-    async def go() -> PurgeCounts:
+    async def go() -> PurgeCounts | None:
         async with maintenance(settings) as staff:
+            if daily and not dry_run:
+                return await staff.purge_daily(page)
             return await staff.purge(dry_run=dry_run, page=page, progress=progress)
 
     counts = run_async(go)
+    if counts is None:
+        out.print("today's purge is done, or another paypost is doing it: nothing to do", highlight=False)
+        return
     verb = "would remove" if dry_run else "removed"
     out.print(f"{verb} {counts.postings} postings ({counts.audit_entries} audit entries), "
               f"{counts.access_entries} access entries and {counts.message_bodies} kept message bodies "

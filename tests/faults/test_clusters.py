@@ -19,7 +19,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from paypost.bench.load import TOKEN, PaypostProcess
+from paypost.bench.load import TOKEN
 from paypost.bootstrap import Paypost
 from paypost.infra.mongo.audit_seals import AuditSealer
 from paypost.infra.mongo.database import Collections
@@ -31,6 +31,7 @@ from paypost.infra.runtime.settings import Settings
 from tests.support.cluster import RabbitCluster, ReplicaSet, rabbit_cluster, rabbit_cluster_possible, replica_set
 from tests.support.faults import Figures, Flow, account, scale, setup_practice, until_final
 from tests.support.payloads import payment_body
+from tests.support.processes import GuardedProcess
 from tests.support.services import Services
 from tests.support.tokens import OPERATOR
 
@@ -366,7 +367,7 @@ async def test_two_worker_processes_and_an_api_process_through_a_step_down_and_a
     takes the lease over (a higher token) and the chain verifies."""
     n, healing = scale(600), scale(150)
     db = f"rs3_many_{uuid.uuid4().hex[:8]}"
-    processes = [PaypostProcess(amqp_url, rs3.uri, db, role=role) for role in ("api", "worker", "worker")]
+    processes = [GuardedProcess(amqp_url, rs3.uri, db, role=role) for role in ("api", "worker", "worker")]
     for process in processes:
         process.env.update({"PAYPOST_AUDIT_SEALER": "process", "PAYPOST_LEDGER_ATTEMPTS": "3",
                             "PAYPOST_LEDGER_TIMEOUT": "2"})

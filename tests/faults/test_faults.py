@@ -18,13 +18,13 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from paypost.bench.load import PaypostProcess
 from paypost.bootstrap import Paypost
 from paypost.infra.mongo.database import Collections, connect
 from paypost.infra.runtime.settings import Settings
 from paypost.local.servers import free_port, rabbitmqctl, start_mongod, temporary_vhost
 from tests.support.faults import Figures, Flow, account, scale, setup_practice, until_final
 from tests.support.payloads import payment_body
+from tests.support.processes import GuardedProcess
 from tests.support.services import Services
 from tests.support.tokens import OPERATOR
 
@@ -35,7 +35,7 @@ async def test_kill_9_the_consumer_every_2_seconds(settings: Settings, store: Co
                                                    report: list[Figures]) -> None:
     n = scale(10_000)
     bodies = [payment_body(payment_id=f"k-{i}", ehr_patient_id=f"EHR-{i % 5}") for i in range(n)]
-    worker = PaypostProcess(settings.amqp_url, settings.mongodb_uri, settings.mongodb_db)
+    worker = GuardedProcess(settings.amqp_url, settings.mongodb_uri, settings.mongodb_db)
     await worker.start()
     kills = 0
     try:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from paypost.bench.load import TOKEN, PaypostProcess
+from paypost.bench.load import TOKEN
 from paypost.bootstrap import Paypost
 from paypost.infra.mongo.database import Collections
 from paypost.infra.runtime.settings import Settings
@@ -21,6 +21,7 @@ from paypost.local.reference_ledger import Faults
 from tests.support.faults import Figures, Flow, account, scale, until_final
 from tests.support.ledgers import PATIENT, ReferenceLedger, serve_reference_ledger
 from tests.support.payloads import payment_body
+from tests.support.processes import GuardedProcess
 from tests.support.waits import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -114,7 +115,7 @@ async def test_a_system_answering_429_to_a_third_of_requests(
     assert system.state.throttled > n / 10  # the premise: it kept asking to slow down
 
 
-async def failing_with_alerts(store: Collections, worker: PaypostProcess, n: int) -> list[str]:
+async def failing_with_alerts(store: Collections, worker: GuardedProcess, n: int) -> list[str]:
     """``n`` payments of ``n`` accounts, each mapped to a patient the system does not know: each
     fails PATIENT_NOT_FOUND with an office task and a patient flag."""
     async with httpx.AsyncClient(base_url=worker.base, headers={"Authorization": f"Bearer {TOKEN}"}) as api:
@@ -137,7 +138,7 @@ async def test_paypost_killed_while_tasks_and_flags_wait_in_the_outbox(
     async with serve_reference_ledger() as system:
         system.state.faults = Faults(alerts_down=True)  # entries answer; tasks and flags wait
         await on_the_system(store, system, max_requests_per_second=150)
-        worker = PaypostProcess(settings.amqp_url, settings.mongodb_uri, settings.mongodb_db)
+        worker = GuardedProcess(settings.amqp_url, settings.mongodb_uri, settings.mongodb_db)
         worker.env["PAYPOST_LEDGER_ALLOWED_HOSTS"] = "127.0.0.0/8"
         await worker.start()
         kills = 0
@@ -179,7 +180,7 @@ async def test_the_system_drops_its_answer_after_filing_a_task(
     async with serve_reference_ledger() as system:
         system.state.faults = Faults(alerts_down=True)
         await on_the_system(store, system)
-        worker = PaypostProcess(settings.amqp_url, settings.mongodb_uri, settings.mongodb_db)
+        worker = GuardedProcess(settings.amqp_url, settings.mongodb_uri, settings.mongodb_db)
         worker.env["PAYPOST_LEDGER_ALLOWED_HOSTS"] = "127.0.0.0/8"
         await worker.start()
         try:

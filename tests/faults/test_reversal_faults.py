@@ -12,7 +12,6 @@ from decimal import Decimal
 
 import pytest
 
-from paypost.bench.load import PaypostProcess
 from paypost.infra.mongo.database import Collections
 from paypost.infra.runtime.settings import Settings
 from paypost.local.reference_ledger import Faults
@@ -20,6 +19,7 @@ from tests.faults.test_practice_system import PRACTICE, on_the_system, until
 from tests.support.faults import Flow, scale, until_final
 from tests.support.ledgers import PATIENT, serve_reference_ledger
 from tests.support.payloads import payment_body
+from tests.support.processes import GuardedProcess
 from tests.support.waits import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -29,7 +29,7 @@ async def test_kill_9_between_a_reversals_entry_and_its_outcome(settings: Settin
     n = scale(20)
     async with serve_reference_ledger() as system:
         await on_the_system(store, system, timeout_seconds=30)
-        worker = PaypostProcess(settings.amqp_url, settings.mongodb_uri, settings.mongodb_db)
+        worker = GuardedProcess(settings.amqp_url, settings.mongodb_uri, settings.mongodb_db)
         worker.env["PAYPOST_LEDGER_ALLOWED_HOSTS"] = "127.0.0.0/8"
         await worker.start()
         try:

@@ -65,6 +65,10 @@ async def test_every_answer_that_shows_payments_is_recorded_and_read_by_admins_i
     assert (await api.get("/api/v1/postings.csv", params={"practice_id": practice})).status_code == 200
     assert (await api.get(f"/api/v1/practices/{practice}/ehr-patients/EHR-1/ledger")).status_code == 200
     assert (await api.get("/api/v1/alerts", params={"practice_id": practice})).status_code == 200
+    assert (await api.get("/api/v1/failure-groups", params={"practice_id": practice})).status_code == 200
+    dry = await api.post("/api/v1/postings/changes", params={"dry_run": "true"},
+                         json={"practice_id": practice, "retry": [bodies[2]["payment_id"]]})
+    assert dry.status_code == 200
 
     entries = await trail(api, paypost, since=started.isoformat())
     by_route = {e["route"]: e for e in entries}
@@ -81,6 +85,9 @@ async def test_every_answer_that_shows_payments_is_recorded_and_read_by_admins_i
     ledger = by_route[LEDGER_ROUTE]
     assert set(ledger["payment_ids"]) == ids and ledger["practice_id"] == practice
     assert by_route["/api/v1/alerts"]["count"] == 0  # nothing failed: an answer of none is on record too
+    assert by_route["/api/v1/failure-groups"]["practice_id"] == practice  # a group's cause may be an account
+    previewed = by_route["/api/v1/postings/changes"]
+    assert previewed["payment_ids"] == [bodies[2]["payment_id"]] and previewed["filters"]["dry_run"] == "true"
 
     # Found by payment, by patient account (never shown in an entry) and by key.
     assert {e["route"] for e in await trail(api, paypost, payment_id=bodies[1]["payment_id"],
@@ -94,7 +101,7 @@ async def test_every_answer_that_shows_payments_is_recorded_and_read_by_admins_i
 
     # Admins only, within their scope.
     assert (await api.get("/api/v1/access-log")).status_code == 403  # an operator
-    assert len(await trail(api, paypost, ADMIN_A, since=started.isoformat())) >= 5
+    assert len(await trail(api, paypost, ADMIN_A, since=started.isoformat())) >= 7
     assert await trail(api, paypost, ADMIN_B) == []
     assert (await api.get("/api/v1/access-log", params={"practice_id": practice}, headers=ADMIN_B)).status_code == 404
     assert (await api.get("/api/v1/access-log", params={"cursor": "nope"}, headers=ADMIN)).status_code == 400

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from paypost.bench.load import PaypostProcess
 from paypost.infra.mongo.database import Collections, connect
 from tests.support.faults import setup_practice
 from tests.support.payloads import payment_body
+from tests.support.processes import GuardedProcess
 from tests.support.services import Services
 from tests.support.upstream import Upstream
 from tests.support.waits import wait_for
@@ -37,7 +37,7 @@ async def test_four_paypost_processes_load_each_payment_once_and_their_audit_cha
     client = connect(services.mongodb_uri)
     store = Collections(client[db])
     await setup_practice(store)
-    processes = [PaypostProcess(amqp_url, services.mongodb_uri, db) for _ in range(PROCESSES)]
+    processes = [GuardedProcess(amqp_url, services.mongodb_uri, db) for _ in range(PROCESSES)]
     for process in processes:
         process.env["PAYPOST_AUDIT_SEALER"] = "process"  # production's default: a sealer each
     try:

@@ -12,10 +12,11 @@ from collections import Counter
 
 import httpx
 
-from paypost.bench.load import TOKEN, PaypostProcess
+from paypost.bench.load import TOKEN
 from paypost.bootstrap import Paypost
 from paypost.infra.mongo.database import Collections, connect
 from paypost.infra.runtime.settings import Settings
+from tests.support.processes import GuardedProcess
 from tests.support.tokens import OPERATOR
 from tests.support.upstream import Upstream
 from tests.support.waits import wait_for
@@ -92,7 +93,7 @@ async def test_a_heal_whose_process_is_killed_is_finished_by_a_workers_sweep(
 ) -> None:
     c = paypost.collections
     ids = await fail_for_want_of_a_mapping(upstream, c)
-    healer = PaypostProcess(settings.amqp_url, settings.mongodb_uri, settings.mongodb_db, role="api")
+    healer = GuardedProcess(settings.amqp_url, settings.mongodb_uri, settings.mongodb_db, role="api")
     healer.env["PAYPOST_REPLAY_RATE"] = str(SLOW)
     await healer.start()
     try:

@@ -22,13 +22,14 @@ import httpx
 import orjson
 import pytest
 
-from paypost.bench.load import TOKEN, PaypostProcess
+from paypost.bench.load import TOKEN
 from paypost.infra.mongo.database import connect
 from paypost.infra.runtime.settings import Settings
 from paypost.local.reference_ledger import Faults
 from tests.support.api_calls import wait_status
 from tests.support.ledgers import PATIENT, ReferenceLedger, serve_reference_ledger
 from tests.support.payloads import payment_body
+from tests.support.processes import GuardedProcess
 from tests.support.upstream import Upstream
 from tests.support.waits import wait_for
 
@@ -164,7 +165,7 @@ async def test_a_payment_handled_again_after_a_kill_between_its_post_and_its_out
     try:
         async with serve_reference_ledger() as system:
             system.state.faults = Faults(answer_after_commit_seconds=120)  # commits, then keeps the answer
-            worker = PaypostProcess(settings.amqp_url, settings.mongodb_uri, settings.mongodb_db)
+            worker = GuardedProcess(settings.amqp_url, settings.mongodb_uri, settings.mongodb_db)
             worker.env["PAYPOST_LEDGER_ALLOWED_HOSTS"] = "127.0.0.0/8"
             await worker.start()
             try:

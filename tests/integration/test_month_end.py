@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 from unittest.mock import ANY
 
@@ -312,3 +313,24 @@ async def test_a_months_returns_and_chargebacks_count_by_kind_block_until_their_
 async def _blocked_by(api: httpx.AsyncClient, url: str, kind: str) -> dict[str, Any] | None:
     report: dict[str, Any] = (await api.get(url)).json()
     return report if any(b["kind"] == kind for b in report["blockers"]) else None
+
+
+async def test_the_tolerance_at_its_edge_and_a_month_that_has_not_ended(
+        upstream: Upstream, api: httpx.AsyncClient, practice: str) -> None:
+    """A deposit off by exactly the practice's tolerance matches; a cent more is not matched by
+    itself. A month still running cannot be closed, not even forced."""
+    r = await api.put(f"/api/v1/practices/{P}", json={"name": "Clinic A", "ledger": {"kind": "builtin"},
+                                                     "reconciliation": {"amount_tolerance": "0.10", "days": 3}})
+    assert r.status_code == 200, r.text
+    await transfers_in(upstream, api, ("MT-E1", "100.00", "3.00"), ("MT-E2", "500.00", "5.00"))
+    await upstream.send("deposit.received", deposit_body("D-edge", "96.90", "2026-10-21T09:00:00+00:00"))
+    edge = await wait_for(lambda: deposit(api, "D-edge", "matched"))
+    assert edge["merchant_transfer_ids"] == ["MT-E1"] and edge["difference"] == "-0.10"
+    await upstream.send("deposit.received", deposit_body("D-past", "494.89", "2026-10-21T09:00:00+00:00"))
+    past = await wait_for(lambda: deposit(api, "D-past"))
+    assert past["status"] == "unmatched" and past["merchant_transfer_ids"] == []
+
+    running = datetime.now(UTC).strftime("%Y-%m")
+    refused = await api.post(f"/api/v1/practices/{P}/periods/{running}/close",
+                             json={"note": "too soon", "force": True, "reason": "testing the refusal"})
+    assert refused.status_code == 400 and "has not ended" in refused.text

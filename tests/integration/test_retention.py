@@ -200,3 +200,17 @@ async def test_the_daily_purge_runs_once_a_day_across_processes_in_pages(collect
         await lease.release()
     assert [await s.purge_once_today(lease) for s, lease in zip(services, leases, strict=True)] == [None] * 3
     assert await store.done_on(datetime.now(UTC).date().isoformat())
+
+
+async def test_the_scheduled_purge_runs_the_days_purge_once_under_the_workers_lease(
+    settings: Settings, collections: Collections,
+) -> None:
+    """`paypost purge --daily` (the compose service, the CronJob): the first of the day purges and
+    seals; a second, or one beside a worker holding the lease, does nothing."""
+    from paypost.bootstrap import maintenance
+
+    async with maintenance(settings) as first, maintenance(settings) as second:
+        done = await first.purge_daily(page=50)
+        again = await second.purge_daily(page=50)
+    assert isinstance(done, PurgeCounts) and again is None
+    assert await collections.db["leases"].count_documents({"_id": "retention-purge"}) == 1

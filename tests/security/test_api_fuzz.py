@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from paypost.bench.load import TOKEN, PaypostProcess
+from paypost.bench.load import TOKEN
+from tests.support.processes import GuardedProcess
 from tests.support.services import Services
 
 pytestmark = pytest.mark.integration
 
 
 async def test_schemathesis_finds_no_server_error(services: Services, amqp_url: str) -> None:
-    worker = PaypostProcess(amqp_url, services.mongodb_uri, f"fuzz_{uuid.uuid4().hex[:8]}")
+    worker = GuardedProcess(amqp_url, services.mongodb_uri, f"fuzz_{uuid.uuid4().hex[:8]}")
     await worker.start()
     try:
         schemathesis = str(Path(sys.executable).with_name("schemathesis"))

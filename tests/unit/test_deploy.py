@@ -610,12 +610,12 @@ def test_the_purge_runs_once_a_day_with_what_paypost_runs_with() -> None:
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     purge = next(containers(cron))
     api = resources("Deployment")["paypost-api"]["spec"]["template"]["spec"]["containers"][0]
-    assert purge["args"] == ["purge"] and purge["image"] == api["image"]
+    assert purge["args"] == ["purge", "--daily"] and purge["image"] == api["image"]  # under the workers' lease
     assert purge["envFrom"] == api["envFrom"]
     assert pod_spec(cron)["securityContext"]["runAsNonRoot"] is True
     service = compose()["services"]["purge"]
     loop = " ".join(service["entrypoint"])
-    assert "paypost purge" in loop and "sleep 86400" in loop
+    assert "paypost purge --daily" in loop and "sleep 3600" in loop  # hourly asks; the lease purges once a day
     assert service["image"] == compose()["services"]["api-1"]["image"]
 
 

@@ -43,7 +43,9 @@ def test_the_contract_names_every_exchange_routing_key_and_load_error_paypost_us
     text = CONTRACT.read_text()
     names = [topics.PAYMENTS_EXCHANGE, topics.COMMANDS_EXCHANGE, topics.EVENTS_EXCHANGE, topics.DEAD_LETTER_QUEUE,
              topics.PAYMENT_POSTED, topics.PAYMENT_REFUNDED, topics.TRANSFER_SETTLED, topics.PATIENT_MAPPING_UPDATED,
-             topics.POSTING_RETRY, topics.POSTING_CLEAR, topics.SCHEMA_VERSION_HEADER]
+             topics.POSTING_RETRY, topics.POSTING_CLEAR, topics.SCHEMA_VERSION_HEADER,
+             topics.PAYMENT_VOIDED, topics.PAYMENT_RETURNED, topics.PAYMENT_DISPUTED, topics.DISPUTE_CLOSED,
+             topics.DEPOSIT_RECEIVED]
     assert [name for name in names if f"`{name}`" not in text] == []
     assert [code.value for code in LoadErrorCode if f"`{code.value}`" not in text] == []
 

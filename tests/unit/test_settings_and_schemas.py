@@ -73,7 +73,10 @@ def test_asyncapi_documents_every_routing_key_of_the_contract() -> None:
                 "posting.failed.{practice_id}.{error_code}", "posting.retried.{practice_id}",
                 "posting.cleared.{practice_id}", "alert.opened.{practice_id}.{kind}",
                 "alert.resolved.{practice_id}.{kind}", "alert.escalated.{practice_id}.{kind}",
-                "transfer.reconciled.{practice_id}"):
+                "transfer.reconciled.{practice_id}",
+                # contract sections 10 and 11
+                "payment.voided", "payment.returned", "payment.disputed", "dispute.closed",
+                "payment.reversed.{practice_id}.{kind}", "deposit.received", "deposit.matched.{practice_id}"):
         assert any(name.endswith(":" + key) for name in channels), key
 
 
