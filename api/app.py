@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.telemetry import TelemetryConfig
 
-from paypost.api import errors
+from paypost.api import document, errors
 from paypost.api.access_log import AccessLog
 from paypost.api.deps import ERRORS, IPNetwork, authenticate
 from paypost.api.request_ids import RequestIds
@@ -81,6 +81,7 @@ def create_app(
     on_stop: Callable[[], Awaitable[None]] | None = None,
     key_check_every: float = 5.0,
     trusted_proxies: list[IPNetwork] | None = None,
+    ledger_kinds: Sequence[str] = (),
 ) -> FastAPI:
     """The ASGI app over ``application``'s handlers (its ``keys`` say who holds which token);
     ``asyncapi`` writes the AsyncAPI document of the broker's side.
@@ -88,6 +89,8 @@ def create_app(
     ``on_start`` and ``on_stop`` run in the app's lifespan (the composition root starts and stops
     the consumers there: uvicorn re-raises SIGTERM after serve() returns, so clean-up belongs here).
     ``key_check_every``: how often, in seconds, an open live feed checks that its key still holds.
+    ``ledger_kinds``: the kinds installed adapters provide, which the document lists as an adapter
+    ledger's ``kind`` (any other is a 400 unknown_ledger_kind).
     """
 
     app = FastAPI(title="paypost", version=PAYPOST_VERSION, lifespan=lifespan(on_start, on_stop),
@@ -105,6 +108,8 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestIds)  # outside the access log: its line carries the request id
     app.mount("/console", StaticFiles(directory=CONSOLE), name="console")
+
+    document.install(app, ledger_kinds=ledger_kinds)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

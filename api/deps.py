@@ -25,7 +25,7 @@ from paypost.domain.alerts import practice_named_by
 from paypost.handlers.application import Application
 from paypost.handlers.keys import TooManyFailures, UnknownKey
 from paypost.handlers.tenancy import ScopedApplication
-from paypost.schemas.api.common import ErrorOut
+from paypost.schemas.api.common import ErrorOut, codes_of
 from paypost.schemas.types import PRACTICE_ID_PATTERN
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -36,9 +36,32 @@ API_V1 = "/api/v1"  # every route module's prefix (the access log names a route 
 # (POST /api/v1/events/tickets). Never a key in a URL, where proxies log it (contract section 12).
 STREAM_PATH = f"{API_V1}/events/stream"
 
-# The error answers every /api/v1 route documents; a route that can also conflict adds CONFLICT.
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 422, 429)}
-CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorOut}}
+
+
+def error_answer(status: int, *codes: str, when: str = "") -> dict[int | str, dict[str, Any]]:
+    """An error answer as the document gives it: its body, and the codes it carries (``codes_of``
+    the status unless named)."""
+    named = list(codes) or codes_of(status)
+    first = named[0]
+    return {status: {"model": ErrorOut, "description": (when or "An error") + ": code " + " or ".join(named),
+                     "content": {"application/json": {"example": {"error": {
+                         "code": first, "message": f"what went wrong ({first})"}}}}}}
+
+
+# The error answers every /api/v1 route documents; a route adds those only it gives (409, 503, ...).
+ERRORS: dict[int | str, dict[str, Any]] = {
+    **error_answer(401, when="No key, or a key paypost does not know"),
+    **error_answer(403, when="The key's role may not do this"),
+    **error_answer(404, when="Nothing there, or a practice outside the key's scope"),
+    **error_answer(422, "invalid_request", when="A request that breaks a rule of the document; the message names it"),
+    **error_answer(429, when="Too many unknown keys from this address (Retry-After says when to try again)"),
+}
+CONFLICT: dict[int | str, dict[str, Any]] = error_answer(409, when="The resource's state refuses it")
+# A 400 only where it happens: a cursor not handed out; a practice's ledger paypost cannot use.
+BAD_CURSOR = error_answer(400, "invalid_cursor", when="A cursor that is not a next_cursor paypost handed out")
+BAD_LEDGER = error_answer(400, "unknown_ledger_kind", "invalid_ledger_settings", "refused_host", "secret_key_missing",
+                          when="A ledger paypost cannot use: a kind not installed, settings its adapter refuses, "
+                               "a host outside PAYPOST_LEDGER_ALLOWED_HOSTS, credentials and no key to seal them")
 
 PracticeId = Annotated[str, Path(pattern=PRACTICE_ID_PATTERN, description="A practice id")]
 AnyId = Annotated[str, Path(min_length=1, max_length=128)]

@@ -63,6 +63,8 @@ def _install_request_errors(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # the framework's only 400: a body it could not read (not UTF-8, say)
+            return error_response(422, "invalid_request", "The body could not be read: send JSON, in UTF-8.")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         headers = dict(exc.headers or {})
         if exc.status_code == 405:

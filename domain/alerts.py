@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from paypost.domain.posting import Posting, PostingKey
 
@@ -56,6 +56,7 @@ def alert_may_become(current: AlertState, target: AlertState) -> bool:
 
 
 # ``state=open`` includes escalated alerts (contract section 3): what may still resolve.
+MAX_SNOOZE = timedelta(days=90)  # how far ahead an alert may be snoozed (contract section 8)
 OPEN_STATES = alert_sources_of(AlertState.RESOLVED)
 ESCALATES_FROM = alert_sources_of(AlertState.ESCALATED)
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from paypost.domain.access import EVERY, Scope
-from paypost.domain.alerts import Alert
+from paypost.domain.alerts import MAX_SNOOZE, Alert
 from paypost.domain.errors import PaypostError
 from paypost.domain.overview import OVERVIEW_LIMIT_MAX, OverviewPage, overview_cursor, overview_offset
 from paypost.domain.ports.alerts import AlertStore
@@ -15,8 +15,6 @@ from paypost.domain.triage import FailureGroup
 from paypost.handlers.clock import Clock, utc_now
 from paypost.handlers.practices import NotFound
 from paypost.handlers.reversal_alerts import ReversalAlerts
-
-MAX_SNOOZE = timedelta(days=90)
 
 
 class NotSnoozable(PaypostError, ValueError):

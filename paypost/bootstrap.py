@@ -266,7 +266,8 @@ class Paypost:
             refresh_metrics=self.refresh_queue_metrics,
             keys=ApiKeys(self.api_keys, {  # PAYPOST_API_TOKENS, held as hashes
                 token_hash(t.token): Principal(name=t.name, role=Role(t.role), scope=Scope.of(t.practices))
-                for t in settings.tokens.values()}, FailedKeys(self.failed_key_counts, clock), clock,
+                for t in settings.tokens.values()},
+                FailedKeys(self.failed_key_counts, clock, settings.unknown_key_limit), clock,
                 tickets=self.feed_tickets),
             triage=Triage(self.failure_groups, MongoPostingNotes(self.collections), self.alerts, clock,
                           resolver=self.reversal_alerts, overviews=self.failure_groups),
@@ -399,7 +400,7 @@ class Paypost:
         if role == "worker":
             return create_worker_app(self.application, asyncapi_text, on_start=on_start, on_stop=on_stop)
         return create_app(self.application, asyncapi_text, on_start=on_start, on_stop=on_stop,
-                          trusted_proxies=self.settings.proxies)
+                          trusted_proxies=self.settings.proxies, ledger_kinds=self.ledger_adapters.installed())
 
     async def refresh_queue_metrics(self) -> dict[str, tuple[int, int]]:
         """Queue depths and consumers into the Prometheus gauges (called on each scrape)."""

@@ -7,7 +7,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from paypost.schemas.types import Currency, Identifier, Money, PracticeId, Timestamp
+from paypost.schemas.types import (
+    Currency,
+    Identifier,
+    LoadErrorCodeName,
+    LoadStatusName,
+    Money,
+    PostingKindName,
+    PracticeId,
+    Timestamp,
+)
 
 
 class WireModel(BaseModel):
@@ -232,7 +241,7 @@ class PostingClear(WireModel):
 class LoadErrorBody(WireModel):
     """A Load Error: code, plain-language message (the code's own words in an event), and what fixes it."""
 
-    code: str
+    code: LoadErrorCodeName
     message: str
     fix: str
 
@@ -245,7 +254,7 @@ class PaypostEvent(WireModel):
 
     event_id: str
     occurred_at: Timestamp
-    practice_id: str
+    practice_id: PracticeId
 
 
 class PostingEvent(PaypostEvent):
@@ -254,17 +263,17 @@ class PostingEvent(PaypostEvent):
 
     event_type: Literal["posting.loaded", "posting.failed", "posting.retried", "posting.cleared", "posting.held",
                         "payment.reversed"]
-    payment_id: str
-    kind: str  # payment, refund, void, return, chargeback, dispute_won or unreadable
+    payment_id: str  # an unreadable row's is its message's id, which no pattern of ours bounds
+    kind: PostingKindName  # payment, refund, void, return, chargeback, dispute_won or unreadable
     refunded_payment_id: str | None = None  # a refund's payment
     reversed_payment_id: str | None = None  # (1.2) a void's, return's or chargeback's payment
     dispute_id: str | None = None  # (1.2) a won dispute's chargeback
     return_code: str | None = None  # (1.2) a return's bank code
-    load_status: str
+    load_status: LoadStatusName
     load_error: LoadErrorBody | None = None
-    merchant_transfer_id: str | None = None
+    merchant_transfer_id: Identifier | None = None
     amount: Money | None = None
-    currency: str | None = None
+    currency: Currency | None = None
     actor: str | None = None
     reason: str | None = None
 
@@ -275,8 +284,8 @@ class AlertEvent(PaypostEvent):
     event_type: Literal["alert.opened", "alert.resolved", "alert.escalated"]
     alert_id: str
     kind: Literal["task", "patient"]
-    payment_id: str | None = None
-    load_status: str | None = None
+    payment_id: str | None = None  # as PostingEvent's
+    load_status: LoadStatusName | None = None
     load_error: LoadErrorBody | None = None
     state: Literal["open", "escalated", "resolved"]
 
@@ -285,8 +294,8 @@ class TransferReconciledEvent(PaypostEvent):
     """``transfer.reconciled.<practice_id>``: every item is loaded or cleared and amounts balance."""
 
     event_type: Literal["transfer.reconciled"]
-    merchant_transfer_id: str
-    expected_count: int
+    merchant_transfer_id: Identifier
+    expected_count: int = Field(ge=0)
     expected_amount: Money
     variance: Money
 

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import enum
 import re
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AwareDatetime, BeforeValidator, PlainSerializer, PlainValidator, StringConstraints, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    JsonValue,
+    PlainSerializer,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+)
 
+from paypost.domain.load_errors import LoadErrorCode
+from paypost.domain.model import LoadStatus, PostingKind
 from paypost.domain.money import InvalidMoney, format_money, parse_money
 
 PRACTICE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -41,6 +54,9 @@ def _rfc3339(value: object) -> object:
 Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 """A time the HTTP API reads (a query's or a body's): an RFC 3339 date-time with its offset, nothing else."""
 
+CURSOR = "the next_cursor of the page before, as it came; any other is a 400 invalid_cursor"
+"""What a page's ``cursor`` is: opaque, so the document can only say where it comes from."""
+
 
 _NOT_A_STRING = 'money must be a decimal string such as "125.00", never a number'
 
@@ -63,3 +79,24 @@ Money = Annotated[
     WithJsonSchema({"type": "string", "pattern": r"^-?\d{1,13}(\.\d{1,2})?$", "examples": ["125.00"]}),
 ]
 """A decimal string with at most 2 places on the wire; a :class:`~decimal.Decimal` in Python."""
+
+
+def _one_of(kind: type[enum.StrEnum]) -> Callable[[str], str]:
+    names = [member.value for member in kind]
+
+    def check(value: str) -> str:
+        if value not in names:
+            raise ValueError(f"must be one of {', '.join(names)}")
+        return value
+
+    return check
+
+
+def _enum_schema(kind: type[enum.StrEnum]) -> dict[str, JsonValue]:
+    return {"type": "string", "enum": [member.value for member in kind]}
+
+
+# The names an event carries as text, checked and documented (AsyncAPI) as the domain's enums.
+LoadStatusName = Annotated[str, AfterValidator(_one_of(LoadStatus)), WithJsonSchema(_enum_schema(LoadStatus))]
+PostingKindName = Annotated[str, AfterValidator(_one_of(PostingKind)), WithJsonSchema(_enum_schema(PostingKind))]
+LoadErrorCodeName = Annotated[str, AfterValidator(_one_of(LoadErrorCode)), WithJsonSchema(_enum_schema(LoadErrorCode))]

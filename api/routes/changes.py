@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from paypost.api import render
-from paypost.api.deps import API_V1, AnyId, Caller
+from paypost.api.deps import API_V1, AnyId, Caller, error_answer
 from paypost.api.errors import ApiError
 from paypost.domain.errors import Unroutable
 from paypost.handlers.changes import GroupClear, Selection
@@ -19,8 +19,12 @@ from paypost.schemas.messages import ClearItem
 router = APIRouter(prefix=API_V1, tags=["postings"])
 
 
-@router.post("/postings/changes", status_code=202, response_model=OperationAccepted,
-             responses={200: {"model": PreviewOut, "description": "dry_run=true: what it would do; nothing changed"}})
+@router.post("/postings/changes", status_code=202, response_model=OperationAccepted, responses={
+    200: {"model": PreviewOut, "description": "dry_run=true: what it would do; nothing changed"},
+    **error_answer(422, "invalid_request", "unknown_group", "selection_too_large", "invalid_canary",
+                   when="A selection refused whole (nothing selected, a blank reason, a group that holds nothing)"),
+    **error_answer(503, when="Save Changes could not be sent in full (paypost's topology is damaged); nothing applied"),
+})
 async def save_changes(
     body: ChangesIn, app: Caller,
     dry_run: Annotated[bool, Query(description="say what it would do, and change nothing")] = False,

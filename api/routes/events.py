@@ -15,10 +15,9 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from paypost.api.deps import API_V1, Caller, Unscoped
+from paypost.api.deps import API_V1, Caller, Unscoped, error_answer
 from paypost.api.errors import ApiError
 from paypost.handlers.keys import NoTickets
-from paypost.schemas.api.common import ErrorOut
 from paypost.schemas.api.events import TicketOut
 from paypost.schemas.types import PRACTICE_ID_PATTERN
 
@@ -61,7 +60,8 @@ async def event_stream(
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-@router.post("/events/tickets", status_code=201, response_model=TicketOut, responses={501: {"model": ErrorOut}})
+@router.post("/events/tickets", status_code=201, response_model=TicketOut,
+             responses=error_answer(501, when="This paypost has no live feed"))
 async def issue_ticket(request: Request, _: Caller, application: Unscoped) -> dict[str, Any]:
     """A ticket for ``GET /api/v1/events/stream?ticket=...``: used once, within ``expires_in`` seconds,
     by the key that asked for it (its scope and role, checked again while the feed is open)."""

@@ -15,18 +15,22 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from paypost.api.deps import API_V1, Unscoped
 from paypost.schemas import PAYPOST_VERSION
+from paypost.schemas.api.health import HealthOut, ReadyOut
 
 log = structlog.get_logger("paypost.api")
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=HealthOut)
 async def healthz() -> dict[str, str]:
     return {"status": "ok", "version": PAYPOST_VERSION}
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=ReadyOut, responses={
+    200: {"description": "The database and the broker answer"},
+    503: {"model": ReadyOut, "description": "Not ready: a service did not answer (not_ready, its problem named)"},
+})
 async def readyz(app: Unscoped) -> JSONResponse:
     found = await app.readiness.problems()
     checks = {service: problem is None for service, problem in found.items()}

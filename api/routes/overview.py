@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from paypost.api.deps import API_V1, Caller
+from paypost.api.deps import API_V1, BAD_CURSOR, Caller
 from paypost.api.render import iso
 from paypost.domain.money import format_money
 from paypost.domain.overview import OVERVIEW_LIMIT_DEFAULT, OVERVIEW_LIMIT_MAX
@@ -20,7 +20,7 @@ from paypost.schemas.api.overview import OverviewOut
 router = APIRouter(prefix=API_V1, tags=["triage"])
 
 
-@router.get("/overview", response_model=OverviewOut)
+@router.get("/overview", response_model=OverviewOut, responses=BAD_CURSOR)
 async def overview(
     app: Caller, limit: Annotated[int, Query(ge=1, le=OVERVIEW_LIMIT_MAX)] = OVERVIEW_LIMIT_DEFAULT,
     cursor: Annotated[str | None, Query(max_length=64)] = None,

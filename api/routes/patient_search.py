@@ -11,16 +11,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from paypost.api.deps import API_V1, Caller, PracticeId
+from paypost.api.deps import API_V1, Caller, PracticeId, error_answer
 from paypost.domain.patient_search import LIMIT_DEFAULT, LIMIT_MAX, QUERY_MAX
-from paypost.schemas.api.common import ErrorOut
 from paypost.schemas.api.patient_search import PatientSearchOut
 
 router = APIRouter(prefix=API_V1, tags=["mappings"])
 
 
 @router.get("/practices/{practice_id}/patient-search", response_model=PatientSearchOut,
-            responses={code: {"model": ErrorOut} for code in (501, 502, 503)})
+            responses={**error_answer(501, when="The practice's system offers no patient search"),
+                       **error_answer(502, when="The practice's system answered the search with an error"),
+                       **error_answer(503, when="The practice's system did not answer the search")})
 async def patient_search(
     practice_id: PracticeId, app: Caller,
     q: Annotated[str, Query(min_length=1, max_length=QUERY_MAX, description="a name, a date of birth, ...")],

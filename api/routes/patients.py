@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 
 from paypost.api import render
-from paypost.api.deps import API_V1, AnyId, Caller, PracticeId
+from paypost.api.deps import API_V1, BAD_LEDGER, AnyId, Caller, PracticeId
 from paypost.schemas.api.patients import EmptyBody, LedgerOut, PatientOut
 
 router = APIRouter(prefix=API_V1, tags=["ledger"])
@@ -23,7 +23,8 @@ async def put_ehr_patient(
     return {"practice_id": practice_id, "ehr_patient_id": ehr_patient_id, "created": created}
 
 
-@router.get("/practices/{practice_id}/ehr-patients/{ehr_patient_id}/ledger", response_model=LedgerOut)
+@router.get("/practices/{practice_id}/ehr-patients/{ehr_patient_id}/ledger", response_model=LedgerOut,
+            responses=BAD_LEDGER)
 async def get_ledger(practice_id: PracticeId, ehr_patient_id: AnyId, app: Caller) -> dict[str, Any]:
     """A patient's entries in the built-in ledger."""
     entries = await app.practices.ledger(practice_id, ehr_patient_id)

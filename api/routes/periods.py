@@ -7,12 +7,12 @@ import io
 from collections.abc import AsyncIterator
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from paypost.api.deps import API_V1, CONFLICT, Caller, PracticeId
+from paypost.api.deps import API_V1, CONFLICT, Caller, PracticeId, error_answer
 from paypost.api.errors import ApiError
 from paypost.api.routes.deposits import month_end
 from paypost.domain.periods import CSV_COLUMNS, PeriodClosed, PeriodError, PeriodNotReady, Total, csv_fields
@@ -60,13 +60,19 @@ def period_out(practice_id: str, month: Month) -> dict[str, Any]:
     }
 
 
+MONTH = r"(1\d|[2-8]\d|9[0-8])\d{2}-(0[1-9]|1[0-2])"  # years 1000 to 9899: each has its next month
+MonthPath = Annotated[str, Path(pattern=f"^{MONTH}$", description="a month, YYYY-MM")]
+MonthOrCsv = Annotated[str, Path(pattern=f"^{MONTH}(\\.csv)?$",
+                                  description="a month, YYYY-MM; YYYY-MM.csv for its rows")]
+
+
 def _month(value: str) -> str:
     return value.removesuffix(".csv")
 
 
 @router.get("/practices/{practice_id}/periods/{month}", response_model=PeriodOut,
             responses={200: {"content": {"text/csv": {}}}})
-async def get_period(practice_id: PracticeId, month: str, app: Caller) -> Any:
+async def get_period(practice_id: PracticeId, month: MonthOrCsv, app: Caller) -> Any:
     """The month's figures, readiness and blockers; ``{YYYY-MM}.csv`` exports its rows."""
     try:
         found = await month_end(app).month(practice_id, _month(month))
@@ -101,8 +107,11 @@ async def get_period(practice_id: PracticeId, month: str, app: Caller) -> Any:
                                       "Cache-Control": "no-store"})
 
 
-@router.post("/practices/{practice_id}/periods/{month}/close", response_model=PeriodOut, responses=CONFLICT)
-async def close_period(practice_id: PracticeId, month: str, body: CloseIn, app: Caller) -> Any:
+@router.post("/practices/{practice_id}/periods/{month}/close", response_model=PeriodOut, responses={
+    **CONFLICT,
+    **error_answer(400, "invalid_request", when="A month that has not ended yet in the practice's time zone"),
+})
+async def close_period(practice_id: PracticeId, month: MonthPath, body: CloseIn, app: Caller) -> Any:
     """Close a ready month (operator); 409 with its blockers unless forced with a reason."""
     try:
         closed = await month_end(app).close(practice_id, month, body.note, body.force, body.reason)

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from paypost.api import render
-from paypost.api.deps import API_V1, CONFLICT, Caller, PracticeId
+from paypost.api.deps import API_V1, BAD_CURSOR, Caller, PracticeId
 from paypost.api.export import csv_chunks
 from paypost.domain.load_errors import LoadErrorCode
 from paypost.domain.model import LoadStatus
 from paypost.domain.ports.postings import PostingFilter
 from paypost.domain.posting import PostingKey
 from paypost.schemas.api.postings import PostingDetail, PostingPage, PostingSummaryOut
-from paypost.schemas.types import PRACTICE_ID_PATTERN, Rfc3339
+from paypost.schemas.types import CURSOR, PRACTICE_ID_PATTERN, Rfc3339
 
 router = APIRouter(prefix=API_V1, tags=["postings"])
 
@@ -39,12 +40,11 @@ def report_filter(
 ReportFilter = Annotated[PostingFilter, Depends(report_filter)]
 
 
-@router.get("/postings", response_model=PostingPage)
+@router.get("/postings", response_model=PostingPage, responses=BAD_CURSOR)
 async def list_postings(
     app: Caller, where: ReportFilter,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=1000, description="the next_cursor of the page before, as "
-                                       "it came; any other is a 400 invalid_cursor")] = None,
+    cursor: Annotated[str | None, Query(max_length=1000, description=CURSOR)] = None,
 ) -> dict[str, Any]:
     """The Merchant Transfers report rows, newest first, paged."""
     docs, next_cursor = await app.reports.page(where, limit, cursor)
@@ -62,15 +62,37 @@ async def export_postings(app: Caller, where: ReportFilter) -> StreamingResponse
                                       "Cache-Control": "no-store"})
 
 
-@router.get("/postings/{practice_id}/{payment_id:path}", response_model=PostingDetail)
-async def get_posting(practice_id: PracticeId, payment_id: str, app: Caller) -> dict[str, Any]:
-    """One posting with its attempts, Load Error history and audit trail."""
-    app.access.read([shown := render.detail(await app.reports.posting(PostingKey(practice_id, payment_id)))])
+async def _posting(app: Caller, key: PostingKey) -> dict[str, Any]:
+    app.access.read([shown := render.detail(await app.reports.posting(key))])
     return shown
 
 
+def _posting_ending_in(tail: str) -> Callable[..., Awaitable[dict[str, Any]]]:
+    async def get_posting_ending(practice_id: PracticeId, payment_id: str, app: Caller) -> dict[str, Any]:
+        return await _posting(app, PostingKey(practice_id, f"{payment_id}/{tail}"))
+
+    get_posting_ending.__doc__ = (
+        f"The posting whose payment id is ``{{payment_id}}/{tail}``: a payment id may hold a slash, so a GET at "
+        f"a posting's {tail} path reads that posting (one with no such id is a 404). Its {tail} are in the "
+        "posting itself (GET /postings/{practice_id}/{payment_id}).")
+    return get_posting_ending
+
+
+# Before the posting's own route, which would read these paths the same way: so the document says it.
+for _tail in ("notes", "assignee"):
+    router.add_api_route(f"/postings/{{practice_id}}/{{payment_id:path}}/{_tail}", _posting_ending_in(_tail),
+                         methods=["GET"], response_model=PostingDetail, operation_id=f"get_posting_ending_in_{_tail}",
+                         summary=f"A posting whose payment id ends in /{_tail}")
+
+
+@router.get("/postings/{practice_id}/{payment_id:path}", response_model=PostingDetail)
+async def get_posting(practice_id: PracticeId, payment_id: str, app: Caller) -> dict[str, Any]:
+    """One posting with its attempts, Load Error history and audit trail."""
+    return await _posting(app, PostingKey(practice_id, payment_id))
+
+
 # The console's triage view opens on these totals; the document has always listed it under triage too.
-@router.get("/postings/summary", response_model=PostingSummaryOut, tags=["triage"], responses=CONFLICT)
+@router.get("/postings/summary", response_model=PostingSummaryOut, tags=["triage"])
 async def postings_summary(
     app: Caller, practice_id: Annotated[str | None, Query(pattern=PRACTICE_ID_PATTERN)] = None,
     received_from: Rfc3339 | None = None, received_to: Rfc3339 | None = None,

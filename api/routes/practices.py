@@ -7,13 +7,13 @@ from typing import Any
 from fastapi import APIRouter
 
 from paypost.api import render
-from paypost.api.deps import API_V1, Caller, PracticeId
+from paypost.api.deps import API_V1, BAD_LEDGER, Caller, PracticeId
 from paypost.schemas.api.practices import HoldIn, PracticeIn, PracticeList, PracticeOut
 
 router = APIRouter(prefix=API_V1, tags=["practices"])
 
 
-@router.put("/practices/{practice_id}", response_model=PracticeOut)
+@router.put("/practices/{practice_id}", response_model=PracticeOut, responses=BAD_LEDGER)
 async def put_practice(practice_id: PracticeId, body: PracticeIn, app: Caller) -> dict[str, Any]:
     """Set up a practice's ledger integration."""
     ledger = body.ledger.model_dump(mode="json", exclude_none=True)

@@ -11,12 +11,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from paypost.api import render
-from paypost.api.deps import API_V1, CONFLICT, Caller, PracticeId
+from paypost.api.deps import API_V1, Caller, PracticeId
 from paypost.domain.posting import PostingKey
 from paypost.schemas.api.triage import AssigneeIn, AssigneeOut, FailureGroupPage, NoteIn, NoteOut
 from paypost.schemas.types import PRACTICE_ID_PATTERN
 
-router = APIRouter(prefix=API_V1, tags=["triage"], responses=CONFLICT)
+router = APIRouter(prefix=API_V1, tags=["triage"])
 
 
 @router.get("/failure-groups", response_model=FailureGroupPage)

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
 
     # Not in the contract; documented in the README.
     prefetch: int = Field(default=200, ge=1, le=5000)
+    # Calls with an unknown key one address may make in a minute before it is answered 429 (contract section 6).
+    unknown_key_limit: int = Field(default=20, ge=1)
     intake_lanes: int = Field(default=4, ge=1, le=32)  # channels consuming paypost.postings
     delivery_limit: int = Field(default=20, ge=1)
     max_message_bytes: int = Field(default=256 * 1024, ge=1024)

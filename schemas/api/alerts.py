@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from paypost.domain.alerts import MAX_SNOOZE
 from paypost.schemas.api.common import Body
 from paypost.schemas.types import Rfc3339
 
 
 class SnoozeIn(Body):
-    until: Rfc3339
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"until": "2026-12-24T09:00:00Z", "reason": "the practice closes for the holidays"}]})
+
+    until: Annotated[Rfc3339, Field(description=f"when it may escalate again: ahead of now, and at most "
+                                                f"{MAX_SNOOZE.days} days ahead (422 invalid_request otherwise)")]
     reason: str = Field(min_length=1, max_length=2000, pattern=r"\S")
 
 

@@ -4,20 +4,34 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, JsonValue, StrictBool, WithJsonSchema, field_validator
 
 from paypost.domain.periods import DEFAULT_TIME_ZONE, PeriodError, zone
 from paypost.schemas.api.common import Body
 from paypost.schemas.types import Identifier
 
+# The tolerance as the check reads it: 0 to 1000, at most two places, a number or a decimal string.
+_TOLERANCE: dict[str, JsonValue] = {"anyOf": [
+    {"type": "number", "minimum": 0, "maximum": 1000, "multipleOf": 0.01},
+    {"type": "string", "pattern": r"^(\d{1,3}(\.\d{1,2})?|1000(\.0{1,2})?)$"},
+]}
+
+
+def _a_number(value: object) -> object:
+    """A JSON integer (3, or 3.0 as JSON Schema counts it), never a boolean or a string."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be a number")  # noqa: TRY004 - pydantic names the field for a ValueError
+    return value
+
 
 class ReconciliationIn(Body):
     """How deposits are matched by amount and date: a tolerance either way, and a window of days."""
 
-    amount_tolerance: Decimal = Field(default=Decimal("0.00"), ge=0, le=Decimal("1000.00"), decimal_places=2)
-    days: int = Field(default=3, ge=0, le=31)
+    amount_tolerance: Annotated[Decimal, WithJsonSchema(_TOLERANCE)] = Field(
+        default=Decimal("0.00"), ge=0, le=Decimal("1000.00"), decimal_places=2)
+    days: Annotated[int, BeforeValidator(_a_number)] = Field(default=3, ge=0, le=31)
 
 
 def check_time_zone(value: str) -> str:
@@ -46,7 +60,7 @@ class UnmatchIn(Body):
 
 class CloseIn(Body):
     note: str = Field(default="", max_length=2000)
-    force: bool = False
+    force: StrictBool = False
     reason: str | None = Field(default=None, max_length=2000)
 
 

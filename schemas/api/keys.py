@@ -21,7 +21,8 @@ def _practice_or_every(value: str) -> str:
 
 
 class ApiKeyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"name": "billing-platform", "role": "viewer", "practices": ["clinic-a"]}]})
 
     name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f:,]+$")]
     role: Literal["viewer", "operator", "admin"]

@@ -5,8 +5,21 @@ from __future__ import annotations
 import json
 import re
 from typing import Annotated, Any, Literal, Self
+from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, HttpUrl, Tag, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    HttpUrl,
+    JsonValue,
+    StrictBool,
+    StrictFloat,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from paypost.domain.integrations import CONTRACT_KINDS, LEDGER_KIND_PATTERN, SECRET_FIELDS
 from paypost.schemas.api.common import Body
@@ -34,10 +47,10 @@ class ClientCredentialsAuth(Body):
 class HttpLedgerConfig(Body):
     kind: Literal["http"]
     base_url: HttpUrl
-    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    max_requests_per_second: float | None = Field(default=None, gt=0, le=10_000)
+    timeout_seconds: StrictFloat = Field(default=5.0, gt=0, le=60)
+    max_requests_per_second: StrictFloat | None = Field(default=None, gt=0, le=10_000)
     auth: Annotated[BearerAuth | ClientCredentialsAuth, Field(discriminator="kind")] | None = None
-    tasks: bool = True  # office tasks and patient flags go into the system too (contract section 7)
+    tasks: StrictBool = True  # office tasks and patient flags go into the system too (contract section 7)
 
 
 # An adapter's settings: plain JSON whose field names MongoDB stores as they are, of a modest size.
@@ -45,18 +58,35 @@ _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_SETTINGS_BYTES = 16_384
 
 
+MAX_SETTINGS_DEPTH = 8
+LIMIT_64 = 2**63  # a number MongoDB stores as given: within a signed 64-bit integer's range
+SETTING_SCHEMA_NAME = "AdapterSetting"
+SETTING_REF: dict[str, JsonValue] = {"$ref": f"#/components/schemas/{SETTING_SCHEMA_NAME}"}
+SETTING_SCHEMA: dict[str, Any] = {
+    "description": f"An adapter's setting: plain JSON, names of letters, digits and _, numbers within 64 bits, "
+                   f"at most {MAX_SETTINGS_DEPTH} deep and {MAX_SETTINGS_BYTES} bytes in all",
+    "anyOf": [
+        {"type": "null"}, {"type": "boolean"}, {"type": "string"},
+        {"type": "number", "minimum": -LIMIT_64, "exclusiveMaximum": LIMIT_64},
+        {"type": "array", "items": SETTING_REF},
+        {"type": "object", "propertyNames": {"pattern": _SETTING_NAME.pattern}, "additionalProperties": SETTING_REF},
+    ],
+}
+"""The document's schema of one setting (``paypost.api.document`` names it), as ``_unstorable`` checks it."""
+
+
 def _unstorable(value: object, depth: int = 0) -> list[str]:
     """What in an adapter's settings MongoDB could not store as given: odd field names, integers past 64 bits."""
-    if depth > 8:
-        return ["settings nested more than 8 deep"]
+    if depth > MAX_SETTINGS_DEPTH:
+        return [f"settings nested more than {MAX_SETTINGS_DEPTH} deep"]
     if isinstance(value, dict):
         return [problem for name, inner in value.items()
                 for problem in ([] if _SETTING_NAME.match(str(name)) else [f"setting name {str(name)[:64]!r}"])
                 + _unstorable(inner, depth + 1)]
     if isinstance(value, list):
         return [problem for inner in value for problem in _unstorable(inner, depth + 1)]
-    if isinstance(value, int) and not -(2**63) <= value < 2**63:
-        return ["an integer past 64 bits"]
+    if isinstance(value, int | float) and not isinstance(value, bool) and not -LIMIT_64 <= value < LIMIT_64:
+        return ["a number past 64 bits"]
     return []
 
 
@@ -67,6 +97,8 @@ class AdapterLedgerConfig(BaseModel):
     credentials go in ``auth`` (sealed, write-only, as an ``http`` ledger's), never in another field.
     """
 
+    # Its other fields' schema (SETTING_SCHEMA, recursive) is the OpenAPI document's AdapterSetting
+    # component, which paypost.api.document adds as additionalProperties.
     model_config = ConfigDict(extra="allow", json_schema_extra={"propertyNames": {"pattern": _SETTING_NAME.pattern}})
 
     kind: Annotated[str, Field(pattern=LEDGER_KIND_PATTERN)]
@@ -103,11 +135,18 @@ LedgerConfig = Annotated[
 
 
 class PracticeIn(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"name": "Clinic A", "ledger": {"kind": "builtin"}, "enabled": True},
+        {"name": "Clinic B", "ledger": {"kind": "http", "base_url": "https://pms.clinic-b.example/api",
+                                        "auth": {"kind": "bearer", "token": "a-secret"}}},
+    ]})
+
     name: str = Field(min_length=1, max_length=200)
     ledger: LedgerConfig
-    enabled: bool = True
+    enabled: StrictBool = True
     # The practice's month (contract section 11): its IANA time zone, and how deposits are matched.
-    time_zone: str = Field(default="UTC", max_length=64)
+    time_zone: str = Field(default="UTC", max_length=64,
+                           json_schema_extra={"enum": list[JsonValue](sorted(available_timezones()))})
     reconciliation: ReconciliationIn = Field(default_factory=ReconciliationIn)
 
     _zone = field_validator("time_zone")(check_time_zone)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from paypost.schemas.api.common import Body
 from paypost.schemas.api.postings import AuditOut
 
 
 class NoteIn(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"text": "called the practice"}]})
+
     text: str = Field(min_length=1, max_length=4000, pattern=r"\S")
 
 
 class AssigneeIn(Body):
+    model_config = ConfigDict(extra="forbid",
+                              json_schema_extra={"examples": [{"assignee": "alice"}, {"assignee": None}]})
+
     assignee: str | None = Field(min_length=1, max_length=200, pattern=r"\S")
 
 

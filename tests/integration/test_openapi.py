@@ -4,23 +4,22 @@ times it reads, the content types of its answers, the patterns of the ids it che
 from __future__ import annotations
 
 import re
-from typing import Any
+from pathlib import Path
+from typing import Any, get_args
 
 import httpx
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from paypost.schemas.api.changes import ChangesIn, ClearGroupIn
+from paypost.schemas.api.changes import SELECTIONS, ChangesIn, ClearGroupIn
+from paypost.schemas.api.common import ERROR_CODES, ErrorCode
 from paypost.schemas.api.keys import ApiKeyIn
 from paypost.schemas.api.practices import AdapterLedgerConfig
 from paypost.schemas.types import PRACTICE_ID_PATTERN
+from tests.support.api_calls import wait_status
+from tests.support.upstream import Upstream
 
 pytestmark = pytest.mark.integration
-
-# A payment id may hold a slash, so a posting's own path also takes the paths of its notes and its assignee
-# ("/postings/p/pay-1/notes" is also the posting "pay-1/notes"): GET answers there too. Left for issue 32.
-BELOW_A_POSTING = re.compile(r"^/api/v1/postings/{practice_id}/{payment_id}/")
-
 
 async def document(api: httpx.AsyncClient) -> dict[str, Any]:
     r = await api.get("/api/v1/openapi.json")
@@ -38,8 +37,6 @@ async def test_a_method_a_path_does_not_take_is_a_405_whose_allow_lists_the_docu
         path = re.sub(r"{[^}]+}", "p1", template)
         documented = {m.upper() for m in operations}
         other = next(m for m in ("PATCH", "DELETE", "PUT", "POST") if m not in documented)
-        if BELOW_A_POSTING.match(template):
-            documented.add("GET")
         r = await api.request(other, path)
         allow = set(r.headers.get("allow", "").split(", ")) - {""}
         if r.status_code != 405 or allow != documented or r.json()["error"]["code"] != "method_not_allowed":
@@ -132,3 +129,114 @@ async def test_the_document_and_the_check_agree(api: httpx.AsyncClient, model: t
         found = found[key]
     disagree = [v for v in values if (re.search(found, v) is None) != _refused(model, body(v))]
     assert disagree == []
+
+
+async def test_a_get_at_a_postings_notes_path_is_documented_as_the_posting_whose_id_ends_so(
+        api: httpx.AsyncClient, upstream: Upstream, practice: str) -> None:
+    """A payment id may hold a slash: GET /postings/p/pay-1/notes is the posting "pay-1/notes", as the document says."""
+    paths = (await document(api))["paths"]
+    for tail in ("notes", "assignee"):
+        answer = paths[f"/api/v1/postings/{{practice_id}}/{{payment_id}}/{tail}"]["get"]["responses"]["200"]
+        assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/PostingDetail"}
+    payment = await upstream.payment(payment_id="pay-9/notes")
+    await wait_status(api, practice, payment["payment_id"], "LOADED")
+    r = await api.get(f"/api/v1/postings/{practice}/pay-9/notes")
+    assert r.status_code == 200 and r.json()["payment_id"] == "pay-9/notes"
+    assert (await api.get(f"/api/v1/postings/{practice}/pay-9/assignee")).status_code == 404  # none has that id
+    r = await api.options(f"/api/v1/postings/{practice}/pay-9/notes")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, POST"
+
+
+async def test_every_error_code_the_api_answers_is_in_the_documents_one_list(api: httpx.AsyncClient) -> None:
+    """The codes are listed once (ErrorDetail.code) and every error answer refers to it; no code in the
+    API's source is missing from the list, and each answer's description names codes of the list."""
+    listed = set(get_args(ErrorCode))
+    assert listed == set(ERROR_CODES)
+    api_source = Path(__file__).parents[2] / "api"
+    used = {code for file in api_source.rglob("*.py")
+            for code in re.findall(r'(?:ApiError|error_response)\(\s*\d{3},\s*"([a-z_]+)"|\(\d{3}, "([a-z_]+)"\)',
+                                   file.read_text()) for code in code if code}
+    assert used and used <= listed, used - listed
+    doc = await document(api)
+    assert doc["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["enum"] == list(get_args(ErrorCode))
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            for status, answer in operation["responses"].items():
+                if status.startswith(("4", "5")) and path != "/readyz":
+                    schema = answer["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/ErrorOut"}, (method, path, status)
+                    assert ": code " in answer["description"], (method, path, status, answer["description"])
+                    named = set(answer["description"].rsplit(": code ", 1)[1].split(" or "))
+                    assert named <= listed, (method, path, status, answer["description"])
+                    assert answer["content"]["application/json"]["example"]["error"]["code"] in named
+
+
+@pytest.mark.parametrize(("status", "where"), [
+    ("409", {("post", "/api/v1/alerts/{alert_id}/snooze"), ("post", "/api/v1/alerts/{alert_id}/resolve"),
+             ("post", "/api/v1/practices/{practice_id}/periods/{month}/close"),
+             ("post", "/api/v1/practices/{practice_id}/deposits/{deposit_id}/match"),
+             ("post", "/api/v1/practices/{practice_id}/deposits/{deposit_id}/unmatch")}),
+    ("400", {("get", "/api/v1/postings"), ("get", "/api/v1/access-log"), ("put", "/api/v1/practices/{practice_id}"),
+             ("get", "/api/v1/overview"), ("post", "/api/v1/practices/{practice_id}/periods/{month}/close"),
+             ("get", "/api/v1/practices/{practice_id}/ehr-patients/{ehr_patient_id}/ledger")}),
+    ("503", {("post", "/api/v1/postings/changes"), ("get", "/readyz"),
+             ("get", "/api/v1/practices/{practice_id}/patient-search")}),
+])
+async def test_a_400_409_or_503_is_documented_only_where_it_happens(api: httpx.AsyncClient, status: str,
+                                                                   where: set[tuple[str, str]]) -> None:
+    paths = (await document(api))["paths"]
+    found = {(method, path) for path, operations in paths.items() for method, operation in operations.items()
+             if status in operation["responses"]}
+    assert found == where
+
+
+async def test_the_ledger_kinds_are_the_installed_ones(api: httpx.AsyncClient) -> None:
+    """The composition root hands the app the kinds installed adapters provide: the document lists
+    them, and any other kind is the 400 unknown_ledger_kind it says."""
+    schemas = (await document(api))["components"]["schemas"]
+    kinds = schemas["AdapterLedgerConfig"]["properties"]["kind"]["enum"]
+    assert "example-sqlite" in kinds and not {"builtin", "http"} & set(kinds)
+    r = await api.put("/api/v1/practices/clinic-k", json={"name": "K", "ledger": {"kind": "not-installed"}})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_ledger_kind"
+
+
+@pytest.mark.parametrize("body", [
+    {}, {"retry": []}, {"retry": [], "clear": [], "retry_groups": [], "clear_groups": []},
+    {"canary": 1, "clear": [{"payment_id": "x", "reason": "r"}]}, {"retry": ["x"], "canary": 1},
+    {"retry_groups": ["0123456789abcdef"], "canary": 2}, {"clear_groups": [{"group_id": "0123456789abcdef",
+                                                                           "reason": "r"}]},
+])
+async def test_what_save_changes_must_select_is_the_documents_and_the_models(api: httpx.AsyncClient,
+                                                                             body: dict[str, Any]) -> None:
+    """The document's anyOf (one selection not empty) and if/then (a canary needs a retry) hold
+    exactly as the model and the handler check them."""
+    import jsonschema
+
+    doc = await document(api)
+    schema = {**doc["components"]["schemas"]["ChangesIn"], "components": doc["components"]}  # its $refs resolve
+    full = {"practice_id": "clinic-a", **body}
+    allowed = jsonschema.Draft202012Validator(schema).is_valid(full)
+    r = await api.post("/api/v1/postings/changes", params={"dry_run": "true"}, json=full)
+    refused_by_shape = r.status_code == 422 and r.json()["error"]["code"] in ("invalid_request", "invalid_canary")
+    assert allowed != refused_by_shape, (body, r.text)
+    assert SELECTIONS == ("retry", "clear", "retry_groups", "clear_groups")
+
+
+
+async def test_the_document_is_valid_openapi_3_1(api: httpx.AsyncClient) -> None:
+    """What a platform's generator reads first: the document validates against OpenAPI 3.1's own schema."""
+    from openapi_spec_validator import validate
+    from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+
+    doc = await document(api)
+    assert doc["openapi"].startswith("3.1.")
+    validate(doc)
+    broken = {**doc, "paths": {"/x": {"get": {"responses": {"200": {"description": 1}}}}}}
+    with pytest.raises(OpenAPIValidationError):  # the validator does refuse a broken one
+        validate(broken)
+
+
+async def test_a_body_that_is_not_utf_8_is_a_422_as_documented(api: httpx.AsyncClient, practice: str) -> None:
+    r = await api.post(f"/api/v1/postings/{practice}/pay-1/notes", content=b"N\xff\xfeSD",
+                       headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request", r.text

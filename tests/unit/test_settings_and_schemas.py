@@ -137,3 +137,32 @@ def test_a_service_given_as_a_secret_file_counts_as_configured(monkeypatch: pyte
     assert not configured("PAYPOST_MONGODB_URI")  # paypost run would start a local mongod
     monkeypatch.setenv("PAYPOST_MONGODB_URI_FILE", "/run/secrets/mongodb-uri")
     assert configured("PAYPOST_MONGODB_URI")  # it must not: the secret names the database
+
+
+def test_the_asyncapi_document_carries_each_messages_constraints_from_its_model() -> None:
+    """Every message's schema in the AsyncAPI document is its pydantic model's: patterns (the practice
+    id, identifiers), money as a string of at most two places, the domain's enums (issue 32)."""
+    import json
+
+    from paypost.infra.rabbit.asyncapi import asyncapi_text
+    from paypost.schemas.messages import AlertEvent, PaymentPosted, PostingEvent, TransferReconciledEvent
+
+    schemas = json.loads(asyncapi_text())["components"]["schemas"]
+    for model in (PaymentPosted, PostingEvent, AlertEvent, TransferReconciledEvent):
+        expected = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        expected.pop("$defs", None)
+        assert schemas[model.__name__]["properties"] == expected["properties"], model.__name__
+    posting = schemas["PostingEvent"]["properties"]
+    assert posting["practice_id"]["pattern"] == r"^[A-Za-z0-9_-]{1,64}$"
+    assert posting["amount"]["anyOf"][0]["pattern"] == r"^-?\d{1,13}(\.\d{1,2})?$"
+    assert "FAILED" in posting["load_status"]["enum"] and set(posting["kind"]["enum"]) >= {"payment", "refund"}
+    assert "PATIENT_NOT_MAPPED" in schemas["LoadErrorBody"]["properties"]["code"]["enum"]
+    with pytest.raises(ValueError, match="must be one of"):
+        PostingEvent.model_validate_json(json.dumps({**_posting_event(), "load_status": "SOMEWHERE"}))
+    PostingEvent.model_validate_json(json.dumps(_posting_event()))
+
+
+def _posting_event() -> dict[str, object]:
+    return {"event_id": "e-1", "occurred_at": "2026-12-06T10:00:00+00:00", "practice_id": "clinic-a",
+            "event_type": "posting.loaded", "payment_id": "pay-1", "kind": "payment", "load_status": "LOADED",
+            "amount": "125.00", "currency": "USD"}
