@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from paypost.api import render
-from paypost.api.deps import API_V1, AnyId, Caller, error_answer
+from paypost.api.deps import API_V1, CONFLICT, AnyId, Caller, error_answer
 from paypost.api.errors import ApiError
 from paypost.domain.errors import Unroutable
 from paypost.handlers.changes import GroupClear, Selection
@@ -54,7 +54,7 @@ async def save_changes(
     return JSONResponse({"operation_id": operation_id}, status_code=202)
 
 
-@router.post("/operations/{operation_id}/cancel", response_model=OperationOut)
+@router.post("/operations/{operation_id}/cancel", response_model=OperationOut, responses=CONFLICT)
 async def cancel_operation(operation_id: AnyId, app: Caller) -> dict[str, Any]:
     """Stop a running Save Changes: what is not yet replayed stays FAILED and the operation ends
     ``cancelled`` with its counts. One already completed (or cancelled) is a 409."""

@@ -30,6 +30,7 @@ ERROR_CODES: dict[str, int] = {
     "invalid_month": 400,  # a month that is not YYYY-MM (section 11)
     "deposit_conflict": 409,  # a deposit matched or unmatched against its state (section 11)
     "period_closed": 409,  # a closed month, or one not ready to close (section 11)
+    "operation_finished": 409,  # a Save Changes stopped after it ended (or stopped already)
     "search_not_offered": 501,  # a practice's system that offers no patient search (section 14)
     "practice_system_error": 502,  # the practice's system answered a search with an error
     "practice_system_unavailable": 503,  # the practice's system did not answer a search
@@ -39,7 +40,8 @@ ErrorCode = Literal[
     "invalid_cursor", "unknown_ledger_kind", "invalid_ledger_settings", "refused_host", "secret_key_missing",
     "unauthorized", "forbidden", "not_found", "method_not_allowed", "alert_resolved", "invalid_request",
     "unknown_group", "selection_too_large", "invalid_canary", "too_many_requests", "not_implemented",
-    "commands_unroutable", "invalid_month", "deposit_conflict", "period_closed", "search_not_offered",
+    "commands_unroutable", "invalid_month", "deposit_conflict", "period_closed", "operation_finished",
+    "search_not_offered",
     "practice_system_error", "practice_system_unavailable", "http_error",
 ]
 
