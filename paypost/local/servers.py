@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import resource
 import secrets
 import shutil
 import signal
@@ -73,11 +74,35 @@ def start_mongod(dbpath: Path, port: int, replset: str = "rs0", tls: MongoTls | 
     proc = subprocess.Popen(
         [mongod_binary(), "--dbpath", str(dbpath), "--bind_ip", "127.0.0.1", "--port", str(port),
          "--replSet", replset, "--logpath", str(dbpath / "mongod.log"), "--quiet",
+         # Files of dropped collections closed soon, not after the default five minutes' history:
+         # a local server (a test session's database per test) would otherwise hold thousands open.
+         "--setParameter", "minSnapshotHistoryWindowInSeconds=5",
+         "--wiredTigerEngineConfigString", "file_manager=(close_idle_time=5,close_scan_interval=2,close_handle_minimum=200)",
          *(tls.mongod_args() if tls else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
+    _more_open_files(proc.pid)
     wait_primary(port, replset, proc, tls=tls)
     return proc
+
+
+# WiredTiger keeps a file open per collection and index, and a dropped one's until the replica set's
+# history window has passed (five minutes): a database per test (or per busy hour of a platform)
+# outgrows a usual limit of a few thousand, and mongod aborts ("Too many open files").
+MONGOD_OPEN_FILES = 262_144
+
+
+def _more_open_files(pid: int) -> None:
+    """Raise mongod's open-files limit (the hard one too where this process may: root); else as far
+    as the hard limit allows. Linux only, as the wheel's mongod is."""
+    try:
+        _, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        try:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (MONGOD_OPEN_FILES, max(MONGOD_OPEN_FILES, hard)))
+        except (ValueError, PermissionError):
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError):
+        return  # another system than Linux, or the process already gone: mongod keeps its limit
 
 
 def wait_primary(port: int, replset: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30,

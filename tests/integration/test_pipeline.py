@@ -367,7 +367,8 @@ async def test_concurrent_duplicates_on_two_consumers_post_once(
 async def test_every_paypost_queue_has_its_consumer(paypost: Paypost) -> None:
     depths = await paypost.refresh_queue_metrics()
     assert set(depths) == {"paypost.postings", "paypost.replays", "paypost.mappings", "paypost.transfers",
-                           "paypost.commands.postings", "paypost.payments.unrouted", "paypost.postings.dead"}
+                           "paypost.commands.postings", "paypost.payments.unrouted", "paypost.postings.dead",
+                           "paypost.deposits"}  # contract section 11
     assert all(consumers >= 1 for _, consumers in depths.values()), depths
 
 
