@@ -77,7 +77,8 @@ def start_mongod(dbpath: Path, port: int, replset: str = "rs0", tls: MongoTls | 
          # Files of dropped collections closed soon, not after the default five minutes' history:
          # a local server (a test session's database per test) would otherwise hold thousands open.
          "--setParameter", "minSnapshotHistoryWindowInSeconds=5",
-         "--wiredTigerEngineConfigString", "file_manager=(close_idle_time=5,close_scan_interval=2,close_handle_minimum=200)",
+         "--wiredTigerEngineConfigString",
+         "file_manager=(close_idle_time=5,close_scan_interval=2,close_handle_minimum=200)",
          *(tls.mongod_args() if tls else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
