@@ -39,7 +39,7 @@ def install(app: FastAPI, *, ledger_kinds: Sequence[str]) -> None:
         app.openapi_schema = doc
         return doc
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI documents replacing app.openapi this way
 
 
 def _drop_ref(node: Any, ref: str) -> None:

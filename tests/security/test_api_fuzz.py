@@ -27,7 +27,12 @@ async def test_schemathesis_finds_no_server_error(services: Services, amqp_url: 
             [schemathesis, "run", f"{worker.base}/api/v1/openapi.json",
              "--checks", "not_a_server_error", "-H", f"Authorization: Bearer {TOKEN}",
              "--max-examples", "25", "--seed", "7", "--request-timeout", "10",
-             "--exclude-path", "/api/v1/events/stream"],
+             "--exclude-path", "/api/v1/events/stream",
+             # A practice on the built-in ledger answers a patient search with its documented 501
+             # (contract section 14), which this check counts as a server error; the search is
+             # tested in tests/integration/test_patient_search.py and left out of
+             # tests/integration/test_schemathesis.py for the same reason.
+             "--exclude-path", "/api/v1/practices/{practice_id}/patient-search"],
             capture_output=True, text=True, timeout=900, check=False,
         )
     finally:
