@@ -9,14 +9,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from paypost.domain.audit_chain import GENESIS, AuditKeys, entry_hash, seal_hash
 from paypost.infra.mongo.audit_seals import AuditSealer
-from paypost.infra.mongo.database import Collections, connect
+from paypost.infra.mongo.database import Collections
 from paypost.infra.runtime.settings import Settings
 from tests.integration.test_audit_chain import loaded_posting
 
@@ -26,17 +25,6 @@ KEY = "anchor-test-key-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 NEW_KEY = "anchor-test-key-BBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
 PAYPOST = str(Path(sys.executable).with_name("paypost"))
 
-
-@pytest.fixture
-async def collections(settings: Settings) -> AsyncIterator[Collections]:
-    client = connect(settings.mongodb_uri)
-    collections = Collections(client[settings.mongodb_db])
-    await AuditSealer(collections).ensure_indexes()
-    try:
-        yield collections
-    finally:
-        await client.drop_database(settings.mongodb_db)
-        await client.close()
 
 
 def cli(settings: Settings, *args: str, key: str = KEY) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -163,17 +162,6 @@ async def test_a_trail_that_grows_while_it_is_sealed_is_sealed_whole_and_once(
     assert result.ok, result.problems  # the appended entry sealed once, nothing sealed twice
     assert (result.seals, result.entries, result.unsealed) == (1, 7, 0)
 
-
-@pytest.fixture
-async def collections(settings: Settings) -> AsyncIterator[Collections]:
-    client = connect(settings.mongodb_uri)
-    collections = Collections(client[settings.mongodb_db])
-    await AuditSealer(collections).ensure_indexes()
-    try:
-        yield collections
-    finally:
-        await client.drop_database(settings.mongodb_db)
-        await client.close()
 
 
 async def loaded_posting(collections: Collections, n: int) -> str:

@@ -9,7 +9,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -25,7 +24,7 @@ from paypost.domain.model import LoadStatus, PostingKind
 from paypost.domain.posting import AuditEntry, KeptMessage, Posting, PostingKey
 from paypost.handlers.retention import RetentionService
 from paypost.infra.mongo.audit_seals import AuditSealer
-from paypost.infra.mongo.database import Collections, connect
+from paypost.infra.mongo.database import Collections
 from paypost.infra.mongo.leases import Lease
 from paypost.infra.mongo.postings import new_doc
 from paypost.infra.mongo.retention import MongoRetention
@@ -46,18 +45,6 @@ WEEKS_AGO = datetime.now(UTC) - timedelta(days=40)  # past the message bodies' 3
 def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"api_tokens": f"{TOKENS},adm-token:admin:ada", "audit_key": KEY})
 
-
-@pytest.fixture
-async def collections(settings: Settings) -> AsyncIterator[Collections]:
-    client = connect(settings.mongodb_uri)
-    collections = Collections(client[settings.mongodb_db])
-    await AuditSealer(collections).ensure_indexes()
-    await MongoRetention(collections).ensure_indexes()
-    try:
-        yield collections
-    finally:
-        await client.drop_database(settings.mongodb_db)
-        await client.close()
 
 
 async def posting(collections: Collections, practice: str, n: int, at: datetime,
