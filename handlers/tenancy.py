@@ -194,7 +194,8 @@ class ScopedTriage:
         self._guard.change(key.practice_id)
         return await self._inner.assign(key, assignee, self._guard.who.name)
 
-    async def snooze(self, alert_id: str, until: datetime, reason: str) -> Alert:
+    async def _may_change_alert(self, alert_id: str) -> None:
+        """An alert this key may change: in scope (else as if it did not exist), and an operator's."""
         named = practice_named_by(alert_id)
         if named is not None:
             self._guard.read(named)  # a practice out of scope: as if it did not exist, before any lookup
@@ -202,17 +203,14 @@ class ScopedTriage:
         if not self._guard.who.scope.covers(found.practice_id):
             raise alert_not_found(alert_id)  # as if it did not exist
         self._guard.change(found.practice_id)
+
+    async def snooze(self, alert_id: str, until: datetime, reason: str) -> Alert:
+        await self._may_change_alert(alert_id)
         return await self._inner.snooze(alert_id, until, reason, self._guard.who.name)
 
     async def resolve(self, alert_id: str, reason: str) -> Alert:
         """(1.2) Resolve an alert by hand: in scope, an operator's change."""
-        named = practice_named_by(alert_id)
-        if named is not None:
-            self._guard.read(named)  # a practice out of scope: as if it did not exist, before any lookup
-        found = await self._inner.alert(alert_id)
-        if not self._guard.who.scope.covers(found.practice_id):
-            raise alert_not_found(alert_id)  # as if it did not exist
-        self._guard.change(found.practice_id)
+        await self._may_change_alert(alert_id)
         return await self._inner.resolve(alert_id, reason, self._guard.who.name)
 
 
