@@ -5,6 +5,7 @@
 import { loadAlerts, loadSystem, showTransfer } from "./alerts.js";
 import { openDetail } from "./detail.js";
 import { $, api, el, mayChange, plural, postingPath, say, sayError, span, state, whenShort } from "./lib.js";
+import { hideMonthEnd, loadMonthEnd } from "./month.js";
 import { onOpen, showOverview } from "./overview.js";
 import { groupSelection, loadGroups, loadSummary } from "./triage.js";
 
@@ -83,6 +84,7 @@ $("all-practices").addEventListener("click", async () => {
   if (state.stream) state.stream.close();
   state.stream = null;
   state.practice = "";
+  hideMonthEnd();
   $("live").textContent = "offline"; $("live").classList.remove("on");
   await showOverview();
   $("overview-title").focus();
@@ -117,7 +119,7 @@ async function show(resetPaging = true, quiet = false) {
   const query = filters();
   const cursor = state.cursors[state.page];
   if (cursor) query.set("cursor", cursor);
-  const others = Promise.all([loadGroups(), loadSummary(), loadAlerts(), loadSystem()]);
+  const others = Promise.all([loadGroups(), loadSummary(), loadAlerts(), loadSystem(), ...(changed ? [loadMonthEnd()] : [])]);
   try {
     const page = await api(`/postings?${query}`);
     renderRows(page.items);
@@ -170,7 +172,8 @@ function rowFor(item) {
     el("td", { class: "id" }, item.patient_account_id || ""),
     el("td", { class: "num" }, item.amount ? `${item.amount} ${item.currency || ""}` : ""),
     el("td", { class: "id" }, item.merchant_transfer_id ? link(item.merchant_transfer_id, null, () => showTransfer(item.merchant_transfer_id)) : ""),
-    el("td", { class: `status-${item.load_status}` }, item.load_status),
+    el("td", { class: `status-${item.load_status}` }, item.load_status,
+       item.late_for_closed_period ? el("span", { class: "late", title: "It arrived after its month was closed." }, " late") : ""),
     errorCell,
     el("td", { class: "assignee" }, item.assignee || ""),
     el("td", { class: "notes" }, item.notes_count

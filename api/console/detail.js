@@ -22,6 +22,7 @@ export async function openDetail(paymentId, focus = null) {
         ? p.taken_back.map((t) => `${t.kind} ${t.payment_id} ${t.amount || ""} (${t.load_status})`).join("; ") : ""],
       ["Left of the payment", p.left && `${p.left} ${p.currency}`],
       ["Transfer", p.merchant_transfer_id], ["Received", when(p.received_at)],
+      ["Late for a closed month", p.late_for_closed_period ? "Yes: it arrived after its month was closed; an office task says so." : ""],
       ["Load Error", p.load_error && `${p.load_error.code}: ${p.load_error.message}`],
       ["What fixes it", p.load_error && p.load_error.fix], ["Assignee", p.assignee],
       ["Notes", p.notes_count ? plural(p.notes_count, "note") : ""]]) {

@@ -19,6 +19,7 @@ export async function api(path, options = {}) {
   if (!response.ok) {
     const error = new Error(body?.error?.message || `${response.status} ${response.statusText}`);
     error.status = response.status;
+    error.body = body;  // what else the answer says (a close's blockers)
     throw error;
   }
   return body;
@@ -63,4 +64,20 @@ export function span() {
     out.received_to = end.toISOString();
   }
   return out;
+}
+
+// A file the API answers (a month's CSV), saved as the browser saves a download: the key goes in a
+// header, never in a URL.
+export async function download(path, name) {
+  const response = await fetch(`/api/v1${path}`, { headers: { Authorization: `Bearer ${state.token}` } });
+  if (!response.ok) {
+    const body = await response.json().catch(() => null);
+    throw new Error(body?.error?.message || `${response.status} ${response.statusText}`);
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const link = el("a", { href: url, download: name, hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }

@@ -17,9 +17,9 @@ from urllib.parse import unquote, urlsplit
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from paypost.cli.common import JsonOption, err, load_settings, out, print_json
+from paypost.cli.tables import Columns, WideOption, print_fitted
 from paypost.domain.errors import ServiceError
 from paypost.infra.rabbit.broker_admin import BrokerAdmin, grant_commands
 
@@ -119,7 +119,8 @@ def revoke(
     err.print(f"user {user} {'removed' if delete_user else f'has no access to vhost {vhost} any more'}")
 
 
-def list_dashboards(vhost: Vhost = None, node: Node = None, as_json: JsonOption = False) -> None:
+def list_dashboards(vhost: Vhost = None, node: Node = None, wide: WideOption = False,
+                    as_json: JsonOption = False) -> None:
     """The users with a topic permission on paypost.events in the vhost, and the practice each reads."""
     vhost = _vhost(vhost)
     with _exit_codes():
@@ -128,8 +129,13 @@ def list_dashboards(vhost: Vhost = None, node: Node = None, as_json: JsonOption 
         print_json({"items": [{"user": d.user, "vhost": d.vhost, "practice_id": d.practice_id,
                                "read_pattern": d.read_pattern} for d in found]})
         return
-    table = Table("user", "practice", "topic read pattern", title=f"dashboards in vhost {vhost}")
-    for dashboard in found:
-        table.add_row(escape(dashboard.user), escape(dashboard.practice_id or "(not made by paypost)"),
-                      escape(dashboard.read_pattern))
-    out.print(table)
+    rows = [{"user": d.user, "practice": d.practice_id or "(not made by paypost)", "pattern": d.read_pattern}
+            for d in found]
+    print_fitted(DASHBOARD_COLUMNS, tuple(DASHBOARD_COLUMNS), rows, wide=wide, title=f"dashboards in vhost {vhost}")
+
+
+DASHBOARD_COLUMNS: Columns = {
+    "user": lambda r: str(r["user"]),
+    "practice": lambda r: str(r["practice"]),
+    "topic read pattern": lambda r: str(r["pattern"]),
+}

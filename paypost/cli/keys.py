@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from paypost.cli.common import JsonOption, api, err, out, print_json
+from paypost.cli.tables import Columns, WideOption, print_fitted
 
 keys = typer.Typer(help="API keys: who may see and change which practices (an admin's PAYPOST_API_KEY).",
                    no_args_is_help=True)
@@ -42,19 +42,27 @@ def create(
 
 
 @keys.command("list")
-def list_keys(as_json: JsonOption = False) -> None:
+def list_keys(wide: WideOption = False, as_json: JsonOption = False) -> None:
     """The keys within the admin's scope (never a token)."""
     with api() as paypost:
         page = paypost.get("/api-keys")
     if as_json:
         print_json(page)
         return
-    items = page["items"]
-    table = Table("key_id", "name", "role", "practices", "created", "by", "expires", "revoked")
-    for k in items:
-        table.add_row(k["key_id"], k["name"], k["role"], ", ".join(k["practices"]), k["created_at"][:19],
-                      k["created_by"], (k["expires_at"] or "")[:19], (k["revoked_at"] or "")[:19])
-    out.print(table)
+    print_fitted(KEY_COLUMNS, KEY_PRIORITY, page["items"], wide=wide)
+
+
+KEY_COLUMNS: Columns = {
+    "key_id": lambda k: str(k["key_id"]),
+    "name": lambda k: str(k["name"]),
+    "role": lambda k: str(k["role"]),
+    "practices": lambda k: ", ".join(k["practices"]),
+    "created": lambda k: str(k["created_at"])[:16].replace("T", " "),
+    "by": lambda k: str(k["created_by"]),
+    "expires": lambda k: str(k["expires_at"] or "")[:16].replace("T", " "),
+    "revoked": lambda k: str(k["revoked_at"] or "")[:16].replace("T", " "),
+}
+KEY_PRIORITY = ("key_id", "name", "role", "revoked", "practices", "expires", "created", "by")
 
 
 @keys.command()

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from paypost.cli.common import JsonOption, api, err, out, print_json, publishing_paypost, run_async
+from paypost.cli.tables import Columns, WideOption, print_fitted
 
 PracticeArg = Annotated[str, typer.Argument(help="practice_id")]
 MonthArg = Annotated[str, typer.Argument(help="the month, YYYY-MM, in the practice's time zone")]
@@ -26,6 +27,7 @@ def deposits(
     unmatch: Annotated[str | None, typer.Option(help="a deposit_id to unmatch (with --reason)")] = None,
     transfer: Annotated[list[str] | None, typer.Option(help="a merchant_transfer_id (repeat for several)")] = None,
     reason: Annotated[str | None, typer.Option(help="why, for the audit trail")] = None,
+    wide: WideOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """The practice's deposits and what each matched; or match or unmatch one by hand."""
@@ -54,13 +56,19 @@ def deposits(
     if as_json:
         print_json(page)
         return
-    items = page["items"]
-    table = Table("deposit", "amount", "deposited", "status", "transfers", "difference", "candidates")
-    for d in items:
-        candidates = " | ".join("+".join(c) for c in d.get("candidates") or [])
-        table.add_row(d["deposit_id"], d["amount"], d["deposited_at"][:19], d["status"],
-                      ", ".join(d["merchant_transfer_ids"]), d["difference"] or "", candidates)
-    out.print(table)
+    print_fitted(DEPOSIT_COLUMNS, DEPOSIT_PRIORITY, page["items"], wide=wide, title=f"deposits of {practice_id}")
+
+
+DEPOSIT_COLUMNS: Columns = {
+    "deposit": lambda d: str(d["deposit_id"]),
+    "amount": lambda d: str(d["amount"]),
+    "deposited": lambda d: str(d["deposited_at"])[:16].replace("T", " "),
+    "status": lambda d: str(d["status"]),
+    "transfers": lambda d: ", ".join(d["merchant_transfer_ids"]),
+    "difference": lambda d: str(d["difference"] or ""),
+    "candidates": lambda d: " | ".join("+".join(c) for c in d.get("candidates") or []),
+}
+DEPOSIT_PRIORITY = ("deposit", "status", "amount", "transfers", "candidates", "difference", "deposited")
 
 
 def aging(practice_id: PracticeArg, as_json: JsonOption = False) -> None:

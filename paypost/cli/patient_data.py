@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from paypost.cli.common import api, err, load_settings, out, run_async
+from paypost.cli.tables import Columns, WideOption, print_fitted
 
 
 def access_log(
@@ -24,6 +24,7 @@ def access_log(
     since: Annotated[datetime | None, typer.Option(help="from this time (ISO 8601, UTC if no offset)")] = None,
     until: Annotated[datetime | None, typer.Option(help="before this time")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000, help="at most this many entries")] = 100,
+    wide: WideOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object a line")] = False,
 ) -> None:
     """Who was shown which payments, newest first (through the API: PAYPOST_API_KEY must be an admin's)."""
@@ -42,13 +43,25 @@ def access_log(
         for item in items:
             print(json.dumps(item))  # noqa: T201 - the entries alone on stdout, for a script
         return
-    table = Table("at", "key", "role", "client", "action", "route", "practice", "shown")
-    for e in items:
-        ids = e["payment_ids"]
-        shown = ", ".join(ids) if isinstance(ids, list) else f"{e['count']} rows ({e['filters']})"
-        table.add_row(str(e["at"])[:19], str(e["key_name"]), str(e["role"]), str(e["client"]), str(e["action"]),
-                      str(e["route"]), str(e["practice_id"] or ""), shown)
-    out.print(table)
+    print_fitted(ACCESS_COLUMNS, ACCESS_PRIORITY, items, wide=wide)
+
+
+def _shown(e: dict[str, object]) -> str:
+    ids = e["payment_ids"]
+    return ", ".join(map(str, ids)) if isinstance(ids, list) else f"{e['count']} rows ({e['filters']})"
+
+
+ACCESS_COLUMNS: Columns = {
+    "at": lambda e: str(e["at"])[:16].replace("T", " "),
+    "key": lambda e: str(e["key_name"]),
+    "role": lambda e: str(e["role"]),
+    "client": lambda e: str(e["client"]),
+    "action": lambda e: str(e["action"]),
+    "route": lambda e: str(e["route"]),
+    "practice": lambda e: str(e["practice_id"] or ""),
+    "shown": _shown,
+}
+ACCESS_PRIORITY = ("at", "key", "shown", "action", "practice", "route", "client", "role")
 
 
 def _iso(at: datetime | None) -> str | None:

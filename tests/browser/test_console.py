@@ -12,16 +12,14 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-import uvicorn
 
 from paypost.bootstrap import Paypost
-from paypost.infra.runtime.settings import Settings
 from paypost.local.reference_ledger import Faults
-from paypost.local.servers import free_port
 from tests.support.api_calls import get_posting, wait_status
+from tests.support.browser import CHROMIUM, DOCS, ONE, TWO, audit, row, sign_in
 from tests.support.canaries import MEMO
 from tests.support.ledgers import ReferenceLedger, serve_reference_ledger
-from tests.support.tokens import OPERATOR, TOKENS, VIEWER
+from tests.support.tokens import OPERATOR, VIEWER
 from tests.support.upstream import Upstream
 
 if TYPE_CHECKING:
@@ -29,75 +27,9 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-CHROMIUM = os.environ.get("PAYPOST_CHROMIUM", "/usr/bin/chromium")
 if not shutil.which(CHROMIUM):
     pytest.skip(f"no chromium at {CHROMIUM} (.ci/run installs Debian's)", allow_module_level=True)
 playwright_api = pytest.importorskip("playwright.async_api")
-
-
-ONE = "one-practice-token"  # an operator of clinic-a alone
-TWO = "two-practices-token"  # a viewer of clinic-a and clinic-b
-DOCS = Path(__file__).parents[2] / "docs"
-CSP_WATCH = """window.__refused = [];
-document.addEventListener("securitypolicyviolation",
-  (e) => window.__refused.push(`${e.violatedDirective}: ${e.blockedURI || "inline"}`));"""
-
-
-@pytest.fixture
-def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    # A test may ask for slower replays (parametrize "settings" indirectly with a rate a second).
-    rate = getattr(request, "param", None)
-    return settings.model_copy(update={
-        "api_tokens": f"{TOKENS},{ONE}:operator:olive:clinic-a,{TWO}:viewer:tess:clinic-a|clinic-b,"
-                      "root-admin-token:admin:root", **({"replay_rate": rate} if rate else {})})
-
-
-@pytest.fixture
-async def live_server(paypost: Paypost) -> AsyncIterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(paypost.http_app(manage_lifecycle=False), host="127.0.0.1",
-                                           port=port, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn says it started with a flag, not an event
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await paypost.event_hub.close()  # ends the live streams, so the server can stop
-        server.should_exit = True
-        await task
-
-
-@pytest.fixture
-async def page(live_server: str) -> AsyncIterator[Page]:
-    async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"])
-        context = await browser.new_context(base_url=live_server, viewport={"width": 1500, "height": 900})
-        # Whatever the Content-Security-Policy refuses (an inline script or style, another origin) is
-        # counted: the console must work, every test of it, without anything refused (contract 12).
-        await context.add_init_script(CSP_WATCH)
-        page = await context.new_page()
-        try:
-            yield page
-            if not page.is_closed():
-                assert await page.evaluate("window.__refused") == [], "the console broke its CSP"
-        finally:
-            await context.close()
-            await browser.close()
-
-
-async def sign_in(page: Page, token: str, practice: str = "clinic-a") -> None:
-    await page.goto(f"/?practice={practice}")
-    await page.get_by_label("API token").fill(token)
-    await page.get_by_label("API token").press("Enter")
-    await page.locator("#app").wait_for(state="visible")
-
-
-def row(page: Page, payment_id: str) -> Locator:
-    return page.locator(f'tr[data-payment-id="{payment_id}"]')
 
 
 async def test_a_failed_row_turns_loaded_live_once_its_mapping_is_entered(
@@ -612,19 +544,6 @@ async def test_a_returns_alert_is_resolved_by_hand_where_it_is_listed(
 
 
 # ---- accessibility: axe-core (bundled by axe-playwright-python) on each main view ------------------
-
-async def audit(page: Page, view: str) -> None:
-    """No serious or critical axe-core violation on what the page shows now."""
-    from axe_playwright_python.async_playwright import Axe  # the test extra installs it: absent, this fails
-
-    results = await Axe().run(page)
-    if os.environ.get("PAYPOST_AXE_ALL"):
-        print(view, [(v["id"], v["impact"], len(v["nodes"])) for v in results.response["violations"]])  # noqa: T201 - asked for
-    found = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in results.response["violations"]
-             if v["impact"] in ("serious", "critical")]
-    assert found == [], f"{view}: {found}"
-    assert results.response["testEngine"]["name"] == "axe-core"  # the audit ran, and found nothing serious
-
 
 async def test_the_main_views_pass_an_accessibility_audit(
     page: Page, api: httpx.AsyncClient, upstream: Upstream, practice: str
