@@ -42,3 +42,14 @@ async def spans(c: Collections, sent: dict[str, float], wall_offset: float) -> d
 async def latencies(c: Collections, sent: dict[str, float], wall_offset: float) -> list[float]:
     """ms from publish to the durable LOADED write, per payment."""
     return [(done - published) * 1000 for published, done in (await spans(c, sent, wall_offset)).values()]
+
+
+async def settled(c: Collections, at_most: float = 60.0) -> None:
+    """Wait until the work the phases before left is done (the audit sealer has caught up), so that
+    this phase's CPU is its own payments', not the tail of a burst."""
+    deadline = time.monotonic() + at_most
+    while time.monotonic() < deadline:
+        if not await c.postings.count_documents({"audit_dirty": True}, limit=1):
+            break
+        await asyncio.sleep(0.5)  # the sealer's next round
+    await asyncio.sleep(2.0)  # a last sealing round, the sweeps after it

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 # A durable write that waits this long waited on the disk, not on paypost (seen here: a 4 KiB
 # fdatasync takes 0.5 ms; a stall of the machine's disk, 100 ms to a second).
@@ -184,3 +184,24 @@ def cores_busy(spent: dict[str, float], per_second: float) -> str:
     return (f"{sum(spent.values()) * per_second / 1e6:.2f} of {os.cpu_count() or 1} cores busy "
             f"(paypost {spent.get('paypost', 0):.0f}, mongod {spent.get('mongod', 0):.0f}, "
             f"RabbitMQ {spent.get('RabbitMQ', 0):.0f})")
+
+
+class DocumentsWritten:
+    """Documents MongoDB wrote (inserted, updated and deleted, every collection) between ``start`` and a
+    read, from the server's ``metrics.document`` counters: what a payment costs the database in writes.
+    The bench's mongod serves only the bench, so what it counts is paypost's (and its sealer's)."""
+
+    def __init__(self, client: Any) -> None:
+        self._admin = client.admin
+        self._start = 0
+
+    async def _now(self) -> int:
+        status = await self._admin.command("serverStatus")
+        counts = status["metrics"]["document"]
+        return int(counts["inserted"] + counts["updated"] + counts["deleted"])
+
+    async def start(self) -> None:
+        self._start = await self._now()
+
+    async def since(self) -> int:
+        return await self._now() - self._start

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from paypost.bench.load import services
-from paypost.bench.phases import baseline, latency, light, memory, replay, report, scaling, throughput
+from paypost.bench.phases import baseline, idle, latency, light, memory, replay, report, scaling, throughput
 from paypost.bench.rendering import Results
 from paypost.bench.rig import started_rig
 
@@ -18,6 +18,7 @@ class Sizes:
     pipeline: int
     latency_seconds: float
     light_seconds: float
+    idle_seconds: float
     replay: int
     report_rows: int
     memory_backlog: int
@@ -25,10 +26,10 @@ class Sizes:
     @classmethod
     def of(cls, quick: bool) -> Sizes:
         if quick:
-            return cls(baseline=5_000, pipeline=5_000, latency_seconds=5, light_seconds=4, replay=1_000,
-                       report_rows=50_000, memory_backlog=10_000)
-        return cls(baseline=50_000, pipeline=50_000, latency_seconds=20, light_seconds=15, replay=10_000,
-                   report_rows=1_000_000, memory_backlog=100_000)
+            return cls(baseline=5_000, pipeline=5_000, latency_seconds=5, light_seconds=4, idle_seconds=5,
+                       replay=1_000, report_rows=50_000, memory_backlog=10_000)
+        return cls(baseline=50_000, pipeline=50_000, latency_seconds=20, light_seconds=15, idle_seconds=20,
+                   replay=10_000, report_rows=1_000_000, memory_backlog=100_000)
 
 
 async def run(quick: bool, log: Callable[[str], None]) -> Results:
@@ -42,6 +43,7 @@ async def run(quick: bool, log: Callable[[str], None]) -> Results:
             pipeline = await throughput.measure(rig, sizes.pipeline, base)
             await latency.measure(rig, pipeline.meter, pipeline.payments_per_second, sizes.latency_seconds)
             await light.measure(rig, pipeline.meter, sizes.light_seconds)
+            await idle.measure(rig, pipeline.meter, sizes.idle_seconds)
             await replay.measure(rig, pipeline.meter, sizes.replay)
             await report.measure(rig, sizes.report_rows)
             await memory.measure(rig, sizes.memory_backlog)

@@ -25,7 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from paypost.bench.load import PRACTICE, payment, services
-from paypost.bench.phases.light import _receive, settled
+from paypost.bench.outcomes import settled
+from paypost.bench.phases.light import _receive
 from paypost.bench.probes import cpu_seconds
 from paypost.bench.rendering import Results
 from paypost.bench.rig import Rig, started_rig
@@ -86,7 +87,7 @@ async def _cpu_per_payment(rig: Rig, prefix: str, count: int, rate: float | None
     """paypost's CPU (µs) per payment for ``count`` payments, all at once or at ``rate`` a second."""
     pid = rig.paypost.proc.pid if rig.paypost.proc is not None else None
     assert pid is not None
-    await settled(rig)
+    await settled(rig.c)
     bodies = [(f"{prefix}{i}", payment(f"{prefix}{i}", f"acct-{i % 50}", "EHR-1")) for i in range(count)]
     async with watch_events(rig.amqp, [f"posting.loaded.{PRACTICE}"]) as events:
         loaded: dict[str, float] = {}

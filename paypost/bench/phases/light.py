@@ -9,6 +9,7 @@ import asyncio
 import time
 
 from paypost.bench.load import PRACTICE, payment
+from paypost.bench.outcomes import settled
 from paypost.bench.phases import broker_alone
 from paypost.bench.probes import CpuMeter, no_gc_pauses, wakeups_carried, wakeups_detail
 from paypost.bench.rendering import percentile
@@ -16,17 +17,6 @@ from paypost.bench.rig import Rig
 from paypost.infra.rabbit.watch import WatchedEvent, watch_events
 
 RATES = (10, 50)
-
-
-async def settled(rig: Rig, at_most: float = 60.0) -> None:
-    """Wait until the work the phases before left is done (the audit sealer has caught up), so that
-    this phase's CPU is its own payments', not the tail of a burst."""
-    deadline = time.monotonic() + at_most
-    while time.monotonic() < deadline:
-        if not await rig.c.postings.count_documents({"audit_dirty": True}, limit=1):
-            break
-        await asyncio.sleep(0.5)  # the sealer's next round
-    await asyncio.sleep(2.0)  # a last sealing round, the sweeps after it
 
 
 async def _receive(events: asyncio.Queue[WatchedEvent], prefix: str, n: int, into: dict[str, float]) -> None:
@@ -40,7 +30,7 @@ async def _receive(events: asyncio.Queue[WatchedEvent], prefix: str, n: int, int
 
 async def measure(rig: Rig, meter: CpuMeter, seconds: float) -> None:
     results = rig.results
-    await settled(rig)
+    await settled(rig.c)
     async with watch_events(rig.amqp, [f"posting.loaded.{PRACTICE}"]) as events:
         for rate in RATES:
             count = max(20, int(rate * seconds))

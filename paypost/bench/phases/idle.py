@@ -1,0 +1,28 @@
+"""3c. Nothing arriving: what paypost and its audit sealer spend on their own, a second, once the work
+before is done. A platform runs paypost around the clock, and most seconds of a practice's day carry
+no payment: what wakes without work is paid every one of them."""
+
+from __future__ import annotations
+
+import asyncio
+
+from paypost.bench.outcomes import settled
+from paypost.bench.probes import CpuMeter
+from paypost.bench.rig import Rig
+
+IDLE = ("paypost", "paypost sealer")
+
+
+async def measure(rig: Rig, meter: CpuMeter, seconds: float) -> None:
+    await settled(rig.c)  # the sweeps and seals that follow the phases before have finished
+    rig.log(f"idle: {seconds:.0f} s with nothing arriving")
+    idle = CpuMeter({name: pid for name, pid in meter.pids.items() if name in IDLE})
+    idle.start()
+    await asyncio.sleep(seconds)
+    spent = idle.per_payment_us(1)  # µs over the whole wait
+    woken = idle.wakeups_per_payment(1)
+    per_second = {name: us / seconds / 1000 for name, us in spent.items()}
+    rig.results.add("idle: CPU a second, paypost and its sealer", sum(per_second.values()), "ms",
+                    "idle_cpu_ms_per_s",
+                    ", ".join(f"{name} {ms:.1f} ms ({woken.get(name, 0) / seconds:.0f} wakeups)"
+                              for name, ms in per_second.items()) + "; target <= 3 ms")
