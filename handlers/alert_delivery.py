@@ -49,7 +49,7 @@ class AlertDelivery:
         """An alert changed in this process: deliver now rather than at the next round."""
         self._woken.set()
 
-    async def run(self, stop: asyncio.Event, every: float = 1.0,
+    async def run(self, stop: asyncio.Event, every: float = 10.0,
                   on_error: Callable[[BaseException], None] | None = None) -> None:
         """Deliver what is due until ``stop``: at once while there is more or when woken, else every
         ``every`` seconds (what another process changed, and retries, wait at most that long)."""

@@ -11,6 +11,7 @@ operation, so commands published twice are applied once).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import structlog
@@ -39,12 +40,19 @@ class Canaries:
         self._postings = postings
         self._publish = publish
         self._clock = clock
+        self.waiting = False  # the last round found a canary not yet decided: the next comes soon
+        self.woken = asyncio.Event()  # a Save Changes with a canary was made here: decide from now on
+
+    def wake(self) -> None:
+        self.woken.set()
 
     async def advance(self) -> int:
         """Decide every canary whose outcomes are in (or whose time is up); returns how many were decided."""
         now = self._clock()
         decided = 0
-        for canary in await self._operations.canaries_to_advance(now, STALE_CLAIM_SECONDS):
+        found = await self._operations.canaries_to_advance(now, STALE_CLAIM_SECONDS)
+        self.waiting = bool(found)
+        for canary in found:
             if canary.phase is CanaryPhase.WAITING:
                 decided += await self._decide(canary, now)
             else:  # a claim whose process stopped before it was carried out

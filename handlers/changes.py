@@ -9,7 +9,7 @@ nothing. A canary sends the first k retries alone; the rest follow once every on
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -89,11 +89,12 @@ class SaveChanges:
     """What the console's button, the API and the CLI call (they publish nothing themselves)."""
 
     def __init__(self, publish: Publish, operations: OperationStore, postings: PostingCommands,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, on_canary: Callable[[], None] | None = None) -> None:
         self._publish = publish
         self._operations = operations
         self._postings = postings
         self._clock = clock
+        self._on_canary = on_canary  # the canaries' sweep, woken for the canary just made
 
     async def expand(self, practice_id: str, selection: Selection) -> Expanded:
         """The payments a selection stands for now; raises the named errors above, changing nothing."""
@@ -167,6 +168,8 @@ class SaveChanges:
                                 deadline=now + timedelta(seconds=CANARY_WAIT_SECONDS))
             retry_now, clear_now = first, []
         await self._operations.create(operation_id, practice_id, operator, items, now, canary)
+        if canary is not None and self._on_canary is not None:
+            self._on_canary()
         try:
             await publish_commands(self._publish, operation_id, practice_id, retry_now, clear_now, operator, now)
         except Exception:

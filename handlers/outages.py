@@ -176,7 +176,7 @@ class OutageWorker:
         self._ttl = lease_ttl
         self._running: dict[str, asyncio.Task[None]] = {}
 
-    async def run(self, stop: asyncio.Event, busy_every: float = 0.2, idle_every: float = 1.0,
+    async def run(self, stop: asyncio.Event, busy_every: float = 0.2, idle_every: float = 10.0,
                   on_error: Callable[[BaseException], None] | None = None) -> None:
         """Look at every failing or held practice, and every one with parked payments, until ``stop``:
         every ``busy_every`` seconds while there is one (a failing system is tried again within a

@@ -34,13 +34,16 @@ def settled_transfer(message: TransferSettled) -> SettledTransfer:
     )
 
 
+SWEEP_BATCH = 100  # the sweep of what just finished runs at once once this many wait for it
+
 class PostingReactions:
     """Subscribed to the outcomes of postings: opens and resolves their alerts at once, and heals
     refunds and reconciles transfers in a sweep shortly after."""
 
     def __init__(self, alerts: AlertStore, transfers: TransferStore, events: OutcomePublisher,
                  healer: PostingOperations, escalate_after: float, clock: Clock = utc_now,
-                 mapping_sweep: Callable[[], Awaitable[int]] | None = None) -> None:
+                 mapping_sweep: Callable[[], Awaitable[int]] | None = None, sweep_batch: int = SWEEP_BATCH,
+                 alerts_changed: Callable[[], None] | None = None) -> None:
         self._alerts = alerts
         self._mapping_sweep = mapping_sweep  # Healing.sweep: mapping failures a cut-short heal left
         self._transfers = transfers
@@ -51,6 +54,11 @@ class PostingReactions:
         self._finished: dict[str, set[str]] = {}
         self._unswept = 0
         self._unswept_since: float | None = None  # the loop's time the first unswept posting finished
+        # Set when the sweep has work: the first posting finished since the last sweep, and each
+        # ``sweep_batch`` more (the sweep loop sleeps until then, not on a timer).
+        self.work = asyncio.Event()
+        self.sweep_batch = sweep_batch
+        self._alerts_changed = alerts_changed  # their delivery to the practices' systems goes now
 
     async def failed(self, event: PostingFailed) -> None:
         """Open the posting's office task and its patient's flag (each once, however often asked)."""
@@ -86,6 +94,8 @@ class PostingReactions:
         self._unswept += 1
         if self._unswept_since is None:
             self._unswept_since = asyncio.get_running_loop().time()
+        if self._unswept == 1 or self._unswept % self.sweep_batch == 0:
+            self.work.set()
 
     def unswept(self) -> int:
         """How many finished postings the next sweep looks at."""
@@ -147,4 +157,6 @@ class PostingReactions:
                 await self._alert_event("escalated", done, None)
         if escalated:
             log.warning("alerts_escalated", count=escalated)
+            if self._alerts_changed is not None:
+                self._alerts_changed()
         return escalated

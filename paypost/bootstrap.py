@@ -212,7 +212,8 @@ class Paypost:
         self.retention = _retention(self.retention_store, settings)
         self.sealer_process = (
             SealerProcess(settings.mongodb_uri, settings.mongodb_db, log_level=settings.log_level,
-                          log_format=settings.log_format, audit_key=settings.audit_key_text)
+                          log_format=settings.log_format, audit_key=settings.audit_key_text,
+                          rests=True)  # the sealing duty (paypost/runtime.py) wakes it for work
             if settings.audit_sealer == "process" else None
         )
         # Handlers.
@@ -235,10 +236,11 @@ class Paypost:
                                             LedgerEvidence(self.directory, self.http_ledgers), clock)
         self.retrying = make_retrying(max_seconds=retry_seconds)
         self.healing = Healing(self.operations, self.mapping_store, self.retrying, self.posting_commands)
-        self.reactions = PostingReactions(self.alerts, self.transfers, self.outcomes, self.operations,
-                                          settings.alert_escalate_after, clock, mapping_sweep=self.healing.sweep)
         self.alert_delivery = AlertDelivery(MongoAlertOutbox(self.collections), self.directory, self.ledgers,
                                             self.mapping_store, clock)
+        self.reactions = PostingReactions(self.alerts, self.transfers, self.outcomes, self.operations,
+                                          settings.alert_escalate_after, clock, mapping_sweep=self.healing.sweep,
+                                          alerts_changed=self.alert_delivery.wake)
         # A reversal's alerts (contract section 10)
         self.reversal_alerts = ReversalAlerts(MongoReversalAlerts(self.collections), self.outcomes,
                                               self.alert_delivery.wake, clock)
@@ -258,7 +260,8 @@ class Paypost:
                                 patients=SystemPatientSearch(self.directory, self.http_ledgers, self.ledgers)),
             month_end=self.month_end,
             mappings=self.mapping_service,
-            save_changes=SaveChanges(self.publish, self.operation_store, self.posting_commands, clock),
+            save_changes=SaveChanges(self.publish, self.operation_store, self.posting_commands, clock,
+                                     on_canary=self.canaries.wake),
             reports=Reports(PostingReport(self.collections), self.posting_commands, self.operation_store,
                             self.transfers, self.alerts),
             feed=self.event_hub,
@@ -305,7 +308,7 @@ class Paypost:
                      broker.connect, lambda: declare_topology(broker), writer.start],
             intake=Consuming(broker, self.amqp, self.intake),
             duties={
-                "sweeps": lambda stop: run_sweeps(self.reactions, stop, canaries=self.canaries.advance,
+                "sweeps": lambda stop: run_sweeps(self.reactions, stop, canaries=self.canaries,
                                                   escalate_after=self.settings.alert_escalate_after),
                 # Its last seal waits for the access trail's last entries (writer.stop, in drain).
                 "sealing": lambda _: seal_periodically(self.sealer, self.sealer_process, writer.stopped),

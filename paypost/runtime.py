@@ -19,6 +19,8 @@ import structlog
 
 from paypost.domain.errors import loggable
 from paypost.domain.ports.runtime import Intake
+from paypost.handlers.canary import Canaries
+from paypost.handlers.clock import until_set
 from paypost.handlers.reactions import PostingReactions
 from paypost.infra.mongo.audit_seals import AuditSealer
 from paypost.infra.runtime.retry import log_failure
@@ -131,22 +133,29 @@ class Runtime:
 
 
 async def run_sweeps(reactions: PostingReactions, stop: asyncio.Event, *, escalate_after: float,
-                     tick: float = 0.2, sweep_within: float = 0.5, sweep_batch: int = 100,
-                     full_sweep_every: float = 30.0,
-                     canaries: Callable[[], Awaitable[object]] | None = None, canary_every: float = 0.5) -> None:
+                     sweep_within: float = 0.5, full_sweep_every: float = 30.0,
+                     canaries: Canaries | None = None, canary_every: float = 0.5, idle_every: float = 10.0) -> None:
     """Sweeps (refunds waiting for what just loaded, transfers it may balance), full sweeps (what
     another process or a crash left), escalations and canaries' verdicts, until ``stop`` is set.
 
-    The sweep of what just finished runs once ``sweep_batch`` postings wait for it (at most one
-    ``tick`` after), or ``sweep_within`` seconds after the first of them finished: a busy process
-    sweeps hundreds at a time, and a quiet one does not pay a sweep's two queries for each payment."""
-    escalate_every = max(tick, min(escalate_after / 4, 5.0))
+    Nothing here wakes on a timer it does not need: the sweep of what just finished runs once
+    ``reactions.sweep_batch`` postings wait for it (woken by the posting that makes them so many), or
+    ``sweep_within`` seconds after the first of them finished; a busy process sweeps hundreds at a
+    time, and a quiet one wakes for none. Canaries are decided every ``canary_every`` while one waits,
+    else every ``idle_every`` (a canary made in another process) or at once when one is made here;
+    escalations and the full sweep keep their own rhythm."""
+    escalate_every = min(escalate_after / 4, 15.0)
     loop = asyncio.get_running_loop()
     next_escalation = next_full = next_canary = loop.time()
+    woken = [stop, reactions.work, *([canaries.woken] if canaries is not None else [])]
     while not stop.is_set():
+        reactions.work.clear()
+        if canaries is not None and canaries.woken.is_set():
+            canaries.woken.clear()
+            next_canary = loop.time()
         try:
             due = reactions.unswept_since()
-            if due is not None and (reactions.unswept() >= sweep_batch or loop.time() - due >= sweep_within):
+            if due is not None and (reactions.unswept() >= reactions.sweep_batch or loop.time() - due >= sweep_within):
                 await reactions.sweep()
             if loop.time() >= next_full:
                 await reactions.sweep_all()
@@ -155,33 +164,59 @@ async def run_sweeps(reactions: PostingReactions, stop: asyncio.Event, *, escala
                 await reactions.escalate_due()
                 next_escalation = loop.time() + escalate_every
             if canaries is not None and loop.time() >= next_canary:
-                await canaries()
-                next_canary = loop.time() + canary_every
+                await canaries.advance()
+                next_canary = loop.time() + (canary_every if canaries.waiting else idle_every)
         except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
             log_failure(log, "background_sweep_failed", exc)
-        with contextlib.suppress(TimeoutError):  # the pause ended without a stop
-            await asyncio.wait_for(stop.wait(), timeout=tick)
+        wake_at = min(next_full, next_escalation, *([next_canary] if canaries is not None else []))
+        if (due := reactions.unswept_since()) is not None:
+            wake_at = min(wake_at, due + sweep_within)
+        await until_set(*woken, within=max(0.0, wake_at - loop.time()))
     await reactions.sweep()  # what finished before the stop
 
 
 async def seal_periodically(sealer: AuditSealer, process: SealerProcess | None, stop: asyncio.Event,
-                            every: float = 2.0) -> None:
-    """Seal here (inline), or watch the sealer's process and start it again if it died, until ``stop``;
-    then seal what is left."""
+                            every: float = 2.0, look_at_most: float = 10.0) -> None:
+    """Seal here (inline), or watch the sealer's process, until ``stop``; then seal what is left.
+
+    The process is started again as soon as it dies (its end wakes this loop, no timer does). It
+    rests while there is nothing to seal, and is woken from here when there is: this loop looks
+    every ``every`` seconds while there was something last time, and less often, up to
+    ``look_at_most``, while there was not."""
     if process is not None:
         process.start()
     lease = sealer.lease()
+    wait = every
     while not stop.is_set():
         try:
             if process is not None:
                 process.restart_if_dead()
+                if await sealer.waiting():
+                    process.nudge()
+                    wait = every
+                else:
+                    wait = min(wait * 2, look_at_most)
             else:
                 await sealer.seal_leading(lease)
         except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
             log_failure(log, "audit_seal_failed", exc)
-        with contextlib.suppress(TimeoutError):  # the pause ended without a stop
-            await asyncio.wait_for(stop.wait(), timeout=every)
+        if process is not None and process.alive and process.sentinel is not None:
+            await _ended_or_stopped(process.sentinel, stop, within=wait)  # or woken by its end
+        else:
+            with contextlib.suppress(TimeoutError):  # the pause ended without a stop
+                await asyncio.wait_for(stop.wait(), timeout=every)
     if process is not None:
         await process.stop()  # it seals what is left first
     else:
         await sealer.seal_all()
+
+
+async def _ended_or_stopped(sentinel: int, stop: asyncio.Event, within: float) -> None:
+    """Wait until the process whose ``sentinel`` this is ends, ``stop`` is set, or ``within`` seconds pass."""
+    loop = asyncio.get_running_loop()
+    ended = asyncio.Event()
+    loop.add_reader(sentinel, ended.set)
+    try:
+        await until_set(ended, stop, within=within)
+    finally:
+        loop.remove_reader(sentinel)

@@ -54,7 +54,8 @@ class MongoAccessLog:
         self._flush_every = flush_every
         self._batch = batch
         self._buffer: list[Doc] = []
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # a batch's worth waits: flush now
+        self._some = asyncio.Event()  # something waits: flush within flush_every (nothing: sleep)
         self._flushing = asyncio.Lock()
         self.dropped = 0
 
@@ -77,6 +78,7 @@ class MongoAccessLog:
     def record(self, entry: AccessEntry) -> None:
         """Keep ``entry`` for the next flush; never waits."""
         self._buffer.append(entry_doc(entry))
+        self._some.set()
         if len(self._buffer) > BUFFER_MAX:
             excess = len(self._buffer) - BUFFER_MAX
             del self._buffer[:excess]
@@ -109,9 +111,19 @@ class MongoAccessLog:
             return len(taking)
 
     async def run(self, stop: asyncio.Event, on_error: Callable[[Exception], object] | None = None) -> None:
-        """Flush every ``flush_every`` seconds, or at once when a batch is waiting, until ``stop``;
-        then a last flush (a clean stop loses nothing)."""
+        """Flush every ``flush_every`` seconds while entries wait, or at once when a batch is waiting,
+        until ``stop``; then a last flush (a clean stop loses nothing). Nothing waiting: it sleeps
+        until something is recorded."""
         while not stop.is_set():
+            if not self._buffer:
+                self._some.clear()
+                recorded, stopping = asyncio.ensure_future(self._some.wait()), asyncio.ensure_future(stop.wait())
+                try:
+                    await asyncio.wait({recorded, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    recorded.cancel()
+                    stopping.cancel()
+                continue
             waiting = asyncio.ensure_future(self._wake.wait())
             stopping = asyncio.ensure_future(stop.wait())
             try:

@@ -142,6 +142,10 @@ class MongoAlertStore:
                         ("reversal_id", ASCENDING)],
                        unique=True, partialFilterExpression={"open": True, "kind": "patient"}),
             IndexModel([("open", ASCENDING), ("opened_at", ASCENDING)]),
+            # The escalation sweep's: only alerts not yet escalated, so its cost is what may escalate,
+            # not every alert an office leaves open (escalated ones stay open for weeks).
+            IndexModel([("opened_at", ASCENDING)], name="escalation_due",
+                       partialFilterExpression={"state": AlertState.OPEN.value}),
             IndexModel([("practice_id", ASCENDING), ("state", ASCENDING), ("opened_at", ASCENDING)]),
             # The outbox: what the practices' systems have not got yet.
             IndexModel([("pms_next_at", ASCENDING)], name="outbox", partialFilterExpression={"pms_due": True}),

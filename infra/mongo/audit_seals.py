@@ -82,8 +82,9 @@ class AuditSealer:
         return Lease(self._leases, "audit-sealer", holder or holder_name(), ttl)
 
     async def seal_leading(self, lease: Lease, limit: int = 200, pause: float = 0.0) -> int:
-        """Seal everything left while ``lease`` is held; 0 while another process's sealer holds it."""
-        if await lease.acquire() is None:
+        """Seal everything left while ``lease`` is held; 0 while another process's sealer holds it.
+        Nothing to seal: 0, and the lease is not renewed (an idle sealer writes nothing)."""
+        if not await self.waiting() or await lease.acquire() is None:
             return 0
         return await self.seal_all(limit, pause)
 
@@ -107,7 +108,7 @@ class AuditSealer:
         ``SEQ_RACES`` times; any other failure (the database away) is raised at once, not retried
         here: the driver's own ``with_transaction`` would retry for two minutes, holding a stop.
         """
-        if not await self._waiting():
+        if not await self.waiting():
             return 0  # an idle round opens no transaction (one killed midway holds its locks for a minute)
         for race in range(SEQ_RACES):
             try:
@@ -123,7 +124,7 @@ class AuditSealer:
             await asyncio.sleep(random.uniform(0, 0.005 * (race + 1)))  # noqa: S311 - jitter, no secret
         raise RuntimeError(f"{SEQ_RACES} sealing rounds in a row lost the race for the next seal")
 
-    async def _waiting(self) -> bool:
+    async def waiting(self) -> bool:
         """Whether anything waits to be sealed (read outside a transaction, on the partial indexes)."""
         if await self._postings.find_one({"audit_dirty": True, "load_status": {"$nin": IN_FLIGHT_VALUES}},
                                          {"_id": 1}) is not None:

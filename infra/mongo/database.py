@@ -49,7 +49,8 @@ ACKNOWLEDGED: WriteConcern = WriteConcern(w=1, j=False)
 
 def connect(uri: str, **kwargs: Any) -> AsyncMongoClient[Doc]:
     """A client; it connects lazily, so nothing is opened here."""
-    return AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000, **kwargs)
+    return AsyncMongoClient(uri, **{"tz_aware": True, "serverSelectionTimeoutMS": 5000,
+                                    "serverMonitoringMode": "poll", **kwargs})
 
 
 @dataclass(frozen=True)

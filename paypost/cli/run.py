@@ -39,6 +39,7 @@ def run(
     import uvicorn
 
     from paypost.bootstrap import Paypost
+    from paypost.cli.server import serve
     from paypost.local.services import ensure_local_services
 
     directory = data_dir()
@@ -94,9 +95,9 @@ def run(
     try:
         # log_config=None: uvicorn's errors go through paypost's logging (structured, no locals); no access
         # log (its lines carry the query string: a patient account searched for).
-        uvicorn.run(api, host=settings.http_host, port=settings.http_port, log_level="warning", log_config=None,
-                    access_log=False, loop="uvloop" if sys.platform != "win32" else "asyncio", lifespan="on",
-                    ssl_certfile=cert_file, ssl_keyfile=key_file)
+        serve(uvicorn.Config(api, host=settings.http_host, port=settings.http_port, log_level="warning",
+                             log_config=None, access_log=False, loop="uvloop" if sys.platform != "win32" else "asyncio",
+                             lifespan="on", ssl_certfile=cert_file, ssl_keyfile=key_file))
     finally:
         if started:
             started.stop()

@@ -43,14 +43,34 @@ class _Transfers:
 
 
 class _Alerts:
+    def __init__(self) -> None:
+        self.asked = 0
+
     async def due_for_escalation(self, before: datetime, now: datetime) -> list[object]:
+        self.asked += 1
         return []
 
 
-def _reactions(healer: _Healer) -> PostingReactions:
+class _Canaries:
+    """The canaries as the sweep loop sees them: whether one waits, and being woken for a new one."""
+
+    def __init__(self) -> None:
+        self.waiting = False
+        self.woken = asyncio.Event()
+        self.rounds: list[float] = []
+
+    def wake(self) -> None:
+        self.woken.set()
+
+    async def advance(self) -> int:
+        self.rounds.append(asyncio.get_running_loop().time())
+        return 0
+
+
+def _reactions(healer: _Healer, alerts: _Alerts | None = None) -> PostingReactions:
     # Only what a sweep calls: the alerts' escalation query, the transfers', the healer's.
-    return PostingReactions(cast(Any, _Alerts()), cast(Any, _Transfers()), cast(Any, None), cast(Any, healer),
-                            escalate_after=600)
+    return PostingReactions(cast(Any, alerts or _Alerts()), cast(Any, _Transfers()), cast(Any, None),
+                            cast(Any, healer), escalate_after=600, sweep_batch=3)
 
 
 def _loaded(payment_id: str) -> PostingLoaded:
@@ -64,8 +84,7 @@ async def test_a_batch_is_swept_at_once_and_a_trickle_within_the_bound() -> None
     reactions = _reactions(healer)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    sweeping = asyncio.create_task(run_sweeps(reactions, stop, escalate_after=600, tick=0.01,
-                                              sweep_within=0.4, sweep_batch=3))
+    sweeping = asyncio.create_task(run_sweeps(reactions, stop, escalate_after=600, sweep_within=0.4))
     try:
         await asyncio.sleep(0.1)
         assert healer.swept == []  # nothing finished: no sweep, no query
@@ -85,6 +104,31 @@ async def test_a_batch_is_swept_at_once_and_a_trickle_within_the_bound() -> None
         assert healer.swept[1:] == [["pay-9"]]
         assert 0.35 <= healer.swept_at[1] - started < 0.8
         assert reactions.unswept() == 0 and reactions.unswept_since() is None
+    finally:
+        stop.set()
+        await asyncio.wait_for(sweeping, 2)
+
+
+async def test_with_nothing_arriving_the_loop_sleeps_and_a_canary_made_here_wakes_it() -> None:
+    healer, alerts, canaries = _Healer(), _Alerts(), _Canaries()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    sweeping = asyncio.create_task(run_sweeps(_reactions(healer, alerts), stop, escalate_after=600,
+                                              canaries=cast(Any, canaries), canary_every=0.05, idle_every=5.0))
+    try:
+        await asyncio.sleep(0.6)
+        # The first round, then nothing: no escalation query before its 15 s, no canary before 5 s.
+        assert (alerts.asked, len(canaries.rounds), healer.swept) == (1, 1, [])
+        canaries.wake()  # a Save Changes with a canary, made in this process
+        made = loop.time()
+        await asyncio.sleep(0.3)
+        assert canaries.rounds[1] - made < 0.1  # decided from at once, not after the idle 5 s
+        assert len(canaries.rounds) == 2  # and none waits: back to the idle rhythm
+        canaries.waiting = True  # a round found one undecided: it is looked at every canary_every
+        canaries.wake()
+        await asyncio.sleep(0.3)
+        assert len(canaries.rounds) >= 5
+        assert alerts.asked == 1
     finally:
         stop.set()
         await asyncio.wait_for(sweeping, 2)
