@@ -222,6 +222,30 @@ async def test_the_sealer_process_seals_comes_back_when_killed_and_seals_the_res
     assert (result.entries, result.unsealed) == (8, 0)
 
 
+async def test_a_resting_sealer_holds_no_connection_and_seals_once_woken(
+    settings: Settings, collections: Collections,
+) -> None:
+    """With nothing to seal, paypost's sealer (``rests``) closes its connections after a few rounds and
+    sleeps on its pipe: a posting written then waits, unsealed, until its paypost wakes it; an idle
+    round renews no lease (an idle sealer writes nothing)."""
+    process = SealerProcess(settings.mongodb_uri, settings.mongodb_db, every=0.1, rests=True)
+    process.start()
+    try:
+        assert await sealed_soon(collections, await loaded_posting(collections, 1))
+        renewed = (await collections.leases.find_one({"_id": "audit-sealer"}) or {}).get("renewed_at")
+        await asyncio.sleep(2.0)  # three rounds with nothing (0.1, 0.2, 0.4 s on): it rests
+        resting = await loaded_posting(collections, 2)
+        assert not await sealed_soon(collections, resting, timeout=1.5)  # nobody woke it
+        assert (await collections.leases.find_one({"_id": "audit-sealer"}) or {}).get("renewed_at") == renewed
+        assert process.alive
+        process.nudge()  # what paypost's sealing duty does once it sees something to seal
+        assert await sealed_soon(collections, resting, timeout=10)
+    finally:
+        await process.stop()
+    result = await AuditSealer(collections).verify()
+    assert result.ok and result.unsealed == 0, result.problems
+
+
 def _wait_dead(process: SealerProcess) -> None:
     for _ in range(100):
         if not process.alive:
