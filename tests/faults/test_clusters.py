@@ -44,14 +44,15 @@ QUORUM_QUEUES = [q.name for q in (*(b[0] for b in BINDINGS), *UNBOUND)
                  if (q.arguments or {}).get("x-queue-type") == "quorum"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def rs3() -> Iterator[ReplicaSet]:
-    """The replica set of three, started by the first test that needs it, stopped at the session's end."""
+    """The replica set of three, started by the first test that needs it, stopped once this module's
+    tests are done (not at the session's end: the rest of the suite runs without its three mongods)."""
     with replica_set("rs3") as rs:
         yield rs
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # stopped with this module's tests, as rs3 is
 def rabbit3() -> Iterator[RabbitCluster]:
     if not rabbit_cluster_possible():
         pytest.skip("needs /usr/lib/rabbitmq/bin/rabbitmq-server, run as root (README, the fault suite)")

@@ -49,7 +49,7 @@ pytestmark = pytest.mark.integration
 PAYPOST = str(Path(sys.executable).with_name("paypost"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # its servers stop with this module
 def certificates() -> Iterator[Certificates]:
     if not openssl_available():
         pytest.skip("openssl is not installed: the session cannot make its certificates")
@@ -57,7 +57,7 @@ def certificates() -> Iterator[Certificates]:
         yield make_certificates(Path(folder))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # its servers stop with this module
 def tls_rabbit(certificates: Certificates) -> Iterator[RabbitNode]:
     """A RabbitMQ node of this session with a TLS listener (and a plain one), both on 127.0.0.1."""
     try:
@@ -80,7 +80,7 @@ def amqps_url(tls_rabbit: RabbitNode, certificates: Certificates) -> Iterator[st
         tls_rabbit.ctl("delete_vhost", vhost)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # its servers stop with this module
 def tls_mongodb_uri(certificates: Certificates) -> Iterator[str]:
     """A single-node replica set started with --tlsMode requireTLS; its URI (tls=true, tlsCAFile)."""
     try:
