@@ -51,17 +51,21 @@ class AlertDelivery:
 
     async def run(self, stop: asyncio.Event, every: float = 10.0,
                   on_error: Callable[[BaseException], None] | None = None) -> None:
-        """Deliver what is due until ``stop``: at once while there is more or when woken, else every
-        ``every`` seconds (what another process changed, and retries, wait at most that long)."""
+        """Deliver what is due until ``stop``: at once while there is more or when woken, else when
+        the next alert falls due (a retry's time), and at least every ``every`` seconds for what
+        another process changed."""
         while not stop.is_set():
             self._woken.clear()
+            within = every
             try:
                 if await self.round() == self._batch:
                     continue
+                if (due := await self._outbox.next_due()) is not None:
+                    within = min(every, max(0.0, (due - self._clock()).total_seconds()))
             except Exception as exc:  # noqa: BLE001 (reported; the next round tries again)
                 if on_error:
                     on_error(exc)
-            await until_set(stop, self._woken, within=every)
+            await until_set(stop, self._woken, within=within)
 
     async def round(self) -> int:
         """Deliver the alerts due now (up to a batch); how many were claimed."""

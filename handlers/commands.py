@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import structlog
 
 from paypost.domain.ports.operations import OperationStore
@@ -17,10 +19,14 @@ class CommandService:
     """Each item is a conditional write keyed by the command, so a redelivered command, even one
     that crashed half-way, changes nothing more than its first delivery did."""
 
-    def __init__(self, operations: PostingOperations, results: OperationStore, clock: Clock = utc_now) -> None:
+    def __init__(self, operations: PostingOperations, results: OperationStore, clock: Clock = utc_now,
+                 on_operation: Callable[[], None] | None = None) -> None:
+        """``on_operation``: told when a command of an operation was applied (a canary's verdict may
+        be due: the canaries are woken in the process that consumed it, whichever made it)."""
         self._operations = operations
         self._results = results
         self._clock = clock
+        self._on_operation = on_operation
 
     async def apply(self, command: PostingRetry | PostingClear) -> list[ItemResult]:
         if isinstance(command, PostingRetry):
@@ -39,6 +45,8 @@ class CommandService:
                 actor=command.operator, command_id=command.command_id)
         if command.operation_id:
             await self._results.record(command.operation_id, results, self._clock())
+            if self._on_operation is not None:
+                self._on_operation()
         log.info("command_applied", command_id=command.command_id, operation_id=command.operation_id,
                  practice_id=command.practice_id, items=len(results),
                  changed=sum(r.result in ("retried", "cleared") for r in results))

@@ -245,8 +245,9 @@ class Paypost:
         self.reversal_alerts = ReversalAlerts(MongoReversalAlerts(self.collections), self.outcomes,
                                               self.alert_delivery.wake, clock)
         self.mapping_service = MappingService(self.mapping_store, self.healing, clock, alerts=self.alert_delivery)
-        self.command_service = CommandService(self.operations, self.operation_store, clock)
         self.canaries = Canaries(self.operation_store, self.posting_commands, self.publish, clock)
+        self.command_service = CommandService(self.operations, self.operation_store, clock,
+                                              on_operation=self.canaries.wake)
         self.deposit_store, self.period_store = MongoDeposits(self.collections), MongoPeriods(self.collections)
         self.month_end = MonthEnd(
             Deposits(self.deposit_store, self.deposit_store, self.outcomes, clock),

@@ -67,6 +67,9 @@ class AlertOutbox(Protocol):
     async def nudge(self, practice_id: str, patient_account_id: str) -> int:
         """The account's mapping was entered: its flags waiting for one are due now; how many."""
 
+    async def next_due(self) -> datetime | None:
+        """When the next alert is due to be sent (a retry's time, a claim's end); None: none is."""
+
 
 class AlertSystem(Protocol):
     """A practice's system, for the office tasks and patient flags paypost puts in it (contract 7)."""

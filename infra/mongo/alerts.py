@@ -299,6 +299,11 @@ class MongoAlertOutbox:
                            put_patient_id=doc.get("pms_patient_id"), attempts=doc.get("pms_attempts", 0))
                 for alert_id in due if (doc := claimed.get(alert_id)) is not None]  # in the order due
 
+    async def next_due(self) -> datetime | None:
+        first = await self._c.find_one({"pms_due": True}, {"pms_next_at": 1}, sort=[("pms_next_at", ASCENDING)],
+                                        hint="outbox")
+        return None if first is None else first["pms_next_at"]
+
     async def delivered(self, item: OutboxItem, state: Delivery, put: bool, patient_id: str | None) -> None:
         done = await self._deliveries.submit((
             {"_id": item.alert.alert_id, "pms_version": item.version},

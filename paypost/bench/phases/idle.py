@@ -13,9 +13,13 @@ from paypost.bench.rig import Rig
 IDLE = ("paypost", "paypost sealer")
 
 
+QUIET = 20.0  # seconds, after the phases before have settled: the sealer's backoff to its rest
+
+
 async def measure(rig: Rig, meter: CpuMeter, seconds: float) -> None:
     await settled(rig.c)  # the sweeps and seals that follow the phases before have finished
-    rig.log(f"idle: {seconds:.0f} s with nothing arriving")
+    rig.log(f"idle: {QUIET:.0f} s quiet (the sealer's last rounds before it rests), then {seconds:.0f} s measured")
+    await asyncio.sleep(QUIET)
     idle = CpuMeter({name: pid for name, pid in meter.pids.items() if name in IDLE})
     idle.start()
     await asyncio.sleep(seconds)
