@@ -3,7 +3,9 @@
 Each test still gets a vhost nobody used before, deleted after it. But ``rabbitmqctl`` starts an
 Erlang VM for each call (about 0.4 s, most of it CPU), and one vhost took three calls (add, permit,
 delete): about 1.2 s of every test on these 2 cores. Here one call makes a batch of vhosts with
-their permissions (``import_definitions``), and one call deletes a batch of used ones.
+their permissions (``import_definitions``), and one call deletes a batch of used ones; both run in
+a thread beside the tests (the next batch is made while half of this one is left, the used ones
+are deleted while the next test runs), so a test waits for neither.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from paypost.domain.errors import ServiceError
@@ -32,27 +35,44 @@ def _ctl(*args: str, timeout: float = 120) -> str:
 class VhostPool:
     """Fresh vhosts ``prefix-<hex>`` for ``user``, made ``batch`` at a time; each is used once."""
 
-    def __init__(self, prefix: str, user: str = "guest", batch: int = 8) -> None:
+    def __init__(self, prefix: str, user: str = "guest", batch: int = 16) -> None:
         self.prefix, self.user, self.batch = prefix, user, batch
         self._fresh: list[str] = []
         self._used: list[str] = []
+        self._beside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vhosts")  # one call at a time
+        self._next: Future[list[str]] | None = None  # the next batch, being made
 
     def take(self) -> str:
         if not self._fresh:
-            self._fresh = self._make(self.batch)
+            self._fresh = self._made_next() or self._make(self.batch)
+        if len(self._fresh) <= self.batch // 2 and self._next is None:
+            self._next = self._beside.submit(self._make, self.batch)
         return self._fresh.pop()
 
+    def _made_next(self) -> list[str]:
+        """The batch made beside, once it is; none if its making failed (made again here, then)."""
+        making, self._next = self._next, None
+        if making is None:
+            return []
+        try:
+            return making.result()
+        except (ServiceError, subprocess.TimeoutExpired):
+            return []
+
     def give_back(self, name: str) -> None:
-        """``name`` was used: it is deleted with the next batch of used ones."""
+        """``name`` was used: it is deleted with the next batch of used ones, beside the tests."""
         self._used.append(name)
         if len(self._used) >= self.batch:
-            self._delete_used()
+            names, self._used = self._used, []
+            self._beside.submit(self._delete, names)
 
     def close(self) -> None:
-        """Delete every vhost made here, used or not."""
-        self._used += self._fresh
+        """Delete every vhost made here, used or not (waiting for what runs beside)."""
+        self._used += self._fresh + self._made_next()
         self._fresh = []
-        self._delete_used()
+        self._beside.shutdown(wait=True)
+        self._delete(self._used)
+        self._used = []
 
     def _make(self, n: int) -> list[str]:
         names = [f"{self.prefix}-{uuid.uuid4().hex[:10]}" for _ in range(n)]
@@ -74,8 +94,7 @@ class VhostPool:
                 raise ServiceError(f"vhosts {sorted(set(names) - permitted)} were not made within 30 s")
             time.sleep(0.1)
 
-    def _delete_used(self) -> None:
-        names, self._used = self._used, []
+    def _delete(self, names: list[str]) -> None:
         if not names:
             return
         binaries = ", ".join(f'<<"{name}">>' for name in names)
