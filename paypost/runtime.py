@@ -176,7 +176,7 @@ async def run_sweeps(reactions: PostingReactions, stop: asyncio.Event, *, escala
 
 
 async def seal_periodically(sealer: AuditSealer, process: SealerProcess | None, stop: asyncio.Event,
-                            every: float = 2.0, look_at_most: float = 10.0) -> None:
+                            every: float = 2.0, look_at_most: float = 30.0) -> None:
     """Seal here (inline), or watch the sealer's process, until ``stop``; then seal what is left.
 
     The process is started again as soon as it dies (its end wakes this loop, no timer does). It
