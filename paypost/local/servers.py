@@ -170,11 +170,10 @@ def data_dir() -> Path:
 
 
 @contextlib.contextmanager
-def temporary_mongod(prefix: str, tls: MongoTls | None = None, parent: str | None = None) -> Iterator[str]:
-    """A replica-set mongod on a free port with its data in a temporary folder (in ``parent``, if
-    given); yields its URI."""
+def temporary_mongod(prefix: str, tls: MongoTls | None = None) -> Iterator[str]:
+    """A replica-set mongod on a free port with its data in a temporary folder; yields its URI."""
     port = free_port()
-    with tempfile.TemporaryDirectory(prefix=prefix, dir=parent) as folder:
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
         proc = start_mongod(Path(folder) / "db", port, tls=tls)
         try:
             yield f"mongodb://127.0.0.1:{port}/?replicaSet=rs0" + (f"&{tls.uri_options()}" if tls else "")

@@ -10,7 +10,6 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from paypost.local.servers import ensure_rabbitmq, temporary_mongod
 from tests.support.vhosts import VhostPool
@@ -46,16 +45,6 @@ class Services:
             self.vhosts.give_back(name)
 
 
-def in_memory() -> str | None:
-    """Where the test session's mongod keeps its data: in memory (``/dev/shm``) where the machine has
-    it. A test makes a database, and its indexes, each time, and MongoDB syncs each new file and
-    each journaled write to its disk: in memory that costs nothing, and it is still a real mongod
-    (its data outlives a killed process, as on a disk; only the machine's end takes it). The bench
-    keeps its mongod on the disk: it measures what the disk costs."""
-    shm = Path("/dev/shm")
-    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-
-
 @contextlib.contextmanager
 def find_services() -> Iterator[Services]:
     with contextlib.ExitStack() as stack:
@@ -70,7 +59,7 @@ def find_services() -> Iterator[Services]:
                 mongo = stack.enter_context(MongoDbContainer("mongo:6.0"))
                 mongodb_uri = mongo.get_connection_url()
             else:
-                mongodb_uri = stack.enter_context(temporary_mongod("paypost-mongo-", parent=in_memory()))
+                mongodb_uri = stack.enter_context(temporary_mongod("paypost-mongo-"))
         if amqp_url is None:
             if use_docker:
                 from testcontainers.rabbitmq import RabbitMqContainer
