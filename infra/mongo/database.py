@@ -15,6 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, NotPrimaryError, OperationFailure
 
 Doc = dict[str, Any]
+Client = AsyncMongoClient[Doc]  # a client as ``connect`` makes it, for a module that must not import the driver
 
 # Errors that mean "the database did not answer": worth retrying, never a FAILED posting.
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (

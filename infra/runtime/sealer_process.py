@@ -79,21 +79,19 @@ async def _seal_loop(uri: str, db: str, every: float, holder: str, audit_key: st
     from paypost.infra.runtime.retry import log_failure
 
     if TYPE_CHECKING:
-        from pymongo import AsyncMongoClient
-
-        from paypost.infra.mongo.database import Doc
+        from paypost.infra.mongo.database import Client
         from paypost.infra.mongo.leases import Lease
 
     keys = AuditKeys(audit_key) if audit_key.strip() else None
 
-    def opened() -> tuple[AsyncMongoClient[Doc], AuditSealer, Lease]:
+    def opened() -> tuple[Client, AuditSealer, Lease]:
         # No driver monitor streams to a sealer: one that polls is enough for a background job, and
         # wakes its process less often.
         client = connect(uri, serverMonitoringMode="poll")
         sealer = AuditSealer(Collections(client[db]), keys)
         return client, sealer, sealer.lease(holder)
 
-    held: tuple[AsyncMongoClient[Doc], AuditSealer, Lease] | None = None
+    held: tuple[Client, AuditSealer, Lease] | None = None
     woken = _Woken(wake)
     log.info("audit_sealer_started", every_s=every, rests=rests)
     idle, idle_rounds = every, 0
