@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
-import uvicorn
 
 from paypost.bootstrap import Paypost
 from paypost.infra.runtime.settings import Settings
-from paypost.local.servers import free_port
 from tests.support.browser import CHROMIUM, CSP_WATCH, ONE, TWO
+from tests.support.http_server import serve_asgi
 from tests.support.tokens import TOKENS
 
 if TYPE_CHECKING:
@@ -30,18 +28,11 @@ def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
 
 @pytest.fixture
 async def live_server(paypost: Paypost) -> AsyncIterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(paypost.http_app(manage_lifecycle=False), host="127.0.0.1",
-                                           port=port, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn says it started with a flag, not an event
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await paypost.event_hub.close()  # ends the live streams, so the server can stop
-        server.should_exit = True
-        await task
+    async with serve_asgi(paypost.http_app(manage_lifecycle=False)) as url:
+        try:
+            yield url
+        finally:
+            await paypost.event_hub.close()  # ends the live streams, so the server can stop
 
 
 @pytest.fixture

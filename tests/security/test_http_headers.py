@@ -3,18 +3,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-import uvicorn
 
 from paypost.bootstrap import Paypost
 from paypost.infra.mongo.database import connect
 from paypost.infra.runtime.settings import Settings
-from paypost.local.servers import free_port
+from tests.support.http_server import serve_asgi
 from tests.support.tokens import OPERATOR, VIEWER
 
 pytestmark = pytest.mark.integration
@@ -71,18 +69,11 @@ async def test_no_docs_page_and_the_console_loads_nothing_from_another_origin(pa
 @pytest.fixture
 async def served(paypost: Paypost) -> AsyncIterator[str]:
     """The API on a real HTTP server: a live feed streams (httpx's in-process transport waits for its end)."""
-    port = free_port()
-    app = paypost.http_app(manage_lifecycle=False)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    serving = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn says it started with a flag, not an event
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await paypost.event_hub.close()  # ends the open streams, so the server can stop
-        server.should_exit = True
-        await serving
+    async with serve_asgi(paypost.http_app(manage_lifecycle=False)) as url:
+        try:
+            yield url
+        finally:
+            await paypost.event_hub.close()  # ends the open streams, so the server can stop
 
 
 async def _ticket(client: httpx.AsyncClient, token: str = OPERATOR) -> str:

@@ -9,7 +9,6 @@ was written themselves, so that they say what they check.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,7 +17,6 @@ import httpx
 import orjson
 import pytest
 import structlog
-import uvicorn
 from prometheus_client import generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -30,9 +28,9 @@ from paypost.domain.patient_ref import patient_ref, use_key
 from paypost.infra.rabbit.watch import WatchedEvent, watch_events
 from paypost.infra.runtime.logging import processors
 from paypost.infra.runtime.settings import Settings
-from paypost.local.servers import free_port
 from tests.support import canaries
 from tests.support.api_calls import wait_status
+from tests.support.http_server import serve_asgi
 from tests.support.upstream import Upstream
 from tests.support.waits import wait_for
 
@@ -69,22 +67,6 @@ def _system() -> Starlette:
     ])
 
 
-@contextlib.asynccontextmanager
-async def serve(app: Starlette) -> AsyncIterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
 @pytest.fixture
 async def dashboard(settings: Settings, paypost: Paypost) -> AsyncIterator[asyncio.Queue[WatchedEvent]]:
     async with watch_events(settings.amqp_url, ["#"]) as events:
@@ -108,7 +90,7 @@ async def test_a_system_answering_with_patient_text_or_garbage_names_no_patient_
     api: httpx.AsyncClient, upstream: Upstream, dashboard: asyncio.Queue[WatchedEvent],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    async with serve(_system()) as url:
+    async with serve_asgi(_system(), log_level="critical") as url:
         r = await api.put("/api/v1/practices/clinic-h", json={
             "name": "Clinic H", "ledger": {"kind": "http", "base_url": url}, "enabled": True})
         assert r.status_code == 200, r.text

@@ -7,7 +7,6 @@ against each in tests/integration/test_ledger_port.py; the HTTP ledger's own tes
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import random
 import uuid
@@ -17,8 +16,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import uvicorn
-
 from paypost.domain.ports.ledgers import Ledger
 from paypost.domain.posting import Integration, LedgerEntryRequest
 from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
@@ -27,12 +24,12 @@ from paypost.infra.ledgers.http import HttpLedgers
 from paypost.infra.mongo.database import Collections, connect, ensure_indexes
 from paypost.infra.mongo.directory import MongoPracticeDirectory
 from paypost.local.reference_ledger import Faults, LedgerState, create_reference_ledger
-from paypost.local.servers import free_port
 
 # PATIENT and PRACTICE are re-exported: the suites of this package import them from here.
 from paypost.testing.ledger_suite import PATIENT as PATIENT
 from paypost.testing.ledger_suite import PRACTICE as PRACTICE
 from paypost.testing.ledger_suite import HeldEntry, LedgerUnderTest
+from tests.support.http_server import serve_asgi
 
 # The reference server runs on this machine: its loopback address is allowed, as a platform allows its own.
 LOCAL_HOSTS = HostPolicy(["127.0.0.0/8", "localhost"])
@@ -114,20 +111,9 @@ async def serve_reference_ledger(state: LedgerState | None = None) -> AsyncItera
             served.requests.append((scope["method"], scope["path"]))
         await app(scope, receive, send)
 
-    port = free_port()
-    served.url = f"http://127.0.0.1:{port}"
-    server = uvicorn.Server(uvicorn.Config(recorded, host="127.0.0.1", port=port, log_level="critical",
-                                           lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()  # it could not start: say why
-        await asyncio.sleep(0.02)
-    try:
+    async with serve_asgi(recorded, log_level="critical") as url:
+        served.url = url
         yield served
-    finally:
-        server.should_exit = True
-        await task
 
 
 class HttpLedgerUnderTest(LedgerUnderTest):
