@@ -81,11 +81,14 @@ class AuditSealer:
         process started again by the same paypost holds it under the same name, at once."""
         return Lease(self._leases, "audit-sealer", holder or holder_name(), ttl)
 
-    async def seal_leading(self, lease: Lease, limit: int = 200, pause: float = 0.0) -> int:
-        """Seal everything left while ``lease`` is held; 0 while another process's sealer holds it.
-        Nothing to seal: 0, and the lease is not renewed (an idle sealer writes nothing)."""
-        if not await self.waiting() or await lease.acquire() is None:
+    async def seal_leading(self, lease: Lease, limit: int = 200, pause: float = 0.0) -> int | None:
+        """Seal everything left while ``lease`` is held; how many entries. Nothing to seal: 0, and the
+        lease is not renewed (an idle sealer writes nothing). None: there is something to seal, but
+        another process's sealer holds the lease (this one stands by, to take it over)."""
+        if not await self.waiting():
             return 0
+        if await lease.acquire() is None:
+            return None
         return await self.seal_all(limit, pause)
 
     async def ensure_indexes(self) -> None:

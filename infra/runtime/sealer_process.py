@@ -99,7 +99,7 @@ async def _seal_loop(uri: str, db: str, every: float, holder: str, audit_key: st
         while not stop.is_set():
             held = held or opened()
             client, sealer, lease = held
-            sealed = 0
+            sealed: int | None = 0
             try:
                 # Rounds of 100 with a pause as long as each round: at most half of the time at
                 # the database, in bursts of a few milliseconds (one round of 500 held the
@@ -107,11 +107,14 @@ async def _seal_loop(uri: str, db: str, every: float, holder: str, audit_key: st
                 sealed = await sealer.seal_leading(lease, limit=100, pause=1.0)
             except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
                 log_failure(log, "audit_seal_failed", exc)
-            # Nothing sealed: the next round comes later, twice as late each time up to IDLE_AT_MOST;
+            # Nothing to seal: the next round comes later, twice as late each time up to IDLE_AT_MOST;
             # and a sealer whose paypost wakes it (``rests``) closes its connections after a few such
-            # rounds and sleeps until woken: with no payments, nothing of it runs at all.
-            idle_rounds = 0 if sealed else idle_rounds + 1
-            idle = every if sealed else min(idle * 2, max(every, IDLE_AT_MOST))
+            # rounds and sleeps until woken: with no payments, nothing of it runs at all. One standing
+            # by (something to seal, another process's sealer leading: None) keeps its rhythm, so it
+            # takes the lease over as soon as the leader's ends.
+            busy = sealed is None or sealed > 0
+            idle_rounds = 0 if busy else idle_rounds + 1
+            idle = every if busy else min(idle * 2, max(every, IDLE_AT_MOST))
             if rests and idle_rounds >= REST_AFTER:
                 await client.close()
                 held = None
