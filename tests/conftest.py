@@ -29,6 +29,7 @@ from tests.support.api_calls import builtin_practice
 from tests.support.services import Services, find_services
 from tests.support.tokens import OPERATOR, TOKENS
 from tests.support.upstream import Upstream
+from tests.support.workers import hand_over, in_worker, taken_back
 
 pytest_plugins = ["tests.support.log_guard"]  # no log line of the suite names a patient (contract section 12)
 
@@ -44,6 +45,18 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "may_skip(reason): this test may skip even with PAYPOST_TESTS_NO_SKIP=1, for the reason given")
     config.addinivalue_line(
         "markers", "api_only: the test's paypost serves the HTTP API only (no consumer, no background loop)")
+
+
+# The areas whose tests run longest go first: spread over the workers (pyproject.toml's addopts), a
+# fault scenario of minutes left to the end would keep the run going after the others finished.
+FIRST = ("tests/faults/", "tests/browser/")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def area(item: pytest.Item) -> int:
+        return next((i for i, prefix in enumerate(FIRST) if item.nodeid.startswith(prefix)), len(FIRST))
+
+    items.sort(key=area)  # stable: within an area, the files' own order
 
 
 def _skip_reason(report: pytest.CollectReport | pytest.TestReport) -> str:
@@ -75,13 +88,20 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if _skipped:
         terminalreporter.section("skipped with PAYPOST_TESTS_NO_SKIP=1: each fails the session")
-        for line in _skipped:
+        for line in dict.fromkeys(_skipped):  # each worker collects every module: a module's skip once
             terminalreporter.write_line(line)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _skipped and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+    if in_worker(session.config):  # the controller names them and fails the session (tests.support.workers)
+        hand_over(session.config, "paypost_skipped", _skipped)
+    elif _skipped and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook, in the controller
+def pytest_testnodedown(node: Any, error: object) -> None:
+    _skipped.extend(taken_back(node, "paypost_skipped"))
 
 
 @pytest.fixture(scope="session")

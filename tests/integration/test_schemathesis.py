@@ -20,7 +20,8 @@ import pytest
 from paypost.local.servers import free_port
 from tests.support.services import Services
 
-pytestmark = pytest.mark.integration
+# One worker runs this module: its paypost process serves all its cases.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("schemathesis")]
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 SEED = 32

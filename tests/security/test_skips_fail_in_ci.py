@@ -30,7 +30,12 @@ def test_passes():
 '''
 
 
-def _run(tmp_path: Path, no_skip: str | None, probe: str = PROBE) -> subprocess.CompletedProcess[str]:
+# The suite runs in pytest-xdist's workers (pyproject.toml's addopts): a skip fails the session there too.
+IN_WORKERS = pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist-workers"])
+
+
+def _run(tmp_path: Path, no_skip: str | None, probe: str = PROBE,
+         workers: list[str] | None = None) -> subprocess.CompletedProcess[str]:
     (tmp_path / "test_probe.py").write_text(probe)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     env = {k: v for k, v in os.environ.items() if k != "PAYPOST_TESTS_NO_SKIP"}
@@ -38,20 +43,22 @@ def _run(tmp_path: Path, no_skip: str | None, probe: str = PROBE) -> subprocess.
         env["PAYPOST_TESTS_NO_SKIP"] = no_skip
     # tests/conftest.py as a plugin: its hooks, over a probe of its own
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider",
-                           "-c", str(tmp_path / "pytest.ini"), str(tmp_path / "test_probe.py")],
+                           "-c", str(tmp_path / "pytest.ini"), *(workers or []), str(tmp_path / "test_probe.py")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_a_skip_fails_the_session_naming_the_test_and_its_reason(tmp_path: Path) -> None:
-    run = _run(tmp_path, "1")
+@IN_WORKERS
+def test_a_skip_fails_the_session_naming_the_test_and_its_reason(tmp_path: Path, workers: list[str]) -> None:
+    run = _run(tmp_path, "1", workers=workers)
     assert run.returncode == pytest.ExitCode.TESTS_FAILED, run.stdout
     assert "test_probe.py::test_missing_tool: openssl is not installed" in run.stdout
     assert "test_probe.py::test_missing_server: needs rabbitmq-server" in run.stdout
     assert "test_meant_to_skip" not in run.stdout.split("each fails the session")[1]  # marked: it may skip
 
 
-def test_a_module_skipped_whole_fails_the_session_too(tmp_path: Path) -> None:
-    run = _run(tmp_path, "1", 'import pytest\npytest.skip("no chromium", allow_module_level=True)\n')
+@IN_WORKERS
+def test_a_module_skipped_whole_fails_the_session_too(tmp_path: Path, workers: list[str]) -> None:
+    run = _run(tmp_path, "1", 'import pytest\npytest.skip("no chromium", allow_module_level=True)\n', workers)
     assert run.returncode == pytest.ExitCode.TESTS_FAILED, run.stdout
     assert "test_probe.py: no chromium" in run.stdout
 

@@ -45,7 +45,8 @@ from tests.support.tokens import OPERATOR, TOKENS
 from tests.support.upstream import Upstream
 from tests.support.waits import wait_for
 
-pytestmark = pytest.mark.integration
+# One worker runs this module: its TLS servers start once, for its tests together.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("tls")]
 PAYPOST = str(Path(sys.executable).with_name("paypost"))
 
 

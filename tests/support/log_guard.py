@@ -27,6 +27,7 @@ import structlog
 
 from paypost.infra.runtime.logging import QUIET, processors
 from tests.support.canaries import found
+from tests.support.workers import hand_over, in_worker, taken_back
 
 _hits: list[str] = []  # "where: line" for each line that showed a canary, since the last report
 _session_hits: list[str] = []
@@ -126,8 +127,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _session_hits.extend(f"after the last test: {hit}" for hit in _hits)
-    if _session_hits and exitstatus == pytest.ExitCode.OK:
+    _hits.clear()
+    if in_worker(session.config):  # the controller fails the session (tests.support.workers)
+        hand_over(session.config, "paypost_log_hits", _session_hits)
+    elif _session_hits and exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook, in the controller
+def pytest_testnodedown(node: Any, error: object) -> None:
+    _session_hits.extend(taken_back(node, "paypost_log_hits"))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

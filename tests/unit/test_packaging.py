@@ -35,6 +35,9 @@ LOCKS = ROOT / "requirements"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
 
+# One worker runs this module: the wheel its tests read is built once.
+pytestmark = pytest.mark.xdist_group("packaging")
+
 # name==version, then its hashes (continued lines), as pip-compile --generate-hashes writes them.
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>\S+)(?P<rest>(?:[^\n]*\\\n)*[^\n]*)", re.M)
 
