@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import random
 import resource
@@ -157,9 +158,9 @@ def ensure_rabbitmq(host: str = "127.0.0.1", port: int = 5672, timeout: float = 
     raise ServiceError(f"RabbitMQ did not start on {host}:{port} within {timeout:.0f}s")
 
 
-# rabbitmqctl on this machine one caller at a time, whichever process calls: the local broker
-# (RabbitMQ 3.10) deadlocked when one process imported definitions (new vhosts) while another
-# deleted vhosts, as the test suite's workers did, each making and deleting vhosts of its own.
+# rabbitmqctl on this machine one caller at a time, whichever process calls (the test suite's workers
+# each make and delete vhosts of their own): each call starts an Erlang VM, and a change made of
+# several calls (vhosts imported, then awaited until usable) is not interleaved with another's.
 CTL_LOCK = Path(tempfile.gettempdir()) / "paypost-rabbitmqctl.lock"
 
 
@@ -167,11 +168,12 @@ CTL_LOCK = Path(tempfile.gettempdir()) / "paypost-rabbitmqctl.lock"
 def broker_admin() -> Iterator[Callable[..., str]]:
     """The local broker's ``rabbitmqctl`` (as ``rabbitmqctl`` below, without the lock), to this caller
     alone on this machine until the block ends: for a change made of several calls."""
-    if shutil.which("rabbitmqctl") is None:
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
         raise ServiceError("rabbitmqctl is not installed")
     with CTL_LOCK.open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        yield _ctl
+        yield functools.partial(_ctl, ctl)
 
 
 def rabbitmqctl(*args: str, timeout: float = 120) -> str:
@@ -180,8 +182,7 @@ def rabbitmqctl(*args: str, timeout: float = 120) -> str:
         return ctl(*args, timeout=timeout)
 
 
-def _ctl(*args: str, timeout: float = 120) -> str:
-    ctl = shutil.which("rabbitmqctl") or "rabbitmqctl"
+def _ctl(ctl: str, *args: str, timeout: float = 120) -> str:
     # Its output goes to files, not pipes: Debian's rabbitmqctl runs the tool through ``su``, in a
     # session of its own, which a timeout does not stop; with pipes, waiting for their end would
     # wait for it.

@@ -19,10 +19,17 @@ import pytest
 from pydantic import SecretStr
 
 from paypost.bootstrap import Paypost
+from paypost.domain.errors import ServiceError
 from paypost.infra.mongo.database import Collections, connect
 from paypost.infra.runtime.settings import Settings
-from paypost.local.servers import free_port, rabbitmqctl, start_mongod, temporary_vhost
-from tests.support.cluster import rabbit_cluster, rabbit_cluster_possible
+from paypost.local.servers import (
+    free_port,
+    rabbitmq_scripts,
+    rabbitmqctl,
+    start_mongod,
+    temporary_rabbitmq_node,
+    temporary_vhost,
+)
 from tests.support.faults import Figures, Flow, account, scale, setup_practice, until_final
 from tests.support.payloads import payment_body
 from tests.support.processes import GuardedProcess
@@ -64,12 +71,14 @@ async def test_kill_9_the_consumer_every_2_seconds(settings: Settings, store: Co
 async def test_broker_restart_mid_stream(settings: Settings, store: Collections, report: list[Figures]) -> None:
     """The broker's app stopped for 2 s and started again under a stream of payments. The broker is a
     node of this test's own (not the machine's, which the rest of the suite is using meanwhile)."""
-    if not rabbit_cluster_possible():
-        pytest.skip("needs /usr/lib/rabbitmq/bin/rabbitmq-server, run as root (README, the fault suite)")
+    try:
+        rabbitmq_scripts()
+    except ServiceError as exc:
+        pytest.skip(str(exc))
     n = scale(3_000)
     bodies = [payment_body(payment_id=f"b-{i}", ehr_patient_id=f"EHR-{i % 5}") for i in range(n)]
-    with rabbit_cluster(1) as broker:
-        own = settings.model_copy(update={"amqp_url": broker.url()})
+    with temporary_rabbitmq_node("pp-restart") as broker:
+        own = settings.model_copy(update={"amqp_url": f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}/"})
         app = Paypost(own, retry_seconds=120)
         await app.start()
         try:
