@@ -139,7 +139,10 @@ class LedgerEntryRequest:
 
 @dataclass(frozen=True, slots=True)
 class LedgerReceipt:
-    """The ledger's word that an entry exists (made now or found from before)."""
+    """The ledger's word that an entry exists (made now or found from before), or, from the built-in
+    ledger, that it is made with the posting's outcome: ``entry`` is then what the outcome's write
+    stores in the posting's row (one write for both, so neither is ever there without the other)."""
 
     entry_id: str
     already_posted: bool = False
+    entry: dict[str, object] | None = field(default=None, compare=False, hash=False)

@@ -21,7 +21,7 @@ import structlog
 from paypost.domain.events import Event, PostingFailed, PostingLoaded, PostingRetried, owed_as, owed_event
 from paypost.domain.model import LoadStatus
 from paypost.domain.ports.postings import PostingStore
-from paypost.domain.posting import Attempt, AuditEntry, KeptMessage, Posting, PostingKey
+from paypost.domain.posting import Attempt, AuditEntry, KeptMessage, LedgerReceipt, Posting, PostingKey
 from paypost.domain.reversals import LEARNS_ITS_AMOUNT
 from paypost.handlers import spans
 from paypost.handlers.messagebus import MessageBus
@@ -60,11 +60,13 @@ class OutcomeRecorder:
         self._owed: dict[PostingKey, tuple[Event, ...]] = {}
 
     async def finished(self, posting: Posting, finished: Posting, attempt: Attempt, *, first: First | None = None,
-                       entry_id: str | None = None, already_posted: bool = False) -> Written:
+                       receipt: LedgerReceipt | None = None) -> Written:
         """Write ``finished`` (``posting`` LOADED or FAILED, by ``attempt``), then announce it.
 
-        ``first``: the posting has no row yet, and this outcome is its first write."""
-        written = await self._write(posting, finished, attempt, first, entry_id)
+        ``first``: the posting has no row yet, and this outcome is its first write. ``receipt``: the
+        ledger's, for a LOADED one; the built-in ledger's entry (``LedgerReceipt.entry``) is made by
+        this same write."""
+        written = await self._write(posting, finished, attempt, first, receipt)
         spans.write("insert_finished" if first is not None else f"record_{finished.load_status.value.lower()}",
                     "postings", written=written)
         if not written:
@@ -72,7 +74,7 @@ class OutcomeRecorder:
         spans.outcome(posting.key, finished.load_status, finished.load_error.code if finished.load_error else None)
         if finished.load_status is LoadStatus.LOADED:
             log.info("posting_loaded", posting=str(posting.key), duration_ms=attempt.duration_ms,
-                     already_posted=already_posted)
+                     already_posted=receipt is not None and receipt.already_posted)
             # A HELD posting may have been a retry: its task, if it has one, resolves.
             had_failed = posting.load_status in (LoadStatus.RETRYING, LoadStatus.HELD)
             await self.announce(posting.key, PostingLoaded(finished, had_failed=had_failed))
@@ -83,16 +85,18 @@ class OutcomeRecorder:
         return Written.RECORDED
 
     async def _write(self, posting: Posting, finished: Posting, attempt: Attempt, first: First | None,
-                     entry_id: str | None) -> bool:
+                     receipt: LedgerReceipt | None) -> bool:
+        entry_id, ledger_entry = (receipt.entry_id, receipt.entry) if receipt is not None else (None, None)
         if first is not None:
-            return await self._postings.insert_finished(finished, first.message, first.received, attempt, entry_id)
+            return await self._postings.insert_finished(finished, first.message, first.received, attempt, entry_id,
+                                                        ledger_entry)
         if finished.load_status is LoadStatus.LOADED:
             assert finished.ehr_patient_id is not None and entry_id is not None
             # A void's and a won dispute's amount is learnt as they load (handlers/reversals.py).
             settled = ((finished.amount, finished.currency) if finished.kind in LEARNS_ITS_AMOUNT
                        and finished.amount is not None and finished.currency else None)
             return await self._postings.record_loaded(posting.key, attempt, finished.ehr_patient_id, entry_id,
-                                                      finished.patient_account_id, settled)
+                                                      finished.patient_account_id, settled, ledger_entry)
         assert finished.load_error is not None
         return await self._postings.record_failed(posting.key, attempt, finished.load_error,
                                                   finished.ehr_patient_id, finished.patient_account_id,

@@ -24,6 +24,7 @@ from paypost.domain.posting import (
     Attempt,
     AuditEntry,
     KeptMessage,
+    LedgerReceipt,
     Posting,
     PostingKey,
 )
@@ -361,15 +362,14 @@ class PostingService:
             return await self._finish(posting, failed, Attempt(at, _ms(started), "failed", error), first)
         loaded = replace(posting, load_status=LoadStatus.LOADED, ehr_patient_id=ehr_patient_id,
                          patient_account_id=account)
-        return await self._finish(posting, loaded, Attempt(at, _ms(started), "loaded"), first, receipt.entry_id,
-                                  receipt.already_posted)
+        return await self._finish(posting, loaded, Attempt(at, _ms(started), "loaded"), first, receipt)
 
     async def _finish(self, posting: Posting, finished: Posting, attempt: Attempt, first: First | None,
-                      entry_id: str | None = None, already_posted: bool = False) -> Outcome:
+                      receipt: LedgerReceipt | None = None) -> Outcome:
         """The delivery's end once ``finished`` (LOADED or FAILED) is recorded and announced, or what
-        it does instead (the posting was no longer in flight, or another delivery wrote its row first)."""
-        written = await self._outcomes.finished(posting, finished, attempt, first=first, entry_id=entry_id,
-                                                already_posted=already_posted)
+        it does instead (the posting was no longer in flight, or another delivery wrote its row first).
+        The built-in ledger's entry (``receipt.entry``) is made by the outcome's write, or not at all."""
+        written = await self._outcomes.finished(posting, finished, attempt, first=first, receipt=receipt)
         if written is Written.RACED:
             assert first is not None
             return await self._raced(posting, first)

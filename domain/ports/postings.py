@@ -36,9 +36,11 @@ class PostingStore(Protocol):
         """FAILED → RETRYING with a republished body; False if the posting was not FAILED."""
 
     async def record_loaded(self, key: PostingKey, attempt: Attempt, ehr_patient_id: str, entry_id: str,
-                            patient_account_id: str | None, settled: tuple[Decimal, str] | None = None) -> bool:
+                            patient_account_id: str | None, settled: tuple[Decimal, str] | None = None,
+                            ledger_entry: Record | None = None) -> bool:
         """In flight → LOADED; False if the posting was no longer in flight. ``settled``: the amount
-        and currency learnt as it loaded (a void's, a won dispute's), set on its row."""
+        and currency learnt as it loaded (a void's, a won dispute's), set on its row; ``ledger_entry``:
+        the built-in ledger's entry (``LedgerReceipt.entry``), kept in the row by the same write."""
 
     async def record_failed(self, key: PostingKey, attempt: Attempt, error: LoadError, ehr_patient_id: str | None,
                             patient_account_id: str | None, refunded_payment_id: str | None = None) -> bool:
@@ -50,10 +52,10 @@ class PostingStore(Protocol):
         was sent), False if one was (its answer may have been lost: look the entry up first)."""
 
     async def insert_finished(self, posting: Posting, message: KeptMessage, received: AuditEntry,
-                              attempt: Attempt, entry_id: str | None) -> bool:
+                              attempt: Attempt, entry_id: str | None, ledger_entry: Record | None = None) -> bool:
         """Insert a new posting with its outcome (``posting.load_status``, LOADED or FAILED) at once, for
-        a ledger in paypost's own database (``Integration.posts_with_its_row``); False if one with its
-        key exists."""
+        a ledger in paypost's own database (``Integration.posts_with_its_row``), with the built-in
+        ledger's entry if it loaded; False if one with its key exists (and nothing is written)."""
 
     async def insert_unreadable(self, posting: Posting, message: KeptMessage,
                                 audit: AuditEntry) -> tuple[PostingKey, bool]:

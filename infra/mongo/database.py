@@ -47,6 +47,11 @@ CODECS: CodecOptions[Doc] = CodecOptions(tz_aware=True, type_registry=TypeRegist
 # waits for the disk.
 ACKNOWLEDGED: WriteConcern = WriteConcern(w=1, j=False)
 
+# The built-in ledger's entry of a LOADED posting is kept in its row, written by the outcome's write
+# (``paypost.infra.ledgers.builtin``), and read through this index.
+LEDGER_ENTRY = "ledger_entry"
+LEDGER_INDEX = "builtin_ledger"
+
 
 def connect(uri: str, **kwargs: Any) -> AsyncMongoClient[Doc]:
     """A client; it connects lazily, so nothing is opened here."""
@@ -129,13 +134,19 @@ async def ensure_indexes(c: Collections) -> None:
         IndexModel([("practice_id", ASCENDING), ("received_at", ASCENDING), ("_id", ASCENDING)], name="parked",
                    partialFilterExpression={"parked_at": {"$exists": True}}),
     ])
+    # The built-in ledger's entries kept in their postings' rows (paypost.infra.ledgers.builtin): a
+    # patient's, in the order posted; only rows holding one are in it.
+    await c.postings.create_indexes([
+        IndexModel([("practice_id", ASCENDING), (f"{LEDGER_ENTRY}.ehr_patient_id", ASCENDING),
+                    (f"{LEDGER_ENTRY}.posted_at", ASCENDING)], name=LEDGER_INDEX,
+                   partialFilterExpression={LEDGER_ENTRY: {"$exists": True}}),
+    ])
     # Their forerunners held every posting (a sparse compound index skips only a document
     # missing all its fields): dropped once the new ones exist.
     for earlier in ("practice_id_1_load_error.code_1_received_at_-1__id_-1", "practice_id_1_refunded_payment_id_1"):
         with contextlib.suppress(OperationFailure):
             await c.postings.drop_index(earlier)
-    # One ledger entry per (practice, payment or refund): the _id is that pair, so a
-    # duplicate insert fails and nothing posts twice.
+    # The built-in ledger's entries of earlier versions, and those a purge moved out of their rows.
     await c.ledger_entries.create_indexes([
         IndexModel([("practice_id", ASCENDING), ("ehr_patient_id", ASCENDING), ("posted_at", ASCENDING)]),
     ])

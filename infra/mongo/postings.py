@@ -24,7 +24,7 @@ from paypost.domain.rules import (
     WAITS_FOR_PAYMENT,
 )
 from paypost.infra.batching import conditional_updater, finder, inserter
-from paypost.infra.mongo.database import ACKNOWLEDGED, Collections, Doc
+from paypost.infra.mongo.database import ACKNOWLEDGED, LEDGER_ENTRY, Collections, Doc
 from paypost.infra.mongo.failure_groups import LEFT_FAILED, group_fields
 
 HISTORY_LIMIT = 200  # attempts kept per posting; the audit trail is never trimmed
@@ -177,9 +177,22 @@ def new_doc(posting: Posting, message: KeptMessage, audit: list[AuditEntry], sta
     }
 
 
-def _loaded_fields(ehr_patient_id: str, entry_id: str, patient_account_id: str | None) -> Doc:
+ENTRY_FIELDS = ("entry_id", "ehr_patient_id", "payment_id", "refund_id", "kind", "reversal_id", "amount",
+                "currency", "posted_at")
+
+
+def entry_of(row: Doc) -> Doc:
+    """The built-in ledger's entry kept in a posting's row, as the ledger stores one on its own (by
+    the row's ``_id``): how the ledger reads it, and how a purge keeps it when the row goes."""
+    return {"_id": row["_id"], "practice_id": row["practice_id"],
+            **{k: row[LEDGER_ENTRY].get(k) for k in ENTRY_FIELDS}}
+
+
+def _loaded_fields(ehr_patient_id: str, entry_id: str, patient_account_id: str | None,
+                   ledger_entry: Doc | None = None) -> Doc:
     return {"load_status": LoadStatus.LOADED.value, "load_error": None, "ehr_patient_id": ehr_patient_id,
-            "ledger_entry_id": entry_id, **_account(patient_account_id)}
+            "ledger_entry_id": entry_id, **_account(patient_account_id),
+            **({LEDGER_ENTRY: ledger_entry} if ledger_entry is not None else {})}
 
 
 def _loaded_audit(attempt: Attempt, entry_id: str) -> AuditEntry:
@@ -259,8 +272,9 @@ class MongoPostingStore:
         return written
 
     async def record_loaded(self, key: PostingKey, attempt: Attempt, ehr_patient_id: str, entry_id: str,
-                            patient_account_id: str | None, settled: tuple[Decimal, str] | None = None) -> bool:
-        fields = _loaded_fields(ehr_patient_id, entry_id, patient_account_id)
+                            patient_account_id: str | None, settled: tuple[Decimal, str] | None = None,
+                            ledger_entry: Doc | None = None) -> bool:
+        fields = _loaded_fields(ehr_patient_id, entry_id, patient_account_id, ledger_entry)
         if settled is not None:  # a void's or won dispute's amount, learnt as it loaded
             fields.update(amount=settled[0], currency=settled[1])
         return await self._finish(key, attempt, fields, _loaded_audit(attempt, entry_id))
@@ -280,10 +294,10 @@ class MongoPostingStore:
         return noted
 
     async def insert_finished(self, posting: Posting, message: KeptMessage, received: AuditEntry,
-                              attempt: Attempt, entry_id: str | None) -> bool:
+                              attempt: Attempt, entry_id: str | None, ledger_entry: Doc | None = None) -> bool:
         if posting.load_status is LoadStatus.LOADED:
             assert posting.ehr_patient_id is not None and entry_id is not None  # a loaded posting has both
-            fields = _loaded_fields(posting.ehr_patient_id, entry_id, posting.patient_account_id)
+            fields = _loaded_fields(posting.ehr_patient_id, entry_id, posting.patient_account_id, ledger_entry)
             outcome = _loaded_audit(attempt, entry_id)
         else:
             assert posting.load_status is LoadStatus.FAILED and posting.load_error is not None

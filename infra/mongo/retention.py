@@ -16,12 +16,15 @@ import uuid
 from datetime import UTC, datetime
 
 from pymongo import ASCENDING, IndexModel
+from pymongo.errors import BulkWriteError
 
 from paypost.domain.access_trail import PurgeCounts, Retention
 from paypost.domain.audit_chain import AuditKeys, purge_message, record_hash
 from paypost.domain.model import IN_FLIGHT, LoadStatus
 from paypost.domain.ports.patient_data import PurgeProgress
-from paypost.infra.mongo.database import Collections, Doc
+from paypost.infra.mongo.access_log import DUPLICATE_KEY
+from paypost.infra.mongo.database import LEDGER_ENTRY, Collections, Doc
+from paypost.infra.mongo.postings import entry_of
 
 SETTLED = [LoadStatus.LOADED.value, LoadStatus.CLEARED.value]
 IN_FLIGHT_VALUES = [s.value for s in IN_FLIGHT]
@@ -32,6 +35,7 @@ class MongoRetention:
     def __init__(self, collections: Collections, keys: AuditKeys | None = None) -> None:
         codecs = collections.postings.codec_options
         self._postings = collections.postings
+        self._ledger_entries = collections.ledger_entries
         self._practices = collections.practices
         self._access = collections.db.get_collection("access_log", codec_options=codecs)
         self._purges = collections.db.get_collection("audit_purges", codec_options=codecs)
@@ -125,12 +129,27 @@ class MongoRetention:
             ids = [d["_id"] for d in docs]
             await self._write_record({"_id": f"purge-{run}-p{uuid.uuid4().hex[:12]}", "kind": "page", "run": run,
                                       "at": _now(), "postings": ids, "access": []})
+            await self._keep_ledger_entries(ids)
             # The same conditions again: a posting changed (or a hold placed) since it was read stays.
             removed = await self._postings.delete_many({"_id": {"$in": ids}, **_old_postings(cutoff, held)})
             counts.postings += removed.deleted_count
             counts.audit_entries += sum(d["entries"] for d in docs) if removed.deleted_count == len(ids) else \
                 await self._entries_gone(docs)
             await _tell(progress, "postings", counts)
+
+    async def _keep_ledger_entries(self, ids: list[str]) -> None:
+        """The built-in ledger's entries in these rows move to ``ledger_entries`` before the rows go:
+        the ledger outlives the report (``paypost.infra.ledgers.builtin``). Moved again by a purge
+        run again, each is there once, by its row's key."""
+        entries = [entry_of(d) async for d in self._postings.find(
+            {"_id": {"$in": ids}, LEDGER_ENTRY: {"$exists": True}}, {LEDGER_ENTRY: 1, "practice_id": 1})]
+        if not entries:
+            return
+        try:
+            await self._ledger_entries.insert_many(entries, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
 
     async def _entries_gone(self, docs: list[Doc]) -> int:
         still = {d["_id"] async for d in self._postings.find({"_id": {"$in": [d["_id"] for d in docs]}}, {"_id": 1})}

@@ -16,6 +16,7 @@ import pytest
 
 from paypost.infra.mongo.database import Collections, connect
 from tests.support.faults import setup_practice
+from tests.support.ledgers import builtin_entries
 from tests.support.payloads import payment_body
 from tests.support.processes import GuardedProcess
 from tests.support.services import Services
@@ -65,8 +66,7 @@ async def test_four_paypost_processes_load_each_payment_once_and_their_audit_cha
             process.stop()  # SIGTERM: each sealer seals what is left, then its paypost stops
     try:
         assert consumers >= PROCESSES  # the four shared the deliveries
-        entries = Counter([e["payment_id"] async for e in store.ledger_entries.find(
-            {"practice_id": "clinic-a", "refund_id": None}, {"payment_id": 1})])
+        entries = Counter(e["payment_id"] for e in await builtin_entries(store, practice_id="clinic-a", refund_id=None))
         assert sorted(entries) == sorted(ids) and set(entries.values()) == {1}  # each loaded exactly once
         seals = await store.db["audit_seals"].count_documents({})
         verified = await asyncio.to_thread(

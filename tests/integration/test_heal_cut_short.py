@@ -16,6 +16,7 @@ from paypost.bench.load import TOKEN
 from paypost.bootstrap import Paypost
 from paypost.infra.mongo.database import Collections, connect
 from paypost.infra.runtime.settings import Settings
+from tests.support.ledgers import builtin_entries
 from tests.support.processes import GuardedProcess
 from tests.support.tokens import OPERATOR
 from tests.support.upstream import Upstream
@@ -56,8 +57,8 @@ async def the_worker_sweeps_then_all_load_once(worker: Paypost, c: Collections, 
         return await c.postings.count_documents({"payment_id": {"$in": ids}, "load_status": "LOADED"}) == n
 
     await wait_for(all_loaded, timeout=120, interval=0.3)
-    entries = Counter([e["payment_id"] async for e in c.ledger_entries.find(
-        {"practice_id": "clinic-a", "payment_id": {"$in": ids}, "refund_id": None}, {"payment_id": 1})])
+    entries = Counter(e["payment_id"] for e in await builtin_entries(
+        c, practice_id="clinic-a", payment_id={"$in": ids}, refund_id=None))
     assert len(entries) == n and set(entries.values()) == {1}  # each posted once
 
 

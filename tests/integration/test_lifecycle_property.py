@@ -43,6 +43,7 @@ from paypost.infra.mongo.postings import MongoPostingStore
 from paypost.infra.mongo.reversals import MongoPaymentBalances
 from paypost.producers.events import OutcomePublisher
 from paypost.schemas.topics import ROUTING_KEY_HEADER
+from tests.support.ledgers import builtin_entries
 from tests.support.services import Services
 
 pytestmark = pytest.mark.integration
@@ -220,7 +221,7 @@ def make_machine(mongodb_uri: str) -> type[RuleBasedStateMachine]:
         @invariant()
         def ledger_agrees_with_postings(self) -> None:
             async def check() -> None:
-                entries = await self.c.ledger_entries.find({}).to_list(None)
+                entries = await builtin_entries(self.c)
                 postings = {d["payment_id"]: d for d in await self.c.postings.find({}).to_list(None)}
                 posted: dict[str, int] = {}
                 for e in entries:

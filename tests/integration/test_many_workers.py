@@ -16,6 +16,7 @@ from paypost.bootstrap import Paypost
 from paypost.infra.mongo.audit_seals import AuditSealer
 from paypost.infra.runtime.settings import Settings
 from tests.support.api_calls import rows
+from tests.support.ledgers import builtin_entries
 from tests.support.payloads import payment_body
 from tests.support.upstream import Upstream
 from tests.support.waits import wait_for
@@ -80,7 +81,7 @@ async def test_four_workers_load_refunds_after_their_payments_and_never_go_back(
     await wait_for(all_loaded, timeout=120)
 
     # Every payment and refund is in the ledger once; a refund's entry never precedes its payment's.
-    entries = await workers[0].collections.ledger_entries.find({"practice_id": practice}).to_list(None)
+    entries = await builtin_entries(workers[0].collections, practice_id=practice)
     posted = Counter(e["refund_id"] or e["payment_id"] for e in entries)
     assert set(posted.values()) == {1} and len(posted) == n + len(refunds)
     at = {e["refund_id"] or e["payment_id"]: e["posted_at"] for e in entries}

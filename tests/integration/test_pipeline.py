@@ -24,6 +24,7 @@ from paypost.infra.rabbit.watch import watch_events
 from paypost.infra.runtime.settings import Settings
 from paypost.schemas.topics import DEAD_LETTER_QUEUE, INTAKE_QUEUE
 from tests.support.api_calls import get_posting, ledger, wait_status
+from tests.support.ledgers import builtin_entries
 from tests.support.payloads import payment_body
 from tests.support.upstream import Upstream, queue_depth
 from tests.support.waits import wait_for
@@ -48,6 +49,22 @@ async def test_payment_loads_into_the_patients_ledger(api: httpx.AsyncClient, up
     assert [a["action"] for a in posting["audit"]] == ["received", "loaded"]
     entries = await ledger(api, practice, "EHR-1")
     assert [(e["payment_id"], e["refund_id"], e["amount"]) for e in entries] == [(body["payment_id"], None, "125.00")]
+
+
+async def test_the_built_in_ledgers_entry_is_kept_in_its_postings_row_written_with_its_outcome(
+        paypost: Paypost, api: httpx.AsyncClient, upstream: Upstream, practice: str) -> None:
+    """One document for a first load: the row, LOADED, holding its entry; nothing in ``ledger_entries``."""
+    body = await upstream.payment(amount="42.50")
+    await wait_status(api, practice, body["payment_id"], "LOADED")
+
+    row = await paypost.collections.postings.find_one({"_id": f"{practice}/{body['payment_id']}"})
+    assert row is not None
+    entry = row["ledger_entry"]
+    assert entry["entry_id"] == row["ledger_entry_id"]
+    assert (entry["ehr_patient_id"], entry["payment_id"], entry["refund_id"], entry["kind"], entry["amount"],
+            entry["currency"]) == ("EHR-1", body["payment_id"], None, "payment", Decimal("42.50"), "USD")
+    assert await paypost.collections.ledger_entries.count_documents({"practice_id": practice}) == 0
+    assert [e["entry_id"] for e in await ledger(api, practice, "EHR-1")] == [entry["entry_id"]]
 
 
 async def test_outcome_is_recorded_within_a_second(api: httpx.AsyncClient, upstream: Upstream, practice: str) -> None:
@@ -283,7 +300,7 @@ async def test_consumer_restarted_mid_stream_loses_nothing_and_posts_nothing_twi
     await restarted.start()
     try:
         await wait_for(_final_reaches(restarted.collections, total), timeout=60)
-        entries = await restarted.collections.ledger_entries.count_documents({})
+        entries = len(await builtin_entries(restarted.collections))
         failed = await restarted.collections.postings.count_documents({"load_status": "FAILED"})
     finally:
         await restarted.stop()
@@ -447,8 +464,9 @@ async def test_a_built_in_ledgers_posting_is_written_once_with_its_outcome(
 async def test_an_entry_made_before_a_crash_is_found_and_the_row_written_once(
     paypost: Paypost, api: httpx.AsyncClient, practice: str
 ) -> None:
-    """paypost stopped between the ledger entry and the posting's row: the delivery comes again,
-    finds the entry by its key, and writes the row LOADED with that entry; nothing posts twice."""
+    """An earlier version (its entries in ``ledger_entries``) stopped between the ledger entry and the
+    posting's row: the delivery comes again, finds the entry by its key, and writes the row LOADED
+    with that entry; nothing posts twice."""
     body = payment_body(payment_id=f"pay-{uuid.uuid4().hex[:8]}")
     await paypost.collections.ledger_entries.insert_one({
         "_id": f"{practice}/{body['payment_id']}", "entry_id": "entry-before-the-crash", "practice_id": practice,

@@ -23,8 +23,10 @@ from paypost.domain.audit_chain import AuditKeys
 from paypost.domain.model import LoadStatus, PostingKind
 from paypost.domain.posting import AuditEntry, KeptMessage, Posting, PostingKey
 from paypost.handlers.retention import RetentionService
+from paypost.infra.ledgers.builtin import BuiltinLedger
 from paypost.infra.mongo.audit_seals import AuditSealer
-from paypost.infra.mongo.database import Collections
+from paypost.infra.mongo.database import Collections, ensure_indexes
+from paypost.infra.mongo.directory import MongoPracticeDirectory
 from paypost.infra.mongo.leases import Lease
 from paypost.infra.mongo.postings import new_doc
 from paypost.infra.mongo.retention import MongoRetention
@@ -187,6 +189,31 @@ async def test_the_daily_purge_runs_once_a_day_across_processes_in_pages(collect
         await lease.release()
     assert [await s.purge_once_today(lease) for s, lease in zip(services, leases, strict=True)] == [None] * 3
     assert await store.done_on(datetime.now(UTC).date().isoformat())
+
+
+async def test_a_purged_rows_built_in_ledger_entry_stays_in_the_ledger(collections: Collections) -> None:
+    """The ledger outlives the report: the entry kept in a purged row moves to ``ledger_entries``,
+    and the patient's ledger still shows it (once, if the purge runs again)."""
+    await ensure_indexes(collections)  # the ledger's, on the postings
+    row_id = await posting(collections, "clinic-a", 1, YEARS_AGO)
+    entry = {"entry_id": "entry-1", "ehr_patient_id": "EHR-1", "payment_id": "pay-1", "refund_id": None,
+             "kind": "payment", "reversal_id": None, "amount": Decimal("10.00"), "currency": "USD",
+             "posted_at": YEARS_AGO}
+    await collections.postings.update_one({"_id": row_id}, {"$set": {"ledger_entry": entry}})
+    await AuditSealer(collections, AuditKeys(KEY)).seal_all()
+    directory = MongoPracticeDirectory(collections)
+    await directory.register_patient("clinic-a", "EHR-1", YEARS_AGO)
+    ledger = BuiltinLedger(collections, directory)
+    assert [e["entry_id"] for e in await ledger.entries("clinic-a", "EHR-1")] == ["entry-1"]
+
+    counts = await MongoRetention(collections, AuditKeys(KEY)).purge(Retention(), datetime.now(UTC), dry_run=False)
+    await MongoRetention(collections, AuditKeys(KEY)).purge(Retention(), datetime.now(UTC), dry_run=False)
+
+    assert counts.postings == 1 and await collections.postings.count_documents({}) == 0
+    assert await collections.ledger_entries.find({}, {"_id": 1, "entry_id": 1}).to_list(None) == [
+        {"_id": row_id, "entry_id": "entry-1"}]
+    assert [(e["entry_id"], e["amount"]) for e in await ledger.entries("clinic-a", "EHR-1")] == [
+        ("entry-1", Decimal("10.00"))]
 
 
 async def test_the_scheduled_purge_runs_the_days_purge_once_under_the_workers_lease(

@@ -14,6 +14,7 @@ import aio_pika
 import orjson
 
 from paypost.infra.mongo.database import Collections
+from tests.support.ledgers import builtin_entries
 from tests.support.waits import wait_for
 
 
@@ -57,8 +58,7 @@ async def account(c: Collections, scenario: str, payment_ids: list[str], practic
         else:
             figures.pending += 1
     if ledger_entries is None:
-        ledger_entries = await c.ledger_entries.find({"practice_id": practice, "refund_id": None},
-                                                     {"payment_id": 1}).to_list(None)
+        ledger_entries = await builtin_entries(c, practice_id=practice, refund_id=None)
     per_payment: dict[str, int] = {}
     for entry in ledger_entries:
         per_payment[entry["payment_id"]] = per_payment.get(entry["payment_id"], 0) + 1

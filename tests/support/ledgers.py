@@ -16,13 +16,25 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from paypost.domain.model import LoadStatus, PostingKind
 from paypost.domain.ports.ledgers import Ledger
-from paypost.domain.posting import Integration, LedgerEntryRequest
+from paypost.domain.posting import (
+    PAYPOST_ACTOR,
+    Attempt,
+    AuditEntry,
+    Integration,
+    KeptMessage,
+    LedgerEntryRequest,
+    LedgerReceipt,
+    Posting,
+    PostingKey,
+)
 from paypost.infra.ledgers.builtin import BuiltinLedger, Ledgers
 from paypost.infra.ledgers.hosts import HostPolicy
 from paypost.infra.ledgers.http import HttpLedgers
-from paypost.infra.mongo.database import Collections, connect, ensure_indexes
+from paypost.infra.mongo.database import LEDGER_ENTRY, Collections, Doc, connect, ensure_indexes
 from paypost.infra.mongo.directory import MongoPracticeDirectory
+from paypost.infra.mongo.postings import MongoPostingStore, entry_of
 from paypost.local.reference_ledger import Faults, LedgerState, create_reference_ledger
 
 # PATIENT and PRACTICE are re-exported: the suites of this package import them from here.
@@ -36,15 +48,53 @@ LOCAL_HOSTS = HostPolicy(["127.0.0.0/8", "localhost"])
 CLOSED_PATIENT = "EHR-CLOSED"  # known to the HTTP ledger, which refuses new entries for it
 
 
-class BuiltinLedgerUnderTest(LedgerUnderTest):
-    """The built-in ledger on MongoDB, as paypost posts to it: through ``Ledgers.for_integration``."""
+async def builtin_entries(c: Collections, **match: Any) -> list[Doc]:
+    """The built-in ledger's entries matching ``match`` (an entry's fields: ``practice_id``,
+    ``payment_id``, ``refund_id``, ...), wherever they are kept: in their postings' rows, or in
+    ``ledger_entries`` (an earlier version's, or moved there by a purge)."""
+    in_rows = {k if k == "practice_id" else f"{LEDGER_ENTRY}.{k}": v for k, v in match.items()}
+    rows = [entry_of(d) async for d in c.postings.find({LEDGER_ENTRY: {"$exists": True}, **in_rows},
+                                                       {LEDGER_ENTRY: 1, "practice_id": 1})]
+    return rows + await c.ledger_entries.find(match).to_list(None)
+
+
+class PostedWithItsRow:
+    """The built-in ledger as the posting service posts to it: the entry a post gives back is written
+    with its posting's LOADED row, by the row's key (``MongoPostingStore.insert_finished``, the
+    service's first write of a posting); a post of an entry whose row exists finds it there."""
 
     def __init__(self, ledger: Ledger, collections: Collections) -> None:
-        super().__init__(ledger)
+        self._ledger = ledger
+        self._rows = MongoPostingStore(collections)
+        self._collections = collections
+
+    async def post(self, request: LedgerEntryRequest) -> LedgerReceipt:
+        receipt = await self._ledger.post(request)
+        if receipt.entry is None:
+            return receipt
+        now = datetime.now(UTC)
+        loaded = Posting(PostingKey(request.practice_id, request.posting_id), PostingKind(request.kind),
+                         LoadStatus.LOADED, event_id=None, received_at=now, ehr_patient_id=request.ehr_patient_id,
+                         amount=request.amount, currency=request.currency)
+        if await self._rows.insert_finished(loaded, KeptMessage(b"{}", "payment.posted", None),
+                                            AuditEntry(now, PAYPOST_ACTOR, "received"), Attempt(now, 0.0, "loaded"),
+                                            receipt.entry_id, receipt.entry):
+            return receipt
+        row = await self._collections.postings.find_one({"_id": f"{request.practice_id}/{request.posting_id}"})
+        assert row is not None
+        return LedgerReceipt(row["ledger_entry_id"], already_posted=True)
+
+
+class BuiltinLedgerUnderTest(LedgerUnderTest):
+    """The built-in ledger on MongoDB, as paypost posts to it: through ``Ledgers.for_integration``,
+    its entries written with their postings' rows."""
+
+    def __init__(self, ledger: Ledger, collections: Collections) -> None:
+        super().__init__(PostedWithItsRow(ledger, collections))
         self._collections = collections
 
     async def entries(self) -> list[HeldEntry]:
-        docs = await self._collections.ledger_entries.find({}).to_list(None)
+        docs = await builtin_entries(self._collections)
         return [HeldEntry(d["entry_id"], d["practice_id"], d["ehr_patient_id"], d["payment_id"], d["refund_id"],
                           d["amount"], d["currency"], d["kind"], d["reversal_id"]) for d in docs]
 
