@@ -79,10 +79,19 @@ class AlertDelivery:
             log.info("flag_mapping_entered", practice_id=practice_id,
                      patient_ref=patient_ref(practice_id, patient_account_id))
 
+    async def _system_of(self, practice_id: str) -> AlertSystem | None:
+        integration = await self._directory.integration(practice_id)  # cached: no round trip as a rule
+        return self._systems.alerts_for(integration) if integration is not None and integration.enabled else None
+
+    async def sends_to(self, practice_id: str) -> bool:
+        """Whether the practice has a system its alerts go to. Without one (the built-in ledger, or
+        ``tasks: false``) an alert's change is written as delivered, "not sent", by its own write:
+        nothing waits in the outbox for it (``paypost.infra.mongo.alerts.changed``)."""
+        return await self._system_of(practice_id) is not None
+
     async def _deliver(self, item: OutboxItem) -> None:
         alert = item.alert
-        integration = await self._directory.integration(alert.practice_id)
-        system = self._systems.alerts_for(integration) if integration is not None and integration.enabled else None
+        system = await self._system_of(alert.practice_id)
         if system is None:  # no such system (built-in ledger, or tasks: false): paypost's alerts only
             await self._outbox.delivered(item, Delivery.NOT_SENT, item.put, item.put_patient_id)
             return

@@ -71,7 +71,7 @@ OUTBOX_BACKLOG = Gauge("paypost_alert_outbox_backlog", "Alerts due to go to prac
 OUTBOX_OLDEST_SECONDS = Gauge("paypost_alert_outbox_oldest_seconds",
                               "Age of the oldest alert due to a practice's system")
 ANNOUNCEMENTS_OWED = Gauge("paypost_announcements_owed", "Outcomes recorded whose events are not published yet")
-AUDIT_UNSEALED = Gauge("paypost_audit_entries_unsealed", "Audit entries waiting for a seal")
+AUDIT_UNSEALED = Gauge("paypost_audit_entries_unsealed", "Changes of audit trails waiting for a seal")
 LAST_SEAL_AGE_SECONDS = Gauge("paypost_audit_last_seal_age_seconds", "Seconds since the audit trail was last sealed")
 BUILD_INFO = Gauge("paypost_build_info", "paypost's version (always 1)", ["version", "python"])
 BUILD_INFO.labels(PAYPOST_VERSION, platform.python_version()).set(1)

@@ -43,7 +43,8 @@ class PostingReactions:
     def __init__(self, alerts: AlertStore, transfers: TransferStore, events: OutcomePublisher,
                  healer: PostingOperations, escalate_after: float, clock: Clock = utc_now,
                  mapping_sweep: Callable[[], Awaitable[int]] | None = None, sweep_batch: int = SWEEP_BATCH,
-                 alerts_changed: Callable[[], None] | None = None) -> None:
+                 alerts_changed: Callable[[], None] | None = None,
+                 sends_to: Callable[[str], Awaitable[bool]] | None = None) -> None:
         self._alerts = alerts
         self._mapping_sweep = mapping_sweep  # Healing.sweep: mapping failures a cut-short heal left
         self._transfers = transfers
@@ -59,15 +60,17 @@ class PostingReactions:
         self.work = asyncio.Event()
         self.sweep_batch = sweep_batch
         self._alerts_changed = alerts_changed  # their delivery to the practices' systems goes now
+        self._sends_to = sends_to  # AlertDelivery.sends_to: whether a practice's alerts go to a system
 
     async def failed(self, event: PostingFailed) -> None:
         """Open the posting's office task and its patient's flag (each once, however often asked)."""
         posting, now = event.posting, self._clock()
-        task = await self._alerts.open_task(posting, now)
+        sent = await self._sent(posting.key.practice_id)
+        task = await self._alerts.open_task(posting, now, sent)
         if task:
             await self._alert_event("opened", task, posting)
         if flag_opens(posting):
-            flag = await self._alerts.open_flag(posting, now)
+            flag = await self._alerts.open_flag(posting, now, sent)
             if flag:
                 await self._alert_event("opened", flag, posting)
 
@@ -82,12 +85,12 @@ class PostingReactions:
         looked at by the next sweep, in one query for every posting finished since the last."""
         practice = posting.key.practice_id
         if had_failed:  # only a posting that failed has alerts to resolve
-            now = self._clock()
-            task = await self._alerts.resolve_task(posting.key, now)
+            now, sent = self._clock(), await self._sent(practice)
+            task = await self._alerts.resolve_task(posting.key, now, sent)
             if task:
                 await self._alert_event("resolved", task, posting)
                 if posting.patient_account_id:
-                    flag = await self._alerts.resolve_flag_if_clear(practice, posting.patient_account_id, now)
+                    flag = await self._alerts.resolve_flag_if_clear(practice, posting.patient_account_id, now, sent)
                     if flag:
                         await self._alert_event("resolved", flag, posting)
         self._finished.setdefault(practice, set()).add(posting.key.payment_id)
@@ -96,6 +99,9 @@ class PostingReactions:
             self._unswept_since = asyncio.get_running_loop().time()
         if self._unswept == 1 or self._unswept % self.sweep_batch == 0:
             self.work.set()
+
+    async def _sent(self, practice_id: str) -> bool:
+        return self._sends_to is None or await self._sends_to(practice_id)
 
     def unswept(self) -> int:
         """How many finished postings the next sweep looks at."""

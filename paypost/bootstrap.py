@@ -240,7 +240,8 @@ class Paypost:
                                             self.mapping_store, clock)
         self.reactions = PostingReactions(self.alerts, self.transfers, self.outcomes, self.operations,
                                           settings.alert_escalate_after, clock, mapping_sweep=self.healing.sweep,
-                                          alerts_changed=self.alert_delivery.wake)
+                                          alerts_changed=self.alert_delivery.wake,
+                                          sends_to=self.alert_delivery.sends_to)
         # A reversal's alerts (contract section 10)
         self.reversal_alerts = ReversalAlerts(MongoReversalAlerts(self.collections), self.outcomes,
                                               self.alert_delivery.wake, clock)

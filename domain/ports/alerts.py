@@ -17,16 +17,20 @@ from paypost.domain.posting import (
 class AlertStore(Protocol):
     """Office tasks and patient flags (``paypost.domain.alerts``); each change happens once however many ask."""
 
-    async def open_task(self, posting: Posting, at: datetime) -> Alert | None:
+    # ``sent``: whether the practice has a system to send its alerts to (``AlertDelivery.sends_to``).
+    # Without one the change is written as delivered, "not sent": nothing more is written for it.
+
+    async def open_task(self, posting: Posting, at: datetime, sent: bool = True) -> Alert | None:
         """Open the posting's task; None if it has one already."""
 
-    async def open_flag(self, posting: Posting, at: datetime) -> Alert | None:
+    async def open_flag(self, posting: Posting, at: datetime, sent: bool = True) -> Alert | None:
         """Open the posting's patient account's flag; None unless this call opened it."""
 
-    async def resolve_task(self, key: PostingKey, at: datetime) -> Alert | None:
+    async def resolve_task(self, key: PostingKey, at: datetime, sent: bool = True) -> Alert | None:
         """Resolve the posting's task; None unless this call resolved it."""
 
-    async def resolve_flag_if_clear(self, practice_id: str, patient_account_id: str, at: datetime) -> Alert | None:
+    async def resolve_flag_if_clear(self, practice_id: str, patient_account_id: str, at: datetime,
+                                    sent: bool = True) -> Alert | None:
         """Resolve the account's flag once none of its postings is still failing; None otherwise."""
 
     async def open_outage_task(self, practice_id: str, task_id: str, detail: str, at: datetime) -> Alert | None:

@@ -83,14 +83,24 @@ def resolved_at(at: datetime) -> Doc:
     return {"$set": {**state_fields(AlertState.RESOLVED), "resolved_at": at}}
 
 
-def outbox_fields(at: datetime) -> Doc:
-    """A new alert's outbox entry: due to go to the practice's system now (version 1)."""
+def outbox_fields(at: datetime, sent: bool = True) -> Doc:
+    """A new alert's outbox entry: due to go to the practice's system now (version 1); or, where
+    the practice has no system to send it to (``sent`` False), delivered already as "not sent"."""
+    if not sent:
+        return {"pms_version": 1, "pms_sent": 1, "pms_due": False, "pms_next_at": at,
+                "pms_state": Delivery.NOT_SENT.value, "pms_put": False, "pms_patient_id": None, "pms_attempts": 0,
+                "pms_error": None}
     return {"pms_version": 1, "pms_sent": 0, "pms_due": True, "pms_next_at": at, "pms_state": Delivery.PENDING.value,
             "pms_put": False, "pms_patient_id": None, "pms_attempts": 0, "pms_error": None}
 
 
-def changed(update: Doc, at: datetime) -> Doc:
-    """An alert's change, with its outbox entry in the same write: due to go to the system again."""
+def changed(update: Doc, at: datetime, sent: bool = True) -> Doc:
+    """An alert's change, with its outbox entry in the same write: due to go to the system again;
+    or, where the practice has no system (``sent`` False), delivered as "not sent" by this write (a
+    version still due from before stays due: the delivery round sends the newest)."""
+    if not sent:
+        return {**update, "$set": {**update.get("$set", {}), "pms_state": Delivery.NOT_SENT.value},
+                "$inc": {"pms_version": 1, "pms_sent": 1}}
     return {**update, "$set": {**update.get("$set", {}), "pms_due": True, "pms_next_at": at,
                                "pms_state": Delivery.PENDING.value},
             "$inc": {"pms_version": 1}}
@@ -125,9 +135,9 @@ class MongoAlertStore:
         self._postings = collections.postings
         self._task_inserts = inserter(self._c)
         self._resolves = conditional_updater(self._c, returning=True)
-        self._flag_opens: Coalescer[tuple[str, str, str, datetime, str, str], Doc | None] = Coalescer(
+        self._flag_opens: Coalescer[tuple[str, str, str, datetime, str, str, bool], Doc | None] = Coalescer(
             lambda requests: _once_per_account(requests, self._open_flag))
-        self._flag_resolves: Coalescer[tuple[str, str, datetime], Doc | None] = Coalescer(
+        self._flag_resolves: Coalescer[tuple[str, str, datetime, bool], Doc | None] = Coalescer(
             lambda requests: _once_per_account(requests, self._resolve_flag_if_clear))
 
     async def ensure_indexes(self) -> None:
@@ -151,7 +161,7 @@ class MongoAlertStore:
             IndexModel([("pms_next_at", ASCENDING)], name="outbox", partialFilterExpression={"pms_due": True}),
         ])
 
-    async def open_task(self, posting: Posting, at: datetime) -> Alert | None:
+    async def open_task(self, posting: Posting, at: datetime, sent: bool = True) -> Alert | None:
         """Open the task of a failed posting; None if it is open already (a posting has one task, ever)."""
         alert_id = task_id(posting.key)
         title, detail = task_text(posting)
@@ -159,21 +169,22 @@ class MongoAlertStore:
                "practice_id": posting.key.practice_id, "patient_account_id": posting.patient_account_id,
                "payment_id": posting.key.payment_id, **state_fields(AlertState.OPEN),
                "opened_at": at, "resolved_at": None, "escalated_at": None, "title": title, "detail": detail,
-               **outbox_fields(at)}
+               **outbox_fields(at, sent)}
         try:
             await self._task_inserts.submit(doc)
         except DuplicateKeyError:
             return None
         return alert_from(doc)
 
-    async def open_flag(self, posting: Posting, at: datetime) -> Alert | None:
+    async def open_flag(self, posting: Posting, at: datetime, sent: bool = True) -> Alert | None:
         """Open the patient's flag unless one is open; returns it only when this call opened it."""
         assert posting.patient_account_id is not None  # paypost.domain.alerts.flag_opens
         return _alert(await self._flag_opens.submit(
-            (posting.key.practice_id, posting.patient_account_id, posting.key.payment_id, at, *flag_text(posting))))
+            (posting.key.practice_id, posting.patient_account_id, posting.key.payment_id, at, *flag_text(posting),
+             sent)))
 
     async def _open_flag(self, practice_id: str, account: str, payment_id: str, at: datetime, title: str,
-                         detail: str) -> Doc | None:
+                         detail: str, sent: bool) -> Doc | None:
         # The id names the practice (a key's scope check reads it), never the account: an alert's id
         # goes into events, log lines and URLs (contract section 12).
         alert_id = f"patient:{practice_id}:{uuid.uuid4().hex[:16]}"
@@ -184,7 +195,7 @@ class MongoAlertStore:
                 {"$setOnInsert": {"_id": alert_id, "alert_id": alert_id, "state": AlertState.OPEN.value,
                                   "payment_id": payment_id,
                                   "opened_at": at, "resolved_at": None, "escalated_at": None, "title": title,
-                                  "detail": detail, **outbox_fields(at)}},
+                                  "detail": detail, **outbox_fields(at, sent)}},
                 upsert=True,
             )
         except DuplicateKeyError:
@@ -212,18 +223,19 @@ class MongoAlertStore:
             return_document=ReturnDocument.AFTER,
         ))
 
-    async def resolve_task(self, key: PostingKey, at: datetime) -> Alert | None:
+    async def resolve_task(self, key: PostingKey, at: datetime, sent: bool = True) -> Alert | None:
         """Resolve the task of a posting; the task only for the call that resolved it, else None."""
         return _alert(await self._resolves.submit((
             {"_id": task_id(key), **becoming(AlertState.RESOLVED)},
-            changed(resolved_at(at), at),
+            changed(resolved_at(at), at, sent),
         )))
 
-    async def resolve_flag_if_clear(self, practice_id: str, patient_account_id: str, at: datetime) -> Alert | None:
+    async def resolve_flag_if_clear(self, practice_id: str, patient_account_id: str, at: datetime,
+                                    sent: bool = True) -> Alert | None:
         """Resolve the account's flag once none of its postings is still failing."""
-        return _alert(await self._flag_resolves.submit((practice_id, patient_account_id, at)))
+        return _alert(await self._flag_resolves.submit((practice_id, patient_account_id, at, sent)))
 
-    async def _resolve_flag_if_clear(self, practice_id: str, account: str, at: datetime) -> Doc | None:
+    async def _resolve_flag_if_clear(self, practice_id: str, account: str, at: datetime, sent: bool) -> Doc | None:
         still_failing = await self._postings.count_documents(
             {"practice_id": practice_id, "patient_account_id": account,
              "load_status": {"$in": sorted(s.value for s in STILL_FAILING)}},
@@ -233,7 +245,7 @@ class MongoAlertStore:
         return await self._c.find_one_and_update(
             {"kind": AlertKind.PATIENT.value, "practice_id": practice_id, "patient_account_id": account,
              **FAILURE_FLAG, **becoming(AlertState.RESOLVED)},
-            changed(resolved_at(at), at),
+            changed(resolved_at(at), at, sent),
             return_document=ReturnDocument.AFTER,
         )
 

@@ -1,23 +1,39 @@
 """Sealing the audit trail into a hash chain, signing it, and verifying it.
 
-Writes on the posting path only mark a posting ``audit_dirty``; a sealer, every few seconds, hashes
-the new entries and appends one seal to the chain. ``paypost audit verify`` recomputes every sealed
-entry from the postings and every seal from the one before: an edited, removed or reordered entry,
-an entry sealed twice, or an edited seal, is reported.
+A seal appends to a chain of its own and never writes a posting: the sealer follows the postings'
+changes in the order MongoDB made them (a change stream of the inserts, and of the updates that
+touch a trail), and each round hashes the entries appended since, appends one seal naming them
+(posting and index), and records in that seal how far it read the changes (``stream``, the
+stream's resume token, and ``until``, the time of the newest change it covers). The next round,
+in any process, reads on from there: every entry is in a change after that point or is sealed
+already. Which entries of a posting are sealed is read from the seals themselves (an index on the
+postings they name), so a change read twice (a round run again, a sealer that took over) seals
+nothing twice. A payment's posting is written once and never again for its seal.
+
+``paypost audit verify`` recomputes every sealed entry from the postings and every seal from the
+one before: an edited, removed or reordered entry, an entry sealed twice, or an edited seal, is
+reported.
 
 Any number of paypost processes may seal at once. Each round is one transaction: it reads the
-dirty postings and the last seal, appends the next seal (``seq`` is unique) and marks what it
-sealed, all or nothing. Two rounds that cover the same entries, or append the same ``seq``,
-conflict, and the one that loses runs again on what is left: the chain stays linear and every
-entry is sealed exactly once, through crashes and a primary's failover. A lease (``infra/mongo/leases.py``)
+trails of the postings changed, which of their entries the seals cover and the last seal, and
+appends the next seal (``seq`` is unique). Two rounds that append the same ``seq`` conflict, and
+the one that loses runs again, reading the seals anew: the chain stays linear and every entry is
+sealed exactly once, through crashes and a primary's failover. A lease (``infra/mongo/leases.py``)
 lets one process's sealer work at a time, so the others do not waste rounds on conflicts.
 
-Beside the postings' trails the chain covers two collections of records (contract section 12): the
-access trail (``access_log``, kind ``access``) and the retention purge's records (``audit_purges``,
-kind ``purge``), each written with ``sealed: false`` and marked sealed in the round that chains it.
-With ``PAYPOST_AUDIT_KEY`` each seal is signed (HMAC-SHA-256 of its seq and hash), and so is each
-purge record: someone who can write to the database but does not hold the key can neither rewrite
-the trail and hash the chain again, nor pass off a deletion as a purge.
+Where the chain starts reading: the newest seal's ``stream``; before any, the point recorded when
+paypost first set up the database (``audit_stream``). If MongoDB no longer has the changes since
+then (its oplog rolled on while no sealer ran), the sealer reads every posting once, sealing what
+the seals do not cover, and starts again from the changes after that. Postings of versions that
+marked a changed trail ``audit_dirty`` are sealed the same way, once, and the mark removed.
+
+Beside the postings' trails the chain covers three collections of records (contract section 12): the
+access trail (``access_log``, kind ``access``), the retention purge's records (``audit_purges``,
+kind ``purge``) and the month's closes (``period_closes``), each written with ``sealed: false`` and
+marked sealed in the round that chains it. With ``PAYPOST_AUDIT_KEY`` each seal is signed
+(HMAC-SHA-256 of its seq and hash), and so is each purge record: someone who can write to the
+database but does not hold the key can neither rewrite the trail and hash the chain again, nor pass
+off a deletion as a purge.
 """
 
 from __future__ import annotations
@@ -26,9 +42,14 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
+from bson import Timestamp
 from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.asynchronous.change_stream import AsyncCollectionChangeStream
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, OperationFailure
@@ -44,21 +65,71 @@ from paypost.domain.audit_chain import (
     seal_hash,
     seal_message,
 )
-from paypost.domain.model import IN_FLIGHT
 from paypost.infra.mongo.database import Collections, Doc
 from paypost.infra.mongo.leases import Lease, holder_name
 
-IN_FLIGHT_VALUES = [status.value for status in IN_FLIGHT]
-
-
-# Rounds that lost a race (another round sealed the same entries or appended the same seq first)
-# run again this often.
+# Rounds that lost a race (another round appended the same seq first) run again this often.
 SEQ_RACES = 50
 WRITE_CONFLICT = 112
+# MongoDB no longer has the changes asked for (its oplog rolled on), or cannot resume from the token.
+CHANGES_LOST = frozenset({260, 280, 286})
+SEALED_BY_INDEX = "sealed_by_posting"
+
+# The postings' changes that may add to a trail: every insert and replacement, and the updates that
+# set ``audit`` or one of its entries (``audit.3``); only which posting, when, and where to resume.
+TRAIL_CHANGES: list[Doc] = [
+    {"$match": {"$or": [
+        {"operationType": {"$in": ["insert", "replace"]}},
+        {"operationType": "update", "$expr": {"$anyElementTrue": [{"$map": {
+            "input": {"$objectToArray": "$updateDescription.updatedFields"},
+            "in": {"$regexMatch": {"input": "$$this.k", "regex": "^audit(\\.|$)"}}}}]}},
+    ]}},
+    {"$project": {"documentKey": 1, "clusterTime": 1, "wallTime": 1}},
+]
+# How long one read of the changes waits for more, at most, once it has read what there was.
+CAUGHT_UP_MS = 20
 
 
 def _is_conflict(exc: OperationFailure) -> bool:
     return exc.code == WRITE_CONFLICT or "WriteConflict" in str(exc.details or exc)
+
+
+@dataclass
+class _Taken:
+    """The postings a round seals: changed since the last round (or a page of a full read)."""
+
+    ids: list[Any] = field(default_factory=list)
+    token: Mapping[str, Any] | None = None  # where the changes were read to: stored in the round's seal
+    cluster_time: Timestamp | None = None  # the newest change's: the round reads at least that far
+    until: datetime | None = None  # the newest change's time
+    caught_up: bool = False  # no change was left to read
+
+
+class _Changes:
+    """The postings' changes as a round takes them, from where the chain last read."""
+
+    def __init__(self, stream: AsyncCollectionChangeStream[Doc], until: datetime | None) -> None:
+        self._stream = stream
+        self.until = until
+        self.unstored = False  # changes were read since the last seal that stored how far
+
+    async def take(self, limit: int) -> _Taken:
+        taken = _Taken(until=self.until)
+        seen: set[Any] = set()
+        while len(seen) < limit:
+            change = await self._stream.try_next()
+            if change is None:
+                taken.caught_up = True
+                break
+            self.unstored = True
+            if change["documentKey"]["_id"] not in seen:
+                seen.add(change["documentKey"]["_id"])
+                taken.ids.append(change["documentKey"]["_id"])
+            taken.cluster_time = change["clusterTime"]
+            taken.until = change.get("wallTime") or taken.until
+        taken.token = self._stream.resume_token
+        self.until = taken.until
+        return taken
 
 
 class AuditSealer:
@@ -69,6 +140,7 @@ class AuditSealer:
         self._postings = collections.postings
         codecs = collections.postings.codec_options
         self._seals = seals if seals is not None else collections.db.get_collection("audit_seals", codec_options=codecs)
+        self._starts = collections.db.get_collection("audit_stream", codec_options=codecs)
         self._records = {"access": collections.db.get_collection("access_log", codec_options=codecs),
                          "purge": collections.db.get_collection("audit_purges", codec_options=codecs),
                          # a month's close (contract section 11, infra/mongo/deposits.py)
@@ -93,8 +165,9 @@ class AuditSealer:
 
     async def ensure_indexes(self) -> None:
         await self._seals.create_index([("seq", ASCENDING)], unique=True)
-        # Only dirty postings are in this index (a sealed one leaves it), by status, so the
-        # sealer skips those in flight without reading them.
+        # Which entries of a posting are sealed: the seals that name it.
+        await self._seals.create_indexes([IndexModel([("entries.posting", ASCENDING)], name=SEALED_BY_INDEX)])
+        # Postings of earlier versions whose trail changed since its seal (``audit_dirty``): sealed once.
         await self._postings.create_indexes([IndexModel([("audit_dirty", ASCENDING), ("load_status", ASCENDING)],
                                                         name="audit_dirty_by_status",
                                                         partialFilterExpression={"audit_dirty": True})])
@@ -103,98 +176,203 @@ class AuditSealer:
         for records in self._records.values():
             await records.create_indexes([IndexModel([("sealed", ASCENDING)], name="unsealed",
                                                      partialFilterExpression={"sealed": False})])
+        # Where the chain starts reading the postings' changes, before its first seal: now, before
+        # this paypost writes anything (kept if an earlier start recorded it).
+        now = (await self._postings.database.command("ping"))["operationTime"]
+        await self._starts.update_one({"_id": "postings"}, {"$setOnInsert": {"from": now, "at": datetime.now(UTC)}},
+                                      upsert=True)
 
     async def seal(self, limit: int = 500) -> int:
-        """Seal what was appended since the last seal; returns how many entries were sealed.
+        """One round: seal what changed since the last seal, up to ``limit`` postings (and as many of
+        each kind of record); returns how many entries were sealed."""
+        return await self.seal_all(limit, rounds=1)
 
-        A round that conflicted with another (the same entries or the same seq) runs again, up to
-        ``SEQ_RACES`` times; any other failure (the database away) is raised at once, not retried
-        here: the driver's own ``with_transaction`` would retry for two minutes, holding a stop.
+    async def seal_all(self, limit: int = 200, pause: float = 0.0, rounds: int | None = None) -> int:
+        """Seal until nothing is left to seal (a busy minute leaves thousands); returns the entries sealed.
+
+        In rounds of ``limit`` postings, each followed by a pause of ``pause`` times as long as the
+        round took: the database serves the payments too, and short rounds with gaps between them
+        delay their writes less than one long burst. ``rounds``: at most that many.
         """
-        if not await self.waiting():
-            return 0  # an idle round opens no transaction (one killed midway holds its locks for a minute)
+        total, done = 0, 0
+        async with self._changes() as changes:
+            while rounds is None or done < rounds:
+                started = time.monotonic()
+                done += 1
+                sealed, more = await self._next_round(changes, limit)
+                total += sealed
+                if not more:
+                    break
+                await asyncio.sleep((time.monotonic() - started) * pause)
+        return total
+
+    async def _next_round(self, changes: _Changes | None, limit: int) -> tuple[int, bool]:
+        """One round: the entries sealed, and whether there may be more to seal."""
+        legacy = [d["_id"] async for d in self._postings.find({"audit_dirty": True}, {"_id": 1},
+                                                              hint="audit_dirty_by_status").limit(limit)]
+        if legacy:
+            return await self._seal(_Taken(ids=legacy), limit, legacy=True), True
+        if changes is None:  # the changes are lost: read every posting once instead
+            return await self._seal_everything(limit), False
+        taken = await changes.take(limit)
+        # A round that read only changes sealed already (a round run again, a sealer taking over)
+        # stores how far it read once it has caught up, so that they are not read again and again.
+        store_read = taken.caught_up and changes.unstored
+        sealed = await self._seal(taken, limit, store_read=store_read)
+        if sealed or store_read:
+            changes.unstored = False
+        return sealed, not taken.caught_up or await self._records_left()
+
+    @contextlib.asynccontextmanager
+    async def _changes(self) -> AsyncIterator[_Changes | None]:
+        """The postings' changes from where the chain last read; None if MongoDB no longer has them
+        (or the database was never set up by a version that records where to start)."""
+        last = await self._seals.find_one({"stream": {"$exists": True}}, {"stream": 1, "until": 1},
+                                          sort=[("seq", DESCENDING)])
+        origin = None if last is not None else await self._starts.find_one({"_id": "postings"})
+        if last is None and origin is None:
+            yield None
+            return
+        start = ({"resume_after": last["stream"]} if last is not None
+                 else {"start_at_operation_time": origin["from"]} if origin is not None else {})
+        try:
+            stream = await self._postings.watch(TRAIL_CHANGES, max_await_time_ms=CAUGHT_UP_MS, **start)
+        except OperationFailure as exc:
+            if exc.code not in CHANGES_LOST:
+                raise
+            yield None
+            return
+        try:
+            yield _Changes(stream, last.get("until") if last is not None else None)
+        finally:
+            await stream.close()
+
+    async def _seal_everything(self, limit: int) -> int:
+        """Read every posting once, sealing what the seals do not cover, then record that the changes
+        are to be read from the moment before this read began."""
+        stream = await self._postings.watch(TRAIL_CHANGES, max_await_time_ms=CAUGHT_UP_MS)
+        try:
+            token, started_at = stream.resume_token, datetime.now(UTC)
+        finally:
+            await stream.close()
+        total, after = 0, None
+        while True:
+            page = [d["_id"] async for d in self._postings.find(
+                {"_id": {"$gt": after}} if after is not None else {}, {"_id": 1}).sort("_id", ASCENDING).limit(limit)]
+            if page:
+                total += await self._seal(_Taken(ids=page), limit)
+                after = page[-1]
+            if len(page) < limit:
+                break
+        # Every entry written before ``token`` is sealed now: the chain reads on from there.
+        return total + await self._seal(_Taken(token=token, until=started_at), limit, store_read=True)
+
+    async def _seal(self, taken: _Taken, limit: int, *, legacy: bool = False, store_read: bool = False) -> int:
+        """Seal in one transaction, run again if it lost a race (another round appended the same seq).
+
+        Any other failure (the database away) is raised at once, not retried here: the driver's own
+        ``with_transaction`` would retry for two minutes, holding a stop."""
         for race in range(SEQ_RACES):
             try:
-                async with self._client.start_session() as session, await session.start_transaction():
-                    return await self._round(session, limit)
+                async with self._client.start_session(causal_consistency=True) as session:
+                    if taken.cluster_time is not None:  # read the postings at least as new as their changes
+                        session.advance_operation_time(taken.cluster_time)
+                    async with await session.start_transaction():
+                        return await self._round(session, taken, limit, legacy, store_read)
             except DuplicateKeyError:
                 pass  # another process appended this seq first: chain onto its seal
             except OperationFailure as exc:
                 if not exc.has_error_label("TransientTransactionError") or not _is_conflict(exc):
                     raise
-            # Lost to another round: run again on what is left, after a pause that grows and is
-            # drawn at random, so that rounds racing each other fall out of step.
+            # Lost to another round: run again, after a pause that grows and is drawn at random, so
+            # that rounds racing each other fall out of step.
             await asyncio.sleep(random.uniform(0, 0.005 * (race + 1)))  # noqa: S311 - jitter, no secret
         raise RuntimeError(f"{SEQ_RACES} sealing rounds in a row lost the race for the next seal")
 
     async def waiting(self) -> bool:
-        """Whether anything waits to be sealed (read outside a transaction, on the partial indexes)."""
-        if await self._postings.find_one({"audit_dirty": True, "load_status": {"$nin": IN_FLIGHT_VALUES}},
-                                         {"_id": 1}) is not None:
+        """Whether anything waits to be sealed: a posting changed since the last seal, a posting of an
+        earlier version marked changed, or a record."""
+        if await self._postings.find_one({"audit_dirty": True}, {"_id": 1}, hint="audit_dirty_by_status"):
             return True
+        if await self._records_left():
+            return True
+        return await self.changes_waiting(bound=1) > 0
+
+    async def changes_waiting(self, bound: int = 10_000) -> int:
+        """What waits to be sealed, counted up to ``bound`` of each kind: postings changed since the
+        chain last read (each change adds an entry or more), postings of earlier versions marked
+        changed, and records."""
+        legacy = await self._postings.count_documents({"audit_dirty": True}, hint="audit_dirty_by_status",
+                                                      limit=bound)
+        records = [await c.count_documents({"sealed": False}, limit=bound) for c in self._records.values()]
+        async with self._changes() as changes:
+            if changes is None:
+                return bound  # lost: every posting is to be read again
+            taken = await changes.take(bound)
+            return legacy + sum(records) + (len(taken.ids) if taken.caught_up else bound)
+
+    async def sealed_until(self) -> datetime | None:
+        """The time of the newest change the chain has sealed (every change before it is sealed); None
+        if no seal says (none made by this version yet)."""
+        last = await self._seals.find_one({"until": {"$ne": None}}, {"until": 1}, sort=[("seq", DESCENDING)])
+        return last["until"] if last is not None else None
+
+    async def sealed_count(self, posting_id: str) -> int:
+        """How many of a posting's entries are sealed (they are sealed from the first, in order)."""
+        return (await self._sealed_counts(None, [posting_id])).get(posting_id, 0)
+
+    async def _records_left(self) -> bool:
         for records in self._records.values():
             if await records.find_one({"sealed": False}, {"_id": 1}) is not None:
                 return True
         return False
 
-    async def _round(self, session: AsyncClientSession, limit: int) -> int:
-        # A posting in flight is sealed once it settles (milliseconds later, as a rule), so that
-        # its trail is read and written back once rather than twice.
-        docs = await self._postings.find({"audit_dirty": True, "load_status": {"$nin": IN_FLIGHT_VALUES}},
-                                         {"audit": 1, "audit_sealed": 1}, session=session).limit(limit).to_list(None)
+    async def _sealed_counts(self, session: AsyncClientSession | None, ids: Sequence[Any]) -> dict[Any, int]:
+        """By posting, how many of its entries the seals cover."""
+        wanted = list(ids)
+        found = await self._seals.aggregate([
+            {"$match": {"entries.posting": {"$in": wanted}}},
+            {"$project": {"entries": {"$filter": {"input": "$entries", "cond": {"$in": ["$$this.posting", wanted]}}}}},
+            {"$unwind": "$entries"},
+            {"$group": {"_id": "$entries.posting", "last": {"$max": "$entries.index"}}},
+        ], session=session, hint=SEALED_BY_INDEX)
+        return {d["_id"]: d["last"] + 1 async for d in found}
+
+    async def _round(self, session: AsyncClientSession, taken: _Taken, limit: int, legacy: bool,
+                     store_read: bool) -> int:
+        docs = await self._postings.find({"_id": {"$in": taken.ids}}, {"audit": 1},
+                                         session=session).to_list(None) if taken.ids else []
+        sealed = await self._sealed_counts(session, taken.ids) if docs else {}
         records = {kind: await c.find({"sealed": False}, session=session).limit(limit).to_list(None)
                    for kind, c in self._records.items()}
-        if not docs and not any(records.values()):
-            return 0
         covered = [
             {"posting": doc["_id"], "index": index, "hash": entry_hash(doc["_id"], index, doc["audit"][index])}
             for doc in docs
-            for index in range(doc.get("audit_sealed", 0), len(doc["audit"]))
+            for index in range(sealed.get(doc["_id"], 0), len(doc.get("audit", [])))
         ]
         beside = [{"kind": kind, "id": str(d["_id"]), "hash": record_hash(kind, str(d["_id"]), d)}
                   for kind, found in records.items() for d in found]
-        if covered or beside:
+        if covered or beside or (store_read and taken.token is not None):
             last = await self._seals.find_one(sort=[("seq", DESCENDING)], session=session)
             seq = (last["seq"] + 1) if last else 1
             previous = last["hash"] if last else GENESIS
             digest = seal_hash(previous, seq, [*(c["hash"] for c in covered), *(r["hash"] for r in beside)])
-            seal = {"seq": seq, "previous": previous, "entries": covered, "at": datetime.now(UTC), "hash": digest}
+            seal: Doc = {"seq": seq, "previous": previous, "entries": covered, "at": datetime.now(UTC), "hash": digest}
+            if taken.token is not None:
+                seal["stream"], seal["until"] = taken.token, taken.until
             if beside:
                 seal["records"] = beside
             if self._keys is not None:
                 seal["key_id"], seal["signature"] = self._keys.sign(seal_message(seq, digest))
             await self._seals.insert_one(seal, session=session)
-        # Marked sealed in one update per trail length (nearly all settled postings have the same
-        # few entries). In the transaction, each trail is as it was read: one that grew since
-        # makes the round conflict and run again.
-        by_length: dict[int, list[str]] = {}
-        for doc in docs:
-            by_length.setdefault(len(doc["audit"]), []).append(doc["_id"])
-        for sealed, ids in by_length.items():
-            await self._postings.update_many({"_id": {"$in": ids}},
-                                             {"$set": {"audit_sealed": sealed, "audit_dirty": False}},
+        if legacy:  # sealed by this version's rule now: the earlier versions' mark goes
+            await self._postings.update_many({"_id": {"$in": taken.ids}}, {"$unset": {"audit_dirty": ""}},
                                              session=session)
         for kind, found in records.items():
             if found:
                 await self._records[kind].update_many({"_id": {"$in": [d["_id"] for d in found]}},
                                                       {"$set": {"sealed": True}}, session=session)
         return len(covered) + len(beside)
-
-    async def seal_all(self, limit: int = 200, pause: float = 0.0) -> int:
-        """Seal until nothing is left to seal (a busy minute leaves thousands); returns the entries sealed.
-
-        In rounds of ``limit`` postings, each followed by a pause of ``pause`` times as long as the
-        round took: the database serves the payments too, and short rounds with gaps between them
-        delay their writes less than one long burst.
-        """
-        total = 0
-        while True:
-            started = time.monotonic()
-            sealed = await self.seal(limit)
-            total += sealed
-            if sealed == 0:
-                return total
-            await asyncio.sleep((time.monotonic() - started) * pause)
 
     async def verify(self, against: list[dict[str, object]] | None = None) -> Verification:
         """Check the chain of seals and their signatures, then every posting's trail and every record

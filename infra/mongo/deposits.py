@@ -304,7 +304,7 @@ class MongoPeriods:
     async def mark_late(self, practice_id: str, payment_id: str, month: str, audit: AuditEntry) -> bool:
         result = await self._postings.update_one(
             {"_id": _id(practice_id, payment_id), "late_for_closed_period": {"$ne": True}},
-            {"$set": {"late_for_closed_period": True, "late_for_month": month, "audit_dirty": True},
+            {"$set": {"late_for_closed_period": True, "late_for_month": month},
              "$push": {"audit": audit_doc(audit)}})
         return result.modified_count == 1
 

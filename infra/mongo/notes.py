@@ -22,12 +22,12 @@ class MongoPostingNotes:
     async def add_note(self, key: PostingKey, entry: AuditEntry) -> int | None:
         doc = await self._c.find_one_and_update(
             {"_id": doc_id(key)},
-            {"$push": {"audit": audit_doc(entry)}, "$inc": {"notes_count": 1}, "$set": {"audit_dirty": True}},
+            {"$push": {"audit": audit_doc(entry)}, "$inc": {"notes_count": 1}},
             projection={"notes_count": 1}, return_document=ReturnDocument.AFTER)
         return int(doc["notes_count"]) if doc else None
 
     async def assign(self, key: PostingKey, assignee: str | None, entry: AuditEntry) -> bool:
         result = await self._c.update_one(
             {"_id": doc_id(key)},
-            {"$push": {"audit": audit_doc(entry)}, "$set": {"assignee": assignee, "audit_dirty": True}})
+            {"$push": {"audit": audit_doc(entry)}, "$set": {"assignee": assignee}})
         return result.matched_count == 1

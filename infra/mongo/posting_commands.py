@@ -65,7 +65,7 @@ class MongoPostingCommands:
              # A command delivered again never re-claims what it claimed the first time.
              "retry_token": {"$ne": token}},
             {"$set": {"load_status": LoadStatus.RETRYING.value, "retry_token": token, "updated_at": audit.at,
-                      "load_error": None, "audit_dirty": True},
+                      "load_error": None},
              "$unset": LEFT_FAILED,
              "$inc": {"replays": 1},
              "$push": {"audit": audit_doc(audit)}},
@@ -159,7 +159,7 @@ class MongoPostingCommands:
             {"$set": {"load_status": LoadStatus.CLEARED.value, "clear_command": command_id,
                       "cleared": {"at": audit.at, "by": audit.actor, "reason": audit.reason,
                                   "manual_reference": manual_reference},
-                      "updated_at": audit.at, "audit_dirty": True},
+                      "updated_at": audit.at},
              "$unset": {"announcement_owed": "", **LEFT_FAILED},
              "$push": {"audit": audit_doc(audit)}},
             projection={"audit": 0, "attempts": 0, "message": 0, "dead_letters": 0},

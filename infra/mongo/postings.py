@@ -168,7 +168,6 @@ def new_doc(posting: Posting, message: KeptMessage, audit: list[AuditEntry], sta
         "attempts_count": len(attempts),
         "attempts": [attempt_doc(a) for a in attempts],
         "audit": [audit_doc(a) for a in audit],
-        "audit_dirty": True,
         "received_at": posting.received_at,
         "updated_at": posting.received_at,
         "message": message_doc(message),
@@ -249,8 +248,7 @@ class MongoPostingStore:
         result = await self._c.update_one(
             {"_id": doc_id(posting.key), **becoming(LoadStatus.RETRYING)},
             {"$set": {**posting_fields(posting), "load_status": LoadStatus.RETRYING.value,
-                      "load_error": None, "message": message_doc(message), "updated_at": audit.at,
-                      "audit_dirty": True},
+                      "load_error": None, "message": message_doc(message), "updated_at": audit.at},
              "$unset": LEFT_FAILED,
              "$push": {"audit": audit_doc(audit)}},
         )
@@ -260,7 +258,7 @@ class MongoPostingStore:
         outcome = LoadStatus(fields["load_status"])
         written: bool = await self._finishes.submit((
             {"_id": doc_id(key), **becoming(outcome)},
-            {"$set": {**fields, "updated_at": datetime.now(UTC), "audit_dirty": True},
+            {"$set": {**fields, "updated_at": datetime.now(UTC)},
              "$inc": {"attempts_count": 1},
              # A new outcome supersedes what the last one still owed: its own announcement follows.
              # An outcome ends a wait for the practice's system.
@@ -339,7 +337,7 @@ class MongoPostingStore:
         result = await self._c.update_one(
             {"_id": doc_id(key), "dead_letters": {"$ne": death}},
             {"$push": {"audit": audit_doc(audit), "dead_letters": {"$each": [death], "$slice": -HISTORY_LIMIT}},
-             "$set": {"dead_lettered_at": audit.at, "audit_dirty": True}},
+             "$set": {"dead_lettered_at": audit.at}},
         )
         return result.modified_count == 1
 
@@ -353,7 +351,7 @@ class MongoPostingStore:
         doc = await self._c.find_one_and_update(
             {"_id": doc_id(key), **becoming(LoadStatus.HELD)},
             [{"$set": {"load_status": LoadStatus.HELD.value, "parked_at": {"$ifNull": ["$parked_at", audit.at]},
-                       "updated_at": audit.at, "audit_dirty": True,
+                       "updated_at": audit.at,
                        "audit": {"$concatArrays": ["$audit", {"$literal": [audit_doc(audit)]}]}}}],
             projection={"audit": 0, "attempts": 0, "message": 0, "dead_letters": 0},
             return_document=ReturnDocument.AFTER,

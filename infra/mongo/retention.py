@@ -23,6 +23,7 @@ from paypost.domain.audit_chain import AuditKeys, purge_message, record_hash
 from paypost.domain.model import IN_FLIGHT, LoadStatus
 from paypost.domain.ports.patient_data import PurgeProgress
 from paypost.infra.mongo.access_log import DUPLICATE_KEY
+from paypost.infra.mongo.audit_seals import AuditSealer
 from paypost.infra.mongo.database import LEDGER_ENTRY, Collections, Doc
 from paypost.infra.mongo.postings import entry_of
 
@@ -34,6 +35,7 @@ IN_FLIGHT_VALUES = [s.value for s in IN_FLIGHT]
 class MongoRetention:
     def __init__(self, collections: Collections, keys: AuditKeys | None = None) -> None:
         codecs = collections.postings.codec_options
+        self._collections = collections
         self._postings = collections.postings
         self._ledger_entries = collections.ledger_entries
         self._practices = collections.practices
@@ -77,6 +79,9 @@ class MongoRetention:
                     progress: PurgeProgress | None = None, by: str = "paypost") -> PurgeCounts:
         """Remove (or, ``dry_run``, count) what retention says must go; ``progress`` is called after each page."""
         cutoff, message_cutoff = retention.cutoffs(now)
+        # A posting changed after the newest change the audit chain has sealed waits for its seal.
+        if (sealed := await AuditSealer(self._collections).sealed_until()) is not None:
+            cutoff = min(cutoff, sealed)
         counts = PurgeCounts(held_practices=await self.held())
         run = uuid.uuid4().hex
         if dry_run:
@@ -195,8 +200,8 @@ def _now() -> datetime:
 
 
 def _old_postings(cutoff: datetime, held: list[str]) -> Doc:
-    """Postings past retention: received and last changed before ``cutoff``, settled and sealed,
-    of a practice not under legal hold."""
+    """Postings past retention: received and last changed before ``cutoff``, settled and sealed (by
+    ``cutoff``, or marked changed by an earlier version), of a practice not under legal hold."""
     return {"received_at": {"$lt": cutoff}, "updated_at": {"$lt": cutoff}, "practice_id": {"$nin": held},
             "load_status": {"$nin": IN_FLIGHT_VALUES}, "audit_dirty": {"$ne": True}}
 

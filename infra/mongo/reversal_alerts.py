@@ -70,5 +70,5 @@ class MongoReversalAlerts:
             entry = AuditEntry(at=at, actor=by, action="alert_resolved", reason=reason, detail=f"alert {alert_id}")
             await self._postings.update_one(
                 {"_id": f"{alert.practice_id}/{alert.payment_id}", "audit.detail": {"$ne": entry.detail}},
-                {"$push": {"audit": audit_doc(entry)}, "$set": {"audit_dirty": True, "updated_at": at}})
+                {"$push": {"audit": audit_doc(entry)}, "$set": {"updated_at": at}})
         return alert

@@ -16,9 +16,11 @@ from datetime import UTC, datetime
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from paypost.domain.outages import Health
+from paypost.infra.mongo.audit_seals import AuditSealer
 from paypost.infra.mongo.database import Collections
 
 MAX_MS = 2000
+UNSEALED_BOUND = 1000  # a stalled sealer's backlog is "at least this many"
 
 OWED_INDEX = IndexModel([("announcement_owed", ASCENDING)], name="announcement_owed",
                         partialFilterExpression={"announcement_owed": {"$exists": True}})
@@ -38,6 +40,7 @@ class StandingFigures:
     def __init__(self, collections: Collections) -> None:
         self._c = collections
         self._seals = collections.db.get_collection("audit_seals", codec_options=collections.postings.codec_options)
+        self._sealer = AuditSealer(collections)
 
     async def ensure_indexes(self) -> None:
         await self._c.postings.create_indexes([OWED_INDEX])
@@ -52,17 +55,12 @@ class StandingFigures:
                                                hint="outbox", max_time_ms=MAX_MS)
         owed = await self._c.postings.count_documents({"announcement_owed": {"$exists": True}},
                                                       hint="announcement_owed", maxTimeMS=MAX_MS)
-        unsealed = await self._c.postings.aggregate([
-            {"$match": {"audit_dirty": True}},
-            {"$group": {"_id": None, "entries": {"$sum": {
-                "$subtract": [{"$size": {"$ifNull": ["$audit", []]}}, {"$ifNull": ["$audit_sealed", 0]}]}}}},
-        ], hint="audit_dirty_by_status", maxTimeMS=MAX_MS)
-        entries = [d async for d in unsealed]
+        unsealed = await self._sealer.changes_waiting(bound=UNSEALED_BOUND)
         last = await self._seals.find_one({}, {"at": 1}, sort=[("seq", DESCENDING)], max_time_ms=MAX_MS)
         return Standing(
             held=held, outbox_backlog=backlog,
             outbox_oldest_seconds=_age(now, oldest["pms_next_at"]) if oldest else 0.0,
-            announcements_owed=owed, audit_unsealed=int(entries[0]["entries"]) if entries else 0,
+            announcements_owed=owed, audit_unsealed=unsealed,
             last_seal_age_seconds=_age(now, last["at"]) if last else None,
         )
 

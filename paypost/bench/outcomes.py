@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from paypost.bench.load import PRACTICE
+from paypost.infra.mongo.audit_seals import AuditSealer
 from paypost.infra.mongo.database import Collections
 
 
@@ -49,7 +50,7 @@ async def settled(c: Collections, at_most: float = 60.0) -> None:
     this phase's CPU is its own payments', not the tail of a burst."""
     deadline = time.monotonic() + at_most
     while time.monotonic() < deadline:
-        if not await c.postings.count_documents({"audit_dirty": True}, limit=1):
+        if not await AuditSealer(c).waiting():
             break
         await asyncio.sleep(0.5)  # the sealer's next round
     await asyncio.sleep(2.0)  # a last sealing round, the sweeps after it

@@ -146,3 +146,29 @@ async def test_a_task_whose_answer_is_lost_after_the_system_filed_it_is_filed_on
     system.state.faults = Faults()
     await delivered(api, practice, "task", "sent")
     assert len(system.state.tasks) == 1  # the same task, filed once however often it was sent
+
+
+async def test_a_built_in_practices_alerts_are_written_not_sent_with_nothing_left_in_the_outbox(
+    paypost: Paypost, api: httpx.AsyncClient, upstream: Upstream, practice: str,
+) -> None:
+    """No system to send them to (the built-in ledger): each change of a task or flag is written as
+    delivered, "not sent", by that change's own write; the delivery round never claims it."""
+    body = await upstream.payment(ehr_patient_id=None, patient_account_id="acct-ns")
+    await wait_status(api, practice, body["payment_id"], "FAILED")
+    alerts = paypost.collections.alerts
+    outbox = ("pms_version", "pms_sent", "pms_due", "pms_state")
+
+    async def both(version: int) -> list[tuple[Any, ...]] | None:
+        docs = await alerts.find({"practice_id": practice}, sort=[("kind", 1)]).to_list(None)
+        found = [(d["kind"], d["state"], *(d[f] for f in outbox)) for d in docs]
+        return found if len(found) == 2 and all(f[2] == version for f in found) else None
+
+    assert await wait_for(lambda: both(1)) == [("patient", "open", 1, 1, False, "not_sent"),
+                                               ("task", "open", 1, 1, False, "not_sent")]
+    r = await api.put(f"/api/v1/practices/{practice}/patient-accounts/acct-ns/mapping",
+                      json={"ehr_patient_id": "EHR-1"})
+    assert r.status_code in (200, 201), r.text
+    await wait_status(api, practice, body["payment_id"], "LOADED")
+    assert await wait_for(lambda: both(2)) == [("patient", "resolved", 2, 2, False, "not_sent"),
+                                               ("task", "resolved", 2, 2, False, "not_sent")]
+    assert await alerts.count_documents({"practice_id": practice, "pms_claim": {"$exists": True}}) == 0
