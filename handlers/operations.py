@@ -67,6 +67,10 @@ class Pacer:
                 await asyncio.sleep(ahead)
 
 
+# Retries chunk ``keys`` of a practice under ``token`` in this process; the keys it loaded.
+RetryHere = Callable[[str, Sequence[PostingKey], str, AuditEntry], Awaitable[set[PostingKey]]]
+
+
 def chunks(items: Sequence[PostingKey], size: int = CHUNK) -> Iterator[list[PostingKey]]:
     for start in range(0, len(items), size):
         yield list(items[start:start + size])
@@ -81,7 +85,10 @@ class PostingOperations:
     mapping fixes and redelivered commands change a posting at most once."""
 
     def __init__(self, store: PostingCommands, publish: Publish, bus: MessageBus, pacer: Pacer,
-                 evidence: ClearEvidence | None = None, clock: Clock = utc_now) -> None:
+                 evidence: ClearEvidence | None = None, clock: Clock = utc_now, here: RetryHere | None = None) -> None:
+        """``here``: retries what loads at once in paypost's own database without the queue
+        (``PostingService.retry_here``); what it does not load is claimed and replayed, paced."""
+        self._here = here
         self._store = store
         self._publish = publish
         self._bus = bus
@@ -108,7 +115,8 @@ class PostingOperations:
                 break
             audit = AuditEntry(at=self._clock(), actor=actor, action=action, reason=reason,
                                detail=f"command {command_id}")
-            claimed = await self._store.claim_for_retry(chunk, command_id, audit)
+            done_here = await self._here(practice_id, chunk, command_id, audit) if self._here else set()
+            claimed = await self._store.claim_for_retry([k for k in chunk if k not in done_here], command_id, audit)
             sending = []
             for posting, message in claimed:  # paced, with the broker's confirms awaited together
                 await self._pacer.wait()

@@ -102,6 +102,22 @@ class OutcomeRecorder:
                                                   finished.ehr_patient_id, finished.patient_account_id,
                                                   posting.refunded_payment_id)
 
+    async def retried_and_loaded(self, posting: Posting, loaded: Posting, attempt: Attempt, retry: AuditEntry,
+                                 token: str, receipt: LedgerReceipt) -> bool:
+        """Write a FAILED posting LOADED by retry ``token`` in one write, then announce both: that it was
+        retried and that it loaded. False if it was no longer retryable (nothing written or announced)."""
+        assert loaded.ehr_patient_id is not None
+        written = await self._postings.retried_and_loaded(posting.key, token, retry, attempt, loaded.ehr_patient_id,
+                                                          receipt.entry_id, loaded.patient_account_id, receipt.entry)
+        spans.write("retried_and_loaded", "postings", written=written)
+        if not written:
+            return False
+        spans.outcome(posting.key, LoadStatus.LOADED, None)
+        log.info("posting_loaded", posting=str(posting.key), duration_ms=attempt.duration_ms, retried_here=True)
+        retrying = replace(posting, load_status=LoadStatus.RETRYING, load_error=None, replays=posting.replays + 1)
+        await self.announce(posting.key, PostingRetried(retrying, retry), PostingLoaded(loaded, had_failed=True))
+        return True
+
     async def retried(self, fresh: Posting, message: KeptMessage, correction: AuditEntry, *,
                       replays: int) -> Posting | None:
         """A FAILED posting republished with a new body becomes RETRYING, announced; None if it was not FAILED."""

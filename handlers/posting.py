@@ -222,6 +222,34 @@ class PostingService:
             return Outcome(Disposition.ACK, fresh.key)  # deleted in between: nothing paypost does
         return await self._known(existing, fresh, message, held, trying)
 
+    async def retry_here(self, practice_id: str, keys: Sequence[PostingKey], token: str,
+                         retry: AuditEntry) -> set[PostingKey]:
+        """Retry, in this process, the FAILED payments among ``keys`` that load now into a ledger in
+        paypost's database (the built-in ledger, no hold): each is claimed and made LOADED by one
+        write, announced as retried and loaded, with no trip through the queue and no RETRYING
+        state a crash could leave. The keys it loaded; every other (a refund or reversal, a load
+        that would fail again, another ledger kind) is for the queue, as before."""
+        if not await self._posts_with_its_row(practice_id, trying=False):
+            return set()
+        ledger, _ = await self._ledger_for(practice_id)
+        postings = await self._postings.retryable_payments(keys, token)
+        loaded = await asyncio.gather(*(self._retry_here(ledger, p, token, retry) for p in postings))
+        return {p.key for p, done in zip(postings, loaded, strict=True) if done}
+
+    async def _retry_here(self, ledger: Ledger, posting: Posting, token: str, retry: AuditEntry) -> bool:
+        started, at = time.perf_counter(), self._clock()
+        try:
+            held = await self._mapping_for(posting)
+            ehr_patient_id = choose_patient(held.ehr_patient_id if held else None,
+                                            posting.event_ehr_patient_id).ehr_patient_id
+            receipt = await ledger.post(entry_for(posting, ehr_patient_id, None))
+        except LoadFailure:
+            return False  # it fails again: through the queue, to fail (and be dead-lettered) as any retry does
+        loaded = replace(posting, load_status=LoadStatus.LOADED, load_error=None, ehr_patient_id=ehr_patient_id,
+                         replays=posting.replays + 1)
+        return await self._outcomes.retried_and_loaded(posting, loaded, Attempt(at, _ms(started), "loaded"), retry,
+                                                        token, receipt)
+
     async def _posts_with_its_row(self, practice_id: str, trying: bool) -> bool:
         """Whether a new posting of the practice is written once, with its outcome: its ledger is in
         paypost's database (``Integration.posts_with_its_row``) and nothing holds its payments."""

@@ -233,7 +233,8 @@ class Paypost:
         self.dead_letter_service = DeadLetterService(self.postings, self.posting_service, self.recorder,
                                                      settings.max_message_bytes, clock)
         self.operations = PostingOperations(self.posting_commands, self.publish, self.bus, Pacer(settings.replay_rate),
-                                            LedgerEvidence(self.directory, self.http_ledgers), clock)
+                                            LedgerEvidence(self.directory, self.http_ledgers), clock,
+                                            here=self.posting_service.retry_here)
         self.retrying = make_retrying(max_seconds=retry_seconds)
         self.healing = Healing(self.operations, self.mapping_store, self.retrying, self.posting_commands)
         self.alert_delivery = AlertDelivery(MongoAlertOutbox(self.collections), self.directory, self.ledgers,

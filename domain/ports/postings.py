@@ -35,6 +35,16 @@ class PostingStore(Protocol):
     async def claim_for_replay(self, posting: Posting, message: KeptMessage, audit: AuditEntry) -> bool:
         """FAILED → RETRYING with a republished body; False if the posting was not FAILED."""
 
+    async def retryable_payments(self, keys: Sequence[PostingKey], token: str) -> list[Posting]:
+        """The payments among ``keys`` that retry ``token`` may retry (FAILED, below the replay limit,
+        not retried by it before), as their rows hold them."""
+
+    async def retried_and_loaded(self, key: PostingKey, token: str, retry: AuditEntry, attempt: Attempt,
+                                 ehr_patient_id: str, entry_id: str, patient_account_id: str | None,
+                                 ledger_entry: Record | None) -> bool:
+        """FAILED → LOADED by retry ``token`` in one write (its claim and its outcome, as a retry's
+        are, both in the trail: ``retry``, then ``loaded``); False if it was no longer retryable by it."""
+
     async def record_loaded(self, key: PostingKey, attempt: Attempt, ehr_patient_id: str, entry_id: str,
                             patient_account_id: str | None, settled: tuple[Decimal, str] | None = None,
                             ledger_entry: Record | None = None) -> bool:

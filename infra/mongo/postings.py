@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -276,6 +277,27 @@ class MongoPostingStore:
         if settled is not None:  # a void's or won dispute's amount, learnt as it loaded
             fields.update(amount=settled[0], currency=settled[1])
         return await self._finish(key, attempt, fields, _loaded_audit(attempt, entry_id))
+
+    async def retryable_payments(self, keys: Sequence[PostingKey], token: str) -> list[Posting]:
+        docs = self._c.find({"_id": {"$in": [doc_id(k) for k in keys]}, **RETRYABLE,
+                             "kind": PostingKind.PAYMENT.value, "retry_token": {"$ne": token}},
+                            {"message": 0, "audit": 0, "attempts": 0, "dead_letters": 0}, hint=[("_id", 1)])
+        return [posting_from(d) async for d in docs]
+
+    async def retried_and_loaded(self, key: PostingKey, token: str, retry: AuditEntry, attempt: Attempt,
+                                 ehr_patient_id: str, entry_id: str, patient_account_id: str | None,
+                                 ledger_entry: Doc | None) -> bool:
+        fields = _loaded_fields(ehr_patient_id, entry_id, patient_account_id, ledger_entry)
+        written: bool = await self._finishes.submit((
+            # What claim_for_retry's claim asks, as one condition with the outcome's write.
+            {"_id": doc_id(key), **RETRYABLE, "retry_token": {"$ne": token}},
+            {"$set": {**fields, "retry_token": token, "updated_at": datetime.now(UTC)},
+             "$inc": {"attempts_count": 1, "replays": 1},
+             "$unset": {"announcement_owed": "", "parked_at": "", **LEFT_FAILED},
+             "$push": {"attempts": {"$each": [attempt_doc(attempt)], "$slice": -HISTORY_LIMIT},
+                       "audit": {"$each": [audit_doc(retry), audit_doc(_loaded_audit(attempt, entry_id))]}}},
+        ))
+        return written
 
     async def record_failed(
         self, key: PostingKey, attempt: Attempt, error: LoadError, ehr_patient_id: str | None,

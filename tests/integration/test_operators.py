@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
 import httpx
 import pytest
+from pymongo.asynchronous.collection import AsyncCollection
 
+from paypost.bench.probes import DocumentsWritten
 from paypost.bootstrap import Paypost
+from paypost.infra.mongo.database import Doc
 from tests.support.api_calls import get_posting, ledger, wait_status
+from tests.support.ledgers import builtin_entries
 from tests.support.payloads import payment_body
 from tests.support.tokens import VIEWER
 from tests.support.upstream import Upstream
@@ -324,6 +329,83 @@ async def test_a_self_heal_of_many_chunks_replays_each_payment_once(
         assert replays == [1]
     finally:
         await connection.close()
+
+
+async def test_a_built_in_practices_failures_healed_load_in_place_each_in_one_write(
+    amqp_url: str, api: httpx.AsyncClient, upstream: Upstream, practice: str, paypost: Paypost
+) -> None:
+    """The built-in ledger: a mapping fix's retries load in this process, each claimed and made
+    LOADED by one write (no RETRYING, no trip through the replay queue), announced as retried and
+    loaded, their tasks and the patient's flag resolved; each posted once."""
+    n = 100
+    bodies = [payment_body(ehr_patient_id=None, patient_account_id="acct-here") for _ in range(n)]
+    await asyncio.gather(*[upstream.send("payment.posted", body) for body in bodies])
+    failed = {"practice_id": practice, "patient_account_id": "acct-here", "load_status": "FAILED"}
+    await wait_for(lambda: _count_is(paypost, failed, n), timeout=60)
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel()
+    heard = await channel.declare_queue(exclusive=True)
+    for event in ("retried", "loaded"):
+        await heard.bind("paypost.events", routing_key=f"posting.{event}.{practice}")
+    writes = DocumentsWritten(paypost.collections.db.client)
+    await writes.start()
+    try:
+        r = await api.put(f"/api/v1/practices/{practice}/patient-accounts/acct-here/mapping",
+                          json={"ehr_patient_id": "EHR-1"})
+        assert r.json()["retried"] == n
+        loaded = {"practice_id": practice, "patient_account_id": "acct-here", "load_status": "LOADED"}
+        await wait_for(lambda: _count_is(paypost, loaded, n), timeout=60)
+        resolved = {"practice_id": practice, "state": "resolved"}
+        await wait_for(lambda: _count_is_in(paypost.collections.alerts, resolved, n + 1), timeout=30)  # tasks, flag
+        written = await writes.since()
+        await asyncio.sleep(0.5)
+        events = (await channel.declare_queue(heard.name, passive=True)).declaration_result.message_count
+    finally:
+        await connection.close()
+    assert events == 2 * n  # each retried, then loaded
+    # The postings' row (claim and outcome in one) and their tasks, the flag, and a little beside
+    # (the heal's seals); the queue's way wrote each posting twice (its claim, then its outcome).
+    assert written <= 2.2 * n, written
+    docs = await paypost.collections.postings.find({"patient_account_id": "acct-here"},
+                                                   {"audit.action": 1, "replays": 1}).to_list(None)
+    assert {(tuple(a["action"] for a in d["audit"]), d["replays"]) for d in docs} == {
+        (("received", "failed", "dead_lettered", "auto_retry", "loaded"), 1)}
+    entries = await builtin_entries(paypost.collections, practice_id=practice,
+                                    payment_id={"$in": [b["payment_id"] for b in bodies]})
+    assert sorted(e["payment_id"] for e in entries) == sorted(b["payment_id"] for b in bodies)
+
+
+async def test_two_retries_at_once_load_each_built_in_payment_once(
+    api: httpx.AsyncClient, upstream: Upstream, practice: str, paypost: Paypost
+) -> None:
+    """An operator's retry and another's (or a heal's) race: each payment's claim-and-outcome write
+    is conditional, so one of them loads it, once, and the other reports it changed meanwhile."""
+    # PATIENT_NOT_FOUND, the patient then registered straight in the directory: no heal or sweep
+    # retries them (no mapping was entered), so the two retries below are the only ones.
+    bodies = [payment_body(ehr_patient_id="EHR-RACE", patient_account_id="acct-race") for _ in range(40)]
+    await asyncio.gather(*[upstream.send("payment.posted", body) for body in bodies])
+    failed = {"practice_id": practice, "patient_account_id": "acct-race", "load_status": "FAILED"}
+    await wait_for(lambda: _count_is(paypost, failed, len(bodies)), timeout=60)
+    ids = [str(b["payment_id"]) for b in bodies]
+    await paypost.directory.register_patient(practice, "EHR-RACE", datetime.now(UTC))
+
+    first, second = await asyncio.gather(
+        paypost.operations.retry(practice, ids, actor="alice", command_id="race-1"),
+        paypost.operations.retry(practice, list(reversed(ids)), actor="bob", command_id="race-2"))
+
+    by_id = {r.payment_id: [r.result] for r in first}
+    for r in second:
+        by_id[r.payment_id].append(r.result)
+    assert all(sorted(results) == ["retried", "unchanged"] for results in by_id.values()), by_id
+    docs = await paypost.collections.postings.find({"patient_account_id": "acct-race"},
+                                                   {"load_status": 1, "replays": 1}).to_list(None)
+    assert {(d["load_status"], d["replays"]) for d in docs} == {("LOADED", 1)}
+    entries = await builtin_entries(paypost.collections, practice_id=practice, payment_id={"$in": ids})
+    assert sorted(e["payment_id"] for e in entries) == sorted(ids)
+
+
+async def _count_is_in(collection: AsyncCollection[Doc], query: dict[str, Any], n: int) -> bool:
+    return await collection.count_documents(query) == n
 
 
 async def _count_is(paypost: Paypost, query: dict[str, Any], n: int) -> bool:

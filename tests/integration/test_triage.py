@@ -492,7 +492,12 @@ async def test_a_verdict_whose_process_stopped_is_carried_out_by_another(api: ht
 
     for p in ("s-1", "s-2"):
         await wait_status(api, "clinic-n", p, "LOADED")
-    shown = (await api.get("/api/v1/operations/op-stale")).json()
+
+    async def recorded() -> dict[str, Any] | None:  # the results are written once the command's retry returns
+        shown: dict[str, Any] = (await api.get("/api/v1/operations/op-stale")).json()
+        return shown if all(i["result"] for i in shown["items"] if i["payment_id"] != "s-0") else None
+
+    shown = await wait_for(recorded)
     # The rest was sent once it was taken over; the canary itself never was (this test made it up).
     assert [(i["payment_id"], i["result"]) for i in shown["items"]] == [("s-0", None), ("s-1", "retried"),
                                                                         ("s-2", "retried")]
