@@ -21,8 +21,10 @@ the one that loses runs again, reading the seals anew: the chain stays linear an
 sealed exactly once, through crashes and a primary's failover. A lease (``infra/mongo/leases.py``)
 lets one process's sealer work at a time, so the others do not waste rounds on conflicts.
 
-Where the chain starts reading: the newest seal's ``stream``; before any, the point recorded when
-paypost first set up the database (``audit_stream``). If MongoDB no longer has the changes since
+Where the chain starts reading: the newest seal's ``stream``, or a later point noted beside the chain
+(``audit_stream``) by a round that read changes and found nothing more to seal (an entry edited in
+place, a change read twice); before any seal, the point recorded when paypost first set up the
+database (``audit_stream`` too). If MongoDB no longer has the changes since
 then (its oplog rolled on while no sealer ran), the sealer reads every posting once, sealing what
 the seals do not cover, and starts again from the changes after that. Postings of versions that
 marked a changed trail ``audit_dirty`` are sealed the same way, once, and the mark removed.
@@ -215,8 +217,9 @@ class AuditSealer:
         if changes is None:  # the changes are lost: read every posting once instead
             return await self._seal_everything(limit), False
         taken = await changes.take(limit)
-        # A round that read only changes sealed already (a round run again, a sealer taking over)
-        # stores how far it read once it has caught up, so that they are not read again and again.
+        # A round that read only changes sealed already (a round run again, a sealer taking over, an
+        # entry edited in place) notes how far it read once it has caught up, beside the chain (in
+        # ``audit_stream``), so that they are not read again and again.
         store_read = taken.caught_up and changes.unstored
         sealed = await self._seal(taken, limit, store_read=store_read)
         if sealed or store_read:
@@ -227,9 +230,11 @@ class AuditSealer:
     async def _changes(self) -> AsyncIterator[_Changes | None]:
         """The postings' changes from where the chain last read; None if MongoDB no longer has them
         (or the database was never set up by a version that records where to start)."""
-        last = await self._seals.find_one({"stream": {"$exists": True}}, {"stream": 1, "until": 1},
+        last = await self._seals.find_one({"stream": {"$exists": True}}, {"seq": 1, "stream": 1, "until": 1},
                                           sort=[("seq", DESCENDING)])
-        origin = None if last is not None else await self._starts.find_one({"_id": "postings"})
+        origin = await self._starts.find_one({"_id": "postings"})
+        if origin is not None and "stream" in origin and origin["after_seq"] >= (last["seq"] if last else 0):
+            last = origin  # a round read further than the newest seal says, and sealed nothing more
         if last is None and origin is None:
             yield None
             return
@@ -352,7 +357,14 @@ class AuditSealer:
         ]
         beside = [{"kind": kind, "id": str(d["_id"]), "hash": record_hash(kind, str(d["_id"]), d)}
                   for kind, found in records.items() for d in found]
-        if covered or beside or (store_read and taken.token is not None):
+        if not covered and not beside:
+            if store_read and taken.token is not None:  # read further, nothing to seal: noted beside the chain
+                last = await self._seals.find_one({}, {"seq": 1}, sort=[("seq", DESCENDING)], session=session)
+                await self._starts.update_one(
+                    {"_id": "postings"},
+                    {"$set": {"stream": taken.token, "until": taken.until, "after_seq": last["seq"] if last else 0}},
+                    upsert=True, session=session)
+        else:
             last = await self._seals.find_one(sort=[("seq", DESCENDING)], session=session)
             seq = (last["seq"] + 1) if last else 1
             previous = last["hash"] if last else GENESIS
