@@ -307,21 +307,14 @@ async def test_a_self_heal_of_many_chunks_replays_each_payment_once(
 ) -> None:
     """More failures than one claim chunk (500): each is sent back once, not once per later chunk."""
     n = 1_200
-    bodies = [payment_body(ehr_patient_id=None, patient_account_id="acct-many") for _ in range(n)]
-    await asyncio.gather(*[upstream.send("payment.posted", body) for body in bodies])
-    failed = {"practice_id": practice, "patient_account_id": "acct-many", "load_status": "FAILED"}
-    await wait_for(lambda: _count_is(paypost, failed, n), timeout=120)
+    await _failures(upstream, paypost, practice, "acct-many", n, timeout=120)
 
     connection = await aio_pika.connect(amqp_url)
     channel = await connection.channel()
     retried = await channel.declare_queue(exclusive=True)
     await retried.bind("paypost.events", routing_key=f"posting.retried.{practice}")
     try:
-        r = await api.put(f"/api/v1/practices/{practice}/patient-accounts/acct-many/mapping",
-                          json={"ehr_patient_id": "EHR-1"})
-        assert r.json()["retried"] == n
-        loaded = {"practice_id": practice, "patient_account_id": "acct-many", "load_status": "LOADED"}
-        await wait_for(lambda: _count_is(paypost, loaded, n), timeout=120)
+        await _healed(api, paypost, practice, "acct-many", n, timeout=120)
         await asyncio.sleep(0.5)  # a second replay of a chunk, if there were one, would be on its way
         events = (await channel.declare_queue(retried.name, passive=True)).declaration_result.message_count
         assert events == n
@@ -338,10 +331,7 @@ async def test_a_built_in_practices_failures_healed_load_in_place_each_in_one_wr
     LOADED by one write (no RETRYING, no trip through the replay queue), announced as retried and
     loaded, their tasks and the patient's flag resolved; each posted once."""
     n = 100
-    bodies = [payment_body(ehr_patient_id=None, patient_account_id="acct-here") for _ in range(n)]
-    await asyncio.gather(*[upstream.send("payment.posted", body) for body in bodies])
-    failed = {"practice_id": practice, "patient_account_id": "acct-here", "load_status": "FAILED"}
-    await wait_for(lambda: _count_is(paypost, failed, n), timeout=60)
+    bodies = await _failures(upstream, paypost, practice, "acct-here", n)
     connection = await aio_pika.connect(amqp_url)
     channel = await connection.channel()
     heard = await channel.declare_queue(exclusive=True)
@@ -350,11 +340,7 @@ async def test_a_built_in_practices_failures_healed_load_in_place_each_in_one_wr
     writes = DocumentsWritten(paypost.collections.db.client)
     await writes.start()
     try:
-        r = await api.put(f"/api/v1/practices/{practice}/patient-accounts/acct-here/mapping",
-                          json={"ehr_patient_id": "EHR-1"})
-        assert r.json()["retried"] == n
-        loaded = {"practice_id": practice, "patient_account_id": "acct-here", "load_status": "LOADED"}
-        await wait_for(lambda: _count_is(paypost, loaded, n), timeout=60)
+        await _healed(api, paypost, practice, "acct-here", n)
         resolved = {"practice_id": practice, "state": "resolved"}
         await wait_for(lambda: _count_is_in(paypost.collections.alerts, resolved, n + 1), timeout=30)  # tasks, flag
         written = await writes.since()
@@ -382,10 +368,7 @@ async def test_two_retries_at_once_load_each_built_in_payment_once(
     is conditional, so one of them loads it, once, and the other reports it changed meanwhile."""
     # PATIENT_NOT_FOUND, the patient then registered straight in the directory: no heal or sweep
     # retries them (no mapping was entered), so the two retries below are the only ones.
-    bodies = [payment_body(ehr_patient_id="EHR-RACE", patient_account_id="acct-race") for _ in range(40)]
-    await asyncio.gather(*[upstream.send("payment.posted", body) for body in bodies])
-    failed = {"practice_id": practice, "patient_account_id": "acct-race", "load_status": "FAILED"}
-    await wait_for(lambda: _count_is(paypost, failed, len(bodies)), timeout=60)
+    bodies = await _failures(upstream, paypost, practice, "acct-race", 40, ehr_patient_id="EHR-RACE")
     ids = [str(b["payment_id"]) for b in bodies]
     await paypost.directory.register_patient(practice, "EHR-RACE", datetime.now(UTC))
 
@@ -402,6 +385,26 @@ async def test_two_retries_at_once_load_each_built_in_payment_once(
     assert {(d["load_status"], d["replays"]) for d in docs} == {("LOADED", 1)}
     entries = await builtin_entries(paypost.collections, practice_id=practice, payment_id={"$in": ids})
     assert sorted(e["payment_id"] for e in entries) == sorted(ids)
+
+
+async def _failures(upstream: Upstream, paypost: Paypost, practice: str, account: str, n: int, *,
+                    ehr_patient_id: str | None = None, timeout: float = 60) -> list[dict[str, Any]]:
+    """``n`` payments of ``account`` published, each FAILED (not mapped, or its patient unknown)."""
+    bodies = [payment_body(ehr_patient_id=ehr_patient_id, patient_account_id=account) for _ in range(n)]
+    await asyncio.gather(*[upstream.send("payment.posted", body) for body in bodies])
+    failed = {"practice_id": practice, "patient_account_id": account, "load_status": "FAILED"}
+    await wait_for(lambda: _count_is(paypost, failed, n), timeout=timeout)
+    return bodies
+
+
+async def _healed(api: httpx.AsyncClient, paypost: Paypost, practice: str, account: str, n: int, *,
+                  timeout: float = 60) -> None:
+    """The account's mapping entered: its ``n`` failures are retried, and each loads."""
+    r = await api.put(f"/api/v1/practices/{practice}/patient-accounts/{account}/mapping",
+                      json={"ehr_patient_id": "EHR-1"})
+    assert r.json()["retried"] == n
+    loaded = {"practice_id": practice, "patient_account_id": account, "load_status": "LOADED"}
+    await wait_for(lambda: _count_is(paypost, loaded, n), timeout=timeout)
 
 
 async def _count_is_in(collection: AsyncCollection[Doc], query: dict[str, Any], n: int) -> bool:
