@@ -120,11 +120,15 @@ class PostingReactions:
             for transfer in await self._transfers.unreconciled_with_any(practice, sorted(ids)):
                 await self._check_reconciled(transfer)
 
-    async def sweep_all(self) -> None:
-        """The slow sweep: catches what another process finished, or a crash left unswept."""
+    async def sweep_all(self, mappings: bool = True) -> None:
+        """The slow sweep: catches what another process finished, or a crash left unswept.
+
+        ``mappings``: with the page of mapping failures whose account has a mapping by now (a heal cut
+        short); its rhythm is slower than the rest's (``paypost.runtime.run_sweeps``), since it reads a
+        page of failures each time, however few of them a mapping could heal."""
         await self._healer.heal_waiting_refunds()
         await self._healer.replay_stale()
-        if self._mapping_sweep is not None:
+        if mappings and self._mapping_sweep is not None:
             await self._mapping_sweep()
         for transfer in await self._transfers.unreconciled(limit=500):
             await self._check_reconciled(transfer)
@@ -157,7 +161,7 @@ class PostingReactions:
         now = self._clock()
         escalated = 0
         for alert in await self._alerts.due_for_escalation(now - timedelta(seconds=self._escalate_after), now=now):
-            done = await self._alerts.escalate(alert.alert_id, now)
+            done = await self._alerts.escalate(alert.alert_id, now, await self._sent(alert.practice_id))
             if done:
                 escalated += 1
                 await self._alert_event("escalated", done, None)

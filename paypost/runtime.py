@@ -133,7 +133,7 @@ class Runtime:
 
 
 async def run_sweeps(reactions: PostingReactions, stop: asyncio.Event, *, escalate_after: float,
-                     sweep_within: float = 0.5, full_sweep_every: float = 30.0,
+                     sweep_within: float = 0.5, full_sweep_every: float = 30.0, mapping_sweep_every: float = 300.0,
                      canaries: Canaries | None = None, canary_every: float = 0.5, idle_every: float = 10.0) -> None:
     """Sweeps (refunds waiting for what just loaded, transfers it may balance), full sweeps (what
     another process or a crash left), escalations and canaries' verdicts, until ``stop`` is set.
@@ -143,10 +143,13 @@ async def run_sweeps(reactions: PostingReactions, stop: asyncio.Event, *, escala
     ``sweep_within`` seconds after the first of them finished; a busy process sweeps hundreds at a
     time, and a quiet one wakes for none. Canaries are decided every ``canary_every`` while one waits,
     else every ``idle_every`` (a canary made in another process) or at once when one is made here;
-    escalations and the full sweep keep their own rhythm."""
+    escalations and the full sweep keep their own rhythm, and the mapping failures' page (a heal cut
+    short) one slower still: a page of a thousand failures read every 30 s was a third of what a
+    paypost over 15,000 failures spent a second with nothing arriving (BENCHMARKS.md, "How the data
+    grows")."""
     escalate_every = min(escalate_after / 4, 15.0)
     loop = asyncio.get_running_loop()
-    next_escalation = next_full = next_canary = loop.time()
+    next_escalation = next_full = next_canary = next_mappings = loop.time()
     woken = [stop, reactions.work, *([canaries.woken] if canaries is not None else [])]
     while not stop.is_set():
         reactions.work.clear()
@@ -158,8 +161,10 @@ async def run_sweeps(reactions: PostingReactions, stop: asyncio.Event, *, escala
             if due is not None and (reactions.unswept() >= reactions.sweep_batch or loop.time() - due >= sweep_within):
                 await reactions.sweep()
             if loop.time() >= next_full:
-                await reactions.sweep_all()
+                mappings = loop.time() >= next_mappings
+                await reactions.sweep_all(mappings)
                 next_full = loop.time() + full_sweep_every
+                next_mappings = loop.time() + mapping_sweep_every if mappings else next_mappings
             if loop.time() >= next_escalation:
                 await reactions.escalate_due()
                 next_escalation = loop.time() + escalate_every

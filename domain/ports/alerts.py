@@ -43,7 +43,7 @@ class AlertStore(Protocol):
                                  now: datetime | None = None) -> list[Alert]:
         """Open alerts opened before ``before`` and not snoozed past ``now``."""
 
-    async def escalate(self, alert_id: str, at: datetime) -> Alert | None:
+    async def escalate(self, alert_id: str, at: datetime, sent: bool = True) -> Alert | None:
         """Escalate an open alert unless it is snoozed past ``at``; None unless this call escalated it."""
 
     async def get(self, alert_id: str) -> Alert | None: ...

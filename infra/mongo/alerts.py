@@ -253,11 +253,11 @@ class MongoAlertStore:
                                  now: datetime | None = None) -> list[Alert]:
         return [alert_from(d) async for d in self._c.find(escalation_due(before, now)).limit(limit)]
 
-    async def escalate(self, alert_id: str, at: datetime) -> Alert | None:
+    async def escalate(self, alert_id: str, at: datetime, sent: bool = True) -> Alert | None:
         # Not snoozed past now: a snooze that came after the alert was found due still holds.
         return _alert(await self._c.find_one_and_update(
             {"_id": alert_id, **becoming(AlertState.ESCALATED), **not_snoozed(at)},
-            changed({"$set": {**state_fields(AlertState.ESCALATED), "escalated_at": at}}, at),
+            changed({"$set": {**state_fields(AlertState.ESCALATED), "escalated_at": at}}, at, sent),
             return_document=ReturnDocument.AFTER,
         ))
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from paypost.bench.load import services
-from paypost.bench.phases import baseline, idle, latency, light, memory, replay, report, scaling, throughput
+from paypost.bench.phases import baseline, growth, idle, latency, light, memory, replay, report, scaling, throughput
 from paypost.bench.rendering import Results
 from paypost.bench.rig import started_rig
 
@@ -22,14 +22,18 @@ class Sizes:
     replay: int
     report_rows: int
     memory_backlog: int
+    grown_practices: int
+    grown_postings: int
 
     @classmethod
     def of(cls, quick: bool) -> Sizes:
         if quick:
             return cls(baseline=5_000, pipeline=5_000, latency_seconds=5, light_seconds=4, idle_seconds=5,
-                       replay=1_000, report_rows=50_000, memory_backlog=10_000)
+                       replay=1_000, report_rows=50_000, memory_backlog=10_000, grown_practices=100,
+                       grown_postings=15_000)
         return cls(baseline=50_000, pipeline=50_000, latency_seconds=20, light_seconds=15, idle_seconds=20,
-                   replay=10_000, report_rows=1_000_000, memory_backlog=100_000)
+                   replay=10_000, report_rows=1_000_000, memory_backlog=100_000, grown_practices=1_000,
+                   grown_postings=150_000)
 
 
 async def run(quick: bool, log: Callable[[str], None]) -> Results:
@@ -47,6 +51,9 @@ async def run(quick: bool, log: Callable[[str], None]) -> Results:
             await replay.measure(rig, pipeline.meter, sizes.replay)
             await report.measure(rig, sizes.report_rows)
             await memory.measure(rig, sizes.memory_backlog)
+        await growth.measure(amqp, mongo, results, log, wall_offset, practices=sizes.grown_practices,
+                             postings=sizes.grown_postings, light_seconds=sizes.light_seconds,
+                             idle_seconds=sizes.idle_seconds)
     return results
 
 

@@ -249,6 +249,9 @@ def replica_set(name: str = "rs3", size: int = 3) -> Iterator[ReplicaSet]:
                 member.stop()
 
 
+NODE_NOT_FOUND = 74
+
+
 def _initiate(rs: ReplicaSet, timeout: float = 60) -> None:
     first = rs.members[0]
     client: MongoClient[dict[str, object]] = MongoClient(
@@ -264,7 +267,10 @@ def _initiate(rs: ReplicaSet, timeout: float = 60) -> None:
             except OperationFailure as exc:
                 if exc.code == 23:  # AlreadyInitialized
                     return
-                raise
+                # NodeNotFound: a member does not answer yet (on busy cores its mongod starts later)
+                if exc.code != NODE_NOT_FOUND or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
             except PyMongoError:
                 if time.monotonic() > deadline:
                     raise

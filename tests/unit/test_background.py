@@ -135,3 +135,33 @@ async def test_with_nothing_arriving_the_loop_sleeps_and_a_canary_made_here_wake
     finally:
         stop.set()
         await asyncio.wait_for(sweeping, 2)
+
+
+async def test_the_mapping_failures_page_is_read_at_a_slower_rhythm_than_the_full_sweep() -> None:
+    """The full sweep every 0.05 s, the page of mapping failures every 10 s: in a second, the full
+    sweep runs many times and the page is read once (at the start)."""
+    pages: list[float] = []
+    healer = _Healer()
+
+    async def mapping_sweep() -> int:
+        pages.append(asyncio.get_running_loop().time())
+        return 0
+
+    replays: list[int] = []
+
+    async def replay_stale() -> int:  # counts the full sweeps
+        replays.append(1)
+        return 0
+
+    healer.replay_stale = replay_stale  # type: ignore[method-assign]
+    reactions = PostingReactions(cast(Any, _Alerts()), cast(Any, _Transfers()), cast(Any, None), cast(Any, healer),
+                                 escalate_after=600, mapping_sweep=mapping_sweep)
+    stop = asyncio.Event()
+    sweeping = asyncio.create_task(run_sweeps(reactions, stop, escalate_after=600, full_sweep_every=0.05,
+                                              mapping_sweep_every=10.0))
+    try:
+        await wait_for(lambda: asyncio.sleep(0, len(replays) >= 5), timeout=4)
+        assert len(pages) == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(sweeping, 2)

@@ -28,6 +28,17 @@ async def _receive(events: asyncio.Queue[WatchedEvent], prefix: str, n: int, int
             into.setdefault(payment_id, time.perf_counter())
 
 
+async def timed(rig: Rig, events: asyncio.Queue[WatchedEvent], rate: float, count: int, prefix: str) -> list[float]:
+    """``count`` payments published at ``rate`` a second: ms from each one's publish to its ``posting.loaded``."""
+    loaded: dict[str, float] = {}
+    receiving = asyncio.create_task(_receive(events, prefix, count, loaded))
+    with no_gc_pauses():
+        sent = await rig.publisher.paced(
+            [(f"{prefix}{i}", payment(f"{prefix}{i}", f"acct-{i % 50}", "EHR-1")) for i in range(count)], rate)
+        await asyncio.wait_for(receiving, timeout=120)
+    return [(loaded[pid] - at) * 1000 for pid, at in sent.items()]
+
+
 async def measure(rig: Rig, meter: CpuMeter, seconds: float) -> None:
     results = rig.results
     await settled(rig.c)
@@ -35,18 +46,10 @@ async def measure(rig: Rig, meter: CpuMeter, seconds: float) -> None:
         for rate in RATES:
             count = max(20, int(rate * seconds))
             rig.log(f"light load: {count:,} payments at {rate}/s, each timed to its posting.loaded event")
-            prefix = f"w{rate}-"
-            loaded: dict[str, float] = {}
-
-            receiving = asyncio.create_task(_receive(events, prefix, count, loaded))
             meter.start()
-            with no_gc_pauses():
-                sent = await rig.publisher.paced(
-                    [(f"{prefix}{i}", payment(f"{prefix}{i}", f"acct-{i % 50}", "EHR-1")) for i in range(count)], rate)
-                await asyncio.wait_for(receiving, timeout=120)
+            waited = await timed(rig, events, rate, count, f"w{rate}-")
             spent = meter.per_payment_us(count)
             woken = meter.wakeups_per_payment(count)
-            waited = [(loaded[pid] - at) * 1000 for pid, at in sent.items()]
             target = "; target <= 8 ms and <= 2 x the broker alone" if rate == RATES[0] else ""
             results.add(f"light load p50 at {rate}/s", percentile(waited, 50), "ms", f"p50_{rate}pps_ms",
                         f"publish to its posting.loaded event{target}")
