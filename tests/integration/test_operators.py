@@ -394,6 +394,8 @@ async def _failures(upstream: Upstream, paypost: Paypost, practice: str, account
     await asyncio.gather(*[upstream.send("payment.posted", body) for body in bodies])
     failed = {"practice_id": practice, "patient_account_id": account, "load_status": "FAILED"}
     await wait_for(lambda: _count_is(paypost, failed, n), timeout=timeout)
+    # and their messages kept from the dead letters (a write each, after the FAILED one)
+    await wait_for(lambda: _count_is(paypost, {**failed, "audit.action": "dead_lettered"}, n), timeout=timeout)
     return bodies
 
 

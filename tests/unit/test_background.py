@@ -153,7 +153,7 @@ async def test_the_mapping_failures_page_is_read_at_a_slower_rhythm_than_the_ful
         replays.append(1)
         return 0
 
-    healer.replay_stale = replay_stale  # type: ignore[method-assign]
+    healer.replay_stale = replay_stale  # type: ignore[method-assign]  # this test's own count of the full sweeps
     reactions = PostingReactions(cast(Any, _Alerts()), cast(Any, _Transfers()), cast(Any, None), cast(Any, healer),
                                  escalate_after=600, mapping_sweep=mapping_sweep)
     stop = asyncio.Event()
