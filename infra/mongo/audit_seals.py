@@ -235,11 +235,13 @@ class AuditSealer:
         origin = await self._starts.find_one({"_id": "postings"})
         if origin is not None and "stream" in origin and origin["after_seq"] >= (last["seq"] if last else 0):
             last = origin  # a round read further than the newest seal says, and sealed nothing more
-        if last is None and origin is None:
+        if last is not None:
+            start = {"resume_after": last["stream"]}
+        elif origin is not None:
+            start = {"start_at_operation_time": origin["from"]}
+        else:
             yield None
             return
-        start = ({"resume_after": last["stream"]} if last is not None
-                 else {"start_at_operation_time": origin["from"]} if origin is not None else {})
         try:
             stream = await self._postings.watch(TRAIL_CHANGES, max_await_time_ms=CAUGHT_UP_MS, **start)
         except OperationFailure as exc:
@@ -297,10 +299,6 @@ class AuditSealer:
     async def waiting(self) -> bool:
         """Whether anything waits to be sealed: a posting changed since the last seal, a posting of an
         earlier version marked changed, or a record."""
-        if await self._postings.find_one({"audit_dirty": True}, {"_id": 1}, hint="audit_dirty_by_status"):
-            return True
-        if await self._records_left():
-            return True
         return await self.changes_waiting(bound=1) > 0
 
     async def changes_waiting(self, bound: int = 10_000) -> int:
