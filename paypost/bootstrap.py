@@ -84,13 +84,13 @@ from paypost.infra.mongo.standing import StandingFigures
 from paypost.infra.mongo.transfers import MongoTransferStore
 from paypost.infra.rabbit.asyncapi import asyncapi_text
 from paypost.infra.rabbit.broker import (
-    PUBLISHERS,
     Amqp,
     BasicPublisher,
     FramedPublisher,
     QueueInspector,
     declare_topology,
     make_broker,
+    publisher,
 )
 from paypost.infra.rabbit.event_hub import EventHub
 from paypost.infra.rabbit.intake import Consuming
@@ -199,7 +199,7 @@ class Paypost:
         self.amqp = Amqp(settings.amqp_url)
         own_publisher: BasicPublisher | FramedPublisher | None = None  # closed at the stop, unlike one handed in
         if publish is None:
-            publish = own_publisher = PUBLISHERS[settings.publish_path](self.amqp)
+            publish = own_publisher = publisher(settings.publish_path, self.amqp)
         self.publish: Publish = publish
         self.queues = QueueInspector(settings.amqp_url)
         self.event_hub = EventHub(settings.amqp_url)

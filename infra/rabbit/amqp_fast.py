@@ -12,6 +12,7 @@ on any other aiormq version, and only ``infra/rabbit/broker.py`` (and that test)
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import uuid
 from collections.abc import Sequence
 
@@ -24,6 +25,8 @@ from pamqp.header import ContentHeader
 
 # The version whose ``basic_publish`` this module copies (aiormq/channel.py, ``basic_publish``).
 AIORMQ_VERSION = "7.2.4"
+# The pamqp whose frame marshalling the batches are built with (the one aiormq 7.2.4 was tested on).
+PAMQP_VERSION = "4.0.1"
 # What of aiormq's channel it reads or writes, beside the public ``number`` and ``create_future``.
 PRIVATE_STATE = ("lock", "delivery_tag", "confirmations", "message_id_delivery_tag", "write_queue")
 
@@ -32,6 +35,16 @@ Publish = tuple[str, str, bytes, aiormq.spec.Basic.Properties]
 # A batched body goes in one body frame (the broker's frame_max is 128 KiB at least); a larger
 # one, which would need splitting into several frames, takes ``basic_publish``.
 MAX_BODY = 64 * 1024
+
+
+def mismatch() -> str | None:
+    """Why this path must not run beside the installed libraries (another aiormq or pamqp than the
+    ones it copies), or None when they are those."""
+    for package, copied in (("aiormq", AIORMQ_VERSION), ("pamqp", PAMQP_VERSION)):
+        installed = importlib.metadata.version(package)  # neither has a __version__
+        if installed != copied:
+            return f"{package} {installed} is installed; the framed path copies {package} {copied}'s internals"
+    return None
 
 
 async def write_batch(channel: aiormq.Channel, items: Sequence[Publish], mandatory: bool

@@ -328,6 +328,18 @@ class FramedPublisher:
 
 # The adapters of the Publish port, by name; the framed one is what paypost wires (its rate).
 PUBLISHERS: dict[str, type[BasicPublisher | FramedPublisher]] = {"framed": FramedPublisher, "basic": BasicPublisher}
+
+
+def publisher(path: str, amqp: Amqp) -> BasicPublisher | FramedPublisher:
+    """The publisher ``PAYPOST_PUBLISH_PATH`` names. The framed one only beside the aiormq and pamqp
+    it copies (``amqp_fast.mismatch``): with others installed it turns itself off, with a warning,
+    and the public ``basic_publish`` carries everything (at its lower rate, BENCHMARKS.md)."""
+    if path == "framed":
+        reason = amqp_fast.mismatch()
+        if reason is None:
+            return FramedPublisher(amqp)
+        log.warning("framed_publisher_off", reason=reason, publishing_with="basic")
+    return BasicPublisher(amqp)
 Publisher = FramedPublisher
 
 

@@ -65,8 +65,9 @@ class Settings(BaseSettings):
     # it had not settled is delivered again at the next start.
     stop_timeout: float = Field(default=30.0, gt=0)
     # How events and commands are published: "framed", many publishes written in one frame write
-    # (fills aiormq's pinned internals, infra/rabbit/amqp_fast.py; 2.3 times the rate), or "basic", aiormq's
-    # public basic_publish (the way back if an aiormq upgrade breaks the framed path).
+    # (fills aiormq 7.2.4's internals, infra/rabbit/amqp_fast.py; 2.3 times the rate, BENCHMARKS.md),
+    # or "basic", aiormq's public basic_publish. Beside another aiormq or pamqp, "framed" turns
+    # itself off at the start, with a warning, and publishes as "basic" does.
     publish_path: Literal["framed", "basic"] = "framed"
     # Host names or CIDRs a practice's system may be at although the rule refuses them (plain http,
     # loopback, private addresses): tests, the reference server, a system on the platform's own network.

@@ -7,14 +7,15 @@ import dataclasses
 import importlib.metadata
 import inspect
 import re
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiormq
+import pytest
+import structlog
 from aiormq.abc import ChannelFrame
 
-from paypost.infra.rabbit import amqp_fast
+from paypost.infra.rabbit import amqp_fast, broker
 
 RECHECK = (
     f"infra/rabbit/amqp_fast.py copies what aiormq {amqp_fast.AIORMQ_VERSION}'s Channel.basic_publish does "
@@ -33,9 +34,38 @@ def test_the_installed_aiormq_is_the_one_the_fast_path_copies() -> None:
     assert installed == amqp_fast.AIORMQ_VERSION, f"aiormq {installed} is installed. {RECHECK}"
 
 
-def test_pyproject_pins_the_aiormq_the_fast_path_copies() -> None:
-    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
-    assert f"aiormq=={amqp_fast.AIORMQ_VERSION}" in pyproject["project"]["dependencies"], RECHECK
+def test_the_lock_installs_the_aiormq_and_pamqp_the_fast_path_copies() -> None:
+    lock = (Path(__file__).parents[2] / "requirements" / "ci.txt").read_text()
+    assert f"aiormq=={amqp_fast.AIORMQ_VERSION} " in lock, RECHECK
+    assert f"pamqp=={amqp_fast.PAMQP_VERSION} " in lock, RECHECK
+    assert amqp_fast.mismatch() is None
+
+
+@pytest.mark.parametrize("package", ["aiormq", "pamqp"])
+def test_beside_another_aiormq_or_pamqp_the_framed_path_turns_itself_off_and_says_so(
+        package: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    installed = importlib.metadata.version
+
+    def other(name: str) -> str:
+        return "99.0.0" if name == package else installed(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", other)
+    reason = amqp_fast.mismatch()
+    assert reason is not None and f"{package} 99.0.0 is installed" in reason
+    with structlog.testing.capture_logs() as logs:
+        chosen = broker.publisher("framed", broker.Amqp("amqp://guest:guest@127.0.0.1:5672/"))
+    assert isinstance(chosen, broker.BasicPublisher)
+    assert [(e["event"], e["log_level"], e["publishing_with"]) for e in logs] == [
+        ("framed_publisher_off", "warning", "basic")]
+    assert package in logs[0]["reason"]
+
+
+def test_beside_the_copied_versions_the_framed_path_is_wired_and_basic_when_asked() -> None:
+    amqp = broker.Amqp("amqp://guest:guest@127.0.0.1:5672/")
+    with structlog.testing.capture_logs() as logs:
+        assert isinstance(broker.publisher("framed", amqp), broker.FramedPublisher)
+        assert isinstance(broker.publisher("basic", amqp), broker.BasicPublisher)
+    assert logs == []
 
 
 def test_basic_publish_still_works_through_every_private_name_the_fast_path_fills() -> None:
