@@ -13,6 +13,9 @@ paypost; ``upstream`` refuses to serve an ``api_only`` test, as nothing would co
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 import os
 import uuid
 from collections.abc import AsyncIterator, Generator, Iterator
@@ -52,11 +55,47 @@ def pytest_configure(config: pytest.Config) -> None:
 FIRST = ("tests/faults/", "tests/browser/")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+# A test on the event loop is cancelled this long before pytest-timeout's alarm (pyproject.toml's
+# ``timeout``, or the test's own mark): its ``finally`` blocks and fixtures then stop what it started
+# and it fails with the line it waited on. The alarm itself stops the loop mid-step, from outside,
+# and leaves the worker's loop and fixtures broken, so that the worker's later tests error too.
+LOOP_GRACE = 20.0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     def area(item: pytest.Item) -> int:
         return next((i for i, prefix in enumerate(FIRST) if item.nodeid.startswith(prefix)), len(FIRST))
 
     items.sort(key=area)  # stable: within an area, the files' own order
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            limit = _timeout(config, item) - LOOP_GRACE
+            if limit > LOOP_GRACE:
+                item.obj = _within(item.obj, limit)
+
+
+def _timeout(config: pytest.Config, item: pytest.Item) -> float:
+    """pytest-timeout's limit for ``item``: its ``timeout`` mark's, else the configured one (0: none)."""
+    mark = item.get_closest_marker("timeout")
+    if mark is not None and (mark.args or "timeout" in mark.kwargs):
+        return float(mark.args[0] if mark.args else mark.kwargs["timeout"] or 0)
+    return float(config.getini("timeout") or 0)
+
+
+def _within(test: Any, seconds: float) -> Any:
+    @functools.wraps(test)
+    async def bounded(*args: Any, **kwargs: Any) -> Any:
+        scope = asyncio.timeout(seconds)
+        try:
+            async with scope:
+                return await test(*args, **kwargs)
+        except TimeoutError as exc:
+            if scope.expired():
+                raise TimeoutError(f"still running after {seconds:.0f} s: cancelled {LOOP_GRACE:.0f} s before "
+                                   "pytest-timeout's limit, so that its clean-up runs") from exc
+            raise
+
+    return bounded
 
 
 def _skip_reason(report: pytest.CollectReport | pytest.TestReport) -> str:

@@ -1,7 +1,12 @@
 """A self-heal cut short (issue 16): the heal after a mapping fix runs in one process's memory; when
 that process stops or is killed before it claimed every posting, a worker's sweep finds the
 FAILED postings the mapping heals, in the database, and retries them. None stays FAILED for good,
-none is posted twice."""
+none is posted twice.
+
+A heal into the built-in ledger loads each payment in place, one write each, in chunks of 500 with no
+pacing: it is over within a second or two. The heals cut short here are into a practice's own system
+(the reference system over HTTP), whose replays the pacer spaces out: those take long enough to be
+stopped or killed mid-way."""
 
 from __future__ import annotations
 
@@ -9,14 +14,16 @@ import asyncio
 import signal
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 import httpx
+import pytest
 
 from paypost.bench.load import TOKEN
 from paypost.bootstrap import Paypost
 from paypost.infra.mongo.database import Collections, connect
 from paypost.infra.runtime.settings import Settings
-from tests.support.ledgers import builtin_entries
+from tests.support.ledgers import ReferenceLedger, builtin_entries
 from tests.support.processes import GuardedProcess
 from tests.support.tokens import OPERATOR
 from tests.support.upstream import Upstream
@@ -25,6 +32,39 @@ from tests.support.waits import wait_for
 ACCOUNT = "acct-cut"
 N = 600  # more than one claim's chunk (500): a heal stopped in its first chunk leaves 100 FAILED
 SLOW = 50.0  # replays a second in the process that heals, so that it is stopped mid-way
+
+# The payment ids of the entries a ledger holds for ``ids``, once per entry (a double post counts twice).
+Posted = Callable[[list[str]], Awaitable[Counter[str]]]
+
+
+@pytest.fixture
+async def paced_practice(api: httpx.AsyncClient, system: ReferenceLedger) -> str:
+    """clinic-a posting to the reference system over HTTP: a heal replays through the queue, paced."""
+    r = await api.put("/api/v1/practices/clinic-a", json={
+        "name": "Clinic A", "ledger": {"kind": "http", "base_url": system.url, "timeout_seconds": 2, "tasks": False},
+        "enabled": True})
+    assert r.status_code == 200, r.text
+    return "clinic-a"
+
+
+def posted_to(system: ReferenceLedger) -> Posted:
+    """Each payment's entries in the reference system: the posts it answered with a new entry."""
+    async def posted(ids: list[str]) -> Counter[str]:
+        keys = {f"paypost:clinic-a:{pid}": pid for pid in ids}
+        held = Counter(keys[k] for k in system.state.entries if k in keys)
+        created = Counter(keys[k] for method, k in system.state.entry_requests if method == "POST" and k in keys)
+        assert created == held  # no post after the first of a payment (none failed or lost its answer here)
+        return held
+
+    return posted
+
+
+def posted_to_the_builtin_ledger(c: Collections) -> Posted:
+    async def posted(ids: list[str]) -> Counter[str]:
+        return Counter(e["payment_id"] for e in await builtin_entries(
+            c, practice_id="clinic-a", payment_id={"$in": ids}, refund_id=None))
+
+    return posted
 
 
 async def fail_for_want_of_a_mapping(upstream: Upstream, c: Collections, n: int = N) -> list[str]:
@@ -45,7 +85,8 @@ async def failed_with_a_mapping(c: Collections, ids: list[str]) -> int:
     return await c.postings.count_documents({"payment_id": {"$in": ids}, "load_status": "FAILED"})
 
 
-async def the_worker_sweeps_then_all_load_once(worker: Paypost, c: Collections, ids: list[str]) -> None:
+async def the_worker_sweeps_then_all_load_once(worker: Paypost, c: Collections, ids: list[str],
+                                               posted: Posted) -> None:
     n = len(ids)
     await worker.reactions.sweep_all()  # what every worker runs every 30 s, and at its start
     assert await failed_with_a_mapping(c, ids) == 0
@@ -57,13 +98,12 @@ async def the_worker_sweeps_then_all_load_once(worker: Paypost, c: Collections, 
         return await c.postings.count_documents({"payment_id": {"$in": ids}, "load_status": "LOADED"}) == n
 
     await wait_for(all_loaded, timeout=120, interval=0.3)
-    entries = Counter(e["payment_id"] for e in await builtin_entries(
-        c, practice_id="clinic-a", payment_id={"$in": ids}, refund_id=None))
+    entries = await posted(ids)
     assert len(entries) == n and set(entries.values()) == {1}  # each posted once
 
 
 async def test_a_heal_stopped_mid_way_is_finished_by_a_workers_sweep(
-    paypost: Paypost, settings: Settings, upstream: Upstream, practice: str,
+    paypost: Paypost, settings: Settings, upstream: Upstream, paced_practice: str, system: ReferenceLedger,
 ) -> None:
     c = paypost.collections
     ids = await fail_for_want_of_a_mapping(upstream, c)
@@ -77,7 +117,7 @@ async def test_a_heal_stopped_mid_way_is_finished_by_a_workers_sweep(
         async with httpx.AsyncClient(transport=transport, base_url="http://paypost",
                                      headers={"Authorization": f"Bearer {OPERATOR}"}) as api:
             r = await api.put(f"/api/v1/practices/clinic-a/patient-accounts/{ACCOUNT}/mapping",
-                              json={"ehr_patient_id": "EHR-2"})
+                              json={"ehr_patient_id": "EHR-1"})
             assert r.status_code == 200 and r.json()["retried"] == N, r.text
         await asyncio.sleep(2)
         await healer.stop()
@@ -86,11 +126,11 @@ async def test_a_heal_stopped_mid_way_is_finished_by_a_workers_sweep(
         if not stopped:
             await healer.stop()
     assert await failed_with_a_mapping(c, ids) > 0  # the heal was cut short
-    await the_worker_sweeps_then_all_load_once(paypost, c, ids)
+    await the_worker_sweeps_then_all_load_once(paypost, c, ids, posted_to(system))
 
 
 async def test_a_heal_whose_process_is_killed_is_finished_by_a_workers_sweep(
-    paypost: Paypost, settings: Settings, upstream: Upstream, practice: str,
+    paypost: Paypost, settings: Settings, upstream: Upstream, paced_practice: str, system: ReferenceLedger,
 ) -> None:
     c = paypost.collections
     ids = await fail_for_want_of_a_mapping(upstream, c)
@@ -100,7 +140,7 @@ async def test_a_heal_whose_process_is_killed_is_finished_by_a_workers_sweep(
     try:
         async with httpx.AsyncClient(base_url=healer.base, headers={"Authorization": f"Bearer {TOKEN}"}) as api:
             r = await api.put(f"/api/v1/practices/clinic-a/patient-accounts/{ACCOUNT}/mapping",
-                              json={"ehr_patient_id": "EHR-2"}, timeout=30)
+                              json={"ehr_patient_id": "EHR-1"}, timeout=30)
             assert r.status_code == 200 and r.json()["retried"] == N, r.text
         await asyncio.sleep(2)
         assert healer.proc is not None
@@ -109,7 +149,7 @@ async def test_a_heal_whose_process_is_killed_is_finished_by_a_workers_sweep(
     finally:
         healer.stop()
     assert await failed_with_a_mapping(c, ids) > 0  # the heal was cut short
-    await the_worker_sweeps_then_all_load_once(paypost, c, ids)
+    await the_worker_sweeps_then_all_load_once(paypost, c, ids, posted_to(system))
 
 
 async def test_a_heal_whose_retries_ran_out_on_a_failover_is_finished_by_a_workers_sweep(
@@ -138,7 +178,7 @@ async def test_a_heal_whose_retries_ran_out_on_a_failover_is_finished_by_a_worke
     finally:
         await healer.stop()
     assert attempts > 1 and await failed_with_a_mapping(c, ids) == len(ids)  # retried, then given up
-    await the_worker_sweeps_then_all_load_once(paypost, c, ids)
+    await the_worker_sweeps_then_all_load_once(paypost, c, ids, posted_to_the_builtin_ledger(c))
 
 
 def test_the_sweep_reads_the_mapping_failures_through_their_index(settings: Settings) -> None:
