@@ -23,6 +23,8 @@ from paypost.producers.replay import replay
 log = structlog.get_logger("paypost.operations")
 
 CHUNK = 500
+# Chunks a heal or an unstoppable retry has in flight at once (``PostingOperations._chunks_in_flight``).
+IN_FLIGHT = 2
 # An operator's retry (Save Changes) claims and replays this many at a time, reading between them
 # whether the operation was cancelled: a Stop takes effect within one such chunk (a fraction of a second).
 STOPPABLE_CHUNK = 50
@@ -104,30 +106,71 @@ class PostingOperations:
         ``stopped`` is asked before each chunk: once it says so, the rest is not replayed (it stays
         FAILED) and each of those items is a ``cancelled`` result."""
         keys = [PostingKey(practice_id, p) for p in _unique(payment_ids)]
-        results: list[ItemResult] = []
-        size = CHUNK if stopped is None else STOPPABLE_CHUNK
-        for start, chunk in enumerate(chunks(keys, size)):
-            if stopped is not None and await stopped():
-                rest = keys[start * size:]
-                results += [ItemResult(k.payment_id, "retry", "cancelled",
-                                       "Stopped before it was replayed: still FAILED.") for k in rest]
-                log.info("retry_cancelled", practice_id=practice_id, command_id=command_id, left=len(rest))
-                break
-            audit = AuditEntry(at=self._clock(), actor=actor, action=action, reason=reason,
-                               detail=f"command {command_id}")
-            done_here = await self._here(practice_id, chunk, command_id, audit) if self._here else set()
+
+        def audit() -> AuditEntry:
+            return AuditEntry(at=self._clock(), actor=actor, action=action, reason=reason,
+                              detail=f"command {command_id}")
+
+        if stopped is None:
+            results = await self._chunks_in_flight(practice_id, keys, command_id, audit)
+        else:
+            results, queue_turn = [], asyncio.Lock()
+            for start, chunk in enumerate(chunks(keys, STOPPABLE_CHUNK)):
+                if await stopped():
+                    rest = keys[start * STOPPABLE_CHUNK:]
+                    results += [ItemResult(k.payment_id, "retry", "cancelled",
+                                           "Stopped before it was replayed: still FAILED.") for k in rest]
+                    log.info("retry_cancelled", practice_id=practice_id, command_id=command_id, left=len(rest))
+                    break
+                results += await self._retry_chunk(practice_id, chunk, command_id, audit(), queue_turn)
+        if claimed_count := sum(r.result == "retried" for r in results):
+            metrics.RETRIED.labels(action).inc(claimed_count)
+            log.info("postings_retried", practice_id=practice_id, count=claimed_count, actor=actor, action=action)
+        return results
+
+    async def _chunks_in_flight(self, practice_id: str, keys: list[PostingKey], command_id: str,
+                                audit: Callable[[], AuditEntry]) -> list[ItemResult]:
+        """Every chunk of ``keys``, IN_FLIGHT of them at a time: a retry in place waits on the
+        database and the broker for most of its time, which the others' work fills. What goes
+        through the queue is claimed a chunk at a time, as before, once the chunk before was sent
+        (paced): a heal stopped mid-way leaves the rest FAILED, not claimed. The results in the
+        keys' order; the first error cancels the chunks not yet done (what they wrote is written
+        once: a retry of the same command claims only what is still FAILED)."""
+        room, failed, queue_turn = asyncio.Semaphore(IN_FLIGHT), asyncio.Event(), asyncio.Lock()
+
+        async def one(chunk: list[PostingKey]) -> list[ItemResult]:
+            async with room:
+                if failed.is_set():  # the room a failed chunk left: nothing more starts
+                    return []
+                try:
+                    return await self._retry_chunk(practice_id, chunk, command_id, audit(), queue_turn)
+                except BaseException:
+                    failed.set()
+                    raise
+
+        running = [asyncio.ensure_future(one(chunk)) for chunk in chunks(keys)]
+        try:
+            done = await asyncio.gather(*running)
+        except BaseException:
+            for task in running:
+                task.cancel()
+            raise
+        return [result for part in done for result in part]
+
+    async def _retry_chunk(self, practice_id: str, chunk: list[PostingKey], command_id: str,
+                           audit: AuditEntry, queue_turn: asyncio.Lock) -> list[ItemResult]:
+        """Retry one chunk: what loads at once in paypost's database, in place; the rest claimed
+        and replayed through the queue, paced, one chunk's at a time (``queue_turn``). Each key's result."""
+        done_here = await self._here(practice_id, chunk, command_id, audit) if self._here else set()
+        async with queue_turn:
             claimed = await self._store.claim_for_retry([k for k in chunk if k not in done_here], command_id, audit)
             sending = []
             for posting, message in claimed:  # paced, with the broker's confirms awaited together
                 await self._pacer.wait()
                 sending.append(asyncio.ensure_future(self._send_back(posting, message, audit)))
             await asyncio.gather(*sending)
-            states = await self._store.states(chunk)
-            results += [retry_result(key, states.get(key), command_id) for key in chunk]
-        if claimed_count := sum(r.result == "retried" for r in results):
-            metrics.RETRIED.labels(action).inc(claimed_count)
-            log.info("postings_retried", practice_id=practice_id, count=claimed_count, actor=actor, action=action)
-        return results
+        states = await self._store.states(chunk)
+        return [retry_result(key, states.get(key), command_id) for key in chunk]
 
     async def _send_back(self, posting: Posting, message: KeptMessage, audit: AuditEntry) -> None:
         await replay(self._publish, message, posting.replays)

@@ -233,15 +233,20 @@ class PostingService:
             return set()
         ledger, _ = await self._ledger_for(practice_id)
         postings = await self._postings.retryable_payments(keys, token)
-        loaded = await asyncio.gather(*(self._retry_here(ledger, p, token, retry) for p in postings))
+        # A chunk is as a rule one account's (a heal after its mapping was entered): its mapping read once.
+        accounts = list({p.patient_account_id for p in postings if p.patient_account_id is not None})
+        mapped = dict(zip(accounts, await asyncio.gather(*(self._mappings.get(practice_id, a) for a in accounts)),
+                          strict=True))
+        loaded = await asyncio.gather(*(
+            self._retry_here(ledger, p, mapped.get(p.patient_account_id) if p.patient_account_id else None, token,
+                             retry) for p in postings))
         return {p.key for p, done in zip(postings, loaded, strict=True) if done}
 
-    async def _retry_here(self, ledger: Ledger, posting: Posting, token: str, retry: AuditEntry) -> bool:
+    async def _retry_here(self, ledger: Ledger, posting: Posting, mapped: str | None, token: str,
+                          retry: AuditEntry) -> bool:
         started, at = time.perf_counter(), self._clock()
         try:
-            held = await self._mapping_for(posting)
-            ehr_patient_id = choose_patient(held.ehr_patient_id if held else None,
-                                            posting.event_ehr_patient_id).ehr_patient_id
+            ehr_patient_id = choose_patient(mapped, posting.event_ehr_patient_id).ehr_patient_id
             receipt = await ledger.post(entry_for(posting, ehr_patient_id, None))
         except LoadFailure:
             return False  # it fails again: through the queue, to fail (and be dead-lettered) as any retry does
