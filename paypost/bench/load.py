@@ -115,7 +115,9 @@ class PaypostProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.base = f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> None:
+    async def start(self, probe: str = "/readyz") -> None:
+        """Start it and wait until ``probe`` answers 200 (``/healthz``: it is up, whether or not its
+        database and broker answer it at once, as under a backlog of thousands)."""
         paypost = str(Path(sys.executable).with_name("paypost"))
         sink = self.output.open("ab") if self.output is not None else None
         try:
@@ -128,10 +130,10 @@ class PaypostProcess:
         async with httpx.AsyncClient() as client:
             for _ in range(300):
                 with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{self.base}/readyz", timeout=1)).status_code == 200:
+                    if (await client.get(f"{self.base}{probe}", timeout=1)).status_code == 200:
                         return
                 await asyncio.sleep(0.1)
-        raise RuntimeError("paypost did not become ready")
+        raise RuntimeError(f"paypost (paypost run --role {self.role}) did not answer {probe} with 200 in time")
 
     def peak_rss_mb(self) -> float:
         assert self.proc is not None

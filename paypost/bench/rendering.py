@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 class Results:
     rows: list[tuple[str, str, str]] = field(default_factory=list)
     figures: dict[str, float] = field(default_factory=dict)
+    stopped_by: str | None = None  # what ended the run before its last phase: the figures are those before
 
     def add(self, name: str, value: float, unit: str, key: str | None = None, note: str = "") -> None:
         places = ".2f" if value < 10 else ",.1f" if value < 1000 else ",.0f"
@@ -32,7 +33,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def render(results: Results, quick: bool, elapsed: float) -> str:
-    width = max(len(r[0]) for r in results.rows)
+    width = max((len(r[0]) for r in results.rows), default=0)
     lines = [f"paypost bench{' --quick' if quick else ''} ({elapsed:.0f} s, {os.cpu_count()} cores)", ""]
     for name, value, note in results.rows:
         lines.append(f"  {name:<{width}}  {value:>18}  {note}")

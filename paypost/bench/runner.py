@@ -37,9 +37,17 @@ class Sizes:
 
 
 async def run(quick: bool, log: Callable[[str], None]) -> Results:
-    """Every phase, at the quick or the full sizes; ``log`` hears what each is doing."""
-    sizes = Sizes.of(quick)
+    """Every phase, at the quick or the full sizes; ``log`` hears what each is doing. A phase that
+    fails ends the run with what was measured before it, and says why (``Results.stopped_by``)."""
     results = Results()
+    try:
+        await _phases(Sizes.of(quick), results, log)
+    except Exception as exc:  # noqa: BLE001 - a measuring tool: the figures so far, and what stopped it
+        results.stopped_by = f"{type(exc).__name__}: {exc}"
+    return results
+
+
+async def _phases(sizes: Sizes, results: Results, log: Callable[[str], None]) -> None:
     wall_offset = time.time() - time.perf_counter()
     async with services(log) as (amqp, mongo):
         base = await baseline.measure(amqp, sizes.baseline, results, log)
@@ -54,7 +62,6 @@ async def run(quick: bool, log: Callable[[str], None]) -> Results:
         await growth.measure(amqp, mongo, results, log, wall_offset, practices=sizes.grown_practices,
                              postings=sizes.grown_postings, light_seconds=sizes.light_seconds,
                              idle_seconds=sizes.idle_seconds)
-    return results
 
 
 async def run_scaling(quick: bool, log: Callable[[str], None]) -> Results:

@@ -27,3 +27,7 @@ def bench(
     results = asyncio.run(measured(quick, lambda line: err.print(f"[dim]{line}[/dim]")))
     print(render(results, quick, time.perf_counter() - started))
     print(json.dumps(results.figures if scaling else summary(results)))
+    if results.stopped_by:
+        err.print(f"[red]The bench stopped before its last phase: {results.stopped_by}. "
+                  "The figures above are those measured before it.[/red]")
+        raise typer.Exit(1)

@@ -120,3 +120,25 @@ def test_wakeups_count_each_sleep_of_every_thread_and_only_the_carriers_are_summ
     woken = {"paypost": 7.0, "mongod": 40.0, "RabbitMQ": 110.0, "bench publisher": 18.0}
     assert wakeups_carried(woken) == 157.0
     assert wakeups_detail(woken) == "paypost 7.0, mongod 40.0, RabbitMQ 110.0"
+
+
+def test_a_phase_that_fails_ends_the_run_with_the_figures_before_it_and_says_why(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from typer.testing import CliRunner
+
+    from paypost.bench import runner
+    from paypost.bench.rendering import Results
+    from paypost.cli import app
+
+    async def phases(sizes: runner.Sizes, results: Results, log: Any) -> None:
+        results.add("baseline: broker round trip", 2_000.0, "msg/s", "baseline_pps")
+        raise RuntimeError("paypost (paypost run --role all) did not answer /readyz with 200 in time")
+
+    monkeypatch.setattr(runner, "_phases", phases)
+    result = CliRunner().invoke(app, ["bench", "--quick"])
+    assert result.exit_code == 1
+    assert "baseline: broker round trip" in result.stdout and '"baseline_pps": 2000.0' in result.stdout
+    said = " ".join(result.output.split())  # the console wraps its lines
+    assert "The bench stopped before its last phase: RuntimeError: paypost (paypost run --role all) did not " \
+           "answer /readyz" in said
+    assert "Traceback" not in result.output

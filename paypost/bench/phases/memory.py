@@ -19,7 +19,7 @@ async def measure(rig: Rig, backlog: int) -> None:
         await rig.publisher.many([(f"m{waiting}-{i}", payment(f"m{waiting}-{i}", f"acct-{i % 500}", "EHR-2"))
                                   for i in range(waiting)])
         worker = PaypostProcess(rig.amqp, rig.mongo, rig.db)
-        await worker.start()
+        await worker.start(probe="/healthz")  # its readiness may lag while the backlog floods it
         await wait_count(rig.c, {"_id": {"$regex": f"^{PRACTICE}/m{waiting}-"}, "load_status": "LOADED"}, waiting)
         peaks.append(worker.peak_rss_mb())
         worker.stop()
