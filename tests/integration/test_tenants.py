@@ -324,7 +324,8 @@ async def test_an_open_live_feed_ends_once_its_key_is_revoked_or_expired(paypost
 
     from paypost.local.servers import free_port
 
-    expires = datetime.now(UTC) + timedelta(seconds=2) if ends_by == "expired" else None
+    # Long enough for the feed to open first on cores other test workers keep busy (2 s was not).
+    expires = datetime.now(UTC) + timedelta(seconds=8) if ends_by == "expired" else None
     r = await api.post("/api/v1/api-keys", headers=auth(ROOT), json={
         "name": "feed", "role": "viewer", "practices": ["*"],
         "expires_at": expires.isoformat() if expires else None})
@@ -346,7 +347,8 @@ async def test_an_open_live_feed_ends_once_its_key_is_revoked_or_expired(paypost
             await asyncio.sleep(0.5)
             if ends_by == "revoked":  # open, then revoked while it streams
                 assert (await api.delete(f"/api/v1/api-keys/{made['key_id']}", headers=auth(ROOT))).is_success
-            rest = await asyncio.wait_for(_to_the_end(lines), timeout=5)  # it ends by itself
+            left = (expires - datetime.now(UTC)).total_seconds() if expires else 0.0
+            rest = await asyncio.wait_for(_to_the_end(lines), timeout=left + 5)  # it ends by itself
         assert "event: end" in rest and "revoked or has expired" in rest
         async with httpx.AsyncClient() as client:
             assert (await client.get(url, headers=auth(made["token"]))).status_code == 401
