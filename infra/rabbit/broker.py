@@ -340,6 +340,8 @@ def publisher(path: str, amqp: Amqp) -> BasicPublisher | FramedPublisher:
             return FramedPublisher(amqp)
         log.warning("framed_publisher_off", reason=reason, publishing_with="basic")
     return BasicPublisher(amqp)
+
+
 Publisher = FramedPublisher
 
 
