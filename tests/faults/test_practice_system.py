@@ -81,7 +81,10 @@ async def test_the_system_down_for_90_seconds_while_2000_payments_flow(
                             ledger_entries=entries_as_figures(system))
     report.append(figures)
     assert (figures.lost, figures.double_posts, figures.pending, figures.failed) == (0, 0, 0, 0)
-    assert held > n / 3  # the premise: they were HELD once the outage passed 60 s, not FAILED
+    # The premise: they were HELD once the outage passed 60 s, not FAILED. Counted from each posting's
+    # trail: a count of HELD rows as the flow ended is a moment, which on busy cores fell in the middle
+    # of the held practice's rows being parked one by one, or of their release.
+    assert held_events > n / 3
     assert held_events >= held
     loaded_in = [e["payment_id"] for e in system.state.entries.values()]
     # In the order received; payments whose own first try was under way as the outage began may
