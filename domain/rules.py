@@ -64,6 +64,11 @@ class ItemResult:
     message: str
 
 
+def retried(key: PostingKey) -> ItemResult:
+    """An item the retry sent back for loading (or loaded at once, in place)."""
+    return ItemResult(key.payment_id, "retry", "retried", "Sent back for loading.")
+
+
 def retry_result(key: PostingKey, state: PostingState | None, command_id: str) -> ItemResult:
     """What became of one item of retry ``command_id``, read after its claim."""
 
@@ -73,7 +78,7 @@ def retry_result(key: PostingKey, state: PostingState | None, command_id: str) -
     if state is None:
         return item("rejected", f"No posting {key.payment_id} for practice {key.practice_id}.")
     if state.retry_token == command_id:
-        return item("retried", "Sent back for loading.")
+        return retried(key)
     if state.load_status in FINAL:
         return item("unchanged", f"Already {state.load_status.value}: nothing to retry.")
     if state.load_status in IN_FLIGHT:

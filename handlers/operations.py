@@ -14,7 +14,7 @@ from paypost.domain.events import PostingCleared, PostingRetried
 from paypost.domain.ports.events import Publish
 from paypost.domain.ports.postings import ClearEvidence, FailedSelection, PostingCommands
 from paypost.domain.posting import PAYPOST_ACTOR, AuditEntry, KeptMessage, Posting, PostingKey
-from paypost.domain.rules import MAPPING_FIXES, ItemResult, clear_result, retry_result
+from paypost.domain.rules import MAPPING_FIXES, ItemResult, clear_result, retried, retry_result
 from paypost.handlers import metrics
 from paypost.handlers.clock import Clock, utc_now
 from paypost.handlers.messagebus import MessageBus
@@ -169,8 +169,10 @@ class PostingOperations:
                 await self._pacer.wait()
                 sending.append(asyncio.ensure_future(self._send_back(posting, message, audit)))
             await asyncio.gather(*sending)
-        states = await self._store.states(chunk)
-        return [retry_result(key, states.get(key), command_id) for key in chunk]
+        # What loaded in place was retried by this command (its token is on the row): only the rest is read back.
+        states = await self._store.states(rest) if (rest := [k for k in chunk if k not in done_here]) else {}
+        return [retried(key) if key in done_here else retry_result(key, states.get(key), command_id)
+                for key in chunk]
 
     async def _send_back(self, posting: Posting, message: KeptMessage, audit: AuditEntry) -> None:
         await replay(self._publish, message, posting.replays)

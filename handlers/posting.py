@@ -204,6 +204,11 @@ class PostingService:
         # by the self-healing's check of a mapping failure (handlers/healing.py).
         if not replayed:
             if await self._posts_with_its_row(fresh.key.practice_id, trying):
+                if fresh.kind is PostingKind.PAYMENT:
+                    # Insert first: a payment's row is looked up only if its outcome's insert finds it
+                    # taken (``_raced``), so a first delivery waits for one read, its mapping, not two.
+                    # A refund or reversal is counted against its payment before its entry: it looks first.
+                    return await self._load(fresh, await self._mapping_for(fresh), first=First(message, received))
                 existing, held = await asyncio.gather(self._postings.get(fresh.key), self._mapping_for(fresh))
                 if existing is None:
                     return await self._load(fresh, held, first=First(message, received))

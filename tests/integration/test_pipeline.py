@@ -17,7 +17,7 @@ import pytest
 from paypost.bootstrap import Paypost
 from paypost.domain.load_errors import LoadErrorCode, load_error
 from paypost.domain.model import LoadStatus
-from paypost.domain.posting import Integration, KeptMessage, LedgerEntryRequest, LedgerReceipt
+from paypost.domain.posting import Integration, KeptMessage, LedgerEntryRequest, LedgerReceipt, Posting, PostingKey
 from paypost.handlers.posting import Disposition, Outcome
 from paypost.infra.mongo.database import Collections, connect
 from paypost.infra.rabbit.watch import watch_events
@@ -501,6 +501,32 @@ async def test_two_deliveries_of_a_new_payment_at_once_make_one_row_one_entry_on
     row = await get_posting(api, practice, body["payment_id"])
     assert row is not None and row["attempts_count"] == 1
     assert [a["action"] for a in row["audit"]] == ["received", "loaded"]
+    assert len([e for e in await ledger(api, practice, "EHR-1") if e["payment_id"] == body["payment_id"]]) == 1
+
+
+async def test_a_new_payment_is_inserted_with_its_outcome_before_its_row_is_ever_read(
+    paypost: Paypost, api: httpx.AsyncClient, practice: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Insert first: a first delivery waits for its mapping's read alone; its row is read only once
+    an insert finds it taken, which makes the next delivery of the same payment a duplicate."""
+    read: list[str] = []
+    get = paypost.postings.get
+
+    async def counted_get(key: PostingKey) -> Posting | None:
+        read.append(key.payment_id)
+        return await get(key)
+
+    monkeypatch.setattr(paypost.postings, "get", counted_get)
+    body = payment_body(payment_id=f"pay-{uuid.uuid4().hex[:8]}")
+    message = KeptMessage(orjson.dumps(body), "payment.posted", None, {})
+
+    first = await paypost.posting_service.handle(message)
+    assert (first.load_status, read) == (LoadStatus.LOADED, [])
+    again = await paypost.posting_service.handle(message)
+
+    assert (again.disposition, again.load_status, read) == (Disposition.ACK, LoadStatus.LOADED, [body["payment_id"]])
+    row = await get_posting(api, practice, body["payment_id"])
+    assert row is not None and [a["action"] for a in row["audit"]] == ["received", "loaded"]
     assert len([e for e in await ledger(api, practice, "EHR-1") if e["payment_id"] == body["payment_id"]]) == 1
 
 
