@@ -342,9 +342,6 @@ def publisher(path: str, amqp: Amqp) -> BasicPublisher | FramedPublisher:
     return BasicPublisher(amqp)
 
 
-Publisher = FramedPublisher
-
-
 def kept_message(raw: AbstractIncomingMessage, arrived_at: datetime | None = None) -> KeptMessage:
     """The delivery as paypost keeps it: exact body, original routing key, id and headers."""
     headers = dict(raw.headers or {})

@@ -23,7 +23,7 @@ from paypost.bench.load import TOKEN
 from paypost.bootstrap import Paypost
 from paypost.infra.mongo.database import Collections, connect
 from paypost.infra.runtime.settings import Settings
-from tests.support.ledgers import ReferenceLedger, builtin_entries
+from tests.support.ledgers import ReferenceLedger, builtin_entries, entry_key
 from tests.support.processes import GuardedProcess
 from tests.support.tokens import OPERATOR
 from tests.support.upstream import Upstream
@@ -50,7 +50,7 @@ async def paced_practice(api: httpx.AsyncClient, system: ReferenceLedger) -> str
 def posted_to(system: ReferenceLedger) -> Posted:
     """Each payment's entries in the reference system: the posts it answered with a new entry."""
     async def posted(ids: list[str]) -> Counter[str]:
-        keys = {f"paypost:clinic-a:{pid}": pid for pid in ids}
+        keys = {entry_key("clinic-a", pid): pid for pid in ids}
         held = Counter(keys[k] for k in system.state.entries if k in keys)
         created = Counter(keys[k] for method, k in system.state.entry_requests if method == "POST" and k in keys)
         assert created == held  # no post after the first of a payment (none failed or lost its answer here)

@@ -27,7 +27,7 @@ from paypost.infra.mongo.database import connect
 from paypost.infra.runtime.settings import Settings
 from paypost.local.reference_ledger import Faults
 from tests.support.api_calls import wait_status
-from tests.support.ledgers import PATIENT, ReferenceLedger, serve_reference_ledger
+from tests.support.ledgers import PATIENT, ReferenceLedger, entry_key, serve_reference_ledger
 from tests.support.payloads import payment_body
 from tests.support.processes import GuardedProcess
 from tests.support.upstream import Upstream
@@ -55,7 +55,7 @@ async def pms_practice(api: httpx.AsyncClient, system: ReferenceLedger) -> str:
 
 
 def key(payment_id: str, practice_id: str = PMS) -> str:
-    return f"paypost:{practice_id}:{payment_id}"
+    return entry_key(practice_id, payment_id)
 
 
 def requests_for(system: ReferenceLedger, payment_id: str, practice_id: str = PMS) -> list[str]:

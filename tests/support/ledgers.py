@@ -150,6 +150,11 @@ class ReferenceLedger:
         return f"/entries/{request.idempotency_key}"
 
 
+def entry_key(practice_id: str, payment_id: str) -> str:
+    """The Idempotency-Key paypost sends a system for a payment's entry (``LedgerEntryRequest``)."""
+    return f"paypost:{practice_id}:{payment_id}"
+
+
 @contextlib.asynccontextmanager
 async def serve_reference_ledger(state: LedgerState | None = None) -> AsyncIterator[ReferenceLedger]:
     """The reference ledger on a free port of 127.0.0.1, on this event loop, until the block ends."""
