@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
 
@@ -55,6 +56,8 @@ class Periods:
         self._open_late_task = open_late_task
         self._announce = announce
         self._clock = clock
+        # Each time zone's month now, as instants [start, end): a payment of it needs no conversion.
+        self._this_month: dict[str, tuple[datetime, datetime]] = {}
 
     async def month(self, practice_id: str, month: str) -> Month:
         """The month's figures, rows, readiness and close (``PeriodError`` for a month not written YYYY-MM)."""
@@ -110,6 +113,14 @@ class Periods:
             if posting is not None:
                 await self.loaded(PostingLoaded(posting, had_failed=False))
 
+    def _month_now(self, time_zone: str) -> tuple[datetime, datetime]:
+        """The current month in ``time_zone``, as the instants it starts and ends (kept until it ends)."""
+        now = self._clock()
+        known = self._this_month.get(time_zone)
+        if known is None or not known[0] <= now < known[1]:
+            known = self._this_month[time_zone] = month_bounds(month_of(now, time_zone), time_zone)
+        return known
+
     async def loaded(self, event: PostingLoaded) -> None:
         """A posting of a closed month loaded: mark it late, and open an office task (once)."""
         posting = event.posting
@@ -117,9 +128,9 @@ class Periods:
             return
         practice_id = posting.key.practice_id
         time_zone, _ = await self._settings.settings_of(practice_id)
-        month = month_of(posting.occurred_at, time_zone)
-        if month >= month_of(self._clock(), time_zone):
+        if posting.occurred_at >= self._month_now(time_zone)[0]:
             return  # the current month (or a later one) is never closed: no round trip on the busy path
+        month = month_of(posting.occurred_at, time_zone)
         if month not in await self._store.closed_months(practice_id):
             return
         audit = AuditEntry(self._clock(), PAYPOST_ACTOR, "late_for_closed_period",

@@ -11,6 +11,7 @@ from typing import Any
 
 from paypost.domain.alerts import Alert
 from paypost.domain.deposits import ReconciliationSettings
+from paypost.domain.events import PostingLoaded
 from paypost.domain.model import LoadStatus, PostingKind
 from paypost.domain.periods import MonthFacts, PeriodRow, Total
 from paypost.domain.posting import AuditEntry, Posting, PostingKey
@@ -104,3 +105,37 @@ async def test_without_a_lookup_the_close_is_as_before() -> None:
                       clock=lambda: datetime(2026, 11, 2, tzinfo=UTC))
     await periods.close("clinic-a", MONTH, "October closed", "alice")
     assert store.late == []
+
+
+class NewYork(Settings):
+    async def settings_of(self, practice_id: str) -> tuple[str, ReconciliationSettings]:
+        return "America/New_York", ReconciliationSettings()
+
+
+async def test_a_load_tells_the_current_month_in_the_practices_time_zone_as_the_clock_moves_on() -> None:
+    """A load learns whether its payment's month is the current one without converting its time
+    (the month's bounds are kept until it ends): October 31st, 23:30 in New York is November in UTC,
+    still October there; once the clock passes November's start there, October may be closed."""
+    store = Store()
+    store.record = {"rows": 0}  # October is closed
+    now = [datetime(2026, 11, 1, 3, 0, tzinfo=UTC)]  # 23:00 on October 31st in New York
+    opened: list[str] = []
+
+    async def open_late_task(posting: Posting, month: str) -> Alert | None:
+        opened.append(posting.key.payment_id)
+        return None
+
+    def loaded(payment_id: str, at: datetime) -> PostingLoaded:
+        return PostingLoaded(Posting(key=PostingKey("clinic-a", payment_id), kind=PostingKind.PAYMENT,
+                                     load_status=LoadStatus.LOADED, event_id="e", received_at=at,
+                                     amount=Decimal("10.00"), currency="USD", occurred_at=at), had_failed=False)
+
+    periods = Periods(store, NewYork(), Directory(), open_late_task, open_late_task,  # type: ignore[arg-type]  # fakes
+                      clock=lambda: now[0])
+    await periods.loaded(loaded("in-october", datetime(2026, 11, 1, 3, 30, tzinfo=UTC)))  # 23:30 there
+    assert store.late == []  # October is the month now in New York: never closed
+    now[0] = datetime(2026, 11, 1, 5, 0, tzinfo=UTC)  # 01:00 on November 1st there
+    await periods.loaded(loaded("late", datetime(2026, 11, 1, 3, 45, tzinfo=UTC)))
+    await periods.loaded(loaded("in-november", datetime(2026, 11, 1, 4, 30, tzinfo=UTC)))
+
+    assert store.late == ["late"] and opened == ["late"]
