@@ -21,6 +21,10 @@ from paypost.domain.triage import FailureGroup, FailureGroupKey, failure_group, 
 from paypost.infra.mongo.database import Collections, Doc
 
 GROUP_INDEX = "failure_groups"
+# A posting without a group, asked so that the group index finds it by its keys alone: missing, its
+# group is null there, and a bound on the index's first field (every practice id is a string) lets
+# the null bound on the second apply. Asked as "$exists: false" alone, every FAILED posting is read.
+WITHOUT_A_GROUP: Doc = {"practice_id": {"$gte": ""}, "$and": [{"group_id": None}, {"group_id": {"$exists": False}}]}
 # The overview of a key's practices (issue 30) reads the FAILED postings by practice through the same
 # partial index as the groups: only FAILED postings are read, never the rest of the collection.
 OVERVIEW_INDEX = GROUP_INDEX
@@ -102,26 +106,30 @@ class MongoFailureGroups:
         await self.backfill()
 
     async def backfill(self, batch: int = 1000) -> int:
-        """Give its group to each FAILED posting written before groups were kept (once, at start)."""
-        done = 0
-        while True:
-            docs = await self._c.find(
-                {"load_status": LoadStatus.FAILED.value, "group_id": {"$exists": False}},
-                {"practice_id": 1, "load_error": 1, "patient_account_id": 1, "refunded_payment_id": 1,
-                 "updated_at": 1}).limit(batch).to_list(None)
-            if not docs:
-                return done
-            writes = []
-            for d in docs:
-                fields = group_fields(d["practice_id"], error_from(d.get("load_error")), d.get("patient_account_id"),
-                                      d.get("refunded_payment_id"), d["updated_at"])
-                # A posting without a Load Error still leaves this loop: it is its own group, by code alone.
-                writes.append(UpdateOne({"_id": d["_id"], "load_status": LoadStatus.FAILED.value,
-                                         "group_id": {"$exists": False}},
-                                        {"$set": fields or {"group_id": "", "group_cause": None,
-                                                            "failed_at": d["updated_at"]}}))
+        """Give its group to each FAILED posting written before groups were kept (once, at start).
+
+        One pass through the FAILED postings' keys in the group index (a posting without a group is
+        under null there), fetching only those without one: a start reads no posting already grouped,
+        however many an office leaves FAILED (the filter skipped them by reading each before)."""
+        done, writes = 0, []
+        cursor = self._c.find(
+            {"load_status": LoadStatus.FAILED.value, **WITHOUT_A_GROUP},
+            {"practice_id": 1, "load_error": 1, "patient_account_id": 1, "refunded_payment_id": 1, "updated_at": 1},
+            hint=GROUP_INDEX, batch_size=batch)
+        async for d in cursor:
+            fields = group_fields(d["practice_id"], error_from(d.get("load_error")), d.get("patient_account_id"),
+                                  d.get("refunded_payment_id"), d["updated_at"])
+            # A posting without a Load Error is its own group, by code alone.
+            writes.append(UpdateOne({"_id": d["_id"], "load_status": LoadStatus.FAILED.value,
+                                     "group_id": {"$exists": False}},
+                                    {"$set": fields or {"group_id": "", "group_cause": None,
+                                                        "failed_at": d["updated_at"]}}))
+            if len(writes) == batch:
+                await self._c.bulk_write(writes, ordered=False)
+                done, writes = done + len(writes), []
+        if writes:
             await self._c.bulk_write(writes, ordered=False)
-            done += len(docs)
+        return done + len(writes)
 
     async def groups(self, practice_id: str | None, scope: Scope) -> list[FailureGroup]:
         # By the partial index: only FAILED postings are read, never the rest of the collection.

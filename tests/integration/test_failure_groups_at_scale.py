@@ -19,7 +19,14 @@ import pytest
 
 from paypost.bootstrap import Paypost
 from paypost.domain.access import EVERY
-from paypost.infra.mongo.failure_groups import GROUP_INDEX, groups_pipeline
+from paypost.infra.mongo.failure_groups import (
+    GROUP_INDEX,
+    WITHOUT_A_GROUP,
+    MongoFailureGroups,
+    error_from,
+    group_fields,
+    groups_pipeline,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -98,3 +105,33 @@ async def test_failure_groups_read_only_the_failed_postings(paypost: Paypost, ap
         timings.append((time.perf_counter() - began) * 1000)
     assert r.json()["statuses"]["FAILED"]["count"] == failed and r.json()["total"]["count"] == TOTAL
     print(f"summary: GET /postings/summary of {TOTAL:,} postings median {statistics.median(timings):.1f} ms")  # noqa: T201 - shown, not asserted
+
+
+@pytest.mark.api_only
+async def test_a_start_groups_the_failed_postings_without_a_group_and_reads_no_other(paypost: Paypost) -> None:
+    """FAILED postings of an earlier version (no group) get theirs at start, each as paypost groups a
+    failure; a start finds them through the group index, fetching no posting that has its group."""
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    grouped = [_doc(i, start) for i in range(4_000)]  # a hundred FAILED among them, grouped
+    earlier = []
+    for i in range(4_000, 4_000 + 3 * FAILED_EVERY, FAILED_EVERY):  # three FAILED as an earlier version wrote them
+        doc = _doc(i, start)
+        for field in ("group_id", "group_cause", "failed_at"):
+            del doc[field]
+        earlier.append(doc)
+    await paypost.collections.postings.insert_many([*grouped, *earlier])
+    store = MongoFailureGroups(paypost.collections)
+
+    explain = await paypost.collections.db.command({
+        "explain": {"find": "postings", "filter": {"load_status": "FAILED", **WITHOUT_A_GROUP},
+                    "hint": GROUP_INDEX},
+        "verbosity": "executionStats"})
+    assert _examined(explain) == [len(earlier)]  # only those without a group are read
+    assert await store.backfill(batch=2) == len(earlier)
+
+    for doc in earlier:
+        row = await paypost.collections.postings.find_one({"_id": doc["_id"]})
+        assert row is not None
+        assert {k: row[k] for k in ("group_id", "group_cause", "failed_at")} == group_fields(
+            "clinic-s", error_from(doc["load_error"]), doc["patient_account_id"], None, start)
+    assert await store.backfill() == 0  # once

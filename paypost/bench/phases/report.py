@@ -17,6 +17,7 @@ from paypost.bench.load import PRACTICE, Publisher
 from paypost.bench.rendering import percentile
 from paypost.bench.rig import Rig
 from paypost.infra.mongo.database import Collections, Doc
+from paypost.infra.mongo.failure_groups import error_from, group_fields
 
 
 async def measure(rig: Rig, rows: int) -> None:
@@ -40,13 +41,16 @@ async def fill_postings(c: Collections, n: int) -> None:
         status = statuses[i % len(statuses)]
         practice = f"clinic-{i % 50}"
         error = {"code": codes[i % 3], "message": "m", "fix": "f"} if status == "FAILED" else None
+        account = f"acct-{i % 5000}"
         batch.append({
             "_id": f"{practice}/s-{i}", "practice_id": practice, "payment_id": f"s-{i}", "kind": "payment",
-            "patient_account_id": f"acct-{i % 5000}", "event_ehr_patient_id": None, "ehr_patient_id": "EHR-1",
+            "patient_account_id": account, "event_ehr_patient_id": None, "ehr_patient_id": "EHR-1",
             "amount": Decimal("10.00"), "currency": "USD", "method": "card",
             "merchant_transfer_id": f"MT-{i // 400}", "event_id": f"e-{i}",
             "load_status": status, "load_error": error, "attempts_count": 1, "attempts": [], "audit": [],
             "received_at": now - timedelta(seconds=n - i), "updated_at": now, "replays": 0, "dead_letters": [],
+            # A FAILED row's failure group, as paypost writes it with the failure.
+            **group_fields(practice, error_from(error), account, None, now),
         })
         if len(batch) == 10_000:
             await c.postings.insert_many(batch, ordered=False)
