@@ -364,16 +364,15 @@ class PostingService:
         against: Against | None = None  # a refund's or reversal's payment (handlers/reversals.py)
         counted = False
         try:
-            if posting.kind in FOLLOWS_A_PAYMENT:
-                # Its payment's patient, known before it can load: its failure, too, belongs to the patient.
-                against = await self._reversals.against(posting)  # WaitsForPayment names the account too
-                account = against.patient_account_id or account
-                ehr_patient_id = against.ehr_patient_id
-            else:
-                held = held or await self._mapping_for(posting)
-                ehr_patient_id = choose_patient(held.ehr_patient_id if held else None,
-                                                posting.event_ehr_patient_id).ehr_patient_id
+            ehr_patient_id, account, against = await self._patient_of(posting, held)
             ledger, calls_out = await self._ledger_for(posting.key.practice_id)
+            if first is not None and calls_out:
+                # Its practice left paypost's own ledger since ``_posts_with_its_row`` looked (the
+                # integration read again, after its cache lapsed): a call out keeps a PENDING row
+                # first, and a row there already means a known posting, never a call for it here.
+                if not await self._postings.insert_received(posting, first.message, first.received):
+                    return await self._raced(posting, first)
+                first = None
             # A first write's practice was looked up on the board just before (_posts_with_its_row).
             outage = None if trying or first is not None else await self._board.of(posting.key.practice_id)
             if outage is not None:  # its system is failing or held: the payment waits, off the queue
@@ -401,6 +400,18 @@ class PostingService:
         loaded = replace(posting, load_status=LoadStatus.LOADED, ehr_patient_id=ehr_patient_id,
                          patient_account_id=account)
         return await self._finish(posting, loaded, Attempt(at, _ms(started), "loaded"), first, receipt)
+
+    async def _patient_of(self, posting: Posting, held: HeldMapping | None,
+                          ) -> tuple[str, str | None, Against | None]:
+        """The patient a posting loads to, its patient account, and a refund's or reversal's payment.
+        ``LoadFailure`` if none can be chosen (a refund's or reversal's: its payment has not loaded)."""
+        if posting.kind in FOLLOWS_A_PAYMENT:
+            # Its payment's patient, known before it can load: its failure, too, belongs to the patient.
+            against = await self._reversals.against(posting)  # WaitsForPayment names the account too
+            return against.ehr_patient_id, against.patient_account_id or posting.patient_account_id, against
+        held = held or await self._mapping_for(posting)
+        choice = choose_patient(held.ehr_patient_id if held else None, posting.event_ehr_patient_id)
+        return choice.ehr_patient_id, posting.patient_account_id, None
 
     async def _finish(self, posting: Posting, finished: Posting, attempt: Attempt, first: First | None,
                       receipt: LedgerReceipt | None = None) -> Outcome:

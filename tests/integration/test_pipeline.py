@@ -530,6 +530,33 @@ async def test_a_new_payment_is_inserted_with_its_outcome_before_its_row_is_ever
     assert len([e for e in await ledger(api, practice, "EHR-1") if e["payment_id"] == body["payment_id"]]) == 1
 
 
+async def test_a_practice_that_leaves_payposts_ledger_between_two_reads_of_it_never_gets_a_call_for_a_known_row(
+    paypost: Paypost, api: httpx.AsyncClient, practice: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The integration is read twice on a first delivery (each read cached for a while): built-in when
+    the delivery chose to insert first, a system of the practice's own when its ledger is read. The
+    payment then keeps a PENDING row before the call, as any call out does; a delivery of a payment
+    whose row exists goes on as a known posting and makes no call."""
+    other = OtherLedgers()
+
+    async def calls_out(practice_id: str) -> tuple[OtherLedgers, bool]:
+        return other, True
+
+    monkeypatch.setattr(paypost.posting_service, "_ledger_for", calls_out)
+    body = payment_body(payment_id=f"pay-{uuid.uuid4().hex[:8]}")
+    message = KeptMessage(orjson.dumps(body), "payment.posted", None, {})
+
+    first = await paypost.posting_service.handle(message)
+    again = await paypost.posting_service.handle(message)
+
+    assert (first.load_status, again.disposition, again.load_status) == (
+        LoadStatus.LOADED, Disposition.ACK, LoadStatus.LOADED)
+    assert [e.payment_id for e in other.entries] == [body["payment_id"]]  # one call, for the first delivery
+    row = await get_posting(api, practice, body["payment_id"])
+    assert row is not None and [a["action"] for a in row["audit"]] == ["received", "loaded"]
+    assert await ledger(api, practice, "EHR-1") == []  # no entry in paypost's ledger either
+
+
 LATER = timedelta(days=5 * 365)
 
 
