@@ -44,7 +44,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -155,15 +155,17 @@ class AuditSealer:
         process started again by the same paypost holds it under the same name, at once."""
         return Lease(self._leases, "audit-sealer", holder or holder_name(), ttl)
 
-    async def seal_leading(self, lease: Lease, limit: int = 200, pause: float = 0.0) -> int | None:
+    async def seal_leading(self, lease: Lease, limit: int = 200, pause: float = 0.0,
+                           until: Callable[[], bool] | None = None) -> int | None:
         """Seal everything left while ``lease`` is held; how many entries. Nothing to seal: 0, and the
         lease is not renewed (an idle sealer writes nothing). None: there is something to seal, but
-        another process's sealer holds the lease (this one stands by, to take it over)."""
+        another process's sealer holds the lease (this one stands by, to take it over). ``until``: as
+        for ``seal_all``."""
         if not await self.waiting():
             return 0
         if await lease.acquire() is None:
             return None
-        return await self.seal_all(limit, pause)
+        return await self.seal_all(limit, pause, until=until)
 
     async def ensure_indexes(self) -> None:
         await self._seals.create_index([("seq", ASCENDING)], unique=True)
@@ -189,16 +191,19 @@ class AuditSealer:
         each kind of record); returns how many entries were sealed."""
         return await self.seal_all(limit, rounds=1)
 
-    async def seal_all(self, limit: int = 200, pause: float = 0.0, rounds: int | None = None) -> int:
+    async def seal_all(self, limit: int = 200, pause: float = 0.0, rounds: int | None = None,
+                       until: Callable[[], bool] | None = None) -> int:
         """Seal until nothing is left to seal (a busy minute leaves thousands); returns the entries sealed.
 
         In rounds of ``limit`` postings, each followed by a pause of ``pause`` times as long as the
         round took: the database serves the payments too, and short rounds with gaps between them
-        delay their writes less than one long burst. ``rounds``: at most that many.
+        delay their writes less than one long burst. ``rounds``: at most that many. ``until``: no
+        round begins once it says so (a stop: what is left, the next sealer seals from where this
+        one's chain ends).
         """
         total, done = 0, 0
         async with self._changes() as changes:
-            while rounds is None or done < rounds:
+            while (rounds is None or done < rounds) and not (until is not None and until()):
                 started = time.monotonic()
                 done += 1
                 sealed, more = await self._next_round(changes, limit)

@@ -14,6 +14,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import time
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event as StopEvent
 from typing import TYPE_CHECKING
@@ -25,6 +26,9 @@ log = structlog.get_logger("paypost.sealer")
 
 IDLE_AT_MOST = 10.0  # seconds between the rounds of a sealer that found nothing to seal, at most
 REST_AFTER = 3  # rounds in a row with nothing sealed, after which a sealer its paypost wakes rests
+# The last rounds at a stop begin within this many seconds: well inside paypost's own stop (30 s by
+# default), which a backlog of hundreds of thousands otherwise ran out, the sealer then killed.
+SEAL_AT_STOP_WITHIN = 10.0
 
 
 def _seal_until_stopped(uri: str, db: str, every: float, holder: str, audit_key: str, stop: StopEvent,
@@ -104,7 +108,7 @@ async def _seal_loop(uri: str, db: str, every: float, holder: str, audit_key: st
                 # Rounds of 100 with a pause as long as each round: at most half of the time at
                 # the database, in bursts of a few milliseconds (one round of 500 held the
                 # payments' writes up for tens). That still seals 2,500 postings a second.
-                sealed = await sealer.seal_leading(lease, limit=100, pause=1.0)
+                sealed = await sealer.seal_leading(lease, limit=100, pause=1.0, until=stop.is_set)
             except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
                 log_failure(log, "audit_seal_failed", exc)
             # Nothing to seal: the next round comes later, twice as late each time up to IDLE_AT_MOST;
@@ -129,12 +133,17 @@ async def _seal_loop(uri: str, db: str, every: float, holder: str, audit_key: st
                 stop.set()
         held = held or opened()
         client, sealer, lease = held
+        left = False
         try:
-            sealed = await sealer.seal_all(limit=500)  # stopping: no payments to make way for
+            # Stopping: no payments to make way for, but within paypost's own stop. What a backlog
+            # leaves by then, the next sealer (another process's, or the next start's) seals.
+            deadline = time.monotonic() + SEAL_AT_STOP_WITHIN
+            sealed = await sealer.seal_all(limit=500, until=lambda: time.monotonic() >= deadline)
+            left = await sealer.waiting()
         except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
             log_failure(log, "audit_seal_failed", exc)
             sealed = 0
-        log.info("audit_sealer_stopped", sealed_at_stop=sealed)
+        log.info("audit_sealer_stopped", sealed_at_stop=sealed, left_for_the_next_sealer=left)
         with contextlib.suppress(Exception):  # the lease expires by itself if this fails
             await lease.release()
     finally:

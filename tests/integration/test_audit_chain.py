@@ -96,6 +96,31 @@ async def test_an_altered_seal_breaks_the_chain(settings: Settings, paypost: Pay
     assert any(f"seal {first['seq']} was altered" in p for p in result.problems)
 
 
+async def test_a_sealer_asked_to_stop_begins_no_more_rounds_and_the_next_seals_the_rest(
+    collections: Collections,
+) -> None:
+    """A stop ends the rounds of a sealer with a backlog (paypost's stop must end in its time); what
+    it leaves, the next sealer seals from where its chain ends, each entry once."""
+    # No paypost here (its own sealer would seal too): postings are written as paypost writes them.
+    ids = [await loaded_posting(collections, n) for n in range(3)]
+    stopping, rounds = AuditSealer(collections), 0
+
+    def stop_after_one_round() -> bool:
+        nonlocal rounds
+        rounds += 1
+        return rounds > 1
+
+    assert await stopping.seal_all(limit=1, until=stop_after_one_round) == 2  # one posting's two entries
+    assert await stopping.waiting()
+
+    assert await AuditSealer(collections).seal_all(limit=1) == 2 * (len(ids) - 1)
+    assert sorted([await stopping.sealed_count(i) for i in ids]) == [2] * len(ids)
+    assert not await stopping.waiting()
+    result = await stopping.verify()
+    assert result.ok, result.problems
+    assert (result.entries, result.unsealed) == (2 * len(ids), 0)
+
+
 async def test_a_trail_that_grows_after_its_seal_has_its_new_entries_sealed_once_in_rounds(
     paypost: Paypost, api: httpx.AsyncClient, upstream: Upstream, practice: str
 ) -> None:
