@@ -211,7 +211,7 @@ async def seal_periodically(sealer: AuditSealer, process: SealerProcess | None, 
             with contextlib.suppress(TimeoutError):  # the pause ended without a stop
                 await asyncio.wait_for(stop.wait(), timeout=every)
     if process is not None:
-        await process.stop()  # it seals what is left first
+        await process.stop()  # it seals what is left first (a bounded time: the rest, the next sealer)
     else:
         await sealer.seal_all()
 

@@ -4,7 +4,8 @@ Sealing reads every settled posting's trail back, hashes it and writes the posti
 the posting event loop that was a third of paypost's CPU and the longest pauses its payments
 saw (a round of 200 postings holds the loop for tens of milliseconds). In a process of its own it
 runs beside the payments on the machine's other core. The parent starts it, restarts it if it
-dies, and at stop asks it to seal what is left and waits for it.
+dies, and at stop asks it to seal what is left (its last rounds begin within ``SEAL_AT_STOP_WITHIN``
+seconds) and waits for it.
 """
 
 from __future__ import annotations
