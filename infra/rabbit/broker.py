@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, cast
 
@@ -344,12 +344,22 @@ def publisher(path: str, amqp: Amqp) -> BasicPublisher | FramedPublisher:
 
 def kept_message(raw: AbstractIncomingMessage, arrived_at: datetime | None = None) -> KeptMessage:
     """The delivery as paypost keeps it: exact body, original routing key, id and headers."""
-    headers = dict(raw.headers or {})
-    routing_key = headers.get(ROUTING_KEY_HEADER) or raw.routing_key or ""
+    return _kept(raw.body, raw.headers, raw.routing_key, raw.message_id, arrived_at)
+
+
+def kept_delivery(raw: aiormq.abc.DeliveredMessage, arrived_at: datetime | None = None) -> KeptMessage:
+    """``kept_message`` of a delivery as aiormq hands it over, with no aio-pika message made of it."""
+    properties = raw.header.properties
+    return _kept(raw.body, properties.headers, raw.routing_key, properties.message_id, arrived_at)
+
+
+def _kept(body: bytes, headers: Mapping[str, object] | None, routing_key: str | None, message_id: str | None,
+          arrived_at: datetime | None) -> KeptMessage:
+    headers = headers or {}
     return KeptMessage(
-        body=raw.body,
-        routing_key=str(routing_key),
-        message_id=raw.message_id or None,
+        body=body,
+        routing_key=str(headers.get(ROUTING_KEY_HEADER) or routing_key or ""),
+        message_id=message_id or None,
         headers={k: _plain(v) for k, v in headers.items()},
         arrived_at=arrived_at,
     )

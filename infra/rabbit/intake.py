@@ -22,12 +22,13 @@ from datetime import UTC, datetime
 import aio_pika
 import aiormq
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustConnection
+from aiormq.abc import DeliveredMessage
 from faststream.rabbit import RabbitBroker
 
 from paypost.domain.errors import loggable
 from paypost.domain.posting import KeptMessage
-from paypost.infra.rabbit.broker import Amqp, kept_message
+from paypost.infra.rabbit.broker import Amqp, kept_delivery
 from paypost.infra.runtime import tracing
 from paypost.infra.runtime.retry import log_failure
 
@@ -55,21 +56,71 @@ def traced(queue: str) -> Callable[[KeptMessage], AbstractContextManager[object]
 
 
 class _Lane:
-    """One channel and the deliveries it holds that are not handled yet."""
+    """One channel and the deliveries it holds that are not handled yet.
 
-    def __init__(self, name: str, handle: BatchHandler, max_batch: int) -> None:
+    It consumes on the robust channel's own aiormq channel: a delivery is kept as it arrives, with
+    no aio-pika message (and no task of aio-pika's) made of it, the busy path's largest share of
+    the broker's cost in paypost. The robust channel still reconnects and sets its QoS again; the
+    lane then consumes again on the new channel (``consume``, among its reopen callbacks).
+    """
+
+    def __init__(self, name: str, queue: str, handle: BatchHandler, max_batch: int) -> None:
         self.name = name
+        self.queue = queue
         self._handle = handle
         self._max = max_batch
-        self._waiting: list[tuple[AbstractIncomingMessage, datetime]] = []
+        self._waiting: list[tuple[DeliveredMessage, datetime]] = []
         self._ready = asyncio.Event()
         self._stopping = False
-        self.channel: aio_pika.abc.AbstractChannel | None = None
-        self.queue: aio_pika.abc.AbstractQueue | None = None
-        self.consumer_tag: str | None = None
+        self.channel: aio_pika.abc.AbstractRobustChannel | None = None
+        self.consuming: tuple[aiormq.abc.AbstractChannel, str] | None = None  # the channel and consumer tag
         self.task: asyncio.Task[None] | None = None
+        self._again: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference
 
-    async def on_message(self, message: AbstractIncomingMessage) -> None:
+    async def consume(self, _: aio_pika.abc.AbstractRobustChannel | None = None) -> None:
+        """Consume the queue on the robust channel as it is now (at the start, and after each reopen)."""
+        if self._stopping or self.channel is None:
+            return
+        underlay = await self.channel.get_underlay_channel()
+        underlay.on_consumer_cancel_callbacks.add(self._cancelled)
+        ok = await underlay.basic_consume(self.queue, self.on_message)
+        assert ok.consumer_tag is not None
+        self.consuming = (underlay, ok.consumer_tag)
+
+    def _cancelled(self, frame: aiormq.spec.Basic.Cancel) -> None:
+        """The broker ended this lane's consumer (its queue deleted, or its node gone): consume again,
+        as a robust queue would, until the queue answers or the lane stops."""
+        if self.consuming is None or frame.consumer_tag != self.consuming[1] or self._stopping:
+            return
+        log.warning("consumer_cancelled_by_broker", lane=self.name, queue=self.queue)
+        self.consuming = None
+        self._again = asyncio.create_task(self._consume_again(), name=f"{self.name}-again")
+
+    async def _consume_again(self, every: float = 1.0) -> None:
+        while not self._stopping and self.consuming is None and self.channel is not None:
+            await asyncio.sleep(every)
+            try:
+                # Asked on a channel of its own first: a consume of a missing queue would close the lane's.
+                probe = await self.channel.get_underlay_channel()
+                answered = await probe.connection.channel()
+                try:
+                    await answered.queue_declare(self.queue, passive=True)
+                finally:
+                    if not answered.is_closed:
+                        await answered.close()
+                await self.consume()
+                log.info("consuming_again", lane=self.name, queue=self.queue)
+            except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
+                log.warning("consume_again_failed", lane=self.name, queue=self.queue, error=loggable(exc))
+
+    async def cancel(self) -> None:
+        """Stop the broker's deliveries to this lane (what it holds is settled or goes back)."""
+        if self.consuming is not None:
+            underlay, tag = self.consuming
+            if not underlay.is_closed:
+                await underlay.basic_cancel(tag)
+
+    async def on_message(self, message: DeliveredMessage) -> None:
         if self._stopping:
             return  # not handled: it goes back to the queue when the channel closes
         self._waiting.append((message, datetime.now(UTC)))
@@ -84,32 +135,39 @@ class _Lane:
             batch, self._waiting = self._waiting[:self._max], self._waiting[self._max:]
             await self._settle(batch)
 
-    async def _settle(self, arrived: list[tuple[AbstractIncomingMessage, datetime]]) -> None:
+    async def _settle(self, arrived: list[tuple[DeliveredMessage, datetime]]) -> None:
         batch = [m for m, _ in arrived]
         try:
-            settles = await self._handle([kept_message(m, at) for m, at in arrived])
+            settles = await self._handle([kept_delivery(m, at) for m, at in arrived])
         except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
             # The handler gave up (its own retries included): every delivery goes back to the
             # queue, whose delivery limit ends a message that can never be handled.
             log_failure(log, "batch_gave_up", exc, lane=self.name, size=len(batch))
-            await _quietly(batch[-1].nack(multiple=True, requeue=True), self.name)
+            last = batch[-1]
+            await _quietly(last.channel.basic_nack(_tag(last), multiple=True, requeue=True), self.name)
             return
-        last_ack: AbstractIncomingMessage | None = None
+        last_ack: DeliveredMessage | None = None
         for message, settle in zip(batch, settles, strict=True):
             if settle is Settle.DEAD_LETTER:
-                await _quietly(message.reject(requeue=False), self.name)
+                await _quietly(message.channel.basic_reject(_tag(message), requeue=False), self.name)
             elif settle is Settle.REQUEUE:
-                await _quietly(message.nack(requeue=True), self.name)
+                await _quietly(message.channel.basic_nack(_tag(message), requeue=True), self.name)
             else:
                 last_ack = message
         if last_ack is not None:
-            await _quietly(last_ack.ack(multiple=True), self.name)
+            await _quietly(last_ack.channel.basic_ack(_tag(last_ack), multiple=True), self.name)
 
     def stop(self) -> None:
         """Finish the batch in hand; what waits behind it is left unsettled."""
         self._stopping = True
         self._waiting = []
         self._ready.set()
+
+
+def _tag(message: DeliveredMessage) -> int:
+    tag = message.delivery_tag
+    assert tag is not None  # a consumer's delivery always has one
+    return tag
 
 
 async def _quietly(settling: Awaitable[None], lane: str) -> None:
@@ -127,17 +185,18 @@ class BatchConsumer:
                  max_batch: int | None = None, name: str | None = None) -> None:
         self.queue = queue
         self._prefetch = prefetch
-        self._lanes = [_Lane(f"{name or queue}-{n}", handle, max_batch or prefetch) for n in range(lanes)]
+        self._lanes = [_Lane(f"{name or queue}-{n}", queue, handle, max_batch or prefetch) for n in range(lanes)]
 
     async def start(self, connection: AbstractRobustConnection) -> None:
         for lane in self._lanes:
-            lane.channel = await connection.channel()
-            await lane.channel.set_qos(prefetch_count=self._prefetch)
-            # Declared (passively) through the robust channel, so a reconnect consumes it again.
-            queue = await lane.channel.declare_queue(self.queue, passive=True)
+            channel = await connection.channel()
+            assert isinstance(channel, aio_pika.abc.AbstractRobustChannel)
+            lane.channel = channel
+            await channel.set_qos(prefetch_count=self._prefetch)  # the robust channel sets it again at a reopen
+            await channel.declare_queue(self.queue, passive=True)  # a missing queue is said here, by name
             lane.task = asyncio.create_task(lane.run(), name=lane.name)
-            lane.queue = queue
-            lane.consumer_tag = await queue.consume(lane.on_message)
+            channel.reopen_callbacks.add(lane.consume)
+            await lane.consume()
 
     async def stop(self, grace: float = 15.0) -> None:
         """Stop taking deliveries, finish and settle the batches in hand, then close the channels.
@@ -146,9 +205,8 @@ class BatchConsumer:
         step waits a bounded time: a channel whose connection is down waits for it to come back.
         """
         for lane in self._lanes:
-            if lane.queue is not None and lane.consumer_tag is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(lane.queue.cancel(lane.consumer_tag), 2)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(lane.cancel(), 2)
             lane.stop()
         running = [lane.task for lane in self._lanes if lane.task is not None]
         if running:

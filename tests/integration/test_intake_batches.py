@@ -115,6 +115,72 @@ async def test_stop_settles_the_batch_in_hand_and_returns_the_rest(
     assert await depth(connection, "test.work") == 300 - len(handled)
 
 
+async def test_a_lane_whose_channel_the_broker_closed_consumes_again_on_the_reopened_one(
+    connection: aio_pika.abc.AbstractRobustConnection,
+) -> None:
+    """A lane takes its deliveries from aiormq itself: when the broker closes its channel (here, an
+    ack of a delivery tag it never gave), the robust channel reopens and the lane consumes there."""
+    handled: list[int] = []
+
+    async def handle(messages: list[KeptMessage]) -> list[Settle]:
+        handled.extend(int(m.body) for m in messages)
+        return [Settle.ACK] * len(messages)
+
+    consumer = BatchConsumer("test.work", handle, prefetch=50, lanes=1)
+    await consumer.start(connection)
+    lane = consumer._lanes[0]
+    assert lane.consuming is not None
+    first, _ = lane.consuming
+    await first.basic_ack(10_000_000)  # PRECONDITION_FAILED: the broker closes the channel
+    await wait_for(lambda: _consuming_on_another(lane, first), timeout=30)
+    await publish(connection, 100)
+    await wait_for(lambda: _at_least(handled, 100), timeout=30)
+    await consumer.stop()
+    assert sorted(handled) == list(range(100))
+    assert await depth(connection, "test.work") == 0
+
+
+async def test_a_lane_whose_queue_was_deleted_consumes_it_again_once_it_is_back(
+    connection: aio_pika.abc.AbstractRobustConnection,
+) -> None:
+    """The broker cancels a consumer whose queue is deleted: the lane asks, once a second, on a
+    channel of its own, whether the queue is back, and consumes it again when it is."""
+    handled: list[int] = []
+
+    async def handle(messages: list[KeptMessage]) -> list[Settle]:
+        handled.extend(int(m.body) for m in messages)
+        return [Settle.ACK] * len(messages)
+
+    consumer = BatchConsumer("test.work", handle, prefetch=50, lanes=1)
+    await consumer.start(connection)
+    lane = consumer._lanes[0]
+    assert lane.consuming is not None
+    before, _ = lane.consuming
+    other = await connection.channel()
+    await other.queue_delete("test.work")
+    await wait_for(lambda: _not_consuming(lane), timeout=10)
+    await asyncio.sleep(1.5)  # at least one ask while the queue is gone
+    await other.declare_queue("test.work", arguments={"x-dead-letter-exchange": "test.dead"})
+    await wait_for(lambda: _consuming(lane), timeout=30)
+    await publish(connection, 100)
+    await wait_for(lambda: _at_least(handled, 100), timeout=30)
+    assert lane.consuming is not None and lane.consuming[0] is before  # the asks closed no channel of the lane
+    await consumer.stop()
+    assert sorted(handled) == list(range(100))
+
+
+async def _consuming_on_another(lane: Any, first: Any) -> bool:
+    return lane.consuming is not None and lane.consuming[0] is not first and not lane.consuming[0].is_closed
+
+
+async def _consuming(lane: Any) -> bool:
+    return lane.consuming is not None
+
+
+async def _not_consuming(lane: Any) -> bool:
+    return lane.consuming is None
+
+
 async def _at_least(items: list[int] | set[int], n: int) -> bool:
     return len(items) >= n
 
