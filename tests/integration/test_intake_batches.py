@@ -164,13 +164,17 @@ async def test_a_lane_whose_queue_was_deleted_consumes_it_again_once_it_is_back(
     await wait_for(lambda: _consuming(lane), timeout=30)
     await publish(connection, 100)
     await wait_for(lambda: _at_least(handled, 100), timeout=30)
-    assert lane.consuming is not None and lane.consuming[0] is before  # the asks closed no channel of the lane
+    assert _channel_of(lane) is before  # the asks closed no channel of the lane
     await consumer.stop()
     assert sorted(handled) == list(range(100))
 
 
 async def _consuming_on_another(lane: Any, first: Any) -> bool:
     return lane.consuming is not None and lane.consuming[0] is not first and not lane.consuming[0].is_closed
+
+
+def _channel_of(lane: Any) -> Any:
+    return lane.consuming[0] if lane.consuming is not None else None
 
 
 async def _consuming(lane: Any) -> bool:
