@@ -23,6 +23,7 @@ from paypost.domain.posting import (
     PAYPOST_ACTOR,
     Attempt,
     AuditEntry,
+    Integration,
     KeptMessage,
     LedgerReceipt,
     Posting,
@@ -203,15 +204,20 @@ class PostingService:
         # is read (one round trip fewer in series); a mapping entered after this read is caught
         # by the self-healing's check of a mapping failure (handlers/healing.py).
         if not replayed:
-            if await self._posts_with_its_row(fresh.key.practice_id, trying):
+            # The practice's integration is read once for the delivery (from a cache, as a rule): the
+            # ledger a first write loads into is the one that chose to write it with its outcome.
+            integration = None if trying else await self._practices.integration(fresh.key.practice_id)
+            if await self._posts_with_its_row(integration):
+                assert integration is not None
                 if fresh.kind is PostingKind.PAYMENT:
                     # Insert first: a payment's row is looked up only if its outcome's insert finds it
                     # taken (``_raced``), so a first delivery waits for one read, its mapping, not two.
                     # A refund or reversal is counted against its payment before its entry: it looks first.
-                    return await self._load(fresh, await self._mapping_for(fresh), first=First(message, received))
+                    return await self._load(fresh, await self._mapping_for(fresh), first=First(message, received),
+                                            integration=integration)
                 existing, held = await asyncio.gather(self._postings.get(fresh.key), self._mapping_for(fresh))
                 if existing is None:
-                    return await self._load(fresh, held, first=First(message, received))
+                    return await self._load(fresh, held, first=First(message, received), integration=integration)
                 return await self._known(existing, fresh, message, held, trying)
             inserted, held = await asyncio.gather(
                 self._postings.insert_received(fresh, message, received), self._mapping_for(fresh))
@@ -234,9 +240,10 @@ class PostingService:
         write, announced as retried and loaded, with no trip through the queue and no RETRYING
         state a crash could leave. The keys it loaded; every other (a refund or reversal, a load
         that would fail again, another ledger kind) is for the queue, as before."""
-        if not await self._posts_with_its_row(practice_id, trying=False):
+        integration = await self._practices.integration(practice_id)
+        if not await self._posts_with_its_row(integration):
             return set()
-        ledger, _ = await self._ledger_for(practice_id)
+        ledger, _ = await self._ledger_for(practice_id, integration)
         postings = await self._postings.retryable_payments(keys, token)
         # A chunk is as a rule one account's (a heal after its mapping was entered): its mapping read once.
         accounts = list({p.patient_account_id for p in postings if p.patient_account_id is not None})
@@ -260,14 +267,11 @@ class PostingService:
         return await self._outcomes.retried_and_loaded(posting, loaded, Attempt(at, _ms(started), "loaded"), retry,
                                                         token, receipt)
 
-    async def _posts_with_its_row(self, practice_id: str, trying: bool) -> bool:
+    async def _posts_with_its_row(self, integration: Integration | None) -> bool:
         """Whether a new posting of the practice is written once, with its outcome: its ledger is in
         paypost's database (``Integration.posts_with_its_row``) and nothing holds its payments."""
-        if trying:
-            return False
-        integration = await self._practices.integration(practice_id)  # cached: no round trip as a rule
         return (integration is not None and integration.enabled and integration.posts_with_its_row
-                and await self._board.of(practice_id) is None)
+                and await self._board.of(integration.practice_id) is None)
 
     async def _known(self, existing: Posting, fresh: Posting, message: KeptMessage,
                      held: HeldMapping | None, trying: bool = False) -> Outcome:
@@ -340,10 +344,11 @@ class PostingService:
             return None
         return HeldMapping(await self._mappings.get(posting.key.practice_id, posting.patient_account_id))
 
-    async def _ledger_for(self, practice_id: str) -> tuple[Ledger, bool]:
-        """The practice's ledger, and whether it is a call out of paypost's database (not the built-in
-        ledger); ``LoadFailure(INTEGRATION_NOT_CONFIGURED)`` without an enabled one."""
-        integration = await self._practices.integration(practice_id)
+    async def _ledger_for(self, practice_id: str, integration: Integration | None = None) -> tuple[Ledger, bool]:
+        """The practice's ledger (by ``integration`` when the delivery read it already), and whether it is
+        a call out of paypost's database (not the built-in ledger); ``LoadFailure(INTEGRATION_NOT_CONFIGURED)``
+        without an enabled one."""
+        integration = integration or await self._practices.integration(practice_id)
         if integration is None or not integration.enabled:
             raise LoadFailure(LoadErrorCode.INTEGRATION_NOT_CONFIGURED)
         return self._ledgers.for_integration(integration), not integration.posts_with_its_row
@@ -355,8 +360,9 @@ class PostingService:
         return posting.sent_at is not None or not await self._postings.mark_sent(posting.key, at)
 
     async def _load(self, posting: Posting, held: HeldMapping | None = None, *, trying: bool = False,
-                    first: First | None = None) -> Outcome:
-        """Load the posting; ``first``: it has no row yet, and its outcome is its first write."""
+                    first: First | None = None, integration: Integration | None = None) -> Outcome:
+        """Load the posting; ``first``: it has no row yet, and its outcome is its first write, into the
+        ledger of ``integration`` (read by the delivery: one in paypost's database, with nothing holding it)."""
         started = time.perf_counter()
         at = self._clock()
         ehr_patient_id: str | None = None
@@ -365,14 +371,8 @@ class PostingService:
         counted = False
         try:
             ehr_patient_id, account, against = await self._patient_of(posting, held)
-            ledger, calls_out = await self._ledger_for(posting.key.practice_id)
-            if first is not None and calls_out:
-                # Its practice left paypost's own ledger since ``_posts_with_its_row`` looked (the
-                # integration read again, after its cache lapsed): a call out keeps a PENDING row
-                # first, and a row there already means a known posting, never a call for it here.
-                if not await self._postings.insert_received(posting, first.message, first.received):
-                    return await self._raced(posting, first)
-                first = None
+            ledger, calls_out = await self._ledger_for(posting.key.practice_id, integration)
+            assert first is None or not calls_out  # a first write's ledger is in paypost's database
             # A first write's practice was looked up on the board just before (_posts_with_its_row).
             outage = None if trying or first is not None else await self._board.of(posting.key.practice_id)
             if outage is not None:  # its system is failing or held: the payment waits, off the queue

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -530,31 +531,45 @@ async def test_a_new_payment_is_inserted_with_its_outcome_before_its_row_is_ever
     assert len([e for e in await ledger(api, practice, "EHR-1") if e["payment_id"] == body["payment_id"]]) == 1
 
 
-async def test_a_practice_that_leaves_payposts_ledger_between_two_reads_of_it_never_gets_a_call_for_a_known_row(
+async def test_a_first_delivery_loads_into_the_ledger_of_the_integration_it_read(
     paypost: Paypost, api: httpx.AsyncClient, practice: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The integration is read twice on a first delivery (each read cached for a while): built-in when
-    the delivery chose to insert first, a system of the practice's own when its ledger is read. The
-    payment then keeps a PENDING row before the call, as any call out does; a delivery of a payment
-    whose row exists goes on as a known posting and makes no call."""
+    """A delivery reads its practice's integration once (from a cache that lapses): the practice
+    switching to a system of its own just after that read changes nothing for this delivery, which
+    loads into paypost's ledger as it chose to; the next delivery of the payment, reading the new
+    integration, finds a known LOADED posting and makes no call to the new system."""
     other = OtherLedgers()
+    service = paypost.posting_service
+    read = service._practices.integration
+    reads = 0
 
-    async def calls_out(practice_id: str) -> tuple[OtherLedgers, bool]:
-        return other, True
+    async def switching(practice_id: str) -> Integration | None:
+        nonlocal reads
+        reads += 1
+        integration = await read(practice_id)
+        if reads == 1 or integration is None:
+            return integration
+        return replace(integration, kind="other")  # the practice's own system from the second read on
 
-    monkeypatch.setattr(paypost.posting_service, "_ledger_for", calls_out)
+    def ledgers(integration: Integration) -> Any:
+        return other if integration.kind == "other" else real_ledgers(integration)
+
+    real_ledgers = service._ledgers.for_integration
+    monkeypatch.setattr(service._practices, "integration", switching)
+    monkeypatch.setattr(service._ledgers, "for_integration", ledgers)
     body = payment_body(payment_id=f"pay-{uuid.uuid4().hex[:8]}")
     message = KeptMessage(orjson.dumps(body), "payment.posted", None, {})
 
-    first = await paypost.posting_service.handle(message)
-    again = await paypost.posting_service.handle(message)
+    first = await service.handle(message)
+    assert reads == 1  # one read of the integration for the first delivery
+    again = await service.handle(message)
 
     assert (first.load_status, again.disposition, again.load_status) == (
         LoadStatus.LOADED, Disposition.ACK, LoadStatus.LOADED)
-    assert [e.payment_id for e in other.entries] == [body["payment_id"]]  # one call, for the first delivery
+    assert other.entries == []  # no call to the new system for a payment loaded already
     row = await get_posting(api, practice, body["payment_id"])
     assert row is not None and [a["action"] for a in row["audit"]] == ["received", "loaded"]
-    assert await ledger(api, practice, "EHR-1") == []  # no entry in paypost's ledger either
+    assert len([e for e in await ledger(api, practice, "EHR-1") if e["payment_id"] == body["payment_id"]]) == 1
 
 
 LATER = timedelta(days=5 * 365)
