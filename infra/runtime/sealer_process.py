@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from paypost.infra.runtime import loops
+
 log = structlog.get_logger("paypost.sealer")
 
 
@@ -46,7 +48,7 @@ def _seal_until_stopped(uri: str, db: str, every: float, holder: str, audit_key:
     # its last round still runs. SIGTERM (a service manager stopping the group) asks the same.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    asyncio.run(_seal_loop(uri, db, every, holder, audit_key, stop, parent, wake, rests))
+    loops.run(_seal_loop(uri, db, every, holder, audit_key, stop, parent, wake, rests))
 
 
 class _Woken:

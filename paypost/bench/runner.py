@@ -7,7 +7,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from paypost.bench.load import services
-from paypost.bench.phases import baseline, growth, idle, latency, light, memory, replay, report, scaling, throughput
+from paypost.bench.phases import (
+    baseline,
+    floor,
+    growth,
+    idle,
+    latency,
+    light,
+    memory,
+    replay,
+    report,
+    scaling,
+    throughput,
+)
 from paypost.bench.rendering import Results
 from paypost.bench.rig import started_rig
 
@@ -53,6 +65,7 @@ async def _phases(sizes: Sizes, results: Results, log: Callable[[str], None]) ->
         base = await baseline.measure(amqp, sizes.baseline, results, log)
         async with started_rig(amqp, mongo, results, log, wall_offset) as rig:
             pipeline = await throughput.measure(rig, sizes.pipeline, base)
+            await floor.measure(rig, sizes.pipeline, base, pipeline.payments_per_second)
             await latency.measure(rig, pipeline.meter, pipeline.payments_per_second, sizes.latency_seconds)
             await light.measure(rig, pipeline.meter, sizes.light_seconds)
             await idle.measure(rig, pipeline.meter, sizes.idle_seconds)

@@ -1,0 +1,118 @@
+"""The floor's consumer, a process of its own (as paypost is): the least a payment's load needs on
+paypost's stack, and nothing more. ``python -m paypost.bench.floor URL MONGODB DB COLLECTION QUEUE N``.
+
+For each batch of deliveries (taken from aiormq as paypost's lanes take them): each body read as
+paypost reads it (strict JSON, then its pydantic model), one ``$in`` read of the patients'
+mappings, one insert of the LOADED rows (a row as paypost writes one, into a collection with the
+postings' indexes), one ``posting.loaded`` event each on paypost's framed publisher with their
+confirms, then one ack. No audit trail, no seal, no outcome rules, no metrics: what paypost adds
+to this is its cost over the floor. It prints ``ready``, then the wall-clock time of its last ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import aiormq
+import orjson
+from aiormq.abc import DeliveredMessage
+from bson import Decimal128
+
+from paypost.domain.posting import KeptMessage
+from paypost.infra.mongo.database import CODECS, Collections, connect
+from paypost.infra.rabbit.broker import Amqp, FramedPublisher
+from paypost.infra.runtime import loops
+from paypost.schemas.messages import PaymentPosted
+from paypost.schemas.reading import read_message
+from paypost.schemas.topics import EVENTS_EXCHANGE, PAYMENT_POSTED
+
+BATCH = 500
+PREFETCH = 800
+
+
+def row(template: dict[str, Any], payment: PaymentPosted, body: bytes, ehr_patient_id: str | None,
+        now: datetime) -> dict[str, Any]:
+    """A LOADED row of ``template``'s shape (a row paypost wrote in the same run) for this payment."""
+    return {**template, "_id": f"{payment.practice_id}/{payment.payment_id}", "payment_id": payment.payment_id,
+            "practice_id": payment.practice_id, "patient_account_id": payment.patient_account_id,
+            "ehr_patient_id": ehr_patient_id or payment.ehr_patient_id, "amount": Decimal128(payment.amount),
+            "received_at": now, "updated_at": now, "message": {**template["message"], "body": body}}
+
+
+def event(payment: PaymentPosted, ehr_patient_id: str | None, now: datetime) -> bytes:
+    return orjson.dumps({
+        "event_id": str(uuid.uuid4()), "occurred_at": now.isoformat(), "practice_id": payment.practice_id,
+        "payment_id": payment.payment_id, "load_status": "LOADED", "patient_account_id": payment.patient_account_id,
+        "ehr_patient_id": ehr_patient_id or payment.ehr_patient_id, "amount": str(payment.amount),
+        "currency": payment.currency, "entry_id": str(uuid.uuid4())})
+
+
+async def consume(amqp: str, mongo: str, db: str, collection: str, queue: str, n: int) -> float:
+    client = connect(mongo)
+    c = Collections(client[db])
+    template = await c.postings.find_one({"load_status": "LOADED"})
+    assert template is not None, "the floor copies a row paypost loaded in the same run"
+    rows = c.db.get_collection(collection, codec_options=CODECS)
+    connection = await aiormq.connect(amqp)
+    publisher = FramedPublisher(Amqp(amqp))
+    try:
+        channel = await connection.channel()
+        await channel.basic_qos(prefetch_count=PREFETCH)
+        waiting: list[DeliveredMessage] = []
+        arrived = asyncio.Event()
+
+        async def on_message(message: DeliveredMessage) -> None:
+            waiting.append(message)
+            arrived.set()
+
+        await channel.basic_consume(queue, on_message)
+        print("ready", flush=True)  # noqa: T201 - the bench reads it from this process's stdout
+        done = 0
+        while done < n:
+            if not waiting:
+                arrived.clear()
+                await arrived.wait()
+                continue
+            batch = waiting[:BATCH]
+            del waiting[:BATCH]
+            await _load(batch, template, c, rows, publisher)
+            assert batch[-1].delivery_tag is not None
+            await channel.basic_ack(batch[-1].delivery_tag, multiple=True)
+            done += len(batch)
+        return time.time()
+    finally:
+        await publisher.close()
+        await connection.close()
+        await client.close()
+
+
+async def _load(batch: list[DeliveredMessage], template: dict[str, Any], c: Collections, rows: Any,
+                publisher: FramedPublisher) -> None:
+    payments = []
+    for delivery in batch:
+        read = read_message(KeptMessage(delivery.body, PAYMENT_POSTED, None), 1 << 20, {PAYMENT_POSTED: PaymentPosted})
+        assert isinstance(read, PaymentPosted)
+        payments.append((read, delivery.body))
+    ids = list({f"{p.practice_id}/{p.patient_account_id}" for p, _ in payments})
+    found = c.mappings.find({"_id": {"$in": ids}}, {"ehr_patient_id": 1})
+    mapped = {d["_id"]: d["ehr_patient_id"] async for d in found}
+    now = datetime.now(UTC)
+    chosen = [(p, body, mapped.get(f"{p.practice_id}/{p.patient_account_id}")) for p, body in payments]
+    await rows.insert_many([row(template, p, body, ehr, now) for p, body, ehr in chosen], ordered=False)
+    await asyncio.gather(*(publisher(EVENTS_EXCHANGE, f"posting.loaded.{p.practice_id}", event(p, ehr, now),
+                                     message_id=uuid.uuid4().hex, broadcast=True) for p, _, ehr in chosen))
+
+
+def main() -> None:
+    url, mongodb, database, into, name, count = sys.argv[1:7]
+    last = loops.run(consume(url, mongodb, database, into, name, int(count)))  # the loop paypost serves on
+    print(f"{last:.6f}", flush=True)  # noqa: T201 - read by the bench
+
+
+if __name__ == "__main__":
+    main()

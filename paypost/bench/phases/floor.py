@@ -1,0 +1,71 @@
+"""2b. The floor: the least a payment's load needs on paypost's stack, measured as the baseline is
+(publish with confirms to the last ack, a consumer in a process of its own), on the same broker,
+database and cores as the pipeline just before it (``paypost/bench/floor.py`` says what it does
+and leaves out). The pipeline's ratio is bounded by the floor's: a target above the floor's ratio
+cannot be met on this machine by any paypost that does the work the contract asks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+
+from pymongo import IndexModel
+
+from paypost.bench.load import Publisher, payment
+from paypost.bench.probes import CpuMeter, find_pid
+from paypost.bench.rig import Rig
+
+
+async def measure(rig: Rig, n: int, baseline: float, pipeline: float) -> None:
+    rig.log(f"floor: {n:,} payments through the least a load needs, consumed in another process")
+    name = f"bench.floor.{uuid.uuid4().hex[:6]}"
+    rows = rig.c.db[name]
+    # The postings' indexes: each insert costs the database what a posting's does.
+    await rows.create_indexes([IndexModel(list(spec["key"].items()), **_options(spec))
+                               async for spec in await rig.c.postings.list_indexes() if spec["name"] != "_id_"])
+    channel = rig.publisher.channel
+    queue = await channel.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"})
+    consumer = subprocess.Popen(  # noqa: ASYNC220 - only starts it; its lines are read without blocking below
+        [sys.executable, "-m", "paypost.bench.floor", rig.amqp, rig.mongo, rig.db, name, name, str(n)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert consumer.stdout is not None
+        loop = asyncio.get_running_loop()
+        if (await loop.run_in_executor(None, consumer.stdout.readline)).strip() != "ready":
+            raise RuntimeError("the floor's consumer did not start")
+        mongo_port = rig.mongo.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[-1]
+        meter = CpuMeter({"floor consumer": consumer.pid, "mongod": find_pid("mongod", f"--port {mongo_port}"),
+                          "RabbitMQ": find_pid("beam.smp", "rabbit"), "bench publisher": os.getpid()})
+        bodies = [(f"f-{i}", payment(f"f-{i}", f"acct-{i % 500}", f"EHR-{i % 20}")) for i in range(n)]
+        meter.start()
+        started = time.time()
+        await Publisher(channel, channel.default_exchange).many(bodies, routing_key=name)
+        last_ack = float((await loop.run_in_executor(None, consumer.stdout.readline)).strip())
+        spent = meter.per_payment_us(n)
+        await loop.run_in_executor(None, consumer.wait)
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+        await queue.delete(if_unused=False, if_empty=False)
+        stored = await rows.count_documents({})
+        await rows.drop()
+    if stored != n:
+        raise RuntimeError(f"the floor's consumer stored {stored:,} of {n:,} rows")
+    floor = n / (last_ack - started)
+    results = rig.results
+    results.add("floor: the least a load needs", floor, "payments/s", "floor_pps",
+                "read, one mapping read, one insert, one event with its confirm, one ack per batch; no audit, no seal")
+    results.add("  floor / baseline", floor / baseline, "", "floor_ratio",
+                "the most any paypost doing this work reaches on this machine")
+    results.add("  pipeline / floor", pipeline / floor, "", "pipeline_of_floor", "what paypost's own work leaves of it")
+    for who, us in spent.items():
+        results.add(f"  floor CPU per payment: {who}", us, "us", f"floor_cpu_us_{who.lower().replace(' ', '_')}")
+
+
+def _options(spec: Mapping[str, object]) -> dict[str, object]:
+    return {k: v for k, v in spec.items() if k in ("name", "unique", "sparse", "partialFilterExpression")}
