@@ -59,7 +59,8 @@ async def consume(amqp: str, mongo: str, db: str, collection: str, queue: str, n
     assert template is not None, "the floor copies a row paypost loaded in the same run"
     rows = c.db.get_collection(collection, codec_options=CODECS)
     connection = await aiormq.connect(amqp)
-    publisher = FramedPublisher(Amqp(amqp))
+    publishing = Amqp(amqp)
+    publisher = FramedPublisher(publishing)
     try:
         channel = await connection.channel()
         await channel.basic_qos(prefetch_count=PREFETCH)
@@ -87,6 +88,7 @@ async def consume(amqp: str, mongo: str, db: str, collection: str, queue: str, n
         return time.time()
     finally:
         await publisher.close()
+        await publishing.close()
         await connection.close()
         await client.close()
 
