@@ -61,31 +61,72 @@ class _Lane:
     It consumes on the robust channel's own aiormq channel: a delivery is kept as it arrives, with
     no aio-pika message (and no task of aio-pika's) made of it, the busy path's largest share of
     the broker's cost in paypost. The robust channel still reconnects and sets its QoS again; the
-    lane then consumes again on the new channel (``consume``, among its reopen callbacks).
+    lane then consumes again on the new channel (``_reopened``, among its reopen callbacks). Where
+    aio-pika's robust queue would have retried, the lane does (``_consume_again``): after the broker
+    cancels its consumer (its queue deleted), and after a consume at a reopen fails.
     """
 
-    def __init__(self, name: str, queue: str, handle: BatchHandler, max_batch: int) -> None:
+    def __init__(self, name: str, queue: str, handle: BatchHandler, max_batch: int, prefetch: int) -> None:
         self.name = name
         self.queue = queue
         self._handle = handle
         self._max = max_batch
+        self._prefetch = prefetch
         self._waiting: list[tuple[DeliveredMessage, datetime]] = []
         self._ready = asyncio.Event()
         self._stopping = False
+        self._connection: AbstractRobustConnection | None = None
         self.channel: aio_pika.abc.AbstractRobustChannel | None = None
         self.consuming: tuple[aiormq.abc.AbstractChannel, str] | None = None  # the channel and consumer tag
+        self._consume_lock = asyncio.Lock()  # one consumer a channel: the start, a reopen and a retry may meet
         self.task: asyncio.Task[None] | None = None
         self._again: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference
 
-    async def consume(self, _: aio_pika.abc.AbstractRobustChannel | None = None) -> None:
-        """Consume the queue on the robust channel as it is now (at the start, and after each reopen)."""
-        if self._stopping or self.channel is None:
-            return
-        underlay = await self.channel.get_underlay_channel()
-        underlay.on_consumer_cancel_callbacks.add(self._cancelled)
-        ok = await underlay.basic_consume(self.queue, self.on_message)
-        assert ok.consumer_tag is not None
-        self.consuming = (underlay, ok.consumer_tag)
+    async def open(self, connection: AbstractRobustConnection) -> None:
+        """A robust channel of the lane's own, consuming its queue (at the start, and again when the
+        channel it had is closed for good)."""
+        self._connection = connection
+        channel = await connection.channel()
+        assert isinstance(channel, aio_pika.abc.AbstractRobustChannel)
+        try:
+            await channel.set_qos(prefetch_count=self._prefetch)  # the robust channel sets it again at a reopen
+            await channel.declare_queue(self.queue, passive=True)  # a missing queue is said here, by name
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await channel.close()
+            raise
+        before, self.channel = self.channel, channel
+        if before is not None:  # given up: it consumes no more, even if aio-pika reopens it
+            before.reopen_callbacks.discard(self._reopened)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(before.close(), 2)
+        channel.reopen_callbacks.add(self._reopened)
+        await self.consume()
+
+    def consuming_now(self) -> bool:
+        return self.consuming is not None and not self.consuming[0].is_closed
+
+    async def consume(self) -> None:
+        """Consume the queue on the robust channel as it is now, unless the lane does already."""
+        async with self._consume_lock:
+            if self._stopping or self.channel is None:
+                return
+            underlay = await self.channel.get_underlay_channel()
+            if self.consuming_now() and self.consuming is not None and self.consuming[0] is underlay:
+                return
+            underlay.on_consumer_cancel_callbacks.add(self._cancelled)  # a set: once a channel
+            ok = await underlay.basic_consume(self.queue, self.on_message)
+            assert ok.consumer_tag is not None
+            self.consuming = (underlay, ok.consumer_tag)
+
+    async def _reopened(self, _: aio_pika.abc.AbstractRobustChannel | None = None) -> None:
+        """The robust channel reopened: consume there. aio-pika neither logs nor retries a reopen
+        callback that fails, so a consume that fails here is retried by the lane."""
+        try:
+            await self.consume()
+        except Exception as exc:  # noqa: BLE001 - said, and retried
+            log.warning("consume_at_reopen_failed", lane=self.name, queue=self.queue, error=loggable(exc))
+            self._retry()
 
     def _cancelled(self, frame: aiormq.spec.Basic.Cancel) -> None:
         """The broker ended this lane's consumer (its queue deleted, or its node gone): consume again,
@@ -94,24 +135,44 @@ class _Lane:
             return
         log.warning("consumer_cancelled_by_broker", lane=self.name, queue=self.queue)
         self.consuming = None
-        self._again = asyncio.create_task(self._consume_again(), name=f"{self.name}-again")
+        self._retry()
+
+    def _retry(self) -> None:
+        if self._again is None or self._again.done():
+            self._again = asyncio.create_task(self._consume_again(), name=f"{self.name}-again")
 
     async def _consume_again(self, every: float = 1.0) -> None:
-        while not self._stopping and self.consuming is None and self.channel is not None:
+        """Once a second, until the lane consumes or stops: on its channel if that is open and the
+        queue answers (asked on a channel of its own first: a consume of a missing queue would close
+        the lane's), else on a new channel of its own."""
+        while not self._settled():
             await asyncio.sleep(every)
+            if self._settled():
+                break
             try:
-                # Asked on a channel of its own first: a consume of a missing queue would close the lane's.
-                probe = await self.channel.get_underlay_channel()
-                answered = await probe.connection.channel()
-                try:
-                    await answered.queue_declare(self.queue, passive=True)
-                finally:
-                    if not answered.is_closed:
-                        await answered.close()
-                await self.consume()
-                log.info("consuming_again", lane=self.name, queue=self.queue)
-            except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
+                if self.channel is not None and not self.channel.is_closed:
+                    await self._queue_answers()
+                    await self.consume()
+                elif self._connection is not None:
+                    await self.open(self._connection)
+            except Exception as exc:  # noqa: BLE001 - said, and tried again
                 log.warning("consume_again_failed", lane=self.name, queue=self.queue, error=loggable(exc))
+        if self.consuming_now() and not self._stopping:
+            log.info("consuming_again", lane=self.name, queue=self.queue)
+
+    def _settled(self) -> bool:
+        return self._stopping or self.consuming_now()
+
+    async def _queue_answers(self) -> None:
+        """Raises unless the queue exists (a passive declare on a channel of its own)."""
+        assert self.channel is not None
+        underlay = await self.channel.get_underlay_channel()
+        asking = await underlay.connection.channel()
+        try:
+            await asking.queue_declare(self.queue, passive=True)
+        finally:
+            if not asking.is_closed:
+                await asking.close()
 
     async def cancel(self) -> None:
         """Stop the broker's deliveries to this lane (what it holds is settled or goes back)."""
@@ -158,10 +219,12 @@ class _Lane:
             await _quietly(last_ack.channel.basic_ack(_tag(last_ack), multiple=True), self.name)
 
     def stop(self) -> None:
-        """Finish the batch in hand; what waits behind it is left unsettled."""
+        """Finish the batch in hand; what waits behind it is left unsettled. No consume begins after."""
         self._stopping = True
         self._waiting = []
         self._ready.set()
+        if self._again is not None:
+            self._again.cancel()
 
 
 def _tag(message: DeliveredMessage) -> int:
@@ -184,19 +247,13 @@ class BatchConsumer:
     def __init__(self, queue: str, handle: BatchHandler, *, prefetch: int, lanes: int = 2,
                  max_batch: int | None = None, name: str | None = None) -> None:
         self.queue = queue
-        self._prefetch = prefetch
-        self._lanes = [_Lane(f"{name or queue}-{n}", queue, handle, max_batch or prefetch) for n in range(lanes)]
+        self._lanes = [_Lane(f"{name or queue}-{n}", queue, handle, max_batch or prefetch, prefetch)
+                       for n in range(lanes)]
 
     async def start(self, connection: AbstractRobustConnection) -> None:
         for lane in self._lanes:
-            channel = await connection.channel()
-            assert isinstance(channel, aio_pika.abc.AbstractRobustChannel)
-            lane.channel = channel
-            await channel.set_qos(prefetch_count=self._prefetch)  # the robust channel sets it again at a reopen
-            await channel.declare_queue(self.queue, passive=True)  # a missing queue is said here, by name
+            await lane.open(connection)
             lane.task = asyncio.create_task(lane.run(), name=lane.name)
-            channel.reopen_callbacks.add(lane.consume)
-            await lane.consume()
 
     async def stop(self, grace: float = 15.0) -> None:
         """Stop taking deliveries, finish and settle the batches in hand, then close the channels.
@@ -205,9 +262,9 @@ class BatchConsumer:
         step waits a bounded time: a channel whose connection is down waits for it to come back.
         """
         for lane in self._lanes:
+            lane.stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(lane.cancel(), 2)
-            lane.stop()
         running = [lane.task for lane in self._lanes if lane.task is not None]
         if running:
             await asyncio.wait(running, timeout=grace)  # the lanes finish their batches together

@@ -22,8 +22,6 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from paypost.infra.runtime import loops
-
 log = structlog.get_logger("paypost.sealer")
 
 
@@ -48,7 +46,7 @@ def _seal_until_stopped(uri: str, db: str, every: float, holder: str, audit_key:
     # its last round still runs. SIGTERM (a service manager stopping the group) asks the same.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    loops.run(_seal_loop(uri, db, every, holder, audit_key, stop, parent, wake, rests))
+    asyncio.run(_seal_loop(uri, db, every, holder, audit_key, stop, parent, wake, rests))
 
 
 class _Woken:

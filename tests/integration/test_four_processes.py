@@ -5,6 +5,7 @@ their four sealers sealed together passes `paypost audit verify`."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import subprocess
@@ -47,19 +48,21 @@ async def test_four_paypost_processes_load_each_payment_once_and_their_audit_cha
         rng = random.Random(4)
         sent = bodies + [b for b in bodies if rng.random() < 0.2]  # some delivered twice, as upstream may
         rng.shuffle(sent)
+        ids = [b["payment_id"] for b in bodies]
+        # In two halves, the second sent once the first is loaded and sealed while the processes run:
+        # a chain of several seals, whatever the sealers' rhythm (a stop seals the rest in one).
+        halves = [[b for b in sent if int(b["payment_id"].split("-")[1]) < N // 2],
+                  [b for b in sent if int(b["payment_id"].split("-")[1]) >= N // 2]]
         connection = await aio_pika.connect(amqp_url)
         try:
             upstream = Upstream(await connection.channel(publisher_confirms=True))
-            await asyncio.gather(*(upstream.send("payment.posted", b) for b in sent))
+            for half, loaded in zip(halves, (N // 2, N), strict=True):
+                await asyncio.gather(*(upstream.send("payment.posted", b) for b in half))
+                await wait_for(functools.partial(_loaded, store, ids, loaded), timeout=120, interval=0.5)
+                if loaded < N:
+                    await wait_for(functools.partial(_sealed, store), timeout=90, interval=0.5)
         finally:
             await connection.close()
-        ids = [b["payment_id"] for b in bodies]
-
-        async def all_loaded() -> int | None:
-            loaded = await store.postings.count_documents({"payment_id": {"$in": ids}, "load_status": "LOADED"})
-            return loaded if loaded == N else None
-
-        await wait_for(all_loaded, timeout=120, interval=0.5)
         consumers = await _consumers_of_postings(amqp_url)
     finally:
         for process in processes:
@@ -80,6 +83,14 @@ async def test_four_paypost_processes_load_each_payment_once_and_their_audit_cha
     finally:
         await client.drop_database(db)
         await client.close()
+
+
+async def _loaded(store: Collections, ids: list[str], n: int) -> bool:
+    return await store.postings.count_documents({"payment_id": {"$in": ids}, "load_status": "LOADED"}) >= n
+
+
+async def _sealed(store: Collections) -> bool:
+    return await store.db["audit_seals"].count_documents({}) > 0
 
 
 async def _consumers_of_postings(amqp_url: str) -> int:

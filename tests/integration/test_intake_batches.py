@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
+import aiormq
 import orjson
 import pytest
 
@@ -167,6 +168,66 @@ async def test_a_lane_whose_queue_was_deleted_consumes_it_again_once_it_is_back(
     assert _channel_of(lane) is before  # the asks closed no channel of the lane
     await consumer.stop()
     assert sorted(handled) == list(range(100))
+
+
+async def test_a_consume_that_fails_at_a_reopen_is_tried_again(
+    connection: aio_pika.abc.AbstractRobustConnection,
+) -> None:
+    """aio-pika neither logs nor retries a reopen callback that fails: the lane does. Here the
+    consume on the reopened channel is refused once (as the broker refuses one it cannot serve)."""
+    handled: list[int] = []
+
+    async def handle(messages: list[KeptMessage]) -> list[Settle]:
+        handled.extend(int(m.body) for m in messages)
+        return [Settle.ACK] * len(messages)
+
+    consumer = BatchConsumer("test.work", handle, prefetch=50, lanes=1)
+    await consumer.start(connection)
+    lane = consumer._lanes[0]
+    consume = lane.consume
+    refused: list[bool] = []
+
+    async def refused_once() -> None:
+        if not refused:
+            refused.append(True)
+            raise aiormq.exceptions.ChannelAccessRefused("a consume the broker refused")
+        await consume()
+
+    lane.consume = refused_once  # type: ignore[method-assign]
+    assert lane.consuming is not None
+    first, _ = lane.consuming
+    await first.basic_ack(10_000_000)  # PRECONDITION_FAILED: the channel closes, and reopens
+    await wait_for(lambda: _consuming_on_another(lane, first), timeout=30)
+    await publish(connection, 100)
+    await wait_for(lambda: _at_least(handled, 100), timeout=30)
+    await consumer.stop()
+    assert refused == [True]
+    assert sorted(handled) == list(range(100))
+
+
+async def test_a_lane_asked_to_consume_twice_at_once_consumes_once(
+    connection: aio_pika.abc.AbstractRobustConnection,
+) -> None:
+    """The start, a reopen and a retry may each ask at once: one consumer a channel, never two (two
+    would hold twice the lane's prefetch, and the second would never be cancelled)."""
+
+    async def handle(messages: list[KeptMessage]) -> list[Settle]:
+        return [Settle.ACK] * len(messages)
+
+    consumer = BatchConsumer("test.work", handle, prefetch=50, lanes=1)
+    await consumer.start(connection)
+    lane = consumer._lanes[0]
+    await asyncio.gather(lane.consume(), lane.consume(), lane.consume())
+    assert await consumers(connection, "test.work") == 1
+    await consumer.stop()
+    assert await consumers(connection, "test.work") == 0
+
+
+async def consumers(connection: aio_pika.abc.AbstractRobustConnection, name: str) -> int:
+    channel = await connection.channel()
+    queue = await channel.declare_queue(name, passive=True)
+    await channel.close()
+    return queue.declaration_result.consumer_count or 0
 
 
 async def _consuming_on_another(lane: Any, first: Any) -> bool:
