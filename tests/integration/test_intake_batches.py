@@ -193,7 +193,7 @@ async def test_a_consume_that_fails_at_a_reopen_is_tried_again(
             raise aiormq.exceptions.ChannelAccessRefused("a consume the broker refused")
         await consume()
 
-    lane.consume = refused_once  # type: ignore[method-assign]
+    lane.consume = refused_once  # type: ignore[method-assign]  # the fault: its consume refused once
     assert lane.consuming is not None
     first, _ = lane.consuming
     await first.basic_ack(10_000_000)  # PRECONDITION_FAILED: the channel closes, and reopens
