@@ -37,11 +37,16 @@ async def publish(connection: aio_pika.abc.AbstractRobustConnection, n: int) -> 
     await channel.close()
 
 
-async def depth(connection: aio_pika.abc.AbstractRobustConnection, name: str) -> int:
+async def declared(connection: aio_pika.abc.AbstractRobustConnection, name: str) -> aiormq.spec.Queue.DeclareOk:
+    """What the broker says of the queue now (a passive declare on a channel of its own)."""
     channel = await connection.channel()
     queue = await channel.declare_queue(name, passive=True)
     await channel.close()
-    return queue.declaration_result.message_count or 0
+    return queue.declaration_result
+
+
+async def depth(connection: aio_pika.abc.AbstractRobustConnection, name: str) -> int:
+    return (await declared(connection, name)).message_count or 0
 
 
 async def test_a_batch_is_acked_once_and_its_rejects_are_dead_lettered(
@@ -121,21 +126,12 @@ async def test_a_lane_whose_channel_the_broker_closed_consumes_again_on_the_reop
 ) -> None:
     """A lane takes its deliveries from aiormq itself: when the broker closes its channel (here, an
     ack of a delivery tag it never gave), the robust channel reopens and the lane consumes there."""
-    handled: list[int] = []
-
-    async def handle(messages: list[KeptMessage]) -> list[Settle]:
-        handled.extend(int(m.body) for m in messages)
-        return [Settle.ACK] * len(messages)
-
-    consumer = BatchConsumer("test.work", handle, prefetch=50, lanes=1)
-    await consumer.start(connection)
-    lane = consumer._lanes[0]
+    consumer, lane, handled = await _one_lane(connection)
     assert lane.consuming is not None
     first, _ = lane.consuming
     await first.basic_ack(10_000_000)  # PRECONDITION_FAILED: the broker closes the channel
     await wait_for(lambda: _consuming_on_another(lane, first), timeout=30)
-    await publish(connection, 100)
-    await wait_for(lambda: _at_least(handled, 100), timeout=30)
+    await _handles_the_next_100(connection, handled)
     await consumer.stop()
     assert sorted(handled) == list(range(100))
     assert await depth(connection, "test.work") == 0
@@ -146,15 +142,7 @@ async def test_a_lane_whose_queue_was_deleted_consumes_it_again_once_it_is_back(
 ) -> None:
     """The broker cancels a consumer whose queue is deleted: the lane asks, once a second, on a
     channel of its own, whether the queue is back, and consumes it again when it is."""
-    handled: list[int] = []
-
-    async def handle(messages: list[KeptMessage]) -> list[Settle]:
-        handled.extend(int(m.body) for m in messages)
-        return [Settle.ACK] * len(messages)
-
-    consumer = BatchConsumer("test.work", handle, prefetch=50, lanes=1)
-    await consumer.start(connection)
-    lane = consumer._lanes[0]
+    consumer, lane, handled = await _one_lane(connection)
     assert lane.consuming is not None
     before, _ = lane.consuming
     other = await connection.channel()
@@ -163,8 +151,7 @@ async def test_a_lane_whose_queue_was_deleted_consumes_it_again_once_it_is_back(
     await asyncio.sleep(1.5)  # at least one ask while the queue is gone
     await other.declare_queue("test.work", arguments={"x-dead-letter-exchange": "test.dead"})
     await wait_for(lambda: _consuming(lane), timeout=30)
-    await publish(connection, 100)
-    await wait_for(lambda: _at_least(handled, 100), timeout=30)
+    await _handles_the_next_100(connection, handled)
     assert _channel_of(lane) is before  # the asks closed no channel of the lane
     await consumer.stop()
     assert sorted(handled) == list(range(100))
@@ -175,15 +162,7 @@ async def test_a_consume_that_fails_at_a_reopen_is_tried_again(
 ) -> None:
     """aio-pika neither logs nor retries a reopen callback that fails: the lane does. Here the
     consume on the reopened channel is refused once (as the broker refuses one it cannot serve)."""
-    handled: list[int] = []
-
-    async def handle(messages: list[KeptMessage]) -> list[Settle]:
-        handled.extend(int(m.body) for m in messages)
-        return [Settle.ACK] * len(messages)
-
-    consumer = BatchConsumer("test.work", handle, prefetch=50, lanes=1)
-    await consumer.start(connection)
-    lane = consumer._lanes[0]
+    consumer, lane, handled = await _one_lane(connection)
     consume = lane.consume
     refused: list[bool] = []
 
@@ -193,13 +172,12 @@ async def test_a_consume_that_fails_at_a_reopen_is_tried_again(
             raise aiormq.exceptions.ChannelAccessRefused("a consume the broker refused")
         await consume()
 
-    lane.consume = refused_once  # type: ignore[method-assign]  # the fault: its consume refused once
+    lane.consume = refused_once  # the fault: its consume refused once
     assert lane.consuming is not None
     first, _ = lane.consuming
     await first.basic_ack(10_000_000)  # PRECONDITION_FAILED: the channel closes, and reopens
     await wait_for(lambda: _consuming_on_another(lane, first), timeout=30)
-    await publish(connection, 100)
-    await wait_for(lambda: _at_least(handled, 100), timeout=30)
+    await _handles_the_next_100(connection, handled)
     await consumer.stop()
     assert refused == [True]
     assert sorted(handled) == list(range(100))
@@ -224,10 +202,27 @@ async def test_a_lane_asked_to_consume_twice_at_once_consumes_once(
 
 
 async def consumers(connection: aio_pika.abc.AbstractRobustConnection, name: str) -> int:
-    channel = await connection.channel()
-    queue = await channel.declare_queue(name, passive=True)
-    await channel.close()
-    return queue.declaration_result.consumer_count or 0
+    return (await declared(connection, name)).consumer_count or 0
+
+
+async def _one_lane(
+    connection: aio_pika.abc.AbstractRobustConnection,
+) -> tuple[BatchConsumer, Any, list[int]]:
+    """A consumer of test.work on one lane, started, and the numbers it has handled (each acked)."""
+    handled: list[int] = []
+
+    async def handle(messages: list[KeptMessage]) -> list[Settle]:
+        handled.extend(int(m.body) for m in messages)
+        return [Settle.ACK] * len(messages)
+
+    consumer = BatchConsumer("test.work", handle, prefetch=50, lanes=1)
+    await consumer.start(connection)
+    return consumer, consumer._lanes[0], handled
+
+
+async def _handles_the_next_100(connection: aio_pika.abc.AbstractRobustConnection, handled: list[int]) -> None:
+    await publish(connection, 100)
+    await wait_for(lambda: _at_least(handled, 100), timeout=30)
 
 
 async def _consuming_on_another(lane: Any, first: Any) -> bool:
