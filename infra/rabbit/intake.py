@@ -112,7 +112,7 @@ class _Lane:
             if self._stopping or self.channel is None:
                 return
             underlay = await self.channel.get_underlay_channel()
-            if self.consuming_now() and self.consuming is not None and self.consuming[0] is underlay:
+            if self.consuming is not None and self.consuming[0] is underlay and not underlay.is_closed:
                 return
             underlay.on_consumer_cancel_callbacks.add(self._cancelled)  # a set: once a channel
             ok = await underlay.basic_consume(self.queue, self.on_message)

@@ -1,12 +1,12 @@
 """The floor's consumer, a process of its own (as paypost is): the least a payment's load needs on
 paypost's stack, and nothing more. ``python -m paypost.bench.floor URL MONGODB DB COLLECTION QUEUE N``.
 
-For each batch of deliveries (taken from aiormq as paypost's lanes take them): each body read as
+For each batch of deliveries (taken by paypost's own batch consumer, ``infra/rabbit/intake.py``): each body read as
 paypost reads it (strict JSON, then its pydantic model), one ``$in`` read of the patients'
 mappings, one insert of the LOADED rows (a row as paypost writes one, into a collection with the
 postings' indexes), one ``posting.loaded`` event each on paypost's framed publisher with their
 confirms, then one ack. No audit trail, no seal, no outcome rules, no metrics: what paypost adds
-to this is its cost over the floor. It prints ``ready``, then the wall-clock time of its last ack.
+to this is its cost over the floor. It prints ``ready``, then the wall-clock time its last batch was loaded.
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import aiormq
 import orjson
-from aiormq.abc import DeliveredMessage
 from bson import Decimal128
 
 from paypost.domain.posting import KeptMessage
 from paypost.infra.mongo.database import CODECS, Collections, connect
 from paypost.infra.rabbit.broker import Amqp, FramedPublisher
+from paypost.infra.rabbit.intake import BatchConsumer, Settle
 from paypost.schemas.messages import PaymentPosted
 from paypost.schemas.reading import read_message
 from paypost.schemas.topics import EVENTS_EXCHANGE, PAYMENT_POSTED
@@ -58,45 +57,36 @@ async def consume(amqp: str, mongo: str, db: str, collection: str, queue: str, n
     template = await c.postings.find_one({"load_status": "LOADED"})
     assert template is not None, "the floor copies a row paypost loaded in the same run"
     rows = c.db.get_collection(collection, codec_options=CODECS)
-    connection = await aiormq.connect(amqp)
-    publishing = Amqp(amqp)
-    publisher = FramedPublisher(publishing)
+    amqp_connection = Amqp(amqp)  # as paypost's: its batch consumers and its publisher on one connection
+    publisher = FramedPublisher(amqp_connection)
+    loaded, last = 0, asyncio.Event()
+
+    async def load(messages: list[KeptMessage]) -> list[Settle]:
+        nonlocal loaded
+        await _load(messages, template, c, rows, publisher)
+        loaded += len(messages)
+        if loaded >= n:
+            last.set()
+        return [Settle.ACK] * len(messages)
+
+    consumer = BatchConsumer(queue, load, prefetch=PREFETCH, lanes=1, max_batch=BATCH)
     try:
-        channel = await connection.channel()
-        await channel.basic_qos(prefetch_count=PREFETCH)
-        waiting: list[DeliveredMessage] = []
-        arrived = asyncio.Event()
-
-        async def on_message(message: DeliveredMessage) -> None:
-            waiting.append(message)
-            arrived.set()
-
-        await channel.basic_consume(queue, on_message)
+        await consumer.start(await amqp_connection.open())
         print("ready", flush=True)  # noqa: T201 - the bench reads it from this process's stdout
-        done = 0
-        while done < n:
-            if not waiting:
-                arrived.clear()
-                await arrived.wait()
-                continue
-            batch = waiting[:BATCH]
-            del waiting[:BATCH]
-            await _load(batch, template, c, rows, publisher)
-            assert batch[-1].delivery_tag is not None
-            await channel.basic_ack(batch[-1].delivery_tag, multiple=True)
-            done += len(batch)
-        return time.time()
+        await last.wait()
+        return time.time()  # the last batch's rows written and its events confirmed; its ack follows
     finally:
+        await consumer.stop()
         await publisher.close()
-        await publishing.close()
-        await connection.close()
+        await amqp_connection.close()
         await client.close()
 
 
-async def _load(batch: list[DeliveredMessage], template: dict[str, Any], c: Collections, rows: Any,
+async def _load(batch: list[KeptMessage], template: dict[str, Any], c: Collections, rows: Any,
                 publisher: FramedPublisher) -> None:
     payments = []
     for delivery in batch:
+        # Published to the floor's queue by name: read as the payment.posted it is.
         read = read_message(KeptMessage(delivery.body, PAYMENT_POSTED, None), 1 << 20, {PAYMENT_POSTED: PaymentPosted})
         assert isinstance(read, PaymentPosted)
         payments.append((read, delivery.body))

@@ -1,5 +1,5 @@
 """2b. The floor: the least a payment's load needs on paypost's stack, measured as the baseline is
-(publish with confirms to the last ack, a consumer in a process of its own), on the same broker,
+(publish with confirms to the last batch loaded, a consumer in a process of its own), on the same broker,
 database and cores as the pipeline just before it (``paypost/bench/floor.py`` says what it does
 and leaves out). The pipeline's ratio is bounded by the floor's: a target above the floor's ratio
 cannot be met on this machine by any paypost that does the work the contract asks."""
