@@ -4,7 +4,7 @@
 
 import { loadAlerts, loadSystem, showTransfer } from "./alerts.js";
 import { openDetail } from "./detail.js";
-import { $, api, el, mayChange, plural, postingPath, say, sayError, span, state, whenShort } from "./lib.js";
+import { $, api, el, focusUnlessMoved, mayChange, plural, postingPath, say, sayError, span, state, whenShort } from "./lib.js";
 import { hideMonthEnd, loadMonthEnd } from "./month.js";
 import { onOpen, showOverview } from "./overview.js";
 import { groupSelection, loadGroups, loadSummary } from "./triage.js";
@@ -31,12 +31,13 @@ async function signIn(token) {
     $("signin-error").textContent = "";
     // It opens on something useful at once: the practice chosen last time (or the only one) at its
     // Needs attention; else, for a key with several, every practice with what needs attention first.
+    const since = document.activeElement;
     if ($("f-practice").value) {
       await show();
-      $("attention-title").focus();
+      focusUnlessMoved(since, "attention-title");
     } else if (practices.length) {
       await showOverview();
-      $("overview-title").focus();
+      focusUnlessMoved(since, "overview-title");
     }
   } catch (error) {
     state.token = "";
@@ -76,8 +77,9 @@ onOpen(async (practiceId, label) => {
   const picker = $("f-practice");
   if (![...picker.options].some((o) => o.value === practiceId)) picker.append(el("option", { value: practiceId }, label));
   picker.value = practiceId;
+  const since = document.activeElement;
   await show();
-  $("attention-title").focus();
+  focusUnlessMoved(since, "attention-title");
 });
 $("all-practices").addEventListener("click", async () => {
   localStorage.removeItem("paypost.practice");  // the next sign-in opens on the overview too
@@ -86,8 +88,9 @@ $("all-practices").addEventListener("click", async () => {
   state.practice = "";
   hideMonthEnd();
   $("live").textContent = "offline"; $("live").classList.remove("on");
+  const since = document.activeElement;
   await showOverview();
-  $("overview-title").focus();
+  focusUnlessMoved(since, "overview-title");
 });
 $("signin-form").addEventListener("submit", (event) => { event.preventDefault(); signIn($("token").value.trim()); });
 $("signout").addEventListener("click", () => {

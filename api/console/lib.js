@@ -46,6 +46,13 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// After a wait (a practice loading), move the focus to ``id`` unless the person moved it meanwhile:
+// what they clicked or typed into while the page filled keeps the focus. ``since`` is what had it
+// when the wait began.
+export function focusUnlessMoved(since, id) {
+  const now = document.activeElement;
+  if (!now || now === document.body || now === since) $(id).focus();
+}
 export const mayChange = () => state.role === "operator" || state.role === "admin";
 export const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
 export const whenShort = (iso) => (iso ? new Date(iso).toLocaleString([], { dateStyle: "short", timeStyle: "medium" }) : "");

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from tests.support.tokens import OPERATOR, VIEWER
 from tests.support.upstream import Upstream
 
 if TYPE_CHECKING:
-    from playwright.async_api import Locator, Page
+    from playwright.async_api import Locator, Page, Route
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -687,6 +688,32 @@ async def test_the_office_finds_the_patient_beside_enter_mapping_and_the_payment
     assert posting is not None and posting["ehr_patient_id"] == "EHR-ZELDA"
     assert system.state.searches == 2
     assert not await page.evaluate("Object.keys(localStorage).some(k => localStorage[k].includes('Zelda'))")
+
+
+async def test_what_the_office_clicks_while_the_practice_still_loads_keeps_the_focus(
+    page: Page, api: httpx.AsyncClient, upstream: Upstream, system_practice: tuple[str, ReferenceLedger]
+) -> None:
+    """The groups show before the practice's rows: a search opened then keeps its focus when the rows come."""
+    practice, _ = system_practice
+    [payment_id] = await _fails(api, upstream, practice, 1, practice_id=practice, ehr_patient_id=None,
+                                patient_account_id="acct-early")
+    rows_may_come = asyncio.Event()
+
+    async def rows_later(route: Route) -> None:
+        await rows_may_come.wait()
+        await route.continue_()
+
+    await page.route(re.compile(r"/api/v1/postings\?"), rows_later)
+    await sign_in(page, OPERATOR, practice)
+    await group(page, "acct-early").get_by_role("button", name="Find the patient of acct-early").click()
+    search = page.get_by_label("Find the patient of acct-early in the practice's system")
+    await playwright_api.expect(search).to_be_focused()
+    assert await row(page, payment_id).count() == 0  # the practice was still loading
+    rows_may_come.set()
+    await row(page, payment_id).wait_for()
+    await playwright_api.expect(search).to_be_focused()
+    await page.keyboard.type("zelda")
+    assert await search.input_value() == "zelda"
 
 
 async def test_a_system_without_search_says_so_and_the_id_can_still_be_entered(
