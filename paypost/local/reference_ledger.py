@@ -72,6 +72,9 @@ class LedgerState:
     reposted_after_drop: int = 0  # posts of an entry whose answer was lost (the lookup should find it first)
     # Every lookup and post of an entry as it arrived, before any fault: (GET or POST, idempotency key).
     entry_requests: list[tuple[str, str]] = field(default_factory=list)
+    # Each entry: how many of ``entry_requests`` had arrived when it was committed (a request that
+    # arrived earlier may be answered later: a slow POST commits after a lookup that found nothing).
+    committed_after: dict[str, int] = field(default_factory=dict)
     errors: int = 0  # injected 5xx
     throttled: int = 0  # injected 429s
     request_times: list[float] = field(default_factory=list)  # when each request arrived (monotonic)
@@ -314,6 +317,7 @@ async def post_entry(request: Request, idempotency_key: Annotated[str, Header()]
         return JSONResponse(ledger.entries[idempotency_key], status_code=200)
     entry = {"entry_id": str(uuid.uuid4()), "idempotency_key": idempotency_key, **body}
     ledger.entries[idempotency_key] = entry
+    ledger.committed_after[idempotency_key] = len(ledger.entry_requests)
     if (lost := await _after_commit(ledger, idempotency_key, body)) is not None:
         return lost
     try:
