@@ -29,6 +29,7 @@ from paypost.domain.deposits import (
 from paypost.domain.periods import DEFAULT_TIME_ZONE, MonthFacts, PeriodRow, Total
 from paypost.domain.ports import Record
 from paypost.domain.posting import AuditEntry
+from paypost.infra.batching import SharedRead
 from paypost.infra.mongo.alerts import alert_from, outbox_fields, state_fields
 from paypost.infra.mongo.database import Collections, Doc
 from paypost.infra.mongo.postings import audit_doc
@@ -74,6 +75,9 @@ class MongoDeposits:
         # seconds, as the practice's integration is (a change through this process applies at once).
         self._ttl = settings_ttl
         self._settings: dict[str, tuple[float, tuple[str, ReconciliationSettings]]] = {}
+        # When an entry expires, the whole batch in hand asks at once: one read answers them all
+        # (each asking for itself was one read a payment, every few seconds, at the burst's rate).
+        self._settings_reads = SharedRead(self._read_settings)
 
     async def ensure_indexes(self) -> None:
         await self._c.create_indexes([
@@ -91,6 +95,9 @@ class MongoDeposits:
         cached = self._settings.get(practice_id)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        return await self._settings_reads(practice_id)
+
+    async def _read_settings(self, practice_id: str) -> tuple[str, ReconciliationSettings]:
         doc = await self._practices.find_one({"_id": practice_id}, {"time_zone": 1, "reconciliation": 1}) or {}
         rec = doc.get("reconciliation") or {}
         found = (doc.get("time_zone") or DEFAULT_TIME_ZONE,

@@ -334,3 +334,32 @@ async def test_the_tolerance_at_its_edge_and_a_month_that_has_not_ended(
     refused = await api.post(f"/api/v1/practices/{P}/periods/{running}/close",
                              json={"note": "too soon", "force": True, "reason": "testing the refusal"})
     assert refused.status_code == 400 and "has not ended" in refused.text
+
+
+async def test_a_batch_asking_for_a_practices_settings_as_they_lapse_makes_one_read(
+        api: httpx.AsyncClient, practice: str, paypost: Paypost, settings: Settings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every loaded posting asks for its practice's time zone (the month's check): when the kept
+    answer lapses, the payments in hand ask at once, and one read of the database answers them all."""
+    r = await api.put(f"/api/v1/practices/{P}", json={"name": "Clinic A", "ledger": {"kind": "builtin"},
+                                                     "time_zone": "America/Denver"})
+    assert r.status_code == 200, r.text
+    client = connect(settings.mongodb_uri)
+    try:
+        store = MongoDeposits(Collections(client[settings.mongodb_db]), settings_ttl=0.05)
+        practices = store._practices
+        reads = 0
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            return await practices.find_one(*args, **kwargs)
+
+        monkeypatch.setattr(store, "_practices", type("Counted", (), {"find_one": staticmethod(counted)})())
+        for expected_reads in (1, 2):
+            answers = await asyncio.gather(*(store.settings_of(P) for _ in range(200)))
+            assert reads == expected_reads
+            assert {zone for zone, _ in answers} == {"America/Denver"}
+            await asyncio.sleep(0.1)  # the kept answer lapses
+    finally:
+        await client.close()
