@@ -21,7 +21,7 @@ import structlog
 from paypost.domain.events import Event, PostingFailed, PostingLoaded, PostingRetried, owed_as, owed_event
 from paypost.domain.model import LoadStatus
 from paypost.domain.ports.postings import PostingStore
-from paypost.domain.posting import Attempt, AuditEntry, KeptMessage, LedgerReceipt, Posting, PostingKey
+from paypost.domain.posting import Attempt, AuditEntry, Integration, KeptMessage, LedgerReceipt, Posting, PostingKey
 from paypost.domain.reversals import LEARNS_ITS_AMOUNT
 from paypost.handlers import spans
 from paypost.handlers.messagebus import MessageBus
@@ -36,10 +36,16 @@ MAX_UNANNOUNCED = 10_000
 @dataclass(frozen=True, slots=True)
 class First:
     """A new posting that has no row yet: its message and its "received" entry, written with its
-    outcome (``PostingService._posts_with_its_row``)."""
+    outcome, into the ledger of ``integration``: the one the delivery read, which keeps its entries
+    in paypost's database (``PostingService._posts_with_its_row``)."""
 
     message: KeptMessage
     received: AuditEntry
+    integration: Integration
+
+    def __post_init__(self) -> None:
+        if not self.integration.posts_with_its_row:
+            raise ValueError("a first write loads only into a ledger kept in paypost's database")
 
 
 class Written(enum.Enum):

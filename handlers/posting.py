@@ -213,11 +213,11 @@ class PostingService:
                     # Insert first: a payment's row is looked up only if its outcome's insert finds it
                     # taken (``_raced``), so a first delivery waits for one read, its mapping, not two.
                     # A refund or reversal is counted against its payment before its entry: it looks first.
-                    return await self._load(fresh, await self._mapping_for(fresh), first=First(message, received),
-                                            integration=integration)
+                    return await self._load(fresh, await self._mapping_for(fresh),
+                                            first=First(message, received, integration))
                 existing, held = await asyncio.gather(self._postings.get(fresh.key), self._mapping_for(fresh))
                 if existing is None:
-                    return await self._load(fresh, held, first=First(message, received), integration=integration)
+                    return await self._load(fresh, held, first=First(message, received, integration))
                 return await self._known(existing, fresh, message, held, trying)
             inserted, held = await asyncio.gather(
                 self._postings.insert_received(fresh, message, received), self._mapping_for(fresh))
@@ -360,9 +360,9 @@ class PostingService:
         return posting.sent_at is not None or not await self._postings.mark_sent(posting.key, at)
 
     async def _load(self, posting: Posting, held: HeldMapping | None = None, *, trying: bool = False,
-                    first: First | None = None, integration: Integration | None = None) -> Outcome:
+                    first: First | None = None) -> Outcome:
         """Load the posting; ``first``: it has no row yet, and its outcome is its first write, into the
-        ledger of ``integration`` (read by the delivery: one in paypost's database, with nothing holding it)."""
+        ledger of the integration the delivery read (one in paypost's database, with nothing holding it)."""
         started = time.perf_counter()
         at = self._clock()
         ehr_patient_id: str | None = None
@@ -371,8 +371,8 @@ class PostingService:
         counted = False
         try:
             ehr_patient_id, account, against = await self._patient_of(posting, held)
-            ledger, calls_out = await self._ledger_for(posting.key.practice_id, integration)
-            assert first is None or not calls_out  # a first write's ledger is in paypost's database
+            ledger, calls_out = await self._ledger_for(posting.key.practice_id,
+                                                       first.integration if first is not None else None)
             # A first write's practice was looked up on the board just before (_posts_with_its_row).
             outage = None if trying or first is not None else await self._board.of(posting.key.practice_id)
             if outage is not None:  # its system is failing or held: the payment waits, off the queue

@@ -13,9 +13,9 @@ import pytest
 from paypost.domain.errors import TransientFailure
 from paypost.domain.events import PostingLoaded
 from paypost.domain.model import LoadStatus, PostingKind
-from paypost.domain.posting import Posting, PostingKey
+from paypost.domain.posting import PAYPOST_ACTOR, AuditEntry, Integration, KeptMessage, Posting, PostingKey
 from paypost.handlers.messagebus import MessageBus
-from paypost.handlers.outcomes import OutcomeRecorder
+from paypost.handlers.outcomes import First, OutcomeRecorder
 
 
 def posting(payment_id: str) -> Posting:
@@ -97,3 +97,14 @@ async def test_with_the_database_away_too_it_is_kept_in_memory_at_most_so_many()
     broker.up = True
     assert await announcing.settle_owed(posting("p-3")) is True
     assert broker.sent == ["p-3"] and not announcing.owes(posting("p-3"))
+
+
+def test_a_first_write_is_only_ever_into_a_ledger_kept_in_paypost_s_database() -> None:
+    """A posting written once, with its outcome, carries the integration that chose so: the built-in
+    ledger. One that calls a practice's system first writes its row, then calls (``sent_at``)."""
+    message = KeptMessage(b"{}", "payment.posted", "m-1", {})
+    received = AuditEntry(at=datetime.now(UTC), actor=PAYPOST_ACTOR, action="received")
+    builtin = Integration(practice_id="clinic-a", kind="builtin", enabled=True, settings={})
+    assert First(message, received, builtin).integration is builtin
+    with pytest.raises(ValueError, match="paypost's database"):
+        First(message, received, replace(builtin, kind="http"))
