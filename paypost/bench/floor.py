@@ -43,12 +43,13 @@ def row(template: dict[str, Any], payment: PaymentPosted, body: bytes, ehr_patie
             "received_at": now, "updated_at": now, "message": {**template["message"], "body": body}}
 
 
-def event(payment: PaymentPosted, ehr_patient_id: str | None, now: datetime) -> bytes:
+def event(payment: PaymentPosted, now: datetime) -> bytes:
+    """A ``posting.loaded`` event of the shape paypost publishes: no patient identifier (contract section 12)."""
     return orjson.dumps({
         "event_id": str(uuid.uuid4()), "occurred_at": now.isoformat(), "practice_id": payment.practice_id,
-        "payment_id": payment.payment_id, "load_status": "LOADED", "patient_account_id": payment.patient_account_id,
-        "ehr_patient_id": ehr_patient_id or payment.ehr_patient_id, "amount": str(payment.amount),
-        "currency": payment.currency, "entry_id": str(uuid.uuid4())})
+        "event_type": "posting.loaded", "payment_id": payment.payment_id, "kind": "payment", "load_status": "LOADED",
+        "load_error": None, "merchant_transfer_id": payment.merchant_transfer_id, "amount": str(payment.amount),
+        "currency": payment.currency})
 
 
 async def consume(amqp: str, mongo: str, db: str, collection: str, queue: str, n: int) -> float:
@@ -96,8 +97,8 @@ async def _load(batch: list[KeptMessage], template: dict[str, Any], c: Collectio
     now = datetime.now(UTC)
     chosen = [(p, body, mapped.get(f"{p.practice_id}/{p.patient_account_id}")) for p, body in payments]
     await rows.insert_many([row(template, p, body, ehr, now) for p, body, ehr in chosen], ordered=False)
-    await asyncio.gather(*(publisher(EVENTS_EXCHANGE, f"posting.loaded.{p.practice_id}", event(p, ehr, now),
-                                     message_id=uuid.uuid4().hex, broadcast=True) for p, _, ehr in chosen))
+    await asyncio.gather(*(publisher(EVENTS_EXCHANGE, f"posting.loaded.{p.practice_id}", event(p, now),
+                                     message_id=uuid.uuid4().hex, broadcast=True) for p, _, _ in chosen))
 
 
 def main() -> None:
