@@ -49,7 +49,9 @@ async def test_kill_9_the_consumer_every_2_seconds(settings: Settings, store: Co
     try:
         async with Flow(settings.amqp_url) as flow:
             publishing = asyncio.create_task(flow.paced(bodies, rate=max(100.0, n / 20)))
-            while not publishing.done():
+            # Killed every 2 s while the payments are published, and at least 3 times: a worker that
+            # is slow to start again (a loaded machine) must not leave the scenario with fewer kills.
+            while not publishing.done() or kills < 3:
                 await asyncio.sleep(2)
                 assert worker.proc is not None
                 worker.proc.send_signal(signal.SIGKILL)
@@ -62,7 +64,6 @@ async def test_kill_9_the_consumer_every_2_seconds(settings: Settings, store: Co
         worker.stop()
     figures = await account(store, f"kill -9 every 2 s ({kills} kills)", [str(b["payment_id"]) for b in bodies])
     report.append(figures)
-    assert kills >= 3
     assert (figures.lost, figures.double_posts, figures.pending) == (0, 0, 0)
     assert figures.loaded + figures.failed == n
     assert figures.failed == 0  # a kill never turns a good payment into a failure
