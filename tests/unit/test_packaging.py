@@ -38,11 +38,14 @@ PROJECT = PYPROJECT["project"]
 # One worker runs this module: the wheel its tests read is built once.
 pytestmark = pytest.mark.xdist_group("packaging")
 
-# name==version, then its hashes (continued lines), as pip-compile --generate-hashes writes them.
-PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>\S+)(?P<rest>(?:[^\n]*\\\n)*[^\n]*)", re.M)
+# name==version, then its hashes (continued lines), as pip-compile --generate-hashes writes them; a
+# package another asks for with an extra (pip-audit asks for cachecontrol[filecache]) is pinned with
+# that extra, so that pip takes the pin for it rather than look for a version of its own.
+PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[A-Za-z0-9._,-]+\])?"
+                 r"==(?P<version>\S+)(?P<rest>(?:[^\n]*\\\n)*[^\n]*)", re.M)
 
 HASH = r"--hash=sha256:([0-9a-f]{64})"
-PIN_LINE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[^\s;]+( ; [^\\]+)? \\$")
+PIN_LINE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]+\])?==[^\s;]+( ; [^\\]+)? \\$")
 
 
 def locked(name: str) -> dict[str, tuple[str, frozenset[str]]]:
