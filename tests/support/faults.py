@@ -121,8 +121,17 @@ class Flow:
 
 
 async def until_final(c: Collections, ids: list[str], timeout: float) -> None:
+    """Until every payment of ``ids`` is LOADED, FAILED or CLEARED; past ``timeout``, fail saying
+    where the rest are (how many in each status, how many not written at all)."""
     async def done() -> bool:
         return await c.postings.count_documents(
             {"payment_id": {"$in": ids}, "load_status": {"$in": ["LOADED", "FAILED", "CLEARED"]}}) == len(ids)
 
-    await wait_for(done, timeout=timeout, interval=0.5)
+    try:
+        await wait_for(done, timeout=timeout, interval=0.5)
+    except AssertionError:
+        statuses = {row["_id"]: row["n"] async for row in await c.postings.aggregate([
+            {"$match": {"payment_id": {"$in": ids}}}, {"$group": {"_id": "$load_status", "n": {"$sum": 1}}}])}
+        unwritten = len(ids) - sum(statuses.values())
+        raise AssertionError(f"{len(ids)} payments not all final within {timeout:g} s: by status {statuses}, "
+                             f"{unwritten} not written") from None

@@ -25,3 +25,14 @@ class GuardedProcess(PaypostProcess):
             text = self.output.read_text(errors="replace")
             self.output.unlink()
             watch_output(text, f"paypost process ({self.role})")
+            _tell(text, self.role)
+
+
+def _tell(text: str, role: str) -> None:
+    """What the process said that a failing test's report should show (pytest prints a test's output
+    only when it fails): its warnings and errors, the last 40, and its last 10 lines."""
+    lines = text.splitlines()
+    notable = [line for line in lines if "[warning" in line or "[error" in line or "Traceback" in line]
+    told = [f"--- paypost process ({role}): {len(lines)} lines, {len(notable)} warnings or errors; the last of them:",
+            *notable[-40:], "--- its last lines:", *lines[-10:]]
+    print("\n".join(told))  # noqa: T201  # captured by pytest, shown with a failing test's report
