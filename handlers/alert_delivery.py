@@ -22,10 +22,16 @@ from paypost.domain.patient_ref import patient_ref
 from paypost.domain.ports.alerts import AlertOutbox, AlertSystem, AlertSystems
 from paypost.domain.ports.practices import MappingStore, PracticeDirectory
 from paypost.handlers.clock import Clock, until_set, utc_now
+from paypost.handlers.outages import OutageBoard
 
 log = structlog.get_logger("paypost.alert_delivery")
 
 WAIT_FOR_MAPPING = 30.0  # a flag for an unmapped account is looked at again this often (or when mapped)
+# An alert of a practice whose system is failing or held is looked at again this often, or at once
+# when the system answers again (``system_answers``).
+WAIT_FOR_SYSTEM = 30.0
+SYSTEM_AWAITED = ("Waiting for the practice's system: its payments are held or waiting for it to answer; "
+                  "sent when it answers again.")
 MAX_BACKOFF = 60.0
 
 
@@ -35,8 +41,11 @@ def backoff(attempts: int) -> float:
 
 class AlertDelivery:
     def __init__(self, outbox: AlertOutbox, directory: PracticeDirectory, systems: AlertSystems,
-                 mappings: MappingStore, clock: Clock = utc_now, batch: int = 100, lease: float = 30.0) -> None:
+                 mappings: MappingStore, clock: Clock = utc_now, batch: int = 100, lease: float = 30.0,
+                 outages: OutageBoard | None = None) -> None:
+        """``outages``: which practices' systems are failing or held; their alerts wait for them."""
         self._outbox = outbox
+        self._outages = outages
         self._directory = directory
         self._systems = systems
         self._mappings = mappings
@@ -73,6 +82,11 @@ class AlertDelivery:
         await asyncio.gather(*(self._deliver(item) for item in items))
         return len(items)
 
+    async def system_answers(self, practice_id: str) -> None:
+        """The practice's system answers again, or its hold was released: its alerts go now."""
+        if await self._outbox.system_answers(practice_id):
+            self.wake()
+
     async def nudge(self, practice_id: str, patient_account_id: str) -> None:
         """A mapping was entered: the account's flag that waited for it goes now."""
         if await self._outbox.nudge(practice_id, patient_account_id):
@@ -94,6 +108,13 @@ class AlertDelivery:
         system = await self._system_of(alert.practice_id)
         if system is None:  # no such system (built-in ledger, or tasks: false): paypost's alerts only
             await self._outbox.delivered(item, Delivery.NOT_SENT, item.put, item.put_patient_id)
+            return
+        if self._outages is not None and await self._outages.of(alert.practice_id) is not None:
+            # Its system is failing or held (handlers/outages.py): the outage worker tries it with one
+            # payment at a time. Tasks and flags wait for it to answer, rather than each try it (and
+            # time out) in turn and add to the load of a system that is struggling already.
+            await self._outbox.wait_for_system(item, self._clock() + timedelta(seconds=WAIT_FOR_SYSTEM),
+                                               SYSTEM_AWAITED)
             return
         try:
             if alert.kind is AlertKind.TASK:

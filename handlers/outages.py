@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import structlog
@@ -67,8 +67,11 @@ class OutageBoard:
 class Outages:
     def __init__(self, store: OutageStore, postings: PostingStore, alerts: AlertStore, board: OutageBoard,
                  bus: MessageBus, events: OutcomePublisher, *, hold_after: float, probe_every: float,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, on_answer: Callable[[str], Awaitable[None]] | None = None) -> None:
+        """``on_answer``: told of a practice whose system answers again or is released by hand (its
+        tasks and flags, which waited for it, go then: ``handlers/alert_delivery.py``)."""
         self.store = store
+        self._on_answer = on_answer
         self.board = board
         self._postings = postings
         self._alerts = alerts
@@ -121,7 +124,12 @@ class Outages:
         if released is not None:
             log.info("practice_released", practice_id=practice_id, by=actor)
             await self._resolve_task(practice_id)
+            await self._answers(practice_id)
         return released
+
+    async def _answers(self, practice_id: str) -> None:
+        if self._on_answer is not None:
+            await self._on_answer(practice_id)
 
     async def hold(self, practice_id: str, outage: PracticeOutage) -> PracticeOutage | None:
         """paypost holds a practice whose system has not answered for ``hold_after``: one office task."""
@@ -147,6 +155,7 @@ class Outages:
         if cleared is not None:
             log.info("ledger_answers_again", practice_id=practice_id, was=cleared.health.value)
             await self._resolve_task(practice_id)
+            await self._answers(practice_id)
 
     async def _resolve_task(self, practice_id: str) -> None:
         task = await self._alerts.resolve_outage_task(practice_id, self._clock())

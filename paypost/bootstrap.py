@@ -218,9 +218,14 @@ class Paypost:
         )
         # Handlers.
         self.bus = MessageBus()
+        board = OutageBoard(self.outage_store)
+        # Tasks and flags of a practice whose system is failing or held wait for it (contract 7).
+        self.alert_delivery = AlertDelivery(MongoAlertOutbox(self.collections), self.directory, self.ledgers,
+                                            self.mapping_store, clock, outages=board)
         self.outages = Outages(
-            self.outage_store, self.postings, self.alerts, OutageBoard(self.outage_store), self.bus, self.outcomes,
-            hold_after=settings.ledger_hold_after, probe_every=settings.ledger_probe_every, clock=clock)
+            self.outage_store, self.postings, self.alerts, board, self.bus, self.outcomes,
+            hold_after=settings.ledger_hold_after, probe_every=settings.ledger_probe_every, clock=clock,
+            on_answer=self.alert_delivery.system_answers)
         self.recorder = OutcomeRecorder(self.postings, self.bus)
         self.posting_service = PostingService(
             self.postings, self.directory, self.mapping_store, ledgers or self.ledgers, self.recorder,
@@ -237,8 +242,6 @@ class Paypost:
                                             here=self.posting_service.retry_here)
         self.retrying = make_retrying(max_seconds=retry_seconds)
         self.healing = Healing(self.operations, self.mapping_store, self.retrying, self.posting_commands)
-        self.alert_delivery = AlertDelivery(MongoAlertOutbox(self.collections), self.directory, self.ledgers,
-                                            self.mapping_store, clock)
         self.reactions = PostingReactions(self.alerts, self.transfers, self.outcomes, self.operations,
                                           settings.alert_escalate_after, clock, mapping_sweep=self.healing.sweep,
                                           alerts_changed=self.alert_delivery.wake,

@@ -71,6 +71,14 @@ class AlertOutbox(Protocol):
     async def nudge(self, practice_id: str, patient_account_id: str) -> int:
         """The account's mapping was entered: its flags waiting for one are due now; how many."""
 
+    async def wait_for_system(self, item: OutboxItem, at: datetime, reason: str) -> None:
+        """Not sent: its practice's system is failing or held. Due again at ``at``, or sooner when the
+        system answers (``system_answers``); not counted as an attempt (its backoff does not grow)."""
+
+    async def system_answers(self, practice_id: str) -> int:
+        """The practice's system answers again (or its hold was released): what waited for it is due
+        now; how many."""
+
     async def next_due(self) -> datetime | None:
         """When the next alert is due to be sent (a retry's time, a claim's end); None: none is."""
 

@@ -333,6 +333,20 @@ class MongoAlertOutbox:
         if done.matched_count == 0:
             await self._c.update_one({"_id": item.alert.alert_id}, {"$set": {"pms_next_at": datetime.now(UTC)}})
 
+    async def wait_for_system(self, item: OutboxItem, at: datetime, reason: str) -> None:
+        done = await self._c.update_one(
+            {"_id": item.alert.alert_id, "pms_version": item.version},
+            {"$set": {"pms_next_at": at, "pms_state": Delivery.PENDING.value, "pms_error": reason,
+                      "pms_waits_for_system": True}})
+        if done.matched_count == 0:  # it changed meanwhile: the change goes next
+            await self._c.update_one({"_id": item.alert.alert_id}, {"$set": {"pms_next_at": datetime.now(UTC)}})
+
+    async def system_answers(self, practice_id: str) -> int:
+        result = await self._c.update_many(
+            {"pms_due": True, "practice_id": practice_id, "pms_waits_for_system": True},
+            {"$set": {"pms_next_at": datetime.now(UTC)}, "$unset": {"pms_waits_for_system": ""}})
+        return result.modified_count
+
     async def nudge(self, practice_id: str, patient_account_id: str) -> int:
         result = await self._c.update_many(
             {"kind": AlertKind.PATIENT.value, "practice_id": practice_id, "patient_account_id": patient_account_id,

@@ -172,3 +172,37 @@ async def test_a_built_in_practices_alerts_are_written_not_sent_with_nothing_lef
     assert await wait_for(lambda: both(2)) == [("patient", "resolved", 2, 2, False, "not_sent"),
                                                ("task", "resolved", 2, 2, False, "not_sent")]
     assert await alerts.count_documents({"practice_id": practice, "pms_claim": {"$exists": True}}) == 0
+
+
+async def test_a_held_practices_tasks_and_flags_wait_for_its_system_and_go_when_it_is_released(
+    api: httpx.AsyncClient, upstream: Upstream, system: ReferenceLedger,
+) -> None:
+    """While a practice's system is held (by hand here; failing, or held by paypost, the same), its
+    tasks and flags are not sent, each in turn, to a system that is not answering: they wait, saying
+    why, and go once it answers again or is released."""
+    practice = await set_up(api, system)
+    system.state.faults = Faults(alerts_down=True)  # entries answer; tasks and flags not yet
+    r = await api.put(f"/api/v1/practices/{practice}/patient-accounts/acct-h/mapping",
+                      json={"ehr_patient_id": UNKNOWN_PATIENT})
+    assert r.status_code == 200, r.text
+    await upstream.payment(practice_id=practice, payment_id="h-1", patient_account_id="acct-h", ehr_patient_id=None)
+    await wait_status(api, practice, "h-1", "FAILED")
+
+    async def tried(phrase: str) -> bool:
+        alerts = await alerts_of(api, practice)
+        return len(alerts) == 2 and all(a["delivery_error"] and phrase in a["delivery_error"] for a in alerts)
+
+    await wait_for(lambda: tried(""), timeout=10)  # each tried, and refused
+    r = await api.post(f"/api/v1/practices/{practice}/hold", json={"reason": "PMS upgrade tonight"})
+    assert r.status_code == 200, r.text
+    await wait_for(lambda: tried("Waiting for the practice's system"), timeout=15)  # looked at again: waiting
+    system.state.faults = Faults()  # it would take them now; paypost does not ask while it is held
+    assert [a["delivery"] for a in await alerts_of(api, practice)] == ["pending", "pending"]
+    assert system.state.alert_requests == []
+
+    r = await api.post(f"/api/v1/practices/{practice}/release")
+    assert r.status_code == 200, r.text
+    task = await delivered(api, practice, "task", "sent")  # at once, not at the next look (30 s on)
+    flag = await delivered(api, practice, "patient", "sent")
+    assert list(system.state.tasks) == [task["alert_id"]]
+    assert list(system.state.flags) == [(UNKNOWN_PATIENT, flag["alert_id"])]
