@@ -31,7 +31,10 @@ WAIT_FOR_MAPPING = 30.0  # a flag for an unmapped account is looked at again thi
 # when the system answers again (``system_answers``).
 WAIT_FOR_SYSTEM = 30.0
 SYSTEM_AWAITED = ("Waiting for the practice's system: its payments are held or waiting for it to answer; "
-                  "sent when it answers again.")
+                  "sent when it answers again or the practice is released.")
+# What another process (whose view of the outages is up to a second old) or a delivery in hand may
+# still set waiting after the system answered: made due again this long after the first time.
+ANSWERED_AGAIN_AFTER = 2.0
 MAX_BACKOFF = 60.0
 
 
@@ -46,6 +49,7 @@ class AlertDelivery:
         """``outages``: which practices' systems are failing or held; their alerts wait for them."""
         self._outbox = outbox
         self._outages = outages
+        self._again: set[asyncio.Future[None]] = set()
         self._directory = directory
         self._systems = systems
         self._mappings = mappings
@@ -83,9 +87,21 @@ class AlertDelivery:
         return len(items)
 
     async def system_answers(self, practice_id: str) -> None:
-        """The practice's system answers again, or its hold was released: its alerts go now."""
+        """The practice's system answers again, or its hold was released: its alerts go now (and what
+        was set waiting just as it answered, a moment later: ``ANSWERED_AGAIN_AFTER``)."""
         if await self._outbox.system_answers(practice_id):
             self.wake()
+        again = asyncio.ensure_future(self._answers_again(practice_id))
+        self._again.add(again)  # held until done: the loop keeps only a weak reference
+        again.add_done_callback(self._again.discard)
+
+    async def _answers_again(self, practice_id: str) -> None:
+        await asyncio.sleep(ANSWERED_AGAIN_AFTER)
+        try:
+            if await self._outbox.system_answers(practice_id):
+                self.wake()
+        except Exception as exc:  # noqa: BLE001 (said; they go at their next look, 30 s on at most)
+            log.warning("alerts_not_made_due", practice_id=practice_id, error=loggable(exc))
 
     async def nudge(self, practice_id: str, patient_account_id: str) -> None:
         """A mapping was entered: the account's flag that waited for it goes now."""
@@ -109,13 +125,6 @@ class AlertDelivery:
         if system is None:  # no such system (built-in ledger, or tasks: false): paypost's alerts only
             await self._outbox.delivered(item, Delivery.NOT_SENT, item.put, item.put_patient_id)
             return
-        if self._outages is not None and await self._outages.of(alert.practice_id) is not None:
-            # Its system is failing or held (handlers/outages.py): the outage worker tries it with one
-            # payment at a time. Tasks and flags wait for it to answer, rather than each try it (and
-            # time out) in turn and add to the load of a system that is struggling already.
-            await self._outbox.wait_for_system(item, self._clock() + timedelta(seconds=WAIT_FOR_SYSTEM),
-                                               SYSTEM_AWAITED)
-            return
         try:
             if alert.kind is AlertKind.TASK:
                 await self._task(item, system)
@@ -128,8 +137,20 @@ class AlertDelivery:
                         attempts=item.attempts + 1, retry_in_s=wait, error=loggable(exc))
             await self._outbox.later(item, self._clock() + timedelta(seconds=wait), Delivery.PENDING, str(exc)[:300])
 
+    async def _system_awaited(self, item: OutboxItem) -> bool:
+        """Whether the alert must wait for its practice's system, failing or held (handlers/outages.py),
+        and is set to. The outage worker tries such a system with one payment at a time: tasks and
+        flags wait for it to answer rather than each try it in turn, to a timeout, adding to the load
+        of a system that is struggling already."""
+        if self._outages is None or await self._outages.of(item.alert.practice_id) is None:
+            return False
+        await self._outbox.wait_for_system(item, self._clock() + timedelta(seconds=WAIT_FOR_SYSTEM), SYSTEM_AWAITED)
+        return True
+
     async def _task(self, item: OutboxItem, system: AlertSystem) -> None:
         alert = item.alert
+        if (wants_put(alert) or item.put) and await self._system_awaited(item):
+            return
         if wants_put(alert):
             await system.put_task(alert)
             await self._outbox.delivered(item, Delivery.SENT, True, None)
@@ -144,6 +165,8 @@ class AlertDelivery:
         assert alert.patient_account_id is not None  # a patient flag is an account's
         if not wants_put(alert):
             if item.put and item.put_patient_id is not None:
+                if await self._system_awaited(item):
+                    return
                 await system.delete_flag(item.put_patient_id, alert.alert_id)
                 await self._outbox.delivered(item, Delivery.SENT, False, None)
             else:
@@ -153,6 +176,8 @@ class AlertDelivery:
         if patient is None:
             await self._outbox.later(item, self._clock() + timedelta(seconds=WAIT_FOR_MAPPING),
                                      Delivery.WAITING_FOR_MAPPING, None)
+            return
+        if await self._system_awaited(item):
             return
         if item.put and item.put_patient_id is not None and item.put_patient_id != patient:
             await system.delete_flag(item.put_patient_id, alert.alert_id)  # the mapping was corrected since

@@ -329,7 +329,8 @@ class MongoAlertOutbox:
     async def later(self, item: OutboxItem, at: datetime, state: Delivery, error: str | None) -> None:
         done = await self._c.update_one(
             {"_id": item.alert.alert_id, "pms_version": item.version},
-            {"$set": {"pms_next_at": at, "pms_state": state.value, "pms_error": error}, "$inc": {"pms_attempts": 1}})
+            {"$set": {"pms_next_at": at, "pms_state": state.value, "pms_error": error}, "$inc": {"pms_attempts": 1},
+             "$unset": {"pms_waits_for_system": ""}})
         if done.matched_count == 0:
             await self._c.update_one({"_id": item.alert.alert_id}, {"$set": {"pms_next_at": datetime.now(UTC)}})
 

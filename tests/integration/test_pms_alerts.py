@@ -4,6 +4,7 @@ mapping, none for ``tasks: false``, and one of each however often an answer is l
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 from typing import Any
@@ -174,6 +175,15 @@ async def test_a_built_in_practices_alerts_are_written_not_sent_with_nothing_lef
     assert await alerts.count_documents({"practice_id": practice, "pms_claim": {"$exists": True}}) == 0
 
 
+WAITING = "Waiting for the practice's system"
+
+
+async def tried(api: httpx.AsyncClient, practice_id: str, phrase: str) -> bool:
+    """Whether the practice's task and flag were both tried, each saying ``phrase`` in its delivery error."""
+    alerts = await alerts_of(api, practice_id)
+    return len(alerts) == 2 and all(a["delivery_error"] and phrase in a["delivery_error"] for a in alerts)
+
+
 async def test_a_held_practices_tasks_and_flags_wait_for_its_system_and_go_when_it_is_released(
     api: httpx.AsyncClient, upstream: Upstream, system: ReferenceLedger,
 ) -> None:
@@ -188,21 +198,46 @@ async def test_a_held_practices_tasks_and_flags_wait_for_its_system_and_go_when_
     await upstream.payment(practice_id=practice, payment_id="h-1", patient_account_id="acct-h", ehr_patient_id=None)
     await wait_status(api, practice, "h-1", "FAILED")
 
-    async def tried(phrase: str) -> bool:
-        alerts = await alerts_of(api, practice)
-        return len(alerts) == 2 and all(a["delivery_error"] and phrase in a["delivery_error"] for a in alerts)
-
-    await wait_for(lambda: tried(""), timeout=10)  # each tried, and refused
+    await wait_for(lambda: tried(api, practice, ""), timeout=10)  # each tried, and refused
     r = await api.post(f"/api/v1/practices/{practice}/hold", json={"reason": "PMS upgrade tonight"})
     assert r.status_code == 200, r.text
-    await wait_for(lambda: tried("Waiting for the practice's system"), timeout=15)  # looked at again: waiting
+    await wait_for(lambda: tried(api, practice, WAITING), timeout=15)  # looked at again: waiting
     system.state.faults = Faults()  # it would take them now; paypost does not ask while it is held
+    # A window longer than the backoff (1 s, then 2 s) that would have sent them by now had they only
+    # been refused: nothing happening is what is tested, so it is a fixed wait.
+    await asyncio.sleep(3)
     assert [a["delivery"] for a in await alerts_of(api, practice)] == ["pending", "pending"]
-    assert system.state.alert_requests == []
+    assert system.state.alert_requests == []  # nothing reached the system
 
     r = await api.post(f"/api/v1/practices/{practice}/release")
     assert r.status_code == 200, r.text
     task = await delivered(api, practice, "task", "sent")  # at once, not at the next look (30 s on)
+    flag = await delivered(api, practice, "patient", "sent")
+    assert list(system.state.tasks) == [task["alert_id"]]
+    assert list(system.state.flags) == [(UNKNOWN_PATIENT, flag["alert_id"])]
+
+
+async def test_tasks_and_flags_that_waited_through_an_outage_go_once_a_payment_loads_there_again(
+    api: httpx.AsyncClient, upstream: Upstream, system: ReferenceLedger,
+) -> None:
+    """The same when paypost finds the system failing: its tasks and flags wait, and go as soon as a
+    payment loads there again (the outage worker's), not at their next look 30 s on."""
+    practice = await set_up(api, system)
+    system.state.faults = Faults(alerts_down=True)
+    r = await api.put(f"/api/v1/practices/{practice}/patient-accounts/acct-o/mapping",
+                      json={"ehr_patient_id": UNKNOWN_PATIENT})
+    assert r.status_code == 200, r.text
+    await upstream.payment(practice_id=practice, payment_id="o-1", patient_account_id="acct-o", ehr_patient_id=None)
+    await wait_status(api, practice, "o-1", "FAILED")
+    await wait_for(lambda: tried(api, practice, ""), timeout=10)
+
+    system.state.down_until = time.monotonic() + 3600  # now nothing answers: the next payment gets no answer
+    await upstream.payment(practice_id=practice, payment_id="o-2", ehr_patient_id=PATIENT)
+    await wait_for(lambda: tried(api, practice, WAITING), timeout=30)  # the system failing: they wait
+    system.state.faults = Faults()
+    system.state.down_until = 0.0  # it answers again: o-2 loads at the outage worker's next try
+    await wait_status(api, practice, "o-2", "LOADED", timeout=20)
+    task = await delivered(api, practice, "task", "sent")  # within 10 s: not the 30 s look
     flag = await delivered(api, practice, "patient", "sent")
     assert list(system.state.tasks) == [task["alert_id"]]
     assert list(system.state.flags) == [(UNKNOWN_PATIENT, flag["alert_id"])]
