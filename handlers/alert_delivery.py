@@ -89,14 +89,18 @@ class AlertDelivery:
     async def system_answers(self, practice_id: str) -> None:
         """The practice's system answers again, or its hold was released: its alerts go now (and what
         was set waiting just as it answered, a moment later: ``ANSWERED_AGAIN_AFTER``)."""
-        if await self._outbox.system_answers(practice_id):
-            self.wake()
+        await self._make_due(practice_id)
         again = asyncio.ensure_future(self._answers_again(practice_id))
         self._again.add(again)  # held until done: the loop keeps only a weak reference
         again.add_done_callback(self._again.discard)
 
     async def _answers_again(self, practice_id: str) -> None:
         await asyncio.sleep(ANSWERED_AGAIN_AFTER)
+        await self._make_due(practice_id)
+
+    async def _make_due(self, practice_id: str) -> None:
+        """What waited for the practice's system is due now. Never raises: the release or the load that
+        told it has happened whatever this does."""
         try:
             if await self._outbox.system_answers(practice_id):
                 self.wake()
