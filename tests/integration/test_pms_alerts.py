@@ -178,10 +178,15 @@ async def test_a_built_in_practices_alerts_are_written_not_sent_with_nothing_lef
 WAITING = "Waiting for the practice's system"
 
 
+async def payments_alerts(api: httpx.AsyncClient, practice_id: str) -> list[dict[str, Any]]:
+    """The practice's alerts of its payments: an outage's own task (opened once paypost holds the
+    practice) is not one of them."""
+    return [a for a in await alerts_of(api, practice_id) if not a["alert_id"].startswith("outage:")]
+
+
 async def tried(api: httpx.AsyncClient, practice_id: str, phrase: str) -> bool:
-    """Whether the failed payment's task and flag were both tried, each saying ``phrase`` in its delivery
-    error (an outage's own task, opened once the practice is held, is not one of them)."""
-    alerts = [a for a in await alerts_of(api, practice_id) if not a["alert_id"].startswith("outage:")]
+    """Whether the failed payment's task and flag were both tried, each saying ``phrase`` in its delivery error."""
+    alerts = await payments_alerts(api, practice_id)
     return len(alerts) == 2 and all(a["delivery_error"] and phrase in a["delivery_error"] for a in alerts)
 
 
@@ -239,8 +244,8 @@ async def test_tasks_and_flags_that_waited_through_an_outage_go_once_a_payment_l
     system.state.down_until = 0.0  # it answers again: o-2 loads at the outage worker's next try
     await wait_status(api, practice, "o-2", "LOADED", timeout=20)
 
-    async def sent() -> list[dict[str, Any]]:  # the failed payment's task and flag (not the outage's own)
-        alerts = [a for a in await alerts_of(api, practice) if not a["alert_id"].startswith("outage:")]
+    async def sent() -> list[dict[str, Any]]:  # the failed payment's task and flag
+        alerts = await payments_alerts(api, practice)
         return alerts if len(alerts) == 2 and all(a["delivery"] == "sent" for a in alerts) else []
 
     task, flag = sorted(await wait_for(sent, timeout=10), key=lambda a: a["kind"] != "task")  # not the 30 s look
