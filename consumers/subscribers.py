@@ -71,10 +71,10 @@ def intake_consumers(
     """
 
     def on_batch(queue: str) -> BatchHandler:
-        each = traced(queue)
-
         async def settle(messages: list[KeptMessage]) -> list[Settle]:
-            return await settle_batch(postings, retrying, messages, each=each, objective=queue == INTAKE_QUEUE)
+            # Each message in a span of its own with tracing on; off, the batch is handled as one.
+            return await settle_batch(postings, retrying, messages, each=traced(queue),
+                                      objective=queue == INTAKE_QUEUE)
 
         return settle
 

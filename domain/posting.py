@@ -146,3 +146,16 @@ class LedgerReceipt:
     entry_id: str
     already_posted: bool = False
     entry: dict[str, object] | None = field(default=None, compare=False, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FirstOutcome:
+    """A new posting's first write, with its outcome (``posting``, LOADED or FAILED), into a ledger
+    kept in paypost's database: its message, its "received" entry, the attempt that decided it, and
+    the ledger's receipt if it loaded (the built-in ledger's entry is kept in the row)."""
+
+    posting: Posting
+    message: KeptMessage
+    received: AuditEntry
+    attempt: Attempt
+    receipt: LedgerReceipt | None = None

@@ -13,7 +13,9 @@ outcome's) is kept in memory for this process's next try.
 
 from __future__ import annotations
 
+import asyncio
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import structlog
@@ -21,7 +23,16 @@ import structlog
 from paypost.domain.events import Event, PostingFailed, PostingLoaded, PostingRetried, owed_as, owed_event
 from paypost.domain.model import LoadStatus
 from paypost.domain.ports.postings import PostingStore
-from paypost.domain.posting import Attempt, AuditEntry, Integration, KeptMessage, LedgerReceipt, Posting, PostingKey
+from paypost.domain.posting import (
+    Attempt,
+    AuditEntry,
+    FirstOutcome,
+    Integration,
+    KeptMessage,
+    LedgerReceipt,
+    Posting,
+    PostingKey,
+)
 from paypost.domain.reversals import LEARNS_ITS_AMOUNT
 from paypost.handlers import spans
 from paypost.handlers.messagebus import MessageBus
@@ -77,18 +88,44 @@ class OutcomeRecorder:
                     "postings", written=written)
         if not written:
             return Written.RACED if first is not None else Written.MOVED_ON
-        spans.outcome(posting.key, finished.load_status, finished.load_error.code if finished.load_error else None)
+        # A HELD posting may have been a retry: its task, if it has one, resolves.
+        await self._recorded(finished, attempt, receipt,
+                             had_failed=posting.load_status in (LoadStatus.RETRYING, LoadStatus.HELD))
+        return Written.RECORDED
+
+    async def finished_firsts(self, outcomes: Sequence[FirstOutcome]) -> list[Written | Exception]:
+        """``finished`` for the first writes of several new postings at once (``outcomes``, each
+        PENDING before): their rows in one insert, then each one's events. For each, RECORDED; RACED
+        (its row was written first by another delivery: nothing written or announced); or the error
+        that stopped it, its delivery to be handled again as after ``finished``. No span is told:
+        the consumer handles a batch at once only with tracing off (``PostingService.handle_batch``)."""
+        written = await self._postings.insert_finished_many(outcomes)
+        results: list[Written | Exception] = [
+            w if isinstance(w, Exception) else Written.RECORDED if w else Written.RACED for w in written]
+        recorded = [i for i, w in enumerate(written) if w is True]
+        announced = await asyncio.gather(*(
+            self._recorded(o.posting, o.attempt, o.receipt, had_failed=False) for o in (outcomes[i] for i in recorded)),
+            return_exceptions=True)
+        for index, done in zip(recorded, announced, strict=True):
+            if isinstance(done, BaseException):
+                if not isinstance(done, Exception):
+                    raise done  # a cancel or an exit is not a posting's failure
+                results[index] = done
+        return results
+
+    async def _recorded(self, finished: Posting, attempt: Attempt, receipt: LedgerReceipt | None, *,
+                        had_failed: bool) -> None:
+        """``finished`` is written: it is announced (what cannot be is owed, and the error raised)."""
+        key = finished.key
+        spans.outcome(key, finished.load_status, finished.load_error.code if finished.load_error else None)
         if finished.load_status is LoadStatus.LOADED:
-            log.info("posting_loaded", posting=str(posting.key), duration_ms=attempt.duration_ms,
+            log.info("posting_loaded", posting=str(key), duration_ms=attempt.duration_ms,
                      already_posted=receipt is not None and receipt.already_posted)
-            # A HELD posting may have been a retry: its task, if it has one, resolves.
-            had_failed = posting.load_status in (LoadStatus.RETRYING, LoadStatus.HELD)
-            await self.announce(posting.key, PostingLoaded(finished, had_failed=had_failed))
+            await self.announce(key, PostingLoaded(finished, had_failed=had_failed))
         else:
             assert finished.load_error is not None
-            log.info("posting_failed", posting=str(posting.key), error_code=finished.load_error.code.value)
-            await self.announce(posting.key, PostingFailed(finished))
-        return Written.RECORDED
+            log.info("posting_failed", posting=str(key), error_code=finished.load_error.code.value)
+            await self.announce(key, PostingFailed(finished))
 
     async def _write(self, posting: Posting, finished: Posting, attempt: Attempt, first: First | None,
                      receipt: LedgerReceipt | None) -> bool:

@@ -23,6 +23,7 @@ from paypost.domain.posting import (
     PAYPOST_ACTOR,
     Attempt,
     AuditEntry,
+    FirstOutcome,
     Integration,
     KeptMessage,
     LedgerReceipt,
@@ -166,24 +167,119 @@ class PostingService:
         safe to handle again), so one message's failure never holds up the others. ``each``: a
         context each message is handled in (its consumer span: ``infra/rabbit/intake.py``).
         """
-        async def one(message: KeptMessage) -> Outcome:
+        async def one(message: KeptMessage, read: PostingMessage | Unreadable | None) -> Outcome:
             if each is None:
-                return await self.handle(message)
+                return await self.handle(message, read=read)
             with each(message):
-                return await self.handle(message)
+                return await self.handle(message, read=read)
 
-        results = await asyncio.gather(*(one(m) for m in messages), return_exceptions=True)
-        for result in results:
+        results: list[Outcome | Exception | None] = [None] * len(messages)
+        reads: list[PostingMessage | Unreadable | None] = [None] * len(messages)
+        if each is None:  # no span of its own for each message (tracing off): the first loads go together
+            await self._first_payments(messages, results, reads)
+        rest = [i for i, result in enumerate(results) if result is None]
+        alone = await asyncio.gather(*(one(messages[i], reads[i]) for i in rest), return_exceptions=True)
+        for index, result in zip(rest, alone, strict=True):
             if isinstance(result, BaseException) and not isinstance(result, Exception):
                 raise result  # a cancel or an exit is not a message's failure
-        return results  # type: ignore[return-value]  # only Outcomes and Exceptions are left
+            results[index] = result
+        return results  # type: ignore[return-value]  # every message has its Outcome or Exception now
 
-    async def handle(self, message: KeptMessage, *, trying: bool = False) -> Outcome:
+    async def _first_payments(self, messages: Sequence[KeptMessage], results: list[Outcome | Exception | None],
+                              reads: list[PostingMessage | Unreadable | None]) -> None:
+        """Load together the batch's first deliveries of payments into ledgers kept in paypost's
+        database (the busy case): one read of their mappings, each decided as ``_load`` decides it,
+        their rows in one insert, then each one's events (``OutcomeRecorder.finished_firsts``). Each
+        result lands in ``results``; a delivery whose row was there already (a duplicate in the batch,
+        a redelivery) goes on as ``_raced``. Every other message is left, read (``reads``), for ``handle``."""
+        firsts, integrations = await self._firsts_of(messages, results, reads)
+        if not firsts:
+            return
+        metrics.RECEIVED.labels(PostingKind.PAYMENT.value).inc(len(firsts))
+        mapped = await self._mappings.get_many(
+            {(read.practice_id, read.patient_account_id) for _, _, read in firsts if read.patient_account_id})
+        ledgers = {p: self._ledgers.for_integration(integration) for p, integration in integrations.items()}
+        tried = await asyncio.gather(*(
+            self._decide_first(message, read, integration=integrations[read.practice_id],
+                               ledger=ledgers[read.practice_id],
+                               mapped=mapped.get((read.practice_id, read.patient_account_id))
+                               if read.patient_account_id else None)
+            for _, message, read in firsts), return_exceptions=True)
+        decided: list[tuple[int, tuple[FirstOutcome, First, Posting]]] = []
+        for (index, _, _), decision in zip(firsts, tried, strict=True):
+            if isinstance(decision, BaseException):  # a fault it alone meets: it alone goes back
+                results[index] = _its_own(decision)
+            else:
+                decided.append((index, decision))
+        written = await self._outcomes.finished_firsts([first_outcome for _, (first_outcome, _, _) in decided])
+        raced: list[tuple[int, Posting, First]] = []
+        for (index, (first_outcome, first, fresh)), write in zip(decided, written, strict=True):
+            if write is Written.RACED:
+                raced.append((index, fresh, first))
+            else:
+                results[index] = write if isinstance(write, Exception) else _first_outcome(first_outcome.posting)
+        again = await asyncio.gather(*(self._raced(posting, first) for _, posting, first in raced),
+                                     return_exceptions=True)
+        for (index, _, _), result in zip(raced, again, strict=True):
+            results[index] = _its_own(result) if isinstance(result, BaseException) else result
+
+    async def _firsts_of(self, messages: Sequence[KeptMessage], results: list[Outcome | Exception | None],
+                         reads: list[PostingMessage | Unreadable | None],
+                         ) -> tuple[list[tuple[int, KeptMessage, PaymentPosted]], dict[str, Integration]]:
+        """Each message read (into ``reads``; a fault in reading one is its result); the first
+        deliveries of payments whose practice's postings are written once, with their outcome
+        (``_posts_with_its_row``), and those practices' integrations. A replay is not read here: its
+        row exists, and ``handle`` looks it up."""
+        firsts: list[tuple[int, KeptMessage, PaymentPosted]] = []
+        for index, message in enumerate(messages):
+            if REPLAYS_HEADER in message.headers:
+                continue
+            try:
+                read = reads[index] = self.read(message)
+            except Exception as exc:  # noqa: BLE001 - a fault this message alone meets: its own result
+                results[index] = exc
+                continue
+            if type(read) is PaymentPosted:
+                firsts.append((index, message, read))
+        integrations: dict[str, Integration] = {}
+        for practice_id in {read.practice_id for _, _, read in firsts}:
+            integration = await self._practices.integration(practice_id)
+            if integration is not None and await self._posts_with_its_row(integration):
+                integrations[practice_id] = integration
+        return [first for first in firsts if first[2].practice_id in integrations], integrations
+
+    async def _decide_first(self, message: KeptMessage, read: PaymentPosted, *, integration: Integration,
+                            ledger: Ledger, mapped: str | None) -> tuple[FirstOutcome, First, Posting]:
+        """A new payment's outcome, decided as ``_load`` decides a first write's (``mapped``: its
+        account's mapping as read, None if it has none or names no account), with its ``First`` and
+        its PENDING posting; nothing is written."""
+        now = message.arrived_at or self._clock()
+        fresh = posting_from(read, now)
+        received = AuditEntry(at=now, actor=PAYPOST_ACTOR, action="received",
+                              detail=f"event {read.event_id} via {message.routing_key}")
+        started, at = time.perf_counter(), self._clock()
+        ehr_patient_id: str | None = None
+        try:
+            ehr_patient_id = choose_patient(mapped, fresh.event_ehr_patient_id).ehr_patient_id
+            receipt = await ledger.post(entry_for(fresh, ehr_patient_id, None))
+        except LoadFailure as failure:
+            error = load_error(failure.code, failure.detail)
+            failed = replace(fresh, load_status=LoadStatus.FAILED, load_error=error, ehr_patient_id=ehr_patient_id,
+                             patient_account_id=failure_account(failure, fresh.patient_account_id))
+            outcome = FirstOutcome(failed, message, received, Attempt(at, _ms(started), "failed", error))
+        else:
+            loaded = replace(fresh, load_status=LoadStatus.LOADED, ehr_patient_id=ehr_patient_id)
+            outcome = FirstOutcome(loaded, message, received, Attempt(at, _ms(started), "loaded"), receipt)
+        return outcome, First(message, received, integration), fresh
+
+    async def handle(self, message: KeptMessage, *, trying: bool = False,
+                     read: PostingMessage | Unreadable | None = None) -> Outcome:
         """Receive one delivery. Safe to call again for the same delivery: it never posts twice.
 
         ``trying``: the outage worker loads a parked posting at its failing or held system
-        (``handlers/outages.py``): no answer raises ``LedgerUnreachable`` instead of parking it."""
-        read = self.read(message)
+        (``handlers/outages.py``): no answer raises ``LedgerUnreachable`` instead of parking it.
+        ``read``: the message as ``read`` read it already."""
+        read = read if read is not None else self.read(message)
         if isinstance(read, Unreadable):
             return await self.keep_unreadable(read, message)
         if posts_nothing(read):
@@ -437,6 +533,21 @@ class PostingService:
         if existing is None:  # deleted in between: nothing paypost does
             return Outcome(Disposition.ACK, posting.key)
         return await self._known(existing, posting, first.message, None)
+
+
+def _its_own(error: BaseException) -> Exception:
+    """One message's failure, as its result; a cancel or an exit is not a message's failure: raised."""
+    if not isinstance(error, Exception):
+        raise error
+    return error
+
+
+def _first_outcome(finished: Posting) -> Outcome:
+    """A first write's delivery once its outcome is recorded and announced (as ``_finish`` ends one)."""
+    if finished.load_status is LoadStatus.LOADED:
+        return Outcome(Disposition.ACK, finished.key, LoadStatus.LOADED)
+    assert finished.load_error is not None
+    return Outcome(Disposition.DEAD_LETTER, finished.key, LoadStatus.FAILED, finished.load_error.code)
 
 
 def _ms(started: float) -> float:

@@ -84,20 +84,26 @@ class SharedRead(Generic[R, S]):
         return await asyncio.shield(reading)  # a caller cancelled leaves the read to the others
 
 
+async def insert_all(collection: AsyncCollection[Doc], docs: Sequence[Doc]) -> list[bool | Exception]:
+    """One unordered ``insert_many``: for each document True, or DuplicateKeyError for a taken _id
+    (or the write error that stopped it); an error of the whole insert is raised."""
+    outcomes: list[bool | Exception] = [True] * len(docs)
+    try:
+        await collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        for error in exc.details.get("writeErrors", []):
+            if error.get("code") == 11000:
+                outcomes[error["index"]] = DuplicateKeyError(error.get("errmsg", "duplicate key"), 11000)
+            else:
+                outcomes[error["index"]] = BulkWriteError({"writeErrors": [error]})
+    return outcomes
+
+
 def inserter(collection: AsyncCollection[Doc]) -> Coalescer[Doc, bool]:
     """``insert_one`` in batches; each call gets True, or DuplicateKeyError for a taken _id."""
 
-    async def run(docs: list[Doc]) -> list[bool | BaseException]:
-        outcomes: list[bool | BaseException] = [True] * len(docs)
-        try:
-            await collection.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            for error in exc.details.get("writeErrors", []):
-                if error.get("code") == 11000:
-                    outcomes[error["index"]] = DuplicateKeyError(error.get("errmsg", "duplicate key"), 11000)
-                else:
-                    outcomes[error["index"]] = BulkWriteError({"writeErrors": [error]})
-        return outcomes
+    async def run(docs: list[Doc]) -> list[bool | Exception]:
+        return await insert_all(collection, docs)
 
     return Coalescer(run)
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import structlog
 
 from paypost.domain.alerts import Alert
+from paypost.domain.ids import uuid4_text
 from paypost.domain.load_errors import LoadError, base_message
 from paypost.domain.model import PostingKind
 from paypost.domain.ports.events import Publish
@@ -70,7 +71,7 @@ class OutcomePublisher:
 
     def _event(self, event_type: str, posting: Posting, audit: AuditEntry | None = None) -> PostingEvent:
         return PostingEvent(
-            event_id=str(uuid.uuid4()),
+            event_id=uuid4_text(),
             occurred_at=self._clock(),
             practice_id=posting.key.practice_id,
             event_type=event_type,  # type: ignore[arg-type]  # one of the Literal values, chosen by the caller

@@ -16,6 +16,7 @@ from paypost.domain.ports import Record
 from paypost.domain.posting import (
     Attempt,
     AuditEntry,
+    FirstOutcome,
     KeptMessage,
     Posting,
     PostingKey,
@@ -66,6 +67,10 @@ class PostingStore(Protocol):
         """Insert a new posting with its outcome (``posting.load_status``, LOADED or FAILED) at once, for
         a ledger in paypost's own database (``Integration.posts_with_its_row``), with the built-in
         ledger's entry if it loaded; False if one with its key exists (and nothing is written)."""
+
+    async def insert_finished_many(self, outcomes: Sequence[FirstOutcome]) -> list[bool | Exception]:
+        """``insert_finished`` for each of ``outcomes`` at once (one round trip): True where written,
+        False where a posting with its key exists, or the error that stopped it."""
 
     async def insert_unreadable(self, posting: Posting, message: KeptMessage,
                                 audit: AuditEntry) -> tuple[PostingKey, bool]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -38,6 +39,10 @@ class MappingStore(Protocol):
     """(practice_id, patient_account_id) → the practice-management patient id."""
 
     async def get(self, practice_id: str, patient_account_id: str) -> str | None: ...
+
+    async def get_many(self, accounts: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The mappings of several (practice_id, patient_account_id) at once (one read); those not
+        mapped are left out."""
 
     async def put(self, practice_id: str, patient_account_id: str, ehr_patient_id: str, source: str,
                   at: datetime) -> str | None:

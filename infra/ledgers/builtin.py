@@ -15,10 +15,10 @@ twice. A database that never held one is never read for it.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 from paypost.domain.errors import LoadFailure
+from paypost.domain.ids import uuid4_text
 from paypost.domain.load_errors import LoadErrorCode
 from paypost.domain.ports.ledgers import Ledger
 from paypost.domain.posting import Integration, LedgerEntryRequest, LedgerReceipt
@@ -51,7 +51,7 @@ class BuiltinLedger:
             earlier = await self._earlier_finds.submit(f"{request.practice_id}/{request.posting_id}")
             if earlier is not None:
                 return LedgerReceipt(entry_id=earlier["entry_id"], already_posted=True)
-        entry_id = str(uuid.uuid4())
+        entry_id = uuid4_text()
         return LedgerReceipt(entry_id=entry_id, entry={
             "entry_id": entry_id,
             "ehr_patient_id": request.ehr_patient_id,

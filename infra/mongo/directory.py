@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -141,6 +142,13 @@ class MongoMappingStore:
     async def get(self, practice_id: str, patient_account_id: str) -> str | None:
         doc = await self._finds.submit(_id(practice_id, patient_account_id))
         return doc["ehr_patient_id"] if doc else None
+
+    async def get_many(self, accounts: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        wanted = {_id(practice_id, account): (practice_id, account) for practice_id, account in accounts}
+        if not wanted:
+            return {}
+        found = self._c.find({"_id": {"$in": list(wanted)}}, {"ehr_patient_id": 1})
+        return {wanted[d["_id"]]: d["ehr_patient_id"] async for d in found}
 
     async def put(
         self, practice_id: str, patient_account_id: str, ehr_patient_id: str, source: str, at: datetime

@@ -14,7 +14,16 @@ from pymongo.errors import DuplicateKeyError
 
 from paypost.domain.load_errors import LoadError, LoadErrorCode
 from paypost.domain.model import IN_FLIGHT, LoadStatus, PostingKind, sources_of
-from paypost.domain.posting import PAYPOST_ACTOR, Attempt, AuditEntry, KeptMessage, Posting, PostingKey
+from paypost.domain.posting import (
+    PAYPOST_ACTOR,
+    Attempt,
+    AuditEntry,
+    FirstOutcome,
+    KeptMessage,
+    LedgerReceipt,
+    Posting,
+    PostingKey,
+)
 from paypost.domain.rules import (
     MAPPING_FIXES,
     MAX_REPLAYS,
@@ -24,7 +33,7 @@ from paypost.domain.rules import (
     RETRYABLE_KINDS,
     WAITS_FOR_PAYMENT,
 )
-from paypost.infra.batching import conditional_updater, finder, inserter
+from paypost.infra.batching import conditional_updater, finder, insert_all, inserter
 from paypost.infra.mongo.database import ACKNOWLEDGED, LEDGER_ENTRY, Collections, Doc
 from paypost.infra.mongo.failure_groups import LEFT_FAILED, group_fields
 
@@ -210,6 +219,22 @@ def _failed_audit(attempt: Attempt, error: LoadError) -> AuditEntry:
     return AuditEntry(at=attempt.at, actor=PAYPOST_ACTOR, action="failed", detail=error.code.value)
 
 
+def _finished_doc(outcome: FirstOutcome) -> Doc:
+    """A posting's row as first written, with its outcome (``Integration.posts_with_its_row``)."""
+    posting, attempt, receipt = outcome.posting, outcome.attempt, outcome.receipt
+    if posting.load_status is LoadStatus.LOADED:
+        assert posting.ehr_patient_id is not None and receipt is not None  # a loaded posting has both
+        fields = _loaded_fields(posting.ehr_patient_id, receipt.entry_id, posting.patient_account_id, receipt.entry)
+        audit = _loaded_audit(attempt, receipt.entry_id)
+    else:
+        assert posting.load_status is LoadStatus.FAILED and posting.load_error is not None
+        fields = _failed_fields(posting.key, attempt, posting.load_error, posting.ehr_patient_id,
+                                posting.patient_account_id, posting.refunded_payment_id)
+        audit = _failed_audit(attempt, posting.load_error)
+    return {**new_doc(posting, outcome.message, [outcome.received, audit], posting.load_status, attempts=[attempt]),
+            **fields, "updated_at": datetime.now(UTC)}
+
+
 def _account(patient_account_id: str | None) -> Doc:
     # A refund learns its patient account from the payment it refunds.
     return {"patient_account_id": patient_account_id} if patient_account_id else {}
@@ -315,22 +340,23 @@ class MongoPostingStore:
 
     async def insert_finished(self, posting: Posting, message: KeptMessage, received: AuditEntry,
                               attempt: Attempt, entry_id: str | None, ledger_entry: Doc | None = None) -> bool:
-        if posting.load_status is LoadStatus.LOADED:
-            assert posting.ehr_patient_id is not None and entry_id is not None  # a loaded posting has both
-            fields = _loaded_fields(posting.ehr_patient_id, entry_id, posting.patient_account_id, ledger_entry)
-            outcome = _loaded_audit(attempt, entry_id)
-        else:
-            assert posting.load_status is LoadStatus.FAILED and posting.load_error is not None
-            fields = _failed_fields(posting.key, attempt, posting.load_error, posting.ehr_patient_id,
-                                    posting.patient_account_id, posting.refunded_payment_id)
-            outcome = _failed_audit(attempt, posting.load_error)
-        doc = {**new_doc(posting, message, [received, outcome], posting.load_status, attempts=[attempt]),
-               **fields, "updated_at": datetime.now(UTC)}
         try:
-            await self._finished_inserts.submit(doc)
+            receipt = LedgerReceipt(entry_id, entry=ledger_entry) if entry_id is not None else None
+            await self._finished_inserts.submit(_finished_doc(FirstOutcome(posting, message, received, attempt,
+                                                                            receipt)))
         except DuplicateKeyError:
             return False
         return True
+
+    async def insert_finished_many(self, outcomes: Sequence[FirstOutcome]) -> list[bool | Exception]:
+        """``insert_finished`` for each of ``outcomes``, in one insert: True, False where the row was
+        there already, or the error that stopped that row (the insert's own, for every row, if it failed)."""
+        try:
+            written = await insert_all(self._c, [_finished_doc(o) for o in outcomes])
+        except Exception as exc:  # noqa: BLE001 - each row gets the error: its delivery is handled again
+            return [exc] * len(outcomes)
+        return [False if isinstance(w, DuplicateKeyError) else w if isinstance(w, Exception) else True
+                for w in written]
 
     async def insert_unreadable(
         self, posting: Posting, message: KeptMessage, audit: AuditEntry

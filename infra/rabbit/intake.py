@@ -44,9 +44,11 @@ class Settle(enum.Enum):
 BatchHandler = Callable[[list[KeptMessage]], Awaitable[list[Settle]]]
 
 
-def traced(queue: str) -> Callable[[KeptMessage], AbstractContextManager[object]]:
+def traced(queue: str) -> Callable[[KeptMessage], AbstractContextManager[object]] | None:
     """The consumer span each message of ``queue`` is handled in (contract section 13): it continues
-    the trace of the message's ``traceparent``, or starts one. Nothing when tracing is off."""
+    the trace of the message's ``traceparent``, or starts one. None when tracing is off."""
+    if not tracing.enabled():
+        return None
 
     def span(message: KeptMessage) -> AbstractContextManager[object]:
         return tracing.consumer_span(queue, message.message_id, message.headers, routing_key=message.routing_key,

@@ -257,16 +257,16 @@ async def test_a_poison_message_goes_back_alone_and_its_batch_mates_are_settled_
     from tests.support.payloads import payment_body
 
     handled: Counter[str] = Counter()
-    real = paypost.posting_service.handle
+    real = paypost.posting_service.read
 
-    async def handle(message: KeptMessage) -> Any:
+    def read(message: KeptMessage) -> Any:  # each delivery is read once, whether handled alone or with its batch
         payment_id = orjson.loads(message.body)["payment_id"]
         handled[payment_id] += 1
         if payment_id == "poison-1":
             raise RuntimeError("a bug only this payment meets")
-        return await real(message)
+        return real(message)
 
-    paypost.posting_service.handle = handle
+    paypost.posting_service.read = read
     bodies = [payment_body(payment_id=f"mate-{i}") for i in range(40)]
     bodies.insert(20, payment_body(payment_id="poison-1", patient_account_id="acct-poison"))
     await asyncio.gather(*(upstream.send("payment.posted", b) for b in bodies))

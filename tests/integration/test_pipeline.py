@@ -632,3 +632,52 @@ class TestLedgersHandedIn:
         loaded = next(a for a in posting["audit"] if a["action"] == "loaded")
         assert loaded["detail"] == "ledger entry other-1"
         assert await ledger(api, practice, "EHR-1") == []  # the built-in ledger was not the one used
+
+
+async def test_a_batch_mixing_every_kind_of_delivery_gives_each_the_outcome_it_has_alone(
+    paypost: Paypost, api: httpx.AsyncClient, practice: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With no span per message (tracing off), a batch's first payments into the built-in ledger are
+    decided together and written by one insert; what shares their batch (a refund, an unreadable body,
+    a second delivery of one of them) is handled alone. Each delivery ends as it would alone, in its place."""
+    from tests.support.payloads import refund_body
+
+    earlier = payment_body()
+    assert (await paypost.posting_service.handle(_kept(earlier))).load_status is LoadStatus.LOADED
+    one_by_one: list[str] = []
+    insert_finished = paypost.postings.insert_finished
+
+    async def counted(posting: Posting, *args: Any, **kwargs: Any) -> bool:
+        one_by_one.append(posting.key.payment_id)
+        return await insert_finished(posting, *args, **kwargs)
+
+    monkeypatch.setattr(paypost.postings, "insert_finished", counted)
+    new, unmapped = payment_body(), payment_body(patient_account_id="acct-nobody-maps", ehr_patient_id=None)
+    unknown = payment_body(patient_account_id="acct-nobody-maps", ehr_patient_id="EHR-NOT-REGISTERED")
+    refund = refund_body(payment_id=earlier["payment_id"])
+    batch = [_kept(new), KeptMessage(b"{not json", "payment.posted", None, {}), _kept(unmapped),
+             _kept(refund, "payment.refunded"), _kept(new), _kept(unknown)]
+
+    outcomes = await paypost.posting_service.handle_batch(batch)
+
+    assert [(o.disposition, o.load_status, o.error_code) if isinstance(o, Outcome) else o for o in outcomes] == [
+        (Disposition.ACK, LoadStatus.LOADED, None),
+        (Disposition.DEAD_LETTER, LoadStatus.FAILED, LoadErrorCode.INVALID_MESSAGE),
+        (Disposition.DEAD_LETTER, LoadStatus.FAILED, LoadErrorCode.PATIENT_NOT_MAPPED),
+        (Disposition.ACK, LoadStatus.LOADED, None),
+        (Disposition.ACK, LoadStatus.LOADED, None),  # the second delivery of ``new``: a duplicate
+        (Disposition.DEAD_LETTER, LoadStatus.FAILED, LoadErrorCode.PATIENT_NOT_FOUND),
+    ]
+    # The payments' rows went in the batch's one insert; the refund, handled alone, wrote its own.
+    assert one_by_one == [refund["refund_id"]]
+    row = await get_posting(api, practice, new["payment_id"])
+    assert row is not None and row["attempts_count"] == 1 and [a["action"] for a in row["audit"]] == [
+        "received", "loaded"]
+    assert [e["payment_id"] for e in await ledger(api, practice, "EHR-1")].count(new["payment_id"]) == 1
+    failed = await get_posting(api, practice, unknown["payment_id"])
+    assert failed is not None and failed["load_error"]["code"] == "PATIENT_NOT_FOUND"
+    assert failed["attempts"][0]["outcome"] == "failed"
+
+
+def _kept(body: Mapping[str, Any], routing_key: str = "payment.posted") -> KeptMessage:
+    return KeptMessage(orjson.dumps(body), routing_key, None, {})
