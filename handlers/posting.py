@@ -196,8 +196,13 @@ class PostingService:
         if not firsts:
             return
         metrics.RECEIVED.labels(PostingKind.PAYMENT.value).inc(len(firsts))
-        mapped = await self._mappings.get_many(
-            {(read.practice_id, read.patient_account_id) for _, _, read in firsts if read.patient_account_id})
+        try:
+            mapped = await self._mappings.get_many(
+                {(read.practice_id, read.patient_account_id) for _, _, read in firsts if read.patient_account_id})
+        except Exception as exc:  # noqa: BLE001 - each delivery's result, as when each read its own mapping
+            for index, _, _ in firsts:
+                results[index] = exc
+            return
         ledgers = {p: self._ledgers.for_integration(integration) for p, integration in integrations.items()}
         tried = await asyncio.gather(*(
             self._decide_first(message, read, integration=integrations[read.practice_id],
@@ -243,9 +248,14 @@ class PostingService:
                 firsts.append((index, message, read))
         integrations: dict[str, Integration] = {}
         for practice_id in {read.practice_id for _, _, read in firsts}:
-            integration = await self._practices.integration(practice_id)
-            if integration is not None and await self._posts_with_its_row(integration):
-                integrations[practice_id] = integration
+            try:
+                integration = await self._practices.integration(practice_id)
+                if integration is not None and await self._posts_with_its_row(integration):
+                    integrations[practice_id] = integration
+            except Exception as exc:  # noqa: BLE001 - the result of each of its deliveries, as when each read it
+                for index, _, read in firsts:
+                    if read.practice_id == practice_id:
+                        results[index] = exc
         return [first for first in firsts if first[2].practice_id in integrations], integrations
 
     async def _decide_first(self, message: KeptMessage, read: PaymentPosted, *, integration: Integration,

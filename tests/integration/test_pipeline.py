@@ -681,3 +681,27 @@ async def test_a_batch_mixing_every_kind_of_delivery_gives_each_the_outcome_it_h
 
 def _kept(body: Mapping[str, Any], routing_key: str = "payment.posted") -> KeptMessage:
     return KeptMessage(orjson.dumps(body), routing_key, None, {})
+
+
+async def test_a_batch_whose_shared_mapping_read_fails_gives_each_payment_that_error_to_be_handled_again(
+    paypost: Paypost, api: httpx.AsyncClient, practice: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batch's one read of its mappings stands for each payment's own: when the database does not
+    answer it, each of those payments gets the error (a transient one: handled again, alone), the
+    batch's other deliveries are handled, and nothing is written for the payments."""
+    from pymongo.errors import AutoReconnect
+
+    async def unanswered(accounts: Any) -> dict[tuple[str, str], str]:
+        raise AutoReconnect("the database did not answer")
+
+    monkeypatch.setattr(paypost.mapping_store, "get_many", unanswered)
+    first, second = payment_body(), payment_body()
+    outcomes = await paypost.posting_service.handle_batch(
+        [_kept(first), KeptMessage(b"[]", "payment.posted", None, {}), _kept(second)])
+
+    assert isinstance(outcomes[0], AutoReconnect) and isinstance(outcomes[2], AutoReconnect)
+    assert isinstance(outcomes[1], Outcome) and outcomes[1].error_code is LoadErrorCode.INVALID_MESSAGE
+    assert await get_posting(api, practice, first["payment_id"]) is None
+    monkeypatch.undo()
+    again = await paypost.posting_service.handle_batch([_kept(first), _kept(second)])
+    assert [o.load_status for o in again if isinstance(o, Outcome)] == [LoadStatus.LOADED, LoadStatus.LOADED]
