@@ -30,7 +30,7 @@ from paypost.local.servers import (
     temporary_rabbitmq_node,
     temporary_vhost,
 )
-from tests.support.faults import Figures, Flow, account, scale, setup_practice, until_final
+from tests.support.faults import LOADED_MACHINE_TIMEOUT, Figures, Flow, account, scale, setup_practice, until_final
 from tests.support.payloads import payment_body
 from tests.support.processes import GuardedProcess
 from tests.support.services import Services
@@ -216,7 +216,7 @@ async def test_reference_ledger_drops_and_5xx(settings: Settings, store: Collect
                                            log_level="critical", lifespan="off"))
     serving = asyncio.create_task(server.serve())
     await store.practices.update_one({"_id": "clinic-a"}, {"$set": {
-        "ledger": {"kind": "http", "base_url": f"http://127.0.0.1:{port}", "timeout_seconds": 2}}})
+        "ledger": {"kind": "http", "base_url": f"http://127.0.0.1:{port}", "timeout_seconds": LOADED_MACHINE_TIMEOUT}}})
     app = Paypost(settings.model_copy(update={"ledger_attempts": 6}))
     await app.start()
     ids = [f"h-{i}" for i in range(n)]

@@ -18,7 +18,7 @@ from paypost.bootstrap import Paypost
 from paypost.infra.mongo.database import Collections
 from paypost.infra.runtime.settings import Settings
 from paypost.local.reference_ledger import Faults
-from tests.support.faults import Figures, Flow, account, scale, until_final
+from tests.support.faults import LOADED_MACHINE_TIMEOUT, Figures, Flow, account, scale, until_final
 from tests.support.ledgers import PATIENT, ReferenceLedger, serve_reference_ledger
 from tests.support.payloads import payment_body
 from tests.support.processes import GuardedProcess
@@ -119,13 +119,6 @@ async def test_a_system_answering_429_to_a_third_of_requests(
     report.append(figures)
     assert (figures.lost, figures.double_posts, figures.pending, figures.failed) == (0, 0, 0, 0)
     assert system.state.throttled > n / 10  # the premise: it kept asking to slow down
-
-
-# The two outbox scenarios' system answers entries at once and tasks and flags with a 503 at once: on
-# a loaded machine (CI's two cores, four test processes) its answers still took over 2 s at times,
-# paypost rightly took it for down, held the practice's payments and the scenario never began. Their
-# system has the time a loaded machine needs; what they test is the outbox, not the timeout.
-LOADED_MACHINE_TIMEOUT = 10
 
 
 async def failing_with_alerts(store: Collections, worker: GuardedProcess, n: int) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -422,19 +423,32 @@ async def test_a_mapping_entered_while_a_payment_is_failing_for_want_of_it_still
 ) -> None:
     # The office enters the mapping right after the payment's mapping read and before its FAILED
     # write: the self-healing that follows the mapping finds nothing FAILED yet.
+    # A payment alone reads its mapping with ``get``; a batch's new payments read theirs together.
     store = paypost.mapping_store
-    read = store.get
+    read, read_many = store.get, store.get_many
     answers: list[int] = []
+
+    async def the_office_enters_it() -> None:
+        r = await api.put(f"/api/v1/practices/{practice}/patient-accounts/acct-race/mapping",
+                          json={"ehr_patient_id": "EHR-2"})
+        answers.append(r.json()["retried"])
 
     async def read_then_the_office_enters_it(practice_id: str, patient_account_id: str) -> str | None:
         held = await read(practice_id, patient_account_id)
         if patient_account_id == "acct-race" and not answers:
-            r = await api.put(f"/api/v1/practices/{practice}/patient-accounts/acct-race/mapping",
-                              json={"ehr_patient_id": "EHR-2"})
-            answers.append(r.json()["retried"])
+            await the_office_enters_it()
+        return held
+
+    async def read_many_then_the_office_enters_it(accounts: Iterable[tuple[str, str]],
+                                                  ) -> dict[tuple[str, str], str]:
+        wanted = list(accounts)
+        held = await read_many(wanted)
+        if any(account == "acct-race" for _, account in wanted) and not answers:
+            await the_office_enters_it()
         return held
 
     store.get = read_then_the_office_enters_it  # type: ignore[method-assign]  # the race, injected
+    store.get_many = read_many_then_the_office_enters_it  # type: ignore[method-assign]  # and for a batch
     body = await upstream.payment(ehr_patient_id=None, patient_account_id="acct-race")
     posting = await wait_status(api, practice, body["payment_id"], "LOADED", timeout=20)
     assert answers == [0]  # the office's fix found nothing to retry: the race happened
