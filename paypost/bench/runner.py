@@ -77,6 +77,22 @@ async def _phases(sizes: Sizes, results: Results, log: Callable[[str], None]) ->
                              idle_seconds=sizes.idle_seconds)
 
 
+async def run_burst(payments: int, log: Callable[[str], None]) -> Results:
+    """The ratio's phases alone (the broker alone, the pipeline, the floor), ``payments`` each: what
+    two versions of paypost are compared by, run after run, in the time a full run takes for one."""
+    results = Results()
+    try:
+        wall_offset = time.time() - time.perf_counter()
+        async with services(log) as (amqp, mongo):
+            base = await baseline.measure(amqp, payments, results, log)
+            async with started_rig(amqp, mongo, results, log, wall_offset) as rig:
+                pipeline = await throughput.measure(rig, payments, base)
+                await floor.measure(rig, payments, base, pipeline.payments_per_second)
+    except Exception as exc:  # noqa: BLE001 - a measuring tool: the figures so far, and what stopped it
+        results.stopped_by = f"{type(exc).__name__}: {exc}"
+    return results
+
+
 async def run_scaling(quick: bool, log: Callable[[str], None]) -> Results:
     """The broker's own round trip, then the scaling curve (1, 2 and 4 workers), in one run."""
     sizes = Sizes.of(quick)

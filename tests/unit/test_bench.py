@@ -142,3 +142,61 @@ def test_a_phase_that_fails_ends_the_run_with_the_figures_before_it_and_says_why
     assert "The bench stopped before its last phase: RuntimeError: paypost (paypost run --role all) did not " \
            "answer /readyz" in said
     assert "Traceback" not in result.output
+
+
+def test_the_burst_option_runs_only_the_ratios_phases_with_that_many_payments(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``paypost bench --burst N``: the broker alone, the pipeline and the floor, N payments each, and
+    their figures as the last line; nothing else is measured."""
+    import contextlib
+    import json
+    from collections.abc import AsyncIterator
+
+    from typer.testing import CliRunner
+
+    from paypost.bench import runner
+    from paypost.bench.phases import baseline, throughput
+    from paypost.bench.phases import floor as floor_phase
+    from paypost.bench.phases.throughput import Throughput
+    from paypost.bench.rendering import Results
+    from paypost.cli import app
+
+    ran: list[tuple[str, int]] = []
+
+    @contextlib.asynccontextmanager
+    async def services(log: Any) -> AsyncIterator[tuple[str, str]]:
+        yield "amqp://broker", "mongodb://database"
+
+    @contextlib.asynccontextmanager
+    async def rig(amqp: str, mongo: str, results: Results, log: Any, offset: float) -> AsyncIterator[Any]:
+        yield results
+
+    async def broker(amqp: str, n: int, results: Results, log: Any) -> float:
+        ran.append(("baseline", n))
+        results.add("baseline: broker round trip", 4_000.0, "msg/s", "baseline_pps")
+        return 4_000.0
+
+    async def pipeline(results: Any, n: int, base: float) -> Throughput:
+        ran.append(("pipeline", n))
+        results.add("pipeline: publish to LOADED", 3_000.0, "payments/s", "pipeline_pps")
+        return Throughput(3_000.0, meter=None)  # type: ignore[arg-type]  # the later phases are not run
+
+    async def floor(results: Any, n: int, base: float, pps: float) -> None:
+        ran.append(("floor", n))
+        results.add("floor: the least a load needs", 3_500.0, "payments/s", "floor_pps")
+
+    monkeypatch.setattr(runner, "services", services)
+    monkeypatch.setattr(runner, "started_rig", rig)
+    monkeypatch.setattr(baseline, "measure", broker)
+    monkeypatch.setattr(throughput, "measure", pipeline)
+    monkeypatch.setattr(floor_phase, "measure", floor)
+    monkeypatch.setattr(runner, "_phases", None)  # the full run is not what --burst runs
+
+    result = CliRunner().invoke(app, ["bench", "--burst", "20000"])
+
+    assert result.exit_code == 0, result.output
+    assert ran == [("baseline", 20_000), ("pipeline", 20_000), ("floor", 20_000)]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "baseline_pps": 4000.0, "pipeline_pps": 3000.0, "floor_pps": 3500.0}
+    refused = CliRunner().invoke(app, ["bench", "--burst", "10"])
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
