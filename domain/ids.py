@@ -8,7 +8,9 @@ _POOL_BYTES = 4096
 
 
 class _Pool:
-    """The operating system's random bytes, drawn 4 KiB at a time rather than 16 bytes a call."""
+    """The operating system's random bytes, drawn 4 KiB at a time rather than 16 bytes a call.
+    Taken from one thread only (the event loop's: a payment's ledger entry and event are made there);
+    two threads taking at once could be handed the same bytes."""
 
     def __init__(self) -> None:
         self.refill()

@@ -99,6 +99,8 @@ class OutcomeRecorder:
         (its row was written first by another delivery: nothing written or announced); or the error
         that stopped it, its delivery to be handled again as after ``finished``. No span is told:
         the consumer handles a batch at once only with tracing off (``PostingService.handle_batch``)."""
+        if not outcomes:
+            return []
         written = await self._postings.insert_finished_many(outcomes)
         results: list[Written | Exception] = [
             w if isinstance(w, Exception) else Written.RECORDED if w else Written.RACED for w in written]

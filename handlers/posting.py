@@ -64,6 +64,8 @@ INTAKE_MESSAGES = {key: INBOUND_MESSAGES[key] for key in (
 
 log = structlog.get_logger("paypost.posting")
 
+_First = tuple[int, KeptMessage, PaymentPosted]  # a batch's first delivery of a payment: its place, message, read
+
 
 class Disposition(enum.Enum):
     """What the consumer does with the delivery once the outcome is durable."""
@@ -203,10 +205,9 @@ class PostingService:
             for index, _, _ in firsts:
                 results[index] = exc
             return
-        ledgers = {p: self._ledgers.for_integration(integration) for p, integration in integrations.items()}
         tried = await asyncio.gather(*(
-            self._decide_first(message, read, integration=integrations[read.practice_id],
-                               ledger=ledgers[read.practice_id],
+            self._decide_first(message, read, integration=integrations[read.practice_id][0],
+                               ledger=integrations[read.practice_id][1],
                                mapped=mapped.get((read.practice_id, read.patient_account_id))
                                if read.patient_account_id else None)
             for _, message, read in firsts), return_exceptions=True)
@@ -230,12 +231,12 @@ class PostingService:
 
     async def _firsts_of(self, messages: Sequence[KeptMessage], results: list[Outcome | Exception | None],
                          reads: list[PostingMessage | Unreadable | None],
-                         ) -> tuple[list[tuple[int, KeptMessage, PaymentPosted]], dict[str, Integration]]:
+                         ) -> tuple[list[_First], dict[str, tuple[Integration, Ledger]]]:
         """Each message read (into ``reads``; a fault in reading one is its result); the first
         deliveries of payments whose practice's postings are written once, with their outcome
-        (``_posts_with_its_row``), and those practices' integrations. A replay is not read here: its
-        row exists, and ``handle`` looks it up."""
-        firsts: list[tuple[int, KeptMessage, PaymentPosted]] = []
+        (``_posts_with_its_row``), and those practices' integrations and ledgers. A replay is not
+        read here: its row exists, and ``handle`` looks it up."""
+        firsts: list[_First] = []
         for index, message in enumerate(messages):
             if REPLAYS_HEADER in message.headers:
                 continue
@@ -246,12 +247,12 @@ class PostingService:
                 continue
             if type(read) is PaymentPosted:
                 firsts.append((index, message, read))
-        integrations: dict[str, Integration] = {}
+        integrations: dict[str, tuple[Integration, Ledger]] = {}
         for practice_id in {read.practice_id for _, _, read in firsts}:
             try:
                 integration = await self._practices.integration(practice_id)
                 if integration is not None and await self._posts_with_its_row(integration):
-                    integrations[practice_id] = integration
+                    integrations[practice_id] = integration, self._ledgers.for_integration(integration)
             except Exception as exc:  # noqa: BLE001 - the result of each of its deliveries, as when each read it
                 for index, _, read in firsts:
                     if read.practice_id == practice_id:
