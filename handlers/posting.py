@@ -223,7 +223,7 @@ class PostingService:
             if write is Written.RACED:
                 raced.append((index, fresh, first))
             else:
-                results[index] = write if isinstance(write, Exception) else _first_outcome(first_outcome.posting)
+                results[index] = write if isinstance(write, Exception) else _recorded_outcome(first_outcome.posting)
         again = await asyncio.gather(*(self._raced(posting, first) for _, posting, first in raced),
                                      return_exceptions=True)
         for (index, _, _), result in zip(raced, again, strict=True):
@@ -531,10 +531,7 @@ class PostingService:
             return await self._raced(posting, first)
         if written is Written.MOVED_ON:
             return Outcome(Disposition.ACK, posting.key)
-        if finished.load_status is LoadStatus.LOADED:
-            return Outcome(Disposition.ACK, posting.key, LoadStatus.LOADED)
-        assert finished.load_error is not None
-        return Outcome(Disposition.DEAD_LETTER, posting.key, LoadStatus.FAILED, finished.load_error.code)
+        return _recorded_outcome(finished)
 
     async def _raced(self, posting: Posting, first: First) -> Outcome:
         """Another delivery of the same payment wrote its row first (an upstream's duplicate publish,
@@ -553,8 +550,8 @@ def _its_own(error: BaseException) -> Exception:
     return error
 
 
-def _first_outcome(finished: Posting) -> Outcome:
-    """A first write's delivery once its outcome is recorded and announced (as ``_finish`` ends one)."""
+def _recorded_outcome(finished: Posting) -> Outcome:
+    """A delivery's end once its outcome ``finished`` (LOADED or FAILED) is recorded and announced."""
     if finished.load_status is LoadStatus.LOADED:
         return Outcome(Disposition.ACK, finished.key, LoadStatus.LOADED)
     assert finished.load_error is not None
