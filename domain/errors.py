@@ -48,6 +48,12 @@ class TransientFailure(PaypostError):
     """
 
 
+class UnconfirmedWrite(TransientFailure):
+    """The database applied a write but did not confirm its write concern (a majority did not have
+    it in time, or the primary stepped down under it): it may be kept or rolled back. Its delivery
+    is handled again: the row is then found (kept) or written anew (rolled back)."""
+
+
 class LedgerUnreachable(TransientFailure):
     """A practice's system did not answer after paypost's attempts (5xx, timeouts, refused
     connections): its payments wait for it (contract section 7, outages), never FAILED for it."""

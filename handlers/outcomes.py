@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 import structlog
 
+from paypost.domain.errors import UnconfirmedWrite
 from paypost.domain.events import Event, PostingFailed, PostingLoaded, PostingRetried, owed_as, owed_event
 from paypost.domain.model import LoadStatus
 from paypost.domain.ports.postings import PostingStore
@@ -67,6 +68,13 @@ class Written(enum.Enum):
     RACED = "raced"  # a first write: another delivery of the same posting wrote its row first
 
 
+def _outcome_event(finished: Posting, had_failed: bool) -> PostingLoaded | PostingFailed:
+    """The event that announces a LOADED or FAILED outcome."""
+    if finished.load_status is LoadStatus.LOADED:
+        return PostingLoaded(finished, had_failed=had_failed)
+    return PostingFailed(finished)
+
+
 class OutcomeRecorder:
     """Records each outcome of a posting and announces it; notes what it still owes."""
 
@@ -83,14 +91,18 @@ class OutcomeRecorder:
         ``first``: the posting has no row yet, and this outcome is its first write. ``receipt``: the
         ledger's, for a LOADED one; the built-in ledger's entry (``LedgerReceipt.entry``) is made by
         this same write."""
-        written = await self._write(posting, finished, attempt, first, receipt)
+        had_failed = posting.load_status in (LoadStatus.RETRYING, LoadStatus.HELD)
+        try:
+            written = await self._write(posting, finished, attempt, first, receipt)
+        except UnconfirmedWrite:
+            self._keep(finished.key, (_outcome_event(finished, had_failed),))
+            raise
         spans.write("insert_finished" if first is not None else f"record_{finished.load_status.value.lower()}",
                     "postings", written=written)
         if not written:
             return Written.RACED if first is not None else Written.MOVED_ON
         # A HELD posting may have been a retry: its task, if it has one, resolves.
-        await self._recorded(finished, attempt, receipt,
-                             had_failed=posting.load_status in (LoadStatus.RETRYING, LoadStatus.HELD))
+        await self._recorded(finished, attempt, receipt, had_failed=had_failed)
         return Written.RECORDED
 
     async def finished_firsts(self, outcomes: Sequence[FirstOutcome]) -> list[Written | Exception]:
@@ -104,6 +116,9 @@ class OutcomeRecorder:
         written = await self._postings.insert_finished_many(outcomes)
         results: list[Written | Exception] = [
             w if isinstance(w, Exception) else Written.RECORDED if w else Written.RACED for w in written]
+        for outcome, w in zip(outcomes, written, strict=True):
+            if isinstance(w, UnconfirmedWrite):
+                self._keep(outcome.posting.key, (_outcome_event(outcome.posting, had_failed=False),))
         recorded = [i for i, w in enumerate(written) if w is True]
         announced = await asyncio.gather(*(
             self._recorded(o.posting, o.attempt, o.receipt, had_failed=False) for o in (outcomes[i] for i in recorded)),
@@ -123,11 +138,10 @@ class OutcomeRecorder:
         if finished.load_status is LoadStatus.LOADED:
             log.info("posting_loaded", posting=str(key), duration_ms=attempt.duration_ms,
                      already_posted=receipt is not None and receipt.already_posted)
-            await self.announce(key, PostingLoaded(finished, had_failed=had_failed))
         else:
             assert finished.load_error is not None
             log.info("posting_failed", posting=str(key), error_code=finished.load_error.code.value)
-            await self.announce(key, PostingFailed(finished))
+        await self.announce(key, _outcome_event(finished, had_failed))
 
     async def _write(self, posting: Posting, finished: Posting, attempt: Attempt, first: First | None,
                      receipt: LedgerReceipt | None) -> bool:
@@ -208,6 +222,11 @@ class OutcomeRecorder:
                 return
             except Exception as exc:  # noqa: BLE001 - the database is away too: kept here instead
                 log.warning("announcement_kept_in_memory", posting=str(key), error=type(exc).__name__)
+        self._keep(key, events)
+
+    def _keep(self, key: PostingKey, events: tuple[Event, ...]) -> None:
+        """Keep ``key``'s events in this process until its delivery, handled again, finds its row
+        (``settle_owed``): the broker was away, or the database applied the row without confirming it."""
         if len(self._owed) >= self._bound and key not in self._owed:
             dropped = next(iter(self._owed))
             del self._owed[dropped]

@@ -18,6 +18,7 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from paypost.domain.errors import UnconfirmedWrite
 from paypost.infra.mongo.database import Doc
 
 R = TypeVar("R")
@@ -86,7 +87,9 @@ class SharedRead(Generic[R, S]):
 
 async def insert_all(collection: AsyncCollection[Doc], docs: Sequence[Doc]) -> list[bool | Exception]:
     """One unordered ``insert_many``: for each document True, or DuplicateKeyError for a taken _id
-    (or the write error that stopped it); an error of the whole insert is raised."""
+    (or the write error that stopped it); an error of the whole insert is raised. A document the
+    server inserted without confirming the write concern gets ``UnconfirmedWrite``, not True: it
+    may yet be rolled back, so what it records must not be acknowledged or announced as written."""
     outcomes: list[bool | Exception] = [True] * len(docs)
     try:
         await collection.insert_many(docs, ordered=False)
@@ -96,6 +99,10 @@ async def insert_all(collection: AsyncCollection[Doc], docs: Sequence[Doc]) -> l
                 outcomes[error["index"]] = DuplicateKeyError(error.get("errmsg", "duplicate key"), 11000)
             else:
                 outcomes[error["index"]] = BulkWriteError({"writeErrors": [error]})
+        if unconfirmed := exc.details.get("writeConcernErrors"):
+            said = unconfirmed[0]
+            outcomes = [UnconfirmedWrite(f"write concern not met: {said.get('codeName', said.get('code'))}")
+                        if outcome is True else outcome for outcome in outcomes]
     return outcomes
 
 

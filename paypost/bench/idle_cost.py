@@ -5,8 +5,9 @@
 Each round starts a ``paypost run`` of that checkout (imported from there through ``PYTHONPATH``)
 and then one of this one, each on a database of its own with the bench's practice set up, waits
 until what follows the set-up is done (the seals, the sweeps, a sealer's rest), and reads both
-processes' CPU time (user + system, from ``/proc``) and their wakeups (voluntary context switches)
-over ``--seconds``. The two figures of a round saw the same machine a minute apart.
+processes' CPU time (each thread's time on a core, to the nanosecond, from ``/proc``) and their
+wakeups (voluntary context switches) over ``--seconds``. The two figures of a round saw the same
+machine a minute apart.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ async def _idle(code: str | None, seconds: float, log: Any) -> dict[str, float]:
             pid = rig.paypost.proc.pid
             await settled(rig.c)
             await asyncio.sleep(QUIET)
-            meter = CpuMeter({"paypost": pid, "paypost sealer": child_pid(pid, "spawn_main")})
+            meter = CpuMeter({"paypost": pid, "paypost sealer": child_pid(pid, "spawn_main")}, exact=True)
             meter.start()
             await asyncio.sleep(seconds)
             spent, woken = meter.per_payment_us(1), meter.wakeups_per_payment(1)

@@ -98,6 +98,25 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_seconds_exact(pid: int) -> float | None:
+    """CPU time of a process's live threads so far, to the nanosecond, from each thread's
+    ``schedstat`` (time on a core); None where the kernel keeps no such count. ``/proc/PID/stat``
+    counts in ticks of 10 ms: over 20 s of an idle process that spends 1 ms a second, one tick is
+    half of what is measured, so two idle figures that differ by a tick cannot be compared. A
+    thread that ends between two reads takes its time with it: for a process at rest, whose
+    threads live as long as it does."""
+    tasks = Path(f"/proc/{pid}/task")
+    if not tasks.is_dir():
+        return None
+    total = 0
+    for stat in tasks.glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[0])
+        except (OSError, IndexError, ValueError):  # a thread that ended meanwhile; no count kept
+            continue
+    return total / 1e9 if total else cpu_seconds(pid)
+
+
 def wakeups(pid: int) -> int | None:
     """How often the process's threads have gone to sleep and been woken so far (voluntary context
     switches, every thread): what one payment alone costs each process beyond its own work."""
@@ -143,13 +162,15 @@ def child_pid(parent: int, needle: str) -> int | None:
 class CpuMeter:
     """CPU time each process of the pipeline spends per payment: where the machine's two cores go."""
 
-    def __init__(self, pids: dict[str, int | None]) -> None:
+    def __init__(self, pids: dict[str, int | None], exact: bool = False) -> None:
+        """``exact``: CPU time read to the nanosecond (``cpu_seconds_exact``), for processes at rest."""
         self.pids = {name: pid for name, pid in pids.items() if pid is not None}
+        self._cpu = cpu_seconds_exact if exact else cpu_seconds
         self._start: dict[str, float] = {}
         self._woken: dict[str, int] = {}
 
     def start(self) -> None:
-        self._start = {name: cpu for name, pid in self.pids.items() if (cpu := cpu_seconds(pid)) is not None}
+        self._start = {name: cpu for name, pid in self.pids.items() if (cpu := self._cpu(pid)) is not None}
         self._woken = {name: n for name, pid in self.pids.items() if (n := wakeups(pid)) is not None}
 
     def wakeups_per_payment(self, payments: int) -> dict[str, float]:
@@ -160,7 +181,7 @@ class CpuMeter:
     def per_payment_us(self, payments: int) -> dict[str, float]:
         spent = {}
         for name, pid in self.pids.items():
-            now = cpu_seconds(pid)
+            now = self._cpu(pid)
             if now is not None and name in self._start:
                 spent[name] = (now - self._start[name]) / payments * 1e6
         return spent

@@ -705,3 +705,76 @@ async def test_a_batch_whose_shared_mapping_read_fails_gives_each_payment_that_e
     monkeypatch.undo()
     again = await paypost.posting_service.handle_batch([_kept(first), _kept(second)])
     assert [o.load_status for o in again if isinstance(o, Outcome)] == [LoadStatus.LOADED, LoadStatus.LOADED]
+
+
+async def test_a_batch_the_database_applied_without_confirming_is_handled_again_and_announced_once(
+    paypost: Paypost, api: httpx.AsyncClient, practice: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A write concern the database could not meet (a majority did not have the rows in time, or the
+    primary stepped down) leaves rows that may yet be rolled back: no payment is acknowledged or
+    announced on them. Each gets a transient error; handled again, the kept row is found and its
+    outcome announced then, once; a third delivery is a duplicate."""
+    from pymongo import WriteConcern
+
+    from paypost.domain.errors import UnconfirmedWrite
+    from paypost.domain.events import PostingFailed, PostingLoaded
+
+    announced: list[tuple[str, str]] = []
+
+    async def heard(event: PostingLoaded | PostingFailed) -> None:
+        announced.append((event.posting.key.payment_id, event.posting.load_status.value))
+
+    paypost.bus.subscribe(PostingLoaded, heard)
+    paypost.bus.subscribe(PostingFailed, heard)
+    store: Any = paypost.postings
+    # More members than any test replica set has: the server applies the insert, then says so.
+    monkeypatch.setattr(store, "_c", store._c.with_options(write_concern=WriteConcern(w=5, wtimeout=500)))
+    loads, fails = payment_body(), payment_body(patient_account_id="acct-nobody-maps", ehr_patient_id=None)
+
+    first = await paypost.posting_service.handle_batch([_kept(loads), _kept(fails)])
+
+    assert [type(o) for o in first] == [UnconfirmedWrite, UnconfirmedWrite]
+    assert announced == []
+    assert (await get_posting(api, practice, loads["payment_id"]) or {}).get("load_status") == "LOADED"
+    monkeypatch.undo()
+    again = await paypost.posting_service.handle_batch([_kept(loads), _kept(fails)])
+    assert [(o.disposition, o.load_status) for o in again if isinstance(o, Outcome)] == [
+        (Disposition.ACK, LoadStatus.LOADED), (Disposition.DEAD_LETTER, LoadStatus.FAILED)]
+    assert announced == [(loads["payment_id"], "LOADED"), (fails["payment_id"], "FAILED")]
+    third = await paypost.posting_service.handle_batch([_kept(loads)])
+    assert [(o.disposition, o.load_status) for o in third if isinstance(o, Outcome)] == [
+        (Disposition.ACK, LoadStatus.LOADED)]
+    assert len(announced) == 2
+    assert [e["payment_id"] for e in await ledger(api, practice, "EHR-1")].count(loads["payment_id"]) == 1
+
+
+async def test_a_first_write_applied_without_confirming_is_announced_when_its_delivery_comes_again(
+    paypost: Paypost, api: httpx.AsyncClient, practice: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same for a payment handled alone (as with tracing on): its row's insert unconfirmed, the
+    delivery fails transiently and nothing is announced; handled again, it is announced once."""
+    from pymongo import WriteConcern
+
+    from paypost.domain.errors import UnconfirmedWrite
+    from paypost.domain.events import PostingLoaded
+    from paypost.infra.batching import inserter
+
+    announced: list[str] = []
+
+    async def heard(event: PostingLoaded) -> None:
+        announced.append(event.posting.key.payment_id)
+
+    paypost.bus.subscribe(PostingLoaded, heard)
+    store: Any = paypost.postings
+    monkeypatch.setattr(store, "_finished_inserts",
+                        inserter(store._c.with_options(write_concern=WriteConcern(w=5, wtimeout=500))))
+    body = payment_body()
+    with pytest.raises(UnconfirmedWrite):
+        await paypost.posting_service.handle(_kept(body))
+    assert announced == []
+    monkeypatch.undo()
+    outcome = await paypost.posting_service.handle(_kept(body))
+    assert (outcome.disposition, outcome.load_status) == (Disposition.ACK, LoadStatus.LOADED)
+    assert announced == [body["payment_id"]]
+    row = await get_posting(api, practice, body["payment_id"])
+    assert row is not None and row["attempts_count"] == 1

@@ -11,7 +11,16 @@ from typing import Any
 import pytest
 
 from paypost.bench.load import Publisher
-from paypost.bench.probes import DiskProbe, clear_of, cores_busy, wakeups, wakeups_carried, wakeups_detail
+from paypost.bench.probes import (
+    CpuMeter,
+    DiskProbe,
+    clear_of,
+    cores_busy,
+    cpu_seconds_exact,
+    wakeups,
+    wakeups_carried,
+    wakeups_detail,
+)
 
 
 class Recording(Publisher):
@@ -106,6 +115,28 @@ def test_cores_busy_says_how_many_cores_a_phase_kept_busy_and_who_spent_them() -
     spent = {"paypost": 700.0, "mongod": 800.0, "RabbitMQ": 500.0, "bench publisher": 0.0}
     note = cores_busy(spent, per_second=500)  # 2,000 us per payment at 500/s: one core
     assert note == f"1.00 of {os.cpu_count() or 1} cores busy (paypost 700, mongod 800, RabbitMQ 500)"
+
+
+def _spin(seconds: float) -> None:
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        pass
+
+
+def test_the_exact_cpu_reading_counts_a_few_milliseconds_that_the_ticks_of_proc_stat_cannot() -> None:
+    pid = os.getpid()
+    before = cpu_seconds_exact(pid)
+    assert before is not None
+    _spin(0.003)  # 3 ms of work: under one 10 ms tick of /proc/PID/stat
+    after = cpu_seconds_exact(pid)
+    assert after is not None and 0.003 <= after - before < 0.5
+    assert cpu_seconds_exact(2**22 + 1) is None  # no such process
+
+    meter = CpuMeter({"this": pid}, exact=True)
+    meter.start()
+    _spin(0.004)
+    spent = meter.per_payment_us(1)["this"]
+    assert 4_000 <= spent < 500_000
 
 
 def test_wakeups_count_each_sleep_of_every_thread_and_only_the_carriers_are_summed() -> None:

@@ -80,8 +80,8 @@ async def measure(amqp: str, mongo: str, results: Results, log: Callable[[str], 
 
 
 def _times(grown: float, empty: float) -> str:
-    """How many times the empty database's figure (a CPU meter reads in steps of 10 ms: a short quiet
-    spell may read nothing at all)."""
+    """How many times the empty database's figure (the idle figures are read to the nanosecond; a
+    quiet spell that spent nothing reads 0)."""
     return f"x{grown / empty:.2f}" if empty > 0 else "the empty one read 0"
 
 

@@ -22,7 +22,7 @@ async def quiet(rig: Rig, meter: CpuMeter, seconds: float) -> tuple[dict[str, fl
     await settled(rig.c)  # the sweeps and seals that follow the phases before have finished
     rig.log(f"idle: {QUIET:.0f} s quiet (the sealer's last rounds before it rests), then {seconds:.0f} s measured")
     await asyncio.sleep(QUIET)
-    idle = CpuMeter({name: pid for name, pid in meter.pids.items() if name in IDLE})
+    idle = CpuMeter({name: pid for name, pid in meter.pids.items() if name in IDLE}, exact=True)
     idle.start()
     await asyncio.sleep(seconds)
     spent = idle.per_payment_us(1)  # µs over the whole wait
