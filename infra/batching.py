@@ -85,6 +85,13 @@ class SharedRead(Generic[R, S]):
         return await asyncio.shield(reading)  # a caller cancelled leaves the read to the others
 
 
+def _unconfirmed(write_concern_errors: list[Doc]) -> str:
+    """What an ``UnconfirmedWrite`` says: the server's name for the write concern it could not meet
+    (never its message, which may quote a document's key)."""
+    said = write_concern_errors[0]
+    return f"write concern not met: {said.get('codeName', said.get('code'))}"
+
+
 async def insert_all(collection: AsyncCollection[Doc], docs: Sequence[Doc]) -> list[bool | Exception]:
     """One unordered ``insert_many``: for each document True, or DuplicateKeyError for a taken _id
     (or the write error that stopped it); an error of the whole insert is raised. A document the
@@ -99,10 +106,8 @@ async def insert_all(collection: AsyncCollection[Doc], docs: Sequence[Doc]) -> l
                 outcomes[error["index"]] = DuplicateKeyError(error.get("errmsg", "duplicate key"), 11000)
             else:
                 outcomes[error["index"]] = BulkWriteError({"writeErrors": [error]})
-        if unconfirmed := exc.details.get("writeConcernErrors"):
-            said = unconfirmed[0]
-            outcomes = [UnconfirmedWrite(f"write concern not met: {said.get('codeName', said.get('code'))}")
-                        if outcome is True else outcome for outcome in outcomes]
+        if said := exc.details.get("writeConcernErrors"):
+            outcomes = [UnconfirmedWrite(_unconfirmed(said)) if outcome is True else outcome for outcome in outcomes]
     return outcomes
 
 
@@ -130,7 +135,9 @@ def conditional_updater(collection: AsyncCollection[Doc], returning: bool = Fals
     """Conditional ``update_one(filter, update)`` in one ``bulk_write``; each call learns whether
     its own update matched (each carries a marker that is read back in one query).
 
-    With ``returning``, each call gets the document its update changed, or None.
+    With ``returning``, each call gets the document its update changed, or None. An update the
+    server applied without confirming the write concern gets ``UnconfirmedWrite`` (as in
+    ``insert_all``); one it did not apply, False or None as ever.
     """
 
     async def run(ops: list[tuple[Doc, Doc]]) -> list[Any]:
@@ -139,12 +146,20 @@ def conditional_updater(collection: AsyncCollection[Doc], returning: bool = Fals
         writes = []
         for (query, update), marker in zip(ops, markers, strict=True):
             writes.append(UpdateOne(query, {**update, "$set": {**update.get("$set", {}), "_write": marker}}))
-        result = await collection.bulk_write(writes, ordered=False)
-        if not returning and result.matched_count == len(ops):
-            return [True] * len(ops)  # every update matched: nothing to read back
+        unconfirmed: str | None = None
+        try:
+            result = await collection.bulk_write(writes, ordered=False)
+            if not returning and result.matched_count == len(ops):
+                return [True] * len(ops)  # every update matched: nothing to read back
+        except BulkWriteError as exc:
+            if exc.details.get("writeErrors") or not (said := exc.details.get("writeConcernErrors")):
+                raise
+            unconfirmed = _unconfirmed(said)
         ids = list({q["_id"] for q, _ in ops})
         written = {d["_write"]: d async for d in collection.find(
             {"_id": {"$in": ids}, "_write": {"$in": markers}}, None if returning else {"_write": 1})}
+        if unconfirmed is not None:
+            return [UnconfirmedWrite(unconfirmed) if m in written else None if returning else False for m in markers]
         if not returning:
             return [m in written for m in markers]
         for doc in written.values():

@@ -778,3 +778,34 @@ async def test_a_first_write_applied_without_confirming_is_announced_when_its_de
     assert announced == [body["payment_id"]]
     row = await get_posting(api, practice, body["payment_id"])
     assert row is not None and row["attempts_count"] == 1
+
+
+
+async def test_conditional_updates_applied_without_confirming_are_told_apart_from_those_not_applied(
+    paypost: Paypost,
+) -> None:
+    """The coalesced conditional update (an outcome written onto a row that was there before):
+    each update the server applied without meeting its write concern is ``UnconfirmedWrite``, one
+    whose condition did not match is not written, as ever, with or without the changed document."""
+    from pymongo import WriteConcern
+
+    from paypost.domain.errors import UnconfirmedWrite
+    from paypost.infra.batching import conditional_updater
+
+    plain: Any = paypost.postings
+    rows = plain._c.database[f"updates_{uuid.uuid4().hex[:8]}"]
+    await rows.insert_many([{"_id": "a", "state": "FAILED"}, {"_id": "b", "state": "LOADED"}])
+    unmet = rows.with_options(write_concern=WriteConcern(w=5, wtimeout=500))
+    loads = ({"_id": "a", "state": "FAILED"}, {"$set": {"state": "LOADED"}})
+    moved_on = ({"_id": "b", "state": "FAILED"}, {"$set": {"state": "LOADED"}})
+
+    told = await asyncio.gather(conditional_updater(unmet).submit(loads), conditional_updater(unmet).submit(moved_on),
+                                return_exceptions=True)
+    assert isinstance(told[0], UnconfirmedWrite) and told[1] is False
+    assert (await rows.find_one({"_id": "a"}) or {}).get("state") == "LOADED"  # applied, not confirmed
+    await rows.update_one({"_id": "a"}, {"$set": {"state": "FAILED"}})
+    told = await asyncio.gather(*(conditional_updater(unmet, returning=True).submit(op) for op in (loads, moved_on)),
+                                return_exceptions=True)
+    assert isinstance(told[0], UnconfirmedWrite) and told[1] is None
+    assert await conditional_updater(rows).submit(({"_id": "a", "state": "LOADED"}, {"$set": {"n": 1}})) is True
+    await rows.drop()
