@@ -15,6 +15,7 @@ twice. A database that never held one is never read for it.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from paypost.domain.errors import LoadFailure
@@ -39,6 +40,7 @@ class BuiltinLedger:
         self._directory = directory
         self._earlier_finds = finder(self._earlier, {"entry_id": 1})
         self._earlier_kept: bool | None = None  # whether ledger_entries held entries as this process first posted
+        self._earlier_looked = asyncio.Lock()  # one look, however many loads wait for it
 
     async def post(self, request: LedgerEntryRequest) -> LedgerReceipt:
         """The entry to write with the posting's outcome (``LedgerReceipt.entry``); nothing is written here."""
@@ -66,7 +68,10 @@ class BuiltinLedger:
 
     async def _has_earlier(self) -> bool:
         if self._earlier_kept is None:
-            self._earlier_kept = await self._earlier.find_one({}, {"_id": 1}) is not None
+            # The first batch after a start posts hundreds at once: they wait for one read, not one each.
+            async with self._earlier_looked:
+                if self._earlier_kept is None:
+                    self._earlier_kept = await self._earlier.find_one({}, {"_id": 1}) is not None
         return self._earlier_kept
 
     async def entries(self, practice_id: str, ehr_patient_id: str) -> list[Doc]:

@@ -10,9 +10,11 @@ adapter's own file.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,6 +41,36 @@ class TestBuiltinLedger(LedgerPortSuite):
             assert await subject.entries() == [held(in_euros, receipt.entry_id)]
         assert failure.code is LoadErrorCode.LEDGER_REJECTED
         assert failure.detail is not None and "keeps EUR" in failure.detail
+
+
+    async def test_the_first_posts_after_a_start_look_for_an_earlier_versions_entries_once(
+        self, services: Services,
+    ) -> None:
+        """Whether ``ledger_entries`` holds entries is read once a process: the first batch after a
+        start posts hundreds at once, and each used to read it (one round trip each)."""
+        async with builtin_ledger(services.mongodb_uri) as subject:
+            builtin: Any = subject.ledger
+            while not hasattr(builtin, "_earlier"):  # under the row's write and the currency guard
+                builtin = builtin._ledger
+            looked = _Counted(builtin._earlier)
+            builtin._earlier = looked
+            receipts = await asyncio.gather(*(subject.ledger.post(payment_request(f"pay-{i}")) for i in range(50)))
+            await subject.ledger.post(payment_request("pay-50"))
+
+        assert looked.finds == 1
+        assert len({r.entry_id for r in receipts}) == 50 and not any(r.already_posted for r in receipts)
+
+
+class _Counted:
+    """A collection whose ``find_one`` calls are counted (each still goes to the database)."""
+
+    def __init__(self, collection: Any) -> None:
+        self._collection = collection
+        self.finds = 0
+
+    async def find_one(self, *args: Any, **kwargs: Any) -> Any:
+        self.finds += 1
+        return await self._collection.find_one(*args, **kwargs)
 
 
 class TestHttpLedger(LedgerPortSuite):
