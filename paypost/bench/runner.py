@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 
 from paypost.bench.load import services
 from paypost.bench.phases import (
@@ -51,21 +51,34 @@ class Sizes:
 async def run(quick: bool, log: Callable[[str], None]) -> Results:
     """Every phase, at the quick or the full sizes; ``log`` hears what each is doing. A phase that
     fails ends the run with what was measured before it, and says why (``Results.stopped_by``)."""
+    return await _measured(lambda results: _phases(Sizes.of(quick), results, log))
+
+
+async def run_burst(payments: int, log: Callable[[str], None]) -> Results:
+    """The ratio's phases alone (the broker alone, the pipeline, the floor), ``payments`` each: what
+    two versions of paypost are compared by, run after run, in the time a full run takes for one."""
+    sizes = replace(Sizes.of(False), baseline=payments, pipeline=payments)
+    return await _measured(lambda results: _phases(sizes, results, log, ratio_only=True))
+
+
+async def _measured(phases: Callable[[Results], Awaitable[None]]) -> Results:
     results = Results()
     try:
-        await _phases(Sizes.of(quick), results, log)
+        await phases(results)
     except Exception as exc:  # noqa: BLE001 - a measuring tool: the figures so far, and what stopped it
         results.stopped_by = f"{type(exc).__name__}: {exc}"
     return results
 
 
-async def _phases(sizes: Sizes, results: Results, log: Callable[[str], None]) -> None:
+async def _phases(sizes: Sizes, results: Results, log: Callable[[str], None], ratio_only: bool = False) -> None:
     wall_offset = time.time() - time.perf_counter()
     async with services(log) as (amqp, mongo):
         base = await baseline.measure(amqp, sizes.baseline, results, log)
         async with started_rig(amqp, mongo, results, log, wall_offset) as rig:
             pipeline = await throughput.measure(rig, sizes.pipeline, base)
             await floor.measure(rig, sizes.pipeline, base, pipeline.payments_per_second)
+            if ratio_only:
+                return
             await latency.measure(rig, pipeline.meter, pipeline.payments_per_second, sizes.latency_seconds)
             await light.measure(rig, pipeline.meter, sizes.light_seconds)
             await idle.measure(rig, pipeline.meter, sizes.idle_seconds)
@@ -75,22 +88,6 @@ async def _phases(sizes: Sizes, results: Results, log: Callable[[str], None]) ->
         await growth.measure(amqp, mongo, results, log, wall_offset, practices=sizes.grown_practices,
                              postings=sizes.grown_postings, light_seconds=sizes.light_seconds,
                              idle_seconds=sizes.idle_seconds)
-
-
-async def run_burst(payments: int, log: Callable[[str], None]) -> Results:
-    """The ratio's phases alone (the broker alone, the pipeline, the floor), ``payments`` each: what
-    two versions of paypost are compared by, run after run, in the time a full run takes for one."""
-    results = Results()
-    try:
-        wall_offset = time.time() - time.perf_counter()
-        async with services(log) as (amqp, mongo):
-            base = await baseline.measure(amqp, payments, results, log)
-            async with started_rig(amqp, mongo, results, log, wall_offset) as rig:
-                pipeline = await throughput.measure(rig, payments, base)
-                await floor.measure(rig, payments, base, pipeline.payments_per_second)
-    except Exception as exc:  # noqa: BLE001 - a measuring tool: the figures so far, and what stopped it
-        results.stopped_by = f"{type(exc).__name__}: {exc}"
-    return results
 
 
 async def run_scaling(quick: bool, log: Callable[[str], None]) -> Results:

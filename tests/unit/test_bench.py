@@ -188,6 +188,7 @@ def test_the_burst_option_runs_only_the_ratios_phases_with_that_many_payments(
     from paypost.bench import runner
     from paypost.bench.phases import baseline, throughput
     from paypost.bench.phases import floor as floor_phase
+    from paypost.bench.phases import latency as latency_phase
     from paypost.bench.phases.throughput import Throughput
     from paypost.bench.rendering import Results
     from paypost.cli import app
@@ -221,7 +222,10 @@ def test_the_burst_option_runs_only_the_ratios_phases_with_that_many_payments(
     monkeypatch.setattr(baseline, "measure", broker)
     monkeypatch.setattr(throughput, "measure", pipeline)
     monkeypatch.setattr(floor_phase, "measure", floor)
-    monkeypatch.setattr(runner, "_phases", None)  # the full run is not what --burst runs
+    async def later(*args: Any, **kwargs: Any) -> None:
+        ran.append(("latency", 0))
+
+    monkeypatch.setattr(latency_phase, "measure", later)  # the full run's next phase: --burst stops before it
 
     result = CliRunner().invoke(app, ["bench", "--burst", "20000"])
 
