@@ -98,6 +98,13 @@ async def _seal_loop(uri: str, db: str, every: float, holder: str, audit_key: st
 
     held: tuple[Client, AuditSealer, Lease] | None = None
     woken = _Woken(wake)
+
+    def ending() -> bool:
+        # A stop, or paypost gone: a sealer whose paypost was killed begins no more rounds of the
+        # backlog it was sealing (payments still arriving keep one going indefinitely, under a lease
+        # a new paypost's sealer waits for); it goes to its last rounds below.
+        return stop.is_set() or woken.parent_gone or os.getppid() != parent
+
     log.info("audit_sealer_started", every_s=every, rests=rests)
     idle, idle_rounds = every, 0
     try:
@@ -109,7 +116,7 @@ async def _seal_loop(uri: str, db: str, every: float, holder: str, audit_key: st
                 # Rounds of 100 with a pause as long as each round: at most half of the time at
                 # the database, in bursts of a few milliseconds (one round of 500 held the
                 # payments' writes up for tens). That still seals 2,500 postings a second.
-                sealed = await sealer.seal_leading(lease, limit=100, pause=1.0, until=stop.is_set)
+                sealed = await sealer.seal_leading(lease, limit=100, pause=1.0, until=ending)
             except Exception as exc:  # noqa: BLE001 (logged, with its traceback unless an outage)
                 log_failure(log, "audit_seal_failed", exc)
             # Nothing to seal: the next round comes later, twice as late each time up to IDLE_AT_MOST;
@@ -127,7 +134,7 @@ async def _seal_loop(uri: str, db: str, every: float, holder: str, audit_key: st
                 idle, idle_rounds = every, 0
             else:
                 await woken.wait(idle)
-            if woken.parent_gone or os.getppid() != parent:
+            if not stop.is_set() and ending():
                 # paypost was killed (kill -9 leaves no time to stop us): a new paypost starts a
                 # sealer of its own, so this one seals what is left and goes.
                 log.warning("audit_sealer_orphaned", parent=parent)

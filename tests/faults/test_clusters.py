@@ -400,7 +400,8 @@ async def test_two_worker_processes_and_an_api_process_through_a_step_down_and_a
         stream = await account(store, "rs3, 2 workers + 1 API process: step-down, the sealing worker killed", ids)
         healed = await account(store, "rs3, 2 workers + 1 API process: mapping fixed through the API process", failed)
         # The killed worker's sealer, orphaned, may have sealed all there was before it went: a sealer
-        # takes the lease only for work. Payments after the kill are the surviving worker's to seal.
+        # takes the lease only for work. Payments after its lease ended are the surviving worker's to seal.
+        await _lease_ended(store, lease["holder"])
         after = [f"mp-after-{i}" for i in range(20)]
         async with Flow(amqp_url) as flow:
             for pid in after:
@@ -420,6 +421,18 @@ async def test_two_worker_processes_and_an_api_process_through_a_step_down_and_a
     assert_all_loaded(stream, n)
     assert_all_loaded(healed, healing)
     assert taken_over["token"] > lease["token"] and taken_over["holder"] != lease["holder"]
+
+
+async def _lease_ended(store: Collections, holder: str, timeout: float = 60) -> None:
+    """Until ``holder`` no longer holds the sealer's lease: the killed worker's sealer, orphaned,
+    stops its rounds, seals for at most 10 s more and releases it (or it expires, 30 s on)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        doc = await store.leases.find_one({"_id": "audit-sealer"})
+        if doc is None or doc["holder"] != holder or doc["expires_at"] <= datetime.now(UTC):
+            return
+        assert time.monotonic() < deadline, f"the killed worker's sealer still held its lease after {timeout:g} s"
+        await asyncio.sleep(0.5)
 
 
 async def _sealer_lease(store: Collections, held_after: int = 0, timeout: float = 60) -> dict[str, Any]:

@@ -283,8 +283,12 @@ def _wait_dead(process: SealerProcess) -> None:
         time.sleep(0.05)
 
 
-async def test_a_sealer_whose_paypost_was_killed_exits_by_itself(settings: Settings, collections: Collections) -> None:
-    # kill -9 leaves paypost no time to stop its sealer; a new paypost starts its own.
+@pytest.mark.parametrize("arriving", [False, True], ids=["quiet", "payments-arriving"])
+async def test_a_sealer_whose_paypost_was_killed_exits_by_itself(settings: Settings, collections: Collections,
+                                                                  arriving: bool) -> None:
+    """kill -9 leaves paypost no time to stop its sealer; a new paypost starts its own, whose sealer
+    waits for this one's lease. So it goes within its last rounds' 10 s even while postings keep
+    coming faster than its rounds catch up with (its rounds once went on for as long as they came)."""
     parent = subprocess.Popen(  # noqa: ASYNC220  (started here, waited for below without blocking)
         [sys.executable, "-c", (
             "import sys, time\n"
@@ -299,9 +303,26 @@ async def test_a_sealer_whose_paypost_was_killed_exits_by_itself(settings: Setti
     assert parent.stdout is not None
     child = int(await asyncio.to_thread(parent.stdout.readline))
     assert await sealed_soon(collections, await loaded_posting(collections, 1))  # it works
-    parent.kill()
-    await asyncio.to_thread(parent.wait)
-    assert await asyncio.to_thread(_gone, child, 15.0), "the sealer outlived its paypost"
+    feeding = asyncio.create_task(_keep_loading(collections, 2)) if arriving else None
+    try:
+        if feeding is not None:
+            await asyncio.sleep(1)  # its rounds are under way, never catching up
+        parent.kill()
+        await asyncio.to_thread(parent.wait)
+        assert await asyncio.to_thread(_gone, child, 20.0), "the sealer outlived its paypost"
+    finally:
+        if feeding is not None:
+            feeding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeding
+
+
+async def _keep_loading(collections: Collections, first: int) -> None:
+    """LOADED postings one after another, as fast as the database takes them, until cancelled."""
+    n = first
+    while True:
+        await loaded_posting(collections, n)
+        n += 1
 
 
 async def actions(postings: AsyncCollection[Doc], posting_id: str) -> list[str]:

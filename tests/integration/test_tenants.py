@@ -397,13 +397,14 @@ async def test_a_key_is_made_used_listed_and_revoked(api: httpx.AsyncClient, pay
 
 @pytest.mark.api_only
 async def test_an_expired_key_gets_401(api: httpx.AsyncClient) -> None:
-    expires = datetime.now(UTC) + timedelta(seconds=1.5)
+    # Far enough ahead that a loaded machine's first calls (2 s seen in CI) still come before it.
+    expires = datetime.now(UTC) + timedelta(seconds=8)
     r = await api.post("/api/v1/api-keys", headers=auth(ROOT),
                        json={"name": "brief", "role": "viewer", "practices": ["*"], "expires_at": expires.isoformat()})
     assert r.status_code == 201, r.text
     token = r.json()["token"]
     assert (await api.get("/api/v1/whoami", headers=auth(token))).status_code == 200
-    await asyncio.sleep(2)
+    await asyncio.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.5)
     assert (await api.get("/api/v1/whoami", headers=auth(token))).status_code == 401
 
 
