@@ -53,7 +53,7 @@ async def measure(amqp: str, mongo: str, results: Results, log: Callable[[str], 
         assert rig.paypost.proc is not None
         pid = rig.paypost.proc.pid
         meter = CpuMeter({"paypost": pid, "paypost sealer": child_pid(pid, "spawn_main")})
-        empty_p50, empty_idle = await _steady(rig, meter, "e", light_seconds, idle_seconds)
+        empty_p50, empty_idle, empty_woken = await _steady(rig, meter, "e", light_seconds, idle_seconds)
         rig.log(f"growth: {practices:,} practices set up, {postings:,} postings stored (a tenth FAILED, "
                 "with their alerts)")
         started = time.perf_counter()
@@ -63,7 +63,7 @@ async def measure(amqp: str, mongo: str, results: Results, log: Callable[[str], 
         rig.log("growth: the profiler on, then the same again")
         await rig.c.db.command({"profile": 1, "filter": {"docsExamined": {"$gt": EXAMINED_AT_MOST}}})
         try:
-            grown_p50, grown_idle = await _steady(rig, meter, "g", light_seconds, idle_seconds)
+            grown_p50, grown_idle, grown_woken = await _steady(rig, meter, "g", light_seconds, idle_seconds)
         finally:
             await rig.c.db.command({"profile": 0})
         over = await rig.c.db["system.profile"].find(
@@ -71,7 +71,8 @@ async def measure(amqp: str, mongo: str, results: Results, log: Callable[[str], 
     results.add(f"growth: light load p50 at 10/s, {postings:,} postings", grown_p50, "ms", "growth_p50_10pps_ms",
                 f"empty database {empty_p50:.2f} ms, {_times(grown_p50, empty_p50)}; target <= x{WITHIN}")
     results.add("  idle: CPU a second, paypost and its sealer", grown_idle, "ms", "growth_idle_cpu_ms_per_s",
-                f"empty database {empty_idle:.2f} ms, {_times(grown_idle, empty_idle)}; target <= x{WITHIN}")
+                f"empty database {empty_idle:.2f} ms, {_times(grown_idle, empty_idle)}; wakeups a second "
+                f"{grown_woken:.1f}, empty {empty_woken:.1f}; target <= x{WITHIN}")
     # Only where each operation ran and how: a profiled command's filter may name a patient.
     shown = "; ".join(f"{o.get('op')} {o.get('ns')} {o.get('planSummary', '')} {o.get('docsExamined'):,} docs"
                       for o in over[:5])
@@ -86,13 +87,15 @@ def _times(grown: float, empty: float) -> str:
 
 
 async def _steady(rig: Rig, meter: CpuMeter, tag: str, light_seconds: float,
-                  idle_seconds: float) -> tuple[float, float]:
-    """The light load's p50 at 10/s, then paypost's and its sealer's CPU a second with nothing arriving."""
+                  idle_seconds: float) -> tuple[float, float, float]:
+    """The light load's p50 at 10/s, then paypost's and its sealer's CPU a second with nothing arriving,
+    and how often they woke a second (what a rare round of background work falling in the window shows)."""
     async with watch_events(rig.amqp, [f"posting.loaded.{PRACTICE}"]) as events:
         waited = await timed(rig, events, 10, max(20, int(10 * light_seconds)), f"{tag}{uuid.uuid4().hex[:4]}-")
-    per_second, _ = await quiet(rig, meter, idle_seconds)
-    rig.log("  idle: " + ", ".join(f"{name} {ms:.1f} ms/s" for name, ms in per_second.items()))
-    return percentile(waited, 50), sum(per_second.values())
+    per_second, woken = await quiet(rig, meter, idle_seconds)
+    rig.log("  idle: " + ", ".join(f"{name} {ms:.1f} ms/s ({woken.get(name, 0):.1f} wakeups/s)"
+                                   for name, ms in per_second.items()))
+    return percentile(waited, 50), sum(per_second.values()), sum(woken.values())
 
 
 async def _grow(c: Collections, practices: int, postings: int) -> None:
