@@ -263,7 +263,7 @@ async def test_a_resting_sealer_holds_no_connection_and_seals_once_woken(
     try:
         assert await sealed_soon(collections, await loaded_posting(collections, 1))
         renewed = (await collections.leases.find_one({"_id": "audit-sealer"}) or {}).get("renewed_at")
-        await asyncio.sleep(2.0)  # three rounds with nothing (0.1, 0.2, 0.4 s on): it rests
+        await asyncio.sleep(5.0)  # three rounds with nothing (0.1, 0.2, 0.4 s on), with room for busy cores: it rests
         resting = await loaded_posting(collections, 2)
         assert not await sealed_soon(collections, resting, timeout=1.5)  # nobody woke it
         assert (await collections.leases.find_one({"_id": "audit-sealer"}) or {}).get("renewed_at") == renewed

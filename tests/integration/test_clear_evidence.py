@@ -34,7 +34,7 @@ async def test_a_clear_is_checked_against_the_system_and_its_transfer_counts_the
     state = LedgerState(patients={PATIENT}, faults=Faults(reject_patients=[PATIENT]))
     async with serve_reference_ledger(state) as server:
         r = await api.put("/api/v1/practices/clinic-e", json={
-            "name": "E", "ledger": {"kind": "http", "base_url": server.url, "timeout_seconds": 1}, "enabled": True})
+            "name": "E", "ledger": {"kind": "http", "base_url": server.url, "timeout_seconds": 5}, "enabled": True})
         assert r.status_code == 200, r.text
         ids = ["pay-e1", "pay-e2", "pay-e3", "pay-e4"]
         for pid in ids:

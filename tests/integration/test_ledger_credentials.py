@@ -47,7 +47,7 @@ def box() -> SecretBox:
 
 
 async def test_a_bearer_token_is_sent_and_a_missing_one_refused(box: SecretBox) -> None:
-    http = HttpLedgers(attempts=2, default_timeout=1.0, hosts=LOCAL_HOSTS, secrets=box)
+    http = HttpLedgers(attempts=2, default_timeout=5.0, hosts=LOCAL_HOSTS, secrets=box)
     state = LedgerState(patients={PATIENT}, credentials=Credentials(bearer=CANARY))
     try:
         async with serve_reference_ledger(state) as server:
@@ -64,7 +64,7 @@ async def test_a_bearer_token_is_sent_and_a_missing_one_refused(box: SecretBox) 
 
 
 async def test_client_credentials_fetch_one_token_reuse_it_and_fetch_again_after_a_401(box: SecretBox) -> None:
-    http = HttpLedgers(attempts=2, default_timeout=1.0, hosts=LOCAL_HOSTS, secrets=box)
+    http = HttpLedgers(attempts=2, default_timeout=5.0, hosts=LOCAL_HOSTS, secrets=box)
     wanted = Credentials(client_id="paypost", client_secret=CANARY)
     state = LedgerState(patients={PATIENT}, credentials=wanted)
     try:
@@ -88,15 +88,16 @@ async def test_client_credentials_fetch_one_token_reuse_it_and_fetch_again_after
 
 
 async def test_a_token_is_fetched_again_shortly_before_it_expires(box: SecretBox) -> None:
-    http = HttpLedgers(attempts=2, default_timeout=1.0, hosts=LOCAL_HOSTS, secrets=box)
-    wanted = Credentials(client_id="paypost", client_secret=CANARY, token_lifetime=30.5)  # 0.5 s of use
+    http = HttpLedgers(attempts=2, default_timeout=5.0, hosts=LOCAL_HOSTS, secrets=box)
+    # 2 s of use (paypost fetches again 30 s before the end): room for a loaded machine's first post.
+    wanted = Credentials(client_id="paypost", client_secret=CANARY, token_lifetime=32.0)
     try:
         async with serve_reference_ledger(LedgerState(patients={PATIENT}, credentials=wanted)) as server:
             auth = {"kind": "oauth2_client_credentials", "token_url": f"{server.url}/oauth/token",
                     "client_id": "paypost", "client_secret": CANARY}
             ledger = http.for_integration(sealed_integration(box, server.url, auth))
             await ledger.post(payment_request("pay-e1"))
-            await asyncio.sleep(0.7)
+            await asyncio.sleep(2.2)
             await ledger.post(payment_request("pay-e2"))
             assert len(wanted.issued) == 2
     finally:

@@ -27,7 +27,7 @@ PMS = "clinic-pms"
 @pytest.fixture
 async def pms_practice(api: httpx.AsyncClient, system: ReferenceLedger) -> str:
     r = await api.put(f"/api/v1/practices/{PMS}", json={
-        "name": "PMS", "ledger": {"kind": "http", "base_url": system.url, "timeout_seconds": 0.5, "tasks": False},
+        "name": "PMS", "ledger": {"kind": "http", "base_url": system.url, "timeout_seconds": 5, "tasks": False},
         "enabled": True})
     assert r.status_code == 200, r.text
     return PMS

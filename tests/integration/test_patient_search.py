@@ -33,7 +33,7 @@ def settings(settings: Settings) -> Settings:
 
 async def set_up(api: httpx.AsyncClient, system: ReferenceLedger, **ledger: Any) -> str:
     r = await api.put(f"/api/v1/practices/{PMS}", json={
-        "name": "Search", "ledger": {"kind": "http", "base_url": system.url, "timeout_seconds": 0.5, **ledger},
+        "name": "Search", "ledger": {"kind": "http", "base_url": system.url, "timeout_seconds": 5, **ledger},
         "enabled": True})
     assert r.status_code == 200, r.text
     for patient in (ZELDA, OTHER):

@@ -212,5 +212,6 @@ async def test_reversal_alerts_stay_with_their_ids_however_often_announced(
     key_body = await reverse(upstream, "return", payment["payment_id"], amount="30.00")
     await upstream.send("payment.returned", {**key_body, "event_id": str(uuid.uuid4())})  # republished
     await wait_status(api, practice, key_body["return_id"], "LOADED")
-    await asyncio.sleep(0.5)
+    await alerts_once(api, practice, key_body["return_id"], 2)  # opened after it loaded
+    await asyncio.sleep(0.5)  # and no more after them
     assert len(await open_alerts(api, practice, key_body["return_id"])) == 2
