@@ -36,7 +36,9 @@ from tests.support.services import Services
 from tests.support.tokens import OPERATOR
 
 # One worker runs this module: its replica set and its cluster start once, for its tests together.
-pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.xdist_group("clusters")]
+# 600 s: a cluster that starts a node again (tests/support/cluster.py) does it inside the first test's time.
+pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.xdist_group("clusters"),
+              pytest.mark.timeout(600)]
 
 HEAL_ACCOUNT = "acct-heal"
 BULK_PATIENT = "EHR-77"

@@ -118,8 +118,17 @@ def rabbit_cluster(size: int = 3) -> Iterator[RabbitCluster]:
             started.extend(_start_node(Path(folder) / f"pp{n}", f"pp{n}-{session}@localhost", cookie)
                            for n in range(1, size + 1))
             cluster = RabbitCluster(started)
-            for node in started:
-                _wait_node(cluster, node)
+            for index, node in enumerate(started):
+                try:
+                    _wait_node(cluster, node)
+                except ServiceError as exc:
+                    # Once more on fresh ports (a port picked free may be taken before the node binds it,
+                    # by another test worker's server), saying why the first did not start.
+                    print(f"{exc}; starting it again on other ports", flush=True)  # noqa: T201 (the test's output)
+                    with contextlib.suppress(ServiceError, subprocess.TimeoutExpired):
+                        _run(RABBIT_BIN / "rabbitmqctl", "-n", node.name, "stop", env=node.env, timeout=30)
+                    started[index] = _start_node(Path(folder) / f"pp{index + 1}-again", node.name, cookie)
+                    _wait_node(cluster, started[index])
             for node in started[1:]:
                 cluster.ctl("stop_app", node=node)
                 cluster.ctl("join_cluster", started[0].name, node=node)
@@ -157,7 +166,14 @@ def _wait_node(cluster: RabbitCluster, node: RabbitNode, timeout: float = 90) ->
             cluster.ctl("await_startup", node=node, timeout=30)
             return
         time.sleep(1)
-    raise ServiceError(f"{node.name} did not start within {timeout:.0f}s; see {node.env['RABBITMQ_LOG_BASE']}")
+    raise ServiceError(f"{node.name} did not start within {timeout:.0f}s; its log ends: {_log_tail(node)}")
+
+
+def _log_tail(node: RabbitNode, lines: int = 8) -> str:
+    """The last lines of the node's logs (its folder goes with the cluster's, so the error keeps them)."""
+    logs = sorted(Path(node.env["RABBITMQ_LOG_BASE"]).glob("*.log"))
+    tail = [line for log in logs for line in log.read_text(errors="replace").splitlines()[-lines:]]
+    return " | ".join(tail[-lines:]) or "(no log written)"
 
 
 @dataclass
