@@ -34,6 +34,7 @@ from tests.support.payloads import payment_body
 from tests.support.processes import GuardedProcess
 from tests.support.services import Services
 from tests.support.tokens import OPERATOR
+from tests.support.waits import wait_for
 
 # One worker runs this module: its replica set and its cluster start once, for its tests together.
 # 600 s: a cluster that starts a node again (tests/support/cluster.py) does it inside the first test's time.
@@ -425,16 +426,14 @@ async def test_two_worker_processes_and_an_api_process_through_a_step_down_and_a
     assert taken_over["token"] > lease["token"] and taken_over["holder"] != lease["holder"]
 
 
-async def _lease_ended(store: Collections, holder: str, timeout: float = 60) -> None:
+async def _lease_ended(store: Collections, holder: str) -> None:
     """Until ``holder`` no longer holds the sealer's lease: the killed worker's sealer, orphaned,
     stops its rounds, seals for at most 10 s more and releases it (or it expires, 30 s on)."""
-    deadline = time.monotonic() + timeout
-    while True:
+    async def ended() -> bool:
         doc = await store.leases.find_one({"_id": "audit-sealer"})
-        if doc is None or doc["holder"] != holder or doc["expires_at"] <= datetime.now(UTC):
-            return
-        assert time.monotonic() < deadline, f"the killed worker's sealer still held its lease after {timeout:g} s"
-        await asyncio.sleep(0.5)
+        return doc is None or doc["holder"] != holder or doc["expires_at"] <= datetime.now(UTC)
+
+    await wait_for(ended, timeout=60, interval=0.5)
 
 
 async def _sealer_lease(store: Collections, held_after: int = 0, timeout: float = 60) -> dict[str, Any]:

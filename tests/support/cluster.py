@@ -125,8 +125,7 @@ def rabbit_cluster(size: int = 3) -> Iterator[RabbitCluster]:
                     # Once more on fresh ports (a port picked free may be taken before the node binds it,
                     # by another test worker's server), saying why the first did not start.
                     print(f"{exc}; starting it again on other ports", flush=True)  # noqa: T201 (the test's output)
-                    with contextlib.suppress(ServiceError, subprocess.TimeoutExpired):
-                        _run(RABBIT_BIN / "rabbitmqctl", "-n", node.name, "stop", env=node.env, timeout=30)
+                    _stop_node(node, timeout=30)
                     started[index] = _start_node(Path(folder) / f"pp{index + 1}-again", node.name, cookie)
                     _wait_node(cluster, started[index])
             for node in started[1:]:
@@ -138,8 +137,13 @@ def rabbit_cluster(size: int = 3) -> Iterator[RabbitCluster]:
             yield cluster
         finally:
             for node in started:
-                with contextlib.suppress(ServiceError, subprocess.TimeoutExpired):
-                    _run(RABBIT_BIN / "rabbitmqctl", "-n", node.name, "stop", env=node.env, timeout=60)
+                _stop_node(node, timeout=60)
+
+
+def _stop_node(node: RabbitNode, timeout: float) -> None:
+    """Stop the node if it runs (one that never started, or stopped already, is left as it is)."""
+    with contextlib.suppress(ServiceError, subprocess.TimeoutExpired):
+        _run(RABBIT_BIN / "rabbitmqctl", "-n", node.name, "stop", env=node.env, timeout=timeout)
 
 
 def _start_node(home: Path, name: str, cookie: str) -> RabbitNode:
